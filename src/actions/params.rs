@@ -1,0 +1,279 @@
+//! Typed action parameters: text from a playbook or an event becomes a value a plugin can use
+//! without interpreting it again.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The type of an action parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// An IP address or a CIDR range.
+    Address,
+    /// A process id.
+    Pid,
+    /// A duration: `30s`, `5m`, `1h`, `7d`, or a number of seconds.
+    Duration,
+    /// Free text (a message); control characters other than newline and tab are refused.
+    Text,
+    /// An `http` or `https` URL.
+    Url,
+    /// A Redis channel name: printable, no spaces.
+    Channel,
+    /// `host:port`.
+    HostPort,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+}
+
+impl ParamType {
+    /// How the type is described in diagnostics.
+    pub fn describe(self) -> String {
+        match self {
+            ParamType::Address => "an IP address or CIDR range".into(),
+            ParamType::Pid => "a process id".into(),
+            ParamType::Duration => "a duration such as 30s, 5m, 1h or 7d".into(),
+            ParamType::Text => "text".into(),
+            ParamType::Url => "an http or https URL".into(),
+            ParamType::Channel => "a channel name without spaces".into(),
+            ParamType::HostPort => "host:port".into(),
+            ParamType::Choice(words) => format!("one of {}", words.join(", ")),
+        }
+    }
+
+    /// Whether text from anywhere can fill this parameter; false for the types that must parse.
+    pub fn accepts_any_text(self) -> bool {
+        matches!(self, ParamType::Text)
+    }
+
+    /// Parses `text` into a value of this type.
+    pub fn parse(self, text: &str) -> Result<ParamValue, String> {
+        let bad = || format!("`{}` is not {}", shorten(text), self.describe());
+        match self {
+            ParamType::Address => parse_address(text).ok_or_else(bad),
+            ParamType::Pid => match text.parse::<u32>() {
+                Ok(pid) if pid > 0 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(ParamValue::Pid(pid))
+                }
+                _ => Err(bad()),
+            },
+            ParamType::Duration => parse_duration(text)
+                .map(ParamValue::Duration)
+                .ok_or_else(bad),
+            ParamType::Text => {
+                if text
+                    .chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\t')
+                {
+                    Err("text contains control characters".into())
+                } else {
+                    Ok(ParamValue::Text(text.to_string()))
+                }
+            }
+            ParamType::Url => match url::Url::parse(text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Ok(ParamValue::Url(url))
+                }
+                _ => Err(bad()),
+            },
+            ParamType::Channel => {
+                if !text.is_empty()
+                    && text.len() <= 256
+                    && text.chars().all(|c| c.is_ascii_graphic())
+                {
+                    Ok(ParamValue::Text(text.to_string()))
+                } else {
+                    Err(bad())
+                }
+            }
+            ParamType::HostPort => parse_host_port(text).ok_or_else(bad),
+            ParamType::Choice(words) => words
+                .iter()
+                .find(|word| **word == text)
+                .map(|word| ParamValue::Choice(word))
+                .ok_or_else(bad),
+        }
+    }
+}
+
+/// A parsed parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    /// An address with its prefix length (32 or 128 for a single address).
+    Address {
+        ip: IpAddr,
+        prefix: u8,
+    },
+    Pid(u32),
+    Duration(Duration),
+    Text(String),
+    Url(url::Url),
+    HostPort {
+        host: String,
+        port: u16,
+    },
+    Choice(&'static str),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Address { ip, prefix } => {
+                let full = if ip.is_ipv4() { 32 } else { 128 };
+                if *prefix == full {
+                    write!(f, "{ip}")
+                } else {
+                    write!(f, "{ip}/{prefix}")
+                }
+            }
+            ParamValue::Pid(pid) => write!(f, "{pid}"),
+            ParamValue::Duration(d) => write!(f, "{}s", d.as_secs()),
+            ParamValue::Text(text) => f.write_str(text),
+            ParamValue::Url(url) => f.write_str(url.as_str()),
+            ParamValue::HostPort { host, port } => write!(f, "{host}:{port}"),
+            ParamValue::Choice(word) => f.write_str(word),
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    let cut: String = text.chars().take(80).collect();
+    let cut = cut.escape_debug().to_string();
+    if text.chars().count() > 80 {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
+/// An IP address or CIDR. Only the canonical textual forms parse: no zone ids (`fe80::1%eth0`),
+/// no whitespace, no trailing text, so nothing but an address ever reaches a firewall.
+fn parse_address(text: &str) -> Option<ParamValue> {
+    let (ip_text, prefix_text) = match text.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (text, None),
+    };
+    let ip = crate::event::canonical_ip(ip_text.parse::<IpAddr>().ok()?);
+    let full: u8 = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix_text {
+        None => full,
+        Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            let prefix: u8 = p.parse().ok()?;
+            if prefix > full {
+                return None;
+            }
+            prefix
+        }
+        Some(_) => return None,
+    };
+    Some(ParamValue::Address { ip, prefix })
+}
+
+/// `30s`, `5m`, `1h`, `7d`, `2w`, or whole seconds. Zero is refused: a block with no duration is
+/// a mistake, not "forever".
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let digits_end = text
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let amount: u64 = text[..digits_end].parse().ok()?;
+    let unit = match &text[digits_end..] {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    let seconds = amount.checked_mul(unit)?;
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+fn parse_host_port(text: &str) -> Option<ParamValue> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let valid_name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
+    valid_name.then(|| ParamValue::HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_strictly() {
+        let ok = |t: &str| ParamType::Address.parse(t).unwrap().to_string();
+        assert_eq!(ok("185.12.33.4"), "185.12.33.4");
+        assert_eq!(ok("185.12.33.0/24"), "185.12.33.0/24");
+        assert_eq!(ok("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_eq!(ok("2001:db8::/32"), "2001:db8::/32");
+        for bad in [
+            "1.2.3.4; rm -rf /",
+            "$(reboot)",
+            "1.2.3.4\n5.6.7.8",
+            "fe80::1%eth0",
+            " 1.2.3.4",
+            "1.2.3.4/33",
+            "1.2.3.4/",
+            "1.2.3.4/+8",
+            "",
+            &"1".repeat(5000),
+        ] {
+            assert!(ParamType::Address.parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn pids_durations_and_choices() {
+        assert_eq!(ParamType::Pid.parse("4242"), Ok(ParamValue::Pid(4242)));
+        for bad in ["0", "-1", "+5", "4242 ", "42x", "99999999999"] {
+            assert!(ParamType::Pid.parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("1y"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert!(ParamType::Choice(&["udp", "tcp"]).parse("tcp").is_ok());
+        assert!(ParamType::Choice(&["udp", "tcp"]).parse("quic").is_err());
+    }
+
+    #[test]
+    fn urls_hosts_channels_and_text() {
+        assert!(
+            ParamType::Url
+                .parse("https://hooks.example.com/T1/B2")
+                .is_ok()
+        );
+        assert!(ParamType::Url.parse("file:///etc/passwd").is_err());
+        assert!(ParamType::Url.parse("not a url").is_err());
+        assert!(ParamType::HostPort.parse("siem.example.com:514").is_ok());
+        assert!(ParamType::HostPort.parse("[2001:db8::1]:514").is_ok());
+        assert!(ParamType::HostPort.parse("siem;reboot:514").is_err());
+        assert!(ParamType::Channel.parse("high_severity_alerts").is_ok());
+        assert!(ParamType::Channel.parse("two words").is_err());
+        assert!(ParamType::Text.parse("line one\nline two").is_ok());
+        assert!(ParamType::Text.parse("bell\u{7}").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_accepted_address_prints_as_an_address(text in "\\PC{0,40}") {
+            if let Ok(value) = ParamType::Address.parse(&text) {
+                let printed = value.to_string();
+                proptest::prop_assert!(printed.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/')));
+            }
+        }
+    }
+}

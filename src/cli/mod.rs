@@ -1,0 +1,208 @@
+//! The `palisade` command line. Each subcommand is one file; this one parses arguments, sets up
+//! logging and maps results to exit codes: 0 ok, 1 findings (validation errors, failing tests),
+//! 2 could not run (bad flags, unreadable files, unreachable services).
+
+mod replay;
+mod run;
+mod schema;
+mod test;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// What a command found; mapped to the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything is fine.
+    Ok,
+    /// The command ran and found problems (invalid content, failing tests).
+    Findings,
+}
+
+/// The command could not do its job (exit 2). The message is shown as is.
+#[derive(Debug)]
+pub struct CannotRun(pub String);
+
+impl<E: std::fmt::Display> From<E> for CannotRun {
+    fn from(err: E) -> CannotRun {
+        CannotRun(err.to_string())
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Correlate host telemetry with threat intelligence, decide with Rhai rules, respond through guarded YAML playbooks.",
+    long_about = "palisade reads sensor events (process starts, network connections, DNS queries, logins), \
+runs them through Rhai rules, and plans the steps of the YAML playbooks whose triggers match.\n\n\
+A content directory holds `rules/*.rhai`, `playbooks/*.yaml`, optional `palisade.yaml` and `tests/fixtures/`. \
+Check it with `palisade validate`, run its embedded tests with `palisade test`, and see what it would do \
+with recorded events with `palisade replay --events FILE`.",
+    after_help = "Exit codes: 0 ok, 1 findings (validation errors, failing tests), 2 could not run.\n\
+Docs: docs/rules.md (writing rules), docs/playbooks.md (writing playbooks), docs/architecture.md."
+)]
+pub struct Cli {
+    /// Log format on standard error; `json` for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every rule, playbook and the config, and report all problems as file:line:col.
+    #[command(
+        after_help = "Examples:\n  palisade validate\n  palisade validate my-detections --format json"
+    )]
+    Validate {
+        /// The content directory (holding rules/, playbooks/, palisade.yaml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// `json` prints an array of {file, line, column, code, message, context, source_line}.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Run the test cases embedded in rules and playbooks, and fixture snapshots.
+    #[command(after_help = "Examples:\n  palisade test\n  palisade test . --filter office")]
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Only cases whose rule, playbook or name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Push recorded events through rules and playbooks; print detections and planned actions
+    /// as JSON lines. Nothing is executed.
+    #[command(
+        after_help = "Examples:\n  palisade replay --events tests/fixtures/mixed.jsonl\n  cat events.jsonl | palisade replay --events - | jq 'select(.kind == \"action\")'"
+    )]
+    Replay {
+        /// JSON-lines file of events; `-` reads standard input.
+        #[arg(long)]
+        events: PathBuf,
+        /// The content directory.
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+        /// Write rejected input lines (with the reason) to this file.
+        #[arg(long)]
+        dead_letter: Option<PathBuf>,
+        /// Plan steps as dry-run, as `palisade run` does by default.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run the engine: read events, print alerts, record detections and decisions in SQLite.
+    #[command(
+        after_help = "Without palisade.yaml the embedded default is used: events from standard input \
+(or --events FILE), state in ./data/palisade.db, rejected input in ./data/dead-letter.jsonl, actions in dry-run.\n\n\
+Examples:\n  palisade run --events tests/fixtures/mixed.jsonl\n  sensor | palisade run --log-format json"
+    )]
+    Run {
+        /// Config file; default ./palisade.yaml in the content directory, else the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Read events from this JSON-lines file (`-` for standard input) instead of the configured source.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// The content directory.
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Write the JSON Schemas for playbooks and the config file.
+    Schema {
+        /// Directory to write into.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+        /// Only check that the files there are current; exit 1 when stale.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { dir, format } => validate::run(&dir, format),
+        Command::Test { dir, filter } => test::run(&dir, filter.as_deref()),
+        Command::Replay {
+            events,
+            dir,
+            dead_letter,
+            dry_run,
+        } => replay::run(&dir, &events, dead_letter.as_deref(), dry_run),
+        Command::Run {
+            config,
+            events,
+            dir,
+        } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
+        Command::Schema { out, check } => schema::run(&out, check),
+    };
+    match result {
+        Ok(Status::Ok) => ExitCode::SUCCESS,
+        Ok(Status::Findings) => ExitCode::from(1),
+        Err(CannotRun(message)) => {
+            eprintln!("palisade: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads content, or explains why it could not be used. Invalid content is a finding (the
+/// diagnostics are printed); a missing directory means the command cannot run.
+fn load_content(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<Result<crate::content::Content, crate::diagnostics::Diagnostics>, CannotRun> {
+    if !dir.is_dir() {
+        return Err(CannotRun(format!("`{}` is not a directory", dir.display())));
+    }
+    if let Some(config) = config
+        && !config.is_file()
+    {
+        return Err(CannotRun(format!(
+            "config file `{}` does not exist",
+            config.display()
+        )));
+    }
+    Ok(crate::content::load(dir, config))
+}

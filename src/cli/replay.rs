@@ -1,0 +1,88 @@
+//! `palisade replay --events FILE`
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::pipeline::{Outcome, Pipeline};
+use crate::sinks::{DeadLetter, replay_lines};
+use crate::sources::Intake;
+use crate::sources::jsonl::JsonlReader;
+
+use super::{CannotRun, Status, load_content};
+
+pub fn run(
+    dir: &Path,
+    events: &Path,
+    dead_letter: Option<&Path>,
+    dry_run: bool,
+) -> Result<Status, CannotRun> {
+    let content = match load_content(dir, None)? {
+        Ok(content) => Arc::new(content),
+        Err(problems) => {
+            eprintln!("{}", problems.render());
+            return Err(CannotRun(format!(
+                "the content in `{}` does not validate ({} problem(s))",
+                dir.display(),
+                problems.len()
+            )));
+        }
+    };
+    let mut reader = JsonlReader::open(events)
+        .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", events.display())))?;
+    let dead_letter = dead_letter
+        .map(|path| {
+            DeadLetter::open(path)
+                .map_err(|e| CannotRun(format!("cannot open `{}`: {e}", path.display())))
+        })
+        .transpose()?;
+    let mut intake = Intake::new(dead_letter);
+    let mut pipeline = Pipeline::new(content, dry_run).map_err(CannotRun)?;
+    let origin = events.display().to_string();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut outcome = Outcome::default();
+    let (mut detections, mut actions, mut failures) = (0usize, 0usize, 0usize);
+    while let Some(line) = reader
+        .next_line()
+        .map_err(|e| CannotRun(format!("cannot read `{origin}`: {e}")))?
+    {
+        let Some(event) = intake.accept_line(&origin, &line) else {
+            continue;
+        };
+        outcome.clear();
+        pipeline.process(&event, &mut outcome);
+        for failure in &outcome.failures {
+            tracing::warn!(
+                rule = &*failure.rule,
+                event_id = failure.event_id,
+                "rule skipped for this event: {}",
+                failure.message
+            );
+        }
+        for value in replay_lines(&outcome) {
+            serde_json::to_writer(&mut out, &value)?;
+            out.write_all(b"\n")?;
+        }
+        detections += outcome.detections.len();
+        actions += outcome.actions.len();
+        failures += outcome.failures.len();
+    }
+    out.flush()?;
+    let rejected: Vec<String> = intake
+        .rejected()
+        .iter()
+        .map(|(k, n)| format!("{}: {n}", k.as_str()))
+        .collect();
+    tracing::info!(
+        "replayed {} event(s): {detections} detection(s), {actions} action(s), {failures} rule failure(s), {} rejected{}",
+        intake.accepted(),
+        intake.rejected_total(),
+        if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", rejected.join(", "))
+        }
+    );
+    Ok(Status::Ok)
+}

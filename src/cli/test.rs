@@ -1,0 +1,49 @@
+//! `palisade test [DIR]`
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::testing::run_tests;
+
+use super::{CannotRun, Status, load_content};
+
+pub fn run(dir: &Path, filter: Option<&str>) -> Result<Status, CannotRun> {
+    let content = match load_content(dir, None)? {
+        Ok(content) => Arc::new(content),
+        Err(problems) => {
+            println!("{}", problems.render());
+            println!(
+                "\nthe content does not validate; fix the {} problem(s) above first",
+                problems.len()
+            );
+            return Ok(Status::Findings);
+        }
+    };
+    let report = run_tests(&content, filter).map_err(CannotRun)?;
+    for case in &report.cases {
+        let verdict = if case.passed() { "PASS" } else { "FAIL" };
+        println!(
+            "{verdict}  {} › {}  ({}:{})",
+            case.owner,
+            case.name,
+            case.file.display(),
+            case.line
+        );
+        for problem in &case.problems {
+            println!("      {problem}");
+        }
+    }
+    println!(
+        "\ntest result: {} passed, {} failed",
+        report.passed(),
+        report.failed()
+    );
+    if report.cases.is_empty() {
+        println!("no test cases found: add `let tests = [...]` to rules or `tests:` to playbooks");
+    }
+    Ok(if report.failed() == 0 {
+        Status::Ok
+    } else {
+        Status::Findings
+    })
+}

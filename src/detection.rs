@@ -1,0 +1,103 @@
+//! What the deciding stages produce: a [`Detection`] says an event matters, how much, and which
+//! entity a response should act on. Plain data, like the event model.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How bad a detection is. Ordered, so playbooks can ask for "at least high".
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const NAMES: &'static str = "informational, low, medium, high, critical";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Informational => "informational",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Severity> {
+        [
+            Severity::Informational,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+/// Which deciding stage produced a detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// A Rhai rule matched.
+    Rule,
+    /// The anomaly model scored the event above its threshold.
+    Anomaly,
+    /// The long-term behaviour tracker saw a pattern across many events.
+    Tracker,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Rule => "rule",
+            Stage::Anomaly => "anomaly",
+            Stage::Tracker => "tracker",
+        }
+    }
+}
+
+/// The thing a response acts on, as named by the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entity {
+    Process {
+        pid: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    Address {
+        ip: IpAddr,
+    },
+    User {
+        name: String,
+    },
+}
+
+/// One finding about one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub event_id: String,
+    /// The id of the rule (or model, or tracker detector) that decided.
+    pub rule: Arc<str>,
+    pub stage: Stage,
+    pub severity: Severity,
+    pub title: String,
+    pub tags: Arc<[String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity: Option<Entity>,
+    /// How sure the stage is, in [0, 1], where the stage has a score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+}

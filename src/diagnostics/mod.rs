@@ -1,0 +1,217 @@
+//! Problems found in rules, playbooks and config, each pointing at a file, line and column.
+//!
+//! Every loader collects all of its problems into [`Diagnostics`] instead of stopping at the
+//! first, so one `palisade validate` run shows an author everything to fix.
+
+mod yaml_path;
+
+pub use yaml_path::{PathSegment, YamlPath, locate};
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A position in a source file, 1-based like editors show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    pub const START: Position = Position { line: 1, column: 1 };
+
+    pub fn new(line: usize, column: usize) -> Position {
+        Position {
+            line: line.max(1),
+            column: column.max(1),
+        }
+    }
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// The file as the user named it (relative to the content directory).
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// A stable, greppable identifier of the kind of problem, e.g. `unknown-action`.
+    pub code: &'static str,
+    pub message: String,
+    /// Where in the file's structure the problem is, outermost first (`playbook contain-c2`,
+    /// `step block`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
+    /// The offending line of source text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_line: Option<String>,
+}
+
+impl Diagnostic {
+    /// A problem at `position` in `file`, whose text is `source` (used to quote the line).
+    pub fn at(
+        file: &Path,
+        source: &str,
+        position: Position,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            file: file.to_path_buf(),
+            line: position.line,
+            column: position.column,
+            code,
+            message: message.into(),
+            context: Vec::new(),
+            source_line: source
+                .lines()
+                .nth(position.line.saturating_sub(1))
+                .map(|line| line.trim_end().to_string()),
+        }
+    }
+
+    /// A problem with a whole file (it cannot be read, say).
+    pub fn file(file: &Path, code: &'static str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(file, "", Position::START, code, message)
+    }
+
+    pub fn with_context(mut self, context: impl Into<String>) -> Diagnostic {
+        self.context.push(context.into());
+        self
+    }
+
+    /// `file:line:col: message`, then the source line with a caret under the column.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{}:{}:{}: error[{}]: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.code,
+            self.message
+        );
+        if let Some(line) = &self.source_line {
+            let number = self.line.to_string();
+            let gutter = " ".repeat(number.len());
+            // Columns count characters; tabs keep their width by being copied into the caret line.
+            let pad: String = line
+                .chars()
+                .take(self.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = write!(out, "\n {number} | {line}\n {gutter} | {pad}^");
+        }
+        if !self.context.is_empty() {
+            let _ = write!(out, "\n   = in {}", self.context.join(", "));
+        }
+        out
+    }
+}
+
+/// All problems found in one run, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.0.push(diagnostic);
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter()
+    }
+
+    /// Sorted by file, then position, so output is stable whatever order loaders ran in.
+    pub fn sorted(mut self) -> Diagnostics {
+        self.0.sort_by(|a, b| {
+            (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))
+        });
+        self
+    }
+
+    pub fn render(&self) -> String {
+        self.0
+            .iter()
+            .map(Diagnostic::render)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_quotes_the_line_with_a_caret() {
+        let source = "id: x\nsteps:\n  - action: firewal.block\n";
+        let d = Diagnostic::at(
+            Path::new("playbooks/p.yaml"),
+            source,
+            Position::new(3, 15),
+            "unknown-action",
+            "unknown action `firewal.block`",
+        )
+        .with_context("playbook `x`");
+        assert_eq!(
+            d.render(),
+            "playbooks/p.yaml:3:15: error[unknown-action]: unknown action `firewal.block`\n \
+             3 |   - action: firewal.block\n   |               ^\n   = in playbook `x`"
+        );
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let known = ["firewall.block", "process.kill"];
+        assert_eq!(suggest("firewal.block", known), Some("firewall.block"));
+        assert_eq!(suggest("email.send", known), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! Names of the typed event fields, resolved once when content is loaded so the hot path never
+//! looks a field up by its name.
+
+use std::borrow::Cow;
+
+use super::{Event, EventKind};
+
+/// A typed field of [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Id,
+    Type,
+    Timestamp,
+    Host,
+    Pid,
+    Ppid,
+    Name,
+    ParentName,
+    Cmdline,
+    ProcessHash,
+    Image,
+    User,
+    RemoteIp,
+    RemotePort,
+    LocalPort,
+    Protocol,
+    Direction,
+    QueryName,
+    SourceIp,
+    Outcome,
+    Method,
+}
+
+/// What a field holds; playbook validation checks parameter types against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Text,
+    Integer,
+    IpAddress,
+}
+
+impl FieldType {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Integer => "an integer",
+            FieldType::IpAddress => "an IP address",
+        }
+    }
+}
+
+impl Field {
+    pub const ALL: [Field; 21] = [
+        Field::Id,
+        Field::Type,
+        Field::Timestamp,
+        Field::Host,
+        Field::Pid,
+        Field::Ppid,
+        Field::Name,
+        Field::ParentName,
+        Field::Cmdline,
+        Field::ProcessHash,
+        Field::Image,
+        Field::User,
+        Field::RemoteIp,
+        Field::RemotePort,
+        Field::LocalPort,
+        Field::Protocol,
+        Field::Direction,
+        Field::QueryName,
+        Field::SourceIp,
+        Field::Outcome,
+        Field::Method,
+    ];
+
+    /// The field's name as rules and playbooks write it (`event.remote_ip`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Id => "id",
+            Field::Type => "type",
+            Field::Timestamp => "timestamp",
+            Field::Host => "host",
+            Field::Pid => "pid",
+            Field::Ppid => "ppid",
+            Field::Name => "name",
+            Field::ParentName => "parent_name",
+            Field::Cmdline => "cmdline",
+            Field::ProcessHash => "process_hash",
+            Field::Image => "image",
+            Field::User => "user",
+            Field::RemoteIp => "remote_ip",
+            Field::RemotePort => "remote_port",
+            Field::LocalPort => "local_port",
+            Field::Protocol => "protocol",
+            Field::Direction => "direction",
+            Field::QueryName => "query_name",
+            Field::SourceIp => "source_ip",
+            Field::Outcome => "outcome",
+            Field::Method => "method",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|field| field.as_str() == name)
+    }
+
+    pub fn field_type(self) -> FieldType {
+        match self {
+            Field::Pid | Field::Ppid | Field::RemotePort | Field::LocalPort | Field::Timestamp => {
+                FieldType::Integer
+            }
+            Field::RemoteIp | Field::SourceIp => FieldType::IpAddress,
+            _ => FieldType::Text,
+        }
+    }
+
+    /// The event kinds whose sensors fill this field. `None` means every kind.
+    pub fn kinds(self) -> Option<&'static [EventKind]> {
+        use EventKind::*;
+        match self {
+            Field::Ppid
+            | Field::ParentName
+            | Field::Cmdline
+            | Field::ProcessHash
+            | Field::Image => Some(&[ProcessCreate]),
+            Field::RemoteIp
+            | Field::RemotePort
+            | Field::LocalPort
+            | Field::Protocol
+            | Field::Direction => Some(&[NetworkConnection]),
+            Field::QueryName => Some(&[DnsQuery]),
+            Field::SourceIp | Field::Outcome | Field::Method => Some(&[Login]),
+            Field::Pid | Field::Name => Some(&[ProcessCreate, NetworkConnection, DnsQuery]),
+            Field::User => Some(&[ProcessCreate, Login]),
+            Field::Id | Field::Type | Field::Timestamp | Field::Host => None,
+        }
+    }
+
+    /// The field's value as text, borrowed where the event holds text already.
+    pub fn text<'e>(self, event: &'e Event) -> Option<Cow<'e, str>> {
+        fn owned<T: ToString>(value: Option<T>) -> Option<Cow<'static, str>> {
+            value.map(|v| Cow::Owned(v.to_string()))
+        }
+        fn borrowed(value: &Option<String>) -> Option<Cow<'_, str>> {
+            value.as_deref().map(Cow::Borrowed)
+        }
+        match self {
+            Field::Id => Some(Cow::Borrowed(&event.id)),
+            Field::Type => Some(Cow::Borrowed(event.kind.as_str())),
+            Field::Timestamp => Some(Cow::Owned(event.timestamp_ms.to_string())),
+            Field::Host => borrowed(&event.host),
+            Field::Pid => owned(event.pid),
+            Field::Ppid => owned(event.ppid),
+            Field::Name => borrowed(&event.name),
+            Field::ParentName => borrowed(&event.parent_name),
+            Field::Cmdline => borrowed(&event.cmdline),
+            Field::ProcessHash => borrowed(&event.process_hash),
+            Field::Image => borrowed(&event.image),
+            Field::User => borrowed(&event.user),
+            Field::RemoteIp => owned(event.remote_ip),
+            Field::RemotePort => owned(event.remote_port),
+            Field::LocalPort => owned(event.local_port),
+            Field::Protocol => borrowed(&event.protocol),
+            Field::Direction => borrowed(&event.direction),
+            Field::QueryName => borrowed(&event.query_name),
+            Field::SourceIp => owned(event.source_ip),
+            Field::Outcome => borrowed(&event.outcome),
+            Field::Method => borrowed(&event.method),
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

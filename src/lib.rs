@@ -1,0 +1,41 @@
+//! palisade: host telemetry in, correlated detections and guarded responses out.
+//!
+//! ```text
+//! sources ──► event (normalize) ──► rules ──► detection ──► playbooks ──► actions
+//!    │              │                                                       │
+//!    └─ dead letter ┘                                            sinks, state (SQLite)
+//! ```
+//!
+//! Modules, in the order an event meets them:
+//!
+//! - [`sources`]: where raw messages come from (JSON lines today), and the [`sources::Intake`]
+//!   that normalizes them and dead-letters what it cannot.
+//! - [`event`]: the typed event model and normalization of the flat and ECS shapes. Plain data.
+//! - [`rules`]: Rhai rule files, the sandboxed engine, the per-worker evaluator.
+//! - [`detection`]: what a deciding stage produces. Plain data.
+//! - [`playbooks`]: YAML playbooks, their validation, and planning steps for a detection.
+//! - [`actions`]: the registry of response actions and their typed parameters.
+//! - [`pipeline`]: one worker's path through the stages above.
+//! - [`sinks`]: replay JSON lines, readable alerts, the dead-letter file.
+//! - [`state`]: the SQLite file of detections and decisions, written by one owner task.
+//!
+//! Around the flow: [`config`] (the engine's config file), [`content`] (config, rules and
+//! playbooks loaded and validated together), [`diagnostics`] (every problem with its
+//! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors) and
+//! [`cli`] (the `palisade` command).
+
+pub mod actions;
+pub mod cli;
+pub mod config;
+pub mod content;
+pub mod detection;
+pub mod diagnostics;
+pub mod event;
+pub mod pipeline;
+pub mod playbooks;
+pub mod rules;
+pub mod schema;
+pub mod sinks;
+pub mod sources;
+pub mod state;
+pub mod testing;

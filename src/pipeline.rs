@@ -1,0 +1,86 @@
+//! One worker's path for an event: rules decide, playbooks plan.
+//!
+//! ```text
+//! Event ──► RuleEngine (indexed by type, pre-filtered) ──► detections ──► Planner ──► actions
+//! ```
+//!
+//! Later stages slot in between: intel enrichment before the rules, the anomaly model and the
+//! behaviour tracker after them for events no rule matched, and the executor after planning.
+//! Each worker owns one [`Pipeline`]; the [`Content`] it was built from is shared and immutable,
+//! so a reload builds new pipelines off to the side and swaps them in.
+
+use std::sync::Arc;
+
+use crate::actions::ActionRecord;
+use crate::content::Content;
+use crate::detection::Detection;
+use crate::event::Event;
+use crate::playbooks::{PlanOutcome, Planner};
+use crate::rules::{RuleEngine, RuleFailure};
+
+/// Everything one event produced. Reused across events to avoid allocating per event.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub detections: Vec<Detection>,
+    pub actions: Vec<ActionRecord>,
+    pub failures: Vec<RuleFailure>,
+    /// Reasons a step asked the engine to switch to manual mode.
+    pub degrade: Vec<String>,
+}
+
+impl Outcome {
+    pub fn clear(&mut self) {
+        self.detections.clear();
+        self.actions.clear();
+        self.failures.clear();
+        self.degrade.clear();
+    }
+}
+
+pub struct Pipeline {
+    content: Arc<Content>,
+    rules: RuleEngine,
+    planner: Planner,
+    dry_run: bool,
+    plan: PlanOutcome,
+}
+
+impl Pipeline {
+    /// Builds a worker's pipeline. `dry_run` overrides nothing when false: shadow playbooks still
+    /// only report.
+    pub fn new(content: Arc<Content>, dry_run: bool) -> Result<Pipeline, String> {
+        let rules = RuleEngine::build(&content.rules, &content.config.limits)?;
+        let planner = Planner::new(&content.config.limits);
+        Ok(Pipeline {
+            content,
+            rules,
+            planner,
+            dry_run,
+            plan: PlanOutcome::default(),
+        })
+    }
+
+    pub fn content(&self) -> &Arc<Content> {
+        &self.content
+    }
+
+    /// Runs `event` through every stage, appending to `out` (which the caller clears).
+    pub fn process(&mut self, event: &Event, out: &mut Outcome) {
+        let first_new = out.detections.len();
+        self.rules
+            .evaluate(event, &mut out.detections, &mut out.failures);
+        for detection in &out.detections[first_new..] {
+            self.plan.actions.clear();
+            self.plan.degrade.clear();
+            self.planner.plan(
+                &self.content.playbooks,
+                event,
+                detection,
+                self.dry_run,
+                &mut self.plan,
+            );
+            out.actions.append(&mut self.plan.actions);
+            out.degrade.append(&mut self.plan.degrade);
+        }
+    }
+}

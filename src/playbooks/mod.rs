@@ -1,0 +1,469 @@
+//! Playbooks: YAML files in `playbooks/*.yaml` that say which steps to take for which
+//! detections. The contract is written for authors in `docs/playbooks.md`.
+//!
+//! [`load_playbook`] parses with `yaml_serde` (unknown keys are errors), then validates the
+//! parsed spec against the action registry and the loaded rules, collecting every problem with
+//! its position. [`plan`] turns a detection into one [`ActionRecord`] per step.
+
+mod plan;
+pub mod spec;
+mod template;
+
+pub use plan::{PlanOutcome, Planner};
+pub use spec::{HighRiskApproval, OnFailure, PlaybookMode, PlaybookSpec};
+pub use template::{Reference, Template};
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{AST, Dynamic, Engine, Scope};
+
+use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
+use crate::detection::{Detection, Severity, Stage};
+use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, locate, suggest};
+use crate::event::FieldType;
+use crate::rules::RuleDefinition;
+use crate::testing::{Expectation, TestCase, TestInput};
+
+/// A validated playbook, ready to plan with.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub id: Arc<str>,
+    pub title: String,
+    pub path: PathBuf,
+    pub mode: PlaybookMode,
+    pub high_risk_approval: HighRiskApproval,
+    pub trigger: Trigger,
+    pub steps: Vec<Step>,
+    pub tests: Vec<TestCase>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub rules: Vec<Arc<str>>,
+    pub tags: Vec<String>,
+    pub min_severity: Option<Severity>,
+    pub stages: Vec<Stage>,
+}
+
+impl Trigger {
+    pub fn matches(&self, detection: &Detection) -> bool {
+        (self.rules.is_empty() || self.rules.contains(&detection.rule))
+            && (self.tags.is_empty()
+                || self.tags.iter().any(|wanted| {
+                    detection.tags.iter().any(|tag| {
+                        tag == wanted
+                            || (tag.starts_with(wanted.as_str())
+                                && tag.as_bytes().get(wanted.len()) == Some(&b'.'))
+                    })
+                }))
+            && self
+                .min_severity
+                .is_none_or(|min| detection.severity >= min)
+            && (self.stages.is_empty() || self.stages.contains(&detection.stage))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub action: &'static ActionSpec,
+    /// Every parameter of the action that has a value (given or defaulted), in registry order.
+    pub params: Vec<(&'static ParamSpec, Template)>,
+    pub when: Option<Arc<AST>>,
+    pub risk: Risk,
+    pub on_failure: OnFailure,
+}
+
+/// Builds the scope `when` conditions are compiled and evaluated in.
+pub fn condition_scope(event: Dynamic, detection: Dynamic) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push("event", event);
+    scope.push("detection", detection);
+    scope
+}
+
+/// Parses and validates one playbook file against the action registry and the loaded rules.
+/// `engine` compiles `when` conditions (it is the sandboxed rule engine).
+pub fn load_playbook(
+    path: &Path,
+    source: &str,
+    rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+    engine: &Engine,
+) -> Result<Playbook, Diagnostics> {
+    let spec: PlaybookSpec = yaml_serde::from_str(source).map_err(|err| {
+        let position = err
+            .location()
+            .map_or(Position::START, |l| Position::new(l.line(), l.column()));
+        let mut problems = Diagnostics::default();
+        problems.push(Diagnostic::at(
+            path,
+            source,
+            position,
+            "yaml",
+            yaml_message(&err),
+        ));
+        problems
+    })?;
+    Validator {
+        path,
+        source,
+        problems: Diagnostics::default(),
+        context: format!("playbook `{}`", spec.id),
+    }
+    .validate(spec, rules, engine)
+}
+
+/// `yaml_serde`'s message without the trailing "at line L column C", which the diagnostic
+/// already shows as `file:line:col`.
+fn yaml_message(err: &yaml_serde::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    source: &'a str,
+    problems: Diagnostics,
+    context: String,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, at: &YamlPath, code: &'static str, message: impl Into<String>) {
+        let diagnostic = Diagnostic::at(
+            self.path,
+            self.source,
+            locate(self.source, at),
+            code,
+            message,
+        )
+        .with_context(self.context.clone());
+        self.problems.push(diagnostic);
+    }
+
+    fn validate(
+        mut self,
+        spec: PlaybookSpec,
+        rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+        engine: &Engine,
+    ) -> Result<Playbook, Diagnostics> {
+        let root = YamlPath::root();
+        if !crate::rules::is_valid_id(&spec.id) {
+            self.report(
+                &root.key("id"),
+                "playbook-bad-id",
+                format!(
+                    "playbook id `{}` must be lowercase letters, digits, `-`, `_` or `.`",
+                    spec.id
+                ),
+            );
+        }
+        let trigger = self.trigger(&spec.trigger, rules, &root.key("trigger"));
+        if spec.steps.is_empty() {
+            self.report(
+                &root.key("steps"),
+                "playbook-no-steps",
+                "a playbook needs at least one step",
+            );
+        }
+        let mut steps = Vec::new();
+        let mut step_ids = HashSet::new();
+        for (index, step) in spec.steps.iter().enumerate() {
+            let at = root.key("steps").index(index);
+            if !step_ids.insert(step.id.clone()) {
+                self.report(
+                    &at.key("id"),
+                    "playbook-duplicate-step",
+                    format!("step id `{}` is used twice", step.id),
+                );
+            }
+            if let Some(step) = self.step(step, &at, engine) {
+                steps.push(step);
+            }
+        }
+        let tests = self.tests(&spec, &root.key("tests"));
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        Ok(Playbook {
+            id: Arc::from(spec.id),
+            title: spec.title,
+            path: self.path.to_path_buf(),
+            mode: spec.mode,
+            high_risk_approval: spec.high_risk_approval,
+            trigger,
+            steps,
+            tests,
+        })
+    }
+
+    fn trigger(
+        &mut self,
+        spec: &spec::TriggerSpec,
+        rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+        at: &YamlPath,
+    ) -> Trigger {
+        if spec.rules.is_empty()
+            && spec.tags.is_empty()
+            && spec.min_severity.is_none()
+            && spec.stages.is_empty()
+        {
+            self.report(at, "playbook-trigger-everything", "the trigger names no rules, tags, min_severity or stages, so it would run on every detection");
+        }
+        let mut names = Vec::new();
+        for (index, rule) in spec.rules.iter().enumerate() {
+            match rules.get_key_value(rule.as_str()) {
+                Some((id, _)) => names.push(id.clone()),
+                None => {
+                    let hint = suggest(rule, rules.keys().map(|k| &**k))
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    self.report(
+                        &at.key("rules").index(index),
+                        "playbook-unknown-rule",
+                        format!("trigger names rule `{rule}`, which does not exist{hint}"),
+                    );
+                }
+            }
+        }
+        Trigger {
+            rules: names,
+            tags: spec.tags.clone(),
+            min_severity: spec.min_severity,
+            stages: spec.stages.clone(),
+        }
+    }
+
+    fn step(&mut self, spec: &spec::StepSpec, at: &YamlPath, engine: &Engine) -> Option<Step> {
+        if !crate::rules::is_valid_id(&spec.id) {
+            self.report(
+                &at.key("id"),
+                "playbook-bad-id",
+                format!(
+                    "step id `{}` must be lowercase letters, digits, `-`, `_` or `.`",
+                    spec.id
+                ),
+            );
+        }
+        let Some(action) = actions::lookup(&spec.action) else {
+            let hint = suggest(&spec.action, actions::names())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            self.report(
+                &at.key("action"),
+                "unknown-action",
+                format!(
+                    "unknown action `{}`{hint}; actions: {}",
+                    spec.action,
+                    actions::names().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        for name in spec.params.keys() {
+            if action.param(name).is_none() {
+                let known: Vec<&str> = action.params.iter().map(|p| p.name).collect();
+                let hint = suggest(name, known.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.report(
+                    &at.key("with").key(name),
+                    "unknown-parameter",
+                    format!(
+                        "`{}` has no parameter `{name}`{hint}; parameters: {}",
+                        action.name,
+                        known.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut params = Vec::new();
+        for param in action.params {
+            let value_at = at.key("with").key(param.name);
+            let text = match spec.params.get(param.name) {
+                Some(value) => match scalar_text(value) {
+                    Some(text) => text,
+                    None => {
+                        self.report(
+                            &value_at,
+                            "wrong-parameter-type",
+                            format!(
+                                "parameter `{}` must be text or a number, not a list or map",
+                                param.name
+                            ),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                },
+                None => match (param.default, param.required) {
+                    (Some(default), _) => default.to_string(),
+                    (None, true) => {
+                        self.report(
+                            &at.key("action"),
+                            "missing-parameter",
+                            format!(
+                                "`{}` needs parameter `{}` ({})",
+                                action.name,
+                                param.name,
+                                param.kind.describe()
+                            ),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    (None, false) => continue,
+                },
+            };
+            match self.template(param, &text, &value_at) {
+                Some(template) => params.push((param, template)),
+                None => ok = false,
+            }
+        }
+        let when = match &spec.when {
+            None => None,
+            Some(condition) => {
+                let scope = condition_scope(Dynamic::UNIT, Dynamic::UNIT);
+                match engine.compile_expression_with_scope(&scope, condition) {
+                    Ok(ast) => Some(Arc::new(ast)),
+                    Err(err) => {
+                        self.report(
+                            &at.key("when"),
+                            "when-syntax",
+                            format!("`when` is not a valid Rhai expression: {}", err.err_type()),
+                        );
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
+        ok.then(|| Step {
+            id: spec.id.clone(),
+            action,
+            params,
+            when,
+            risk: spec.risk.unwrap_or(action.default_risk),
+            on_failure: spec.on_failure,
+        })
+    }
+
+    /// Parses a parameter's text and checks its type: a literal must parse now; a single
+    /// reference must be of a type that can fill the parameter.
+    fn template(&mut self, param: &ParamSpec, text: &str, at: &YamlPath) -> Option<Template> {
+        let template = match Template::parse(text) {
+            Ok(template) => template,
+            Err(message) => {
+                self.report(at, "bad-template", message);
+                return None;
+            }
+        };
+        if let Some(literal) = template.as_literal() {
+            if let Err(message) = param.kind.parse(literal) {
+                self.report(
+                    at,
+                    "wrong-parameter-type",
+                    format!("parameter `{}`: {message}", param.name),
+                );
+                return None;
+            }
+        } else if let Some((text, reference)) = template.as_single_reference() {
+            let fits = match (param.kind, reference.field_type()) {
+                (_, None) | (ParamType::Text, _) => true,
+                (ParamType::Address, Some(t)) => t == FieldType::IpAddress,
+                (ParamType::Pid, Some(t)) => t == FieldType::Integer,
+                (ParamType::Url | ParamType::Channel | ParamType::HostPort, Some(t)) => {
+                    t == FieldType::Text
+                }
+                (ParamType::Duration | ParamType::Choice(_), Some(_)) => false,
+            };
+            if !fits {
+                let found = reference
+                    .field_type()
+                    .map_or("a value", FieldType::describe);
+                self.report(
+                    at,
+                    "wrong-parameter-type",
+                    format!(
+                        "parameter `{}` needs {}, but `{text}` is {found}",
+                        param.name,
+                        param.kind.describe()
+                    ),
+                );
+                return None;
+            }
+        } else if !matches!(
+            param.kind,
+            ParamType::Text | ParamType::Url | ParamType::Channel
+        ) {
+            self.report(
+                at,
+                "wrong-parameter-type",
+                format!("parameter `{}` needs {}: write a literal or a single `{{{{ reference }}}}`, not text around a reference", param.name, param.kind.describe()),
+            );
+            return None;
+        }
+        Some(template)
+    }
+
+    fn tests(&mut self, spec: &PlaybookSpec, at: &YamlPath) -> Vec<TestCase> {
+        let mut cases = Vec::new();
+        for (index, test) in spec.tests.iter().enumerate() {
+            let case_at = at.index(index);
+            let input = match (&test.events, &test.fixture) {
+                (Some(events), None) => TestInput::Events(events.clone()),
+                (None, Some(fixture)) => TestInput::Fixture(fixture.clone()),
+                _ => {
+                    self.report(
+                        &case_at,
+                        "playbook-bad-test",
+                        format!(
+                            "test `{}` needs exactly one of `events` or `fixture`",
+                            test.name
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if let Some(actions) = &test.expect.actions {
+                for (i, expected) in actions.iter().enumerate() {
+                    if let Some(step) = &expected.step
+                        && !spec.steps.iter().any(|s| &s.id == step)
+                    {
+                        self.report(
+                            &case_at.key("expect").key("actions").index(i).key("step"),
+                            "playbook-bad-test",
+                            format!(
+                                "test `{}` expects step `{step}`, which the playbook does not have",
+                                test.name
+                            ),
+                        );
+                    }
+                }
+            }
+            cases.push(TestCase {
+                name: test.name.clone(),
+                input,
+                expect: Expectation::Outcome(test.expect.clone()),
+                file: self.path.to_path_buf(),
+                line: locate(self.source, &case_at).line,
+            });
+        }
+        cases
+    }
+}
+
+fn scalar_text(value: &yaml_serde::Value) -> Option<String> {
+    match value {
+        yaml_serde::Value::String(s) => Some(s.clone()),
+        yaml_serde::Value::Number(n) => Some(n.to_string()),
+        yaml_serde::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,236 @@
+//! Turning a detection into steps: for each matching playbook, each step's condition is
+//! evaluated, its parameters rendered and parsed into typed values, and its status decided.
+//! Nothing is executed here; the executor that acts on planned steps sits after this.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, Map};
+
+use crate::actions::{ActionRecord, ActionStatus, Risk};
+use crate::detection::{Detection, Entity};
+use crate::event::Event;
+use crate::rules::{RuleLimits, build_engine, describe, event_to_dynamic};
+
+use super::{HighRiskApproval, OnFailure, Playbook, PlaybookMode, condition_scope};
+
+/// The planned steps for one detection, and whether a step asked the engine to degrade to
+/// manual mode.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PlanOutcome {
+    pub actions: Vec<ActionRecord>,
+    /// One reason per failed step whose `on_failure` is `degrade`.
+    pub degrade: Vec<String>,
+}
+
+/// A worker's planner: it owns the sandboxed engine that evaluates `when` conditions.
+pub struct Planner {
+    engine: Engine,
+    deadline: crate::rules::Deadline,
+}
+
+impl Planner {
+    pub fn new(limits: &RuleLimits) -> Planner {
+        let (engine, deadline) = build_engine(limits);
+        Planner { engine, deadline }
+    }
+
+    /// Plans every playbook whose trigger matches `detection`. With `dry_run`, steps that would
+    /// act are recorded as `dry_run`.
+    pub fn plan(
+        &mut self,
+        playbooks: &[Arc<Playbook>],
+        event: &Event,
+        detection: &Detection,
+        dry_run: bool,
+        out: &mut PlanOutcome,
+    ) {
+        let mut values: Option<(Dynamic, Dynamic)> = None;
+        for playbook in playbooks.iter().filter(|p| p.trigger.matches(detection)) {
+            let mut halted: Option<String> = None;
+            for step in &playbook.steps {
+                let mut record = ActionRecord {
+                    event_id: event.id.clone(),
+                    playbook: playbook.id.clone(),
+                    step: step.id.clone(),
+                    action: step.action.name,
+                    target: String::new(),
+                    status: ActionStatus::Skipped,
+                    reason: None,
+                    risk: step.risk,
+                    rule: detection.rule.clone(),
+                    params: BTreeMap::new(),
+                };
+                if let Some(reason) = &halted {
+                    record.reason = Some(reason.clone());
+                    out.actions.push(record);
+                    continue;
+                }
+                let decision = self.decide(
+                    step,
+                    playbook,
+                    event,
+                    detection,
+                    dry_run,
+                    &mut values,
+                    &mut record,
+                );
+                record.status = decision.0;
+                record.reason = decision.1;
+                if matches!(record.status, ActionStatus::Refused | ActionStatus::Failed) {
+                    match step.on_failure {
+                        OnFailure::Continue => {}
+                        OnFailure::Abort => {
+                            halted = Some(format!(
+                                "step `{}` did not succeed and its on_failure is abort",
+                                step.id
+                            ));
+                        }
+                        OnFailure::Degrade => {
+                            let reason = format!(
+                                "step `{}` of playbook `{}` did not succeed and its on_failure is degrade",
+                                step.id, playbook.id
+                            );
+                            halted = Some(reason.clone());
+                            out.degrade.push(reason);
+                        }
+                    }
+                }
+                out.actions.push(record);
+            }
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the arguments are the planning context"
+    )]
+    fn decide(
+        &mut self,
+        step: &super::Step,
+        playbook: &Playbook,
+        event: &Event,
+        detection: &Detection,
+        dry_run: bool,
+        values: &mut Option<(Dynamic, Dynamic)>,
+        record: &mut ActionRecord,
+    ) -> (ActionStatus, Option<String>) {
+        // Parameters are rendered first, so even a skipped step shows what it would have acted on.
+        let mut refused: Option<String> = None;
+        for (param, template) in &step.params {
+            match template.render(event, detection) {
+                Ok(text) => match param.kind.parse(&text) {
+                    Ok(value) => {
+                        let value = value.to_string();
+                        if param.name == step.action.target {
+                            record.target = value.clone();
+                        }
+                        record.params.insert(param.name, value);
+                    }
+                    Err(message) => {
+                        refused.get_or_insert(format!("parameter `{}`: {message}", param.name));
+                    }
+                },
+                Err(missing) => {
+                    refused.get_or_insert(format!(
+                        "parameter `{}`: `{}` has no value for this detection",
+                        param.name, missing.0
+                    ));
+                }
+            }
+        }
+        if let Some(condition) = &step.when {
+            let (event_value, detection_value) = values
+                .get_or_insert_with(|| (event_to_dynamic(event), detection_to_dynamic(detection)));
+            let mut scope = condition_scope(event_value.clone(), detection_value.clone());
+            self.deadline.start();
+            match self
+                .engine
+                .eval_ast_with_scope::<Dynamic>(&mut scope, condition)
+            {
+                Ok(value) => match value.as_bool() {
+                    Ok(true) => {}
+                    Ok(false) => return (ActionStatus::Skipped, Some("`when` is false".into())),
+                    Err(got) => {
+                        return (
+                            ActionStatus::Failed,
+                            Some(format!("`when` must give true or false, it gave {got}")),
+                        );
+                    }
+                },
+                Err(err) => {
+                    return (
+                        ActionStatus::Failed,
+                        Some(format!("`when` failed: {}", describe(&err))),
+                    );
+                }
+            }
+        }
+        if let Some(reason) = refused {
+            return (ActionStatus::Refused, Some(reason));
+        }
+        if playbook.mode == PlaybookMode::Shadow {
+            return (
+                ActionStatus::DryRun,
+                Some("playbook is in shadow mode".into()),
+            );
+        }
+        if dry_run {
+            return (ActionStatus::DryRun, Some("actions are in dry-run".into()));
+        }
+        if step.risk == Risk::High && playbook.high_risk_approval == HighRiskApproval::Required {
+            return (
+                ActionStatus::Queued,
+                Some("high-risk step waits for approval".into()),
+            );
+        }
+        (ActionStatus::Planned, None)
+    }
+}
+
+/// The `detection` map `when` conditions see.
+pub fn detection_to_dynamic(detection: &Detection) -> Dynamic {
+    let mut map = Map::new();
+    map.insert("rule".into(), detection.rule.to_string().into());
+    map.insert("title".into(), detection.title.clone().into());
+    map.insert("severity".into(), detection.severity.as_str().into());
+    map.insert("stage".into(), detection.stage.as_str().into());
+    map.insert(
+        "tags".into(),
+        Dynamic::from_array(
+            detection
+                .tags
+                .iter()
+                .map(|t| Dynamic::from(t.clone()))
+                .collect(),
+        ),
+    );
+    map.insert(
+        "score".into(),
+        detection.score.map_or(Dynamic::UNIT, Dynamic::from_float),
+    );
+    let entity = match &detection.entity {
+        None => Dynamic::UNIT,
+        Some(Entity::Process { pid, name }) => {
+            let mut e = Map::new();
+            e.insert("pid".into(), Dynamic::from_int(i64::from(*pid)));
+            e.insert(
+                "name".into(),
+                name.clone().map_or(Dynamic::UNIT, Dynamic::from),
+            );
+            Dynamic::from_map(e)
+        }
+        Some(Entity::Address { ip }) => {
+            let mut e = Map::new();
+            e.insert("address".into(), ip.to_string().into());
+            Dynamic::from_map(e)
+        }
+        Some(Entity::User { name }) => {
+            let mut e = Map::new();
+            e.insert("user".into(), name.clone().into());
+            Dynamic::from_map(e)
+        }
+    };
+    map.insert("entity".into(), entity);
+    Dynamic::from_map(map)
+}

@@ -1,0 +1,277 @@
+//! Step parameters with `{{ ... }}` references to the event, the detection and its entity.
+//!
+//! References are resolved to typed sources when the playbook loads, so a reference to a field
+//! that does not exist is a validation error, and a reference whose type cannot fill the
+//! parameter (an `address` filled from `event.name`) is caught before any event arrives.
+
+use crate::detection::{Detection, Entity};
+use crate::event::{Event, Field, FieldType};
+
+/// What a reference reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// A typed event field.
+    Event(Field),
+    /// A field the event model does not know, read from the event's unknown fields by path.
+    EventExtra(Vec<String>),
+    DetectionRule,
+    DetectionTitle,
+    DetectionSeverity,
+    DetectionStage,
+    DetectionScore,
+    EntityPid,
+    EntityName,
+    EntityAddress,
+    EntityUser,
+}
+
+impl Reference {
+    fn parse(text: &str) -> Result<Reference, String> {
+        let mut parts = text.split('.');
+        let root = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        match (root, rest.as_slice()) {
+            ("event", [name]) => Ok(Field::parse(name)
+                .map(Reference::Event)
+                .unwrap_or_else(|| Reference::EventExtra(vec![(*name).to_string()]))),
+            ("event", path) if !path.is_empty() => Ok(Reference::EventExtra(
+                path.iter().map(|p| (*p).to_string()).collect(),
+            )),
+            ("detection", ["rule"]) => Ok(Reference::DetectionRule),
+            ("detection", ["title"]) => Ok(Reference::DetectionTitle),
+            ("detection", ["severity"]) => Ok(Reference::DetectionSeverity),
+            ("detection", ["stage"]) => Ok(Reference::DetectionStage),
+            ("detection", ["score"]) => Ok(Reference::DetectionScore),
+            ("detection", _) => Err(format!(
+                "unknown reference `{text}`; detection fields: rule, title, severity, stage, score"
+            )),
+            ("entity", ["pid"]) => Ok(Reference::EntityPid),
+            ("entity", ["name"]) => Ok(Reference::EntityName),
+            ("entity", ["address"]) => Ok(Reference::EntityAddress),
+            ("entity", ["user"]) => Ok(Reference::EntityUser),
+            ("entity", _) => Err(format!(
+                "unknown reference `{text}`; entity fields: pid, name, address, user"
+            )),
+            _ => Err(format!(
+                "unknown reference `{text}`; references start with `event.`, `detection.` or `entity.`"
+            )),
+        }
+    }
+
+    /// The type of value the reference yields, where it is known before any event arrives.
+    pub fn field_type(&self) -> Option<FieldType> {
+        match self {
+            Reference::Event(field) => Some(field.field_type()),
+            Reference::EventExtra(_) => None,
+            Reference::EntityPid => Some(FieldType::Integer),
+            Reference::EntityAddress => Some(FieldType::IpAddress),
+            Reference::DetectionScore => None,
+            _ => Some(FieldType::Text),
+        }
+    }
+
+    fn resolve(&self, event: &Event, detection: &Detection) -> Option<String> {
+        let entity = detection.entity.as_ref();
+        match self {
+            Reference::Event(field) => field.text(event).map(|t| t.into_owned()),
+            Reference::EventExtra(path) => {
+                let mut value = event.extra.get(path.first()?)?;
+                for key in &path[1..] {
+                    value = value.get(key)?;
+                }
+                match value {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                }
+            }
+            Reference::DetectionRule => Some(detection.rule.to_string()),
+            Reference::DetectionTitle => Some(detection.title.clone()),
+            Reference::DetectionSeverity => Some(detection.severity.as_str().to_string()),
+            Reference::DetectionStage => Some(detection.stage.as_str().to_string()),
+            Reference::DetectionScore => detection.score.map(|s| format!("{s:.3}")),
+            Reference::EntityPid => match entity {
+                Some(Entity::Process { pid, .. }) => Some(pid.to_string()),
+                _ => None,
+            },
+            Reference::EntityName => match entity {
+                Some(Entity::Process { name, .. }) => name.clone(),
+                _ => None,
+            },
+            Reference::EntityAddress => match entity {
+                Some(Entity::Address { ip }) => Some(ip.to_string()),
+                _ => None,
+            },
+            Reference::EntityUser => match entity {
+                Some(Entity::User { name }) => Some(name.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    Reference { text: String, reference: Reference },
+}
+
+/// A parsed parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// A template that could not render because a referenced value is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingValue(pub String);
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("`{{{{` without a closing `}}}}` in `{text}`"))?;
+            let inner = after[..close].trim();
+            let reference = Reference::parse(inner)?;
+            parts.push(Part::Reference {
+                text: inner.to_string(),
+                reference,
+            });
+            rest = &after[close + 2..];
+        }
+        if rest.contains("}}") {
+            return Err(format!("`}}}}` without an opening `{{{{` in `{text}`"));
+        }
+        if !rest.is_empty() || parts.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The literal text, when the template has no references.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The reference, when the template is exactly one reference and nothing else.
+    pub fn as_single_reference(&self) -> Option<(&str, &Reference)> {
+        match self.parts.as_slice() {
+            [Part::Reference { text, reference }] => Some((text, reference)),
+            _ => None,
+        }
+    }
+
+    pub fn render(&self, event: &Event, detection: &Detection) -> Result<String, MissingValue> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Reference { text, reference } => match reference.resolve(event, detection) {
+                    Some(value) => out.push_str(&value),
+                    None => return Err(MissingValue(text.clone())),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detection::{Severity, Stage};
+    use crate::event::EventKind;
+    use std::sync::Arc;
+
+    fn fixtures() -> (Event, Detection) {
+        let mut event = Event::new("e1", EventKind::NetworkConnection, 0);
+        event.remote_ip = Some("185.12.33.4".parse().unwrap());
+        event.pid = Some(1234);
+        event
+            .extra
+            .insert("sensor".into(), serde_json::json!({"version": "2.1"}));
+        let detection = Detection {
+            event_id: "e1".into(),
+            rule: Arc::from("c2"),
+            stage: Stage::Rule,
+            severity: Severity::High,
+            title: "C2".into(),
+            tags: Arc::from(vec![]),
+            entity: Some(Entity::Address {
+                ip: "185.12.33.4".parse().unwrap(),
+            }),
+            score: None,
+        };
+        (event, detection)
+    }
+
+    #[test]
+    fn renders_references_and_literals() {
+        let (event, detection) = fixtures();
+        let t = Template::parse(
+            "block {{ event.remote_ip }} for {{detection.rule}} v{{ event.sensor.version }}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&event, &detection).unwrap(),
+            "block 185.12.33.4 for c2 v2.1"
+        );
+        assert_eq!(
+            Template::parse("{{ entity.address }}")
+                .unwrap()
+                .render(&event, &detection)
+                .unwrap(),
+            "185.12.33.4"
+        );
+        let missing = Template::parse("{{ event.query_name }}")
+            .unwrap()
+            .render(&event, &detection);
+        assert_eq!(missing, Err(MissingValue("event.query_name".into())));
+    }
+
+    #[test]
+    fn classifies_templates() {
+        assert_eq!(Template::parse("1h").unwrap().as_literal(), Some("1h"));
+        assert_eq!(Template::parse("").unwrap().as_literal(), Some(""));
+        let single = Template::parse("{{ event.remote_ip }}").unwrap();
+        assert_eq!(
+            single.as_single_reference().map(|(_, r)| r.field_type()),
+            Some(Some(FieldType::IpAddress))
+        );
+        assert!(
+            Template::parse("x {{ event.pid }}")
+                .unwrap()
+                .as_single_reference()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_explained() {
+        assert!(
+            Template::parse("{{ event.pid")
+                .unwrap_err()
+                .contains("closing")
+        );
+        assert!(
+            Template::parse("{{ detection.nope }}")
+                .unwrap_err()
+                .contains("detection fields")
+        );
+        assert!(
+            Template::parse("{{ host }}")
+                .unwrap_err()
+                .contains("references start with")
+        );
+    }
+}

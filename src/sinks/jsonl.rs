@@ -1,0 +1,62 @@
+//! The JSON-lines contract of `palisade replay` (and `run --log-format json`): one object per
+//! line, `{"kind":"detection",...}` or `{"kind":"action",...}`.
+
+use serde_json::{Value, json};
+
+use crate::actions::ActionRecord;
+use crate::detection::Detection;
+use crate::pipeline::Outcome;
+
+pub fn detection_line(detection: &Detection) -> Value {
+    let mut value = json!({
+        "kind": "detection",
+        "event_id": detection.event_id,
+        "rule": &*detection.rule,
+        "severity": detection.severity,
+        "title": detection.title,
+        "stage": detection.stage,
+        "tags": &*detection.tags,
+    });
+    if let Some(entity) = &detection.entity {
+        value["entity"] = json!(entity);
+    }
+    if let Some(score) = detection.score {
+        value["score"] = json!(score);
+    }
+    value
+}
+
+pub fn action_line(action: &ActionRecord) -> Value {
+    let mut value = json!({
+        "kind": "action",
+        "event_id": action.event_id,
+        "playbook": &*action.playbook,
+        "step": action.step,
+        "action": action.action,
+        "target": action.target,
+        "status": action.status,
+        "risk": action.risk,
+        "rule": &*action.rule,
+        "params": action.params,
+    });
+    if let Some(reason) = &action.reason {
+        value["reason"] = json!(reason);
+    }
+    value
+}
+
+/// The replay output of an outcome: each detection followed by the actions it caused.
+pub fn replay_lines(outcome: &Outcome) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for detection in &outcome.detections {
+        lines.push(detection_line(detection));
+        for action in outcome
+            .actions
+            .iter()
+            .filter(|a| a.event_id == detection.event_id && a.rule == detection.rule)
+        {
+            lines.push(action_line(action));
+        }
+    }
+    lines
+}

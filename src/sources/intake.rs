@@ -1,0 +1,97 @@
+//! Normalization at the edge, with an account of everything rejected.
+
+use std::collections::BTreeMap;
+
+use crate::event::{Event, MAX_EVENT_BYTES, NormalizeError, RejectKind, normalize};
+use crate::sinks::DeadLetter;
+
+use super::jsonl::Line;
+
+/// How many messages were rejected, per kind of problem.
+pub type RejectCounts = BTreeMap<RejectKind, u64>;
+
+/// Normalizes raw messages. A message that cannot become an event is counted, logged the first
+/// time its kind of problem is seen, and written to the dead-letter sink; it never stops the
+/// engine.
+pub struct Intake {
+    accepted: u64,
+    rejected: RejectCounts,
+    dead_letter: Option<DeadLetter>,
+}
+
+impl Intake {
+    pub fn new(dead_letter: Option<DeadLetter>) -> Intake {
+        Intake {
+            accepted: 0,
+            rejected: RejectCounts::new(),
+            dead_letter,
+        }
+    }
+
+    /// Normalizes one line; `origin` names where it came from (`events.jsonl`).
+    pub fn accept_line(&mut self, origin: &str, line: &Line) -> Option<Event> {
+        let result = if line.full_len > MAX_EVENT_BYTES {
+            Err(NormalizeError {
+                kind: RejectKind::Oversize,
+                message: format!(
+                    "message is {} bytes, the limit is {MAX_EVENT_BYTES}",
+                    line.full_len
+                ),
+            })
+        } else {
+            normalize(&line.bytes)
+        };
+        let origin = format!("{origin}:{}", line.number);
+        self.account(&origin, &line.bytes, result)
+    }
+
+    /// Normalizes one message from a source without line numbers.
+    pub fn accept(&mut self, origin: &str, raw: &[u8]) -> Option<Event> {
+        self.account(origin, raw, normalize(raw))
+    }
+
+    fn account(
+        &mut self,
+        origin: &str,
+        raw: &[u8],
+        result: Result<Event, NormalizeError>,
+    ) -> Option<Event> {
+        match result {
+            Ok(event) => {
+                self.accepted += 1;
+                Some(event)
+            }
+            Err(err) => {
+                let count = self.rejected.entry(err.kind).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    tracing::warn!(
+                        origin,
+                        kind = err.kind.as_str(),
+                        "rejected a message: {}; further `{}` rejects are counted and dead-lettered, not logged",
+                        err.message,
+                        err.kind.as_str()
+                    );
+                }
+                if let Some(sink) = &mut self.dead_letter
+                    && let Err(io) = sink.write(origin, &err, raw)
+                {
+                    tracing::error!(origin, "cannot write to the dead-letter file: {io}");
+                }
+                None
+            }
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    pub fn rejected(&self) -> &RejectCounts {
+        &self.rejected
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}

@@ -1,0 +1,80 @@
+//! `palisade test`: the test cases authors embed in rules and playbooks, and the runner that
+//! pushes each case's events through the real pipeline and compares what came out.
+
+mod runner;
+
+pub use runner::{CaseResult, TestReport, run_tests};
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One embedded test case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCase {
+    pub name: String,
+    pub input: TestInput,
+    pub expect: Expectation,
+    /// The rule or playbook file that holds the case, and the case's line in it.
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// The events a case feeds in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestInput {
+    /// Events written inline, in either input shape. A missing `timestamp` is filled in.
+    Events(Vec<serde_json::Value>),
+    /// A JSON-lines file, relative to the content directory (e.g. `tests/fixtures/x.jsonl`).
+    Fixture(PathBuf),
+}
+
+/// What a case expects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    /// Rule tests: whether the rule under test fires (on any of the events), and nothing else.
+    Fires(bool),
+    /// Rule tests: the rule fires, and its detection has these fields (`title`, `severity`,
+    /// `entity`, ...), compared as JSON.
+    Detection(serde_json::Map<String, serde_json::Value>),
+    /// Playbook tests: the detections (rule ids) and this playbook's actions, in order.
+    Outcome(ExpectedOutcome),
+}
+
+impl Expectation {
+    pub fn fires(fires: bool) -> Expectation {
+        Expectation::Fires(fires)
+    }
+}
+
+/// A playbook test's expected outcome. A list that is left out is not checked; an empty list
+/// means "nothing".
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedOutcome {
+    /// Rule ids of the detections, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detections: Option<Vec<String>>,
+    /// This playbook's actions, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<ExpectedAction>>,
+}
+
+/// One expected action; fields left out are not compared.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAction {
+    /// The step id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The action name, e.g. `process.kill`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The rendered target, e.g. `4242` or `185.12.33.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `planned`, `dry_run`, `skipped`, `refused`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}

@@ -1,0 +1,339 @@
+//! Runs embedded test cases through the real pipeline (every rule and playbook loaded, actions
+//! planned as with dry-run off) and compares what came out with what the case expects.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::content::Content;
+use crate::event::{Event, normalize, normalize_value};
+use crate::pipeline::{Outcome, Pipeline};
+use crate::sinks::{action_line, detection_line, replay_lines};
+use crate::sources::jsonl::JsonlReader;
+
+use super::{Expectation, ExpectedAction, ExpectedOutcome, TestCase, TestInput};
+
+/// The timestamp given to inline test events that have none.
+const TEST_TIMESTAMP: &str = "2025-01-01T00:00:00Z";
+
+/// The result of one case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseResult {
+    pub file: PathBuf,
+    pub line: usize,
+    /// The rule or playbook id the case belongs to (`fixture` for fixture snapshots).
+    pub owner: String,
+    pub name: String,
+    /// Empty when the case passed; otherwise lines explaining the difference.
+    pub problems: Vec<String>,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestReport {
+    pub cases: Vec<CaseResult>,
+}
+
+impl TestReport {
+    pub fn failed(&self) -> usize {
+        self.cases.iter().filter(|c| !c.passed()).count()
+    }
+
+    pub fn passed(&self) -> usize {
+        self.cases.len() - self.failed()
+    }
+}
+
+/// Runs every case whose owner or name contains `filter` (all when `None`).
+pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestReport, String> {
+    let mut report = TestReport::default();
+    let selected =
+        |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
+    for rule in &content.rules {
+        for case in rule.tests.iter().filter(|c| selected(&rule.id, &c.name)) {
+            let problems = match outcome_of(content, &case.input) {
+                Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
+                Err(problem) => vec![problem],
+            };
+            report.cases.push(result(case, &rule.id, problems));
+        }
+    }
+    for playbook in &content.playbooks {
+        for case in playbook
+            .tests
+            .iter()
+            .filter(|c| selected(&playbook.id, &c.name))
+        {
+            let problems = match (&case.expect, outcome_of(content, &case.input)) {
+                (Expectation::Outcome(expected), Ok(outcome)) => {
+                    check_playbook(&playbook.id, expected, &outcome)
+                }
+                (_, Err(problem)) => vec![problem],
+                (_, Ok(_)) => vec!["a playbook test must expect detections and actions".into()],
+            };
+            report.cases.push(result(case, &playbook.id, problems));
+        }
+    }
+    for (events, expected) in fixture_snapshots(content) {
+        let name = events.display().to_string();
+        if !selected("fixture", &name) {
+            continue;
+        }
+        let problems =
+            check_snapshot(content, &events, &expected).unwrap_or_else(|problem| vec![problem]);
+        report.cases.push(CaseResult {
+            file: expected,
+            line: 1,
+            owner: "fixture".into(),
+            name,
+            problems,
+        });
+    }
+    Ok(report)
+}
+
+fn result(case: &TestCase, owner: &str, problems: Vec<String>) -> CaseResult {
+    CaseResult {
+        file: case.file.clone(),
+        line: case.line,
+        owner: owner.to_string(),
+        name: case.name.clone(),
+        problems,
+    }
+}
+
+/// Runs the case's events through a fresh pipeline with dry-run off, so tests see the
+/// decisions the engine would make when it acts.
+fn outcome_of(content: &Arc<Content>, input: &TestInput) -> Result<Outcome, String> {
+    let events = match input {
+        TestInput::Events(values) => values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| inline_event(value).map_err(|e| format!("event {}: {e}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?,
+        TestInput::Fixture(path) => read_fixture(&content.resolve(path))?,
+    };
+    let mut pipeline = Pipeline::new(content.clone(), false)?;
+    let mut outcome = Outcome::default();
+    for event in &events {
+        pipeline.process(event, &mut outcome);
+    }
+    Ok(outcome)
+}
+
+fn inline_event(value: &Value) -> Result<Event, String> {
+    let mut value = value.clone();
+    if let Value::Object(map) = &mut value {
+        let is_ecs = !map.contains_key("type") && map.contains_key("event");
+        let key = if is_ecs { "@timestamp" } else { "timestamp" };
+        map.entry(key).or_insert_with(|| json!(TEST_TIMESTAMP));
+    }
+    let text = value.to_string();
+    normalize_value(value, || {
+        // Same id as the engine would derive from the same text.
+        normalize(text.as_bytes()).map(|e| e.id).unwrap_or_default()
+    })
+    .map_err(|e| e.message)
+}
+
+fn read_fixture(path: &Path) -> Result<Vec<Event>, String> {
+    let mut reader = JsonlReader::open(path)
+        .map_err(|e| format!("cannot read fixture `{}`: {e}", path.display()))?;
+    let mut events = Vec::new();
+    while let Some(line) = reader
+        .next_line()
+        .map_err(|e| format!("cannot read fixture `{}`: {e}", path.display()))?
+    {
+        let event = normalize(&line.bytes)
+            .map_err(|e| format!("{}:{}: {}", path.display(), line.number, e.message))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn failures_of(rule: &str, outcome: &Outcome) -> Vec<String> {
+    outcome
+        .failures
+        .iter()
+        .filter(|f| &*f.rule == rule)
+        .map(|f| format!("the rule failed on event `{}`: {}", f.event_id, f.message))
+        .collect()
+}
+
+fn check_rule(rule: &str, expect: &Expectation, outcome: &Outcome) -> Vec<String> {
+    let mine: Vec<_> = outcome
+        .detections
+        .iter()
+        .filter(|d| &*d.rule == rule)
+        .collect();
+    let mut problems = failures_of(rule, outcome);
+    match expect {
+        Expectation::Fires(true) if mine.is_empty() => {
+            problems.push("expected the rule to fire; it did not".into());
+        }
+        Expectation::Fires(false) => {
+            for d in mine {
+                problems.push(format!(
+                    "expected no detection; got `{}` on event `{}`",
+                    d.title, d.event_id
+                ));
+            }
+        }
+        Expectation::Detection(fields) => match mine.first() {
+            None => problems.push("expected a detection; the rule did not fire".into()),
+            Some(detection) => {
+                let actual = detection_line(detection);
+                for (key, want) in fields {
+                    let got = actual.get(key).unwrap_or(&Value::Null);
+                    if !json_contains(got, want) {
+                        problems.push(format!("`{key}`: expected {want}, got {got}"));
+                    }
+                }
+            }
+        },
+        Expectation::Fires(true) | Expectation::Outcome(_) => {}
+    }
+    problems
+}
+
+/// `want` is contained in `got`: equal, or for objects every key of `want` contained in `got`.
+fn json_contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(got), Value::Object(want)) => want
+            .iter()
+            .all(|(k, v)| got.get(k).is_some_and(|g| json_contains(g, v))),
+        _ => got == want,
+    }
+}
+
+fn check_playbook(playbook: &str, expected: &ExpectedOutcome, outcome: &Outcome) -> Vec<String> {
+    let mut problems = Vec::new();
+    for failure in &outcome.failures {
+        problems.push(format!(
+            "rule `{}` failed on event `{}`: {}",
+            failure.rule, failure.event_id, failure.message
+        ));
+    }
+    if let Some(want) = &expected.detections {
+        let got: Vec<&str> = outcome.detections.iter().map(|d| &*d.rule).collect();
+        if got != want.iter().map(String::as_str).collect::<Vec<_>>() {
+            problems.push(format!("detections: expected {want:?}, got {got:?}"));
+        }
+    }
+    if let Some(want) = &expected.actions {
+        let got: Vec<_> = outcome
+            .actions
+            .iter()
+            .filter(|a| &*a.playbook == playbook)
+            .collect();
+        if got.len() != want.len() {
+            problems.push(format!(
+                "expected {} action(s), got {}",
+                want.len(),
+                got.len()
+            ));
+        }
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            for difference in action_differences(w, &action_line(g)) {
+                problems.push(format!("action {}: {difference}", i + 1));
+            }
+        }
+        for (i, extra) in got.iter().enumerate().skip(want.len()) {
+            problems.push(format!(
+                "action {} was not expected: {}",
+                i + 1,
+                action_line(extra)
+            ));
+        }
+    }
+    problems
+}
+
+fn action_differences(want: &ExpectedAction, got: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, expected) in [
+        ("step", &want.step),
+        ("action", &want.action),
+        ("target", &want.target),
+        ("status", &want.status),
+    ] {
+        if let Some(expected) = expected {
+            let actual = got.get(key).and_then(Value::as_str).unwrap_or_default();
+            if actual != expected {
+                let reason = got
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .map(|r| format!(" (reason: {r})"))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "`{key}`: expected `{expected}`, got `{actual}`{reason}"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `tests/fixtures/NAME.jsonl` files that have a `NAME.expected.jsonl` beside them.
+fn fixture_snapshots(content: &Content) -> Vec<(PathBuf, PathBuf)> {
+    let dir = content.resolve(Path::new("tests/fixtures"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut pairs: Vec<(PathBuf, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let stem = name.strip_suffix(".jsonl")?;
+            if stem.ends_with(".expected") {
+                return None;
+            }
+            let expected = path.with_file_name(format!("{stem}.expected.jsonl"));
+            expected.exists().then_some((path, expected))
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Replays a fixture and compares its detection and action lines with the expected file.
+fn check_snapshot(
+    content: &Arc<Content>,
+    events: &Path,
+    expected: &Path,
+) -> Result<Vec<String>, String> {
+    let outcome = outcome_of(content, &TestInput::Fixture(events.to_path_buf()))?;
+    let got: Vec<Value> = replay_lines(&outcome);
+    let text = std::fs::read_to_string(expected)
+        .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;
+    let want: Vec<Value> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", expected.display(), i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut problems = Vec::new();
+    for (i, pair) in want.iter().zip(&got).enumerate() {
+        if pair.0 != pair.1 {
+            problems.push(format!(
+                "line {}:\n      expected {}\n      got      {}",
+                i + 1,
+                pair.0,
+                pair.1
+            ));
+        }
+    }
+    if want.len() != got.len() {
+        problems.push(format!("expected {} lines, got {}", want.len(), got.len()));
+    }
+    Ok(problems)
+}
