@@ -115,12 +115,13 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
 
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits);
+    let rules_incomplete = !problems.is_empty();
     let mut playbooks: Vec<Arc<Playbook>> = Vec::new();
     for path in files(&playbooks_dir, &["yaml", "yml"], &mut problems) {
         let Some(source) = read(&path, &mut problems) else {
             continue;
         };
-        match load_playbook(&path, &source, &rules_by_id, &engine) {
+        match load_playbook(&path, &source, &rules_by_id, rules_incomplete, &engine) {
             Ok(playbook) => {
                 if let Some(first) = playbooks.iter().find(|p| p.id == playbook.id) {
                     problems.push(Diagnostic::file(

@@ -65,20 +65,28 @@ impl Pipeline {
     }
 
     /// Runs `event` through every stage, appending to `out` (which the caller clears).
+    ///
+    /// A playbook runs at most once per event, for the most severe detection that matches its
+    /// trigger (the first of equals): two rules seeing the same malicious process must not kill
+    /// it twice or page the on-call twice.
     pub fn process(&mut self, event: &Event, out: &mut Outcome) {
         let first_new = out.detections.len();
         self.rules
             .evaluate(event, &mut out.detections, &mut out.failures);
-        for detection in &out.detections[first_new..] {
+        let detections = &out.detections[first_new..];
+        if detections.is_empty() {
+            return;
+        }
+        for playbook in &self.content.playbooks {
+            let chosen = detections
+                .iter()
+                .filter(|d| playbook.trigger.matches(d))
+                .reduce(|best, d| if d.severity > best.severity { d } else { best });
+            let Some(detection) = chosen else { continue };
             self.plan.actions.clear();
             self.plan.degrade.clear();
-            self.planner.plan(
-                &self.content.playbooks,
-                event,
-                detection,
-                self.dry_run,
-                &mut self.plan,
-            );
+            self.planner
+                .plan(playbook, event, detection, self.dry_run, &mut self.plan);
             out.actions.append(&mut self.plan.actions);
             out.degrade.append(&mut self.plan.degrade);
         }

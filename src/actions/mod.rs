@@ -175,7 +175,7 @@ pub static ACTIONS: &[ActionSpec] = &[
                 "log level",
             ),
         ],
-        target: "message",
+        target: "level",
         default_risk: Risk::Low,
     },
     ActionSpec {

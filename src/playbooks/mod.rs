@@ -85,11 +85,13 @@ pub fn condition_scope(event: Dynamic, detection: Dynamic) -> Scope<'static> {
 }
 
 /// Parses and validates one playbook file against the action registry and the loaded rules.
-/// `engine` compiles `when` conditions (it is the sandboxed rule engine).
+/// `engine` compiles `when` conditions (it is the sandboxed rule engine); `rules_incomplete`
+/// says some rule files failed to load, which softens "rule does not exist".
 pub fn load_playbook(
     path: &Path,
     source: &str,
     rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+    rules_incomplete: bool,
     engine: &Engine,
 ) -> Result<Playbook, Diagnostics> {
     let spec: PlaybookSpec = yaml_serde::from_str(source).map_err(|err| {
@@ -108,6 +110,7 @@ pub fn load_playbook(
     })?;
     Validator {
         path,
+        rules_incomplete,
         source,
         problems: Diagnostics::default(),
         context: format!("playbook `{}`", spec.id),
@@ -127,6 +130,8 @@ fn yaml_message(err: &yaml_serde::Error) -> String {
 
 struct Validator<'a> {
     path: &'a Path,
+    /// Some rule files failed to load, so a missing rule may be in one of them.
+    rules_incomplete: bool,
     source: &'a str,
     problems: Diagnostics,
     context: String,
@@ -225,7 +230,14 @@ impl Validator<'_> {
                     self.report(
                         &at.key("rules").index(index),
                         "playbook-unknown-rule",
-                        format!("trigger names rule `{rule}`, which does not exist{hint}"),
+                        format!(
+                            "trigger names rule `{rule}`, which does not exist{}{hint}",
+                            if self.rules_incomplete {
+                                " (or is in a rule file that failed to load)"
+                            } else {
+                                ""
+                            }
+                        ),
                     );
                 }
             }

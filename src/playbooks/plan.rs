@@ -2,10 +2,8 @@
 //! evaluated, its parameters rendered and parsed into typed values, and its status decided.
 //! Nothing is executed here; the executor that acts on planned steps sits after this.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use rhai::{Dynamic, Engine, Map};
+use std::collections::BTreeMap;
 
 use crate::actions::{ActionRecord, ActionStatus, Risk};
 use crate::detection::{Detection, Entity};
@@ -35,18 +33,18 @@ impl Planner {
         Planner { engine, deadline }
     }
 
-    /// Plans every playbook whose trigger matches `detection`. With `dry_run`, steps that would
-    /// act are recorded as `dry_run`.
+    /// Plans every step of `playbook` for `detection`. With `dry_run`, steps that would act are
+    /// recorded as `dry_run`.
     pub fn plan(
         &mut self,
-        playbooks: &[Arc<Playbook>],
+        playbook: &Playbook,
         event: &Event,
         detection: &Detection,
         dry_run: bool,
         out: &mut PlanOutcome,
     ) {
         let mut values: Option<(Dynamic, Dynamic)> = None;
-        for playbook in playbooks.iter().filter(|p| p.trigger.matches(detection)) {
+        {
             let mut halted: Option<String> = None;
             for step in &playbook.steps {
                 let mut record = ActionRecord {

@@ -1,6 +1,6 @@
 //! Rules: Rhai scripts in `rules/*.rhai` that decide whether an event is a detection.
 //!
-//! A rule file defines `let rule = #{ ... }` (its metadata and optional declarative `match`
+//! A rule file defines `let rule = #{ ... }` (its metadata and optional declarative `filter`
 //! pre-filter), optionally `fn detect(event)`, and optionally `let tests = [ ... ]`. The contract
 //! is written for authors in `docs/rules.md`.
 //!
@@ -60,7 +60,7 @@ const RULE_KEYS: [&str; 7] = [
     "severity",
     "tags",
     "events",
-    "match",
+    "filter",
 ];
 
 /// Compiles and validates one rule file. `path` is how diagnostics name the file.
@@ -238,18 +238,18 @@ pub fn load_rule(
         }
     };
     let mut prefilter = Prefilter::default();
-    match meta.get("match") {
+    match meta.get("filter") {
         None => {}
         Some(value) => match value.clone().try_cast::<Map>() {
             None => at_key(
-                "match",
-                "rule-bad-match",
-                "`match` must be an object map of field to values".into(),
+                "filter",
+                "rule-bad-filter",
+                "`filter` must be an object map of field to values".into(),
             ),
             Some(conditions) => {
                 for (key, values) in conditions {
                     let parsed = scalar_list(&values)
-                        .ok_or_else(|| format!("`match` key `{key}` must have a string, a number or an array of them"))
+                        .ok_or_else(|| format!("`filter` key `{key}` must have a string, a number or an array of them"))
                         .and_then(|values| Prefilter::parse_condition(&key, values));
                     match parsed {
                         Ok(condition) => {
@@ -260,14 +260,14 @@ pub fn load_rule(
                                     &key,
                                     "rule-field-never-set",
                                     format!(
-                                        "`match` on `{}`, which `{kind}` events never carry, so the rule could not fire for them",
+                                        "`filter` on `{}`, which `{kind}` events never carry, so the rule could not fire for them",
                                         condition.field
                                     ),
                                 );
                             }
                             prefilter.conditions.push(condition);
                         }
-                        Err(message) => at_key(&key, "rule-bad-match", message),
+                        Err(message) => at_key(&key, "rule-bad-filter", message),
                     }
                 }
             }
@@ -277,7 +277,7 @@ pub fn load_rule(
         at_key(
             "rule",
             "rule-matches-everything",
-            "the rule has neither `fn detect(event)` nor a `match` pre-filter, so it would fire on every event".into(),
+            "the rule has neither `fn detect(event)` nor a `filter` pre-filter, so it would fire on every event".into(),
         );
     }
     let tests = match scope.get_value::<Dynamic>("tests") {
@@ -324,7 +324,7 @@ fn string_list(value: &Dynamic) -> Option<Vec<String>> {
         .collect()
 }
 
-/// A `match` value: one string or number, or an array of them, as text.
+/// A `filter` value: one string or number, or an array of them, as text.
 fn scalar_list(value: &Dynamic) -> Option<Vec<String>> {
     let scalar = |item: &Dynamic| -> Option<String> {
         if let Ok(n) = item.as_int() {

@@ -1,10 +1,10 @@
-//! A rule's declarative `match` map, checked in Rust before any Rhai runs.
+//! A rule's declarative `filter` map, checked in Rust before any Rhai runs.
 //!
 //! Most events are benign, and most rules look for one program or one string. Checking those
 //! conditions on the typed event costs nanoseconds, so a rule's script runs only for events that
 //! pass its pre-filter; this is what lets a hundred rules keep up with a sensor stream.
 //!
-//! `match: #{ parent_name: ["winword.exe", "excel.exe"], "cmdline|contains": ["-enc"] }` means:
+//! `filter: #{ parent_name: ["winword.exe", "excel.exe"], "cmdline|contains": ["-enc"] }` means:
 //! every key must hold, and a key holds when the field equals (or, with a modifier, contains,
 //! starts with, ends with) any of its values. Comparison ignores ASCII case.
 
@@ -53,7 +53,7 @@ impl Condition {
     }
 }
 
-/// All conditions of one rule's `match` map. Empty means every event of the rule's types.
+/// All conditions of one rule's `filter` map. Empty means every event of the rule's types.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefilter {
     pub conditions: Vec<Condition>,
@@ -67,7 +67,7 @@ impl Prefilter {
             .all(|condition| condition.holds(event))
     }
 
-    /// Parses one `match` key (`field` or `field|modifier`) and its values.
+    /// Parses one `filter` key (`field` or `field|modifier`) and its values.
     pub fn parse_condition(key: &str, values: Vec<String>) -> Result<Condition, String> {
         let (name, modifier) = match key.split_once('|') {
             Some((name, modifier)) => (name, Some(modifier)),
@@ -76,19 +76,21 @@ impl Prefilter {
         let field = Field::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
             format!(
-                "`match` key `{name}` is not an event field; fields: {}",
+                "`filter` key `{name}` is not an event field; fields: {}",
                 known.join(", ")
             )
         })?;
         let operator = match modifier {
             None => Operator::Equals,
             Some(m) => Operator::parse(m).ok_or_else(|| {
-                format!("unknown `match` modifier `{m}`; modifiers: contains, startswith, endswith")
+                format!(
+                    "unknown `filter` modifier `{m}`; modifiers: contains, startswith, endswith"
+                )
             })?,
         };
         if values.is_empty() {
             return Err(format!(
-                "`match` key `{key}` has no values, so the rule could never fire"
+                "`filter` key `{key}` has no values, so the rule could never fire"
             ));
         }
         Ok(Condition {
