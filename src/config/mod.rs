@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, locate};
+use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate};
 use crate::rules::RuleLimits;
 
 /// The embedded default configuration (dry-run, events from standard input).
@@ -16,7 +16,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
 pub const CONFIG_FILE: &str = "palisade.yaml";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 #[schemars(title = "palisade configuration")]
 pub struct Config {
     #[serde(default)]
@@ -36,7 +36,8 @@ pub struct Config {
 
 /// Where the rules and playbooks are, relative to the content directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ContentConfig {
     pub rules: PathBuf,
     pub playbooks: PathBuf,
@@ -74,7 +75,8 @@ impl Default for SourceConfig {
 
 /// The SQLite file for state that outlives the process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct StateConfig {
     pub path: PathBuf,
 }
@@ -89,7 +91,8 @@ impl Default for StateConfig {
 
 /// Where messages that could not be normalized are written, one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     pub path: PathBuf,
 }
@@ -103,7 +106,8 @@ impl Default for DeadLetterConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ActionsConfig {
     /// Record what playbooks would do (status `dry_run`) instead of doing it.
     pub dry_run: bool,
@@ -125,18 +129,10 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     {
         Config::default()
     } else {
-        yaml_serde::from_str(source).map_err(|err| {
-            let position = err
-                .location()
-                .map_or(Position::START, |l| Position::new(l.line(), l.column()));
-            let text = err.to_string();
-            let message = text
-                .rfind(" at line ")
-                .map_or(text.clone(), |cut| text[..cut].to_string());
-            let mut problems = Diagnostics::default();
-            problems.push(Diagnostic::at(path, source, position, "yaml", message));
-            problems
-        })?
+        let (config, unknown_keys) =
+            crate::diagnostics::parse_yaml(path, source, crate::schema::config())?;
+        problems.extend(unknown_keys);
+        config
     };
     let mut report = |at: YamlPath, message: String| {
         problems.push(Diagnostic::at(
@@ -211,8 +207,9 @@ mod tests {
         let problems = parse(Path::new("palisade.yaml"), "actions:\n  dry_rn: true\n").unwrap_err();
         let d = problems.iter().next().unwrap();
         assert_eq!(d.line, 2);
+        assert!(d.message.contains("unknown key `dry_rn`"), "{}", d.message);
         assert!(
-            d.message.contains("unknown field `dry_rn`"),
+            d.message.contains("did you mean `dry_run`"),
             "{}",
             d.message
         );

@@ -3,8 +3,10 @@
 //! Every loader collects all of its problems into [`Diagnostics`] instead of stopping at the
 //! first, so one `palisade validate` run shows an author everything to fix.
 
+mod yaml_document;
 mod yaml_path;
 
+pub use yaml_document::parse_yaml;
 pub use yaml_path::{PathSegment, YamlPath, locate};
 
 use std::fmt::Write as _;
@@ -172,18 +174,31 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, candidate)| candidate)
 }
 
+/// Edit distance where swapping two neighbouring letters counts as one edit (`wiht` → `with`),
+/// the most common typo in a key.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -213,5 +228,6 @@ mod tests {
         let known = ["firewall.block", "process.kill"];
         assert_eq!(suggest("firewal.block", known), Some("firewall.block"));
         assert_eq!(suggest("email.send", known), None);
+        assert_eq!(suggest("wiht", ["with", "when"]), Some("with"));
     }
 }

@@ -37,6 +37,10 @@ impl YamlPath {
         next
     }
 
+    pub fn from_segments(segments: &[PathSegment]) -> YamlPath {
+        YamlPath(segments.to_vec())
+    }
+
     pub fn segments(&self) -> &[PathSegment] {
         &self.0
     }

@@ -21,7 +21,7 @@ use rhai::{AST, Dynamic, Engine, Scope};
 
 use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
 use crate::detection::{Detection, Severity, Stage};
-use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, locate, suggest};
+use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate, suggest};
 use crate::event::FieldType;
 use crate::rules::RuleDefinition;
 use crate::testing::{Expectation, TestCase, TestInput};
@@ -94,38 +94,21 @@ pub fn load_playbook(
     rules_incomplete: bool,
     engine: &Engine,
 ) -> Result<Playbook, Diagnostics> {
-    let spec: PlaybookSpec = yaml_serde::from_str(source).map_err(|err| {
-        let position = err
-            .location()
-            .map_or(Position::START, |l| Position::new(l.line(), l.column()));
-        let mut problems = Diagnostics::default();
-        problems.push(Diagnostic::at(
-            path,
-            source,
-            position,
-            "yaml",
-            yaml_message(&err),
-        ));
-        problems
-    })?;
+    let (spec, unknown_keys): (PlaybookSpec, Diagnostics) =
+        crate::diagnostics::parse_yaml(path, source, crate::schema::playbook())?;
+    let context = format!("playbook `{}`", spec.id);
+    let mut problems = Diagnostics::default();
+    for d in unknown_keys {
+        problems.push(d.with_context(context.clone()));
+    }
     Validator {
         path,
         rules_incomplete,
         source,
-        problems: Diagnostics::default(),
-        context: format!("playbook `{}`", spec.id),
+        problems,
+        context,
     }
     .validate(spec, rules, engine)
-}
-
-/// `yaml_serde`'s message without the trailing "at line L column C", which the diagnostic
-/// already shows as `file:line:col`.
-fn yaml_message(err: &yaml_serde::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(cut) => text[..cut].to_string(),
-        None => text,
-    }
 }
 
 struct Validator<'a> {

@@ -13,7 +13,7 @@ use crate::testing::ExpectedOutcome;
 
 /// A playbook: when a matching detection arrives, run these steps in order.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 #[schemars(title = "palisade playbook")]
 pub struct PlaybookSpec {
     /// Unique id: lowercase letters, digits, `-`, `_`, `.`.
@@ -55,7 +55,7 @@ pub enum HighRiskApproval {
 /// Which detections start the playbook. Every condition given must hold; within a list, any
 /// entry may match. At least one condition is required.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct TriggerSpec {
     /// Rule ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -72,7 +72,7 @@ pub struct TriggerSpec {
 
 /// One step.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct StepSpec {
     /// Unique within the playbook.
     pub id: String,
@@ -117,7 +117,7 @@ pub enum OnFailure {
 
 /// A test case: events in, expected detections and actions out.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct PlaybookTestSpec {
     pub name: String,
     /// Events inline, in either input shape; a missing `timestamp` is filled in.

@@ -16,7 +16,8 @@ use super::helpers;
 /// Budgets for one rule evaluation. The defaults leave a simple rule two orders of magnitude of
 /// room while stopping a runaway script within milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RuleLimits {
     /// Rhai operations one call may take (an endless loop stops here).
     pub max_operations: u64,

@@ -51,7 +51,7 @@ impl Expectation {
 /// A playbook test's expected outcome. A list that is left out is not checked; an empty list
 /// means "nothing".
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct ExpectedOutcome {
     /// Rule ids of the detections, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,7 +63,7 @@ pub struct ExpectedOutcome {
 
 /// One expected action; fields left out are not compared.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct ExpectedAction {
     /// The step id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
