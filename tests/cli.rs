@@ -1,0 +1,451 @@
+//! End-to-end tests of the `palisade` binary: real processes, real files, real SQLite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn palisade(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(dir)
+        .env("PALISADE_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the palisade binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+/// A scratch content directory holding a copy of the shipped rules and playbooks.
+fn scratch_content() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["rules", "playbooks"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(repo().join(sub)).expect("read dir") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(
+                &path,
+                dir.path().join(sub).join(path.file_name().expect("name")),
+            )
+            .expect("copy");
+        }
+    }
+    dir
+}
+
+#[test]
+fn validate_accepts_the_shipped_content() {
+    let out = palisade(&["validate"], &repo());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("ok: 4 rule(s), 3 playbook(s)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_in_one_run() {
+    let out = palisade(&["validate", "tests/fixtures/broken-content"], &repo());
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!("broken_content_text", stdout(&out));
+
+    let out = palisade(
+        &[
+            "validate",
+            "tests/fixtures/broken-content",
+            "--format",
+            "json",
+        ],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let problems: Vec<Value> = serde_json::from_str(&stdout(&out)).expect("JSON array");
+    let located: Vec<(String, u64, u64, String)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p["file"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                p["line"].as_u64().unwrap_or_default(),
+                p["column"].as_u64().unwrap_or_default(),
+                p["code"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        located,
+        vec![
+            ("typo.yaml".into(), 7, 13, "unknown-action".into()),
+            ("typo.yaml".into(), 12, 5, "unknown-key".into()),
+            ("syntax_error.rhai".into(), 9, 46, "rhai-syntax".into()),
+        ]
+    );
+}
+
+#[test]
+fn validate_cannot_run_on_a_missing_directory() {
+    let out = palisade(&["validate", "no/such/dir"], &repo());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    let out = palisade(&["replay"], &repo());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing required flag is exit 2"
+    );
+}
+
+#[test]
+fn test_command_passes_on_the_shipped_content() {
+    let out = palisade(&["test"], &repo());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+    assert!(!text.contains("FAIL "), "{text}");
+}
+
+#[test]
+fn every_shipped_rule_and_playbook_has_a_positive_and_a_negative_case() {
+    let content = palisade::content::load(&repo(), None).expect("shipped content loads");
+    use palisade::testing::Expectation;
+    for rule in &content.rules {
+        let positive = rule
+            .tests
+            .iter()
+            .any(|t| !matches!(t.expect, Expectation::Fires(false)));
+        let negative = rule
+            .tests
+            .iter()
+            .any(|t| matches!(t.expect, Expectation::Fires(false)));
+        assert!(
+            positive && negative,
+            "rule `{}` needs a positive and a negative case",
+            rule.id
+        );
+    }
+    for playbook in &content.playbooks {
+        let is_negative = |t: &palisade::testing::TestCase| matches!(&t.expect, Expectation::Outcome(o) if o.actions.as_ref().is_some_and(Vec::is_empty));
+        assert!(
+            playbook.tests.iter().any(is_negative),
+            "playbook `{}` needs a case where nothing happens",
+            playbook.id
+        );
+        assert!(
+            playbook.tests.iter().any(|t| !is_negative(t)),
+            "playbook `{}` needs a case that acts",
+            playbook.id
+        );
+    }
+}
+
+#[test]
+fn test_command_fails_with_a_readable_difference() {
+    let dir = scratch_content();
+    let path = dir.path().join("playbooks/contain-office-macro.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        text.replacen(
+            "target: \"4242\", status: planned",
+            "target: \"4243\", status: planned",
+            1,
+        ),
+    )
+    .expect("write");
+    let out = palisade(&["test", "."], dir.path());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "FAIL  contain-office-macro › a macro starting powershell is killed and reported"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("`target`: expected `4243`, got `4242`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn replay_prints_detections_only_for_malicious_events() {
+    let out = palisade(
+        &["replay", "--events", "tests/fixtures/mixed.jsonl"],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let detected: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "detection")
+        .map(|l| l["event_id"].as_str().unwrap_or_default())
+        .collect();
+    // m-03: Office macro cradle, m-05: regsvr32 squiblydoo (ECS), m-07: encoded PowerShell.
+    assert_eq!(detected, ["m-03", "m-03", "m-05", "m-07"]);
+    for line in &lines {
+        for field in ["kind", "event_id", "rule"] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+        if line["kind"] == "detection" {
+            for field in ["severity", "title", "stage"] {
+                assert!(line.get(field).is_some(), "{field} missing in {line}");
+            }
+        } else {
+            for field in ["playbook", "step", "action", "target", "status"] {
+                assert!(line.get(field).is_some(), "{field} missing in {line}");
+            }
+        }
+    }
+    let kill = lines
+        .iter()
+        .find(|l| l["kind"] == "action" && l["step"] == "kill-child")
+        .expect("the office macro playbook plans a kill");
+    assert_eq!(kill["target"], "4242");
+    assert_eq!(kill["status"], "planned");
+    let expected = std::fs::read_to_string(repo().join("tests/fixtures/mixed.expected.jsonl"))
+        .expect("snapshot");
+    assert_eq!(lines, json_lines(&expected));
+}
+
+#[test]
+fn an_endless_loop_is_stopped_and_the_other_rules_still_fire() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("rules/aaa_spins.rhai"),
+        r#"let rule = #{ id: "spins", title: "Spins", severity: "low", events: ["process_create"] };
+fn detect(event) { loop { } }
+"#,
+    )
+    .expect("write rule");
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        r#"{"type":"process_create","timestamp":1,"id":"e1","pid":42,"name":"cmd.exe","parent_name":"excel.exe"}
+{"type":"process_create","timestamp":2,"id":"e2","pid":43,"name":"powershell.exe","parent_name":"outlook.exe"}
+"#,
+    )
+    .expect("write events");
+    let out = palisade(&["replay", "--events", "events.jsonl"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let detections: Vec<Value> = json_lines(&stdout(&out))
+        .into_iter()
+        .filter(|l| l["kind"] == "detection")
+        .collect();
+    assert_eq!(detections.len(), 2, "{}", stdout(&out));
+    assert!(
+        detections
+            .iter()
+            .all(|d| d["rule"] == "office-spawns-shell")
+    );
+    let log = stderr(&out);
+    assert_eq!(
+        log.matches("stopped by the operations limit").count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("2 rule failure(s)"), "{log}");
+}
+
+#[test]
+fn bad_input_is_counted_dead_lettered_and_processing_goes_on() {
+    let dir = scratch_content();
+    let events = dir.path().join("events.jsonl");
+    let huge = format!(
+        "{{\"type\":\"login\",\"timestamp\":1,\"user\":\"{}\"}}",
+        "x".repeat(1_100_000)
+    );
+    let text = [
+        "this is not json",
+        r#"{"type":"teleport","timestamp":1}"#,
+        r#"{"type":"process_create","timestamp":1,"pid":"not a number"}"#,
+        huge.as_str(),
+        r#"{"type":"process_create","timestamp":1,"id":"good","pid":42,"name":"cmd.exe","parent_name":"winword.exe"}"#,
+        "this is not json either",
+    ]
+    .join("\n");
+    std::fs::write(&events, text).expect("write events");
+    let out = palisade(
+        &[
+            "replay",
+            "--events",
+            "events.jsonl",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines[0]["event_id"], "good");
+    let log = stderr(&out);
+    assert_eq!(
+        log.matches("rejected a message").count(),
+        4,
+        "logged once per kind: {log}"
+    );
+    assert!(
+        log.contains("5 rejected (not_json: 2, oversize: 1, wrong_type: 1, unknown_type: 1)"),
+        "{log}"
+    );
+    let dead =
+        json_lines(&std::fs::read_to_string(dir.path().join("dead.jsonl")).expect("dead letter"));
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "not_json",
+            "unknown_type",
+            "wrong_type",
+            "oversize",
+            "not_json"
+        ]
+    );
+    assert_eq!(dead[0]["origin"], "events.jsonl:1");
+    assert_eq!(dead[0]["raw"], "this is not json");
+    assert!(
+        dead[2]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`pid`")
+    );
+    assert_eq!(dead[3]["truncated"], true);
+}
+
+#[test]
+fn run_prints_alerts_and_records_decisions_in_sqlite() {
+    let dir = scratch_content();
+    let fixture = repo().join("tests/fixtures/mixed.jsonl");
+    let out = palisade(
+        &["run", "--events", fixture.to_str().expect("utf-8 path")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("2025-11-03T14:30:10Z HIGH     office-spawns-shell  ws-17  WINWORD.EXE started powershell.exe  process powershell.exe (4242)  [event m-03]"),
+        "{text}"
+    );
+    assert!(text.contains("    -> process.kill 4242 (playbook contain-office-macro, step kill-child) dry_run: actions are in dry-run"), "{text}");
+
+    let db = dir.path().join("data/palisade.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (detections, actions) = runtime.block_on(async {
+        let store = palisade::state::StateStore::open(&db)
+            .await
+            .expect("the state file opens");
+        store.counts().await.expect("counts")
+    });
+    assert_eq!((detections, actions), (4, 8));
+
+    // JSON output for machines carries the same lines as replay.
+    let out = palisade(
+        &[
+            "run",
+            "--log-format",
+            "json",
+            "--events",
+            fixture.to_str().expect("utf-8 path"),
+        ],
+        dir.path(),
+    );
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "detection").count(), 4);
+    // Dry-run holds back every step that would act; a step whose `when` is false is skipped.
+    let statuses: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "action")
+        .map(|l| l["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "dry_run").count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "skipped").count(),
+        1,
+        "{statuses:?}"
+    );
+    for line in stderr(&out).lines() {
+        serde_json::from_str::<Value>(line).expect("json logs");
+    }
+}
+
+#[test]
+fn run_reads_standard_input_by_default() {
+    let dir = scratch_content();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("run")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, r#"{{"type":"process_create","timestamp":1,"id":"s1","pid":9,"name":"wscript.exe","parent_name":"outlook.exe"}}"#).expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("outlook.exe started wscript.exe"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(dir.path().join("data/palisade.db").exists());
+    assert!(dir.path().join("data/dead-letter.jsonl").exists());
+}
+
+#[test]
+fn schemas_are_current() {
+    for (name, text) in palisade::schema::all() {
+        let path = repo().join("schemas").join(name);
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "schemas/{name} is stale: run `cargo run -- schema --out schemas`"
+        );
+    }
+}
