@@ -137,6 +137,27 @@ impl Field {
         }
     }
 
+    /// The field's value as a number, for the integer fields.
+    pub fn number(self, event: &Event) -> Option<i64> {
+        match self {
+            Field::Timestamp => Some(event.timestamp_ms),
+            Field::Pid => event.pid.map(i64::from),
+            Field::Ppid => event.ppid.map(i64::from),
+            Field::RemotePort => event.remote_port.map(i64::from),
+            Field::LocalPort => event.local_port.map(i64::from),
+            _ => None,
+        }
+    }
+
+    /// The field's value as an address, for the address fields.
+    pub fn address(self, event: &Event) -> Option<std::net::IpAddr> {
+        match self {
+            Field::RemoteIp => event.remote_ip,
+            Field::SourceIp => event.source_ip,
+            _ => None,
+        }
+    }
+
     /// The field's value as text, borrowed where the event holds text already.
     pub fn text<'e>(self, event: &'e Event) -> Option<Cow<'e, str>> {
         fn owned<T: ToString>(value: Option<T>) -> Option<Cow<'static, str>> {

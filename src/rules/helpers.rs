@@ -46,8 +46,15 @@ pub fn icontains(text: &str, part: &str) -> bool {
     if part.is_empty() {
         return true;
     }
-    text.windows(part.len())
-        .any(|window| window.eq_ignore_ascii_case(part))
+    // Find candidates by their first byte (either case) before comparing the rest.
+    let (first, rest) = (part[0].to_ascii_lowercase(), &part[1..]);
+    let last_start = match text.len().checked_sub(part.len()) {
+        Some(last) => last,
+        None => return false,
+    };
+    text[..=last_start].iter().enumerate().any(|(i, byte)| {
+        byte.to_ascii_lowercase() == first && text[i + 1..i + part.len()].eq_ignore_ascii_case(rest)
+    })
 }
 
 pub fn ends_with_ignore_case(text: &str, end: &str) -> bool {

@@ -237,7 +237,7 @@ pub fn load_rule(
             Vec::new()
         }
     };
-    let mut prefilter = Prefilter::default();
+    let mut conditions_found = Vec::new();
     match meta.get("filter") {
         None => {}
         Some(value) => match value.clone().try_cast::<Map>() {
@@ -265,7 +265,7 @@ pub fn load_rule(
                                     ),
                                 );
                             }
-                            prefilter.conditions.push(condition);
+                            conditions_found.push(condition);
                         }
                         Err(message) => at_key(&key, "rule-bad-filter", message),
                     }
@@ -273,6 +273,7 @@ pub fn load_rule(
             }
         },
     }
+    let prefilter = Prefilter::new(conditions_found);
     if !has_detect && prefilter.conditions.is_empty() {
         at_key(
             "rule",

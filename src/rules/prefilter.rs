@@ -8,7 +8,9 @@
 //! every key must hold, and a key holds when the field equals (or, with a modifier, contains,
 //! starts with, ends with) any of its values. Comparison ignores ASCII case.
 
-use crate::event::{Event, Field};
+use std::net::IpAddr;
+
+use crate::event::{Event, Field, FieldType};
 
 use super::helpers::{ends_with_ignore_case, icontains, starts_with_ignore_case};
 
@@ -36,10 +38,46 @@ pub struct Condition {
     pub field: Field,
     pub operator: Operator,
     pub values: Vec<String>,
+    /// For equality on a typed field, the values parsed once at load, so the hot path compares
+    /// numbers and addresses instead of formatting the event's value as text.
+    typed: Typed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Typed {
+    Text,
+    Numbers(Vec<i64>),
+    Addresses(Vec<IpAddr>),
 }
 
 impl Condition {
+    /// Rough cost of checking this condition, for ordering: exact comparisons before scans.
+    fn cost(&self) -> usize {
+        let base = match (&self.typed, self.operator) {
+            (Typed::Numbers(_) | Typed::Addresses(_), _) => 0,
+            (Typed::Text, Operator::Equals) => 1,
+            (Typed::Text, Operator::StartsWith | Operator::EndsWith) => 2,
+            (Typed::Text, Operator::Contains) => 4,
+        };
+        base * 8 + self.values.len().min(7)
+    }
+
     fn holds(&self, event: &Event) -> bool {
+        match &self.typed {
+            Typed::Numbers(numbers) => {
+                return self
+                    .field
+                    .number(event)
+                    .is_some_and(|n| numbers.contains(&n));
+            }
+            Typed::Addresses(addresses) => {
+                return self
+                    .field
+                    .address(event)
+                    .is_some_and(|a| addresses.contains(&a));
+            }
+            Typed::Text => {}
+        }
         let Some(actual) = self.field.text(event) else {
             return false;
         };
@@ -60,6 +98,13 @@ pub struct Prefilter {
 }
 
 impl Prefilter {
+    /// Builds a pre-filter, checking the cheapest conditions first so that most events are
+    /// rejected by an exact comparison before any substring scan runs.
+    pub fn new(mut conditions: Vec<Condition>) -> Prefilter {
+        conditions.sort_by_key(Condition::cost);
+        Prefilter { conditions }
+    }
+
     #[inline]
     pub fn matches(&self, event: &Event) -> bool {
         self.conditions
@@ -93,10 +138,30 @@ impl Prefilter {
                 "`filter` key `{key}` has no values, so the rule could never fire"
             ));
         }
+        let typed = match (operator, field.field_type()) {
+            (Operator::Equals, FieldType::Integer) => Typed::Numbers(
+                values
+                    .iter()
+                    .map(|v| v.parse::<i64>().map_err(|_| format!("`filter` key `{key}` compares a number, and `{v}` is not one")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Operator::Equals, FieldType::IpAddress) => Typed::Addresses(
+                values
+                    .iter()
+                    .map(|v| {
+                        v.parse::<IpAddr>()
+                            .map(crate::event::canonical_ip)
+                            .map_err(|_| format!("`filter` key `{key}` compares an IP address, and `{v}` is not one"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => Typed::Text,
+        };
         Ok(Condition {
             field,
             operator,
             values,
+            typed,
         })
     }
 }
@@ -115,15 +180,15 @@ mod tests {
     }
 
     fn prefilter(conditions: &[(&str, &[&str])]) -> Prefilter {
-        Prefilter {
-            conditions: conditions
+        Prefilter::new(
+            conditions
                 .iter()
                 .map(|(key, values)| {
                     Prefilter::parse_condition(key, values.iter().map(|v| v.to_string()).collect())
                         .unwrap()
                 })
                 .collect(),
-        }
+        )
     }
 
     #[test]
@@ -152,6 +217,34 @@ mod tests {
             "absent field never matches"
         );
         assert!(Prefilter::default().matches(&e));
+    }
+
+    #[test]
+    fn numbers_and_addresses_compare_as_values() {
+        let mut e = event();
+        e.kind = EventKind::NetworkConnection;
+        e.remote_port = Some(4444);
+        e.remote_ip = Some("185.12.33.4".parse().unwrap());
+        assert!(prefilter(&[("remote_port", &["80", "4444"])]).matches(&e));
+        assert!(prefilter(&[("remote_ip", &["::ffff:185.12.33.4"])]).matches(&e));
+        assert!(prefilter(&[("remote_ip|startswith", &["185.12."])]).matches(&e));
+        assert!(!prefilter(&[("remote_ip", &["185.12.33.5"])]).matches(&e));
+        assert!(
+            Prefilter::parse_condition("remote_port", vec!["http".into()])
+                .unwrap_err()
+                .contains("not one")
+        );
+    }
+
+    #[test]
+    fn cheap_conditions_run_first() {
+        let p = prefilter(&[
+            ("cmdline|contains", &["a", "b"]),
+            ("pid", &["1"]),
+            ("name", &["x"]),
+        ]);
+        let order: Vec<Field> = p.conditions.iter().map(|c| c.field).collect();
+        assert_eq!(order, [Field::Pid, Field::Name, Field::Cmdline]);
     }
 
     #[test]

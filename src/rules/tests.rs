@@ -18,8 +18,10 @@ fn problems(source: &str) -> Vec<(usize, usize, &'static str, String)> {
 }
 
 fn evaluate(rules: &[&str], event: &Event) -> (Vec<Detection>, Vec<RuleFailure>) {
-    let definitions: Vec<Arc<RuleDefinition>> =
-        rules.iter().map(|s| Arc::new(load(s).expect("rule loads"))).collect();
+    let definitions: Vec<Arc<RuleDefinition>> = rules
+        .iter()
+        .map(|s| Arc::new(load(s).expect("rule loads")))
+        .collect();
     let mut engine = RuleEngine::build(&definitions, &RuleLimits::default()).expect("builds");
     let (mut detections, mut failures) = (Vec::new(), Vec::new());
     engine.evaluate(event, &mut detections, &mut failures);
@@ -35,24 +37,35 @@ fn process(name: &str, parent: &str) -> Event {
     event
 }
 
-const HEADER: &str = r#"let rule = #{ id: "r", title: "T", severity: "medium", events: ["process_create"] };"#;
+const HEADER: &str =
+    r#"let rule = #{ id: "r", title: "T", severity: "medium", events: ["process_create"] };"#;
 
 #[test]
 fn metadata_problems_point_at_their_key() {
     let found = problems(
         "let rule = #{\n  id: \"r\",\n  title: \"T\",\n  severity: \"severe\",\n  events: [\"process_create\", \"file_write\"],\n  tgas: [],\n};\nfn detect(event) { true }\n",
     );
-    let codes: Vec<_> = found.iter().map(|(l, c, code, _)| (*l, *c, *code)).collect();
+    let codes: Vec<_> = found
+        .iter()
+        .map(|(l, c, code, _)| (*l, *c, *code))
+        .collect();
     assert_eq!(
         codes,
-        [(6, 3, "rule-unknown-key"), (4, 3, "rule-bad-severity"), (5, 3, "rule-unknown-event-type")]
+        [
+            (6, 3, "rule-unknown-key"),
+            (4, 3, "rule-bad-severity"),
+            (5, 3, "rule-unknown-event-type")
+        ]
     );
     assert!(found[0].3.contains("did you mean `tags`"), "{}", found[0].3);
 }
 
 #[test]
 fn a_rule_needs_metadata_and_a_condition() {
-    assert_eq!(problems("fn detect(event) { true }")[0].2, "rule-missing-metadata");
+    assert_eq!(
+        problems("fn detect(event) { true }")[0].2,
+        "rule-missing-metadata"
+    );
     let found = problems(HEADER);
     assert_eq!(found[0].2, "rule-matches-everything");
     let found = problems(&format!("{HEADER}\nfn detect(a, b) {{ true }}"));
@@ -76,7 +89,11 @@ fn the_filter_alone_makes_a_declarative_rule() {
     assert_eq!(detections.len(), 1);
     assert_eq!(&*detections[0].rule, "office-cmd");
     assert_eq!(&*detections[0].tags, ["attack.t1059".to_string()]);
-    assert!(evaluate(&[rule], &process("cmd.exe", "explorer.exe")).0.is_empty());
+    assert!(
+        evaluate(&[rule], &process("cmd.exe", "explorer.exe"))
+            .0
+            .is_empty()
+    );
 }
 
 #[test]
@@ -89,11 +106,24 @@ fn detect_can_override_and_name_the_entity() {
     assert_eq!(d.title, "cmd.exe ran");
     assert_eq!(d.severity, crate::detection::Severity::Critical);
     assert_eq!(d.score, Some(0.75));
-    assert_eq!(d.entity, Some(Entity::Process { pid: 4242, name: Some("cmd.exe".into()) }));
+    assert_eq!(
+        d.entity,
+        Some(Entity::Process {
+            pid: 4242,
+            name: Some("cmd.exe".into())
+        })
+    );
 
-    let rule = format!("{HEADER}\nfn detect(event) {{ #{{ entity: #{{ address: \"::ffff:10.1.2.3\" }} }} }}");
+    let rule = format!(
+        "{HEADER}\nfn detect(event) {{ #{{ entity: #{{ address: \"::ffff:10.1.2.3\" }} }} }}"
+    );
     let (detections, _) = evaluate(&[&rule], &process("cmd.exe", "x"));
-    assert_eq!(detections[0].entity, Some(Entity::Address { ip: "10.1.2.3".parse().expect("ip") }));
+    assert_eq!(
+        detections[0].entity,
+        Some(Entity::Address {
+            ip: "10.1.2.3".parse().expect("ip")
+        })
+    );
 }
 
 #[test]
@@ -105,16 +135,32 @@ fn detect(event) { #{ severity: "apocalyptic" } }"#;
     let spins = r#"let rule = #{ id: "spins", title: "S", severity: "low", events: ["process_create"] };
 fn detect(event) { let n = 0; while true { n += 1; } }"#;
     let fine = format!("{HEADER}\nfn detect(event) {{ event.name == \"cmd.exe\" }}");
-    let (detections, failures) = evaluate(&[broken, bad_return, spins, &fine], &process("cmd.exe", "x"));
+    let (detections, failures) = evaluate(
+        &[broken, bad_return, spins, &fine],
+        &process("cmd.exe", "x"),
+    );
     assert_eq!(detections.len(), 1);
     assert_eq!(&*detections[0].rule, "r");
     let failed: Vec<(&str, bool)> = failures
         .iter()
         .map(|f| (&*f.rule, !f.message.is_empty()))
         .collect();
-    assert_eq!(failed, [("broken", true), ("bad-return", true), ("spins", true)]);
-    assert!(failures[1].message.contains("unknown severity `apocalyptic`"), "{}", failures[1].message);
-    assert!(failures[2].message.contains("operations limit"), "{}", failures[2].message);
+    assert_eq!(
+        failed,
+        [("broken", true), ("bad-return", true), ("spins", true)]
+    );
+    assert!(
+        failures[1]
+            .message
+            .contains("unknown severity `apocalyptic`"),
+        "{}",
+        failures[1].message
+    );
+    assert!(
+        failures[2].message.contains("operations limit"),
+        "{}",
+        failures[2].message
+    );
 }
 
 #[test]
@@ -123,7 +169,9 @@ fn rules_see_unknown_fields_and_absent_fields_read_as_unit() {
         "{HEADER}\nfn detect(event) {{ event.sensor.version == \"2.1\" && (event.user ?? \"nobody\") == \"nobody\" }}"
     );
     let mut event = process("cmd.exe", "x");
-    event.extra.insert("sensor".into(), serde_json::json!({"version": "2.1"}));
+    event
+        .extra
+        .insert("sensor".into(), serde_json::json!({"version": "2.1"}));
     assert_eq!(evaluate(&[&rule], &event).0.len(), 1);
 }
 
@@ -145,7 +193,18 @@ fn embedded_tests_are_parsed_with_their_line() {
     let definition = load(&rule).expect("loads");
     assert_eq!(definition.tests.len(), 2);
     assert_eq!(definition.tests[0].line, 4);
-    assert!(matches!(definition.tests[1].input, crate::testing::TestInput::Fixture(_)));
-    let found = problems(&format!("{HEADER}\nfn detect(event) {{ true }}\nlet tests = [ #{{ name: \"no input\", expect: true }} ];"));
-    assert!(found[0].3.contains("needs exactly one of `event`, `events` or `fixture`"), "{}", found[0].3);
+    assert!(matches!(
+        definition.tests[1].input,
+        crate::testing::TestInput::Fixture(_)
+    ));
+    let found = problems(&format!(
+        "{HEADER}\nfn detect(event) {{ true }}\nlet tests = [ #{{ name: \"no input\", expect: true }} ];"
+    ));
+    assert!(
+        found[0]
+            .3
+            .contains("needs exactly one of `event`, `events` or `fixture`"),
+        "{}",
+        found[0].3
+    );
 }
