@@ -3,6 +3,11 @@
 //!
 //! `cargo bench --bench rules`
 
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark stops at once on a broken setup"
+)]
+
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,10 @@
 //! End-to-end tests of the `palisade` binary: real processes, real files, real SQLite.
 
+#![expect(
+    clippy::expect_used,
+    reason = "test helpers stop at once on a broken setup"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
