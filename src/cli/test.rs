@@ -33,14 +33,10 @@ pub fn run(dir: &Path, filter: Option<&str>) -> Result<Status, CannotRun> {
             println!("      {problem}");
         }
     }
-    println!(
-        "\ntest result: {} passed, {} failed",
-        report.passed(),
-        report.failed()
-    );
     if report.cases.is_empty() {
         println!("no test cases found: add `let tests = [...]` to rules or `tests:` to playbooks");
     }
+    println!("\ncases: {} passed, {} failed", report.passed(), report.failed());
     Ok(if report.failed() == 0 {
         Status::Ok
     } else {
