@@ -207,3 +207,37 @@ fn load_content(
     }
     Ok(crate::content::load(dir, config))
 }
+
+/// Loads content for a command that processes events: invalid content means it cannot run (the
+/// problems are printed first).
+fn load_runnable_content(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<crate::content::Content>, CannotRun> {
+    match load_content(dir, config)? {
+        Ok(content) => Ok(std::sync::Arc::new(content)),
+        Err(problems) => {
+            eprintln!("{}", problems.render());
+            Err(CannotRun(format!(
+                "the content in `{}` does not validate ({} problem(s))",
+                dir.display(),
+                problems.len()
+            )))
+        }
+    }
+}
+
+/// Logs the rule failures and manual-mode requests of one event's outcome.
+fn log_outcome_problems(outcome: &crate::pipeline::Outcome) {
+    for failure in &outcome.failures {
+        tracing::warn!(
+            rule = &*failure.rule,
+            event_id = failure.event_id,
+            "rule skipped for this event: {}",
+            failure.message
+        );
+    }
+    for reason in &outcome.degrade {
+        tracing::error!("a step asked for manual mode: {reason}");
+    }
+}

@@ -2,14 +2,13 @@
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::pipeline::{Outcome, Pipeline};
 use crate::sinks::{DeadLetter, replay_lines};
 use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Status, load_content};
+use super::{CannotRun, Status, load_runnable_content, log_outcome_problems};
 
 pub fn run(
     dir: &Path,
@@ -17,17 +16,7 @@ pub fn run(
     dead_letter: Option<&Path>,
     dry_run: bool,
 ) -> Result<Status, CannotRun> {
-    let content = match load_content(dir, None)? {
-        Ok(content) => Arc::new(content),
-        Err(problems) => {
-            eprintln!("{}", problems.render());
-            return Err(CannotRun(format!(
-                "the content in `{}` does not validate ({} problem(s))",
-                dir.display(),
-                problems.len()
-            )));
-        }
-    };
+    let content = load_runnable_content(dir, None)?;
     let mut reader = JsonlReader::open(events)
         .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", events.display())))?;
     let dead_letter = dead_letter
@@ -52,14 +41,7 @@ pub fn run(
         };
         outcome.clear();
         pipeline.process(&event, &mut outcome);
-        for failure in &outcome.failures {
-            tracing::warn!(
-                rule = &*failure.rule,
-                event_id = failure.event_id,
-                "rule skipped for this event: {}",
-                failure.message
-            );
-        }
+        log_outcome_problems(&outcome);
         for value in replay_lines(&outcome) {
             serde_json::to_writer(&mut out, &value)?;
             out.write_all(b"\n")?;

@@ -15,7 +15,7 @@ use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
 use crate::state::{Batch, DetectionRow, StateStore, spawn_writer};
 
-use super::{CannotRun, LogFormat, Status, load_content};
+use super::{CannotRun, LogFormat, Status, load_runnable_content, log_outcome_problems};
 
 /// What the reading thread did, for the closing summary.
 #[derive(Debug, Default)]
@@ -33,17 +33,7 @@ pub fn run(
     events: Option<&Path>,
     format: LogFormat,
 ) -> Result<Status, CannotRun> {
-    let content = match load_content(dir, config)? {
-        Ok(content) => Arc::new(content),
-        Err(problems) => {
-            eprintln!("{}", problems.render());
-            return Err(CannotRun(format!(
-                "the content in `{}` does not validate ({} problem(s))",
-                dir.display(),
-                problems.len()
-            )));
-        }
-    };
+    let content = load_runnable_content(dir, config)?;
     let source: PathBuf = match (events, &content.config.source) {
         (Some(path), _) => path.to_path_buf(),
         (None, SourceConfig::Jsonl { path }) if path == Path::new("-") => path.clone(),
@@ -153,17 +143,7 @@ fn read_all(
         summary.events += 1;
         outcome.clear();
         pipeline.process(&event, &mut outcome);
-        for failure in &outcome.failures {
-            tracing::warn!(
-                rule = &*failure.rule,
-                event_id = failure.event_id,
-                "rule skipped for this event: {}",
-                failure.message
-            );
-        }
-        for reason in &outcome.degrade {
-            tracing::error!("a step asked for manual mode: {reason}");
-        }
+        log_outcome_problems(&outcome);
         summary.detections += outcome.detections.len() as u64;
         summary.actions += outcome.actions.len() as u64;
         summary.failures += outcome.failures.len() as u64;

@@ -36,7 +36,11 @@ pub fn run(dir: &Path, filter: Option<&str>) -> Result<Status, CannotRun> {
     if report.cases.is_empty() {
         println!("no test cases found: add `let tests = [...]` to rules or `tests:` to playbooks");
     }
-    println!("\ncases: {} passed, {} failed", report.passed(), report.failed());
+    println!(
+        "\ncases: {} passed, {} failed",
+        report.passed(),
+        report.failed()
+    );
     Ok(if report.failed() == 0 {
         Status::Ok
     } else {

@@ -121,6 +121,26 @@ fn flow_text<'a>(lines: &[&'a str], node: Node) -> Option<&'a str> {
     (text.starts_with('[') || text.starts_with('{')).then_some(text)
 }
 
+/// The lines of `node` whose content starts at the node's own column (its keys or its dashes),
+/// as (line index, column, text from that column).
+fn entries<'a>(
+    lines: &'a [&'a str],
+    node: Node,
+) -> impl Iterator<Item = (usize, usize, &'a str)> + 'a {
+    (node.line..node.end).filter_map(move |i| {
+        let line = lines[i];
+        let start = if i == node.line {
+            node.column
+        } else {
+            indent(line)
+        };
+        if !is_content(line) || start != node.column {
+            return None;
+        }
+        line.get(start..).map(|text| (i, start, text))
+    })
+}
+
 fn find_key(lines: &[&str], node: Node, key: &str) -> Option<Node> {
     if let Some(text) = flow_text(lines, node) {
         let offset = flow_items(text)
@@ -137,19 +157,7 @@ fn find_key(lines: &[&str], node: Node, key: &str) -> Option<Node> {
         });
     }
     let key_column = node.column;
-    for i in node.line..node.end {
-        let line = lines[i];
-        let start = if i == node.line {
-            node.column
-        } else {
-            indent(line)
-        };
-        if !is_content(line) || start != key_column {
-            continue;
-        }
-        let Some(text) = line.get(start..) else {
-            continue;
-        };
+    for (i, start, text) in entries(lines, node) {
         if let Some(value_offset) = key_matches(text, key) {
             let rest = text[value_offset..].trim_start();
             let end = end_of_block(lines, i + 1, key_column, node.end);
@@ -223,17 +231,7 @@ fn find_index(lines: &[&str], node: Node, index: usize) -> Option<Node> {
     }
     let dash_column = node.column;
     let mut seen = 0;
-    for i in node.line..node.end {
-        let line = lines[i];
-        let start = if i == node.line {
-            node.column
-        } else {
-            indent(line)
-        };
-        if !is_content(line) || start != dash_column {
-            continue;
-        }
-        let text = line.get(start..).unwrap_or("");
+    for (i, start, text) in entries(lines, node) {
         if !(text.starts_with("- ") || text == "-") {
             continue;
         }
