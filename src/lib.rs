@@ -25,11 +25,13 @@
 //! [`cli`] (the `palisade` command).
 
 pub mod actions;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod content;
 pub mod detection;
 pub mod diagnostics;
+pub mod engine;
 pub mod event;
 pub mod pipeline;
 pub mod playbooks;

@@ -2,6 +2,7 @@
 //! logging and maps results to exit codes: 0 ok, 1 findings (validation errors, failing tests),
 //! 2 could not run (bad flags, unreadable files, unreachable services).
 
+mod publish;
 mod replay;
 mod run;
 mod schema;
@@ -124,6 +125,29 @@ Examples:\n  palisade run --events tests/fixtures/mixed.jsonl\n  sensor | palisa
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
+    /// Publish recorded events to a Redis stream or channel, as a sensor would.
+    #[command(
+        after_help = "Without --stream or --channel, the configured source's stream or channel is used \
+(or the stream `palisade:events`).\n\n\
+Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade publish --events seed.jsonl --channel internal_logs --redis redis://127.0.0.1:6379/"
+    )]
+    Publish {
+        /// JSON-lines file of events; `-` reads standard input. Lines are sent as they are.
+        #[arg(long)]
+        events: PathBuf,
+        /// Append to this stream (`XADD ... data LINE`).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Publish on this channel.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Redis URL; default from the config.
+        #[arg(long)]
+        redis: Option<String>,
+        /// The content directory whose config gives the defaults.
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write the JSON Schemas for playbooks and the config file.
     Schema {
         /// Directory to write into.
@@ -164,6 +188,13 @@ pub fn main() -> ExitCode {
             dir,
         } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
+        Command::Publish {
+            events,
+            stream,
+            channel,
+            redis,
+            dir,
+        } => publish::run(&dir, &events, stream, channel, redis),
     };
     match result {
         Ok(Status::Ok) => ExitCode::SUCCESS,
@@ -224,20 +255,5 @@ fn load_runnable_content(
                 problems.len()
             )))
         }
-    }
-}
-
-/// Logs the rule failures and manual-mode requests of one event's outcome.
-fn log_outcome_problems(outcome: &crate::pipeline::Outcome) {
-    for failure in &outcome.failures {
-        tracing::warn!(
-            rule = &*failure.rule,
-            event_id = failure.event_id,
-            "rule skipped for this event: {}",
-            failure.message
-        );
-    }
-    for reason in &outcome.degrade {
-        tracing::error!("a step asked for manual mode: {reason}");
     }
 }

@@ -8,7 +8,7 @@ use crate::sinks::{DeadLetter, replay_lines};
 use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Status, load_runnable_content, log_outcome_problems};
+use super::{CannotRun, Status, load_runnable_content};
 
 pub fn run(
     dir: &Path,
@@ -36,12 +36,12 @@ pub fn run(
         .next_line()
         .map_err(|e| CannotRun(format!("cannot read `{origin}`: {e}")))?
     {
-        let Some(event) = intake.accept_line(&origin, &line) else {
+        let Ok(event) = intake.accept_line(&origin, &line) else {
             continue;
         };
         outcome.clear();
         pipeline.process(&event, &mut outcome);
-        log_outcome_problems(&outcome);
+        crate::engine::log_problems(&outcome);
         for value in replay_lines(&outcome) {
             serde_json::to_writer(&mut out, &value)?;
             out.write_all(b"\n")?;

@@ -1,31 +1,23 @@
-//! `palisade run`: the engine on a JSON-lines source.
+//! `palisade run`: the engine on its configured source.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::bus::{Health, Link};
 use crate::config::SourceConfig;
 use crate::content::Content;
-use crate::pipeline::{Outcome, Pipeline};
-use crate::sinks::{DeadLetter, render_action, render_detection, replay_lines};
+use crate::engine::drive::{drive_channel, drive_jsonl, drive_stream};
+use crate::engine::{AlertFormat, Engine, Shutdown};
+use crate::sinks::{AlertPublisher, DeadLetter};
 use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
-use crate::state::{Batch, DetectionRow, StateStore, spawn_writer};
+use crate::sources::redis_channel::ChannelSource;
+use crate::sources::redis_stream::StreamSource;
+use crate::state::{StateStore, spawn_writer};
 
-use super::{CannotRun, LogFormat, Status, load_runnable_content, log_outcome_problems};
-
-/// What the reading thread did, for the closing summary.
-#[derive(Debug, Default)]
-struct Summary {
-    events: u64,
-    rejected: u64,
-    detections: u64,
-    actions: u64,
-    failures: u64,
-}
+use super::{CannotRun, LogFormat, Status, load_runnable_content};
 
 pub fn run(
     dir: &Path,
@@ -34,16 +26,11 @@ pub fn run(
     format: LogFormat,
 ) -> Result<Status, CannotRun> {
     let content = load_runnable_content(dir, config)?;
-    let source: PathBuf = match (events, &content.config.source) {
-        (Some(path), _) => path.to_path_buf(),
-        (None, SourceConfig::Jsonl { path }) if path == Path::new("-") => path.clone(),
-        (None, SourceConfig::Jsonl { path }) => content.resolve(path),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(engine(content, source, format));
+    let result = runtime.block_on(engine(content, events.map(Path::to_path_buf), format));
     // A reader blocked on standard input cannot be interrupted; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     result
@@ -51,14 +38,21 @@ pub fn run(
 
 async fn engine(
     content: Arc<Content>,
-    source: PathBuf,
+    events: Option<PathBuf>,
     format: LogFormat,
 ) -> Result<Status, CannotRun> {
-    let config = &content.config;
+    let config = content.config.clone();
+    // `--events` overrides the configured source.
+    let source = match events {
+        Some(path) => SourceConfig::Jsonl { path },
+        None => config.source.clone(),
+    };
+    let shutdown = Shutdown::on_signals();
+    let health = Arc::new(Health::default());
     let state_path = content.resolve(&config.state.path);
     let store = StateStore::open(&state_path).await?;
-    let shutdown = Arc::new(Notify::new());
-    let (sender, writer) = spawn_writer(store, shutdown.clone());
+    let writer_stop = Arc::new(Notify::new());
+    let (state, writer) = spawn_writer(store, writer_stop.clone());
     let dead_letter_path = content.resolve(&config.dead_letter.path);
     let dead_letter = DeadLetter::open(&dead_letter_path).map_err(|e| {
         CannotRun(format!(
@@ -66,125 +60,107 @@ async fn engine(
             dead_letter_path.display()
         ))
     })?;
-    let reader = JsonlReader::open(&source)
-        .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", source.display())))?;
-    let pipeline = Pipeline::new(content.clone(), config.actions.dry_run).map_err(CannotRun)?;
+    let publishes = config.alerts.enabled.unwrap_or(source.is_redis());
+    let mut alerts = if publishes {
+        let link = Link::new(&config.redis.url, "alerts", health.clone()).map_err(CannotRun)?;
+        Some(AlertPublisher::new(link, &config.alerts))
+    } else {
+        None
+    };
+    let alert_format = match format {
+        LogFormat::Text => AlertFormat::Text,
+        LogFormat::Json => AlertFormat::Json,
+    };
+    let mut engine = Engine::new(
+        content.clone(),
+        Intake::new(Some(dead_letter)),
+        alert_format,
+        publishes,
+    )
+    .map_err(CannotRun)?;
     tracing::info!(
         rules = content.rules.len(),
         playbooks = content.playbooks.len(),
         dry_run = config.actions.dry_run,
-        source = %source.display(),
         state = %state_path.display(),
+        alerts = publishes,
         "palisade is running"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let reading = {
-        let stop = stop.clone();
-        let origin = source.display().to_string();
-        tokio::task::spawn_blocking(move || {
-            read_all(
-                reader,
-                origin,
-                pipeline,
-                Intake::new(Some(dead_letter)),
-                sender,
-                stop,
-                format,
-            )
-        })
-    };
-    let summary = tokio::select! {
-        finished = reading => finished.map_err(|e| CannotRun(format!("the reading thread failed: {e}")))??,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("interrupted: stopping after the events already read");
-            stop.store(true, Ordering::Relaxed);
-            shutdown.notify_one();
-            Summary::default()
+    let driven = match source {
+        SourceConfig::Jsonl { path } => {
+            let path = if path == Path::new("-") {
+                path
+            } else {
+                content.resolve(&path)
+            };
+            let reader = JsonlReader::open(&path)
+                .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", path.display())))?;
+            let origin = path.display().to_string();
+            tracing::info!(source = %origin, "reading JSON lines");
+            let reader_state = state.clone();
+            let reader_shutdown = shutdown.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let reading = tokio::task::spawn_blocking(move || {
+                let result = drive_jsonl(
+                    &mut engine,
+                    reader,
+                    &origin,
+                    &reader_state,
+                    &mut alerts,
+                    &reader_shutdown,
+                    &runtime,
+                );
+                (engine, result)
+            });
+            tokio::select! {
+                finished = reading => {
+                    let (finished_engine, result) = finished.map_err(|e| CannotRun(format!("the reading thread failed: {e}")))?;
+                    engine = finished_engine;
+                    result
+                }
+                () = shutdown.wait() => {
+                    // The reader may be blocked on a terminal; what it handled is already queued.
+                    writer_stop.notify_one();
+                    drop(state);
+                    let batches = writer.await.map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
+                    tracing::info!(state_batches = batches, "stopped");
+                    return Ok(Status::Ok);
+                }
+            }
+        }
+        SourceConfig::RedisStream(stream) => {
+            let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;
+            let mut source = StreamSource::new(link, stream);
+            tracing::info!(
+                stream = source.stream(),
+                consumer = source.consumer(),
+                "reading the stream"
+            );
+            drive_stream(&mut engine, &mut source, &state, &mut alerts, &shutdown).await
+        }
+        SourceConfig::RedisChannel(channel) => {
+            let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;
+            let mut source = ChannelSource::new(link, channel);
+            tracing::info!(channel = source.channel(), "reading the channel");
+            drive_channel(&mut engine, &mut source, &state, &mut alerts, &shutdown).await
         }
     };
+    drop(state);
     let batches = writer
         .await
         .map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
+    let counters = engine.counters();
     tracing::info!(
-        events = summary.events,
-        rejected = summary.rejected,
-        detections = summary.detections,
-        actions = summary.actions,
-        rule_failures = summary.failures,
+        events = counters.events,
+        rejected = counters.rejected,
+        detections = counters.detections,
+        actions = counters.actions,
+        rule_failures = counters.rule_failures,
         state_batches = batches,
-        "input finished"
+        redis_failures = health.redis_failures(),
+        "stopped"
     );
+    driven.map_err(|e| CannotRun(e.to_string()))?;
     Ok(Status::Ok)
-}
-
-fn read_all(
-    mut reader: JsonlReader,
-    origin: String,
-    mut pipeline: Pipeline,
-    mut intake: Intake,
-    sender: tokio::sync::mpsc::Sender<Batch>,
-    stop: Arc<AtomicBool>,
-    format: LogFormat,
-) -> Result<Summary, CannotRun> {
-    let mut summary = Summary::default();
-    let mut outcome = Outcome::default();
-    let stdout = std::io::stdout();
-    while !stop.load(Ordering::Relaxed) {
-        let Some(line) = reader
-            .next_line()
-            .map_err(|e| CannotRun(format!("cannot read `{origin}`: {e}")))?
-        else {
-            break;
-        };
-        let Some(event) = intake.accept_line(&origin, &line) else {
-            continue;
-        };
-        summary.events += 1;
-        outcome.clear();
-        pipeline.process(&event, &mut outcome);
-        log_outcome_problems(&outcome);
-        summary.detections += outcome.detections.len() as u64;
-        summary.actions += outcome.actions.len() as u64;
-        summary.failures += outcome.failures.len() as u64;
-        if outcome.detections.is_empty() {
-            continue;
-        }
-        let mut out = stdout.lock();
-        match format {
-            LogFormat::Text => {
-                for detection in &outcome.detections {
-                    writeln!(out, "{}", render_detection(&event, detection))?;
-                    for action in outcome.actions.iter().filter(|a| a.rule == detection.rule) {
-                        writeln!(out, "{}", render_action(action))?;
-                    }
-                }
-            }
-            LogFormat::Json => {
-                for value in replay_lines(&outcome) {
-                    writeln!(out, "{value}")?;
-                }
-            }
-        }
-        out.flush()?;
-        drop(out);
-        let batch = Batch {
-            detections: outcome
-                .detections
-                .iter()
-                .map(|d| DetectionRow {
-                    detection: d.clone(),
-                    event_time: event.timestamp_rfc3339(),
-                    host: event.host.clone(),
-                })
-                .collect(),
-            actions: outcome.actions.clone(),
-        };
-        if sender.blocking_send(batch).is_err() {
-            // The writer closed: shutting down, or it failed and will report why.
-            break;
-        }
-    }
-    summary.rejected = intake.rejected_total();
-    Ok(summary)
 }

@@ -29,9 +29,20 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
     pub actions: ActionsConfig,
+    #[serde(default)]
+    pub redis: RedisConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Budgets for every rule evaluation and `when` condition.
     #[serde(default)]
     pub limits: RuleLimits,
+}
+
+impl Config {
+    /// Whether detections are published to Redis: as configured, else when the source is Redis.
+    pub fn publishes_alerts(&self) -> bool {
+        self.alerts.enabled.unwrap_or(self.source.is_redis())
+    }
 }
 
 /// Where the rules and playbooks are, relative to the content directory.
@@ -61,6 +72,12 @@ pub enum SourceConfig {
         #[serde(default = "stdin_path")]
         path: PathBuf,
     },
+    /// A Redis stream read through a consumer group: durable, acknowledged after handling,
+    /// shared by every engine in the group.
+    RedisStream(StreamSourceConfig),
+    /// A Redis pub/sub channel (the seeds' `internal_logs`). At most once: what is published
+    /// while no engine listens is lost.
+    RedisChannel(ChannelSourceConfig),
 }
 
 fn stdin_path() -> PathBuf {
@@ -70,6 +87,123 @@ fn stdin_path() -> PathBuf {
 impl Default for SourceConfig {
     fn default() -> SourceConfig {
         SourceConfig::Jsonl { path: stdin_path() }
+    }
+}
+
+impl SourceConfig {
+    pub fn is_redis(&self) -> bool {
+        !matches!(self, SourceConfig::Jsonl { .. })
+    }
+}
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStart {
+    /// Everything already in the stream (sensors may publish before the first engine starts).
+    #[default]
+    Beginning,
+    /// Only entries added after the group is created.
+    New,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSourceConfig {
+    pub stream: String,
+    pub group: String,
+    /// This engine's name in the group; defaults to `HOST-PID`.
+    pub consumer: Option<String>,
+    /// Entries read per `XREADGROUP`.
+    pub batch_size: usize,
+    /// How long one read waits for new entries, in milliseconds.
+    pub block_ms: u64,
+    /// Entries left unacknowledged this long by any consumer (one that died) are claimed.
+    pub claim_idle_ms: u64,
+    /// An entry delivered this many times without being acknowledged goes to the dead-letter
+    /// stream instead of being retried again.
+    pub max_deliveries: u64,
+    /// Where rejected and repeatedly failing entries go, with the reason.
+    pub dead_letter_stream: String,
+    /// Cap on the dead-letter stream's length (`MAXLEN ~`).
+    pub dead_letter_maxlen: usize,
+    pub start: StreamStart,
+}
+
+impl Default for StreamSourceConfig {
+    fn default() -> StreamSourceConfig {
+        StreamSourceConfig {
+            stream: "palisade:events".into(),
+            group: "palisade".into(),
+            consumer: None,
+            batch_size: 500,
+            block_ms: 1000,
+            claim_idle_ms: 30_000,
+            max_deliveries: 5,
+            dead_letter_stream: "palisade:events:dead".into(),
+            dead_letter_maxlen: 100_000,
+            start: StreamStart::Beginning,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSourceConfig {
+    pub channel: String,
+    /// Most messages handled as one batch.
+    pub batch_size: usize,
+}
+
+impl Default for ChannelSourceConfig {
+    fn default() -> ChannelSourceConfig {
+        ChannelSourceConfig {
+            channel: "internal_logs".into(),
+            batch_size: 500,
+        }
+    }
+}
+
+/// The Redis server sources and alerts use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db`, `rediss://` for TLS is not built in.
+    pub url: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> RedisConfig {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/".into(),
+        }
+    }
+}
+
+/// Where detections are announced for responders and other tools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Publish alerts to Redis. Default: when the source is Redis.
+    pub enabled: Option<bool>,
+    /// Pub/sub channel each alert is published on (the seeds' responders subscribe here).
+    pub channel: Option<String>,
+    /// Stream each alert is appended to, for consumers that must not miss one.
+    pub stream: Option<String>,
+    /// Cap on the alerts stream's length (`MAXLEN ~`).
+    pub stream_maxlen: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> AlertsConfig {
+        AlertsConfig {
+            enabled: None,
+            channel: Some("high_severity_alerts".into()),
+            stream: Some("palisade:alerts".into()),
+            stream_maxlen: 100_000,
+        }
     }
 }
 
@@ -180,6 +314,68 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             report(at, "path must not be empty".into());
         }
     }
+    if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
+        report(
+            root.key("redis").key("url"),
+            format!("invalid Redis URL `{}`: {message}", config.redis.url),
+        );
+    }
+    match &config.source {
+        SourceConfig::RedisStream(stream) => {
+            let at = root.key("source");
+            for (key, value) in [
+                ("stream", &stream.stream),
+                ("group", &stream.group),
+                ("dead_letter_stream", &stream.dead_letter_stream),
+            ] {
+                if value.trim().is_empty() {
+                    report(at.key(key), format!("`source.{key}` must not be empty"));
+                }
+            }
+            if !(1..=10_000).contains(&stream.batch_size) {
+                report(
+                    at.key("batch_size"),
+                    "`source.batch_size` must be between 1 and 10000".into(),
+                );
+            }
+            if stream.block_ms == 0 || stream.block_ms > 60_000 {
+                report(
+                    at.key("block_ms"),
+                    "`source.block_ms` must be between 1 and 60000".into(),
+                );
+            }
+            if stream.max_deliveries == 0 {
+                report(
+                    at.key("max_deliveries"),
+                    "`source.max_deliveries` must be at least 1".into(),
+                );
+            }
+            if stream.claim_idle_ms < 1000 {
+                report(at.key("claim_idle_ms"), "`source.claim_idle_ms` below 1000 would claim entries other engines are still handling".into());
+            }
+            if stream.stream == stream.dead_letter_stream {
+                report(
+                    at.key("dead_letter_stream"),
+                    "the dead-letter stream must differ from the source stream".into(),
+                );
+            }
+        }
+        SourceConfig::RedisChannel(channel) => {
+            if channel.channel.trim().is_empty() {
+                report(
+                    root.key("source").key("channel"),
+                    "`source.channel` must not be empty".into(),
+                );
+            }
+            if !(1..=10_000).contains(&channel.batch_size) {
+                report(
+                    root.key("source").key("batch_size"),
+                    "`source.batch_size` must be between 1 and 10000".into(),
+                );
+            }
+        }
+        SourceConfig::Jsonl { .. } => {}
+    }
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -196,6 +392,44 @@ mod tests {
         let parsed = parse(Path::new("default.yaml"), DEFAULT_CONFIG).unwrap();
         assert_eq!(parsed, Config::default());
         assert!(parsed.actions.dry_run, "the default must never act");
+    }
+
+    #[test]
+    fn redis_sources_parse_with_defaults_and_are_checked() {
+        let config = parse(
+            Path::new("p.yaml"),
+            "source:\n  type: redis_stream\n  stream: edr\n",
+        )
+        .unwrap();
+        let SourceConfig::RedisStream(stream) = &config.source else {
+            panic!("a stream source")
+        };
+        assert_eq!(
+            (
+                stream.stream.as_str(),
+                stream.group.as_str(),
+                stream.batch_size
+            ),
+            ("edr", "palisade", 500)
+        );
+        assert!(config.publishes_alerts());
+        let problems = parse(
+            Path::new("p.yaml"),
+            "source:\n  type: redis_stream\n  batch_size: 0\nredis:\n  url: http://x\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, 5);
+        assert_eq!(found[1].0, 3);
+        let channel = parse(Path::new("p.yaml"), "source: {type: redis_channel}\n").unwrap();
+        assert_eq!(
+            channel.source,
+            SourceConfig::RedisChannel(ChannelSourceConfig::default())
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Where results go: the dead-letter file for rejected input, JSON lines for `replay` and
-//! machines, readable alerts for people.
+//! machines, readable alerts for people, alerts on Redis for responders.
 
 mod console;
 mod dead_letter;
 mod jsonl;
+mod redis_alerts;
 
 pub use console::{render_action, render_detection};
 pub use dead_letter::DeadLetter;
 pub use jsonl::{action_line, detection_line, replay_lines};
+pub use redis_alerts::AlertPublisher;

@@ -28,8 +28,9 @@ impl Intake {
         }
     }
 
-    /// Normalizes one line; `origin` names where it came from (`events.jsonl`).
-    pub fn accept_line(&mut self, origin: &str, line: &Line) -> Option<Event> {
+    /// Normalizes one line; `origin` names where it came from (`events.jsonl`). A rejected line is
+    /// already counted, logged and dead-lettered when this returns its error.
+    pub fn accept_line(&mut self, origin: &str, line: &Line) -> Result<Event, NormalizeError> {
         let result = if line.full_len > MAX_EVENT_BYTES {
             Err(NormalizeError {
                 kind: RejectKind::Oversize,
@@ -46,7 +47,7 @@ impl Intake {
     }
 
     /// Normalizes one message from a source without line numbers.
-    pub fn accept(&mut self, origin: &str, raw: &[u8]) -> Option<Event> {
+    pub fn accept(&mut self, origin: &str, raw: &[u8]) -> Result<Event, NormalizeError> {
         self.account(origin, raw, normalize(raw))
     }
 
@@ -55,11 +56,11 @@ impl Intake {
         origin: &str,
         raw: &[u8],
         result: Result<Event, NormalizeError>,
-    ) -> Option<Event> {
+    ) -> Result<Event, NormalizeError> {
         match result {
             Ok(event) => {
                 self.accepted += 1;
-                Some(event)
+                Ok(event)
             }
             Err(err) => {
                 let count = self.rejected.entry(err.kind).or_insert(0);
@@ -78,7 +79,7 @@ impl Intake {
                 {
                     tracing::error!(origin, "cannot write to the dead-letter file: {io}");
                 }
-                None
+                Err(err)
             }
         }
     }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::actions::ActionRecord;
@@ -37,6 +37,10 @@ pub enum StateError {
     },
     #[error("cannot write to the state database: {0}")]
     Write(#[from] sqlx::Error),
+    #[error("cannot write to the state database: {0}")]
+    Failed(String),
+    #[error("the state writer has stopped")]
+    WriterGone,
 }
 
 /// A detection with the event facts stored beside it.
@@ -178,22 +182,69 @@ impl StateStore {
     }
 }
 
-/// Starts the single writer task. Batches sent on the returned channel are coalesced while the
-/// writer is busy, so a burst becomes one transaction. The task ends, having written every batch
-/// already sent, when every sender is dropped or `shutdown` is notified; it returns how many
-/// transactions it wrote.
+/// One unit of work for the writer: a batch, and who to tell when it is stored.
+struct Job {
+    batch: Batch,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The handle sources use to hand batches to the writer task.
+#[derive(Clone)]
+pub struct StateWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl StateWriter {
+    /// Queues a batch without waiting for it to be stored.
+    pub async fn send(&self, batch: Batch) -> Result<(), StateError> {
+        self.jobs
+            .send(Job { batch, done: None })
+            .await
+            .map_err(|_| StateError::WriterGone)
+    }
+
+    /// Queues a batch from a blocking thread.
+    pub fn blocking_send(&self, batch: Batch) -> Result<(), StateError> {
+        self.jobs
+            .blocking_send(Job { batch, done: None })
+            .map_err(|_| StateError::WriterGone)
+    }
+
+    /// Queues a batch and waits until it is committed: a source acknowledges its input only
+    /// after this returns.
+    pub async fn write(&self, batch: Batch) -> Result<(), StateError> {
+        let (done, stored) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                batch,
+                done: Some(done),
+            })
+            .await
+            .map_err(|_| StateError::WriterGone)?;
+        match stored.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StateError::Failed(message)),
+            Err(_) => Err(StateError::WriterGone),
+        }
+    }
+}
+
+/// Starts the single writer task. Batches queued while the writer is busy are coalesced into
+/// one transaction. The task ends, having written every batch already queued, when every
+/// [`StateWriter`] is dropped or `shutdown` is notified; it returns how many transactions it
+/// wrote.
 pub fn spawn_writer(
     store: StateStore,
     shutdown: Arc<Notify>,
-) -> (mpsc::Sender<Batch>, JoinHandle<Result<u64, StateError>>) {
-    let (sender, mut receiver) = mpsc::channel::<Batch>(1024);
+) -> (StateWriter, JoinHandle<Result<u64, StateError>>) {
+    let (sender, mut receiver) = mpsc::channel::<Job>(1024);
     let handle = tokio::spawn(async move {
         let mut written = 0u64;
         loop {
             let first = tokio::select! {
                 biased;
                 next = receiver.recv() => match next {
-                    Some(batch) => batch,
+                    Some(job) => job,
                     None => break,
                 },
                 () = shutdown.notified() => {
@@ -202,21 +253,29 @@ pub fn spawn_writer(
                     continue;
                 }
             };
-            let mut batch = first;
+            let mut batch = first.batch;
+            let mut waiting: Vec<oneshot::Sender<Result<(), String>>> =
+                first.done.into_iter().collect();
             while batch.detections.len() + batch.actions.len() < 10 * ROWS_PER_STATEMENT {
                 match receiver.try_recv() {
                     Ok(mut more) => {
-                        batch.detections.append(&mut more.detections);
-                        batch.actions.append(&mut more.actions);
+                        batch.detections.append(&mut more.batch.detections);
+                        batch.actions.append(&mut more.batch.actions);
+                        waiting.extend(more.done);
                     }
                     Err(_) => break,
                 }
             }
-            store.write(&batch).await?;
+            let result = store.write(&batch).await;
+            let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+            for done in waiting {
+                let _ = done.send(reply.clone());
+            }
+            result?;
             written += 1;
         }
         store.close().await;
         Ok(written)
     });
-    (sender, handle)
+    (StateWriter { jobs: sender }, handle)
 }

@@ -1,60 +1,14 @@
-//! End-to-end tests of the `palisade` binary: real processes, real files, real SQLite.
+//! The command line on files: validate, test, replay, run.
 
 #![expect(
     clippy::expect_used,
     reason = "test helpers stop at once on a broken setup"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
 use serde_json::Value;
+use std::process::{Command, Stdio};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn palisade(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .current_dir(dir)
-        .env("PALISADE_LOG", "info")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the palisade binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
-        .collect()
-}
-
-/// A scratch content directory holding a copy of the shipped rules and playbooks.
-fn scratch_content() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for sub in ["rules", "playbooks"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        for entry in std::fs::read_dir(repo().join(sub)).expect("read dir") {
-            let path = entry.expect("entry").path();
-            std::fs::copy(
-                &path,
-                dir.path().join(sub).join(path.file_name().expect("name")),
-            )
-            .expect("copy");
-        }
-    }
-    dir
-}
+use crate::support::{json_lines, palisade, repo, scratch_content, stderr, stdout};
 
 #[test]
 fn validate_accepts_the_shipped_content() {

@@ -1,0 +1,217 @@
+//! The running engine: a [`Pipeline`] with its intake and outputs, driven by one source.
+//!
+//! Every source hands the engine raw messages; [`Engine::handle`] normalizes and processes each
+//! one and gathers what must be stored and announced into a [`Handled`] batch. The drivers in
+//! [`drive`] then commit the batch (state written, alerts published) before they acknowledge the
+//! input, so an acknowledged event always has its detections recorded.
+
+pub mod drive;
+mod shutdown;
+
+pub use shutdown::{Shutdown, ShutdownTrigger};
+
+use std::io::Write;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::actions::ActionRecord;
+use crate::content::Content;
+use crate::detection::{Detection, Entity};
+use crate::event::{Event, NormalizeError};
+use crate::pipeline::{Outcome, Pipeline};
+use crate::sinks::{action_line, detection_line, render_action, render_detection, replay_lines};
+use crate::sources::Intake;
+use crate::state::{Batch, DetectionRow};
+
+/// How detections are shown on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// Readable lines for a person.
+    Text,
+    /// The replay JSON lines.
+    Json,
+    /// Nothing (benchmarks, tests).
+    Quiet,
+}
+
+/// Running totals, for the closing summary and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub events: u64,
+    pub rejected: u64,
+    pub detections: u64,
+    pub actions: u64,
+    pub rule_failures: u64,
+}
+
+/// What one batch of messages produced, waiting to be committed.
+#[derive(Debug, Default)]
+pub struct Handled {
+    pub state: Batch,
+    /// One JSON document per detection, for the alert channel and stream.
+    pub alerts: Vec<String>,
+}
+
+impl Handled {
+    pub fn clear(&mut self) {
+        self.state.detections.clear();
+        self.state.actions.clear();
+        self.alerts.clear();
+    }
+}
+
+pub struct Engine {
+    pipeline: Pipeline,
+    intake: Intake,
+    format: AlertFormat,
+    build_alerts: bool,
+    outcome: Outcome,
+    counters: Counters,
+}
+
+impl Engine {
+    /// `build_alerts` says whether alert documents are wanted (alerts are published to Redis).
+    pub fn new(
+        content: Arc<Content>,
+        intake: Intake,
+        format: AlertFormat,
+        build_alerts: bool,
+    ) -> Result<Engine, String> {
+        let dry_run = content.config.actions.dry_run;
+        Ok(Engine {
+            pipeline: Pipeline::new(content, dry_run)?,
+            intake,
+            format,
+            build_alerts,
+            outcome: Outcome::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn content(&self) -> &Arc<Content> {
+        self.pipeline.content()
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            rejected: self.intake.rejected_total(),
+            ..self.counters.clone()
+        }
+    }
+
+    /// Normalizes and processes one message; its results are appended to `handled`. A message
+    /// that is not an event comes back as the error (already counted and dead-lettered).
+    pub fn handle(
+        &mut self,
+        origin: &str,
+        raw: &[u8],
+        handled: &mut Handled,
+    ) -> Result<(), NormalizeError> {
+        let event = self.intake.accept(origin, raw)?;
+        self.process(&event, handled);
+        Ok(())
+    }
+
+    /// Processes one line of a JSON-lines source.
+    pub fn handle_line(
+        &mut self,
+        origin: &str,
+        line: &crate::sources::jsonl::Line,
+        handled: &mut Handled,
+    ) -> Result<(), NormalizeError> {
+        let event = self.intake.accept_line(origin, line)?;
+        self.process(&event, handled);
+        Ok(())
+    }
+
+    fn process(&mut self, event: &Event, handled: &mut Handled) {
+        self.counters.events += 1;
+        self.outcome.clear();
+        self.pipeline.process(event, &mut self.outcome);
+        crate::engine::log_problems(&self.outcome);
+        let outcome = &self.outcome;
+        self.counters.detections += outcome.detections.len() as u64;
+        self.counters.actions += outcome.actions.len() as u64;
+        self.counters.rule_failures += outcome.failures.len() as u64;
+        if outcome.detections.is_empty() {
+            return;
+        }
+        self.show(event);
+        for detection in &outcome.detections {
+            handled.state.detections.push(DetectionRow {
+                detection: detection.clone(),
+                event_time: event.timestamp_rfc3339(),
+                host: event.host.clone(),
+            });
+            if self.build_alerts {
+                let actions: Vec<&ActionRecord> = outcome
+                    .actions
+                    .iter()
+                    .filter(|a| a.rule == detection.rule)
+                    .collect();
+                handled
+                    .alerts
+                    .push(alert(event, detection, &actions).to_string());
+            }
+        }
+        handled
+            .state
+            .actions
+            .extend(outcome.actions.iter().cloned());
+    }
+
+    fn show(&self, event: &Event) {
+        let outcome = &self.outcome;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let written = match self.format {
+            AlertFormat::Quiet => Ok(()),
+            AlertFormat::Text => outcome.detections.iter().try_for_each(|detection| {
+                writeln!(out, "{}", render_detection(event, detection))?;
+                outcome
+                    .actions
+                    .iter()
+                    .filter(|a| a.rule == detection.rule)
+                    .try_for_each(|action| writeln!(out, "{}", render_action(action)))
+            }),
+            AlertFormat::Json => replay_lines(outcome)
+                .iter()
+                .try_for_each(|value| writeln!(out, "{value}")),
+        };
+        if let Err(err) = written.and_then(|()| out.flush()) {
+            tracing::warn!("cannot write alerts to standard output: {err}");
+        }
+    }
+}
+
+/// Logs the rule failures and manual-mode requests of one event's outcome.
+pub fn log_problems(outcome: &Outcome) {
+    for failure in &outcome.failures {
+        tracing::warn!(
+            rule = &*failure.rule,
+            event_id = failure.event_id,
+            "rule skipped for this event: {}",
+            failure.message
+        );
+    }
+    for reason in &outcome.degrade {
+        tracing::error!("a step asked for manual mode: {reason}");
+    }
+}
+
+/// The alert document published for a detection: the replay detection line, the event's host
+/// and time, the decided actions, and the fields the seeds' responders read (`level`,
+/// `actionable_pid`).
+pub fn alert(event: &Event, detection: &Detection, actions: &[&ActionRecord]) -> Value {
+    let mut value = detection_line(detection);
+    value["kind"] = json!("alert");
+    value["host"] = json!(event.host);
+    value["timestamp"] = json!(event.timestamp_rfc3339());
+    value["level"] = json!(detection.severity.as_str().to_uppercase());
+    if let Some(Entity::Process { pid, .. }) = &detection.entity {
+        value["actionable_pid"] = json!(pid);
+    }
+    value["actions"] = Value::Array(actions.iter().map(|a| action_line(a)).collect());
+    value
+}

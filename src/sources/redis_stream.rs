@@ -1,0 +1,407 @@
+//! A Redis stream read through a consumer group.
+//!
+//! Redis, not palisade, spreads the entries over the engines of a group and remembers what
+//! each one was given. An entry is acknowledged only after the engine has committed what it
+//! produced, so an engine that dies leaves its entries pending; after `claim_idle_ms` any engine
+//! of the group claims them (`XAUTOCLAIM`). An entry delivered `max_deliveries` times without an
+//! acknowledgement (it keeps killing engines) goes to the dead-letter stream with the reason.
+
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+
+use crate::bus::{Link, is_connection_error};
+use crate::config::{StreamSourceConfig, StreamStart};
+use crate::engine::Shutdown;
+
+/// One stream entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: String,
+    /// The event JSON: the entry's `data` field (or `event`, or its only field).
+    pub payload: Vec<u8>,
+}
+
+pub struct StreamSource {
+    link: Link,
+    config: StreamSourceConfig,
+    consumer: String,
+    /// Read this consumer's own pending entries (after a restart or a lost connection) before
+    /// new ones.
+    read_pending: bool,
+    group_ready: bool,
+    last_claim: Option<Instant>,
+}
+
+impl StreamSource {
+    pub fn new(link: Link, config: StreamSourceConfig) -> StreamSource {
+        let consumer = config
+            .consumer
+            .clone()
+            .unwrap_or_else(default_consumer_name);
+        StreamSource {
+            link,
+            config,
+            consumer,
+            read_pending: true,
+            group_ready: false,
+            last_claim: None,
+        }
+    }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.config.stream
+    }
+
+    fn claim_every(&self) -> Duration {
+        Duration::from_millis(self.config.claim_idle_ms / 2)
+            .clamp(Duration::from_millis(500), Duration::from_secs(10))
+    }
+
+    /// The next batch of entries: this consumer's own pending ones first, then entries idle
+    /// too long at other consumers, then new ones. Waits (and reconnects) as long as needed;
+    /// `None` once `shutdown` has fired.
+    pub async fn next_batch(&mut self, shutdown: &Shutdown) -> Option<Vec<Entry>> {
+        loop {
+            if shutdown.is_triggered() {
+                return None;
+            }
+            let mut connection = self.link.connection(shutdown).await?;
+            match self.read(&mut connection).await {
+                Ok(entries) if entries.is_empty() => continue,
+                Ok(entries) => return Some(entries),
+                Err(err) if err.code() == Some("NOGROUP") => {
+                    // The stream or the group vanished (a Redis restart without persistence).
+                    tracing::warn!(
+                        stream = self.config.stream,
+                        group = self.config.group,
+                        "the consumer group is gone; creating it again"
+                    );
+                    self.group_ready = false;
+                }
+                Err(err) => {
+                    if is_connection_error(&err) {
+                        self.read_pending = true;
+                    } else {
+                        tracing::error!(
+                            stream = self.config.stream,
+                            "reading the stream failed: {err}"
+                        );
+                    }
+                    if !self.link.failed(&err, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<Vec<Entry>> {
+        if !self.group_ready {
+            self.create_group(connection).await?;
+        }
+        if self
+            .last_claim
+            .is_none_or(|at| at.elapsed() >= self.claim_every())
+        {
+            self.last_claim = Some(Instant::now());
+            let claimed = self.reclaim(connection).await?;
+            if !claimed.is_empty() {
+                tracing::info!(
+                    count = claimed.len(),
+                    "claimed entries another consumer left unacknowledged"
+                );
+                return Ok(claimed);
+            }
+        }
+        let mut command = redis::cmd("XREADGROUP");
+        command
+            .arg("GROUP")
+            .arg(&self.config.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(self.config.batch_size);
+        if !self.read_pending {
+            command.arg("BLOCK").arg(self.config.block_ms);
+        }
+        command
+            .arg("STREAMS")
+            .arg(&self.config.stream)
+            .arg(if self.read_pending { "0" } else { ">" });
+        let reply: Value = command.query_async(connection).await?;
+        let mut entries = Vec::new();
+        let mut deleted = Vec::new();
+        if let Value::Array(streams) = reply {
+            for stream in streams {
+                if let Value::Array(parts) = stream
+                    && let Some(list) = parts.into_iter().nth(1)
+                {
+                    parse_entries(list, &mut entries, &mut deleted);
+                }
+            }
+        }
+        if !deleted.is_empty() {
+            // Pending entries deleted from the stream (trimmed) cannot be handled; let them go.
+            self.ack_ids(connection, &deleted).await?;
+        }
+        if self.read_pending && entries.is_empty() && deleted.is_empty() {
+            self.read_pending = false;
+        }
+        Ok(entries)
+    }
+
+    async fn create_group(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let start = match self.config.start {
+            StreamStart::Beginning => "0",
+            StreamStart::New => "$",
+        };
+        let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .arg(start)
+            .arg("MKSTREAM")
+            .query_async(connection)
+            .await;
+        match created {
+            Ok(_) => tracing::info!(
+                stream = self.config.stream,
+                group = self.config.group,
+                "created the consumer group"
+            ),
+            Err(err) if err.code() == Some("BUSYGROUP") => {}
+            Err(err) => return Err(err),
+        }
+        self.group_ready = true;
+        self.read_pending = true;
+        Ok(())
+    }
+
+    /// Moves entries that were delivered too often to the dead-letter stream, then claims
+    /// entries idle past `claim_idle_ms` at any consumer.
+    async fn reclaim(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> redis::RedisResult<Vec<Entry>> {
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .arg("IDLE")
+            .arg(self.config.claim_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(self.config.batch_size)
+            .query_async(connection)
+            .await?;
+        let mut poisoned = Vec::new();
+        if let Value::Array(rows) = pending {
+            for row in rows {
+                if let Value::Array(fields) = row
+                    && let [id, _consumer, _idle, Value::Int(deliveries)] = fields.as_slice()
+                    && u64::try_from(*deliveries).unwrap_or(0) >= self.config.max_deliveries
+                    && let Some(id) = text(id)
+                {
+                    poisoned.push((id, *deliveries));
+                }
+            }
+        }
+        for (id, deliveries) in poisoned {
+            let found: Value = redis::cmd("XRANGE")
+                .arg(&self.config.stream)
+                .arg(&id)
+                .arg(&id)
+                .query_async(connection)
+                .await?;
+            let mut entries = Vec::new();
+            parse_entries(found, &mut entries, &mut Vec::new());
+            let payload = entries.pop().map(|e| e.payload).unwrap_or_default();
+            let reason = format!("delivered {deliveries} times without being acknowledged");
+            tracing::error!(
+                entry = id,
+                "moving a stream entry to the dead-letter stream: {reason}"
+            );
+            self.dead_letter_one(connection, &id, "poison", &reason, &payload)
+                .await?;
+        }
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .arg(&self.consumer)
+            .arg(self.config.claim_idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(self.config.batch_size)
+            .query_async(connection)
+            .await?;
+        let mut entries = Vec::new();
+        if let Value::Array(parts) = reply
+            && let Some(list) = parts.into_iter().nth(1)
+        {
+            parse_entries(list, &mut entries, &mut Vec::new());
+        }
+        Ok(entries)
+    }
+
+    async fn dead_letter_one(
+        &self,
+        connection: &mut MultiplexedConnection,
+        id: &str,
+        kind: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD")
+            .arg(&self.config.dead_letter_stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.dead_letter_maxlen)
+            .arg("*")
+            .arg("entry_id")
+            .arg(id)
+            .arg("kind")
+            .arg(kind)
+            .arg("reason")
+            .arg(reason)
+            .arg("data")
+            .arg(payload)
+            .ignore()
+            .cmd("XACK")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .arg(id)
+            .ignore();
+        pipe.query_async::<()>(connection).await
+    }
+
+    /// Writes rejected entries to the dead-letter stream (with the reason) and acknowledges
+    /// them. Retries until done; false when shutdown fired first (they stay pending).
+    pub async fn dead_letter(
+        &mut self,
+        rejected: &[(Entry, String, String)],
+        shutdown: &Shutdown,
+    ) -> bool {
+        for (entry, kind, reason) in rejected {
+            loop {
+                let Some(mut connection) = self.link.connection(shutdown).await else {
+                    return false;
+                };
+                match self
+                    .dead_letter_one(&mut connection, &entry.id, kind, reason, &entry.payload)
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(err) => {
+                        if !self.link.failed(&err, shutdown).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Acknowledges handled entries. Retries until done; false when shutdown fired first (the
+    /// entries stay pending and are handled again, by this engine or another).
+    pub async fn ack(&mut self, ids: &[String], shutdown: &Shutdown) -> bool {
+        if ids.is_empty() {
+            return true;
+        }
+        loop {
+            let Some(mut connection) = self.link.connection(shutdown).await else {
+                return false;
+            };
+            match self.ack_ids(&mut connection, ids).await {
+                Ok(()) => return true,
+                Err(err) => {
+                    if !self.link.failed(&err, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ack_ids(
+        &self,
+        connection: &mut MultiplexedConnection,
+        ids: &[String],
+    ) -> redis::RedisResult<()> {
+        redis::cmd("XACK")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .arg(ids)
+            .query_async::<()>(connection)
+            .await
+    }
+}
+
+/// `HOST-PID`: unique per running engine, readable in `XINFO CONSUMERS`.
+pub fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "palisade".into());
+    format!("{host}-{}", std::process::id())
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Parses `[[id, [field, value, ...]], ...]`; entries whose body is nil (deleted while
+/// pending) go to `deleted`.
+fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String>) {
+    let Value::Array(items) = list else { return };
+    for item in items {
+        let Value::Array(parts) = item else { continue };
+        let mut parts = parts.into_iter();
+        let Some(id) = parts.next().as_ref().and_then(text) else {
+            continue;
+        };
+        match parts.next() {
+            Some(Value::Array(fields)) => entries.push(Entry {
+                payload: payload(fields),
+                id,
+            }),
+            _ => deleted.push(id),
+        }
+    }
+}
+
+fn payload(fields: Vec<Value>) -> Vec<u8> {
+    let mut pairs = Vec::new();
+    let mut iter = fields.into_iter();
+    while let (Some(name), Some(value)) = (iter.next(), iter.next()) {
+        if let (Some(name), Value::BulkString(bytes)) = (text(&name), value) {
+            pairs.push((name, bytes));
+        }
+    }
+    let pick = pairs
+        .iter()
+        .position(|(name, _)| name == "data")
+        .or_else(|| pairs.iter().position(|(name, _)| name == "event"))
+        .or(if pairs.len() == 1 { Some(0) } else { None });
+    match pick {
+        Some(index) => pairs.swap_remove(index).1,
+        None => Vec::new(),
+    }
+}

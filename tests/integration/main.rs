@@ -1,0 +1,12 @@
+//! End-to-end tests of the `palisade` binary, as one test binary: real processes, real files,
+//! real SQLite, a real redis-server on a free loopback port.
+
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests stop at once on a broken setup"
+)]
+
+mod cli;
+mod redis_io;
+mod support;

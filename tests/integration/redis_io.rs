@@ -1,0 +1,259 @@
+//! Redis as the event bus: streams with consumer groups, the seeds' pub/sub channels, alerts,
+//! restarts of the engine and of Redis, and two engines sharing a stream.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{
+    EngineProcess, RedisServer, eventually, office_events, palisade, redis_content, stdout,
+};
+
+const ALERTS: &str = "palisade:alerts";
+
+fn stream_source(stream: &str, extra: &str) -> String {
+    format!("  type: redis_stream\n  stream: {stream}\n  claim_idle_ms: 2000\n{extra}")
+}
+
+fn publish(dir: &std::path::Path, file: &str, events: &str, target: &[&str]) {
+    std::fs::write(dir.join(file), events).expect("events file");
+    let mut args = vec!["publish", "--events", file];
+    args.extend_from_slice(target);
+    let out = palisade(&args, dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        crate::support::stderr(&out)
+    );
+}
+
+/// Event ids of the alerts, with how many alerts each got.
+fn alert_counts(server: &RedisServer) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for alert in server.alerts(ALERTS) {
+        *counts
+            .entry(alert["event_id"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+fn group_pending(server: &RedisServer, stream: &str) -> i64 {
+    match server.query(&["XPENDING", stream, "palisade"]) {
+        Ok(redis::Value::Array(parts)) => match parts.first() {
+            Some(redis::Value::Int(n)) => *n,
+            _ => -1,
+        },
+        _ => -1,
+    }
+}
+
+#[test]
+fn a_stream_is_consumed_and_acknowledged_after_handling() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, &stream_source("edr", ""));
+    publish(
+        dir.path(),
+        "mixed.jsonl",
+        &std::fs::read_to_string(crate::support::repo().join("tests/fixtures/mixed.jsonl"))
+            .expect("fixture"),
+        &[],
+    );
+    publish(dir.path(), "bad.jsonl", "this is not json\n", &[]);
+    let engine = EngineProcess::start(dir.path(), "a");
+    assert!(
+        eventually(Duration::from_secs(20), || server.alerts(ALERTS).len() == 4),
+        "{}",
+        engine.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || group_pending(
+        &server, "edr"
+    ) == 0));
+    let log = engine.stop();
+    assert!(log.contains("events=10 rejected=1 detections=4"), "{log}");
+
+    // Alerts carry what responders need, the seed's fields included.
+    let alerts = server.alerts(ALERTS);
+    let office = alerts
+        .iter()
+        .find(|a| a["rule"] == "office-spawns-shell")
+        .expect("office alert");
+    assert_eq!(office["actionable_pid"], 4242);
+    assert_eq!(office["level"], "HIGH");
+    assert_eq!(office["actions"][0]["step"], "kill-child");
+    // The rejected entry went to the dead-letter stream with its reason, and was acknowledged.
+    let Ok(redis::Value::Array(dead)) = server.query(&["XRANGE", "palisade:events:dead", "-", "+"])
+    else {
+        panic!("no dead-letter stream");
+    };
+    assert_eq!(dead.len(), 1);
+    assert!(format!("{dead:?}").contains("not_json"), "{dead:?}");
+}
+
+#[test]
+fn a_restarted_engine_resumes_with_no_loss_and_no_duplicates() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, &stream_source("edr", "  batch_size: 50\n"));
+    publish(dir.path(), "first.jsonl", &office_events(0, 300), &[]);
+    let engine = EngineProcess::start(dir.path(), "first");
+    assert!(
+        eventually(Duration::from_secs(30), || alert_counts(&server).len()
+            == 300),
+        "{}",
+        engine.log()
+    );
+    engine.stop();
+    // Events arrive while no engine runs; the stream keeps them.
+    publish(dir.path(), "second.jsonl", &office_events(300, 300), &[]);
+    let engine = EngineProcess::start(dir.path(), "second");
+    assert!(
+        eventually(Duration::from_secs(30), || alert_counts(&server).len()
+            == 600),
+        "{}",
+        engine.log()
+    );
+    engine.stop();
+    let counts = alert_counts(&server);
+    assert_eq!(counts.len(), 600, "every event handled");
+    assert!(counts.values().all(|n| *n == 1), "no event handled twice");
+    assert_eq!(group_pending(&server, "edr"), 0);
+}
+
+#[test]
+fn two_engines_share_a_stream_and_one_killed_loses_nothing() {
+    let server = RedisServer::start();
+    let source = stream_source("edr", "  batch_size: 25\n");
+    let (dir_a, dir_b) = (
+        redis_content(&server, &source),
+        redis_content(&server, &source),
+    );
+    let a = EngineProcess::start(dir_a.path(), "a");
+    let b = EngineProcess::start(dir_b.path(), "b");
+    a.wait_for_log("reading the stream");
+    b.wait_for_log("reading the stream");
+
+    // Normal operation: each entry is handled once, and both engines take a share.
+    publish(dir_a.path(), "first.jsonl", &office_events(0, 1000), &[]);
+    assert!(eventually(Duration::from_secs(60), || alert_counts(
+        &server
+    )
+    .len()
+        == 1000));
+    assert!(eventually(Duration::from_secs(10), || group_pending(
+        &server, "edr"
+    ) == 0));
+    let counts = alert_counts(&server);
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "an entry was handled twice in normal operation"
+    );
+    let consumers = format!(
+        "{:?}",
+        server.query(&["XINFO", "CONSUMERS", "edr", "palisade"])
+    );
+    assert_eq!(consumers.matches("\"name\"").count(), 2, "{consumers}");
+
+    // One engine is killed mid-stream: the other claims what it left pending.
+    publish(
+        dir_a.path(),
+        "second.jsonl",
+        &office_events(1000, 3000),
+        &[],
+    );
+    assert!(eventually(Duration::from_secs(30), || alert_counts(
+        &server
+    )
+    .len()
+        >= 1300));
+    a.kill();
+    let handled = eventually(Duration::from_secs(90), || {
+        alert_counts(&server).len() == 4000
+    });
+    let counts = alert_counts(&server);
+    let missing: Vec<String> = (0..4000)
+        .map(|i| format!("ev-{i}"))
+        .filter(|id| !counts.contains_key(id))
+        .collect();
+    assert!(
+        handled && missing.is_empty(),
+        "{} events lost, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        b.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || group_pending(
+        &server, "edr"
+    ) == 0));
+    let log = b.stop();
+    assert!(
+        log.contains("claimed entries another consumer left unacknowledged"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_seed_message_on_internal_logs_becomes_an_alert_on_high_severity_alerts() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, "  type: redis_channel\n");
+    let engine = EngineProcess::start(dir.path(), "channel");
+    engine.wait_for_log("subscribed");
+
+    // Listen where the seeds' responder listens.
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut subscriber = client.get_connection().expect("connection");
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("high_severity_alerts").expect("subscribe");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+
+    // What seed 002's sensor publishes for Word starting PowerShell.
+    let seed = r#"{"type":"process_create","timestamp":"2025-11-03T14:30:05Z","host":"ws-17","pid":5120,"ppid":4100,"name":"powershell.exe","parent_name":"winword.exe","cmdline":"powershell.exe -nop -w hidden"}"#;
+    publish(
+        dir.path(),
+        "seed.jsonl",
+        &format!("{seed}\n"),
+        &["--channel", "internal_logs"],
+    );
+    let message = pubsub.get_message().expect("an alert arrives");
+    let alert: Value = serde_json::from_slice(message.get_payload_bytes()).expect("JSON alert");
+    assert_eq!(alert["rule"], "office-spawns-shell");
+    assert_eq!(alert["actionable_pid"], 5120);
+    assert_eq!(alert["host"], "ws-17");
+    drop(pubsub);
+    engine.stop();
+}
+
+#[test]
+fn the_engine_recovers_by_itself_when_redis_restarts() {
+    let mut server = RedisServer::start();
+    let dir = redis_content(&server, &stream_source("edr", ""));
+    let engine = EngineProcess::start(dir.path(), "restart");
+    publish(dir.path(), "first.jsonl", &office_events(0, 100), &[]);
+    assert!(
+        eventually(Duration::from_secs(20), || alert_counts(&server).len()
+            == 100),
+        "{}",
+        engine.log()
+    );
+
+    server.stop();
+    engine.wait_for_log("Redis is unreachable");
+    std::thread::sleep(Duration::from_millis(700));
+    server.resume();
+    publish(dir.path(), "second.jsonl", &office_events(100, 100), &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || alert_counts(&server).len()
+            == 200),
+        "{}",
+        engine.log()
+    );
+    let counts = alert_counts(&server);
+    let distinct: HashSet<&String> = counts.keys().collect();
+    assert_eq!(distinct.len(), 200);
+    let log = engine.stop();
+    assert!(log.matches("connected to Redis").count() >= 2, "{log}");
+}
