@@ -1,10 +1,5 @@
 //! The command line on files: validate, test, replay, run.
 
-#![expect(
-    clippy::expect_used,
-    reason = "test helpers stop at once on a broken setup"
-)]
-
 use serde_json::Value;
 use std::process::{Command, Stdio};
 

@@ -138,13 +138,6 @@ impl RedisServer {
         command.query(&mut connection)
     }
 
-    pub fn integer(&self, args: &[&str]) -> i64 {
-        match self.query(args) {
-            Ok(redis::Value::Int(n)) => n,
-            other => panic!("{args:?} gave {other:?}"),
-        }
-    }
-
     /// The `alert` documents in the alerts stream, in order.
     pub fn alerts(&self, stream: &str) -> Vec<Value> {
         let Ok(redis::Value::Array(entries)) = self.query(&["XRANGE", stream, "-", "+"]) else {
