@@ -3,8 +3,7 @@
 
 #![expect(
     clippy::expect_used,
-    clippy::panic,
-    reason = "tests stop at once on a broken setup"
+    reason = "test helpers stop at once on a broken setup"
 )]
 
 mod cli;
