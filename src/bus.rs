@@ -96,6 +96,17 @@ impl Link {
         })
     }
 
+    /// Another link to the same server, with its own connection, sharing health.
+    pub fn sibling(&self, role: &'static str) -> Link {
+        Link {
+            client: self.client.clone(),
+            role,
+            connection: None,
+            health: self.health.clone(),
+            backoff: Backoff::new(),
+        }
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -2,6 +2,7 @@
 //! logging and maps results to exit codes: 0 ok, 1 findings (validation errors, failing tests),
 //! 2 could not run (bad flags, unreadable files, unreachable services).
 
+mod bench;
 mod publish;
 mod replay;
 mod run;
@@ -148,6 +149,11 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
+    /// Measure the engine: `palisade bench pipeline`.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Write the JSON Schemas for playbooks and the config file.
     Schema {
         /// Directory to write into.
@@ -156,6 +162,31 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         /// Only check that the files there are current; exit 1 when stale.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Events/s from a Redis stream through the whole engine, next to the raw Redis ceiling
+    /// measured in the same run, and latency from publish to detection recorded and to action
+    /// dispatched, at full and half load.
+    #[command(
+        after_help = "Without --redis it starts its own redis-server on a free loopback port.\n\n\
+Example:\n  cargo run --release -- bench pipeline --events 200000"
+    )]
+    Pipeline {
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// One event in this many is malicious (produces detections and actions).
+        #[arg(long, default_value_t = 100)]
+        malicious_every: usize,
+        /// Use this Redis server instead of starting one. Its streams `palisade:bench:*` are overwritten.
+        #[arg(long)]
+        redis: Option<String>,
+        /// The content directory whose rules and playbooks run.
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -188,6 +219,15 @@ pub fn main() -> ExitCode {
             dir,
         } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
+        Command::Bench {
+            which:
+                BenchCommand::Pipeline {
+                    events,
+                    malicious_every,
+                    redis,
+                    dir,
+                },
+        } => bench::run(&dir, events, malicious_every, redis),
         Command::Publish {
             events,
             stream,

@@ -36,7 +36,7 @@ pub fn run(
         .next_line()
         .map_err(|e| CannotRun(format!("cannot read `{origin}`: {e}")))?
     {
-        let Ok(event) = intake.accept_line(&origin, &line) else {
+        let Ok(event) = intake.accept_line(&origin.as_str(), &line) else {
             continue;
         };
         outcome.clear();

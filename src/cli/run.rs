@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use crate::bus::{Health, Link};
 use crate::config::SourceConfig;
 use crate::content::Content;
-use crate::engine::drive::{drive_channel, drive_jsonl, drive_stream};
+use crate::engine::drive::{NoProbe, drive_channel, drive_jsonl, drive_stream};
 use crate::engine::{AlertFormat, Engine, Shutdown};
 use crate::sinks::{AlertPublisher, DeadLetter};
 use crate::sources::Intake;
@@ -137,7 +137,16 @@ async fn engine(
                 consumer = source.consumer(),
                 "reading the stream"
             );
-            drive_stream(&mut engine, &mut source, &state, &mut alerts, &shutdown).await
+            drive_stream(
+                &mut engine,
+                &mut source,
+                &state,
+                alerts.take(),
+                &shutdown,
+                NoProbe,
+            )
+            .await
+            .map(|_| ())
         }
         SourceConfig::RedisChannel(channel) => {
             let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;

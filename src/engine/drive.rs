@@ -49,38 +49,142 @@ fn cpu<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
-/// A Redis stream: acknowledge each batch once committed; rejected entries go to the
-/// dead-letter stream with their reason.
-pub async fn drive_stream(
+/// Watches commits as they happen; the pipeline bench uses it to time each detection from
+/// publish to recorded and to dispatched.
+pub trait CommitProbe {
+    /// Whether the probe wants to be called (saves collecting event ids otherwise).
+    fn active(&self) -> bool;
+    /// The detections of these events are now stored.
+    fn recorded(&mut self, event_ids: &[String]);
+    /// Their alerts (and so their planned actions) are now out.
+    fn dispatched(&mut self, event_ids: &[String]);
+}
+
+/// The probe that watches nothing.
+pub struct NoProbe;
+
+impl CommitProbe for NoProbe {
+    fn active(&self) -> bool {
+        false
+    }
+    fn recorded(&mut self, _: &[String]) {}
+    fn dispatched(&mut self, _: &[String]) {}
+}
+
+/// `stream/entry-id`, formatted only for rejected entries.
+struct EntryOrigin<'a> {
+    stream: &'a str,
+    id: &'a str,
+}
+
+impl std::fmt::Display for EntryOrigin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.stream, self.id)
+    }
+}
+
+/// One handled batch on its way from the reading task to the committing task.
+struct Pending {
+    handled: Handled,
+    done: Vec<String>,
+    rejected: Vec<(Entry, String, String)>,
+}
+
+/// Batches handled but not yet committed; a bound keeps memory and redelivery after a crash
+/// small.
+const PENDING_BATCHES: usize = 4;
+
+/// A Redis stream, in two tasks: this one reads and handles batches; a committing task writes
+/// each batch's state, publishes its alerts, and only then acknowledges it (rejected entries go
+/// to the dead-letter stream with their reason). Reading the next batch overlaps committing the
+/// last, and batches are committed and acknowledged in the order they were read.
+pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     engine: &mut Engine,
     source: &mut StreamSource,
     state: &StateWriter,
-    alerts: &mut Option<AlertPublisher>,
+    alerts: Option<AlertPublisher>,
     shutdown: &Shutdown,
-) -> Result<(), DriveError> {
-    let mut handled = Handled::default();
+    probe: P,
+) -> Result<P, DriveError> {
+    let (queue, mut pending) = tokio::sync::mpsc::channel::<Pending>(PENDING_BATCHES);
+    let committer = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        let mut acker = source.acker();
+        let mut alerts = alerts;
+        let mut probe = probe;
+        tokio::spawn(async move {
+            while let Some(mut batch) = pending.recv().await {
+                let detected: Vec<String> = if probe.active() {
+                    batch
+                        .handled
+                        .state
+                        .detections
+                        .iter()
+                        .map(|d| d.detection.event_id.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if !batch.handled.state.is_empty() {
+                    state
+                        .write(std::mem::take(&mut batch.handled.state))
+                        .await?;
+                }
+                if !detected.is_empty() {
+                    probe.recorded(&detected);
+                }
+                if let Some(publisher) = &mut alerts
+                    && !publisher.publish(&batch.handled.alerts, &shutdown).await
+                {
+                    break;
+                }
+                if !detected.is_empty() {
+                    probe.dispatched(&detected);
+                }
+                if !acker.dead_letter(&batch.rejected, &shutdown).await
+                    || !acker.ack(&batch.done, &shutdown).await
+                {
+                    break;
+                }
+            }
+            Ok::<P, DriveError>(probe)
+        })
+    };
     let stream = source.stream().to_string();
     while let Some(entries) = source.next_batch(shutdown).await {
-        handled.clear();
-        let mut done = Vec::with_capacity(entries.len());
-        let mut rejected: Vec<(Entry, String, String)> = Vec::new();
+        let mut batch = Pending {
+            handled: Handled::default(),
+            done: Vec::with_capacity(entries.len()),
+            rejected: Vec::new(),
+        };
         cpu(|| {
             for entry in entries {
-                let origin = format!("{stream}/{}", entry.id);
-                match engine.handle(&origin, &entry.payload, &mut handled) {
-                    Ok(()) => done.push(entry.id),
-                    Err(err) => rejected.push((entry, err.kind.as_str().to_string(), err.message)),
+                let origin = EntryOrigin {
+                    stream: &stream,
+                    id: &entry.id,
+                };
+                match engine.handle(&origin, &entry.payload, &mut batch.handled) {
+                    Ok(()) => batch.done.push(entry.id),
+                    Err(err) => {
+                        batch
+                            .rejected
+                            .push((entry, err.kind.as_str().to_string(), err.message))
+                    }
                 }
             }
         });
-        if !commit(&mut handled, state, alerts, shutdown).await? {
-            break;
-        }
-        if !source.dead_letter(&rejected, shutdown).await || !source.ack(&done, shutdown).await {
+        if queue.send(batch).await.is_err() {
+            // The committer stopped (shutdown, or a state write failed): it says why below.
             break;
         }
     }
-    Ok(())
+    drop(queue);
+    committer.await.map_err(|e| {
+        DriveError::State(crate::state::StateError::Failed(format!(
+            "the committing task failed: {e}"
+        )))
+    })?
 }
 
 /// A Redis pub/sub channel: nothing to acknowledge.
@@ -93,11 +197,12 @@ pub async fn drive_channel(
 ) -> Result<(), DriveError> {
     let mut handled = Handled::default();
     let origin = format!("channel {}", source.channel());
+    let origin: &dyn std::fmt::Display = &origin;
     while let Some(messages) = source.next_batch(shutdown).await {
         handled.clear();
         cpu(|| {
             for message in &messages {
-                let _ = engine.handle(&origin, message, &mut handled);
+                let _ = engine.handle(origin, message, &mut handled);
             }
         });
         if !commit(&mut handled, state, alerts, shutdown).await? {
@@ -126,7 +231,7 @@ pub fn drive_jsonl(
         })?;
         let Some(line) = line else { break };
         handled.clear();
-        if engine.handle_line(origin, &line, &mut handled).is_err() || handled.state.is_empty() {
+        if engine.handle_line(&origin, &line, &mut handled).is_err() || handled.state.is_empty() {
             continue;
         }
         if alerts.is_some() {

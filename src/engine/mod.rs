@@ -104,7 +104,7 @@ impl Engine {
     /// that is not an event comes back as the error (already counted and dead-lettered).
     pub fn handle(
         &mut self,
-        origin: &str,
+        origin: &dyn std::fmt::Display,
         raw: &[u8],
         handled: &mut Handled,
     ) -> Result<(), NormalizeError> {
@@ -116,7 +116,7 @@ impl Engine {
     /// Processes one line of a JSON-lines source.
     pub fn handle_line(
         &mut self,
-        origin: &str,
+        origin: &dyn std::fmt::Display,
         line: &crate::sources::jsonl::Line,
         handled: &mut Handled,
     ) -> Result<(), NormalizeError> {

