@@ -156,14 +156,19 @@ fn rule_stage(c: &mut Criterion) {
     ] {
         let rules = rules(unfiltered);
         assert_eq!(rules.len(), RULES);
-        let mut engine = RuleEngine::build(&rules, &RuleLimits::default()).expect("engine builds");
+        let mut engine = RuleEngine::build(
+            &rules,
+            &RuleLimits::default(),
+            &palisade::intel::IntelHandle::default(),
+        )
+        .expect("engine builds");
         group.bench_function(label, |b| {
             let (mut detections, mut failures) = (Vec::new(), Vec::new());
             b.iter(|| {
                 for event in &events {
                     detections.clear();
                     failures.clear();
-                    engine.evaluate(black_box(event), &mut detections, &mut failures);
+                    engine.evaluate(black_box(event), &[], &mut detections, &mut failures);
                 }
                 assert!(failures.is_empty());
                 black_box(detections.len())
@@ -181,7 +186,8 @@ fn spine(c: &mut Criterion) {
         .iter()
         .map(|e| serde_json::to_string(&flat(e)).expect("json"))
         .collect();
-    let mut pipeline = Pipeline::new(content, true).expect("pipeline builds");
+    let mut pipeline = Pipeline::new(content, true, palisade::intel::IntelHandle::default())
+        .expect("pipeline builds");
     let mut group = c.benchmark_group("spine");
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.sample_size(20);

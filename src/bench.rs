@@ -442,7 +442,13 @@ async fn palisade_run(
             ..Default::default()
         },
     );
-    let mut engine = Engine::new(content.clone(), Intake::new(None), AlertFormat::Quiet, true)?;
+    let mut engine = Engine::new(
+        content.clone(),
+        crate::intel::IntelHandle::default(),
+        Intake::new(None),
+        AlertFormat::Quiet,
+        true,
+    )?;
     let (trigger, shutdown) = Shutdown::new();
     let total = lines.len();
     let started = Instant::now();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{self, CONFIG_FILE, Config};
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::intel::Warninglists;
 use crate::playbooks::{Playbook, load_playbook};
 use crate::rules::{RuleDefinition, build_engine, load_rule};
 
@@ -22,7 +23,12 @@ pub struct Content {
     pub config_path: Option<PathBuf>,
     pub rules: Vec<Arc<RuleDefinition>>,
     pub playbooks: Vec<Arc<Playbook>>,
+    /// Benign infrastructure from `warninglists/*.json`.
+    pub warninglists: Warninglists,
 }
+
+/// Where warninglists are read from, relative to the content directory.
+pub const WARNINGLISTS_DIR: &str = "warninglists";
 
 impl Content {
     /// Resolves a path from config or a test case against the content directory.
@@ -114,7 +120,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     }
 
     // `when` conditions compile in the same sandbox rules run in.
-    let (engine, _) = build_engine(&config.limits);
+    let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
     let rules_incomplete = !problems.is_empty();
     let mut playbooks: Vec<Arc<Playbook>> = Vec::new();
     for path in files(&playbooks_dir, &["yaml", "yml"], &mut problems) {
@@ -141,10 +147,28 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         }
     }
 
+    let warninglists = match Warninglists::load_dir(&display_path(dir, Path::new(WARNINGLISTS_DIR)))
+    {
+        Ok(lists) => lists,
+        Err(found) => {
+            for message in found {
+                let (file, message) = message
+                    .split_once(": ")
+                    .unwrap_or(("warninglists", message.as_str()));
+                problems.push(Diagnostic::file(
+                    Path::new(file),
+                    "bad-warninglist",
+                    message.to_string(),
+                ));
+            }
+            Warninglists::default()
+        }
+    };
     if !problems.is_empty() {
         return Err(problems.sorted());
     }
     Ok(Content {
+        warninglists,
         dir: dir.to_path_buf(),
         config,
         config_path,

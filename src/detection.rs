@@ -100,4 +100,7 @@ pub struct Detection {
     /// How sure the stage is, in [0, 1], where the stage has a score.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// The threat-intelligence hits the decision rests on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intel: Vec<crate::intel::IntelHit>,
 }

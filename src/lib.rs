@@ -34,6 +34,7 @@ pub mod detection;
 pub mod diagnostics;
 pub mod engine;
 pub mod event;
+pub mod intel;
 pub mod pipeline;
 pub mod playbooks;
 pub mod rules;

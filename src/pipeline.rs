@@ -15,6 +15,7 @@ use crate::actions::ActionRecord;
 use crate::content::Content;
 use crate::detection::Detection;
 use crate::event::Event;
+use crate::intel::{IntelHandle, IntelHit};
 use crate::playbooks::{PlanOutcome, Planner};
 use crate::rules::{RuleEngine, RuleFailure};
 
@@ -39,6 +40,8 @@ impl Outcome {
 
 pub struct Pipeline {
     content: Arc<Content>,
+    intel: IntelHandle,
+    hits: Vec<IntelHit>,
     rules: RuleEngine,
     planner: Planner,
     dry_run: bool,
@@ -48,11 +51,17 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds a worker's pipeline. `dry_run` overrides nothing when false: shadow playbooks still
     /// only report.
-    pub fn new(content: Arc<Content>, dry_run: bool) -> Result<Pipeline, String> {
-        let rules = RuleEngine::build(&content.rules, &content.config.limits)?;
-        let planner = Planner::new(&content.config.limits);
+    pub fn new(
+        content: Arc<Content>,
+        dry_run: bool,
+        intel: IntelHandle,
+    ) -> Result<Pipeline, String> {
+        let rules = RuleEngine::build(&content.rules, &content.config.limits, &intel)?;
+        let planner = Planner::new(&content.config.limits, &intel);
         Ok(Pipeline {
             content,
+            intel,
+            hits: Vec::new(),
             rules,
             planner,
             dry_run,
@@ -71,8 +80,10 @@ impl Pipeline {
     /// it twice or page the on-call twice.
     pub fn process(&mut self, event: &Event, out: &mut Outcome) {
         let first_new = out.detections.len();
+        self.hits.clear();
+        self.intel.current().enrich(event, &mut self.hits);
         self.rules
-            .evaluate(event, &mut out.detections, &mut out.failures);
+            .evaluate(event, &self.hits, &mut out.detections, &mut out.failures);
         let detections = &out.detections[first_new..];
         if detections.is_empty() {
             return;

@@ -26,7 +26,12 @@ pub fn run(
         })
         .transpose()?;
     let mut intake = Intake::new(dead_letter);
-    let mut pipeline = Pipeline::new(content, dry_run).map_err(CannotRun)?;
+    let intel = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(crate::intel::for_content(&content))
+        .map_err(CannotRun)?;
+    let mut pipeline = Pipeline::new(content, dry_run, intel).map_err(CannotRun)?;
     let origin = events.display().to_string();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

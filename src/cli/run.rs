@@ -71,8 +71,12 @@ async fn engine(
         LogFormat::Text => AlertFormat::Text,
         LogFormat::Json => AlertFormat::Json,
     };
+    let intel = crate::intel::for_content(&content)
+        .await
+        .map_err(CannotRun)?;
     let mut engine = Engine::new(
         content.clone(),
+        intel,
         Intake::new(Some(dead_letter)),
         alert_format,
         publishes,

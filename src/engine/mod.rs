@@ -74,13 +74,14 @@ impl Engine {
     /// `build_alerts` says whether alert documents are wanted (alerts are published to Redis).
     pub fn new(
         content: Arc<Content>,
+        intel: crate::intel::IntelHandle,
         intake: Intake,
         format: AlertFormat,
         build_alerts: bool,
     ) -> Result<Engine, String> {
         let dry_run = content.config.actions.dry_run;
         Ok(Engine {
-            pipeline: Pipeline::new(content, dry_run)?,
+            pipeline: Pipeline::new(content, dry_run, intel)?,
             intake,
             format,
             build_alerts,

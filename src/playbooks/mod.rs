@@ -446,6 +446,7 @@ impl Validator<'_> {
                 name: test.name.clone(),
                 input,
                 expect: Expectation::Outcome(test.expect.clone()),
+                intel: test.intel.clone(),
                 file: self.path.to_path_buf(),
                 line: locate(self.source, &case_at).line,
             });

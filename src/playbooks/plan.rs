@@ -28,8 +28,8 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub fn new(limits: &RuleLimits) -> Planner {
-        let (engine, deadline) = build_engine(limits);
+    pub fn new(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> Planner {
+        let (engine, deadline) = build_engine(limits, intel);
         Planner { engine, deadline }
     }
 
@@ -138,8 +138,12 @@ impl Planner {
             }
         }
         if let Some(condition) = &step.when {
-            let (event_value, detection_value) = values
-                .get_or_insert_with(|| (event_to_dynamic(event), detection_to_dynamic(detection)));
+            let (event_value, detection_value) = values.get_or_insert_with(|| {
+                (
+                    event_to_dynamic(event, &detection.intel),
+                    detection_to_dynamic(detection),
+                )
+            });
             let mut scope = condition_scope(event_value.clone(), detection_value.clone());
             self.deadline.start();
             match self
@@ -230,5 +234,9 @@ pub fn detection_to_dynamic(detection: &Detection) -> Dynamic {
         }
     };
     map.insert("entity".into(), entity);
+    map.insert(
+        "intel".into(),
+        crate::rules::hits_to_dynamic(&detection.intel),
+    );
     Dynamic::from_map(map)
 }

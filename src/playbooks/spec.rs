@@ -126,5 +126,8 @@ pub struct PlaybookTestSpec {
     /// A JSON-lines file of events, relative to the content directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixture: Option<PathBuf>,
+    /// Indicators the case's threat-intelligence matcher holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intel: Vec<crate::testing::TestIndicator>,
     pub expect: ExpectedOutcome,
 }

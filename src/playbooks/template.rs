@@ -211,6 +211,7 @@ mod tests {
                 ip: "185.12.33.4".parse().unwrap(),
             }),
             score: None,
+            intel: Vec::new(),
         };
         (event, detection)
     }

@@ -6,6 +6,16 @@ use std::net::IpAddr;
 use rhai::{Dynamic, Map};
 
 use crate::detection::{Detection, Entity, Severity, Stage};
+use crate::intel::IntelHit;
+
+/// Intel hits as the array of maps rules see (`hit.source`, `hit.score`, `hit.warning`, ...).
+pub fn hits_to_dynamic(hits: &[IntelHit]) -> Dynamic {
+    Dynamic::from_array(
+        hits.iter()
+            .filter_map(|h| rhai::serde::to_dynamic(h).ok())
+            .collect(),
+    )
+}
 use crate::event::Event;
 
 use super::RuleDefinition;
@@ -13,7 +23,7 @@ use super::RuleDefinition;
 /// The `event` object map a rule sees: every typed field that is present, under its flat name,
 /// plus every unknown field as it arrived (nested objects stay nested). Absent fields read as
 /// `()`, so rules write `event.cmdline ?? ""`.
-pub fn event_to_dynamic(event: &Event) -> Dynamic {
+pub fn event_to_dynamic(event: &Event, intel: &[IntelHit]) -> Dynamic {
     let mut map = Map::new();
     // Unknown fields first, so a typed field of the same name wins.
     for (key, value) in &event.extra {
@@ -55,6 +65,7 @@ pub fn event_to_dynamic(event: &Event) -> Dynamic {
             put(key, value);
         }
     }
+    put("intel", hits_to_dynamic(intel));
     Dynamic::from_map(map)
 }
 
@@ -75,6 +86,7 @@ pub fn detection_from(
         tags: rule.tags.clone(),
         entity: None,
         score: None,
+        intel: Vec::new(),
     };
     if result.is_unit() {
         return Ok(None);
@@ -114,9 +126,13 @@ pub fn detection_from(
                 detection.score = Some(score);
             }
             "entity" => detection.entity = Some(entity_from(value, event)?),
+            "intel" => {
+                detection.intel = rhai::serde::from_dynamic(&value)
+                    .map_err(|e| format!("`intel` returned by `detect` must be hits from `event.intel` or `intel_lookup`: {e}"))?;
+            }
             other => {
                 return Err(format!(
-                    "unknown key `{other}` in the map returned by `detect`; keys: title, severity, score, entity"
+                    "unknown key `{other}` in the map returned by `detect`; keys: title, severity, score, entity, intel"
                 ));
             }
         }

@@ -41,8 +41,9 @@ impl RuleEngine {
     pub fn build(
         definitions: &[Arc<RuleDefinition>],
         limits: &RuleLimits,
+        intel: &crate::intel::IntelHandle,
     ) -> Result<RuleEngine, String> {
-        let (engine, deadline) = build_engine(limits);
+        let (engine, deadline) = build_engine(limits, intel);
         let mut rules = Vec::with_capacity(definitions.len());
         let mut by_kind: [Vec<usize>; 4] = Default::default();
         for definition in definitions {
@@ -77,10 +78,12 @@ impl RuleEngine {
         self.by_kind[kind.index()].len()
     }
 
-    /// Runs every applicable rule on `event`, appending detections and failures.
+    /// Runs every applicable rule on `event` (with its intel hits), appending detections and
+    /// failures.
     pub fn evaluate(
         &mut self,
         event: &Event,
+        intel: &[crate::intel::IntelHit],
         detections: &mut Vec<Detection>,
         failures: &mut Vec<RuleFailure>,
     ) {
@@ -99,7 +102,7 @@ impl RuleEngine {
                 continue;
             };
             let argument = event_value
-                .get_or_insert_with(|| event_to_dynamic(event))
+                .get_or_insert_with(|| event_to_dynamic(event, intel))
                 .clone();
             self.deadline.start();
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);

@@ -15,7 +15,7 @@ pub mod helpers;
 mod prefilter;
 mod sandbox;
 
-pub use convert::event_to_dynamic;
+pub use convert::{event_to_dynamic, hits_to_dynamic};
 pub use engine::{RuleEngine, RuleFailure};
 pub use prefilter::{Condition, Operator, Prefilter};
 pub use sandbox::{Deadline, RuleLimits, build_engine, describe};
@@ -70,7 +70,7 @@ pub fn load_rule(
     limits: &RuleLimits,
 ) -> Result<RuleDefinition, Diagnostics> {
     let mut problems = Diagnostics::default();
-    let (engine, deadline) = build_engine(limits);
+    let (engine, deadline) = build_engine(limits, &crate::intel::IntelHandle::default());
     let ast = match engine.compile(source) {
         Ok(ast) => ast,
         Err(err) => {
@@ -384,12 +384,12 @@ fn parse_tests(
             .find(&format!("\"{name}\""))
             .map_or(tests_offset, |at| tests_offset + at);
         for key in map.keys() {
-            if !["name", "event", "events", "fixture", "expect"].contains(&key.as_str()) {
+            if !["name", "event", "events", "fixture", "expect", "intel"].contains(&key.as_str()) {
                 report(
                     case_offset,
                     key,
                     format!(
-                        "unknown key `{key}` in test `{name}`; keys: name, event, events, fixture, expect"
+                        "unknown key `{key}` in test `{name}`; keys: name, event, events, fixture, expect, intel"
                     ),
                 );
             }
@@ -430,17 +430,25 @@ fn parse_tests(
                 "test `{name}` needs `expect`: true, false, or a map of expected detection fields"
             )),
         };
-        match (input, expect) {
-            (Ok(input), Ok(expect)) => cases.push(TestCase {
+        let intel = match map.get("intel") {
+            None => Ok(Vec::new()),
+            Some(value) => rhai::serde::from_dynamic::<Vec<crate::testing::TestIndicator>>(value)
+                .map_err(|e| format!("test `{name}`: `intel` must be an array of #{{ value: ..., source: ..., confidence: ... }}: {e}")),
+        };
+        match (input, expect, intel) {
+            (Ok(input), Ok(expect), Ok(intel)) => cases.push(TestCase {
                 name,
                 input,
                 expect,
+                intel,
                 file: path.to_path_buf(),
                 line: text_position(source, case_offset, "")
                     .line
                     .max(position.line),
             }),
-            (Err(message), _) | (_, Err(message)) => report(case_offset, "", message),
+            (Err(message), _, _) | (_, Err(message), _) | (_, _, Err(message)) => {
+                report(case_offset, "", message)
+            }
         }
     }
     cases

@@ -83,7 +83,7 @@ impl Deadline {
 const TIME_BUDGET_EXCEEDED: &str = "time budget exceeded";
 
 /// Builds a sandboxed engine with every limit set, and the deadline that drives its time budget.
-pub fn build_engine(limits: &RuleLimits) -> (Engine, Deadline) {
+pub fn build_engine(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> (Engine, Deadline) {
     let mut engine = Engine::new();
     engine
         .set_max_operations(limits.max_operations)
@@ -119,6 +119,13 @@ pub fn build_engine(limits: &RuleLimits) -> (Engine, Deadline) {
         }
     });
     helpers::register(&mut engine);
+    // `intel_lookup(value)`: every hit for any address, range, domain, URL or hash, from the
+    // snapshot current at the call.
+    let snapshot = intel.clone();
+    engine.register_fn("intel_lookup", move |value: &str| {
+        super::convert::hits_to_dynamic(&snapshot.current().lookup(value))
+    });
+    engine.register_fn("intel_lookup", |_: ()| Dynamic::from_array(Vec::new()));
     (engine, deadline)
 }
 
@@ -144,7 +151,7 @@ mod tests {
     use super::*;
 
     fn run(limits: &RuleLimits, script: &str) -> Result<Dynamic, String> {
-        let (engine, deadline) = build_engine(limits);
+        let (engine, deadline) = build_engine(limits, &crate::intel::IntelHandle::default());
         deadline.start();
         let ast = engine.compile(script).map_err(|e| e.to_string())?;
         engine.eval_ast::<Dynamic>(&ast).map_err(|e| describe(&e))
@@ -222,7 +229,10 @@ mod tests {
 
     #[test]
     fn undefined_variables_fail_at_compile_time() {
-        let (engine, _) = build_engine(&RuleLimits::default());
+        let (engine, _) = build_engine(
+            &RuleLimits::default(),
+            &crate::intel::IntelHandle::default(),
+        );
         assert!(engine.compile("fn detect(event) { evnt.name }").is_err());
     }
 }

@@ -22,9 +22,14 @@ fn evaluate(rules: &[&str], event: &Event) -> (Vec<Detection>, Vec<RuleFailure>)
         .iter()
         .map(|s| Arc::new(load(s).expect("rule loads")))
         .collect();
-    let mut engine = RuleEngine::build(&definitions, &RuleLimits::default()).expect("builds");
+    let mut engine = RuleEngine::build(
+        &definitions,
+        &RuleLimits::default(),
+        &crate::intel::IntelHandle::default(),
+    )
+    .expect("builds");
     let (mut detections, mut failures) = (Vec::new(), Vec::new());
-    engine.evaluate(event, &mut detections, &mut failures);
+    engine.evaluate(event, &[], &mut detections, &mut failures);
     (detections, failures)
 }
 
@@ -180,7 +185,12 @@ fn rules_are_indexed_by_event_type() {
     let dns = r#"let rule = #{ id: "dns", title: "D", severity: "low", events: ["dns_query"] };
 fn detect(event) { true }"#;
     let definitions = vec![Arc::new(load(dns).expect("loads"))];
-    let engine = RuleEngine::build(&definitions, &RuleLimits::default()).expect("builds");
+    let engine = RuleEngine::build(
+        &definitions,
+        &RuleLimits::default(),
+        &crate::intel::IntelHandle::default(),
+    )
+    .expect("builds");
     assert_eq!(engine.rules_for(EventKind::DnsQuery), 1);
     assert_eq!(engine.rules_for(EventKind::ProcessCreate), 0);
 }

@@ -109,6 +109,11 @@ impl StateStore {
         Ok(StateStore { pool })
     }
 
+    /// The connection pool, for other owners of tables in the same file (the intel store).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Writes one batch in one transaction.
     pub async fn write(&self, batch: &Batch) -> Result<(), StateError> {
         if batch.is_empty() {

@@ -16,9 +16,43 @@ pub struct TestCase {
     pub name: String,
     pub input: TestInput,
     pub expect: Expectation,
+    /// Indicators the case's matcher holds (instead of the state database).
+    pub intel: Vec<TestIndicator>,
     /// The rule or playbook file that holds the case, and the case's line in it.
     pub file: PathBuf,
     pub line: usize,
+}
+
+/// An indicator a test case puts in its own matcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TestIndicator {
+    /// An address, range, domain, URL or hash.
+    pub value: String,
+    #[serde(default = "test_source")]
+    pub source: String,
+    #[serde(default = "test_confidence")]
+    pub confidence: u8,
+    #[serde(default = "test_severity")]
+    pub severity: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    /// For domains: whether subdomains match (default true).
+    #[serde(default = "yes")]
+    pub subdomains: bool,
+}
+
+fn test_source() -> String {
+    "test".into()
+}
+fn test_confidence() -> u8 {
+    80
+}
+fn test_severity() -> u8 {
+    70
+}
+fn yes() -> bool {
+    true
 }
 
 /// The events a case feeds in.

@@ -12,7 +12,9 @@ use crate::pipeline::{Outcome, Pipeline};
 use crate::sinks::{action_line, detection_line, replay_lines};
 use crate::sources::jsonl::JsonlReader;
 
-use super::{Expectation, ExpectedAction, ExpectedOutcome, TestCase, TestInput};
+use super::{Expectation, ExpectedAction, ExpectedOutcome, TestCase, TestIndicator, TestInput};
+use crate::intel::indicator::canonical;
+use crate::intel::{Indicator, IntelHandle, Matcher};
 
 /// The timestamp given to inline test events that have none.
 const TEST_TIMESTAMP: &str = "2025-01-01T00:00:00Z";
@@ -57,7 +59,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
     for rule in &content.rules {
         for case in rule.tests.iter().filter(|c| selected(&rule.id, &c.name)) {
-            let problems = match outcome_of(content, &case.input) {
+            let problems = match outcome_of(content, &case.input, &case.intel) {
                 Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
                 Err(problem) => vec![problem],
             };
@@ -70,7 +72,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             .iter()
             .filter(|c| selected(&playbook.id, &c.name))
         {
-            let problems = match (&case.expect, outcome_of(content, &case.input)) {
+            let problems = match (&case.expect, outcome_of(content, &case.input, &case.intel)) {
                 (Expectation::Outcome(expected), Ok(outcome)) => {
                     check_playbook(&playbook.id, expected, &outcome)
                 }
@@ -110,7 +112,31 @@ fn result(case: &TestCase, owner: &str, problems: Vec<String>) -> CaseResult {
 
 /// Runs the case's events through a fresh pipeline with dry-run off, so tests see the
 /// decisions the engine would make when it acts.
-fn outcome_of(content: &Arc<Content>, input: &TestInput) -> Result<Outcome, String> {
+/// The case's own matcher: its indicators, marked against the content's warninglists.
+fn case_intel(content: &Content, intel: &[TestIndicator]) -> Result<IntelHandle, String> {
+    let mut indicators = Vec::new();
+    for t in intel {
+        let (kind, value) =
+            canonical(None, &t.value).map_err(|e| format!("test indicator: {e}"))?;
+        let mut indicator = Indicator::new(kind, value, &t.source);
+        indicator.confidence = t.confidence.min(100);
+        indicator.severity = t.severity.min(100);
+        indicator.threat = t.threat.clone();
+        indicator.subdomains = t.subdomains;
+        indicators.push(indicator);
+    }
+    Ok(IntelHandle::new(Matcher::build(
+        indicators,
+        &content.warninglists,
+        jiff::Timestamp::now().as_millisecond(),
+    )))
+}
+
+fn outcome_of(
+    content: &Arc<Content>,
+    input: &TestInput,
+    intel: &[TestIndicator],
+) -> Result<Outcome, String> {
     let events = match input {
         TestInput::Events(values) => values
             .iter()
@@ -119,7 +145,7 @@ fn outcome_of(content: &Arc<Content>, input: &TestInput) -> Result<Outcome, Stri
             .collect::<Result<Vec<_>, _>>()?,
         TestInput::Fixture(path) => read_fixture(&content.resolve(path))?,
     };
-    let mut pipeline = Pipeline::new(content.clone(), false)?;
+    let mut pipeline = Pipeline::new(content.clone(), false, case_intel(content, intel)?)?;
     let mut outcome = Outcome::default();
     for event in &events {
         pipeline.process(event, &mut outcome);
@@ -309,7 +335,11 @@ fn check_snapshot(
     events: &Path,
     expected: &Path,
 ) -> Result<Vec<String>, String> {
-    let outcome = outcome_of(content, &TestInput::Fixture(events.to_path_buf()))?;
+    let outcome = outcome_of(
+        content,
+        &TestInput::Fixture(events.to_path_buf()),
+        &snapshot_intel(content),
+    )?;
     let got: Vec<Value> = replay_lines(&outcome);
     let text = std::fs::read_to_string(expected)
         .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;
@@ -336,4 +366,14 @@ fn check_snapshot(
         problems.push(format!("expected {} lines, got {}", want.len(), got.len()));
     }
     Ok(problems)
+}
+
+/// Fixture snapshots run with the indicators in `tests/fixtures/intel.yaml` when it exists, so a
+/// scenario replay can exercise intel rules without a database.
+fn snapshot_intel(content: &Content) -> Vec<TestIndicator> {
+    let path = content.resolve(Path::new("tests/fixtures/intel.yaml"));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| yaml_serde::from_str(&text).ok())
+        .unwrap_or_default()
 }

@@ -1,0 +1,21 @@
+-- Threat intelligence: one row per (indicator, source), so each source keeps its own
+-- confidence and lifetime, and a source's update or revocation touches only its rows.
+CREATE TABLE indicators (
+    kind           TEXT    NOT NULL,
+    value          TEXT    NOT NULL,
+    source         TEXT    NOT NULL,
+    confidence     INTEGER NOT NULL,
+    severity       INTEGER NOT NULL,
+    tags           TEXT    NOT NULL,  -- JSON array
+    threat         TEXT,
+    first_seen_ms  INTEGER,
+    last_seen_ms   INTEGER,
+    valid_until_ms INTEGER,
+    reference      TEXT,
+    subdomains     INTEGER NOT NULL,
+    revoked        INTEGER NOT NULL,
+    updated_ms     INTEGER NOT NULL,
+    PRIMARY KEY (kind, value, source)
+) WITHOUT ROWID;
+CREATE INDEX indicators_value ON indicators (value);
+CREATE INDEX indicators_source ON indicators (source);

@@ -1,0 +1,293 @@
+//! Importers: each reads one feed format into [`Indicator`]s. A file is parsed completely
+//! before anything is stored, so a malformed file is reported (with its position) and stores
+//! nothing; entries that are valid but not usable (a STIX pattern that is not a simple
+//! comparison, a MISP attribute not meant for detection) are counted as skipped, with why.
+
+mod abusech;
+mod misp;
+mod otx_abuseipdb;
+mod stix;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::indicator::{Indicator, IndicatorKind, canonical};
+
+/// The formats `palisade intel import --format` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A STIX 2.1 bundle (simple comparison patterns become indicators).
+    Stix,
+    /// A MISP event (`{"Event": ...}` or a bare event), `to_ids` attributes only.
+    Misp,
+    /// A MISP feed directory: `manifest.json` and one event file per entry.
+    MispFeed,
+    /// abuse.ch Feodo Tracker IP blocklist, CSV or JSON.
+    Feodo,
+    /// abuse.ch URLhaus dump, CSV or JSON.
+    Urlhaus,
+    /// abuse.ch ThreatFox export or API response, CSV or JSON.
+    Threatfox,
+    /// AlienVault OTX pulses (one pulse, or a page of `results`).
+    Otx,
+    /// AbuseIPDB blacklist JSON.
+    Abuseipdb,
+    /// One indicator per line; `#` starts a comment.
+    Plain,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Stix => "stix",
+            Format::Misp => "misp",
+            Format::MispFeed => "misp-feed",
+            Format::Feodo => "feodo",
+            Format::Urlhaus => "urlhaus",
+            Format::Threatfox => "threatfox",
+            Format::Otx => "otx",
+            Format::Abuseipdb => "abuseipdb",
+            Format::Plain => "plain",
+        }
+    }
+}
+
+/// A file that could not be read as its format. Nothing from it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ImportError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl ImportError {
+    pub(crate) fn at(
+        file: &Path,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> ImportError {
+        ImportError {
+            file: file.display().to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn json(file: &Path, err: &serde_json::Error) -> ImportError {
+        ImportError::at(
+            file,
+            err.line(),
+            err.column(),
+            format!("not valid JSON: {err}"),
+        )
+    }
+}
+
+/// What an import produced.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Imported {
+    pub indicators: Vec<Indicator>,
+    /// Why entries were skipped, with how many each.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl Imported {
+    pub(crate) fn skip(&mut self, reason: impl Into<String>) {
+        *self.skipped.entry(reason.into()).or_insert(0) += 1;
+    }
+
+    /// Adds an indicator from a raw value, canonicalizing it; a value that does not canonicalize
+    /// is skipped with the reason.
+    pub(crate) fn add(
+        &mut self,
+        kind: Option<IndicatorKind>,
+        raw: &str,
+        source: &str,
+        fill: impl FnOnce(&mut Indicator),
+    ) {
+        match canonical(kind, raw) {
+            Ok((kind, value)) => {
+                let mut indicator = Indicator::new(kind, value, source);
+                fill(&mut indicator);
+                self.indicators.push(indicator);
+            }
+            Err(err) => self.skip(format!(
+                "invalid value: {}",
+                err.0.split(':').next().unwrap_or_default().trim()
+            )),
+        }
+    }
+
+    pub fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+}
+
+/// Options that apply to every format.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The source name stored with each indicator (default: the format's name).
+    pub source: String,
+    /// Plain lists: the kind of every line (guessed per line when absent).
+    pub kind: Option<IndicatorKind>,
+    /// Overrides the format's default confidence.
+    pub confidence: Option<u8>,
+    /// Overrides the format's default severity.
+    pub severity: Option<u8>,
+}
+
+/// Reads `path` as `format`.
+pub fn import(
+    path: &Path,
+    format: Format,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| ImportError::at(path, 1, 1, format!("cannot read the file: {e}")))
+    };
+    let mut imported = match format {
+        Format::MispFeed => misp::import_feed(path, &options.source)?,
+        Format::Stix => stix::import(path, &read(path)?, &options.source)?,
+        Format::Misp => misp::import_event_file(path, &read(path)?, &options.source)?,
+        Format::Feodo => abusech::feodo(path, &read(path)?, &options.source)?,
+        Format::Urlhaus => abusech::urlhaus(path, &read(path)?, &options.source)?,
+        Format::Threatfox => abusech::threatfox(path, &read(path)?, &options.source)?,
+        Format::Otx => otx_abuseipdb::otx(path, &read(path)?, &options.source)?,
+        Format::Abuseipdb => otx_abuseipdb::abuseipdb(path, &read(path)?, &options.source)?,
+        Format::Plain => plain(&read(path)?, options),
+    };
+    for indicator in &mut imported.indicators {
+        if let Some(confidence) = options.confidence {
+            indicator.confidence = confidence;
+        }
+        if let Some(severity) = options.severity {
+            indicator.severity = severity;
+        }
+    }
+    Ok(imported)
+}
+
+fn plain(text: &str, options: &ImportOptions) -> Imported {
+    let mut imported = Imported::default();
+    for line in text.lines() {
+        let value = line.split('#').next().unwrap_or_default().trim();
+        if value.is_empty() {
+            continue;
+        }
+        imported.add(options.kind, value, &options.source, |_| {});
+    }
+    imported
+}
+
+/// Milliseconds since the epoch from the timestamp spellings feeds use: RFC 3339, naive ISO
+/// (taken as UTC), `YYYY-MM-DD HH:MM:SS[ UTC]`, a bare date, or epoch seconds.
+pub(crate) fn parse_time(text: &str) -> Option<i64> {
+    let text = text.trim().trim_end_matches(" UTC");
+    if text.is_empty() || text == "None" || text == "null" {
+        return None;
+    }
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Some(ts.as_millisecond());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<i64>().ok().map(|s| s * 1000);
+    }
+    let naive = text.replace(' ', "T");
+    if let Ok(dt) = naive.parse::<jiff::civil::DateTime>() {
+        return dt
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp().as_millisecond());
+    }
+    if let Ok(date) = text.parse::<jiff::civil::Date>() {
+        return date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp().as_millisecond());
+    }
+    None
+}
+
+/// Reads a comma-separated feed whose header may be a `#` comment (URLhaus, ThreatFox) or a
+/// plain first row (Feodo), mapping columns by the header's names. Returns each data row as
+/// (line number, column name → value).
+pub(crate) fn csv_rows(
+    path: &Path,
+    text: &str,
+    first_column: &str,
+) -> Result<Vec<(usize, BTreeMap<String, String>)>, ImportError> {
+    let split = |line: &str| -> Result<Vec<String>, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(line.as_bytes());
+        match reader.records().next() {
+            Some(Ok(record)) => Ok(record
+                .iter()
+                .map(|f| f.trim_matches('"').trim().to_string())
+                .collect()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Ok(Vec::new()),
+        }
+    };
+    let mut header: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let candidate = trimmed.trim_start_matches('#').trim();
+        if header.is_none() && candidate.trim_start_matches('"').starts_with(first_column) {
+            header = Some(split(candidate).map_err(|e| ImportError::at(path, number, 1, e))?);
+            continue;
+        }
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        let Some(columns) = &header else {
+            return Err(ImportError::at(
+                path,
+                number,
+                1,
+                format!(
+                    "a data row before the header (expected a header starting with `{first_column}`)"
+                ),
+            ));
+        };
+        let fields = split(trimmed).map_err(|e| ImportError::at(path, number, 1, e))?;
+        if fields.len() < columns.len() {
+            return Err(ImportError::at(
+                path,
+                number,
+                1,
+                format!("{} fields, the header has {}", fields.len(), columns.len()),
+            ));
+        }
+        rows.push((number, columns.iter().cloned().zip(fields).collect()));
+    }
+    if header.is_none() {
+        return Err(ImportError::at(
+            path,
+            1,
+            1,
+            format!("no header row starting with `{first_column}`"),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Whether the text is JSON (starts with `{` or `[`) rather than CSV.
+pub(crate) fn is_json(text: &str) -> bool {
+    text.trim_start().starts_with(['{', '['])
+}
+
+#[cfg(test)]
+mod tests;
