@@ -3,6 +3,7 @@
 //! 2 could not run (bad flags, unreadable files, unreachable services).
 
 mod bench;
+mod intel;
 mod publish;
 mod replay;
 mod run;
@@ -149,6 +150,11 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
+    /// Manage the threat-intelligence store: import feeds, look values up, see what is loaded.
+    Intel {
+        #[command(subcommand)]
+        which: IntelCommand,
+    },
     /// Measure the engine: `palisade bench pipeline`.
     Bench {
         #[command(subcommand)]
@@ -163,6 +169,53 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         #[arg(long)]
         check: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntelCommand {
+    /// Import indicators from a feed file (or a MISP feed directory) into the state database.
+    /// The whole file is parsed first: a malformed file is reported with its position and
+    /// nothing from it is stored.
+    #[command(
+        after_help = "Examples:\n  palisade intel import feodo.csv --format feodo\n  palisade intel import bundle.json --format stix --source taxii-partner\n  palisade intel import blocklist.txt --format plain --kind ip --confidence 90"
+    )]
+    Import {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: crate::intel::formats::Format,
+        /// Source name stored with the indicators (default: the format's name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Plain lists: the kind of every line (ip, cidr, domain, url, md5, sha1, sha256).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<crate::intel::IndicatorKind>,
+        /// Confidence 0-100 for every indicator, instead of the format's default.
+        #[arg(long)]
+        confidence: Option<u8>,
+        /// Severity 0-100 for every indicator, instead of the format's default.
+        #[arg(long)]
+        severity: Option<u8>,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Show every indicator an address, domain, URL or hash matches (ranges and parent domains
+    /// included). Exit 1 when nothing matches.
+    Lookup {
+        value: String,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Count indicators by kind and source.
+    Stats {
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<crate::intel::IndicatorKind, String> {
+    crate::intel::IndicatorKind::parse(text).ok_or_else(|| {
+        format!("unknown kind `{text}`; kinds: ip, cidr, domain, url, md5, sha1, sha256")
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +272,19 @@ pub fn main() -> ExitCode {
             dir,
         } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
+        Command::Intel { which } => match which {
+            IntelCommand::Import {
+                file,
+                format,
+                source,
+                kind,
+                confidence,
+                severity,
+                dir,
+            } => intel::import_file(&dir, &file, format, source, kind, confidence, severity),
+            IntelCommand::Lookup { value, dir } => intel::lookup(&dir, &value),
+            IntelCommand::Stats { dir } => intel::stats(&dir),
+        },
         Command::Bench {
             which:
                 BenchCommand::Pipeline {

@@ -23,6 +23,9 @@ pub fn detection_line(detection: &Detection) -> Value {
     if let Some(score) = detection.score {
         value["score"] = json!(score);
     }
+    if !detection.intel.is_empty() {
+        value["intel"] = json!(detection.intel);
+    }
     value
 }
 

@@ -335,11 +335,7 @@ fn check_snapshot(
     events: &Path,
     expected: &Path,
 ) -> Result<Vec<String>, String> {
-    let outcome = outcome_of(
-        content,
-        &TestInput::Fixture(events.to_path_buf()),
-        &snapshot_intel(content),
-    )?;
+    let outcome = outcome_of(content, &TestInput::Fixture(events.to_path_buf()), &[])?;
     let got: Vec<Value> = replay_lines(&outcome);
     let text = std::fs::read_to_string(expected)
         .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;
@@ -366,14 +362,4 @@ fn check_snapshot(
         problems.push(format!("expected {} lines, got {}", want.len(), got.len()));
     }
     Ok(problems)
-}
-
-/// Fixture snapshots run with the indicators in `tests/fixtures/intel.yaml` when it exists, so a
-/// scenario replay can exercise intel rules without a database.
-fn snapshot_intel(content: &Content) -> Vec<TestIndicator> {
-    let path = content.resolve(Path::new("tests/fixtures/intel.yaml"));
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| yaml_serde::from_str(&text).ok())
-        .unwrap_or_default()
 }

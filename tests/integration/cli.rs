@@ -16,7 +16,7 @@ fn validate_accepts_the_shipped_content() {
         stderr(&out)
     );
     assert!(
-        stdout(&out).starts_with("ok: 4 rule(s), 3 playbook(s)"),
+        stdout(&out).starts_with("ok: 7 rule(s), 6 playbook(s)"),
         "{}",
         stdout(&out)
     );
@@ -402,4 +402,143 @@ fn schemas_are_current() {
             "schemas/{name} is stale: run `cargo run -- schema --out schemas`"
         );
     }
+}
+
+#[test]
+fn replay_correlates_events_with_imported_intel() {
+    let dir = scratch_content();
+    std::fs::create_dir_all(dir.path().join("warninglists")).expect("mkdir");
+    for list in ["rfc1918.json", "rfc5735.json", "empty-hashes.json"] {
+        std::fs::copy(
+            repo().join("warninglists").join(list),
+            dir.path().join("warninglists").join(list),
+        )
+        .expect("copy");
+    }
+    let feeds = repo().join("tests/fixtures/intel");
+    let import = |file: &str, args: &[&str]| {
+        let path = feeds.join(file);
+        let mut all = vec!["intel", "import", path.to_str().expect("path")];
+        all.extend_from_slice(args);
+        let out = palisade(&all, dir.path());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    assert!(
+        import("feeds/feodo-ipblocklist.csv", &["--format", "feodo"])
+            .contains("imported 1 indicator(s)")
+    );
+    import(
+        "feeds/ranges.txt",
+        &[
+            "--format",
+            "plain",
+            "--source",
+            "partner-ranges",
+            "--confidence",
+            "90",
+            "--severity",
+            "80",
+        ],
+    );
+    import("feeds/threatfox-recent.csv", &["--format", "threatfox"]);
+    // The STIX sample lists 10.0.0.0, which is on the RFC 1918 warninglist.
+    import(
+        "stix/indicators-for-C2-with-COA.json",
+        &["--format", "stix"],
+    );
+
+    let out = palisade(&["intel", "lookup", "185.12.33.200"], dir.path());
+    assert!(
+        stdout(&out).contains("matches cidr `185.12.33.0/24` from partner-ranges: score 87"),
+        "{}",
+        stdout(&out)
+    );
+    let out = palisade(&["intel", "stats"], dir.path());
+    assert!(
+        stdout(&out).contains("source threatfox: 2 live"),
+        "{}",
+        stdout(&out)
+    );
+
+    let events = repo().join("tests/fixtures/intel-scenario.jsonl");
+    let out = palisade(
+        &["replay", "--events", events.to_str().expect("path")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let detections: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "detection").collect();
+    let by_event = |id: &str| detections.iter().find(|d| d["event_id"] == id).copied();
+
+    let c2 = by_event("s-1").expect("a connection into the listed /24 is detected");
+    assert_eq!(c2["rule"], "intel-c2-connection");
+    assert_eq!(c2["intel"][0]["source"], "partner-ranges");
+    assert_eq!(c2["intel"][0]["indicator"], "185.12.33.0/24");
+    assert!(
+        (c2["score"].as_f64().unwrap_or_default() - 0.87).abs() < 1e-9,
+        "{c2}"
+    );
+    let dns = by_event("s-2").expect("a subdomain of a listed domain is detected");
+    assert_eq!(
+        (dns["rule"].as_str(), dns["intel"][0]["source"].as_str()),
+        (Some("intel-listed-domain"), Some("threatfox"))
+    );
+    assert!(dns["score"].as_f64().unwrap_or_default() > 0.0);
+    let binary = by_event("s-3").expect("a listed sha256 is detected");
+    assert_eq!(
+        (
+            binary["rule"].as_str(),
+            binary["intel"][0]["threat"].as_str()
+        ),
+        (Some("intel-listed-process-hash"), Some("TrickBot"))
+    );
+
+    // The warninglisted address is informational and nothing blocks it.
+    let warned = by_event("s-4").expect("the warninglisted hit is reported");
+    assert_eq!(warned["severity"], "informational");
+    assert_eq!(
+        warned["intel"][0]["warning"],
+        "List of RFC 1918 CIDR blocks"
+    );
+    let blocks: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["action"] == "firewall.block")
+        .collect();
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0]["target"], "185.12.33.4");
+    assert!(
+        by_event("s-5").is_none(),
+        "an unlisted address is not detected"
+    );
+}
+
+#[test]
+fn a_malformed_feed_is_reported_and_stores_nothing() {
+    let dir = scratch_content();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"type\": \"bundle\", \"objects\": [\n  {\"type\": \"indicator\", \"pattern\": \"[ipv4-addr:value = '1.2.3.4']\"},\n  {oops}\n]}").expect("write");
+    let out = palisade(
+        &["intel", "import", "bad.json", "--format", "stix"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("bad.json:3:4: not valid JSON"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("nothing was imported"));
+    let out = palisade(&["intel", "stats"], dir.path());
+    assert!(
+        stdout(&out).starts_with("0 indicator(s)"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -220,7 +220,7 @@ pub(crate) fn csv_rows(
     path: &Path,
     text: &str,
     first_column: &str,
-) -> Result<Vec<(usize, BTreeMap<String, String>)>, ImportError> {
+) -> Result<Vec<(usize, CsvRecord)>, ImportError> {
     let split = |line: &str| -> Result<Vec<String>, String> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -283,6 +283,9 @@ pub(crate) fn csv_rows(
     }
     Ok(rows)
 }
+
+/// One CSV row: column name → value.
+pub(crate) type CsvRecord = BTreeMap<String, String>;
 
 /// Whether the text is JSON (starts with `{` or `[`) rather than CSV.
 pub(crate) fn is_json(text: &str) -> bool {

@@ -1,0 +1,184 @@
+//! `palisade intel import | lookup | stats`
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::content::{WARNINGLISTS_DIR, display_path};
+use crate::intel::formats::{Format, ImportOptions, import};
+use crate::intel::{IndicatorKind, IntelStore, Warninglists, load_matcher};
+use crate::state::StateStore;
+
+use super::{CannotRun, Status, load_content};
+
+/// The state file and warninglists of the content directory (its config, or the defaults when
+/// there is no valid content there: intel can be managed before any rule exists).
+fn context(dir: &Path) -> Result<(std::path::PathBuf, Warninglists), CannotRun> {
+    let (state, lists) = match load_content(dir, None)? {
+        Ok(content) => (
+            content.resolve(&content.config.state.path),
+            content.warninglists.clone(),
+        ),
+        Err(_) => {
+            let config = crate::config::Config::default();
+            let lists = Warninglists::load_dir(&display_path(dir, Path::new(WARNINGLISTS_DIR)))
+                .map_err(|problems| CannotRun(problems.join("; ")))?;
+            (display_path(dir, &config.state.path), lists)
+        }
+    };
+    Ok((state, lists))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CannotRun> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn import_file(
+    dir: &Path,
+    file: &Path,
+    format: Format,
+    source: Option<String>,
+    kind: Option<IndicatorKind>,
+    confidence: Option<u8>,
+    severity: Option<u8>,
+) -> Result<Status, CannotRun> {
+    let (state_path, _) = context(dir)?;
+    let options = ImportOptions {
+        source: source.unwrap_or_else(|| format.name().to_string()),
+        kind,
+        confidence: confidence.map(|c| c.min(100)),
+        severity: severity.map(|s| s.min(100)),
+    };
+    let started = Instant::now();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner.set_message(format!("reading {}", file.display()));
+    let imported = match import(file, format, &options) {
+        Ok(imported) => imported,
+        Err(err) => {
+            spinner.finish_and_clear();
+            println!("{err}");
+            println!("nothing was imported");
+            return Ok(Status::Findings);
+        }
+    };
+    let total = imported.indicators.len() as u64;
+    spinner.finish_and_clear();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("storing");
+    let now = jiff::Timestamp::now().as_millisecond();
+    runtime()?.block_on(async {
+        let state = StateStore::open(&state_path).await?;
+        let store = IntelStore::new(&state);
+        // One transaction for the whole file: a failure stores nothing.
+        store.upsert(&imported.indicators, now).await?;
+        bar.set_position(total);
+        state.close().await;
+        Ok::<(), crate::state::StateError>(())
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "imported {} indicator(s) from {} as source `{}` in {:.2}s",
+        imported.indicators.len(),
+        file.display(),
+        options.source,
+        started.elapsed().as_secs_f64()
+    );
+    for (reason, count) in &imported.skipped {
+        println!("  skipped {count}: {reason}");
+    }
+    Ok(Status::Ok)
+}
+
+pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
+    let (state_path, lists) = context(dir)?;
+    runtime()?
+        .block_on(async {
+            let state = StateStore::open(&state_path).await?;
+            let store = IntelStore::new(&state);
+            let matcher = load_matcher(&store, &lists).await?;
+            let hits = matcher.lookup(value);
+            if hits.is_empty() {
+                println!("{value}: no indicator matches");
+            }
+            for hit in &hits {
+                let warning = hit
+                    .warning
+                    .as_deref()
+                    .map(|w| format!("  on warninglist `{w}`: never blocked"))
+                    .unwrap_or_default();
+                println!(
+                    "{} matches {} `{}` from {}: score {:.0} (confidence {}, severity {}){}{}",
+                    hit.value,
+                    hit.kind.as_str(),
+                    hit.indicator,
+                    hit.source,
+                    hit.score,
+                    hit.confidence,
+                    hit.severity,
+                    hit.threat
+                        .as_deref()
+                        .map(|t| format!(", threat {t}"))
+                        .unwrap_or_default(),
+                    warning
+                );
+                for row in store
+                    .rows(&hit.indicator)
+                    .await?
+                    .iter()
+                    .filter(|r| r.source == hit.source)
+                {
+                    if !row.tags.is_empty() {
+                        println!("    tags: {}", row.tags.join(", "));
+                    }
+                    if let Some(reference) = &row.reference {
+                        println!("    reference: {reference}");
+                    }
+                }
+            }
+            state.close().await;
+            Ok::<Status, crate::state::StateError>(if hits.is_empty() {
+                Status::Findings
+            } else {
+                Status::Ok
+            })
+        })
+        .map_err(|e| CannotRun(e.to_string()))
+}
+
+pub fn stats(dir: &Path) -> Result<Status, CannotRun> {
+    let (state_path, lists) = context(dir)?;
+    runtime()?.block_on(async {
+        let state = StateStore::open(&state_path).await?;
+        let stats = IntelStore::new(&state)
+            .stats(jiff::Timestamp::now().as_millisecond())
+            .await?;
+        println!(
+            "{} indicator(s): {} live, {} expired, {} revoked; {} warninglist(s)",
+            stats.total,
+            stats.live,
+            stats.expired,
+            stats.revoked,
+            lists.len()
+        );
+        for (kind, count) in &stats.by_kind {
+            println!("  {kind:<8} {count}");
+        }
+        for (source, live, updated) in &stats.by_source {
+            let when = jiff::Timestamp::from_millisecond(*updated)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            println!("  source {source}: {live} live, updated {when}");
+        }
+        state.close().await;
+        Ok::<(), crate::state::StateError>(())
+    })?;
+    Ok(Status::Ok)
+}
