@@ -89,3 +89,20 @@ pub fn run(
     println!("{report}");
     Ok(Status::Ok)
 }
+
+pub fn intel(indicators: usize) -> Result<Status, CannotRun> {
+    let state_dir =
+        std::env::temp_dir().join(format!("palisade-bench-intel-{}", std::process::id()));
+    std::fs::create_dir_all(&state_dir)?;
+    println!(
+        "palisade intel bench: {indicators} generated indicators (45% addresses, 5% ranges, 25% domains, 10% URLs, 15% hashes)"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(crate::bench::intel(indicators, &state_dir));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    println!("{}", report.map_err(CannotRun)?);
+    Ok(Status::Ok)
+}

@@ -130,7 +130,7 @@ pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
                     warning
                 );
                 for row in store
-                    .rows(&hit.indicator)
+                    .rows(hit.kind, &hit.indicator)
                     .await?
                     .iter()
                     .filter(|r| r.source == hit.source)

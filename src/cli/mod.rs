@@ -241,6 +241,13 @@ Example:\n  cargo run --release -- bench pipeline --events 200000"
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
+    /// Threat intelligence at scale: import time, load time, resident memory and lookups/s
+    /// for a generated mix of indicators.
+    #[command(after_help = "Example:\n  cargo run --release -- bench intel --indicators 1000000")]
+    Intel {
+        #[arg(long, default_value_t = 1_000_000)]
+        indicators: usize,
+    },
 }
 
 /// Parses the process arguments and runs the command.
@@ -294,6 +301,9 @@ pub fn main() -> ExitCode {
                     dir,
                 },
         } => bench::run(&dir, events, malicious_every, redis),
+        Command::Bench {
+            which: BenchCommand::Intel { indicators },
+        } => bench::intel(indicators),
         Command::Publish {
             events,
             stream,

@@ -99,12 +99,17 @@ impl IntelStore {
         Ok(out)
     }
 
-    /// Every stored row for one canonical value, from every source.
-    pub async fn rows(&self, value: &str) -> Result<Vec<Indicator>, StateError> {
+    /// Every stored row for one canonical indicator, from every source.
+    pub async fn rows(
+        &self,
+        kind: IndicatorKind,
+        value: &str,
+    ) -> Result<Vec<Indicator>, StateError> {
         let rows = sqlx::query(
             "SELECT kind, value, source, confidence, severity, tags, threat, first_seen_ms, last_seen_ms, valid_until_ms, reference, subdomains, revoked \
-             FROM indicators WHERE value = ? ORDER BY source",
+             FROM indicators WHERE kind = ? AND value = ? ORDER BY source",
         )
+        .bind(kind.as_str())
         .bind(value)
         .fetch_all(&self.pool)
         .await?;

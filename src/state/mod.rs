@@ -91,6 +91,12 @@ impl StateStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5));
+        // Loading a million indicators is a long statement by design, not a problem to log.
+        let options = sqlx::ConnectOptions::log_slow_statements(
+            options,
+            tracing::log::LevelFilter::Off,
+            std::time::Duration::from_secs(1),
+        );
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(options)
