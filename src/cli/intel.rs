@@ -177,8 +177,78 @@ pub fn stats(dir: &Path) -> Result<Status, CannotRun> {
                 .unwrap_or_default();
             println!("  source {source}: {live} live, updated {when}");
         }
+        for (name, feed) in IntelStore::new(&state).feeds().await? {
+            let success = feed
+                .last_success_ms
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map_or("never".to_string(), |t| t.to_string());
+            let error = feed
+                .last_error
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default();
+            let cursor = feed
+                .cursor
+                .map(|c| format!(", cursor {c}"))
+                .unwrap_or_default();
+            println!("  feed {name}: last pulled {success}{cursor}{error}");
+        }
         state.close().await;
         Ok::<(), crate::state::StateError>(())
     })?;
     Ok(Status::Ok)
+}
+
+pub fn pull(dir: &Path, only: Option<&str>) -> Result<Status, CannotRun> {
+    let content = match load_content(dir, None)? {
+        Ok(content) => content,
+        Err(problems) => {
+            eprintln!("{}", problems.render());
+            return Err(CannotRun(
+                "the content does not validate, so its feeds are unknown".into(),
+            ));
+        }
+    };
+    let feeds: Vec<_> = content
+        .config
+        .intel
+        .feeds
+        .iter()
+        .filter(|f| only.is_none_or(|name| f.name == name))
+        .cloned()
+        .collect();
+    if feeds.is_empty() {
+        return Err(CannotRun(match only {
+            Some(name) => format!("no feed named `{name}` in the config's `intel.feeds`"),
+            None => {
+                "no feeds configured: add them under `intel.feeds` in palisade.yaml (docs/intel.md)"
+                    .into()
+            }
+        }));
+    }
+    let state_path = content.resolve(&content.config.state.path);
+    runtime()?.block_on(async {
+        let state = StateStore::open(&state_path).await?;
+        let store = IntelStore::new(&state);
+        let client = crate::intel::pull::client().map_err(CannotRun)?;
+        let mut failed = Vec::new();
+        for feed in &feeds {
+            match crate::intel::pull::pull_with_retry(feed, &store, &client, 3).await {
+                Ok(report) if report.not_modified => println!("{}: not modified", feed.name),
+                Ok(report) => println!(
+                    "{}: {} indicator(s) stored, {} skipped, {} expired, {} page(s)",
+                    feed.name, report.stored, report.skipped, report.expired, report.pages
+                ),
+                Err(err) => {
+                    println!("{}: failed: {err}", feed.name);
+                    failed.push(feed.name.clone());
+                }
+            }
+        }
+        state.close().await;
+        if failed.is_empty() {
+            Ok(Status::Ok)
+        } else {
+            Err(CannotRun(format!("could not pull {}", failed.join(", "))))
+        }
+    })
 }

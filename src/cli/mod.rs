@@ -205,7 +205,14 @@ pub enum IntelCommand {
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
-    /// Count indicators by kind and source.
+    /// Pull the feeds configured under `intel.feeds` now (all, or the one named). `palisade run`
+    /// pulls them on their schedule by itself.
+    Pull {
+        feed: Option<String>,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Count indicators by kind and source, and show each feed's last pull.
     Stats {
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
@@ -291,6 +298,7 @@ pub fn main() -> ExitCode {
             } => intel::import_file(&dir, &file, format, source, kind, confidence, severity),
             IntelCommand::Lookup { value, dir } => intel::lookup(&dir, &value),
             IntelCommand::Stats { dir } => intel::stats(&dir),
+            IntelCommand::Pull { feed, dir } => intel::pull(&dir, feed.as_deref()),
         },
         Command::Bench {
             which:

@@ -74,6 +74,18 @@ async fn engine(
     let intel = crate::intel::for_content(&content)
         .await
         .map_err(CannotRun)?;
+    if !config.intel.feeds.is_empty() {
+        // Feeds are pulled on their schedule; each pull that changes something swaps a rebuilt
+        // matcher in, and the next event sees it.
+        let feeds_state = StateStore::open(&state_path).await?;
+        tokio::spawn(crate::intel::pull_on_schedule(
+            config.intel.feeds.clone(),
+            crate::intel::IntelStore::new(&feeds_state),
+            content.warninglists.clone(),
+            intel.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut engine = Engine::new(
         content.clone(),
         intel,

@@ -33,6 +33,8 @@ pub struct Config {
     pub redis: RedisConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub intel: IntelConfig,
     /// Budgets for every rule evaluation and `when` condition.
     #[serde(default)]
     pub limits: RuleLimits,
@@ -179,6 +181,66 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379/".into(),
         }
     }
+}
+
+/// Threat-intelligence feeds pulled on a schedule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct IntelConfig {
+    pub feeds: Vec<FeedConfig>,
+}
+
+/// How a feed is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedType {
+    /// A file over HTTP (`format` says which), fetched again only when it changed (ETag,
+    /// Last-Modified).
+    Http,
+    /// A TAXII 2.1 collection (`url` ends in `/collections/ID/`), read from the saved
+    /// `added_after` cursor, following `more`/`next` pages.
+    Taxii,
+    /// A MISP instance's `/attributes/restSearch`, `to_ids` attributes newer than the cursor.
+    Misp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Also the source name stored with its indicators.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FeedType,
+    pub url: String,
+    /// For `http` feeds: the file's format.
+    #[serde(default)]
+    pub format: Option<crate::intel::formats::Format>,
+    /// For `http` feeds: the file is the whole list, so indicators that vanish from it expire
+    /// (only after a complete, valid download).
+    #[serde(default)]
+    pub snapshot: bool,
+    /// How often to pull: `15m`, `1h`, `1d`.
+    #[serde(default = "default_every")]
+    pub every: String,
+    /// Environment variable holding the API key (never the key itself in the file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Header the key goes in; default `Authorization` (TAXII sends `Bearer KEY`). abuse.ch
+    /// uses `Auth-Key`, AbuseIPDB `Key`, OTX `X-OTX-API-KEY`.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Objects per TAXII or MISP page.
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
+}
+
+fn default_every() -> String {
+    "1h".into()
+}
+
+fn default_page_size() -> usize {
+    1000
 }
 
 /// Where detections are announced for responders and other tools.
@@ -375,6 +437,51 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             }
         }
         SourceConfig::Jsonl { .. } => {}
+    }
+    let mut names = std::collections::HashSet::new();
+    for (index, feed) in config.intel.feeds.iter().enumerate() {
+        let at = root.key("intel").key("feeds").index(index);
+        if !names.insert(feed.name.as_str()) || feed.name.trim().is_empty() {
+            report(
+                at.key("name"),
+                format!("feed name `{}` must be unique and not empty", feed.name),
+            );
+        }
+        if !matches!(
+            url::Url::parse(&feed.url)
+                .map(|u| u.scheme().to_string())
+                .as_deref(),
+            Ok("http" | "https")
+        ) {
+            report(
+                at.key("url"),
+                format!("feed url `{}` must be an http or https URL", feed.url),
+            );
+        }
+        if crate::actions::parse_duration(&feed.every).is_none() {
+            report(
+                at.key("every"),
+                format!(
+                    "`every` must be a duration such as 15m, 1h or 1d, not `{}`",
+                    feed.every
+                ),
+            );
+        }
+        match (feed.kind, feed.format) {
+            (FeedType::Http, None) => report(at.key("type"), "an `http` feed needs a `format` (feodo, urlhaus, threatfox, stix, misp, otx, abuseipdb, plain)".into()),
+            (FeedType::Http, Some(crate::intel::formats::Format::MispFeed)) => report(at.key("format"), "`misp-feed` is a directory; pull a MISP instance with `type: misp`".into()),
+            (FeedType::Taxii | FeedType::Misp, Some(_)) => report(at.key("format"), "`format` is only for `http` feeds".into()),
+            _ => {}
+        }
+        if feed.snapshot && feed.kind != FeedType::Http {
+            report(at.key("snapshot"), "`snapshot` is only for `http` feeds; TAXII and MISP deliver changes, not whole lists".into());
+        }
+        if !(1..=10_000).contains(&feed.page_size) {
+            report(
+                at.key("page_size"),
+                "`page_size` must be between 1 and 10000".into(),
+            );
+        }
     }
     if problems.is_empty() {
         Ok(config)

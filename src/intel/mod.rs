@@ -11,6 +11,7 @@
 pub mod formats;
 pub mod indicator;
 pub mod matcher;
+pub mod pull;
 pub mod store;
 pub mod warninglist;
 
@@ -18,6 +19,8 @@ pub use indicator::{Indicator, IndicatorKind};
 pub use matcher::{IntelHandle, IntelHit, Matcher};
 pub use store::IntelStore;
 pub use warninglist::Warninglists;
+
+use std::time::Duration;
 
 /// Builds a matcher from the store's live indicators.
 pub async fn load_matcher(
@@ -47,4 +50,76 @@ pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandl
     }
     state.close().await;
     Ok(IntelHandle::new(matcher))
+}
+
+/// Pulls every configured feed when it is due, for as long as `shutdown` allows, and swaps a
+/// rebuilt matcher into `handle` after each pull that changed something.
+pub async fn pull_on_schedule(
+    feeds: Vec<crate::config::FeedConfig>,
+    store: IntelStore,
+    warninglists: Warninglists,
+    handle: IntelHandle,
+    shutdown: crate::engine::Shutdown,
+) {
+    if feeds.is_empty() {
+        return;
+    }
+    let client = match pull::client() {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!("threat-intelligence feeds are not pulled: {err}");
+            return;
+        }
+    };
+    loop {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut next_due = i64::MAX;
+        let mut changed = false;
+        for feed in &feeds {
+            let every_ms = crate::actions::parse_duration(&feed.every)
+                .map_or(3_600_000, |d| d.as_millis() as i64);
+            let last = store
+                .feed_state(&feed.name)
+                .await
+                .ok()
+                .and_then(|s| s.last_success_ms);
+            let due = last.map_or(now, |last| last + every_ms);
+            if due <= now {
+                if let Ok(report) = pull::pull_with_retry(feed, &store, &client, 3).await {
+                    tracing::info!(
+                        feed = feed.name,
+                        stored = report.stored,
+                        expired = report.expired,
+                        not_modified = report.not_modified,
+                        "pulled"
+                    );
+                    changed |= report.stored > 0 || report.expired > 0;
+                }
+                next_due = next_due.min(now + every_ms);
+            } else {
+                next_due = next_due.min(due);
+            }
+            if shutdown.is_triggered() {
+                return;
+            }
+        }
+        if changed {
+            match load_matcher(&store, &warninglists).await {
+                Ok(matcher) => {
+                    tracing::info!(indicators = matcher.len(), "threat intelligence reloaded");
+                    handle.swap(matcher);
+                }
+                Err(err) => tracing::error!("cannot reload threat intelligence: {err}"),
+            }
+        }
+        let wait = Duration::from_millis(
+            u64::try_from(next_due - jiff::Timestamp::now().as_millisecond())
+                .unwrap_or(0)
+                .max(1000),
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.wait() => return,
+        }
+    }
 }

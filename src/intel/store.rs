@@ -15,6 +15,23 @@ pub struct IntelStore {
     pool: SqlitePool,
 }
 
+/// Where a pulled feed left off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct FeedState {
+    pub cursor: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FeedRow {
+    name: String,
+    #[sqlx(flatten)]
+    state: FeedState,
+}
+
 /// Counts for `palisade intel stats`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IntelStats {
@@ -39,6 +56,16 @@ impl IntelStore {
     /// the same source keeps its earliest first-seen time.
     pub async fn upsert(&self, indicators: &[Indicator], now_ms: i64) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
+        Self::upsert_in(&mut tx, indicators, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_in(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        indicators: &[Indicator],
+        now_ms: i64,
+    ) -> Result<(), StateError> {
         for chunk in indicators.chunks(ROWS_PER_STATEMENT) {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO indicators (kind, value, source, confidence, severity, tags, threat, first_seen_ms, last_seen_ms, valid_until_ms, reference, subdomains, revoked, updated_ms) ",
@@ -66,10 +93,95 @@ impl IntelStore {
                  last_seen_ms = COALESCE(excluded.last_seen_ms, indicators.last_seen_ms), valid_until_ms = excluded.valid_until_ms, \
                  reference = excluded.reference, subdomains = excluded.subdomains, revoked = excluded.revoked, updated_ms = excluded.updated_ms",
             );
-            insert.build().execute(&mut *tx).await?;
+            insert.build().execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores a complete snapshot of a list feed in one transaction: every indicator in it is
+    /// upserted, and the source's rows not in it (not updated by this run) are revoked. Returns
+    /// how many rows were revoked.
+    pub async fn replace_snapshot(
+        &self,
+        source: &str,
+        indicators: &[Indicator],
+        now_ms: i64,
+    ) -> Result<u64, StateError> {
+        let mut tx = self.pool.begin().await?;
+        Self::upsert_in(&mut tx, indicators, now_ms).await?;
+        let revoked = sqlx::query("UPDATE indicators SET revoked = 1, updated_ms = ? WHERE source = ? AND updated_ms < ? AND revoked = 0")
+            .bind(now_ms)
+            .bind(source)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Where a feed left off.
+    pub async fn feed_state(&self, name: &str) -> Result<FeedState, StateError> {
+        let row: Option<FeedState> = sqlx::query_as(
+            "SELECT cursor, etag, last_modified, last_success_ms, last_error FROM feed_state WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Records a successful step of a pull: the new cursor or validators, after the batch they
+    /// describe is stored.
+    pub async fn save_feed_progress(
+        &self,
+        name: &str,
+        state: &FeedState,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO feed_state (name, cursor, etag, last_modified, last_success_ms, last_attempt_ms, last_error) VALUES (?, ?, ?, ?, ?, ?, NULL) \
+             ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, etag = excluded.etag, last_modified = excluded.last_modified, \
+             last_success_ms = excluded.last_success_ms, last_attempt_ms = excluded.last_attempt_ms, last_error = NULL",
+        )
+        .bind(name)
+        .bind(&state.cursor)
+        .bind(&state.etag)
+        .bind(&state.last_modified)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed pull (shown by `palisade intel stats`).
+    pub async fn save_feed_error(
+        &self,
+        name: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO feed_state (name, last_attempt_ms, last_error) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET last_attempt_ms = excluded.last_attempt_ms, last_error = excluded.last_error",
+        )
+        .bind(name)
+        .bind(now_ms)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every feed's state, for `palisade intel stats`.
+    pub async fn feeds(&self) -> Result<Vec<(String, FeedState)>, StateError> {
+        let rows: Vec<FeedRow> = sqlx::query_as(
+            "SELECT name, cursor, etag, last_modified, last_success_ms, last_error FROM feed_state ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|row| (row.name, row.state)).collect())
     }
 
     /// Every indicator that may match at `now_ms` (tags and references are left out: the

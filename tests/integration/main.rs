@@ -7,5 +7,6 @@
 )]
 
 mod cli;
+mod intel_pull;
 mod redis_io;
 mod support;

@@ -14,7 +14,18 @@ use std::path::Path;
 use super::indicator::{Indicator, IndicatorKind, canonical};
 
 /// The formats `palisade intel import --format` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// A STIX 2.1 bundle (simple comparison patterns become indicators).
     Stix,
@@ -146,21 +157,47 @@ pub fn import(
     format: Format,
     options: &ImportOptions,
 ) -> Result<Imported, ImportError> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| ImportError::at(path, 1, 1, format!("cannot read the file: {e}")))
-    };
+    if format == Format::MispFeed {
+        let mut imported = misp::import_feed(path, &options.source)?;
+        apply_overrides(&mut imported, options);
+        return Ok(imported);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ImportError::at(path, 1, 1, format!("cannot read the file: {e}")))?;
+    import_text(path, &text, format, options)
+}
+
+/// Reads `text` (named `label` in errors) as `format`; a MISP feed directory cannot come as text.
+pub fn import_text(
+    label: &Path,
+    text: &str,
+    format: Format,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let path = label;
     let mut imported = match format {
-        Format::MispFeed => misp::import_feed(path, &options.source)?,
-        Format::Stix => stix::import(path, &read(path)?, &options.source)?,
-        Format::Misp => misp::import_event_file(path, &read(path)?, &options.source)?,
-        Format::Feodo => abusech::feodo(path, &read(path)?, &options.source)?,
-        Format::Urlhaus => abusech::urlhaus(path, &read(path)?, &options.source)?,
-        Format::Threatfox => abusech::threatfox(path, &read(path)?, &options.source)?,
-        Format::Otx => otx_abuseipdb::otx(path, &read(path)?, &options.source)?,
-        Format::Abuseipdb => otx_abuseipdb::abuseipdb(path, &read(path)?, &options.source)?,
-        Format::Plain => plain(&read(path)?, options),
+        Format::MispFeed => {
+            return Err(ImportError::at(
+                path,
+                1,
+                1,
+                "a MISP feed is a directory; fetch its events as `misp`",
+            ));
+        }
+        Format::Stix => stix::import(path, text, &options.source)?,
+        Format::Misp => misp::import_event_file(path, text, &options.source)?,
+        Format::Feodo => abusech::feodo(path, text, &options.source)?,
+        Format::Urlhaus => abusech::urlhaus(path, text, &options.source)?,
+        Format::Threatfox => abusech::threatfox(path, text, &options.source)?,
+        Format::Otx => otx_abuseipdb::otx(path, text, &options.source)?,
+        Format::Abuseipdb => otx_abuseipdb::abuseipdb(path, text, &options.source)?,
+        Format::Plain => plain(text, options),
     };
+    apply_overrides(&mut imported, options);
+    Ok(imported)
+}
+
+fn apply_overrides(imported: &mut Imported, options: &ImportOptions) {
     for indicator in &mut imported.indicators {
         if let Some(confidence) = options.confidence {
             indicator.confidence = confidence;
@@ -169,7 +206,6 @@ pub fn import(
             indicator.severity = severity;
         }
     }
-    Ok(imported)
 }
 
 fn plain(text: &str, options: &ImportOptions) -> Imported {
