@@ -254,6 +254,29 @@ async fn pull_file(
     Ok(report)
 }
 
+/// Parses one page completely and stores it in one transaction; returns the time it was
+/// stored at, for the cursor saved next.
+async fn store_page(
+    feed: &FeedConfig,
+    store: &IntelStore,
+    url: &str,
+    text: &str,
+    format: Format,
+    report: &mut PullReport,
+) -> Result<i64, PullError> {
+    let imported = import_text(Path::new(url), text, format, &options(feed))
+        .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
+    let now = now_ms();
+    store
+        .upsert(&imported.indicators, now)
+        .await
+        .map_err(|e| PullError::fatal(e.to_string()))?;
+    report.pages += 1;
+    report.stored += imported.indicators.len();
+    report.skipped += imported.skipped_total();
+    Ok(now)
+}
+
 async fn pull_taxii(
     feed: &FeedConfig,
     store: &IntelStore,
@@ -306,21 +329,15 @@ async fn pull_taxii(
             .unwrap_or_else(|| json!([]));
         let bundle =
             json!({"type": "bundle", "id": "bundle--taxii-page", "objects": objects}).to_string();
-        let imported = import_text(
-            Path::new(&objects_url),
+        let now = store_page(
+            feed,
+            store,
+            &objects_url,
             &bundle,
             Format::Stix,
-            &options(feed),
+            &mut report,
         )
-        .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
-        let now = now_ms();
-        store
-            .upsert(&imported.indicators, now)
-            .await
-            .map_err(|e| PullError::fatal(e.to_string()))?;
-        report.pages += 1;
-        report.stored += imported.indicators.len();
-        report.skipped += imported.skipped_total();
+        .await?;
         // The cursor moves only now that the page is stored.
         if let Some(added_last) = added_last {
             state.cursor = Some(added_last);
@@ -409,16 +426,7 @@ async fn pull_misp(
         }
         let count = attributes.len();
         let event = json!({"Event": {"info": format!("MISP {}", feed.name), "uuid": "restsearch", "Attribute": attributes}}).to_string();
-        let imported = import_text(Path::new(&url), &event, Format::Misp, &options(feed))
-            .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
-        let now = now_ms();
-        store
-            .upsert(&imported.indicators, now)
-            .await
-            .map_err(|e| PullError::fatal(e.to_string()))?;
-        report.pages += 1;
-        report.stored += imported.indicators.len();
-        report.skipped += imported.skipped_total();
+        let now = store_page(feed, store, &url, &event, Format::Misp, &mut report).await?;
         let last_page = count < feed.page_size;
         if last_page {
             // The cursor moves past this pull only when every page is stored: MISP pages by

@@ -150,7 +150,7 @@ impl StreamSource {
         }
         if !deleted.is_empty() {
             // Pending entries deleted from the stream (trimmed) cannot be handled; let them go.
-            self.ack_ids(connection, &deleted).await?;
+            ack_ids(&self.config, connection, &deleted).await?;
         }
         if self.read_pending && entries.is_empty() && deleted.is_empty() {
             self.read_pending = false;
@@ -231,8 +231,7 @@ impl StreamSource {
                 entry = id,
                 "moving a stream entry to the dead-letter stream: {reason}"
             );
-            self.dead_letter_one(connection, &id, "poison", &reason, &payload)
-                .await?;
+            dead_letter_one(&self.config, connection, &id, "poison", &reason, &payload).await?;
         }
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&self.config.stream)
@@ -260,25 +259,6 @@ impl StreamSource {
             link: self.link.sibling("acknowledgements"),
             config: self.config.clone(),
         }
-    }
-
-    async fn ack_ids(
-        &self,
-        connection: &mut MultiplexedConnection,
-        ids: &[String],
-    ) -> redis::RedisResult<()> {
-        ack_ids(&self.config, connection, ids).await
-    }
-
-    async fn dead_letter_one(
-        &self,
-        connection: &mut MultiplexedConnection,
-        id: &str,
-        kind: &str,
-        reason: &str,
-        payload: &[u8],
-    ) -> redis::RedisResult<()> {
-        dead_letter_one(&self.config, connection, id, kind, reason, payload).await
     }
 }
 
