@@ -147,7 +147,11 @@ pub fn canonical(
     };
     let canonical = match kind {
         IndicatorKind::Ip | IndicatorKind::Cidr => return canonical_network(&value),
-        IndicatorKind::Domain => canonical_domain(&value)?,
+        IndicatorKind::Domain => {
+            let domain = canonical_domain(&value)?;
+            refuse_public_suffix(&domain)?;
+            domain
+        }
         IndicatorKind::Url => canonical_url(&value)?,
         IndicatorKind::Md5 | IndicatorKind::Sha1 | IndicatorKind::Sha256 => {
             let (hash_kind, hash) = canonical_hash(&value)?;
@@ -282,6 +286,17 @@ pub fn canonical_domain(value: &str) -> Result<String, InvalidIndicator> {
     Ok(ascii)
 }
 
+/// A domain indicator must name something someone registered: a public suffix (`co.uk`,
+/// `github.io`) would match every site below it.
+pub fn refuse_public_suffix(domain: &str) -> Result<(), InvalidIndicator> {
+    if psl::suffix_str(domain) == Some(domain) {
+        return Err(invalid(format!(
+            "`{domain}` is a public suffix, not a domain anyone owns"
+        )));
+    }
+    Ok(())
+}
+
 /// Scheme and host lower-cased (host as IDNA), default port and user info dropped, path and
 /// query kept as they are.
 pub fn canonical_url(value: &str) -> Result<String, InvalidIndicator> {
@@ -372,6 +387,14 @@ mod tests {
             (IndicatorKind::Domain, "xn--bcher-kva.example".into())
         );
         assert!(canonical(Some(IndicatorKind::Domain), "com").is_err());
+        assert!(
+            canonical(Some(IndicatorKind::Domain), "co.uk")
+                .unwrap_err()
+                .0
+                .contains("public suffix")
+        );
+        assert!(canonical(Some(IndicatorKind::Domain), "github.io").is_err());
+        assert!(canonical(Some(IndicatorKind::Domain), "evil.co.uk").is_ok());
         assert_eq!(
             ok(None, "hxxp://User:pw@Evil.COM:80/A/b?q=1#frag"),
             (IndicatorKind::Url, "http://evil.com/A/b?q=1".into())
