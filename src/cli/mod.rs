@@ -2,6 +2,7 @@
 //! logging and maps results to exit codes: 0 ok, 1 findings (validation errors, failing tests),
 //! 2 could not run (bad flags, unreadable files, unreachable services).
 
+mod audit;
 mod bench;
 mod intel;
 mod publish;
@@ -155,6 +156,11 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         #[command(subcommand)]
         which: IntelCommand,
     },
+    /// Read and check the audit trail of what the engine and its operators did.
+    Audit {
+        #[command(subcommand)]
+        which: AuditCommand,
+    },
     /// Measure the engine: `palisade bench pipeline`.
     Bench {
         #[command(subcommand)]
@@ -214,6 +220,33 @@ pub enum IntelCommand {
     },
     /// Count indicators by kind and source, and show each feed's last pull.
     Stats {
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The newest records, oldest first, and the head hash to note down.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: i64,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Walk the hash chain; exit 1 when a row was edited or removed.
+    Verify {
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Every record as JSON lines, for a SIEM or an archive.
+    Export {
+        /// Only `jsonl` today.
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
@@ -286,6 +319,11 @@ pub fn main() -> ExitCode {
             dir,
         } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
+        Command::Audit { which } => match which {
+            AuditCommand::Tail { count, dir } => audit::tail(&dir, count),
+            AuditCommand::Verify { dir } => audit::verify(&dir),
+            AuditCommand::Export { out, dir, .. } => audit::export(&dir, out.as_deref()),
+        },
         Command::Intel { which } => match which {
             IntelCommand::Import {
                 file,
