@@ -202,8 +202,7 @@ impl AuditLog {
     pub async fn verify(&self) -> Result<Verdict, StateError> {
         let records = self.records(None).await?;
         let mut prev = GENESIS.to_string();
-        let mut expected_seq = 1;
-        for record in &records {
+        for (expected_seq, record) in (1..).zip(records.iter()) {
             if record.seq != expected_seq {
                 return Ok(Verdict::Broken {
                     seq: expected_seq,
@@ -229,7 +228,6 @@ impl AuditLog {
                 });
             }
             prev = record.hash.clone();
-            expected_seq += 1;
         }
         let head: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
