@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::bus::{Health, Link};
 use crate::config::StreamSourceConfig;
 use crate::content::Content;
-use crate::engine::drive::{CommitProbe, drive_stream};
+use crate::engine::drive::{CommitProbe, Outputs, drive_stream};
 use crate::engine::{AlertFormat, Engine, Shutdown};
 use crate::sinks::AlertPublisher;
 use crate::sources::Intake;
@@ -460,11 +460,15 @@ async fn palisade_run(
         rate,
     ));
     let consumer = tokio::spawn(async move {
+        let outputs = Outputs {
+            state,
+            alerts: alerts.take(),
+            executor: None,
+        };
         drive_stream(
             &mut engine,
             &mut source,
-            &state,
-            alerts.take(),
+            outputs,
             &shutdown,
             LatencyProbe::default(),
         )

@@ -5,8 +5,11 @@
 //! an address is an IP address or a CIDR, a PID a number, and never a string that a command line
 //! might interpret. Plugins that execute these actions register against the same names.
 
+pub mod executor;
 mod params;
+pub mod plugins;
 
+pub use executor::{Executor, Policy};
 pub use params::{ParamType, ParamValue, parse_duration};
 
 use schemars::JsonSchema;

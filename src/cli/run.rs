@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use crate::bus::{Health, Link};
 use crate::config::SourceConfig;
 use crate::content::Content;
-use crate::engine::drive::{NoProbe, drive_channel, drive_jsonl, drive_stream};
+use crate::engine::drive::{NoProbe, Outputs, drive_channel, drive_jsonl, drive_stream};
 use crate::engine::{AlertFormat, Engine, Shutdown};
 use crate::sinks::{AlertPublisher, DeadLetter};
 use crate::sources::Intake;
@@ -52,6 +52,35 @@ async fn engine(
     let state_path = content.resolve(&config.state.path);
     let store = StateStore::open(&state_path).await?;
     let writer_stop = Arc::new(Notify::new());
+    // Every decision is audited; steps planned to act are executed (dry-run plans none).
+    let actor = match &source {
+        SourceConfig::RedisStream(stream) => format!(
+            "engine:{}",
+            stream
+                .consumer
+                .clone()
+                .unwrap_or_else(crate::sources::redis_stream::default_consumer_name)
+        ),
+        _ => format!(
+            "engine:{}",
+            crate::sources::redis_stream::default_consumer_name()
+        ),
+    };
+    let policy = config
+        .actions
+        .policy(&config.redis.url)
+        .map_err(CannotRun)?;
+    let registry =
+        crate::actions::plugins::Registry::new(&crate::actions::plugins::PluginSettings {
+            redis_url: config.redis.url.clone(),
+        })
+        .map_err(CannotRun)?;
+    let executor = Some(Arc::new(crate::actions::Executor::new(
+        registry,
+        Arc::new(crate::audit::AuditLog::new(&store)),
+        policy,
+        actor,
+    )));
     let (state, writer) = spawn_writer(store, writer_stop.clone());
     let dead_letter_path = content.resolve(&config.dead_letter.path);
     let dead_letter = DeadLetter::open(&dead_letter_path).map_err(|e| {
@@ -114,7 +143,11 @@ async fn engine(
                 .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", path.display())))?;
             let origin = path.display().to_string();
             tracing::info!(source = %origin, "reading JSON lines");
-            let reader_state = state.clone();
+            let mut outputs = Outputs {
+                state: state.clone(),
+                alerts: alerts.take(),
+                executor: executor.clone(),
+            };
             let reader_shutdown = shutdown.clone();
             let runtime = tokio::runtime::Handle::current();
             let reading = tokio::task::spawn_blocking(move || {
@@ -122,8 +155,7 @@ async fn engine(
                     &mut engine,
                     reader,
                     &origin,
-                    &reader_state,
-                    &mut alerts,
+                    &mut outputs,
                     &reader_shutdown,
                     &runtime,
                 );
@@ -153,22 +185,25 @@ async fn engine(
                 consumer = source.consumer(),
                 "reading the stream"
             );
-            drive_stream(
-                &mut engine,
-                &mut source,
-                &state,
-                alerts.take(),
-                &shutdown,
-                NoProbe,
-            )
-            .await
-            .map(|_| ())
+            let outputs = Outputs {
+                state: state.clone(),
+                alerts: alerts.take(),
+                executor: executor.clone(),
+            };
+            drive_stream(&mut engine, &mut source, outputs, &shutdown, NoProbe)
+                .await
+                .map(|_| ())
         }
         SourceConfig::RedisChannel(channel) => {
             let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;
             let mut source = ChannelSource::new(link, channel);
             tracing::info!(channel = source.channel(), "reading the channel");
-            drive_channel(&mut engine, &mut source, &state, &mut alerts, &shutdown).await
+            let mut outputs = Outputs {
+                state: state.clone(),
+                alerts: alerts.take(),
+                executor: executor.clone(),
+            };
+            drive_channel(&mut engine, &mut source, &mut outputs, &shutdown).await
         }
     };
     drop(state);

@@ -307,11 +307,83 @@ impl Default for DeadLetterConfig {
 pub struct ActionsConfig {
     /// Record what playbooks would do (status `dry_run`) instead of doing it.
     pub dry_run: bool,
+    /// Addresses and ranges never blocked: gateways, DNS resolvers, partners. Loopback,
+    /// unspecified and multicast addresses and the Redis server's address always are.
+    pub protected_addresses: Vec<String>,
+    /// Process names never killed. PID 1 and palisade itself never are.
+    pub critical_processes: Vec<String>,
+    /// No second act on the same target by the same action within this time.
+    pub cooldown: String,
+    /// Acts per action per minute, at most.
+    pub max_per_minute: usize,
+    /// How long one act may take.
+    pub timeout: String,
 }
 
 impl Default for ActionsConfig {
     fn default() -> ActionsConfig {
-        ActionsConfig { dry_run: true }
+        ActionsConfig {
+            dry_run: true,
+            protected_addresses: Vec::new(),
+            critical_processes: [
+                "systemd",
+                "init",
+                "sshd",
+                "palisade",
+                "redis-server",
+                "lsass.exe",
+                "csrss.exe",
+                "wininit.exe",
+                "services.exe",
+                "winlogon.exe",
+            ]
+            .map(String::from)
+            .to_vec(),
+            cooldown: "10m".into(),
+            max_per_minute: 30,
+            timeout: "30s".into(),
+        }
+    }
+}
+
+impl ActionsConfig {
+    /// The executor's policy, with the Redis server's address protected too.
+    pub fn policy(&self, redis_url: &str) -> Result<crate::actions::Policy, String> {
+        let mut protected = Vec::new();
+        for text in &self.protected_addresses {
+            let (_, canonical) = crate::intel::indicator::canonical_network(text)
+                .map_err(|e| format!("protected address: {e}"))?;
+            let (ip, prefix) = match canonical.split_once('/') {
+                Some((ip, prefix)) => (ip.to_string(), prefix.parse::<u8>().unwrap_or(32)),
+                None => (
+                    canonical.clone(),
+                    if canonical.contains(':') { 128 } else { 32 },
+                ),
+            };
+            protected.push((
+                ip.parse()
+                    .map_err(|_| format!("protected address `{text}`"))?,
+                prefix,
+            ));
+        }
+        if let Ok(url) = url::Url::parse(redis_url)
+            && let Some(url::Host::Ipv4(ip)) = url.host()
+            && !ip.is_loopback()
+        {
+            protected.push((std::net::IpAddr::V4(ip), 32));
+        }
+        let duration = |name: &str, text: &str| {
+            crate::actions::parse_duration(text).ok_or_else(|| {
+                format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
+            })
+        };
+        Ok(crate::actions::Policy {
+            protected_addresses: protected,
+            critical_processes: self.critical_processes.clone(),
+            cooldown: duration("cooldown", &self.cooldown)?,
+            max_per_minute: self.max_per_minute.max(1),
+            timeout: duration("timeout", &self.timeout)?,
+        })
     }
 }
 
@@ -437,6 +509,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             }
         }
         SourceConfig::Jsonl { .. } => {}
+    }
+    if let Err(message) = config.actions.policy(&config.redis.url) {
+        report(root.key("actions"), message);
     }
     let mut names = std::collections::HashSet::new();
     for (index, feed) in config.intel.feeds.iter().enumerate() {

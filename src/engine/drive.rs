@@ -2,6 +2,9 @@
 //! handle it, commits what it produced (state written, alerts published) and only then
 //! acknowledges the input, until the source ends or shutdown fires.
 
+use std::sync::Arc;
+
+use crate::actions::Executor;
 use crate::sinks::AlertPublisher;
 use crate::sources::jsonl::JsonlReader;
 use crate::sources::redis_channel::ChannelSource;
@@ -24,12 +27,28 @@ pub enum DriveError {
 
 /// Commits one batch: state first (waiting until it is stored), then alerts. False when
 /// shutdown fired before the alerts were out.
+/// Where a handled batch goes: the state writer, alerts on Redis, and the executor.
+pub struct Outputs {
+    pub state: StateWriter,
+    pub alerts: Option<AlertPublisher>,
+    pub executor: Option<Arc<Executor>>,
+}
+
 async fn commit(
     handled: &mut Handled,
-    state: &StateWriter,
-    alerts: &mut Option<AlertPublisher>,
+    outputs: &mut Outputs,
     shutdown: &Shutdown,
 ) -> Result<bool, DriveError> {
+    let Outputs {
+        state,
+        alerts,
+        executor,
+    } = outputs;
+    if let Some(executor) = executor {
+        executor
+            .run(&mut handled.state.actions, &handled.state.detections)
+            .await?;
+    }
     if !handled.state.is_empty() {
         state.write(std::mem::take(&mut handled.state)).await?;
     }
@@ -101,14 +120,17 @@ const PENDING_BATCHES: usize = 4;
 pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     engine: &mut Engine,
     source: &mut StreamSource,
-    state: &StateWriter,
-    alerts: Option<AlertPublisher>,
+    outputs: Outputs,
     shutdown: &Shutdown,
     probe: P,
 ) -> Result<P, DriveError> {
+    let Outputs {
+        state,
+        alerts,
+        executor,
+    } = outputs;
     let (queue, mut pending) = tokio::sync::mpsc::channel::<Pending>(PENDING_BATCHES);
     let committer = {
-        let state = state.clone();
         let shutdown = shutdown.clone();
         let mut acker = source.acker();
         let mut alerts = alerts;
@@ -126,6 +148,14 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 } else {
                     Vec::new()
                 };
+                if let Some(executor) = &executor {
+                    executor
+                        .run(
+                            &mut batch.handled.state.actions,
+                            &batch.handled.state.detections,
+                        )
+                        .await?;
+                }
                 if !batch.handled.state.is_empty() {
                     state
                         .write(std::mem::take(&mut batch.handled.state))
@@ -191,8 +221,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
 pub async fn drive_channel(
     engine: &mut Engine,
     source: &mut ChannelSource,
-    state: &StateWriter,
-    alerts: &mut Option<AlertPublisher>,
+    outputs: &mut Outputs,
     shutdown: &Shutdown,
 ) -> Result<(), DriveError> {
     let mut handled = Handled::default();
@@ -205,7 +234,7 @@ pub async fn drive_channel(
                 let _ = engine.handle(origin, message, &mut handled);
             }
         });
-        if !commit(&mut handled, state, alerts, shutdown).await? {
+        if !commit(&mut handled, outputs, shutdown).await? {
             break;
         }
     }
@@ -218,8 +247,7 @@ pub fn drive_jsonl(
     engine: &mut Engine,
     mut reader: JsonlReader,
     origin: &str,
-    state: &StateWriter,
-    alerts: &mut Option<AlertPublisher>,
+    outputs: &mut Outputs,
     shutdown: &Shutdown,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), DriveError> {
@@ -234,13 +262,15 @@ pub fn drive_jsonl(
         if engine.handle_line(&origin, &line, &mut handled).is_err() || handled.state.is_empty() {
             continue;
         }
-        if alerts.is_some() {
-            if !runtime.block_on(commit(&mut handled, state, alerts, shutdown))? {
+        if outputs.alerts.is_some() || outputs.executor.is_some() {
+            if !runtime.block_on(commit(&mut handled, outputs, shutdown))? {
                 break;
             }
         } else {
             // Nothing waits on the write: queue it and read on.
-            state.blocking_send(std::mem::take(&mut handled.state))?;
+            outputs
+                .state
+                .blocking_send(std::mem::take(&mut handled.state))?;
         }
     }
     Ok(())

@@ -9,4 +9,5 @@
 mod cli;
 mod intel_pull;
 mod redis_io;
+mod response;
 mod support;

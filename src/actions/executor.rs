@@ -1,0 +1,301 @@
+//! The executor: the one place planned steps become acts, with one policy for every plugin.
+//!
+//! For each planned step, in order: refuse protected targets (loopback and configured
+//! addresses; PID 1, the engine itself and critical processes), skip a repeat within the
+//! per-target cooldown, hold back beyond the per-action rate limit, then write the intent to the
+//! audit trail (durably) *before* calling the plugin under a timeout, and the outcome after.
+//! Steps that were not planned to act (dry-run, shadow, queued, skipped, refused in planning)
+//! are audited as decided. Nothing here runs when the audit trail cannot be written.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::plugins::{ActionCall, Registry, process_info};
+use super::{ActionRecord, ActionStatus, ParamValue, lookup};
+use crate::audit::{AuditEntry, AuditLog};
+use crate::state::{DetectionRow, StateError};
+
+/// The executor's policy, from `actions` in the config.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Ranges never blocked (loopback, unspecified and multicast always are).
+    pub protected_addresses: Vec<(IpAddr, u8)>,
+    /// Process names never killed (PID 1 and the engine itself never are).
+    pub critical_processes: Vec<String>,
+    /// No second act on the same target by the same action within this time.
+    pub cooldown: Duration,
+    /// Acts per action per minute, at most.
+    pub max_per_minute: usize,
+    /// How long one act may take.
+    pub timeout: Duration,
+}
+
+pub struct Executor {
+    registry: Registry,
+    audit: Arc<AuditLog>,
+    policy: Policy,
+    actor: String,
+    cooldowns: Mutex<HashMap<(&'static str, String), Instant>>,
+    recent: Mutex<HashMap<&'static str, VecDeque<Instant>>>,
+}
+
+/// Why a target is protected, if it is.
+pub fn protected(policy: &Policy, params: &BTreeMap<&'static str, ParamValue>) -> Option<String> {
+    for value in params.values() {
+        match value {
+            ParamValue::Address { ip, prefix } => {
+                let ip = *ip;
+                if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
+                    return Some(format!(
+                        "{ip} is a loopback, unspecified or multicast address"
+                    ));
+                }
+                for (network, length) in &policy.protected_addresses {
+                    let overlaps = network.is_ipv4() == ip.is_ipv4()
+                        && crate::intel::indicator::mask(ip, (*length).min(*prefix))
+                            == crate::intel::indicator::mask(*network, (*length).min(*prefix));
+                    if overlaps {
+                        return Some(format!(
+                            "{ip}/{prefix} overlaps the protected range {network}/{length}"
+                        ));
+                    }
+                }
+            }
+            ParamValue::Pid(pid) => {
+                if *pid == 1 {
+                    return Some("PID 1 is the init process".into());
+                }
+                if *pid == std::process::id() {
+                    return Some("that PID is palisade itself".into());
+                }
+                if let Some(info) = process_info(*pid)
+                    && policy
+                        .critical_processes
+                        .iter()
+                        .any(|c| c.eq_ignore_ascii_case(&info.name))
+                {
+                    return Some(format!("`{}` is a critical process", info.name));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl Executor {
+    pub fn new(
+        registry: Registry,
+        audit: Arc<AuditLog>,
+        policy: Policy,
+        actor: String,
+    ) -> Executor {
+        Executor {
+            registry,
+            audit,
+            policy,
+            actor,
+            cooldowns: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entry(
+        &self,
+        kind: &str,
+        action: &ActionRecord,
+        status: &str,
+        reason: Option<String>,
+        why: &serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            kind: kind.into(),
+            actor: self.actor.clone(),
+            event_id: Some(action.event_id.clone()),
+            rule: Some(action.rule.to_string()),
+            playbook: Some(action.playbook.to_string()),
+            step: Some(action.step.clone()),
+            action: Some(action.action.to_string()),
+            target: Some(action.target.clone()),
+            status: Some(status.into()),
+            reason,
+            details: why.clone(),
+        }
+    }
+
+    /// Executes the planned steps of one batch, updating each record's status and reason.
+    pub async fn run(
+        &self,
+        actions: &mut [ActionRecord],
+        detections: &[DetectionRow],
+    ) -> Result<(), StateError> {
+        for action in actions.iter_mut() {
+            let detection = detections.iter().find(|d| {
+                d.detection.event_id == action.event_id && d.detection.rule == action.rule
+            });
+            let why = json!({
+                "params": action.params,
+                "risk": action.risk,
+                "detection": detection.map(|d| json!({
+                    "title": d.detection.title,
+                    "severity": d.detection.severity,
+                    "score": d.detection.score,
+                    "intel": d.detection.intel,
+                })),
+            });
+            if action.status != ActionStatus::Planned {
+                // Decided without acting (dry-run, shadow, waiting for approval, refused or
+                // skipped in planning): on the record all the same.
+                let entry = self.entry(
+                    "decision",
+                    action,
+                    action.status.as_str(),
+                    action.reason.clone(),
+                    &why,
+                );
+                self.audit.append(&[entry]).await?;
+                continue;
+            }
+            let event_time_ms = detection
+                .and_then(|d| d.event_time.parse::<jiff::Timestamp>().ok())
+                .map_or(0, |t| t.as_millisecond());
+            let (status, reason) = self.act(action, event_time_ms, &why).await?;
+            action.status = status;
+            action.reason = reason;
+        }
+        Ok(())
+    }
+
+    async fn act(
+        &self,
+        action: &ActionRecord,
+        event_time_ms: i64,
+        why: &serde_json::Value,
+    ) -> Result<(ActionStatus, Option<String>), StateError> {
+        let refuse = |reason: String| (ActionStatus::Refused, Some(reason));
+        let Some(spec) = lookup(action.action) else {
+            return Ok(refuse(format!("unknown action `{}`", action.action)));
+        };
+        // The plan rendered and checked every parameter; parse them again into typed values.
+        let mut params = BTreeMap::new();
+        for (name, text) in &action.params {
+            let Some(param) = spec.param(name) else {
+                continue;
+            };
+            match param.kind.parse(text) {
+                Ok(value) => {
+                    params.insert(param.name, value);
+                }
+                Err(message) => {
+                    let decided = refuse(format!("parameter `{name}`: {message}"));
+                    self.audit
+                        .append(&[self.entry("refused", action, "refused", decided.1.clone(), why)])
+                        .await?;
+                    return Ok(decided);
+                }
+            }
+        }
+        let decided = if let Some(reason) = protected(&self.policy, &params) {
+            Some(refuse(format!("protected target: {reason}")))
+        } else if self.registry.get(action.action).is_none() {
+            Some(refuse(format!(
+                "no plugin for `{}` in this build",
+                action.action
+            )))
+        } else if self.in_cooldown(action).await {
+            Some((
+                ActionStatus::Skipped,
+                Some(format!(
+                    "`{}` acted on `{}` less than {:?} ago",
+                    action.action, action.target, self.policy.cooldown
+                )),
+            ))
+        } else if !self.within_rate(action.action).await {
+            Some((
+                ActionStatus::Skipped,
+                Some(format!(
+                    "more than {} `{}` per minute",
+                    self.policy.max_per_minute, action.action
+                )),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, reason)) = decided {
+            self.audit
+                .append(&[self.entry(
+                    status.as_str(),
+                    action,
+                    status.as_str(),
+                    reason.clone(),
+                    why,
+                )])
+                .await?;
+            return Ok((status, reason));
+        }
+        // The intent is durable before the act.
+        self.audit
+            .append(&[self.entry("intent", action, "executing", None, why)])
+            .await?;
+        let call = ActionCall {
+            action: spec.name,
+            params,
+            event_time_ms,
+            rule: action.rule.to_string(),
+            playbook: action.playbook.to_string(),
+            event_id: action.event_id.clone(),
+        };
+        let plugin = self
+            .registry
+            .get(action.action)
+            .ok_or(StateError::Failed("plugin vanished".into()))?;
+        let result = tokio::time::timeout(self.policy.timeout, plugin.execute(&call)).await;
+        let (status, reason) = match result {
+            Ok(Ok(done)) => (ActionStatus::Executed, Some(done)),
+            Ok(Err(err)) => (ActionStatus::Failed, Some(err.message)),
+            Err(_) => (
+                ActionStatus::Failed,
+                Some(format!("timed out after {:?}", self.policy.timeout)),
+            ),
+        };
+        self.audit
+            .append(&[self.entry("outcome", action, status.as_str(), reason.clone(), why)])
+            .await?;
+        Ok((status, reason))
+    }
+
+    async fn in_cooldown(&self, action: &ActionRecord) -> bool {
+        let mut cooldowns = self.cooldowns.lock().await;
+        let key = (action.action, action.target.clone());
+        let now = Instant::now();
+        match cooldowns.get(&key) {
+            Some(at) if now.duration_since(*at) < self.policy.cooldown => true,
+            _ => {
+                cooldowns.insert(key, now);
+                false
+            }
+        }
+    }
+
+    async fn within_rate(&self, action: &'static str) -> bool {
+        let mut recent = self.recent.lock().await;
+        let times = recent.entry(action).or_default();
+        let now = Instant::now();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.policy.max_per_minute {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}

@@ -1,0 +1,229 @@
+//! Telling people and systems: the log, webhooks (generic JSON or Slack-compatible), a Redis
+//! channel, and syslog (RFC 5424 over UDP or TCP) for SIEMs.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Action, ActionCall, ActionError, ActionFuture};
+use crate::actions::ParamValue;
+
+pub(super) struct Log;
+
+impl Action for Log {
+    fn name(&self) -> &'static str {
+        "notify.log"
+    }
+
+    fn execute<'a>(&'a self, call: &'a ActionCall) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let message = call.text("message").unwrap_or_default();
+            match call.text("level").as_deref() {
+                Some("error") => {
+                    tracing::error!(target: "palisade::notify", rule = call.rule, playbook = call.playbook, "{message}")
+                }
+                Some("info") => {
+                    tracing::info!(target: "palisade::notify", rule = call.rule, playbook = call.playbook, "{message}")
+                }
+                _ => {
+                    tracing::warn!(target: "palisade::notify", rule = call.rule, playbook = call.playbook, "{message}")
+                }
+            }
+            Ok("logged".into())
+        })
+    }
+}
+
+/// Attempts per webhook call, and the wait before each retry.
+const WEBHOOK_ATTEMPTS: u32 = 3;
+const WEBHOOK_FIRST_WAIT: Duration = Duration::from_millis(500);
+
+pub(super) struct Webhook {
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub(super) fn new() -> Result<Webhook, String> {
+        Ok(Webhook {
+            client: crate::intel::pull::client()?,
+        })
+    }
+}
+
+impl Action for Webhook {
+    fn name(&self) -> &'static str {
+        "notify.webhook"
+    }
+
+    fn execute<'a>(&'a self, call: &'a ActionCall) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let Some(ParamValue::Url(url)) = call.params.get("url").cloned() else {
+                return Err(ActionError::new("no url"));
+            };
+            let message = call.text("message").unwrap_or_default();
+            let body = match call.text("format").as_deref() {
+                Some("slack") => json!({"text": message}),
+                _ => {
+                    json!({"message": message, "event_id": call.event_id, "rule": call.rule, "playbook": call.playbook, "source": "palisade"})
+                }
+            };
+            let mut wait = WEBHOOK_FIRST_WAIT;
+            let mut last = String::new();
+            for attempt in 1..=WEBHOOK_ATTEMPTS {
+                match self
+                    .client
+                    .post(url.clone())
+                    .timeout(Duration::from_secs(5))
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status().is_success() => {
+                        return Ok(format!(
+                            "delivered (HTTP {}, attempt {attempt})",
+                            response.status().as_u16()
+                        ));
+                    }
+                    Ok(response)
+                        if response.status().is_client_error()
+                            && response.status().as_u16() != 429 =>
+                    {
+                        return Err(ActionError::new(format!(
+                            "the webhook refused the message: HTTP {}",
+                            response.status().as_u16()
+                        )));
+                    }
+                    Ok(response) => last = format!("HTTP {}", response.status().as_u16()),
+                    Err(err) => last = err.to_string(),
+                }
+                if attempt < WEBHOOK_ATTEMPTS {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+            Err(ActionError::new(format!(
+                "gave up after {WEBHOOK_ATTEMPTS} attempts: {last}"
+            )))
+        })
+    }
+}
+
+pub(super) struct RedisPublish {
+    client: redis::Client,
+}
+
+impl RedisPublish {
+    pub(super) fn new(url: &str) -> Result<RedisPublish, String> {
+        Ok(RedisPublish {
+            client: redis::Client::open(url)
+                .map_err(|e| format!("invalid Redis URL `{url}`: {e}"))?,
+        })
+    }
+}
+
+impl Action for RedisPublish {
+    fn name(&self) -> &'static str {
+        "notify.redis"
+    }
+
+    fn execute<'a>(&'a self, call: &'a ActionCall) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let channel = call.text("channel").unwrap_or_default();
+            let message = json!({"message": call.text("message"), "event_id": call.event_id, "rule": call.rule, "playbook": call.playbook}).to_string();
+            let mut connection = self
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| ActionError::new(format!("cannot reach Redis: {e}")))?;
+            let receivers: i64 = redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(message)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| ActionError::new(format!("PUBLISH failed: {e}")))?;
+            Ok(format!(
+                "published on `{channel}` to {receivers} subscriber(s)"
+            ))
+        })
+    }
+}
+
+pub(super) struct Syslog;
+
+/// An RFC 5424 message: facility security/authorization (10), severity warning (4).
+fn rfc5424(message: &str, call: &ActionCall) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "-".into());
+    let clean: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace(']', "\\]")
+    };
+    format!(
+        "<84>1 {} {} palisade {} detection [palisade@32473 rule=\"{}\" playbook=\"{}\" event=\"{}\"] {}",
+        jiff::Timestamp::now(),
+        if host.is_empty() { "-" } else { &host },
+        std::process::id(),
+        escape(&call.rule),
+        escape(&call.playbook),
+        escape(&call.event_id),
+        clean
+    )
+}
+
+impl Action for Syslog {
+    fn name(&self) -> &'static str {
+        "notify.syslog"
+    }
+
+    fn execute<'a>(&'a self, call: &'a ActionCall) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let Some(ParamValue::HostPort { host, port }) = call.params.get("server").cloned()
+            else {
+                return Err(ActionError::new("no server"));
+            };
+            let line = rfc5424(&call.text("message").unwrap_or_default(), call);
+            let address = format!("{host}:{port}");
+            match call.text("transport").as_deref() {
+                Some("tcp") => {
+                    use tokio::io::AsyncWriteExt;
+                    let mut stream =
+                        tokio::net::TcpStream::connect(&address)
+                            .await
+                            .map_err(|e| {
+                                ActionError::new(format!("cannot connect to {address}: {e}"))
+                            })?;
+                    // RFC 6587 octet counting: the length, a space, the message.
+                    let framed = format!("{} {line}", line.len());
+                    stream
+                        .write_all(framed.as_bytes())
+                        .await
+                        .map_err(|e| ActionError::new(format!("cannot send to {address}: {e}")))?;
+                    stream
+                        .flush()
+                        .await
+                        .map_err(|e| ActionError::new(e.to_string()))?;
+                }
+                _ => {
+                    let socket = tokio::net::UdpSocket::bind(if host.contains(':') {
+                        "[::]:0"
+                    } else {
+                        "0.0.0.0:0"
+                    })
+                    .await
+                    .map_err(|e| ActionError::new(e.to_string()))?;
+                    socket
+                        .send_to(line.as_bytes(), &address)
+                        .await
+                        .map_err(|e| ActionError::new(format!("cannot send to {address}: {e}")))?;
+                }
+            }
+            Ok(format!("sent to {address}"))
+        })
+    }
+}
