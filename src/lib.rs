@@ -25,6 +25,7 @@
 //! [`cli`] (the `palisade` command).
 
 pub mod actions;
+pub mod approvals;
 pub mod audit;
 pub mod bench;
 pub mod bus;

@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use std::collections::HashSet;
+
 use super::plugins::{ActionCall, Registry, process_info};
 use super::{ActionRecord, ActionStatus, ParamValue, lookup};
+use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
+use crate::playbooks::OnFailure;
 use crate::state::{DetectionRow, StateError};
 
 /// The executor's policy, from `actions` in the config.
@@ -33,11 +37,18 @@ pub struct Policy {
     pub max_per_minute: usize,
     /// How long one act may take.
     pub timeout: Duration,
+    /// This many failed acts within `degrade_window` switch the engine to manual mode.
+    pub degrade_after_failures: usize,
+    pub degrade_window: Duration,
+    /// How long a queued step waits for a person before it expires.
+    pub approval_expiry: Duration,
 }
 
 pub struct Executor {
     registry: Registry,
     audit: Arc<AuditLog>,
+    approvals: Approvals,
+    failures: Mutex<VecDeque<Instant>>,
     policy: Policy,
     actor: String,
     cooldowns: Mutex<HashMap<(&'static str, String), Instant>>,
@@ -92,12 +103,15 @@ impl Executor {
     pub fn new(
         registry: Registry,
         audit: Arc<AuditLog>,
+        approvals: Approvals,
         policy: Policy,
         actor: String,
     ) -> Executor {
         Executor {
             registry,
             audit,
+            approvals,
+            failures: Mutex::new(VecDeque::new()),
             policy,
             actor,
             cooldowns: Mutex::new(HashMap::new()),
@@ -128,12 +142,24 @@ impl Executor {
         }
     }
 
-    /// Executes the planned steps of one batch, updating each record's status and reason.
+    /// Executes the planned steps of one batch, updating each record's status and reason:
+    /// high-risk steps and, in manual mode, every step are queued for approval; a failing step's
+    /// `on_failure` stops or degrades the rest of its playbook; repeated failures switch the
+    /// engine to manual mode. `degrade` carries planning's requests for manual mode.
     pub async fn run(
         &self,
         actions: &mut [ActionRecord],
         detections: &[DetectionRow],
+        degrade: &[String],
     ) -> Result<(), StateError> {
+        let mut manual = self.approvals.mode().await?.mode == Mode::Manual;
+        for reason in degrade {
+            if !manual {
+                self.switch_to_manual(reason).await?;
+                manual = true;
+            }
+        }
+        let mut halted: HashSet<(String, String)> = HashSet::new();
         for action in actions.iter_mut() {
             let detection = detections.iter().find(|d| {
                 d.detection.event_id == action.event_id && d.detection.rule == action.rule
@@ -148,9 +174,34 @@ impl Executor {
                     "intel": d.detection.intel,
                 })),
             });
+            let event_time_ms = detection
+                .and_then(|d| d.event_time.parse::<jiff::Timestamp>().ok())
+                .map_or(0, |t| t.as_millisecond());
+            let key = (action.event_id.clone(), action.playbook.to_string());
+            if halted.contains(&key)
+                && matches!(action.status, ActionStatus::Planned | ActionStatus::Queued)
+            {
+                action.status = ActionStatus::Skipped;
+                action.reason = Some("an earlier step of this playbook failed".into());
+            }
+            let waits_because = match action.status {
+                ActionStatus::Queued => Some("a high-risk step waits for approval".to_string()),
+                ActionStatus::Planned if manual => Some("the engine is in manual mode".to_string()),
+                _ => None,
+            };
+            if let Some(waits_because) = waits_because {
+                let expiry =
+                    i64::try_from(self.policy.approval_expiry.as_millis()).unwrap_or(i64::MAX);
+                let id = self
+                    .approvals
+                    .queue(action, event_time_ms, &waits_because, expiry)
+                    .await?;
+                action.status = ActionStatus::Queued;
+                action.reason = Some(format!("{waits_because}: approval {id}"));
+            }
             if action.status != ActionStatus::Planned {
-                // Decided without acting (dry-run, shadow, waiting for approval, refused or
-                // skipped in planning): on the record all the same.
+                // Decided without acting (dry-run, shadow, queued, refused or skipped): on the
+                // record all the same.
                 let entry = self.entry(
                     "decision",
                     action,
@@ -161,14 +212,131 @@ impl Executor {
                 self.audit.append(&[entry]).await?;
                 continue;
             }
-            let event_time_ms = detection
-                .and_then(|d| d.event_time.parse::<jiff::Timestamp>().ok())
-                .map_or(0, |t| t.as_millisecond());
             let (status, reason) = self.act(action, event_time_ms, &why).await?;
             action.status = status;
             action.reason = reason;
+            if status != ActionStatus::Failed {
+                continue;
+            }
+            match action.on_failure {
+                OnFailure::Continue => {}
+                OnFailure::Abort => {
+                    halted.insert(key);
+                }
+                OnFailure::Degrade => {
+                    halted.insert(key);
+                    if !manual {
+                        let reason = format!(
+                            "step `{}` of playbook `{}` failed and its on_failure is degrade",
+                            action.step, action.playbook
+                        );
+                        self.switch_to_manual(&reason).await?;
+                        manual = true;
+                    }
+                }
+            }
+            if !manual && self.count_failure().await {
+                let reason = format!(
+                    "{} actions failed within {:?}",
+                    self.policy.degrade_after_failures, self.policy.degrade_window
+                );
+                self.switch_to_manual(&reason).await?;
+                manual = true;
+            }
         }
         Ok(())
+    }
+
+    /// Counts a failed act; true when the failures within the window reach the limit.
+    async fn count_failure(&self) -> bool {
+        let mut failures = self.failures.lock().await;
+        let now = Instant::now();
+        failures.push_back(now);
+        while failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.degrade_window)
+        {
+            failures.pop_front();
+        }
+        failures.len() >= self.policy.degrade_after_failures
+    }
+
+    /// Automation misbehaves: stop acting alone, persist that, and tell a person.
+    async fn switch_to_manual(&self, reason: &str) -> Result<(), StateError> {
+        self.approvals
+            .set_mode(Mode::Manual, &self.actor, reason)
+            .await?;
+        let entry = AuditEntry {
+            kind: "mode".into(),
+            actor: self.actor.clone(),
+            status: Some("manual".into()),
+            reason: Some(reason.into()),
+            details: json!({"from": "auto", "to": "manual"}),
+            ..AuditEntry::default()
+        };
+        self.audit.append(&[entry]).await?;
+        self.failures.lock().await.clear();
+        tracing::error!(
+            "switched to manual mode: {reason}; every action now waits for approval until `palisade mode auto`"
+        );
+        Ok(())
+    }
+
+    /// Runs the steps people approved and expires the ones nobody decided on in time. A running
+    /// engine calls this every second.
+    pub async fn run_approved(&self) -> Result<usize, StateError> {
+        for expired in self.approvals.expire().await? {
+            let entry = AuditEntry {
+                kind: "decision".into(),
+                actor: self.actor.clone(),
+                event_id: Some(expired.event_id.clone()),
+                playbook: Some(expired.playbook.clone()),
+                step: Some(expired.step.clone()),
+                action: Some(expired.action.clone()),
+                target: Some(expired.target.clone()),
+                status: Some("expired".into()),
+                reason: Some(format!(
+                    "approval {} expired without a decision; the step counts as not done",
+                    expired.id
+                )),
+                ..AuditEntry::default()
+            };
+            self.audit.append(&[entry]).await?;
+        }
+        let approved = self.approvals.take_approved().await?;
+        let count = approved.len();
+        for approval in approved {
+            let Some(spec) = lookup(&approval.action) else {
+                self.approvals
+                    .finish(approval.id, "refused", Some("unknown action"))
+                    .await?;
+                continue;
+            };
+            let params = approval
+                .params()
+                .into_iter()
+                .filter_map(|(k, v)| spec.param(&k).map(|p| (p.name, v)))
+                .collect();
+            let record = ActionRecord {
+                event_id: approval.event_id.clone(),
+                playbook: Arc::from(approval.playbook.as_str()),
+                step: approval.step.clone(),
+                action: spec.name,
+                target: approval.target.clone(),
+                status: ActionStatus::Planned,
+                reason: None,
+                risk: serde_json::from_value(json!(approval.risk)).unwrap_or(super::Risk::High),
+                rule: Arc::from(approval.rule.as_str()),
+                params,
+                on_failure: OnFailure::Continue,
+            };
+            let why = json!({"params": record.params, "approval": approval.id, "approved_by": approval.decided_by});
+            let (status, reason) = self.act(&record, approval.event_time_ms, &why).await?;
+            self.approvals
+                .finish(approval.id, status.as_str(), reason.as_deref())
+                .await?;
+        }
+        Ok(count)
     }
 
     async fn act(

@@ -260,4 +260,7 @@ pub struct ActionRecord {
     pub rule: std::sync::Arc<str>,
     /// Every parameter as rendered (after defaults), for the audit trail.
     pub params: std::collections::BTreeMap<&'static str, String>,
+    /// What the rest of the playbook does when this step fails when executed.
+    #[serde(skip)]
+    pub on_failure: crate::playbooks::OnFailure,
 }

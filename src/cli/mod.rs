@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod control;
 mod intel;
 mod publish;
 mod replay;
@@ -156,6 +157,19 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         #[command(subcommand)]
         which: IntelCommand,
     },
+    /// Steps waiting for a person: list them, approve or reject one.
+    Approvals {
+        #[command(subcommand)]
+        which: ApprovalsCommand,
+    },
+    /// Show the engine's mode, or switch it: `manual` queues every step for approval, `auto`
+    /// lets planned steps act again.
+    Mode {
+        #[arg(value_parser = ["auto", "manual"])]
+        set: Option<String>,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
     /// Read and check the audit trail of what the engine and its operators did.
     Audit {
         #[command(subcommand)]
@@ -220,6 +234,29 @@ pub enum IntelCommand {
     },
     /// Count indicators by kind and source, and show each feed's last pull.
     Stats {
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Steps waiting for approval (all decisions with --all).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Approve a step; a running engine executes it within a second, through the same policy.
+    Approve {
+        id: i64,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Reject a step: it will not run.
+    Reject {
+        id: i64,
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
@@ -319,6 +356,12 @@ pub fn main() -> ExitCode {
             dir,
         } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
+        Command::Approvals { which } => match which {
+            ApprovalsCommand::List { all, dir } => control::list(&dir, all),
+            ApprovalsCommand::Approve { id, dir } => control::decide(&dir, id, true),
+            ApprovalsCommand::Reject { id, dir } => control::decide(&dir, id, false),
+        },
+        Command::Mode { set, dir } => control::mode(&dir, set.as_deref()),
         Command::Audit { which } => match which {
             AuditCommand::Tail { count, dir } => audit::tail(&dir, count),
             AuditCommand::Verify { dir } => audit::verify(&dir),

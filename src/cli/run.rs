@@ -75,12 +75,30 @@ async fn engine(
             redis_url: config.redis.url.clone(),
         })
         .map_err(CannotRun)?;
-    let executor = Some(Arc::new(crate::actions::Executor::new(
+    let executor = Arc::new(crate::actions::Executor::new(
         registry,
         Arc::new(crate::audit::AuditLog::new(&store)),
+        crate::approvals::Approvals::new(&store),
         policy,
         actor,
-    )));
+    ));
+    // People approve queued steps from another process; run what they approved.
+    {
+        let executor = executor.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(err) = executor.run_approved().await {
+                    tracing::error!("cannot run approved steps: {err}");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+        });
+    }
+    let executor = Some(executor);
     let (state, writer) = spawn_writer(store, writer_stop.clone());
     let dead_letter_path = content.resolve(&config.dead_letter.path);
     let dead_letter = DeadLetter::open(&dead_letter_path).map_err(|e| {

@@ -318,6 +318,11 @@ pub struct ActionsConfig {
     pub max_per_minute: usize,
     /// How long one act may take.
     pub timeout: String,
+    /// This many failed acts within `degrade_window` switch the engine to manual mode.
+    pub degrade_after_failures: usize,
+    pub degrade_window: String,
+    /// How long a step waits for approval before it expires (and counts as not done).
+    pub approval_expiry: String,
 }
 
 impl Default for ActionsConfig {
@@ -342,6 +347,9 @@ impl Default for ActionsConfig {
             cooldown: "10m".into(),
             max_per_minute: 30,
             timeout: "30s".into(),
+            degrade_after_failures: 5,
+            degrade_window: "10m".into(),
+            approval_expiry: "1h".into(),
         }
     }
 }
@@ -380,9 +388,17 @@ impl ActionsConfig {
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
-            cooldown: duration("cooldown", &self.cooldown)?,
+            // `off`: every act is allowed, however close to the last on the same target.
+            cooldown: if self.cooldown == "off" {
+                std::time::Duration::ZERO
+            } else {
+                duration("cooldown", &self.cooldown)?
+            },
             max_per_minute: self.max_per_minute.max(1),
             timeout: duration("timeout", &self.timeout)?,
+            degrade_after_failures: self.degrade_after_failures.max(1),
+            degrade_window: duration("degrade_window", &self.degrade_window)?,
+            approval_expiry: duration("approval_expiry", &self.approval_expiry)?,
         })
     }
 }

@@ -46,7 +46,11 @@ async fn commit(
     } = outputs;
     if let Some(executor) = executor {
         executor
-            .run(&mut handled.state.actions, &handled.state.detections)
+            .run(
+                &mut handled.state.actions,
+                &handled.state.detections,
+                &handled.degrade,
+            )
             .await?;
     }
     if !handled.state.is_empty() {
@@ -153,6 +157,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                         .run(
                             &mut batch.handled.state.actions,
                             &batch.handled.state.detections,
+                            &batch.handled.degrade,
                         )
                         .await?;
                 }

@@ -49,6 +49,8 @@ pub struct Counters {
 #[derive(Debug, Default)]
 pub struct Handled {
     pub state: Batch,
+    /// Reasons planning asked for manual mode (a step with `on_failure: degrade` failed).
+    pub degrade: Vec<String>,
     /// One JSON document per detection, for the alert channel and stream.
     pub alerts: Vec<String>,
 }
@@ -58,6 +60,7 @@ impl Handled {
         self.state.detections.clear();
         self.state.actions.clear();
         self.alerts.clear();
+        self.degrade.clear();
     }
 }
 
@@ -160,6 +163,7 @@ impl Engine {
             .state
             .actions
             .extend(outcome.actions.iter().cloned());
+        handled.degrade.extend(outcome.degrade.iter().cloned());
     }
 
     fn show(&self, event: &Event) {

@@ -58,6 +58,7 @@ impl Planner {
                     risk: step.risk,
                     rule: detection.rule.clone(),
                     params: BTreeMap::new(),
+                    on_failure: step.on_failure,
                 };
                 if let Some(reason) = &halted {
                     record.reason = Some(reason.clone());

@@ -255,3 +255,107 @@ fn audit_verify_fails_after_a_row_is_edited_by_hand() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("BROKEN at row 2"), "{}", stdout(&out));
 }
+
+#[test]
+fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step() {
+    use std::io::Write;
+    let (url, hits) = webhook(StatusCode::NOT_FOUND);
+    let dir = acting_content(&url);
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "actions:\n  dry_run: false\n  cooldown: \"off\"\n  timeout: 20s\n  degrade_after_failures: 5\n",
+    )
+    .expect("config");
+    // Only the webhook, so each event is one failure.
+    std::fs::write(
+        dir.path().join("playbooks/test-kill.yaml"),
+        format!("id: test-kill\ntitle: Tell\ntrigger: {{rules: [test-target]}}\nsteps:\n  - id: tell\n    action: notify.webhook\n    with: {{url: \"{url}\", message: \"hello\"}}\n    on_failure: continue\n"),
+    )
+    .expect("playbook");
+    std::fs::write(
+        dir.path().join("playbooks/test-kill-approved.yaml"),
+        "id: test-kill-approved\ntitle: Kill\nhigh_risk_approval: not_required\ntrigger: {rules: [test-target]}\nsteps:\n  - id: kill\n    action: process.kill\n    with: {pid: \"{{ event.pid }}\", name: \"{{ event.name }}\", grace: 1s}\n",
+    )
+    .expect("playbook");
+    let log = dir.path().join("engine.log");
+    let mut engine = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("run")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("palisade runs");
+    let mut stdin = engine.stdin.take().expect("stdin");
+    // Five detections whose kill targets are gone (PID 999999) and whose webhooks fail.
+    for i in 0..5 {
+        writeln!(stdin, "{}", event(999_990 + i, "gone")).expect("write");
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("switched to manual mode")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert!(stdout(&palisade(&["mode"], dir.path())).starts_with("mode: manual"));
+
+    // The next detection's steps wait for a person.
+    let mut sleeper = target();
+    writeln!(stdin, "{}", event(sleeper.id(), "sleep")).expect("write");
+    let pending = || stdout(&palisade(&["approvals", "list"], dir.path()));
+    assert!(
+        eventually(Duration::from_secs(10), || pending()
+            .contains("process.kill")),
+        "{}",
+        pending()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        sleeper.try_wait().expect("wait").is_none(),
+        "a queued kill must not act"
+    );
+    let listing = pending();
+    let id = listing
+        .lines()
+        .find(|l| l.contains("process.kill"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("an approval id")
+        .to_string();
+    let out = palisade(&["approvals", "approve", &id], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || sleeper
+            .try_wait()
+            .ok()
+            .flatten()
+            .is_some()),
+        "the approved kill did not run"
+    );
+    let all = stdout(&palisade(&["approvals", "list", "--all"], dir.path()));
+    assert!(
+        all.contains("executed") && all.contains("by operator:"),
+        "{all}"
+    );
+
+    drop(stdin);
+    let _ = engine.wait();
+    let verify = palisade(&["audit", "verify"], dir.path());
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    let trail = stdout(&palisade(&["audit", "tail", "-n", "100"], dir.path()));
+    assert!(
+        trail.contains("mode") && trail.contains("status=manual"),
+        "{trail}"
+    );
+    assert!(
+        trail.contains("approval") && trail.contains("status=approved"),
+        "{trail}"
+    );
+}

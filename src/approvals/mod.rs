@@ -1,0 +1,244 @@
+//! Approvals and the engine's mode: the two ways a person stays in charge.
+//!
+//! Steps with `risk: high` (unless their playbook opts out), and every step while the engine is
+//! in manual mode, wait here for a person. Approvals expire; an expired one counts as not done.
+//! The mode is kept in the state database, so a manual engine stays manual across restarts
+//! until someone runs `palisade mode auto`. Operator commands change these tables directly: the
+//! database is in WAL mode, so they work while the engine runs (docs/actions.md says why this
+//! and not a socket).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::{FromRow, SqlitePool};
+
+use crate::actions::ActionRecord;
+use crate::state::{StateError, StateStore};
+
+/// Whether the engine acts by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Auto,
+    Manual,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Manual => "manual",
+        }
+    }
+}
+
+/// The current mode and how it came to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModeState {
+    pub mode: Mode,
+    pub since_ms: i64,
+    pub changed_by: String,
+    pub reason: String,
+}
+
+/// One waiting (or decided) step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Approval {
+    pub id: i64,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub status: String,
+    pub waits_because: String,
+    pub event_id: String,
+    pub event_time_ms: i64,
+    pub rule: String,
+    pub playbook: String,
+    pub step: String,
+    pub action: String,
+    pub target: String,
+    pub risk: String,
+    pub params: String,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub result: Option<String>,
+}
+
+impl Approval {
+    pub fn params(&self) -> BTreeMap<String, String> {
+        serde_json::from_str(&self.params).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    pool: SqlitePool,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Approvals {
+    pub fn new(state: &StateStore) -> Approvals {
+        Approvals {
+            pool: state.pool().clone(),
+        }
+    }
+
+    /// Queues a step; returns its approval id.
+    pub async fn queue(
+        &self,
+        action: &ActionRecord,
+        event_time_ms: i64,
+        waits_because: &str,
+        expires_after_ms: i64,
+    ) -> Result<i64, StateError> {
+        let now = now_ms();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO approvals (created_ms, expires_ms, status, waits_because, event_id, event_time_ms, rule, playbook, step, action, target, risk, params) \
+             VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(now)
+        .bind(now + expires_after_ms)
+        .bind(waits_because)
+        .bind(&action.event_id)
+        .bind(event_time_ms)
+        .bind(action.rule.to_string())
+        .bind(action.playbook.to_string())
+        .bind(&action.step)
+        .bind(action.action)
+        .bind(&action.target)
+        .bind(serde_json::to_value(action.risk).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .bind(serde_json::to_string(&action.params).unwrap_or_else(|_| "{}".into()))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Approvals in `status` (all when `None`), newest first.
+    pub async fn list(&self, status: Option<&str>) -> Result<Vec<Approval>, StateError> {
+        let rows = match status {
+            Some(status) => {
+                sqlx::query_as("SELECT * FROM approvals WHERE status = ? ORDER BY id DESC")
+                    .bind(status)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT * FROM approvals ORDER BY id DESC")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// A person's decision on a pending approval. Errors name what is wrong (no such id, not
+    /// pending, expired).
+    pub async fn decide(
+        &self,
+        id: i64,
+        approve: bool,
+        by: &str,
+    ) -> Result<Result<Approval, String>, StateError> {
+        let now = now_ms();
+        let status = if approve { "approved" } else { "rejected" };
+        let updated = sqlx::query("UPDATE approvals SET status = ?, decided_by = ?, decided_ms = ? WHERE id = ? AND status = 'pending' AND expires_ms > ?")
+            .bind(status)
+            .bind(by)
+            .bind(now)
+            .bind(id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let row: Option<Approval> = sqlx::query_as("SELECT * FROM approvals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match (updated, row) {
+            (1, Some(row)) => Ok(row),
+            (_, None) => Err(format!("there is no approval {id}")),
+            (_, Some(row)) if row.status == "pending" => {
+                Err(format!("approval {id} expired; it counts as not done"))
+            }
+            (_, Some(row)) => Err(format!("approval {id} is already {}", row.status)),
+        })
+    }
+
+    /// Marks pending approvals past their expiry as expired and returns them.
+    pub async fn expire(&self) -> Result<Vec<Approval>, StateError> {
+        let now = now_ms();
+        let rows: Vec<Approval> = sqlx::query_as("UPDATE approvals SET status = 'expired', decided_ms = ? WHERE status = 'pending' AND expires_ms <= ? RETURNING *")
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows)
+    }
+
+    /// Claims approved steps for execution (so two engines never run the same one).
+    pub async fn take_approved(&self) -> Result<Vec<Approval>, StateError> {
+        let rows: Vec<Approval> = sqlx::query_as(
+            "UPDATE approvals SET status = 'executing' WHERE status = 'approved' RETURNING *",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn finish(
+        &self,
+        id: i64,
+        status: &str,
+        result: Option<&str>,
+    ) -> Result<(), StateError> {
+        sqlx::query("UPDATE approvals SET status = ?, result = ? WHERE id = ?")
+            .bind(status)
+            .bind(result)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mode(&self) -> Result<ModeState, StateError> {
+        let row: Option<(String, i64, String, String)> = sqlx::query_as(
+            "SELECT mode, since_ms, changed_by, reason FROM engine_mode WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some((mode, since_ms, changed_by, reason)) => ModeState {
+                mode: if mode == "manual" {
+                    Mode::Manual
+                } else {
+                    Mode::Auto
+                },
+                since_ms,
+                changed_by,
+                reason,
+            },
+            None => ModeState {
+                mode: Mode::Auto,
+                since_ms: 0,
+                changed_by: "default".into(),
+                reason: "never changed".into(),
+            },
+        })
+    }
+
+    pub async fn set_mode(&self, mode: Mode, by: &str, reason: &str) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO engine_mode (id, mode, since_ms, changed_by, reason) VALUES (1, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET mode = excluded.mode, since_ms = excluded.since_ms, changed_by = excluded.changed_by, reason = excluded.reason",
+        )
+        .bind(mode.as_str())
+        .bind(now_ms())
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

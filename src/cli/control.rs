@@ -1,0 +1,160 @@
+//! `palisade approvals list | approve ID | reject ID` and `palisade mode [auto|manual]`: a person
+//! in charge of a running engine. They change the state database directly; the engine reads it
+//! (WAL mode lets both work at once).
+
+use std::path::Path;
+
+use crate::approvals::{Approvals, Mode};
+use crate::audit::{AuditEntry, AuditLog, operator};
+use crate::content::display_path;
+use crate::state::StateStore;
+
+use super::{CannotRun, Status, load_content};
+
+fn with_state<T>(
+    dir: &Path,
+    work: impl AsyncFnOnce(&StateStore) -> Result<T, CannotRun>,
+) -> Result<T, CannotRun> {
+    let path = match load_content(dir, None)? {
+        Ok(content) => content.resolve(&content.config.state.path),
+        Err(_) => display_path(dir, &crate::config::Config::default().state.path),
+    };
+    if !path.exists() {
+        return Err(CannotRun(format!(
+            "no state database at `{}`: the engine has not run there",
+            path.display()
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let state = StateStore::open(&path).await?;
+        let result = work(&state).await;
+        state.close().await;
+        result
+    })
+}
+
+fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
+    with_state(dir, async |state| {
+        let approvals = Approvals::new(state);
+        approvals.expire().await?;
+        let rows = approvals
+            .list(if all { None } else { Some("pending") })
+            .await?;
+        if rows.is_empty() {
+            println!(
+                "{}",
+                if all {
+                    "no approvals"
+                } else {
+                    "nothing waits for approval"
+                }
+            );
+        }
+        for a in rows {
+            let decided = a
+                .decided_by
+                .as_deref()
+                .map(|by| format!(" by {by}"))
+                .unwrap_or_default();
+            println!(
+                "{:>5}  {:<9}{decided}  {} {} (playbook {}, step {}, event {})  waits because {}; expires {}",
+                a.id,
+                a.status,
+                a.action,
+                a.target,
+                a.playbook,
+                a.step,
+                a.event_id,
+                a.waits_because,
+                time(a.expires_ms)
+            );
+            if let Some(result) = a.result {
+                println!("       result: {result}");
+            }
+        }
+        Ok(Status::Ok)
+    })
+}
+
+pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
+    with_state(dir, async |state| {
+        let by = operator();
+        match Approvals::new(state).decide(id, approve, &by).await? {
+            Ok(approval) => {
+                let entry = AuditEntry {
+                    kind: "approval".into(),
+                    actor: by.clone(),
+                    event_id: Some(approval.event_id.clone()),
+                    rule: Some(approval.rule.clone()),
+                    playbook: Some(approval.playbook.clone()),
+                    step: Some(approval.step.clone()),
+                    action: Some(approval.action.clone()),
+                    target: Some(approval.target.clone()),
+                    status: Some(approval.status.clone()),
+                    reason: Some(format!("approval {id}")),
+                    details: serde_json::json!({"params": approval.params()}),
+                };
+                AuditLog::new(state).append(&[entry]).await?;
+                println!(
+                    "approval {id} {}: {} {}{}",
+                    approval.status,
+                    approval.action,
+                    approval.target,
+                    if approve {
+                        " (a running engine acts within a second)"
+                    } else {
+                        ""
+                    }
+                );
+                Ok(Status::Ok)
+            }
+            Err(message) => Err(CannotRun(message)),
+        }
+    })
+}
+
+pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
+    with_state(dir, async |state| {
+        let approvals = Approvals::new(state);
+        if let Some(wanted) = set {
+            let mode = match wanted {
+                "auto" => Mode::Auto,
+                _ => Mode::Manual,
+            };
+            let by = operator();
+            let before = approvals.mode().await?.mode;
+            approvals.set_mode(mode, &by, "set by an operator").await?;
+            let entry = AuditEntry {
+                kind: "mode".into(),
+                actor: by,
+                status: Some(mode.as_str().into()),
+                reason: Some("set by an operator".into()),
+                details: serde_json::json!({"from": before.as_str(), "to": mode.as_str()}),
+                ..AuditEntry::default()
+            };
+            AuditLog::new(state).append(&[entry]).await?;
+        }
+        let current = approvals.mode().await?;
+        println!(
+            "mode: {} (since {}, by {}: {})",
+            current.mode.as_str(),
+            if current.since_ms == 0 {
+                "the start".to_string()
+            } else {
+                time(current.since_ms)
+            },
+            current.changed_by,
+            current.reason
+        );
+        Ok(Status::Ok)
+    })
+}
