@@ -158,3 +158,33 @@ pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
         Ok(Status::Ok)
     })
 }
+
+pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
+    let Ok(crate::actions::ParamValue::Address { ip, prefix }) =
+        crate::actions::ParamType::Address.parse(address)
+    else {
+        return Err(CannotRun(format!(
+            "`{address}` is not an IP address or CIDR range"
+        )));
+    };
+    let shown = crate::actions::ParamValue::Address { ip, prefix }.to_string();
+    crate::actions::plugins::firewall::unblock(ip, prefix)
+        .map_err(|e| CannotRun(format!("nft refused the unblock: {e}")))?;
+    with_state(dir, async |state| {
+        let records = crate::actions::plugins::firewall::record_removed(state.pool(), &shown)
+            .await
+            .map_err(|e| CannotRun(e.to_string()))?;
+        let entry = AuditEntry {
+            kind: "outcome".into(),
+            actor: operator(),
+            action: Some("firewall.unblock".into()),
+            target: Some(shown.clone()),
+            status: Some("executed".into()),
+            reason: Some("unblocked by an operator".into()),
+            ..AuditEntry::default()
+        };
+        AuditLog::new(state).append(&[entry]).await?;
+        println!("unblocked {shown} ({records} recorded block(s) closed)");
+        Ok(Status::Ok)
+    })
+}

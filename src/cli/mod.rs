@@ -170,6 +170,12 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
+    /// Remove a block palisade placed (in this network namespace), and close its record.
+    Unblock {
+        address: String,
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
     /// Read and check the audit trail of what the engine and its operators did.
     Audit {
         #[command(subcommand)]
@@ -362,6 +368,7 @@ pub fn main() -> ExitCode {
             ApprovalsCommand::Reject { id, dir } => control::decide(&dir, id, false),
         },
         Command::Mode { set, dir } => control::mode(&dir, set.as_deref()),
+        Command::Unblock { address, dir } => control::unblock(&dir, &address),
         Command::Audit { which } => match which {
             AuditCommand::Tail { count, dir } => audit::tail(&dir, count),
             AuditCommand::Verify { dir } => audit::verify(&dir),

@@ -73,8 +73,17 @@ async fn engine(
     let registry =
         crate::actions::plugins::Registry::new(&crate::actions::plugins::PluginSettings {
             redis_url: config.redis.url.clone(),
+            blocks: Some(store.pool().clone()),
         })
         .map_err(CannotRun)?;
+    if !config.actions.dry_run {
+        // Blocks outlive the process: put back what a reboot or a flushed ruleset removed.
+        match crate::actions::plugins::firewall::reassert(store.pool()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "re-asserted firewall blocks"),
+            Err(err) => tracing::error!("cannot re-assert firewall blocks: {err}"),
+        }
+    }
     let executor = Arc::new(crate::actions::Executor::new(
         registry,
         Arc::new(crate::audit::AuditLog::new(&store)),

@@ -7,6 +7,7 @@
 )]
 
 mod cli;
+mod firewall;
 mod intel_pull;
 mod redis_io;
 mod response;

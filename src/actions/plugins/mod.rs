@@ -3,6 +3,7 @@
 //! (audit, protected targets, cooldowns, rate limits, timeouts, dry-run) is the executor's, not
 //! the plugins': a plugin only does its one thing. The contract is in `docs/actions.md`.
 
+pub mod firewall;
 mod notify;
 mod process;
 
@@ -61,10 +62,12 @@ pub trait Action: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct PluginSettings {
     pub redis_url: String,
+    /// Where blocks are recorded (for re-assertion at start-up and `palisade unblock`).
+    pub blocks: Option<sqlx::SqlitePool>,
 }
 
 /// The explicit registry: every plugin palisade has, by action name. Actions without a plugin
-/// here (the firewall, today) are refused by the executor with that reason.
+/// here are refused by the executor with that reason.
 pub struct Registry {
     plugins: BTreeMap<&'static str, Box<dyn Action>>,
 }
@@ -73,6 +76,12 @@ impl Registry {
     pub fn new(settings: &PluginSettings) -> Result<Registry, String> {
         let mut plugins: BTreeMap<&'static str, Box<dyn Action>> = BTreeMap::new();
         let all: Vec<Box<dyn Action>> = vec![
+            Box::new(firewall::Block {
+                blocks: settings.blocks.clone(),
+            }),
+            Box::new(firewall::Unblock {
+                blocks: settings.blocks.clone(),
+            }),
             Box::new(process::Kill),
             Box::new(notify::Log),
             Box::new(notify::Webhook::new()?),
