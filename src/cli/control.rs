@@ -168,8 +168,12 @@ pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
         )));
     };
     let shown = crate::actions::ParamValue::Address { ip, prefix }.to_string();
-    crate::actions::plugins::firewall::unblock(ip, prefix)
-        .map_err(|e| CannotRun(format!("nft refused the unblock: {e}")))?;
+    let backend = match load_content(dir, None)? {
+        Ok(content) => content.config.actions.firewall,
+        Err(_) => crate::actions::plugins::firewall::Backend::Auto,
+    };
+    crate::actions::plugins::firewall::unblock_with(backend, ip, prefix)
+        .map_err(|e| CannotRun(format!("the firewall refused the unblock: {e}")))?;
     with_state(dir, async |state| {
         let records = crate::actions::plugins::firewall::record_removed(state.pool(), &shown)
             .await

@@ -74,15 +74,36 @@ async fn engine(
         crate::actions::plugins::Registry::new(&crate::actions::plugins::PluginSettings {
             redis_url: config.redis.url.clone(),
             blocks: Some(store.pool().clone()),
+            firewall: config.actions.firewall,
         })
         .map_err(CannotRun)?;
     if !config.actions.dry_run {
         // Blocks outlive the process: put back what a reboot or a flushed ruleset removed.
-        match crate::actions::plugins::firewall::reassert(store.pool()).await {
+        let firewall = config.actions.firewall;
+        if let Err(err) = crate::actions::plugins::firewall::expire(store.pool(), firewall).await {
+            tracing::error!("cannot expire firewall blocks: {err}");
+        }
+        match crate::actions::plugins::firewall::reassert(store.pool(), firewall).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "re-asserted firewall blocks"),
             Err(err) => tracing::error!("cannot re-assert firewall blocks: {err}"),
         }
+        // iptables has no timeouts: blocks whose time is up are removed here.
+        let pool = store.pool().clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match crate::actions::plugins::firewall::expire(&pool, firewall).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "firewall blocks expired"),
+                    Err(err) => tracing::error!("cannot expire firewall blocks: {err}"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = shutdown.wait() => return,
+                }
+            }
+        });
     }
     let executor = Arc::new(crate::actions::Executor::new(
         registry,

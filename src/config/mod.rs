@@ -323,6 +323,9 @@ pub struct ActionsConfig {
     pub degrade_window: String,
     /// How long a step waits for approval before it expires (and counts as not done).
     pub approval_expiry: String,
+    /// What enforces `firewall.block`: `auto` (nftables when installed, else iptables),
+    /// `nftables` or `iptables`.
+    pub firewall: crate::actions::plugins::firewall::Backend,
 }
 
 impl Default for ActionsConfig {
@@ -350,6 +353,7 @@ impl Default for ActionsConfig {
             degrade_after_failures: 5,
             degrade_window: "10m".into(),
             approval_expiry: "1h".into(),
+            firewall: crate::actions::plugins::firewall::Backend::Auto,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `firewall.block` / `firewall.unblock` with nftables.
+//! `firewall.block` / `firewall.unblock` with nftables, or iptables where nft is absent.
 //!
 //! palisade keeps everything in its own table, `inet palisade`: four sets (inbound and outbound,
 //! IPv4 and IPv6) whose elements carry their own timeout, so a block expires in the kernel by
@@ -81,6 +81,168 @@ fn sets(ip: IpAddr, direction: &str) -> Vec<&'static str> {
     out
 }
 
+/// Which program enforces blocks.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// nftables when `nft` is installed, iptables otherwise.
+    Auto,
+    Nftables,
+    /// iptables and ip6tables: one DROP rule per block in palisade's own chains. iptables has
+    /// no timeouts, so the engine removes expired blocks itself.
+    Iptables,
+}
+
+fn has_program(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+impl Backend {
+    /// The backend `Auto` stands for on this machine.
+    pub fn resolve(self) -> Backend {
+        match self {
+            Backend::Auto if has_program("nft") => Backend::Nftables,
+            Backend::Auto => Backend::Iptables,
+            other => other,
+        }
+    }
+}
+
+/// Blocks with the given backend.
+pub fn block_with(
+    backend: Backend,
+    ip: IpAddr,
+    prefix: u8,
+    direction: &str,
+    ttl: Duration,
+) -> Result<(), String> {
+    match backend.resolve() {
+        Backend::Iptables => iptables::block(ip, prefix, direction),
+        _ => block(ip, prefix, direction, ttl),
+    }
+}
+
+/// Unblocks with the given backend.
+pub fn unblock_with(backend: Backend, ip: IpAddr, prefix: u8) -> Result<(), String> {
+    match backend.resolve() {
+        Backend::Iptables => iptables::unblock(ip, prefix),
+        _ => unblock(ip, prefix),
+    }
+}
+
+/// The iptables fallback: chains `PALISADE_IN` and `PALISADE_OUT` jumped to from `INPUT` and
+/// `OUTPUT`, one DROP rule per blocked address; every argument is a separate value.
+mod iptables {
+    use std::net::IpAddr;
+    use std::process::{Command, Stdio};
+
+    fn program(ip: IpAddr) -> &'static str {
+        if ip.is_ipv4() {
+            "iptables"
+        } else {
+            "ip6tables"
+        }
+    }
+
+    fn run(program: &str, args: &[&str]) -> Result<bool, String> {
+        let output = Command::new(program)
+            .args(["-w", "5"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+        Ok(output.status.success())
+    }
+
+    fn ensure(program: &str) -> Result<(), String> {
+        for (chain, hook) in [("PALISADE_IN", "INPUT"), ("PALISADE_OUT", "OUTPUT")] {
+            // `-N` fails when the chain exists; that is the state wanted.
+            run(program, &["-N", chain])?;
+            if !run(program, &["-C", hook, "-j", chain])?
+                && !run(program, &["-I", hook, "1", "-j", chain])?
+            {
+                return Err(format!("`{program} -I {hook} 1 -j {chain}` failed"));
+            }
+        }
+        Ok(())
+    }
+
+    fn rules(ip: IpAddr, prefix: u8, direction: &str) -> Vec<(&'static str, &'static str, String)> {
+        let address = format!("{}/{prefix}", crate::intel::indicator::mask(ip, prefix));
+        let mut out = Vec::new();
+        if direction != "outbound" {
+            out.push(("PALISADE_IN", "-s", address.clone()));
+        }
+        if direction != "inbound" {
+            out.push(("PALISADE_OUT", "-d", address));
+        }
+        out
+    }
+
+    pub(super) fn block(ip: IpAddr, prefix: u8, direction: &str) -> Result<(), String> {
+        let program = program(ip);
+        ensure(program)?;
+        for (chain, flag, address) in rules(ip, prefix, direction) {
+            let rule = [chain, flag, address.as_str(), "-j", "DROP"];
+            // Blocking twice is harmless: the rule is added only when missing.
+            let exists = run(program, &[&["-C"][..], &rule[..]].concat())?;
+            if !exists && !run(program, &[&["-A"][..], &rule[..]].concat())? {
+                return Err(format!(
+                    "`{program} -A {chain} {flag} {address} -j DROP` failed"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn unblock(ip: IpAddr, prefix: u8) -> Result<(), String> {
+        let program = program(ip);
+        ensure(program)?;
+        for (chain, flag, address) in rules(ip, prefix, "both") {
+            let rule = [chain, flag, address.as_str(), "-j", "DROP"];
+            while run(program, &[&["-D"][..], &rule[..]].concat())? {}
+        }
+        Ok(())
+    }
+}
+
+/// Removes recorded blocks whose time is up, for backends without kernel timeouts; with
+/// nftables it only closes the records (the kernel already dropped the elements). Returns how
+/// many expired.
+pub async fn expire(pool: &SqlitePool, backend: Backend) -> Result<usize, String> {
+    let now = now_ms();
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT address FROM blocks WHERE removed_ms IS NULL AND expires_ms <= ?",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    for (address,) in &rows {
+        if let Ok(ParamValue::Address { ip, prefix }) =
+            crate::actions::ParamType::Address.parse(address)
+            && backend.resolve() == Backend::Iptables
+        {
+            let (ip, prefix) = (ip, prefix);
+            tokio::task::spawn_blocking(move || iptables::unblock(ip, prefix))
+                .await
+                .map_err(|e| e.to_string())??;
+        }
+        sqlx::query("UPDATE blocks SET removed_ms = ? WHERE address = ? AND removed_ms IS NULL AND expires_ms <= ?")
+            .bind(now)
+            .bind(address)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(rows.len())
+}
+
 /// Adds `address` to the sets of `direction` for `ttl`. Blocking an address already blocked
 /// refreshes its timeout.
 pub fn block(ip: IpAddr, prefix: u8, direction: &str, ttl: Duration) -> Result<(), String> {
@@ -126,6 +288,7 @@ fn now_ms() -> i64 {
 
 pub(super) struct Block {
     pub(super) blocks: Option<SqlitePool>,
+    pub(super) backend: Backend,
 }
 
 impl Action for Block {
@@ -143,10 +306,11 @@ impl Action for Block {
             };
             let shown = ParamValue::Address { ip, prefix }.to_string();
             let dir = direction.clone();
-            tokio::task::spawn_blocking(move || block(ip, prefix, &dir, ttl))
+            let backend = self.backend;
+            tokio::task::spawn_blocking(move || block_with(backend, ip, prefix, &dir, ttl))
                 .await
                 .map_err(|e| ActionError::new(e.to_string()))?
-                .map_err(|e| ActionError::new(format!("nft refused the block: {e}")))?;
+                .map_err(|e| ActionError::new(format!("the firewall refused the block: {e}")))?;
             if let Some(pool) = &self.blocks {
                 let now = now_ms();
                 sqlx::query(
@@ -172,6 +336,7 @@ impl Action for Block {
 
 pub(super) struct Unblock {
     pub(super) blocks: Option<SqlitePool>,
+    pub(super) backend: Backend,
 }
 
 impl Action for Unblock {
@@ -183,10 +348,11 @@ impl Action for Unblock {
         Box::pin(async move {
             let (ip, prefix) = address(call)?;
             let shown = ParamValue::Address { ip, prefix }.to_string();
-            tokio::task::spawn_blocking(move || unblock(ip, prefix))
+            let backend = self.backend;
+            tokio::task::spawn_blocking(move || unblock_with(backend, ip, prefix))
                 .await
                 .map_err(|e| ActionError::new(e.to_string()))?
-                .map_err(|e| ActionError::new(format!("nft refused the unblock: {e}")))?;
+                .map_err(|e| ActionError::new(format!("the firewall refused the unblock: {e}")))?;
             if let Some(pool) = &self.blocks {
                 record_removed(pool, &shown)
                     .await
@@ -211,7 +377,7 @@ pub async fn record_removed(pool: &SqlitePool, address: &str) -> Result<u64, sql
 
 /// Puts every recorded, unexpired block back (after a reboot or a flushed ruleset), with the
 /// time it has left. Returns how many were re-asserted.
-pub async fn reassert(pool: &SqlitePool) -> Result<usize, String> {
+pub async fn reassert(pool: &SqlitePool, backend: Backend) -> Result<usize, String> {
     let now = now_ms();
     let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT address, direction, expires_ms FROM blocks WHERE removed_ms IS NULL AND expires_ms > ?")
         .bind(now)
@@ -226,7 +392,7 @@ pub async fn reassert(pool: &SqlitePool) -> Result<usize, String> {
             continue;
         };
         let left = Duration::from_millis(u64::try_from(expires_ms - now).unwrap_or(1000));
-        tokio::task::spawn_blocking(move || block(ip, prefix, &direction, left))
+        tokio::task::spawn_blocking(move || block_with(backend, ip, prefix, &direction, left))
             .await
             .map_err(|e| e.to_string())??;
         done += 1;

@@ -64,6 +64,7 @@ pub struct PluginSettings {
     pub redis_url: String,
     /// Where blocks are recorded (for re-assertion at start-up and `palisade unblock`).
     pub blocks: Option<sqlx::SqlitePool>,
+    pub firewall: firewall::Backend,
 }
 
 /// The explicit registry: every plugin palisade has, by action name. Actions without a plugin
@@ -78,9 +79,11 @@ impl Registry {
         let all: Vec<Box<dyn Action>> = vec![
             Box::new(firewall::Block {
                 blocks: settings.blocks.clone(),
+                backend: settings.firewall,
             }),
             Box::new(firewall::Unblock {
                 blocks: settings.blocks.clone(),
+                backend: settings.firewall,
             }),
             Box::new(process::Kill),
             Box::new(notify::Log),
