@@ -467,3 +467,60 @@ impl Executor {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            protected_addresses: vec![("192.0.2.0".parse().unwrap(), 24)],
+            critical_processes: vec!["sshd".into()],
+            cooldown: Duration::from_secs(60),
+            max_per_minute: 10,
+            timeout: Duration::from_secs(5),
+            degrade_after_failures: 5,
+            degrade_window: Duration::from_secs(600),
+            approval_expiry: Duration::from_secs(3600),
+        }
+    }
+
+    fn params(name: &'static str, value: ParamValue) -> BTreeMap<&'static str, ParamValue> {
+        BTreeMap::from([(name, value)])
+    }
+
+    #[test]
+    fn protected_targets_are_refused() {
+        let p = policy();
+        let pid = |n| params("pid", ParamValue::Pid(n));
+        let address = |ip: &str, prefix| {
+            params(
+                "address",
+                ParamValue::Address {
+                    ip: ip.parse().unwrap(),
+                    prefix,
+                },
+            )
+        };
+        assert!(protected(&p, &pid(1)).unwrap().contains("PID 1"));
+        assert!(
+            protected(&p, &pid(std::process::id()))
+                .unwrap()
+                .contains("palisade itself")
+        );
+        assert!(
+            protected(&p, &address("127.0.0.1", 32))
+                .unwrap()
+                .contains("loopback")
+        );
+        assert!(protected(&p, &address("::1", 128)).is_some());
+        assert!(
+            protected(&p, &address("192.0.2.77", 32))
+                .unwrap()
+                .contains("protected range")
+        );
+        // A wider block that would cover the protected range is refused too.
+        assert!(protected(&p, &address("192.0.0.0", 16)).is_some());
+        assert!(protected(&p, &address("185.12.33.4", 32)).is_none());
+    }
+}

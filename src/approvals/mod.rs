@@ -242,3 +242,103 @@ impl Approvals {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{ActionStatus, Risk};
+
+    fn record() -> ActionRecord {
+        ActionRecord {
+            event_id: "e1".into(),
+            playbook: std::sync::Arc::from("p"),
+            step: "kill".into(),
+            action: "process.kill",
+            target: "42".into(),
+            status: ActionStatus::Queued,
+            reason: None,
+            risk: Risk::High,
+            rule: std::sync::Arc::from("r"),
+            params: BTreeMap::from([("pid", "42".to_string())]),
+            on_failure: crate::playbooks::OnFailure::Abort,
+        }
+    }
+
+    #[tokio::test]
+    async fn approvals_are_decided_once_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::open(&dir.path().join("s.db")).await.unwrap();
+        let approvals = Approvals::new(&state);
+        let id = approvals
+            .queue(&record(), 0, "high risk", 3_600_000)
+            .await
+            .unwrap();
+        assert_eq!(approvals.list(Some("pending")).await.unwrap().len(), 1);
+        let decided = approvals
+            .decide(id, true, "operator:alice")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (decided.status.as_str(), decided.decided_by.as_deref()),
+            ("approved", Some("operator:alice"))
+        );
+        assert!(
+            approvals
+                .decide(id, false, "operator:bob")
+                .await
+                .unwrap()
+                .unwrap_err()
+                .contains("already approved")
+        );
+        assert_eq!(approvals.take_approved().await.unwrap().len(), 1);
+        assert!(
+            approvals.take_approved().await.unwrap().is_empty(),
+            "a step is taken once"
+        );
+
+        let stale = approvals
+            .queue(&record(), 0, "high risk", -1)
+            .await
+            .unwrap();
+        assert_eq!(approvals.expire().await.unwrap().len(), 1);
+        assert!(
+            approvals
+                .decide(stale, true, "operator:alice")
+                .await
+                .unwrap()
+                .unwrap_err()
+                .contains("already expired")
+        );
+        assert!(
+            approvals
+                .decide(999, true, "x")
+                .await
+                .unwrap()
+                .unwrap_err()
+                .contains("no approval 999")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_mode_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let state = StateStore::open(&path).await.unwrap();
+        assert_eq!(
+            Approvals::new(&state).mode().await.unwrap().mode,
+            Mode::Auto
+        );
+        Approvals::new(&state)
+            .set_mode(Mode::Manual, "engine:x", "5 failures")
+            .await
+            .unwrap();
+        state.close().await;
+        let reopened = StateStore::open(&path).await.unwrap();
+        let mode = Approvals::new(&reopened).mode().await.unwrap();
+        assert_eq!(
+            (mode.mode, mode.reason.as_str()),
+            (Mode::Manual, "5 failures")
+        );
+    }
+}

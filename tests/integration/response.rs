@@ -359,3 +359,60 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
         "{trail}"
     );
 }
+
+#[test]
+fn syslog_and_redis_notifications_reach_real_receivers() {
+    let redis = crate::support::RedisServer::start();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let syslog_port = syslog.local_addr().expect("address").port();
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "redis:\n  url: {}\nactions:\n  dry_run: false\n",
+            redis.url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("rules/test_targets.rhai"),
+        r#"let rule = #{ id: "test-target", title: "Test target", severity: "high", events: ["process_create"],
+                        filter: #{ "cmdline|contains": ["palisade-test-target"] } };"#,
+    )
+    .expect("rule");
+    std::fs::write(
+        dir.path().join("playbooks/test-notify.yaml"),
+        format!(
+            "id: test-notify\ntitle: Tell the SIEM and the responders\ntrigger: {{rules: [test-target]}}\nsteps:\n  - id: siem\n    action: notify.syslog\n    with: {{server: \"127.0.0.1:{syslog_port}\", message: \"seen {{{{ event.name }}}}\"}}\n    on_failure: continue\n  - id: responders\n    action: notify.redis\n    with: {{channel: palisade-test, message: \"seen {{{{ event.name }}}}\"}}\n"
+        ),
+    )
+    .expect("playbook");
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut connection = client.get_connection().expect("connection");
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe("palisade-test").expect("subscribe");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+
+    let out = run_engine(dir.path(), &[event(424_242, "evil.exe")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let mut buffer = [0u8; 2048];
+    let length = syslog.recv(&mut buffer).expect("a syslog message");
+    let line = String::from_utf8_lossy(&buffer[..length]).to_string();
+    assert!(line.starts_with("<84>1 "), "{line}");
+    assert!(
+        line.contains("[palisade@32473 rule=\"test-target\" playbook=\"test-notify\"")
+            && line.ends_with("seen evil.exe"),
+        "{line}"
+    );
+    let message = pubsub.get_message().expect("a Redis message");
+    let body: serde_json::Value =
+        serde_json::from_slice(message.get_payload_bytes()).expect("JSON");
+    assert_eq!(body["message"], "seen evil.exe");
+    assert_eq!(body["playbook"], "test-notify");
+}
