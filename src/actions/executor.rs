@@ -46,6 +46,9 @@ pub struct Policy {
 
 pub struct Executor {
     registry: Registry,
+    /// Where people hear that the engine switched to manual mode (the alert channel), besides
+    /// the log.
+    manual_mode_channel: Option<String>,
     audit: Arc<AuditLog>,
     approvals: Approvals,
     failures: Mutex<VecDeque<Instant>>,
@@ -109,6 +112,7 @@ impl Executor {
     ) -> Executor {
         Executor {
             registry,
+            manual_mode_channel: None,
             audit,
             approvals,
             failures: Mutex::new(VecDeque::new()),
@@ -245,6 +249,12 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    /// Also announce a switch to manual mode on this Redis channel.
+    pub fn with_manual_mode_channel(mut self, channel: Option<String>) -> Executor {
+        self.manual_mode_channel = channel;
+        self
     }
 
     /// Counts a failed act; true when the failures within the window reach the limit.

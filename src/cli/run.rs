@@ -105,13 +105,23 @@ async fn engine(
             }
         });
     }
-    let executor = Arc::new(crate::actions::Executor::new(
-        registry,
-        Arc::new(crate::audit::AuditLog::new(&store)),
-        crate::approvals::Approvals::new(&store),
-        policy,
-        actor,
-    ));
+    let executor = Arc::new(
+        crate::actions::Executor::new(
+            registry,
+            Arc::new(crate::audit::AuditLog::new(&store)),
+            crate::approvals::Approvals::new(&store),
+            policy,
+            actor,
+        )
+        .with_manual_mode_channel(
+            config
+                .alerts
+                .enabled
+                .unwrap_or(source.is_redis())
+                .then(|| config.alerts.channel.clone())
+                .flatten(),
+        ),
+    );
     // People approve queued steps from another process; run what they approved.
     {
         let executor = executor.clone();
