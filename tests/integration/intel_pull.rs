@@ -176,19 +176,7 @@ fn serve() -> (SocketAddr, Shared) {
         .route("/misp/attributes/restSearch", post(misp))
         .route("/flaky.txt", get(flaky))
         .with_state(feeds.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let address = listener.local_addr().expect("address");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
+    let address = crate::support::serve_http(app);
     (address, feeds)
 }
 

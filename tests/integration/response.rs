@@ -68,23 +68,7 @@ fn webhook(status: StatusCode) -> (String, std::sync::Arc<std::sync::atomic::Ato
             }
         }),
     );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let address = listener.local_addr().expect("address");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            axum::serve(
-                tokio::net::TcpListener::from_std(listener).expect("listener"),
-                app,
-            )
-            .await
-            .expect("serve");
-        });
-    });
+    let address = crate::support::serve_http(app);
     (format!("http://{address}/hook"), hits)
 }
 

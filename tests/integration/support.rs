@@ -259,3 +259,22 @@ pub fn redis_content(server: &RedisServer, source: &str) -> tempfile::TempDir {
     .expect("config");
     dir
 }
+
+/// Serves `app` over HTTP on a free loopback port, on its own thread, for the rest of the test
+/// process; returns the address.
+pub fn serve_http(app: axum::Router) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    address
+}
