@@ -461,6 +461,7 @@ async fn palisade_run(
     ));
     let consumer = tokio::spawn(async move {
         let outputs = Outputs {
+            format: AlertFormat::Quiet,
             state,
             alerts: alerts.take(),
             executor: None,

@@ -202,6 +202,7 @@ async fn engine(
             let origin = path.display().to_string();
             tracing::info!(source = %origin, "reading JSON lines");
             let mut outputs = Outputs {
+                format: engine.format(),
                 state: state.clone(),
                 alerts: alerts.take(),
                 executor: executor.clone(),
@@ -244,6 +245,7 @@ async fn engine(
                 "reading the stream"
             );
             let outputs = Outputs {
+                format: engine.format(),
                 state: state.clone(),
                 alerts: alerts.take(),
                 executor: executor.clone(),
@@ -257,6 +259,7 @@ async fn engine(
             let mut source = ChannelSource::new(link, channel);
             tracing::info!(channel = source.channel(), "reading the channel");
             let mut outputs = Outputs {
+                format: engine.format(),
                 state: state.clone(),
                 alerts: alerts.take(),
                 executor: executor.clone(),

@@ -29,6 +29,8 @@ pub enum DriveError {
 /// shutdown fired before the alerts were out.
 /// Where a handled batch goes: the state writer, alerts on Redis, and the executor.
 pub struct Outputs {
+    /// How committed batches are shown on standard output.
+    pub format: super::AlertFormat,
     pub state: StateWriter,
     pub alerts: Option<AlertPublisher>,
     pub executor: Option<Arc<Executor>>,
@@ -40,6 +42,7 @@ async fn commit(
     shutdown: &Shutdown,
 ) -> Result<bool, DriveError> {
     let Outputs {
+        format,
         state,
         alerts,
         executor,
@@ -53,6 +56,7 @@ async fn commit(
             )
             .await?;
     }
+    crate::sinks::show(*format, &handled.state);
     if !handled.state.is_empty() {
         state.write(std::mem::take(&mut handled.state)).await?;
     }
@@ -129,6 +133,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     probe: P,
 ) -> Result<P, DriveError> {
     let Outputs {
+        format,
         state,
         alerts,
         executor,
@@ -161,6 +166,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                         )
                         .await?;
                 }
+                crate::sinks::show(format, &batch.handled.state);
                 if !batch.handled.state.is_empty() {
                     state
                         .write(std::mem::take(&mut batch.handled.state))
@@ -272,7 +278,8 @@ pub fn drive_jsonl(
                 break;
             }
         } else {
-            // Nothing waits on the write: queue it and read on.
+            // Nothing waits on the write: show it, queue it and read on.
+            crate::sinks::show(outputs.format, &handled.state);
             outputs
                 .state
                 .blocking_send(std::mem::take(&mut handled.state))?;

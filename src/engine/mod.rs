@@ -10,7 +10,6 @@ mod shutdown;
 
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
-use std::io::Write;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -20,7 +19,7 @@ use crate::content::Content;
 use crate::detection::{Detection, Entity};
 use crate::event::{Event, NormalizeError};
 use crate::pipeline::{Outcome, Pipeline};
-use crate::sinks::{action_line, detection_line, render_action, render_detection, replay_lines};
+use crate::sinks::{action_line, detection_line};
 use crate::sources::Intake;
 use crate::state::{Batch, DetectionRow};
 
@@ -93,6 +92,11 @@ impl Engine {
         })
     }
 
+    /// How committed batches are shown on standard output.
+    pub fn format(&self) -> AlertFormat {
+        self.format
+    }
+
     pub fn content(&self) -> &Arc<Content> {
         self.pipeline.content()
     }
@@ -141,7 +145,6 @@ impl Engine {
         if outcome.detections.is_empty() {
             return;
         }
-        self.show(event);
         for detection in &outcome.detections {
             handled.state.detections.push(DetectionRow {
                 detection: detection.clone(),
@@ -164,29 +167,6 @@ impl Engine {
             .actions
             .extend(outcome.actions.iter().cloned());
         handled.degrade.extend(outcome.degrade.iter().cloned());
-    }
-
-    fn show(&self, event: &Event) {
-        let outcome = &self.outcome;
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        let written = match self.format {
-            AlertFormat::Quiet => Ok(()),
-            AlertFormat::Text => outcome.detections.iter().try_for_each(|detection| {
-                writeln!(out, "{}", render_detection(event, detection))?;
-                outcome
-                    .actions
-                    .iter()
-                    .filter(|a| a.rule == detection.rule)
-                    .try_for_each(|action| writeln!(out, "{}", render_action(action)))
-            }),
-            AlertFormat::Json => replay_lines(outcome)
-                .iter()
-                .try_for_each(|value| writeln!(out, "{value}")),
-        };
-        if let Err(err) = written.and_then(|()| out.flush()) {
-            tracing::warn!("cannot write alerts to standard output: {err}");
-        }
     }
 }
 

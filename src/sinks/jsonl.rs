@@ -50,11 +50,18 @@ pub fn action_line(action: &ActionRecord) -> Value {
 
 /// The replay output of an outcome: each detection followed by the actions it caused.
 pub fn replay_lines(outcome: &Outcome) -> Vec<Value> {
+    lines_for(&outcome.detections, &outcome.actions)
+}
+
+/// Each detection followed by the actions it caused.
+pub fn lines_for<'a>(
+    detections: impl IntoIterator<Item = &'a Detection>,
+    actions: &[ActionRecord],
+) -> Vec<Value> {
     let mut lines = Vec::new();
-    for detection in &outcome.detections {
+    for detection in detections {
         lines.push(detection_line(detection));
-        for action in outcome
-            .actions
+        for action in actions
             .iter()
             .filter(|a| a.event_id == detection.event_id && a.rule == detection.rule)
         {

@@ -92,6 +92,15 @@ fn a_running_process_is_killed_and_the_webhook_is_told() {
         "the sleep was not killed"
     );
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The console shows what became of each step, not what was planned.
+    let console = stdout(&out);
+    assert!(
+        console.contains(&format!(
+            "-> process.kill {} (playbook test-kill, step kill) executed: PID",
+            sleeper.id()
+        )),
+        "{console}"
+    );
     let trail = audit_tail(dir.path());
     assert!(
         trail.contains("intent") && trail.contains("step=kill action=process.kill"),
