@@ -425,6 +425,20 @@ async fn palisade_run(
     let store = StateStore::open(&state_dir.join(format!("bench-{}.db", rate.is_some())))
         .await
         .map_err(|e| e.to_string())?;
+    // The real executor: every step's decision goes to the audit trail, as in `palisade run`.
+    let registry =
+        crate::actions::plugins::Registry::new(&crate::actions::plugins::PluginSettings {
+            redis_url: url.to_string(),
+            blocks: Some(store.pool().clone()),
+            firewall: crate::actions::plugins::firewall::Backend::Auto,
+        })?;
+    let executor = Arc::new(crate::actions::Executor::new(
+        registry,
+        Arc::new(crate::audit::AuditLog::new(&store)),
+        crate::approvals::Approvals::new(&store),
+        content.config.actions.policy(url)?,
+        "engine:bench".into(),
+    ));
     let (state, writer) = spawn_writer(store, Arc::new(Notify::new()));
     let mut alerts = Some(AlertPublisher::new(
         Link::new(url, "alerts", health.clone())?,
@@ -464,7 +478,7 @@ async fn palisade_run(
             format: AlertFormat::Quiet,
             state,
             alerts: alerts.take(),
-            executor: None,
+            executor: Some(executor),
         };
         drive_stream(
             &mut engine,

@@ -51,6 +51,12 @@ pub struct Executor {
     manual_mode_channel: Option<String>,
     audit: Arc<AuditLog>,
     approvals: Approvals,
+    /// The mode as last read or set: refreshed every second by `run_approved` and at every
+    /// switch, so batches need not ask the database.
+    manual: std::sync::atomic::AtomicBool,
+    /// Held while the mode is read from or written to the database and cached, so a refresh
+    /// can never overwrite a switch that happened meanwhile.
+    mode_lock: Mutex<()>,
     failures: Mutex<VecDeque<Instant>>,
     policy: Policy,
     actor: String,
@@ -115,6 +121,8 @@ impl Executor {
             manual_mode_channel: None,
             audit,
             approvals,
+            manual: std::sync::atomic::AtomicBool::new(false),
+            mode_lock: Mutex::new(()),
             failures: Mutex::new(VecDeque::new()),
             policy,
             actor,
@@ -156,7 +164,10 @@ impl Executor {
         detections: &[DetectionRow],
         degrade: &[String],
     ) -> Result<(), StateError> {
-        let mut manual = self.approvals.mode().await?.mode == Mode::Manual;
+        if actions.is_empty() && degrade.is_empty() {
+            return Ok(());
+        }
+        let mut manual = self.manual.load(std::sync::atomic::Ordering::Relaxed);
         for reason in degrade {
             if !manual {
                 self.switch_to_manual(reason).await?;
@@ -164,6 +175,7 @@ impl Executor {
             }
         }
         let mut halted: HashSet<(String, String)> = HashSet::new();
+        let mut decisions = Vec::new();
         for action in actions.iter_mut() {
             let detection = detections.iter().find(|d| {
                 d.detection.event_id == action.event_id && d.detection.rule == action.rule
@@ -205,15 +217,14 @@ impl Executor {
             }
             if action.status != ActionStatus::Planned {
                 // Decided without acting (dry-run, shadow, queued, refused or skipped): on the
-                // record all the same.
-                let entry = self.entry(
+                // record all the same, in one append for the batch.
+                decisions.push(self.entry(
                     "decision",
                     action,
                     action.status.as_str(),
                     action.reason.clone(),
                     &why,
-                );
-                self.audit.append(&[entry]).await?;
+                ));
                 continue;
             }
             let (status, reason) = self.act(action, event_time_ms, &why).await?;
@@ -248,6 +259,18 @@ impl Executor {
                 manual = true;
             }
         }
+        if !decisions.is_empty() {
+            self.audit.append(&decisions).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the recorded mode (a manual engine stays manual across restarts).
+    pub async fn load_mode(&self) -> Result<(), StateError> {
+        let _held = self.mode_lock.lock().await;
+        let manual = self.approvals.mode().await?.mode == Mode::Manual;
+        self.manual
+            .store(manual, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -273,9 +296,14 @@ impl Executor {
 
     /// Automation misbehaves: stop acting alone, persist that, and tell a person.
     async fn switch_to_manual(&self, reason: &str) -> Result<(), StateError> {
-        self.approvals
-            .set_mode(Mode::Manual, &self.actor, reason)
-            .await?;
+        {
+            let _held = self.mode_lock.lock().await;
+            self.approvals
+                .set_mode(Mode::Manual, &self.actor, reason)
+                .await?;
+            self.manual
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let entry = AuditEntry {
             kind: "mode".into(),
             actor: self.actor.clone(),
@@ -295,6 +323,8 @@ impl Executor {
     /// Runs the steps people approved and expires the ones nobody decided on in time. A running
     /// engine calls this every second.
     pub async fn run_approved(&self) -> Result<usize, StateError> {
+        // An operator may have switched the mode from another process.
+        self.load_mode().await?;
         for expired in self.approvals.expire().await? {
             let entry = AuditEntry {
                 kind: "decision".into(),

@@ -116,33 +116,41 @@ impl AuditLog {
                 .await?;
         let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_string()));
         let mut written = Vec::with_capacity(entries.len());
+        let mut rows = Vec::with_capacity(entries.len());
         for entry in entries {
             seq += 1;
             let recorded_at = jiff::Timestamp::now().to_string();
             let hash = digest(&prev, seq, &recorded_at, entry);
-            sqlx::query(
-                "INSERT INTO audit (seq, recorded_at, kind, actor, event_id, rule, playbook, step, action, target, status, reason, details, prev_hash, hash) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq)
-            .bind(&recorded_at)
-            .bind(&entry.kind)
-            .bind(&entry.actor)
-            .bind(&entry.event_id)
-            .bind(&entry.rule)
-            .bind(&entry.playbook)
-            .bind(&entry.step)
-            .bind(&entry.action)
-            .bind(&entry.target)
-            .bind(&entry.status)
-            .bind(&entry.reason)
-            .bind(entry.details.to_string())
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
+            rows.push((seq, recorded_at, entry, prev.clone(), hash.clone()));
             written.push(seq);
             prev = hash;
+        }
+        // Multi-row INSERTs: one statement per 60 rows (15 columns, under SQLite's variable limit).
+        for chunk in rows.chunks(60) {
+            let mut insert: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
+                "INSERT INTO audit (seq, recorded_at, kind, actor, event_id, rule, playbook, step, action, target, status, reason, details, prev_hash, hash) ",
+            );
+            insert.push_values(
+                chunk,
+                |mut row, (seq, recorded_at, entry, prev_hash, hash)| {
+                    row.push_bind(*seq)
+                        .push_bind(recorded_at.clone())
+                        .push_bind(entry.kind.clone())
+                        .push_bind(entry.actor.clone())
+                        .push_bind(entry.event_id.clone())
+                        .push_bind(entry.rule.clone())
+                        .push_bind(entry.playbook.clone())
+                        .push_bind(entry.step.clone())
+                        .push_bind(entry.action.clone())
+                        .push_bind(entry.target.clone())
+                        .push_bind(entry.status.clone())
+                        .push_bind(entry.reason.clone())
+                        .push_bind(entry.details.to_string())
+                        .push_bind(prev_hash.clone())
+                        .push_bind(hash.clone());
+                },
+            );
+            insert.build().execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
             .bind(seq)

@@ -122,6 +122,7 @@ async fn engine(
                 .flatten(),
         ),
     );
+    executor.load_mode().await?;
     // People approve queued steps from another process; run what they approved.
     {
         let executor = executor.clone();

@@ -92,7 +92,7 @@ impl RuleEngine {
         for &index in &self.by_kind[event.kind.index()] {
             let rule = &self.rules[index];
             let definition = &rule.definition;
-            if !definition.prefilter.matches(event) {
+            if !definition.prefilter.matches(event, intel) {
                 continue;
             }
             let Some(ast) = &rule.ast else {

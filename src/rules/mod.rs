@@ -238,6 +238,7 @@ pub fn load_rule(
         }
     };
     let mut conditions_found = Vec::new();
+    let mut intel_kinds: Option<Vec<crate::intel::IndicatorKind>> = None;
     match meta.get("filter") {
         None => {}
         Some(value) => match value.clone().try_cast::<Map>() {
@@ -248,6 +249,19 @@ pub fn load_rule(
             ),
             Some(conditions) => {
                 for (key, values) in conditions {
+                    if key == "intel" {
+                        match scalar_list(&values)
+                            .ok_or_else(|| {
+                                "`filter` key `intel` takes `any` or a list of indicator kinds"
+                                    .to_string()
+                            })
+                            .and_then(|v| Prefilter::parse_intel(&v))
+                        {
+                            Ok(kinds) => intel_kinds = Some(kinds),
+                            Err(message) => at_key("intel", "rule-bad-filter", message),
+                        }
+                        continue;
+                    }
                     let parsed = scalar_list(&values)
                         .ok_or_else(|| format!("`filter` key `{key}` must have a string, a number or an array of them"))
                         .and_then(|values| Prefilter::parse_condition(&key, values));
@@ -273,8 +287,11 @@ pub fn load_rule(
             }
         },
     }
-    let prefilter = Prefilter::new(conditions_found);
-    if !has_detect && prefilter.conditions.is_empty() {
+    let mut prefilter = Prefilter::new(conditions_found);
+    if let Some(kinds) = intel_kinds {
+        prefilter = prefilter.with_intel(kinds);
+    }
+    if !has_detect && prefilter.is_empty() {
         at_key(
             "rule",
             "rule-matches-everything",

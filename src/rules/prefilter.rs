@@ -95,6 +95,10 @@ impl Condition {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefilter {
     pub conditions: Vec<Condition>,
+    /// `intel: [...]`: the event must have threat-intelligence hits of one of these kinds (any
+    /// kind when empty). Checked on the hits the pipeline already computed, so intel rules cost
+    /// nothing for the events no indicator matches.
+    pub intel: Option<Vec<crate::intel::IndicatorKind>>,
 }
 
 impl Prefilter {
@@ -102,11 +106,46 @@ impl Prefilter {
     /// rejected by an exact comparison before any substring scan runs.
     pub fn new(mut conditions: Vec<Condition>) -> Prefilter {
         conditions.sort_by_key(Condition::cost);
-        Prefilter { conditions }
+        Prefilter {
+            conditions,
+            intel: None,
+        }
+    }
+
+    /// Requires intel hits (of `kinds`, or any kind when empty).
+    pub fn with_intel(mut self, kinds: Vec<crate::intel::IndicatorKind>) -> Prefilter {
+        self.intel = Some(kinds);
+        self
+    }
+
+    /// Whether nothing is filtered at all.
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty() && self.intel.is_none()
+    }
+
+    /// Parses the values of the `intel` key: `any`, or indicator kinds.
+    pub fn parse_intel(values: &[String]) -> Result<Vec<crate::intel::IndicatorKind>, String> {
+        let mut kinds = Vec::new();
+        for value in values {
+            if value == "any" {
+                return Ok(Vec::new());
+            }
+            kinds.push(crate::intel::IndicatorKind::parse(value).ok_or_else(|| {
+                format!("`filter` key `intel` takes `any` or indicator kinds (ip, cidr, domain, url, md5, sha1, sha256), not `{value}`")
+            })?);
+        }
+        Ok(kinds)
     }
 
     #[inline]
-    pub fn matches(&self, event: &Event) -> bool {
+    pub fn matches(&self, event: &Event, hits: &[crate::intel::IntelHit]) -> bool {
+        if let Some(kinds) = &self.intel
+            && !hits
+                .iter()
+                .any(|h| kinds.is_empty() || kinds.contains(&h.kind))
+        {
+            return false;
+        }
         self.conditions
             .iter()
             .all(|condition| condition.holds(event))
@@ -194,29 +233,29 @@ mod tests {
     #[test]
     fn all_keys_must_hold_and_any_value_may() {
         let e = event();
-        assert!(prefilter(&[("parent_name", &["excel.exe", "winword.exe"])]).matches(&e));
+        assert!(prefilter(&[("parent_name", &["excel.exe", "winword.exe"])]).matches(&e, &[]));
         assert!(
             prefilter(&[
                 ("parent_name", &["winword.exe"]),
                 ("cmdline|contains", &["-enc "])
             ])
-            .matches(&e)
+            .matches(&e, &[])
         );
         assert!(
             !prefilter(&[
                 ("parent_name", &["winword.exe"]),
                 ("cmdline|contains", &["iex"])
             ])
-            .matches(&e)
+            .matches(&e, &[])
         );
-        assert!(prefilter(&[("cmdline|startswith", &["POWERSHELL"])]).matches(&e));
-        assert!(prefilter(&[("parent_name|endswith", &[".exe"])]).matches(&e));
-        assert!(prefilter(&[("pid", &["42"])]).matches(&e));
+        assert!(prefilter(&[("cmdline|startswith", &["POWERSHELL"])]).matches(&e, &[]));
+        assert!(prefilter(&[("parent_name|endswith", &[".exe"])]).matches(&e, &[]));
+        assert!(prefilter(&[("pid", &["42"])]).matches(&e, &[]));
         assert!(
-            !prefilter(&[("user", &["bob"])]).matches(&e),
+            !prefilter(&[("user", &["bob"])]).matches(&e, &[]),
             "absent field never matches"
         );
-        assert!(Prefilter::default().matches(&e));
+        assert!(Prefilter::default().matches(&e, &[]));
     }
 
     #[test]
@@ -225,10 +264,10 @@ mod tests {
         e.kind = EventKind::NetworkConnection;
         e.remote_port = Some(4444);
         e.remote_ip = Some("185.12.33.4".parse().unwrap());
-        assert!(prefilter(&[("remote_port", &["80", "4444"])]).matches(&e));
-        assert!(prefilter(&[("remote_ip", &["::ffff:185.12.33.4"])]).matches(&e));
-        assert!(prefilter(&[("remote_ip|startswith", &["185.12."])]).matches(&e));
-        assert!(!prefilter(&[("remote_ip", &["185.12.33.5"])]).matches(&e));
+        assert!(prefilter(&[("remote_port", &["80", "4444"])]).matches(&e, &[]));
+        assert!(prefilter(&[("remote_ip", &["::ffff:185.12.33.4"])]).matches(&e, &[]));
+        assert!(prefilter(&[("remote_ip|startswith", &["185.12."])]).matches(&e, &[]));
+        assert!(!prefilter(&[("remote_ip", &["185.12.33.5"])]).matches(&e, &[]));
         assert!(
             Prefilter::parse_condition("remote_port", vec!["http".into()])
                 .unwrap_err()

@@ -218,3 +218,54 @@ fn embedded_tests_are_parsed_with_their_line() {
         found[0].3
     );
 }
+
+#[test]
+fn an_intel_filter_runs_the_rule_only_for_events_with_hits() {
+    let rule = r#"let rule = #{ id: "listed", title: "Listed", severity: "high", events: ["network_connection"], filter: #{ intel: ["ip", "cidr"] } };
+fn detect(event) { true }"#;
+    let definition = Arc::new(load(rule).expect("loads"));
+    let mut engine = RuleEngine::build(
+        &[definition],
+        &RuleLimits::default(),
+        &crate::intel::IntelHandle::default(),
+    )
+    .expect("builds");
+    let event = Event::new("e", EventKind::NetworkConnection, 0);
+    let hit = |kind| crate::intel::IntelHit {
+        value: "1.2.3.4".into(),
+        indicator: "1.2.3.0/24".into(),
+        kind,
+        source: "feed".into(),
+        confidence: 90,
+        severity: 80,
+        score: 87.0,
+        threat: None,
+        warning: None,
+    };
+    let (mut detections, mut failures) = (Vec::new(), Vec::new());
+    engine.evaluate(&event, &[], &mut detections, &mut failures);
+    assert!(detections.is_empty(), "no hits, no run");
+    engine.evaluate(
+        &event,
+        &[hit(crate::intel::IndicatorKind::Domain)],
+        &mut detections,
+        &mut failures,
+    );
+    assert!(
+        detections.is_empty(),
+        "a hit of another kind does not count"
+    );
+    engine.evaluate(
+        &event,
+        &[hit(crate::intel::IndicatorKind::Cidr)],
+        &mut detections,
+        &mut failures,
+    );
+    assert_eq!(detections.len(), 1);
+    let bad = r#"let rule = #{ id: "b", title: "B", severity: "high", events: ["dns_query"], filter: #{ intel: ["ipv9"] } };"#;
+    assert!(
+        problems(bad)
+            .iter()
+            .any(|p| p.3.contains("indicator kinds"))
+    );
+}

@@ -301,8 +301,10 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
     assert!(
         eventually(Duration::from_secs(10), || pending()
             .contains("process.kill")),
-        "{}",
-        pending()
+        "{}\n{}\n{}",
+        pending(),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        stdout(&palisade(&["audit", "tail", "-n", "30"], dir.path()))
     );
     std::thread::sleep(Duration::from_millis(300));
     assert!(
