@@ -325,23 +325,25 @@ impl Executor {
     pub async fn run_approved(&self) -> Result<usize, StateError> {
         // An operator may have switched the mode from another process.
         self.load_mode().await?;
-        for expired in self.approvals.expire().await? {
-            let entry = AuditEntry {
-                kind: "decision".into(),
-                actor: self.actor.clone(),
-                event_id: Some(expired.event_id.clone()),
-                playbook: Some(expired.playbook.clone()),
-                step: Some(expired.step.clone()),
-                action: Some(expired.action.clone()),
-                target: Some(expired.target.clone()),
-                status: Some("expired".into()),
-                reason: Some(format!(
-                    "approval {} expired without a decision; the step counts as not done",
-                    expired.id
-                )),
-                ..AuditEntry::default()
-            };
-            self.audit.append(&[entry]).await?;
+        let expired: Vec<AuditEntry> = self
+            .approvals
+            .expire()
+            .await?
+            .iter()
+            .map(|expired| {
+                expired.audit_entry(
+                    "decision",
+                    &self.actor,
+                    "expired",
+                    format!(
+                        "approval {} expired without a decision; the step counts as not done",
+                        expired.id
+                    ),
+                )
+            })
+            .collect();
+        if !expired.is_empty() {
+            self.audit.append(&expired).await?;
         }
         let approved = self.approvals.take_approved().await?;
         let count = approved.len();

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::{FromRow, SqlitePool};
 
 use crate::actions::ActionRecord;
+use crate::audit::AuditEntry;
 use crate::state::{StateError, StateStore};
 
 /// Whether the engine acts by itself.
@@ -66,6 +67,24 @@ pub struct Approval {
 impl Approval {
     pub fn params(&self) -> BTreeMap<String, String> {
         serde_json::from_str(&self.params).unwrap_or_default()
+    }
+
+    /// The audit row for something that happened to this approval: a person's decision or its
+    /// expiry. One place builds it so every such row names the same event, rule and step.
+    pub fn audit_entry(&self, kind: &str, actor: &str, status: &str, reason: String) -> AuditEntry {
+        AuditEntry {
+            kind: kind.into(),
+            actor: actor.into(),
+            event_id: Some(self.event_id.clone()),
+            rule: Some(self.rule.clone()),
+            playbook: Some(self.playbook.clone()),
+            step: Some(self.step.clone()),
+            action: Some(self.action.clone()),
+            target: Some(self.target.clone()),
+            status: Some(status.into()),
+            reason: Some(reason),
+            details: serde_json::json!({"params": self.params()}),
+        }
     }
 }
 

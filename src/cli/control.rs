@@ -90,19 +90,12 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
         let by = operator();
         match Approvals::new(state).decide(id, approve, &by).await? {
             Ok(approval) => {
-                let entry = AuditEntry {
-                    kind: "approval".into(),
-                    actor: by.clone(),
-                    event_id: Some(approval.event_id.clone()),
-                    rule: Some(approval.rule.clone()),
-                    playbook: Some(approval.playbook.clone()),
-                    step: Some(approval.step.clone()),
-                    action: Some(approval.action.clone()),
-                    target: Some(approval.target.clone()),
-                    status: Some(approval.status.clone()),
-                    reason: Some(format!("approval {id}")),
-                    details: serde_json::json!({"params": approval.params()}),
-                };
+                let entry = approval.audit_entry(
+                    "approval",
+                    &by,
+                    &approval.status,
+                    format!("approval {id}"),
+                );
                 AuditLog::new(state).append(&[entry]).await?;
                 println!(
                     "approval {id} {}: {} {}{}",
