@@ -3,18 +3,12 @@
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
-use crate::support::{json_lines, palisade, repo, scratch_content, stderr, stdout};
+use crate::support::{assert_success, json_lines, palisade, repo, scratch_content, stderr, stdout};
 
 #[test]
 fn validate_accepts_the_shipped_content() {
     let out = palisade(&["validate"], &repo());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert!(
         stdout(&out).starts_with("ok: 7 rule(s), 6 playbook(s)"),
         "{}",
@@ -87,7 +81,7 @@ fn validate_cannot_run_on_a_missing_directory() {
 fn test_command_passes_on_the_shipped_content() {
     let out = palisade(&["test"], &repo());
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_success(&out);
     assert!(text.contains("0 failed"), "{text}");
     assert!(!text.contains("FAIL "), "{text}");
 }
@@ -161,7 +155,7 @@ fn replay_prints_detections_only_for_malicious_events() {
         &["replay", "--events", "tests/fixtures/mixed.jsonl"],
         &repo(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     let lines = json_lines(&stdout(&out));
     let detected: Vec<&str> = lines
         .iter()
@@ -214,7 +208,7 @@ fn detect(event) { loop { } }
     )
     .expect("write events");
     let out = palisade(&["replay", "--events", "events.jsonl"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     let detections: Vec<Value> = json_lines(&stdout(&out))
         .into_iter()
         .filter(|l| l["kind"] == "detection")
@@ -262,7 +256,7 @@ fn bad_input_is_counted_dead_lettered_and_processing_goes_on() {
         ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     let lines = json_lines(&stdout(&out));
     assert_eq!(lines[0]["event_id"], "good");
     let log = stderr(&out);
@@ -310,7 +304,7 @@ fn run_prints_alerts_and_records_decisions_in_sqlite() {
         &["run", "--events", fixture.to_str().expect("utf-8 path")],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     let text = stdout(&out);
     assert!(
         text.contains("2025-11-03T14:30:10Z HIGH     office-spawns-shell  ws-17  WINWORD.EXE started powershell.exe  process powershell.exe (4242)  [event m-03]"),
@@ -382,7 +376,7 @@ fn run_reads_standard_input_by_default() {
         writeln!(stdin, r#"{{"type":"process_create","timestamp":1,"id":"s1","pid":9,"name":"wscript.exe","parent_name":"outlook.exe"}}"#).expect("write");
     }
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     assert!(
         stdout(&out).contains("outlook.exe started wscript.exe"),
         "{}",
@@ -421,13 +415,7 @@ fn replay_correlates_events_with_imported_intel() {
         let mut all = vec!["intel", "import", path.to_str().expect("path")];
         all.extend_from_slice(args);
         let out = palisade(&all, dir.path());
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        assert_success(&out);
         stdout(&out)
     };
     assert!(
@@ -472,7 +460,7 @@ fn replay_correlates_events_with_imported_intel() {
         &["replay", "--events", events.to_str().expect("path")],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     let lines = json_lines(&stdout(&out));
     let detections: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "detection").collect();
     let by_event = |id: &str| detections.iter().find(|d| d["event_id"] == id).copied();

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{eventually, palisade, scratch_content, stderr, stdout};
+use crate::support::{assert_success, eventually, palisade, scratch_content, stderr, stdout};
 
 /// Two namespaces, `host` (192.0.2.1, listening on 8080) and `peer` (192.0.2.2). Removed on drop.
 struct Hosts {
@@ -158,7 +158,7 @@ fn detect(event) { #{ entity: "address" } }"#,
     // iptables fallback when the engine next runs after the block's time is up.
     std::fs::write(dir.path().join("playbooks/test-block.yaml"), playbook("2s")).expect("playbook");
     let out = hosts.palisade(dir.path(), &["run", "--events", "events.jsonl"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     assert!(!hosts.connects(), "the block must drop the connection");
     if backend == "iptables" {
         std::thread::sleep(Duration::from_millis(2500));
@@ -179,13 +179,7 @@ fn detect(event) { #{ entity: "address" } }"#,
     hosts.palisade(dir.path(), &["run", "--events", "events.jsonl"]);
     assert!(!hosts.connects());
     let out = hosts.palisade(dir.path(), &["unblock", "192.0.2.2"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert!(hosts.connects(), "unblock must let traffic through again");
 
     // Blocked again, then the ruleset is flushed (as by a reboot): the next start re-asserts it.

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::support::{palisade, scratch_content, stdout};
+use crate::support::{assert_success, palisade, scratch_content, stdout};
 
 /// What the server saw and how it should answer next.
 #[derive(Default)]
@@ -211,7 +211,7 @@ fn a_snapshot_list_is_fetched_only_when_changed_and_expires_what_vanished() {
         "    - {{name: feodo, type: http, url: \"http://{address}/feodo.csv\", format: feodo, snapshot: true}}\n"
     ));
     let out = pull(dir.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_success(&out);
     assert!(
         stdout(&out).contains("feodo: 2 indicator(s) stored"),
         "{}",
@@ -253,7 +253,7 @@ fn a_taxii_collection_is_paged_and_resumed_from_its_cursor() {
         "    - {{name: partner, type: taxii, url: \"http://{address}/taxii/collections/c1/\", api_key_env: TAXII_TOKEN, page_size: 2}}\n"
     ));
     let out = pull(dir.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_success(&out);
     assert!(
         stdout(&out).contains("partner: 3 indicator(s) stored, 0 skipped, 0 expired, 2 page(s)"),
         "{}",
@@ -294,7 +294,7 @@ fn misp_rest_search_uses_the_key_from_the_environment_and_a_timestamp_cursor() {
         "    - {{name: misp, type: misp, url: \"http://{address}/misp\", api_key_env: MISP_KEY, page_size: 2}}\n"
     ));
     let out = pull(dir.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_success(&out);
     assert!(
         stdout(&out).contains("misp: 3 indicator(s) stored"),
         "{}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    EngineProcess, RedisServer, eventually, office_events, palisade, redis_content, stdout,
+    EngineProcess, RedisServer, assert_success, eventually, office_events, palisade, redis_content,
 };
 
 const ALERTS: &str = "palisade:alerts";
@@ -21,13 +21,7 @@ fn publish(dir: &std::path::Path, file: &str, events: &str, target: &[&str]) {
     let mut args = vec!["publish", "--events", file];
     args.extend_from_slice(target);
     let out = palisade(&args, dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        crate::support::stderr(&out)
-    );
+    assert_success(&out);
 }
 
 /// Event ids of the alerts, with how many alerts each got.

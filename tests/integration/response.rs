@@ -8,7 +8,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 
-use crate::support::{eventually, palisade, scratch_content, stderr, stdout};
+use crate::support::{assert_success, eventually, palisade, scratch_content, stdout};
 
 /// A content directory whose config acts (dry-run off), with a rule that fires on any process
 /// named in `names` and a playbook that kills it and calls `webhook`.
@@ -82,7 +82,7 @@ fn a_running_process_is_killed_and_the_webhook_is_told() {
     let dir = acting_content(&url);
     let mut sleeper = target();
     let out = run_engine(dir.path(), &[event(sleeper.id(), "sleep")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     assert!(
         eventually(Duration::from_secs(5), || sleeper
             .try_wait()
@@ -127,7 +127,7 @@ fn a_reused_pid_pid_one_and_the_wrong_program_are_refused() {
         dir.path(),
         &[event(sleeper.id(), "notsleep"), event(1, "systemd")],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         sleeper.try_wait().expect("wait").is_none(),
@@ -152,7 +152,7 @@ fn a_webhook_that_keeps_failing_is_retried_then_given_up_with_an_audited_failure
     let dir = acting_content(&url);
     let mut sleeper = target();
     let out = run_engine(dir.path(), &[event(sleeper.id(), "sleep")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     assert_eq!(
         hits.load(std::sync::atomic::Ordering::SeqCst),
         3,
@@ -195,7 +195,7 @@ fn injection_never_reaches_an_act_and_is_refused_on_the_record() {
         })
         .collect();
     let out = run_engine(dir.path(), &events);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
     let export = stdout(&palisade(&["audit", "export"], dir.path()));
     let blocks: Vec<serde_json::Value> = export
         .lines()
@@ -319,13 +319,7 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
         .expect("an approval id")
         .to_string();
     let out = palisade(&["approvals", "approve", &id], dir.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_success(&out);
     assert!(
         eventually(Duration::from_secs(10), || sleeper
             .try_wait()
@@ -343,7 +337,7 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
     drop(stdin);
     let _ = engine.wait();
     let verify = palisade(&["audit", "verify"], dir.path());
-    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    assert_success(&verify);
     let trail = stdout(&palisade(&["audit", "tail", "-n", "100"], dir.path()));
     assert!(
         trail.contains("mode") && trail.contains("status=manual"),
@@ -394,7 +388,7 @@ fn syslog_and_redis_notifications_reach_real_receivers() {
         .expect("timeout");
 
     let out = run_engine(dir.path(), &[event(424_242, "evil.exe")]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_success(&out);
 
     let mut buffer = [0u8; 2048];
     let length = syslog.recv(&mut buffer).expect("a syslog message");
