@@ -25,8 +25,6 @@ pub enum DriveError {
     State(#[from] crate::state::StateError),
 }
 
-/// Commits one batch: state first (waiting until it is stored), then alerts. False when
-/// shutdown fired before the alerts were out.
 /// Where a handled batch goes: the state writer, alerts on Redis, and the executor.
 pub struct Outputs {
     /// How committed batches are shown on standard output.
@@ -36,18 +34,10 @@ pub struct Outputs {
     pub executor: Option<Arc<Executor>>,
 }
 
-async fn commit(
-    handled: &mut Handled,
-    outputs: &mut Outputs,
-    shutdown: &Shutdown,
-) -> Result<bool, DriveError> {
-    let Outputs {
-        format,
-        state,
-        alerts,
-        executor,
-    } = outputs;
-    if let Some(executor) = executor {
+/// The first half of committing a batch: the executor decides what became of each step, the
+/// batch is shown, and its state is stored (waiting until it is).
+async fn record(handled: &mut Handled, outputs: &Outputs) -> Result<(), DriveError> {
+    if let Some(executor) = &outputs.executor {
         executor
             .run(
                 &mut handled.state.actions,
@@ -56,16 +46,33 @@ async fn commit(
             )
             .await?;
     }
-    crate::sinks::show(*format, &handled.state);
+    crate::sinks::show(outputs.format, &handled.state);
     if !handled.state.is_empty() {
-        state.write(std::mem::take(&mut handled.state)).await?;
+        outputs
+            .state
+            .write(std::mem::take(&mut handled.state))
+            .await?;
     }
-    if let Some(publisher) = alerts
-        && !publisher.publish(&handled.alerts, shutdown).await
-    {
-        return Ok(false);
+    Ok(())
+}
+
+/// The second half: the batch's alerts go out. False when shutdown fired before they were out.
+async fn dispatch(handled: &Handled, outputs: &mut Outputs, shutdown: &Shutdown) -> bool {
+    match &mut outputs.alerts {
+        Some(publisher) => publisher.publish(&handled.alerts, shutdown).await,
+        None => true,
     }
-    Ok(true)
+}
+
+/// Commits one batch: state first, then alerts. False when shutdown fired before the alerts
+/// were out.
+async fn commit(
+    handled: &mut Handled,
+    outputs: &mut Outputs,
+    shutdown: &Shutdown,
+) -> Result<bool, DriveError> {
+    record(handled, outputs).await?;
+    Ok(dispatch(handled, outputs, shutdown).await)
 }
 
 /// Hands CPU work to the current thread without starving the runtime's other tasks.
@@ -132,17 +139,11 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     shutdown: &Shutdown,
     probe: P,
 ) -> Result<P, DriveError> {
-    let Outputs {
-        format,
-        state,
-        alerts,
-        executor,
-    } = outputs;
     let (queue, mut pending) = tokio::sync::mpsc::channel::<Pending>(PENDING_BATCHES);
     let committer = {
         let shutdown = shutdown.clone();
         let mut acker = source.acker();
-        let mut alerts = alerts;
+        let mut outputs = outputs;
         let mut probe = probe;
         tokio::spawn(async move {
             while let Some(mut batch) = pending.recv().await {
@@ -157,27 +158,11 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 } else {
                     Vec::new()
                 };
-                if let Some(executor) = &executor {
-                    executor
-                        .run(
-                            &mut batch.handled.state.actions,
-                            &batch.handled.state.detections,
-                            &batch.handled.degrade,
-                        )
-                        .await?;
-                }
-                crate::sinks::show(format, &batch.handled.state);
-                if !batch.handled.state.is_empty() {
-                    state
-                        .write(std::mem::take(&mut batch.handled.state))
-                        .await?;
-                }
+                record(&mut batch.handled, &outputs).await?;
                 if !detected.is_empty() {
                     probe.recorded(&detected);
                 }
-                if let Some(publisher) = &mut alerts
-                    && !publisher.publish(&batch.handled.alerts, &shutdown).await
-                {
+                if !dispatch(&batch.handled, &mut outputs, &shutdown).await {
                     break;
                 }
                 if !detected.is_empty() {
