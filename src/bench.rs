@@ -447,7 +447,7 @@ async fn palisade_run(
             ..Default::default()
         },
     ));
-    let mut source = StreamSource::new(
+    let source = StreamSource::new(
         Link::new(url, "source", health)?,
         StreamSourceConfig {
             stream: stream.into(),
@@ -482,7 +482,7 @@ async fn palisade_run(
         };
         drive_stream(
             &mut engine,
-            &mut source,
+            source,
             outputs,
             &shutdown,
             LatencyProbe::default(),

@@ -239,7 +239,7 @@ async fn engine(
         }
         SourceConfig::RedisStream(stream) => {
             let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;
-            let mut source = StreamSource::new(link, stream);
+            let source = StreamSource::new(link, stream);
             tracing::info!(
                 stream = source.stream(),
                 consumer = source.consumer(),
@@ -251,7 +251,7 @@ async fn engine(
                 alerts: alerts.take(),
                 executor: executor.clone(),
             };
-            drive_stream(&mut engine, &mut source, outputs, &shutdown, NoProbe)
+            drive_stream(&mut engine, source, outputs, &shutdown, NoProbe)
                 .await
                 .map(|_| ())
         }

@@ -55,6 +55,14 @@ pub struct Handled {
 }
 
 impl Handled {
+    /// Appends what a later batch produced.
+    pub fn absorb(&mut self, mut later: Handled) {
+        self.state.detections.append(&mut later.state.detections);
+        self.state.actions.append(&mut later.state.actions);
+        self.degrade.append(&mut later.degrade);
+        self.alerts.append(&mut later.alerts);
+    }
+
     pub fn clear(&mut self) {
         self.state.detections.clear();
         self.state.actions.clear();
