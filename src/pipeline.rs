@@ -1,23 +1,28 @@
-//! One worker's path for an event: rules decide, playbooks plan.
+//! One worker's path for an event: rules decide, the anomaly model and the behaviour tracker
+//! add what rules cannot see, playbooks plan.
 //!
 //! ```text
-//! Event ──► RuleEngine (indexed by type, pre-filtered) ──► detections ──► Planner ──► actions
+//! Event ──► intel ──► RuleEngine ──► (no rule matched) AnomalyModel ──► Tracker ──► Planner
+//!                     (indexed,       score ≥ threshold: detection      records,     actions
+//!                      pre-filtered)                                    detectors
 //! ```
 //!
-//! Later stages slot in between: intel enrichment before the rules, the anomaly model and the
-//! behaviour tracker after them for events no rule matched, and the executor after planning.
 //! Each worker owns one [`Pipeline`]; the [`Content`] it was built from is shared and immutable,
-//! so a reload builds new pipelines off to the side and swaps them in.
+//! so a reload builds new pipelines off to the side and swaps them in. The model and the
+//! tracker are shared handles: the model is swapped when its file changes, the tracker's
+//! summary outlives any one pipeline.
 
 use std::sync::Arc;
 
 use crate::actions::ActionRecord;
+use crate::anomaly::AnomalyHandle;
 use crate::content::Content;
 use crate::detection::Detection;
 use crate::event::Event;
 use crate::intel::{IntelHandle, IntelHit};
 use crate::playbooks::{PlanOutcome, Planner};
 use crate::rules::{RuleEngine, RuleFailure};
+use crate::tracker::{BehaviourRecord, TrackerHandle};
 
 /// Everything one event produced. Reused across events to avoid allocating per event.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -27,6 +32,10 @@ pub struct Outcome {
     pub failures: Vec<RuleFailure>,
     /// Reasons a step asked the engine to switch to manual mode.
     pub degrade: Vec<String>,
+    /// The tracker's records of the events, to be stored.
+    pub behaviour: Vec<BehaviourRecord>,
+    /// Patterns the tracker reported, to be stored.
+    pub reported: Vec<(String, String, i64)>,
 }
 
 impl Outcome {
@@ -35,6 +44,42 @@ impl Outcome {
         self.actions.clear();
         self.failures.clear();
         self.degrade.clear();
+        self.behaviour.clear();
+        self.reported.clear();
+    }
+}
+
+/// The stages after the rules, as shared handles.
+#[derive(Clone, Default)]
+pub struct Stages {
+    /// Scores events no rule matched; without a model, nothing is scored.
+    pub anomaly: AnomalyHandle,
+    /// The behaviour tracker; `None` when it is off.
+    pub tracker: Option<TrackerHandle>,
+}
+
+impl Stages {
+    /// The stages as the content's config describes them: the model file loaded from the
+    /// content directory when it exists, a fresh in-memory tracker.
+    pub fn from_content(content: &Content) -> Result<Stages, String> {
+        let config = &content.config;
+        let model = if config.anomaly.enabled {
+            crate::anomaly::load_optional(&content.resolve(&config.anomaly.model))
+                .map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        Ok(Stages {
+            anomaly: AnomalyHandle::new(model, config.anomaly.threshold),
+            tracker: config.tracker.enabled.then(|| {
+                TrackerHandle::new(crate::tracker::Settings::from_config(&config.tracker))
+            }),
+        })
+    }
+
+    /// Rules and playbooks only.
+    pub fn none() -> Stages {
+        Stages::default()
     }
 }
 
@@ -46,6 +91,8 @@ pub struct Pipeline {
     planner: Planner,
     dry_run: bool,
     plan: PlanOutcome,
+    stages: Stages,
+    features: Vec<f64>,
 }
 
 impl Pipeline {
@@ -56,7 +103,24 @@ impl Pipeline {
         dry_run: bool,
         intel: IntelHandle,
     ) -> Result<Pipeline, String> {
-        let rules = RuleEngine::build(&content.rules, &content.config.limits, &intel)?;
+        let stages = Stages::from_content(&content)?;
+        Pipeline::with_stages(content, dry_run, intel, stages)
+    }
+
+    /// Builds a pipeline around given stage handles (the engine shares a reloading model and a
+    /// tracker restored from the state database).
+    pub fn with_stages(
+        content: Arc<Content>,
+        dry_run: bool,
+        intel: IntelHandle,
+        stages: Stages,
+    ) -> Result<Pipeline, String> {
+        let rules = RuleEngine::build_with(
+            &content.rules,
+            &content.config.limits,
+            &intel,
+            stages.tracker.as_ref(),
+        )?;
         let planner = Planner::new(&content.config.limits, &intel);
         Ok(Pipeline {
             content,
@@ -66,11 +130,17 @@ impl Pipeline {
             planner,
             dry_run,
             plan: PlanOutcome::default(),
+            stages,
+            features: Vec::new(),
         })
     }
 
     pub fn content(&self) -> &Arc<Content> {
         &self.content
+    }
+
+    pub fn stages(&self) -> &Stages {
+        &self.stages
     }
 
     /// Runs `event` through every stage, appending to `out` (which the caller clears).
@@ -84,6 +154,19 @@ impl Pipeline {
         self.intel.current().enrich(event, &mut self.hits);
         self.rules
             .evaluate(event, &self.hits, &mut out.detections, &mut out.failures);
+        if out.detections.len() == first_new
+            && let Some(detection) = self.stages.anomaly.detect(event, &mut self.features)
+        {
+            out.detections.push(detection);
+        }
+        if let Some(tracker) = &self.stages.tracker {
+            tracker.observe(
+                event,
+                &mut out.behaviour,
+                &mut out.detections,
+                &mut out.reported,
+            );
+        }
         let detections = &out.detections[first_new..];
         if detections.is_empty() {
             return;

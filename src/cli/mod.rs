@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod control;
 mod intel;
+mod model;
 mod publish;
 mod replay;
 mod run;
@@ -68,6 +69,49 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Detection rate on attacks and false-positive rate on normal events at the threshold, and
+    /// a PNG of both score distributions.
+    #[command(
+        after_help = "Example:\n  palisade model eval --normal tests/fixtures/anomaly/heldout-normal.jsonl \\\n    --attacks tests/fixtures/anomaly/heldout-attacks.jsonl --plot scores.png"
+    )]
+    Eval {
+        /// Events known to be normal (not the ones the model was trained on).
+        #[arg(long)]
+        normal: PathBuf,
+        /// Events known to be attacks.
+        #[arg(long)]
+        attacks: PathBuf,
+        #[arg(long, default_value = "models/anomaly.model")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 0.9)]
+        threshold: f64,
+        /// Where to write the histogram PNG.
+        #[arg(long, default_value = "anomaly-scores.png")]
+        plot: PathBuf,
+    },
+    /// Generate events of a made-up 36-host office fleet: normal activity, or labelled attacks.
+    #[command(after_help = "The shipped model and its test sets were made with:\n  \
+palisade model sample --kind normal --events 30000 --days 14 --seed 1 --out tests/fixtures/anomaly/baseline.jsonl\n  \
+palisade model sample --kind normal --events 10000 --days 14 --seed 2 --out tests/fixtures/anomaly/heldout-normal.jsonl\n  \
+palisade model sample --kind attacks --events 1000 --days 14 --seed 3 --out tests/fixtures/anomaly/heldout-attacks.jsonl")]
+    Sample {
+        #[arg(long, value_enum)]
+        kind: crate::anomaly::synth::SampleKind,
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Spread over this many days from 2026-10-05.
+        #[arg(long, default_value_t = 14)]
+        days: i64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +229,26 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+    /// Fit the anomaly model to a baseline of normal events and write the model file.
+    #[command(
+        after_help = "The model scores events no rule matched: 0 is ordinary, 0.9 means one baseline event in a \
+thousand was as unusual. A baseline should be weeks of normal activity from the fleet the engine watches.\n\n\
+Examples:\n  palisade train --events tests/fixtures/anomaly/baseline.jsonl --out models/anomaly.model\n\n\
+See docs/anomaly.md."
+    )]
+    Train {
+        /// JSON-lines file of normal events.
+        #[arg(long)]
+        events: PathBuf,
+        /// Where to write the model.
+        #[arg(long, default_value = "models/anomaly.model")]
+        out: PathBuf,
+    },
+    /// Judge the anomaly model on labelled sets, or generate such sets.
+    Model {
+        #[command(subcommand)]
+        which: ModelCommand,
     },
     /// Write the JSON Schemas for playbooks and the config file.
     Schema {
@@ -362,6 +426,23 @@ pub fn main() -> ExitCode {
             dir,
         } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
+        Command::Train { events, out } => model::train_model(&events, &out),
+        Command::Model { which } => match which {
+            ModelCommand::Eval {
+                normal,
+                attacks,
+                model: path,
+                threshold,
+                plot,
+            } => model::eval(&path, &normal, &attacks, threshold, &plot),
+            ModelCommand::Sample {
+                kind,
+                events,
+                days,
+                seed,
+                out,
+            } => model::sample(kind, events, days, seed, out.as_deref()),
+        },
         Command::Approvals { which } => match which {
             ApprovalsCommand::List { all, dir } => control::list(&dir, all),
             ApprovalsCommand::Approve { id, dir } => control::decide(&dir, id, true),

@@ -174,12 +174,14 @@ async fn engine(
             shutdown.clone(),
         ));
     }
+    let stages = stages(&content, &state_path, &shutdown).await?;
     let mut engine = Engine::new(
         content.clone(),
         intel,
         Intake::new(Some(dead_letter)),
         alert_format,
         publishes,
+        stages,
     )
     .map_err(CannotRun)?;
     tracing::info!(
@@ -285,4 +287,44 @@ async fn engine(
     );
     driven.map_err(|e| CannotRun(e.to_string()))?;
     Ok(Status::Ok)
+}
+
+/// The anomaly model (watched for changes) and the tracker (restored from the state database).
+async fn stages(
+    content: &Content,
+    state_path: &Path,
+    shutdown: &Shutdown,
+) -> Result<crate::pipeline::Stages, CannotRun> {
+    let stages = crate::pipeline::Stages::from_content(content).map_err(CannotRun)?;
+    let config = &content.config;
+    if config.anomaly.enabled {
+        let path = content.resolve(&config.anomaly.model);
+        match stages.anomaly.current() {
+            Some(model) => tracing::info!(
+                model = %path.display(),
+                trained_at = model.trained_at,
+                threshold = config.anomaly.threshold,
+                "anomaly model loaded"
+            ),
+            None => tracing::info!(
+                model = %path.display(),
+                "no anomaly model yet; events are scored once `palisade train` writes it"
+            ),
+        }
+        tokio::spawn(crate::anomaly::watch(
+            stages.anomaly.clone(),
+            path,
+            std::time::Duration::from_secs(1),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(tracker) = &stages.tracker {
+        let store = StateStore::open(state_path).await?;
+        let retention = i64::from(config.tracker.retention_days) * 86_400_000;
+        let (records, reported) = crate::tracker::load_records(store.pool(), retention).await?;
+        tracker.restore(&records, &reported);
+        tracing::info!(records = records.len(), "behaviour tracker restored");
+        store.close().await;
+    }
+    Ok(stages)
 }

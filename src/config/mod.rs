@@ -38,6 +38,76 @@ pub struct Config {
     /// Budgets for every rule evaluation and `when` condition.
     #[serde(default)]
     pub limits: RuleLimits,
+    /// The anomaly model, scoring events no rule matched.
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
+    /// The long-term behaviour tracker.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+}
+
+/// The anomaly stage (`docs/anomaly.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Score events no rule matched. Off, or with no model file, the stage is skipped.
+    pub enabled: bool,
+    /// The model file `palisade train` wrote, relative to the content directory. It is
+    /// reloaded when it changes.
+    pub model: PathBuf,
+    /// Scores at or above this become detections; 0.9 means one baseline event in a thousand
+    /// was as unusual.
+    pub threshold: f64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> AnomalyConfig {
+        AnomalyConfig {
+            enabled: true,
+            model: PathBuf::from("models/anomaly.model"),
+            threshold: 0.9,
+        }
+    }
+}
+
+/// The behaviour tracker (`docs/anomaly.md#the-behaviour-tracker`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// Record behaviour and run the detectors.
+    pub enabled: bool,
+    /// Records older than this (by event time) are forgotten.
+    pub retention_days: u32,
+    /// No analysis of an entity with fewer records than this.
+    pub min_records: usize,
+    /// Beaconing: the largest spread of intervals (standard deviation over mean) still called
+    /// regular.
+    pub beacon_max_jitter: f64,
+    /// Beaconing: intervals shorter than this are bursts, not beacons.
+    pub beacon_min_interval: String,
+    /// Beaconing: only to public addresses (internal monitoring polls regularly too).
+    pub beacon_public_only: bool,
+    /// Low-and-slow scanning: distinct ports on one address from one host.
+    pub scan_distinct_ports: usize,
+    /// Low-and-slow scanning: distinct addresses on one port from one host.
+    pub scan_distinct_hosts: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> TrackerConfig {
+        TrackerConfig {
+            enabled: true,
+            retention_days: 30,
+            min_records: 10,
+            beacon_max_jitter: 0.2,
+            beacon_min_interval: "10s".into(),
+            beacon_public_only: true,
+            scan_distinct_ports: 100,
+            scan_distinct_hosts: 50,
+        }
+    }
 }
 
 impl Config {
@@ -466,6 +536,53 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     ] {
         if value.as_os_str().is_empty() {
             report(at, "path must not be empty".into());
+        }
+    }
+    if !(config.anomaly.threshold > 0.0 && config.anomaly.threshold <= 1.0) {
+        report(
+            root.key("anomaly").key("threshold"),
+            format!(
+                "`anomaly.threshold` must be above 0 and at most 1, not {}",
+                config.anomaly.threshold
+            ),
+        );
+    }
+    let tracker = &config.tracker;
+    let at = root.key("tracker");
+    if tracker.retention_days == 0 {
+        report(
+            at.key("retention_days"),
+            "`tracker.retention_days` must be at least 1".into(),
+        );
+    }
+    if tracker.min_records < 3 {
+        report(
+            at.key("min_records"),
+            "`tracker.min_records` must be at least 3: fewer records say nothing about behaviour"
+                .into(),
+        );
+    }
+    if !(tracker.beacon_max_jitter > 0.0 && tracker.beacon_max_jitter < 1.0) {
+        report(
+            at.key("beacon_max_jitter"),
+            "`tracker.beacon_max_jitter` must be between 0 and 1 (0.2 allows intervals about 20% apart)".into(),
+        );
+    }
+    if crate::actions::parse_duration(&tracker.beacon_min_interval).is_none() {
+        report(
+            at.key("beacon_min_interval"),
+            format!(
+                "`tracker.beacon_min_interval` is `{}`, not a duration like `10s` or `5m`",
+                tracker.beacon_min_interval
+            ),
+        );
+    }
+    for (key, value) in [
+        ("scan_distinct_ports", tracker.scan_distinct_ports),
+        ("scan_distinct_hosts", tracker.scan_distinct_hosts),
+    ] {
+        if value < 2 {
+            report(at.key(key), format!("`tracker.{key}` must be at least 2"));
         }
     }
     if let Err(message) = redis::Client::open(config.redis.url.as_str()) {

@@ -57,15 +57,13 @@ pub struct Handled {
 impl Handled {
     /// Appends what a later batch produced.
     pub fn absorb(&mut self, mut later: Handled) {
-        self.state.detections.append(&mut later.state.detections);
-        self.state.actions.append(&mut later.state.actions);
+        self.state.absorb(later.state);
         self.degrade.append(&mut later.degrade);
         self.alerts.append(&mut later.alerts);
     }
 
     pub fn clear(&mut self) {
-        self.state.detections.clear();
-        self.state.actions.clear();
+        self.state = crate::state::Batch::default();
         self.alerts.clear();
         self.degrade.clear();
     }
@@ -88,10 +86,11 @@ impl Engine {
         intake: Intake,
         format: AlertFormat,
         build_alerts: bool,
+        stages: crate::pipeline::Stages,
     ) -> Result<Engine, String> {
         let dry_run = content.config.actions.dry_run;
         Ok(Engine {
-            pipeline: Pipeline::new(content, dry_run, intel)?,
+            pipeline: Pipeline::with_stages(content, dry_run, intel, stages)?,
             intake,
             format,
             build_alerts,
@@ -150,6 +149,14 @@ impl Engine {
         self.counters.detections += outcome.detections.len() as u64;
         self.counters.actions += outcome.actions.len() as u64;
         self.counters.rule_failures += outcome.failures.len() as u64;
+        handled.state.behaviour.append(&mut self.outcome.behaviour);
+        handled.state.reported.append(&mut self.outcome.reported);
+        if let Some(tracker) = &self.pipeline.stages().tracker
+            && let Some(horizon) = tracker.take_pruned()
+        {
+            handled.state.behaviour_horizon = Some(horizon);
+        }
+        let outcome = &self.outcome;
         if outcome.detections.is_empty() {
             return;
         }

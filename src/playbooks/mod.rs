@@ -447,6 +447,7 @@ impl Validator<'_> {
                 input,
                 expect: Expectation::Outcome(test.expect.clone()),
                 intel: test.intel.clone(),
+                anomaly: test.anomaly,
                 file: self.path.to_path_buf(),
                 line: locate(self.source, &case_at).line,
             });

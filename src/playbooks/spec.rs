@@ -129,5 +129,9 @@ pub struct PlaybookTestSpec {
     /// Indicators the case's threat-intelligence matcher holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub intel: Vec<crate::testing::TestIndicator>,
+    /// Score the events with the content's anomaly model (`anomaly.model` in the config).
+    /// Off by default, so cases do not depend on a model trained on someone's baseline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anomaly: bool,
     pub expect: ExpectedOutcome,
 }

@@ -43,7 +43,22 @@ impl RuleEngine {
         limits: &RuleLimits,
         intel: &crate::intel::IntelHandle,
     ) -> Result<RuleEngine, String> {
-        let (engine, deadline) = build_engine(limits, intel);
+        RuleEngine::build_with(definitions, limits, intel, None)
+    }
+
+    /// As [`RuleEngine::build`], with the tracker rules query through `first_seen` and friends
+    /// (without one, those functions answer from an empty tracker).
+    pub fn build_with(
+        definitions: &[Arc<RuleDefinition>],
+        limits: &RuleLimits,
+        intel: &crate::intel::IntelHandle,
+        tracker: Option<&crate::tracker::TrackerHandle>,
+    ) -> Result<RuleEngine, String> {
+        let (mut engine, deadline) = build_engine(limits, intel);
+        if let Some(tracker) = tracker {
+            // Registered again over the empty tracker's functions: the last registration wins.
+            tracker.register(&mut engine);
+        }
         let mut rules = Vec::with_capacity(definitions.len());
         let mut by_kind: [Vec<usize>; 4] = Default::default();
         for definition in definitions {

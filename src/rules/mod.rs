@@ -458,6 +458,10 @@ fn parse_tests(
                 input,
                 expect,
                 intel,
+                anomaly: map
+                    .get("anomaly")
+                    .and_then(|v| v.as_bool().ok())
+                    .unwrap_or(false),
                 file: path.to_path_buf(),
                 line: text_position(source, case_offset, "")
                     .line

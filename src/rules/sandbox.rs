@@ -119,6 +119,9 @@ pub fn build_engine(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> (
         }
     });
     helpers::register(&mut engine);
+    // The tracker's query functions exist in every engine, so rules using them load and
+    // validate anywhere; engines of a running pipeline register its real tracker over these.
+    crate::tracker::TrackerHandle::default().register(&mut engine);
     // `intel_lookup(value)`: every hit for any address, range, domain, URL or hash, from the
     // snapshot current at the call.
     let snapshot = intel.clone();

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::actions::ActionRecord;
 use crate::detection::Detection;
+use crate::tracker::BehaviourRecord;
 
 /// Rows per INSERT statement; 12 columns × 400 rows stays far below SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
@@ -56,11 +57,34 @@ pub struct DetectionRow {
 pub struct Batch {
     pub detections: Vec<DetectionRow>,
     pub actions: Vec<ActionRecord>,
+    /// The behaviour tracker's records of these events.
+    pub behaviour: Vec<BehaviourRecord>,
+    /// Patterns the tracker reported: (detector, key, event time).
+    pub reported: Vec<(String, String, i64)>,
+    /// Stored behaviour records older than this event time can go.
+    pub behaviour_horizon: Option<i64>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.detections.is_empty() && self.actions.is_empty()
+        self.detections.is_empty()
+            && self.actions.is_empty()
+            && self.behaviour.is_empty()
+            && self.reported.is_empty()
+            && self.behaviour_horizon.is_none()
+    }
+
+    /// Appends a later batch.
+    pub fn absorb(&mut self, mut later: Batch) {
+        self.detections.append(&mut later.detections);
+        self.actions.append(&mut later.actions);
+        self.behaviour.append(&mut later.behaviour);
+        self.reported.append(&mut later.reported);
+        self.behaviour_horizon = later.behaviour_horizon.or(self.behaviour_horizon);
+    }
+
+    fn rows(&self) -> usize {
+        self.detections.len() + self.actions.len() + self.behaviour.len()
     }
 }
 
@@ -173,6 +197,33 @@ impl StateStore {
             });
             insert.build().execute(&mut *tx).await?;
         }
+        for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
+            let mut insert: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO behaviour (ts, entity, kind, subject) ");
+            insert.push_values(chunk, |mut row, r| {
+                row.push_bind(r.ts)
+                    .push_bind(r.entity.as_str())
+                    .push_bind(r.kind)
+                    .push_bind(r.subject.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for (detector, key, at) in &batch.reported {
+            sqlx::query(
+                "INSERT OR REPLACE INTO tracker_reported (detector, key, at) VALUES (?, ?, ?)",
+            )
+            .bind(detector)
+            .bind(key)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(horizon) = batch.behaviour_horizon {
+            sqlx::query("DELETE FROM behaviour WHERE ts < ?")
+                .bind(horizon)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -267,11 +318,10 @@ pub fn spawn_writer(
             let mut batch = first.batch;
             let mut waiting: Vec<oneshot::Sender<Result<(), String>>> =
                 first.done.into_iter().collect();
-            while batch.detections.len() + batch.actions.len() < 10 * ROWS_PER_STATEMENT {
+            while batch.rows() < 10 * ROWS_PER_STATEMENT {
                 match receiver.try_recv() {
-                    Ok(mut more) => {
-                        batch.detections.append(&mut more.batch.detections);
-                        batch.actions.append(&mut more.batch.actions);
+                    Ok(more) => {
+                        batch.absorb(more.batch);
                         waiting.extend(more.done);
                     }
                     Err(_) => break,

@@ -18,6 +18,9 @@ pub struct TestCase {
     pub expect: Expectation,
     /// Indicators the case's matcher holds (instead of the state database).
     pub intel: Vec<TestIndicator>,
+    /// Whether the content's anomaly model scores the events (the tracker always runs, fresh
+    /// for each case, on the events' own timestamps).
+    pub anomaly: bool,
     /// The rule or playbook file that holds the case, and the case's line in it.
     pub file: PathBuf,
     pub line: usize,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::content::Content;
 use crate::event::{Event, normalize, normalize_value};
-use crate::pipeline::{Outcome, Pipeline};
+use crate::pipeline::{Outcome, Pipeline, Stages};
 use crate::sinks::{action_line, detection_line, replay_lines};
 use crate::sources::jsonl::JsonlReader;
 
@@ -59,7 +59,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
     for rule in &content.rules {
         for case in rule.tests.iter().filter(|c| selected(&rule.id, &c.name)) {
-            let problems = match outcome_of(content, &case.input, &case.intel) {
+            let problems = match outcome_of(content, &case.input, &case.intel, case.anomaly) {
                 Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
                 Err(problem) => vec![problem],
             };
@@ -72,7 +72,10 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             .iter()
             .filter(|c| selected(&playbook.id, &c.name))
         {
-            let problems = match (&case.expect, outcome_of(content, &case.input, &case.intel)) {
+            let problems = match (
+                &case.expect,
+                outcome_of(content, &case.input, &case.intel, case.anomaly),
+            ) {
                 (Expectation::Outcome(expected), Ok(outcome)) => {
                     check_playbook(&playbook.id, expected, &outcome)
                 }
@@ -136,6 +139,7 @@ fn outcome_of(
     content: &Arc<Content>,
     input: &TestInput,
     intel: &[TestIndicator],
+    anomaly: bool,
 ) -> Result<Outcome, String> {
     let events = match input {
         TestInput::Events(values) => values
@@ -145,7 +149,12 @@ fn outcome_of(
             .collect::<Result<Vec<_>, _>>()?,
         TestInput::Fixture(path) => read_fixture(&content.resolve(path))?,
     };
-    let mut pipeline = Pipeline::new(content.clone(), false, case_intel(content, intel)?)?;
+    let mut stages = Stages::from_content(content)?;
+    if !anomaly {
+        stages.anomaly = crate::anomaly::AnomalyHandle::default();
+    }
+    let mut pipeline =
+        Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)?;
     let mut outcome = Outcome::default();
     for event in &events {
         pipeline.process(event, &mut outcome);
@@ -335,7 +344,13 @@ fn check_snapshot(
     events: &Path,
     expected: &Path,
 ) -> Result<Vec<String>, String> {
-    let outcome = outcome_of(content, &TestInput::Fixture(events.to_path_buf()), &[])?;
+    // A snapshot is what the engine would do with these events: every stage, the model too.
+    let outcome = outcome_of(
+        content,
+        &TestInput::Fixture(events.to_path_buf()),
+        &[],
+        true,
+    )?;
     let got: Vec<Value> = replay_lines(&outcome);
     let text = std::fs::read_to_string(expected)
         .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;

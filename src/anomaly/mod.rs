@@ -1,0 +1,150 @@
+//! The anomaly stage: for events no rule matched, a model trained on normal activity says how
+//! unusual they are; above the threshold they become detections with stage `anomaly`.
+//!
+//! ```text
+//! baseline.jsonl ──► train (features, k-means, calibration) ──► models/anomaly.model
+//! event (no rule matched) ──► features ──► distance to nearest centre ──► score ──► detection
+//! ```
+//!
+//! `features` turns events into numbers, `model` holds what training produced and scores,
+//! `train` fits, `evaluate` measures a model on labelled sets and draws the score histograms,
+//! `synth` generates the fleet data the shipped model and its tests use.
+
+pub mod evaluate;
+pub mod features;
+pub mod model;
+mod plot;
+pub mod synth;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+
+pub use model::{Model, ModelError, Scored};
+
+use crate::detection::{Detection, Entity, Severity, Stage};
+use crate::event::{Event, EventKind};
+
+/// The id anomaly detections carry where a rule's would be; playbooks trigger on it.
+pub const DETECTOR_ID: &str = "anomaly-model";
+
+/// The model the engine scores with, swapped whole when its file changes.
+#[derive(Clone, Default)]
+pub struct AnomalyHandle {
+    model: Arc<ArcSwapOption<Model>>,
+    threshold: f64,
+}
+
+impl AnomalyHandle {
+    pub fn new(model: Option<Model>, threshold: f64) -> AnomalyHandle {
+        AnomalyHandle {
+            model: Arc::new(ArcSwapOption::from(model.map(Arc::new))),
+            threshold,
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Model>> {
+        self.model.load_full()
+    }
+
+    pub fn swap(&self, model: Model) {
+        self.model.store(Some(Arc::new(model)));
+    }
+
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Scores `event` and returns a detection when it reaches the threshold.
+    pub fn detect(&self, event: &Event, scratch: &mut Vec<f64>) -> Option<Detection> {
+        let guard = self.model.load();
+        let model = guard.as_ref()?;
+        if model.score_only(event, scratch)? < self.threshold {
+            return None;
+        }
+        Some(detection(event, &model.score(event, scratch)?))
+    }
+}
+
+/// The detection for an event scored above the threshold: its score, and its title names the
+/// features that drove it.
+pub fn detection(event: &Event, scored: &Scored) -> Detection {
+    let drivers: Vec<String> = scored
+        .drivers
+        .iter()
+        .map(|(name, value, share)| format!("{name}={value:.2} ({:.0}%)", share * 100.0))
+        .collect();
+    let entity = match event.kind {
+        EventKind::NetworkConnection => event.remote_ip.map(|ip| Entity::Address { ip }),
+        EventKind::Login => event
+            .source_ip
+            .map(|ip| Entity::Address { ip })
+            .or_else(|| event.user.clone().map(|name| Entity::User { name })),
+        _ => event.pid.map(|pid| Entity::Process {
+            pid,
+            name: event.name.clone(),
+        }),
+    };
+    Detection {
+        event_id: event.id.clone(),
+        rule: Arc::from(DETECTOR_ID),
+        stage: Stage::Anomaly,
+        severity: Severity::High,
+        title: format!(
+            "Unusual {} (score {:.3}): {}",
+            event.kind,
+            scored.score,
+            drivers.join(", ")
+        ),
+        tags: Arc::from(vec!["anomaly".to_string()]),
+        entity,
+        // Four decimals: enough to rank, and stable across builds in snapshots.
+        score: Some((scored.score * 10_000.0).round() / 10_000.0),
+        intel: Vec::new(),
+    }
+}
+
+/// Loads the model at `path` when it exists; a missing file means no anomaly stage, a broken one
+/// is an error.
+pub fn load_optional(path: &Path) -> Result<Option<Model>, ModelError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Model::load(path).map(Some)
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reloads the model whenever its file changes, checking every `every`, until `shutdown`
+/// fires. A file that fails to load leaves the running model in place and is logged.
+pub async fn watch(
+    handle: AnomalyHandle,
+    path: PathBuf,
+    every: Duration,
+    shutdown: crate::engine::Shutdown,
+) {
+    let mut seen = modified(&path);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.wait() => return,
+        }
+        let now = modified(&path);
+        if now == seen || now.is_none() {
+            continue;
+        }
+        seen = now;
+        match Model::load(&path) {
+            Ok(model) => {
+                tracing::info!(path = %path.display(), trained_at = model.trained_at, "anomaly model reloaded");
+                handle.swap(model);
+            }
+            Err(err) => tracing::error!("{err}; the previous model stays in use"),
+        }
+    }
+}

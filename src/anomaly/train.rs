@@ -1,0 +1,150 @@
+//! Fitting a model to a baseline of normal events (`palisade train`).
+
+use std::collections::BTreeMap;
+
+use linfa::DatasetBase;
+use linfa::traits::Fit;
+use linfa_clustering::KMeans;
+use ndarray::Array2;
+
+use super::features::{self, Vocabulary};
+use super::model::{Calibration, KindModel, KindSummary, Model, TrainingSummary};
+use crate::event::{Event, EventKind};
+
+/// Every n-th event of a kind is held out of the fit to calibrate the score.
+const HOLD_OUT_EVERY: usize = 5;
+/// Fewer events of a kind than this in the baseline and the kind is not modelled.
+pub const MIN_EVENTS_PER_KIND: usize = 200;
+/// Clusters per kind, at most; fewer when the kind has few events.
+const MAX_CLUSTERS: usize = 12;
+
+/// Fits one model per event kind with enough events. `baseline` names the file, for the summary.
+pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
+    let mut summary = TrainingSummary {
+        baseline: baseline.to_string(),
+        events: events.len(),
+        ..TrainingSummary::default()
+    };
+    // Split first, so the vocabulary (and so the rarity features) comes from the fitted part
+    // only: the held-out part then meets unseen names as often as live events will.
+    let mut fit: BTreeMap<EventKind, Vec<&Event>> = BTreeMap::new();
+    let mut held: BTreeMap<EventKind, Vec<&Event>> = BTreeMap::new();
+    let mut seen: BTreeMap<EventKind, usize> = BTreeMap::new();
+    let mut vocabulary = Vocabulary::default();
+    for event in events {
+        let n = seen.entry(event.kind).or_default();
+        *n += 1;
+        if n.is_multiple_of(HOLD_OUT_EVERY) {
+            held.entry(event.kind).or_default().push(event);
+        } else {
+            vocabulary.learn(event);
+            fit.entry(event.kind).or_default().push(event);
+        }
+    }
+    vocabulary.index();
+    let mut kinds = BTreeMap::new();
+    let mut scratch = Vec::new();
+    for kind in EventKind::ALL {
+        let fitted = fit.remove(&kind).unwrap_or_default();
+        let held_out = held.remove(&kind).unwrap_or_default();
+        if fitted.len() + held_out.len() < MIN_EVENTS_PER_KIND {
+            summary.skipped.push(format!(
+                "{kind}: {} events, at least {MIN_EVENTS_PER_KIND} needed",
+                fitted.len() + held_out.len()
+            ));
+            continue;
+        }
+        let width = features::names(kind).len();
+        let matrix = |events: &[&Event], scratch: &mut Vec<f64>| {
+            let mut values = Vec::with_capacity(events.len() * width);
+            for event in events {
+                features::extract(event, &vocabulary, scratch);
+                values.extend_from_slice(scratch);
+            }
+            Array2::from_shape_vec((events.len(), width), values).map_err(|e| e.to_string())
+        };
+        let raw = matrix(&fitted, &mut scratch)?;
+        let mean: Vec<f64> = (0..width)
+            .map(|j| raw.column(j).mean().unwrap_or(0.0))
+            .collect();
+        let scale: Vec<f64> = (0..width)
+            .map(|j| {
+                let sd = raw.column(j).std(0.0);
+                // A feature constant in the baseline keeps unit scale, so any change shows.
+                if sd > 1e-9 { sd } else { 1.0 }
+            })
+            .collect();
+        let standardize = |mut m: Array2<f64>| {
+            for mut row in m.rows_mut() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = (*x - mean[j]) / scale[j];
+                }
+            }
+            m
+        };
+        let scaled = standardize(raw);
+        let clusters = (fitted.len() / 50).clamp(1, MAX_CLUSTERS);
+        let fitted_model = KMeans::params(clusters)
+            .n_runs(4)
+            .max_n_iterations(300)
+            .tolerance(1e-5)
+            .fit(&DatasetBase::from(scaled))
+            .map_err(|e| format!("fitting {kind}: {e}"))?;
+        let centroids: Vec<Vec<f64>> = fitted_model
+            .centroids()
+            .rows()
+            .into_iter()
+            .map(|r| r.to_vec())
+            .collect();
+        let held_scaled = standardize(matrix(&held_out, &mut scratch)?);
+        let distances: Vec<f64> = held_scaled
+            .rows()
+            .into_iter()
+            .map(|row| {
+                centroids
+                    .iter()
+                    .map(|c| {
+                        c.iter()
+                            .zip(row.iter())
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum::<f64>()
+                    })
+                    .fold(f64::INFINITY, f64::min)
+                    .sqrt()
+            })
+            .collect();
+        let calibration = Calibration::fit(distances.clone());
+        let above = distances
+            .iter()
+            .filter(|d| calibration.score(**d) >= 0.9)
+            .count();
+        summary.kinds.insert(
+            kind.as_str().to_string(),
+            KindSummary {
+                fitted: fitted.len(),
+                held_out: held_out.len(),
+                clusters,
+                held_out_above_0_9: above as f64 / distances.len().max(1) as f64,
+            },
+        );
+        kinds.insert(
+            kind.as_str().to_string(),
+            KindModel {
+                features: features::names(kind)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                mean,
+                scale,
+                centroids,
+                calibration,
+            },
+        );
+    }
+    if kinds.is_empty() {
+        return Err(format!(
+            "no event type has at least {MIN_EVENTS_PER_KIND} events in `{baseline}`; a baseline needs weeks of normal activity, or at least a few thousand events"
+        ));
+    }
+    Ok(Model::new(summary, vocabulary, kinds))
+}

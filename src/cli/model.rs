@@ -1,0 +1,105 @@
+//! `palisade train` and `palisade model eval|sample`: the anomaly model's life outside the
+//! engine.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::{CannotRun, Status};
+use crate::anomaly::evaluate::Evaluation;
+use crate::anomaly::synth::{self, SampleKind};
+use crate::anomaly::{Model, train};
+use crate::event::{Event, normalize};
+use crate::sources::jsonl::JsonlReader;
+
+/// Reads every event of a JSON-lines file; a line that is not an event stops with its
+/// `file:line` and reason, since a model trained or judged on half a file would mislead.
+pub fn read_events(path: &Path) -> Result<Vec<Event>, CannotRun> {
+    let shown = path.display();
+    let mut reader =
+        JsonlReader::open(path).map_err(|e| CannotRun(format!("cannot read `{shown}`: {e}")))?;
+    let mut events = Vec::new();
+    while let Some(line) = reader
+        .next_line()
+        .map_err(|e| CannotRun(format!("cannot read `{shown}`: {e}")))?
+    {
+        if line.bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = normalize(&line.bytes)
+            .map_err(|e| CannotRun(format!("{shown}:{}: {}", line.number, e.message)))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+pub fn train_model(events: &Path, out: &Path) -> Result<Status, CannotRun> {
+    let started = std::time::Instant::now();
+    let baseline = read_events(events)?;
+    eprintln!("read {} events from {}", baseline.len(), events.display());
+    let model = train::train(&baseline, &events.display().to_string()).map_err(CannotRun)?;
+    model.save(out)?;
+    println!(
+        "wrote {} in {:.1} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    for (kind, summary) in &model.summary.kinds {
+        println!(
+            "  {kind:<20} {:>6} fitted, {:>5} held out, {:>2} clusters; held-out events at or above 0.9: {:.2}%",
+            summary.fitted,
+            summary.held_out,
+            summary.clusters,
+            summary.held_out_above_0_9 * 100.0
+        );
+    }
+    for skipped in &model.summary.skipped {
+        println!("  not modelled: {skipped}");
+    }
+    Ok(Status::Ok)
+}
+
+pub fn eval(
+    model: &Path,
+    normal: &Path,
+    attacks: &Path,
+    threshold: f64,
+    plot: &Path,
+) -> Result<Status, CannotRun> {
+    let model = Model::load(model)?;
+    let normal = read_events(normal)?;
+    let attacks = read_events(attacks)?;
+    let evaluation = Evaluation::new(&model, &normal, &attacks, threshold);
+    println!("{evaluation}");
+    evaluation.plot(plot).map_err(CannotRun)?;
+    println!(
+        "wrote {} (blue: normal, red: attacks, dashed line: threshold)",
+        plot.display()
+    );
+    Ok(Status::Ok)
+}
+
+pub fn sample(
+    kind: SampleKind,
+    events: usize,
+    days: i64,
+    seed: u64,
+    out: Option<&Path>,
+) -> Result<Status, CannotRun> {
+    let values = match kind {
+        SampleKind::Normal => synth::normal(events, days, seed),
+        SampleKind::Attacks => synth::attacks(events, days, seed),
+    };
+    let mut text = String::with_capacity(values.len() * 200);
+    for value in values {
+        text.push_str(&value.to_string());
+        text.push('\n');
+    }
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| CannotRun(format!("cannot write `{}`: {e}", path.display())))?,
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| CannotRun(e.to_string()))?,
+    }
+    Ok(Status::Ok)
+}

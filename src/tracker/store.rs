@@ -1,0 +1,66 @@
+//! The tracker's records in the state database. Records are written by the state writer with
+//! each batch (multi-row inserts in the batch's transaction); this module reads them back.
+
+use sqlx::{Row, SqlitePool};
+
+use crate::state::StateError;
+
+/// One thing an entity did at one time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BehaviourRecord {
+    /// Event time, milliseconds since the epoch.
+    pub ts: i64,
+    /// The host (the user for logins).
+    pub entity: String,
+    /// `spawn`, `connect`, `resolve` or `login`.
+    pub kind: &'static str,
+    /// `parent>child`, `address|port`, the registered domain, or `host|source address`.
+    pub subject: String,
+}
+
+fn kind_of(text: &str) -> Option<&'static str> {
+    ["spawn", "connect", "resolve", "login"]
+        .into_iter()
+        .find(|k| *k == text)
+}
+
+/// Deletes records older than the retention (counted back from the newest record), then
+/// returns the rest in time order with the patterns already reported.
+#[allow(clippy::type_complexity)]
+pub async fn load_records(
+    pool: &SqlitePool,
+    retention_ms: i64,
+) -> Result<(Vec<BehaviourRecord>, Vec<(String, String, i64)>), StateError> {
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(ts) FROM behaviour")
+        .fetch_one(pool)
+        .await?;
+    let Some(newest) = newest else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let horizon = newest - retention_ms;
+    sqlx::query("DELETE FROM behaviour WHERE ts < ?")
+        .bind(horizon)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM tracker_reported WHERE at < ?")
+        .bind(horizon)
+        .execute(pool)
+        .await?;
+    let records = sqlx::query("SELECT ts, entity, kind, subject FROM behaviour ORDER BY ts")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .filter_map(|row| {
+            Some(BehaviourRecord {
+                ts: row.get(0),
+                entity: row.get(1),
+                kind: kind_of(row.get::<&str, _>(2))?,
+                subject: row.get(3),
+            })
+        })
+        .collect();
+    let reported = sqlx::query_as("SELECT detector, key, at FROM tracker_reported")
+        .fetch_all(pool)
+        .await?;
+    Ok((records, reported))
+}
