@@ -7,6 +7,16 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The ids of detections that come from a built-in stage rather than a rule file: the anomaly
+/// model and the tracker's detectors. Playbooks may name them in `trigger.rules`.
+pub const BUILT_IN_DETECTORS: &[&str] = &[
+    "anomaly-model",
+    "tracker-beaconing",
+    "tracker-port-scan",
+    "tracker-host-sweep",
+    "tracker-first-seen",
+];
+
 /// How bad a detection is. Ordered, so playbooks can ask for "at least high".
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,

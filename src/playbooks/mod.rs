@@ -204,12 +204,25 @@ impl Validator<'_> {
         }
         let mut names = Vec::new();
         for (index, rule) in spec.rules.iter().enumerate() {
+            if let Some(detector) = crate::detection::BUILT_IN_DETECTORS
+                .iter()
+                .find(|d| **d == rule.as_str())
+            {
+                names.push(Arc::from(*detector));
+                continue;
+            }
             match rules.get_key_value(rule.as_str()) {
                 Some((id, _)) => names.push(id.clone()),
                 None => {
-                    let hint = suggest(rule, rules.keys().map(|k| &**k))
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
+                    let hint = suggest(
+                        rule,
+                        rules
+                            .keys()
+                            .map(|k| &**k)
+                            .chain(crate::detection::BUILT_IN_DETECTORS.iter().copied()),
+                    )
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                     self.report(
                         &at.key("rules").index(index),
                         "playbook-unknown-rule",

@@ -401,12 +401,16 @@ fn parse_tests(
             .find(&format!("\"{name}\""))
             .map_or(tests_offset, |at| tests_offset + at);
         for key in map.keys() {
-            if !["name", "event", "events", "fixture", "expect", "intel"].contains(&key.as_str()) {
+            if ![
+                "name", "event", "events", "fixture", "expect", "intel", "anomaly",
+            ]
+            .contains(&key.as_str())
+            {
                 report(
                     case_offset,
                     key,
                     format!(
-                        "unknown key `{key}` in test `{name}`; keys: name, event, events, fixture, expect, intel"
+                        "unknown key `{key}` in test `{name}`; keys: name, event, events, fixture, expect, intel, anomaly"
                     ),
                 );
             }
