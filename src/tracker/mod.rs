@@ -636,3 +636,79 @@ impl TrackerHandle {
         (state.flows.len(), state.ports.len(), state.trees.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(ts: i64, host: &str, ip: &str, port: u16) -> Event {
+        let mut event = Event::new(format!("e{ts}"), EventKind::NetworkConnection, ts);
+        event.host = Some(host.into());
+        event.remote_ip = ip.parse().ok();
+        event.remote_port = Some(port);
+        event
+    }
+
+    fn observe(tracker: &TrackerHandle, event: &Event) -> Vec<Detection> {
+        let (mut records, mut detections, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+        tracker.observe(event, &mut records, &mut detections, &mut reported);
+        detections
+    }
+
+    #[test]
+    fn a_regular_flow_is_a_beacon_once_and_its_interval_is_known() {
+        let tracker = TrackerHandle::default();
+        let mut found = Vec::new();
+        for k in 0..20 {
+            let ts = 1_000_000 + k * 300_000 + (k % 2) * 5_000;
+            found.extend(observe(
+                &tracker,
+                &connection(ts, "h", "198.51.100.9", 8443),
+            ));
+        }
+        assert_eq!(found.len(), 1);
+        assert_eq!(&*found[0].rule, "tracker-beaconing");
+        let interval = tracker
+            .beacon_interval("h", "198.51.100.9", 8443)
+            .unwrap_or_default();
+        assert!((interval - 300.0).abs() < 5.0, "{interval}");
+        // Internal destinations are not judged by default.
+        for k in 0..20 {
+            observe(
+                &tracker,
+                &connection(1_000_000 + k * 60_000, "h", "10.0.0.5", 443),
+            );
+        }
+        assert!(tracker.beacon_interval("h", "10.0.0.5", 443).is_none());
+    }
+
+    #[test]
+    fn what_is_older_than_the_retention_is_forgotten() {
+        let tracker = TrackerHandle::default();
+        let day = 86_400_000;
+        for port in 0..50 {
+            observe(&tracker, &connection(day, "h", "203.0.113.1", port));
+        }
+        assert_eq!(tracker.distinct_ports("h", "203.0.113.1"), 50);
+        assert_eq!(tracker.behaviour_count("h", "connect"), 50);
+        // 31 days later: the old ports and counts are gone, the new one is there.
+        observe(&tracker, &connection(32 * day, "h", "203.0.113.1", 9999));
+        assert_eq!(tracker.distinct_ports("h", "203.0.113.1"), 1);
+        assert_eq!(tracker.behaviour_count("h", "connect"), 1);
+        assert!(tracker.take_pruned().is_some());
+    }
+
+    #[test]
+    fn a_restored_tracker_does_not_report_again() {
+        let first = TrackerHandle::default();
+        let (mut records, mut detections, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..12 {
+            let event = connection(k * 60_000, "h", "198.51.100.9", 443);
+            first.observe(&event, &mut records, &mut detections, &mut reported);
+        }
+        assert_eq!(detections.len(), 1);
+        let second = TrackerHandle::default();
+        second.restore(&records, &reported);
+        assert!(observe(&second, &connection(12 * 60_000, "h", "198.51.100.9", 443)).is_empty());
+    }
+}

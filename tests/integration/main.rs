@@ -6,6 +6,7 @@
     reason = "test helpers stop at once on a broken setup"
 )]
 
+mod anomaly;
 mod cli;
 mod firewall;
 mod intel_pull;
