@@ -198,7 +198,7 @@ fn figure(text: &str, label: &str) -> f64 {
         .find(|l| l.starts_with(label))
         .and_then(|l| l[label.len()..].split('%').next())
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{text}"))
+        .expect("the eval output has the figure")
 }
 
 #[test]
