@@ -14,3 +14,13 @@ CREATE TABLE tracker_reported (
     at INTEGER NOT NULL,
     PRIMARY KEY (detector, key)
 );
+
+-- Records per entity, kind and day (UTC): the counts behind `behaviour_count` and the history
+-- the first-seen detector requires, without a row per event.
+CREATE TABLE behaviour_days (
+    entity TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (entity, kind, day)
+);

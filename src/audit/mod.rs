@@ -109,7 +109,9 @@ impl AuditLog {
     /// returns, they are durable: an intent is on disk before the act it announces.
     pub async fn append(&self, entries: &[AuditEntry]) -> Result<Vec<i64>, StateError> {
         let _turn = self.append.lock().await;
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: this transaction reads the head and then writes; taking the write lock
+        // first makes a concurrent writer wait (busy timeout) instead of failing the upgrade.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let head: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
                 .fetch_optional(&mut *tx)

@@ -321,9 +321,13 @@ async fn stages(
     if let Some(tracker) = &stages.tracker {
         let store = StateStore::open(state_path).await?;
         let retention = i64::from(config.tracker.retention_days) * 86_400_000;
-        let (records, reported) = crate::tracker::load_records(store.pool(), retention).await?;
-        tracker.restore(&records, &reported);
-        tracing::info!(records = records.len(), "behaviour tracker restored");
+        let stored = crate::tracker::load_records(store.pool(), retention).await?;
+        tracker.restore(&stored);
+        tracing::info!(
+            records = stored.records.len(),
+            day_counts = stored.days.len(),
+            "behaviour tracker restored"
+        );
         store.close().await;
     }
     Ok(stages)

@@ -230,6 +230,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                     }
                 }
             }
+            engine.end_batch(&mut batch.handled);
         });
         if queue.send(batch).await.is_err() {
             // The committer stopped (shutdown, or a state write failed): it says why below.
@@ -262,6 +263,7 @@ pub async fn drive_channel(
             for message in &messages {
                 let _ = engine.handle(origin, message, &mut handled);
             }
+            engine.end_batch(&mut handled);
         });
         if !commit(&mut handled, outputs, shutdown).await? {
             break;
@@ -288,10 +290,15 @@ pub fn drive_jsonl(
         })?;
         let Some(line) = line else { break };
         handled.clear();
-        if engine.handle_line(&origin, &line, &mut handled).is_err() || handled.state.is_empty() {
+        if engine.handle_line(&origin, &line, &mut handled).is_err() {
             continue;
         }
-        if outputs.alerts.is_some() || outputs.executor.is_some() {
+        engine.end_batch(&mut handled);
+        if handled.state.is_empty() {
+            continue;
+        }
+        let decided = !handled.state.detections.is_empty() || !handled.degrade.is_empty();
+        if decided && (outputs.alerts.is_some() || outputs.executor.is_some()) {
             if !runtime.block_on(commit(&mut handled, outputs, shutdown))? {
                 break;
             }

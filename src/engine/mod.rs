@@ -128,6 +128,23 @@ impl Engine {
         Ok(())
     }
 
+    /// A batch is complete: what the tracker counted over its events, and how far stored
+    /// records may be pruned, go with it (so they are committed with the events they describe).
+    pub fn end_batch(&self, handled: &mut Handled) {
+        if let Some(tracker) = &self.pipeline.stages().tracker {
+            let counts = tracker.take_counts();
+            if !counts.is_empty() {
+                handled.state.absorb(crate::state::Batch {
+                    behaviour_days: counts,
+                    ..Default::default()
+                });
+            }
+            if let Some(horizon) = tracker.take_pruned() {
+                handled.state.behaviour_horizon = Some(horizon);
+            }
+        }
+    }
+
     /// Processes one line of a JSON-lines source.
     pub fn handle_line(
         &mut self,
@@ -151,11 +168,6 @@ impl Engine {
         self.counters.rule_failures += outcome.failures.len() as u64;
         handled.state.behaviour.append(&mut self.outcome.behaviour);
         handled.state.reported.append(&mut self.outcome.reported);
-        if let Some(tracker) = &self.pipeline.stages().tracker
-            && let Some(horizon) = tracker.take_pruned()
-        {
-            handled.state.behaviour_horizon = Some(horizon);
-        }
         let outcome = &self.outcome;
         if outcome.detections.is_empty() {
             return;

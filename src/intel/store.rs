@@ -55,7 +55,7 @@ impl IntelStore {
     /// Inserts or updates every indicator in one transaction. An indicator already stored for
     /// the same source keeps its earliest first-seen time.
     pub async fn upsert(&self, indicators: &[Indicator], now_ms: i64) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Self::upsert_in(&mut tx, indicators, now_ms).await?;
         tx.commit().await?;
         Ok(())
@@ -107,7 +107,7 @@ impl IntelStore {
         indicators: &[Indicator],
         now_ms: i64,
     ) -> Result<u64, StateError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Self::upsert_in(&mut tx, indicators, now_ms).await?;
         let revoked = sqlx::query("UPDATE indicators SET revoked = 1, updated_ms = ? WHERE source = ? AND updated_ms < ? AND revoked = 0")
             .bind(now_ms)

@@ -63,6 +63,8 @@ pub struct Batch {
     pub reported: Vec<(String, String, i64)>,
     /// Stored behaviour records older than this event time can go.
     pub behaviour_horizon: Option<i64>,
+    /// Records per entity, kind and day the tracker counted in these events.
+    pub behaviour_days: crate::tracker::DayCounts,
 }
 
 impl Batch {
@@ -72,6 +74,7 @@ impl Batch {
             && self.behaviour.is_empty()
             && self.reported.is_empty()
             && self.behaviour_horizon.is_none()
+            && self.behaviour_days.is_empty()
     }
 
     /// Appends a later batch.
@@ -81,6 +84,12 @@ impl Batch {
         self.behaviour.append(&mut later.behaviour);
         self.reported.append(&mut later.reported);
         self.behaviour_horizon = later.behaviour_horizon.or(self.behaviour_horizon);
+        for (entity, counts) in later.behaviour_days {
+            let mine = self.behaviour_days.entry(entity).or_default();
+            for (key, n) in counts {
+                *mine.entry(key).or_default() += n;
+            }
+        }
     }
 
     fn rows(&self) -> usize {
@@ -150,7 +159,7 @@ impl StateStore {
             return Ok(());
         }
         let now = jiff::Timestamp::now().to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity, score) ",
@@ -218,9 +227,36 @@ impl StateStore {
             .execute(&mut *tx)
             .await?;
         }
+        let days: Vec<(&str, &str, i64, i64)> = batch
+            .behaviour_days
+            .iter()
+            .flat_map(|(entity, counts)| {
+                counts
+                    .iter()
+                    .map(move |((kind, day), n)| (entity.as_str(), *kind, *day, *n as i64))
+            })
+            .collect();
+        for chunk in days.chunks(ROWS_PER_STATEMENT * 2) {
+            let mut upsert: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO behaviour_days (entity, kind, day, count) ");
+            upsert.push_values(chunk, |mut row, (entity, kind, day, n)| {
+                row.push_bind(*entity)
+                    .push_bind(*kind)
+                    .push_bind(*day)
+                    .push_bind(*n);
+            });
+            upsert.push(
+                " ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count",
+            );
+            upsert.build().execute(&mut *tx).await?;
+        }
         if let Some(horizon) = batch.behaviour_horizon {
             sqlx::query("DELETE FROM behaviour WHERE ts < ?")
                 .bind(horizon)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
+                .bind(horizon.div_euclid(86_400_000))
                 .execute(&mut *tx)
                 .await?;
         }

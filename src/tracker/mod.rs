@@ -6,8 +6,9 @@
 //!                           ▲ at start: records within retention loaded back
 //! ```
 //!
-//! Every event adds one record (host, kind, subject, event time). The detectors read the
-//! in-memory summary the records build: beaconing (regular intervals to one destination),
+//! Every event adds one record (host, kind, subject, event time) to an in-memory summary; what a
+//! restart needs of it is stored with each batch (connections whole, process trees when new or
+//! once a day, and per-day counts of everything). The detectors read the summary: beaconing (regular intervals to one destination),
 //! low-and-slow scanning (distinct ports on one address, or distinct internal addresses on one
 //! port, accumulated over the retention period) and first-seen process trees (a parent→child
 //! pair new for a host that has history). Time is always event time, never the clock, so
@@ -26,7 +27,7 @@ use crate::config::TrackerConfig;
 use crate::detection::{Detection, Entity, Severity, Stage};
 use crate::event::{Event, EventKind};
 
-pub use store::{BehaviourRecord, load_records};
+pub use store::{BehaviourRecord, Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
 /// Connection times kept per destination for beacon analysis.
@@ -65,6 +66,9 @@ impl Default for Settings {
     }
 }
 
+/// Records per entity, per (kind, day): what a batch adds to `behaviour_days`.
+pub type DayCounts = HashMap<String, HashMap<(&'static str, i64), u64>>;
+
 /// What the tracker knows, summarised from the records within retention. Maps are nested by
 /// entity so a lookup borrows the event's strings instead of building a key.
 #[derive(Debug, Default)]
@@ -77,8 +81,11 @@ pub struct TrackerState {
     ports: HashMap<String, HashMap<IpAddr, HashMap<u16, i64>>>,
     /// Internal addresses tried per host, per port.
     sweeps: HashMap<String, HashMap<u16, HashMap<IpAddr, i64>>>,
-    /// Parent→child pairs per host, with the last time each was seen.
-    trees: HashMap<String, HashMap<String, i64>>,
+    /// Parent→child pairs per host: the last time each was seen and the last time a record of
+    /// it was stored (refreshed daily, so a pair in daily use never ages out of storage).
+    trees: HashMap<String, HashMap<String, (i64, i64)>>,
+    /// Counts not yet handed to storage.
+    unsaved: DayCounts,
     /// (detector, key) already reported, with when; a pattern is reported once per retention.
     reported: HashMap<(&'static str, String), i64>,
     newest: i64,
@@ -203,21 +210,33 @@ fn pruned<K: std::hash::Hash + Eq, V>(
 
 impl TrackerState {
     /// Adds a record; returns what the detectors found in the summary it changed.
+    /// `live` records are counted (and the count queued for storage) and say whether they
+    /// need storing; restored ones were counted before.
     fn add(
         &mut self,
         record: &BehaviourRecord,
         facts: Facts<'_>,
         settings: &Settings,
-    ) -> Vec<Finding> {
+        live: bool,
+    ) -> (Vec<Finding>, bool) {
         let mut findings = Vec::new();
+        let mut store = false;
         let ts = record.ts;
         let host = record.entity.as_str();
         self.newest = self.newest.max(ts);
-        *slot(self.counts.entry(record.kind).or_default(), host)
-            .entry(ts.div_euclid(DAY_MS))
-            .or_default() += 1;
+        if live {
+            let day = ts.div_euclid(DAY_MS);
+            *slot(self.counts.entry(record.kind).or_default(), host)
+                .entry(day)
+                .or_default() += 1;
+            *slot(&mut self.unsaved, host)
+                .entry((record.kind, day))
+                .or_default() += 1;
+        }
         match facts {
             Facts::Connect { ip, port } => {
+                // Beacons need every time and scans every port: connections are stored whole.
+                store = true;
                 if is_public(ip) || !settings.beacon_public_only {
                     let times = slot(&mut self.flows, host).entry((ip, port)).or_default();
                     let at = times.partition_point(|t| *t <= ts);
@@ -269,8 +288,15 @@ impl TrackerState {
                 let history = self.count(host, "spawn");
                 let trees = slot(&mut self.trees, host);
                 match trees.get_mut(pair) {
-                    Some(last) => *last = (*last).max(ts),
+                    Some((seen, stored)) => {
+                        *seen = (*seen).max(ts);
+                        if ts - *stored >= DAY_MS {
+                            *stored = ts;
+                            store = true;
+                        }
+                    }
                     None => {
+                        store = true;
                         // The record just counted is this one: history before it is one less.
                         if history > settings.min_records as u64 {
                             findings.push(Finding::FirstSeen {
@@ -278,13 +304,13 @@ impl TrackerState {
                                 pair: pair.to_string(),
                             });
                         }
-                        trees.insert(pair.to_string(), ts);
+                        trees.insert(pair.to_string(), (ts, ts));
                     }
                 }
             }
             Facts::Other => {}
         }
-        findings
+        (findings, store)
     }
 
     fn count(&self, entity: &str, kind: &'static str) -> u64 {
@@ -328,7 +354,7 @@ impl TrackerState {
             !by_port.is_empty()
         });
         pruned(&mut self.trees, |_, pairs| {
-            pairs.retain(|_, t| *t >= horizon);
+            pairs.retain(|_, (seen, _)| *seen >= horizon);
             !pairs.is_empty()
         });
         self.reported.retain(|_, t| *t >= horizon);
@@ -479,11 +505,20 @@ impl TrackerHandle {
 
     /// Rebuilds the summary from stored records (at start), marking the patterns they show as
     /// already reported: they were, before the restart.
-    pub fn restore(&self, records: &[BehaviourRecord], reported: &[(String, String, i64)]) {
+    pub fn restore(&self, stored: &Stored) {
         let mut state = self.write();
-        for record in records {
-            let _ = state.add(record, facts(record), &self.settings);
+        for (entity, kind, day, count) in &stored.days {
+            let Some(kind) = store::kind_of(kind) else {
+                continue;
+            };
+            *slot(state.counts.entry(kind).or_default(), entity)
+                .entry(*day)
+                .or_default() += u64::try_from(*count).unwrap_or(0);
         }
+        for record in &stored.records {
+            let _ = state.add(record, facts(record), &self.settings, false);
+        }
+        let reported = &stored.reported;
         for (detector, key, at) in reported {
             let detector: &'static str = match detector.as_str() {
                 "tracker-beaconing" => "tracker-beaconing",
@@ -497,8 +532,9 @@ impl TrackerHandle {
         state.prune(&self.settings);
     }
 
-    /// Records the event and runs the detectors. The record goes to `records` (to be stored
-    /// with the batch), new findings to `detections` and `reported` (stored too, so a restart
+    /// Records the event and runs the detectors. The record goes to `records` when storage
+    /// needs it (connections; a process tree new for the host, or not stored for a day), its
+    /// count to the counts [`TrackerHandle::take_counts`] hands over; new findings to `detections` and `reported` (stored too, so a restart
     /// does not report them again).
     pub fn observe(
         &self,
@@ -521,7 +557,7 @@ impl TrackerHandle {
             _ => Facts::Other,
         };
         let mut state = self.write();
-        let findings = state.add(&record, facts, &self.settings);
+        let (findings, store) = state.add(&record, facts, &self.settings, true);
         for finding in findings {
             let (detector, key) = finding.key();
             if state.reported.contains_key(&(detector, key.clone())) {
@@ -536,7 +572,14 @@ impl TrackerHandle {
             self.pruned_to
                 .store(state.newest - self.settings.retention_ms, Ordering::Relaxed);
         }
-        records.push(record);
+        if store {
+            records.push(record);
+        }
+    }
+
+    /// The counts added since the last call, for storage with the batch that ends now.
+    pub fn take_counts(&self) -> DayCounts {
+        std::mem::take(&mut self.write().unsaved)
     }
 
     /// Records of `kind` for `entity` within retention. Users are recorded in lowercase.
@@ -708,7 +751,20 @@ mod tests {
         }
         assert_eq!(detections.len(), 1);
         let second = TrackerHandle::default();
-        second.restore(&records, &reported);
+        let days = first
+            .take_counts()
+            .into_iter()
+            .flat_map(|(entity, counts)| {
+                counts
+                    .into_iter()
+                    .map(move |((kind, day), n)| (entity.clone(), kind.to_string(), day, n as i64))
+            })
+            .collect();
+        second.restore(&Stored {
+            records,
+            days,
+            reported,
+        });
         assert!(observe(&second, &connection(12 * 60_000, "h", "198.51.100.9", 443)).is_empty());
     }
 }

@@ -18,28 +18,30 @@ pub struct BehaviourRecord {
     pub subject: String,
 }
 
-fn kind_of(text: &str) -> Option<&'static str> {
+pub(crate) fn kind_of(text: &str) -> Option<&'static str> {
     ["spawn", "connect", "resolve", "login"]
         .into_iter()
         .find(|k| *k == text)
 }
 
 /// Deletes records older than the retention (counted back from the newest record), then
-/// returns the rest in time order with the patterns already reported.
-#[allow(clippy::type_complexity)]
-pub async fn load_records(
-    pool: &SqlitePool,
-    retention_ms: i64,
-) -> Result<(Vec<BehaviourRecord>, Vec<(String, String, i64)>), StateError> {
-    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(ts) FROM behaviour")
-        .fetch_one(pool)
-        .await?;
+/// returns the rest in time order with the day counts and the patterns already reported.
+pub async fn load_records(pool: &SqlitePool, retention_ms: i64) -> Result<Stored, StateError> {
+    let newest: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM behaviour UNION ALL SELECT (MAX(day) + 1) * 86400000 - 1 FROM behaviour_days)",
+    )
+    .fetch_one(pool)
+    .await?;
     let Some(newest) = newest else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Stored::default());
     };
     let horizon = newest - retention_ms;
     sqlx::query("DELETE FROM behaviour WHERE ts < ?")
         .bind(horizon)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
+        .bind(horizon.div_euclid(86_400_000))
         .execute(pool)
         .await?;
     sqlx::query("DELETE FROM tracker_reported WHERE at < ?")
@@ -59,8 +61,25 @@ pub async fn load_records(
             })
         })
         .collect();
+    let days = sqlx::query_as("SELECT entity, kind, day, count FROM behaviour_days")
+        .fetch_all(pool)
+        .await?;
     let reported = sqlx::query_as("SELECT detector, key, at FROM tracker_reported")
         .fetch_all(pool)
         .await?;
-    Ok((records, reported))
+    Ok(Stored {
+        records,
+        days,
+        reported,
+    })
+}
+
+/// What the state database holds for the tracker.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub records: Vec<BehaviourRecord>,
+    /// (entity, kind, day, count).
+    pub days: Vec<(String, String, i64, i64)>,
+    /// (detector, key, event time).
+    pub reported: Vec<(String, String, i64)>,
 }
