@@ -1,9 +1,9 @@
 //! palisade: host telemetry in, correlated detections and guarded responses out.
 //!
 //! ```text
-//! sources ──► event (normalize) ──► rules ──► detection ──► playbooks ──► actions
-//!    │              │                                                       │
-//!    └─ dead letter ┘                                            sinks, state (SQLite)
+//! sources ──► event (normalize) ──► intel ──► rules ──► anomaly, tracker ──► detection
+//!    │              │                                                            │
+//!    └─ dead letter ┘        sinks, state (SQLite) ◄── actions ◄── playbooks ◄────┘
 //! ```
 //!
 //! Modules, in the order an event meets them:
@@ -12,6 +12,8 @@
 //!   that normalizes them and dead-letters what it cannot.
 //! - [`event`]: the typed event model and normalization of the flat and ECS shapes. Plain data.
 //! - [`rules`]: Rhai rule files, the sandboxed engine, the per-worker evaluator.
+//! - [`anomaly`]: the anomaly model for events no rule matched: features, training, scoring.
+//! - [`tracker`]: the long-term behaviour tracker and its detectors.
 //! - [`detection`]: what a deciding stage produces. Plain data.
 //! - [`playbooks`]: YAML playbooks, their validation, and planning steps for a detection.
 //! - [`actions`]: the registry of response actions and their typed parameters.

@@ -567,7 +567,9 @@ impl TrackerHandle {
             reported.push((detector.to_string(), key, record.ts));
             detections.push(finding.detection(event));
         }
-        if state.newest - state.pruned_at > 3_600_000 {
+        // Once a day of event time: a prune walks every map, and retention is counted in days
+        // anyway, so doing it more often would only add pauses.
+        if state.newest - state.pruned_at > DAY_MS {
             state.prune(&self.settings);
             self.pruned_to
                 .store(state.newest - self.settings.retention_ms, Ordering::Relaxed);
