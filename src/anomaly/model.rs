@@ -132,6 +132,23 @@ pub struct Model {
     by_kind: [Option<KindModel>; 4],
 }
 
+/// The index of the centre nearest to `point` (scaled features) and its squared distance.
+pub fn nearest_centre(
+    centroids: &[Vec<f64>],
+    point: impl Iterator<Item = f64> + Clone,
+) -> Option<(usize, f64)> {
+    centroids
+        .iter()
+        .map(|c| {
+            c.iter()
+                .zip(point.clone())
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+        })
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// One event's score and the features that pushed it out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -271,17 +288,7 @@ impl Model {
         for (x, (m, s)) in scratch.iter_mut().zip(model.mean.iter().zip(&model.scale)) {
             *x = (*x - m) / s;
         }
-        let (nearest, squared) = model
-            .centroids
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .zip(scratch.iter())
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum::<f64>()
-            })
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        let (nearest, squared) = nearest_centre(&model.centroids, scratch.iter().copied())?;
         Some((squared.sqrt(), nearest, model))
     }
 

@@ -8,7 +8,7 @@ use linfa_clustering::KMeans;
 use ndarray::Array2;
 
 use super::features::{self, Vocabulary};
-use super::model::{Calibration, KindModel, KindSummary, Model, TrainingSummary};
+use super::model::{Calibration, KindModel, KindSummary, Model, TrainingSummary, nearest_centre};
 use crate::event::{Event, EventKind};
 
 /// Every n-th event of a kind is held out of the fit to calibrate the score.
@@ -100,18 +100,8 @@ pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
         let distances: Vec<f64> = held_scaled
             .rows()
             .into_iter()
-            .map(|row| {
-                centroids
-                    .iter()
-                    .map(|c| {
-                        c.iter()
-                            .zip(row.iter())
-                            .map(|(a, b)| (a - b) * (a - b))
-                            .sum::<f64>()
-                    })
-                    .fold(f64::INFINITY, f64::min)
-                    .sqrt()
-            })
+            .filter_map(|row| nearest_centre(&centroids, row.iter().copied()))
+            .map(|(_, squared)| squared.sqrt())
             .collect();
         let calibration = Calibration::fit(distances.clone());
         let above = distances
