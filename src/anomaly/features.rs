@@ -4,7 +4,7 @@
 //! something a person can check: the hour on a circle, how rare a name was in the baseline, how
 //! long and how random a command line or domain looks. `docs/anomaly.md` lists them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -57,10 +57,11 @@ pub fn names(kind: EventKind) -> &'static [&'static str] {
 /// seen, so an unseen name is exactly as unusual as the baseline's size can tell.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Vocabulary {
-    /// Events counted, per table.
-    pub totals: HashMap<String, u64>,
+    /// Events counted, per table. (Ordered maps: the model file is the same for the same
+    /// baseline, so a retrained model diffs cleanly in a repository.)
+    pub totals: BTreeMap<String, u64>,
     /// Table name (`process`, `parent_child`, `user`, `port`, `domain`, `method`) to name counts.
-    pub counts: HashMap<String, HashMap<String, u64>>,
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
     /// The rarity of every counted name and of an unseen one, per table, computed once.
     #[serde(skip)]
     rarities: HashMap<&'static str, (HashMap<String, f64>, f64)>,

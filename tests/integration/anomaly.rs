@@ -258,6 +258,19 @@ fn the_shipped_model_meets_its_targets_on_held_out_sets_and_is_reproducible() {
         )
     };
     assert_eq!(rates(&again), rates(&shipped));
+    // And the file itself is the shipped one, but for when it was made.
+    let content = |path: &Path| -> String {
+        std::fs::read_to_string(path)
+            .expect("model file")
+            .lines()
+            .filter(|l| !l.contains("\"trained_at\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        content(&model) == content(&repo().join("models/anomaly.model")),
+        "models/anomaly.model is not what `palisade train` makes from tests/fixtures/anomaly/baseline.jsonl; train it again"
+    );
 }
 
 #[test]
