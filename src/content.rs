@@ -74,6 +74,24 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         },
     };
 
+    if config.anomaly.enabled {
+        // The model is content too: a broken one must fail validation, not the running engine.
+        let path = display_path(dir, &config.anomaly.model);
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Err((at, message)) = crate::anomaly::Model::from_text(&text)
+        {
+            let position = at.map_or(crate::diagnostics::Position::START, |(line, column)| {
+                crate::diagnostics::Position::new(line, column)
+            });
+            problems.push(Diagnostic::at(
+                &path,
+                &text,
+                position,
+                "model-invalid",
+                format!("the anomaly model cannot be used: {message}"),
+            ));
+        }
+    }
     let rules_dir = display_path(dir, &config.content.rules);
     let playbooks_dir = display_path(dir, &config.content.playbooks);
     if !rules_dir.is_dir() && !playbooks_dir.is_dir() {

@@ -207,12 +207,20 @@ impl Model {
             path: shown.clone(),
             source,
         })?;
-        let invalid = |message: String| ModelError::Invalid {
-            path: shown.clone(),
-            message,
-        };
-        let mut model: Model = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("line {}, column {}: {e}", e.line(), e.column())))?;
+        Model::from_text(&text).map_err(|(at, message)| ModelError::Invalid {
+            path: shown,
+            message: match at {
+                Some((line, column)) => format!("line {line}, column {column}: {message}"),
+                None => message,
+            },
+        })
+    }
+
+    /// Parses and checks a model file's text; an error says where (line, column) when it can.
+    pub fn from_text(text: &str) -> Result<Model, (Option<(usize, usize)>, String)> {
+        let mut model: Model = serde_json::from_str(text)
+            .map_err(|e| (Some((e.line(), e.column())), e.to_string()))?;
+        let invalid = |message: String| (None, message);
         if model.format != FORMAT {
             return Err(invalid(format!(
                 "its `format` is `{}`, expected `{FORMAT}`",

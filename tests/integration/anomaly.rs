@@ -379,3 +379,19 @@ fn the_engine_picks_up_a_new_model_file_while_it_runs() {
     assert!(child.wait().expect("wait").success(), "{}", read_log());
     let _ = reader.join();
 }
+
+#[test]
+fn validate_names_a_broken_model_file_with_its_position() {
+    let dir = scratch_content();
+    std::fs::create_dir_all(dir.path().join("models")).expect("mkdir");
+    let model = std::fs::read_to_string(repo().join("models/anomaly.model")).expect("model");
+    std::fs::write(dir.path().join("models/anomaly.model"), &model[..3000]).expect("write");
+    let out = palisade(&["validate"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("models/anomaly.model:")
+            && stdout(&out).contains("error[model-invalid]"),
+        "{}",
+        stdout(&out)
+    );
+}
