@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod control;
+mod init;
 mod intel;
 mod model;
 mod publish;
@@ -116,6 +117,15 @@ palisade model sample --kind attacks --events 1000 --days 14 --seed 3 --out test
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a detection-as-code repository: an example rule and playbook with tests, a
+    /// fixture snapshot, the config, the JSON Schemas and a CI job that validates and tests.
+    #[command(
+        after_help = "Writes only into a new or empty directory.\n\nExample:\n  palisade init detections && cd detections && palisade test"
+    )]
+    Init {
+        /// The directory to create.
+        dir: PathBuf,
+    },
     /// Check every rule, playbook and the config, and report all problems as file:line:col.
     #[command(
         after_help = "Examples:\n  palisade validate\n  palisade validate my-detections --format json"
@@ -412,6 +422,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.log_format);
     let result = match cli.command {
+        Command::Init { dir } => init::run(&dir),
         Command::Validate { dir, format } => validate::run(&dir, format),
         Command::Test { dir, filter } => test::run(&dir, filter.as_deref()),
         Command::Replay {

@@ -541,3 +541,43 @@ fn a_malformed_feed_is_reported_and_stores_nothing() {
         stdout(&out)
     );
 }
+
+#[test]
+fn init_makes_a_repository_that_validates_and_tests_and_never_overwrites() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("detections");
+    let out = palisade(&["init", dir.to_str().expect("utf-8")], parent.path());
+    assert_success(&out);
+    for file in [
+        "palisade.yaml",
+        "rules/example_office_spawns_shell.rhai",
+        "playbooks/example-contain-office-macro.yaml",
+        "tests/fixtures/example.jsonl",
+        "tests/fixtures/example.expected.jsonl",
+        "schemas/playbook.schema.json",
+        "schemas/config.schema.json",
+        ".github/workflows/detections.yml",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let playbook = std::fs::read_to_string(dir.join("playbooks/example-contain-office-macro.yaml"))
+        .expect("playbook");
+    assert!(
+        playbook.starts_with("# yaml-language-server: $schema=../schemas/playbook.schema.json")
+    );
+    let ci = std::fs::read_to_string(dir.join(".github/workflows/detections.yml")).expect("ci");
+    assert!(ci.contains("palisade validate") && ci.contains("palisade test"));
+
+    assert_success(&palisade(&["validate"], &dir));
+    let out = palisade(&["test"], &dir);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("cases: 5 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = palisade(&["init", dir.to_str().expect("utf-8")], parent.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}

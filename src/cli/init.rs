@@ -1,0 +1,85 @@
+//! `palisade init DIR`: a detection-as-code repository to start from.
+
+use std::path::Path;
+
+use super::{CannotRun, Status};
+use crate::pipeline::{Outcome, Pipeline};
+use crate::sinks::replay_lines;
+
+/// (path in the new directory, content). The snapshot and the schemas are made, not stored.
+const FILES: &[(&str, &str)] = &[
+    ("palisade.yaml", include_str!("init/config.yaml")),
+    (
+        "rules/example_office_spawns_shell.rhai",
+        include_str!("init/rule.rhai"),
+    ),
+    (
+        "playbooks/example-contain-office-macro.yaml",
+        include_str!("init/playbook.yaml"),
+    ),
+    (
+        "tests/fixtures/example.jsonl",
+        include_str!("init/events.jsonl"),
+    ),
+    (
+        ".github/workflows/detections.yml",
+        include_str!("init/ci.yml"),
+    ),
+    ("README.md", include_str!("init/README.md")),
+    (
+        ".gitignore",
+        "# The engine's state and rejected input, when run here.\ndata/\n",
+    ),
+];
+
+fn write(dir: &Path, relative: &str, text: &str) -> Result<(), CannotRun> {
+    let path = dir.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CannotRun(format!("cannot create `{}`: {e}", parent.display())))?;
+    }
+    std::fs::write(&path, text)
+        .map_err(|e| CannotRun(format!("cannot write `{}`: {e}", path.display())))?;
+    println!("  {relative}");
+    Ok(())
+}
+
+pub fn run(dir: &Path) -> Result<Status, CannotRun> {
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        return Err(CannotRun(format!(
+            "`{}` is not empty; `palisade init` only writes into a new or empty directory, so nothing of yours is overwritten",
+            dir.display()
+        )));
+    }
+    println!("wrote into {}:", dir.display());
+    for (relative, text) in FILES {
+        write(dir, relative, text)?;
+    }
+    for (name, text) in crate::schema::all() {
+        write(dir, &format!("schemas/{name}"), &text)?;
+    }
+    // The snapshot is what this palisade makes of the example events, so `palisade test`
+    // passes from the start.
+    let content = super::load_runnable_content(dir, None)?;
+    let mut pipeline =
+        Pipeline::new(content, false, crate::intel::IntelHandle::default()).map_err(CannotRun)?;
+    let mut snapshot = String::new();
+    for line in include_str!("init/events.jsonl").lines() {
+        let event = crate::event::normalize(line.as_bytes())
+            .map_err(|e| CannotRun(format!("the example events: {}", e.message)))?;
+        let mut outcome = Outcome::default();
+        pipeline.process(&event, &mut outcome);
+        for value in replay_lines(&outcome) {
+            snapshot.push_str(&value.to_string());
+            snapshot.push('\n');
+        }
+    }
+    write(dir, "tests/fixtures/example.expected.jsonl", &snapshot)?;
+    println!(
+        "\nnext:\n  cd {}\n  palisade validate && palisade test\n  palisade run --events tests/fixtures/example.jsonl",
+        dir.display()
+    );
+    Ok(Status::Ok)
+}
