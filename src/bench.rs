@@ -476,6 +476,7 @@ async fn palisade_run(
             state,
             alerts: alerts.take(),
             executor: Some(executor),
+            metrics: None,
         };
         drive_stream(
             &mut engine,

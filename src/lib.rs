@@ -40,6 +40,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod event;
 pub mod intel;
+pub mod metrics;
 pub mod pipeline;
 pub mod playbooks;
 pub mod rules;

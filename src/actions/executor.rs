@@ -265,6 +265,11 @@ impl Executor {
         Ok(())
     }
 
+    /// Whether the engine is in manual mode, as last read or set.
+    pub fn is_manual(&self) -> bool {
+        self.manual.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Reads the recorded mode (a manual engine stays manual across restarts).
     pub async fn load_mode(&self) -> Result<(), StateError> {
         let _held = self.mode_lock.lock().await;

@@ -175,6 +175,18 @@ async fn engine(
         ));
     }
     let stages = stages(&content, &state_path, &shutdown).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    metrics.set_source(match &source {
+        SourceConfig::Jsonl { .. } => "jsonl",
+        SourceConfig::RedisStream(_) => "redis_stream",
+        SourceConfig::RedisChannel(_) => "redis_channel",
+    });
+    if let Some(executor) = &executor {
+        metrics.set_manual_mode(executor.is_manual());
+    }
+    if config.http.enabled {
+        serve_http(&config.http.listen, &metrics, &health, &shutdown).await;
+    }
     let mut engine = Engine::new(
         content.clone(),
         intel,
@@ -183,7 +195,8 @@ async fn engine(
         publishes,
         stages,
     )
-    .map_err(CannotRun)?;
+    .map_err(CannotRun)?
+    .with_metrics(metrics.clone());
     tracing::info!(
         rules = content.rules.len(),
         playbooks = content.playbooks.len(),
@@ -192,6 +205,7 @@ async fn engine(
         alerts = publishes,
         "palisade is running"
     );
+    metrics.set_ready(true);
 
     let driven = match source {
         SourceConfig::Jsonl { path } => {
@@ -209,6 +223,7 @@ async fn engine(
                 state: state.clone(),
                 alerts: alerts.take(),
                 executor: executor.clone(),
+                metrics: Some(metrics.clone()),
             };
             let reader_shutdown = shutdown.clone();
             let runtime = tokio::runtime::Handle::current();
@@ -252,6 +267,7 @@ async fn engine(
                 state: state.clone(),
                 alerts: alerts.take(),
                 executor: executor.clone(),
+                metrics: Some(metrics.clone()),
             };
             drive_stream(&mut engine, source, outputs, &shutdown, NoProbe)
                 .await
@@ -266,10 +282,12 @@ async fn engine(
                 state: state.clone(),
                 alerts: alerts.take(),
                 executor: executor.clone(),
+                metrics: Some(metrics.clone()),
             };
             drive_channel(&mut engine, &mut source, &mut outputs, &shutdown).await
         }
     };
+    metrics.set_ready(false);
     drop(state);
     let batches = writer
         .await
@@ -331,4 +349,26 @@ async fn stages(
         store.close().await;
     }
     Ok(stages)
+}
+
+/// Starts `/healthz`, `/readyz` and `/metrics`. A port already taken (another engine on this
+/// machine) is logged and the engine runs without them: they report on it, they are not it.
+async fn serve_http(
+    listen: &str,
+    metrics: &Arc<crate::metrics::Metrics>,
+    health: &Arc<Health>,
+    shutdown: &Shutdown,
+) {
+    let Ok(address) = listen.parse() else {
+        tracing::error!("`http.listen` is `{listen}`, not an address; no HTTP endpoints");
+        return;
+    };
+    match crate::metrics::http::serve(address, metrics.clone(), health.clone(), shutdown.clone())
+        .await
+    {
+        Ok(bound) => tracing::info!("serving /healthz, /readyz and /metrics on http://{bound}"),
+        Err(err) => tracing::warn!(
+            "cannot serve the HTTP endpoints on {address}: {err}; running without them"
+        ),
+    }
 }

@@ -44,6 +44,29 @@ pub struct Config {
     /// The long-term behaviour tracker.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// `/healthz`, `/readyz` and `/metrics` while `palisade run` runs.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The engine's HTTP endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// A loopback address and port (`127.0.0.1:9464`, `[::1]:9464`); port 0 picks a free one
+    /// and the log says which. Other addresses are refused: put a proxy in front to expose it.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// The anomaly stage (`docs/anomaly.md`).
@@ -537,6 +560,22 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         if value.as_os_str().is_empty() {
             report(at, "path must not be empty".into());
         }
+    }
+    match config.http.listen.parse::<std::net::SocketAddr>() {
+        Ok(address) if address.ip().is_loopback() => {}
+        Ok(address) => report(
+            root.key("http").key("listen"),
+            format!(
+                "`http.listen` is `{address}`; the endpoints are for this machine only, so use a loopback address such as 127.0.0.1:9464"
+            ),
+        ),
+        Err(_) => report(
+            root.key("http").key("listen"),
+            format!(
+                "`http.listen` is `{}`, not an address and port like 127.0.0.1:9464",
+                config.http.listen
+            ),
+        ),
     }
     if !(config.anomaly.threshold > 0.0 && config.anomaly.threshold <= 1.0) {
         report(

@@ -32,6 +32,8 @@ pub struct Outputs {
     pub state: StateWriter,
     pub alerts: Option<AlertPublisher>,
     pub executor: Option<Arc<Executor>>,
+    /// Where decided steps, latency and queue depths are counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The first half of committing a batch: the executor decides what became of each step, the
@@ -45,6 +47,14 @@ async fn record(handled: &mut Handled, outputs: &Outputs) -> Result<(), DriveErr
                 &handled.degrade,
             )
             .await?;
+    }
+    if let Some(metrics) = &outputs.metrics {
+        for action in &handled.state.actions {
+            metrics.action(action.action, action.status.as_str());
+        }
+        if let Some(executor) = &outputs.executor {
+            metrics.set_manual_mode(executor.is_manual());
+        }
     }
     crate::sinks::show(outputs.format, &handled.state);
     if !handled.state.is_empty() {
@@ -119,6 +129,8 @@ impl std::fmt::Display for EntryOrigin<'_> {
 
 /// One handled batch on its way from the reading task to the committing task.
 struct Pending {
+    /// When its entries were read, for the latency histogram.
+    read_at: std::time::Instant,
     handled: Handled,
     done: Vec<String>,
     rejected: Vec<(Entry, String, String)>,
@@ -193,6 +205,10 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 {
                     break;
                 }
+                if let Some(metrics) = &outputs.metrics {
+                    metrics.latency(batch.read_at.elapsed(), batch.done.len() as u64);
+                    metrics.set_queues(pending.len(), outputs.state.queued());
+                }
             }
             Ok::<P, DriveError>(probe)
         })
@@ -211,6 +227,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     };
     while let Some(entries) = fetched.recv().await {
         let mut batch = Pending {
+            read_at: std::time::Instant::now(),
             handled: Handled::default(),
             done: Vec::with_capacity(entries.len()),
             rejected: Vec::new(),
@@ -258,6 +275,7 @@ pub async fn drive_channel(
     let origin = format!("channel {}", source.channel());
     let origin: &dyn std::fmt::Display = &origin;
     while let Some(messages) = source.next_batch(shutdown).await {
+        let read_at = std::time::Instant::now();
         handled.clear();
         cpu(|| {
             for message in &messages {
@@ -267,6 +285,9 @@ pub async fn drive_channel(
         });
         if !commit(&mut handled, outputs, shutdown).await? {
             break;
+        }
+        if let Some(metrics) = &outputs.metrics {
+            metrics.latency(read_at.elapsed(), messages.len() as u64);
         }
     }
     Ok(())
@@ -289,6 +310,7 @@ pub fn drive_jsonl(
             source,
         })?;
         let Some(line) = line else { break };
+        let read_at = std::time::Instant::now();
         handled.clear();
         if engine.handle_line(&origin, &line, &mut handled).is_err() {
             continue;
@@ -308,6 +330,9 @@ pub fn drive_jsonl(
             outputs
                 .state
                 .blocking_send(std::mem::take(&mut handled.state))?;
+        }
+        if let Some(metrics) = &outputs.metrics {
+            metrics.latency(read_at.elapsed(), 1);
         }
     }
     Ok(())

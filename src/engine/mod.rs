@@ -76,6 +76,7 @@ pub struct Engine {
     build_alerts: bool,
     outcome: Outcome,
     counters: Counters,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Engine {
@@ -96,7 +97,14 @@ impl Engine {
             build_alerts,
             outcome: Outcome::default(),
             counters: Counters::default(),
+            metrics: None,
         })
+    }
+
+    /// Counts what goes through on `metrics` (shown on `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Engine {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// How committed batches are shown on standard output.
@@ -123,9 +131,21 @@ impl Engine {
         raw: &[u8],
         handled: &mut Handled,
     ) -> Result<(), NormalizeError> {
-        let event = self.intake.accept(origin, raw)?;
+        let accepted = self.intake.accept(origin, raw);
+        let event = self.accepted(accepted)?;
         self.process(&event, handled);
         Ok(())
+    }
+
+    /// Counts a message read, and rejected when it was.
+    fn accepted(&self, result: Result<Event, NormalizeError>) -> Result<Event, NormalizeError> {
+        if let Some(metrics) = &self.metrics {
+            metrics.received();
+            if result.is_err() {
+                metrics.dead_lettered();
+            }
+        }
+        result
     }
 
     /// A batch is complete: what the tracker counted over its events, and how far stored
@@ -152,7 +172,8 @@ impl Engine {
         line: &crate::sources::jsonl::Line,
         handled: &mut Handled,
     ) -> Result<(), NormalizeError> {
-        let event = self.intake.accept_line(origin, line)?;
+        let accepted = self.intake.accept_line(origin, line);
+        let event = self.accepted(accepted)?;
         self.process(&event, handled);
         Ok(())
     }
@@ -166,6 +187,12 @@ impl Engine {
         self.counters.detections += outcome.detections.len() as u64;
         self.counters.actions += outcome.actions.len() as u64;
         self.counters.rule_failures += outcome.failures.len() as u64;
+        if let Some(metrics) = &self.metrics {
+            metrics.processed();
+            for detection in &outcome.detections {
+                metrics.detection(&detection.rule, detection.stage.as_str());
+            }
+        }
         handled.state.behaviour.append(&mut self.outcome.behaviour);
         handled.state.reported.append(&mut self.outcome.reported);
         let outcome = &self.outcome;

@@ -293,6 +293,11 @@ pub struct StateWriter {
 }
 
 impl StateWriter {
+    /// Batches waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Queues a batch without waiting for it to be stored.
     pub async fn send(&self, batch: Batch) -> Result<(), StateError> {
         self.jobs

@@ -10,6 +10,7 @@ mod anomaly;
 mod cli;
 mod firewall;
 mod intel_pull;
+mod live;
 mod redis_io;
 mod response;
 mod support;

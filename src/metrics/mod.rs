@@ -1,0 +1,281 @@
+//! What the running engine counts, and how it is shown: Prometheus text on `/metrics`, with
+//! `/healthz` and `/readyz` beside it (`http.rs`).
+//!
+//! Counters are atomics bumped on the hot path; labelled counters (per rule, per action) are
+//! maps behind a mutex, touched only per detection or decided step, which are rare next to
+//! events.
+
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Observations at or below each bucket's bound (not cumulative; summed when shown).
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    over: AtomicU64,
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, value: Duration, times: u64) {
+        let seconds = value.as_secs_f64();
+        match LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
+            Some(i) => self.buckets[i].fetch_add(times, Ordering::Relaxed),
+            None => self.over.fetch_add(times, Ordering::Relaxed),
+        };
+        self.count.fetch_add(times, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(value.as_micros() as u64 * times, Ordering::Relaxed);
+    }
+}
+
+/// Everything `/metrics` shows. One per engine process, shared by `Arc`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// The source's label: `jsonl`, `redis_stream`, `redis_channel`.
+    source: Mutex<String>,
+    received: AtomicU64,
+    processed: AtomicU64,
+    dead_lettered: AtomicU64,
+    detections: Mutex<BTreeMap<(String, &'static str), u64>>,
+    actions: Mutex<BTreeMap<(String, &'static str), u64>>,
+    latency: Histogram,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    manual_mode: AtomicBool,
+    commit_queue: AtomicI64,
+    state_queue: AtomicI64,
+    redis_failures: AtomicU64,
+    ready: AtomicBool,
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn set_source(&self, source: &str) {
+        if let Ok(mut s) = self.source.lock() {
+            *s = source.to_string();
+        }
+    }
+
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn processed(&self) {
+        self.processed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dead_lettered(&self) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn detection(&self, rule: &str, stage: &'static str) {
+        if let Ok(mut map) = self.detections.lock() {
+            *map.entry((rule.to_string(), stage)).or_default() += 1;
+        }
+    }
+
+    pub fn action(&self, action: &str, status: &'static str) {
+        if let Ok(mut map) = self.actions.lock() {
+            *map.entry((action.to_string(), status)).or_default() += 1;
+        }
+    }
+
+    /// `events` events took `latency` from being read to being committed.
+    pub fn latency(&self, latency: Duration, events: u64) {
+        if events > 0 {
+            self.latency.observe(latency, events);
+        }
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        if ok {
+            self.reloads.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_manual_mode(&self, manual: bool) {
+        self.manual_mode.store(manual, Ordering::Relaxed);
+    }
+
+    pub fn set_queues(&self, commit: usize, state: usize) {
+        self.commit_queue.store(commit as i64, Ordering::Relaxed);
+        self.state_queue.store(state as i64, Ordering::Relaxed);
+    }
+
+    pub fn set_redis_failures(&self, failures: u64) {
+        self.redis_failures.store(failures, Ordering::Relaxed);
+    }
+
+    /// The engine reads its source (or has stopped reading it).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn events_processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of everything above.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let source = self.source.lock().map(|s| escape(&s)).unwrap_or_default();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name}{{source=\"{source}\"}} {value}");
+        };
+        counter(
+            "palisade_events_received_total",
+            "Messages read from the source.",
+            self.received.load(Ordering::Relaxed),
+        );
+        counter(
+            "palisade_events_processed_total",
+            "Events that went through the pipeline.",
+            self.processed.load(Ordering::Relaxed),
+        );
+        counter(
+            "palisade_events_dead_lettered_total",
+            "Messages rejected as not events and kept with the reason.",
+            self.dead_lettered.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP palisade_detections_total Detections, per rule (or detector) and stage.\n# TYPE palisade_detections_total counter"
+        );
+        if let Ok(map) = self.detections.lock() {
+            for ((rule, stage), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "palisade_detections_total{{rule=\"{}\",stage=\"{stage}\"}} {n}",
+                    escape(rule)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_actions_total Decided steps, per action and final status.\n# TYPE palisade_actions_total counter"
+        );
+        if let Ok(map) = self.actions.lock() {
+            for ((action, status), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "palisade_actions_total{{action=\"{}\",status=\"{status}\"}} {n}",
+                    escape(action)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_queue_depth Batches waiting, per queue.\n# TYPE palisade_queue_depth gauge"
+        );
+        let _ = writeln!(
+            out,
+            "palisade_queue_depth{{queue=\"commit\"}} {}\npalisade_queue_depth{{queue=\"state_writer\"}} {}",
+            self.commit_queue.load(Ordering::Relaxed),
+            self.state_queue.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP palisade_pipeline_latency_seconds From an event read to its results committed.\n# TYPE palisade_pipeline_latency_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "palisade_pipeline_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "palisade_pipeline_latency_seconds_bucket{{le=\"+Inf\"}} {count}\npalisade_pipeline_latency_seconds_sum {}\npalisade_pipeline_latency_seconds_count {count}",
+            self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        for (name, help, value) in [
+            (
+                "palisade_reloads_total",
+                "Content or model changes taken into use.",
+                self.reloads.load(Ordering::Relaxed),
+            ),
+            (
+                "palisade_reload_failures_total",
+                "Changes refused because they did not validate; the previous set kept running.",
+                self.reload_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "palisade_redis_failures_total",
+                "Failed Redis operations and connection attempts.",
+                self.redis_failures.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        let manual = self.manual_mode.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP palisade_mode The engine's mode: 1 for the current one.\n# TYPE palisade_mode gauge\npalisade_mode{{mode=\"auto\"}} {}\npalisade_mode{{mode=\"manual\"}} {}",
+            u8::from(!manual),
+            u8::from(manual)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP palisade_ready Whether the engine is reading its source.\n# TYPE palisade_ready gauge\npalisade_ready {}",
+            u8::from(self.is_ready())
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_line_is_a_name_optional_labels_and_a_number() {
+        let metrics = Metrics::default();
+        metrics.set_source("redis_stream");
+        metrics.received();
+        metrics.processed();
+        metrics.detection("office \"spawns\" shell", "rule");
+        metrics.action("process.kill", "dry_run");
+        metrics.latency(Duration::from_millis(3), 500);
+        let text = metrics.render();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(text.contains("palisade_events_processed_total{source=\"redis_stream\"} 1"));
+        assert!(text.contains("rule=\"office \\\"spawns\\\" shell\""));
+        assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.005\"} 500"));
+        assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.0025\"} 0"));
+    }
+}

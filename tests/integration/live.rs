@@ -1,0 +1,136 @@
+//! Live operation: the health, readiness and Prometheus endpoints of a running engine.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::support::{
+    EngineProcess, RedisServer, assert_success, eventually, office_events, palisade, redis_content,
+};
+
+/// `GET path` over plain HTTP/1.1; returns (status, body).
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Prometheus text: every sample as `name{labels}` (as written) to its value. Comment lines
+/// must be HELP or TYPE; every other line must be a sample with a number.
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(
+                comment.starts_with("HELP ") || comment.starts_with("TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample has a value");
+        let value: f64 = value.parse().expect("a sample's value is a number");
+        let name_end = series.find('{').unwrap_or(series.len());
+        assert!(
+            series[..name_end]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+#[test]
+fn metrics_count_exactly_the_events_sent() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, "  type: redis_stream\n  stream: live\n");
+    let config = dir.path().join("palisade.yaml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("http:\n  listen: 127.0.0.1:0\n");
+    std::fs::write(&config, text).expect("config");
+
+    let engine = EngineProcess::start(dir.path(), "live");
+    engine.wait_for_log("serving /healthz, /readyz and /metrics on http://");
+    let log = engine.log();
+    let address = log
+        .split("on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address is logged")
+        .to_string();
+    assert!(
+        eventually(Duration::from_secs(10), || get(&address, "/readyz").0
+            == 200),
+        "never ready"
+    );
+
+    let sent = 300;
+    std::fs::write(dir.path().join("events.jsonl"), office_events(0, sent)).expect("events");
+    std::fs::write(
+        dir.path().join("junk.jsonl"),
+        "not json\n{\"type\":\"nope\"}\n",
+    )
+    .expect("junk");
+    for file in ["events.jsonl", "junk.jsonl"] {
+        assert_success(&palisade(
+            &["publish", "--events", file, "--stream", "live"],
+            dir.path(),
+        ));
+    }
+    let scrape = || parse_prometheus(&get(&address, "/metrics").1);
+    let processed = "palisade_events_processed_total{source=\"redis_stream\"}";
+    assert!(
+        eventually(Duration::from_secs(20), || scrape().get(processed)
+            == Some(&(sent as f64))),
+        "{:?}",
+        scrape().get(processed)
+    );
+    // Counters settle after the last batch is acknowledged.
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = scrape();
+    let at = |series: &str| samples.get(series).copied().unwrap_or(-1.0);
+    assert_eq!(
+        at("palisade_events_received_total{source=\"redis_stream\"}"),
+        (sent + 2) as f64
+    );
+    assert_eq!(at(processed), sent as f64);
+    assert_eq!(
+        at("palisade_events_dead_lettered_total{source=\"redis_stream\"}"),
+        2.0
+    );
+    assert_eq!(
+        at("palisade_detections_total{rule=\"office-spawns-shell\",stage=\"rule\"}"),
+        sent as f64
+    );
+    // Every detection's playbook decided its two steps; the shipped config is dry-run.
+    assert_eq!(
+        at("palisade_actions_total{action=\"process.kill\",status=\"dry_run\"}"),
+        sent as f64
+    );
+    assert_eq!(at("palisade_pipeline_latency_seconds_count"), sent as f64);
+    assert_eq!(at("palisade_mode{mode=\"auto\"}"), 1.0);
+    assert_eq!(at("palisade_ready"), 1.0);
+
+    let (status, body) = get(&address, "/healthz");
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("health is JSON");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["redis_up"], true);
+    engine.stop();
+}
