@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::config::SourceConfig;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Status, load_content};
+use super::{CannotRun, Status};
 
 /// Where `publish` sends events.
 pub enum Target {
@@ -22,10 +22,13 @@ pub fn run(
     channel: Option<String>,
     redis_url: Option<String>,
 ) -> Result<Status, CannotRun> {
-    // The content's config supplies defaults; invalid content does not stop a publish.
-    let config = match load_content(dir, None) {
-        Ok(Ok(content)) => content.config,
-        _ => crate::config::Config::default(),
+    // The config supplies defaults. Only the config is read: a rule being edited (or broken)
+    // must not send the events somewhere else.
+    let path = crate::content::display_path(dir, Path::new(crate::config::CONFIG_FILE));
+    let config = match std::fs::read_to_string(&path) {
+        Ok(text) => crate::config::parse(&path, &text)
+            .map_err(|problems| CannotRun(format!("{}cannot use the config", problems.render())))?,
+        Err(_) => crate::config::Config::default(),
     };
     let target = match (stream, channel, &config.source) {
         (Some(stream), None, _) => Target::Stream(stream),

@@ -105,10 +105,12 @@ async fn engine(
             }
         });
     }
+    let audit = Arc::new(crate::audit::AuditLog::new(&store));
+    let reload_actor = actor.clone();
     let executor = Arc::new(
         crate::actions::Executor::new(
             registry,
-            Arc::new(crate::audit::AuditLog::new(&store)),
+            audit.clone(),
             crate::approvals::Approvals::new(&store),
             policy,
             actor,
@@ -187,6 +189,21 @@ async fn engine(
     if config.http.enabled {
         serve_http(&config.http.listen, &metrics, &health, &shutdown).await;
     }
+    let reloads = crate::engine::reload::spawn(
+        crate::engine::reload::ReloadSettings {
+            dir: content.dir.clone(),
+            config_file: content.config_path.clone(),
+            current: content.clone(),
+            intel: intel.clone(),
+            stages: stages.clone(),
+            dry_run: config.actions.dry_run,
+            audit: Some(audit),
+            actor: reload_actor,
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    )
+    .map_err(CannotRun)?;
     let mut engine = Engine::new(
         content.clone(),
         intel,
@@ -196,7 +213,8 @@ async fn engine(
         stages,
     )
     .map_err(CannotRun)?
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_reloads(reloads);
     tracing::info!(
         rules = content.rules.len(),
         playbooks = content.playbooks.len(),

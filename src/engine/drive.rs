@@ -226,6 +226,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
         })
     };
     while let Some(entries) = fetched.recv().await {
+        engine.apply_reload();
         let mut batch = Pending {
             read_at: std::time::Instant::now(),
             handled: Handled::default(),
@@ -275,6 +276,7 @@ pub async fn drive_channel(
     let origin = format!("channel {}", source.channel());
     let origin: &dyn std::fmt::Display = &origin;
     while let Some(messages) = source.next_batch(shutdown).await {
+        engine.apply_reload();
         let read_at = std::time::Instant::now();
         handled.clear();
         cpu(|| {
@@ -311,6 +313,7 @@ pub fn drive_jsonl(
         })?;
         let Some(line) = line else { break };
         let read_at = std::time::Instant::now();
+        engine.apply_reload();
         handled.clear();
         if engine.handle_line(&origin, &line, &mut handled).is_err() {
             continue;

@@ -6,6 +6,7 @@
 //! input, so an acknowledged event always has its detections recorded.
 
 pub mod drive;
+pub mod reload;
 mod shutdown;
 
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -77,6 +78,8 @@ pub struct Engine {
     outcome: Outcome,
     counters: Counters,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// New pipelines built by the reloader, swapped in between batches.
+    reloads: Option<std::sync::mpsc::Receiver<Pipeline>>,
 }
 
 impl Engine {
@@ -98,7 +101,27 @@ impl Engine {
             outcome: Outcome::default(),
             counters: Counters::default(),
             metrics: None,
+            reloads: None,
         })
+    }
+
+    /// Takes new pipelines from the reloader (`reload::spawn`).
+    pub fn with_reloads(mut self, reloads: std::sync::mpsc::Receiver<Pipeline>) -> Engine {
+        self.reloads = Some(reloads);
+        self
+    }
+
+    /// Swaps in the newest pipeline the reloader built, if there is one. Called between
+    /// batches, so every event of a batch sees one set of rules and playbooks.
+    pub fn apply_reload(&mut self) {
+        let Some(reloads) = &self.reloads else { return };
+        let mut newest = None;
+        while let Ok(pipeline) = reloads.try_recv() {
+            newest = Some(pipeline);
+        }
+        if let Some(pipeline) = newest {
+            self.pipeline = pipeline;
+        }
     }
 
     /// Counts what goes through on `metrics` (shown on `/metrics`).

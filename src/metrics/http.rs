@@ -26,6 +26,7 @@ async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
         "redis_failures": shared.health.redis_failures(),
         "last_error": shared.health.last_error(),
         "events_processed": shared.metrics.events_processed(),
+        "last_reload_error": shared.metrics.reload_error(),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -59,6 +59,8 @@ pub struct Metrics {
     state_queue: AtomicI64,
     redis_failures: AtomicU64,
     ready: AtomicBool,
+    /// Why the last reload was refused, until one succeeds.
+    reload_error: Mutex<Option<String>>,
 }
 
 fn escape(label: &str) -> String {
@@ -112,6 +114,16 @@ impl Metrics {
         } else {
             self.reload_failures.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub fn set_reload_error(&self, error: Option<String>) {
+        if let Ok(mut e) = self.reload_error.lock() {
+            *e = error;
+        }
+    }
+
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error.lock().ok().and_then(|e| e.clone())
     }
 
     pub fn set_manual_mode(&self, manual: bool) {

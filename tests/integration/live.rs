@@ -134,3 +134,155 @@ fn metrics_count_exactly_the_events_sent() {
     assert_eq!(health["redis_up"], true);
     engine.stop();
 }
+
+fn marker_rule(version: usize, broken: bool) -> String {
+    // A broken edit carries a title of its own, so any detection made with it would show.
+    let (title, severity) = if broken {
+        (format!("marker v{version} broken"), "urgent")
+    } else {
+        (format!("marker v{version}"), "high")
+    };
+    format!(
+        "let rule = #{{ id: \"marker\", title: \"{title}\", severity: \"{severity}\", tags: [],\n  events: [\"process_create\"], filter: #{{ name: [\"marker.exe\"] }} }};\n"
+    )
+}
+
+fn chunk(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| {
+            let name = if i % 50 == 0 { "marker.exe" } else { "chrome.exe" };
+            format!(
+                "{{\"type\":\"process_create\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"id\":\"ev-{i}\",\"host\":\"ws-1\",\"pid\":{},\"name\":\"{name}\",\"parent_name\":\"explorer.exe\"}}\n",
+                1000 + i
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_edits_while_events_stream_lose_nothing_and_broken_ones_never_apply() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, "  type: redis_stream\n  stream: reload\n");
+    let config = dir.path().join("palisade.yaml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("http:\n  listen: 127.0.0.1:0\n");
+    std::fs::write(&config, text).expect("config");
+    let rule = dir.path().join("rules/marker.rhai");
+    std::fs::write(&rule, marker_rule(0, false)).expect("rule");
+
+    let engine = EngineProcess::start(dir.path(), "reload");
+    engine.wait_for_log("serving /healthz, /readyz and /metrics on http://");
+    let address = engine
+        .log()
+        .split("on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address is logged")
+        .to_string();
+
+    let per_chunk = 2500;
+    let mut sent = 0;
+    let mut broken_edits = 0;
+    for edit in 1..=20 {
+        let broken = edit % 3 == 0;
+        broken_edits += usize::from(broken);
+        std::fs::write(&rule, marker_rule(edit, broken)).expect("edit");
+        let file = format!("chunk-{edit}.jsonl");
+        std::fs::write(dir.path().join(&file), chunk(sent, per_chunk)).expect("events");
+        assert_success(&palisade(
+            &["publish", "--events", &file, "--stream", "reload"],
+            dir.path(),
+        ));
+        sent += per_chunk;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Edit 20 is good. From its save, probe with single marker events until one is detected
+    // with its title: that is the time until the edit is in use.
+    let saved = std::time::Instant::now();
+    std::fs::write(&rule, marker_rule(21, false)).expect("last edit");
+    let mut probes = 0;
+    let active_after = loop {
+        let id = format!("probe-{probes}");
+        let line = format!(
+            "{{\"type\":\"process_create\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"id\":\"{id}\",\"host\":\"ws-2\",\"pid\":7,\"name\":\"marker.exe\",\"parent_name\":\"explorer.exe\"}}\n"
+        );
+        std::fs::write(dir.path().join("probe.jsonl"), line).expect("probe");
+        assert_success(&palisade(
+            &["publish", "--events", "probe.jsonl", "--stream", "reload"],
+            dir.path(),
+        ));
+        probes += 1;
+        let seen = eventually(Duration::from_millis(300), || {
+            server
+                .alerts("palisade:alerts")
+                .iter()
+                .any(|a| a["event_id"] == id.as_str())
+        });
+        assert!(seen, "probe {id} was never detected");
+        let title = server
+            .alerts("palisade:alerts")
+            .into_iter()
+            .find(|a| a["event_id"] == id.as_str())
+            .and_then(|a| a["title"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if title == "marker v21" {
+            break saved.elapsed();
+        }
+        assert!(
+            saved.elapsed() < Duration::from_secs(5),
+            "the last edit never applied"
+        );
+    };
+    eprintln!("the last good edit was in use {active_after:?} after saving ({probes} probes)");
+    assert!(active_after < Duration::from_secs(1), "{active_after:?}");
+
+    let total = sent + probes;
+    let scrape = || parse_prometheus(&get(&address, "/metrics").1);
+    let processed = "palisade_events_processed_total{source=\"redis_stream\"}";
+    assert!(
+        eventually(Duration::from_secs(30), || scrape().get(processed)
+            == Some(&(total as f64))),
+        "{:?} of {total}",
+        scrape().get(processed)
+    );
+    let samples = scrape();
+    // Received equals sent: no entry was delivered twice.
+    assert_eq!(
+        samples.get("palisade_events_received_total{source=\"redis_stream\"}"),
+        Some(&(total as f64))
+    );
+    assert!(
+        samples
+            .get("palisade_reloads_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        samples
+            .get("palisade_reload_failures_total")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(broken_edits >= 6);
+
+    // Every marker event has exactly one alert, and none was made by a broken edit.
+    let alerts = server.alerts("palisade:alerts");
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for alert in &alerts {
+        let title = alert["title"].as_str().unwrap_or_default();
+        assert!(
+            !title.contains("broken"),
+            "a broken edit took effect: {title}"
+        );
+        *per_event
+            .entry(alert["event_id"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_event.len(), sent / 50 + probes);
+    assert!(per_event.values().all(|n| *n == 1));
+    let log = engine.stop();
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(log.contains("error[rule-bad-severity]"), "{log}");
+}
