@@ -141,8 +141,10 @@ pub async fn watch(
         seen = now;
         match Model::load(&path) {
             Ok(model) => {
-                tracing::info!(path = %path.display(), trained_at = model.trained_at, "anomaly model reloaded");
+                let trained_at = model.trained_at.clone();
+                // Swapped before it is announced: whoever reads the log line sees it in use.
                 handle.swap(model);
+                tracing::info!(path = %path.display(), trained_at, "anomaly model reloaded");
             }
             Err(err) => tracing::error!("{err}; the previous model stays in use"),
         }
