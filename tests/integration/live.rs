@@ -56,24 +56,37 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     samples
 }
 
-#[test]
-fn metrics_count_exactly_the_events_sent() {
-    let server = RedisServer::start();
-    let dir = redis_content(&server, "  type: redis_stream\n  stream: live\n");
+/// A content directory reading `stream` from `server`, its endpoints on a free port.
+fn stream_content(server: &RedisServer, stream: &str) -> tempfile::TempDir {
+    let dir = redis_content(
+        server,
+        &format!("  type: redis_stream\n  stream: {stream}\n"),
+    );
     let config = dir.path().join("palisade.yaml");
     let mut text = std::fs::read_to_string(&config).expect("config");
     text.push_str("http:\n  listen: 127.0.0.1:0\n");
     std::fs::write(&config, text).expect("config");
+    dir
+}
 
-    let engine = EngineProcess::start(dir.path(), "live");
+/// The address an engine logged for its endpoints, once it has.
+fn endpoint(engine: &EngineProcess) -> String {
     engine.wait_for_log("serving /healthz, /readyz and /metrics on http://");
-    let log = engine.log();
-    let address = log
+    engine
+        .log()
         .split("on http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the address is logged")
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn metrics_count_exactly_the_events_sent() {
+    let server = RedisServer::start();
+    let dir = stream_content(&server, "live");
+    let engine = EngineProcess::start(dir.path(), "live");
+    let address = endpoint(&engine);
     assert!(
         eventually(Duration::from_secs(10), || get(&address, "/readyz").0
             == 200),
@@ -162,23 +175,12 @@ fn chunk(first: usize, count: usize) -> String {
 #[test]
 fn twenty_edits_while_events_stream_lose_nothing_and_broken_ones_never_apply() {
     let server = RedisServer::start();
-    let dir = redis_content(&server, "  type: redis_stream\n  stream: reload\n");
-    let config = dir.path().join("palisade.yaml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("http:\n  listen: 127.0.0.1:0\n");
-    std::fs::write(&config, text).expect("config");
+    let dir = stream_content(&server, "reload");
     let rule = dir.path().join("rules/marker.rhai");
     std::fs::write(&rule, marker_rule(0, false)).expect("rule");
 
     let engine = EngineProcess::start(dir.path(), "reload");
-    engine.wait_for_log("serving /healthz, /readyz and /metrics on http://");
-    let address = engine
-        .log()
-        .split("on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the address is logged")
-        .to_string();
+    let address = endpoint(&engine);
 
     let per_chunk = 2500;
     let mut sent = 0;
