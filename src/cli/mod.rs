@@ -407,8 +407,27 @@ Example:\n  cargo run --release -- bench pipeline --events 200000"
     },
 }
 
+/// `palisade replay ... | head` closes our standard output early. Rust's printing then panics
+/// ("failed printing to stdout: Broken pipe"); like other Unix tools, stop quietly instead.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -503,6 +522,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Status::Ok) => ExitCode::SUCCESS,
         Ok(Status::Findings) => ExitCode::from(1),
+        // The reader of our output went away (`| head`): nothing is wrong with the command.
+        Err(CannotRun(message)) if message.contains("Broken pipe") => ExitCode::SUCCESS,
         Err(CannotRun(message)) => {
             eprintln!("palisade: {message}");
             ExitCode::from(2)
