@@ -306,6 +306,13 @@ async fn engine(
         }
     };
     metrics.set_ready(false);
+    // The tracker's last counts (written once a second while running).
+    let rest = engine.finish();
+    if !rest.is_empty()
+        && let Err(err) = state.write(rest).await
+    {
+        tracing::error!("cannot store the behaviour tracker's last counts: {err}");
+    }
     drop(state);
     let batches = writer
         .await

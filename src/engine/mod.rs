@@ -80,7 +80,11 @@ pub struct Engine {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// New pipelines built by the reloader, swapped in between batches.
     reloads: Option<std::sync::mpsc::Receiver<Pipeline>>,
+    counts_flushed: std::time::Instant,
 }
+
+/// How often the tracker's day counts go to storage.
+const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Engine {
     /// `build_alerts` says whether alert documents are wanted (alerts are published to Redis).
@@ -102,6 +106,7 @@ impl Engine {
             counters: Counters::default(),
             metrics: None,
             reloads: None,
+            counts_flushed: std::time::Instant::now(),
         })
     }
 
@@ -173,9 +178,22 @@ impl Engine {
 
     /// A batch is complete: what the tracker counted over its events, and how far stored
     /// records may be pruned, go with it (so they are committed with the events they describe).
-    pub fn end_batch(&self, handled: &mut Handled) {
+    pub fn end_batch(&mut self, handled: &mut Handled) {
+        self.flush_tracker(handled, false);
+    }
+
+    /// The tracker's day counts are written at most once a second (a row per host and kind
+    /// with every small batch cost more than the batch's own rows); `all` writes what is left,
+    /// at the end.
+    fn flush_tracker(&mut self, handled: &mut Handled, all: bool) {
         if let Some(tracker) = &self.pipeline.stages().tracker {
-            let counts = tracker.take_counts();
+            let due = all || self.counts_flushed.elapsed() >= COUNTS_EVERY;
+            let counts = if due {
+                self.counts_flushed = std::time::Instant::now();
+                tracker.take_counts()
+            } else {
+                Default::default()
+            };
             if !counts.is_empty() {
                 handled.state.absorb(crate::state::Batch {
                     behaviour_days: counts,
@@ -186,6 +204,13 @@ impl Engine {
                 handled.state.behaviour_horizon = Some(horizon);
             }
         }
+    }
+
+    /// What is still to be stored when the input has ended or the engine stops.
+    pub fn finish(&mut self) -> crate::state::Batch {
+        let mut handled = Handled::default();
+        self.flush_tracker(&mut handled, true);
+        handled.state
     }
 
     /// Processes one line of a JSON-lines source.
