@@ -202,8 +202,7 @@ async fn engine(
             metrics: metrics.clone(),
         },
         shutdown.clone(),
-    )
-    .map_err(CannotRun)?;
+    );
     let mut engine = Engine::new(
         content.clone(),
         intel,
@@ -213,8 +212,12 @@ async fn engine(
         stages,
     )
     .map_err(CannotRun)?
-    .with_metrics(metrics.clone())
-    .with_reloads(reloads);
+    .with_metrics(metrics.clone());
+    match reloads {
+        Ok(reloads) => engine = engine.with_reloads(reloads),
+        // Out of inotify watches, say: run on, without picking up changes.
+        Err(err) => tracing::warn!("{err}; changes to rules and playbooks need a restart"),
+    }
     tracing::info!(
         rules = content.rules.len(),
         playbooks = content.playbooks.len(),
