@@ -200,8 +200,45 @@ async fn audit(
     }
 }
 
+/// Rebuilds the intel matcher against the new warninglists and swaps it in (the pipelines share
+/// its handle). Without a state database there are no indicators to mark.
+async fn rematch(settings: &ReloadSettings, content: &Content) {
+    let path = content.resolve(&content.config.state.path);
+    if !path.exists() {
+        return;
+    }
+    let rebuilt = async {
+        let state = crate::state::StateStore::open(&path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let matcher = crate::intel::load_matcher(
+            &crate::intel::IntelStore::new(&state),
+            &content.warninglists,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        state.close().await;
+        matcher
+    };
+    match rebuilt.await {
+        Ok(matcher) => {
+            let indicators = matcher.len();
+            settings.intel.swap(matcher);
+            tracing::info!(
+                indicators,
+                "indicators marked against the changed warninglists"
+            );
+        }
+        Err(err) => tracing::error!("cannot apply the changed warninglists: {err}"),
+    }
+}
+
 /// Loads, validates and builds the content now on disk; hands a good set to the engine.
-async fn reload(settings: &mut ReloadSettings, engine: &std::sync::mpsc::Sender<Pipeline>) {
+async fn reload(
+    settings: &mut ReloadSettings,
+    engine: &std::sync::mpsc::Sender<Pipeline>,
+    warninglists: bool,
+) {
     let loaded = crate::content::load(&settings.dir, settings.config_file.as_deref());
     let content = match loaded {
         Ok(content) => Arc::new(content),
@@ -224,6 +261,9 @@ async fn reload(settings: &mut ReloadSettings, engine: &std::sync::mpsc::Sender<
             return;
         }
     };
+    if warninglists {
+        rematch(settings, &content).await;
+    }
     let built = Pipeline::with_stages(
         content.clone(),
         settings.dry_run,
@@ -269,7 +309,15 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> Result<std::sync::mpsc::Receiver<Pipeline>, String> {
     let (to_engine, from_reloader) = std::sync::mpsc::channel();
-    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Each change says whether a warninglist was among it: only then is the matcher rebuilt
+    // (with a million indicators that takes seconds, too long for every rule edit).
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let warninglists_dir = std::fs::canonicalize(
+        settings
+            .current
+            .resolve(Path::new(crate::content::WARNINGLISTS_DIR)),
+    )
+    .ok();
     let filter_content = settings.current.clone();
     let filter_config = settings.config_file.clone();
     let notify_changed = changed.clone();
@@ -283,7 +331,12 @@ pub fn spawn(
             .iter()
             .any(|p| relevant(p, &filter_content, filter_config.as_deref()))
         {
-            let _ = notify_changed.send(());
+            let warninglist = event.paths.iter().any(|p| {
+                warninglists_dir
+                    .as_ref()
+                    .is_some_and(|dir| p.starts_with(dir))
+            });
+            let _ = notify_changed.send(warninglist);
         }
     })
     .map_err(|e| format!("cannot watch the content for changes: {e}"))?;
@@ -300,21 +353,22 @@ pub fn spawn(
         // Owned by the task: dropping the watcher would stop the notifications.
         let _watcher = watcher;
         loop {
-            tokio::select! {
+            let mut warninglists = tokio::select! {
                 () = shutdown.wait() => return,
-                Some(()) = changes.recv() => {}
+                Some(warninglist) = changes.recv() => warninglist,
                 Some(()) = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading");
+                    true
                 }
-            }
+            };
             // Debounce: wait until the files have been quiet for a moment.
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(DEBOUNCE) => break,
-                    Some(()) = changes.recv() => {}
+                    Some(warninglist) = changes.recv() => warninglists |= warninglist,
                 }
             }
-            reload(&mut settings, &to_engine).await;
+            reload(&mut settings, &to_engine, warninglists).await;
         }
     });
     drop(changed);

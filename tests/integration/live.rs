@@ -390,3 +390,82 @@ fn sigterm_under_load_acknowledges_only_what_is_audited_and_a_restart_loses_noth
     assert_eq!(per_event.len(), total);
     assert!(per_event.values().all(|n| *n == 1));
 }
+
+#[test]
+fn a_new_warninglist_is_applied_to_the_loaded_indicators_while_running() {
+    use std::io::BufRead;
+    let dir = crate::support::scratch_content();
+    let lists = dir.path().join("warninglists");
+    std::fs::create_dir_all(&lists).expect("mkdir");
+    std::fs::copy(
+        crate::support::repo().join("warninglists/empty-hashes.json"),
+        lists.join("empty-hashes.json"),
+    )
+    .expect("copy");
+    let feed = crate::support::repo().join("tests/fixtures/intel/feeds/feodo-ipblocklist.csv");
+    assert_success(&palisade(
+        &[
+            "intel",
+            "import",
+            feed.to_str().expect("utf-8"),
+            "--format",
+            "feodo",
+        ],
+        dir.path(),
+    ));
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "http:\n  listen: 127.0.0.1:0\n",
+    )
+    .expect("config");
+
+    let log = dir.path().join("engine.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["run", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env("PALISADE_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("palisade runs");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(20), || read_log()
+            .contains("palisade is running")),
+        "{}",
+        read_log()
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut severity_of = |id: &str| -> String {
+        let event = format!(
+            "{{\"type\":\"network_connection\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"id\":\"{id}\",\"host\":\"srv-1\",\"pid\":7,\"name\":\"svchost.exe\",\"remote_ip\":\"51.178.161.32\",\"remote_port\":4643}}\n"
+        );
+        stdin.write_all(event.as_bytes()).expect("write");
+        stdin.flush().expect("flush");
+        for line in lines.by_ref().map_while(Result::ok) {
+            let value: serde_json::Value = serde_json::from_str(&line).expect("json line");
+            if value["kind"] == "detection" && value["event_id"] == id {
+                return value["severity"].as_str().unwrap_or_default().to_string();
+            }
+        }
+        String::new()
+    };
+    assert_eq!(severity_of("before"), "critical");
+
+    std::fs::write(
+        lists.join("partners.json"),
+        r#"{"name": "partner hosting", "type": "cidr", "list": ["51.178.161.0/24"]}"#,
+    )
+    .expect("list");
+    assert!(
+        eventually(Duration::from_secs(10), || read_log()
+            .contains("indicators marked against the changed warninglists")),
+        "{}",
+        read_log()
+    );
+    assert_eq!(severity_of("after"), "informational");
+    drop(stdin);
+    assert!(child.wait().expect("wait").success(), "{}", read_log());
+}
