@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -299,16 +298,7 @@ fn a_bad_baseline_line_is_named_and_nothing_is_written() {
 #[test]
 fn the_engine_picks_up_a_new_model_file_while_it_runs() {
     let dir = scratch_content();
-    let log = dir.path().join("engine.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", "--log-format", "json"])
-        .current_dir(dir.path())
-        .env("PALISADE_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("palisade runs");
+    let (mut child, log) = crate::support::run_on_pipes(dir.path());
     let lines = Arc::new(Mutex::new(Vec::<Value>::new()));
     let reader = {
         let lines = lines.clone();

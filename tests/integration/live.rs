@@ -419,16 +419,7 @@ fn a_new_warninglist_is_applied_to_the_loaded_indicators_while_running() {
     )
     .expect("config");
 
-    let log = dir.path().join("engine.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["run", "--log-format", "json"])
-        .current_dir(dir.path())
-        .env("PALISADE_LOG", "info")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("palisade runs");
+    let (mut child, log) = crate::support::run_on_pipes(dir.path());
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         eventually(Duration::from_secs(20), || read_log()

@@ -180,6 +180,22 @@ impl Drop for RedisServer {
     }
 }
 
+/// `palisade run --log-format json` in `dir`, reading events from a pipe we hold (its standard
+/// input) and writing JSON lines to another; it logs to `dir/engine.log`, returned beside it.
+pub fn run_on_pipes(dir: &Path) -> (Child, PathBuf) {
+    let log = dir.join("engine.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["run", "--log-format", "json"])
+        .current_dir(dir)
+        .env("PALISADE_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("palisade runs");
+    (child, log)
+}
+
 pub fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
