@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Every event adds one record (host, kind, subject, event time) to an in-memory summary; what a
-//! restart needs of it is stored with each batch (connections whole, process trees when new or
-//! once a day, and per-day counts of everything). The detectors read the summary: beaconing (regular intervals to one destination),
+//! restart needs of it is stored with each batch (connections that are part of a possible
+//! beacon, scan or sweep, process trees when new or once a day, and per-day counts of
+//! everything). The detectors read the summary: beaconing (regular intervals to one destination),
 //! low-and-slow scanning (distinct ports on one address, or distinct internal addresses on one
 //! port, accumulated over the retention period) and first-seen process trees (a parent→child
 //! pair new for a host that has history). Time is always event time, never the clock, so
@@ -90,6 +91,9 @@ pub struct TrackerState {
     trees: HashMap<String, HashMap<String, (i64, i64)>>,
     /// Counts not yet handed to storage.
     unsaved: DayCounts,
+    /// Earlier connections that became worth storing with the current one: (time, address,
+    /// port), for the host of the record being added.
+    backfill: Vec<(i64, IpAddr, u16)>,
     /// (detector, key) already reported, with when; a pattern is reported once per retention.
     reported: HashMap<(&'static str, String), i64>,
     newest: i64,
@@ -239,12 +243,23 @@ impl TrackerState {
         }
         match facts {
             Facts::Connect { ip, port } => {
-                // Beacons need every time and scans every port: connections are stored whole.
-                store = true;
+                // A connection is stored once it is part of something a detector counts: the
+                // second to the same destination (a possible beacon), the second port on one
+                // address (a possible scan), the second internal address on one port (a
+                // possible sweep); the first of the two is stored then too. A one-off
+                // connection, most of a browser's, is not stored: it counts towards nothing yet.
+                let mut earlier: Vec<(i64, IpAddr, u16)> = Vec::new();
                 if is_public(ip) || !settings.beacon_public_only {
                     let times = slot(&mut self.flows, host).entry((ip, port)).or_default();
                     let at = times.partition_point(|t| *t <= ts);
                     times.insert(at, ts);
+                    if times.len() >= 2 {
+                        store = true;
+                        if times.len() == 2 {
+                            let other = if times[0] == ts { times[1] } else { times[0] };
+                            earlier.push((other, ip, port));
+                        }
+                    }
                     if times.len() > BEACON_WINDOW {
                         times.pop_front();
                     }
@@ -264,7 +279,16 @@ impl TrackerState {
                     }
                 }
                 let tried = slot(&mut self.ports, host).entry(ip).or_default();
-                tried.insert(port, ts);
+                let new_port = tried.insert(port, ts).is_none();
+                if tried.len() >= 2 {
+                    store = true;
+                    if tried.len() == 2
+                        && new_port
+                        && let Some((other, at)) = tried.iter().find(|(p, _)| **p != port)
+                    {
+                        earlier.push((*at, ip, *other));
+                    }
+                }
                 if tried.len() >= settings.scan_distinct_ports.max(settings.min_records) {
                     let first = tried.values().min().copied().unwrap_or(ts);
                     findings.push(Finding::PortScan {
@@ -276,7 +300,16 @@ impl TrackerState {
                 }
                 if !is_public(ip) {
                     let swept = slot(&mut self.sweeps, host).entry(port).or_default();
-                    swept.insert(ip, ts);
+                    let new_address = swept.insert(ip, ts).is_none();
+                    if swept.len() >= 2 {
+                        store = true;
+                        if swept.len() == 2
+                            && new_address
+                            && let Some((other, at)) = swept.iter().find(|(a, _)| **a != ip)
+                        {
+                            earlier.push((*at, *other, port));
+                        }
+                    }
                     if swept.len() >= settings.scan_distinct_hosts.max(settings.min_records) {
                         let first = swept.values().min().copied().unwrap_or(ts);
                         findings.push(Finding::HostSweep {
@@ -286,6 +319,9 @@ impl TrackerState {
                             span_ms: ts - first,
                         });
                     }
+                }
+                if live {
+                    self.backfill.extend(earlier);
                 }
             }
             Facts::Spawn { pair } => {
@@ -519,7 +555,12 @@ impl TrackerHandle {
                 .entry(*day)
                 .or_default() += u64::try_from(*count).unwrap_or(0);
         }
-        for record in &stored.records {
+        // A connection may have been stored twice (with its own event, and again as the
+        // earlier half of a pair); replaying it twice would fake an interval of zero.
+        let mut records: Vec<&BehaviourRecord> = stored.records.iter().collect();
+        records.sort_by(|a, b| (a.ts, &a.entity, &a.subject).cmp(&(b.ts, &b.entity, &b.subject)));
+        records.dedup_by(|a, b| a.ts == b.ts && a.entity == b.entity && a.subject == b.subject);
+        for record in records {
             let _ = state.add(record, facts(record), &self.settings, false);
         }
         let reported = &stored.reported;
@@ -537,7 +578,8 @@ impl TrackerHandle {
     }
 
     /// Records the event and runs the detectors. The record goes to `records` when storage
-    /// needs it (connections; a process tree new for the host, or not stored for a day), its
+    /// needs it (a connection that is part of a possible beacon, scan or sweep, with the
+    /// earlier one that made it so; a process tree new for the host, or not stored for a day), its
     /// count to the counts [`TrackerHandle::take_counts`] hands over; new findings to `detections` and `reported` (stored too, so a restart
     /// does not report them again).
     pub fn observe(
@@ -577,6 +619,14 @@ impl TrackerHandle {
             state.prune(&self.settings);
             self.pruned_to
                 .store(state.newest - self.settings.retention_ms, Ordering::Relaxed);
+        }
+        for (ts, ip, port) in std::mem::take(&mut state.backfill) {
+            records.push(BehaviourRecord {
+                ts,
+                entity: record.entity.clone(),
+                kind: "connect",
+                subject: format!("{ip}|{port}"),
+            });
         }
         if store {
             records.push(record);
@@ -729,6 +779,33 @@ mod tests {
             );
         }
         assert!(tracker.beacon_interval("h", "10.0.0.5", 443).is_none());
+    }
+
+    #[test]
+    fn a_one_off_connection_is_not_stored_and_a_second_stores_both() {
+        let tracker = TrackerHandle::default();
+        let mut records = Vec::new();
+        let (mut detections, mut reported) = (Vec::new(), Vec::new());
+        let mut observe = |event: &Event, records: &mut Vec<BehaviourRecord>| {
+            tracker.observe(event, records, &mut detections, &mut reported);
+        };
+        observe(&connection(1_000, "h", "198.51.100.9", 443), &mut records);
+        observe(&connection(2_000, "h", "198.51.100.10", 443), &mut records);
+        assert!(records.is_empty());
+        observe(&connection(3_000, "h", "198.51.100.9", 443), &mut records);
+        let stored: Vec<(i64, &str)> = records.iter().map(|r| (r.ts, r.subject.as_str())).collect();
+        assert_eq!(
+            stored,
+            [(1_000, "198.51.100.9|443"), (3_000, "198.51.100.9|443")]
+        );
+        // A second port on an address (a scan in the making) stores the first port too.
+        records.clear();
+        observe(&connection(4_000, "h", "198.51.100.10", 22), &mut records);
+        let stored: Vec<(i64, &str)> = records.iter().map(|r| (r.ts, r.subject.as_str())).collect();
+        assert_eq!(
+            stored,
+            [(2_000, "198.51.100.10|443"), (4_000, "198.51.100.10|22")]
+        );
     }
 
     #[test]
