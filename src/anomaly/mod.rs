@@ -54,10 +54,6 @@ impl AnomalyHandle {
         self.model.store(Some(Arc::new(model)));
     }
 
-    pub fn threshold(&self) -> f64 {
-        self.threshold
-    }
-
     /// Scores `event` and returns a detection when it reaches the threshold.
     pub fn detect(&self, event: &Event, scratch: &mut Vec<f64>) -> Option<Detection> {
         let guard = self.model.load();

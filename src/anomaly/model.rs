@@ -283,11 +283,6 @@ impl Model {
             })
     }
 
-    /// Whether events of this kind are scored.
-    pub fn covers(&self, kind: EventKind) -> bool {
-        self.by_kind[kind.index()].is_some()
-    }
-
     /// The distance of an event from the nearest centre and that centre's index; `None` when
     /// its kind has no model. `scratch` holds the scaled features afterwards.
     fn distance(&self, event: &Event, scratch: &mut Vec<f64>) -> Option<(f64, usize, &KindModel)> {

@@ -151,7 +151,7 @@ async fn engine(
         ))
     })?;
     let publishes = config.alerts.enabled.unwrap_or(source.is_redis());
-    let mut alerts = if publishes {
+    let alerts = if publishes {
         let link = Link::new(&config.redis.url, "alerts", health.clone()).map_err(CannotRun)?;
         Some(AlertPublisher::new(link, &config.alerts))
     } else {
@@ -228,6 +228,14 @@ async fn engine(
     );
     metrics.set_ready(true);
 
+    // Where every driver's committed batches go.
+    let mut outputs = Outputs {
+        format: engine.format(),
+        state: state.clone(),
+        alerts,
+        executor,
+        metrics: Some(metrics.clone()),
+    };
     let driven = match source {
         SourceConfig::Jsonl { path } => {
             let path = if path == Path::new("-") {
@@ -239,13 +247,6 @@ async fn engine(
                 .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", path.display())))?;
             let origin = path.display().to_string();
             tracing::info!(source = %origin, "reading JSON lines");
-            let mut outputs = Outputs {
-                format: engine.format(),
-                state: state.clone(),
-                alerts: alerts.take(),
-                executor: executor.clone(),
-                metrics: Some(metrics.clone()),
-            };
             let reader_shutdown = shutdown.clone();
             let runtime = tokio::runtime::Handle::current();
             let reading = tokio::task::spawn_blocking(move || {
@@ -283,13 +284,6 @@ async fn engine(
                 consumer = source.consumer(),
                 "reading the stream"
             );
-            let outputs = Outputs {
-                format: engine.format(),
-                state: state.clone(),
-                alerts: alerts.take(),
-                executor: executor.clone(),
-                metrics: Some(metrics.clone()),
-            };
             drive_stream(&mut engine, source, outputs, &shutdown, NoProbe)
                 .await
                 .map(|_| ())
@@ -298,13 +292,6 @@ async fn engine(
             let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;
             let mut source = ChannelSource::new(link, channel);
             tracing::info!(channel = source.channel(), "reading the channel");
-            let mut outputs = Outputs {
-                format: engine.format(),
-                state: state.clone(),
-                alerts: alerts.take(),
-                executor: executor.clone(),
-                metrics: Some(metrics.clone()),
-            };
             drive_channel(&mut engine, &mut source, &mut outputs, &shutdown).await
         }
     };

@@ -728,12 +728,6 @@ impl TrackerHandle {
         engine.register_fn("behaviour_count", |_: (), _: &str| 0_i64);
         engine.register_fn("distinct_ports", |_: (), _: &str| 0_i64);
     }
-
-    /// Counts of what the tracker holds, for the bench and the log.
-    pub fn sizes(&self) -> (usize, usize, usize) {
-        let state = self.read();
-        (state.flows.len(), state.ports.len(), state.trees.len())
-    }
 }
 
 #[cfg(test)]
