@@ -71,10 +71,16 @@ impl Stages {
         };
         Ok(Stages {
             anomaly: AnomalyHandle::new(model, config.anomaly.threshold),
-            tracker: config.tracker.enabled.then(|| {
-                TrackerHandle::new(crate::tracker::Settings::from_config(&config.tracker))
-            }),
+            tracker: Stages::fresh_tracker(content),
         })
+    }
+
+    /// An empty tracker as the content's config describes it (none when it is off).
+    pub fn fresh_tracker(content: &Content) -> Option<TrackerHandle> {
+        let config = &content.config.tracker;
+        config
+            .enabled
+            .then(|| TrackerHandle::new(crate::tracker::Settings::from_config(config)))
     }
 
     /// Rules and playbooks only.

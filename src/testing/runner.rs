@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::anomaly::AnomalyHandle;
 use crate::content::Content;
 use crate::event::{Event, normalize, normalize_value};
 use crate::pipeline::{Outcome, Pipeline, Stages};
@@ -54,12 +55,18 @@ impl TestReport {
 
 /// Runs every case whose owner or name contains `filter` (all when `None`).
 pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestReport, String> {
+    let model = Stages::from_content(content)?.anomaly;
     let mut report = TestReport::default();
     let selected =
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
     for rule in &content.rules {
         for case in rule.tests.iter().filter(|c| selected(&rule.id, &c.name)) {
-            let problems = match outcome_of(content, &case.input, &case.intel, case.anomaly) {
+            let problems = match outcome_of(
+                content,
+                &case.input,
+                &case.intel,
+                case.anomaly.then_some(&model),
+            ) {
                 Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
                 Err(problem) => vec![problem],
             };
@@ -74,7 +81,12 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         {
             let problems = match (
                 &case.expect,
-                outcome_of(content, &case.input, &case.intel, case.anomaly),
+                outcome_of(
+                    content,
+                    &case.input,
+                    &case.intel,
+                    case.anomaly.then_some(&model),
+                ),
             ) {
                 (Expectation::Outcome(expected), Ok(outcome)) => {
                     check_playbook(&playbook.id, expected, &outcome)
@@ -90,8 +102,8 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         if !selected("fixture", &name) {
             continue;
         }
-        let problems =
-            check_snapshot(content, &events, &expected).unwrap_or_else(|problem| vec![problem]);
+        let problems = check_snapshot(content, &model, &events, &expected)
+            .unwrap_or_else(|problem| vec![problem]);
         report.cases.push(CaseResult {
             file: expected,
             line: 1,
@@ -135,11 +147,12 @@ fn case_intel(content: &Content, intel: &[TestIndicator]) -> Result<IntelHandle,
     )))
 }
 
+/// `model`: the content's anomaly model, for the cases that use it (loaded once per run).
 fn outcome_of(
     content: &Arc<Content>,
     input: &TestInput,
     intel: &[TestIndicator],
-    anomaly: bool,
+    model: Option<&AnomalyHandle>,
 ) -> Result<Outcome, String> {
     let events = match input {
         TestInput::Events(values) => values
@@ -149,10 +162,11 @@ fn outcome_of(
             .collect::<Result<Vec<_>, _>>()?,
         TestInput::Fixture(path) => read_fixture(&content.resolve(path))?,
     };
-    let mut stages = Stages::from_content(content)?;
-    if !anomaly {
-        stages.anomaly = crate::anomaly::AnomalyHandle::default();
-    }
+    // A fresh tracker for every case: what one case's events did must not leak into the next.
+    let stages = Stages {
+        anomaly: model.cloned().unwrap_or_default(),
+        tracker: Stages::fresh_tracker(content),
+    };
     let mut pipeline =
         Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)?;
     let mut outcome = Outcome::default();
@@ -341,6 +355,7 @@ fn fixture_snapshots(content: &Content) -> Vec<(PathBuf, PathBuf)> {
 /// Replays a fixture and compares its detection and action lines with the expected file.
 fn check_snapshot(
     content: &Arc<Content>,
+    model: &AnomalyHandle,
     events: &Path,
     expected: &Path,
 ) -> Result<Vec<String>, String> {
@@ -349,7 +364,7 @@ fn check_snapshot(
         content,
         &TestInput::Fixture(events.to_path_buf()),
         &[],
-        true,
+        Some(model),
     )?;
     let got: Vec<Value> = replay_lines(&outcome);
     let text = std::fs::read_to_string(expected)
