@@ -142,6 +142,8 @@ async fn engine(
         });
     }
     let executor = Some(executor);
+    // Before the writer takes the store: the tracker is restored over the same connections.
+    let stages = stages(&content, store.pool(), &shutdown).await?;
     let (state, writer) = spawn_writer(store, writer_stop.clone());
     let dead_letter_path = content.resolve(&config.dead_letter.path);
     let dead_letter = DeadLetter::open(&dead_letter_path).map_err(|e| {
@@ -176,7 +178,6 @@ async fn engine(
             shutdown.clone(),
         ));
     }
-    let stages = stages(&content, &state_path, &shutdown).await?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     metrics.set_source(match &source {
         SourceConfig::Jsonl { .. } => "jsonl",
@@ -325,7 +326,7 @@ async fn engine(
 /// The anomaly model (watched for changes) and the tracker (restored from the state database).
 async fn stages(
     content: &Content,
-    state_path: &Path,
+    pool: &sqlx::SqlitePool,
     shutdown: &Shutdown,
 ) -> Result<crate::pipeline::Stages, CannotRun> {
     let stages = crate::pipeline::Stages::from_content(content).map_err(CannotRun)?;
@@ -352,16 +353,14 @@ async fn stages(
         ));
     }
     if let Some(tracker) = &stages.tracker {
-        let store = StateStore::open(state_path).await?;
         let retention = i64::from(config.tracker.retention_days) * 86_400_000;
-        let stored = crate::tracker::load_records(store.pool(), retention).await?;
+        let stored = crate::tracker::load_records(pool, retention).await?;
         tracker.restore(&stored);
         tracing::info!(
             records = stored.records.len(),
             day_counts = stored.days.len(),
             "behaviour tracker restored"
         );
-        store.close().await;
     }
     Ok(stages)
 }
