@@ -35,59 +35,58 @@ pub struct ReloadSettings {
     pub metrics: Arc<Metrics>,
 }
 
-/// The paths whose changes matter: the rule and playbook folders, warninglists, the config.
-fn watched(content: &Content, config_file: Option<&Path>) -> Vec<(PathBuf, notify::RecursiveMode)> {
-    let mut paths = vec![
-        (
-            content.resolve(&content.config.content.rules),
-            notify::RecursiveMode::Recursive,
-        ),
-        (
-            content.resolve(&content.config.content.playbooks),
-            notify::RecursiveMode::Recursive,
-        ),
-        (
-            content.resolve(Path::new(crate::content::WARNINGLISTS_DIR)),
-            notify::RecursiveMode::Recursive,
-        ),
-    ];
-    // The config may not exist yet: watch its folder, and only its name counts (below).
-    let config = config_file
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| content.resolve(Path::new(crate::config::CONFIG_FILE)));
-    let folder = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    paths.push((folder, notify::RecursiveMode::NonRecursive));
-    paths
+/// The places whose changes matter, resolved once: notify reports absolute paths, and the
+/// content folder also holds the state database, whose every write is a change too.
+struct Watched {
+    rules: PathBuf,
+    playbooks: PathBuf,
+    warninglists: PathBuf,
+    /// The config may not exist yet: its folder is watched and only its name counts.
+    config_folder: PathBuf,
+    config_name: Option<std::ffi::OsString>,
 }
 
-/// Whether a changed path is one of ours (the content folder also holds the state database,
-/// whose every write is a change too).
-fn relevant(path: &Path, content: &Content, config_file: Option<&Path>) -> bool {
-    let config = config_file
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| content.resolve(Path::new(crate::config::CONFIG_FILE)));
-    let under = |dir: PathBuf| {
-        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        path.starts_with(&dir)
-    };
-    let is_config = path.file_name() == config.file_name()
-        && path
+impl Watched {
+    fn new(content: &Content, config_file: Option<&Path>) -> Watched {
+        let absolute = |path: PathBuf| std::fs::canonicalize(&path).unwrap_or(path);
+        let config = config_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| content.resolve(Path::new(crate::config::CONFIG_FILE)));
+        let folder = config
             .parent()
-            .map(std::fs::canonicalize)
-            .and_then(Result::ok)
-            == config
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-                .canonicalize()
-                .ok();
-    is_config
-        || under(content.resolve(&content.config.content.rules))
-        || under(content.resolve(&content.config.content.playbooks))
-        || under(content.resolve(Path::new(crate::content::WARNINGLISTS_DIR)))
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Watched {
+            rules: absolute(content.resolve(&content.config.content.rules)),
+            playbooks: absolute(content.resolve(&content.config.content.playbooks)),
+            warninglists: absolute(content.resolve(Path::new(crate::content::WARNINGLISTS_DIR))),
+            config_folder: absolute(folder),
+            config_name: config.file_name().map(ToOwned::to_owned),
+        }
+    }
+
+    fn targets(&self) -> [(&Path, notify::RecursiveMode); 4] {
+        use notify::RecursiveMode::{NonRecursive, Recursive};
+        [
+            (&self.rules, Recursive),
+            (&self.playbooks, Recursive),
+            (&self.warninglists, Recursive),
+            (&self.config_folder, NonRecursive),
+        ]
+    }
+
+    fn is_warninglist(&self, path: &Path) -> bool {
+        path.starts_with(&self.warninglists)
+    }
+
+    fn relevant(&self, path: &Path) -> bool {
+        let is_config = path.parent() == Some(self.config_folder.as_path())
+            && path.file_name() == self.config_name.as_deref();
+        is_config
+            || path.starts_with(&self.rules)
+            || path.starts_with(&self.playbooks)
+            || self.is_warninglist(path)
+    }
 }
 
 /// What changed between two content sets, for the log and the audit trail.
@@ -312,35 +311,25 @@ pub fn spawn(
     // Each change says whether a warninglist was among it: only then is the matcher rebuilt
     // (with a million indicators that takes seconds, too long for every rule edit).
     let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<bool>();
-    let warninglists_dir = std::fs::canonicalize(
-        settings
-            .current
-            .resolve(Path::new(crate::content::WARNINGLISTS_DIR)),
-    )
-    .ok();
-    let filter_content = settings.current.clone();
-    let filter_config = settings.config_file.clone();
+    let watched = Watched::new(&settings.current, settings.config_file.as_deref());
+    let targets: Vec<(PathBuf, notify::RecursiveMode)> = watched
+        .targets()
+        .iter()
+        .map(|(path, mode)| (path.to_path_buf(), *mode))
+        .collect();
     let notify_changed = changed.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        if event
-            .paths
-            .iter()
-            .any(|p| relevant(p, &filter_content, filter_config.as_deref()))
-        {
-            let warninglist = event.paths.iter().any(|p| {
-                warninglists_dir
-                    .as_ref()
-                    .is_some_and(|dir| p.starts_with(dir))
-            });
+        if event.paths.iter().any(|p| watched.relevant(p)) {
+            let warninglist = event.paths.iter().any(|p| watched.is_warninglist(p));
             let _ = notify_changed.send(warninglist);
         }
     })
     .map_err(|e| format!("cannot watch the content for changes: {e}"))?;
-    for (path, mode) in watched(&settings.current, settings.config_file.as_deref()) {
+    for (path, mode) in targets {
         if path.exists()
             && let Err(err) = watcher.watch(&path, mode)
         {
@@ -373,4 +362,28 @@ pub fn spawn(
     });
     drop(changed);
     Ok(from_reloader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_content_files_count_as_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["rules", "playbooks", "data"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let mut content = crate::content::load(dir.path(), None).unwrap();
+        content.dir = dir.path().to_path_buf();
+        let watched = Watched::new(&content, None);
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(watched.relevant(&root.join("rules/new.rhai")));
+        assert!(watched.relevant(&root.join("playbooks/a/b.yaml")));
+        assert!(watched.relevant(&root.join("palisade.yaml")));
+        assert!(watched.relevant(&root.join("warninglists/x.json")));
+        assert!(watched.is_warninglist(&root.join("warninglists/x.json")));
+        assert!(!watched.relevant(&root.join("data/palisade.db-wal")));
+        assert!(!watched.relevant(&root.join("notes.txt")));
+    }
 }
