@@ -17,9 +17,8 @@ mod plot;
 pub mod synth;
 pub mod train;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 
@@ -110,39 +109,4 @@ pub fn load_optional(path: &Path) -> Result<Option<Model>, ModelError> {
         return Ok(None);
     }
     Model::load(path).map(Some)
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Reloads the model whenever its file changes, checking every `every`, until `shutdown`
-/// fires. A file that fails to load leaves the running model in place and is logged.
-pub async fn watch(
-    handle: AnomalyHandle,
-    path: PathBuf,
-    every: Duration,
-    shutdown: crate::engine::Shutdown,
-) {
-    let mut seen = modified(&path);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = shutdown.wait() => return,
-        }
-        let now = modified(&path);
-        if now == seen || now.is_none() {
-            continue;
-        }
-        seen = now;
-        match Model::load(&path) {
-            Ok(model) => {
-                let trained_at = model.trained_at.clone();
-                // Swapped before it is announced: whoever reads the log line sees it in use.
-                handle.swap(model);
-                tracing::info!(path = %path.display(), trained_at, "anomaly model reloaded");
-            }
-            Err(err) => tracing::error!("{err}; the previous model stays in use"),
-        }
-    }
 }

@@ -143,7 +143,7 @@ async fn engine(
     }
     let executor = Some(executor);
     // Before the writer takes the store: the tracker is restored over the same connections.
-    let stages = stages(&content, store.pool(), &shutdown).await?;
+    let stages = stages(&content, store.pool()).await?;
     let (state, writer) = spawn_writer(store, writer_stop.clone());
     let dead_letter_path = content.resolve(&config.dead_letter.path);
     let dead_letter = DeadLetter::open(&dead_letter_path).map_err(|e| {
@@ -323,11 +323,11 @@ async fn engine(
     Ok(Status::Ok)
 }
 
-/// The anomaly model (watched for changes) and the tracker (restored from the state database).
+/// The anomaly model (the reloader watches its file) and the tracker (restored from the state
+/// database).
 async fn stages(
     content: &Content,
     pool: &sqlx::SqlitePool,
-    shutdown: &Shutdown,
 ) -> Result<crate::pipeline::Stages, CannotRun> {
     let stages = crate::pipeline::Stages::from_content(content).map_err(CannotRun)?;
     let config = &content.config;
@@ -345,12 +345,6 @@ async fn stages(
                 "no anomaly model yet; events are scored once `palisade train` writes it"
             ),
         }
-        tokio::spawn(crate::anomaly::watch(
-            stages.anomaly.clone(),
-            path,
-            std::time::Duration::from_secs(1),
-            shutdown.clone(),
-        ));
     }
     if let Some(tracker) = &stages.tracker {
         let retention = i64::from(config.tracker.retention_days) * 86_400_000;

@@ -44,6 +44,36 @@ struct Watched {
     /// The config may not exist yet: its folder is watched and only its name counts.
     config_folder: PathBuf,
     config_name: Option<std::ffi::OsString>,
+    /// The anomaly model file, when the stage is on: its folder (which may not exist yet; the
+    /// loop watches it once it does) and its name.
+    model: Option<(PathBuf, std::ffi::OsString)>,
+}
+
+/// What a batch of file events touched.
+#[derive(Debug, Clone, Copy, Default)]
+struct Touched {
+    /// Rules, playbooks, the config or warninglists: the content is loaded again.
+    content: bool,
+    /// Warninglists among them: the intel matcher is rebuilt too.
+    warninglists: bool,
+    /// The anomaly model file (or its folder appeared).
+    model: bool,
+}
+
+impl Touched {
+    fn all() -> Touched {
+        Touched {
+            content: true,
+            warninglists: true,
+            model: true,
+        }
+    }
+
+    fn merge(&mut self, other: Touched) {
+        self.content |= other.content;
+        self.warninglists |= other.warninglists;
+        self.model |= other.model;
+    }
 }
 
 impl Watched {
@@ -56,7 +86,31 @@ impl Watched {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let model = content.config.anomaly.enabled.then(|| {
+            let file = content.resolve(&content.config.anomaly.model);
+            let folder = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            // A folder that does not exist yet cannot be canonicalized: resolve its parent.
+            let folder = match (folder.parent(), folder.file_name()) {
+                (Some(parent), Some(name)) if !folder.exists() => {
+                    absolute(if parent.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        parent.to_path_buf()
+                    })
+                    .join(name)
+                }
+                _ => absolute(folder),
+            };
+            (
+                folder,
+                file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+            )
+        });
         Watched {
+            model,
             rules: absolute(content.resolve(&content.config.content.rules)),
             playbooks: absolute(content.resolve(&content.config.content.playbooks)),
             warninglists: absolute(content.resolve(Path::new(crate::content::WARNINGLISTS_DIR))),
@@ -65,27 +119,48 @@ impl Watched {
         }
     }
 
-    fn targets(&self) -> [(&Path, notify::RecursiveMode); 4] {
+    fn targets(&self) -> Vec<(PathBuf, notify::RecursiveMode)> {
         use notify::RecursiveMode::{NonRecursive, Recursive};
-        [
-            (&self.rules, Recursive),
-            (&self.playbooks, Recursive),
-            (&self.warninglists, Recursive),
-            (&self.config_folder, NonRecursive),
-        ]
+        let mut targets = vec![
+            (self.rules.clone(), Recursive),
+            (self.playbooks.clone(), Recursive),
+            (self.warninglists.clone(), Recursive),
+            (self.config_folder.clone(), NonRecursive),
+        ];
+        if let Some((folder, _)) = &self.model {
+            targets.push((folder.clone(), NonRecursive));
+            // Its parent too, to hear the folder appear when it does not exist yet.
+            if let Some(parent) = folder.parent() {
+                targets.push((parent.to_path_buf(), NonRecursive));
+            }
+        }
+        targets
     }
 
     fn is_warninglist(&self, path: &Path) -> bool {
         path.starts_with(&self.warninglists)
     }
 
-    fn relevant(&self, path: &Path) -> bool {
+    /// The model file itself, or its folder appearing (then the file may already be in it).
+    fn is_model(&self, path: &Path) -> bool {
+        self.model.as_ref().is_some_and(|(folder, name)| {
+            path == folder
+                || (path.parent() == Some(folder.as_path()) && path.file_name() == Some(name))
+        })
+    }
+
+    fn touched(&self, path: &Path) -> Touched {
         let is_config = path.parent() == Some(self.config_folder.as_path())
             && path.file_name() == self.config_name.as_deref();
-        is_config
-            || path.starts_with(&self.rules)
-            || path.starts_with(&self.playbooks)
-            || self.is_warninglist(path)
+        let warninglists = self.is_warninglist(path);
+        Touched {
+            content: is_config
+                || path.starts_with(&self.rules)
+                || path.starts_with(&self.playbooks)
+                || warninglists,
+            warninglists,
+            model: self.is_model(path),
+        }
     }
 }
 
@@ -232,6 +307,36 @@ async fn rematch(settings: &ReloadSettings, content: &Content) {
     }
 }
 
+/// Loads the anomaly model file again and swaps it in; the pipelines share its handle. A file
+/// that does not load leaves the running model in place.
+async fn reload_model(settings: &ReloadSettings) {
+    let config = &settings.current.config.anomaly;
+    if !config.enabled {
+        return;
+    }
+    let path = settings.current.resolve(&config.model);
+    if !path.exists() {
+        return;
+    }
+    match crate::anomaly::Model::load(&path) {
+        Ok(model) => {
+            let trained_at = model.trained_at.clone();
+            // Swapped before it is announced: whoever reads the log line sees it in use.
+            settings.stages.anomaly.swap(model);
+            tracing::info!(path = %path.display(), trained_at, "anomaly model reloaded");
+            settings.metrics.reloaded(true);
+            let reason = format!("anomaly model `{}` trained at {trained_at}", path.display());
+            audit(settings, "ok", reason, serde_json::Value::Null).await;
+        }
+        Err(err) => {
+            tracing::error!("{err}; the previous model stays in use");
+            settings.metrics.reloaded(false);
+            settings.metrics.set_reload_error(Some(err.to_string()));
+            audit(settings, "failed", err.to_string(), serde_json::Value::Null).await;
+        }
+    }
+}
+
 /// Loads, validates and builds the content now on disk; hands a good set to the engine.
 async fn reload(
     settings: &mut ReloadSettings,
@@ -308,31 +413,35 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> Result<std::sync::mpsc::Receiver<Pipeline>, String> {
     let (to_engine, from_reloader) = std::sync::mpsc::channel();
-    // Each change says whether a warninglist was among it: only then is the matcher rebuilt
-    // (with a million indicators that takes seconds, too long for every rule edit).
-    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<bool>();
-    let watched = Watched::new(&settings.current, settings.config_file.as_deref());
-    let targets: Vec<(PathBuf, notify::RecursiveMode)> = watched
-        .targets()
-        .iter()
-        .map(|(path, mode)| (path.to_path_buf(), *mode))
-        .collect();
+    // Each change says what it touched: the content is loaded again, the intel matcher rebuilt
+    // only for warninglists (with a million indicators that takes seconds), the model reloaded
+    // only for its file.
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<Touched>();
+    let watched = Arc::new(Watched::new(
+        &settings.current,
+        settings.config_file.as_deref(),
+    ));
     let notify_changed = changed.clone();
+    let filter = watched.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        if event.paths.iter().any(|p| watched.relevant(p)) {
-            let warninglist = event.paths.iter().any(|p| watched.is_warninglist(p));
-            let _ = notify_changed.send(warninglist);
+        let mut touched = Touched::default();
+        for path in &event.paths {
+            touched.merge(filter.touched(path));
+        }
+        if touched.content || touched.model {
+            let _ = notify_changed.send(touched);
         }
     })
     .map_err(|e| format!("cannot watch the content for changes: {e}"))?;
-    for (path, mode) in targets {
-        if path.exists()
-            && let Err(err) = watcher.watch(&path, mode)
-        {
+    let mut unwatched = Vec::new();
+    for (path, mode) in watched.targets() {
+        if !path.exists() {
+            unwatched.push((path, mode));
+        } else if let Err(err) = watcher.watch(&path, mode) {
             tracing::warn!("cannot watch `{}` for changes: {err}", path.display());
         }
     }
@@ -340,24 +449,32 @@ pub fn spawn(
         .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
     tokio::spawn(async move {
         // Owned by the task: dropping the watcher would stop the notifications.
-        let _watcher = watcher;
+        let mut watcher = watcher;
         loop {
-            let mut warninglists = tokio::select! {
+            let mut touched = tokio::select! {
                 () = shutdown.wait() => return,
-                Some(warninglist) = changes.recv() => warninglist,
+                Some(touched) = changes.recv() => touched,
                 Some(()) = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    true
+                    Touched::all()
                 }
             };
             // Debounce: wait until the files have been quiet for a moment.
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(DEBOUNCE) => break,
-                    Some(warninglist) = changes.recv() => warninglists |= warninglist,
+                    Some(more) = changes.recv() => touched.merge(more),
                 }
             }
-            reload(&mut settings, &to_engine, warninglists).await;
+            // A folder that did not exist at start (`models/` before the first training) is
+            // watched once it does.
+            unwatched.retain(|(path, mode)| !(path.exists() && watcher.watch(path, *mode).is_ok()));
+            if touched.content {
+                reload(&mut settings, &to_engine, touched.warninglists).await;
+            }
+            if touched.model {
+                reload_model(&settings).await;
+            }
         }
     });
     drop(changed);
@@ -378,12 +495,23 @@ mod tests {
         content.dir = dir.path().to_path_buf();
         let watched = Watched::new(&content, None);
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        assert!(watched.relevant(&root.join("rules/new.rhai")));
-        assert!(watched.relevant(&root.join("playbooks/a/b.yaml")));
-        assert!(watched.relevant(&root.join("palisade.yaml")));
-        assert!(watched.relevant(&root.join("warninglists/x.json")));
-        assert!(watched.is_warninglist(&root.join("warninglists/x.json")));
-        assert!(!watched.relevant(&root.join("data/palisade.db-wal")));
-        assert!(!watched.relevant(&root.join("notes.txt")));
+        let content_change = |path: &str| watched.touched(&root.join(path)).content;
+        assert!(content_change("rules/new.rhai"));
+        assert!(content_change("playbooks/a/b.yaml"));
+        assert!(content_change("palisade.yaml"));
+        assert!(content_change("warninglists/x.json"));
+        assert!(
+            watched
+                .touched(&root.join("warninglists/x.json"))
+                .warninglists
+        );
+        assert!(!content_change("data/palisade.db-wal"));
+        assert!(!content_change("notes.txt"));
+        // The model file, and its folder appearing, are model changes and nothing else.
+        for path in ["models/anomaly.model", "models"] {
+            let touched = watched.touched(&root.join(path));
+            assert!(touched.model && !touched.content, "{path}");
+        }
+        assert!(!watched.touched(&root.join("models/other.model")).model);
     }
 }
