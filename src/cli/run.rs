@@ -230,7 +230,7 @@ async fn engine(
     metrics.set_ready(true);
 
     // Where every driver's committed batches go.
-    let mut outputs = Outputs {
+    let outputs = Outputs {
         format: engine.format(),
         state: state.clone(),
         alerts,
@@ -250,6 +250,7 @@ async fn engine(
             tracing::info!(source = %origin, "reading JSON lines");
             let reader_shutdown = shutdown.clone();
             let runtime = tokio::runtime::Handle::current();
+            let mut outputs = outputs;
             let reading = tokio::task::spawn_blocking(move || {
                 let result = drive_jsonl(
                     &mut engine,
@@ -293,6 +294,9 @@ async fn engine(
             let link = Link::new(&config.redis.url, "source", health.clone()).map_err(CannotRun)?;
             let mut source = ChannelSource::new(link, channel);
             tracing::info!(channel = source.channel(), "reading the channel");
+            // Owned here, so its writer handle is gone when the channel ends (the writer
+            // finishes once every handle is).
+            let mut outputs = outputs;
             drive_channel(&mut engine, &mut source, &mut outputs, &shutdown).await
         }
     };
