@@ -565,12 +565,12 @@ impl TrackerHandle {
         }
         let reported = &stored.reported;
         for (detector, key, at) in reported {
-            let detector: &'static str = match detector.as_str() {
-                "tracker-beaconing" => "tracker-beaconing",
-                "tracker-port-scan" => "tracker-port-scan",
-                "tracker-host-sweep" => "tracker-host-sweep",
-                "tracker-first-seen" => "tracker-first-seen",
-                _ => continue,
+            let Some(detector) = crate::detection::BUILT_IN_DETECTORS
+                .iter()
+                .copied()
+                .find(|d| d.starts_with("tracker-") && *d == detector.as_str())
+            else {
+                continue;
             };
             state.reported.insert((detector, key.clone()), *at);
         }
@@ -640,12 +640,8 @@ impl TrackerHandle {
 
     /// Records of `kind` for `entity` within retention. Users are recorded in lowercase.
     pub fn behaviour_count(&self, entity: &str, kind: &str) -> i64 {
-        let kind = match kind {
-            "spawn" => "spawn",
-            "connect" => "connect",
-            "resolve" => "resolve",
-            "login" => "login",
-            _ => return 0,
+        let Some(kind) = store::kind_of(kind) else {
+            return 0;
         };
         let state = self.read();
         state
