@@ -207,7 +207,7 @@ async fn engine(
     let mut engine = Engine::new(
         content.clone(),
         intel,
-        Intake::new(Some(dead_letter)),
+        Intake::new(Some(dead_letter)).with_time_policy(config.events.time_policy()),
         alert_format,
         publishes,
         stages,

@@ -44,6 +44,9 @@ pub struct Config {
     /// The long-term behaviour tracker.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// How event times from sensors are trusted.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// `/healthz`, `/readyz` and `/metrics` while `palisade run` runs.
     #[serde(default)]
     pub http: HttpConfig,
@@ -90,6 +93,53 @@ impl Default for AnomalyConfig {
             enabled: true,
             model: PathBuf::from("models/anomaly.model"),
             threshold: 0.9,
+        }
+    }
+}
+
+/// What happens to an event dated too far ahead of the engine's clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FutureTime {
+    /// Process it with the newest plausible event time seen instead (counted).
+    #[default]
+    Clamp,
+    /// Dead-letter it with the reason (counted as `future_timestamp`).
+    Reject,
+}
+
+/// Event time is what the sensor says, so it is untrusted input
+/// (`docs/operations.md#event-time`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// An event dated more than this ahead of the engine's clock is not believed.
+    pub max_future_skew: String,
+    /// What is done with such an event: `clamp` or `reject`.
+    pub future_time: FutureTime,
+}
+
+impl Default for EventsConfig {
+    fn default() -> EventsConfig {
+        EventsConfig {
+            max_future_skew: "1h".into(),
+            future_time: FutureTime::Clamp,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The intake's policy for event times (validation has checked the duration; an unreadable
+    /// one keeps the default hour).
+    pub fn time_policy(&self) -> crate::event::TimePolicy {
+        let default = crate::event::TimePolicy::default();
+        crate::event::TimePolicy {
+            max_ahead_ms: crate::actions::parse_duration(&self.max_future_skew)
+                .map_or(default.max_ahead_ms, |d| {
+                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+                }),
+            reject: self.future_time == FutureTime::Reject,
         }
     }
 }
@@ -613,6 +663,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             format!(
                 "`tracker.beacon_min_interval` is `{}`, not a duration like `10s` or `5m`",
                 tracker.beacon_min_interval
+            ),
+        );
+    }
+    if crate::actions::parse_duration(&config.events.max_future_skew).is_none() {
+        report(
+            root.key("events").key("max_future_skew"),
+            format!(
+                "`events.max_future_skew` is `{}`, not a duration like `1h` or `10m`",
+                config.events.max_future_skew
             ),
         );
     }

@@ -13,7 +13,8 @@
 //! low-and-slow scanning (distinct ports on one address, or distinct internal addresses on one
 //! port, accumulated over the retention period) and first-seen process trees (a parent→child
 //! pair new for a host that has history). Time is always event time, never the clock, so
-//! replays, tests and restarts see the same thing. Rules ask the same summary through Rhai
+//! replays, tests and restarts see the same thing; the clock only bounds how far ahead of it
+//! an event may move retention ([`MAX_AHEAD_MS`]). Rules ask the same summary through Rhai
 //! functions (`first_seen`, `behaviour_count`, `distinct_ports`, `beacon_interval`).
 
 pub mod store;
@@ -35,6 +36,10 @@ use crate::event::{Event, EventKind};
 pub use store::{BehaviourRecord, Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
+/// How far past the wall clock a record may be and still move the retention clock: more than
+/// the intake lets through (`events.max_future_skew`, an hour by default) and any time zone
+/// mistake.
+pub const MAX_AHEAD_MS: i64 = DAY_MS;
 /// Connection times kept per destination for beacon analysis.
 const BEACON_WINDOW: usize = 64;
 
@@ -231,7 +236,13 @@ impl TrackerState {
         let mut store = false;
         let ts = record.ts;
         let host = record.entity.as_str();
-        self.newest = self.newest.max(ts);
+        // Event time is untrusted: a record dated beyond the wall clock (a sensor's broken clock,
+        // a forged event, a store written before the intake clamped such times) is kept but
+        // never moves the retention clock, or one event dated 9000-01-01 would age out every
+        // other host's history at the next prune.
+        if ts > self.newest && ts <= crate::event::now_ms().saturating_add(MAX_AHEAD_MS) {
+            self.newest = ts;
+        }
         if live {
             let day = ts.div_euclid(DAY_MS);
             *slot(self.counts.entry(record.kind).or_default(), host)
@@ -631,6 +642,13 @@ impl TrackerHandle {
         if store {
             records.push(record);
         }
+    }
+
+    /// The newest event time the tracker's retention runs on (`None` before any record; times
+    /// at or before 1970 say nothing about the clock either).
+    pub fn newest(&self) -> Option<i64> {
+        let newest = self.read().newest;
+        (newest > 0).then_some(newest)
     }
 
     /// The counts added since the last call, for storage with the batch that ends now.

@@ -24,12 +24,17 @@ pub(crate) fn kind_of(text: &str) -> Option<&'static str> {
         .find(|k| *k == text)
 }
 
-/// Deletes records older than the retention (counted back from the newest record), then
-/// returns the rest in time order with the day counts and the patterns already reported.
+/// Deletes records older than the retention (counted back from the newest record not dated
+/// beyond the wall clock), then returns the rest in time order with the day counts and the
+/// patterns already reported.
 pub async fn load_records(pool: &SqlitePool, retention_ms: i64) -> Result<Stored, StateError> {
+    // A record dated beyond the clock (stored before the intake clamped such times) must not
+    // decide what "older than the retention" means for every other record.
+    let limit = crate::event::now_ms().saturating_add(super::MAX_AHEAD_MS);
     let newest: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM behaviour UNION ALL SELECT (MAX(day) + 1) * 86400000 - 1 FROM behaviour_days)",
+        "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM behaviour WHERE ts <= ?1 UNION ALL SELECT (MAX(day) + 1) * 86400000 - 1 FROM behaviour_days WHERE (day + 1) * 86400000 - 1 <= ?1)",
     )
+    .bind(limit)
     .fetch_one(pool)
     .await?;
     let Some(newest) = newest else {

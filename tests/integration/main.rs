@@ -11,6 +11,7 @@ mod cli;
 mod firewall;
 mod intel_pull;
 mod live;
+mod operator_text;
 mod redis_io;
 mod response;
 mod support;
