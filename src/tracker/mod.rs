@@ -832,6 +832,30 @@ mod tests {
         assert!(tracker.take_pruned().is_some());
     }
 
+    /// Defect: one login dated 9000-01-01 from another host made every host's history older
+    /// than the retention.
+    #[test]
+    fn a_far_future_event_does_not_age_out_other_hosts_history() {
+        let tracker = TrackerHandle::default();
+        let day = 86_400_000;
+        let now = crate::event::now_ms();
+        for port in 0..50 {
+            observe(&tracker, &connection(now - day, "h", "203.0.113.1", port));
+        }
+        let mut login = Event::new("far", EventKind::Login, 221_845_392_000_000);
+        login.host = Some("dc-01".into());
+        login.user = Some("mallory".into());
+        observe(&tracker, &login);
+        // A day's worth of further events, so a prune is due by any clock.
+        observe(
+            &tracker,
+            &connection(now + 2 * 3_600_000, "h", "203.0.113.1", 9999),
+        );
+        assert_eq!(tracker.distinct_ports("h", "203.0.113.1"), 51);
+        assert_eq!(tracker.behaviour_count("h", "connect"), 51);
+        assert!(tracker.newest().is_some_and(|n| n <= now + 2 * 3_600_000));
+    }
+
     #[test]
     fn a_restored_tracker_does_not_report_again() {
         let first = TrackerHandle::default();
