@@ -117,3 +117,89 @@ fn a_command_line_cannot_forge_a_log_line_through_notify_log() {
     // The step was really executed (not planned in dry-run).
     assert!(stdout(&out).contains("executed"), "{}", stdout(&out));
 }
+
+/// The same command line through the other notifications: the syslog message (one RFC 5424
+/// line), the webhook text and the Redis message all carry it escaped.
+#[test]
+fn a_command_line_cannot_forge_a_line_in_syslog_webhook_or_redis_notifications() {
+    let redis = crate::support::RedisServer::start();
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    syslog
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let syslog_port = syslog.local_addr().expect("address").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = bodies.clone();
+    let hook = crate::support::serve_http(axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    ));
+
+    let dir = scratch_content();
+    for entry in std::fs::read_dir(dir.path().join("playbooks")).expect("playbooks") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+    }
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "redis:\n  url: {}\nactions:\n  dry_run: false\nhttp:\n  listen: 127.0.0.1:0\n",
+            redis.url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("playbooks/tell.yaml"),
+        format!(
+            "id: tell\ntitle: Tell everyone\ntrigger: {{rules: [office-spawns-shell]}}\nsteps:\n  - id: siem\n    action: notify.syslog\n    with: {{server: \"127.0.0.1:{syslog_port}\", transport: udp, message: \"{{{{ event.cmdline }}}}\"}}\n  - id: chat\n    action: notify.webhook\n    with: {{url: \"http://{hook}/hook\", format: slack, message: \"{{{{ event.cmdline }}}}\"}}\n  - id: responders\n    action: notify.redis\n    with: {{channel: palisade-test, message: \"{{{{ event.cmdline }}}}\"}}\n"
+        ),
+    )
+    .expect("playbook");
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut connection = client.get_connection().expect("connection");
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe("palisade-test").expect("subscribe");
+    pubsub
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+
+    let cmdline =
+        "cmd.exe /c whoami\n<84>1 2025-11-03T14:30:11Z forged - - - all clear\u{2028}\u{202e}";
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        office_event("e-1", "ws-1", cmdline) + "\n",
+    )
+    .expect("events");
+    let out = palisade(&["run", "--events", "events.jsonl"], dir.path());
+    assert_success(&out);
+    let escaped =
+        "cmd.exe /c whoami\\n<84>1 2025-11-03T14:30:11Z forged - - - all clear\\u2028\\u202e";
+
+    let mut buffer = [0u8; 4096];
+    let length = syslog.recv(&mut buffer).expect("a syslog message");
+    let line = String::from_utf8_lossy(&buffer[..length]).to_string();
+    assert!(!line.chars().any(active), "{line:?}");
+    assert!(line.ends_with(escaped), "{line}");
+
+    let message = pubsub.get_message().expect("a Redis message");
+    let body: serde_json::Value =
+        serde_json::from_slice(message.get_payload_bytes()).expect("JSON");
+    assert_eq!(body["message"], escaped);
+
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(10), || !bodies
+            .lock()
+            .expect("lock")
+            .is_empty()),
+        "{}",
+        stdout(&out)
+    );
+    let posted: serde_json::Value =
+        serde_json::from_str(&bodies.lock().expect("lock")[0]).expect("JSON body");
+    assert_eq!(posted["text"], escaped);
+}
