@@ -26,6 +26,9 @@ pub struct Intake {
     /// The newest event time kept as it was: what a clamped event gets.
     newest_plausible: Option<i64>,
     clamped: u64,
+    /// The clock when last read: read again only for an event beyond what it allows, so the
+    /// usual event costs no clock read (a stale clock only ever judges more strictly).
+    clock_ms: i64,
 }
 
 impl Intake {
@@ -37,6 +40,7 @@ impl Intake {
             time: TimePolicy::default(),
             newest_plausible: None,
             clamped: 0,
+            clock_ms: i64::MIN,
         }
     }
 
@@ -59,9 +63,12 @@ impl Intake {
 
     /// Applies the time policy to an event that normalized.
     fn judge(&mut self, origin: &dyn Display, mut event: Event) -> Result<Event, NormalizeError> {
+        if event.timestamp_ms > self.clock_ms.saturating_add(self.time.max_ahead_ms) {
+            self.clock_ms = crate::event::now_ms();
+        }
         match judge_time(
             event.timestamp_ms,
-            crate::event::now_ms(),
+            self.clock_ms,
             self.newest_plausible,
             &self.time,
         ) {

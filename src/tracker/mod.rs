@@ -103,6 +103,8 @@ pub struct TrackerState {
     reported: HashMap<(&'static str, String), i64>,
     newest: i64,
     pruned_at: i64,
+    /// The wall clock when last read (read again only for a record beyond what it allows).
+    clock_ms: i64,
 }
 
 /// The entry for `key`, created empty when missing; the key is copied only then.
@@ -240,8 +242,13 @@ impl TrackerState {
         // a forged event, a store written before the intake clamped such times) is kept but
         // never moves the retention clock, or one event dated 9000-01-01 would age out every
         // other host's history at the next prune.
-        if ts > self.newest && ts <= crate::event::now_ms().saturating_add(MAX_AHEAD_MS) {
-            self.newest = ts;
+        if ts > self.newest {
+            if ts > self.clock_ms.saturating_add(MAX_AHEAD_MS) {
+                self.clock_ms = crate::event::now_ms();
+            }
+            if ts <= self.clock_ms.saturating_add(MAX_AHEAD_MS) {
+                self.newest = ts;
+            }
         }
         if live {
             let day = ts.div_euclid(DAY_MS);

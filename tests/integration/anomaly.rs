@@ -492,3 +492,23 @@ fn a_far_future_event_is_dead_lettered_when_the_config_says_reject() {
     );
     assert!(dead.contains("events.jsonl:2"), "{dead}");
 }
+
+/// A skew that is not a duration is named with its file, line and key, and nothing runs.
+#[test]
+fn validate_names_an_unreadable_max_future_skew() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "events:\n  max_future_skew: soon\n  future_time: clamp\n",
+    )
+    .expect("config");
+    let out = palisade(&["validate", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "palisade.yaml:2:20: error[config-invalid]: `events.max_future_skew` is `soon`"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
