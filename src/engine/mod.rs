@@ -336,3 +336,59 @@ pub fn alert(event: &Event, detection: &Detection, actions: &[&ActionRecord]) ->
     value["actions"] = Value::Array(actions.iter().map(|a| action_line(a)).collect());
     value
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(metrics: &Arc<crate::metrics::Metrics>) -> Engine {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let content = Arc::new(crate::content::load(dir, None).unwrap());
+        let stages = crate::pipeline::Stages::from_content(&content).unwrap();
+        Engine::new(
+            content,
+            crate::intel::IntelHandle::default(),
+            Intake::new(None),
+            AlertFormat::Quiet,
+            false,
+            stages,
+        )
+        .unwrap()
+        .with_metrics(metrics.clone())
+    }
+
+    /// A far-future event is processed at the newest plausible time, and counted on
+    /// `/metrics`.
+    #[test]
+    fn a_far_future_event_is_clamped_and_counted() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let mut engine = engine(&metrics);
+        let mut handled = Handled::default();
+        for (line, time) in [
+            (1, "\"2025-11-03T14:30:05Z\""),
+            (2, "\"9000-01-01T00:00:00Z\""),
+        ] {
+            let raw =
+                format!(r#"{{"type":"login","timestamp":{time},"host":"dc-01","user":"u{line}"}}"#);
+            engine
+                .handle(
+                    &format!("events.jsonl:{line}"),
+                    raw.as_bytes(),
+                    &mut handled,
+                )
+                .unwrap();
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("palisade_events_time_clamped_total{source=\"\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("palisade_events_processed_total{source=\"\"} 2"),
+            "{text}"
+        );
+        // The tracker saw the clamped login at the first one's time.
+        let tracker = engine.pipeline.stages().tracker.clone().unwrap();
+        assert_eq!(tracker.newest(), Some(1_762_180_205_000));
+    }
+}
