@@ -405,6 +405,10 @@ pub struct ActionsConfig {
     pub protected_addresses: Vec<String>,
     /// Process names never killed. PID 1 and palisade itself never are.
     pub critical_processes: Vec<String>,
+    /// The widest range one `firewall.block` may cover, as the shortest prefix length per
+    /// family (`{ipv4: 24, ipv6: 48}`). A step may go wider only with its own `widest_prefix`,
+    /// and then waits for approval.
+    pub widest_block: crate::actions::WidestBlock,
     /// No second act on the same target by the same action within this time.
     pub cooldown: String,
     /// Acts per action per minute, at most.
@@ -440,6 +444,7 @@ impl Default for ActionsConfig {
             ]
             .map(String::from)
             .to_vec(),
+            widest_block: crate::actions::WidestBlock::default(),
             cooldown: "10m".into(),
             max_per_minute: 30,
             timeout: "30s".into(),
@@ -482,9 +487,16 @@ impl ActionsConfig {
                 format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
             })
         };
+        if self.widest_block.ipv4 > 32 || self.widest_block.ipv6 > 128 {
+            return Err(format!(
+                "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {} and {}",
+                self.widest_block.ipv4, self.widest_block.ipv6
+            ));
+        }
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
+            widest_block: self.widest_block,
             // `off`: every act is allowed, however close to the last on the same target.
             cooldown: if self.cooldown == "off" {
                 std::time::Duration::ZERO
