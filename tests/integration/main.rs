@@ -14,3 +14,4 @@ mod live;
 mod redis_io;
 mod response;
 mod support;
+mod targets;
