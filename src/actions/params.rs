@@ -55,7 +55,9 @@ impl ParamType {
             ParamType::Address => parse_address(text).ok_or_else(bad),
             ParamType::PrefixLength => match text.parse::<u8>() {
                 Ok(length)
-                    if length <= 128 && !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) =>
+                    if length <= 128
+                        && !text.is_empty()
+                        && text.bytes().all(|b| b.is_ascii_digit()) =>
                 {
                     Ok(ParamValue::PrefixLength(length))
                 }

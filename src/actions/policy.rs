@@ -298,7 +298,14 @@ mod tests {
     /// Defect: `1.2.3.4/0` and `1::/0` passed the check as written and blocked everything.
     #[test]
     fn a_block_that_covers_everything_is_refused_whatever_its_host_bits() {
-        for text in ["1.2.3.4/0", "1::/0", "0.0.0.0/0", "::/0", "64.0.0.0/2", "::ffff:1.2.3.4/96"] {
+        for text in [
+            "1.2.3.4/0",
+            "1::/0",
+            "0.0.0.0/0",
+            "::/0",
+            "64.0.0.0/2",
+            "::ffff:1.2.3.4/96",
+        ] {
             let reason = refused("firewall.block", &address(text));
             assert!(reason.starts_with("protected target"), "{text}: {reason}");
         }

@@ -340,7 +340,10 @@ impl Validator<'_> {
             }
         }
         // A step that may block wider than the configured limit is high-risk, whatever it says.
-        let risk = if params.iter().any(|(p, _)| p.kind == ParamType::PrefixLength) {
+        let risk = if params
+            .iter()
+            .any(|(p, _)| p.kind == ParamType::PrefixLength)
+        {
             Risk::High
         } else {
             spec.risk.unwrap_or(action.default_risk)
@@ -401,8 +404,7 @@ impl Validator<'_> {
                 );
                 ok = false;
             }
-            if param.kind == ParamType::PrefixLength && spec.risk.is_some_and(|r| r != Risk::High)
-            {
+            if param.kind == ParamType::PrefixLength && spec.risk.is_some_and(|r| r != Risk::High) {
                 self.report(
                     &at.key("risk"),
                     "wide-block-risk",

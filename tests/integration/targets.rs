@@ -51,11 +51,23 @@ fn a_literal_target_the_executor_would_refuse_fails_validate() {
             "{address: 1.2.3.4/0}",
             "`0.0.0.0/0` covers 127.0.0.0/8",
         ),
-        ("firewall.block", "{address: \"1::/0\"}", "`::/0` covers ::1/128"),
+        (
+            "firewall.block",
+            "{address: \"1::/0\"}",
+            "`::/0` covers ::1/128",
+        ),
         ("firewall.block", "{address: 10.0.0.0/8}", "block too wide"),
-        ("firewall.block", "{address: \"2000::/3\"}", "block too wide"),
+        (
+            "firewall.block",
+            "{address: \"2000::/3\"}",
+            "block too wide",
+        ),
         ("process.kill", "{pid: 1}", "PID 1"),
-        ("process.kill", "{pid: 4242, name: sshd}", "critical process"),
+        (
+            "process.kill",
+            "{pid: 4242, name: sshd}",
+            "critical process",
+        ),
     ];
     for (action, with, reason) in cases {
         let found = problems(&step(action, with, ""));
@@ -146,7 +158,12 @@ fn replay_reports_the_executors_refusals_with_their_reasons() {
         .filter(|l| l["kind"] == "action" && l["playbook"] == "under-test")
         .map(|l| {
             let text = |k: &str| l[k].as_str().unwrap_or_default().to_string();
-            (text("event_id"), text("step"), text("status"), text("reason"))
+            (
+                text("event_id"),
+                text("step"),
+                text("status"),
+                text("reason"),
+            )
         })
         .collect();
     let find = |event: &str, step: &str| {
@@ -166,8 +183,16 @@ fn replay_reports_the_executors_refusals_with_their_reasons() {
     refused("e2", "block", "`::/0` covers ::1/128 (loopback)");
     refused("e2", "kill", "`sshd` is a critical process");
     refused("e3", "block", "`127.0.0.1` covers 127.0.0.0/8");
-    refused("e4", "block", "block too wide: `10.0.0.0/8` covers more than a /24");
-    refused("e4", "wide-block", "block too wide: `10.0.0.0/8` covers more than a /16");
+    refused(
+        "e4",
+        "block",
+        "block too wide: `10.0.0.0/8` covers more than a /24",
+    );
+    refused(
+        "e4",
+        "wide-block",
+        "block too wide: `10.0.0.0/8` covers more than a /16",
+    );
     refused("e5", "block", "block too wide");
     // Within the step's own limit: wider than the configured one, so a person decides.
     let (status, why) = find("e5", "wide-block");
