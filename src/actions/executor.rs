@@ -627,6 +627,48 @@ mod tests {
         assert!(reasons[0].contains("warninglist"), "{}", reasons[0]);
         assert!(reasons[1].contains("not approved"), "{}", reasons[1]);
         assert!(reasons[2].contains("0.0.0.0/0"), "{}", reasons[2]);
+
+        // The live process's name counts, though the step named none: a critical process
+        // (here `sleep`, by this policy) is refused.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut kill = block("unused", &[]);
+        kill.action = "process.kill";
+        kill.event_id = "e2".into();
+        kill.params = BTreeMap::from([("pid", child.id().to_string())]);
+        let mut critical = policy();
+        critical.critical_processes.push("sleep".into());
+        let executor = Executor::new(
+            Registry::new(&super::super::plugins::PluginSettings {
+                redis_url: "redis://127.0.0.1:1".into(),
+                blocks: None,
+                firewall: super::super::plugins::firewall::Backend::Iptables,
+            })
+            .unwrap(),
+            Arc::new(AuditLog::new(&state)),
+            Approvals::new(&state),
+            critical,
+            "test".into(),
+        );
+        let mut actions = [kill];
+        let outcome = executor.run(&mut actions, &[], &[]).await;
+        let alive = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        outcome.unwrap();
+        assert_eq!(actions[0].status, ActionStatus::Refused, "{:?}", actions[0]);
+        assert!(
+            actions[0]
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("`sleep` is a critical process"),
+            "{:?}",
+            actions[0]
+        );
+        assert!(alive, "the refused kill must not have run");
         state.close().await;
     }
 }
