@@ -173,7 +173,9 @@ fn overlaps(a: IpAddr, a_prefix: u8, b: IpAddr, b_prefix: u8) -> bool {
     a.is_ipv4() == b.is_ipv4() && mask(a, common) == mask(b, common)
 }
 
-fn protected_address(policy: &Policy, ip: IpAddr, prefix: u8) -> Option<String> {
+/// Why the range `ip/prefix` may never be blocked, if it may not: it overlaps an always-protected
+/// range or one of `protected_addresses`. Also asked of recorded blocks before they are put back.
+pub fn protected_address(policy: &Policy, ip: IpAddr, prefix: u8) -> Option<String> {
     let shown = ParamValue::Address { ip, prefix };
     for (network, length, what) in ALWAYS_PROTECTED {
         if let Ok(network) = network.parse::<IpAddr>()

@@ -391,3 +391,63 @@ fn unblock_without_a_state_database_leaves_nftables_alone() {
         "the table must not have been created"
     );
 }
+
+/// Sibling of issue 11.1: a block of everything recorded in the state database (by a version
+/// without the canonical check, or by hand) was re-asserted at every start, so a restart would
+/// cut the host off again. It is closed instead, and loopback keeps working.
+#[test]
+fn a_recorded_block_of_a_protected_range_is_not_reasserted_at_start() {
+    if !can_run() {
+        return;
+    }
+    let hosts = Hosts::new("a1r");
+    let dir = block_target_content();
+    std::fs::write(dir.path().join("nothing.jsonl"), "").expect("events");
+    assert_success(&hosts.palisade(dir.path(), &["run", "--events", "nothing.jsonl"]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let now = jiff::Timestamp::now().as_millisecond();
+    let query = |sql: &'static str| {
+        runtime.block_on(async {
+            let state = palisade::state::StateStore::open(&dir.path().join("data/palisade.db"))
+                .await
+                .expect("state");
+            let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql)
+                .bind(now)
+                .fetch_all(state.pool())
+                .await
+                .expect("query");
+            state.close().await;
+            rows
+        })
+    };
+    query(
+        "INSERT INTO blocks (address, direction, created_ms, expires_ms, reason, removed_ms) \
+         SELECT column1, 'both', ?1, ?1 + 3600000, 'recorded earlier', NULL \
+         FROM (VALUES ('1.2.3.4/0'), ('1::/0'), ('192.0.2.2')) RETURNING address, removed_ms",
+    );
+    let out = hosts.palisade(dir.path(), &["run", "--events", "nothing.jsonl"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("recorded block `1.2.3.4/0` is not re-asserted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(hosts.loopback_connects(), "loopback must still work");
+    // The legitimate recorded block is back; the protected ranges are not, and are closed.
+    assert!(!hosts.connects());
+    let blocked = hosts.blocked().unwrap_or_default();
+    assert!(
+        blocked.contains("192.0.2.2") && !blocked.contains("0.0.0.0") && !blocked.contains("::"),
+        "{blocked}"
+    );
+    let rows = query("SELECT address, removed_ms FROM blocks WHERE ?1 > 0 ORDER BY address");
+    let open: Vec<&str> = rows
+        .iter()
+        .filter(|(_, removed)| removed.is_none())
+        .map(|(address, _)| address.as_str())
+        .collect();
+    assert_eq!(open, ["192.0.2.2"], "{rows:?}");
+}

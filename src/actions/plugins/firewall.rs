@@ -457,8 +457,14 @@ pub async fn record_removed(pool: &SqlitePool, address: &str) -> Result<u64, sql
 }
 
 /// Puts every recorded, unexpired block back (after a reboot or a flushed ruleset), with the
-/// time it has left. Returns how many were re-asserted.
-pub async fn reassert(pool: &SqlitePool, backend: Backend) -> Result<usize, String> {
+/// time it has left. Returns how many were re-asserted. A recorded block of a protected range
+/// (written by an older version, or by hand) is not put back: it is closed and logged, since
+/// re-asserting it would cut the host off at every start.
+pub async fn reassert(
+    pool: &SqlitePool,
+    backend: Backend,
+    policy: &crate::actions::Policy,
+) -> Result<usize, String> {
     let now = now_ms();
     let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT address, direction, expires_ms FROM blocks WHERE removed_ms IS NULL AND expires_ms > ?")
         .bind(now)
@@ -472,6 +478,15 @@ pub async fn reassert(pool: &SqlitePool, backend: Backend) -> Result<usize, Stri
         else {
             continue;
         };
+        if let Some(reason) = crate::actions::policy::protected_address(policy, ip, prefix) {
+            tracing::error!(
+                "recorded block `{address}` is not re-asserted and is closed: {reason}"
+            );
+            record_removed(pool, &address)
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
         let left = Duration::from_millis(u64::try_from(expires_ms - now).unwrap_or(1000));
         tokio::task::spawn_blocking(move || block_with(backend, ip, prefix, &direction, left))
             .await
