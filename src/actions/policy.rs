@@ -230,9 +230,31 @@ fn protected_process(policy: &Policy, pid: u32, names: &[&str]) -> Option<String
             policy
                 .critical_processes
                 .iter()
-                .any(|c| c.eq_ignore_ascii_case(name))
+                .any(|critical| same_process_name(critical, name))
         })
         .map(|name| format!("`{name}` is a critical process"))
+}
+
+/// Whether two process names name the same program, read at least as loosely as the kill
+/// plugin reads them when it checks the PID still belongs to the named process: any directory
+/// (`/usr/sbin/sshd`, `C:\Windows\System32\lsass.exe`) and a `.exe` suffix are dropped, case is
+/// ignored, and the kernel's 15-byte cut of a name (`systemd-journal`) matches the full name.
+/// Otherwise a name the kill accepts could slip past the critical-process guard.
+fn same_process_name(a: &str, b: &str) -> bool {
+    fn program(name: &str) -> String {
+        let base = name
+            .rsplit(['\\', '/'])
+            .next()
+            .unwrap_or(name)
+            .to_ascii_lowercase();
+        match base.strip_suffix(".exe") {
+            Some(stem) => stem.to_string(),
+            None => base,
+        }
+    }
+    let (a, b) = (program(a), program(b));
+    let cut = |short: &str, long: &str| short.len() == 15 && long.starts_with(short);
+    !a.is_empty() && (a == b || cut(&a, &b) || cut(&b, &a))
 }
 
 #[cfg(test)]
@@ -374,6 +396,41 @@ mod tests {
         };
         assert!(matches!(kill(&["x", "SSHD"]), Verdict::Refused(_)));
         assert_eq!(kill(&["svchost.exe"]), Verdict::Allowed);
+    }
+
+    /// Sibling of issue 11.1 (a guard checked on another form of the value than the one acted
+    /// on): the kill plugin accepts `/usr/sbin/sshd`, `C:\...\LSASS.EXE` and the kernel's cut
+    /// names as the process it kills, so the critical-process guard must read them the same way.
+    #[test]
+    fn a_critical_process_is_refused_by_path_case_suffix_and_the_kernels_cut_name() {
+        let params = BTreeMap::from([("pid", ParamValue::Pid(4242))]);
+        let mut p = policy();
+        p.critical_processes = vec!["sshd".into(), "lsass.exe".into(), "systemd-journald".into()];
+        let kill = |name: &str| {
+            check(
+                &p,
+                &Target {
+                    action: "process.kill",
+                    params: &params,
+                    process_names: &[name],
+                    evidence: &[],
+                    approved: false,
+                },
+            )
+        };
+        for name in [
+            "/usr/sbin/sshd",
+            "sshd.exe",
+            "C:\\Windows\\System32\\LSASS.EXE",
+            "lsass",
+            "systemd-journal",
+            "/lib/systemd/systemd-journald",
+        ] {
+            assert!(matches!(kill(name), Verdict::Refused(_)), "{name}");
+        }
+        for name in ["sshd-helper", "ssh", "systemd-journ", "lsass2.exe", ""] {
+            assert_eq!(kill(name), Verdict::Allowed, "{name}");
+        }
     }
 
     fn hit(warning: Option<&str>) -> IntelHit {

@@ -476,11 +476,20 @@ impl ActionsConfig {
                 prefix,
             ));
         }
-        if let Ok(url) = url::Url::parse(redis_url)
-            && let Some(url::Host::Ipv4(ip)) = url.host()
-            && !ip.is_loopback()
-        {
-            protected.push((std::net::IpAddr::V4(ip), 32));
+        // The Redis server, IPv4 or IPv6 (a host name is not resolved here). `redis:` is not a
+        // scheme the URL parser knows, so an IPv4 host comes back as a "domain": read it as an
+        // address too.
+        if let Ok(url) = url::Url::parse(redis_url) {
+            let ip = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                Some(url::Host::Domain(name)) => name.parse::<std::net::IpAddr>().ok(),
+                None => None,
+            }
+            .map(crate::event::canonical_ip);
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+                protected.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
+            }
         }
         let duration = |name: &str, text: &str| {
             crate::actions::parse_duration(text).ok_or_else(|| {
@@ -756,6 +765,27 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sibling of issue 11.1: the Redis server was meant to be protected, but the URL parser
+    /// gives a `redis://` URL's IPv4 host as a name, and IPv6 hosts were not looked at, so no
+    /// Redis address was ever protected.
+    #[test]
+    fn the_redis_server_is_protected_whatever_its_address_family() {
+        let actions = ActionsConfig::default();
+        for (url, ip) in [
+            ("redis://192.0.2.5:6379", "192.0.2.5"),
+            ("redis://[2001:db8::5]:6379", "2001:db8::5"),
+            ("redis://[::ffff:192.0.2.6]:6379", "192.0.2.6"),
+        ] {
+            let policy = actions.policy(url).unwrap();
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert!(
+                policy.protected_addresses.iter().any(|(p, _)| *p == ip),
+                "{url}: {:?}",
+                policy.protected_addresses
+            );
+        }
+    }
 
     #[test]
     fn the_embedded_default_is_the_default() {
