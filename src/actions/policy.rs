@@ -481,4 +481,34 @@ mod tests {
         let notify = BTreeMap::new();
         assert_eq!(ask("notify.log", &notify, &benign), Verdict::Allowed);
     }
+
+    proptest::proptest! {
+        /// Whatever text an event puts in `address`, a block the policy allows never covers
+        /// loopback, and never covers more than the configured widest block.
+        #[test]
+        fn an_allowed_block_never_covers_loopback_or_more_than_the_limit(
+            v4 in proptest::prelude::any::<u32>(),
+            v6 in proptest::prelude::any::<u128>(),
+            prefix in 0u8..=128,
+            six in proptest::prelude::any::<bool>(),
+        ) {
+            let text = if six {
+                format!("{}/{prefix}", std::net::Ipv6Addr::from(v6))
+            } else {
+                format!("{}/{}", std::net::Ipv4Addr::from(v4), prefix % 33)
+            };
+            let Ok(value) = crate::actions::ParamType::Address.parse(&text) else {
+                return Ok(());
+            };
+            let ParamValue::Address { ip, prefix } = value.clone() else {
+                return Err(proptest::test_runner::TestCaseError::fail("not an address"));
+            };
+            let params = BTreeMap::from([("address", value)]);
+            if verdict("firewall.block", &params) == Verdict::Allowed {
+                let loopback: IpAddr = if ip.is_ipv4() { "127.0.0.1".parse().unwrap() } else { "::1".parse().unwrap() };
+                proptest::prop_assert!(mask(loopback, prefix) != ip, "{text} covers loopback");
+                proptest::prop_assert!(prefix >= WidestBlock::default().for_family(ip), "{text}");
+            }
+        }
+    }
 }
