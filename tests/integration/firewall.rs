@@ -451,3 +451,66 @@ fn a_recorded_block_of_a_protected_range_is_not_reasserted_at_start() {
         .collect();
     assert_eq!(open, ["192.0.2.2"], "{rows:?}");
 }
+
+/// A block wider than `actions.widest_block` that the playbook allows (`widest_prefix`) waits
+/// for a person, acts nothing until approved, and once approved the executor, asking the same
+/// policy with the approval on record, places it in the kernel.
+#[test]
+fn a_wide_block_the_playbook_allows_waits_for_approval_then_holds() {
+    if !can_run() {
+        return;
+    }
+    let hosts = Hosts::new("a1a");
+    let dir = block_target_content();
+    std::fs::write(
+        dir.path().join("playbooks/test-block.yaml"),
+        "id: test-block\ntitle: Block\nhigh_risk_approval: not_required\ntrigger: {rules: [test-c2]}\nsteps:\n  - id: block\n    action: firewall.block\n    with: {address: \"{{ event.block_target }}\", widest_prefix: 22, direction: inbound}\n",
+    )
+    .expect("playbook");
+    let mut engine = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.host,
+            env!("CARGO_BIN_EXE_palisade"),
+            "run",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("palisade runs");
+    let mut stdin = engine.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, events_blocking(&["192.0.0.0/22"]).as_bytes())
+        .expect("write");
+    let pending = || stdout(&palisade(&["approvals", "list"], dir.path()));
+    let queued = eventually(Duration::from_secs(10), || {
+        pending().contains("firewall.block")
+    });
+    let listing = pending();
+    let id = listing
+        .lines()
+        .find(|l| l.contains("firewall.block"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string);
+    let before = hosts.connects();
+    let approved = id
+        .as_deref()
+        .map(|id| palisade(&["approvals", "approve", id], dir.path()));
+    let blocked = eventually(Duration::from_secs(10), || !hosts.connects());
+    drop(stdin);
+    let _ = engine.wait();
+    assert!(queued, "{listing}");
+    assert!(before, "nothing may act before the approval");
+    assert_success(&approved.expect("an approval id"));
+    assert!(blocked, "the approved block must hold");
+    assert!(hosts.loopback_connects());
+    let all = stdout(&palisade(&["approvals", "list", "--all"], dir.path()));
+    assert!(all.contains("executed"), "{all}");
+    assert!(
+        hosts.blocked().unwrap_or_default().contains("192.0.0.0/22"),
+        "{:?}",
+        hosts.blocked()
+    );
+}
