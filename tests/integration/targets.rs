@@ -237,3 +237,53 @@ fn a_playbook_test_can_assert_a_refusal() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("refused"), "{}", stdout(&out));
 }
+
+/// Defence in depth (issue 11.2): a rule that acts on whatever intel an event has, even hits on
+/// a warninglist of public resolvers, still never blocks or kills on those hits alone; planning
+/// (so `palisade test`) refuses them, and one hit that is not
+/// warninglisted is evidence enough.
+#[test]
+fn a_block_or_kill_resting_only_on_warninglisted_intel_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["rules", "playbooks", "warninglists"] {
+        std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+    }
+    std::fs::write(
+        dir.path().join("warninglists/resolvers.json"),
+        r#"{"name": "test-resolvers", "description": "resolvers", "type": "cidr", "list": ["2001:418:3ff::53"]}"#,
+    )
+    .expect("warninglist");
+    std::fs::write(
+        dir.path().join("rules/any_intel.rhai"),
+        r#"let rule = #{ id: "any-intel", title: "Any intel", severity: "critical", events: ["network_connection"] };
+fn detect(event) { if event.intel.len() > 0 { #{ entity: "address", intel: event.intel } } }"#,
+    )
+    .expect("rule");
+    let event = "{type: network_connection, pid: 4242, name: x, remote_ip: \"2001:418:3ff::53\"}";
+    std::fs::write(
+        dir.path().join("playbooks/act-on-intel.yaml"),
+        format!(
+            "id: act-on-intel\ntitle: Act on intel\nhigh_risk_approval: not_required\ntrigger: {{rules: [any-intel]}}\nsteps:\n  \
+             - id: block\n    action: firewall.block\n    with: {{address: \"{{{{ entity.address }}}}\"}}\n    on_failure: continue\n  \
+             - id: kill\n    action: process.kill\n    with: {{pid: \"{{{{ event.pid }}}}\"}}\n    on_failure: continue\n  \
+             - id: tell\n    action: notify.log\n    with: {{message: \"{{{{ detection.title }}}}\"}}\n\
+             tests:\n  \
+             - name: warninglisted intel alone blocks and kills nothing\n    \
+               intel: [{{value: \"2001:418:3ff::53\", source: feed, confidence: 90, severity: 90}}]\n    \
+               events: [{event}]\n    \
+               expect: {{actions: [{{step: block, status: refused}}, {{step: kill, status: refused}}, {{step: tell, status: planned}}]}}\n  \
+             - name: one hit that is not warninglisted is evidence enough\n    \
+               intel: [{{value: \"2001:418:3ff::53\", source: feed, confidence: 90, severity: 90}}, {{value: \"2001:418:3ff::/48\", source: other, confidence: 90, severity: 90}}]\n    \
+               events: [{event}]\n    \
+               expect: {{actions: [{{step: block, status: planned}}, {{step: kill, status: planned}}, {{step: tell, status: planned}}]}}\n"
+        ),
+    )
+    .expect("playbook");
+    let out = palisade(&["test", "."], dir.path());
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("cases: 2 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+}
