@@ -461,9 +461,15 @@ impl Executor {
             _ => None,
         };
         let names: Vec<&str> = live.as_deref().into_iter().chain(named).collect();
-        let evidence: Vec<crate::intel::IntelHit> = why
+        // Read field by field, so a hit that is on record is never lost to a failed decode.
+        let evidence: Vec<Option<&str>> = why
             .pointer("/detection/intel")
-            .and_then(|hits| serde_json::from_value(hits.clone()).ok())
+            .and_then(serde_json::Value::as_array)
+            .map(|hits| {
+                hits.iter()
+                    .map(|hit| hit.get("warning").and_then(serde_json::Value::as_str))
+                    .collect()
+            })
             .unwrap_or_default();
         let target = Target {
             action: action.action,

@@ -13,7 +13,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ParamValue, Policy};
-use crate::intel::IntelHit;
 use crate::intel::indicator::mask;
 
 /// The widest range one `firewall.block` may cover, as the shortest prefix length allowed per
@@ -117,8 +116,10 @@ pub struct Target<'a> {
     /// read it, the live process's. Planning never reads `/proc`, so replay and tests are
     /// deterministic; the executor checks the live name again before acting.
     pub process_names: &'a [&'a str],
-    /// The intel hits the detection rests on.
-    pub evidence: &'a [IntelHit],
+    /// For each intel hit the detection rests on, the warninglist its indicator is on, if any.
+    /// (Only that is read, so the executor can take it from the evidence on record without
+    /// rebuilding whole hits.)
+    pub evidence: &'a [Option<&'a str>],
     /// A person approved this step.
     pub approved: bool,
 }
@@ -127,15 +128,8 @@ pub struct Target<'a> {
 /// verdict wherever it is asked (the engine's own PID is the one fact read from the process).
 pub fn check(policy: &Policy, target: &Target<'_>) -> Verdict {
     let acts_on_host = matches!(target.action, "firewall.block" | "process.kill");
-    if acts_on_host
-        && !target.evidence.is_empty()
-        && target.evidence.iter().all(|hit| hit.warning.is_some())
-    {
-        let mut lists: Vec<&str> = target
-            .evidence
-            .iter()
-            .filter_map(|hit| hit.warning.as_deref())
-            .collect();
+    if acts_on_host && !target.evidence.is_empty() && target.evidence.iter().all(Option::is_some) {
+        let mut lists: Vec<&str> = target.evidence.iter().copied().flatten().collect();
         lists.sort_unstable();
         lists.dedup();
         return Verdict::Refused(Refusal::WarninglistedEvidence {
@@ -433,26 +427,12 @@ mod tests {
         }
     }
 
-    fn hit(warning: Option<&str>) -> IntelHit {
-        IntelHit {
-            value: "8.8.8.8".into(),
-            indicator: "8.8.8.8".into(),
-            kind: crate::intel::IndicatorKind::Ip,
-            source: "feed".into(),
-            confidence: 90,
-            severity: 90,
-            score: 90.0,
-            threat: None,
-            warning: warning.map(String::from),
-        }
-    }
-
     /// Defence in depth: a detection resting only on warninglisted intel never blocks or kills.
     #[test]
     fn a_block_or_kill_resting_only_on_warninglisted_intel_is_refused() {
         let block = address("8.8.8.8");
         let kill = BTreeMap::from([("pid", ParamValue::Pid(4242))]);
-        let ask = |action, params, evidence: &[IntelHit]| {
+        let ask = |action, params, evidence: &[Option<&str>]| {
             check(
                 &policy(),
                 &Target {
@@ -464,7 +444,7 @@ mod tests {
                 },
             )
         };
-        let benign = [hit(Some("public-dns-v4")), hit(Some("public-dns-v4"))];
+        let benign = [Some("public-dns-v4"), Some("public-dns-v4")];
         for (action, params) in [("firewall.block", &block), ("process.kill", &kill)] {
             match ask(action, params, &benign) {
                 Verdict::Refused(reason) => {
@@ -473,7 +453,7 @@ mod tests {
                 other => panic!("{action} was not refused: {other:?}"),
             }
             // One hit that is not warninglisted is evidence enough.
-            let mixed = [hit(Some("public-dns-v4")), hit(None)];
+            let mixed = [Some("public-dns-v4"), None];
             assert_eq!(ask(action, params, &mixed), Verdict::Allowed);
             assert_eq!(ask(action, params, &[]), Verdict::Allowed);
         }

@@ -192,11 +192,16 @@ impl Planner {
             (_, Some(Entity::Process { name, .. })) => name.as_deref(),
             _ => None,
         };
+        let warnings: Vec<Option<&str>> = detection
+            .intel
+            .iter()
+            .map(|hit| hit.warning.as_deref())
+            .collect();
         let target = Target {
             action: step.action.name,
             params: &self.typed,
             process_names: process_name.as_slice(),
-            evidence: &detection.intel,
+            evidence: &warnings,
             approved: false,
         };
         let needs_approval = match check(&self.policy, &target) {
