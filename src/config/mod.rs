@@ -455,6 +455,10 @@ pub struct ActionsConfig {
     pub protected_addresses: Vec<String>,
     /// Process names never killed. PID 1 and palisade itself never are.
     pub critical_processes: Vec<String>,
+    /// The widest range one `firewall.block` may cover, as the shortest prefix length per
+    /// family (`{ipv4: 24, ipv6: 48}`). A step may go wider only with its own `widest_prefix`,
+    /// and then waits for approval.
+    pub widest_block: crate::actions::WidestBlock,
     /// No second act on the same target by the same action within this time.
     pub cooldown: String,
     /// Acts per action per minute, at most.
@@ -490,6 +494,7 @@ impl Default for ActionsConfig {
             ]
             .map(String::from)
             .to_vec(),
+            widest_block: crate::actions::WidestBlock::default(),
             cooldown: "10m".into(),
             max_per_minute: 30,
             timeout: "30s".into(),
@@ -521,20 +526,36 @@ impl ActionsConfig {
                 prefix,
             ));
         }
-        if let Ok(url) = url::Url::parse(redis_url)
-            && let Some(url::Host::Ipv4(ip)) = url.host()
-            && !ip.is_loopback()
-        {
-            protected.push((std::net::IpAddr::V4(ip), 32));
+        // The Redis server, IPv4 or IPv6 (a host name is not resolved here). `redis:` is not a
+        // scheme the URL parser knows, so an IPv4 host comes back as a "domain": read it as an
+        // address too.
+        if let Ok(url) = url::Url::parse(redis_url) {
+            let ip = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                Some(url::Host::Domain(name)) => name.parse::<std::net::IpAddr>().ok(),
+                None => None,
+            }
+            .map(crate::event::canonical_ip);
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+                protected.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
+            }
         }
         let duration = |name: &str, text: &str| {
             crate::actions::parse_duration(text).ok_or_else(|| {
                 format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
             })
         };
+        if self.widest_block.ipv4 > 32 || self.widest_block.ipv6 > 128 {
+            return Err(format!(
+                "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {} and {}",
+                self.widest_block.ipv4, self.widest_block.ipv6
+            ));
+        }
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
+            widest_block: self.widest_block,
             // `off`: every act is allowed, however close to the last on the same target.
             cooldown: if self.cooldown == "off" {
                 std::time::Duration::ZERO
@@ -803,6 +824,27 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sibling of issue 11.1: the Redis server was meant to be protected, but the URL parser
+    /// gives a `redis://` URL's IPv4 host as a name, and IPv6 hosts were not looked at, so no
+    /// Redis address was ever protected.
+    #[test]
+    fn the_redis_server_is_protected_whatever_its_address_family() {
+        let actions = ActionsConfig::default();
+        for (url, ip) in [
+            ("redis://192.0.2.5:6379", "192.0.2.5"),
+            ("redis://[2001:db8::5]:6379", "2001:db8::5"),
+            ("redis://[::ffff:192.0.2.6]:6379", "192.0.2.6"),
+        ] {
+            let policy = actions.policy(url).unwrap();
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert!(
+                policy.protected_addresses.iter().any(|(p, _)| *p == ip),
+                "{url}: {:?}",
+                policy.protected_addresses
+            );
+        }
+    }
 
     #[test]
     fn the_embedded_default_is_the_default() {

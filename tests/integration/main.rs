@@ -15,3 +15,4 @@ mod operator_text;
 mod redis_io;
 mod response;
 mod support;
+mod targets;
