@@ -53,6 +53,18 @@ pub fn inert(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` with every active character escaped except newline and tab: for a message whose author
+/// may write several lines (the sinks that are line-based escape those too).
+pub fn inert_keeping_lines(text: &str) -> Cow<'_, str> {
+    let keep = |c: char| c == '\n' || c == '\t';
+    if !text.chars().any(|c| is_active(c) && !keep(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let _ = write_inert(&mut out, text, keep);
+    Cow::Owned(out)
+}
+
 /// Writes `text` to `out` with active characters escaped, except those `keep` lets through.
 fn write_inert(out: &mut impl fmt::Write, text: &str, keep: impl Fn(char) -> bool) -> fmt::Result {
     let mut rest = text;

@@ -15,7 +15,9 @@ pub enum ParamType {
     Pid,
     /// A duration: `30s`, `5m`, `1h`, `7d`, or a number of seconds.
     Duration,
-    /// Free text (a message); control characters other than newline and tab are refused.
+    /// Free text (a message); control characters other than newline and tab are written as
+    /// visible escapes (`\u001b`), never refused: a message about a hostile event must still
+    /// reach people, and must not act on their terminal.
     Text,
     /// An `http` or `https` URL.
     Url,
@@ -72,16 +74,9 @@ impl ParamType {
             ParamType::Duration => parse_duration(text)
                 .map(ParamValue::Duration)
                 .ok_or_else(bad),
-            ParamType::Text => {
-                if text
-                    .chars()
-                    .any(|c| c.is_control() && c != '\n' && c != '\t')
-                {
-                    Err("text contains control characters".into())
-                } else {
-                    Ok(ParamValue::Text(text.to_string()))
-                }
-            }
+            ParamType::Text => Ok(ParamValue::Text(
+                crate::text::inert_keeping_lines(text).into_owned(),
+            )),
             ParamType::Url => match url::Url::parse(text) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                     Ok(ParamValue::Url(url))
@@ -242,6 +237,24 @@ fn parse_host_port(text: &str) -> Option<ParamValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_with_control_characters_is_sent_escaped_not_refused() {
+        let text = |t: &str| match ParamType::Text.parse(t) {
+            Ok(ParamValue::Text(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        // An escape sequence in a command line made the whole notification refused, so
+        // nobody was told; now it is shown, inert.
+        assert_eq!(
+            text("ws-1\u{1b}[2K\rall clear"),
+            "ws-1\\u001b[2K\\rall clear"
+        );
+        assert_eq!(text("line one\n\tline two"), "line one\n\tline two");
+        // Parsing again (the executor does) changes nothing.
+        let once = text("bell\u{7}");
+        assert_eq!(text(&once), once);
+    }
 
     #[test]
     fn addresses_parse_strictly() {
