@@ -105,7 +105,8 @@ async fn engine(
             }
         });
     }
-    let audit = Arc::new(crate::audit::AuditLog::new(&store));
+    let audit_files = crate::audit::AuditFiles::from_config(&config, |p| content.resolve(p));
+    let audit = Arc::new(crate::audit::AuditLog::open(&store, &audit_files).await?);
     let reload_actor = actor.clone();
     let executor = Arc::new(
         crate::actions::Executor::new(
