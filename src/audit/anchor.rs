@@ -102,6 +102,149 @@ impl Anchor {
     }
 }
 
+/// Writes `anchor` at `path` unless the file already holds a later one (two processes
+/// appending at once finish in either order) and `replace` is not set, under a lock beside it.
+pub fn write_newest(
+    key: &AuditKey,
+    path: &Path,
+    anchor: &Anchor,
+    replace: bool,
+) -> Result<(), AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.display().to_string(),
+        doing: "lock the audit anchor",
+        source,
+    };
+    let mut lock_path = path.as_os_str().to_os_string();
+    lock_path.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::path::PathBuf::from(lock_path))
+        .map_err(io)?;
+    lock.lock().map_err(io)?;
+    if !replace
+        && let AnchorState::Valid(current) = Anchor::read(path, key)?
+        && current.seq > anchor.seq
+    {
+        return Ok(());
+    }
+    anchor.write(path)
+}
+
+/// What the writer thread is to do next.
+#[derive(Debug, Default)]
+struct Pending {
+    next: Option<(Anchor, bool)>,
+    busy: bool,
+    stop: bool,
+    /// The last write that failed, for the next append to report.
+    failed: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    pending: std::sync::Mutex<Pending>,
+    changed: std::sync::Condvar,
+}
+
+/// Writes anchors on a thread of its own, so an append waits for its database commit only and
+/// not for the anchor's two fsyncs. Anchors handed over while a write is under way are
+/// coalesced: only the newest is written. Dropping it writes what is pending first.
+#[derive(Debug)]
+pub struct AnchorWriter {
+    shared: std::sync::Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AnchorWriter {
+    pub fn start(key: AuditKey, path: std::path::PathBuf) -> Result<AnchorWriter, AuditError> {
+        let shared = std::sync::Arc::new(Shared::default());
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("audit-anchor".into())
+            .spawn(move || writer_loop(&theirs, &key, &path))
+            .map_err(|source| AuditError::Io {
+                path: String::new(),
+                doing: "start the audit anchor writer",
+                source,
+            })?;
+        Ok(AnchorWriter {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands over the newest anchor; `replace` writes it even over a later one. Returns the
+    /// error of an earlier write that failed, if one did.
+    pub fn submit(&self, anchor: Anchor, replace: bool) -> Result<(), String> {
+        let mut pending = lock(&self.shared.pending);
+        if let Some(failed) = pending.failed.take() {
+            return Err(failed);
+        }
+        let replace = replace || pending.next.as_ref().is_some_and(|(_, r)| *r);
+        pending.next = Some((anchor, replace));
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until everything handed over is written (blocking: call it off the async threads).
+    pub fn flush(&self) {
+        let mut pending = lock(&self.shared.pending);
+        while pending.next.is_some() || pending.busy {
+            pending = self
+                .shared
+                .changed
+                .wait(pending)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for AnchorWriter {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).stop = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock(mutex: &std::sync::Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn writer_loop(shared: &Shared, key: &AuditKey, path: &Path) {
+    let mut pending = lock(&shared.pending);
+    loop {
+        if let Some((anchor, replace)) = pending.next.take() {
+            pending.busy = true;
+            drop(pending);
+            let result = write_newest(key, path, &anchor, replace);
+            pending = lock(&shared.pending);
+            pending.busy = false;
+            if let Err(err) = result {
+                tracing::error!("audit trail: {err}");
+                pending.failed = Some(err.to_string());
+            }
+            shared.changed.notify_all();
+            continue;
+        }
+        // Stop only once nothing is pending: what was appended gets anchored.
+        if pending.stop {
+            return;
+        }
+        pending = shared
+            .changed
+            .wait(pending)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
 fn tag(key: &AuditKey, seq: i64, head: &str, keyed_from: i64) -> [u8; 32] {
     key.mac(&[
         b"palisade audit anchor v1\0",

@@ -28,6 +28,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
 pub use anchor::{Anchor, AnchorState};
+use anchor::AnchorWriter;
 pub use check::{Finding, Report};
 pub use key::AuditKey;
 
@@ -160,6 +161,7 @@ pub struct AuditLog {
     key: AuditKey,
     files: AuditFiles,
     tip: Mutex<Tip>,
+    anchors: std::sync::Arc<AnchorWriter>,
 }
 
 /// The last row's number and hash (0 and the genesis hash with no rows), from the rows.
@@ -203,13 +205,12 @@ impl AuditLog {
                 let key = AuditKey::create(&files.key)?;
                 let (seq, head) = last_row(&pool).await?;
                 if !files.anchor.exists() {
-                    write_anchor(
+                    anchor::write_newest(
                         &key,
                         &files.anchor,
-                        Anchor::new(&key, seq, &head, seq + 1),
+                        &Anchor::new(&key, seq, &head, seq + 1),
                         false,
-                    )
-                    .await?;
+                    )?;
                 }
                 if seq > 0 {
                     tracing::info!(
@@ -222,6 +223,7 @@ impl AuditLog {
         };
         Ok(AuditLog {
             pool,
+            anchors: std::sync::Arc::new(AnchorWriter::start(key.clone(), files.anchor.clone())?),
             key,
             files: files.clone(),
             tip: Mutex::new(Tip::default()),
@@ -229,7 +231,8 @@ impl AuditLog {
     }
 
     /// Appends entries in one transaction and returns their sequence numbers. When this
-    /// returns, they are durable and anchored: an intent is on disk before the act it announces.
+    /// returns, they are durable (an intent is on disk before the act it announces) and the
+    /// anchor naming them is being written; [`AuditLog::flush`] waits for it.
     pub async fn append(&self, entries: &[AuditEntry]) -> Result<Vec<i64>, StateError> {
         self.append_checked(entries).await.map_err(|err| match err {
             AuditError::State(err) => err,
@@ -250,7 +253,9 @@ impl AuditLog {
         let mut gap = None;
         if tip.anchored.as_ref() != Some(&(seq, prev.clone())) {
             // Another process appended, or the rows changed under us: the anchor file says
-            // which.
+            // which, once our own anchors are written.
+            let anchors = self.anchors.clone();
+            let _ = tokio::task::spawn_blocking(move || anchors.flush()).await;
             let (problem, keyed_from) = self.reconcile(&mut tx, seq, &prev).await?;
             tip.keyed_from = keyed_from;
             if let Some(problem) = problem {
@@ -334,13 +339,20 @@ impl AuditLog {
             .await?;
         tx.commit().await?;
         // After the commit: a crash in between leaves rows past the anchor, which verify
-        // accepts (they carry MACs), never an anchor past the rows.
+        // accepts (they carry MACs), never an anchor past the rows. After a recorded break the
+        // anchor is replaced even though it named a later row: the break is in the trail now.
         let anchor = Anchor::new(&self.key, seq, &prev, tip.keyed_from);
-        // After a recorded break the anchor is replaced even though it named a later row:
-        // the break is in the trail now.
-        write_anchor(&self.key, &self.files.anchor, anchor, gap_recorded).await?;
+        self.anchors
+            .submit(anchor, gap_recorded)
+            .map_err(|failed| AuditError::State(StateError::Failed(failed)))?;
         tip.anchored = Some((seq, prev));
         Ok(written)
+    }
+
+    /// Waits until the anchor names the last row this writer appended.
+    pub async fn flush(&self) {
+        let anchors = self.anchors.clone();
+        let _ = tokio::task::spawn_blocking(move || anchors.flush()).await;
     }
 
     /// Compares the anchor file with the database's last row. Returns what is wrong, if
@@ -428,50 +440,6 @@ pub fn create_key(files: &AuditFiles) -> Result<bool, AuditError> {
     let key = AuditKey::create(&files.key)?;
     Anchor::new(&key, 0, GENESIS, 1).write(&files.anchor)?;
     Ok(true)
-}
-
-/// Writes `anchor` unless the file already holds a later one (two processes appending at once
-/// finish in either order) and `replace` is not set, under a lock beside it.
-async fn write_anchor(
-    key: &AuditKey,
-    path: &Path,
-    anchor: Anchor,
-    replace: bool,
-) -> Result<(), AuditError> {
-    let key = key.clone();
-    let path = path.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || -> Result<(), AuditError> {
-        let io = |source| AuditError::Io {
-            path: path.display().to_string(),
-            doing: "lock the audit anchor",
-            source,
-        };
-        let mut lock_path = path.as_os_str().to_os_string();
-        lock_path.push(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(PathBuf::from(lock_path))
-            .map_err(io)?;
-        lock.lock().map_err(io)?;
-        if !replace
-            && let AnchorState::Valid(current) = Anchor::read(&path, &key)?
-            && current.seq > anchor.seq
-        {
-            return Ok(());
-        }
-        anchor.write(&path)
-    })
-    .await;
-    match written {
-        Ok(result) => result,
-        Err(err) => Err(AuditError::Io {
-            path: String::new(),
-            doing: "write the audit anchor",
-            source: std::io::Error::other(err.to_string()),
-        }),
-    }
 }
 
 /// Reading the trail: no key needed to list it, the key and anchor to check it.

@@ -96,6 +96,7 @@ async fn normal_appends_verify_intact() {
         .await
         .unwrap();
     log.append(&[entry("outcome", "notify")]).await.unwrap();
+    log.flush().await;
     let report = trail.verify().await;
     assert!(report.intact(), "{:?}", shown(&report));
     assert_eq!((report.rows, report.anchored), (5, Some(5)));
@@ -425,6 +426,7 @@ async fn append_timing() {
         for _ in 0..total / batch {
             log.append(&entries).await.unwrap();
         }
+        log.flush().await;
         let elapsed = started.elapsed();
         println!(
             "{total} entries in batches of {batch}: {:.2?} ({:.0} entries/s)",

@@ -199,7 +199,7 @@ async fn engine(
             intel: intel.clone(),
             stages: stages.clone(),
             dry_run: config.actions.dry_run,
-            audit: Some(audit),
+            audit: Some(audit.clone()),
             actor: reload_actor,
             metrics: metrics.clone(),
         },
@@ -274,6 +274,7 @@ async fn engine(
                     writer_stop.notify_one();
                     drop(state);
                     let batches = writer.await.map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
+                    audit.flush().await;
                     tracing::info!(state_batches = batches, "stopped");
                     return Ok(Status::Ok);
                 }
@@ -313,6 +314,8 @@ async fn engine(
     let batches = writer
         .await
         .map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
+    // The anchor names the last row appended before the process ends.
+    audit.flush().await;
     let counters = engine.counters();
     tracing::info!(
         events = counters.events,
