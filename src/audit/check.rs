@@ -51,7 +51,11 @@ pub fn row_mac(key: &AuditKey, seq: i64, fields: &[Option<&[u8]>], prev_hash: &[
     let seq = seq.to_string();
     let mut parts: Vec<&[u8]> = Vec::with_capacity(3 + 2 * fields.len() + 2);
     let mut lengths: Vec<[u8; 9]> = Vec::with_capacity(fields.len() + 1);
-    for field in fields.iter().copied().chain(std::iter::once(Some(prev_hash))) {
+    for field in fields
+        .iter()
+        .copied()
+        .chain(std::iter::once(Some(prev_hash)))
+    {
         let mut frame = [0u8; 9];
         if let Some(bytes) = field {
             frame[0] = 1;
@@ -258,7 +262,8 @@ impl<'a> Checker<'a> {
         }
         if let Some(problem) = problem {
             self.changed(row.seq, problem);
-        } else if keyed && row.fields.get(1).and_then(Option::as_deref) == Some(GAP_KIND.as_bytes()) {
+        } else if keyed && row.fields.get(1).and_then(Option::as_deref) == Some(GAP_KIND.as_bytes())
+        {
             // Genuine (its MAC checks out): a writer saw rows vanish or the anchor go.
             let what = row
                 .fields
@@ -266,7 +271,9 @@ impl<'a> Checker<'a> {
                 .and_then(Option::as_deref)
                 .map(|r| String::from_utf8_lossy(r).into_owned())
                 .unwrap_or_default();
-            self.report.findings.push(Finding::Recorded { seq: row.seq, what });
+            self.report
+                .findings
+                .push(Finding::Recorded { seq: row.seq, what });
         } else if link_broken && row.seq == 1 {
             self.changed(1, "it does not link to the start of the trail".into());
         }
@@ -300,10 +307,7 @@ impl<'a> Checker<'a> {
             }
             return None;
         }
-        let keyed_from = self
-            .report
-            .keyed_from
-            .or(self.anchor.map(|a| a.keyed_from));
+        let keyed_from = self.report.keyed_from.or(self.anchor.map(|a| a.keyed_from));
         if let Some(start) = keyed_from
             && row.seq >= start
         {
@@ -311,7 +315,12 @@ impl<'a> Checker<'a> {
                 "it is in the unkeyed form, but the keyed chain began at row {start}"
             ));
         }
-        legacy_problem(row.seq, &fields, prev, row.hash.as_deref().unwrap_or_default())
+        legacy_problem(
+            row.seq,
+            &fields,
+            prev,
+            row.hash.as_deref().unwrap_or_default(),
+        )
     }
 
     /// The verdict. `head` is the `audit_head` row, consulted only without a valid anchor
@@ -412,9 +421,11 @@ fn legacy_problem(seq: i64, fields: &[Option<&[u8]>], prev: &[u8], hash: &[u8]) 
     };
     let read = || -> Result<(String, AuditEntry), String> {
         let details = text(11)?.unwrap_or_default();
-        let parsed: Value = serde_json::from_str(&details)
-            .map_err(|_| "its details are not JSON".to_string())?;
-        if parsed.to_string() != details {
+        let parsed: Value =
+            serde_json::from_str(&details).map_err(|_| "its details are not JSON".to_string())?;
+        // Not `parsed != details`: a JSON value equals a string only when it is that string.
+        let canonical = parsed.to_string();
+        if canonical != details {
             return Err(
                 "its details are not the JSON the engine wrote (a key is repeated or the text was reformatted)"
                     .into(),

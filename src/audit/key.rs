@@ -58,7 +58,10 @@ impl AuditKey {
         };
         let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(AuditError::KeyExposed { path: shown(), mode });
+            return Err(AuditError::KeyExposed {
+                path: shown(),
+                mode,
+            });
         }
         let text = std::fs::read_to_string(path).map_err(|source| AuditError::Io {
             path: shown(),
@@ -94,9 +97,8 @@ impl AuditKey {
         let mut file = match file {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                return AuditKey::load(path)?.ok_or_else(|| AuditError::KeyMalformed {
-                    path: shown(),
-                });
+                return AuditKey::load(path)?
+                    .ok_or_else(|| AuditError::KeyMalformed { path: shown() });
             }
             Err(source) => {
                 return Err(AuditError::Io {
@@ -169,7 +171,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .chunks(2)
         .map(|pair| {
             let digit = |c: u8| char::from(c).to_digit(16);
-            Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?)
+            u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()
         })
         .collect()
 }

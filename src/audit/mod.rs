@@ -27,8 +27,8 @@ use serde_json::Value;
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Mutex;
 
-pub use anchor::{Anchor, AnchorState};
 use anchor::AnchorWriter;
+pub use anchor::{Anchor, AnchorState};
 pub use check::{Finding, Report};
 pub use key::AuditKey;
 
@@ -101,7 +101,11 @@ impl AuditFiles {
         let beside = AuditFiles::beside(&resolve(&config.state.path));
         AuditFiles {
             key: config.audit.key.as_deref().map_or(beside.key, &resolve),
-            anchor: config.audit.anchor.as_deref().map_or(beside.anchor, &resolve),
+            anchor: config
+                .audit
+                .anchor
+                .as_deref()
+                .map_or(beside.anchor, &resolve),
         }
     }
 }
@@ -174,7 +178,10 @@ async fn last_row(pool: &SqlitePool) -> Result<(i64, String), AuditError> {
 }
 
 /// Why a trail needs its key: an anchor file or keyed rows. `None` when it never had one.
-async fn keyed_evidence(pool: &SqlitePool, files: &AuditFiles) -> Result<Option<String>, AuditError> {
+async fn keyed_evidence(
+    pool: &SqlitePool,
+    files: &AuditFiles,
+) -> Result<Option<String>, AuditError> {
     if files.anchor.exists() {
         return Ok(Some(format!(
             "its anchor `{}` exists",

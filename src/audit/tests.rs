@@ -35,7 +35,9 @@ impl Trail {
     async fn with_rows(count: usize) -> Trail {
         let trail = Trail::new().await;
         let log = trail.log().await;
-        let entries: Vec<AuditEntry> = (0..count).map(|i| entry("intent", &format!("s{i}"))).collect();
+        let entries: Vec<AuditEntry> = (0..count)
+            .map(|i| entry("intent", &format!("s{i}")))
+            .collect();
         for batch in entries.chunks(3) {
             log.append(batch).await.unwrap();
         }
@@ -221,9 +223,7 @@ async fn editing_a_row_and_recomputing_the_chain_is_detected() {
 async fn prepending_a_duplicate_key_to_details_is_detected() {
     let trail = Trail::with_rows(4).await;
     trail
-        .attack(
-            r#"UPDATE audit SET details = '{"score":0.1,' || substr(details, 2) WHERE seq = 2"#,
-        )
+        .attack(r#"UPDATE audit SET details = '{"score":0.1,' || substr(details, 2) WHERE seq = 2"#)
         .await;
     // What a reader of the database now sees: the forged first key.
     let forged: f64 =
@@ -316,7 +316,12 @@ async fn rows_written_before_the_key_are_checked_as_before_and_sealed_by_the_fir
         "the original details are back"
     );
     // The first writer with a key creates it; its first row seals the three.
-    trail.log().await.append(&[entry("intent", "new")]).await.unwrap();
+    trail
+        .log()
+        .await
+        .append(&[entry("intent", "new")])
+        .await
+        .unwrap();
     let report = trail.verify().await;
     assert!(report.intact(), "{:?}", shown(&report));
     assert_eq!(
@@ -376,6 +381,48 @@ async fn a_removed_or_edited_anchor_is_reported() {
     )
     .unwrap();
     assert!(shown(&trail.verify().await)[0].starts_with("the anchor file was tampered with"));
+    // The next writer records it in the trail before it writes a new anchor.
+    std::fs::remove_file(&trail.files.anchor).unwrap();
+    trail
+        .log()
+        .await
+        .append(&[entry("intent", "after")])
+        .await
+        .unwrap();
+    let report = trail.verify().await;
+    assert_eq!(report.findings.len(), 1, "{:?}", shown(&report));
+    assert!(
+        shown(&report)[0].starts_with("row 4 records a break: the anchor file was missing"),
+        "{:?}",
+        shown(&report)
+    );
+}
+
+#[tokio::test]
+async fn a_cut_trail_rewritten_up_to_the_anchor_is_recorded_by_the_next_writer() {
+    let trail = Trail::with_rows(4).await;
+    // Rows 3-4 removed and two of the attacker's own put in their place (not keyed: they
+    // have no key), so the numbering reaches the anchor again.
+    trail
+        .attack(
+            "DELETE FROM audit WHERE seq > 2;
+             INSERT INTO audit (seq, recorded_at, kind, actor, details, prev_hash, hash)
+                 SELECT seq + 2, recorded_at, kind, actor, details, hash, 'x' || seq FROM audit;",
+        )
+        .await;
+    trail
+        .log()
+        .await
+        .append(&[entry("intent", "after")])
+        .await
+        .unwrap();
+    let found = shown(&trail.verify().await);
+    assert!(found[0].starts_with("rows 3-4 changed"), "{found:?}");
+    assert!(
+        found.iter().any(|f| f
+            == "row 5 records a break: when this row was written row 4 was not the row the anchor recorded: the trail was cut back and rewritten"),
+        "{found:?}"
+    );
 }
 
 #[tokio::test]
@@ -388,11 +435,18 @@ async fn rows_cut_while_the_engine_was_stopped_are_recorded_by_the_next_writer()
         )
         .await;
     // The engine starts again and appends: the anchor moves on, the evidence stays.
-    trail.log().await.append(&[entry("intent", "after")]).await.unwrap();
+    trail
+        .log()
+        .await
+        .append(&[entry("intent", "after")])
+        .await
+        .unwrap();
     let report = trail.verify().await;
     assert_eq!(
         shown(&report),
-        ["row 4 records a break: when this row was written rows 4-6 were missing: the anchor said the trail ended at 6"]
+        [
+            "row 4 records a break: when this row was written rows 4-6 were missing: the anchor said the trail ended at 6"
+        ]
     );
     assert_eq!((report.rows, report.anchored), (5, Some(5)));
 }
@@ -421,7 +475,9 @@ async fn append_timing() {
         let trail = Trail::new().await;
         let log = trail.log().await;
         let total = if batch == 1 { 10_000 } else { 100_000 };
-        let entries: Vec<AuditEntry> = (0..batch).map(|i| entry("decision", &format!("s{i}"))).collect();
+        let entries: Vec<AuditEntry> = (0..batch)
+            .map(|i| entry("decision", &format!("s{i}")))
+            .collect();
         let started = std::time::Instant::now();
         for _ in 0..total / batch {
             log.append(&entries).await.unwrap();
