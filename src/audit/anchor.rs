@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::AuditError;
 use super::key::{AuditKey, hex, sync_parent};
 
+/// Far above the ~180 bytes an anchor takes.
+const MAX_ANCHOR_BYTES: u64 = 4096;
+
 /// What the anchor file holds, one JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +53,12 @@ impl Anchor {
 
     /// Reads the anchor at `path` and checks its tag with `key`.
     pub fn read(path: &Path, key: &AuditKey) -> Result<AnchorState, AuditError> {
+        // An anchor is one short line; a planted huge file is not read into memory.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_ANCHOR_BYTES) {
+            return Ok(AnchorState::Invalid(format!(
+                "it is larger than {MAX_ANCHOR_BYTES} bytes"
+            )));
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {

@@ -56,6 +56,10 @@ impl AuditKey {
                 });
             }
         };
+        // 64 hex digits and a newline; anything much longer is not a key (and is not read).
+        if metadata.len() > 256 {
+            return Err(AuditError::KeyMalformed { path: shown() });
+        }
         let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(AuditError::KeyExposed {

@@ -588,12 +588,16 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     }
     // The anchor is rewritten on every append: over the key or the database it would destroy them.
     let audit = crate::audit::AuditFiles::from_config(&config, Path::to_path_buf);
-    if audit.key == audit.anchor
-        || audit.key == config.state.path
-        || audit.anchor == config.state.path
-    {
+    let clash = if audit.anchor == audit.key || audit.anchor == config.state.path {
+        Some("anchor")
+    } else if audit.key == config.state.path {
+        Some("key")
+    } else {
+        None
+    };
+    if let Some(field) = clash {
         report(
-            root.key("audit"),
+            root.key("audit").key(field),
             "`audit.key`, `audit.anchor` and `state.path` must be three different files".into(),
         );
     }

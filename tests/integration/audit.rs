@@ -77,3 +77,20 @@ fn deleting_every_row_of_audit_and_audit_head_is_reported_by_audit_verify() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_audit_anchor_over_the_key_is_refused_by_validate_with_its_line() {
+    let dir = crate::support::scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "state:\n  path: data/p.db\naudit:\n  key: data/audit\n  anchor: data/audit\n",
+    )
+    .expect("config");
+    let out = palisade(&["validate"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("palisade.yaml:5:") && text.contains("three different files"),
+        "{text}"
+    );
+}
