@@ -227,13 +227,27 @@ fn lock(mutex: &std::sync::Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending>
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How often the anchor also goes to the log, for a log shipper to take off the host.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn writer_loop(shared: &Shared, key: &AuditKey, path: &Path) {
     let mut pending = lock(&shared.pending);
+    let mut logged: Option<std::time::Instant> = None;
+    let mut unlogged: Option<Anchor> = None;
     loop {
         if let Some((anchor, replace)) = pending.next.take() {
             pending.busy = true;
             drop(pending);
             let result = write_newest(key, path, &anchor, replace);
+            if result.is_ok() {
+                if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                    logged = Some(std::time::Instant::now());
+                    log_anchor(&anchor);
+                    unlogged = None;
+                } else {
+                    unlogged = Some(anchor);
+                }
+            }
             pending = lock(&shared.pending);
             pending.busy = false;
             if let Err(err) = result {
@@ -245,6 +259,10 @@ fn writer_loop(shared: &Shared, key: &AuditKey, path: &Path) {
         }
         // Stop only once nothing is pending: what was appended gets anchored.
         if pending.stop {
+            // The last anchor goes to the log too, so the shipped copy names the final row.
+            if let Some(anchor) = unlogged {
+                log_anchor(&anchor);
+            }
             return;
         }
         pending = shared
@@ -252,6 +270,16 @@ fn writer_loop(shared: &Shared, key: &AuditKey, path: &Path) {
             .wait(pending)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
+}
+
+fn log_anchor(anchor: &Anchor) {
+    tracing::info!(
+        seq = anchor.seq,
+        head = %anchor.head,
+        keyed_from = anchor.keyed_from,
+        tag = %anchor.tag,
+        "audit anchor"
+    );
 }
 
 fn tag(key: &AuditKey, seq: i64, head: &str, keyed_from: i64) -> [u8; 32] {

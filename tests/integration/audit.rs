@@ -36,10 +36,18 @@ fn deleting_every_row_of_audit_and_audit_head_is_reported_by_audit_verify() {
     assert_eq!(mode, 0o600);
     assert!(dir.join("data/palisade.db.audit-anchor").is_file());
 
-    assert_success(&palisade(
-        &["run", "--events", "tests/fixtures/example.jsonl"],
-        &dir,
-    ));
+    let run = palisade(&["run", "--events", "tests/fixtures/example.jsonl"], &dir);
+    assert_success(&run);
+    // The anchor also goes to the log, for a log shipper to take off the host.
+    let anchor =
+        std::fs::read_to_string(dir.join("data/palisade.db.audit-anchor")).expect("anchor");
+    let anchor: serde_json::Value = serde_json::from_str(&anchor).expect("anchor JSON");
+    assert!(
+        stderr(&run).contains("audit anchor")
+            && stderr(&run).contains(anchor["head"].as_str().expect("head")),
+        "{}",
+        stderr(&run)
+    );
     let out = palisade(&["audit", "verify"], &dir);
     assert_success(&out);
     assert!(stdout(&out).starts_with("intact: "), "{}", stdout(&out));
