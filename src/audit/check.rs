@@ -120,6 +120,8 @@ pub enum Finding {
     Anchor(String),
     /// A writer found the anchor and the database disagreeing and recorded it in this row.
     Recorded { seq: i64, what: String },
+    /// Rows without a MAC and no keyed row after them: nothing proves them.
+    Unsealed { last: i64 },
 }
 
 fn rows(first: i64, last: i64) -> String {
@@ -153,6 +155,15 @@ impl std::fmt::Display for Finding {
             ),
             Finding::Anchor(problem) => f.write_str(problem),
             Finding::Recorded { seq, what } => write!(f, "row {seq} records a break: {what}"),
+            Finding::Unsealed { last } => write!(
+                f,
+                "{} unkeyed and no keyed row seals them: anyone who can write the database could have rewritten them (the next row written with the key seals them as they are now)",
+                if *last == 1 {
+                    "row 1 is".to_string()
+                } else {
+                    format!("rows 1-{last} are")
+                }
+            ),
         }
     }
 }
@@ -328,6 +339,12 @@ impl<'a> Checker<'a> {
     /// when there is no key to read it with.
     pub fn finish(mut self, anchor: Option<&AnchorState>, head: Option<(i64, String)>) -> Report {
         let last = self.report.last;
+        // Old rows are only as good as the keyed row after them; without one (a trail from
+        // before the key, or one rewritten in that form after the key and anchor were
+        // deleted) the checks below prove nothing.
+        if self.report.keyed_from.is_none() && self.report.legacy_rows > 0 {
+            self.report.findings.push(Finding::Unsealed { last });
+        }
         match (anchor, self.anchor) {
             (_, Some(anchor)) if anchor.seq > 0 => {
                 if self.report.rows == 0 {

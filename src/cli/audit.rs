@@ -101,14 +101,12 @@ pub fn verify(dir: &Path) -> Result<Status, CannotRun> {
         );
     }
     let mut summary = format!("{} row(s)", report.rows);
-    match report.keyed_from {
-        Some(1) | None if report.legacy_rows == 0 => {}
-        Some(first) => summary.push_str(&format!(
+    if let Some(first) = report.keyed_from
+        && report.legacy_rows > 0
+    {
+        summary.push_str(&format!(
             "; rows before {first} were written before the audit key existed (unkeyed hashes, sealed by row {first})"
-        )),
-        None => summary.push_str(
-            "; every row was written before the audit key existed (unkeyed hashes: anyone who can write the database could have rewritten them)",
-        ),
+        ));
     }
     if let Some(anchored) = report.anchored
         && report.last > anchored
