@@ -418,7 +418,11 @@ async fn palisade_run(
         .map_err(|e| e.to_string())?;
     let health = Arc::new(Health::default());
     let name = format!("bench-{}-{}.db", rate.is_some(), stages.tracker.is_some());
-    let store = StateStore::open(&state_dir.join(name))
+    let database = state_dir.join(name);
+    let store = StateStore::open(&database)
+        .await
+        .map_err(|e| e.to_string())?;
+    let audit = crate::audit::AuditLog::open(&store, &crate::audit::AuditFiles::beside(&database))
         .await
         .map_err(|e| e.to_string())?;
     // The real executor: every step's decision goes to the audit trail, as in `palisade run`.
@@ -430,7 +434,7 @@ async fn palisade_run(
         })?;
     let executor = Arc::new(crate::actions::Executor::new(
         registry,
-        Arc::new(crate::audit::AuditLog::new(&store)),
+        Arc::new(audit),
         crate::approvals::Approvals::new(&store),
         content.config.actions.policy(url)?,
         "engine:bench".into(),

@@ -3,25 +3,35 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::audit::{AuditLog, AuditRecord, Verdict};
+use crate::audit::{AuditError, AuditFiles, AuditReader, AuditRecord};
 use crate::content::display_path;
 use crate::state::StateStore;
 
 use super::{CannotRun, Status, load_content};
 
-/// The state database of the content directory (its config's path, or the default).
-fn state_path(dir: &Path) -> Result<std::path::PathBuf, CannotRun> {
+/// The state database of the content directory and the audit trail's key and anchor (its
+/// config's paths, or the defaults).
+pub(super) fn paths(dir: &Path) -> Result<(std::path::PathBuf, AuditFiles), CannotRun> {
     Ok(match load_content(dir, None)? {
-        Ok(content) => content.resolve(&content.config.state.path),
-        Err(_) => display_path(dir, &crate::config::Config::default().state.path),
+        Ok(content) => (
+            content.resolve(&content.config.state.path),
+            AuditFiles::from_config(&content.config, |p| content.resolve(p)),
+        ),
+        Err(_) => {
+            let config = crate::config::Config::default();
+            (
+                display_path(dir, &config.state.path),
+                AuditFiles::from_config(&config, |p| display_path(dir, p)),
+            )
+        }
     })
 }
 
 fn with_log<T>(
     dir: &Path,
-    work: impl AsyncFnOnce(&AuditLog) -> Result<T, crate::state::StateError>,
+    work: impl AsyncFnOnce(&AuditReader, &AuditFiles) -> Result<T, AuditError>,
 ) -> Result<T, CannotRun> {
-    let path = state_path(dir)?;
+    let (path, files) = paths(dir)?;
     if !path.exists() {
         return Err(CannotRun(format!(
             "no state database at `{}`: nothing has been audited there",
@@ -34,7 +44,7 @@ fn with_log<T>(
     runtime
         .block_on(async {
             let state = StateStore::open(&path).await?;
-            let result = work(&AuditLog::new(&state)).await;
+            let result = work(&AuditReader::new(&state), &files).await;
             state.close().await;
             result
         })
@@ -66,7 +76,7 @@ fn line(record: &AuditRecord) -> String {
 }
 
 pub fn tail(dir: &Path, count: i64) -> Result<Status, CannotRun> {
-    let records = with_log(dir, async |log| log.tail(count).await)?;
+    let records = with_log(dir, async |log, _| Ok(log.tail(count).await?))?;
     for record in &records {
         println!("{}", line(record));
     }
@@ -76,21 +86,48 @@ pub fn tail(dir: &Path, count: i64) -> Result<Status, CannotRun> {
     Ok(Status::Ok)
 }
 
+/// How many findings to print; the count of the rest follows.
+const SHOWN_FINDINGS: usize = 50;
+
 pub fn verify(dir: &Path) -> Result<Status, CannotRun> {
-    match with_log(dir, async |log| log.verify().await)? {
-        Verdict::Intact { rows } => {
-            println!("intact: {rows} row(s), every hash and link checks out");
-            Ok(Status::Ok)
-        }
-        Verdict::Broken { seq, problem } => {
-            println!("BROKEN at row {seq}: {problem}");
-            Ok(Status::Findings)
-        }
+    let report = with_log(dir, async |log, files| log.verify(files).await)?;
+    for finding in report.findings.iter().take(SHOWN_FINDINGS) {
+        println!("BROKEN: {finding}");
+    }
+    if report.findings.len() > SHOWN_FINDINGS {
+        println!(
+            "... and {} more finding(s)",
+            report.findings.len() - SHOWN_FINDINGS
+        );
+    }
+    let mut summary = format!("{} row(s)", report.rows);
+    if let Some(first) = report.keyed_from
+        && report.legacy_rows > 0
+    {
+        summary.push_str(&format!(
+            "; rows before {first} were written before the audit key existed (unkeyed hashes, sealed by row {first})"
+        ));
+    }
+    if let Some(anchored) = report.anchored
+        && report.last > anchored
+    {
+        summary.push_str(&format!(
+            "; rows {}-{} came after the anchor was last written (a stop between the two writes)",
+            anchored + 1,
+            report.last
+        ));
+    }
+    if report.intact() {
+        println!("intact: {summary}; every MAC, link and the anchor check out");
+        Ok(Status::Ok)
+    } else {
+        println!("{} finding(s) in {summary}", report.findings.len());
+        Ok(Status::Findings)
     }
 }
 
 pub fn export(dir: &Path, out: Option<&Path>) -> Result<Status, CannotRun> {
-    let records = with_log(dir, async |log| log.records(None).await)?;
+    let records = with_log(dir, async |log, _| Ok(log.records(None).await?))?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -91,6 +91,12 @@ pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
     })
 }
 
+/// The audit trail of `dir`'s state database, to write to.
+async fn audit_log(dir: &Path, state: &StateStore) -> Result<AuditLog, CannotRun> {
+    let (_, files) = super::audit::paths(dir)?;
+    Ok(AuditLog::open(state, &files).await?)
+}
+
 pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
     with_state(dir, async |state| {
         let by = operator();
@@ -102,7 +108,7 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
                     &approval.status,
                     format!("approval {id}"),
                 );
-                AuditLog::new(state).append(&[entry]).await?;
+                audit_log(dir, state).await?.append(&[entry]).await?;
                 println!(
                     "approval {id} {}: {} {}{}",
                     approval.status,
@@ -140,7 +146,7 @@ pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
                 details: serde_json::json!({"from": before.as_str(), "to": mode.as_str()}),
                 ..AuditEntry::default()
             };
-            AuditLog::new(state).append(&[entry]).await?;
+            audit_log(dir, state).await?.append(&[entry]).await?;
         }
         let current = approvals.mode().await?;
         println!(
@@ -189,7 +195,7 @@ pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
             reason: Some("unblocked by an operator".into()),
             ..AuditEntry::default()
         };
-        AuditLog::new(state).append(&[entry]).await?;
+        audit_log(dir, state).await?.append(&[entry]).await?;
         println!("unblocked {shown} ({records} recorded block(s) closed)");
         Ok(Status::Ok)
     })

@@ -63,8 +63,8 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
     // The snapshot is what this palisade makes of the example events, so `palisade test`
     // passes from the start.
     let content = super::load_runnable_content(dir, None)?;
-    let mut pipeline =
-        Pipeline::new(content, false, crate::intel::IntelHandle::default()).map_err(CannotRun)?;
+    let mut pipeline = Pipeline::new(content.clone(), false, crate::intel::IntelHandle::default())
+        .map_err(CannotRun)?;
     let mut snapshot = String::new();
     for line in include_str!("init/events.jsonl").lines() {
         let event = crate::event::normalize(line.as_bytes())
@@ -77,6 +77,14 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
         }
     }
     write(dir, "tests/fixtures/example.expected.jsonl", &snapshot)?;
+    // The audit key exists before the first row: every row the engine writes here is keyed.
+    let files = crate::audit::AuditFiles::from_config(&content.config, |p| content.resolve(p));
+    if crate::audit::create_key(&files)? {
+        println!(
+            "  {} (the audit key, mode 0600: back it up, keep it out of version control)",
+            files.key.strip_prefix(dir).unwrap_or(&files.key).display()
+        );
+    }
     println!(
         "\nnext:\n  cd {}\n  palisade validate && palisade test\n  palisade run --events tests/fixtures/example.jsonl",
         dir.display()

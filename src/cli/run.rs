@@ -105,7 +105,8 @@ async fn engine(
             }
         });
     }
-    let audit = Arc::new(crate::audit::AuditLog::new(&store));
+    let audit_files = crate::audit::AuditFiles::from_config(&config, |p| content.resolve(p));
+    let audit = Arc::new(crate::audit::AuditLog::open(&store, &audit_files).await?);
     let reload_actor = actor.clone();
     let executor = Arc::new(
         crate::actions::Executor::new(
@@ -198,7 +199,7 @@ async fn engine(
             intel: intel.clone(),
             stages: stages.clone(),
             dry_run: config.actions.dry_run,
-            audit: Some(audit),
+            audit: Some(audit.clone()),
             actor: reload_actor,
             metrics: metrics.clone(),
         },
@@ -273,6 +274,7 @@ async fn engine(
                     writer_stop.notify_one();
                     drop(state);
                     let batches = writer.await.map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
+                    audit.flush().await;
                     tracing::info!(state_batches = batches, "stopped");
                     return Ok(Status::Ok);
                 }
@@ -312,6 +314,8 @@ async fn engine(
     let batches = writer
         .await
         .map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
+    // The anchor names the last row appended before the process ends.
+    audit.flush().await;
     let counters = engine.counters();
     tracing::info!(
         events = counters.events,

@@ -25,6 +25,9 @@ pub struct Config {
     pub source: SourceConfig,
     #[serde(default)]
     pub state: StateConfig,
+    /// Where the audit trail's key and anchor live (docs/audit.md).
+    #[serde(default)]
+    pub audit: AuditConfig,
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
@@ -428,6 +431,20 @@ impl Default for StateConfig {
     }
 }
 
+/// The audit trail's files outside the database. Both default to beside the state database
+/// (`<state.path>.audit-key`, `<state.path>.audit-anchor`); relative paths are from the content
+/// directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The HMAC key (created with mode 0600 when missing; refused when others can read it).
+    /// Keep it where an attacker who can write the database cannot read it.
+    pub key: Option<PathBuf>,
+    /// The file rewritten after every append with the last row's number and MAC.
+    pub anchor: Option<PathBuf>,
+}
+
 /// Where messages that could not be normalized are written, one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -624,6 +641,14 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         ),
         (root.key("state").key("path"), &config.state.path),
         (
+            root.key("audit").key("key"),
+            config.audit.key.as_ref().unwrap_or(&config.state.path),
+        ),
+        (
+            root.key("audit").key("anchor"),
+            config.audit.anchor.as_ref().unwrap_or(&config.state.path),
+        ),
+        (
             root.key("dead_letter").key("path"),
             &config.dead_letter.path,
         ),
@@ -631,6 +656,21 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         if value.as_os_str().is_empty() {
             report(at, "path must not be empty".into());
         }
+    }
+    // The anchor is rewritten on every append: over the key or the database it would destroy them.
+    let audit = crate::audit::AuditFiles::from_config(&config, Path::to_path_buf);
+    let clash = if audit.anchor == audit.key || audit.anchor == config.state.path {
+        Some("anchor")
+    } else if audit.key == config.state.path {
+        Some("key")
+    } else {
+        None
+    };
+    if let Some(field) = clash {
+        report(
+            root.key("audit").key(field),
+            "`audit.key`, `audit.anchor` and `state.path` must be three different files".into(),
+        );
     }
     match config.http.listen.parse::<std::net::SocketAddr>() {
         Ok(address) if address.ip().is_loopback() => {}

@@ -7,6 +7,7 @@
 )]
 
 mod anomaly;
+mod audit;
 mod cli;
 mod firewall;
 mod intel_pull;

@@ -246,7 +246,11 @@ fn audit_verify_fails_after_a_row_is_edited_by_hand() {
     });
     let out = palisade(&["audit", "verify"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("BROKEN at row 2"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("BROKEN: row 2 changed"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
