@@ -71,7 +71,8 @@ pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
                 .as_deref()
                 .map(|by| format!(" by {by}"))
                 .unwrap_or_default();
-            println!(
+            // Targets, event ids and reasons come from events: shown inert.
+            let row = format!(
                 "{:>5}  {:<9}{decided}  {} {} (playbook {}, step {}, event {})  waits because {}; expires {}",
                 a.id,
                 a.status,
@@ -83,8 +84,9 @@ pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
                 a.waits_because,
                 time(a.expires_ms)
             );
+            println!("{}", crate::text::Inert(&row));
             if let Some(result) = a.result {
-                println!("       result: {result}");
+                println!("       result: {}", crate::text::Inert(&result));
             }
         }
         Ok(Status::Ok)
@@ -113,7 +115,7 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
                     "approval {id} {}: {} {}{}",
                     approval.status,
                     approval.action,
-                    approval.target,
+                    crate::text::Inert(&approval.target),
                     if approve {
                         " (a running engine acts within a second)"
                     } else {
