@@ -276,12 +276,34 @@ impl Default for RedisConfig {
     }
 }
 
-/// Threat-intelligence feeds pulled on a schedule.
+/// Threat-intelligence feeds pulled on a schedule, and the limits every imported indicator is
+/// held to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct IntelConfig {
     pub feeds: Vec<FeedConfig>,
+    /// The widest range an indicator may cover, per address family. A wider one (a feed row for
+    /// `0.0.0.0/0` would make every address malicious) is refused at import, after its host bits
+    /// are masked and IPv4-mapped IPv6 is unmapped.
+    pub max_prefix: IntelMaxPrefix,
+}
+
+/// The shortest prefix length an indicator range may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct IntelMaxPrefix {
+    /// IPv4: ranges shorter than this (wider than a /24 by default) are refused. 0–32.
+    pub ipv4: u8,
+    /// IPv6: ranges shorter than this (wider than a /48 by default) are refused. 0–128.
+    pub ipv6: u8,
+}
+
+impl Default for IntelMaxPrefix {
+    fn default() -> IntelMaxPrefix {
+        IntelMaxPrefix { ipv4: 24, ipv6: 48 }
+    }
 }
 
 /// How a feed is fetched.
@@ -688,6 +710,17 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     }
     if let Err(message) = config.actions.policy(&config.redis.url) {
         report(root.key("actions"), message);
+    }
+    for (key, value, full) in [
+        ("ipv4", config.intel.max_prefix.ipv4, 32),
+        ("ipv6", config.intel.max_prefix.ipv6, 128),
+    ] {
+        if value > full {
+            report(
+                root.key("intel").key("max_prefix").key(key),
+                format!("`intel.max_prefix.{key}` is {value}; a prefix length is at most {full}"),
+            );
+        }
     }
     let mut names = std::collections::HashSet::new();
     for (index, feed) in config.intel.feeds.iter().enumerate() {

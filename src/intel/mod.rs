@@ -55,12 +55,13 @@ pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandl
 /// Pulls every configured feed when it is due, for as long as `shutdown` allows, and swaps a
 /// rebuilt matcher into `handle` after each pull that changed something.
 pub async fn pull_on_schedule(
-    feeds: Vec<crate::config::FeedConfig>,
+    config: crate::config::IntelConfig,
     store: IntelStore,
     warninglists: Warninglists,
     handle: IntelHandle,
     shutdown: crate::engine::Shutdown,
 ) {
+    let crate::config::IntelConfig { feeds, max_prefix } = config;
     if feeds.is_empty() {
         return;
     }
@@ -85,7 +86,7 @@ pub async fn pull_on_schedule(
                 .and_then(|s| s.last_success_ms);
             let due = last.map_or(now, |last| last + every_ms);
             if due <= now {
-                if let Ok(report) = pull::pull_with_retry(feed, &store, &client, 3).await {
+                if let Ok(report) = pull::pull_with_retry(feed, max_prefix, &store, &client, 3).await {
                     tracing::info!(
                         feed = feed.name,
                         stored = report.stored,

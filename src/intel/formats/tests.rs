@@ -14,6 +14,7 @@ fn options(source: &str) -> ImportOptions {
         kind: None,
         confidence: None,
         severity: None,
+        max_prefix: crate::config::IntelMaxPrefix::default(),
     }
 }
 
