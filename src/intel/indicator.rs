@@ -525,6 +525,45 @@ mod tests {
     }
 
     #[test]
+    fn hostnames_follow_rfc1123() {
+        let domain = |v: &str| canonical(Some(IndicatorKind::Domain), v);
+        assert!(domain(&format!("{}.example", "a".repeat(63))).is_ok());
+        assert!(domain(&format!("{}.example", "a".repeat(64))).is_err());
+        let long = format!("{}example", "abcdefghi.".repeat(25));
+        assert!(long.len() > 253 && domain(&long).is_err());
+        for bad in [
+            "!!e$9.sju$",
+            "-evil.example",
+            "evil-.example",
+            "ev il.example",
+            "evil.exa_mple",
+            "ev_il.example",
+            "ev_il.co.uk",
+            "999.999.999.999",
+            "1.2.3",
+            "evil.123",
+        ] {
+            assert!(domain(bad).is_err(), "{bad} must be refused");
+            assert!(canonical(None, bad).is_err(), "{bad} must not be guessed as anything");
+        }
+        assert!(
+            domain("999.999.999.999")
+                .unwrap_err()
+                .reason
+                .contains("looks like an IPv4 address")
+        );
+        // Underscores below the registrable domain, where DNS uses them.
+        assert!(domain("_dmarc.evil.example").is_ok());
+        assert!(domain("_sip._tcp.evil.co.uk").is_ok());
+        assert!(domain("my_host.evil.example").is_ok());
+        assert!(domain("xn--bcher-kva.example").is_ok());
+        assert!(domain("123.evil.example").is_ok());
+        // URL hosts are held to the same rule.
+        assert!(canonical(Some(IndicatorKind::Url), "http://!!e$9.sju$/x").is_err());
+        assert!(canonical(Some(IndicatorKind::Url), "http://evil.example/x").is_ok());
+    }
+
+    #[test]
     fn score_and_lifetime() {
         let mut i = Indicator::new(IndicatorKind::Ip, "1.2.3.4".into(), "test");
         i.confidence = 90;
