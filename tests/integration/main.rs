@@ -9,6 +9,7 @@
 mod anomaly;
 mod cli;
 mod firewall;
+mod intel_poison;
 mod intel_pull;
 mod live;
 mod redis_io;
