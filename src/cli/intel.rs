@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::content::{WARNINGLISTS_DIR, display_path};
 use crate::config::IntelMaxPrefix;
+use crate::content::{WARNINGLISTS_DIR, display_path};
 use crate::intel::formats::{Format, ImportOptions, Imported, import};
 use crate::intel::{IndicatorKind, IntelStore, Warninglists, load_matcher};
 use crate::state::StateStore;
@@ -100,11 +100,13 @@ pub fn import_file(
     );
     report_skipped(&imported);
     // A file that gave nothing but refusals is not a list of indicators: say so in the status.
-    Ok(if imported.indicators.is_empty() && imported.skipped_total() > 0 {
-        Status::Findings
-    } else {
-        Status::Ok
-    })
+    Ok(
+        if imported.indicators.is_empty() && imported.skipped_total() > 0 {
+            Status::Findings
+        } else {
+            Status::Ok
+        },
+    )
 }
 
 /// The skipped entries as a count per reason and the first few with their place: a file of
@@ -114,7 +116,10 @@ fn report_skipped(imported: &Imported) {
     if total == 0 {
         return;
     }
-    println!("skipped or refused {total} entr{}:", if total == 1 { "y" } else { "ies" });
+    println!(
+        "skipped or refused {total} entr{}:",
+        if total == 1 { "y" } else { "ies" }
+    );
     for (reason, count) in &imported.skipped {
         println!("  {count} {reason}");
     }
@@ -275,7 +280,9 @@ pub fn pull(dir: &Path, only: Option<&str>) -> Result<Status, CannotRun> {
                 &store,
                 &client,
                 3,
-            ).await {
+            )
+            .await
+            {
                 Ok(report) if report.not_modified => println!("{}: not modified", feed.name),
                 Ok(report) => println!(
                     "{}: {} indicator(s) stored, {} skipped, {} expired, {} page(s)",

@@ -165,9 +165,8 @@ pub fn canonical(
     let value = refang(value);
     let kind = match kind {
         Some(kind) => kind,
-        None => guess_kind(&value).ok_or_else(|| {
-            refused(&value, "is not an address, range, domain, URL or hash")
-        })?,
+        None => guess_kind(&value)
+            .ok_or_else(|| refused(&value, "is not an address, range, domain, URL or hash"))?,
     };
     let canonical = match kind {
         IndicatorKind::Ip | IndicatorKind::Cidr => return canonical_network(&value),
@@ -358,11 +357,13 @@ pub fn hostname_problem(ascii: &str) -> Option<&'static str> {
     }
     let top = labels.last().copied().unwrap_or_default();
     if top.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(if labels.len() == 4 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
-            "looks like an IPv4 address but is not one"
-        } else {
-            "has an all-numeric top-level label, which no domain has"
-        });
+        return Some(
+            if labels.len() == 4 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+                "looks like an IPv4 address but is not one"
+            } else {
+                "has an all-numeric top-level label, which no domain has"
+            },
+        );
     }
     // Labels that make up the registrable domain: the public suffix and one more.
     let registrable = psl::suffix_str(ascii)
@@ -371,15 +372,24 @@ pub fn hostname_problem(ascii: &str) -> Option<&'static str> {
     let underscore_from = labels.len().saturating_sub(registrable);
     for (index, label) in labels.iter().enumerate() {
         let underscore_ok = index < underscore_from;
-        let ldh = label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (underscore_ok && b == b'_'));
+        let ldh = label.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || b == b'-'
+                || (underscore_ok && b == b'_')
+        });
         if !ldh {
-            return Some(if label.contains('_') && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                "has an underscore in its registrable domain, which registries never allow"
-            } else {
-                "has characters other than letters, digits and hyphens"
-            });
+            return Some(
+                if label.contains('_')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    "has an underscore in its registrable domain, which registries never allow"
+                } else {
+                    "has characters other than letters, digits and hyphens"
+                },
+            );
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Some("has a label starting or ending with a hyphen");
@@ -403,8 +413,8 @@ pub fn refuse_public_suffix(domain: &str) -> Result<(), InvalidIndicator> {
 /// Scheme and host lower-cased (host as IDNA), default port and user info dropped, path and
 /// query kept as they are.
 pub fn canonical_url(value: &str) -> Result<String, InvalidIndicator> {
-    let mut url = url::Url::parse(value.trim())
-        .map_err(|e| refused(value, format!("is not a URL: {e}")))?;
+    let mut url =
+        url::Url::parse(value.trim()).map_err(|e| refused(value, format!("is not a URL: {e}")))?;
     match url.host() {
         None => return Err(refused(value, "has no host")),
         // The URL parser allows characters in a host name (`!`, `$`) that DNS never holds.
@@ -544,7 +554,10 @@ mod tests {
             "evil.123",
         ] {
             assert!(domain(bad).is_err(), "{bad} must be refused");
-            assert!(canonical(None, bad).is_err(), "{bad} must not be guessed as anything");
+            assert!(
+                canonical(None, bad).is_err(),
+                "{bad} must not be guessed as anything"
+            );
         }
         assert!(
             domain("999.999.999.999")

@@ -86,7 +86,9 @@ pub async fn pull_on_schedule(
                 .and_then(|s| s.last_success_ms);
             let due = last.map_or(now, |last| last + every_ms);
             if due <= now {
-                if let Ok(report) = pull::pull_with_retry(feed, max_prefix, &store, &client, 3).await {
+                if let Ok(report) =
+                    pull::pull_with_retry(feed, max_prefix, &store, &client, 3).await
+                {
                     tracing::info!(
                         feed = feed.name,
                         stored = report.stored,

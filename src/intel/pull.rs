@@ -16,8 +16,8 @@ use reqwest::header::{
 use serde_json::{Value, json};
 
 use super::formats::{Format, ImportOptions, import_text};
-use crate::config::IntelMaxPrefix;
 use super::store::{FeedState, IntelStore};
+use crate::config::IntelMaxPrefix;
 use crate::config::{FeedConfig, FeedType};
 
 /// The TAXII 2.1 media type, required in `Accept`.
@@ -224,8 +224,13 @@ async fn pull_file(
     if !status.is_success() {
         return Err(PullError::from_status(&feed.name, status, &body));
     }
-    let imported = import_text(Path::new(&feed.url), &body, format, &options(feed, max_prefix))
-        .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
+    let imported = import_text(
+        Path::new(&feed.url),
+        &body,
+        format,
+        &options(feed, max_prefix),
+    )
+    .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
     if feed.snapshot && imported.indicators.is_empty() && imported.skipped_total() == 0 {
         // An empty download of a whole list is far likelier a broken feed than a clean world.
         return Err(PullError {
@@ -435,7 +440,16 @@ async fn pull_misp(
         }
         let count = attributes.len();
         let event = json!({"Event": {"info": format!("MISP {}", feed.name), "uuid": "restsearch", "Attribute": attributes}}).to_string();
-        let now = store_page(feed, max_prefix, store, &url, &event, Format::Misp, &mut report).await?;
+        let now = store_page(
+            feed,
+            max_prefix,
+            store,
+            &url,
+            &event,
+            Format::Misp,
+            &mut report,
+        )
+        .await?;
         let last_page = count < feed.page_size;
         if last_page {
             // The cursor moves past this pull only when every page is stored: MISP pages by

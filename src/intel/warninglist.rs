@@ -245,7 +245,11 @@ mod tests {
                 "{resolver}"
             );
         }
-        assert!(lists.listing(IndicatorKind::Ip, "2001:4860:4860::8844").is_some());
+        assert!(
+            lists
+                .listing(IndicatorKind::Ip, "2001:4860:4860::8844")
+                .is_some()
+        );
         // Shared infrastructure: a CDN edge, a certificate status responder.
         assert!(lists.listing(IndicatorKind::Ip, "104.16.1.1").is_some());
         assert!(lists.listing(IndicatorKind::Domain, "c.pki.goog").is_some());

@@ -38,12 +38,7 @@ fn stats(dir: &Path) -> String {
 #[test]
 fn wrong_typed_feed_field_stores_nothing() {
     let dir = content();
-    let out = import(
-        dir.path(),
-        "ok.txt",
-        "185.12.33.4\nevil.example\n",
-        "plain",
-    );
+    let out = import(dir.path(), "ok.txt", "185.12.33.4\nevil.example\n", "plain");
     assert_success(&out);
     let before = stats(dir.path());
     assert!(before.starts_with("2 indicator(s)"), "{before}");
@@ -82,12 +77,14 @@ fn wrong_typed_feed_field_stores_nothing() {
 fn junk_plain_list_prints_a_bounded_report() {
     let dir = content();
     // 5 MB of lines no feed would write, each distinct.
-    let junk: String = (0..400_000u32)
-        .map(|n| format!("!!e${n}.sju$\n"))
-        .collect();
+    let junk: String = (0..400_000u32).map(|n| format!("!!e${n}.sju$\n")).collect();
     let out = import(dir.path(), "junk.txt", &junk, "plain");
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "nothing importable is a finding");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "nothing importable is a finding"
+    );
     assert!(text.len() < 4096, "{} bytes of report", text.len());
     assert!(
         text.contains("skipped or refused 400000 entries") && text.contains("the first 10:"),
@@ -226,19 +223,26 @@ fn poisoned_feed_blocks_nothing_in_nftables() {
     .join("\n");
     std::fs::write(dir.path().join("events.jsonl"), events + "\n").expect("events");
     let exe = env!("CARGO_BIN_EXE_palisade");
-    let out = ns.run(
-        dir.path(),
-        exe,
-        &["run", "--events", "events.jsonl"],
+    let out = ns.run(dir.path(), exe, &["run", "--events", "events.jsonl"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let blocked = ns.blocked(dir.path());
     assert!(
         blocked.contains("185.12.33.4"),
         "the control C2 must be blocked: {blocked:?}\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    for never in ["0.0.0.0", "128.0.0.0", "93.184.216.34", "8.8.8.8", "2000::", "::/0"] {
+    for never in [
+        "0.0.0.0",
+        "128.0.0.0",
+        "93.184.216.34",
+        "8.8.8.8",
+        "2000::",
+        "::/0",
+    ] {
         assert!(!blocked.contains(never), "{never} in the set: {blocked}");
     }
     let detections = format!(

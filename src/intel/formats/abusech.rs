@@ -37,7 +37,11 @@ fn json_records(doc: Doc<'_>) -> Result<Vec<(At, Record)>, ImportError> {
             if map.get("query_status").and_then(Value::as_str) == Some("no_result") {
                 return Ok(Vec::new());
             }
-            let key = if map.contains_key("data") { "data" } else { "urls" };
+            let key = if map.contains_key("data") {
+                "data"
+            } else {
+                "urls"
+            };
             for (n, item) in doc.array(map, &root, key)?.iter().enumerate() {
                 found.push((root.key(key).index(n), item));
             }
@@ -106,7 +110,12 @@ fn wrong(doc: Doc<'_>, at: &At, name: &str, message: impl std::fmt::Display) -> 
 }
 
 /// The first of `names` present in the record, as a time; one that does not parse is an error.
-fn time(doc: Doc<'_>, at: &At, record: &Record, names: &[&str]) -> Result<Option<i64>, ImportError> {
+fn time(
+    doc: Doc<'_>,
+    at: &At,
+    record: &Record,
+    names: &[&str],
+) -> Result<Option<i64>, ImportError> {
     for name in names {
         if let Some(value) = record.get(*name) {
             return parse_time_field(value).map_err(|message| wrong(doc, at, name, message));
@@ -141,14 +150,20 @@ pub(super) fn feodo(
         let online = field(&record, &["c2_status", "status"]) == Some("online");
         let first_seen = time(doc, &at, &record, &["first_seen_utc", "first_seen"])?;
         let last_seen = time(doc, &at, &record, &["last_online"])?;
-        imported.add(|| at.clone(), Some(IndicatorKind::Ip), ip, &options.source, |i| {
-            i.confidence = if online { 90 } else { 60 };
-            i.severity = 80;
-            i.threat = field(&record, &["malware"]).map(str::to_string);
-            i.tags = vec!["botnet_cc".into()];
-            i.first_seen_ms = first_seen;
-            i.last_seen_ms = last_seen;
-        });
+        imported.add(
+            || at.clone(),
+            Some(IndicatorKind::Ip),
+            ip,
+            &options.source,
+            |i| {
+                i.confidence = if online { 90 } else { 60 };
+                i.severity = 80;
+                i.threat = field(&record, &["malware"]).map(str::to_string);
+                i.tags = vec!["botnet_cc".into()];
+                i.first_seen_ms = first_seen;
+                i.last_seen_ms = last_seen;
+            },
+        );
     }
     Ok(imported)
 }
@@ -168,16 +183,22 @@ pub(super) fn urlhaus(
         let online = field(&record, &["url_status"]) == Some("online");
         let first_seen = time(doc, &at, &record, &["dateadded", "date_added"])?;
         let last_seen = time(doc, &at, &record, &["last_online"])?;
-        imported.add(|| at.clone(), Some(IndicatorKind::Url), url, &options.source, |i| {
-            i.confidence = if online { 80 } else { 50 };
-            i.severity = 70;
-            i.threat = field(&record, &["threat"]).map(str::to_string);
-            i.tags = tags(&record);
-            i.first_seen_ms = first_seen;
-            i.last_seen_ms = last_seen;
-            i.reference =
-                field(&record, &["urlhaus_link", "urlhaus_reference"]).map(str::to_string);
-        });
+        imported.add(
+            || at.clone(),
+            Some(IndicatorKind::Url),
+            url,
+            &options.source,
+            |i| {
+                i.confidence = if online { 80 } else { 50 };
+                i.severity = 70;
+                i.threat = field(&record, &["threat"]).map(str::to_string);
+                i.tags = tags(&record);
+                i.first_seen_ms = first_seen;
+                i.last_seen_ms = last_seen;
+                i.reference =
+                    field(&record, &["urlhaus_link", "urlhaus_reference"]).map(str::to_string);
+            },
+        );
     }
     Ok(imported)
 }
@@ -233,7 +254,10 @@ pub(super) fn threatfox(
                         doc,
                         &at,
                         "confidence_level",
-                        format!("must be a whole number from 0 to 100, not `{}`", text.escape_debug()),
+                        format!(
+                            "must be a whole number from 0 to 100, not `{}`",
+                            text.escape_debug()
+                        ),
                     )
                 })?,
         };
@@ -242,23 +266,29 @@ pub(super) fn threatfox(
         let threat_type = field(&record, &["threat_type"])
             .unwrap_or_default()
             .to_string();
-        imported.add(|| at.clone(), Some(kind), value, &options.source, |i| {
-            i.confidence = confidence;
-            i.severity = match threat_type.as_str() {
-                "botnet_cc" => 80,
-                "payload_delivery" => 70,
-                _ => 60,
-            };
-            i.threat = field(&record, &["malware_printable", "malware"]).map(str::to_string);
-            let mut t = tags(&record);
-            if !threat_type.is_empty() {
-                t.push(threat_type.clone());
-            }
-            i.tags = t;
-            i.first_seen_ms = first_seen;
-            i.last_seen_ms = last_seen;
-            i.reference = field(&record, &["reference"]).map(str::to_string);
-        });
+        imported.add(
+            || at.clone(),
+            Some(kind),
+            value,
+            &options.source,
+            |i| {
+                i.confidence = confidence;
+                i.severity = match threat_type.as_str() {
+                    "botnet_cc" => 80,
+                    "payload_delivery" => 70,
+                    _ => 60,
+                };
+                i.threat = field(&record, &["malware_printable", "malware"]).map(str::to_string);
+                let mut t = tags(&record);
+                if !threat_type.is_empty() {
+                    t.push(threat_type.clone());
+                }
+                i.tags = t;
+                i.first_seen_ms = first_seen;
+                i.last_seen_ms = last_seen;
+                i.reference = field(&record, &["reference"]).map(str::to_string);
+            },
+        );
     }
     Ok(imported)
 }

@@ -208,11 +208,17 @@ impl<'a> Doc<'a> {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         };
-        match score.and_then(|s| u8::try_from(s).ok()).filter(|s| *s <= 100) {
+        match score
+            .and_then(|s| u8::try_from(s).ok())
+            .filter(|s| *s <= 100)
+        {
             Some(score) => Ok(Some(score)),
             None => Err(self.error(
                 &at.key(key),
-                format!("must be a whole number from 0 to 100, not {}", describe(value)),
+                format!(
+                    "must be a whole number from 0 to 100, not {}",
+                    describe(value)
+                ),
             )),
         }
     }
@@ -233,10 +239,7 @@ impl<'a> Doc<'a> {
             }
             Some(Value::Number(n)) => match n.as_i64().and_then(|s| s.checked_mul(1000)) {
                 Some(ms) if jiff::Timestamp::from_millisecond(ms).is_ok() => Ok(Some(ms)),
-                _ => Err(self.error(
-                    &at.key(key),
-                    format!("{n} is not a time in epoch seconds"),
-                )),
+                _ => Err(self.error(&at.key(key), format!("{n} is not a time in epoch seconds"))),
             },
             Some(other) => Err(self.error(
                 &at.key(key),
@@ -379,7 +382,10 @@ mod tests {
     #[test]
     fn places_are_found_by_line_and_column() {
         let text = "{\n  \"type\": \"bundle\",\n  \"objects\": [\n    {\"a\": [1, {\"x\": 2}], \"b\": \"s\"},\n    {\"confidence\": \"high\"}\n  ]\n}";
-        let at = JsonPath::default().key("objects").index(1).key("confidence");
+        let at = JsonPath::default()
+            .key("objects")
+            .index(1)
+            .key("confidence");
         assert_eq!(locate(text, &at), Some((5, 20)));
         assert_eq!(at.to_string(), "objects[1].confidence");
         let at = JsonPath::default().key("objects").index(0).key("b");

@@ -122,10 +122,7 @@ fn event(doc: Doc<'_>, source: &str, imported: &mut Imported) -> Result<(), Impo
             _ => {
                 return Err(doc.error(
                     &at.key("threat_level_id"),
-                    format!(
-                        "must be 1, 2, 3 or 4, not {}",
-                        super::json::describe(level)
-                    ),
+                    format!("must be 1, 2, 3 or 4, not {}", super::json::describe(level)),
                 ));
             }
         },
@@ -172,7 +169,10 @@ fn event(doc: Doc<'_>, source: &str, imported: &mut Imported) -> Result<(), Impo
             let cut: String = kind_name.chars().take(40).collect();
             imported.skip(
                 At::Json(place.key("type")),
-                format!("MISP attribute type `{}` is not matched", cut.escape_debug()),
+                format!(
+                    "MISP attribute type `{}` is not matched",
+                    cut.escape_debug()
+                ),
             );
             continue;
         }

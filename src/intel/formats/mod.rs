@@ -166,8 +166,9 @@ impl Imported {
         source: &str,
         fill: impl FnOnce(&mut Indicator),
     ) {
-        let checked = canonical(kind, raw)
-            .and_then(|(kind, value)| check_breadth(kind, &value, self.limits).map(|()| (kind, value)));
+        let checked = canonical(kind, raw).and_then(|(kind, value)| {
+            check_breadth(kind, &value, self.limits).map(|()| (kind, value))
+        });
         match checked {
             Ok((kind, value)) => {
                 let mut indicator = Indicator::new(kind, value, source);

@@ -42,7 +42,11 @@ pub(super) fn otx(
         let pulse = doc.object(pulse, &at)?;
         let mut pulse_tags = doc.strings(pulse, &at, "tags")?;
         let mut families = Vec::new();
-        for (n, family) in doc.array(pulse, &at, "malware_families")?.iter().enumerate() {
+        for (n, family) in doc
+            .array(pulse, &at, "malware_families")?
+            .iter()
+            .enumerate()
+        {
             let place = at.key("malware_families").index(n);
             match family {
                 Value::String(name) => families.push(name.clone()),
@@ -60,7 +64,9 @@ pub(super) fn otx(
             };
             pulse_tags.extend(id.map(|id| format!("attack.{}", id.to_ascii_lowercase())));
         }
-        let reference = doc.str(pulse, &at, "id")?.map(|id| format!("otx:pulse/{id}"));
+        let reference = doc
+            .str(pulse, &at, "id")?
+            .map(|id| format!("otx:pulse/{id}"));
         for (n, indicator) in doc.array(pulse, &at, "indicators")?.iter().enumerate() {
             let place = at.key("indicators").index(n);
             let indicator = doc.object(indicator, &place)?;
@@ -131,7 +137,10 @@ pub(super) fn abuseipdb(
             path,
             1,
             1,
-            format!("the file is an AbuseIPDB error response: {}", cut.escape_debug()),
+            format!(
+                "the file is an AbuseIPDB error response: {}",
+                cut.escape_debug()
+            ),
         ));
     }
     let top = match document.as_object() {

@@ -436,7 +436,8 @@ fn random_text_stores_no_garbage_domains() {
         assert!(
             host.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._:/?=&%#@[]+~!$'()*,;".contains(&b))
-                && (!value.contains("://") || crate::intel::indicator::canonical_url(value).is_ok()),
+                && (!value.contains("://")
+                    || crate::intel::indicator::canonical_url(value).is_ok()),
             "garbage stored: {value:?}"
         );
         if !value.contains("://") && !value.contains(':') && !value.contains('/') {
@@ -448,7 +449,11 @@ fn random_text_stores_no_garbage_domains() {
         }
     }
     assert!(values.contains(&"evil.example".to_string()));
-    assert!(!values.iter().any(|v| v.contains('$') || v == "999.999.999.999" || v == "1.2.3"));
+    assert!(
+        !values
+            .iter()
+            .any(|v| v.contains('$') || v == "999.999.999.999" || v == "1.2.3")
+    );
     // The report is bounded: a few reasons and ten examples, whatever the input's size.
     assert_eq!(imported.examples.len(), EXAMPLES);
     assert!(imported.skipped.len() < 40, "{:?}", imported.skipped.keys());
@@ -497,7 +502,8 @@ fn stix_valid_until_tomorrow_is_an_error() {
     let bundle = r#"{"type": "indicator", "pattern": "[ipv4-addr:value = '198.51.100.7']", "valid_until": "tomorrow"}"#;
     let err = import_text(Format::Stix, bundle).unwrap_err();
     assert!(
-        err.message.contains("valid_until: `tomorrow` is not a time"),
+        err.message
+            .contains("valid_until: `tomorrow` is not a time"),
         "{err}"
     );
     let bundle = r#"{"type": "indicator", "pattern": "[ipv4-addr:value = '198.51.100.7']", "valid_until": "2030-01-01T00:00:00Z"}"#;
@@ -541,7 +547,11 @@ fn misp_attribute_not_a_list_is_an_error() {
 #[test]
 fn otx_and_abuseipdb_wrong_types_are_errors() {
     for (format, text, place) in [
-        (Format::Otx, r#"{"indicators": "x"}"#, "indicators: must be a list"),
+        (
+            Format::Otx,
+            r#"{"indicators": "x"}"#,
+            "indicators: must be a list",
+        ),
         (
             Format::Otx,
             r#"{"indicators": [{"type": "IPv4", "indicator": "198.51.100.7", "expiration": "soon"}]}"#,
@@ -557,7 +567,11 @@ fn otx_and_abuseipdb_wrong_types_are_errors() {
             r#"{"data": [{"ipAddress": "198.51.100.7", "abuseConfidenceScore": "high"}]}"#,
             "data[0].abuseConfidenceScore: must be a whole number",
         ),
-        (Format::Abuseipdb, r#"{"data": {"ipAddress": "1.2.3.4"}}"#, "data: must be a list"),
+        (
+            Format::Abuseipdb,
+            r#"{"data": {"ipAddress": "1.2.3.4"}}"#,
+            "data: must be a list",
+        ),
         (
             Format::Threatfox,
             r#"{"query_status": "ok", "data": [{"ioc": "evil.example", "ioc_type": "domain", "confidence_level": "high"}]}"#,
