@@ -824,6 +824,34 @@ mod tests {
     }
 
     #[test]
+    fn intel_max_prefix_defaults_to_the_block_limit_and_is_checked() {
+        let config = parse(Path::new("p.yaml"), "intel:\n  max_prefix: {ipv4: 16}\n").unwrap();
+        assert_eq!(
+            config.intel.max_prefix,
+            IntelMaxPrefix { ipv4: 16, ipv6: 48 }
+        );
+        assert_eq!(
+            Config::default().intel.max_prefix,
+            IntelMaxPrefix { ipv4: 24, ipv6: 48 }
+        );
+        let problems = parse(
+            Path::new("p.yaml"),
+            "intel:\n  max_prefix:\n    ipv4: 33\n    ipv6: 129\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(line, m)| *line == 3 && m.contains("`intel.max_prefix.ipv4` is 33"))
+        );
+    }
+
+    #[test]
     fn bad_config_is_located() {
         let source = "actions:\n  dry_run: true\nlimits:\n  max_operations: 0\n";
         let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();

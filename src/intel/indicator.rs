@@ -169,7 +169,22 @@ pub fn canonical(
             .ok_or_else(|| refused(&value, "is not an address, range, domain, URL or hash"))?,
     };
     let canonical = match kind {
-        IndicatorKind::Ip | IndicatorKind::Cidr => return canonical_network(&value),
+        IndicatorKind::Ip | IndicatorKind::Cidr => {
+            let (kind, network) = canonical_network(&value)?;
+            // `0.0.0.0` and `::` name no host: a feed row for one is junk (random text yields
+            // `::` readily), and as a block it would mean nothing or everything.
+            if kind == IndicatorKind::Ip
+                && network
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified())
+            {
+                return Err(refused(
+                    &value,
+                    "is the unspecified address, which no host has",
+                ));
+            }
+            return Ok((kind, network));
+        }
         IndicatorKind::Domain => {
             let domain = canonical_domain(&value)?;
             refuse_public_suffix(&domain)?;
@@ -365,6 +380,20 @@ pub fn hostname_problem(ascii: &str) -> Option<&'static str> {
             },
         );
     }
+    // A name under a top-level domain that does not exist resolves nowhere on the internet,
+    // and is what noise looks like (`o.d`, `c.tjx-17hj`): the top level must be one the Public
+    // Suffix List knows, or a name reserved for testing and local use (RFC 2606, 6761, 6762).
+    let special = [
+        "example",
+        "test",
+        "invalid",
+        "localhost",
+        "local",
+        "internal",
+    ];
+    if !special.contains(&top) && !psl::suffix(top.as_bytes()).is_some_and(|s| s.is_known()) {
+        return Some("has a top-level domain that does not exist");
+    }
     // Labels that make up the registrable domain: the public suffix and one more.
     let registrable = psl::suffix_str(ascii)
         .map_or(1, |suffix| suffix.split('.').count())
@@ -552,6 +581,9 @@ mod tests {
             "999.999.999.999",
             "1.2.3",
             "evil.123",
+            "o.d",
+            "c.tjx-17hj",
+            "evil.notatld",
         ] {
             assert!(domain(bad).is_err(), "{bad} must be refused");
             assert!(
@@ -571,6 +603,11 @@ mod tests {
         assert!(domain("my_host.evil.example").is_ok());
         assert!(domain("xn--bcher-kva.example").is_ok());
         assert!(domain("123.evil.example").is_ok());
+        for tld in ["com", "de", "xn--p1ai", "onion", "test", "internal"] {
+            assert!(domain(&format!("evil.{tld}")).is_ok(), "{tld}");
+        }
+        assert!(canonical(None, "::").is_err() && canonical(None, "0.0.0.0").is_err());
+        assert!(canonical(None, "::5").is_ok());
         // URL hosts are held to the same rule.
         assert!(canonical(Some(IndicatorKind::Url), "http://!!e$9.sju$/x").is_err());
         assert!(canonical(Some(IndicatorKind::Url), "http://evil.example/x").is_ok());

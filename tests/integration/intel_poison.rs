@@ -255,3 +255,37 @@ fn poisoned_feed_blocks_nothing_in_nftables() {
         "the resolver gives an informational detection: {detections}"
     );
 }
+
+#[test]
+fn pulled_feed_row_for_everything_is_refused_by_the_configured_limit() {
+    let body = "first_seen_utc,dst_ip,dst_port,c2_status,last_online,malware\n\
+        2025-01-01 00:00:00,0.0.0.0/0,443,online,2025-01-02,Emotet\n\
+        2025-01-01 00:00:00,10.1.0.0/16,443,online,2025-01-02,Emotet\n\
+        2025-01-01 00:00:00,10.0.0.0/15,443,online,2025-01-02,Emotet\n\
+        2025-01-01 00:00:00,185.12.33.4,443,online,2025-01-02,Emotet\n";
+    let app = axum::Router::new().route(
+        "/feodo.csv",
+        axum::routing::get(move || async move { body }),
+    );
+    let addr = crate::support::serve_http(app);
+    let dir = content();
+    // A wider limit than the default, to show the configured one is what pulls apply.
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "intel:\n  max_prefix: {{ipv4: 16, ipv6: 48}}\n  feeds:\n    - {{name: feodo, type: http, url: \"http://{addr}/feodo.csv\", format: feodo, every: 1h}}\n"
+        ),
+    )
+    .expect("config");
+    let out = palisade(&["intel", "pull"], dir.path());
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("feodo: 2 indicator(s) stored, 2 skipped"),
+        "{}",
+        stdout(&out)
+    );
+    let lookup = stdout(&palisade(&["intel", "lookup", "10.1.2.3"], dir.path()));
+    assert!(lookup.contains("matches cidr `10.1.0.0/16`"), "{lookup}");
+    let lookup = stdout(&palisade(&["intel", "lookup", "93.184.216.34"], dir.path()));
+    assert!(lookup.contains("no indicator matches"), "{lookup}");
+}
