@@ -140,12 +140,12 @@ fn report_skipped(imported: &Imported) {
 }
 
 pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
-    let (state_path, lists, _) = context(dir)?;
+    let (state_path, lists, max_prefix) = context(dir)?;
     runtime()?
         .block_on(async {
             let state = StateStore::open(&state_path).await?;
             let store = IntelStore::new(&state);
-            let matcher = load_matcher(&store, &lists).await?;
+            let matcher = load_matcher(&store, &lists, max_prefix).await?;
             let hits = matcher.lookup(value);
             if hits.is_empty() {
                 println!("{value}: no indicator matches");

@@ -289,3 +289,18 @@ fn pulled_feed_row_for_everything_is_refused_by_the_configured_limit() {
     let lookup = stdout(&palisade(&["intel", "lookup", "93.184.216.34"], dir.path()));
     assert!(lookup.contains("no indicator matches"), "{lookup}");
 }
+
+#[test]
+fn stored_range_wider_than_a_lowered_limit_stops_matching() {
+    let dir = content();
+    let config = |ipv4: u8| format!("intel:\n  max_prefix: {{ipv4: {ipv4}, ipv6: 48}}\n");
+    std::fs::write(dir.path().join("palisade.yaml"), config(16)).expect("config");
+    assert_success(&import(dir.path(), "wide.txt", "10.1.0.0/16\n", "plain"));
+    let lookup = stdout(&palisade(&["intel", "lookup", "10.1.2.3"], dir.path()));
+    assert!(lookup.contains("matches cidr `10.1.0.0/16`"), "{lookup}");
+    // Lowered again (or stored before the limit existed): the row stays, but does not match.
+    std::fs::write(dir.path().join("palisade.yaml"), config(24)).expect("config");
+    let lookup = stdout(&palisade(&["intel", "lookup", "10.1.2.3"], dir.path()));
+    assert!(lookup.contains("no indicator matches"), "{lookup}");
+    assert!(stats(dir.path()).starts_with("1 indicator(s)"));
+}
