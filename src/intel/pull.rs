@@ -335,6 +335,31 @@ async fn pull_taxii(
                 report.pages + 1
             ))
         })?;
+        // A wrong type here is a broken page, not "no more pages".
+        let more = match envelope.get("more") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(more)) => *more,
+            Some(other) => {
+                return Err(PullError::fatal(format!(
+                    "feed `{}`: page {}: `more` must be true or false, not {}",
+                    feed.name,
+                    report.pages + 1,
+                    super::formats::describe(other)
+                )));
+            }
+        };
+        let page_next = match envelope.get("next") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(next)) => Some(next.clone()),
+            Some(other) => {
+                return Err(PullError::fatal(format!(
+                    "feed `{}`: page {}: `next` must be a string, not {}",
+                    feed.name,
+                    report.pages + 1,
+                    super::formats::describe(other)
+                )));
+            }
+        };
         let objects = envelope
             .get("objects")
             .cloned()
@@ -359,14 +384,7 @@ async fn pull_taxii(
             .save_feed_progress(&feed.name, &state, now)
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
-        let more = envelope
-            .get("more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        next = envelope
-            .get("next")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        next = page_next;
         if !more {
             return Ok(report);
         }

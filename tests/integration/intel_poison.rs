@@ -304,3 +304,44 @@ fn stored_range_wider_than_a_lowered_limit_stops_matching() {
     assert!(lookup.contains("no indicator matches"), "{lookup}");
     assert!(stats(dir.path()).starts_with("1 indicator(s)"));
 }
+
+#[test]
+fn taxii_page_with_wrong_types_stores_nothing() {
+    let app = axum::Router::new()
+        .route(
+            "/more/collections/c1/objects/",
+            axum::routing::get(|| async {
+                r#"{"more": "yes", "objects": [{"type": "indicator", "pattern": "[ipv4-addr:value = '198.51.100.7']"}]}"#
+            }),
+        )
+        .route(
+            "/objects/collections/c1/objects/",
+            axum::routing::get(|| async { r#"{"more": false, "objects": "nope"}"# }),
+        );
+    let addr = crate::support::serve_http(app);
+    let dir = content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "intel:\n  feeds:\n    - {{name: more, type: taxii, url: \"http://{addr}/more/collections/c1/\", every: 1h}}\n    - {{name: objects, type: taxii, url: \"http://{addr}/objects/collections/c1/\", every: 1h}}\n"
+        ),
+    )
+    .expect("config");
+    let out = palisade(&["intel", "pull", "objects"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("objects: must be a list, not the string \"nope\""),
+        "{}",
+        stdout(&out)
+    );
+    // `more: "yes"` is a broken page, not "no more pages": the pull fails before the page's
+    // indicators are stored.
+    let out = palisade(&["intel", "pull", "more"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("page 1: `more` must be true or false, not the string \"yes\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stats(dir.path()).starts_with("0 indicator(s)"));
+}

@@ -15,6 +15,7 @@ use std::path::Path;
 use super::indicator::{Indicator, IndicatorKind, canonical, check_breadth};
 use crate::config::IntelMaxPrefix;
 use json::JsonPath;
+pub(crate) use json::describe;
 
 /// The formats `palisade intel import --format` accepts.
 #[derive(
