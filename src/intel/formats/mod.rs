@@ -1,7 +1,10 @@
 //! Importers: each reads one feed format into [`Indicator`]s. A file is parsed completely
 //! before anything is stored, so a malformed file is reported (with its position) and stores
-//! nothing; entries that are valid but not usable (a STIX pattern that is not a simple
-//! comparison, a MISP attribute not meant for detection) are counted as skipped, with why.
+//! nothing; so is a JSON field of the wrong type or a time that does not parse (see
+//! `json.rs`). Entries that are valid but not usable (a STIX pattern that is not a simple
+//! comparison, a MISP attribute not meant for detection) and values that are no indicator (junk,
+//! a range wider than `intel.max_prefix`) are skipped: counted per reason, the first
+//! [`EXAMPLES`] kept with their position.
 
 mod abusech;
 mod json;
