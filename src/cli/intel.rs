@@ -3,29 +3,35 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::config::IntelMaxPrefix;
 use crate::content::{WARNINGLISTS_DIR, display_path};
-use crate::intel::formats::{Format, ImportOptions, import};
+use crate::intel::formats::{Format, ImportOptions, Imported, import};
 use crate::intel::{IndicatorKind, IntelStore, Warninglists, load_matcher};
 use crate::state::StateStore;
 
 use super::{CannotRun, Status, load_content};
 
-/// The state file and warninglists of the content directory (its config, or the defaults when
-/// there is no valid content there: intel can be managed before any rule exists).
-fn context(dir: &Path) -> Result<(std::path::PathBuf, Warninglists), CannotRun> {
-    let (state, lists) = match load_content(dir, None)? {
+/// The state file, warninglists and intel limits of the content directory (its config, or the
+/// defaults when there is no valid content there: intel can be managed before any rule exists).
+fn context(dir: &Path) -> Result<(std::path::PathBuf, Warninglists, IntelMaxPrefix), CannotRun> {
+    let context = match load_content(dir, None)? {
         Ok(content) => (
             content.resolve(&content.config.state.path),
             content.warninglists.clone(),
+            content.config.intel.max_prefix,
         ),
         Err(_) => {
             let config = crate::config::Config::default();
             let lists = Warninglists::load_dir(&display_path(dir, Path::new(WARNINGLISTS_DIR)))
                 .map_err(|problems| CannotRun(problems.join("; ")))?;
-            (display_path(dir, &config.state.path), lists)
+            (
+                display_path(dir, &config.state.path),
+                lists,
+                config.intel.max_prefix,
+            )
         }
     };
-    Ok((state, lists))
+    Ok(context)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CannotRun> {
@@ -43,12 +49,13 @@ pub fn import_file(
     confidence: Option<u8>,
     severity: Option<u8>,
 ) -> Result<Status, CannotRun> {
-    let (state_path, _) = context(dir)?;
+    let (state_path, _, max_prefix) = context(dir)?;
     let options = ImportOptions {
         source: source.unwrap_or_else(|| format.name().to_string()),
         kind,
         confidence: confidence.map(|c| c.min(100)),
         severity: severity.map(|s| s.min(100)),
+        max_prefix,
     };
     let started = Instant::now();
     let spinner = indicatif::ProgressBar::new_spinner();
@@ -91,19 +98,54 @@ pub fn import_file(
         options.source,
         started.elapsed().as_secs_f64()
     );
-    for (reason, count) in &imported.skipped {
-        println!("  skipped {count}: {reason}");
+    report_skipped(&imported);
+    // A file that gave nothing but refusals is not a list of indicators: say so in the status.
+    Ok(
+        if imported.indicators.is_empty() && imported.skipped_total() > 0 {
+            Status::Findings
+        } else {
+            Status::Ok
+        },
+    )
+}
+
+/// The skipped entries as a count per reason and the first few with their place: a file of
+/// junk costs a few lines of output, not one per line of input.
+fn report_skipped(imported: &Imported) {
+    let total = imported.skipped_total();
+    if total == 0 {
+        return;
     }
-    Ok(Status::Ok)
+    println!(
+        "skipped or refused {total} entr{}:",
+        if total == 1 { "y" } else { "ies" }
+    );
+    for (reason, count) in &imported.skipped {
+        println!("  {count} {reason}");
+    }
+    let shown = imported.examples.len();
+    if shown > 0 {
+        println!(
+            "{}:",
+            if shown < total {
+                format!("the first {shown}")
+            } else {
+                "each".to_string()
+            }
+        );
+        for example in &imported.examples {
+            println!("  {example}");
+        }
+    }
 }
 
 pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
-    let (state_path, lists) = context(dir)?;
+    let (state_path, lists, max_prefix) = context(dir)?;
     runtime()?
         .block_on(async {
             let state = StateStore::open(&state_path).await?;
             let store = IntelStore::new(&state);
-            let matcher = load_matcher(&store, &lists).await?;
+            let matcher = load_matcher(&store, &lists, max_prefix).await?;
             let hits = matcher.lookup(value);
             if hits.is_empty() {
                 println!("{value}: no indicator matches");
@@ -154,7 +196,7 @@ pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
 }
 
 pub fn stats(dir: &Path) -> Result<Status, CannotRun> {
-    let (state_path, lists) = context(dir)?;
+    let (state_path, lists, _) = context(dir)?;
     runtime()?.block_on(async {
         let state = StateStore::open(&state_path).await?;
         let stats = IntelStore::new(&state)
@@ -232,7 +274,15 @@ pub fn pull(dir: &Path, only: Option<&str>) -> Result<Status, CannotRun> {
         let client = crate::intel::pull::client().map_err(CannotRun)?;
         let mut failed = Vec::new();
         for feed in &feeds {
-            match crate::intel::pull::pull_with_retry(feed, &store, &client, 3).await {
+            match crate::intel::pull::pull_with_retry(
+                feed,
+                content.config.intel.max_prefix,
+                &store,
+                &client,
+                3,
+            )
+            .await
+            {
                 Ok(report) if report.not_modified => println!("{}: not modified", feed.name),
                 Ok(report) => println!(
                     "{}: {} indicator(s) stored, {} skipped, {} expired, {} page(s)",

@@ -172,7 +172,7 @@ async fn engine(
         // matcher in, and the next event sees it.
         let feeds_state = StateStore::open(&state_path).await?;
         tokio::spawn(crate::intel::pull_on_schedule(
-            config.intel.feeds.clone(),
+            config.intel.clone(),
             crate::intel::IntelStore::new(&feeds_state),
             content.warninglists.clone(),
             intel.clone(),

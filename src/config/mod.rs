@@ -329,12 +329,34 @@ impl Default for RedisConfig {
     }
 }
 
-/// Threat-intelligence feeds pulled on a schedule.
+/// Threat-intelligence feeds pulled on a schedule, and the limits every imported indicator is
+/// held to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct IntelConfig {
     pub feeds: Vec<FeedConfig>,
+    /// The widest range an indicator may cover, per address family. A wider one (a feed row for
+    /// `0.0.0.0/0` would make every address malicious) is refused at import, after its host bits
+    /// are masked and IPv4-mapped IPv6 is unmapped.
+    pub max_prefix: IntelMaxPrefix,
+}
+
+/// The shortest prefix length an indicator range may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct IntelMaxPrefix {
+    /// IPv4: ranges shorter than this (wider than a /24 by default) are refused. 0–32.
+    pub ipv4: u8,
+    /// IPv6: ranges shorter than this (wider than a /48 by default) are refused. 0–128.
+    pub ipv6: u8,
+}
+
+impl Default for IntelMaxPrefix {
+    fn default() -> IntelMaxPrefix {
+        IntelMaxPrefix { ipv4: 24, ipv6: 48 }
+    }
 }
 
 /// How a feed is fetched.
@@ -809,6 +831,17 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     if let Err(message) = config.actions.policy(&config.redis.url) {
         report(root.key("actions"), message);
     }
+    for (key, value, full) in [
+        ("ipv4", config.intel.max_prefix.ipv4, 32),
+        ("ipv6", config.intel.max_prefix.ipv6, 128),
+    ] {
+        if value > full {
+            report(
+                root.key("intel").key("max_prefix").key(key),
+                format!("`intel.max_prefix.{key}` is {value}; a prefix length is at most {full}"),
+            );
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for (index, feed) in config.intel.feeds.iter().enumerate() {
         let at = root.key("intel").key("feeds").index(index);
@@ -928,6 +961,34 @@ mod tests {
         assert_eq!(
             channel.source,
             SourceConfig::RedisChannel(ChannelSourceConfig::default())
+        );
+    }
+
+    #[test]
+    fn intel_max_prefix_defaults_to_the_block_limit_and_is_checked() {
+        let config = parse(Path::new("p.yaml"), "intel:\n  max_prefix: {ipv4: 16}\n").unwrap();
+        assert_eq!(
+            config.intel.max_prefix,
+            IntelMaxPrefix { ipv4: 16, ipv6: 48 }
+        );
+        assert_eq!(
+            Config::default().intel.max_prefix,
+            IntelMaxPrefix { ipv4: 24, ipv6: 48 }
+        );
+        let problems = parse(
+            Path::new("p.yaml"),
+            "intel:\n  max_prefix:\n    ipv4: 33\n    ipv6: 129\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|(line, m)| *line == 3 && m.contains("`intel.max_prefix.ipv4` is 33"))
         );
     }
 

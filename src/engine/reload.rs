@@ -288,6 +288,7 @@ async fn rematch(settings: &ReloadSettings, content: &Content) {
         let matcher = crate::intel::load_matcher(
             &crate::intel::IntelStore::new(&state),
             &content.warninglists,
+            content.config.intel.max_prefix,
         )
         .await
         .map_err(|e| e.to_string());

@@ -106,13 +106,40 @@ impl Indicator {
     }
 }
 
-/// Why a value could not become an indicator.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidIndicator(pub String);
+/// Why a value could not become an indicator: the value (shortened, escaped) and the reason,
+/// kept apart so a report can count reasons without one entry per distinct value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidIndicator {
+    /// The value as given (at most 80 characters, control characters escaped); may be empty.
+    pub value: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for InvalidIndicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "`{}` {}", self.value, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for InvalidIndicator {}
+
+/// `value` refused for `reason` (which reads after the value: "is not a domain").
+fn refused(value: &str, reason: impl Into<String>) -> InvalidIndicator {
+    InvalidIndicator {
+        value: shorten(value),
+        reason: reason.into(),
+    }
+}
 
 fn invalid(message: impl Into<String>) -> InvalidIndicator {
-    InvalidIndicator(message.into())
+    InvalidIndicator {
+        value: String::new(),
+        reason: message.into(),
+    }
 }
 
 /// Undoes the usual defanging (`hxxp`, `[.]`, `(.)`, `[:]`) that reports use so links are not
@@ -138,15 +165,26 @@ pub fn canonical(
     let value = refang(value);
     let kind = match kind {
         Some(kind) => kind,
-        None => guess_kind(&value).ok_or_else(|| {
-            invalid(format!(
-                "`{}` is not an address, range, domain, URL or hash",
-                shorten(&value)
-            ))
-        })?,
+        None => guess_kind(&value)
+            .ok_or_else(|| refused(&value, "is not an address, range, domain, URL or hash"))?,
     };
     let canonical = match kind {
-        IndicatorKind::Ip | IndicatorKind::Cidr => return canonical_network(&value),
+        IndicatorKind::Ip | IndicatorKind::Cidr => {
+            let (kind, network) = canonical_network(&value)?;
+            // `0.0.0.0` and `::` name no host: a feed row for one is junk (random text yields
+            // `::` readily), and as a block it would mean nothing or everything.
+            if kind == IndicatorKind::Ip
+                && network
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified())
+            {
+                return Err(refused(
+                    &value,
+                    "is the unspecified address, which no host has",
+                ));
+            }
+            return Ok((kind, network));
+        }
         IndicatorKind::Domain => {
             let domain = canonical_domain(&value)?;
             refuse_public_suffix(&domain)?;
@@ -156,12 +194,10 @@ pub fn canonical(
         IndicatorKind::Md5 | IndicatorKind::Sha1 | IndicatorKind::Sha256 => {
             let (hash_kind, hash) = canonical_hash(&value)?;
             if hash_kind != kind {
-                return Err(invalid(format!(
-                    "`{}` is not a {} hash (length {})",
-                    shorten(&value),
-                    kind.as_str(),
-                    value.len()
-                )));
+                return Err(refused(
+                    &value,
+                    format!("is not a {} hash (length {})", kind.as_str(), value.len()),
+                ));
             }
             hash
         }
@@ -200,7 +236,7 @@ pub fn canonical_network(value: &str) -> Result<(IndicatorKind, String), Invalid
     let ip: IpAddr = ip_text
         .trim()
         .parse()
-        .map_err(|_| invalid(format!("`{}` is not an IP address", shorten(value))))?;
+        .map_err(|_| refused(value, "is not an IP address"))?;
     let mapped_prefix_shift = matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
     let ip = crate::event::canonical_ip(ip);
     let full: u8 = if ip.is_ipv4() { 32 } else { 128 };
@@ -210,19 +246,16 @@ pub fn canonical_network(value: &str) -> Result<(IndicatorKind, String), Invalid
             let p: u8 = p
                 .trim()
                 .parse()
-                .map_err(|_| invalid(format!("`{}` has a bad prefix length", shorten(value))))?;
+                .map_err(|_| refused(value, "has a bad prefix length"))?;
             // `::ffff:1.2.3.0/120` is `1.2.3.0/24`.
             let p = if mapped_prefix_shift {
                 p.checked_sub(96)
-                    .ok_or_else(|| invalid(format!("`{}` is wider than IPv4", shorten(value))))?
+                    .ok_or_else(|| refused(value, "is wider than IPv4"))?
             } else {
                 p
             };
             if p > full {
-                return Err(invalid(format!(
-                    "`{}` has a prefix longer than {full}",
-                    shorten(value)
-                )));
+                return Err(refused(value, format!("has a prefix longer than {full}")));
             }
             p
         }
@@ -234,6 +267,39 @@ pub fn canonical_network(value: &str) -> Result<(IndicatorKind, String), Invalid
         IndicatorKind::Cidr,
         format!("{}/{prefix}", mask(ip, prefix)),
     ))
+}
+
+/// Refuses a canonical range wider than `limits` allows for its family. The value checked is
+/// the canonical one (host bits masked, IPv4-mapped IPv6 unmapped), the form the matcher and a
+/// firewall would act on, so `::ffff:0.0.0.0/96` and `1.2.3.4/0` are both seen as `0.0.0.0/0`.
+pub fn check_breadth(
+    kind: IndicatorKind,
+    value: &str,
+    limits: crate::config::IntelMaxPrefix,
+) -> Result<(), InvalidIndicator> {
+    if kind != IndicatorKind::Cidr {
+        return Ok(());
+    }
+    let Some((ip, prefix)) = value.split_once('/') else {
+        return Ok(());
+    };
+    let (Ok(ip), Ok(prefix)) = (ip.parse::<IpAddr>(), prefix.parse::<u8>()) else {
+        return Err(refused(value, "is not a canonical range"));
+    };
+    let (family, key, limit) = if ip.is_ipv4() {
+        ("IPv4", "ipv4", limits.ipv4)
+    } else {
+        ("IPv6", "ipv6", limits.ipv6)
+    };
+    if prefix < limit {
+        return Err(InvalidIndicator {
+            value: value.to_string(),
+            reason: format!(
+                "is wider than the /{limit} an {family} indicator may cover (`intel.max_prefix.{key}`)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `ip` with every bit after the first `prefix` cleared.
@@ -260,8 +326,8 @@ pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// Lower case, no trailing dot, no port, IDNA A-labels. At least two labels: a bare TLD is
-/// never an indicator.
+/// Lower case, no trailing dot, no port, IDNA A-labels, and a host name real DNS could hold
+/// (see [`hostname_problem`]). At least two labels: a bare TLD is never an indicator.
 pub fn canonical_domain(value: &str) -> Result<String, InvalidIndicator> {
     let value = value.trim().trim_end_matches('.');
     let host = match value.rsplit_once(':') {
@@ -271,28 +337,104 @@ pub fn canonical_domain(value: &str) -> Result<String, InvalidIndicator> {
         _ => value,
     };
     if host.is_empty() || host.contains(['/', ' ', '@']) || host.parse::<IpAddr>().is_ok() {
-        return Err(invalid(format!("`{}` is not a domain", shorten(value))));
+        return Err(refused(value, "is not a domain"));
     }
-    let ascii = idna::domain_to_ascii(host)
-        .map_err(|_| invalid(format!("`{}` is not a valid domain name", shorten(value))))?;
-    let labels: Vec<&str> = ascii.split('.').collect();
-    if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.len() > 63) || ascii.len() > 253
-    {
-        return Err(invalid(format!(
-            "`{}` is not a domain with at least two labels",
-            shorten(value)
-        )));
+    let ascii =
+        idna::domain_to_ascii(host).map_err(|_| refused(value, "is not a valid domain name"))?;
+    if ascii.split('.').count() < 2 {
+        return Err(refused(value, "is not a domain with at least two labels"));
+    }
+    if let Some(problem) = hostname_problem(&ascii) {
+        return Err(refused(value, problem));
     }
     Ok(ascii)
+}
+
+/// Why an ASCII (IDNA-converted, lower-case) name is not a host name, or `None` when it is one.
+///
+/// RFC 1123 host names: labels of 1–63 letters, digits and hyphens, not starting or ending
+/// with a hyphen, 253 characters in all. The top-level label is not all digits (RFC 3696 2), so
+/// `999.999.999.999` (a dotted quad that is no address) is refused rather than taken as a
+/// domain. An underscore is allowed only in labels left of the registrable domain (its public
+/// suffix and the label before it), where real DNS uses it (`_dmarc.example.com`,
+/// `_sip._tcp.example.com`, Windows host names under a zone); registries never delegate a name
+/// with one.
+pub fn hostname_problem(ascii: &str) -> Option<&'static str> {
+    if ascii.len() > 253 {
+        return Some("is longer than the 253 characters a domain name may have");
+    }
+    let labels: Vec<&str> = ascii.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Some("has an empty label");
+    }
+    if labels.iter().any(|l| l.len() > 63) {
+        return Some("has a label longer than 63 characters");
+    }
+    let top = labels.last().copied().unwrap_or_default();
+    if top.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(
+            if labels.len() == 4 && labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+                "looks like an IPv4 address but is not one"
+            } else {
+                "has an all-numeric top-level label, which no domain has"
+            },
+        );
+    }
+    // A name under a top-level domain that does not exist resolves nowhere on the internet,
+    // and is what noise looks like (`o.d`, `c.tjx-17hj`): the top level must be one the Public
+    // Suffix List knows, or a name reserved for testing and local use (RFC 2606, 6761, 6762).
+    let special = [
+        "example",
+        "test",
+        "invalid",
+        "localhost",
+        "local",
+        "internal",
+    ];
+    if !special.contains(&top) && !psl::suffix(top.as_bytes()).is_some_and(|s| s.is_known()) {
+        return Some("has a top-level domain that does not exist");
+    }
+    // Labels that make up the registrable domain: the public suffix and one more.
+    let registrable = psl::suffix_str(ascii)
+        .map_or(1, |suffix| suffix.split('.').count())
+        .saturating_add(1);
+    let underscore_from = labels.len().saturating_sub(registrable);
+    for (index, label) in labels.iter().enumerate() {
+        let underscore_ok = index < underscore_from;
+        let ldh = label.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || b == b'-'
+                || (underscore_ok && b == b'_')
+        });
+        if !ldh {
+            return Some(
+                if label.contains('_')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    "has an underscore in its registrable domain, which registries never allow"
+                } else {
+                    "has characters other than letters, digits and hyphens"
+                },
+            );
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("has a label starting or ending with a hyphen");
+        }
+    }
+    None
 }
 
 /// A domain indicator must name something someone registered: a public suffix (`co.uk`,
 /// `github.io`) would match every site below it.
 pub fn refuse_public_suffix(domain: &str) -> Result<(), InvalidIndicator> {
     if psl::suffix_str(domain) == Some(domain) {
-        return Err(invalid(format!(
-            "`{domain}` is a public suffix, not a domain anyone owns"
-        )));
+        return Err(refused(
+            domain,
+            "is a public suffix, not a domain anyone owns",
+        ));
     }
     Ok(())
 }
@@ -300,10 +442,20 @@ pub fn refuse_public_suffix(domain: &str) -> Result<(), InvalidIndicator> {
 /// Scheme and host lower-cased (host as IDNA), default port and user info dropped, path and
 /// query kept as they are.
 pub fn canonical_url(value: &str) -> Result<String, InvalidIndicator> {
-    let mut url = url::Url::parse(value.trim())
-        .map_err(|e| invalid(format!("`{}` is not a URL: {e}", shorten(value))))?;
-    if url.host().is_none() {
-        return Err(invalid(format!("`{}` has no host", shorten(value))));
+    let mut url =
+        url::Url::parse(value.trim()).map_err(|e| refused(value, format!("is not a URL: {e}")))?;
+    match url.host() {
+        None => return Err(refused(value, "has no host")),
+        // The URL parser allows characters in a host name (`!`, `$`) that DNS never holds.
+        Some(url::Host::Domain(host)) => {
+            if let Some(problem) = hostname_problem(host) {
+                return Err(refused(
+                    value,
+                    format!("has a host name that is not one: it {problem}"),
+                ));
+            }
+        }
+        Some(_) => {}
     }
     let _ = url.set_username("");
     let _ = url.set_password(None);
@@ -315,7 +467,7 @@ pub fn canonical_url(value: &str) -> Result<String, InvalidIndicator> {
 pub fn canonical_hash(value: &str) -> Result<(IndicatorKind, String), InvalidIndicator> {
     let value = value.trim();
     if !value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid(format!("`{}` is not a hex hash", shorten(value))));
+        return Err(refused(value, "is not a hex hash"));
     }
     let kind = match value.len() {
         32 => IndicatorKind::Md5,
@@ -390,7 +542,7 @@ mod tests {
         assert!(
             canonical(Some(IndicatorKind::Domain), "co.uk")
                 .unwrap_err()
-                .0
+                .reason
                 .contains("public suffix")
         );
         assert!(canonical(Some(IndicatorKind::Domain), "github.io").is_err());
@@ -409,6 +561,56 @@ mod tests {
         assert_eq!(ok(None, &"a".repeat(64)).0, IndicatorKind::Sha256);
         assert!(canonical(Some(IndicatorKind::Sha1), &"a".repeat(64)).is_err());
         assert!(canonical(None, "not an indicator at all").is_err());
+    }
+
+    #[test]
+    fn hostnames_follow_rfc1123() {
+        let domain = |v: &str| canonical(Some(IndicatorKind::Domain), v);
+        assert!(domain(&format!("{}.example", "a".repeat(63))).is_ok());
+        assert!(domain(&format!("{}.example", "a".repeat(64))).is_err());
+        let long = format!("{}example", "abcdefghi.".repeat(25));
+        assert!(long.len() > 253 && domain(&long).is_err());
+        for bad in [
+            "!!e$9.sju$",
+            "-evil.example",
+            "evil-.example",
+            "ev il.example",
+            "evil.exa_mple",
+            "ev_il.example",
+            "ev_il.co.uk",
+            "999.999.999.999",
+            "1.2.3",
+            "evil.123",
+            "o.d",
+            "c.tjx-17hj",
+            "evil.notatld",
+        ] {
+            assert!(domain(bad).is_err(), "{bad} must be refused");
+            assert!(
+                canonical(None, bad).is_err(),
+                "{bad} must not be guessed as anything"
+            );
+        }
+        assert!(
+            domain("999.999.999.999")
+                .unwrap_err()
+                .reason
+                .contains("looks like an IPv4 address")
+        );
+        // Underscores below the registrable domain, where DNS uses them.
+        assert!(domain("_dmarc.evil.example").is_ok());
+        assert!(domain("_sip._tcp.evil.co.uk").is_ok());
+        assert!(domain("my_host.evil.example").is_ok());
+        assert!(domain("xn--bcher-kva.example").is_ok());
+        assert!(domain("123.evil.example").is_ok());
+        for tld in ["com", "de", "xn--p1ai", "onion", "test", "internal"] {
+            assert!(domain(&format!("evil.{tld}")).is_ok(), "{tld}");
+        }
+        assert!(canonical(None, "::").is_err() && canonical(None, "0.0.0.0").is_err());
+        assert!(canonical(None, "::5").is_ok());
+        // URL hosts are held to the same rule.
+        assert!(canonical(Some(IndicatorKind::Url), "http://!!e$9.sju$/x").is_err());
+        assert!(canonical(Some(IndicatorKind::Url), "http://evil.example/x").is_ok());
     }
 
     #[test]

@@ -22,13 +22,24 @@ pub use warninglist::Warninglists;
 
 use std::time::Duration;
 
-/// Builds a matcher from the store's live indicators.
+/// Builds a matcher from the store's live indicators within `max_prefix`. A stored range wider
+/// than the limit (imported before the limit existed, or before it was lowered) stays in the
+/// store but does not match: the limit holds for what is matched, not only for what is imported.
 pub async fn load_matcher(
     store: &IntelStore,
     warninglists: &Warninglists,
+    max_prefix: crate::config::IntelMaxPrefix,
 ) -> Result<Matcher, crate::state::StateError> {
     let now = jiff::Timestamp::now().as_millisecond();
-    let live = store.live(now).await?;
+    let mut live = store.live(now).await?;
+    let before = live.len();
+    live.retain(|i| indicator::check_breadth(i.kind, &i.value, max_prefix).is_ok());
+    if live.len() < before {
+        tracing::warn!(
+            ignored = before - live.len(),
+            "stored indicator ranges wider than `intel.max_prefix` are not matched"
+        );
+    }
     Ok(Matcher::build(live, warninglists, now))
 }
 
@@ -42,9 +53,13 @@ pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandl
     let state = crate::state::StateStore::open(&path)
         .await
         .map_err(|e| e.to_string())?;
-    let matcher = load_matcher(&IntelStore::new(&state), &content.warninglists)
-        .await
-        .map_err(|e| e.to_string())?;
+    let matcher = load_matcher(
+        &IntelStore::new(&state),
+        &content.warninglists,
+        content.config.intel.max_prefix,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if !matcher.is_empty() {
         tracing::info!(indicators = matcher.len(), "loaded threat intelligence");
     }
@@ -55,12 +70,13 @@ pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandl
 /// Pulls every configured feed when it is due, for as long as `shutdown` allows, and swaps a
 /// rebuilt matcher into `handle` after each pull that changed something.
 pub async fn pull_on_schedule(
-    feeds: Vec<crate::config::FeedConfig>,
+    config: crate::config::IntelConfig,
     store: IntelStore,
     warninglists: Warninglists,
     handle: IntelHandle,
     shutdown: crate::engine::Shutdown,
 ) {
+    let crate::config::IntelConfig { feeds, max_prefix } = config;
     if feeds.is_empty() {
         return;
     }
@@ -85,7 +101,9 @@ pub async fn pull_on_schedule(
                 .and_then(|s| s.last_success_ms);
             let due = last.map_or(now, |last| last + every_ms);
             if due <= now {
-                if let Ok(report) = pull::pull_with_retry(feed, &store, &client, 3).await {
+                if let Ok(report) =
+                    pull::pull_with_retry(feed, max_prefix, &store, &client, 3).await
+                {
                     tracing::info!(
                         feed = feed.name,
                         stored = report.stored,
@@ -104,7 +122,7 @@ pub async fn pull_on_schedule(
             }
         }
         if changed {
-            match load_matcher(&store, &warninglists).await {
+            match load_matcher(&store, &warninglists, max_prefix).await {
                 Ok(matcher) => {
                     tracing::info!(indicators = matcher.len(), "threat intelligence reloaded");
                     handle.swap(matcher);

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::formats::{Format, ImportOptions, import_text};
 use super::store::{FeedState, IntelStore};
+use crate::config::IntelMaxPrefix;
 use crate::config::{FeedConfig, FeedType};
 
 /// The TAXII 2.1 media type, required in `Accept`.
@@ -116,6 +117,7 @@ fn key_headers(feed: &FeedConfig) -> Result<HeaderMap, PullError> {
 /// recorded in the feed's state either way.
 pub async fn pull_with_retry(
     feed: &FeedConfig,
+    max_prefix: IntelMaxPrefix,
     store: &IntelStore,
     client: &reqwest::Client,
     attempts: u32,
@@ -123,7 +125,7 @@ pub async fn pull_with_retry(
     let mut wait = Duration::from_secs(1);
     let mut attempt = 1;
     loop {
-        match pull(feed, store, client).await {
+        match pull(feed, max_prefix, store, client).await {
             Ok(report) => return Ok(report),
             Err(err) if err.retryable && attempt < attempts => {
                 tracing::warn!(
@@ -149,6 +151,7 @@ pub async fn pull_with_retry(
 /// Pulls one feed once.
 pub async fn pull(
     feed: &FeedConfig,
+    max_prefix: IntelMaxPrefix,
     store: &IntelStore,
     client: &reqwest::Client,
 ) -> Result<PullReport, PullError> {
@@ -158,23 +161,25 @@ pub async fn pull(
         .map_err(|e| PullError::fatal(e.to_string()))?;
     let headers = key_headers(feed)?;
     match feed.kind {
-        FeedType::Http => pull_file(feed, store, client, state, headers).await,
-        FeedType::Taxii => pull_taxii(feed, store, client, state, headers).await,
-        FeedType::Misp => pull_misp(feed, store, client, state, headers).await,
+        FeedType::Http => pull_file(feed, max_prefix, store, client, state, headers).await,
+        FeedType::Taxii => pull_taxii(feed, max_prefix, store, client, state, headers).await,
+        FeedType::Misp => pull_misp(feed, max_prefix, store, client, state, headers).await,
     }
 }
 
-fn options(feed: &FeedConfig) -> ImportOptions {
+fn options(feed: &FeedConfig, max_prefix: IntelMaxPrefix) -> ImportOptions {
     ImportOptions {
         source: feed.name.clone(),
         kind: None,
         confidence: None,
         severity: None,
+        max_prefix,
     }
 }
 
 async fn pull_file(
     feed: &FeedConfig,
+    max_prefix: IntelMaxPrefix,
     store: &IntelStore,
     client: &reqwest::Client,
     mut state: FeedState,
@@ -219,8 +224,13 @@ async fn pull_file(
     if !status.is_success() {
         return Err(PullError::from_status(&feed.name, status, &body));
     }
-    let imported = import_text(Path::new(&feed.url), &body, format, &options(feed))
-        .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
+    let imported = import_text(
+        Path::new(&feed.url),
+        &body,
+        format,
+        &options(feed, max_prefix),
+    )
+    .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
     if feed.snapshot && imported.indicators.is_empty() && imported.skipped_total() == 0 {
         // An empty download of a whole list is far likelier a broken feed than a clean world.
         return Err(PullError {
@@ -258,13 +268,14 @@ async fn pull_file(
 /// stored at, for the cursor saved next.
 async fn store_page(
     feed: &FeedConfig,
+    max_prefix: IntelMaxPrefix,
     store: &IntelStore,
     url: &str,
     text: &str,
     format: Format,
     report: &mut PullReport,
 ) -> Result<i64, PullError> {
-    let imported = import_text(Path::new(url), text, format, &options(feed))
+    let imported = import_text(Path::new(url), text, format, &options(feed, max_prefix))
         .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
     let now = now_ms();
     store
@@ -279,6 +290,7 @@ async fn store_page(
 
 async fn pull_taxii(
     feed: &FeedConfig,
+    max_prefix: IntelMaxPrefix,
     store: &IntelStore,
     client: &reqwest::Client,
     mut state: FeedState,
@@ -323,6 +335,31 @@ async fn pull_taxii(
                 report.pages + 1
             ))
         })?;
+        // A wrong type here is a broken page, not "no more pages".
+        let more = match envelope.get("more") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(more)) => *more,
+            Some(other) => {
+                return Err(PullError::fatal(format!(
+                    "feed `{}`: page {}: `more` must be true or false, not {}",
+                    feed.name,
+                    report.pages + 1,
+                    super::formats::describe(other)
+                )));
+            }
+        };
+        let page_next = match envelope.get("next") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(next)) => Some(next.clone()),
+            Some(other) => {
+                return Err(PullError::fatal(format!(
+                    "feed `{}`: page {}: `next` must be a string, not {}",
+                    feed.name,
+                    report.pages + 1,
+                    super::formats::describe(other)
+                )));
+            }
+        };
         let objects = envelope
             .get("objects")
             .cloned()
@@ -331,6 +368,7 @@ async fn pull_taxii(
             json!({"type": "bundle", "id": "bundle--taxii-page", "objects": objects}).to_string();
         let now = store_page(
             feed,
+            max_prefix,
             store,
             &objects_url,
             &bundle,
@@ -346,14 +384,7 @@ async fn pull_taxii(
             .save_feed_progress(&feed.name, &state, now)
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
-        let more = envelope
-            .get("more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        next = envelope
-            .get("next")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        next = page_next;
         if !more {
             return Ok(report);
         }
@@ -368,6 +399,7 @@ async fn pull_taxii(
 
 async fn pull_misp(
     feed: &FeedConfig,
+    max_prefix: IntelMaxPrefix,
     store: &IntelStore,
     client: &reqwest::Client,
     mut state: FeedState,
@@ -426,7 +458,16 @@ async fn pull_misp(
         }
         let count = attributes.len();
         let event = json!({"Event": {"info": format!("MISP {}", feed.name), "uuid": "restsearch", "Attribute": attributes}}).to_string();
-        let now = store_page(feed, store, &url, &event, Format::Misp, &mut report).await?;
+        let now = store_page(
+            feed,
+            max_prefix,
+            store,
+            &url,
+            &event,
+            Format::Misp,
+            &mut report,
+        )
+        .await?;
         let last_page = count < feed.page_size;
         if last_page {
             // The cursor moves past this pull only when every page is stored: MISP pages by

@@ -2,6 +2,7 @@
 //! resolvers, the empty file's hashes) that feeds list by mistake. An indicator on one is kept
 //! but marked; it yields at most an informational detection and never an automatic block.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -22,14 +23,16 @@ fn default_type() -> String {
     "string".into()
 }
 
+/// A list's entries, indexed so that a lookup costs the same for a list of 60,000 resolvers as
+/// for a list of three ranges (the matcher marks every indicator against every list).
 #[derive(Debug, Clone)]
 enum Entries {
-    /// (network, prefix length).
-    Cidr(Vec<(IpAddr, u8)>),
+    /// Per address family, per prefix length present: the networks of that length.
+    Cidr(Vec<(bool, u8, HashSet<IpAddr>)>),
     /// Exact, lower-cased.
-    Exact(Vec<String>),
+    Exact(HashSet<String>),
     /// The value equals an entry or is below it in the DNS tree.
-    Hostname(Vec<String>),
+    Hostname(HashSet<String>),
     Substring(Vec<String>),
 }
 
@@ -52,26 +55,37 @@ impl Warninglist {
         let file: ListFile =
             serde_json::from_str(text).map_err(|e| format!("not a MISP warninglist: {e}"))?;
         let entries = match file.kind.as_str() {
-            "cidr" => Entries::Cidr(
-                file.list
-                    .iter()
-                    .filter_map(|entry| match canonical_network(entry) {
+            "cidr" => {
+                let mut by_length: BTreeMap<(bool, u8), HashSet<IpAddr>> = BTreeMap::new();
+                for entry in &file.list {
+                    let network = match canonical_network(entry) {
                         Ok((IndicatorKind::Ip, ip)) => ip
                             .parse::<IpAddr>()
                             .ok()
                             .map(|ip| (ip, if ip.is_ipv4() { 32 } else { 128 })),
-                        Ok((_, cidr)) => {
-                            let (ip, prefix) = cidr.split_once('/')?;
-                            Some((ip.parse().ok()?, prefix.parse().ok()?))
-                        }
+                        Ok((_, cidr)) => cidr.split_once('/').and_then(|(ip, prefix)| {
+                            Some((ip.parse::<IpAddr>().ok()?, prefix.parse::<u8>().ok()?))
+                        }),
                         Err(_) => None,
-                    })
-                    .collect(),
-            ),
+                    };
+                    if let Some((ip, length)) = network {
+                        by_length
+                            .entry((ip.is_ipv4(), length))
+                            .or_default()
+                            .insert(ip);
+                    }
+                }
+                Entries::Cidr(
+                    by_length
+                        .into_iter()
+                        .map(|((v4, length), networks)| (v4, length, networks))
+                        .collect(),
+                )
+            }
             "string" => Entries::Exact(
                 file.list
                     .iter()
-                    .map(|e| e.trim().to_ascii_lowercase())
+                    .map(|e| e.trim().trim_end_matches('.').to_ascii_lowercase())
                     .collect(),
             ),
             "hostname" => Entries::Hostname(
@@ -113,20 +127,21 @@ impl Warninglist {
                     }
                     _ => return false,
                 };
-                ranges.iter().any(|(network, length)| {
-                    network.is_ipv4() == ip.is_ipv4()
+                ranges.iter().any(|(v4, length, networks)| {
+                    *v4 == ip.is_ipv4()
                         && prefix >= *length
-                        && super::indicator::mask(ip, *length) == *network
+                        && networks.contains(&super::indicator::mask(ip, *length))
                 })
             }
-            Entries::Exact(values) => values.iter().any(|v| v == value),
+            Entries::Exact(values) => values.contains(value),
             Entries::Hostname(names) => {
+                // The name itself and every parent: `a.b.example` checks `a.b.example`,
+                // `b.example` and `example`.
                 kind == IndicatorKind::Domain
-                    && names.iter().any(|n| {
-                        value == n
-                            || (value.ends_with(n.as_str())
-                                && value.as_bytes().get(value.len() - n.len() - 1) == Some(&b'.'))
+                    && std::iter::successors(Some(value), |name| {
+                        name.split_once('.').map(|(_, parent)| parent)
                     })
+                    .any(|name| names.contains(name))
             }
             Entries::Substring(parts) => parts.iter().any(|p| value.contains(p.as_str())),
         }
@@ -215,6 +230,47 @@ mod tests {
             IndicatorKind::Sha256,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         ));
+    }
+
+    #[test]
+    fn public_ipv4_resolver_is_warninglisted() {
+        // Before, the shipped lists covered IPv6 resolvers only, and an indicator on 8.8.8.8
+        // was acted on.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("warninglists");
+        let lists = Warninglists::load_dir(&root).unwrap();
+        for resolver in ["8.8.8.8", "8.8.4.4", "1.1.1.1", "9.9.9.9", "208.67.222.222"] {
+            assert_eq!(
+                lists.listing(IndicatorKind::Ip, resolver),
+                Some("List of known IPv4 public DNS resolvers"),
+                "{resolver}"
+            );
+        }
+        assert!(
+            lists
+                .listing(IndicatorKind::Ip, "2001:4860:4860::8844")
+                .is_some()
+        );
+        // Shared infrastructure: a CDN edge, a certificate status responder.
+        assert!(lists.listing(IndicatorKind::Ip, "104.16.1.1").is_some());
+        assert!(lists.listing(IndicatorKind::Domain, "c.pki.goog").is_some());
+        // A C2 address that is on none of them stays actionable.
+        assert_eq!(lists.listing(IndicatorKind::Ip, "185.12.33.4"), None);
+    }
+
+    #[test]
+    fn cidr_lists_match_by_every_prefix_length_they_hold() {
+        let list = Warninglist::parse(
+            r#"{"name":"n","type":"cidr","list":["10.0.0.0/8","192.0.2.7","2001:db8::/32","::ffff:198.51.100.0/120"]}"#,
+        )
+        .unwrap();
+        assert!(list.lists(IndicatorKind::Ip, "10.200.3.4"));
+        assert!(list.lists(IndicatorKind::Cidr, "10.1.0.0/16"));
+        assert!(!list.lists(IndicatorKind::Cidr, "10.0.0.0/7"));
+        assert!(list.lists(IndicatorKind::Ip, "192.0.2.7"));
+        assert!(!list.lists(IndicatorKind::Ip, "192.0.2.8"));
+        assert!(list.lists(IndicatorKind::Ip, "2001:db8::1"));
+        assert!(list.lists(IndicatorKind::Ip, "198.51.100.9"));
+        assert!(!list.lists(IndicatorKind::Ip, "11.0.0.1"));
     }
 
     #[test]

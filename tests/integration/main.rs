@@ -10,6 +10,7 @@ mod anomaly;
 mod audit;
 mod cli;
 mod firewall;
+mod intel_poison;
 mod intel_pull;
 mod live;
 mod operator_text;

@@ -6,23 +6,24 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{ImportError, Imported, parse_time};
+use super::json::{Doc, JsonPath};
+use super::{At, ImportError, ImportOptions, Imported};
 use crate::intel::indicator::IndicatorKind;
 
 pub(super) fn import_event_file(
     path: &Path,
     text: &str,
-    source: &str,
+    options: &ImportOptions,
 ) -> Result<Imported, ImportError> {
-    let document: Value = serde_json::from_str(text).map_err(|e| ImportError::json(path, &e))?;
-    let mut imported = Imported::default();
-    event(path, &document, source, &mut imported)?;
+    let doc = Doc::new(path, text);
+    let mut imported = Imported::new(options.max_prefix);
+    event(doc, &options.source, &mut imported)?;
     Ok(imported)
 }
 
 /// A feed directory: every event the manifest lists must be present and valid, or nothing is
 /// imported.
-pub(super) fn import_feed(dir: &Path, source: &str) -> Result<Imported, ImportError> {
+pub(super) fn import_feed(dir: &Path, options: &ImportOptions) -> Result<Imported, ImportError> {
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
         ImportError::at(
@@ -42,7 +43,7 @@ pub(super) fn import_feed(dir: &Path, source: &str) -> Result<Imported, ImportEr
             "the manifest must be an object keyed by event uuid",
         ));
     };
-    let mut imported = Imported::default();
+    let mut imported = Imported::new(options.max_prefix);
     for uuid in entries.keys() {
         if !uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             return Err(ImportError::at(
@@ -61,140 +62,137 @@ pub(super) fn import_feed(dir: &Path, source: &str) -> Result<Imported, ImportEr
                 format!("the manifest lists this event, but it cannot be read: {e}"),
             )
         })?;
-        let document: Value =
-            serde_json::from_str(&text).map_err(|e| ImportError::json(&event_path, &e))?;
-        event(&event_path, &document, source, &mut imported)?;
+        event(Doc::new(&event_path, &text), &options.source, &mut imported)?;
+        // Examples are located in the file they came from.
+        imported.locate(&event_path, &text);
     }
     Ok(imported)
 }
 
-fn truthy(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "1" || s.eq_ignore_ascii_case("true"),
-        Some(Value::Number(n)) => n.as_u64() == Some(1),
-        _ => false,
+fn tag_names(
+    doc: Doc<'_>,
+    map: &serde_json::Map<String, Value>,
+    at: &JsonPath,
+) -> Result<Vec<String>, ImportError> {
+    let mut names = Vec::new();
+    for (n, tag) in doc.array(map, at, "Tag")?.iter().enumerate() {
+        let place = at.key("Tag").index(n);
+        let tag = doc.object(tag, &place)?;
+        names.extend(doc.str(tag, &place, "name")?.map(str::to_string));
     }
+    Ok(names)
 }
 
-fn tag_names(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|tags| {
-            tags.iter()
-                .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn event(
-    path: &Path,
-    document: &Value,
-    source: &str,
-    imported: &mut Imported,
-) -> Result<(), ImportError> {
-    let event = document.get("Event").unwrap_or(document);
-    if event.get("Attribute").is_none()
-        && event.get("Object").is_none()
-        && event.get("info").is_none()
+/// One event. Every field read is type-checked first: a wrong type fails the whole file.
+fn event(doc: Doc<'_>, source: &str, imported: &mut Imported) -> Result<(), ImportError> {
+    let document = doc.parse()?;
+    let root = JsonPath::default();
+    let top = doc.object(&document, &root)?;
+    let (event, at) = match top.get("Event") {
+        Some(event) => (doc.object(event, &root.key("Event"))?, root.key("Event")),
+        None => (top, root),
+    };
+    if !event.contains_key("Attribute")
+        && !event.contains_key("Object")
+        && !event.contains_key("info")
     {
         return Err(ImportError::at(
-            path,
+            doc.file,
             1,
             1,
             "not a MISP event: no `Event`, `Attribute` or `info`",
         ));
     }
-    let uuid = event
-        .get("uuid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let info = event
-        .get("info")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let event_tags = tag_names(event.get("Tag"));
+    let uuid = doc.str(event, &at, "uuid")?.unwrap_or_default().to_string();
+    let info = doc.str(event, &at, "info")?.map(str::to_string);
+    let event_tags = tag_names(doc, event, &at)?;
     // threat_level_id: 1 high, 2 medium, 3 low, 4 undefined.
-    let severity = match event
-        .get("threat_level_id")
-        .and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| v.as_u64().map(|n| n.to_string()))
-        })
-        .as_deref()
-    {
-        Some("1") => 90,
-        Some("2") => 60,
-        Some("3") => 30,
-        _ => 50,
+    let severity = match event.get("threat_level_id") {
+        None | Some(Value::Null) => 50,
+        Some(level) => match level
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| level.as_u64().map(|n| n.to_string()))
+            .as_deref()
+        {
+            Some("1") => 90,
+            Some("2") => 60,
+            Some("3") => 30,
+            Some("4") => 50,
+            _ => {
+                return Err(doc.error(
+                    &at.key("threat_level_id"),
+                    format!("must be 1, 2, 3 or 4, not {}", super::json::describe(level)),
+                ));
+            }
+        },
     };
-    let mut attributes: Vec<&Value> = event
-        .get("Attribute")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    for object in event
-        .get("Object")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let mut attributes: Vec<(JsonPath, &Value)> = doc
+        .array(event, &at, "Attribute")?
+        .iter()
+        .enumerate()
+        .map(|(n, a)| (at.key("Attribute").index(n), a))
+        .collect();
+    for (n, object) in doc.array(event, &at, "Object")?.iter().enumerate() {
+        let place = at.key("Object").index(n);
+        let object = doc.object(object, &place)?;
         attributes.extend(
-            object
-                .get("Attribute")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
+            doc.array(object, &place, "Attribute")?
+                .iter()
+                .enumerate()
+                .map(|(n, a)| (place.key("Attribute").index(n), a)),
         );
     }
-    for attribute in attributes {
-        if !truthy(attribute.get("to_ids")) {
-            imported.skip("MISP attribute not marked to_ids");
+    for (place, attribute) in attributes {
+        let attribute = doc.object(attribute, &place)?;
+        let to_ids = doc.flag(attribute, &place, "to_ids")?.unwrap_or(false);
+        let kind_name = doc.str(attribute, &place, "type")?;
+        let value = doc.str(attribute, &place, "value")?;
+        let revoked = doc.flag(attribute, &place, "deleted")?.unwrap_or(false);
+        let first_seen = match doc.time(attribute, &place, "first_seen")? {
+            Some(time) => Some(time),
+            None => doc.time(attribute, &place, "timestamp")?,
+        };
+        let last_seen = doc.time(attribute, &place, "last_seen")?;
+        let mut tags = event_tags.clone();
+        tags.extend(tag_names(doc, attribute, &place)?);
+        if !to_ids {
+            imported.skip(At::Json(place), "MISP attribute not marked to_ids");
             continue;
         }
-        let (Some(kind_name), Some(value)) = (
-            attribute.get("type").and_then(Value::as_str),
-            attribute.get("value").and_then(Value::as_str),
-        ) else {
-            imported.skip("MISP attribute without type or value");
+        let (Some(kind_name), Some(value)) = (kind_name, value) else {
+            imported.skip(At::Json(place), "MISP attribute without type or value");
             continue;
         };
         let values = attribute_values(kind_name, value);
         if values.is_empty() {
-            imported.skip(format!("MISP attribute type `{kind_name}` is not matched"));
+            let cut: String = kind_name.chars().take(40).collect();
+            imported.skip(
+                At::Json(place.key("type")),
+                format!(
+                    "MISP attribute type `{}` is not matched",
+                    cut.escape_debug()
+                ),
+            );
             continue;
         }
-        let mut tags = event_tags.clone();
-        tags.extend(tag_names(attribute.get("Tag")));
-        let revoked = truthy(attribute.get("deleted"));
-        let first_seen = attribute
-            .get("first_seen")
-            .and_then(Value::as_str)
-            .and_then(parse_time)
-            .or_else(|| {
-                attribute
-                    .get("timestamp")
-                    .and_then(Value::as_str)
-                    .and_then(parse_time)
-            });
-        let last_seen = attribute
-            .get("last_seen")
-            .and_then(Value::as_str)
-            .and_then(parse_time);
         for (kind, value) in values {
-            imported.add(Some(kind), value, source, |i| {
-                i.confidence = 70;
-                i.severity = severity;
-                i.tags = tags.clone();
-                i.threat = info.clone();
-                i.first_seen_ms = first_seen;
-                i.last_seen_ms = last_seen;
-                i.reference = Some(format!("misp:event/{uuid}"));
-                i.revoked = revoked;
-            });
+            imported.add(
+                || At::Json(place.key("value")),
+                Some(kind),
+                value,
+                source,
+                |i| {
+                    i.confidence = 70;
+                    i.severity = severity;
+                    i.tags = tags.clone();
+                    i.threat = info.clone();
+                    i.first_seen_ms = first_seen;
+                    i.last_seen_ms = last_seen;
+                    i.reference = Some(format!("misp:event/{uuid}"));
+                    i.revoked = revoked;
+                },
+            );
         }
     }
     Ok(())

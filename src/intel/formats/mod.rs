@@ -1,9 +1,13 @@
 //! Importers: each reads one feed format into [`Indicator`]s. A file is parsed completely
 //! before anything is stored, so a malformed file is reported (with its position) and stores
-//! nothing; entries that are valid but not usable (a STIX pattern that is not a simple
-//! comparison, a MISP attribute not meant for detection) are counted as skipped, with why.
+//! nothing; so is a JSON field of the wrong type or a time that does not parse (see
+//! `json.rs`). Entries that are valid but not usable (a STIX pattern that is not a simple
+//! comparison, a MISP attribute not meant for detection) and values that are no indicator (junk,
+//! a range wider than `intel.max_prefix`) are skipped: counted per reason, the first
+//! [`EXAMPLES`] kept with their position.
 
 mod abusech;
+mod json;
 mod misp;
 mod otx_abuseipdb;
 mod stix;
@@ -11,7 +15,10 @@ mod stix;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::indicator::{Indicator, IndicatorKind, canonical};
+use super::indicator::{Indicator, IndicatorKind, canonical, check_breadth};
+use crate::config::IntelMaxPrefix;
+use json::JsonPath;
+pub(crate) use json::describe;
 
 /// The formats `palisade intel import --format` accepts.
 #[derive(
@@ -98,38 +105,92 @@ impl ImportError {
     }
 }
 
+/// How many skipped entries an import reports one by one; the rest are only counted.
+pub const EXAMPLES: usize = 10;
+
+/// Distinct skip reasons counted apart; more (reasons can quote a feed's own type names) are
+/// counted together, so a hostile file cannot grow the report without bound.
+const MAX_REASONS: usize = 100;
+
+/// Where an entry is in its file: a line (CSV, plain lists) or a place in a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum At {
+    Line(usize),
+    Json(JsonPath),
+}
+
 /// What an import produced.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Imported {
     pub indicators: Vec<Indicator>,
-    /// Why entries were skipped, with how many each.
+    /// Why entries were skipped or refused, with how many each. Reasons never quote the value,
+    /// so a file of junk gives a few reasons, not one per line.
     pub skipped: BTreeMap<String, usize>,
+    /// The first [`EXAMPLES`] skipped entries, each with its file, line and value.
+    pub examples: Vec<ImportError>,
+    /// Examples whose JSON places are not yet located in the text.
+    pending: Vec<(At, String)>,
+    limits: IntelMaxPrefix,
 }
 
 impl Imported {
-    pub(crate) fn skip(&mut self, reason: impl Into<String>) {
-        *self.skipped.entry(reason.into()).or_insert(0) += 1;
+    /// An empty import whose ranges are held to `limits`.
+    pub(crate) fn new(limits: IntelMaxPrefix) -> Imported {
+        Imported {
+            limits,
+            ..Imported::default()
+        }
     }
 
-    /// Adds an indicator from a raw value, canonicalizing it; a value that does not canonicalize
-    /// is skipped with the reason.
+    /// Counts an entry skipped for `reason`.
+    pub(crate) fn skip(&mut self, at: At, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.skip_with(at, reason.clone(), reason);
+    }
+
+    fn skip_with(&mut self, at: At, reason: String, example: String) {
+        if self.examples.len() + self.pending.len() < EXAMPLES {
+            self.pending.push((at, example));
+        }
+        let key = if self.skipped.len() >= MAX_REASONS && !self.skipped.contains_key(&reason) {
+            "other reasons".to_string()
+        } else {
+            reason
+        };
+        *self.skipped.entry(key).or_insert(0) += 1;
+    }
+
+    /// Adds an indicator from a raw value, canonicalizing it; a value that does not canonicalize,
+    /// or a range wider than the limits, is skipped with the reason.
     pub(crate) fn add(
         &mut self,
+        at: impl FnOnce() -> At,
         kind: Option<IndicatorKind>,
         raw: &str,
         source: &str,
         fill: impl FnOnce(&mut Indicator),
     ) {
-        match canonical(kind, raw) {
+        let checked = canonical(kind, raw).and_then(|(kind, value)| {
+            check_breadth(kind, &value, self.limits).map(|()| (kind, value))
+        });
+        match checked {
             Ok((kind, value)) => {
                 let mut indicator = Indicator::new(kind, value, source);
                 fill(&mut indicator);
                 self.indicators.push(indicator);
             }
-            Err(err) => self.skip(format!(
-                "invalid value: {}",
-                err.0.split(':').next().unwrap_or_default().trim()
-            )),
+            Err(err) => self.skip_with(at(), err.reason.clone(), err.to_string()),
+        }
+    }
+
+    /// Turns the pending examples into positioned reports, locating JSON places in `text`.
+    pub(crate) fn locate(&mut self, file: &Path, text: &str) {
+        let doc = json::Doc::new(file, text);
+        for (at, message) in std::mem::take(&mut self.pending) {
+            self.examples.push(match at {
+                At::Line(line) => ImportError::at(file, line, 1, message),
+                At::Json(path) => doc.error(&path, message),
+            });
         }
     }
 
@@ -149,6 +210,8 @@ pub struct ImportOptions {
     pub confidence: Option<u8>,
     /// Overrides the format's default severity.
     pub severity: Option<u8>,
+    /// The widest ranges accepted (`intel.max_prefix`).
+    pub max_prefix: IntelMaxPrefix,
 }
 
 /// Reads `path` as `format`.
@@ -158,7 +221,7 @@ pub fn import(
     options: &ImportOptions,
 ) -> Result<Imported, ImportError> {
     if format == Format::MispFeed {
-        let mut imported = misp::import_feed(path, &options.source)?;
+        let mut imported = misp::import_feed(path, options)?;
         apply_overrides(&mut imported, options);
         return Ok(imported);
     }
@@ -184,15 +247,16 @@ pub fn import_text(
                 "a MISP feed is a directory; fetch its events as `misp`",
             ));
         }
-        Format::Stix => stix::import(path, text, &options.source)?,
-        Format::Misp => misp::import_event_file(path, text, &options.source)?,
-        Format::Feodo => abusech::feodo(path, text, &options.source)?,
-        Format::Urlhaus => abusech::urlhaus(path, text, &options.source)?,
-        Format::Threatfox => abusech::threatfox(path, text, &options.source)?,
-        Format::Otx => otx_abuseipdb::otx(path, text, &options.source)?,
-        Format::Abuseipdb => otx_abuseipdb::abuseipdb(path, text, &options.source)?,
+        Format::Stix => stix::import(path, text, options)?,
+        Format::Misp => misp::import_event_file(path, text, options)?,
+        Format::Feodo => abusech::feodo(path, text, options)?,
+        Format::Urlhaus => abusech::urlhaus(path, text, options)?,
+        Format::Threatfox => abusech::threatfox(path, text, options)?,
+        Format::Otx => otx_abuseipdb::otx(path, text, options)?,
+        Format::Abuseipdb => otx_abuseipdb::abuseipdb(path, text, options)?,
         Format::Plain => plain(text, options),
     };
+    imported.locate(path, text);
     apply_overrides(&mut imported, options);
     Ok(imported)
 }
@@ -209,44 +273,64 @@ fn apply_overrides(imported: &mut Imported, options: &ImportOptions) {
 }
 
 fn plain(text: &str, options: &ImportOptions) -> Imported {
-    let mut imported = Imported::default();
-    for line in text.lines() {
+    let mut imported = Imported::new(options.max_prefix);
+    for (index, line) in text.lines().enumerate() {
         let value = line.split('#').next().unwrap_or_default().trim();
         if value.is_empty() {
             continue;
         }
-        imported.add(options.kind, value, &options.source, |_| {});
+        imported.add(
+            || At::Line(index + 1),
+            options.kind,
+            value,
+            &options.source,
+            |_| {},
+        );
     }
     imported
 }
 
 /// Milliseconds since the epoch from the timestamp spellings feeds use: RFC 3339, naive ISO
-/// (taken as UTC), `YYYY-MM-DD HH:MM:SS[ UTC]`, a bare date, or epoch seconds.
+/// (taken as UTC), `YYYY-MM-DD HH:MM:SS[ UTC]`, a bare date, or epoch seconds. `None` when the
+/// text is absent or does not parse.
+#[cfg(test)]
 pub(crate) fn parse_time(text: &str) -> Option<i64> {
-    let text = text.trim().trim_end_matches(" UTC");
+    parse_time_field(text).ok().flatten()
+}
+
+/// Like [`parse_time`], but a time that is given and does not parse is an error (a
+/// `valid_until` of `tomorrow` must not become "never expires"); empty, `None` and `null` are
+/// no time.
+pub(crate) fn parse_time_field(original: &str) -> Result<Option<i64>, String> {
+    let text = original.trim().trim_end_matches(" UTC");
     if text.is_empty() || text == "None" || text == "null" {
-        return None;
+        return Ok(None);
     }
-    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Some(ts.as_millisecond());
-    }
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<i64>().ok().map(|s| s * 1000);
-    }
-    let naive = text.replace(' ', "T");
-    if let Ok(dt) = naive.parse::<jiff::civil::DateTime>() {
-        return dt
-            .to_zoned(jiff::tz::TimeZone::UTC)
+    let parsed = if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        Some(ts.as_millisecond())
+    } else if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<i64>()
             .ok()
-            .map(|z| z.timestamp().as_millisecond());
-    }
-    if let Ok(date) = text.parse::<jiff::civil::Date>() {
-        return date
-            .to_zoned(jiff::tz::TimeZone::UTC)
+            .and_then(|s| s.checked_mul(1000))
+            .filter(|ms| jiff::Timestamp::from_millisecond(*ms).is_ok())
+    } else if let Ok(dt) = text.replace(' ', "T").parse::<jiff::civil::DateTime>() {
+        dt.to_zoned(jiff::tz::TimeZone::UTC)
             .ok()
-            .map(|z| z.timestamp().as_millisecond());
-    }
-    None
+            .map(|z| z.timestamp().as_millisecond())
+    } else if let Ok(date) = text.parse::<jiff::civil::Date>() {
+        date.to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp().as_millisecond())
+    } else {
+        None
+    };
+    parsed.map(Some).ok_or_else(|| {
+        let cut: String = original.chars().take(40).collect();
+        format!(
+            "`{}` is not a time (RFC 3339, `YYYY-MM-DD HH:MM:SS`, a date or epoch seconds)",
+            cut.escape_debug()
+        )
+    })
 }
 
 /// Reads a comma-separated feed whose header may be a `#` comment (URLhaus, ThreatFox) or a

@@ -8,18 +8,29 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{ImportError, Imported, parse_time};
+use super::json::{Doc, JsonPath};
+use super::{At, ImportError, ImportOptions, Imported};
 use crate::intel::indicator::IndicatorKind;
 
-pub(super) fn import(path: &Path, text: &str, source: &str) -> Result<Imported, ImportError> {
-    let bundle: Value = serde_json::from_str(text).map_err(|e| ImportError::json(path, &e))?;
-    let objects: Vec<&Value> = match bundle.get("type").and_then(Value::as_str) {
-        Some("bundle") => bundle
-            .get("objects")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default(),
-        Some(_) => vec![&bundle],
+/// Every field this importer reads is type-checked, in every object, before anything is taken
+/// from the file: a wrong type anywhere fails the whole file.
+pub(super) fn import(
+    path: &Path,
+    text: &str,
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let doc = Doc::new(path, text);
+    let bundle = doc.parse()?;
+    let root = JsonPath::default();
+    let top = doc.object(&bundle, &root)?;
+    let objects: Vec<(JsonPath, &Value)> = match doc.str(top, &root, "type")? {
+        Some("bundle") => doc
+            .array(top, &root, "objects")?
+            .iter()
+            .enumerate()
+            .map(|(n, o)| (root.key("objects").index(n), o))
+            .collect(),
+        Some(_) => vec![(root.clone(), &bundle)],
         None => {
             return Err(ImportError::at(
                 path,
@@ -29,90 +40,94 @@ pub(super) fn import(path: &Path, text: &str, source: &str) -> Result<Imported, 
             ));
         }
     };
+    let mut checked = Vec::with_capacity(objects.len());
+    for (at, object) in objects {
+        let map = doc.object(object, &at)?;
+        let Some(kind) = doc.str(map, &at, "type")? else {
+            return Err(doc.error(&at, "a STIX object needs a `type`"));
+        };
+        checked.push((at, kind, map));
+    }
     // Malware and other named targets of `indicates` relationships name the threat.
-    let names: HashMap<&str, &str> = objects
-        .iter()
-        .filter_map(|o| Some((o.get("id")?.as_str()?, o.get("name")?.as_str()?)))
-        .collect();
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    for (at, _, map) in &checked {
+        if let (Some(id), Some(name)) = (doc.str(map, at, "id")?, doc.str(map, at, "name")?) {
+            names.insert(id, name);
+        }
+    }
     let mut threat_of: HashMap<&str, &str> = HashMap::new();
-    for object in &objects {
-        if object.get("type").and_then(Value::as_str) == Some("relationship")
-            && object.get("relationship_type").and_then(Value::as_str) == Some("indicates")
+    for (at, kind, map) in &checked {
+        if *kind == "relationship"
+            && doc.str(map, at, "relationship_type")? == Some("indicates")
             && let (Some(from), Some(to)) = (
-                object.get("source_ref").and_then(Value::as_str),
-                object.get("target_ref").and_then(Value::as_str),
+                doc.str(map, at, "source_ref")?,
+                doc.str(map, at, "target_ref")?,
             )
             && let Some(name) = names.get(to)
         {
             threat_of.insert(from, name);
         }
     }
-    let mut imported = Imported::default();
-    for object in objects {
-        if object.get("type").and_then(Value::as_str) != Some("indicator") {
+    let mut imported = Imported::new(options.max_prefix);
+    for (at, kind, map) in &checked {
+        if *kind != "indicator" {
             continue;
         }
-        let pattern_type = object
-            .get("pattern_type")
-            .and_then(Value::as_str)
-            .unwrap_or("stix");
+        let pattern_type = doc.str(map, at, "pattern_type")?.unwrap_or("stix");
+        let pattern = doc.str(map, at, "pattern")?;
+        let id = doc.str(map, at, "id")?.unwrap_or_default();
+        let mut tags = doc.strings(map, at, "indicator_types")?;
+        tags.extend(doc.strings(map, at, "labels")?);
+        let confidence = doc.score(map, at, "confidence")?;
+        let revoked = doc.bool(map, at, "revoked")?.unwrap_or(false);
+        let first_seen = doc.time(map, at, "valid_from")?;
+        let valid_until = doc.time(map, at, "valid_until")?;
+        let own_name = doc.str(map, at, "name")?;
         if pattern_type != "stix" {
-            imported.skip(format!("pattern_type `{pattern_type}` is not stix"));
+            let cut: String = pattern_type.chars().take(40).collect();
+            imported.skip(
+                At::Json(at.key("pattern_type")),
+                format!("pattern_type `{}` is not stix", cut.escape_debug()),
+            );
             continue;
         }
-        let Some(pattern) = object.get("pattern").and_then(Value::as_str) else {
-            imported.skip("indicator without a pattern");
+        let Some(pattern) = pattern else {
+            imported.skip(At::Json(at.clone()), "indicator without a pattern");
             continue;
         };
         let Some(atoms) = atoms(pattern) else {
-            imported.skip("pattern is not a simple comparison");
+            imported.skip(
+                At::Json(at.key("pattern")),
+                "pattern is not a simple comparison",
+            );
             continue;
         };
-        let id = object.get("id").and_then(Value::as_str).unwrap_or_default();
-        let tags: Vec<String> = ["indicator_types", "labels"]
-            .iter()
-            .filter_map(|k| object.get(*k).and_then(Value::as_array))
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
         let malicious = tags
             .iter()
             .any(|t| t == "malicious-activity" || t == "compromised");
-        let confidence = object
-            .get("confidence")
-            .and_then(Value::as_u64)
-            .map(|c| c.min(100) as u8);
-        let revoked = object
-            .get("revoked")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let first_seen = object
-            .get("valid_from")
-            .and_then(Value::as_str)
-            .and_then(parse_time);
-        let valid_until = object
-            .get("valid_until")
-            .and_then(Value::as_str)
-            .and_then(parse_time);
-        let threat = threat_of.get(id).map(|t| t.to_string()).or_else(|| {
-            object
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let threat = threat_of
+            .get(id)
+            .map(|t| t.to_string())
+            .or_else(|| own_name.map(str::to_string));
         for (kind, value) in atoms {
-            imported.add(Some(kind), &value, source, |i| {
-                i.confidence = confidence.unwrap_or(60);
-                i.severity = if malicious { 70 } else { 50 };
-                i.tags = tags.clone();
-                i.threat = threat.clone();
-                i.first_seen_ms = first_seen;
-                i.valid_until_ms = valid_until;
-                i.reference = Some(id.to_string());
-                i.revoked = revoked;
-                // STIX equality is exact; a domain indicator names that domain only.
-                i.subdomains = false;
-            });
+            imported.add(
+                || At::Json(at.key("pattern")),
+                Some(kind),
+                &value,
+                &options.source,
+                |i| {
+                    i.confidence = confidence.unwrap_or(60);
+                    i.severity = if malicious { 70 } else { 50 };
+                    i.tags = tags.clone();
+                    i.threat = threat.clone();
+                    i.first_seen_ms = first_seen;
+                    i.valid_until_ms = valid_until;
+                    i.reference = Some(id.to_string());
+                    i.revoked = revoked;
+                    // STIX equality is exact; a domain indicator names that domain only.
+                    i.subdomains = false;
+                },
+            );
         }
     }
     Ok(imported)

@@ -14,6 +14,7 @@ fn options(source: &str) -> ImportOptions {
         kind: None,
         confidence: None,
         severity: None,
+        max_prefix: crate::config::IntelMaxPrefix::default(),
     }
 }
 
@@ -310,4 +311,290 @@ fn timestamps_in_every_feed_spelling() {
     }
     assert_eq!(parse_time("2021-01-17"), Some(1_610_841_600_000));
     assert_eq!(parse_time("None"), None);
+}
+
+/// The values stored from `text`, and the reasons entries were refused.
+fn stored(format: Format, text: &str) -> (Vec<String>, Imported) {
+    let imported = import_text(format, text).unwrap();
+    let values = imported
+        .indicators
+        .iter()
+        .map(|i| i.value.clone())
+        .collect();
+    (values, imported)
+}
+
+const FEODO_HEADER: &str = "first_seen_utc,dst_ip,dst_port,c2_status,last_online,malware\n";
+
+#[test]
+fn feodo_row_for_everything_is_refused() {
+    let csv = format!(
+        "{FEODO_HEADER}2021-01-17 07:44:46,0.0.0.0/0,443,online,2021-01-18,Emotet\n\
+         2021-01-17 07:44:46,128.0.0.0/1,443,online,2021-01-18,Emotet\n\
+         2021-01-17 07:44:46,1.2.3.4/0,443,online,2021-01-18,Emotet\n\
+         2021-01-17 07:44:46,::ffff:0.0.0.0/96,443,online,2021-01-18,Emotet\n\
+         2021-01-17 07:44:46,10.0.0.0/8,443,online,2021-01-18,Emotet\n\
+         2021-01-17 07:44:46,185.12.33.4,443,online,2021-01-18,Emotet\n"
+    );
+    let (values, imported) = stored(Format::Feodo, &csv);
+    assert_eq!(values, ["185.12.33.4"]);
+    assert_eq!(imported.skipped_total(), 5);
+    // Each refusal names the file, the line and the canonical range that was refused.
+    let first = imported.examples[0].to_string();
+    assert!(
+        first.contains("feed:2:") && first.contains("`0.0.0.0/0` is wider than the /24"),
+        "{first}"
+    );
+    assert!(
+        imported.examples[2].to_string().contains("`0.0.0.0/0`"),
+        "host bits are masked before the check: {}",
+        imported.examples[2]
+    );
+    assert!(
+        imported.examples[3].to_string().contains("`0.0.0.0/0`"),
+        "IPv4-mapped IPv6 is unmapped before the check: {}",
+        imported.examples[3]
+    );
+}
+
+#[test]
+fn plain_line_for_everything_is_refused() {
+    let text = "0.0.0.0/0\n128.0.0.0/1\n2000::/3\n1::/0\n::/0\n185.12.0.0/16\n185.12.33.0/24\n2001:db8:1::/48\n2001:db8::/32\n";
+    let (values, imported) = stored(Format::Plain, text);
+    assert_eq!(values, ["185.12.33.0/24", "2001:db8:1::/48"]);
+    assert_eq!(imported.skipped_total(), 7);
+    assert!(
+        imported
+            .skipped
+            .keys()
+            .any(|r| r.contains("/48 an IPv6 indicator may cover (`intel.max_prefix.ipv6`)")),
+        "{:?}",
+        imported.skipped
+    );
+}
+
+#[test]
+fn stix_pattern_for_everything_is_refused() {
+    let bundle = r#"{"type": "bundle", "id": "bundle--1", "objects": [
+      {"type": "indicator", "id": "indicator--1", "pattern_type": "stix",
+       "pattern": "[ipv4-addr:value = '0.0.0.0/0' OR ipv4-addr:value = '128.0.0.0/1' OR ipv6-addr:value = '2000::/3' OR ipv4-addr:value = '198.51.100.7']"}
+    ]}"#;
+    let (values, imported) = stored(Format::Stix, bundle);
+    assert_eq!(values, ["198.51.100.7"]);
+    assert_eq!(imported.skipped_total(), 3);
+    let example = imported.examples[0].to_string();
+    assert!(
+        example.contains("feed:3:19:") && example.contains("objects[0].pattern"),
+        "{example}"
+    );
+}
+
+#[test]
+fn the_range_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("feed");
+    std::fs::write(&path, "10.1.0.0/16\n10.0.0.0/8\n2001:db8::/32\n").unwrap();
+    let mut wide = options("plain");
+    wide.max_prefix = crate::config::IntelMaxPrefix { ipv4: 16, ipv6: 32 };
+    let imported = import(&path, Format::Plain, &wide).unwrap();
+    assert_eq!(values(&imported).len(), 2, "{:?}", imported.skipped);
+}
+
+/// Deterministic noise: printable ASCII lines of 1–24 characters.
+fn random_text(bytes: usize) -> String {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut text = String::with_capacity(bytes + 32);
+    while text.len() < bytes {
+        let length = 1 + next() % 24;
+        for _ in 0..length {
+            // Dots and letters more often than the rest, so some lines look like names.
+            let c = match next() % 4 {
+                0 => '.',
+                1 => char::from(b'a' + (next() % 26) as u8),
+                _ => char::from(b' ' + (next() % 95) as u8),
+            };
+            text.push(c);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn random_text_stores_no_garbage_domains() {
+    let mut text = random_text(2_000_000);
+    text.push_str("!!e$9.sju$\n999.999.999.999\n1.2.3\nevil.example\n");
+    let (values, imported) = stored(Format::Plain, &text);
+    for value in &values {
+        let host = value.split("://").nth(1).unwrap_or(value);
+        assert!(
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:/?=&%#@[]+~!$'()*,;".contains(&b))
+                && (!value.contains("://")
+                    || crate::intel::indicator::canonical_url(value).is_ok()),
+            "garbage stored: {value:?}"
+        );
+        if !value.contains("://") && !value.contains(':') && !value.contains('/') {
+            assert!(
+                value.parse::<std::net::IpAddr>().is_ok()
+                    || crate::intel::indicator::hostname_problem(value).is_none(),
+                "garbage stored: {value:?}"
+            );
+        }
+    }
+    assert!(values.contains(&"evil.example".to_string()));
+    assert!(
+        !values
+            .iter()
+            .any(|v| v.contains('$') || v == "999.999.999.999" || v == "1.2.3")
+    );
+    // The report is bounded: a few reasons and ten examples, whatever the input's size.
+    assert_eq!(imported.examples.len(), EXAMPLES);
+    assert!(imported.skipped.len() < 40, "{:?}", imported.skipped.keys());
+    assert!(imported.skipped_total() > 100_000);
+}
+
+#[test]
+fn stix_objects_not_a_list_is_an_error() {
+    let err = import_text(
+        Format::Stix,
+        "{\"type\": \"bundle\", \"id\": \"bundle--1\",\n \"objects\": \"nope\"}",
+    )
+    .unwrap_err();
+    assert_eq!(err.line, 2, "{err}");
+    assert!(
+        err.message
+            .contains("objects: must be a list, not the string \"nope\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn stix_confidence_high_is_an_error() {
+    for (confidence, found) in [
+        ("\"high\"", "the string \"high\""),
+        ("1e30", "the number 1e+30"),
+        ("101", "the number 101"),
+        ("-5", "the number -5"),
+    ] {
+        let bundle = format!(
+            "{{\"type\": \"bundle\", \"objects\": [\n  {{\"type\": \"indicator\", \"pattern\": \"[ipv4-addr:value = '198.51.100.7']\"}},\n  {{\"type\": \"indicator\", \"pattern\": \"[ipv4-addr:value = '198.51.100.8']\",\n   \"confidence\": {confidence}}}\n]}}"
+        );
+        let err = import_text(Format::Stix, &bundle).unwrap_err();
+        assert_eq!(err.line, 4, "{err}");
+        assert!(
+            err.message.contains(&format!(
+                "objects[1].confidence: must be a whole number from 0 to 100, not {found}"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn stix_valid_until_tomorrow_is_an_error() {
+    let bundle = r#"{"type": "indicator", "pattern": "[ipv4-addr:value = '198.51.100.7']", "valid_until": "tomorrow"}"#;
+    let err = import_text(Format::Stix, bundle).unwrap_err();
+    assert!(
+        err.message
+            .contains("valid_until: `tomorrow` is not a time"),
+        "{err}"
+    );
+    let bundle = r#"{"type": "indicator", "pattern": "[ipv4-addr:value = '198.51.100.7']", "valid_until": "2030-01-01T00:00:00Z"}"#;
+    let imported = import_text(Format::Stix, bundle).unwrap();
+    assert_eq!(
+        imported.indicators[0].valid_until_ms,
+        Some(1_893_456_000_000)
+    );
+}
+
+#[test]
+fn misp_attribute_not_a_list_is_an_error() {
+    let err = import_text(
+        Format::Misp,
+        "{\"Event\": {\"info\": \"x\",\n  \"Attribute\": \"not a list\"}}",
+    )
+    .unwrap_err();
+    assert_eq!(err.line, 2, "{err}");
+    assert!(
+        err.message.contains("Event.Attribute: must be a list"),
+        "{err}"
+    );
+    for (field, value) in [
+        ("to_ids", "\"maybe\""),
+        ("value", "42"),
+        ("first_seen", "\"yesterday\""),
+        ("Tag", "{}"),
+    ] {
+        let event = format!(
+            "{{\"Event\": {{\"info\": \"x\", \"Attribute\": [{{\"type\": \"ip-dst\", \"value\": \"198.51.100.7\", \"to_ids\": true}}, {{\"type\": \"ip-dst\", \"value\": \"198.51.100.8\", \"to_ids\": true, \"{field}\": {value}}}]}}}}"
+        );
+        let err = import_text(Format::Misp, &event).unwrap_err();
+        assert!(
+            err.message
+                .contains(&format!("Event.Attribute[1].{field}: ")),
+            "{field}: {err}"
+        );
+    }
+}
+
+#[test]
+fn otx_and_abuseipdb_wrong_types_are_errors() {
+    for (format, text, place) in [
+        (
+            Format::Otx,
+            r#"{"indicators": "x"}"#,
+            "indicators: must be a list",
+        ),
+        (
+            Format::Otx,
+            r#"{"indicators": [{"type": "IPv4", "indicator": "198.51.100.7", "expiration": "soon"}]}"#,
+            "indicators[0].expiration: `soon` is not a time",
+        ),
+        (
+            Format::Otx,
+            r#"{"results": [{"indicators": [{"type": "IPv4", "indicator": "198.51.100.7", "is_active": "yes"}]}]}"#,
+            "results[0].indicators[0].is_active: must be",
+        ),
+        (
+            Format::Abuseipdb,
+            r#"{"data": [{"ipAddress": "198.51.100.7", "abuseConfidenceScore": "high"}]}"#,
+            "data[0].abuseConfidenceScore: must be a whole number",
+        ),
+        (
+            Format::Abuseipdb,
+            r#"{"data": {"ipAddress": "1.2.3.4"}}"#,
+            "data: must be a list",
+        ),
+        (
+            Format::Threatfox,
+            r#"{"query_status": "ok", "data": [{"ioc": "evil.example", "ioc_type": "domain", "confidence_level": "high"}]}"#,
+            "data[0].confidence_level: must be a whole number",
+        ),
+        (
+            Format::Feodo,
+            "first_seen_utc,dst_ip,dst_port,c2_status,last_online,malware\nlast week,185.12.33.4,443,online,2021-01-18,Emotet\n",
+            "`first_seen_utc`: `last week` is not a time",
+        ),
+    ] {
+        let err = import_text(format, text).unwrap_err();
+        assert!(err.message.contains(place), "{err}");
+    }
+}
+
+#[test]
+fn skipped_report_is_count_plus_ten_examples() {
+    let text: String = (0..5000).map(|n| format!("bad${n}.example\n")).collect();
+    let (values, imported) = stored(Format::Plain, &text);
+    assert!(values.is_empty());
+    assert_eq!(imported.skipped_total(), 5000);
+    assert_eq!(imported.skipped.len(), 1, "{:?}", imported.skipped);
+    assert_eq!(imported.examples.len(), EXAMPLES);
+    assert_eq!(imported.examples[9].line, 10);
 }
