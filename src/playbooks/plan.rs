@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::actions::{ActionRecord, ActionStatus, Risk};
 use crate::detection::{Detection, Entity};
 use crate::event::Event;
-use crate::rules::{RuleLimits, build_engine, describe, event_to_dynamic};
+use crate::rules::{DataSize, RuleLimits, build_engine, describe, event_to_dynamic, fit_limits_to};
 
 use super::{HighRiskApproval, OnFailure, Playbook, PlaybookMode, condition_scope};
 
@@ -25,12 +25,18 @@ pub struct PlanOutcome {
 pub struct Planner {
     engine: Engine,
     deadline: crate::rules::Deadline,
+    /// The configured limits, raised by each event's own size before its conditions run.
+    limits: RuleLimits,
 }
 
 impl Planner {
     pub fn new(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> Planner {
         let (engine, deadline) = build_engine(limits, intel);
-        Planner { engine, deadline }
+        Planner {
+            engine,
+            deadline,
+            limits: limits.clone(),
+        }
     }
 
     /// Plans every step of `playbook` for `detection`. With `dry_run`, steps that would act are
@@ -139,12 +145,19 @@ impl Planner {
             }
         }
         if let Some(condition) = &step.when {
-            let (event_value, detection_value) = values.get_or_insert_with(|| {
-                (
-                    event_to_dynamic(event, &detection.intel),
-                    detection_to_dynamic(detection),
-                )
-            });
+            let (event_value, detection_value) = match values {
+                Some(built) => built,
+                None => {
+                    let built = (
+                        event_to_dynamic(event, &detection.intel),
+                        detection_to_dynamic(detection),
+                    );
+                    // The event's own data never counts against the script size limits.
+                    let size = DataSize::of(&built.0).plus(DataSize::of(&built.1));
+                    fit_limits_to(&mut self.engine, &self.limits, size);
+                    values.insert(built)
+                }
+            };
             let mut scope = condition_scope(event_value.clone(), detection_value.clone());
             self.deadline.start();
             match self

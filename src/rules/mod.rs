@@ -18,7 +18,10 @@ mod sandbox;
 pub use convert::{event_to_dynamic, hits_to_dynamic};
 pub use engine::{RuleEngine, RuleFailure};
 pub use prefilter::{Condition, Operator, Prefilter};
-pub use sandbox::{Deadline, RuleLimits, build_engine, describe};
+pub use sandbox::{
+    DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
+    build_engine, describe, fit_limits_to,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
