@@ -11,12 +11,14 @@
 
 mod convert;
 mod engine;
+mod failures;
 pub mod helpers;
 mod prefilter;
 mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic};
 pub use engine::{RuleEngine, RuleFailure};
+pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use prefilter::{Condition, Operator, Prefilter};
 pub use sandbox::{
     DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,

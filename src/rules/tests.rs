@@ -471,3 +471,71 @@ fn scripts_still_cannot_build_past_the_size_limit_beyond_the_event() {
         );
     }
 }
+
+// Item 10: a rule failing on every event wrote one warning per event (2,000 lines for 2,000
+// events). Now its first failure is written, then a count per `FAILURE_REPORT_EVERY`.
+#[test]
+fn a_rule_failing_on_every_event_is_logged_once_and_counted() {
+    let broken = r#"let rule = #{ id: "broken", title: "B", severity: "low", events: ["process_create"] };
+fn detect(event) { event.cmdline.no_such_function() }"#;
+    let definitions = vec![Arc::new(load(broken).expect("loads"))];
+    let mut engine = RuleEngine::build(
+        &definitions,
+        &sizes_only(),
+        &crate::intel::IntelHandle::default(),
+    )
+    .expect("builds");
+    let mut log = FailureLog::default();
+    let start = std::time::Instant::now();
+    let written = captured_log(|| {
+        for n in 0..2000 {
+            let (mut detections, mut failures) = (Vec::new(), Vec::new());
+            let mut event = process("cmd.exe", "x");
+            event.id = format!("e{n}");
+            engine.evaluate(&event, &[], &mut detections, &mut failures);
+            assert_eq!(failures.len(), 1);
+            // The first 1,999 within a minute, the last one a minute later.
+            let at = if n == 1999 {
+                start + FAILURE_REPORT_EVERY
+            } else {
+                start
+            };
+            log.record_at(&failures[0], at);
+        }
+        log.flush();
+    });
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 2, "{written}");
+    assert!(
+        lines[0].contains("event_id=\"e0\"") || lines[0].contains("event_id=e0"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("1999 more event(s)") && lines[1].contains("2000 in all"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("`e1999`"), "{}", lines[1]);
+    assert_eq!(log.total("broken"), 2000);
+}
+
+#[test]
+fn failures_not_yet_written_are_written_when_the_input_ends() {
+    let failure = RuleFailure {
+        rule: Arc::from("r"),
+        event_id: "e".into(),
+        message: "boom".into(),
+    };
+    let mut log = FailureLog::default();
+    let written = captured_log(|| {
+        for _ in 0..3 {
+            log.record(&failure);
+        }
+        log.flush();
+        log.flush();
+    });
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 2, "{written}");
+    assert!(lines[1].contains("2 more event(s)"), "{}", lines[1]);
+}
