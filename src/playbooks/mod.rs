@@ -477,3 +477,6 @@ fn scalar_text(value: &yaml_serde::Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -74,6 +74,8 @@ pub fn load_rule(
     source: &str,
     limits: &RuleLimits,
 ) -> Result<RuleDefinition, Diagnostics> {
+    // Editors on Windows may save a byte-order mark, which Rhai would read as a stray character.
+    let source = crate::diagnostics::strip_bom(source);
     let mut problems = Diagnostics::default();
     let (engine, deadline) = build_engine(limits, &crate::intel::IntelHandle::default());
     let ast = match engine.compile(source) {
