@@ -426,7 +426,17 @@ impl Validator<'_> {
             let case_at = at.index(index);
             let input = match (&test.events, &test.fixture) {
                 (Some(events), None) => TestInput::Events(events.clone()),
-                (None, Some(fixture)) => TestInput::Fixture(fixture.clone()),
+                (None, Some(fixture)) => match TestInput::fixture(fixture.clone()) {
+                    Ok(input) => input,
+                    Err(message) => {
+                        self.report(
+                            &case_at.key("fixture"),
+                            "playbook-bad-test",
+                            format!("test `{}`: {message}", test.name),
+                        );
+                        continue;
+                    }
+                },
                 _ => {
                     self.report(
                         &case_at,

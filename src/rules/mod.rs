@@ -434,8 +434,10 @@ fn parse_tests(
             (None, None, Some(fixture)) => fixture
                 .clone()
                 .into_string()
-                .map(|f| TestInput::Fixture(PathBuf::from(f)))
-                .map_err(|_| format!("test `{name}`: `fixture` must be a path string")),
+                .map_err(|_| format!("test `{name}`: `fixture` must be a path string"))
+                .and_then(|f| {
+                    TestInput::fixture(PathBuf::from(f)).map_err(|e| format!("test `{name}`: {e}"))
+                }),
             _ => Err(format!(
                 "test `{name}` needs exactly one of `event`, `events` or `fixture`"
             )),

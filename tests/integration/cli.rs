@@ -608,3 +608,95 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A rule whose one test reads `fixture`.
+fn rule_with_fixture(fixture: &str) -> String {
+    format!(
+        r#"let rule = #{{ id: "fixture-rule", title: "F", severity: "low", events: ["process_create"], filter: #{{ name: "powershell.exe" }} }};
+let tests = [
+    #{{ name: "from a file", fixture: "{fixture}", expect: true }},
+];
+"#
+    )
+}
+
+// Item 10: a rule test with `fixture: "/dev/zero"` hung `palisade test`; absolute and `../`
+// fixture paths were accepted.
+#[test]
+fn fixture_paths_outside_the_content_directory_are_refused() {
+    for (fixture, says) in [
+        ("/dev/zero", "is an absolute path"),
+        ("../outside.jsonl", "leaves the content directory"),
+        ("tests/../../outside.jsonl", "leaves the content directory"),
+    ] {
+        let dir = scratch_content();
+        std::fs::write(
+            dir.path().join("rules/fixture.rhai"),
+            rule_with_fixture(fixture),
+        )
+        .expect("write");
+        let started = std::time::Instant::now();
+        let out = palisade(&["validate"], dir.path());
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(1), "{fixture}: {}", stdout(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(text.contains("rules/fixture.rhai:3:"), "{text}");
+        assert!(text.contains("rule-bad-test"), "{text}");
+        assert!(text.contains(says), "{fixture}: {text}");
+    }
+}
+
+// Item 10, the same through a symbolic link, a device or a huge file: checked on the real file
+// when the test reads it, so `palisade test` reports it instead of hanging.
+#[test]
+fn fixture_files_are_read_only_inside_the_content_directory_and_bounded() {
+    let dir = scratch_content();
+    let fixtures = dir.path().join("tests/fixtures");
+    std::fs::create_dir_all(&fixtures).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/zero", fixtures.join("zero.jsonl")).expect("symlink");
+    let outside = tempfile::NamedTempFile::new().expect("temp file");
+    std::os::unix::fs::symlink(outside.path(), fixtures.join("outside.jsonl")).expect("symlink");
+    std::fs::File::create(fixtures.join("huge.jsonl"))
+        .and_then(|f| f.set_len(17 * 1024 * 1024))
+        .expect("a sparse file");
+    // A snapshot whose expected file is a device is read the same way.
+    std::fs::copy(
+        repo().join("tests/fixtures/powershell-cradle.jsonl"),
+        fixtures.join("snap.jsonl"),
+    )
+    .expect("copy");
+    std::os::unix::fs::symlink("/dev/zero", fixtures.join("snap.expected.jsonl")).expect("symlink");
+    for name in ["zero", "outside", "huge"] {
+        std::fs::write(
+            dir.path().join(format!("rules/{name}.rhai")),
+            rule_with_fixture(&format!("tests/fixtures/{name}.jsonl"))
+                .replace("fixture-rule", &format!("fixture-{name}")),
+        )
+        .expect("write");
+    }
+    let started = std::time::Instant::now();
+    let out = palisade(&["test", "."], dir.path());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for (name, says) in [
+        ("fixture-zero", "leads outside the content directory"),
+        ("fixture-outside", "leads outside the content directory"),
+        ("fixture-huge", "larger than"),
+    ] {
+        let block: String = text
+            .split("FAIL  ")
+            .filter(|case| case.starts_with(name))
+            .collect();
+        assert!(block.contains(says), "{name}: {text}");
+    }
+    assert!(text.contains("snap.expected.jsonl"), "{text}");
+    assert!(
+        text.contains("is not a regular file") || text.contains("leads outside"),
+        "{text}"
+    );
+}
