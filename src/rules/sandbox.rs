@@ -318,9 +318,17 @@ pub fn build_engine(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> (
     // `intel_lookup(value)`: every hit for any address, range, domain, URL or hash, from the
     // snapshot current at the call.
     let snapshot = intel.clone();
-    engine.register_fn("intel_lookup", move |value: &str| {
-        super::convert::hits_to_dynamic(&snapshot.current().lookup(value))
-    });
+    let clock = deadline.clone();
+    engine.register_fn(
+        "intel_lookup",
+        move |value: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            // Parsing the value is linear in its length, which the event size bounds.
+            clock.check()?;
+            Ok(super::convert::hits_to_dynamic(
+                &snapshot.current().lookup(value),
+            ))
+        },
+    );
     engine.register_fn("intel_lookup", |_: ()| Dynamic::from_array(Vec::new()));
     (engine, deadline)
 }
