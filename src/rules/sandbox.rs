@@ -448,6 +448,40 @@ mod tests {
         assert!(took < Duration::from_secs(1), "took {took:?}");
     }
 
+    // Defect 6, output: what a rule prints past its allowance is counted, and the count is
+    // written when the window ends.
+    #[test]
+    fn output_past_the_allowance_is_counted_and_reported_when_the_window_ends() {
+        let start = Instant::now();
+        let mut output = RuleOutput::default();
+        let long = "z".repeat(5000);
+        let log = super::super::tests::captured_log(|| {
+            for _ in 0..25 {
+                output.emit("loud", "print", &long, start);
+            }
+            output.emit("loud", "print", "after the window", start + PRINT_WINDOW);
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        let printed = lines.iter().filter(|l| l.contains("zzzz")).count();
+        assert_eq!(printed, PRINT_LINES_PER_WINDOW as usize);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() < PRINT_LINE_MAX + 300 && !l.contains(&long)),
+            "lines are cut"
+        );
+        let summary = lines
+            .iter()
+            .position(|l| l.contains("5 more print/debug line(s) not written"))
+            .expect("the count is written");
+        let after = lines
+            .iter()
+            .position(|l| l.contains("after the window"))
+            .expect("a new window writes again");
+        assert!(summary < after);
+        assert_eq!(lines.len(), PRINT_LINES_PER_WINDOW as usize + 3, "{log}");
+    }
+
     #[test]
     fn recursion_hits_the_call_depth_limit() {
         fails_with("fn f(n) { f(n + 1) } f(0)", "call depth");

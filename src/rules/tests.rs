@@ -359,7 +359,7 @@ fn padded_encoded_powershell_still_fires_the_shipped_rule() {
 }
 
 /// Log output captured while `run` runs on this thread.
-fn captured_log(run: impl FnOnce()) -> String {
+pub(super) fn captured_log(run: impl FnOnce()) -> String {
     #[derive(Clone, Default)]
     struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
     impl std::io::Write for Buffer {
