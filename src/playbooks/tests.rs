@@ -16,6 +16,7 @@ fn load(source: &str) -> Result<Playbook, Diagnostics> {
         &HashMap::new(),
         false,
         &engine,
+        None,
     )
 }
 
