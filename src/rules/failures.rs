@@ -41,11 +41,12 @@ impl FailureLog {
     /// [`FailureLog::record`] at a given time.
     pub fn record_at(&mut self, failure: &RuleFailure, now: Instant) {
         let Some(counts) = self.rules.get_mut(&failure.rule) else {
+            // Messages and ids may quote event values: written inert, they cannot forge a line.
             tracing::warn!(
                 rule = &*failure.rule,
-                event_id = failure.event_id,
+                event_id = %crate::text::inert(&failure.event_id),
                 "rule skipped for this event: {} (further failures of this rule are counted and reported every {}s)",
-                failure.message,
+                crate::text::inert(&failure.message),
                 FAILURE_REPORT_EVERY.as_secs()
             );
             self.rules.insert(
@@ -94,8 +95,8 @@ fn report(rule: &str, counts: &mut RuleFailures, now: Instant) {
         counts.unreported,
         now.duration_since(counts.reported_at).as_secs(),
         counts.total,
-        counts.last_event,
-        counts.last_message
+        crate::text::inert(&counts.last_event),
+        crate::text::inert(&counts.last_message)
     );
     counts.unreported = 0;
     counts.reported_at = now;

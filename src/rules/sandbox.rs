@@ -192,7 +192,10 @@ impl RuleOutput {
             return;
         }
         window.written += 1;
+        // A rule may print event values: control characters are written as escapes, so a
+        // printed field cannot forge a log line or drive a terminal.
         let (shown, cut) = cut_line(text);
+        let shown = crate::text::inert(shown);
         if cut > 0 {
             tracing::info!(target: "palisade::rule_print", rule, kind, "{shown}... ({cut} more bytes)");
         } else {
@@ -480,6 +483,25 @@ mod tests {
             .expect("a new window writes again");
         assert!(summary < after);
         assert_eq!(lines.len(), PRINT_LINES_PER_WINDOW as usize + 3, "{log}");
+    }
+
+    // Defect 8's sibling in rule output: a printed event value cannot forge a log line.
+    #[test]
+    fn printed_control_characters_are_escaped() {
+        let mut output = RuleOutput::default();
+        let log = super::super::tests::captured_log(|| {
+            output.emit(
+                "r",
+                "print",
+                "ws-1\n2025-11-03T14:30:10Z CRITICAL forged\u{1b}[2K",
+                Instant::now(),
+            );
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(
+            log.contains("ws-1\\n2025-11-03T14:30:10Z CRITICAL forged\\u001b[2K"),
+            "{log}"
+        );
     }
 
     #[test]
