@@ -36,6 +36,7 @@ pub fn run(
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut outcome = Outcome::default();
+    let mut failure_log = crate::rules::FailureLog::default();
     let (mut detections, mut actions, mut failures) = (0usize, 0usize, 0usize);
     while let Some(line) = reader
         .next_line()
@@ -46,7 +47,7 @@ pub fn run(
         };
         outcome.clear();
         pipeline.process(&event, &mut outcome);
-        crate::engine::log_problems(&outcome);
+        crate::engine::log_problems(&outcome, &mut failure_log);
         for value in replay_lines(&outcome) {
             serde_json::to_writer(&mut out, &value)?;
             out.write_all(b"\n")?;
@@ -56,6 +57,7 @@ pub fn run(
         failures += outcome.failures.len();
     }
     out.flush()?;
+    failure_log.flush();
     let rejected: Vec<String> = intake
         .rejected()
         .iter()

@@ -612,6 +612,8 @@ impl ActionsConfig {
 
 /// Parses and checks a configuration file's text; `path` names it in diagnostics.
 pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
+    // A byte-order mark is not content (and would make a comments-only file look non-empty).
+    let source = crate::diagnostics::strip_bom(source);
     let mut problems = Diagnostics::default();
     // An empty file (or one with only comments) means all defaults.
     let config: Config = if source

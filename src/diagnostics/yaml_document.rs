@@ -14,13 +14,66 @@ use serde_json::Value;
 
 use super::{Diagnostic, Diagnostics, PathSegment, Position, YamlPath, locate, suggest};
 
+/// Deepest nesting of collections a file people write may have. Playbooks and the config need a
+/// handful of levels; the YAML parser's cost grows with the square of the depth (100,000 levels
+/// of `[` took 40 s), so deeper files are refused by a linear scan before it runs.
+pub const MAX_YAML_DEPTH: usize = 64;
+
 /// Parses `source`. `Err` holds a syntax or type error (parsing stopped there); `Ok` holds the
 /// value and one diagnostic per unknown key.
+///
+/// Before the typed parse: a UTF-8 byte-order mark is dropped (editors on Windows write one),
+/// nesting deeper than [`MAX_YAML_DEPTH`] is refused, and a key written twice in one mapping is
+/// refused at any level, with its position (serde's derive catches duplicates only among a
+/// struct's own fields, and a map such as a step's `with:` would keep the last silently).
 pub fn parse_yaml<T: DeserializeOwned>(
     path: &Path,
     source: &str,
     schema: &Value,
 ) -> Result<(T, Diagnostics), Diagnostics> {
+    let source = strip_bom(source);
+    if let Some(at) = too_deep(source) {
+        let mut problems = Diagnostics::default();
+        problems.push(Diagnostic::at(
+            path,
+            source,
+            at,
+            "yaml-too-deep",
+            format!("collections nested deeper than {MAX_YAML_DEPTH} levels"),
+        ));
+        return Err(problems);
+    }
+    if let Err(err) = yaml_serde::from_str::<yaml_serde::Value>(source)
+        && err.to_string().contains("duplicate entry")
+    {
+        // The parser reports where the mapping starts; point at the key's second writing.
+        let mapping = err
+            .location()
+            .map_or(Position::START, |l| Position::new(l.line(), l.column()));
+        let text = err.to_string();
+        let position = text
+            .split('"')
+            .nth(1)
+            .and_then(|key| second_key(source, mapping, key))
+            .unwrap_or(mapping);
+        let text = text
+            .rfind(" at line ")
+            .map_or(text.as_str(), |cut| &text[..cut]);
+        let what = text
+            .find("duplicate entry ")
+            .map_or(text, |at| &text[at + "duplicate entry ".len()..]);
+        let mut problems = Diagnostics::default();
+        problems.push(Diagnostic::at(
+            path,
+            source,
+            position,
+            "yaml-duplicate-key",
+            format!(
+                "duplicate key: an entry {what} is already in this mapping; write each key once"
+            ),
+        ));
+        return Err(problems);
+    }
     let mut unknown: Vec<YamlPath> = Vec::new();
     let deserializer = yaml_serde::Deserializer::from_str(source);
     let parsed: Result<T, _> = serde_ignored::deserialize(deserializer, |ignored| {
@@ -145,4 +198,120 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
         }
     }
     node
+}
+
+/// `source` without a leading UTF-8 byte-order mark.
+pub fn strip_bom(source: &str) -> &str {
+    source.strip_prefix('\u{feff}').unwrap_or(source)
+}
+
+/// Where `source` first nests collections deeper than [`MAX_YAML_DEPTH`], by a linear scan.
+///
+/// It counts block levels by indentation (and `- - -` written on one line) plus open flow
+/// collections (`[`, `{`) outside quotes and comments. A bracket inside a plain scalar is
+/// counted too, so the count can only err high, and then only for text with dozens of unclosed
+/// brackets.
+fn too_deep(source: &str) -> Option<Position> {
+    let mut block: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let mut quote: Option<u8> = None;
+    let at = |line: &str, index: usize, byte: usize| {
+        Some(Position::new(index + 1, line[..byte].chars().count() + 1))
+    };
+    for (index, line) in source.lines().enumerate() {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        if quote.is_none() && flow == 0 {
+            let indent = bytes.iter().take_while(|b| **b == b' ').count();
+            if indent == bytes.len() || bytes[indent] == b'#' {
+                continue;
+            }
+            while block.last().is_some_and(|&open| open >= indent) {
+                block.pop();
+            }
+            block.push(indent);
+            i = indent;
+            // Compact nested entries: `- - - x` and `? ? x` open one level each.
+            while i < bytes.len()
+                && matches!(bytes[i], b'-' | b'?')
+                && bytes.get(i + 1).is_none_or(|b| *b == b' ')
+            {
+                i += 1;
+                while i < bytes.len() && bytes[i] == b' ' {
+                    i += 1;
+                }
+                block.push(i);
+                if block.len() > MAX_YAML_DEPTH {
+                    return at(line, index, i.min(line.len()));
+                }
+            }
+        }
+        let mut previous = b' ';
+        while i < bytes.len() {
+            let byte = bytes[i];
+            match quote {
+                Some(b'"') if byte == b'\\' => i += 1,
+                Some(open) if byte == open => {
+                    if open == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
+                        i += 1;
+                    } else {
+                        quote = None;
+                    }
+                }
+                Some(_) => {}
+                None => match byte {
+                    b'#' if previous == b' ' || previous == b'\t' => break,
+                    b'"' | b'\''
+                        if matches!(previous, b' ' | b'\t' | b'[' | b'{' | b',' | b':') =>
+                    {
+                        quote = Some(byte);
+                    }
+                    b'[' | b'{' => {
+                        flow += 1;
+                        if block.len() + flow > MAX_YAML_DEPTH {
+                            return at(line, index, i);
+                        }
+                    }
+                    b']' | b'}' => flow = flow.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            previous = byte;
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The second place `key` is written as a mapping key at or after `from` (a plain or quoted key
+/// followed by `:`), for pointing at a duplicate.
+fn second_key(source: &str, from: Position, key: &str) -> Option<Position> {
+    let mut seen = 0;
+    for (index, line) in source.lines().enumerate().skip(from.line.saturating_sub(1)) {
+        let start = if index + 1 == from.line {
+            line.char_indices()
+                .nth(from.column.saturating_sub(1))
+                .map_or(line.len(), |(at, _)| at)
+        } else {
+            0
+        };
+        let mut at = start;
+        while let Some(found) = line.get(at..).and_then(|rest| rest.find(key)) {
+            let begin = at + found;
+            let end = begin + key.len();
+            let before = line[..begin].trim_end_matches(['"', '\'']);
+            let after = line[end..].trim_start_matches(['"', '\'']);
+            let opens = before.is_empty()
+                || before.ends_with([' ', '\t', '{', ','])
+                || before.ends_with("- ");
+            if opens && after.starts_with(':') {
+                seen += 1;
+                if seen == 2 {
+                    return Some(Position::new(index + 1, line[..begin].chars().count() + 1));
+                }
+            }
+            at = end;
+        }
+    }
+    None
 }

@@ -77,6 +77,8 @@ pub struct Engine {
     build_alerts: bool,
     outcome: Outcome,
     counters: Counters,
+    /// Rule failures, counted and written at a bounded rate.
+    failure_log: crate::rules::FailureLog,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// New pipelines built by the reloader, swapped in between batches.
     reloads: Option<std::sync::mpsc::Receiver<Pipeline>>,
@@ -110,6 +112,7 @@ impl Engine {
             build_alerts,
             outcome: Outcome::default(),
             counters: Counters::default(),
+            failure_log: crate::rules::FailureLog::default(),
             metrics: None,
             reloads: None,
             counts_flushed: std::time::Instant::now(),
@@ -243,6 +246,7 @@ impl Engine {
     pub fn finish(&mut self) -> crate::state::Batch {
         let mut handled = Handled::default();
         self.flush_tracker(&mut handled, true);
+        self.failure_log.flush();
         handled.state
     }
 
@@ -264,7 +268,7 @@ impl Engine {
         self.counters.events += 1;
         self.outcome.clear();
         self.pipeline.process(event, &mut self.outcome);
-        crate::engine::log_problems(&self.outcome);
+        crate::engine::log_problems(&self.outcome, &mut self.failure_log);
         let outcome = &self.outcome;
         self.counters.detections += outcome.detections.len() as u64;
         self.counters.actions += outcome.actions.len() as u64;
@@ -306,15 +310,11 @@ impl Engine {
     }
 }
 
-/// Logs the rule failures and manual-mode requests of one event's outcome.
-pub fn log_problems(outcome: &Outcome) {
+/// Logs the rule failures (through `failures`, which writes each rule's first failure and then
+/// periodic counts) and the manual-mode requests of one event's outcome.
+pub fn log_problems(outcome: &Outcome, failures: &mut crate::rules::FailureLog) {
     for failure in &outcome.failures {
-        tracing::warn!(
-            rule = &*failure.rule,
-            event_id = failure.event_id,
-            "rule skipped for this event: {}",
-            failure.message
-        );
+        failures.record(failure);
     }
     for reason in &outcome.degrade {
         tracing::error!("a step asked for manual mode: {reason}");

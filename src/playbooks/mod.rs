@@ -520,7 +520,17 @@ impl Validator<'_> {
             let case_at = at.index(index);
             let input = match (&test.events, &test.fixture) {
                 (Some(events), None) => TestInput::Events(events.clone()),
-                (None, Some(fixture)) => TestInput::Fixture(fixture.clone()),
+                (None, Some(fixture)) => match TestInput::fixture(fixture.clone()) {
+                    Ok(input) => input,
+                    Err(message) => {
+                        self.report(
+                            &case_at.key("fixture"),
+                            "playbook-bad-test",
+                            format!("test `{}`: {message}", test.name),
+                        );
+                        continue;
+                    }
+                },
                 _ => {
                     self.report(
                         &case_at,
@@ -571,3 +581,6 @@ fn scalar_text(value: &yaml_serde::Value) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use crate::actions::policy::{Target, Verdict, check};
 use crate::actions::{ActionRecord, ActionStatus, ParamValue, Policy, Risk};
 use crate::detection::{Detection, Entity};
 use crate::event::Event;
-use crate::rules::{RuleLimits, build_engine, describe, event_to_dynamic};
+use crate::rules::{DataSize, RuleLimits, build_engine, describe, event_to_dynamic, fit_limits_to};
 
 use super::{HighRiskApproval, OnFailure, Playbook, PlaybookMode, condition_scope};
 
@@ -26,6 +26,8 @@ pub struct PlanOutcome {
 pub struct Planner {
     engine: Engine,
     deadline: crate::rules::Deadline,
+    /// The configured limits, raised by each event's own size before its conditions run.
+    limits: RuleLimits,
     /// The executor's target policy: planning asks it too, so what replay and `palisade test`
     /// report is what the executor would do.
     policy: Policy,
@@ -39,6 +41,7 @@ impl Planner {
         Planner {
             engine,
             deadline,
+            limits: limits.clone(),
             policy,
             typed: BTreeMap::new(),
         }
@@ -152,12 +155,19 @@ impl Planner {
             }
         }
         if let Some(condition) = &step.when {
-            let (event_value, detection_value) = values.get_or_insert_with(|| {
-                (
-                    event_to_dynamic(event, &detection.intel),
-                    detection_to_dynamic(detection),
-                )
-            });
+            let (event_value, detection_value) = match values {
+                Some(built) => built,
+                None => {
+                    let built = (
+                        event_to_dynamic(event, &detection.intel),
+                        detection_to_dynamic(detection),
+                    );
+                    // The event's own data never counts against the script size limits.
+                    let size = DataSize::of(&built.0).plus(DataSize::of(&built.1));
+                    fit_limits_to(&mut self.engine, &self.limits, size);
+                    values.insert(built)
+                }
+            };
             let mut scope = condition_scope(event_value.clone(), detection_value.clone());
             self.deadline.start();
             match self

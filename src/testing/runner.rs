@@ -13,7 +13,10 @@ use crate::pipeline::{Outcome, Pipeline, Stages};
 use crate::sinks::{action_line, detection_line, replay_lines};
 use crate::sources::jsonl::JsonlReader;
 
-use super::{Expectation, ExpectedAction, ExpectedOutcome, TestCase, TestIndicator, TestInput};
+use super::{
+    Expectation, ExpectedAction, ExpectedOutcome, MAX_FIXTURE_BYTES, TestCase, TestIndicator,
+    TestInput, check_fixture_path,
+};
 use crate::intel::indicator::canonical;
 use crate::intel::{Indicator, IntelHandle, Matcher};
 
@@ -98,14 +101,14 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         }
     }
     for (events, expected) in fixture_snapshots(content) {
-        let name = events.display().to_string();
+        let name = content.resolve(&events).display().to_string();
         if !selected("fixture", &name) {
             continue;
         }
         let problems = check_snapshot(content, &model, &events, &expected)
             .unwrap_or_else(|problem| vec![problem]);
         report.cases.push(CaseResult {
-            file: expected,
+            file: content.resolve(&expected),
             line: 1,
             owner: "fixture".into(),
             name,
@@ -160,7 +163,7 @@ fn outcome_of(
             .enumerate()
             .map(|(i, value)| inline_event(value).map_err(|e| format!("event {}: {e}", i + 1)))
             .collect::<Result<Vec<_>, _>>()?,
-        TestInput::Fixture(path) => read_fixture(&content.resolve(path))?,
+        TestInput::Fixture(path) => read_fixture(content, path)?,
     };
     // A fresh tracker for every case: what one case's events did must not leak into the next.
     let stages = Stages {
@@ -191,19 +194,65 @@ fn inline_event(value: &Value) -> Result<Event, String> {
     .map_err(|e| e.message)
 }
 
-fn read_fixture(path: &Path) -> Result<Vec<Event>, String> {
-    let mut reader = JsonlReader::open(path)
-        .map_err(|e| format!("cannot read fixture `{}`: {e}", path.display()))?;
+fn read_fixture(content: &Content, path: &Path) -> Result<Vec<Event>, String> {
+    let (shown, file) = open_inside(content, path)?;
+    let mut reader = JsonlReader::new(std::io::Read::take(file, MAX_FIXTURE_BYTES + 1));
     let mut events = Vec::new();
+    let mut read: u64 = 0;
     while let Some(line) = reader
         .next_line()
-        .map_err(|e| format!("cannot read fixture `{}`: {e}", path.display()))?
+        .map_err(|e| format!("cannot read fixture `{}`: {e}", shown.display()))?
     {
+        read += line.bytes.len() as u64 + 1;
+        if read > MAX_FIXTURE_BYTES {
+            return Err(too_large(&shown));
+        }
         let event = normalize(&line.bytes)
-            .map_err(|e| format!("{}:{}: {}", path.display(), line.number, e.message))?;
+            .map_err(|e| format!("{}:{}: {}", shown.display(), line.number, e.message))?;
         events.push(event);
     }
     Ok(events)
+}
+
+fn too_large(shown: &Path) -> String {
+    format!(
+        "fixture `{}` is larger than {MAX_FIXTURE_BYTES} bytes",
+        shown.display()
+    )
+}
+
+/// Opens `path` (relative to the content directory) for a test, after checking, on the file
+/// itself, what the path checks at load cannot see: that it is a regular file (not a device or a
+/// pipe, which would never end), no larger than [`MAX_FIXTURE_BYTES`], and that with symbolic
+/// links followed it is still inside the content directory. Returns the path as shown to the
+/// user and the open file.
+fn open_inside(content: &Content, path: &Path) -> Result<(PathBuf, std::fs::File), String> {
+    // The same check as at load, on the path about to be opened.
+    check_fixture_path(path)?;
+    let shown = content.resolve(path);
+    let cannot = |e: std::io::Error| format!("cannot read fixture `{}`: {e}", shown.display());
+    let dir = content.dir.canonicalize().map_err(cannot)?;
+    let real = shown.canonicalize().map_err(cannot)?;
+    if !real.starts_with(&dir) {
+        return Err(format!(
+            "fixture `{}` leads outside the content directory (to `{}`)",
+            shown.display(),
+            real.display()
+        ));
+    }
+    // Asked before opening: opening a pipe would already block.
+    let metadata = std::fs::metadata(&real).map_err(cannot)?;
+    if !metadata.is_file() {
+        return Err(format!(
+            "fixture `{}` is not a regular file",
+            shown.display()
+        ));
+    }
+    if metadata.len() > MAX_FIXTURE_BYTES {
+        return Err(too_large(&shown));
+    }
+    let file = std::fs::File::open(&real).map_err(cannot)?;
+    Ok((shown, file))
 }
 
 fn failures_of(rule: &str, outcome: &Outcome) -> Vec<String> {
@@ -329,23 +378,31 @@ fn action_differences(want: &ExpectedAction, got: &Value) -> Vec<String> {
     out
 }
 
-/// `tests/fixtures/NAME.jsonl` files that have a `NAME.expected.jsonl` beside them.
+/// Where fixture snapshots are, relative to the content directory.
+const SNAPSHOT_DIR: &str = "tests/fixtures";
+
+/// `tests/fixtures/NAME.jsonl` files that have a `NAME.expected.jsonl` beside them, as paths
+/// relative to the content directory (read through [`open_inside`] like any fixture).
 fn fixture_snapshots(content: &Content) -> Vec<(PathBuf, PathBuf)> {
-    let dir = content.resolve(Path::new("tests/fixtures"));
+    let dir = content.resolve(Path::new(SNAPSHOT_DIR));
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
     let mut pairs: Vec<(PathBuf, PathBuf)> = entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter_map(|path| {
-            let name = path.file_name()?.to_str()?;
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
             let stem = name.strip_suffix(".jsonl")?;
             if stem.ends_with(".expected") {
                 return None;
             }
-            let expected = path.with_file_name(format!("{stem}.expected.jsonl"));
-            expected.exists().then_some((path, expected))
+            let expected = format!("{stem}.expected.jsonl");
+            dir.join(&expected).exists().then(|| {
+                (
+                    Path::new(SNAPSHOT_DIR).join(&name),
+                    Path::new(SNAPSHOT_DIR).join(expected),
+                )
+            })
         })
         .collect();
     pairs.sort();
@@ -367,7 +424,9 @@ fn check_snapshot(
         Some(model),
     )?;
     let got: Vec<Value> = replay_lines(&outcome);
-    let text = std::fs::read_to_string(expected)
+    let (expected, file) = open_inside(content, expected)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FIXTURE_BYTES), &mut text)
         .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;
     let want: Vec<Value> = text
         .lines()

