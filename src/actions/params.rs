@@ -339,7 +339,10 @@ mod tests {
         assert!(ParamType::Channel.parse("high_severity_alerts").is_ok());
         assert!(ParamType::Channel.parse("two words").is_err());
         assert!(ParamType::Text.parse("line one\nline two").is_ok());
-        assert!(ParamType::Text.parse("bell\u{7}").is_err());
+        assert_eq!(
+            ParamType::Text.parse("bell\u{7}"),
+            Ok(ParamValue::Text("bell\\u0007".into()))
+        );
     }
 
     proptest::proptest! {
