@@ -571,7 +571,14 @@ mod tests {
         .unwrap();
         let executor = Executor::new(
             registry,
-            Arc::new(AuditLog::new(&state)),
+            Arc::new(
+                AuditLog::open(
+                    &state,
+                    &crate::audit::AuditFiles::beside(&dir.path().join("state.db")),
+                )
+                .await
+                .unwrap(),
+            ),
             Approvals::new(&state),
             policy(),
             "test".into(),
@@ -653,7 +660,14 @@ mod tests {
                 firewall: super::super::plugins::firewall::Backend::Iptables,
             })
             .unwrap(),
-            Arc::new(AuditLog::new(&state)),
+            Arc::new(
+                AuditLog::open(
+                    &state,
+                    &crate::audit::AuditFiles::beside(&dir.path().join("state.db")),
+                )
+                .await
+                .unwrap(),
+            ),
             Approvals::new(&state),
             critical,
             "test".into(),
