@@ -77,6 +77,8 @@ async fn engine(
             firewall: config.actions.firewall,
         })
         .map_err(CannotRun)?;
+    // Tasks that use the state database every second; stopped before it closes.
+    let mut periodic: Vec<Periodic> = Vec::new();
     if !config.actions.dry_run {
         // Blocks outlive the process: put back what a reboot or a flushed ruleset removed.
         let firewall = config.actions.firewall;
@@ -90,20 +92,16 @@ async fn engine(
         }
         // iptables has no timeouts: blocks whose time is up are removed here.
         let pool = store.pool().clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
+        periodic.push(Periodic::spawn(&shutdown, move || {
+            let pool = pool.clone();
+            async move {
                 match crate::actions::plugins::firewall::expire(&pool, firewall).await {
                     Ok(0) => {}
                     Ok(count) => tracing::info!(count, "firewall blocks expired"),
                     Err(err) => tracing::error!("cannot expire firewall blocks: {err}"),
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    () = shutdown.wait() => return,
-                }
             }
-        });
+        }));
     }
     let audit = Arc::new(crate::audit::AuditLog::new(&store));
     let reload_actor = actor.clone();
@@ -125,22 +123,23 @@ async fn engine(
         ),
     );
     executor.load_mode().await?;
-    // People approve queued steps from another process; run what they approved.
+    // People approve queued steps from another process; run what they approved. Notifications
+    // held back by a limit are summarised when their window closes.
     {
         let executor = executor.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
+        periodic.push(Periodic::spawn(&shutdown, move || {
+            let executor = executor.clone();
+            async move {
                 if let Err(err) = executor.run_approved().await {
                     tracing::error!("cannot run approved steps: {err}");
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    () = shutdown.wait() => return,
+                if let Err(err) = executor.flush_summaries(false).await {
+                    tracing::error!("cannot send summarised notifications: {err}");
                 }
             }
-        });
+        }));
     }
+    let summaries = executor.clone();
     let executor = Some(executor);
     // Before the writer takes the store: the tracker is restored over the same connections.
     let stages = stages(&content, store.pool()).await?;
@@ -270,6 +269,7 @@ async fn engine(
                 }
                 () = shutdown.wait() => {
                     // The reader may be blocked on a terminal; what it handled is already queued.
+                    stop_before_the_store_closes(periodic, &summaries).await;
                     writer_stop.notify_one();
                     drop(state);
                     let batches = writer.await.map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
@@ -301,6 +301,7 @@ async fn engine(
         }
     };
     metrics.set_ready(false);
+    stop_before_the_store_closes(periodic, &summaries).await;
     // The tracker's last counts (written once a second while running).
     let rest = engine.finish();
     if !rest.is_empty()
@@ -325,6 +326,53 @@ async fn engine(
     );
     driven.map_err(|e| CannotRun(e.to_string()))?;
     Ok(Status::Ok)
+}
+
+/// A task run once a second until the engine stops.
+struct Periodic {
+    stop: Arc<Notify>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Periodic {
+    fn spawn<F>(shutdown: &Shutdown, mut tick: impl FnMut() -> F + Send + 'static) -> Periodic
+    where
+        F: std::future::Future<Output = ()> + Send,
+    {
+        let stop = Arc::new(Notify::new());
+        let shutdown = shutdown.clone();
+        let stopped = stop.clone();
+        let handle = tokio::spawn(async move {
+            loop {
+                tick().await;
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = shutdown.wait() => return,
+                    () = stopped.notified() => return,
+                }
+            }
+        });
+        Periodic { stop, handle }
+    }
+}
+
+/// Stops the tasks that use the state database and sends what notification limits still hold
+/// back, while the database is open: at the end of input the store closes next, and a task
+/// still running then would meet a closed pool.
+async fn stop_before_the_store_closes(
+    periodic: Vec<Periodic>,
+    executor: &crate::actions::Executor,
+) {
+    for task in periodic {
+        // `notify_one` keeps the permit if the task is busy, so it stops at its next wait.
+        task.stop.notify_one();
+        if let Err(err) = task.handle.await {
+            tracing::error!("a background task failed: {err}");
+        }
+    }
+    if let Err(err) = executor.flush_summaries(true).await {
+        tracing::error!("cannot send summarised notifications: {err}");
+    }
 }
 
 /// The anomaly model (the reloader watches its file) and the tracker (restored from the state

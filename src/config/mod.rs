@@ -485,6 +485,7 @@ impl ActionsConfig {
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
+            dry_run: self.dry_run,
             // `off`: every act is allowed, however close to the last on the same target.
             cooldown: if self.cooldown == "off" {
                 std::time::Duration::ZERO
