@@ -405,9 +405,13 @@ pub struct ActionsConfig {
     pub protected_addresses: Vec<String>,
     /// Process names never killed. PID 1 and palisade itself never are.
     pub critical_processes: Vec<String>,
-    /// No second act on the same target by the same action within this time.
+    /// No second act on the same target by the same action within this time. A notification's
+    /// subject is its detection: only a second message about the same detection to the same
+    /// destination is held back.
     pub cooldown: String,
-    /// Acts per action per minute, at most.
+    /// Acts per action per minute, at most. Notifications are summarised instead: per step and
+    /// destination, messages beyond this many a minute are counted into the step's next message
+    /// (a playbook's `notification_limit` sets its own cap).
     pub max_per_minute: usize,
     /// How long one act may take.
     pub timeout: String,

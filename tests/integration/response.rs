@@ -786,3 +786,24 @@ fn item_10_a_run_on_a_file_logs_no_error_at_end_of_input() {
         assert!(log.contains("stopped"), "{log}");
     }
 }
+
+#[test]
+fn a_bad_notification_limit_is_refused_naming_file_line_and_field() {
+    let dir = notifying_content(
+        "actions:\n  dry_run: false\n",
+        "notification_limit:\n  count: 0\n  window: soon\n",
+        "  - id: log\n    action: notify.log\n    with: {message: hello}\n",
+    );
+    let out = palisade(&["validate"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = format!("{}{}", stdout(&out), crate::support::stderr(&out));
+    assert!(
+        text.contains("test-notify.yaml:4:") && text.contains("`count` must be at least 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test-notify.yaml:5:")
+            && text.contains("`window` must be a duration such as 30s, 1m or 1h, not `soon`"),
+        "{text}"
+    );
+}
