@@ -797,6 +797,143 @@ mod tests {
         }
     }
 
+    /// A real local webhook receiver keeping every message it is sent, and an executor over a
+    /// real state database.
+    async fn webhook_executor(
+        dir: &std::path::Path,
+        policy: Policy,
+    ) -> (Executor, String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let messages = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock()
+                        .unwrap()
+                        .push(body["message"].as_str().unwrap_or_default().to_string());
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let state = crate::state::StateStore::open(&dir.join("s.db")).await.unwrap();
+        let registry = Registry::new(&super::super::plugins::PluginSettings {
+            redis_url: "redis://127.0.0.1:1".into(),
+            blocks: None,
+            firewall: super::super::plugins::firewall::Backend::Auto,
+        })
+        .unwrap();
+        let executor = Executor::new(
+            registry,
+            Arc::new(AuditLog::new(&state)),
+            Approvals::new(&state),
+            policy,
+            "engine:test".into(),
+        );
+        (executor, url, messages)
+    }
+
+    fn notification(url: &str, event: &str, limit: Option<NotificationLimit>) -> ActionRecord {
+        ActionRecord {
+            event_id: event.into(),
+            playbook: Arc::from("p"),
+            step: "tell".into(),
+            action: "notify.webhook",
+            target: url.into(),
+            status: ActionStatus::Planned,
+            reason: None,
+            risk: super::super::Risk::Low,
+            rule: Arc::from("r"),
+            params: BTreeMap::from([
+                ("url", url.to_string()),
+                ("message", format!("seen {event}")),
+            ]),
+            on_failure: OnFailure::Continue,
+            notification_limit: limit,
+        }
+    }
+
+    #[tokio::test]
+    async fn cooldowns_key_on_the_target_of_an_act_and_the_detection_of_a_notification() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, url, _) = webhook_executor(dir.path(), policy()).await;
+        let kill = |event: &str| ActionRecord {
+            action: "process.kill",
+            target: "4242".into(),
+            ..notification(&url, event, None)
+        };
+        let why = json!({});
+        assert!(executor.in_cooldown(&kill("e1"), &why).await.is_none());
+        // Another detection, the same process: the act on that target is not repeated.
+        assert!(executor.in_cooldown(&kill("e2"), &why).await.is_some());
+        assert!(executor.in_cooldown(&notification(&url, "e1", None), &why).await.is_none());
+        // Another detection to the same webhook is another message...
+        assert!(executor.in_cooldown(&notification(&url, "e2", None), &why).await.is_none());
+        // ...and only the same detection again is held back.
+        let repeat = executor.in_cooldown(&notification(&url, "e2", None), &why).await;
+        assert!(repeat.unwrap().contains("of this detection (rule `r`, event `e2`)"));
+    }
+
+    #[tokio::test]
+    async fn notifications_over_the_limit_are_counted_into_the_next_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, url, messages) = webhook_executor(dir.path(), policy()).await;
+        let limit = Some(NotificationLimit {
+            count: 1,
+            window: Duration::from_millis(400),
+        });
+        let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3"]
+            .iter()
+            .map(|e| notification(&url, e, limit))
+            .collect();
+        executor.run(&mut batch, &[], &[]).await.unwrap();
+        let got: Vec<ActionStatus> = batch.iter().map(|a| a.status).collect();
+        assert_eq!(
+            got,
+            [
+                ActionStatus::Executed,
+                ActionStatus::Summarised,
+                ActionStatus::Summarised
+            ]
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        // The window closed: the next notification carries the count of the held ones.
+        let mut next = vec![notification(&url, "e4", limit)];
+        executor.run(&mut next, &[], &[]).await.unwrap();
+        assert_eq!(next[0].status, ActionStatus::Executed);
+        assert_eq!(executor.flush_summaries(true).await.unwrap(), 0);
+        let messages = messages.lock().unwrap().clone();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(messages[0], "seen e1");
+        assert!(
+            messages[1].starts_with("seen e4 [2 more like this in the last ")
+                && messages[1].ends_with("(summarised)]"),
+            "{messages:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn in_dry_run_a_step_planned_to_act_is_recorded_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, url, messages) = webhook_executor(
+            dir.path(),
+            Policy {
+                dry_run: true,
+                ..policy()
+            },
+        )
+        .await;
+        let mut batch = vec![notification(&url, "e1", None)];
+        executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert_eq!(batch[0].status, ActionStatus::DryRun);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(messages.lock().unwrap().is_empty());
+    }
+
     fn params(name: &'static str, value: ParamValue) -> BTreeMap<&'static str, ParamValue> {
         BTreeMap::from([(name, value)])
     }
