@@ -750,7 +750,13 @@ fn defect_9_in_dry_run_a_high_risk_step_queues_and_its_approval_is_recorded_as_d
         stdout(&palisade(&["approvals", "list"], dir.path()))
             .contains("approving it records it as dry_run"),
     );
-    assert_success(&palisade(&["approvals", "approve", &id], dir.path()));
+    let approved = palisade(&["approvals", "approve", &id], dir.path());
+    assert_success(&approved);
+    assert!(
+        stdout(&approved).contains("actions are in dry-run: a running engine records it as dry_run"),
+        "{}",
+        stdout(&approved)
+    );
     assert_success(&run_engine(dir.path(), &[]));
 
     std::thread::sleep(Duration::from_millis(300));
