@@ -21,9 +21,7 @@ use tokio::sync::Mutex;
 use std::collections::HashSet;
 
 use super::plugins::{ActionCall, Registry, process_info};
-use super::{
-    ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup,
-};
+use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::playbooks::OnFailure;
@@ -107,9 +105,9 @@ enum Summarise {
 /// `60s` as `1m`, `3600s` as `1h`; whole seconds otherwise.
 fn span_text(span: Duration) -> String {
     let seconds = span.as_secs().max(1);
-    if seconds % 3600 == 0 {
+    if seconds.is_multiple_of(3600) {
         format!("{}h", seconds / 3600)
-    } else if seconds % 60 == 0 {
+    } else if seconds.is_multiple_of(60) {
         format!("{}m", seconds / 60)
     } else {
         format!("{seconds}s")
@@ -433,7 +431,8 @@ impl Executor {
                     approval.id,
                     approval.decided_by.as_deref().unwrap_or("an operator")
                 );
-                let entry = approval.audit_entry("decision", &self.actor, "dry_run", reason.clone());
+                let entry =
+                    approval.audit_entry("decision", &self.actor, "dry_run", reason.clone());
                 self.audit.append(&[entry]).await?;
                 self.approvals
                     .finish(approval.id, ActionStatus::DryRun.as_str(), Some(&reason))
@@ -629,7 +628,10 @@ impl Executor {
                 ),
             )
         } else {
-            (action.target.clone(), format!("acted on `{}`", action.target))
+            (
+                action.target.clone(),
+                format!("acted on `{}`", action.target),
+            )
         };
         let mut cooldowns = self.cooldowns.lock().await;
         let key = (action.action, key);
@@ -714,7 +716,10 @@ impl Executor {
                 .filter_map(|s| {
                     let latest = s.latest.take()?;
                     let held = std::mem::take(&mut s.held);
-                    let span = s.first_held.take().map_or(s.limit.window, |t| now.duration_since(t));
+                    let span = s
+                        .first_held
+                        .take()
+                        .map_or(s.limit.window, |t| now.duration_since(t));
                     // The summary is this window's first message.
                     s.window_start = now;
                     s.sent = 1;
@@ -746,9 +751,7 @@ impl Executor {
             params.insert("message", ParamValue::Text(message.clone()));
             record.params.insert("message", message);
             let why = json!({"params": record.params, "summarises": held});
-            let (status, reason) = self
-                .execute(&record, params, event_time_ms, &why)
-                .await?;
+            let (status, reason) = self.execute(&record, params, event_time_ms, &why).await?;
             if status == ActionStatus::Failed {
                 tracing::warn!(
                     "a summary of {held} notification(s) from step `{}` of playbook `{}` failed: {}",
@@ -820,7 +823,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let state = crate::state::StateStore::open(&dir.join("s.db")).await.unwrap();
+        let state = crate::state::StateStore::open(&dir.join("s.db"))
+            .await
+            .unwrap();
         let registry = Registry::new(&super::super::plugins::PluginSettings {
             redis_url: "redis://127.0.0.1:1".into(),
             blocks: None,
@@ -870,12 +875,28 @@ mod tests {
         assert!(executor.in_cooldown(&kill("e1"), &why).await.is_none());
         // Another detection, the same process: the act on that target is not repeated.
         assert!(executor.in_cooldown(&kill("e2"), &why).await.is_some());
-        assert!(executor.in_cooldown(&notification(&url, "e1", None), &why).await.is_none());
+        assert!(
+            executor
+                .in_cooldown(&notification(&url, "e1", None), &why)
+                .await
+                .is_none()
+        );
         // Another detection to the same webhook is another message...
-        assert!(executor.in_cooldown(&notification(&url, "e2", None), &why).await.is_none());
+        assert!(
+            executor
+                .in_cooldown(&notification(&url, "e2", None), &why)
+                .await
+                .is_none()
+        );
         // ...and only the same detection again is held back.
-        let repeat = executor.in_cooldown(&notification(&url, "e2", None), &why).await;
-        assert!(repeat.unwrap().contains("of this detection (rule `r`, event `e2`)"));
+        let repeat = executor
+            .in_cooldown(&notification(&url, "e2", None), &why)
+            .await;
+        assert!(
+            repeat
+                .unwrap()
+                .contains("of this detection (rule `r`, event `e2`)")
+        );
     }
 
     #[tokio::test]

@@ -87,7 +87,8 @@ pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
 
 pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
     // In dry-run the engine records an approved step as `dry_run` and never acts: say so.
-    let dry_run = matches!(load_content(dir, None), Ok(Ok(content)) if content.config.actions.dry_run);
+    let dry_run =
+        matches!(load_content(dir, None), Ok(Ok(content)) if content.config.actions.dry_run);
     with_state(dir, async |state| {
         let by = operator();
         match Approvals::new(state).decide(id, approve, &by).await? {

@@ -556,7 +556,11 @@ fn defect_4_syslog_redis_and_log_notifications_are_not_swallowed_by_the_cooldown
     }
     for step in ["siem", "responders", "log"] {
         let rows = audited(dir.path(), step);
-        assert_eq!(statuses(&rows, "outcome"), ["executed"; 5], "{step}: {rows:#?}");
+        assert_eq!(
+            statuses(&rows, "outcome"),
+            ["executed"; 5],
+            "{step}: {rows:#?}"
+        );
     }
 }
 
@@ -591,8 +595,10 @@ fn a_notification_limit_summarises_instead_of_dropping() {
     );
     // None silently lost: each held one is on the record as summarised.
     let rows = audited(dir.path(), "tell");
-    let summarised: Vec<&serde_json::Value> =
-        rows.iter().filter(|r| r["status"] == "summarised").collect();
+    let summarised: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["status"] == "summarised")
+        .collect();
     assert_eq!(summarised.len(), 5, "{rows:#?}");
     for (i, row) in summarised.iter().enumerate() {
         assert_eq!(row["event_id"], format!("e-{}-evil.exe", 626_262 + i));
@@ -606,8 +612,7 @@ fn a_notification_limit_summarises_instead_of_dropping() {
     }
     let summary = rows
         .iter()
-        .filter(|r| r["kind"] == "outcome")
-        .last()
+        .rfind(|r| r["kind"] == "outcome")
         .expect("the summary's outcome");
     assert_eq!(summary["status"], "executed");
     assert_eq!(summary["details"]["summarises"], 5, "{summary}");
@@ -643,7 +648,11 @@ fn a_notification_limit_sends_the_held_count_when_its_window_closes() {
     }
     let count = || bodies.lock().expect("bodies").len();
     // The first goes out; the window closes with three held: one message carries them.
-    assert!(eventually(Duration::from_secs(15), || count() == 2), "{}", count());
+    assert!(
+        eventually(Duration::from_secs(15), || count() == 2),
+        "{}",
+        count()
+    );
     drop(stdin);
     let _ = engine.wait();
     let received: Vec<String> = bodies
@@ -680,12 +689,12 @@ fn set_dry_run(dir: &std::path::Path, dry_run: bool) {
 /// The id of the one pending approval for `process.kill`.
 fn pending_kill(dir: &std::path::Path) -> String {
     let listing = stdout(&palisade(&["approvals", "list"], dir));
-    listing
+    let id = listing
         .lines()
         .find(|l| l.contains("process.kill"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no pending kill in:\n{listing}"))
-        .to_string()
+        .and_then(|l| l.split_whitespace().next());
+    assert!(id.is_some(), "no pending kill in:\n{listing}");
+    id.unwrap_or_default().to_string()
 }
 
 /// What an approved kill came to: its approval row, and the audit rows of its step.
@@ -719,7 +728,9 @@ fn defect_9_an_approval_queued_while_live_is_recorded_as_dry_run_after_a_restart
         "{all}"
     );
     assert!(
-        !rows.iter().any(|r| r["kind"] == "intent" || r["status"] == "executed"),
+        !rows
+            .iter()
+            .any(|r| r["kind"] == "intent" || r["status"] == "executed"),
         "{rows:#?}"
     );
     let last = rows.last().expect("audit rows");
@@ -753,7 +764,8 @@ fn defect_9_in_dry_run_a_high_risk_step_queues_and_its_approval_is_recorded_as_d
     let approved = palisade(&["approvals", "approve", &id], dir.path());
     assert_success(&approved);
     assert!(
-        stdout(&approved).contains("actions are in dry-run: a running engine records it as dry_run"),
+        stdout(&approved)
+            .contains("actions are in dry-run: a running engine records it as dry_run"),
         "{}",
         stdout(&approved)
     );
