@@ -140,12 +140,22 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
     let rules_incomplete = !problems.is_empty();
+    // A config whose policy does not build is reported with the config; literal targets are
+    // then checked by the executor alone.
+    let policy = config.actions.policy(&config.redis.url).ok();
     let mut playbooks: Vec<Arc<Playbook>> = Vec::new();
     for path in files(&playbooks_dir, &["yaml", "yml"], &mut problems) {
         let Some(source) = read(&path, &mut problems) else {
             continue;
         };
-        match load_playbook(&path, &source, &rules_by_id, rules_incomplete, &engine) {
+        match load_playbook(
+            &path,
+            &source,
+            &rules_by_id,
+            rules_incomplete,
+            &engine,
+            policy.as_ref(),
+        ) {
             Ok(playbook) => {
                 if let Some(first) = playbooks.iter().find(|p| p.id == playbook.id) {
                     problems.push(Diagnostic::file(

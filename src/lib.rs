@@ -49,4 +49,5 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 pub mod testing;
+pub mod text;
 pub mod tracker;

@@ -127,7 +127,12 @@ impl Pipeline {
             &intel,
             stages.tracker.as_ref(),
         )?;
-        let planner = Planner::new(&content.config.limits, &intel);
+        let policy = content
+            .config
+            .actions
+            .policy(&content.config.redis.url)
+            .map_err(|e| format!("actions: {e}"))?;
+        let planner = Planner::new(&content.config.limits, &intel, policy);
         Ok(Pipeline {
             content,
             intel,

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use std::collections::HashSet;
 
 use super::plugins::{ActionCall, Registry, process_info};
+use super::policy::{Target, Verdict, check};
 use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
@@ -37,6 +38,8 @@ pub struct Policy {
     /// Plan and audit, never act: a step planned to act, or approved by a person, is recorded
     /// as `dry_run` instead.
     pub dry_run: bool,
+    /// The widest range one block may cover unless a step allows more (with approval).
+    pub widest_block: super::WidestBlock,
     /// No second act on the same target by the same action within this time; for a
     /// notification, no second message about the same detection to the same destination.
     pub cooldown: Duration,
@@ -120,50 +123,6 @@ fn summary_note(held: usize, span: Duration) -> String {
         "{held} more like this in the last {} (summarised)",
         span_text(span)
     )
-}
-
-/// Why a target is protected, if it is.
-pub fn protected(policy: &Policy, params: &BTreeMap<&'static str, ParamValue>) -> Option<String> {
-    for value in params.values() {
-        match value {
-            ParamValue::Address { ip, prefix } => {
-                let ip = *ip;
-                if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
-                    return Some(format!(
-                        "{ip} is a loopback, unspecified or multicast address"
-                    ));
-                }
-                for (network, length) in &policy.protected_addresses {
-                    let overlaps = network.is_ipv4() == ip.is_ipv4()
-                        && crate::intel::indicator::mask(ip, (*length).min(*prefix))
-                            == crate::intel::indicator::mask(*network, (*length).min(*prefix));
-                    if overlaps {
-                        return Some(format!(
-                            "{ip}/{prefix} overlaps the protected range {network}/{length}"
-                        ));
-                    }
-                }
-            }
-            ParamValue::Pid(pid) => {
-                if *pid == 1 {
-                    return Some("PID 1 is the init process".into());
-                }
-                if *pid == std::process::id() {
-                    return Some("that PID is palisade itself".into());
-                }
-                if let Some(info) = process_info(*pid)
-                    && policy
-                        .critical_processes
-                        .iter()
-                        .any(|c| c.eq_ignore_ascii_case(&info.name))
-                {
-                    return Some(format!("`{}` is a critical process", info.name));
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 impl Executor {
@@ -502,8 +461,8 @@ impl Executor {
                 }
             }
         }
-        let decided = if let Some(reason) = protected(&self.policy, &params) {
-            Some(refuse(format!("protected target: {reason}")))
+        let decided = if let Some(reason) = self.refusal(action, &params, why) {
+            Some(refuse(reason))
         } else if self.registry.get(action.action).is_none() {
             Some(refuse(format!(
                 "no plugin for `{}` in this build",
@@ -610,6 +569,48 @@ impl Executor {
             .append(&[self.entry("outcome", action, status.as_str(), reason.clone(), why)])
             .await?;
         Ok((status, reason))
+    }
+
+    /// The target policy's verdict right before acting, as planning asked it, but with the
+    /// live process's name and whether a person approved the step. `why` is the evidence on
+    /// record for the act: the detection's intel hits, or the approval that let it through.
+    fn refusal(
+        &self,
+        action: &ActionRecord,
+        params: &BTreeMap<&'static str, ParamValue>,
+        why: &serde_json::Value,
+    ) -> Option<String> {
+        let live = match params.get("pid") {
+            Some(ParamValue::Pid(pid)) => process_info(*pid).map(|info| info.name),
+            _ => None,
+        };
+        let named = match params.get("name") {
+            Some(ParamValue::Text(name)) => Some(name.as_str()),
+            _ => None,
+        };
+        let names: Vec<&str> = live.as_deref().into_iter().chain(named).collect();
+        // Read field by field, so a hit that is on record is never lost to a failed decode.
+        let evidence: Vec<Option<&str>> = why
+            .pointer("/detection/intel")
+            .and_then(serde_json::Value::as_array)
+            .map(|hits| {
+                hits.iter()
+                    .map(|hit| hit.get("warning").and_then(serde_json::Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let target = Target {
+            action: action.action,
+            params,
+            process_names: &names,
+            evidence: &evidence,
+            approved: why.get("approval").is_some(),
+        };
+        match check(&self.policy, &target) {
+            Verdict::Allowed => None,
+            Verdict::NeedsApproval(reason) => Some(format!("{reason}; it was not approved")),
+            Verdict::Refused(refusal) => Some(refusal.to_string()),
+        }
     }
 
     /// Why this act repeats one done less than the cooldown ago, if it does. A cooldown keeps
@@ -791,6 +792,7 @@ mod tests {
             protected_addresses: vec![("192.0.2.0".parse().unwrap(), 24)],
             critical_processes: vec!["sshd".into()],
             dry_run: false,
+            widest_block: crate::actions::WidestBlock::default(),
             cooldown: Duration::from_secs(60),
             max_per_minute: 10,
             timeout: Duration::from_secs(5),
@@ -955,42 +957,148 @@ mod tests {
         assert!(messages.lock().unwrap().is_empty());
     }
 
-    fn params(name: &'static str, value: ParamValue) -> BTreeMap<&'static str, ParamValue> {
-        BTreeMap::from([(name, value)])
+    fn block(address: &str, extra: &[(&'static str, &str)]) -> ActionRecord {
+        let mut params = BTreeMap::from([("address", address.to_string())]);
+        params.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        ActionRecord {
+            event_id: "e1".into(),
+            playbook: Arc::from("p"),
+            step: "block".into(),
+            action: "firewall.block",
+            target: address.into(),
+            status: ActionStatus::Planned,
+            reason: None,
+            risk: super::super::Risk::Medium,
+            rule: Arc::from("r"),
+            params,
+            on_failure: OnFailure::Continue,
+            notification_limit: None,
+        }
     }
 
-    #[test]
-    fn protected_targets_are_refused() {
-        let p = policy();
-        let pid = |n| params("pid", ParamValue::Pid(n));
-        let address = |ip: &str, prefix| {
-            params(
-                "address",
-                ParamValue::Address {
-                    ip: ip.parse().unwrap(),
-                    prefix,
-                },
-            )
+    /// Defence in depth: the executor asks the target policy itself, right before acting, so a
+    /// record that reached it as `planned` (from any planner) is still refused: a block resting
+    /// only on warninglisted intel, a wide block nobody approved, and a range given with host
+    /// bits that covers everything. None of them reaches the firewall.
+    #[tokio::test]
+    async fn the_executor_refuses_what_the_policy_refuses_even_when_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::StateStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap();
+        let registry = Registry::new(&super::super::plugins::PluginSettings {
+            redis_url: "redis://127.0.0.1:1".into(),
+            blocks: None,
+            // iptables is not run: every record here is refused before a plugin is called.
+            firewall: super::super::plugins::firewall::Backend::Iptables,
+        })
+        .unwrap();
+        let executor = Executor::new(
+            registry,
+            Arc::new(AuditLog::new(&state)),
+            Approvals::new(&state),
+            policy(),
+            "test".into(),
+        );
+        let hit = crate::intel::IntelHit {
+            value: "8.8.8.8".into(),
+            indicator: "8.8.8.8".into(),
+            kind: crate::intel::IndicatorKind::Ip,
+            source: "feed".into(),
+            confidence: 90,
+            severity: 90,
+            score: 90.0,
+            threat: None,
+            warning: Some("public-dns-resolvers".into()),
         };
-        assert!(protected(&p, &pid(1)).unwrap().contains("PID 1"));
-        assert!(
-            protected(&p, &pid(std::process::id()))
-                .unwrap()
-                .contains("palisade itself")
+        let detection = DetectionRow {
+            detection: crate::detection::Detection {
+                event_id: "e1".into(),
+                rule: Arc::from("r"),
+                stage: crate::detection::Stage::Rule,
+                severity: crate::detection::Severity::Critical,
+                title: "c2".into(),
+                tags: Arc::from(Vec::new()),
+                entity: None,
+                score: None,
+                intel: vec![hit],
+            },
+            event_time: "2026-01-01T00:00:00Z".into(),
+            host: None,
+        };
+        let mut actions = [
+            block("8.8.8.8", &[]),
+            block("10.0.0.0/8", &[("widest_prefix", "8")]),
+            block("1.2.3.4/0", &[]),
+        ];
+        // The first rests on the warninglisted hit; the others on no intel at all.
+        let unrelated = DetectionRow {
+            detection: crate::detection::Detection {
+                event_id: "e2".into(),
+                ..detection.detection.clone()
+            },
+            ..detection.clone()
+        };
+        actions[1].event_id = "e2".into();
+        actions[2].event_id = "e2".into();
+        let mut unrelated = unrelated;
+        unrelated.detection.intel.clear();
+        executor
+            .run(&mut actions, &[detection, unrelated], &[])
+            .await
+            .unwrap();
+        let reasons: Vec<String> = actions
+            .iter()
+            .map(|a| {
+                assert_eq!(a.status, ActionStatus::Refused, "{a:?}");
+                a.reason.clone().unwrap_or_default()
+            })
+            .collect();
+        assert!(reasons[0].contains("warninglist"), "{}", reasons[0]);
+        assert!(reasons[1].contains("not approved"), "{}", reasons[1]);
+        assert!(reasons[2].contains("0.0.0.0/0"), "{}", reasons[2]);
+
+        // The live process's name counts, though the step named none: a critical process
+        // (here `sleep`, by this policy) is refused.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut kill = block("unused", &[]);
+        kill.action = "process.kill";
+        kill.event_id = "e2".into();
+        kill.params = BTreeMap::from([("pid", child.id().to_string())]);
+        let mut critical = policy();
+        critical.critical_processes.push("sleep".into());
+        let executor = Executor::new(
+            Registry::new(&super::super::plugins::PluginSettings {
+                redis_url: "redis://127.0.0.1:1".into(),
+                blocks: None,
+                firewall: super::super::plugins::firewall::Backend::Iptables,
+            })
+            .unwrap(),
+            Arc::new(AuditLog::new(&state)),
+            Approvals::new(&state),
+            critical,
+            "test".into(),
         );
+        let mut actions = [kill];
+        let outcome = executor.run(&mut actions, &[], &[]).await;
+        let alive = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        outcome.unwrap();
+        assert_eq!(actions[0].status, ActionStatus::Refused, "{:?}", actions[0]);
         assert!(
-            protected(&p, &address("127.0.0.1", 32))
-                .unwrap()
-                .contains("loopback")
+            actions[0]
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("`sleep` is a critical process"),
+            "{:?}",
+            actions[0]
         );
-        assert!(protected(&p, &address("::1", 128)).is_some());
-        assert!(
-            protected(&p, &address("192.0.2.77", 32))
-                .unwrap()
-                .contains("protected range")
-        );
-        // A wider block that would cover the protected range is refused too.
-        assert!(protected(&p, &address("192.0.0.0", 16)).is_some());
-        assert!(protected(&p, &address("185.12.33.4", 32)).is_none());
+        assert!(alive, "the refused kill must not have run");
+        state.close().await;
     }
 }

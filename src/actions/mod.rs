@@ -8,9 +8,11 @@
 pub mod executor;
 mod params;
 pub mod plugins;
+pub mod policy;
 
 pub use executor::{Executor, Policy};
 pub use params::{ParamType, ParamValue, parse_duration};
+pub use policy::WidestBlock;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -104,6 +106,13 @@ pub static ACTIONS: &[ActionSpec] = &[
                 "traffic to drop",
             ),
             optional("reason", ParamType::Text, None, "recorded with the block"),
+            optional(
+                "widest_prefix",
+                ParamType::PrefixLength,
+                None,
+                "allow a block as wide as this prefix length, wider than `actions.widest_block`; \
+                 a literal only, the step must be high-risk, and a wider block waits for approval",
+            ),
         ],
         target: "address",
         default_risk: Risk::Medium,

@@ -7,13 +7,17 @@ use std::time::Duration;
 /// The type of an action parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
-    /// An IP address or a CIDR range.
+    /// An IP address or a CIDR range, canonical: host bits cleared, IPv4-mapped IPv6 unmapped.
     Address,
+    /// A prefix length, 0 to 128.
+    PrefixLength,
     /// A process id.
     Pid,
     /// A duration: `30s`, `5m`, `1h`, `7d`, or a number of seconds.
     Duration,
-    /// Free text (a message); control characters other than newline and tab are refused.
+    /// Free text (a message); control characters other than newline and tab are written as
+    /// visible escapes (`\u001b`), never refused: a message about a hostile event must still
+    /// reach people, and must not act on their terminal.
     Text,
     /// An `http` or `https` URL.
     Url,
@@ -30,6 +34,7 @@ impl ParamType {
     pub fn describe(self) -> String {
         match self {
             ParamType::Address => "an IP address or CIDR range".into(),
+            ParamType::PrefixLength => "a prefix length from 0 to 128".into(),
             ParamType::Pid => "a process id".into(),
             ParamType::Duration => "a duration such as 30s, 5m, 1h or 7d".into(),
             ParamType::Text => "text".into(),
@@ -50,6 +55,16 @@ impl ParamType {
         let bad = || format!("`{}` is not {}", shorten(text), self.describe());
         match self {
             ParamType::Address => parse_address(text).ok_or_else(bad),
+            ParamType::PrefixLength => match text.parse::<u8>() {
+                Ok(length)
+                    if length <= 128
+                        && !text.is_empty()
+                        && text.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    Ok(ParamValue::PrefixLength(length))
+                }
+                _ => Err(bad()),
+            },
             ParamType::Pid => match text.parse::<u32>() {
                 Ok(pid) if pid > 0 && text.bytes().all(|b| b.is_ascii_digit()) => {
                     Ok(ParamValue::Pid(pid))
@@ -59,16 +74,9 @@ impl ParamType {
             ParamType::Duration => parse_duration(text)
                 .map(ParamValue::Duration)
                 .ok_or_else(bad),
-            ParamType::Text => {
-                if text
-                    .chars()
-                    .any(|c| c.is_control() && c != '\n' && c != '\t')
-                {
-                    Err("text contains control characters".into())
-                } else {
-                    Ok(ParamValue::Text(text.to_string()))
-                }
-            }
+            ParamType::Text => Ok(ParamValue::Text(
+                crate::text::inert_keeping_lines(text).into_owned(),
+            )),
             ParamType::Url => match url::Url::parse(text) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                     Ok(ParamValue::Url(url))
@@ -98,11 +106,13 @@ impl ParamType {
 /// A parsed parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
-    /// An address with its prefix length (32 or 128 for a single address).
+    /// An address with its prefix length (32 or 128 for a single address). The address is the
+    /// network's first address (host bits cleared), as the firewall stores it.
     Address {
         ip: IpAddr,
         prefix: u8,
     },
+    PrefixLength(u8),
     Pid(u32),
     Duration(Duration),
     Text(String),
@@ -125,6 +135,7 @@ impl std::fmt::Display for ParamValue {
                     write!(f, "{ip}/{prefix}")
                 }
             }
+            ParamValue::PrefixLength(length) => write!(f, "{length}"),
             ParamValue::Pid(pid) => write!(f, "{pid}"),
             ParamValue::Duration(d) => write!(f, "{}s", d.as_secs()),
             ParamValue::Text(text) => f.write_str(text),
@@ -147,17 +158,31 @@ fn shorten(text: &str) -> String {
 
 /// An IP address or CIDR. Only the canonical textual forms parse: no zone ids (`fe80::1%eth0`),
 /// no whitespace, no trailing text, so nothing but an address ever reaches a firewall.
+///
+/// The value is canonicalized here, once, so every check downstream sees what the kernel will
+/// act on: host bits are cleared (`1.2.3.4/0` is `0.0.0.0/0`, which nftables would store for
+/// it) and an IPv4-mapped IPv6 address is the IPv4 address it maps (`::ffff:1.2.3.0/120` is
+/// `1.2.3.0/24`). A mapped range wider than the mapped space (`::ffff:0:0/95`) does not parse:
+/// it is neither an IPv4 range nor what the text seems to say.
 fn parse_address(text: &str) -> Option<ParamValue> {
     let (ip_text, prefix_text) = match text.split_once('/') {
         Some((ip, prefix)) => (ip, Some(prefix)),
         None => (text, None),
     };
-    let ip = crate::event::canonical_ip(ip_text.parse::<IpAddr>().ok()?);
+    let written = ip_text.parse::<IpAddr>().ok()?;
+    let mapped = matches!(written, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+    let ip = crate::event::canonical_ip(written);
     let full: u8 = if ip.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix_text {
         None => full,
         Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
             let prefix: u8 = p.parse().ok()?;
+            // A mapped address's prefix counts IPv6 bits; 96 of them are the mapping.
+            let prefix = if mapped {
+                prefix.checked_sub(96)?
+            } else {
+                prefix
+            };
             if prefix > full {
                 return None;
             }
@@ -165,7 +190,10 @@ fn parse_address(text: &str) -> Option<ParamValue> {
         }
         Some(_) => return None,
     };
-    Some(ParamValue::Address { ip, prefix })
+    Some(ParamValue::Address {
+        ip: crate::intel::indicator::mask(ip, prefix),
+        prefix,
+    })
 }
 
 /// `30s`, `5m`, `1h`, `7d`, `2w`, or whole seconds. Zero is refused: a block with no duration is
@@ -211,12 +239,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_message_with_control_characters_is_sent_escaped_not_refused() {
+        let text = |t: &str| match ParamType::Text.parse(t) {
+            Ok(ParamValue::Text(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        // An escape sequence in a command line made the whole notification refused, so
+        // nobody was told; now it is shown, inert.
+        assert_eq!(
+            text("ws-1\u{1b}[2K\rall clear"),
+            "ws-1\\u001b[2K\\rall clear"
+        );
+        assert_eq!(text("line one\n\tline two"), "line one\n\tline two");
+        // Parsing again (the executor does) changes nothing.
+        let once = text("bell\u{7}");
+        assert_eq!(text(&once), once);
+    }
+
+    #[test]
     fn addresses_parse_strictly() {
         let ok = |t: &str| ParamType::Address.parse(t).unwrap().to_string();
         assert_eq!(ok("185.12.33.4"), "185.12.33.4");
         assert_eq!(ok("185.12.33.0/24"), "185.12.33.0/24");
         assert_eq!(ok("::ffff:1.2.3.4"), "1.2.3.4");
         assert_eq!(ok("2001:db8::/32"), "2001:db8::/32");
+        assert_eq!(ok("::ffff:1.2.3.0/120"), "1.2.3.0/24");
         for bad in [
             "1.2.3.4; rm -rf /",
             "$(reboot)",
@@ -226,10 +273,38 @@ mod tests {
             "1.2.3.4/33",
             "1.2.3.4/",
             "1.2.3.4/+8",
+            "::ffff:1.2.3.4/24",
+            "::ffff:1.2.3.4/129",
             "",
             &"1".repeat(5000),
         ] {
             assert!(ParamType::Address.parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    /// Defect: `1.2.3.4/0` was checked as written while nftables stored `0.0.0.0/0`.
+    #[test]
+    fn a_cidr_with_host_bits_is_the_network_the_kernel_stores() {
+        let ok = |t: &str| ParamType::Address.parse(t).unwrap().to_string();
+        assert_eq!(ok("1.2.3.4/0"), "0.0.0.0/0");
+        assert_eq!(ok("1::/0"), "::/0");
+        assert_eq!(ok("128.1.2.3/1"), "128.0.0.0/1");
+        assert_eq!(ok("10.9.8.7/8"), "10.0.0.0/8");
+        assert_eq!(ok("2001:db8::1/48"), "2001:db8::/48");
+        assert_eq!(ok("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_eq!(ok("::ffff:127.0.0.1/104"), "127.0.0.0/8");
+        // A single address keeps all its bits.
+        assert_eq!(ok("185.12.33.4"), "185.12.33.4");
+    }
+
+    #[test]
+    fn prefix_lengths() {
+        assert_eq!(
+            ParamType::PrefixLength.parse("16"),
+            Ok(ParamValue::PrefixLength(16))
+        );
+        for bad in ["129", "-1", "", "+8", "16 ", "/16"] {
+            assert!(ParamType::PrefixLength.parse(bad).is_err(), "{bad}");
         }
     }
 
@@ -273,6 +348,16 @@ mod tests {
             if let Ok(value) = ParamType::Address.parse(&text) {
                 let printed = value.to_string();
                 proptest::prop_assert!(printed.chars().all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/')));
+            }
+        }
+
+        /// Parsing is idempotent: what an accepted address prints parses to the same value, so a
+        /// value checked after a round trip (planning to executor, approvals) is the value acted on.
+        #[test]
+        fn a_canonical_address_parses_to_itself(a in 0u32.., prefix in 0u8..=32, v6 in proptest::prelude::any::<u128>(), prefix6 in 0u8..=128) {
+            for text in [format!("{}/{prefix}", std::net::Ipv4Addr::from(a)), format!("{}/{prefix6}", std::net::Ipv6Addr::from(v6))] {
+                let value = ParamType::Address.parse(&text).unwrap();
+                proptest::prop_assert_eq!(ParamType::Address.parse(&value.to_string()).unwrap(), value);
             }
         }
     }

@@ -11,10 +11,8 @@ use crate::state::StateStore;
 
 use super::{CannotRun, Status, load_content};
 
-fn with_state<T>(
-    dir: &Path,
-    work: impl AsyncFnOnce(&StateStore) -> Result<T, CannotRun>,
-) -> Result<T, CannotRun> {
+/// The state database of `dir`, which must exist: these commands act on what an engine did.
+fn state_path(dir: &Path) -> Result<std::path::PathBuf, CannotRun> {
     let path = match load_content(dir, None)? {
         Ok(content) => content.resolve(&content.config.state.path),
         Err(_) => display_path(dir, &crate::config::Config::default().state.path),
@@ -25,6 +23,14 @@ fn with_state<T>(
             path.display()
         )));
     }
+    Ok(path)
+}
+
+fn with_state<T>(
+    dir: &Path,
+    work: impl AsyncFnOnce(&StateStore) -> Result<T, CannotRun>,
+) -> Result<T, CannotRun> {
+    let path = state_path(dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -166,6 +172,9 @@ pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
         )));
     };
     let shown = crate::actions::ParamValue::Address { ip, prefix }.to_string();
+    // Without a state database there is no record to close and no audit trail to write to:
+    // stop before touching the firewall (which would create palisade's table to delete from).
+    state_path(dir)?;
     let backend = match load_content(dir, None)? {
         Ok(content) => content.config.actions.firewall,
         Err(_) => crate::actions::plugins::firewall::Backend::Auto,

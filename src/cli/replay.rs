@@ -25,7 +25,7 @@ pub fn run(
                 .map_err(|e| CannotRun(format!("cannot open `{}`: {e}", path.display())))
         })
         .transpose()?;
-    let mut intake = Intake::new(dead_letter);
+    let mut intake = Intake::new(dead_letter).with_time_policy(content.config.events.time_policy());
     let intel = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

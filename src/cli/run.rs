@@ -85,7 +85,7 @@ async fn engine(
         if let Err(err) = crate::actions::plugins::firewall::expire(store.pool(), firewall).await {
             tracing::error!("cannot expire firewall blocks: {err}");
         }
-        match crate::actions::plugins::firewall::reassert(store.pool(), firewall).await {
+        match crate::actions::plugins::firewall::reassert(store.pool(), firewall, &policy).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "re-asserted firewall blocks"),
             Err(err) => tracing::error!("cannot re-assert firewall blocks: {err}"),
@@ -206,7 +206,7 @@ async fn engine(
     let mut engine = Engine::new(
         content.clone(),
         intel,
-        Intake::new(Some(dead_letter)),
+        Intake::new(Some(dead_letter)).with_time_policy(config.events.time_policy()),
         alert_format,
         publishes,
         stages,

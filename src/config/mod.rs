@@ -44,6 +44,9 @@ pub struct Config {
     /// The long-term behaviour tracker.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// How event times from sensors are trusted.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// `/healthz`, `/readyz` and `/metrics` while `palisade run` runs.
     #[serde(default)]
     pub http: HttpConfig,
@@ -90,6 +93,53 @@ impl Default for AnomalyConfig {
             enabled: true,
             model: PathBuf::from("models/anomaly.model"),
             threshold: 0.9,
+        }
+    }
+}
+
+/// What happens to an event dated too far ahead of the engine's clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FutureTime {
+    /// Process it with the newest plausible event time seen instead (counted).
+    #[default]
+    Clamp,
+    /// Dead-letter it with the reason (counted as `future_timestamp`).
+    Reject,
+}
+
+/// Event time is what the sensor says, so it is untrusted input
+/// (`docs/operations.md#event-time`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// An event dated more than this ahead of the engine's clock is not believed.
+    pub max_future_skew: String,
+    /// What is done with such an event: `clamp` or `reject`.
+    pub future_time: FutureTime,
+}
+
+impl Default for EventsConfig {
+    fn default() -> EventsConfig {
+        EventsConfig {
+            max_future_skew: "1h".into(),
+            future_time: FutureTime::Clamp,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The intake's policy for event times (validation has checked the duration; an unreadable
+    /// one keeps the default hour).
+    pub fn time_policy(&self) -> crate::event::TimePolicy {
+        let default = crate::event::TimePolicy::default();
+        crate::event::TimePolicy {
+            max_ahead_ms: crate::actions::parse_duration(&self.max_future_skew)
+                .map_or(default.max_ahead_ms, |d| {
+                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+                }),
+            reject: self.future_time == FutureTime::Reject,
         }
     }
 }
@@ -405,6 +455,10 @@ pub struct ActionsConfig {
     pub protected_addresses: Vec<String>,
     /// Process names never killed. PID 1 and palisade itself never are.
     pub critical_processes: Vec<String>,
+    /// The widest range one `firewall.block` may cover, as the shortest prefix length per
+    /// family (`{ipv4: 24, ipv6: 48}`). A step may go wider only with its own `widest_prefix`,
+    /// and then waits for approval.
+    pub widest_block: crate::actions::WidestBlock,
     /// No second act on the same target by the same action within this time. A notification's
     /// subject is its detection: only a second message about the same detection to the same
     /// destination is held back.
@@ -444,6 +498,7 @@ impl Default for ActionsConfig {
             ]
             .map(String::from)
             .to_vec(),
+            widest_block: crate::actions::WidestBlock::default(),
             cooldown: "10m".into(),
             max_per_minute: 30,
             timeout: "30s".into(),
@@ -475,21 +530,37 @@ impl ActionsConfig {
                 prefix,
             ));
         }
-        if let Ok(url) = url::Url::parse(redis_url)
-            && let Some(url::Host::Ipv4(ip)) = url.host()
-            && !ip.is_loopback()
-        {
-            protected.push((std::net::IpAddr::V4(ip), 32));
+        // The Redis server, IPv4 or IPv6 (a host name is not resolved here). `redis:` is not a
+        // scheme the URL parser knows, so an IPv4 host comes back as a "domain": read it as an
+        // address too.
+        if let Ok(url) = url::Url::parse(redis_url) {
+            let ip = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                Some(url::Host::Domain(name)) => name.parse::<std::net::IpAddr>().ok(),
+                None => None,
+            }
+            .map(crate::event::canonical_ip);
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+                protected.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
+            }
         }
         let duration = |name: &str, text: &str| {
             crate::actions::parse_duration(text).ok_or_else(|| {
                 format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
             })
         };
+        if self.widest_block.ipv4 > 32 || self.widest_block.ipv6 > 128 {
+            return Err(format!(
+                "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {} and {}",
+                self.widest_block.ipv4, self.widest_block.ipv6
+            ));
+        }
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
             dry_run: self.dry_run,
+            widest_block: self.widest_block,
             // `off`: every act is allowed, however close to the last on the same target.
             cooldown: if self.cooldown == "off" {
                 std::time::Duration::ZERO
@@ -621,6 +692,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             ),
         );
     }
+    if crate::actions::parse_duration(&config.events.max_future_skew).is_none() {
+        report(
+            root.key("events").key("max_future_skew"),
+            format!(
+                "`events.max_future_skew` is `{}`, not a duration like `1h` or `10m`",
+                config.events.max_future_skew
+            ),
+        );
+    }
     for (key, value) in [
         ("scan_distinct_ports", tracker.scan_distinct_ports),
         ("scan_distinct_hosts", tracker.scan_distinct_hosts),
@@ -749,6 +829,27 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sibling of issue 11.1: the Redis server was meant to be protected, but the URL parser
+    /// gives a `redis://` URL's IPv4 host as a name, and IPv6 hosts were not looked at, so no
+    /// Redis address was ever protected.
+    #[test]
+    fn the_redis_server_is_protected_whatever_its_address_family() {
+        let actions = ActionsConfig::default();
+        for (url, ip) in [
+            ("redis://192.0.2.5:6379", "192.0.2.5"),
+            ("redis://[2001:db8::5]:6379", "2001:db8::5"),
+            ("redis://[::ffff:192.0.2.6]:6379", "192.0.2.6"),
+        ] {
+            let policy = actions.policy(url).unwrap();
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert!(
+                policy.protected_addresses.iter().any(|(p, _)| *p == ip),
+                "{url}: {:?}",
+                policy.protected_addresses
+            );
+        }
+    }
 
     #[test]
     fn the_embedded_default_is_the_default() {

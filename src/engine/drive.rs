@@ -239,7 +239,18 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                     stream: &stream,
                     id: &entry.id,
                 };
-                match engine.handle(&origin, &entry.payload, &mut batch.handled) {
+                let handled = match entry.missing.clone() {
+                    Some(message) => Err(engine.reject(
+                        &origin,
+                        &entry.payload,
+                        crate::event::NormalizeError {
+                            kind: crate::event::RejectKind::MissingField,
+                            message,
+                        },
+                    )),
+                    None => engine.handle(&origin, &entry.payload, &mut batch.handled),
+                };
+                match handled {
                     Ok(()) => batch.done.push(entry.id),
                     Err(err) => {
                         batch

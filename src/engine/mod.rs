@@ -97,6 +97,12 @@ impl Engine {
         stages: crate::pipeline::Stages,
     ) -> Result<Engine, String> {
         let dry_run = content.config.actions.dry_run;
+        let mut intake = intake;
+        // A restored tracker knows the newest plausible event time: an event clamped before any
+        // other arrives is given that time, so it cannot move the tracker's retention.
+        if let Some(newest) = stages.tracker.as_ref().and_then(|t| t.newest()) {
+            intake.saw_time(newest);
+        }
         Ok(Engine {
             pipeline: Pipeline::with_stages(content, dry_run, intel, stages)?,
             intake,
@@ -159,21 +165,48 @@ impl Engine {
         raw: &[u8],
         handled: &mut Handled,
     ) -> Result<(), NormalizeError> {
+        let clamped = self.intake.clamped();
         let accepted = self.intake.accept(origin, raw);
-        let event = self.accepted(accepted)?;
+        let event = self.accepted(accepted, clamped)?;
         self.process(&event, handled);
         Ok(())
     }
 
-    /// Counts a message read, and rejected when it was.
-    fn accepted(&self, result: Result<Event, NormalizeError>) -> Result<Event, NormalizeError> {
+    /// Counts and dead-letters a message found to hold no event before it could be read (a
+    /// stream entry without its `data` field); `raw` is what is kept of it.
+    pub fn reject(
+        &mut self,
+        origin: &dyn std::fmt::Display,
+        raw: &[u8],
+        err: NormalizeError,
+    ) -> NormalizeError {
+        let err = self.intake.reject(origin, raw, err);
+        self.count(true, self.intake.clamped());
+        err
+    }
+
+    /// Counts a message read, and rejected when it was, or clamped (the intake had clamped
+    /// `clamped_before` events before it).
+    fn accepted(
+        &self,
+        result: Result<Event, NormalizeError>,
+        clamped_before: u64,
+    ) -> Result<Event, NormalizeError> {
+        self.count(result.is_err(), clamped_before);
+        result
+    }
+
+    fn count(&self, rejected: bool, clamped_before: u64) {
         if let Some(metrics) = &self.metrics {
             metrics.received();
-            if result.is_err() {
+            if rejected {
                 metrics.dead_lettered();
             }
+            let clamped = self.intake.clamped().saturating_sub(clamped_before);
+            if clamped > 0 {
+                metrics.time_clamped(clamped);
+            }
         }
-        result
     }
 
     /// A batch is complete: what the tracker counted over its events, and how far stored
@@ -220,8 +253,9 @@ impl Engine {
         line: &crate::sources::jsonl::Line,
         handled: &mut Handled,
     ) -> Result<(), NormalizeError> {
+        let clamped = self.intake.clamped();
         let accepted = self.intake.accept_line(origin, line);
-        let event = self.accepted(accepted)?;
+        let event = self.accepted(accepted, clamped)?;
         self.process(&event, handled);
         Ok(())
     }
@@ -301,4 +335,60 @@ pub fn alert(event: &Event, detection: &Detection, actions: &[&ActionRecord]) ->
     }
     value["actions"] = Value::Array(actions.iter().map(|a| action_line(a)).collect());
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(metrics: &Arc<crate::metrics::Metrics>) -> Engine {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let content = Arc::new(crate::content::load(dir, None).unwrap());
+        let stages = crate::pipeline::Stages::from_content(&content).unwrap();
+        Engine::new(
+            content,
+            crate::intel::IntelHandle::default(),
+            Intake::new(None),
+            AlertFormat::Quiet,
+            false,
+            stages,
+        )
+        .unwrap()
+        .with_metrics(metrics.clone())
+    }
+
+    /// A far-future event is processed at the newest plausible time, and counted on
+    /// `/metrics`.
+    #[test]
+    fn a_far_future_event_is_clamped_and_counted() {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let mut engine = engine(&metrics);
+        let mut handled = Handled::default();
+        for (line, time) in [
+            (1, "\"2025-11-03T14:30:05Z\""),
+            (2, "\"9000-01-01T00:00:00Z\""),
+        ] {
+            let raw =
+                format!(r#"{{"type":"login","timestamp":{time},"host":"dc-01","user":"u{line}"}}"#);
+            engine
+                .handle(
+                    &format!("events.jsonl:{line}"),
+                    raw.as_bytes(),
+                    &mut handled,
+                )
+                .unwrap();
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("palisade_events_time_clamped_total{source=\"\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("palisade_events_processed_total{source=\"\"} 2"),
+            "{text}"
+        );
+        // The tracker saw the clamped login at the first one's time.
+        let tracker = engine.pipeline.stages().tracker.clone().unwrap();
+        assert_eq!(tracker.newest(), Some(1_762_180_205_000));
+    }
 }

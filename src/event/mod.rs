@@ -3,10 +3,12 @@
 //! This module is plain data. It does no I/O, so every other module may depend on it and it
 //! depends on none of them.
 
+mod clock;
 mod field;
 mod flat_fast;
 mod normalize;
 
+pub use clock::{TimePolicy, TimeVerdict, judge_time, now_ms, rfc3339_ms};
 pub use field::{Field, FieldType};
 pub(crate) use normalize::canonical_ip;
 pub use normalize::{MAX_EVENT_BYTES, NormalizeError, RejectKind, normalize, normalize_value};

@@ -27,6 +27,8 @@ pub enum RejectKind {
     WrongType,
     UnknownType,
     BadTimestamp,
+    /// Dated too far ahead of the engine's clock (`events.future_time: reject`).
+    FutureTimestamp,
 }
 
 impl RejectKind {
@@ -39,6 +41,7 @@ impl RejectKind {
             RejectKind::WrongType => "wrong_type",
             RejectKind::UnknownType => "unknown_type",
             RejectKind::BadTimestamp => "bad_timestamp",
+            RejectKind::FutureTimestamp => "future_timestamp",
         }
     }
 }

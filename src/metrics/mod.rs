@@ -49,6 +49,7 @@ pub struct Metrics {
     received: AtomicU64,
     processed: AtomicU64,
     dead_lettered: AtomicU64,
+    time_clamped: AtomicU64,
     detections: Mutex<BTreeMap<(String, &'static str), u64>>,
     actions: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency: Histogram,
@@ -87,6 +88,11 @@ impl Metrics {
 
     pub fn dead_lettered(&self) {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An event dated too far ahead of the clock was given a plausible time instead.
+    pub fn time_clamped(&self, events: u64) {
+        self.time_clamped.fetch_add(events, Ordering::Relaxed);
     }
 
     pub fn detection(&self, rule: &str, stage: &'static str) {
@@ -174,6 +180,11 @@ impl Metrics {
             "palisade_events_dead_lettered_total",
             "Messages rejected as not events and kept with the reason.",
             self.dead_lettered.load(Ordering::Relaxed),
+        );
+        counter(
+            "palisade_events_time_clamped_total",
+            "Events dated too far ahead of the engine's clock, processed at the newest plausible time instead.",
+            self.time_clamped.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

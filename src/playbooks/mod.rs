@@ -87,13 +87,16 @@ pub fn condition_scope(event: Dynamic, detection: Dynamic) -> Scope<'static> {
 
 /// Parses and validates one playbook file against the action registry and the loaded rules.
 /// `engine` compiles `when` conditions (it is the sandboxed rule engine); `rules_incomplete`
-/// says some rule files failed to load, which softens "rule does not exist".
+/// says some rule files failed to load, which softens "rule does not exist". With `policy`,
+/// literal parameters are checked against the executor's target policy, so a step that could
+/// only ever be refused (`address: 1.2.3.4/0`, `pid: 1`) fails validation.
 pub fn load_playbook(
     path: &Path,
     source: &str,
     rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
     rules_incomplete: bool,
     engine: &Engine,
+    policy: Option<&actions::Policy>,
 ) -> Result<Playbook, Diagnostics> {
     let (spec, unknown_keys): (PlaybookSpec, Diagnostics) =
         crate::diagnostics::parse_yaml(path, source, crate::schema::playbook())?;
@@ -108,6 +111,7 @@ pub fn load_playbook(
         source,
         problems,
         context,
+        policy,
     }
     .validate(spec, rules, engine)
 }
@@ -119,6 +123,7 @@ struct Validator<'a> {
     source: &'a str,
     problems: Diagnostics,
     context: String,
+    policy: Option<&'a actions::Policy>,
 }
 
 impl Validator<'_> {
@@ -369,6 +374,18 @@ impl Validator<'_> {
                 None => ok = false,
             }
         }
+        // A step that may block wider than the configured limit is high-risk, whatever it says.
+        let risk = if params
+            .iter()
+            .any(|(p, _)| p.kind == ParamType::PrefixLength)
+        {
+            Risk::High
+        } else {
+            spec.risk.unwrap_or(action.default_risk)
+        };
+        if ok && !self.literal_targets_allowed(action, &params, spec, at) {
+            ok = false;
+        }
         let when = match &spec.when {
             None => None,
             Some(condition) => {
@@ -392,9 +409,84 @@ impl Validator<'_> {
             action,
             params,
             when,
-            risk: spec.risk.unwrap_or(action.default_risk),
+            risk,
             on_failure: spec.on_failure,
         })
+    }
+
+    /// A block wider than `actions.widest_block` must be asked for in the playbook itself, never
+    /// by an event: `widest_prefix` is a literal on a high-risk step. Literal targets are put to
+    /// the executor's target policy now, so a step that would always be refused does not load.
+    fn literal_targets_allowed(
+        &mut self,
+        action: &'static ActionSpec,
+        params: &[(&'static ParamSpec, Template)],
+        spec: &spec::StepSpec,
+        at: &YamlPath,
+    ) -> bool {
+        let mut ok = true;
+        let mut literals = std::collections::BTreeMap::new();
+        for (param, template) in params {
+            let literal = template.as_literal().and_then(|t| param.kind.parse(t).ok());
+            if param.kind == ParamType::PrefixLength && literal.is_none() {
+                self.report(
+                    &at.key("with").key(param.name),
+                    "wrong-parameter-type",
+                    format!(
+                        "parameter `{}` must be a literal prefix length: how wide a block may be is the playbook's decision, not an event's",
+                        param.name
+                    ),
+                );
+                ok = false;
+            }
+            if param.kind == ParamType::PrefixLength && spec.risk.is_some_and(|r| r != Risk::High) {
+                self.report(
+                    &at.key("risk"),
+                    "wide-block-risk",
+                    format!(
+                        "a step with `{}` may block more than `actions.widest_block`: it must be `risk: high`",
+                        param.name
+                    ),
+                );
+                ok = false;
+            }
+            if let Some(value) = literal {
+                literals.insert(param.name, value);
+            }
+        }
+        let Some(policy) = self.policy else {
+            return ok;
+        };
+        let names: Vec<&str> = literals
+            .get("name")
+            .and_then(|v| match v {
+                actions::ParamValue::Text(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .into_iter()
+            .collect();
+        let target = actions::policy::Target {
+            action: action.name,
+            params: &literals,
+            process_names: &names,
+            evidence: &[],
+            approved: false,
+        };
+        if let actions::policy::Verdict::Refused(refusal) = actions::policy::check(policy, &target)
+        {
+            let at = if literals.contains_key(action.target) {
+                at.key("with").key(action.target)
+            } else {
+                at.key("with")
+            };
+            self.report(
+                &at,
+                "refused-target",
+                format!("the executor would refuse every run of this step: {refusal}"),
+            );
+            ok = false;
+        }
+        ok
     }
 
     /// Parses a parameter's text and checks its type: a literal must parse now; a single
@@ -424,7 +516,9 @@ impl Validator<'_> {
                 (ParamType::Url | ParamType::Channel | ParamType::HostPort, Some(t)) => {
                     t == FieldType::Text
                 }
-                (ParamType::Duration | ParamType::Choice(_), Some(_)) => false,
+                (ParamType::Duration | ParamType::Choice(_) | ParamType::PrefixLength, Some(_)) => {
+                    false
+                }
             };
             if !fits {
                 let found = reference

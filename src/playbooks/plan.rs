@@ -5,7 +5,8 @@
 use rhai::{Dynamic, Engine, Map};
 use std::collections::BTreeMap;
 
-use crate::actions::{ActionRecord, ActionStatus, Risk};
+use crate::actions::policy::{Target, Verdict, check};
+use crate::actions::{ActionRecord, ActionStatus, ParamValue, Policy, Risk};
 use crate::detection::{Detection, Entity};
 use crate::event::Event;
 use crate::rules::{RuleLimits, build_engine, describe, event_to_dynamic};
@@ -25,12 +26,22 @@ pub struct PlanOutcome {
 pub struct Planner {
     engine: Engine,
     deadline: crate::rules::Deadline,
+    /// The executor's target policy: planning asks it too, so what replay and `palisade test`
+    /// report is what the executor would do.
+    policy: Policy,
+    /// The current step's parameters, parsed (reused between steps).
+    typed: BTreeMap<&'static str, ParamValue>,
 }
 
 impl Planner {
-    pub fn new(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> Planner {
+    pub fn new(limits: &RuleLimits, intel: &crate::intel::IntelHandle, policy: Policy) -> Planner {
         let (engine, deadline) = build_engine(limits, intel);
-        Planner { engine, deadline }
+        Planner {
+            engine,
+            deadline,
+            policy,
+            typed: BTreeMap::new(),
+        }
     }
 
     /// Plans every step of `playbook` for `detection`. With `dry_run`, steps that would act at
@@ -117,15 +128,17 @@ impl Planner {
     ) -> (ActionStatus, Option<String>) {
         // Parameters are rendered first, so even a skipped step shows what it would have acted on.
         let mut refused: Option<String> = None;
+        self.typed.clear();
         for (param, template) in &step.params {
             match template.render(event, detection) {
                 Ok(text) => match param.kind.parse(&text) {
                     Ok(value) => {
-                        let value = value.to_string();
+                        let shown = value.to_string();
                         if param.name == step.action.target {
-                            record.target = value.clone();
+                            record.target = shown.clone();
                         }
-                        record.params.insert(param.name, value);
+                        record.params.insert(param.name, shown);
+                        self.typed.insert(param.name, value);
                     }
                     Err(message) => {
                         refused.get_or_insert(format!("parameter `{}`: {message}", param.name));
@@ -173,11 +186,42 @@ impl Planner {
         if let Some(reason) = refused {
             return (ActionStatus::Refused, Some(reason));
         }
+        // The name the step says the process has, else the one the rule gave its entity; never
+        // the live process table, which on replay is not the host the event came from.
+        let process_name = match (self.typed.get("name"), &detection.entity) {
+            (Some(ParamValue::Text(name)), _) => Some(name.as_str()),
+            (_, Some(Entity::Process { name, .. })) => name.as_deref(),
+            _ => None,
+        };
+        let warnings: Vec<Option<&str>> = detection
+            .intel
+            .iter()
+            .map(|hit| hit.warning.as_deref())
+            .collect();
+        let target = Target {
+            action: step.action.name,
+            params: &self.typed,
+            process_names: process_name.as_slice(),
+            evidence: &warnings,
+            approved: false,
+        };
+        let needs_approval = match check(&self.policy, &target) {
+            Verdict::Allowed => None,
+            Verdict::NeedsApproval(reason) => Some(reason),
+            Verdict::Refused(refusal) => {
+                return (ActionStatus::Refused, Some(refusal.to_string()));
+            }
+        };
         if playbook.mode == PlaybookMode::Shadow {
             return (
                 ActionStatus::DryRun,
                 Some("playbook is in shadow mode".into()),
             );
+        }
+        // A block wider than the configured limit waits for a person even where the playbook
+        // lets its other high-risk steps act alone.
+        if let Some(reason) = needs_approval {
+            return (ActionStatus::Queued, Some(reason));
         }
         // Before dry-run: in dry-run a high-risk step still waits for approval, so a team can
         // rehearse the approval flow; the executor records the approved step as `dry_run`.

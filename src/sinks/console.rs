@@ -6,6 +6,7 @@ use crate::actions::ActionRecord;
 use crate::detection::Entity;
 use crate::engine::AlertFormat;
 use crate::state::{Batch, DetectionRow};
+use crate::text::Inert;
 
 /// Prints a committed batch: each detection with what became of its steps (executed, failed,
 /// queued, ...), as readable lines or as the replay JSON lines.
@@ -38,46 +39,51 @@ pub fn show(format: AlertFormat, batch: &Batch) {
 }
 
 /// `2025-11-03T14:30:05Z HIGH     office-spawns-shell  ws-17  WINWORD.EXE started powershell.exe  [event e-1]`
+///
+/// One detection is one line: every value from an event (host, names, the title rules build
+/// from event fields, ids) is shown inert, so none can break the line or drive the terminal.
 pub fn render_detection(row: &DetectionRow) -> String {
     let detection = &row.detection;
     let entity = match &detection.entity {
         Some(Entity::Process { pid, name }) => match name {
-            Some(name) => format!("  process {name} ({pid})"),
+            Some(name) => format!("  process {} ({pid})", Inert(name)),
             None => format!("  process {pid}"),
         },
         Some(Entity::Address { ip }) => format!("  address {ip}"),
-        Some(Entity::User { name }) => format!("  user {name}"),
+        Some(Entity::User { name }) => format!("  user {}", Inert(name)),
         None => String::new(),
     };
     format!(
         "{} {:<8} {}  {}  {}{}  [event {}]",
-        row.event_time,
+        Inert(&row.event_time),
         detection.severity.as_str().to_uppercase(),
-        detection.rule,
-        row.host.as_deref().unwrap_or("-"),
-        detection.title,
+        Inert(&detection.rule[..]),
+        Inert(row.host.as_deref().unwrap_or("-")),
+        Inert(&detection.title),
         entity,
-        detection.event_id
+        Inert(&detection.event_id)
     )
 }
 
 /// `    -> process.kill 4242 (playbook contain-office-macro, step kill) dry_run: actions are in dry-run`
+///
+/// Targets and reasons can hold event values; they are shown inert like the detection line.
 pub fn render_action(action: &ActionRecord) -> String {
     let reason = action
         .reason
         .as_deref()
-        .map(|r| format!(": {r}"))
+        .map(|r| format!(": {}", Inert(r)))
         .unwrap_or_default();
     format!(
         "    -> {} {} (playbook {}, step {}) {}{}",
         action.action,
-        if action.target.is_empty() {
+        Inert(if action.target.is_empty() {
             "-"
         } else {
             &action.target
-        },
-        action.playbook,
-        action.step,
+        }),
+        Inert(&action.playbook[..]),
+        Inert(&action.step),
         action.status.as_str(),
         reason
     )

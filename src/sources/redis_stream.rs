@@ -19,8 +19,11 @@ use crate::engine::Shutdown;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub id: String,
-    /// The event JSON: the entry's `data` field (or `event`, or its only field).
+    /// The event JSON: the entry's `data` field (or `event`). For an entry with neither, the
+    /// entry's fields and values as a JSON object, kept for the dead-letter stream.
     pub payload: Vec<u8>,
+    /// Why the entry holds no event, naming its fields, when it has neither `data` nor `event`.
+    pub missing: Option<String>,
 }
 
 pub struct StreamSource {
@@ -421,17 +424,23 @@ fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String
             _ => continue,
         };
         match parts.next() {
-            Some(Value::Array(fields)) => entries.push(Entry {
-                payload: payload(fields),
-                id,
-            }),
+            Some(Value::Array(fields)) => {
+                let (payload, missing) = payload(fields);
+                entries.push(Entry {
+                    payload,
+                    missing,
+                    id,
+                })
+            }
             _ => deleted.push(id),
         }
     }
 }
 
-/// The event JSON of an entry: its `data` field, else `event`, else its only field.
-fn payload(fields: Vec<Value>) -> Vec<u8> {
+/// The event JSON of an entry: its `data` field, else `event`. An entry with neither is not
+/// guessed at (taking some other field's value would dead-letter it as "not JSON" with the
+/// wrong text): it comes back as its fields as a JSON object, with the reason naming them.
+fn payload(fields: Vec<Value>) -> (Vec<u8>, Option<String>) {
     let is_named =
         |name: &Value, wanted: &[u8]| matches!(name, Value::BulkString(n) if n == wanted);
     let chosen = fields
@@ -441,10 +450,37 @@ fn payload(fields: Vec<Value>) -> Vec<u8> {
             fields
                 .chunks(2)
                 .position(|pair| is_named(&pair[0], b"event"))
-        })
-        .or(if fields.len() == 2 { Some(0) } else { None });
-    match chosen.and_then(|pair| fields.into_iter().nth(pair * 2 + 1)) {
-        Some(Value::BulkString(bytes)) => bytes,
-        _ => Vec::new(),
+        });
+    if let Some(pair) = chosen {
+        return match fields.into_iter().nth(pair * 2 + 1) {
+            Some(Value::BulkString(bytes)) => (bytes, None),
+            _ => (Vec::new(), None),
+        };
     }
+    let mut names = Vec::new();
+    let mut object = serde_json::Map::new();
+    for pair in fields.chunks(2) {
+        let name = match &pair[0] {
+            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            other => text(other).unwrap_or_default(),
+        };
+        let value = pair.get(1).and_then(|v| match v {
+            Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            other => text(other),
+        });
+        names.push(format!("`{}`", crate::text::inert(&name)));
+        object.insert(name, value.map_or(serde_json::Value::Null, Into::into));
+    }
+    let reason = if names.is_empty() {
+        "entry has no `data` field (it has no fields)".to_string()
+    } else {
+        format!(
+            "entry has no `data` field (its fields: {})",
+            names.join(", ")
+        )
+    };
+    (
+        serde_json::Value::Object(object).to_string().into_bytes(),
+        Some(reason),
+    )
 }

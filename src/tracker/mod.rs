@@ -13,7 +13,8 @@
 //! low-and-slow scanning (distinct ports on one address, or distinct internal addresses on one
 //! port, accumulated over the retention period) and first-seen process trees (a parent→child
 //! pair new for a host that has history). Time is always event time, never the clock, so
-//! replays, tests and restarts see the same thing. Rules ask the same summary through Rhai
+//! replays, tests and restarts see the same thing; the clock only bounds how far ahead of it
+//! an event may move retention ([`MAX_AHEAD_MS`]). Rules ask the same summary through Rhai
 //! functions (`first_seen`, `behaviour_count`, `distinct_ports`, `beacon_interval`).
 
 pub mod store;
@@ -35,6 +36,10 @@ use crate::event::{Event, EventKind};
 pub use store::{BehaviourRecord, Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
+/// How far past the wall clock a record may be and still move the retention clock: more than
+/// the intake lets through (`events.max_future_skew`, an hour by default) and any time zone
+/// mistake.
+pub const MAX_AHEAD_MS: i64 = DAY_MS;
 /// Connection times kept per destination for beacon analysis.
 const BEACON_WINDOW: usize = 64;
 
@@ -98,6 +103,8 @@ pub struct TrackerState {
     reported: HashMap<(&'static str, String), i64>,
     newest: i64,
     pruned_at: i64,
+    /// The wall clock when last read (read again only for a record beyond what it allows).
+    clock_ms: i64,
 }
 
 /// The entry for `key`, created empty when missing; the key is copied only then.
@@ -231,7 +238,18 @@ impl TrackerState {
         let mut store = false;
         let ts = record.ts;
         let host = record.entity.as_str();
-        self.newest = self.newest.max(ts);
+        // Event time is untrusted: a record dated beyond the wall clock (a sensor's broken clock,
+        // a forged event, a store written before the intake clamped such times) is kept but
+        // never moves the retention clock, or one event dated 9000-01-01 would age out every
+        // other host's history at the next prune.
+        if ts > self.newest {
+            if ts > self.clock_ms.saturating_add(MAX_AHEAD_MS) {
+                self.clock_ms = crate::event::now_ms();
+            }
+            if ts <= self.clock_ms.saturating_add(MAX_AHEAD_MS) {
+                self.newest = ts;
+            }
+        }
         if live {
             let day = ts.div_euclid(DAY_MS);
             *slot(self.counts.entry(record.kind).or_default(), host)
@@ -633,6 +651,13 @@ impl TrackerHandle {
         }
     }
 
+    /// The newest event time the tracker's retention runs on (`None` before any record; times
+    /// at or before 1970 say nothing about the clock either).
+    pub fn newest(&self) -> Option<i64> {
+        let newest = self.read().newest;
+        (newest > 0).then_some(newest)
+    }
+
     /// The counts added since the last call, for storage with the batch that ends now.
     pub fn take_counts(&self) -> DayCounts {
         std::mem::take(&mut self.write().unsaved)
@@ -812,6 +837,30 @@ mod tests {
         assert_eq!(tracker.distinct_ports("h", "203.0.113.1"), 1);
         assert_eq!(tracker.behaviour_count("h", "connect"), 1);
         assert!(tracker.take_pruned().is_some());
+    }
+
+    /// Defect: one login dated 9000-01-01 from another host made every host's history older
+    /// than the retention.
+    #[test]
+    fn a_far_future_event_does_not_age_out_other_hosts_history() {
+        let tracker = TrackerHandle::default();
+        let day = 86_400_000;
+        let now = crate::event::now_ms();
+        for port in 0..50 {
+            observe(&tracker, &connection(now - day, "h", "203.0.113.1", port));
+        }
+        let mut login = Event::new("far", EventKind::Login, 221_845_392_000_000);
+        login.host = Some("dc-01".into());
+        login.user = Some("mallory".into());
+        observe(&tracker, &login);
+        // A day's worth of further events, so a prune is due by any clock.
+        observe(
+            &tracker,
+            &connection(now + 2 * 3_600_000, "h", "203.0.113.1", 9999),
+        );
+        assert_eq!(tracker.distinct_ports("h", "203.0.113.1"), 51);
+        assert_eq!(tracker.behaviour_count("h", "connect"), 51);
+        assert!(tracker.newest().is_some_and(|n| n <= now + 2 * 3_600_000));
     }
 
     #[test]

@@ -24,12 +24,17 @@ pub(crate) fn kind_of(text: &str) -> Option<&'static str> {
         .find(|k| *k == text)
 }
 
-/// Deletes records older than the retention (counted back from the newest record), then
-/// returns the rest in time order with the day counts and the patterns already reported.
+/// Deletes records older than the retention (counted back from the newest record not dated
+/// beyond the wall clock), then returns the rest in time order with the day counts and the
+/// patterns already reported.
 pub async fn load_records(pool: &SqlitePool, retention_ms: i64) -> Result<Stored, StateError> {
+    // A record dated beyond the clock (stored before the intake clamped such times) must not
+    // decide what "older than the retention" means for every other record.
+    let limit = crate::event::now_ms().saturating_add(super::MAX_AHEAD_MS);
     let newest: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM behaviour UNION ALL SELECT (MAX(day) + 1) * 86400000 - 1 FROM behaviour_days)",
+        "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM behaviour WHERE ts <= ?1 UNION ALL SELECT (MAX(day) + 1) * 86400000 - 1 FROM behaviour_days WHERE (day + 1) * 86400000 - 1 <= ?1)",
     )
+    .bind(limit)
     .fetch_one(pool)
     .await?;
     let Some(newest) = newest else {
@@ -82,4 +87,68 @@ pub struct Stored {
     pub days: Vec<(String, String, i64, i64)>,
     /// (detector, key, event time).
     pub reported: Vec<(String, String, i64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect (far-future event): a record dated 9000-01-01, as a store written before the
+    /// intake clamped such times may hold, decided the retention horizon on reading the file
+    /// back and every other record was deleted with it.
+    #[tokio::test]
+    async fn a_far_future_record_in_the_state_file_erases_no_other_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::StateStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap();
+        let pool = store.pool();
+        let now = crate::event::now_ms();
+        for k in 0..10 {
+            sqlx::query(
+                "INSERT INTO behaviour (ts, entity, kind, subject) VALUES (?, 'ws-05', 'spawn', ?)",
+            )
+            .bind(now - 86_400_000 + k)
+            .bind(format!("explorer.exe>app{k}.exe"))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("INSERT INTO behaviour_days (entity, kind, day, count) VALUES ('ws-05', 'spawn', ?, 10)")
+            .bind((now - 86_400_000).div_euclid(86_400_000))
+            .execute(pool)
+            .await
+            .unwrap();
+        let year_9000 = 221_845_392_000_000_i64;
+        sqlx::query("INSERT INTO behaviour (ts, entity, kind, subject) VALUES (?, 'mallory', 'login', 'dc-01|')")
+            .bind(year_9000)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO behaviour_days (entity, kind, day, count) VALUES ('mallory', 'login', ?, 1)")
+            .bind(year_9000 / 86_400_000)
+            .execute(pool)
+            .await
+            .unwrap();
+        let stored = load_records(pool, 30 * 86_400_000).await.unwrap();
+        let history = stored
+            .records
+            .iter()
+            .filter(|r| r.entity == "ws-05")
+            .count();
+        assert_eq!(history, 10);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM behaviour WHERE entity = 'ws-05'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 10);
+        // Restored, the far-future record does not age the history out of the summary either.
+        let tracker = super::super::TrackerHandle::default();
+        tracker.restore(&stored);
+        assert_eq!(tracker.behaviour_count("ws-05", "spawn"), 10);
+        assert!(tracker.newest().is_some_and(|n| n < year_9000));
+        assert!(!tracker.first_seen("ws-05", "explorer.exe", "app3.exe"));
+        assert!(tracker.first_seen("ws-05", "wmiprvse.exe", "certutil.exe"));
+        store.close().await;
+    }
 }

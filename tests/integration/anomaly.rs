@@ -385,3 +385,130 @@ fn validate_names_a_broken_model_file_with_its_position() {
         stdout(&out)
     );
 }
+
+/// Rows in the tracker's `behaviour` table of the state file in `dir`.
+fn behaviour_rows(dir: &Path) -> i64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = palisade::state::StateStore::open(&dir.join("data/palisade.db"))
+            .await
+            .expect("state");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM behaviour")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        store.close().await;
+        rows
+    })
+}
+
+/// Defect: one login dated 9000-01-01 from another host moved the tracker's retention clock to
+/// the year 9000, so every host's history (the `behaviour` table too) was pruned and the next
+/// event's first-seen detections were lost. Event time is untrusted: it is clamped at the
+/// intake to the newest plausible time, and the tracker's clock never runs ahead of the wall
+/// clock, whether the history is in memory or restored from the state file.
+#[test]
+fn a_far_future_event_erases_no_other_hosts_history() {
+    let fixture =
+        std::fs::read_to_string(repo().join("tests/fixtures/tracker/lolbin-new-parent.jsonl"))
+            .expect("fixture");
+    let lines: Vec<Value> = fixture
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("fixture line"))
+        .collect();
+    let (history, certutil) = lines.split_at(lines.len() - 1);
+    let future = json!({"type": "login", "timestamp": "9000-01-01T00:00:00Z", "host": "dc-01",
+                        "user": "mallory", "source_ip": "10.9.9.9", "outcome": "success"});
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "http:\n  listen: 127.0.0.1:0\n",
+    )
+    .expect("config");
+
+    // History, then the far-future login, in one run: the tracker in memory keeps ws-05's.
+    let mut first: Vec<Value> = history.to_vec();
+    first.push(future.clone());
+    run_over(dir.path(), "history", &first);
+    let stored = behaviour_rows(dir.path());
+    assert!(stored >= 5, "ws-05's process trees are stored: {stored}");
+
+    // The far-future event alone after a restart (no plausible time seen yet in this run).
+    run_over(dir.path(), "future", std::slice::from_ref(&future));
+    assert_eq!(
+        behaviour_rows(dir.path()),
+        stored,
+        "nothing stored was pruned"
+    );
+
+    // The next event is still judged against ws-05's history.
+    let mut last = vec![future];
+    last.extend_from_slice(certutil);
+    let detections = run_over(dir.path(), "next", &last);
+    assert_eq!(
+        of_rule(&detections, "lolbin-new-parent").len(),
+        1,
+        "{detections:#?}"
+    );
+    assert_eq!(
+        of_rule(&detections, "tracker-first-seen").len(),
+        1,
+        "{detections:#?}"
+    );
+}
+
+/// With `events.future_time: reject`, a far-future event is dead-lettered with the reason
+/// instead, and is counted as rejected.
+#[test]
+fn a_far_future_event_is_dead_lettered_when_the_config_says_reject() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "events:\n  max_future_skew: 10m\n  future_time: reject\nhttp:\n  listen: 127.0.0.1:0\n",
+    )
+    .expect("config");
+    let events = [
+        json!({"type": "login", "timestamp": "2026-10-05T08:00:00Z", "host": "dc-01", "user": "bob"}),
+        json!({"type": "login", "timestamp": "9000-01-01T00:00:00Z", "host": "dc-01", "user": "mallory"}),
+    ];
+    let file = dir.path().join("events.jsonl");
+    write_events(&file, &events);
+    let out = palisade(
+        &["run", "--events", file.to_str().expect("utf-8 path")],
+        dir.path(),
+    );
+    assert_success(&out);
+    let log = stderr(&out);
+    assert!(log.contains("rejected=1"), "{log}");
+    let dead =
+        std::fs::read_to_string(dir.path().join("data/dead-letter.jsonl")).expect("dead letter");
+    assert!(dead.contains("future_timestamp"), "{dead}");
+    assert!(
+        dead.contains("9000-01-01T00:00:00Z is more than 10m ahead of the engine's clock"),
+        "{dead}"
+    );
+    assert!(dead.contains("events.jsonl:2"), "{dead}");
+}
+
+/// A skew that is not a duration is named with its file, line and key, and nothing runs.
+#[test]
+fn validate_names_an_unreadable_max_future_skew() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "events:\n  max_future_skew: soon\n  future_time: clamp\n",
+    )
+    .expect("config");
+    let out = palisade(&["validate", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "palisade.yaml:2:20: error[config-invalid]: `events.max_future_skew` is `soon`"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}

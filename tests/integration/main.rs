@@ -11,6 +11,8 @@ mod cli;
 mod firewall;
 mod intel_pull;
 mod live;
+mod operator_text;
 mod redis_io;
 mod response;
 mod support;
+mod targets;

@@ -87,6 +87,78 @@ fn a_stream_is_consumed_and_acknowledged_after_handling() {
     assert!(format!("{dead:?}").contains("not_json"), "{dead:?}");
 }
 
+/// Defect: an entry without a `data` field was dead-lettered as "not JSON" with another field's
+/// value. It is rejected as having no `data` field, naming the fields it has, and the
+/// dead-letter stream keeps all of them.
+#[test]
+fn a_stream_entry_without_data_is_dead_lettered_as_having_no_data_field() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, &stream_source("edr", ""));
+    let event = crate::support::office_events(0, 1);
+    server
+        .query(&[
+            "XADD",
+            "edr",
+            "*",
+            "sensor",
+            "ws-7",
+            "payload",
+            event.trim(),
+        ])
+        .expect("XADD without data");
+    server
+        .query(&["XADD", "edr", "*", "data", event.trim()])
+        .expect("XADD with data");
+    let engine = EngineProcess::start(dir.path(), "a");
+    assert!(
+        eventually(Duration::from_secs(20), || server.alerts(ALERTS).len() == 1),
+        "{}",
+        engine.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || group_pending(
+        &server, "edr"
+    ) == 0));
+    let log = engine.stop();
+    assert!(log.contains("events=1 rejected=1"), "{log}");
+    let Ok(redis::Value::Array(dead)) = server.query(&["XRANGE", "palisade:events:dead", "-", "+"])
+    else {
+        panic!("no dead-letter stream");
+    };
+    assert_eq!(dead.len(), 1);
+    let text = format!("{dead:?}");
+    let fields: Vec<String> = match &dead[0] {
+        redis::Value::Array(parts) => match parts.get(1) {
+            Some(redis::Value::Array(fields)) => fields
+                .iter()
+                .map(|f| match f {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f == name)
+            .and_then(|i| fields.get(i + 1))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(field("kind"), "missing_field", "{text}");
+    assert_eq!(
+        field("reason"),
+        "entry has no `data` field (its fields: `sensor`, `payload`)",
+        "{text}"
+    );
+    // What the entry held is kept, every field of it.
+    let kept: Value = serde_json::from_str(&field("data")).expect("kept as JSON");
+    assert_eq!(kept["sensor"], "ws-7");
+    assert_eq!(kept["payload"], event.trim());
+}
+
 #[test]
 fn a_restarted_engine_resumes_with_no_loss_and_no_duplicates() {
     let server = RedisServer::start();

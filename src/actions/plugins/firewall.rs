@@ -111,16 +111,17 @@ impl Backend {
     }
 }
 
-/// Blocks with the given backend.
+/// Blocks with the given backend. Returns the existing blocks that already covered the address
+/// (see [`block`]; iptables rules may overlap, so there it is always empty).
 pub fn block_with(
     backend: Backend,
     ip: IpAddr,
     prefix: u8,
     direction: &str,
     ttl: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     match backend.resolve() {
-        Backend::Iptables => iptables::block(ip, prefix, direction),
+        Backend::Iptables => iptables::block(ip, prefix, direction).map(|()| Vec::new()),
         _ => block(ip, prefix, direction, ttl),
     }
 }
@@ -244,20 +245,84 @@ pub async fn expire(pool: &SqlitePool, backend: Backend) -> Result<usize, String
 }
 
 /// Adds `address` to the sets of `direction` for `ttl`. Blocking an address already blocked
-/// refreshes its timeout.
-pub fn block(ip: IpAddr, prefix: u8, direction: &str, ttl: Duration) -> Result<(), String> {
+/// refreshes its timeout. An address inside a wider block already in a set is blocked already:
+/// nftables refuses the element ("interval overlaps"), and that set is left as it is. Returns,
+/// for each such set, the block that already covers the address, e.g. `10.0.0.0/24 (inbound)`.
+pub fn block(
+    ip: IpAddr,
+    prefix: u8,
+    direction: &str,
+    ttl: Duration,
+) -> Result<Vec<String>, String> {
     ensure_table()?;
     let element = format!("{}/{prefix}", crate::intel::indicator::mask(ip, prefix));
     let seconds = ttl.as_secs().max(1);
+    let add = |set: &str| format!("add element {TABLE} {set} {{ {element} timeout {seconds}s }}\n");
     let mut script = String::new();
     for set in sets(ip, direction) {
         // Delete first (ignored when absent) so a repeat block gets the new timeout.
         let _ = nft(&format!("delete element {TABLE} {set} {{ {element} }}\n"));
-        script.push_str(&format!(
-            "add element {TABLE} {set} {{ {element} timeout {seconds}s }}\n"
-        ));
+        script.push_str(&add(set));
     }
-    nft(&script)
+    match nft(&script) {
+        Ok(()) => Ok(Vec::new()),
+        // The script is one transaction, so nothing was added: go set by set and tell the sets
+        // that already cover the address from a real conflict.
+        Err(err) if err.contains("interval overlaps") => {
+            let mut covered = Vec::new();
+            for set in sets(ip, direction) {
+                match nft(&add(set)) {
+                    Ok(()) => {}
+                    Err(err) if err.contains("interval overlaps") => {
+                        match covering(set, &element) {
+                            Some(by) => covered.push(format!("{by} ({})", set_direction(set))),
+                            None => {
+                                return Err(format!(
+                                    "`{element}` would cover smaller blocks already in `{set}`; unblock them first: {err}"
+                                ));
+                            }
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(covered)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn set_direction(set: &str) -> &'static str {
+    if set.starts_with("inbound") {
+        "inbound"
+    } else {
+        "outbound"
+    }
+}
+
+/// The element of `set` that contains all of `element`, if one does: `nft get element` answers
+/// with the interval holding the queried one.
+fn covering(set: &str, element: &str) -> Option<String> {
+    let output = Command::new("nft")
+        .args(["get", "element", "inet", "palisade", set])
+        .arg(format!("{{ {element} }}"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (_, elements) = text.split_once("elements = {")?;
+    let found = elements
+        .split([' ', ',', '}', '\n', '\t'])
+        .find(|t| !t.is_empty())?;
+    // Only an address or a range is an answer; anything else is not what we asked for.
+    matches!(
+        crate::actions::ParamType::Address.parse(found),
+        Ok(ParamValue::Address { .. })
+    )
+    .then(|| found.to_string())
 }
 
 /// Removes `address` from every set; an address that is not blocked is not an error.
@@ -307,10 +372,21 @@ impl Action for Block {
             let shown = ParamValue::Address { ip, prefix }.to_string();
             let dir = direction.clone();
             let backend = self.backend;
-            tokio::task::spawn_blocking(move || block_with(backend, ip, prefix, &dir, ttl))
-                .await
-                .map_err(|e| ActionError::new(e.to_string()))?
-                .map_err(|e| ActionError::new(format!("the firewall refused the block: {e}")))?;
+            let covered =
+                tokio::task::spawn_blocking(move || block_with(backend, ip, prefix, &dir, ttl))
+                    .await
+                    .map_err(|e| ActionError::new(e.to_string()))?
+                    .map_err(|e| {
+                        ActionError::new(format!("the firewall refused the block: {e}"))
+                    })?;
+            // Every set already covered it: the traffic is dropped, which is what was asked, so
+            // this is no failure; nothing was placed, so there is nothing to record or expire.
+            if !covered.is_empty() && covered.len() == sets(ip, &direction).len() {
+                return Ok(format!(
+                    "{shown} is already blocked by {}",
+                    covered.join(", ")
+                ));
+            }
             if let Some(pool) = &self.blocks {
                 let now = now_ms();
                 sqlx::query(
@@ -326,8 +402,13 @@ impl Action for Block {
                 .await
                 .map_err(|e| ActionError::new(format!("blocked, but cannot record the block: {e}")))?;
             }
+            let also = if covered.is_empty() {
+                String::new()
+            } else {
+                format!("; already blocked by {}", covered.join(", "))
+            };
             Ok(format!(
-                "blocked {shown} ({direction}) for {}s",
+                "blocked {shown} ({direction}) for {}s{also}",
                 ttl.as_secs()
             ))
         })
@@ -376,8 +457,14 @@ pub async fn record_removed(pool: &SqlitePool, address: &str) -> Result<u64, sql
 }
 
 /// Puts every recorded, unexpired block back (after a reboot or a flushed ruleset), with the
-/// time it has left. Returns how many were re-asserted.
-pub async fn reassert(pool: &SqlitePool, backend: Backend) -> Result<usize, String> {
+/// time it has left. Returns how many were re-asserted. A recorded block of a protected range
+/// (written by an older version, or by hand) is not put back: it is closed and logged, since
+/// re-asserting it would cut the host off at every start.
+pub async fn reassert(
+    pool: &SqlitePool,
+    backend: Backend,
+    policy: &crate::actions::Policy,
+) -> Result<usize, String> {
     let now = now_ms();
     let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT address, direction, expires_ms FROM blocks WHERE removed_ms IS NULL AND expires_ms > ?")
         .bind(now)
@@ -391,6 +478,15 @@ pub async fn reassert(pool: &SqlitePool, backend: Backend) -> Result<usize, Stri
         else {
             continue;
         };
+        if let Some(reason) = crate::actions::policy::protected_address(policy, ip, prefix) {
+            tracing::error!(
+                "recorded block `{address}` is not re-asserted and is closed: {reason}"
+            );
+            record_removed(pool, &address)
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
         let left = Duration::from_millis(u64::try_from(expires_ms - now).unwrap_or(1000));
         tokio::task::spawn_blocking(move || block_with(backend, ip, prefix, &direction, left))
             .await

@@ -1,5 +1,8 @@
 //! Telling people and systems: the log, webhooks (generic JSON or Slack-compatible), a Redis
 //! channel, and syslog (RFC 5424 over UDP or TCP) for SIEMs.
+//!
+//! A message is a template filled with event values, and people read it: every message goes
+//! out inert (`crate::text::inert`), so a value cannot forge a line or drive a terminal.
 
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ impl Action for Log {
     fn execute<'a>(&'a self, call: &'a ActionCall) -> ActionFuture<'a> {
         Box::pin(async move {
             let message = call.text("message").unwrap_or_default();
+            let message = crate::text::inert(&message);
             match call.text("level").as_deref() {
                 Some("error") => {
                     tracing::error!(target: "palisade::notify", rule = call.rule, playbook = call.playbook, "{message}")
@@ -61,6 +65,7 @@ impl Action for Webhook {
                 return Err(ActionError::new("no url"));
             };
             let message = call.text("message").unwrap_or_default();
+            let message = crate::text::inert(&message);
             let body = match call.text("format").as_deref() {
                 Some("slack") => json!({"text": message}),
                 _ => {
@@ -129,7 +134,7 @@ impl Action for RedisPublish {
     fn execute<'a>(&'a self, call: &'a ActionCall) -> ActionFuture<'a> {
         Box::pin(async move {
             let channel = call.text("channel").unwrap_or_default();
-            let message = json!({"message": call.text("message"), "event_id": call.event_id, "rule": call.rule, "playbook": call.playbook}).to_string();
+            let message = json!({"message": call.text("message").map(|m| crate::text::inert(&m).into_owned()), "event_id": call.event_id, "rule": call.rule, "playbook": call.playbook}).to_string();
             let mut connection = self
                 .client
                 .get_multiplexed_async_connection()
@@ -155,12 +160,10 @@ fn rfc5424(message: &str, call: &ActionCall) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "-".into());
-    let clean: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean = crate::text::inert(message);
     let escape = |v: &str| {
-        v.replace('\\', "\\\\")
+        crate::text::inert(v)
+            .replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace(']', "\\]")
     };
