@@ -432,3 +432,33 @@ async fn serve_http(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The end-of-input order: once stopped, a periodic task has finished and never runs again,
+    /// so the state database can close under it without a "closed pool" error.
+    #[tokio::test]
+    async fn a_stopped_periodic_task_has_finished_and_never_ticks_again() {
+        let (_trigger, shutdown) = Shutdown::new();
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counted = ticks.clone();
+        let task = Periodic::spawn(&shutdown, move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // A tick in progress when the stop comes is finished first.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        task.stop.notify_one();
+        task.handle.await.unwrap();
+        let after_stop = ticks.load(Ordering::SeqCst);
+        assert_eq!(after_stop, 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), after_stop);
+    }
+}
