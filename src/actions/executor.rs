@@ -2,10 +2,13 @@
 //!
 //! For each planned step, in order: refuse protected targets (loopback and configured
 //! addresses; PID 1, the engine itself and critical processes), skip a repeat within the
-//! per-target cooldown, hold back beyond the per-action rate limit, then write the intent to the
-//! audit trail (durably) *before* calling the plugin under a timeout, and the outcome after.
-//! Steps that were not planned to act (dry-run, shadow, queued, skipped, refused in planning)
-//! are audited as decided. Nothing here runs when the audit trail cannot be written.
+//! cooldown (keyed on what is acted on: the target of a block or kill, the detection a
+//! notification tells of), hold back beyond the per-action rate limit (a notification over its
+//! limit is summarised instead), then write the intent to the audit trail (durably) *before*
+//! calling the plugin under a timeout, and the outcome after. Steps that were not planned to act
+//! (dry-run, shadow, queued, skipped, refused in planning) are audited as decided. In dry-run
+//! nothing acts, approved steps included. Nothing here runs when the audit trail cannot be
+//! written.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -19,7 +22,7 @@ use std::collections::HashSet;
 
 use super::plugins::{ActionCall, Registry, process_info};
 use super::policy::{Target, Verdict, check};
-use super::{ActionRecord, ActionStatus, ParamValue, lookup};
+use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::playbooks::OnFailure;
@@ -32,11 +35,17 @@ pub struct Policy {
     pub protected_addresses: Vec<(IpAddr, u8)>,
     /// Process names never killed (PID 1 and the engine itself never are).
     pub critical_processes: Vec<String>,
+    /// Plan and audit, never act: a step planned to act, or approved by a person, is recorded
+    /// as `dry_run` instead.
+    pub dry_run: bool,
     /// The widest range one block may cover unless a step allows more (with approval).
     pub widest_block: super::WidestBlock,
-    /// No second act on the same target by the same action within this time.
+    /// No second act on the same target by the same action within this time; for a
+    /// notification, no second message about the same detection to the same destination.
     pub cooldown: Duration,
-    /// Acts per action per minute, at most.
+    /// Acts per action per minute, at most. For notifications: messages per step and
+    /// destination per minute, unless the playbook sets `notification_limit`; the rest are
+    /// summarised.
     pub max_per_minute: usize,
     /// How long one act may take.
     pub timeout: Duration,
@@ -65,6 +74,55 @@ pub struct Executor {
     actor: String,
     cooldowns: Mutex<HashMap<(&'static str, String), Instant>>,
     recent: Mutex<HashMap<&'static str, VecDeque<Instant>>>,
+    /// Notification limits, per (playbook, step, destination).
+    summaries: Mutex<HashMap<(String, String, String), Summary>>,
+}
+
+/// One notification step's window: how many messages went out, and the ones held back since the
+/// last message went out.
+struct Summary {
+    window_start: Instant,
+    limit: NotificationLimit,
+    sent: usize,
+    held: usize,
+    first_held: Option<Instant>,
+    /// The latest held notification: the one that carries the count when the window closes
+    /// without another message to carry it.
+    latest: Option<Held>,
+}
+
+struct Held {
+    record: ActionRecord,
+    params: BTreeMap<&'static str, ParamValue>,
+    event_time_ms: i64,
+}
+
+/// What the notification limit decided.
+enum Summarise {
+    /// Send it, and say how many were held back since the last message (and over what span).
+    Send(Option<(usize, Duration)>),
+    /// Over the limit: counted, to be reported by the step's next message.
+    Hold(NotificationLimit),
+}
+
+/// `60s` as `1m`, `3600s` as `1h`; whole seconds otherwise.
+fn span_text(span: Duration) -> String {
+    let seconds = span.as_secs().max(1);
+    if seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else if seconds.is_multiple_of(60) {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// The line a message gains when it also stands for notifications that were held back.
+fn summary_note(held: usize, span: Duration) -> String {
+    format!(
+        "{held} more like this in the last {} (summarised)",
+        span_text(span)
+    )
 }
 
 impl Executor {
@@ -87,6 +145,7 @@ impl Executor {
             actor,
             cooldowns: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
+            summaries: Mutex::new(HashMap::new()),
         }
     }
 
@@ -147,6 +206,7 @@ impl Executor {
                     "severity": d.detection.severity,
                     "score": d.detection.score,
                     "intel": d.detection.intel,
+                    "entity": d.detection.entity,
                 })),
             });
             let event_time_ms = detection
@@ -159,7 +219,17 @@ impl Executor {
                 action.status = ActionStatus::Skipped;
                 action.reason = Some("an earlier step of this playbook failed".into());
             }
+            // Planning already holds back every step in dry-run; this holds even for a caller
+            // that planned without it.
+            if self.policy.dry_run && action.status == ActionStatus::Planned {
+                action.status = ActionStatus::DryRun;
+                action.reason = Some("actions are in dry-run".into());
+            }
             let waits_because = match action.status {
+                ActionStatus::Queued if self.policy.dry_run => Some(
+                    "a high-risk step waits for approval (dry-run: approving it records it as dry_run; nothing acts)"
+                        .to_string(),
+                ),
                 ActionStatus::Queued => Some("a high-risk step waits for approval".to_string()),
                 ActionStatus::Planned if manual => Some("the engine is in manual mode".to_string()),
                 _ => None,
@@ -312,6 +382,22 @@ impl Executor {
         let approved = self.approvals.take_approved().await?;
         let count = approved.len();
         for approval in approved {
+            if self.policy.dry_run {
+                // Approved, perhaps queued while actions were live: in dry-run it is recorded,
+                // never done.
+                let reason = format!(
+                    "approval {} by {}: actions are in dry-run, so the step is recorded and not done",
+                    approval.id,
+                    approval.decided_by.as_deref().unwrap_or("an operator")
+                );
+                let entry =
+                    approval.audit_entry("decision", &self.actor, "dry_run", reason.clone());
+                self.audit.append(&[entry]).await?;
+                self.approvals
+                    .finish(approval.id, ActionStatus::DryRun.as_str(), Some(&reason))
+                    .await?;
+                continue;
+            }
             let Some(spec) = lookup(&approval.action) else {
                 self.approvals
                     .finish(approval.id, "refused", Some("unknown action"))
@@ -335,6 +421,7 @@ impl Executor {
                 rule: Arc::from(approval.rule.as_str()),
                 params,
                 on_failure: OnFailure::Continue,
+                notification_limit: None,
             };
             let why = json!({"params": record.params, "approval": approval.id, "approved_by": approval.decided_by});
             let (status, reason) = self.act(&record, approval.event_time_ms, &why).await?;
@@ -381,15 +468,9 @@ impl Executor {
                 "no plugin for `{}` in this build",
                 action.action
             )))
-        } else if self.in_cooldown(action).await {
-            Some((
-                ActionStatus::Skipped,
-                Some(format!(
-                    "`{}` acted on `{}` less than {:?} ago",
-                    action.action, action.target, self.policy.cooldown
-                )),
-            ))
-        } else if !self.within_rate(action.action).await {
+        } else if let Some(reason) = self.in_cooldown(action, why).await {
+            Some((ActionStatus::Skipped, Some(reason)))
+        } else if !is_notification(action.action) && !self.within_rate(action.action).await {
             Some((
                 ActionStatus::Skipped,
                 Some(format!(
@@ -412,6 +493,53 @@ impl Executor {
                 .await?;
             return Ok((status, reason));
         }
+        let mut why = why.clone();
+        if is_notification(action.action) {
+            match self.summarise(action, &params, event_time_ms).await {
+                Summarise::Hold(limit) => {
+                    let reason = Some(format!(
+                        "over this step's limit of {} per {}: counted in its next message",
+                        limit.count,
+                        span_text(limit.window)
+                    ));
+                    self.audit
+                        .append(&[self.entry(
+                            "summarised",
+                            action,
+                            ActionStatus::Summarised.as_str(),
+                            reason.clone(),
+                            &why,
+                        )])
+                        .await?;
+                    return Ok((ActionStatus::Summarised, reason));
+                }
+                Summarise::Send(Some((held, span))) => {
+                    let note = summary_note(held, span);
+                    if let Some(ParamValue::Text(message)) = params.get_mut("message") {
+                        message.push_str(&format!(" [{note}]"));
+                    }
+                    why["summarises"] = json!(held);
+                }
+                Summarise::Send(None) => {}
+            }
+        }
+        self.execute(action, params, event_time_ms, &why).await
+    }
+
+    /// Audits the intent (durably), calls the plugin under the timeout, audits the outcome.
+    async fn execute(
+        &self,
+        action: &ActionRecord,
+        params: BTreeMap<&'static str, ParamValue>,
+        event_time_ms: i64,
+        why: &serde_json::Value,
+    ) -> Result<(ActionStatus, Option<String>), StateError> {
+        let Some(spec) = lookup(action.action) else {
+            return Ok((
+                ActionStatus::Refused,
+                Some(format!("unknown action `{}`", action.action)),
+            ));
+        };
         // The intent is durable before the act.
         self.audit
             .append(&[self.entry("intent", action, "executing", None, why)])
@@ -485,17 +613,156 @@ impl Executor {
         }
     }
 
-    async fn in_cooldown(&self, action: &ActionRecord) -> bool {
+    /// Why this act repeats one done less than the cooldown ago, if it does. A cooldown keeps
+    /// palisade from hitting the same thing twice, so it keys on what is acted on: a block or a
+    /// kill on its target; a notification on the detection it tells of (rule, entity, event) and
+    /// where it goes, so every detection reaches people and only a repeat of the same one (a
+    /// redelivered event, say) is held back.
+    async fn in_cooldown(&self, action: &ActionRecord, why: &serde_json::Value) -> Option<String> {
+        let (key, what) = if is_notification(action.action) {
+            let entity = &why["detection"]["entity"];
+            (
+                json!([action.target, action.rule, entity, action.event_id]).to_string(),
+                format!(
+                    "told `{}` of this detection (rule `{}`, event `{}`)",
+                    action.target, action.rule, action.event_id
+                ),
+            )
+        } else {
+            (
+                action.target.clone(),
+                format!("acted on `{}`", action.target),
+            )
+        };
         let mut cooldowns = self.cooldowns.lock().await;
-        let key = (action.action, action.target.clone());
+        let key = (action.action, key);
         let now = Instant::now();
         match cooldowns.get(&key) {
-            Some(at) if now.duration_since(*at) < self.policy.cooldown => true,
+            Some(at) if now.duration_since(*at) < self.policy.cooldown => Some(format!(
+                "`{}` {what} less than {:?} ago",
+                action.action, self.policy.cooldown
+            )),
             _ => {
                 cooldowns.insert(key, now);
-                false
+                None
             }
         }
+    }
+
+    /// Counts a notification against its step's limit (the playbook's `notification_limit`, or
+    /// `max_per_minute` per minute) for its destination.
+    async fn summarise(
+        &self,
+        action: &ActionRecord,
+        params: &BTreeMap<&'static str, ParamValue>,
+        event_time_ms: i64,
+    ) -> Summarise {
+        let limit = action.notification_limit.unwrap_or(NotificationLimit {
+            count: self.policy.max_per_minute,
+            window: Duration::from_secs(60),
+        });
+        let key = (
+            action.playbook.to_string(),
+            action.step.clone(),
+            action.target.clone(),
+        );
+        let now = Instant::now();
+        let mut summaries = self.summaries.lock().await;
+        let summary = summaries.entry(key).or_insert(Summary {
+            window_start: now,
+            limit,
+            sent: 0,
+            held: 0,
+            first_held: None,
+            latest: None,
+        });
+        // A reload may have changed the playbook's limit.
+        summary.limit = limit;
+        if now.duration_since(summary.window_start) >= limit.window {
+            summary.window_start = now;
+            summary.sent = 0;
+        }
+        if summary.sent < limit.count {
+            summary.sent += 1;
+            summary.latest = None;
+            let held = std::mem::take(&mut summary.held);
+            let since = summary.first_held.take();
+            return Summarise::Send(
+                (held > 0).then(|| (held, since.map_or(limit.window, |t| now.duration_since(t)))),
+            );
+        }
+        summary.held += 1;
+        summary.first_held.get_or_insert(now);
+        summary.latest = Some(Held {
+            record: action.clone(),
+            params: params.clone(),
+            event_time_ms,
+        });
+        Summarise::Hold(limit)
+    }
+
+    /// Sends one message for each notification step whose window closed with notifications
+    /// still held back (every one of them with `all`, at shutdown): the latest held message,
+    /// saying how many more there were. A running engine calls this every second. Returns how
+    /// many summary messages it sent.
+    pub async fn flush_summaries(&self, all: bool) -> Result<usize, StateError> {
+        let now = Instant::now();
+        let due: Vec<(usize, Duration, Held)> = {
+            let mut summaries = self.summaries.lock().await;
+            summaries
+                .values_mut()
+                .filter(|s| {
+                    s.held > 0 && (all || now.duration_since(s.window_start) >= s.limit.window)
+                })
+                .filter_map(|s| {
+                    let latest = s.latest.take()?;
+                    let held = std::mem::take(&mut s.held);
+                    let span = s
+                        .first_held
+                        .take()
+                        .map_or(s.limit.window, |t| now.duration_since(t));
+                    // The summary is this window's first message.
+                    s.window_start = now;
+                    s.sent = 1;
+                    Some((held, span, latest))
+                })
+                .collect()
+        };
+        let sent = due.len();
+        for (held, span, latest) in due {
+            let Held {
+                mut record,
+                mut params,
+                event_time_ms,
+            } = latest;
+            // The latest held notification is one of the `held`: it is the example, the rest
+            // are "more like this".
+            let note = if held > 1 {
+                summary_note(held - 1, span)
+            } else {
+                "held back by this step's limit until its window closed".to_string()
+            };
+            let message = format!(
+                "{} [{note}]",
+                params
+                    .get("message")
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            );
+            params.insert("message", ParamValue::Text(message.clone()));
+            record.params.insert("message", message);
+            let why = json!({"params": record.params, "summarises": held});
+            let (status, reason) = self.execute(&record, params, event_time_ms, &why).await?;
+            if status == ActionStatus::Failed {
+                tracing::warn!(
+                    "a summary of {held} notification(s) from step `{}` of playbook `{}` failed: {}",
+                    record.step,
+                    record.playbook,
+                    reason.unwrap_or_default()
+                );
+            }
+        }
+        Ok(sent)
     }
 
     async fn within_rate(&self, action: &'static str) -> bool {
@@ -524,6 +791,7 @@ mod tests {
         Policy {
             protected_addresses: vec![("192.0.2.0".parse().unwrap(), 24)],
             critical_processes: vec!["sshd".into()],
+            dry_run: false,
             widest_block: crate::actions::WidestBlock::default(),
             cooldown: Duration::from_secs(60),
             max_per_minute: 10,
@@ -532,6 +800,161 @@ mod tests {
             degrade_window: Duration::from_secs(600),
             approval_expiry: Duration::from_secs(3600),
         }
+    }
+
+    /// A real local webhook receiver keeping every message it is sent, and an executor over a
+    /// real state database.
+    async fn webhook_executor(
+        dir: &std::path::Path,
+        policy: Policy,
+    ) -> (Executor, String, Arc<std::sync::Mutex<Vec<String>>>) {
+        let messages = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock()
+                        .unwrap()
+                        .push(body["message"].as_str().unwrap_or_default().to_string());
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let state = crate::state::StateStore::open(&dir.join("s.db"))
+            .await
+            .unwrap();
+        let registry = Registry::new(&super::super::plugins::PluginSettings {
+            redis_url: "redis://127.0.0.1:1".into(),
+            blocks: None,
+            firewall: super::super::plugins::firewall::Backend::Auto,
+        })
+        .unwrap();
+        let executor = Executor::new(
+            registry,
+            Arc::new(AuditLog::new(&state)),
+            Approvals::new(&state),
+            policy,
+            "engine:test".into(),
+        );
+        (executor, url, messages)
+    }
+
+    fn notification(url: &str, event: &str, limit: Option<NotificationLimit>) -> ActionRecord {
+        ActionRecord {
+            event_id: event.into(),
+            playbook: Arc::from("p"),
+            step: "tell".into(),
+            action: "notify.webhook",
+            target: url.into(),
+            status: ActionStatus::Planned,
+            reason: None,
+            risk: super::super::Risk::Low,
+            rule: Arc::from("r"),
+            params: BTreeMap::from([
+                ("url", url.to_string()),
+                ("message", format!("seen {event}")),
+            ]),
+            on_failure: OnFailure::Continue,
+            notification_limit: limit,
+        }
+    }
+
+    #[tokio::test]
+    async fn cooldowns_key_on_the_target_of_an_act_and_the_detection_of_a_notification() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, url, _) = webhook_executor(dir.path(), policy()).await;
+        let kill = |event: &str| ActionRecord {
+            action: "process.kill",
+            target: "4242".into(),
+            ..notification(&url, event, None)
+        };
+        let why = json!({});
+        assert!(executor.in_cooldown(&kill("e1"), &why).await.is_none());
+        // Another detection, the same process: the act on that target is not repeated.
+        assert!(executor.in_cooldown(&kill("e2"), &why).await.is_some());
+        assert!(
+            executor
+                .in_cooldown(&notification(&url, "e1", None), &why)
+                .await
+                .is_none()
+        );
+        // Another detection to the same webhook is another message...
+        assert!(
+            executor
+                .in_cooldown(&notification(&url, "e2", None), &why)
+                .await
+                .is_none()
+        );
+        // ...and only the same detection again is held back.
+        let repeat = executor
+            .in_cooldown(&notification(&url, "e2", None), &why)
+            .await;
+        assert!(
+            repeat
+                .unwrap()
+                .contains("of this detection (rule `r`, event `e2`)")
+        );
+    }
+
+    #[tokio::test]
+    async fn notifications_over_the_limit_are_counted_into_the_next_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, url, messages) = webhook_executor(dir.path(), policy()).await;
+        let limit = Some(NotificationLimit {
+            count: 1,
+            window: Duration::from_millis(400),
+        });
+        let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3"]
+            .iter()
+            .map(|e| notification(&url, e, limit))
+            .collect();
+        executor.run(&mut batch, &[], &[]).await.unwrap();
+        let got: Vec<ActionStatus> = batch.iter().map(|a| a.status).collect();
+        assert_eq!(
+            got,
+            [
+                ActionStatus::Executed,
+                ActionStatus::Summarised,
+                ActionStatus::Summarised
+            ]
+        );
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        // The window closed: the next notification carries the count of the held ones.
+        let mut next = vec![notification(&url, "e4", limit)];
+        executor.run(&mut next, &[], &[]).await.unwrap();
+        assert_eq!(next[0].status, ActionStatus::Executed);
+        assert_eq!(executor.flush_summaries(true).await.unwrap(), 0);
+        let messages = messages.lock().unwrap().clone();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(messages[0], "seen e1");
+        assert!(
+            messages[1].starts_with("seen e4 [2 more like this in the last ")
+                && messages[1].ends_with("(summarised)]"),
+            "{messages:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn in_dry_run_a_step_planned_to_act_is_recorded_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (executor, url, messages) = webhook_executor(
+            dir.path(),
+            Policy {
+                dry_run: true,
+                ..policy()
+            },
+        )
+        .await;
+        let mut batch = vec![notification(&url, "e1", None)];
+        executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert_eq!(batch[0].status, ActionStatus::DryRun);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(messages.lock().unwrap().is_empty());
     }
 
     fn block(address: &str, extra: &[(&'static str, &str)]) -> ActionRecord {
@@ -549,6 +972,7 @@ mod tests {
             rule: Arc::from("r"),
             params,
             on_failure: OnFailure::Continue,
+            notification_limit: None,
         }
     }
 

@@ -236,6 +236,9 @@ pub enum ActionStatus {
     Failed,
     /// The step's `when` condition was false, or an earlier step aborted the playbook.
     Skipped,
+    /// A notification over its step's limit: not sent on its own, counted, and reported in the
+    /// step's next message ("N more like this in the last ...").
+    Summarised,
 }
 
 impl ActionStatus {
@@ -248,6 +251,7 @@ impl ActionStatus {
             ActionStatus::Refused => "refused",
             ActionStatus::Failed => "failed",
             ActionStatus::Skipped => "skipped",
+            ActionStatus::Summarised => "summarised",
         }
     }
 }
@@ -272,4 +276,20 @@ pub struct ActionRecord {
     /// What the rest of the playbook does when this step fails when executed.
     #[serde(skip)]
     pub on_failure: crate::playbooks::OnFailure,
+    /// For a notification: its playbook's `notification_limit`, if it has one.
+    #[serde(skip)]
+    pub notification_limit: Option<NotificationLimit>,
+}
+
+/// At most `count` notifications per step within `window`; the rest are summarised, never
+/// dropped: each is audited as `summarised` and the step's next message says how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationLimit {
+    pub count: usize,
+    pub window: std::time::Duration,
+}
+
+/// Whether an action tells people (its subject is the detection) rather than acting on a target.
+pub fn is_notification(action: &str) -> bool {
+    action.starts_with("notify.")
 }

@@ -260,6 +260,7 @@ mod tests {
         Policy {
             protected_addresses: vec![("192.0.2.0".parse().unwrap(), 24)],
             critical_processes: vec!["sshd".into()],
+            dry_run: false,
             widest_block: WidestBlock::default(),
             cooldown: Duration::from_secs(60),
             max_per_minute: 10,

@@ -280,6 +280,7 @@ mod tests {
             rule: std::sync::Arc::from("r"),
             params: BTreeMap::from([("pid", "42".to_string())]),
             on_failure: crate::playbooks::OnFailure::Abort,
+            notification_limit: None,
         }
     }
 

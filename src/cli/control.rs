@@ -100,6 +100,9 @@ async fn audit_log(dir: &Path, state: &StateStore) -> Result<AuditLog, CannotRun
 }
 
 pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
+    // In dry-run the engine records an approved step as `dry_run` and never acts: say so.
+    let dry_run =
+        matches!(load_content(dir, None), Ok(Ok(content)) if content.config.actions.dry_run);
     with_state(dir, async |state| {
         let by = operator();
         match Approvals::new(state).decide(id, approve, &by).await? {
@@ -116,7 +119,9 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
                     approval.status,
                     approval.action,
                     crate::text::Inert(&approval.target),
-                    if approve {
+                    if approve && dry_run {
+                        " (actions are in dry-run: a running engine records it as dry_run and does not act)"
+                    } else if approve {
                         " (a running engine acts within a second)"
                     } else {
                         ""

@@ -77,6 +77,8 @@ async fn engine(
             firewall: config.actions.firewall,
         })
         .map_err(CannotRun)?;
+    // Tasks that use the state database every second; stopped before it closes.
+    let mut periodic: Vec<Periodic> = Vec::new();
     if !config.actions.dry_run {
         // Blocks outlive the process: put back what a reboot or a flushed ruleset removed.
         let firewall = config.actions.firewall;
@@ -90,20 +92,16 @@ async fn engine(
         }
         // iptables has no timeouts: blocks whose time is up are removed here.
         let pool = store.pool().clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
+        periodic.push(Periodic::spawn(&shutdown, move || {
+            let pool = pool.clone();
+            async move {
                 match crate::actions::plugins::firewall::expire(&pool, firewall).await {
                     Ok(0) => {}
                     Ok(count) => tracing::info!(count, "firewall blocks expired"),
                     Err(err) => tracing::error!("cannot expire firewall blocks: {err}"),
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    () = shutdown.wait() => return,
-                }
             }
-        });
+        }));
     }
     let audit_files = crate::audit::AuditFiles::from_config(&config, |p| content.resolve(p));
     let audit = Arc::new(crate::audit::AuditLog::open(&store, &audit_files).await?);
@@ -126,22 +124,23 @@ async fn engine(
         ),
     );
     executor.load_mode().await?;
-    // People approve queued steps from another process; run what they approved.
+    // People approve queued steps from another process; run what they approved. Notifications
+    // held back by a limit are summarised when their window closes.
     {
         let executor = executor.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
+        periodic.push(Periodic::spawn(&shutdown, move || {
+            let executor = executor.clone();
+            async move {
                 if let Err(err) = executor.run_approved().await {
                     tracing::error!("cannot run approved steps: {err}");
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    () = shutdown.wait() => return,
+                if let Err(err) = executor.flush_summaries(false).await {
+                    tracing::error!("cannot send summarised notifications: {err}");
                 }
             }
-        });
+        }));
     }
+    let summaries = executor.clone();
     let executor = Some(executor);
     // Before the writer takes the store: the tracker is restored over the same connections.
     let stages = stages(&content, store.pool()).await?;
@@ -271,6 +270,7 @@ async fn engine(
                 }
                 () = shutdown.wait() => {
                     // The reader may be blocked on a terminal; what it handled is already queued.
+                    stop_before_the_store_closes(periodic, &summaries).await;
                     writer_stop.notify_one();
                     drop(state);
                     let batches = writer.await.map_err(|e| CannotRun(format!("the state writer failed: {e}")))??;
@@ -303,6 +303,7 @@ async fn engine(
         }
     };
     metrics.set_ready(false);
+    stop_before_the_store_closes(periodic, &summaries).await;
     // The tracker's last counts (written once a second while running).
     let rest = engine.finish();
     if !rest.is_empty()
@@ -329,6 +330,53 @@ async fn engine(
     );
     driven.map_err(|e| CannotRun(e.to_string()))?;
     Ok(Status::Ok)
+}
+
+/// A task run once a second until the engine stops.
+struct Periodic {
+    stop: Arc<Notify>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Periodic {
+    fn spawn<F>(shutdown: &Shutdown, mut tick: impl FnMut() -> F + Send + 'static) -> Periodic
+    where
+        F: std::future::Future<Output = ()> + Send,
+    {
+        let stop = Arc::new(Notify::new());
+        let shutdown = shutdown.clone();
+        let stopped = stop.clone();
+        let handle = tokio::spawn(async move {
+            loop {
+                tick().await;
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = shutdown.wait() => return,
+                    () = stopped.notified() => return,
+                }
+            }
+        });
+        Periodic { stop, handle }
+    }
+}
+
+/// Stops the tasks that use the state database and sends what notification limits still hold
+/// back, while the database is open: at the end of input the store closes next, and a task
+/// still running then would meet a closed pool.
+async fn stop_before_the_store_closes(
+    periodic: Vec<Periodic>,
+    executor: &crate::actions::Executor,
+) {
+    for task in periodic {
+        // `notify_one` keeps the permit if the task is busy, so it stops at its next wait.
+        task.stop.notify_one();
+        if let Err(err) = task.handle.await {
+            tracing::error!("a background task failed: {err}");
+        }
+    }
+    if let Err(err) = executor.flush_summaries(true).await {
+        tracing::error!("cannot send summarised notifications: {err}");
+    }
 }
 
 /// The anomaly model (the reloader watches its file) and the tracker (restored from the state
@@ -386,5 +434,35 @@ async fn serve_http(
         Err(err) => tracing::warn!(
             "cannot serve the HTTP endpoints on {address}: {err}; running without them"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The end-of-input order: once stopped, a periodic task has finished and never runs again,
+    /// so the state database can close under it without a "closed pool" error.
+    #[tokio::test]
+    async fn a_stopped_periodic_task_has_finished_and_never_ticks_again() {
+        let (_trigger, shutdown) = Shutdown::new();
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counted = ticks.clone();
+        let task = Periodic::spawn(&shutdown, move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // A tick in progress when the stop comes is finished first.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        task.stop.notify_one();
+        task.handle.await.unwrap();
+        let after_stop = ticks.load(Ordering::SeqCst);
+        assert_eq!(after_stop, 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), after_stop);
     }
 }

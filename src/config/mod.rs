@@ -498,9 +498,13 @@ pub struct ActionsConfig {
     /// family (`{ipv4: 24, ipv6: 48}`). A step may go wider only with its own `widest_prefix`,
     /// and then waits for approval.
     pub widest_block: crate::actions::WidestBlock,
-    /// No second act on the same target by the same action within this time.
+    /// No second act on the same target by the same action within this time. A notification's
+    /// subject is its detection: only a second message about the same detection to the same
+    /// destination is held back.
     pub cooldown: String,
-    /// Acts per action per minute, at most.
+    /// Acts per action per minute, at most. Notifications are summarised instead: per step and
+    /// destination, messages beyond this many a minute are counted into the step's next message
+    /// (a playbook's `notification_limit` sets its own cap).
     pub max_per_minute: usize,
     /// How long one act may take.
     pub timeout: String,
@@ -594,6 +598,7 @@ impl ActionsConfig {
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
+            dry_run: self.dry_run,
             widest_block: self.widest_block,
             // `off`: every act is allowed, however close to the last on the same target.
             cooldown: if self.cooldown == "off" {

@@ -34,6 +34,7 @@ pub struct Playbook {
     pub path: PathBuf,
     pub mode: PlaybookMode,
     pub high_risk_approval: HighRiskApproval,
+    pub notification_limit: Option<crate::actions::NotificationLimit>,
     pub trigger: Trigger,
     pub steps: Vec<Step>,
     pub tests: Vec<TestCase>,
@@ -179,6 +180,10 @@ impl Validator<'_> {
             }
         }
         let tests = self.tests(&spec, &root.key("tests"));
+        let notification_limit = spec
+            .notification_limit
+            .as_ref()
+            .and_then(|limit| self.notification_limit(limit, &root.key("notification_limit")));
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
@@ -188,9 +193,39 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             mode: spec.mode,
             high_risk_approval: spec.high_risk_approval,
+            notification_limit,
             trigger,
             steps,
             tests,
+        })
+    }
+
+    fn notification_limit(
+        &mut self,
+        spec: &spec::NotificationLimitSpec,
+        at: &YamlPath,
+    ) -> Option<crate::actions::NotificationLimit> {
+        if spec.count == 0 {
+            self.report(
+                &at.key("count"),
+                "playbook-bad-notification-limit",
+                "`count` must be at least 1 (a limit of 0 would hold back every message)",
+            );
+        }
+        let window = crate::actions::parse_duration(&spec.window).filter(|w| !w.is_zero());
+        if window.is_none() {
+            self.report(
+                &at.key("window"),
+                "playbook-bad-notification-limit",
+                format!(
+                    "`window` must be a duration such as 30s, 1m or 1h, not `{}`",
+                    spec.window
+                ),
+            );
+        }
+        Some(crate::actions::NotificationLimit {
+            count: (spec.count > 0).then_some(spec.count)?,
+            window: window?,
         })
     }
 

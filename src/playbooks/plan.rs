@@ -47,8 +47,8 @@ impl Planner {
         }
     }
 
-    /// Plans every step of `playbook` for `detection`. With `dry_run`, steps that would act are
-    /// recorded as `dry_run`.
+    /// Plans every step of `playbook` for `detection`. With `dry_run`, steps that would act at
+    /// once are recorded as `dry_run`; high-risk steps are still queued for approval.
     pub fn plan(
         &mut self,
         playbook: &Playbook,
@@ -73,6 +73,7 @@ impl Planner {
                     rule: detection.rule.clone(),
                     params: BTreeMap::new(),
                     on_failure: step.on_failure,
+                    notification_limit: playbook.notification_limit,
                 };
                 if let Some(reason) = &halted {
                     record.reason = Some(reason.clone());
@@ -227,19 +228,21 @@ impl Planner {
                 Some("playbook is in shadow mode".into()),
             );
         }
-        if dry_run {
-            return (ActionStatus::DryRun, Some("actions are in dry-run".into()));
-        }
         // A block wider than the configured limit waits for a person even where the playbook
         // lets its other high-risk steps act alone.
         if let Some(reason) = needs_approval {
             return (ActionStatus::Queued, Some(reason));
         }
+        // Before dry-run: in dry-run a high-risk step still waits for approval, so a team can
+        // rehearse the approval flow; the executor records the approved step as `dry_run`.
         if step.risk == Risk::High && playbook.high_risk_approval == HighRiskApproval::Required {
             return (
                 ActionStatus::Queued,
                 Some("high-risk step waits for approval".into()),
             );
+        }
+        if dry_run {
+            return (ActionStatus::DryRun, Some("actions are in dry-run".into()));
         }
         (ActionStatus::Planned, None)
     }

@@ -27,6 +27,12 @@ pub struct PlaybookSpec {
     /// Whether steps with `risk: high` wait for a person's approval.
     #[serde(default)]
     pub high_risk_approval: HighRiskApproval,
+    /// Caps how many messages each notification step sends within a window. Beyond the cap a
+    /// notification is summarised, never dropped: it is audited as `summarised` and the step's
+    /// next message says how many more there were. Without it, `actions.max_per_minute` is the
+    /// cap (per step and destination, also summarising).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_limit: Option<NotificationLimitSpec>,
     pub trigger: TriggerSpec,
     pub steps: Vec<StepSpec>,
     /// Test cases run by `palisade test`.
@@ -50,6 +56,16 @@ pub enum HighRiskApproval {
     Required,
     /// High-risk steps act at once. Say why in the playbook's description.
     NotRequired,
+}
+
+/// `notification_limit`: at most `count` messages per notification step within `window`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct NotificationLimitSpec {
+    /// Messages per step within the window, at least 1.
+    pub count: usize,
+    /// A duration such as 30s, 1m or 1h.
+    pub window: String,
 }
 
 /// Which detections start the playbook. Every condition given must hold; within a list, any

@@ -349,7 +349,8 @@ fn run_prints_alerts_and_records_decisions_in_sqlite() {
     );
     let lines = json_lines(&stdout(&out));
     assert_eq!(lines.iter().filter(|l| l["kind"] == "detection").count(), 4);
-    // Dry-run holds back every step that would act; a step whose `when` is false is skipped.
+    // Dry-run holds back every step that would act; a step whose `when` is false is skipped;
+    // the high-risk kill still waits for approval (approving it in dry-run records `dry_run`).
     let statuses: Vec<&str> = lines
         .iter()
         .filter(|l| l["kind"] == "action")
@@ -357,7 +358,12 @@ fn run_prints_alerts_and_records_decisions_in_sqlite() {
         .collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == "dry_run").count(),
-        7,
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "queued").count(),
+        1,
         "{statuses:?}"
     );
     assert_eq!(
