@@ -836,7 +836,11 @@ mod tests {
         .unwrap();
         let executor = Executor::new(
             registry,
-            Arc::new(AuditLog::new(&state)),
+            Arc::new(
+                AuditLog::open(&state, &crate::audit::AuditFiles::beside(&dir.join("s.db")))
+                    .await
+                    .unwrap(),
+            ),
             Approvals::new(&state),
             policy,
             "engine:test".into(),

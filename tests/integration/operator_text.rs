@@ -203,3 +203,35 @@ fn a_command_line_cannot_forge_a_line_in_syslog_webhook_or_redis_notifications()
         serde_json::from_str(&bodies.lock().expect("lock")[0]).expect("JSON body");
     assert_eq!(posted["text"], escaped);
 }
+
+/// Sibling of the console defect: the operator commands print what the state database holds,
+/// and that holds event values (ids, targets, reasons); an escape sequence in an event id must
+/// not reach the terminal through `approvals list` or `audit tail` either.
+#[test]
+fn operator_commands_show_event_values_inert() {
+    let dir = scratch_content();
+    let events = office_event("e-3\u{1b}[2K\r\u{1b}[32mall clear", "ws-1", "cmd.exe /c whoami");
+    std::fs::write(dir.path().join("events.jsonl"), events + "\n").expect("events");
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "http:\n  listen: 127.0.0.1:0\n",
+    )
+    .expect("config");
+    assert_success(&palisade(&["run", "--events", "events.jsonl"], dir.path()));
+    for args in [
+        &["approvals", "list", "--all"][..],
+        &["audit", "tail", "--count", "50"][..],
+    ] {
+        let out = palisade(args, dir.path());
+        assert_success(&out);
+        let shown = stdout(&out);
+        assert!(
+            shown.contains("e-3\\u001b[2K\\r\\u001b[32mall clear"),
+            "{args:?} did not show the event id escaped: {shown}"
+        );
+        assert!(
+            !shown.chars().any(active),
+            "{args:?} printed control characters: {shown:?}"
+        );
+    }
+}
