@@ -210,7 +210,11 @@ fn a_command_line_cannot_forge_a_line_in_syslog_webhook_or_redis_notifications()
 #[test]
 fn operator_commands_show_event_values_inert() {
     let dir = scratch_content();
-    let events = office_event("e-3\u{1b}[2K\r\u{1b}[32mall clear", "ws-1", "cmd.exe /c whoami");
+    let events = office_event(
+        "e-3\u{1b}[2K\r\u{1b}[32mall clear",
+        "ws-1",
+        "cmd.exe /c whoami",
+    );
     std::fs::write(dir.path().join("events.jsonl"), events + "\n").expect("events");
     std::fs::write(
         dir.path().join("palisade.yaml"),
