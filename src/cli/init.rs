@@ -32,6 +32,72 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The shipped warninglists (public DNS resolvers, CDNs, certificate revocation hosts, special
+/// ranges, with their licence note): without them a new repository's engine would act on a
+/// feed's indicator for 8.8.8.8 like on any other.
+const WARNINGLISTS: &[(&str, &str)] = &[
+    (
+        "warninglists/README.md",
+        include_str!("../../warninglists/README.md"),
+    ),
+    (
+        "warninglists/akamai.json",
+        include_str!("../../warninglists/akamai.json"),
+    ),
+    (
+        "warninglists/cisco_top1000.json",
+        include_str!("../../warninglists/cisco_top1000.json"),
+    ),
+    (
+        "warninglists/cloudflare.json",
+        include_str!("../../warninglists/cloudflare.json"),
+    ),
+    (
+        "warninglists/crl-hostname.json",
+        include_str!("../../warninglists/crl-hostname.json"),
+    ),
+    (
+        "warninglists/crl-ip.json",
+        include_str!("../../warninglists/crl-ip.json"),
+    ),
+    (
+        "warninglists/empty-hashes.json",
+        include_str!("../../warninglists/empty-hashes.json"),
+    ),
+    (
+        "warninglists/fastly.json",
+        include_str!("../../warninglists/fastly.json"),
+    ),
+    (
+        "warninglists/ipv6-linklocal.json",
+        include_str!("../../warninglists/ipv6-linklocal.json"),
+    ),
+    (
+        "warninglists/multicast.json",
+        include_str!("../../warninglists/multicast.json"),
+    ),
+    (
+        "warninglists/public-dns-v4.json",
+        include_str!("../../warninglists/public-dns-v4.json"),
+    ),
+    (
+        "warninglists/public-dns-v6.json",
+        include_str!("../../warninglists/public-dns-v6.json"),
+    ),
+    (
+        "warninglists/rfc1918.json",
+        include_str!("../../warninglists/rfc1918.json"),
+    ),
+    (
+        "warninglists/rfc5735.json",
+        include_str!("../../warninglists/rfc5735.json"),
+    ),
+    (
+        "warninglists/rfc6598.json",
+        include_str!("../../warninglists/rfc6598.json"),
+    ),
+];
+
 fn write(dir: &Path, relative: &str, text: &str) -> Result<(), CannotRun> {
     let path = dir.join(relative);
     if let Some(parent) = path.parent() {
@@ -54,7 +120,7 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
         )));
     }
     println!("wrote into {}:", dir.display());
-    for (relative, text) in FILES {
+    for (relative, text) in FILES.iter().chain(WARNINGLISTS) {
         write(dir, relative, text)?;
     }
     for (name, text) in crate::schema::all() {

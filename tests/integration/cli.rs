@@ -563,6 +563,9 @@ fn init_makes_a_repository_that_validates_and_tests_and_never_overwrites() {
         "schemas/playbook.schema.json",
         "schemas/config.schema.json",
         ".github/workflows/detections.yml",
+        "warninglists/public-dns-v4.json",
+        "warninglists/public-dns-v6.json",
+        "warninglists/README.md",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
@@ -579,6 +582,21 @@ fn init_makes_a_repository_that_validates_and_tests_and_never_overwrites() {
     assert_success(&out);
     assert!(
         stdout(&out).contains("cases: 5 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The shipped warninglists come along: a feed's indicator for a public resolver is kept
+    // but never blocked in the new repository either.
+    std::fs::write(dir.join("feed.txt"), "8.8.8.8\n").expect("feed");
+    assert_success(&palisade(
+        &["intel", "import", "feed.txt", "--format", "plain"],
+        &dir,
+    ));
+    let out = palisade(&["intel", "lookup", "8.8.8.8"], &dir);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("public DNS resolvers") && stdout(&out).contains("never blocked"),
         "{}",
         stdout(&out)
     );
