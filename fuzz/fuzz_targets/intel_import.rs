@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         kind: None,
         confidence: None,
         severity: None,
+        max_prefix: Default::default(),
     };
     let _ = import_text(Path::new("feed"), text, format, &options);
 });

@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
         kind: None,
         confidence: None,
         severity: None,
+        max_prefix: Default::default(),
     };
     let _ = import(dir, Format::MispFeed, &options);
 });

@@ -41,11 +41,22 @@ fn engine() -> &'static rhai::Engine {
     ENGINE.get_or_init(|| build_engine(&RuleLimits::default(), &IntelHandle::default()).0)
 }
 
+/// The default config's target policy, so literal targets are checked as `validate` checks them.
+fn policy() -> Option<&'static palisade::actions::Policy> {
+    static POLICY: OnceLock<Option<palisade::actions::Policy>> = OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let config = palisade::config::Config::default();
+            config.actions.policy(&config.redis.url).ok()
+        })
+        .as_ref()
+}
+
 fuzz_target!(|data: &[u8]| {
     // Playbook files are read as UTF-8 text; other bytes never reach the loader.
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let path = Path::new("playbooks/fuzz.yaml");
-    let _ = load_playbook(path, text, shipped_rules(), false, engine());
+    let _ = load_playbook(path, text, shipped_rules(), false, engine(), policy());
 });
