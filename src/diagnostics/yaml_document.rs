@@ -286,6 +286,11 @@ fn too_deep(source: &str) -> Option<Position> {
 /// The second place `key` is written as a mapping key at or after `from` (a plain or quoted key
 /// followed by `:`), for pointing at a duplicate.
 fn second_key(source: &str, from: Position, key: &str) -> Option<Position> {
+    // An empty key (`? ` with nothing after it, twice) is found everywhere without moving on;
+    // the mapping's own position is the best place to point at.
+    if key.is_empty() {
+        return None;
+    }
     let mut seen = 0;
     for (index, line) in source.lines().enumerate().skip(from.line.saturating_sub(1)) {
         let start = if index + 1 == from.line {

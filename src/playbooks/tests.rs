@@ -100,6 +100,21 @@ fn duplicate_keys_inside_with_are_refused_with_their_position() {
     }
 }
 
+// Found by the `config_parse` fuzz target: two empty keys (`? ` followed by comments) in one
+// mapping sent the search for the duplicate's position into an endless loop, so `validate` hung.
+#[test]
+fn two_empty_keys_in_one_mapping_are_refused_without_hanging() {
+    let source =
+        "? #hema.j\n\n\n\n\n\n\n\n\n\n\n|\n\n\n\n\n? ##ma.\n\n\n\n|\n\n\n|\n\n\n\n\n? ## # #wtion";
+    let started = Instant::now();
+    assert!(!refused(source).is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let started = Instant::now();
+    let config = crate::config::parse(Path::new("palisade.yaml"), source);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(config.is_err());
+}
+
 /// Copies the shipped content into a fresh directory.
 fn shipped_content() -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

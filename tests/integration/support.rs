@@ -268,7 +268,9 @@ pub fn office_events(first: usize, count: usize) -> String {
             format!(
                 r#"{{"type":"process_create","timestamp":"2025-11-03T14:30:10Z","id":"ev-{i}","host":"ws-{h}","pid":{pid},"name":"cmd.exe","parent_name":"WINWORD.EXE","cmdline":"cmd.exe /c whoami"}}"#,
                 h = i % 7,
-                pid = 10_000 + i
+                // Above Linux's largest PID (2^22): never a real process, and never the
+                // engine's own PID, which the target policy refuses to kill.
+                pid = 4_200_000 + i
             )
         })
         .collect::<Vec<_>>()
