@@ -10,21 +10,28 @@
 //!
 //! - [`sources`]: where raw messages come from (JSON lines today), and the [`sources::Intake`]
 //!   that normalizes them and dead-letters what it cannot.
-//! - [`event`]: the typed event model and normalization of the flat and ECS shapes. Plain data.
-//! - [`rules`]: Rhai rule files, the sandboxed engine, the per-worker evaluator.
+//! - [`event`]: the typed event model and normalization of the flat and ECS shapes, and the
+//!   judgement of event time against the engine's clock. Plain data.
+//! - [`intel`]: indicators (validated like event input), feed importers, warninglists and the
+//!   matcher that enriches each event before the rules.
+//! - [`rules`]: Rhai rule files, the sandboxed engine (every limit and the time budget, helpers
+//!   included), the per-worker evaluator.
 //! - [`anomaly`]: the anomaly model for events no rule matched: features, training, scoring.
 //! - [`tracker`]: the long-term behaviour tracker and its detectors.
 //! - [`detection`]: what a deciding stage produces. Plain data.
 //! - [`playbooks`]: YAML playbooks, their validation, and planning steps for a detection.
-//! - [`actions`]: the registry of response actions and their typed parameters.
+//! - [`actions`]: the registry of response actions, their typed (canonical) parameters, the one
+//!   target policy that validation, planning and the executor ask, the executor and its plugins.
+//! - [`audit`], [`approvals`]: the keyed, anchored audit trail; queued steps and the mode.
 //! - [`pipeline`]: one worker's path through the stages above.
 //! - [`sinks`]: replay JSON lines, readable alerts, the dead-letter file.
 //! - [`state`]: the SQLite file of detections and decisions, written by one owner task.
 //!
 //! Around the flow: [`config`] (the engine's config file), [`content`] (config, rules and
 //! playbooks loaded and validated together), [`diagnostics`] (every problem with its
-//! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors) and
-//! [`cli`] (the `palisade` command).
+//! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors),
+//! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
+//! running engine and its endpoints) and [`cli`] (the `palisade` command).
 
 pub mod actions;
 pub mod anomaly;
