@@ -2,18 +2,18 @@
 //! append-only, each row MACed with a key kept outside the database, the end of the trail
 //! anchored in a file outside it too.
 //!
-//! - Each row's MAC (HMAC-SHA256, [`key`]) covers the exact bytes stored in every column, its
+//! - Each row's MAC (HMAC-SHA256, `key.rs`) covers the exact bytes stored in every column, its
 //!   sequence number and the previous row's hash: editing a row, even re-computing hashes,
 //!   needs the key.
 //! - After every append the last row's number and MAC are written to the anchor file
-//!   ([`anchor`]), tagged with the key, so cutting rows off the end or deleting them all shows.
+//!   (`anchor.rs`), tagged with the key, so cutting rows off the end or deleting them all shows.
 //! - A writer that finds the anchor and the database disagreeing (rows cut off while the engine
 //!   was stopped, the anchor removed) records that in the trail, in a keyed `audit-gap` row,
 //!   before it appends anything: the evidence is not overwritten by the next anchor.
 //! - Rows from before the key existed keep their unkeyed hashes and are checked as before; the
 //!   first keyed row's MAC covers the last of them, sealing them from then on.
 //!
-//! `palisade audit verify` ([`check`]) walks it all; docs/audit.md has the threat model.
+//! `palisade audit verify` (`check.rs`) walks it all; docs/audit.md has the threat model.
 
 mod anchor;
 mod check;

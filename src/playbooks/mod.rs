@@ -3,7 +3,8 @@
 //!
 //! [`load_playbook`] parses with `yaml_serde` (unknown keys are errors), then validates the
 //! parsed spec against the action registry and the loaded rules, collecting every problem with
-//! its position. [`plan`] turns a detection into one [`ActionRecord`] per step.
+//! its position. Planning (`plan.rs`) turns a detection into one
+//! [`ActionRecord`](crate::actions::ActionRecord) per step.
 
 mod plan;
 pub mod spec;

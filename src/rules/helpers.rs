@@ -13,7 +13,7 @@
 //!
 //! The engine counts a helper call as one operation however long its input is, so each helper
 //! reads the time budget's clock itself: before it starts, and every
-//! [`HELPER_CLOCK_BYTES`] of work inside. A rule that calls `icontains` on a long string in a
+//! `HELPER_CLOCK_BYTES` (64 KiB) of work inside. A rule that calls `icontains` on a long string in a
 //! loop is stopped by its time budget like any other slow rule.
 
 use base64::Engine as _;

@@ -102,7 +102,7 @@ impl Deadline {
     }
 
     /// Stops a helper once the budget is spent. Helpers call it before their work and every
-    /// [`HELPER_CLOCK_BYTES`] of it, since the engine counts a whole helper call as one
+    /// `HELPER_CLOCK_BYTES` of it, since the engine counts a whole helper call as one
     /// operation however long its input is.
     pub fn check(&self) -> Result<(), Box<EvalAltResult>> {
         if self.expired() {
