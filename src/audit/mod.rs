@@ -78,6 +78,20 @@ pub struct AuditFiles {
     pub anchor: PathBuf,
 }
 
+/// The audit trail's files outside the database. Both default to beside the state database
+/// (`<state.path>.audit-key`, `<state.path>.audit-anchor`); relative paths are from the content
+/// directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The HMAC key (created with mode 0600 when missing; refused when others can read it).
+    /// Keep it where an attacker who can write the database cannot read it.
+    pub key: Option<PathBuf>,
+    /// The file rewritten after every append with the last row's number and MAC.
+    pub anchor: Option<PathBuf>,
+}
+
 impl AuditFiles {
     /// The defaults: `<database>.audit-key` and `<database>.audit-anchor`, beside it.
     pub fn beside(database: &Path) -> AuditFiles {
@@ -93,19 +107,16 @@ impl AuditFiles {
     }
 
     /// The files `config` names (relative paths resolved by `resolve`), defaulting to beside the
-    /// state database.
+    /// state database at `database`.
     pub fn from_config(
-        config: &crate::config::Config,
+        config: &AuditConfig,
+        database: &Path,
         resolve: impl Fn(&Path) -> PathBuf,
     ) -> AuditFiles {
-        let beside = AuditFiles::beside(&resolve(&config.state.path));
+        let beside = AuditFiles::beside(&resolve(database));
         AuditFiles {
-            key: config.audit.key.as_deref().map_or(beside.key, &resolve),
-            anchor: config
-                .audit
-                .anchor
-                .as_deref()
-                .map_or(beside.anchor, &resolve),
+            key: config.key.as_deref().map_or(beside.key, &resolve),
+            anchor: config.anchor.as_deref().map_or(beside.anchor, &resolve),
         }
     }
 }

@@ -15,13 +15,17 @@ pub(super) fn paths(dir: &Path) -> Result<(std::path::PathBuf, AuditFiles), Cann
     Ok(match load_content(dir, None)? {
         Ok(content) => (
             content.resolve(&content.config.state.path),
-            AuditFiles::from_config(&content.config, |p| content.resolve(p)),
+            AuditFiles::from_config(&content.config.audit, &content.config.state.path, |p| {
+                content.resolve(p)
+            }),
         ),
         Err(_) => {
             let config = crate::config::Config::default();
             (
                 display_path(dir, &config.state.path),
-                AuditFiles::from_config(&config, |p| display_path(dir, p)),
+                AuditFiles::from_config(&config.audit, &config.state.path, |p| {
+                    display_path(dir, p)
+                }),
             )
         }
     })

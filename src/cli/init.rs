@@ -144,7 +144,11 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
     }
     write(dir, "tests/fixtures/example.expected.jsonl", &snapshot)?;
     // The audit key exists before the first row: every row the engine writes here is keyed.
-    let files = crate::audit::AuditFiles::from_config(&content.config, |p| content.resolve(p));
+    let files = crate::audit::AuditFiles::from_config(
+        &content.config.audit,
+        &content.config.state.path,
+        |p| content.resolve(p),
+    );
     if crate::audit::create_key(&files)? {
         println!(
             "  {} (the audit key, mode 0600: back it up, keep it out of version control)",

@@ -103,7 +103,10 @@ async fn engine(
             }
         }));
     }
-    let audit_files = crate::audit::AuditFiles::from_config(&config, |p| content.resolve(p));
+    let audit_files =
+        crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, |p| {
+            content.resolve(p)
+        });
     let audit = Arc::new(crate::audit::AuditLog::open(&store, &audit_files).await?);
     let reload_actor = actor.clone();
     let executor = Arc::new(

@@ -15,6 +15,9 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
 /// The file name `palisade` looks for in the content directory.
 pub const CONFIG_FILE: &str = "palisade.yaml";
 
+/// The audit trail owns its config type; the config file only assembles it.
+pub use crate::audit::AuditConfig;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 #[schemars(title = "palisade configuration")]
@@ -453,20 +456,6 @@ impl Default for StateConfig {
     }
 }
 
-/// The audit trail's files outside the database. Both default to beside the state database
-/// (`<state.path>.audit-key`, `<state.path>.audit-anchor`); relative paths are from the content
-/// directory.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// The HMAC key (created with mode 0600 when missing; refused when others can read it).
-    /// Keep it where an attacker who can write the database cannot read it.
-    pub key: Option<PathBuf>,
-    /// The file rewritten after every append with the last row's number and MAC.
-    pub anchor: Option<PathBuf>,
-}
-
 /// Where messages that could not be normalized are written, one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -687,7 +676,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         }
     }
     // The anchor is rewritten on every append: over the key or the database it would destroy them.
-    let audit = crate::audit::AuditFiles::from_config(&config, Path::to_path_buf);
+    let audit =
+        crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, Path::to_path_buf);
     let clash = if audit.anchor == audit.key || audit.anchor == config.state.path {
         Some("anchor")
     } else if audit.key == config.state.path {
