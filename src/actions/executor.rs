@@ -786,20 +786,33 @@ impl Executor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::policy::tests::policy;
 
-    fn policy() -> Policy {
-        Policy {
-            protected_addresses: vec![("192.0.2.0".parse().unwrap(), 24)],
-            critical_processes: vec!["sshd".into()],
-            dry_run: false,
-            widest_block: crate::actions::WidestBlock::default(),
-            cooldown: Duration::from_secs(60),
-            max_per_minute: 10,
-            timeout: Duration::from_secs(5),
-            degrade_after_failures: 5,
-            degrade_window: Duration::from_secs(600),
-            approval_expiry: Duration::from_secs(3600),
-        }
+    /// An executor over a real state database in `dir`, with every plugin of this build (the
+    /// firewall on `firewall`; nothing here reaches it unless a test says so).
+    async fn executor_in(
+        dir: &std::path::Path,
+        firewall: super::super::plugins::firewall::Backend,
+        policy: Policy,
+    ) -> Executor {
+        let database = dir.join("state.db");
+        let state = crate::state::StateStore::open(&database).await.unwrap();
+        let registry = Registry::new(&super::super::plugins::PluginSettings {
+            redis_url: "redis://127.0.0.1:1".into(),
+            blocks: None,
+            firewall,
+        })
+        .unwrap();
+        let audit = AuditLog::open(&state, &crate::audit::AuditFiles::beside(&database))
+            .await
+            .unwrap();
+        Executor::new(
+            registry,
+            Arc::new(audit),
+            Approvals::new(&state),
+            policy,
+            "engine:test".into(),
+        )
     }
 
     /// A real local webhook receiver keeping every message it is sent, and an executor over a
@@ -825,26 +838,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let state = crate::state::StateStore::open(&dir.join("s.db"))
-            .await
-            .unwrap();
-        let registry = Registry::new(&super::super::plugins::PluginSettings {
-            redis_url: "redis://127.0.0.1:1".into(),
-            blocks: None,
-            firewall: super::super::plugins::firewall::Backend::Auto,
-        })
-        .unwrap();
-        let executor = Executor::new(
-            registry,
-            Arc::new(
-                AuditLog::open(&state, &crate::audit::AuditFiles::beside(&dir.join("s.db")))
-                    .await
-                    .unwrap(),
-            ),
-            Approvals::new(&state),
-            policy,
-            "engine:test".into(),
-        );
+        let executor =
+            executor_in(dir, super::super::plugins::firewall::Backend::Auto, policy).await;
         (executor, url, messages)
     }
 
@@ -987,30 +982,13 @@ mod tests {
     #[tokio::test]
     async fn the_executor_refuses_what_the_policy_refuses_even_when_planned() {
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::state::StateStore::open(&dir.path().join("state.db"))
-            .await
-            .unwrap();
-        let registry = Registry::new(&super::super::plugins::PluginSettings {
-            redis_url: "redis://127.0.0.1:1".into(),
-            blocks: None,
-            // iptables is not run: every record here is refused before a plugin is called.
-            firewall: super::super::plugins::firewall::Backend::Iptables,
-        })
-        .unwrap();
-        let executor = Executor::new(
-            registry,
-            Arc::new(
-                AuditLog::open(
-                    &state,
-                    &crate::audit::AuditFiles::beside(&dir.path().join("state.db")),
-                )
-                .await
-                .unwrap(),
-            ),
-            Approvals::new(&state),
+        // iptables is not run: every record here is refused before a plugin is called.
+        let executor = executor_in(
+            dir.path(),
+            super::super::plugins::firewall::Backend::Iptables,
             policy(),
-            "test".into(),
-        );
+        )
+        .await;
         let hit = crate::intel::IntelHit {
             value: "8.8.8.8".into(),
             indicator: "8.8.8.8".into(),
@@ -1081,25 +1059,14 @@ mod tests {
         kill.params = BTreeMap::from([("pid", child.id().to_string())]);
         let mut critical = policy();
         critical.critical_processes.push("sleep".into());
-        let executor = Executor::new(
-            Registry::new(&super::super::plugins::PluginSettings {
-                redis_url: "redis://127.0.0.1:1".into(),
-                blocks: None,
-                firewall: super::super::plugins::firewall::Backend::Iptables,
-            })
-            .unwrap(),
-            Arc::new(
-                AuditLog::open(
-                    &state,
-                    &crate::audit::AuditFiles::beside(&dir.path().join("state.db")),
-                )
-                .await
-                .unwrap(),
-            ),
-            Approvals::new(&state),
+        let apart = dir.path().join("critical");
+        std::fs::create_dir(&apart).unwrap();
+        let executor = executor_in(
+            &apart,
+            super::super::plugins::firewall::Backend::Iptables,
             critical,
-            "test".into(),
-        );
+        )
+        .await;
         let mut actions = [kill];
         let outcome = executor.run(&mut actions, &[], &[]).await;
         let alive = child.try_wait().unwrap().is_none();
@@ -1117,6 +1084,5 @@ mod tests {
             actions[0]
         );
         assert!(alive, "the refused kill must not have run");
-        state.close().await;
     }
 }

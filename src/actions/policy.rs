@@ -252,11 +252,12 @@ fn same_process_name(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn policy() -> Policy {
+    /// A policy for tests: 192.0.2.0/24 protected, sshd critical, live actions.
+    pub(crate) fn policy() -> Policy {
         Policy {
             protected_addresses: vec![("192.0.2.0".parse().unwrap(), 24)],
             critical_processes: vec!["sshd".into()],
