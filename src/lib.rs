@@ -52,6 +52,7 @@ pub mod pipeline;
 pub mod playbooks;
 pub mod rules;
 pub mod schema;
+pub mod sigma;
 pub mod sinks;
 pub mod sources;
 pub mod state;

@@ -1,0 +1,53 @@
+//! Sigma rules: the community's vendor-neutral detection format, run natively beside Rhai rules.
+//!
+//! ```text
+//! *.yml ──► parse (positions, logsource → event kinds, fields → typed event fields,
+//!           modifiers applied, `1 of X*` expanded) ──► SigmaRule (ast.rs, plain data)
+//!                                                          │
+//!             eval.rs: the direct evaluator, the definition ┤
+//!             compiled.rs: every rule's tests in shared matchers, what the pipeline runs
+//! ```
+//!
+//! Correlation rules (`correlation.rs`) count the detections of the rules they name in bounded
+//! windows; filters (Sigma v2 meta-filters) add exclusions to the rules they name. The field
+//! mapping table (`fields.rs`) is the one place Sigma field names meet the event model; the same
+//! table is in docs/sigma.md.
+
+pub mod ast;
+pub mod eval;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use ast::{Level, SigmaRule, Status};
+
+/// The `sigma:` section of `palisade.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct SigmaConfig {
+    /// Folders of Sigma rules besides the content's `rules/` folder (for example a SigmaHQ
+    /// checkout's `rules/`), relative to the content directory. Read recursively.
+    pub folders: Vec<PathBuf>,
+    /// Which rule statuses load; a rule without a status loads.
+    pub statuses: Vec<Status>,
+    /// The lowest level that becomes a detection; rules below it are skipped and counted.
+    pub min_level: Level,
+    /// Values for the `expand` modifier's placeholders (`%admins%` → these values, any one
+    /// matching). A rule naming a placeholder that is not here is refused.
+    pub placeholders: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for SigmaConfig {
+    fn default() -> SigmaConfig {
+        SigmaConfig {
+            folders: Vec::new(),
+            statuses: vec![Status::Stable, Status::Test],
+            min_level: Level::Low,
+            placeholders: BTreeMap::new(),
+        }
+    }
+}
