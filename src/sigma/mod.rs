@@ -15,6 +15,7 @@
 
 pub mod ast;
 pub mod eval;
+pub mod fields;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
