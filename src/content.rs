@@ -25,6 +25,8 @@ pub struct Content {
     pub playbooks: Vec<Arc<Playbook>>,
     /// Benign infrastructure from `warninglists/*.json`.
     pub warninglists: Warninglists,
+    /// Sigma rules from `rules/*.yml` and the configured folders (docs/sigma.md).
+    pub sigma: crate::sigma::SigmaContent,
 }
 
 /// Where warninglists are read from, relative to the content directory.
@@ -137,6 +139,10 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         }
     }
 
+    let mut rule_names = crate::playbooks::RuleNames::default();
+    for id in rules_by_id.keys() {
+        rule_names.insert(id, id);
+    }
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
     let rules_incomplete = !problems.is_empty();
@@ -151,7 +157,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         match load_playbook(
             &path,
             &source,
-            &rules_by_id,
+            &rule_names,
             rules_incomplete,
             &engine,
             policy.as_ref(),
@@ -202,6 +208,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         config_path,
         rules,
         playbooks,
+        sigma: crate::sigma::SigmaContent::default(),
     })
 }
 

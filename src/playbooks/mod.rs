@@ -24,7 +24,6 @@ use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
 use crate::detection::{Detection, Severity, Stage};
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate, suggest};
 use crate::event::FieldType;
-use crate::rules::RuleDefinition;
 use crate::testing::{Expectation, TestCase, TestInput};
 
 /// A validated playbook, ready to plan with.
@@ -39,6 +38,36 @@ pub struct Playbook {
     pub trigger: Trigger,
     pub steps: Vec<Step>,
     pub tests: Vec<TestCase>,
+}
+
+/// Every name a playbook trigger may give a rule, mapped to the id its detections carry: a Rhai
+/// rule's id; a Sigma rule's id, its `name` and its file stem.
+#[derive(Debug, Clone, Default)]
+pub struct RuleNames {
+    names: HashMap<String, Arc<str>>,
+}
+
+impl RuleNames {
+    /// Adds `name` for the rule whose detections carry `id`. A name already taken keeps its first
+    /// rule (duplicate ids are reported where rules load).
+    pub fn insert(&mut self, name: &str, id: &Arc<str>) {
+        self.names
+            .entry(name.to_string())
+            .or_insert_with(|| id.clone());
+    }
+
+    /// The detection id a trigger's `name` stands for.
+    pub fn get(&self, name: &str) -> Option<&Arc<str>> {
+        self.names.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.keys().map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +123,7 @@ pub fn condition_scope(event: Dynamic, detection: Dynamic) -> Scope<'static> {
 pub fn load_playbook(
     path: &Path,
     source: &str,
-    rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+    rules: &RuleNames,
     rules_incomplete: bool,
     engine: &Engine,
     policy: Option<&actions::Policy>,
@@ -143,7 +172,7 @@ impl Validator<'_> {
     fn validate(
         mut self,
         spec: PlaybookSpec,
-        rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+        rules: &RuleNames,
         engine: &Engine,
     ) -> Result<Playbook, Diagnostics> {
         let root = YamlPath::root();
@@ -230,12 +259,7 @@ impl Validator<'_> {
         })
     }
 
-    fn trigger(
-        &mut self,
-        spec: &spec::TriggerSpec,
-        rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
-        at: &YamlPath,
-    ) -> Trigger {
+    fn trigger(&mut self, spec: &spec::TriggerSpec, rules: &RuleNames, at: &YamlPath) -> Trigger {
         if spec.rules.is_empty()
             && spec.tags.is_empty()
             && spec.min_severity.is_none()
@@ -252,14 +276,13 @@ impl Validator<'_> {
                 names.push(Arc::from(*detector));
                 continue;
             }
-            match rules.get_key_value(rule.as_str()) {
-                Some((id, _)) => names.push(id.clone()),
+            match rules.get(rule.as_str()) {
+                Some(id) => names.push(id.clone()),
                 None => {
                     let hint = suggest(
                         rule,
                         rules
-                            .keys()
-                            .map(|k| &**k)
+                            .names()
                             .chain(crate::detection::BUILT_IN_DETECTORS.iter().copied()),
                     )
                     .map(|s| format!(" (did you mean `{s}`?)"))

@@ -14,6 +14,7 @@
 //! table is in docs/sigma.md.
 
 pub mod ast;
+mod engine;
 pub mod eval;
 pub mod fields;
 
@@ -24,6 +25,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use ast::{Level, SigmaRule, Status};
+pub use engine::{SigmaEngine, severity};
+
+/// The Sigma content that loaded: the rules (filters already applied), ready for workers.
+#[derive(Debug, Clone, Default)]
+pub struct SigmaContent {
+    pub rules: Vec<std::sync::Arc<SigmaRule>>,
+}
 
 /// The `sigma:` section of `palisade.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
