@@ -14,6 +14,7 @@
 //! table is in docs/sigma.md.
 
 pub mod ast;
+pub mod cases;
 mod engine;
 pub mod eval;
 pub mod fields;
@@ -31,6 +32,8 @@ pub use engine::{SigmaEngine, severity};
 #[derive(Debug, Clone, Default)]
 pub struct SigmaContent {
     pub rules: Vec<std::sync::Arc<SigmaRule>>,
+    /// Test cases from sidecar files, with the id of the rule each tests.
+    pub tests: Vec<(std::sync::Arc<str>, crate::testing::TestCase)>,
 }
 
 /// The `sigma:` section of `palisade.yaml`.

@@ -76,6 +76,16 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             report.cases.push(result(case, &rule.id, problems));
         }
     }
+    for (rule, case) in &content.sigma.tests {
+        if !selected(rule, &case.name) {
+            continue;
+        }
+        let problems = match outcome_of(content, &case.input, &case.intel, None) {
+            Ok(outcome) => check_rule(rule, &case.expect, &outcome),
+            Err(problem) => vec![problem],
+        };
+        report.cases.push(result(case, rule, problems));
+    }
     for playbook in &content.playbooks {
         for case in playbook
             .tests
