@@ -40,25 +40,26 @@ pub struct Playbook {
     pub tests: Vec<TestCase>,
 }
 
-/// Every name a playbook trigger may give a rule, mapped to the id its detections carry: a Rhai
-/// rule's id; a Sigma rule's id, its `name` and its file stem.
+/// Every name a playbook trigger may give a rule, mapped to the ids its detections carry: a
+/// Rhai rule's id; a Sigma rule's id and `name`; a Sigma file's stem, which stands for every rule
+/// in the file.
 #[derive(Debug, Clone, Default)]
 pub struct RuleNames {
-    names: HashMap<String, Arc<str>>,
+    names: HashMap<String, Vec<Arc<str>>>,
 }
 
 impl RuleNames {
-    /// Adds `name` for the rule whose detections carry `id`. A name already taken keeps its first
-    /// rule (duplicate ids are reported where rules load).
+    /// Adds `name` for the rule whose detections carry `id`.
     pub fn insert(&mut self, name: &str, id: &Arc<str>) {
-        self.names
-            .entry(name.to_string())
-            .or_insert_with(|| id.clone());
+        let ids = self.names.entry(name.to_string()).or_default();
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
     }
 
-    /// The detection id a trigger's `name` stands for.
-    pub fn get(&self, name: &str) -> Option<&Arc<str>> {
-        self.names.get(name)
+    /// The detection ids a trigger's `name` stands for.
+    pub fn get(&self, name: &str) -> Option<&[Arc<str>]> {
+        self.names.get(name).map(Vec::as_slice)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -277,7 +278,7 @@ impl Validator<'_> {
                 continue;
             }
             match rules.get(rule.as_str()) {
-                Some(id) => names.push(id.clone()),
+                Some(ids) => names.extend(ids.iter().cloned()),
                 None => {
                     let hint = suggest(
                         rule,
