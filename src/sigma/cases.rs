@@ -125,7 +125,10 @@ pub fn parse_sidecar(path: &Path, source: &str) -> Result<Sidecar, Diagnostics> 
             (None, Some(fixture)) => match TestInput::fixture(fixture) {
                 Ok(input) => input,
                 Err(message) => {
-                    report(&at.key("fixture"), format!("test `{}`: {message}", test.name));
+                    report(
+                        &at.key("fixture"),
+                        format!("test `{}`: {message}", test.name),
+                    );
                     continue;
                 }
             },

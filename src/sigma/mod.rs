@@ -34,6 +34,24 @@ pub struct SigmaContent {
     pub rules: Vec<std::sync::Arc<SigmaRule>>,
     /// Test cases from sidecar files, with the id of the rule each tests.
     pub tests: Vec<(std::sync::Arc<str>, crate::testing::TestCase)>,
+    /// What loading found, for `palisade validate`.
+    pub report: SigmaReport,
+}
+
+/// What loading the Sigma folders found besides the rules: `palisade validate` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SigmaReport {
+    /// Files read.
+    pub files: usize,
+    /// Rules loaded (and run).
+    pub loaded: usize,
+    /// Filters applied.
+    pub filters: usize,
+    /// Documents skipped, by reason (`logsource windows/registry_set/-`, `status experimental`).
+    pub skipped: BTreeMap<String, usize>,
+    /// Rules in the configured folders that cannot run exactly, refused with their reasons (the
+    /// same refusals in the content's own `rules/` are errors instead).
+    pub refused: crate::diagnostics::Diagnostics,
 }
 
 /// The `sigma:` section of `palisade.yaml`.
