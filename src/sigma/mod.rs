@@ -14,8 +14,13 @@
 //! table is in docs/sigma.md.
 
 pub mod ast;
+pub mod condition;
 pub mod eval;
 pub mod fields;
+pub mod filter;
+pub mod load;
+pub mod modifiers;
+pub mod parse;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +29,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use ast::{Level, SigmaRule, Status};
+pub use filter::SigmaFilter;
+pub use load::{MAX_SIGMA_FILE_BYTES, SigmaLoad, load, load_source};
+pub use parse::{RawCorrelation, SkipReason, Skipped};
 
 /// The `sigma:` section of `palisade.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -52,3 +60,8 @@ impl Default for SigmaConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
+mod tests;
