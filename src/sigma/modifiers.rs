@@ -511,10 +511,9 @@ fn regex_test(value: &RawValue, flags: &str) -> Result<ValueTest, ModifierError>
     } else {
         format!("(?{flags}){pattern}")
     };
-    // The size limit bounds what one hostile pattern can cost to compile and to hold.
-    let compiled = regex::RegexBuilder::new(&source)
-        .size_limit(1 << 20)
-        .build()
+    // The regex crate's default size limit (10 MiB compiled) bounds what one hostile pattern
+    // can cost; SigmaHQ's largest (`\w{1,64}`, Unicode classes) needs more than 1 MiB.
+    let compiled = regex::Regex::new(&source)
         .map_err(|err| ModifierError::BadRegex {
             pattern: pattern.clone(),
             reason: err
