@@ -57,8 +57,9 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, ConditionError> {
                 i += 1;
             }
             '|' => {
+                // What follows is a v1 aggregation (`count() by x > 5`), refused as a whole.
                 tokens.push((i, Token::Pipe));
-                i += 1;
+                break;
             }
             c if c.is_alphanumeric() || matches!(c, '_' | '*' | '-' | '.') => {
                 let start = i;

@@ -513,17 +513,16 @@ fn regex_test(value: &RawValue, flags: &str) -> Result<ValueTest, ModifierError>
     };
     // The regex crate's default size limit (10 MiB compiled) bounds what one hostile pattern
     // can cost; SigmaHQ's largest (`\w{1,64}`, Unicode classes) needs more than 1 MiB.
-    let compiled = regex::Regex::new(&source)
-        .map_err(|err| ModifierError::BadRegex {
-            pattern: pattern.clone(),
-            reason: err
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-        })?;
+    let compiled = regex::Regex::new(&source).map_err(|err| ModifierError::BadRegex {
+        pattern: pattern.clone(),
+        reason: err
+            .to_string()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+    })?;
     Ok(ValueTest::Regex(Regex { source, compiled }))
 }
 
