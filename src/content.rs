@@ -139,9 +139,37 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         }
     }
 
+    let sigma_folders: Vec<PathBuf> = config
+        .sigma
+        .folders
+        .iter()
+        .map(|folder| display_path(dir, folder))
+        .collect();
+    let sigma = crate::sigma::assemble(&rules_dir, &sigma_folders, &config.sigma, &mut problems);
     let mut rule_names = crate::playbooks::RuleNames::default();
     for id in rules_by_id.keys() {
         rule_names.insert(id, id);
+    }
+    for rule in &sigma.rules {
+        if let Some(rhai) = rules_by_id.get(&rule.id) {
+            let source = std::fs::read_to_string(&rule.path).unwrap_or_default();
+            problems.push(Diagnostic::at(
+                &rule.path,
+                &source,
+                rule.position,
+                "duplicate-rule-id",
+                format!(
+                    "rule id `{}` is already used by `{}`",
+                    rule.id,
+                    rhai.path.display()
+                ),
+            ));
+        }
+        rule_names.insert(&rule.id, &rule.id);
+        rule_names.insert(&rule.stem, &rule.id);
+        if let Some(name) = &rule.name {
+            rule_names.insert(name, &rule.id);
+        }
     }
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
@@ -208,7 +236,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         config_path,
         rules,
         playbooks,
-        sigma: crate::sigma::SigmaContent::default(),
+        sigma,
     })
 }
 

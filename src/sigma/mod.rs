@@ -13,11 +13,17 @@
 //! mapping table (`fields.rs`) is the one place Sigma field names meet the event model; the same
 //! table is in docs/sigma.md.
 
+mod assemble;
 pub mod ast;
 pub mod cases;
+pub mod condition;
 mod engine;
 pub mod eval;
 pub mod fields;
+pub mod filter;
+pub mod load;
+pub mod modifiers;
+pub mod parse;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +31,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use assemble::assemble;
 pub use ast::{Level, SigmaRule, Status};
 pub use engine::{SigmaEngine, severity};
 
@@ -53,6 +60,9 @@ pub struct SigmaReport {
     /// same refusals in the content's own `rules/` are errors instead).
     pub refused: crate::diagnostics::Diagnostics,
 }
+pub use filter::SigmaFilter;
+pub use load::{MAX_SIGMA_FILE_BYTES, SigmaLoad, load, load_source};
+pub use parse::{RawCorrelation, SkipReason, Skipped};
 
 /// The `sigma:` section of `palisade.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -81,3 +91,8 @@ impl Default for SigmaConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
+mod tests;
