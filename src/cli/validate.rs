@@ -66,12 +66,24 @@ fn sigma_report(report: &SigmaReport, each_refusal: bool) -> String {
     );
     let mut skipped: Vec<_> = report.skipped.iter().collect();
     skipped.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    for (reason, count) in skipped {
+    // A corpus skips dozens of logsources once or twice; the long tail is one line unless asked.
+    let shown = if each_refusal { skipped.len() } else { 12 };
+    for (reason, count) in skipped.iter().take(shown) {
         let _ = writeln!(out, "  skipped {count:>6}  {reason}");
     }
+    if skipped.len() > shown {
+        let rest: usize = skipped.iter().skip(shown).map(|(_, n)| **n).sum();
+        let _ = writeln!(
+            out,
+            "  skipped {rest:>6}  for {} other reasons (--refusals lists them)",
+            skipped.len() - shown
+        );
+    }
     let mut by_code = std::collections::BTreeMap::<&str, usize>::new();
-    for diagnostic in report.refused.iter() {
-        *by_code.entry(diagnostic.code).or_default() += 1;
+    for problems in &report.refused {
+        if let Some(first) = problems.iter().next() {
+            *by_code.entry(first.code).or_default() += 1;
+        }
     }
     let mut by_code: Vec<_> = by_code.into_iter().collect();
     by_code.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -79,7 +91,7 @@ fn sigma_report(report: &SigmaReport, each_refusal: bool) -> String {
         let _ = writeln!(out, "  refused {count:>6}  {code}");
     }
     if each_refusal {
-        for diagnostic in report.refused.iter() {
+        for diagnostic in report.refused.iter().flat_map(|problems| problems.iter()) {
             let _ = writeln!(out, "{}", diagnostic.render_as("refused"));
         }
     } else if refused > 0 {

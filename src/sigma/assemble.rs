@@ -33,7 +33,7 @@ pub fn assemble(
     let mut report = SigmaReport {
         files: loaded.files,
         skipped: BTreeMap::new(),
-        refused: Diagnostics::default(),
+        refused: Vec::new(),
         filters: loaded.filters.len(),
         ..SigmaReport::default()
     };
@@ -54,7 +54,7 @@ pub fn assemble(
         if mine {
             problems.extend(document);
         } else {
-            report.refused.extend(document);
+            report.refused.push(document);
         }
     }
     let rules = apply_filters(rules, &filters, problems);

@@ -56,9 +56,9 @@ pub struct SigmaReport {
     pub filters: usize,
     /// Documents skipped, by reason (`logsource windows/registry_set/-`, `status experimental`).
     pub skipped: BTreeMap<String, usize>,
-    /// Rules in the configured folders that cannot run exactly, refused with their reasons (the
-    /// same refusals in the content's own `rules/` are errors instead).
-    pub refused: crate::diagnostics::Diagnostics,
+    /// Rules in the configured folders that cannot run exactly, one entry per rule with its
+    /// problems (the same refusals in the content's own `rules/` are errors instead).
+    pub refused: Vec<crate::diagnostics::Diagnostics>,
 }
 pub use filter::SigmaFilter;
 pub use load::{MAX_SIGMA_FILE_BYTES, SigmaLoad, load, load_source};
