@@ -75,7 +75,7 @@ pub fn load(folders: &[PathBuf], config: &SigmaConfig) -> SigmaLoad {
             out.files += 1;
             match read_limited(&file) {
                 Ok(source) => add_file(&mut out, &file, &source, config),
-                Err(problem) => out.refused.push(single(problem)),
+                Err(problem) => out.refused.push(single(*problem)),
             }
         }
     }
@@ -151,34 +151,37 @@ fn single(diagnostic: Diagnostic) -> Diagnostics {
 }
 
 /// Reads at most [`MAX_SIGMA_FILE_BYTES`]; a longer file is refused.
-fn read_limited(path: &Path) -> Result<String, Diagnostic> {
-    let file = std::fs::File::open(path).map_err(|err| {
-        Diagnostic::file(path, "unreadable", format!("cannot read the file: {err}"))
-    })?;
+fn read_limited(path: &Path) -> Result<String, Box<Diagnostic>> {
+    let unreadable = |err: std::io::Error| {
+        Box::new(Diagnostic::file(
+            path,
+            "unreadable",
+            format!("cannot read the file: {err}"),
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(MAX_SIGMA_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|err| {
-            Diagnostic::file(path, "unreadable", format!("cannot read the file: {err}"))
-        })?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_SIGMA_FILE_BYTES {
-        return Err(Diagnostic::file(
+        return Err(Box::new(Diagnostic::file(
             path,
             "sigma-file-too-large",
             format!(
                 "the file is larger than {MAX_SIGMA_FILE_BYTES} bytes, the limit for a Sigma file"
             ),
-        ));
+        )));
     }
     String::from_utf8(bytes).map_err(|err| {
-        Diagnostic::file(
+        Box::new(Diagnostic::file(
             path,
             "sigma-not-utf8",
             format!(
                 "the file is not UTF-8 text (invalid byte at offset {})",
                 err.utf8_error().valid_up_to()
             ),
-        )
+        ))
     })
 }
 

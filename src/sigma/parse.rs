@@ -871,7 +871,7 @@ impl Doc<'_> {
             let field = match self.field(field_name, kinds, key_at) {
                 Ok(field) => Some(field),
                 Err(problem) => {
-                    problems.push(problem);
+                    problems.push(*problem);
                     ok = false;
                     None
                 }
@@ -909,7 +909,7 @@ impl Doc<'_> {
                                 cased: r.cased,
                             }),
                             Err(problem) => {
-                                problems.push(problem);
+                                problems.push(*problem);
                                 ok = false;
                             }
                         }
@@ -927,8 +927,8 @@ impl Doc<'_> {
         ok.then_some(items)
     }
 
-    fn field(&self, name: &str, kinds: &[EventKind], at: Position) -> Result<Field, Diagnostic> {
-        fields::resolve(name, kinds).map_err(|problem| match problem {
+    fn field(&self, name: &str, kinds: &[EventKind], at: Position) -> Result<Field, Box<Diagnostic>> {
+        fields::resolve(name, kinds).map_err(|problem| Box::new(match problem {
             FieldProblem::Unknown => self.problem(
                 at,
                 "sigma-unknown-field",
@@ -942,7 +942,7 @@ impl Doc<'_> {
                     kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             ),
-        })
+        }))
     }
 
     /// The written values of an entry: one scalar or a list of scalars.
