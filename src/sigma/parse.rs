@@ -855,20 +855,21 @@ impl Doc<'_> {
                 }
             };
             let item_path = path.key(&key_text);
-            let key_at = self.key_at(&item_path);
+            // Positions are found only for problems: locating walks the text.
+            let key_at = || self.key_at(&item_path);
             let mut parts = key_text.split('|');
             let field_name = parts.next().unwrap_or("");
             let names: Vec<&str> = parts.collect();
             if field_name.is_empty() {
                 problems.push(self.problem(
-                    key_at,
+                    key_at(),
                     "sigma-bad-search",
                     "a keyword entry (`'|all':`) must be the only entry of its search; put it in a search of its own",
                 ));
                 ok = false;
                 continue;
             }
-            let field = match self.field(field_name, kinds, key_at) {
+            let field = match self.field(field_name, kinds, &key_at) {
                 Ok(field) => Some(field),
                 Err(problem) => {
                     problems.push(*problem);
@@ -879,7 +880,7 @@ impl Doc<'_> {
             let modifiers = match modifiers::parse_modifiers(&names) {
                 Ok(m) => m,
                 Err(err) => {
-                    problems.push(self.problem(key_at, err.code(), err.message()));
+                    problems.push(self.problem(key_at(), err.code(), err.message()));
                     ok = false;
                     continue;
                 }
@@ -902,7 +903,7 @@ impl Doc<'_> {
                 Entry::FieldRefs { refs, all } => {
                     let mut tests = Vec::new();
                     for r in refs {
-                        match self.field(&r.other, kinds, self.at(&item_path)) {
+                        match self.field(&r.other, kinds, &|| self.at(&item_path)) {
                             Ok(other) => tests.push(ValueTest::FieldRef {
                                 other,
                                 how: r.how,
@@ -927,15 +928,20 @@ impl Doc<'_> {
         ok.then_some(items)
     }
 
-    fn field(&self, name: &str, kinds: &[EventKind], at: Position) -> Result<Field, Box<Diagnostic>> {
+    fn field(
+        &self,
+        name: &str,
+        kinds: &[EventKind],
+        at: &dyn Fn() -> Position,
+    ) -> Result<Field, Box<Diagnostic>> {
         fields::resolve(name, kinds).map_err(|problem| Box::new(match problem {
             FieldProblem::Unknown => self.problem(
-                at,
+                at(),
                 "sigma-unknown-field",
                 format!("field `{name}` is carried by no input shape palisade reads, so the rule cannot run exactly"),
             ),
             FieldProblem::NotForKinds { kinds } => self.problem(
-                at,
+                at(),
                 "sigma-field-not-for-logsource",
                 format!(
                     "field `{name}` is not carried by {} events",
@@ -943,6 +949,28 @@ impl Doc<'_> {
                 ),
             ),
         }))
+    }
+
+    /// The text of the plain (unquoted) number at `path`, as written in the source.
+    fn written_number(&self, path: &YamlPath) -> Option<String> {
+        let at = locate(self.text, path);
+        let line = self.text.lines().nth(at.line.checked_sub(1)?)?;
+        let rest: String = line.chars().skip(at.column.saturating_sub(1)).collect();
+        let token = rest
+            .split([',', ']', '}', '#'])
+            .next()?
+            .trim()
+            .trim_start_matches("- ")
+            .trim();
+        let plausible = !token.is_empty()
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
+            && token
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'));
+        plausible.then(|| token.to_string())
     }
 
     /// The written values of an entry: one scalar or a list of scalars.
@@ -956,9 +984,11 @@ impl Doc<'_> {
             match v {
                 Value::Null => Some(RawValue::Null),
                 Value::Bool(b) => Some(RawValue::Bool(*b)),
+                // Sigma compares values as text, so a number keeps the text it was written as
+                // (`0x17` stays `0x17`, not the `23` YAML reads it as).
                 Value::Number(n) => Some(RawValue::Number(
                     n.as_f64().unwrap_or(f64::NAN),
-                    n.to_string(),
+                    self.written_number(at).unwrap_or_else(|| n.to_string()),
                 )),
                 Value::String(s) => Some(RawValue::Text(s.clone())),
                 _ => {

@@ -746,3 +746,18 @@ fn field_names_resolve_to_typed_fields() {
         other => panic!("not a map: {other:?}"),
     }
 }
+
+#[test]
+fn numbers_keep_the_text_they_were_written_as() {
+    // YAML reads `0x17` as 23; Sigma compares values as text, so the rule means `0x17`.
+    let r = rule(
+        "  s:\n    CommandLine: 0x17\n  t:\n    CommandLine:\n      - 1.50\n      - 7\n  condition: s or t\n",
+    );
+    assert!(matches(&r, &cmd("0x17")));
+    assert!(!matches(&r, &cmd("23")));
+    assert!(matches(&r, &cmd("1.50")));
+    assert!(matches(&r, &cmd("7")));
+    let r = rule("  s:\n    CommandLine: [0x10, 020]\n  condition: s\n");
+    assert!(matches(&r, &cmd("0x10")));
+    assert!(matches(&r, &cmd("020")));
+}
