@@ -80,6 +80,7 @@ pub fn load(folders: &[PathBuf], config: &SigmaConfig) -> SigmaLoad {
         }
     }
     refuse_duplicates(&mut out);
+    refuse_dangling_filters(&mut out);
     out
 }
 
@@ -91,6 +92,7 @@ pub fn load_source(path: &Path, source: &str, config: &SigmaConfig) -> SigmaLoad
     };
     add_file(&mut out, path, source, config);
     refuse_duplicates(&mut out);
+    refuse_dangling_filters(&mut out);
     out
 }
 
@@ -142,6 +144,52 @@ fn refuse_duplicates(out: &mut SigmaLoad) {
         keep.push(rule);
     }
     out.rules = keep;
+}
+
+/// A filter naming a rule that no document has (loaded or skipped) is refused: its author meant
+/// to silence a rule and would silence nothing, most likely through a typo in the id.
+fn refuse_dangling_filters(out: &mut SigmaLoad) {
+    let known: BTreeSet<&str> = out
+        .rules
+        .iter()
+        .flat_map(|r| std::iter::once(&*r.id).chain(r.name.as_deref()))
+        .chain(
+            out.skipped
+                .iter()
+                .flat_map(|s| std::iter::once(&*s.id).chain(s.name.as_deref())),
+        )
+        .collect();
+    let mut keep = Vec::with_capacity(out.filters.len());
+    let mut refused = Vec::new();
+    for filter in std::mem::take(&mut out.filters) {
+        let mut problems = Diagnostics::default();
+        let source = std::fs::read_to_string(&filter.path).unwrap_or_default();
+        for (i, name) in filter.rules.iter().enumerate() {
+            if !known.contains(name.as_str()) {
+                let at = filter
+                    .rule_positions
+                    .get(i)
+                    .copied()
+                    .unwrap_or(filter.position);
+                problems.push(Diagnostic::at(
+                    &filter.path,
+                    &source,
+                    at,
+                    "sigma-filter-unknown-rule",
+                    format!(
+                        "the filter names `{name}`, which is the id or name of no Sigma rule loaded"
+                    ),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            keep.push(filter);
+        } else {
+            refused.push(problems);
+        }
+    }
+    out.filters = keep;
+    out.refused.extend(refused);
 }
 
 fn single(diagnostic: Diagnostic) -> Diagnostics {

@@ -85,6 +85,10 @@ fn level_name(level: Level) -> &'static str {
 pub struct Skipped {
     pub path: PathBuf,
     pub position: Position,
+    /// The rule's id (or the fallback) and name, so a filter naming a skipped rule still names
+    /// a rule that exists.
+    pub id: Arc<str>,
+    pub name: Option<Arc<str>>,
     pub reason: SkipReason,
 }
 
@@ -304,14 +308,14 @@ impl Doc<'_> {
             && !config.statuses.contains(&status)
             && !is_filter
         {
-            return Ok(Some(self.skip(SkipReason::Status(status))));
+            return Ok(Some(self.skip(SkipReason::Status(status), &meta)));
         }
         if !is_filter && meta.level < config.min_level {
-            return Ok(Some(self.skip(SkipReason::Level(meta.level))));
+            return Ok(Some(self.skip(SkipReason::Level(meta.level), &meta)));
         }
         let kinds = match self.logsource(value) {
             Ok(kinds) => kinds,
-            Err(reason) => return Ok(Some(self.skip(reason))),
+            Err(reason) => return Ok(Some(self.skip(reason, &meta))),
         };
         let detection_key = if is_filter { "filter" } else { "detection" };
         let detection = value.get(detection_key).unwrap_or(&Value::Null);
@@ -320,6 +324,16 @@ impl Doc<'_> {
         if is_filter {
             rules = self.filter_rules(detection, &detection_path, &mut problems);
         }
+        let rule_positions: Vec<Position> = (0..rules.len())
+            .map(|i| {
+                let at = detection_path.key("rules");
+                if matches!(detection.get("rules"), Some(Value::Sequence(_))) {
+                    self.at(&at.index(i))
+                } else {
+                    self.at(&at)
+                }
+            })
+            .collect();
         let parsed = self.detection(
             detection,
             &detection_path,
@@ -351,6 +365,7 @@ impl Doc<'_> {
                 title: meta.title,
                 description: meta.description,
                 rules,
+                rule_positions,
                 kinds,
                 searches,
                 condition,
@@ -376,10 +391,12 @@ impl Doc<'_> {
         }))))
     }
 
-    fn skip(&self, reason: SkipReason) -> Document {
+    fn skip(&self, reason: SkipReason, meta: &Meta) -> Document {
         Document::Skipped(Skipped {
             path: self.path.to_path_buf(),
             position: Position::new(self.offset + 1, 1),
+            id: meta.id.clone(),
+            name: meta.name.clone(),
             reason,
         })
     }

@@ -696,8 +696,9 @@ fn loader_walks_folders_sorted_and_refuses_large_files_and_outside_links() {
 
 #[test]
 fn filters_parse_and_exclude_what_they_describe() {
+    let rule_text = doc("  s:\n    Image: x\n  condition: s\n");
     let text = "title: Build hosts\nid: f-1\nlogsource:\n  category: process_creation\n  product: windows\nfilter:\n  rules:\n    - 11111111-2222-3333-4444-555555555555\n  build:\n    Computer|startswith: 'BUILD-'\n  condition: not build\n";
-    let loaded = load_text(text);
+    let loaded = load_text(&format!("{rule_text}---\n{text}"));
     assert!(
         loaded.refused.is_empty(),
         "{}",
@@ -760,4 +761,23 @@ fn numbers_keep_the_text_they_were_written_as() {
     let r = rule("  s:\n    CommandLine: [0x10, 020]\n  condition: s\n");
     assert!(matches(&r, &cmd("0x10")));
     assert!(matches(&r, &cmd("020")));
+}
+
+#[test]
+fn filter_naming_no_rule_is_refused_at_the_name() {
+    let text = "title: f\nlogsource:\n  category: process_creation\nfilter:\n  rules:\n    - no-such-rule\n  build:\n    Computer: x\n  condition: not build\n";
+    let d = refusal(text);
+    assert_eq!(d.code, "sigma-filter-unknown-rule");
+    assert_eq!((d.line, d.column), (6, 7));
+    // A rule that is skipped (here by status) still exists, so a filter may name it.
+    let skipped =
+        doc("  s:\n    Image: x\n  condition: s\n").replace("status: test", "status: experimental");
+    let named = text.replace("no-such-rule", "11111111-2222-3333-4444-555555555555");
+    let loaded = load_text(&format!("{skipped}---\n{named}"));
+    assert!(
+        loaded.refused.is_empty(),
+        "{}",
+        loaded.diagnostics().render()
+    );
+    assert_eq!(loaded.filters.len(), 1);
 }
