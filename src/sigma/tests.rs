@@ -781,3 +781,13 @@ fn filter_naming_no_rule_is_refused_at_the_name() {
     );
     assert_eq!(loaded.filters.len(), 1);
 }
+
+#[test]
+fn regex_too_large_to_compile_is_refused_not_held() {
+    let d = refusal(&doc(
+        "  s:\n    CommandLine|re: '\\w{1,1000}'\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-bad-regex");
+    // SigmaHQ's largest pattern still compiles.
+    rule("  s:\n    CommandLine|re: '-k\\s\\w{1,64}(?:\\s?(?:-p|-s))?'\n  condition: s\n");
+}
