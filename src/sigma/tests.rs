@@ -791,3 +791,30 @@ fn regex_too_large_to_compile_is_refused_not_held() {
     // SigmaHQ's largest pattern still compiles.
     rule("  s:\n    CommandLine|re: '-k\\s\\w{1,64}(?:\\s?(?:-p|-s))?'\n  condition: s\n");
 }
+
+#[test]
+fn keyword_entry_beside_fields_is_refused() {
+    let d = refusal(&doc(
+        "  s:\n    Image: x\n    '|all':\n      - a\n      - b\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-bad-search");
+    assert_eq!((d.line, d.column), (11, 5));
+}
+
+#[test]
+fn v1_timeframe_and_neq_are_refused() {
+    let d = refusal(&doc(
+        "  s:\n    Image: x\n  timeframe: 5m\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-aggregation");
+    let d = refusal(&doc("  s:\n    Image|neq: x\n  condition: s\n"));
+    assert_eq!(d.code, "sigma-unknown-modifier");
+}
+
+#[test]
+fn all_with_an_expanding_modifier_is_refused() {
+    let d = refusal(&doc(
+        "  s:\n    CommandLine|contains|all|windash:\n      - ' -a '\n      - ' -b '\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-modifier-combination");
+}
