@@ -818,3 +818,50 @@ fn all_with_an_expanding_modifier_is_refused() {
     ));
     assert_eq!(d.code, "sigma-modifier-combination");
 }
+
+/// Escaping `*`, `?` and `\` in any text gives a value that matches exactly that text.
+fn escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn an_escaped_value_matches_exactly_its_text(
+        text in "[a-zA-Z*?\\\\ -]{0,12}",
+        other in "[a-zA-Z*?\\\\ -]{0,12}",
+    ) {
+        use super::modifiers::{RawValue, apply, Entry};
+        let Ok(Entry::Tests(tests)) = apply(&[], &[RawValue::Text(escape(&text))], &BTreeMap::new(), false) else {
+            panic!("applies");
+        };
+        let event = cmd(&text);
+        proptest::prop_assert!(super::eval::test_matches(&tests.tests[0], Field::Cmdline, &event));
+        let other_event = cmd(&other);
+        proptest::prop_assert_eq!(
+            super::eval::test_matches(&tests.tests[0], Field::Cmdline, &other_event),
+            other.to_lowercase() == text.to_lowercase()
+        );
+    }
+
+    #[test]
+    fn contains_matches_where_the_text_is_a_substring(
+        needle in "[a-z\\- ]{1,6}",
+        haystack in "[a-zA-Z\\- ]{0,16}",
+    ) {
+        use super::modifiers::{Modifier, RawValue, apply, Entry};
+        let Ok(Entry::Tests(tests)) = apply(&[Modifier::Contains], &[RawValue::Text(needle.clone())], &BTreeMap::new(), false) else {
+            panic!("applies");
+        };
+        proptest::prop_assert_eq!(
+            super::eval::test_matches(&tests.tests[0], Field::Cmdline, &cmd(&haystack)),
+            haystack.to_lowercase().contains(&needle)
+        );
+    }
+}
