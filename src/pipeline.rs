@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::intel::{IntelHandle, IntelHit};
 use crate::playbooks::{PlanOutcome, Planner};
 use crate::rules::{RuleEngine, RuleFailure};
+use crate::sigma::SigmaEngine;
 use crate::tracker::{BehaviourRecord, TrackerHandle};
 
 /// Everything one event produced. Reused across events to avoid allocating per event.
@@ -94,6 +95,7 @@ pub struct Pipeline {
     intel: IntelHandle,
     hits: Vec<IntelHit>,
     rules: RuleEngine,
+    sigma: SigmaEngine,
     planner: Planner,
     dry_run: bool,
     plan: PlanOutcome,
@@ -133,11 +135,13 @@ impl Pipeline {
             .policy(&content.config.redis.url)
             .map_err(|e| format!("actions: {e}"))?;
         let planner = Planner::new(&content.config.limits, &intel, policy);
+        let sigma = SigmaEngine::build(&content.sigma.rules);
         Ok(Pipeline {
             content,
             intel,
             hits: Vec::new(),
             rules,
+            sigma,
             planner,
             dry_run,
             plan: PlanOutcome::default(),
@@ -165,6 +169,7 @@ impl Pipeline {
         self.intel.current().enrich(event, &mut self.hits);
         self.rules
             .evaluate(event, &self.hits, &mut out.detections, &mut out.failures);
+        self.sigma.evaluate(event, &mut out.detections);
         if out.detections.len() == first_new
             && let Some(detection) = self.stages.anomaly.detect(event, &mut self.features)
         {

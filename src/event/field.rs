@@ -314,3 +314,128 @@ impl std::fmt::Display for Field {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Every field, each set to a value of its type: what "every field present" looks like.
+    pub(crate) fn event_with_every_field() -> Event {
+        let mut event = Event::new("e1", EventKind::NetworkConnection, 1);
+        for field in Field::ALL {
+            let text = || Some(format!("{field} value"));
+            match field {
+                Field::Id | Field::Type | Field::Timestamp => {}
+                Field::Host => event.host = text(),
+                Field::Pid => event.pid = Some(1),
+                Field::Ppid => event.ppid = Some(2),
+                Field::Name => event.name = text(),
+                Field::ParentName => event.parent_name = text(),
+                Field::Cmdline => event.cmdline = text(),
+                Field::ProcessHash => event.process_hash = text(),
+                Field::Image => event.image = text(),
+                Field::User => event.user = text(),
+                Field::ParentImage => event.parent_image = text(),
+                Field::ParentCmdline => event.parent_cmdline = text(),
+                Field::ParentUser => event.parent_user = text(),
+                Field::OriginalFileName => event.original_file_name = text(),
+                Field::IntegrityLevel => event.integrity_level = text(),
+                Field::CurrentDirectory => event.current_directory = text(),
+                Field::LogonId => event.logon_id = text(),
+                Field::Hashes => event.hashes = text(),
+                Field::Md5 => event.md5 = text(),
+                Field::Sha1 => event.sha1 = text(),
+                Field::Sha256 => event.sha256 = text(),
+                Field::Imphash => event.imphash = text(),
+                Field::Company => event.company = text(),
+                Field::Product => event.product = text(),
+                Field::FileDescription => event.file_description = text(),
+                Field::FileVersion => event.file_version = text(),
+                Field::RemoteIp => event.remote_ip = "192.0.2.1".parse().ok(),
+                Field::RemotePort => event.remote_port = Some(3),
+                Field::LocalPort => event.local_port = Some(4),
+                Field::Protocol => event.protocol = text(),
+                Field::Direction => event.direction = Some("outbound".into()),
+                Field::Initiated => {}
+                Field::RemoteHostname => event.remote_hostname = text(),
+                Field::LocalIp => event.local_ip = "192.0.2.2".parse().ok(),
+                Field::LocalHostname => event.local_hostname = text(),
+                Field::QueryName => event.query_name = text(),
+                Field::QueryResults => event.query_results = text(),
+                Field::QueryStatus => event.query_status = text(),
+                Field::SourceIp => event.source_ip = "192.0.2.3".parse().ok(),
+                Field::Outcome => event.outcome = text(),
+                Field::Method => event.method = text(),
+            }
+        }
+        event
+    }
+
+    #[test]
+    fn every_field_is_listed_once_and_parses_back() {
+        for (at, field) in Field::ALL.iter().enumerate() {
+            assert_eq!(Field::parse(field.as_str()), Some(*field));
+            assert!(
+                !Field::ALL[at + 1..].contains(field),
+                "{field} listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn every_field_reads_what_was_set() {
+        let event = event_with_every_field();
+        for field in Field::ALL {
+            assert!(field.text(&event).is_some(), "{field} reads nothing");
+            match field.field_type() {
+                FieldType::Integer => assert!(field.number(&event).is_some(), "{field}"),
+                FieldType::IpAddress => assert!(field.address(&event).is_some(), "{field}"),
+                FieldType::Text => {}
+            }
+        }
+        assert_eq!(
+            Field::Initiated.text(&event).as_deref(),
+            Some("true"),
+            "outbound is initiated"
+        );
+    }
+
+    #[test]
+    fn initiated_reads_the_direction() {
+        let mut event = Event::new("e1", EventKind::NetworkConnection, 1);
+        for (direction, initiated) in [
+            ("outbound", Some("true")),
+            ("Egress", Some("true")),
+            ("inbound", Some("false")),
+            ("ingress", Some("false")),
+            ("internal", None),
+        ] {
+            event.direction = Some(direction.into());
+            assert_eq!(
+                Field::Initiated.text(&event).as_deref(),
+                initiated,
+                "{direction}"
+            );
+        }
+        event.direction = None;
+        assert_eq!(Field::Initiated.text(&event), None);
+    }
+
+    #[test]
+    fn hashes_keep_the_sensors_list_or_compose_sysmons() {
+        let mut event = Event::new("e1", EventKind::ProcessCreate, 1);
+        assert_eq!(Field::Hashes.text(&event), None);
+        event.md5 = Some("7353f60b1739074eb17c5f4dddefe239".into());
+        event.imphash = Some("caee994f79d85e47c06e5fa9cdeae453".into());
+        assert_eq!(
+            Field::Hashes.text(&event).as_deref(),
+            Some("MD5=7353F60B1739074EB17C5F4DDDEFE239,IMPHASH=CAEE994F79D85E47C06E5FA9CDEAE453")
+        );
+        event.hashes = Some("IMPHASH=CAEE994F79D85E47C06E5FA9CDEAE453,MD5=X".into());
+        assert_eq!(
+            Field::Hashes.text(&event).as_deref(),
+            event.hashes.as_deref(),
+            "the sensor's own list wins"
+        );
+    }
+}

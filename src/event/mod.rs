@@ -9,6 +9,8 @@ mod flat_fast;
 mod normalize;
 
 pub use clock::{TimePolicy, TimeVerdict, judge_time, now_ms, rfc3339_ms};
+#[cfg(test)]
+pub(crate) use field::tests as field_tests;
 pub use field::{Field, FieldType};
 pub(crate) use normalize::canonical_ip;
 pub use normalize::{MAX_EVENT_BYTES, NormalizeError, RejectKind, normalize, normalize_value};

@@ -114,6 +114,7 @@ pub fn detection_from(
         entity: None,
         score: None,
         intel: Vec::new(),
+        attribution: None,
     };
     if result.is_unit() {
         return Ok(None);

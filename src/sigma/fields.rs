@@ -281,4 +281,172 @@ mod tests {
             })
         );
     }
+
+    use crate::event::{Event, normalize};
+    use crate::sigma::ast::{TextMatch, ValueTest};
+    use crate::sigma::eval::test_matches;
+
+    fn events(text: &str) -> Vec<Event> {
+        text.lines()
+            .map(|line| normalize(line.as_bytes()).expect("fixture normalizes"))
+            .collect()
+    }
+
+    /// Whether `Name|how: needle` (case-insensitive, as Sigma's default) holds for `event`.
+    fn holds(name: &str, how: TextMatch, needle: &str, event: &Event) -> bool {
+        let field = resolve(name, &[event.kind]).expect("a mapped name");
+        let test = ValueTest::Text {
+            how,
+            needle: needle.to_lowercase(),
+            cased: false,
+        };
+        test_matches(&test, field, event)
+    }
+
+    /// `Hashes` used to read the bare SHA-256 (`process_hash`), so SigmaHQ's
+    /// `Hashes|contains: 'IMPHASH=...'` and `'MD5=...'` could never match. It reads the list as
+    /// Sysmon writes it, whether the shipper kept the original (Elastic Agent) or only the typed
+    /// hashes (Winlogbeat's module).
+    #[test]
+    fn sigma_hashes_reads_the_sysmon_list_not_the_bare_sha256() {
+        for text in [
+            include_str!("../../tests/fixtures/winlogbeat-sysmon.jsonl"),
+            include_str!("../../tests/fixtures/elastic-agent-sysmon.jsonl"),
+        ] {
+            let process = &events(text)[0];
+            for needle in [
+                "IMPHASH=CAEE994F79D85E47C06E5FA9CDEAE453",
+                "MD5=7353F60B1739074EB17C5F4DDDEFE239",
+                "SHA256=DE96A6E69944335375DC1AC238336066889D9FFC7D73628EF4FE1B1B160AB32C",
+            ] {
+                assert!(
+                    holds("Hashes", TextMatch::Contains, needle, process),
+                    "{needle} in {:?}",
+                    process.hash_list()
+                );
+            }
+            assert!(!holds(
+                "Hashes",
+                TextMatch::Contains,
+                "IMPHASH=0000",
+                process
+            ));
+            assert!(holds(
+                "md5",
+                TextMatch::Exact,
+                "7353F60B1739074EB17C5F4DDDEFE239",
+                process
+            ));
+        }
+    }
+
+    /// The fields SigmaHQ's process, network and DNS rules test most, on what Winlogbeat, Elastic
+    /// Agent and the Security log really ship.
+    #[test]
+    fn sigma_names_read_every_windows_shape() {
+        let winlogbeat = events(include_str!("../../tests/fixtures/winlogbeat-sysmon.jsonl"));
+        let agent = events(include_str!(
+            "../../tests/fixtures/elastic-agent-sysmon.jsonl"
+        ));
+        let security = events(include_str!(
+            "../../tests/fixtures/winlogbeat-security-4688.jsonl"
+        ));
+        let process = &winlogbeat[0];
+        assert!(holds(
+            "Image",
+            TextMatch::EndsWith,
+            "\\powershell.exe",
+            process
+        ));
+        assert!(holds(
+            "ParentImage",
+            TextMatch::EndsWith,
+            "\\WINWORD.EXE",
+            process
+        ));
+        assert!(holds("CommandLine", TextMatch::Contains, " -enc ", process));
+        assert!(holds(
+            "ParentCommandLine",
+            TextMatch::Contains,
+            ".docm",
+            process
+        ));
+        assert!(holds(
+            "OriginalFileName",
+            TextMatch::Exact,
+            "PowerShell.EXE",
+            process
+        ));
+        assert!(holds("IntegrityLevel", TextMatch::Exact, "Medium", process));
+        assert!(holds("User", TextMatch::StartsWith, "CORP\\", process));
+        assert!(holds(
+            "Description",
+            TextMatch::Exact,
+            "Windows PowerShell",
+            process
+        ));
+        assert!(holds(
+            "Company",
+            TextMatch::Exact,
+            "Microsoft Corporation",
+            process
+        ));
+        assert!(holds(
+            "CurrentDirectory",
+            TextMatch::EndsWith,
+            "\\Documents\\",
+            process
+        ));
+        for network in [&winlogbeat[1], &agent[1]] {
+            assert!(holds("Initiated", TextMatch::Exact, "true", network));
+            assert!(!holds("Initiated", TextMatch::Exact, "false", network));
+            assert!(holds(
+                "SourceIp",
+                TextMatch::StartsWith,
+                "10.20.30.",
+                network
+            ));
+        }
+        assert!(holds(
+            "DestinationHostname",
+            TextMatch::EndsWith,
+            ".example.net",
+            &winlogbeat[1]
+        ));
+        assert!(holds(
+            "QueryName",
+            TextMatch::Exact,
+            "c2.bad-actor.example",
+            &agent[2]
+        ));
+        assert!(holds(
+            "QueryResults",
+            TextMatch::Contains,
+            "203.0.113.50",
+            &agent[2]
+        ));
+        assert!(holds("QueryStatus", TextMatch::Exact, "0", &winlogbeat[2]));
+        assert!(holds(
+            "OriginalFileName",
+            TextMatch::Exact,
+            "rundll32.exe",
+            &agent[0]
+        ));
+        for event in &security {
+            assert!(holds("Image", TextMatch::EndsWith, "\\certutil.exe", event));
+            assert!(holds(
+                "ParentImage",
+                TextMatch::EndsWith,
+                "\\powershell.exe",
+                event
+            ));
+            assert!(holds(
+                "CommandLine",
+                TextMatch::Contains,
+                "-urlcache",
+                event
+            ));
+            assert!(holds("User", TextMatch::Exact, "CORP\\alice", event));
+        }
+    }
 }

@@ -233,10 +233,12 @@ fn read_limited(path: &Path) -> Result<String, Box<Diagnostic>> {
     })
 }
 
+/// A `*.yml`/`*.yaml` file that is not a test sidecar (`x.tests.yaml`, see `cases.rs`).
 fn is_sigma_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e == "yml" || e == "yaml")
+        && !super::cases::is_sidecar(path)
 }
 
 /// The Sigma files under `root`, sorted, following links only inside it.
