@@ -63,6 +63,25 @@ fn sigmahq_corpus_loads_at_least_97_percent_of_the_runnable_families() {
         loaded.refused.len(),
         elapsed
     );
+    for (reason, files) in loaded.skipped_by_reason() {
+        eprintln!("skipped {reason}: {}", files.len());
+    }
+    let default = load(std::slice::from_ref(&root), &SigmaConfig::default());
+    eprintln!(
+        "default config: rules {} skipped {} refused {}",
+        default.rules.len(),
+        default.skipped.len(),
+        default.refused.len()
+    );
+    let mut default_reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for skip in &default.skipped {
+        let key = match &skip.reason {
+            super::SkipReason::Logsource(_) => "logsource".to_string(),
+            other => other.key(),
+        };
+        *default_reasons.entry(key).or_default() += 1;
+    }
+    eprintln!("default config skips: {default_reasons:?}");
     for (code, count) in loaded.refused_by_code() {
         eprintln!("refused {code}: {count}");
     }

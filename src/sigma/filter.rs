@@ -34,6 +34,8 @@ pub struct SigmaFilter {
     pub description: Option<String>,
     /// The ids or names of the rules the filter applies to, as written.
     pub rules: Vec<String>,
+    /// Where each entry of `rules` is written, for a diagnostic when it names no rule.
+    pub rule_positions: Vec<Position>,
     /// The event kinds of the filter's logsource; its fields were resolved for these.
     pub kinds: Vec<EventKind>,
     pub searches: Vec<Search>,

@@ -75,11 +75,12 @@ pub fn load(folders: &[PathBuf], config: &SigmaConfig) -> SigmaLoad {
             out.files += 1;
             match read_limited(&file) {
                 Ok(source) => add_file(&mut out, &file, &source, config),
-                Err(problem) => out.refused.push(single(problem)),
+                Err(problem) => out.refused.push(single(*problem)),
             }
         }
     }
     refuse_duplicates(&mut out);
+    refuse_dangling_filters(&mut out);
     out
 }
 
@@ -91,6 +92,7 @@ pub fn load_source(path: &Path, source: &str, config: &SigmaConfig) -> SigmaLoad
     };
     add_file(&mut out, path, source, config);
     refuse_duplicates(&mut out);
+    refuse_dangling_filters(&mut out);
     out
 }
 
@@ -144,6 +146,52 @@ fn refuse_duplicates(out: &mut SigmaLoad) {
     out.rules = keep;
 }
 
+/// A filter naming a rule that no document has (loaded or skipped) is refused: its author meant
+/// to silence a rule and would silence nothing, most likely through a typo in the id.
+fn refuse_dangling_filters(out: &mut SigmaLoad) {
+    let known: BTreeSet<&str> = out
+        .rules
+        .iter()
+        .flat_map(|r| std::iter::once(&*r.id).chain(r.name.as_deref()))
+        .chain(
+            out.skipped
+                .iter()
+                .flat_map(|s| std::iter::once(&*s.id).chain(s.name.as_deref())),
+        )
+        .collect();
+    let mut keep = Vec::with_capacity(out.filters.len());
+    let mut refused = Vec::new();
+    for filter in std::mem::take(&mut out.filters) {
+        let mut problems = Diagnostics::default();
+        let source = std::fs::read_to_string(&filter.path).unwrap_or_default();
+        for (i, name) in filter.rules.iter().enumerate() {
+            if !known.contains(name.as_str()) {
+                let at = filter
+                    .rule_positions
+                    .get(i)
+                    .copied()
+                    .unwrap_or(filter.position);
+                problems.push(Diagnostic::at(
+                    &filter.path,
+                    &source,
+                    at,
+                    "sigma-filter-unknown-rule",
+                    format!(
+                        "the filter names `{name}`, which is the id or name of no Sigma rule loaded"
+                    ),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            keep.push(filter);
+        } else {
+            refused.push(problems);
+        }
+    }
+    out.filters = keep;
+    out.refused.extend(refused);
+}
+
 fn single(diagnostic: Diagnostic) -> Diagnostics {
     let mut out = Diagnostics::default();
     out.push(diagnostic);
@@ -151,34 +199,37 @@ fn single(diagnostic: Diagnostic) -> Diagnostics {
 }
 
 /// Reads at most [`MAX_SIGMA_FILE_BYTES`]; a longer file is refused.
-fn read_limited(path: &Path) -> Result<String, Diagnostic> {
-    let file = std::fs::File::open(path).map_err(|err| {
-        Diagnostic::file(path, "unreadable", format!("cannot read the file: {err}"))
-    })?;
+fn read_limited(path: &Path) -> Result<String, Box<Diagnostic>> {
+    let unreadable = |err: std::io::Error| {
+        Box::new(Diagnostic::file(
+            path,
+            "unreadable",
+            format!("cannot read the file: {err}"),
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut bytes = Vec::new();
     file.take(MAX_SIGMA_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|err| {
-            Diagnostic::file(path, "unreadable", format!("cannot read the file: {err}"))
-        })?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_SIGMA_FILE_BYTES {
-        return Err(Diagnostic::file(
+        return Err(Box::new(Diagnostic::file(
             path,
             "sigma-file-too-large",
             format!(
                 "the file is larger than {MAX_SIGMA_FILE_BYTES} bytes, the limit for a Sigma file"
             ),
-        ));
+        )));
     }
     String::from_utf8(bytes).map_err(|err| {
-        Diagnostic::file(
+        Box::new(Diagnostic::file(
             path,
             "sigma-not-utf8",
             format!(
                 "the file is not UTF-8 text (invalid byte at offset {})",
                 err.utf8_error().valid_up_to()
             ),
-        )
+        ))
     })
 }
 

@@ -22,6 +22,9 @@ use super::ast::{Compare, GlobPart, Regex, TextMatch, ValueTest};
 /// values). A value with many dashes would otherwise grow as 5^n.
 pub const MAX_EXPANSION: usize = 4096;
 
+/// Largest compiled size of one `re` value.
+pub const MAX_REGEX_BYTES: usize = 4 << 20;
+
 /// A modifier as the rule names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Modifier {
@@ -300,7 +303,9 @@ pub fn apply(
         let tests = values
             .iter()
             .map(|value| match value {
-                RawValue::Number(n, _) => Ok(ValueTest::Compare { op: *op, value: *n }),
+                RawValue::Number(n, _) if n.is_finite() => {
+                    Ok(ValueTest::Compare { op: *op, value: *n })
+                }
                 RawValue::Text(t) if t.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
                     Ok(ValueTest::Compare {
                         op: *op,
@@ -511,18 +516,21 @@ fn regex_test(value: &RawValue, flags: &str) -> Result<ValueTest, ModifierError>
     } else {
         format!("(?{flags}){pattern}")
     };
-    // The regex crate's default size limit (10 MiB compiled) bounds what one hostile pattern
-    // can cost; SigmaHQ's largest (`\w{1,64}`, Unicode classes) needs more than 1 MiB.
-    let compiled = regex::Regex::new(&source).map_err(|err| ModifierError::BadRegex {
-        pattern: pattern.clone(),
-        reason: err
-            .to_string()
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim()
-            .to_string(),
-    })?;
+    // A compiled-size limit bounds what one hostile pattern can cost (`\w{1,1000}` is tens of
+    // MiB); SigmaHQ's largest (`\w{1,64}`, Unicode classes) needs more than 1 MiB.
+    let compiled = regex::RegexBuilder::new(&source)
+        .size_limit(MAX_REGEX_BYTES)
+        .build()
+        .map_err(|err| ModifierError::BadRegex {
+            pattern: pattern.clone(),
+            reason: err
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        })?;
     Ok(ValueTest::Regex(Regex { source, compiled }))
 }
 

@@ -85,6 +85,10 @@ fn level_name(level: Level) -> &'static str {
 pub struct Skipped {
     pub path: PathBuf,
     pub position: Position,
+    /// The rule's id (or the fallback) and name, so a filter naming a skipped rule still names
+    /// a rule that exists.
+    pub id: Arc<str>,
+    pub name: Option<Arc<str>>,
     pub reason: SkipReason,
 }
 
@@ -304,14 +308,14 @@ impl Doc<'_> {
             && !config.statuses.contains(&status)
             && !is_filter
         {
-            return Ok(Some(self.skip(SkipReason::Status(status))));
+            return Ok(Some(self.skip(SkipReason::Status(status), &meta)));
         }
         if !is_filter && meta.level < config.min_level {
-            return Ok(Some(self.skip(SkipReason::Level(meta.level))));
+            return Ok(Some(self.skip(SkipReason::Level(meta.level), &meta)));
         }
         let kinds = match self.logsource(value) {
             Ok(kinds) => kinds,
-            Err(reason) => return Ok(Some(self.skip(reason))),
+            Err(reason) => return Ok(Some(self.skip(reason, &meta))),
         };
         let detection_key = if is_filter { "filter" } else { "detection" };
         let detection = value.get(detection_key).unwrap_or(&Value::Null);
@@ -320,6 +324,16 @@ impl Doc<'_> {
         if is_filter {
             rules = self.filter_rules(detection, &detection_path, &mut problems);
         }
+        let rule_positions: Vec<Position> = (0..rules.len())
+            .map(|i| {
+                let at = detection_path.key("rules");
+                if matches!(detection.get("rules"), Some(Value::Sequence(_))) {
+                    self.at(&at.index(i))
+                } else {
+                    self.at(&at)
+                }
+            })
+            .collect();
         let parsed = self.detection(
             detection,
             &detection_path,
@@ -351,6 +365,7 @@ impl Doc<'_> {
                 title: meta.title,
                 description: meta.description,
                 rules,
+                rule_positions,
                 kinds,
                 searches,
                 condition,
@@ -376,10 +391,12 @@ impl Doc<'_> {
         }))))
     }
 
-    fn skip(&self, reason: SkipReason) -> Document {
+    fn skip(&self, reason: SkipReason, meta: &Meta) -> Document {
         Document::Skipped(Skipped {
             path: self.path.to_path_buf(),
             position: Position::new(self.offset + 1, 1),
+            id: meta.id.clone(),
+            name: meta.name.clone(),
             reason,
         })
     }
@@ -855,23 +872,24 @@ impl Doc<'_> {
                 }
             };
             let item_path = path.key(&key_text);
-            let key_at = self.key_at(&item_path);
+            // Positions are found only for problems: locating walks the text.
+            let key_at = || self.key_at(&item_path);
             let mut parts = key_text.split('|');
             let field_name = parts.next().unwrap_or("");
             let names: Vec<&str> = parts.collect();
             if field_name.is_empty() {
                 problems.push(self.problem(
-                    key_at,
+                    key_at(),
                     "sigma-bad-search",
                     "a keyword entry (`'|all':`) must be the only entry of its search; put it in a search of its own",
                 ));
                 ok = false;
                 continue;
             }
-            let field = match self.field(field_name, kinds, key_at) {
+            let field = match self.field(field_name, kinds, &key_at) {
                 Ok(field) => Some(field),
                 Err(problem) => {
-                    problems.push(problem);
+                    problems.push(*problem);
                     ok = false;
                     None
                 }
@@ -879,7 +897,7 @@ impl Doc<'_> {
             let modifiers = match modifiers::parse_modifiers(&names) {
                 Ok(m) => m,
                 Err(err) => {
-                    problems.push(self.problem(key_at, err.code(), err.message()));
+                    problems.push(self.problem(key_at(), err.code(), err.message()));
                     ok = false;
                     continue;
                 }
@@ -902,14 +920,14 @@ impl Doc<'_> {
                 Entry::FieldRefs { refs, all } => {
                     let mut tests = Vec::new();
                     for r in refs {
-                        match self.field(&r.other, kinds, self.at(&item_path)) {
+                        match self.field(&r.other, kinds, &|| self.at(&item_path)) {
                             Ok(other) => tests.push(ValueTest::FieldRef {
                                 other,
                                 how: r.how,
                                 cased: r.cased,
                             }),
                             Err(problem) => {
-                                problems.push(problem);
+                                problems.push(*problem);
                                 ok = false;
                             }
                         }
@@ -927,22 +945,49 @@ impl Doc<'_> {
         ok.then_some(items)
     }
 
-    fn field(&self, name: &str, kinds: &[EventKind], at: Position) -> Result<Field, Diagnostic> {
-        fields::resolve(name, kinds).map_err(|problem| match problem {
+    fn field(
+        &self,
+        name: &str,
+        kinds: &[EventKind],
+        at: &dyn Fn() -> Position,
+    ) -> Result<Field, Box<Diagnostic>> {
+        fields::resolve(name, kinds).map_err(|problem| Box::new(match problem {
             FieldProblem::Unknown => self.problem(
-                at,
+                at(),
                 "sigma-unknown-field",
                 format!("field `{name}` is carried by no input shape palisade reads, so the rule cannot run exactly"),
             ),
             FieldProblem::NotForKinds { kinds } => self.problem(
-                at,
+                at(),
                 "sigma-field-not-for-logsource",
                 format!(
                     "field `{name}` is not carried by {} events",
                     kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             ),
-        })
+        }))
+    }
+
+    /// The text of the plain (unquoted) number at `path`, as written in the source.
+    fn written_number(&self, path: &YamlPath) -> Option<String> {
+        let at = locate(self.text, path);
+        let line = self.text.lines().nth(at.line.checked_sub(1)?)?;
+        let rest: String = line.chars().skip(at.column.saturating_sub(1)).collect();
+        let token = rest
+            .split([',', ']', '}', '#'])
+            .next()?
+            .trim()
+            .trim_start_matches("- ")
+            .trim();
+        let plausible = !token.is_empty()
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
+            && token
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'));
+        plausible.then(|| token.to_string())
     }
 
     /// The written values of an entry: one scalar or a list of scalars.
@@ -956,9 +1001,11 @@ impl Doc<'_> {
             match v {
                 Value::Null => Some(RawValue::Null),
                 Value::Bool(b) => Some(RawValue::Bool(*b)),
+                // Sigma compares values as text, so a number keeps the text it was written as
+                // (`0x17` stays `0x17`, not the `23` YAML reads it as).
                 Value::Number(n) => Some(RawValue::Number(
                     n.as_f64().unwrap_or(f64::NAN),
-                    n.to_string(),
+                    self.written_number(at).unwrap_or_else(|| n.to_string()),
                 )),
                 Value::String(s) => Some(RawValue::Text(s.clone())),
                 _ => {

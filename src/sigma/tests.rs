@@ -696,8 +696,9 @@ fn loader_walks_folders_sorted_and_refuses_large_files_and_outside_links() {
 
 #[test]
 fn filters_parse_and_exclude_what_they_describe() {
+    let rule_text = doc("  s:\n    Image: x\n  condition: s\n");
     let text = "title: Build hosts\nid: f-1\nlogsource:\n  category: process_creation\n  product: windows\nfilter:\n  rules:\n    - 11111111-2222-3333-4444-555555555555\n  build:\n    Computer|startswith: 'BUILD-'\n  condition: not build\n";
-    let loaded = load_text(text);
+    let loaded = load_text(&format!("{rule_text}---\n{text}"));
     assert!(
         loaded.refused.is_empty(),
         "{}",
@@ -744,5 +745,123 @@ fn field_names_resolve_to_typed_fields() {
             assert_eq!(items[0].written, "ParentCommandLine");
         }
         other => panic!("not a map: {other:?}"),
+    }
+}
+
+#[test]
+fn numbers_keep_the_text_they_were_written_as() {
+    // YAML reads `0x17` as 23; Sigma compares values as text, so the rule means `0x17`.
+    let r = rule(
+        "  s:\n    CommandLine: 0x17\n  t:\n    CommandLine:\n      - 1.50\n      - 7\n  condition: s or t\n",
+    );
+    assert!(matches(&r, &cmd("0x17")));
+    assert!(!matches(&r, &cmd("23")));
+    assert!(matches(&r, &cmd("1.50")));
+    assert!(matches(&r, &cmd("7")));
+    let r = rule("  s:\n    CommandLine: [0x10, 020]\n  condition: s\n");
+    assert!(matches(&r, &cmd("0x10")));
+    assert!(matches(&r, &cmd("020")));
+}
+
+#[test]
+fn filter_naming_no_rule_is_refused_at_the_name() {
+    let text = "title: f\nlogsource:\n  category: process_creation\nfilter:\n  rules:\n    - no-such-rule\n  build:\n    Computer: x\n  condition: not build\n";
+    let d = refusal(text);
+    assert_eq!(d.code, "sigma-filter-unknown-rule");
+    assert_eq!((d.line, d.column), (6, 7));
+    // A rule that is skipped (here by status) still exists, so a filter may name it.
+    let skipped =
+        doc("  s:\n    Image: x\n  condition: s\n").replace("status: test", "status: experimental");
+    let named = text.replace("no-such-rule", "11111111-2222-3333-4444-555555555555");
+    let loaded = load_text(&format!("{skipped}---\n{named}"));
+    assert!(
+        loaded.refused.is_empty(),
+        "{}",
+        loaded.diagnostics().render()
+    );
+    assert_eq!(loaded.filters.len(), 1);
+}
+
+#[test]
+fn regex_too_large_to_compile_is_refused_not_held() {
+    let d = refusal(&doc(
+        "  s:\n    CommandLine|re: '\\w{1,1000}'\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-bad-regex");
+    // SigmaHQ's largest pattern still compiles.
+    rule("  s:\n    CommandLine|re: '-k\\s\\w{1,64}(?:\\s?(?:-p|-s))?'\n  condition: s\n");
+}
+
+#[test]
+fn keyword_entry_beside_fields_is_refused() {
+    let d = refusal(&doc(
+        "  s:\n    Image: x\n    '|all':\n      - a\n      - b\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-bad-search");
+    assert_eq!((d.line, d.column), (11, 5));
+}
+
+#[test]
+fn v1_timeframe_and_neq_are_refused() {
+    let d = refusal(&doc(
+        "  s:\n    Image: x\n  timeframe: 5m\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-aggregation");
+    let d = refusal(&doc("  s:\n    Image|neq: x\n  condition: s\n"));
+    assert_eq!(d.code, "sigma-unknown-modifier");
+}
+
+#[test]
+fn all_with_an_expanding_modifier_is_refused() {
+    let d = refusal(&doc(
+        "  s:\n    CommandLine|contains|all|windash:\n      - ' -a '\n      - ' -b '\n  condition: s\n",
+    ));
+    assert_eq!(d.code, "sigma-modifier-combination");
+}
+
+/// Escaping `*`, `?` and `\` in any text gives a value that matches exactly that text.
+fn escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+proptest::proptest! {
+    #[test]
+    fn an_escaped_value_matches_exactly_its_text(
+        text in "[a-zA-Z*?\\\\ -]{0,12}",
+        other in "[a-zA-Z*?\\\\ -]{0,12}",
+    ) {
+        use super::modifiers::{RawValue, apply, Entry};
+        let Ok(Entry::Tests(tests)) = apply(&[], &[RawValue::Text(escape(&text))], &BTreeMap::new(), false) else {
+            panic!("applies");
+        };
+        let event = cmd(&text);
+        proptest::prop_assert!(super::eval::test_matches(&tests.tests[0], Field::Cmdline, &event));
+        let other_event = cmd(&other);
+        proptest::prop_assert_eq!(
+            super::eval::test_matches(&tests.tests[0], Field::Cmdline, &other_event),
+            other.to_lowercase() == text.to_lowercase()
+        );
+    }
+
+    #[test]
+    fn contains_matches_where_the_text_is_a_substring(
+        needle in "[a-z\\- ]{1,6}",
+        haystack in "[a-zA-Z\\- ]{0,16}",
+    ) {
+        use super::modifiers::{Modifier, RawValue, apply, Entry};
+        let Ok(Entry::Tests(tests)) = apply(&[Modifier::Contains], &[RawValue::Text(needle.clone())], &BTreeMap::new(), false) else {
+            panic!("applies");
+        };
+        proptest::prop_assert_eq!(
+            super::eval::test_matches(&tests.tests[0], Field::Cmdline, &cmd(&haystack)),
+            haystack.to_lowercase().contains(&needle)
+        );
     }
 }
