@@ -26,7 +26,9 @@ fn rules(unfiltered: usize) -> Vec<Arc<RuleDefinition>> {
     let limits = RuleLimits::default();
     let mut sources: Vec<String> = std::fs::read_dir("rules")
         .expect("run from the repository root")
-        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("read rule"))
+        .map(|e| e.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rhai"))
+        .map(|path| std::fs::read_to_string(path).expect("read rule"))
         .collect();
     let binaries = [
         "certutil.exe",

@@ -69,8 +69,8 @@ pub fn assemble(
 }
 
 /// Adds each filter's condition to the rules it names: a named rule matches only when its own
-/// condition and the filter's hold. A filter naming no loaded rule, or a rule whose event kinds
-/// its logsource does not cover, is an error.
+/// condition and the filter's hold. A filter naming a rule whose event kinds its logsource does
+/// not cover is an error (its fields were resolved for other kinds).
 fn apply_filters(
     mut rules: Vec<SigmaRule>,
     filters: &[SigmaFilter],
@@ -79,12 +79,13 @@ fn apply_filters(
     for filter in filters {
         let source = std::fs::read_to_string(&filter.path).unwrap_or_default();
         for wanted in &filter.rules {
-            let mut found = false;
+            // A name no loaded rule has is one the loader found skipped (by status, level or
+            // logsource; it refuses names it never saw): that rule does not run, so there is
+            // nothing to filter.
             for rule in rules
                 .iter_mut()
                 .filter(|r| &*r.id == wanted || r.name.as_deref() == Some(wanted.as_str()))
             {
-                found = true;
                 if let Some(kind) = rule.kinds.iter().find(|k| !filter.kinds.contains(k)) {
                     problems.push(Diagnostic::at(
                         &filter.path,
@@ -106,26 +107,6 @@ fn apply_filters(
                 }));
                 let extra = shift(&filter.condition, offset);
                 rule.condition = Condition::And(vec![rule.condition.clone(), extra]);
-            }
-            if !found {
-                let hint = crate::diagnostics::suggest(
-                    wanted,
-                    rules
-                        .iter()
-                        .flat_map(|r| std::iter::once(&*r.id).chain(r.name.as_deref())),
-                )
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-                problems.push(Diagnostic::at(
-                    &filter.path,
-                    &source,
-                    filter.position,
-                    "sigma-filter-unknown-rule",
-                    format!(
-                        "filter `{}` names rule `{wanted}`, which is not loaded (no such id or name, or skipped by status, level or logsource){hint}",
-                        filter.id
-                    ),
-                ));
             }
         }
     }

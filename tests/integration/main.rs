@@ -16,5 +16,6 @@ mod live;
 mod operator_text;
 mod redis_io;
 mod response;
+mod sigma;
 mod support;
 mod targets;

@@ -49,21 +49,28 @@ pub fn json_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A scratch content directory holding a copy of the shipped rules and playbooks.
+/// A scratch content directory holding a copy of the shipped rules (Sigma folders included) and
+/// playbooks.
 pub fn scratch_content() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for sub in ["rules", "playbooks"] {
-        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
-        for entry in std::fs::read_dir(repo().join(sub)).expect("read dir") {
-            let path = entry.expect("entry").path();
-            std::fs::copy(
-                &path,
-                dir.path().join(sub).join(path.file_name().expect("name")),
-            )
-            .expect("copy");
-        }
+        copy_tree(&repo().join(sub), &dir.path().join(sub));
     }
     dir
+}
+
+/// Copies the folder `from` to `to`, subfolders included.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
