@@ -41,6 +41,8 @@ struct Watched {
     rules: PathBuf,
     playbooks: PathBuf,
     warninglists: PathBuf,
+    /// The folders of Sigma rules named by `sigma.folders` (a SigmaHQ checkout, say).
+    sigma: Vec<PathBuf>,
     /// The config may not exist yet: its folder is watched and only its name counts.
     config_folder: PathBuf,
     config_name: Option<std::ffi::OsString>,
@@ -114,6 +116,13 @@ impl Watched {
             rules: absolute(content.resolve(&content.config.content.rules)),
             playbooks: absolute(content.resolve(&content.config.content.playbooks)),
             warninglists: absolute(content.resolve(Path::new(crate::content::WARNINGLISTS_DIR))),
+            sigma: content
+                .config
+                .sigma
+                .folders
+                .iter()
+                .map(|folder| absolute(content.resolve(folder)))
+                .collect(),
             config_folder: absolute(folder),
             config_name: config.file_name().map(ToOwned::to_owned),
         }
@@ -127,6 +136,7 @@ impl Watched {
             (self.warninglists.clone(), Recursive),
             (self.config_folder.clone(), NonRecursive),
         ];
+        targets.extend(self.sigma.iter().map(|folder| (folder.clone(), Recursive)));
         if let Some((folder, _)) = &self.model {
             targets.push((folder.clone(), NonRecursive));
             // Its parent too, to hear the folder appear when it does not exist yet.
@@ -157,6 +167,7 @@ impl Watched {
             content: is_config
                 || path.starts_with(&self.rules)
                 || path.starts_with(&self.playbooks)
+                || self.sigma.iter().any(|folder| path.starts_with(folder))
                 || warninglists,
             warninglists,
             model: self.is_model(path),
@@ -216,7 +227,22 @@ fn summary(old: &Content, new: &Content) -> (String, serde_json::Value) {
             .map(|p| (p.id.to_string(), format!("{p:?}")))
             .collect()
     };
+    // A Sigma rule's parsed form, not its text: a comment or key order is not a change.
+    let sigma = |c: &Content| {
+        c.sigma
+            .rules
+            .iter()
+            .map(|r| {
+                let parsed = format!(
+                    "{:?}{:?}{:?}{:?}",
+                    r.searches, r.condition, r.level, r.kinds
+                );
+                (r.id.to_string(), parsed)
+            })
+            .collect()
+    };
     compare("rules", rules(old), rules(new));
+    compare("sigma rules", sigma(old), sigma(new));
     compare("playbooks", playbooks(old), playbooks(new));
     if old.config != new.config {
         parts.push("config changed".into());
@@ -489,9 +515,14 @@ mod tests {
     #[test]
     fn only_content_files_count_as_changes() {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["rules", "playbooks", "data"] {
+        for sub in ["rules", "playbooks", "data", "corpus"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
+        std::fs::write(
+            dir.path().join("palisade.yaml"),
+            "sigma: {folders: [corpus]}\n",
+        )
+        .unwrap();
         let mut content = crate::content::load(dir.path(), None).unwrap();
         content.dir = dir.path().to_path_buf();
         let watched = Watched::new(&content, None);
@@ -501,6 +532,7 @@ mod tests {
         assert!(content_change("playbooks/a/b.yaml"));
         assert!(content_change("palisade.yaml"));
         assert!(content_change("warninglists/x.json"));
+        assert!(content_change("corpus/windows/process_creation/x.yml"));
         assert!(
             watched
                 .touched(&root.join("warninglists/x.json"))
