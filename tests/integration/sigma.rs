@@ -266,3 +266,60 @@ fn every_shipped_sigma_rule_has_a_positive_and_a_negative_case() {
     }
     assert!(rules >= 7, "{rules}");
 }
+
+/// A rule edited in a configured corpus folder while the engine runs is loaded again and applies
+/// to the next event.
+#[test]
+fn a_sigma_rule_edited_in_a_corpus_folder_applies_while_running() {
+    use std::io::{BufRead, Write};
+    use std::time::Duration;
+    let dir = content(&[
+        ("corpus/windows/certutil_fetch.yml", CERTUTIL),
+        (
+            "palisade.yaml",
+            "sigma:\n  folders: [corpus]\nhttp:\n  listen: 127.0.0.1:0\n",
+        ),
+    ]);
+    let (mut child, log) = crate::support::run_on_pipes(dir.path());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        crate::support::eventually(Duration::from_secs(20), || read_log()
+            .contains("palisade is running")),
+        "{}",
+        read_log()
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut severity_of = |id: &str| -> String {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&event("ws-1", "certutil -urlcache -f http://x/a a"))
+                .expect("json");
+        event["id"] = id.into();
+        stdin
+            .write_all(format!("{event}\n").as_bytes())
+            .expect("write");
+        stdin.flush().expect("flush");
+        for line in lines.by_ref().map_while(Result::ok) {
+            let value: serde_json::Value = serde_json::from_str(&line).expect("json line");
+            if value["kind"] == "detection" && value["event_id"] == id {
+                return value["severity"].as_str().unwrap_or_default().to_string();
+            }
+        }
+        String::new()
+    };
+    assert_eq!(severity_of("before"), "high");
+    std::fs::write(
+        dir.path().join("corpus/windows/certutil_fetch.yml"),
+        CERTUTIL.replace("level: high", "level: critical"),
+    )
+    .expect("edit");
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || read_log()
+            .contains("content reloaded")),
+        "{}",
+        read_log()
+    );
+    assert_eq!(severity_of("after"), "critical");
+    drop(stdin);
+    assert!(child.wait().expect("wait").success(), "{}", read_log());
+}
