@@ -14,6 +14,7 @@
 //! table is in docs/sigma.md.
 
 pub mod ast;
+pub mod compiled;
 pub mod eval;
 pub mod fields;
 
@@ -24,6 +25,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use ast::{Level, SigmaRule, Status};
+pub use compiled::{CompileError, CompiledSet, CompiledStats, Scratch};
 
 /// The `sigma:` section of `palisade.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
