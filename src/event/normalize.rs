@@ -29,6 +29,9 @@ pub enum RejectKind {
     BadTimestamp,
     /// Dated too far ahead of the engine's clock (`events.future_time: reject`).
     FutureTimestamp,
+    /// Two fields of the message give the same fact differently (the `md5` key and the `MD5=`
+    /// entry of the hash list).
+    Inconsistent,
 }
 
 impl RejectKind {
@@ -42,6 +45,7 @@ impl RejectKind {
             RejectKind::UnknownType => "unknown_type",
             RejectKind::BadTimestamp => "bad_timestamp",
             RejectKind::FutureTimestamp => "future_timestamp",
+            RejectKind::Inconsistent => "inconsistent",
         }
     }
 }
@@ -208,17 +212,173 @@ fn flat(
     event.process_hash = take_text(&mut map, "process_hash")?.map(|h| h.to_ascii_lowercase());
     event.image = take_text(&mut map, "image")?;
     event.user = take_text(&mut map, "user")?;
+    event.parent_image = take_text(&mut map, "parent_image")?;
+    event.parent_cmdline = take_text(&mut map, "parent_cmdline")?;
+    event.parent_user = take_text(&mut map, "parent_user")?;
+    event.original_file_name = take_text(&mut map, "original_file_name")?;
+    event.integrity_level = take_text(&mut map, "integrity_level")?;
+    event.current_directory = take_text(&mut map, "current_directory")?;
+    event.logon_id = take_text(&mut map, "logon_id")?;
+    event.hashes = take_text(&mut map, "hashes")?;
+    for digest in Digest::ALL {
+        let value = take_text(&mut map, digest.key())?;
+        set_digest(&mut event, digest, digest.key(), value)?;
+    }
+    event.company = take_text(&mut map, "company")?;
+    event.product = take_text(&mut map, "product")?;
+    event.file_description = take_text(&mut map, "file_description")?;
+    event.file_version = take_text(&mut map, "file_version")?;
     event.remote_ip = take_ip(&mut map, "remote_ip")?;
     event.remote_port = take_u16(&mut map, "remote_port")?;
     event.local_port = take_u16(&mut map, "local_port")?;
     event.protocol = take_text(&mut map, "protocol")?;
     event.direction = take_text(&mut map, "direction")?;
+    event.remote_hostname = take_text(&mut map, "remote_hostname")?;
+    event.local_ip = take_ip(&mut map, "local_ip")?;
+    event.local_hostname = take_text(&mut map, "local_hostname")?;
     event.query_name = take_text(&mut map, "query_name")?;
+    event.query_results = take_text(&mut map, "query_results")?;
+    event.query_status = take_text(&mut map, "query_status")?;
     event.source_ip = take_ip(&mut map, "source_ip")?;
     event.outcome = take_text(&mut map, "outcome")?;
     event.method = take_text(&mut map, "method")?;
+    digests_from_hash_list(&mut event, "hashes")?;
     event.extra = map.into_extra();
     Ok(event)
+}
+
+/// The digests the model keeps typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digest {
+    Md5,
+    Sha1,
+    Sha256,
+    Imphash,
+}
+
+impl Digest {
+    const ALL: [Digest; 4] = [Digest::Md5, Digest::Sha1, Digest::Sha256, Digest::Imphash];
+
+    /// The flat shape's key and the event field's name.
+    fn key(self) -> &'static str {
+        match self {
+            Digest::Md5 => "md5",
+            Digest::Sha1 => "sha1",
+            Digest::Sha256 => "sha256",
+            Digest::Imphash => "imphash",
+        }
+    }
+
+    /// The name in a Sysmon hash list (`MD5=...`).
+    fn list_name(self) -> &'static str {
+        match self {
+            Digest::Md5 => "MD5",
+            Digest::Sha1 => "SHA1",
+            Digest::Sha256 => "SHA256",
+            Digest::Imphash => "IMPHASH",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Digest::Md5 | Digest::Imphash => 32,
+            Digest::Sha1 => 40,
+            Digest::Sha256 => 64,
+        }
+    }
+
+    fn slot(self, event: &mut Event) -> &mut Option<String> {
+        match self {
+            Digest::Md5 => &mut event.md5,
+            Digest::Sha1 => &mut event.sha1,
+            Digest::Sha256 => &mut event.sha256,
+            Digest::Imphash => &mut event.imphash,
+        }
+    }
+}
+
+/// Stores one digest, lowercased. A digest is hex of its algorithm's length, nothing else: it
+/// may end up as an action's argument or an intel lookup key. When the message already gave
+/// this digest another way (the `md5` key and `MD5=` in the hash list) the two must agree, or a
+/// rule on one and an intel lookup on the other would judge different files.
+fn set_digest(
+    event: &mut Event,
+    digest: Digest,
+    field: &str,
+    value: Option<String>,
+) -> Result<(), NormalizeError> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    if trimmed.len() != digest.hex_len() || !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(NormalizeError::wrong_type(
+            field,
+            &format!(
+                "a {} digest ({} hex digits)",
+                digest.list_name(),
+                digest.hex_len()
+            ),
+            &Value::String(value),
+        ));
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let slot = digest.slot(event);
+    match slot {
+        Some(existing) if *existing != lower => Err(NormalizeError::new(
+            RejectKind::Inconsistent,
+            format!(
+                "field `{field}` gives {} `{lower}` but the message already gave `{existing}`",
+                digest.list_name()
+            ),
+        )),
+        _ => {
+            *slot = Some(lower);
+            Ok(())
+        }
+    }
+}
+
+/// Fills the typed digests from [`Event::hashes`], Sysmon's `SHA1=...,MD5=...,IMPHASH=...`
+/// list; `field` names where the list came from, for the error. Algorithms the model has no
+/// field for are left in the list, which is kept whole. A `sha256` also fills `process_hash`
+/// when the message gave none, as the ECS shape does, so intel matching sees it.
+fn digests_from_hash_list(event: &mut Event, field: &str) -> Result<(), NormalizeError> {
+    if let Some(list) = event.hashes.take() {
+        let result = (|| {
+            for part in list.split(',').filter(|part| !part.trim().is_empty()) {
+                let Some((name, value)) = part.split_once('=') else {
+                    return Err(NormalizeError::wrong_type(
+                        field,
+                        "a hash list such as `SHA1=...,MD5=...`",
+                        &Value::String(list.clone()),
+                    ));
+                };
+                let name = name.trim();
+                if let Some(digest) = Digest::ALL
+                    .into_iter()
+                    .find(|d| d.list_name().eq_ignore_ascii_case(name))
+                {
+                    set_digest(
+                        event,
+                        digest,
+                        &format!("{field}` entry `{name}"),
+                        Some(value.to_string()),
+                    )?;
+                }
+            }
+            Ok(())
+        })();
+        event.hashes = Some(list);
+        result?;
+    }
+    if event.process_hash.is_none() {
+        event.process_hash.clone_from(&event.sha256);
+    }
+    Ok(())
 }
 
 fn ecs(

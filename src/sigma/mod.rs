@@ -15,8 +15,13 @@
 
 pub mod ast;
 pub mod compiled;
+pub mod condition;
 pub mod eval;
 pub mod fields;
+pub mod filter;
+pub mod load;
+pub mod modifiers;
+pub mod parse;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +31,9 @@ use serde::{Deserialize, Serialize};
 
 pub use ast::{Level, SigmaRule, Status};
 pub use compiled::{CompileError, CompiledSet, CompiledStats, Scratch};
+pub use filter::SigmaFilter;
+pub use load::{MAX_SIGMA_FILE_BYTES, SigmaLoad, load, load_source};
+pub use parse::{RawCorrelation, SkipReason, Skipped};
 
 /// The `sigma:` section of `palisade.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -54,3 +62,8 @@ impl Default for SigmaConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
+mod tests;

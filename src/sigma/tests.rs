@@ -1,0 +1,1 @@
+//! Parsing Sigma rules and running them with the direct evaluator.
