@@ -469,11 +469,18 @@ impl KindSet {
                 .map(|a| {
                     a.matcher.memory_usage()
                         + a.uses.capacity() * size_of::<Box<[Use]>>()
-                        + a.uses.iter().map(|u| u.len() * size_of::<Use>()).sum::<usize>()
+                        + a.uses
+                            .iter()
+                            .map(|u| u.len() * size_of::<Use>())
+                            .sum::<usize>()
                 })
                 .sum::<usize>();
         let rules = self.rules.capacity() * size_of::<CompiledRule>()
-            + self.rules.iter().map(|r| expr_heap_bytes(&r.expr)).sum::<usize>()
+            + self
+                .rules
+                .iter()
+                .map(|r| expr_heap_bytes(&r.expr))
+                .sum::<usize>()
             + self.always.capacity() * 4;
         atoms + wakes + scans + rules
     }
@@ -559,8 +566,11 @@ fn fold_into<'a>(value: &'a str, cased: bool, buf: &'a mut String) -> &'a str {
 fn test_holds(test: &ValueTest, field: Field, event: &Event, bufs: &mut Buffers) -> bool {
     let Buffers { text, folded } = bufs;
     match test {
-        ValueTest::Text { how, needle, cased } => field_text(field, event, text)
-            .is_some_and(|value| eval::text_matches(fold_into(value, *cased, folded), needle, *how)),
+        ValueTest::Text { how, needle, cased } => {
+            field_text(field, event, text).is_some_and(|value| {
+                eval::text_matches(fold_into(value, *cased, folded), needle, *how)
+            })
+        }
         ValueTest::Glob { pattern, cased } => field_text(field, event, text)
             .is_some_and(|value| eval::glob_matches(fold_into(value, *cased, folded), pattern)),
         ValueTest::Regex(regex) => {
@@ -646,9 +656,7 @@ impl KindBuilder {
                 None => Expr::Or(Box::new([])),
             },
             Condition::Not(inner) => Expr::Not(Box::new(self.condition(inner, rule))),
-            Condition::And(all) => {
-                Expr::And(all.iter().map(|c| self.condition(c, rule)).collect())
-            }
+            Condition::And(all) => Expr::And(all.iter().map(|c| self.condition(c, rule)).collect()),
             Condition::Or(any) => Expr::Or(any.iter().map(|c| self.condition(c, rule)).collect()),
         }
     }

@@ -21,8 +21,26 @@ use super::CompiledSet;
 /// command-line switches, and non-ASCII text whose lowercase differs in length or form (`İ`
 /// lowercases to two characters, `Σ` to `σ` or `ς` by position, `ß` has no one-letter capital).
 const WORDS: &[&str] = &[
-    "cmd", "exe", "\\", ".", "c:", "windows", "powershell", "-enc", " ", "/c", "a", "ab", "é",
-    "İ", "ß", "Σ", "σ", "x", "1", "10",
+    "cmd",
+    "exe",
+    "\\",
+    ".",
+    "c:",
+    "windows",
+    "powershell",
+    "-enc",
+    " ",
+    "/c",
+    "a",
+    "ab",
+    "é",
+    "İ",
+    "ß",
+    "Σ",
+    "σ",
+    "x",
+    "1",
+    "10",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -120,14 +138,17 @@ fn value_test() -> impl Strategy<Value = ValueTest> {
 }
 
 fn item() -> impl Strategy<Value = Item> {
-    (field(), prop::collection::vec(value_test(), 0..4), any::<bool>()).prop_map(
-        |(field, tests, all)| Item {
+    (
+        field(),
+        prop::collection::vec(value_test(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(field, tests, all)| Item {
             field,
             written: field.as_str().to_owned(),
             tests,
             all,
-        },
-    )
+        })
 }
 
 fn search_body() -> impl Strategy<Value = SearchBody> {
@@ -160,7 +181,11 @@ fn kinds() -> impl Strategy<Value = Vec<EventKind>> {
     ]
 }
 
-pub(crate) fn rule(searches: Vec<Search>, condition: Condition, kinds: Vec<EventKind>) -> SigmaRule {
+pub(crate) fn rule(
+    searches: Vec<Search>,
+    condition: Condition,
+    kinds: Vec<EventKind>,
+) -> SigmaRule {
     SigmaRule {
         path: PathBuf::from("generated.yml"),
         position: Position::START,
@@ -205,7 +230,9 @@ fn event() -> impl Strategy<Value = Event> {
         prop::option::weighted(0.8, text(4)),
         prop::option::weighted(0.5, text(3)),
         prop::option::weighted(0.5, text(2)),
-        prop::option::of(prop::sample::select(&[0u32, 10, 100, 4000, 4001, 123_456][..])),
+        prop::option::of(prop::sample::select(
+            &[0u32, 10, 100, 4000, 4001, 123_456][..],
+        )),
         prop::option::of(
             prop::sample::select(&["10.1.2.3", "192.168.1.7", "::1", "8.8.8.8"][..])
                 .prop_filter_map("address parses", |a| a.parse::<IpAddr>().ok()),
@@ -289,7 +316,11 @@ fn a_rule_whose_condition_holds_without_hits_runs_on_every_event() {
     let rules = vec![Arc::new(rule(
         vec![search(
             "filter",
-            SearchBody::AllOf(vec![text_item(Field::Image, TextMatch::EndsWith, &["\\svchost.exe"])]),
+            SearchBody::AllOf(vec![text_item(
+                Field::Image,
+                TextMatch::EndsWith,
+                &["\\svchost.exe"],
+            )]),
         )],
         Condition::Not(Box::new(Condition::Search(0))),
         vec![EventKind::ProcessCreate],
@@ -299,8 +330,14 @@ fn a_rule_whose_condition_holds_without_hits_runs_on_every_event() {
         unreachable!("hand-written rules compile: {set:?}");
     };
     assert_eq!(set.stats().always_checked, 1);
-    assert_eq!(set.matching(&process("cmd /c whoami", "C:\\Windows\\cmd.exe")), vec![0]);
-    assert!(set.matching(&process("", "C:\\Windows\\SVCHOST.EXE")).is_empty());
+    assert_eq!(
+        set.matching(&process("cmd /c whoami", "C:\\Windows\\cmd.exe")),
+        vec![0]
+    );
+    assert!(
+        set.matching(&process("", "C:\\Windows\\SVCHOST.EXE"))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -309,7 +346,10 @@ fn startswith_endswith_and_exact_need_the_needle_at_the_value_edges() {
         .into_iter()
         .map(|how| {
             Arc::new(rule(
-                vec![search("s", SearchBody::AllOf(vec![text_item(Field::Cmdline, how, &["cmd"])]))],
+                vec![search(
+                    "s",
+                    SearchBody::AllOf(vec![text_item(Field::Cmdline, how, &["cmd"])]),
+                )],
                 Condition::Search(0),
                 vec![EventKind::ProcessCreate],
             ))
@@ -332,7 +372,11 @@ fn non_ascii_values_are_lowercased_as_the_evaluator_does() {
     let rules = vec![Arc::new(rule(
         vec![search(
             "s",
-            SearchBody::AllOf(vec![text_item(Field::Cmdline, TextMatch::EndsWith, &["i\u{307}x"])]),
+            SearchBody::AllOf(vec![text_item(
+                Field::Cmdline,
+                TextMatch::EndsWith,
+                &["i\u{307}x"],
+            )]),
         )],
         Condition::Search(0),
         vec![EventKind::ProcessCreate],
@@ -350,7 +394,11 @@ fn the_set_reports_its_memory() {
     let rules = vec![Arc::new(rule(
         vec![search(
             "s",
-            SearchBody::AllOf(vec![text_item(Field::Cmdline, TextMatch::Contains, &["-enc", "iex"])]),
+            SearchBody::AllOf(vec![text_item(
+                Field::Cmdline,
+                TextMatch::Contains,
+                &["-enc", "iex"],
+            )]),
         )],
         Condition::Search(0),
         vec![EventKind::ProcessCreate],
