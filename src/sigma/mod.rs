@@ -16,6 +16,7 @@
 mod assemble;
 pub mod ast;
 pub mod cases;
+pub mod compiled;
 pub mod condition;
 mod engine;
 pub mod eval;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use assemble::assemble;
 pub use ast::{Level, SigmaRule, Status};
+pub use compiled::{CompileError, CompiledSet, CompiledStats, Scratch};
 pub use engine::{SigmaEngine, severity};
 
 /// The Sigma content that loaded: the rules (filters already applied), ready for workers.

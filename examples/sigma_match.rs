@@ -1,0 +1,148 @@
+//! Runs Sigma rules over a JSON-lines file of events and reports what matched and how fast; and
+//! writes the Sysmon-shaped event mix the Sigma bench uses, so another engine can read the same
+//! events. `scripts/sigma-vs-rsigma` drives it.
+//!
+//! ```text
+//! sigma_match generate COUNT SEED SYSMON.jsonl FLAT.jsonl
+//! sigma_match run RULES_DIR FLAT.jsonl MATCHES.tsv LOADED.txt
+//! ```
+//!
+//! `run` writes one line per event (`index<TAB>rule ids, sorted, comma-separated`) and the paths
+//! of the rule files that loaded, and prints the figures.
+
+#[path = "../benches/sigma/events.rs"]
+mod events;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use palisade::event::{EventKind, normalize};
+use palisade::sigma::{CompiledSet, Level, SigmaConfig, Status, eval, load};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["generate", count, seed, sysmon, flat] => generate(count, seed, sysmon, flat),
+        ["run", rules, events, matches, loaded] => run(rules, events, matches, loaded),
+        _ => bail!(
+            "usage: sigma_match generate COUNT SEED SYSMON.jsonl FLAT.jsonl\n       \
+             sigma_match run RULES_DIR FLAT.jsonl MATCHES.tsv LOADED.txt"
+        ),
+    }
+}
+
+fn generate(count: &str, seed: &str, sysmon: &str, flat: &str) -> anyhow::Result<()> {
+    let count: usize = count.parse().context("COUNT is a number")?;
+    let seed: u64 = seed.parse().context("SEED is a number")?;
+    let mut sysmon_out = BufWriter::new(std::fs::File::create(sysmon)?);
+    let mut flat_out = BufWriter::new(std::fs::File::create(flat)?);
+    for (i, start) in events::generate(count, seed, 20).iter().enumerate() {
+        let mut record = start.sysmon();
+        // The event's position, so matches can be paired with it across engines.
+        if let Some(map) = record.as_object_mut() {
+            map.insert("EventRecordID".to_owned(), i.into());
+        }
+        writeln!(sysmon_out, "{record}")?;
+        writeln!(flat_out, "{}", start.flat(i))?;
+    }
+    sysmon_out.flush()?;
+    flat_out.flush()?;
+    Ok(())
+}
+
+fn run(rules_dir: &str, events: &str, matches: &str, loaded_out: &str) -> anyhow::Result<()> {
+    let config = SigmaConfig {
+        statuses: vec![Status::Stable, Status::Test, Status::Experimental],
+        min_level: Level::Informational,
+        ..SigmaConfig::default()
+    };
+    let started = Instant::now();
+    let loaded = load(&[PathBuf::from(rules_dir)], &config);
+    let rules: Vec<Arc<_>> = loaded
+        .rules
+        .into_iter()
+        .filter(|rule| rule.kinds.contains(&EventKind::ProcessCreate))
+        .map(Arc::new)
+        .collect();
+    let load_time = started.elapsed();
+    let started = Instant::now();
+    let set = CompiledSet::new(&rules)?;
+    let compile_time = started.elapsed();
+    let files: BTreeSet<_> = rules.iter().map(|r| r.path.display().to_string()).collect();
+    std::fs::write(
+        loaded_out,
+        files.iter().map(|f| format!("{f}\n")).collect::<String>(),
+    )?;
+
+    let lines: Vec<String> = std::io::BufReader::new(std::fs::File::open(events)?)
+        .lines()
+        .collect::<Result<_, _>>()?;
+
+    // End to end: parse and normalize each line, then match.
+    let mut scratch = set.scratch();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(lines.len());
+    for line in &lines {
+        let event = normalize(line.as_bytes())?;
+        set.matches(&event, &mut scratch, &mut out);
+        results.push(out.clone());
+    }
+    let end_to_end = started.elapsed();
+
+    // Matching only, on events already normalized.
+    let normalized = lines
+        .iter()
+        .map(|line| normalize(line.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let mut hits = 0;
+    for event in &normalized {
+        set.matches(event, &mut scratch, &mut out);
+        hits += out.len();
+    }
+    let matching = started.elapsed();
+
+    // The evaluator's answer, to be sure the figure is for the right answer.
+    let disagreements = normalized
+        .iter()
+        .zip(&results)
+        .filter(|(event, got)| {
+            let want: Vec<usize> = (0..rules.len())
+                .filter(|&i| rules.get(i).is_some_and(|r| eval::matches(r, event)))
+                .collect();
+            &want != *got
+        })
+        .count();
+
+    let mut writer = BufWriter::new(std::fs::File::create(matches)?);
+    for (i, found) in results.iter().enumerate() {
+        let mut ids: Vec<&str> = found
+            .iter()
+            .filter_map(|&r| rules.get(r).map(|rule| &*rule.id))
+            .collect();
+        ids.sort_unstable();
+        writeln!(writer, "{i}\t{}", ids.join(","))?;
+    }
+    writer.flush()?;
+
+    let n = lines.len() as f64;
+    println!(
+        "palisade: {} rules ({} refused, {} skipped) loaded in {load_time:.2?}, compiled in {compile_time:.2?}, ~{:.1} MiB",
+        rules.len(),
+        loaded.refused.len(),
+        loaded.skipped.len(),
+        set.heap_bytes() as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "palisade: {} events, {hits} matches; parse+normalize+match {:.0} events/s; match only {:.0} events/s; {disagreements} disagreements with the direct evaluator",
+        lines.len(),
+        n / end_to_end.as_secs_f64(),
+        n / matching.as_secs_f64()
+    );
+    Ok(())
+}

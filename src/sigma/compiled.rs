@@ -1,0 +1,906 @@
+//! The compiled rule set: every rule's value tests folded into shared matchers, so the cost of an
+//! event grows slowly with the number of rules.
+//!
+//! The direct evaluator (`eval.rs`) defines what a rule means; this module must give the same
+//! answer on every event (a property test holds it to that). How it gets there:
+//!
+//! - **Atoms.** Every distinct (field, value test) of every rule is one atom, shared by all the
+//!   rules that use it. Keyword (field-less) tests are atoms over all keyword fields.
+//! - **Literal atoms** (`exact`/`contains`/`startswith`/`endswith` text tests) are found by one
+//!   Aho-Corasick automaton per (field, cased) over every needle of every rule of the event
+//!   kind. Matches are overlapping and carry offsets, so one pass answers all four kinds of text
+//!   test: `startswith` wants a match at 0, `endswith` one ending at the value's end, `exact`
+//!   both. Uncased needles (stored lowercased by the parser) are searched with an
+//!   ASCII-case-insensitive automaton: over an ASCII value directly, over any other value after
+//!   lowercasing it once with `str::to_lowercase` — the evaluator's own folding.
+//! - **Gated atoms** (globs) carry their longest literal piece as a `contains` needle; the glob
+//!   itself runs only when that piece was found.
+//! - **Lazy atoms** (regex, cidr, comparisons, exists, null, fieldref, and text tests the
+//!   automaton cannot answer exactly) are evaluated only when a condition asks, at most once per
+//!   event.
+//! - **Candidates.** At build time each rule's condition is evaluated three-valued with every
+//!   literal and gated atom false and every lazy atom unknown. If that is surely false, the rule
+//!   can only match when one of its literal or gated atoms was hit, so it runs only then;
+//!   otherwise (a rule that is all `not`, or all regex) it runs on every event of its kinds.
+//! - **Per kind.** Each event kind has its own atoms, automata and rules.
+//!
+//! Per event nothing is allocated in the common case: the marks are generation-stamped arrays
+//! in a reusable [`Scratch`], numbers and addresses are formatted into a reused buffer, and only
+//! values with non-ASCII text are copied when lowercased.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use rustc_hash::FxHashMap;
+
+use crate::event::{Event, EventKind, Field, FieldType};
+
+use super::ast::{Condition, GlobPart, Item, SearchBody, SigmaRule, TextMatch, ValueTest};
+use super::eval;
+
+/// Why a rule set could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The automaton for one field could not be built (too many or too long needles).
+    #[error("cannot build the matcher for field `{field}`: {source}")]
+    Automaton {
+        field: Field,
+        #[source]
+        source: aho_corasick::BuildError,
+    },
+}
+
+/// Every rule of a set, compiled for matching; built once, shared by every worker.
+#[derive(Debug)]
+pub struct CompiledSet {
+    rule_count: usize,
+    /// The most atoms and rules of any kind: what a [`Scratch`] must hold.
+    most_atoms: usize,
+    most_rules: usize,
+    /// One slot per [`EventKind::ALL`] entry.
+    kinds: Vec<KindSet>,
+}
+
+/// Per-event working memory, reused across events so matching allocates nothing.
+///
+/// One per worker thread; get it from [`CompiledSet::scratch`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    marks: Marks,
+    bufs: Buffers,
+    candidates: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Marks {
+    /// The current event's generation; a stamp equal to it means "set for this event".
+    generation: u32,
+    /// Per atom: hit by the automaton (literal atoms) or gate found (gated atoms).
+    hit: Vec<u32>,
+    /// Per atom: a lazily evaluated value is known for this event.
+    known: Vec<u32>,
+    value: Vec<bool>,
+    /// Per rule of the kind: already a candidate for this event.
+    candidate: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Buffers {
+    /// A number or address field's value as text.
+    text: String,
+    /// A value lowercased for comparison.
+    folded: String,
+}
+
+/// What one event kind runs.
+#[derive(Debug, Default)]
+struct KindSet {
+    atoms: Vec<Atom>,
+    /// Per atom: the gated rules (indices into `rules`) that become candidates when it is hit.
+    wakes: Vec<Box<[u32]>>,
+    scans: Vec<FieldScan>,
+    rules: Vec<CompiledRule>,
+    /// Rules whose condition can hold with no literal atom hit: run on every event.
+    always: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    /// Index into the slice the set was built from.
+    index: usize,
+    expr: Expr,
+}
+
+/// A rule's condition over atoms. `And([])` is true and `Or([])` false, as in the evaluator.
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Atom(u32),
+    Not(Box<Expr>),
+    And(Box<[Expr]>),
+    Or(Box<[Expr]>),
+}
+
+/// Where an atom's test looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Place {
+    Field(Field),
+    /// Every keyword field ([`eval::keyword_fields`]); any one holding is enough.
+    Keywords,
+}
+
+#[derive(Debug)]
+struct Atom {
+    place: Place,
+    test: ValueTest,
+    how: AtomHow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtomHow {
+    /// True exactly when an automaton hit it this event.
+    Literal,
+    /// False unless its gate needle was hit; then evaluated.
+    Gated,
+    /// Evaluated when a condition asks.
+    Lazy,
+}
+
+/// The automata scanning one field.
+#[derive(Debug)]
+struct FieldScan {
+    field: Field,
+    /// Uncased needles, ASCII-case-insensitive, run over the folded value.
+    folded: Option<Automaton>,
+    /// Cased needles, run over the value as it is.
+    cased: Option<Automaton>,
+}
+
+#[derive(Debug)]
+struct Automaton {
+    matcher: AhoCorasick,
+    /// Per pattern id: the atoms that needle serves and where it must sit.
+    uses: Vec<Box<[Use]>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Use {
+    atom: u32,
+    anchor: Anchor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    Anywhere,
+    Start,
+    End,
+    Whole,
+}
+
+impl Anchor {
+    fn of(how: TextMatch) -> Anchor {
+        match how {
+            TextMatch::Contains => Anchor::Anywhere,
+            TextMatch::StartsWith => Anchor::Start,
+            TextMatch::EndsWith => Anchor::End,
+            TextMatch::Exact => Anchor::Whole,
+        }
+    }
+
+    fn holds(self, start: usize, end: usize, len: usize) -> bool {
+        match self {
+            Anchor::Anywhere => true,
+            Anchor::Start => start == 0,
+            Anchor::End => end == len,
+            Anchor::Whole => start == 0 && end == len,
+        }
+    }
+}
+
+impl CompiledSet {
+    /// Compiles `rules`; [`CompiledSet::matches`] answers with indices into this slice.
+    pub fn new(rules: &[Arc<SigmaRule>]) -> Result<CompiledSet, CompileError> {
+        let mut kinds = Vec::with_capacity(EventKind::ALL.len());
+        for kind in EventKind::ALL {
+            let mut builder = KindBuilder::default();
+            for (index, rule) in rules.iter().enumerate() {
+                if rule.kinds.contains(&kind) {
+                    builder.add_rule(index, rule);
+                }
+            }
+            kinds.push(builder.build()?);
+        }
+        Ok(CompiledSet {
+            rule_count: rules.len(),
+            most_atoms: kinds.iter().map(|k| k.atoms.len()).max().unwrap_or(0),
+            most_rules: kinds.iter().map(|k| k.rules.len()).max().unwrap_or(0),
+            kinds,
+        })
+    }
+
+    /// How many rules the set was built from.
+    pub fn len(&self) -> usize {
+        self.rule_count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rule_count == 0
+    }
+
+    /// Working memory sized for this set.
+    pub fn scratch(&self) -> Scratch {
+        let mut scratch = Scratch::default();
+        scratch.fit(self);
+        scratch
+    }
+
+    /// The rules matching `event`, as ascending indices into the slice the set was built from,
+    /// written to `out` (cleared first). Allocates nothing once `scratch` and `out` have grown.
+    pub fn matches(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<usize>) {
+        out.clear();
+        let Some(set) = self.kinds.get(event.kind.index()) else {
+            return;
+        };
+        if set.rules.is_empty() {
+            return;
+        }
+        scratch.fit(self);
+        scratch.marks.next_event();
+        scratch.candidates.clear();
+        set.scan(event, scratch);
+        let Scratch {
+            marks,
+            bufs,
+            candidates,
+        } = scratch;
+        for &rule in candidates.iter().chain(set.always.iter()) {
+            if let Some(compiled) = set.rules.get(rule as usize)
+                && set.eval(&compiled.expr, event, marks, bufs)
+            {
+                out.push(compiled.index);
+            }
+        }
+        out.sort_unstable();
+    }
+
+    /// The matching rules' indices; allocates (for tests and one-off use).
+    pub fn matching(&self, event: &Event) -> Vec<usize> {
+        let mut scratch = self.scratch();
+        let mut out = Vec::new();
+        self.matches(event, &mut scratch, &mut out);
+        out
+    }
+
+    /// Approximate heap bytes held by the set: automata, atoms, needles, conditions and
+    /// indexes. Compiled regular expressions count by their source length only (the regex
+    /// crate does not report its programs' size).
+    pub fn heap_bytes(&self) -> usize {
+        self.kinds.iter().map(KindSet::heap_bytes).sum::<usize>()
+            + self.kinds.capacity() * std::mem::size_of::<KindSet>()
+    }
+
+    /// Figures for reports: atoms by how they are evaluated, needles, rules that run on every
+    /// event.
+    pub fn stats(&self) -> CompiledStats {
+        let mut stats = CompiledStats::default();
+        for set in &self.kinds {
+            for atom in &set.atoms {
+                match atom.how {
+                    AtomHow::Literal => stats.literal_atoms += 1,
+                    AtomHow::Gated => stats.gated_atoms += 1,
+                    AtomHow::Lazy => stats.lazy_atoms += 1,
+                }
+            }
+            for scan in &set.scans {
+                for automaton in [&scan.folded, &scan.cased].into_iter().flatten() {
+                    stats.automata += 1;
+                    stats.needles += automaton.uses.len();
+                }
+            }
+            stats.always_checked += set.always.len();
+            stats.gated_rules += set.rules.len() - set.always.len();
+        }
+        stats
+    }
+}
+
+/// Counts describing a compiled set (summed over event kinds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompiledStats {
+    pub literal_atoms: usize,
+    pub gated_atoms: usize,
+    pub lazy_atoms: usize,
+    pub automata: usize,
+    pub needles: usize,
+    /// Rules that run only when one of their literal atoms was hit.
+    pub gated_rules: usize,
+    /// Rules that run on every event of their kinds.
+    pub always_checked: usize,
+}
+
+impl Scratch {
+    /// Grows the stamp arrays to the largest kind of `set` (a scratch from another set works too).
+    fn fit(&mut self, set: &CompiledSet) {
+        let (atoms, rules) = (set.most_atoms, set.most_rules);
+        let marks = &mut self.marks;
+        if marks.hit.len() < atoms {
+            marks.hit.resize(atoms, 0);
+            marks.known.resize(atoms, 0);
+            marks.value.resize(atoms, false);
+        }
+        if marks.candidate.len() < rules {
+            marks.candidate.resize(rules, 0);
+        }
+    }
+}
+
+impl Marks {
+    /// Starts a new event: every stamp from the previous one becomes stale.
+    fn next_event(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // After 2^32 events the stamps would be ambiguous: clear them once.
+            self.hit.fill(0);
+            self.known.fill(0);
+            self.candidate.fill(0);
+            self.generation = 1;
+        }
+    }
+}
+
+impl KindSet {
+    /// Runs every automaton over its field's value and collects candidate rules.
+    fn scan(&self, event: &Event, scratch: &mut Scratch) {
+        let Scratch {
+            marks,
+            bufs,
+            candidates,
+        } = scratch;
+        for scan in &self.scans {
+            let Buffers { text, folded } = &mut *bufs;
+            let Some(value) = field_text(scan.field, event, text) else {
+                continue;
+            };
+            if let Some(automaton) = &scan.cased {
+                self.run(automaton, value, marks, candidates);
+            }
+            if let Some(automaton) = &scan.folded {
+                // The automaton ignores ASCII case, so an ASCII value needs no copy; any other
+                // value is lowercased exactly as the evaluator does.
+                let haystack = if value.is_ascii() {
+                    value
+                } else {
+                    folded.clear();
+                    folded.push_str(&value.to_lowercase());
+                    folded.as_str()
+                };
+                self.run(automaton, haystack, marks, candidates);
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        automaton: &Automaton,
+        haystack: &str,
+        marks: &mut Marks,
+        candidates: &mut Vec<u32>,
+    ) {
+        let len = haystack.len();
+        for found in automaton.matcher.find_overlapping_iter(haystack) {
+            let Some(uses) = automaton.uses.get(found.pattern().as_usize()) else {
+                continue;
+            };
+            for hit in uses.iter() {
+                let atom = hit.atom as usize;
+                if !hit.anchor.holds(found.start(), found.end(), len)
+                    || marks.hit.get(atom) == Some(&marks.generation)
+                {
+                    continue;
+                }
+                if let Some(stamp) = marks.hit.get_mut(atom) {
+                    *stamp = marks.generation;
+                }
+                for &rule in self.wakes.get(atom).map(|w| &w[..]).unwrap_or(&[]) {
+                    if let Some(stamp) = marks.candidate.get_mut(rule as usize)
+                        && *stamp != marks.generation
+                    {
+                        *stamp = marks.generation;
+                        candidates.push(rule);
+                    }
+                }
+            }
+        }
+    }
+
+    fn eval(&self, expr: &Expr, event: &Event, marks: &mut Marks, bufs: &mut Buffers) -> bool {
+        match expr {
+            Expr::Atom(atom) => self.atom(*atom as usize, event, marks, bufs),
+            Expr::Not(inner) => !self.eval(inner, event, marks, bufs),
+            Expr::And(all) => all.iter().all(|e| self.eval(e, event, marks, bufs)),
+            Expr::Or(any) => any.iter().any(|e| self.eval(e, event, marks, bufs)),
+        }
+    }
+
+    fn atom(&self, index: usize, event: &Event, marks: &mut Marks, bufs: &mut Buffers) -> bool {
+        let Some(atom) = self.atoms.get(index) else {
+            return false;
+        };
+        let hit = marks.hit.get(index) == Some(&marks.generation);
+        match atom.how {
+            AtomHow::Literal => return hit,
+            AtomHow::Gated if !hit => return false,
+            AtomHow::Gated | AtomHow::Lazy => {}
+        }
+        if marks.known.get(index) == Some(&marks.generation) {
+            return marks.value.get(index).copied().unwrap_or(false);
+        }
+        let value = match atom.place {
+            Place::Field(field) => test_holds(&atom.test, field, event, bufs),
+            Place::Keywords => {
+                eval::keyword_fields().any(|field| test_holds(&atom.test, field, event, bufs))
+            }
+        };
+        if let (Some(known), Some(slot)) = (marks.known.get_mut(index), marks.value.get_mut(index))
+        {
+            *known = marks.generation;
+            *slot = value;
+        }
+        value
+    }
+
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let atoms = self.atoms.capacity() * size_of::<Atom>()
+            + self
+                .atoms
+                .iter()
+                .map(|a| test_heap_bytes(&a.test))
+                .sum::<usize>();
+        let wakes = self.wakes.capacity() * size_of::<Box<[u32]>>()
+            + self.wakes.iter().map(|w| w.len() * 4).sum::<usize>();
+        let scans = self.scans.capacity() * size_of::<FieldScan>()
+            + self
+                .scans
+                .iter()
+                .flat_map(|s| [&s.folded, &s.cased])
+                .flatten()
+                .map(|a| {
+                    a.matcher.memory_usage()
+                        + a.uses.capacity() * size_of::<Box<[Use]>>()
+                        + a.uses
+                            .iter()
+                            .map(|u| u.len() * size_of::<Use>())
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+        let rules = self.rules.capacity() * size_of::<CompiledRule>()
+            + self
+                .rules
+                .iter()
+                .map(|r| expr_heap_bytes(&r.expr))
+                .sum::<usize>()
+            + self.always.capacity() * 4;
+        atoms + wakes + scans + rules
+    }
+}
+
+fn test_heap_bytes(test: &ValueTest) -> usize {
+    match test {
+        ValueTest::Text { needle, .. } => needle.capacity(),
+        ValueTest::Glob { pattern, .. } => {
+            pattern.capacity() * std::mem::size_of::<GlobPart>()
+                + pattern
+                    .iter()
+                    .map(|p| match p {
+                        GlobPart::Literal(text) => text.capacity(),
+                        GlobPart::AnyRun | GlobPart::AnyOne => 0,
+                    })
+                    .sum::<usize>()
+        }
+        ValueTest::Regex(regex) => regex.source.capacity(),
+        ValueTest::Cidr { .. }
+        | ValueTest::Compare { .. }
+        | ValueTest::Exists(_)
+        | ValueTest::Null
+        | ValueTest::FieldRef { .. } => 0,
+    }
+}
+
+fn expr_heap_bytes(expr: &Expr) -> usize {
+    match expr {
+        Expr::Atom(_) => 0,
+        Expr::Not(inner) => std::mem::size_of::<Expr>() + expr_heap_bytes(inner),
+        Expr::And(all) | Expr::Or(all) => {
+            all.len() * std::mem::size_of::<Expr>() + all.iter().map(expr_heap_bytes).sum::<usize>()
+        }
+    }
+}
+
+/// A field's value as text without allocating: text fields are borrowed from the event, numbers
+/// and addresses are written into `buf`. The same text [`Field::text`] gives.
+fn field_text<'a>(field: Field, event: &'a Event, buf: &'a mut String) -> Option<&'a str> {
+    match field.field_type() {
+        FieldType::Integer => {
+            if let Some(number) = field.number(event) {
+                buf.clear();
+                let _ = write!(buf, "{number}");
+                return Some(buf.as_str());
+            }
+        }
+        FieldType::IpAddress => {
+            if let Some(address) = field.address(event) {
+                buf.clear();
+                let _ = write!(buf, "{address}");
+                return Some(buf.as_str());
+            }
+        }
+        FieldType::Text => {}
+    }
+    match field.text(event)? {
+        Cow::Borrowed(text) => Some(text),
+        Cow::Owned(text) => {
+            *buf = text;
+            Some(buf.as_str())
+        }
+    }
+}
+
+/// The evaluator's folding ([`eval::fold`]) into a reused buffer.
+fn fold_into<'a>(value: &'a str, cased: bool, buf: &'a mut String) -> &'a str {
+    if cased || (value.is_ascii() && !value.bytes().any(|b| b.is_ascii_uppercase())) {
+        return value;
+    }
+    buf.clear();
+    if value.is_ascii() {
+        buf.push_str(value);
+        buf.make_ascii_lowercase();
+    } else {
+        buf.push_str(&value.to_lowercase());
+    }
+    buf.as_str()
+}
+
+/// One test on one field, as [`eval::test_matches`] decides it, without allocating for text.
+fn test_holds(test: &ValueTest, field: Field, event: &Event, bufs: &mut Buffers) -> bool {
+    let Buffers { text, folded } = bufs;
+    match test {
+        ValueTest::Text { how, needle, cased } => {
+            field_text(field, event, text).is_some_and(|value| {
+                eval::text_matches(fold_into(value, *cased, folded), needle, *how)
+            })
+        }
+        ValueTest::Glob { pattern, cased } => field_text(field, event, text)
+            .is_some_and(|value| eval::glob_matches(fold_into(value, *cased, folded), pattern)),
+        ValueTest::Regex(regex) => {
+            field_text(field, event, text).is_some_and(|value| regex.compiled.is_match(value))
+        }
+        ValueTest::Cidr { .. }
+        | ValueTest::Compare { .. }
+        | ValueTest::Exists(_)
+        | ValueTest::Null
+        | ValueTest::FieldRef { .. } => eval::test_matches(test, field, event),
+    }
+}
+
+/// Collects one kind's rules, then builds its matchers.
+#[derive(Default)]
+struct KindBuilder {
+    atoms: Vec<Atom>,
+    /// Atom identity (place and test, written out) → atom index.
+    atom_ids: FxHashMap<String, u32>,
+    rules: Vec<CompiledRule>,
+}
+
+/// Needles of one automaton while it is being collected.
+#[derive(Default)]
+struct NeedleSet {
+    ids: FxHashMap<String, usize>,
+    needles: Vec<String>,
+    uses: Vec<Vec<Use>>,
+}
+
+impl NeedleSet {
+    fn add(&mut self, needle: &str, hit: Use) {
+        let id = match self.ids.get(needle) {
+            Some(&id) => id,
+            None => {
+                let id = self.needles.len();
+                self.ids.insert(needle.to_owned(), id);
+                self.needles.push(needle.to_owned());
+                self.uses.push(Vec::new());
+                id
+            }
+        };
+        if let Some(uses) = self.uses.get_mut(id) {
+            uses.push(hit);
+        }
+    }
+
+    fn build(self, field: Field, fold: bool) -> Result<Option<Automaton>, CompileError> {
+        if self.needles.is_empty() {
+            return Ok(None);
+        }
+        // Standard semantics: overlapping search reports every occurrence of every needle.
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .ascii_case_insensitive(fold)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&self.needles)
+            .or_else(|_| {
+                // A DFA can exceed the size limits on very large needle sets; the NFA cannot.
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(fold)
+                    .build(&self.needles)
+            })
+            .map_err(|source| CompileError::Automaton { field, source })?;
+        Ok(Some(Automaton {
+            matcher,
+            uses: self.uses.into_iter().map(Vec::into_boxed_slice).collect(),
+        }))
+    }
+}
+
+impl KindBuilder {
+    fn add_rule(&mut self, index: usize, rule: &SigmaRule) {
+        let expr = self.condition(&rule.condition, rule);
+        self.rules.push(CompiledRule { index, expr });
+    }
+
+    fn condition(&mut self, condition: &Condition, rule: &SigmaRule) -> Expr {
+        match condition {
+            Condition::Search(index) => match rule.searches.get(*index) {
+                Some(search) => self.search(&search.body),
+                None => Expr::Or(Box::new([])),
+            },
+            Condition::Not(inner) => Expr::Not(Box::new(self.condition(inner, rule))),
+            Condition::And(all) => Expr::And(all.iter().map(|c| self.condition(c, rule)).collect()),
+            Condition::Or(any) => Expr::Or(any.iter().map(|c| self.condition(c, rule)).collect()),
+        }
+    }
+
+    fn search(&mut self, body: &SearchBody) -> Expr {
+        match body {
+            SearchBody::AllOf(items) => Expr::And(items.iter().map(|i| self.item(i)).collect()),
+            SearchBody::AnyOf(maps) => Expr::Or(
+                maps.iter()
+                    .map(|items| Expr::And(items.iter().map(|i| self.item(i)).collect()))
+                    .collect(),
+            ),
+            SearchBody::Keywords { tests, all } => {
+                let atoms = tests
+                    .iter()
+                    .map(|t| Expr::Atom(self.atom(Place::Keywords, t)))
+                    .collect();
+                if *all {
+                    Expr::And(atoms)
+                } else {
+                    Expr::Or(atoms)
+                }
+            }
+        }
+    }
+
+    fn item(&mut self, item: &Item) -> Expr {
+        let atoms = item
+            .tests
+            .iter()
+            .map(|t| Expr::Atom(self.atom(Place::Field(item.field), t)))
+            .collect();
+        if item.all {
+            Expr::And(atoms)
+        } else {
+            Expr::Or(atoms)
+        }
+    }
+
+    fn atom(&mut self, place: Place, test: &ValueTest) -> u32 {
+        let key = format!("{place:?}\u{0}{test:?}");
+        if let Some(&id) = self.atom_ids.get(&key) {
+            return id;
+        }
+        let id = u32::try_from(self.atoms.len()).unwrap_or(u32::MAX);
+        self.atom_ids.insert(key, id);
+        self.atoms.push(Atom {
+            place,
+            test: test.clone(),
+            how: atom_how(test),
+        });
+        id
+    }
+
+    fn build(self) -> Result<KindSet, CompileError> {
+        let KindBuilder { atoms, rules, .. } = self;
+
+        // Needles per (field, cased).
+        let mut needles: Vec<(Field, NeedleSet, NeedleSet)> = Vec::new();
+        let mut slot = |field: Field| -> usize {
+            match needles.iter().position(|(f, _, _)| *f == field) {
+                Some(at) => at,
+                None => {
+                    needles.push((field, NeedleSet::default(), NeedleSet::default()));
+                    needles.len() - 1
+                }
+            }
+        };
+        let mut placements: Vec<(usize, bool, String, Use)> = Vec::new();
+        for (id, atom) in atoms.iter().enumerate() {
+            let Some((needle, cased, anchor)) = scanned_needle(atom) else {
+                continue;
+            };
+            let hit = Use {
+                atom: u32::try_from(id).unwrap_or(u32::MAX),
+                anchor,
+            };
+            match atom.place {
+                Place::Field(field) => placements.push((slot(field), cased, needle, hit)),
+                Place::Keywords => {
+                    for field in eval::keyword_fields() {
+                        placements.push((slot(field), cased, needle.clone(), hit));
+                    }
+                }
+            }
+        }
+        for (at, cased, needle, hit) in placements {
+            if let Some((_, folded, exact)) = needles.get_mut(at) {
+                if cased {
+                    exact.add(&needle, hit);
+                } else {
+                    folded.add(&needle, hit);
+                }
+            }
+        }
+        let mut scans = Vec::with_capacity(needles.len());
+        for (field, folded, cased) in needles {
+            scans.push(FieldScan {
+                field,
+                folded: folded.build(field, true)?,
+                cased: cased.build(field, false)?,
+            });
+        }
+
+        // Which rules wait for a hit, and which run on every event.
+        let mut wakes: Vec<Vec<u32>> = vec![Vec::new(); atoms.len()];
+        let mut always = Vec::new();
+        for (at, rule) in rules.iter().enumerate() {
+            let at = u32::try_from(at).unwrap_or(u32::MAX);
+            if without_hits(&rule.expr, &atoms) == Tri::False {
+                let mut used = Vec::new();
+                hit_atoms(&rule.expr, &atoms, &mut used);
+                used.sort_unstable();
+                used.dedup();
+                for atom in used {
+                    if let Some(list) = wakes.get_mut(atom as usize) {
+                        list.push(at);
+                    }
+                }
+            } else {
+                always.push(at);
+            }
+        }
+        Ok(KindSet {
+            atoms,
+            wakes: wakes.into_iter().map(Vec::into_boxed_slice).collect(),
+            scans,
+            rules,
+            always,
+        })
+    }
+}
+
+/// How an atom is evaluated: by the automaton when it can answer exactly, else lazily.
+fn atom_how(test: &ValueTest) -> AtomHow {
+    match test {
+        ValueTest::Text { needle, cased, .. } if automaton_exact(needle, *cased) => {
+            AtomHow::Literal
+        }
+        ValueTest::Glob { pattern, cased } if glob_gate(pattern, *cased).is_some() => {
+            AtomHow::Gated
+        }
+        _ => AtomHow::Lazy,
+    }
+}
+
+/// Whether the automaton answers a text test exactly. The case-insensitive automaton runs over
+/// lowercased values, which hold no ASCII capitals; an uncased needle with one could only match
+/// there by the automaton's ASCII folding, which the evaluator does not do. An empty needle has
+/// no occurrence for an automaton to report.
+fn automaton_exact(needle: &str, cased: bool) -> bool {
+    !needle.is_empty() && (cased || !needle.bytes().any(|b| b.is_ascii_uppercase()))
+}
+
+/// The longest literal piece of a glob, when the automaton can search it exactly.
+fn glob_gate(pattern: &[GlobPart], cased: bool) -> Option<&str> {
+    pattern
+        .iter()
+        .filter_map(|part| match part {
+            GlobPart::Literal(text) => Some(text.as_str()),
+            GlobPart::AnyRun | GlobPart::AnyOne => None,
+        })
+        .filter(|text| automaton_exact(text, cased))
+        .max_by_key(|text| text.len())
+}
+
+/// The needle an atom puts into an automaton: its own, or its glob's gate (found anywhere).
+fn scanned_needle(atom: &Atom) -> Option<(String, bool, Anchor)> {
+    match (&atom.test, atom.how) {
+        (ValueTest::Text { how, needle, cased }, AtomHow::Literal) => {
+            Some((needle.clone(), *cased, Anchor::of(*how)))
+        }
+        (ValueTest::Glob { pattern, cased }, AtomHow::Gated) => {
+            glob_gate(pattern, *cased).map(|gate| (gate.to_owned(), *cased, Anchor::Anywhere))
+        }
+        _ => None,
+    }
+}
+
+/// A three-valued truth: what a condition is when only some atoms are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    False,
+    True,
+    Unknown,
+}
+
+/// The condition's value with every literal and gated atom false and every lazy atom unknown.
+/// `False` means the rule cannot match unless one of its literal or gated atoms is hit.
+fn without_hits(expr: &Expr, atoms: &[Atom]) -> Tri {
+    match expr {
+        Expr::Atom(atom) => match atoms.get(*atom as usize).map(|a| a.how) {
+            Some(AtomHow::Literal | AtomHow::Gated) => Tri::False,
+            Some(AtomHow::Lazy) | None => Tri::Unknown,
+        },
+        Expr::Not(inner) => match without_hits(inner, atoms) {
+            Tri::False => Tri::True,
+            Tri::True => Tri::False,
+            Tri::Unknown => Tri::Unknown,
+        },
+        Expr::And(all) => {
+            let mut result = Tri::True;
+            for value in all.iter().map(|e| without_hits(e, atoms)) {
+                match value {
+                    Tri::False => return Tri::False,
+                    Tri::Unknown => result = Tri::Unknown,
+                    Tri::True => {}
+                }
+            }
+            result
+        }
+        Expr::Or(any) => {
+            let mut result = Tri::False;
+            for value in any.iter().map(|e| without_hits(e, atoms)) {
+                match value {
+                    Tri::True => return Tri::True,
+                    Tri::Unknown => result = Tri::Unknown,
+                    Tri::False => {}
+                }
+            }
+            result
+        }
+    }
+}
+
+/// The literal and gated atoms a condition names.
+fn hit_atoms(expr: &Expr, atoms: &[Atom], out: &mut Vec<u32>) {
+    match expr {
+        Expr::Atom(atom) => {
+            if atoms
+                .get(*atom as usize)
+                .is_some_and(|a| a.how != AtomHow::Lazy)
+            {
+                out.push(*atom);
+            }
+        }
+        Expr::Not(inner) => hit_atoms(inner, atoms, out),
+        Expr::And(all) | Expr::Or(all) => {
+            for e in all.iter() {
+                hit_atoms(e, atoms, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
