@@ -605,14 +605,14 @@ fn windows_event_data(
     {
         winlog.remove("event_data");
     }
-    // Sysmon and 4688 name the executable by path only; the file name rules read is its last
-    // part.
-    if event.name.is_none() {
-        event.name = event.image.as_deref().map(file_name);
-    }
-    if event.parent_name.is_none() {
-        event.parent_name = event.parent_image.as_deref().map(file_name);
-    }
+    // Sysmon and 4688 name the executable by path only; the file name Rhai rules and the
+    // PID-reuse check read is its last part, and an ECS name beside it must be that part.
+    agree_name(&mut event.name, event.image.as_deref(), "process.name")?;
+    agree_name(
+        &mut event.parent_name,
+        event.parent_image.as_deref(),
+        "process.parent.name",
+    )?;
     if event.process_hash.is_none() {
         event.process_hash.clone_from(&event.sha256);
     }
@@ -891,6 +891,33 @@ fn agree<T: PartialEq + std::fmt::Display>(
 fn prefer(slot: &mut Option<String>, original: Option<String>) {
     if original.is_some() {
         *slot = original;
+    }
+}
+
+/// Fills `name` from the last part of `path`, or checks that the name given agrees with it.
+fn agree_name(
+    name: &mut Option<String>,
+    path: Option<&str>,
+    field: &str,
+) -> Result<(), NormalizeError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let last = file_name(path);
+    match name {
+        Some(given) if *given != last => Err(NormalizeError::new(
+            RejectKind::Inconsistent,
+            format!(
+                "field `{field}` is `{}` but the executable's path ends in `{}`",
+                truncate(given, 60),
+                truncate(&last, 60)
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            *name = Some(last);
+            Ok(())
+        }
     }
 }
 
@@ -1546,6 +1573,13 @@ mod tests {
             "{}",
             err.message
         );
+
+        let line = SECURITY_4688.lines().next().unwrap();
+        let mut doc: Value = serde_json::from_str(line).unwrap();
+        doc["process"]["name"] = json!("notepad.exe");
+        let err = normalize_value(doc, || "x".into()).unwrap_err();
+        assert_eq!(err.kind, RejectKind::Inconsistent);
+        assert!(err.message.contains("`process.name`"), "{}", err.message);
 
         let line = ELASTIC_AGENT_SYSMON.lines().nth(1).unwrap();
         let mut doc: Value = serde_json::from_str(line).unwrap();
