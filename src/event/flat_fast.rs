@@ -91,10 +91,15 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 #[derive(Debug, Default)]
 pub(super) struct FlatMessage<'a> {
     pub known: Vec<(&'static str, Scalar<'a>)>,
+    /// Whether any key from [`EXTENDED_FROM`] on was seen: when none was, normalization skips
+    /// looking for them one by one, which keeps the common message as fast as before they were
+    /// added.
+    pub extended: bool,
     pub extra: Map<String, Value>,
 }
 
-/// The keys the flat shape gives meaning to.
+/// The keys the flat shape gives meaning to: first the original ones every sensor sends, then
+/// (from [`EXTENDED_FROM`]) the ones the Windows-derived fields added, which most messages lack.
 const KNOWN: [&str; 42] = [
     "type",
     "timestamp",
@@ -108,6 +113,15 @@ const KNOWN: [&str; 42] = [
     "process_hash",
     "image",
     "user",
+    "remote_ip",
+    "remote_port",
+    "local_port",
+    "protocol",
+    "direction",
+    "query_name",
+    "source_ip",
+    "outcome",
+    "method",
     "parent_image",
     "parent_cmdline",
     "parent_user",
@@ -124,21 +138,15 @@ const KNOWN: [&str; 42] = [
     "product",
     "file_description",
     "file_version",
-    "remote_ip",
-    "remote_port",
-    "local_port",
-    "protocol",
-    "direction",
     "remote_hostname",
     "local_ip",
     "local_hostname",
-    "query_name",
     "query_results",
     "query_status",
-    "source_ip",
-    "outcome",
-    "method",
 ];
+
+/// Where the extended keys start in [`KNOWN`].
+const EXTENDED_FROM: usize = 21;
 
 impl<'de> Deserialize<'de> for FlatMessage<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -151,11 +159,13 @@ impl<'de> Deserialize<'de> for FlatMessage<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut message = FlatMessage::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match KNOWN.iter().find(|known| **known == key.as_ref()) {
-                        Some(known) => {
+                    match KNOWN.iter().position(|known| *known == key.as_ref()) {
+                        Some(at) => {
+                            let known = KNOWN[at];
+                            message.extended |= at >= EXTENDED_FROM;
                             let value = map.next_value::<Scalar<'de>>()?;
                             // A repeated key: the last one wins, as in the general path.
-                            message.known.retain(|(k, _)| k != known);
+                            message.known.retain(|(k, _)| *k != known);
                             message.known.push((known, value));
                         }
                         None => {

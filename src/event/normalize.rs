@@ -116,11 +116,17 @@ pub fn normalize(raw: &[u8]) -> Result<Event, NormalizeError> {
 trait FlatFields {
     fn take(&mut self, key: &str) -> Option<Value>;
     fn into_extra(self) -> Map<String, Value>;
+    /// Whether the message may have one of the keys the Windows-derived fields added; `false`
+    /// lets the common message skip looking for each.
+    fn may_have_extended(&self) -> bool;
 }
 
 impl FlatFields for Map<String, Value> {
     fn take(&mut self, key: &str) -> Option<Value> {
         self.remove(key)
+    }
+    fn may_have_extended(&self) -> bool {
+        true
     }
     fn into_extra(self) -> Map<String, Value> {
         self
@@ -134,6 +140,9 @@ impl FlatFields for FlatMessage<'_> {
     }
     fn into_extra(self) -> Map<String, Value> {
         self.into_extra()
+    }
+    fn may_have_extended(&self) -> bool {
+        self.extended
     }
 }
 
@@ -215,37 +224,39 @@ fn flat(
     event.process_hash = take_text(&mut map, "process_hash")?.map(|h| h.to_ascii_lowercase());
     event.image = take_text(&mut map, "image")?;
     event.user = take_text(&mut map, "user")?;
-    event.parent_image = take_text(&mut map, "parent_image")?;
-    event.parent_cmdline = take_text(&mut map, "parent_cmdline")?;
-    event.parent_user = take_text(&mut map, "parent_user")?;
-    event.original_file_name = take_text(&mut map, "original_file_name")?;
-    event.integrity_level = take_text(&mut map, "integrity_level")?;
-    event.current_directory = take_text(&mut map, "current_directory")?;
-    event.logon_id = take_text(&mut map, "logon_id")?;
-    event.hashes = take_text(&mut map, "hashes")?;
-    for digest in Digest::ALL {
-        let value = take_text(&mut map, digest.key())?;
-        set_digest(&mut event, digest, digest.key(), value)?;
-    }
-    event.company = take_text(&mut map, "company")?;
-    event.product = take_text(&mut map, "product")?;
-    event.file_description = take_text(&mut map, "file_description")?;
-    event.file_version = take_text(&mut map, "file_version")?;
     event.remote_ip = take_ip(&mut map, "remote_ip")?;
     event.remote_port = take_u16(&mut map, "remote_port")?;
     event.local_port = take_u16(&mut map, "local_port")?;
     event.protocol = take_text(&mut map, "protocol")?;
     event.direction = take_text(&mut map, "direction")?;
-    event.remote_hostname = take_text(&mut map, "remote_hostname")?;
-    event.local_ip = take_ip(&mut map, "local_ip")?;
-    event.local_hostname = take_text(&mut map, "local_hostname")?;
     event.query_name = take_text(&mut map, "query_name")?;
-    event.query_results = take_text(&mut map, "query_results")?;
-    event.query_status = take_text(&mut map, "query_status")?;
     event.source_ip = take_ip(&mut map, "source_ip")?;
     event.outcome = take_text(&mut map, "outcome")?;
     event.method = take_text(&mut map, "method")?;
-    digests_from_hash_list(&mut event, "hashes")?;
+    if map.may_have_extended() {
+        event.parent_image = take_text(&mut map, "parent_image")?;
+        event.parent_cmdline = take_text(&mut map, "parent_cmdline")?;
+        event.parent_user = take_text(&mut map, "parent_user")?;
+        event.original_file_name = take_text(&mut map, "original_file_name")?;
+        event.integrity_level = take_text(&mut map, "integrity_level")?;
+        event.current_directory = take_text(&mut map, "current_directory")?;
+        event.logon_id = take_text(&mut map, "logon_id")?;
+        event.hashes = take_text(&mut map, "hashes")?;
+        for digest in Digest::ALL {
+            let value = take_text(&mut map, digest.key())?;
+            set_digest(&mut event, digest, digest.key(), value)?;
+        }
+        event.company = take_text(&mut map, "company")?;
+        event.product = take_text(&mut map, "product")?;
+        event.file_description = take_text(&mut map, "file_description")?;
+        event.file_version = take_text(&mut map, "file_version")?;
+        event.remote_hostname = take_text(&mut map, "remote_hostname")?;
+        event.local_ip = take_ip(&mut map, "local_ip")?;
+        event.local_hostname = take_text(&mut map, "local_hostname")?;
+        event.query_results = take_text(&mut map, "query_results")?;
+        event.query_status = take_text(&mut map, "query_status")?;
+        digests_from_hash_list(&mut event, "hashes")?;
+    }
     event.extra = map.into_extra();
     Ok(event)
 }
@@ -509,8 +520,8 @@ enum WindowsChannel {
 
 const SYSMON_CHANNEL: &str = "Microsoft-Windows-Sysmon/Operational";
 
-/// Reads `winlog.channel` and the event id (`winlog.event_id`, else `event.code`). The channel
-/// and id decide the kind, not `event.category`: the shipper's ECS mapping may be partial or
+/// Reads `winlog.channel` and the event id (`winlog.event_id`, else `event.code`). When both
+/// are there, they decide the kind, not `event.category`: the shipper's ECS mapping may be partial or
 /// absent, the Windows event id is what the event is. A Sysmon event palisade has no kind for
 /// is rejected by name; a Security event other than 4688 is left to the ECS categories (a
 /// 4625 with `event.category: authentication` is a login).
@@ -533,12 +544,8 @@ fn windows_source(map: &Map<String, Value>) -> Result<Option<WindowsSource>, Nor
     ) {
         (Some(id), _) => ("winlog.event_id", id),
         (None, Some(code)) => ("event.code", code),
-        (None, None) => {
-            return Err(NormalizeError::new(
-                RejectKind::MissingField,
-                "a `winlog` event needs `winlog.event_id` or `event.code`",
-            ));
-        }
+        // Without an id the channel alone says too little; the ECS categories decide.
+        (None, None) => return Ok(None),
     };
     let id: u32 = integer(field, id)?.ok_or_else(|| {
         NormalizeError::new(RejectKind::MissingField, format!("field `{field}` is null"))
@@ -598,14 +605,14 @@ fn windows_event_data(
     {
         winlog.remove("event_data");
     }
-    // Sysmon and 4688 name the executable by path only; the file name rules read is its last
-    // part.
-    if event.name.is_none() {
-        event.name = event.image.as_deref().map(file_name);
-    }
-    if event.parent_name.is_none() {
-        event.parent_name = event.parent_image.as_deref().map(file_name);
-    }
+    // Sysmon and 4688 name the executable by path only; the file name Rhai rules and the
+    // PID-reuse check read is its last part, and an ECS name beside it must be that part.
+    agree_name(&mut event.name, event.image.as_deref(), "process.name")?;
+    agree_name(
+        &mut event.parent_name,
+        event.parent_image.as_deref(),
+        "process.parent.name",
+    )?;
     if event.process_hash.is_none() {
         event.process_hash.clone_from(&event.sha256);
     }
@@ -884,6 +891,33 @@ fn agree<T: PartialEq + std::fmt::Display>(
 fn prefer(slot: &mut Option<String>, original: Option<String>) {
     if original.is_some() {
         *slot = original;
+    }
+}
+
+/// Fills `name` from the last part of `path`, or checks that the name given agrees with it.
+fn agree_name(
+    name: &mut Option<String>,
+    path: Option<&str>,
+    field: &str,
+) -> Result<(), NormalizeError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let last = file_name(path);
+    match name {
+        Some(given) if *given != last => Err(NormalizeError::new(
+            RejectKind::Inconsistent,
+            format!(
+                "field `{field}` is `{}` but the executable's path ends in `{}`",
+                truncate(given, 60),
+                truncate(&last, 60)
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            *name = Some(last);
+            Ok(())
+        }
     }
 }
 
@@ -1540,6 +1574,13 @@ mod tests {
             err.message
         );
 
+        let line = SECURITY_4688.lines().next().unwrap();
+        let mut doc: Value = serde_json::from_str(line).unwrap();
+        doc["process"]["name"] = json!("notepad.exe");
+        let err = normalize_value(doc, || "x".into()).unwrap_err();
+        assert_eq!(err.kind, RejectKind::Inconsistent);
+        assert!(err.message.contains("`process.name`"), "{}", err.message);
+
         let line = ELASTIC_AGENT_SYSMON.lines().nth(1).unwrap();
         let mut doc: Value = serde_json::from_str(line).unwrap();
         doc["winlog"]["event_data"]["Initiated"] = json!("false");
@@ -1652,7 +1693,7 @@ mod tests {
 
     /// A Security event other than 4688 is judged by its ECS category, as before.
     #[test]
-    fn other_security_events_fall_back_to_the_ecs_category() {
+    fn other_windows_events_fall_back_to_the_ecs_category() {
         let login = parse(json!({"@timestamp":"2025-11-03T14:30:05Z",
             "event":{"code":"4625","category":["authentication"],"outcome":"failure"},
             "source":{"ip":"203.0.113.9"},"user":{"name":"admin"},
@@ -1660,6 +1701,12 @@ mod tests {
         .unwrap();
         assert_eq!(login.kind, EventKind::Login);
         assert_eq!(login.outcome.as_deref(), Some("failure"));
+        // A Sysmon document without an event id is judged by its category too.
+        let process = parse(json!({"@timestamp":"2025-11-03T14:30:05Z",
+            "event":{"category":["process"],"type":["start"]},
+            "winlog":{"channel":"Microsoft-Windows-Sysmon/Operational"}}))
+        .unwrap();
+        assert_eq!(process.kind, EventKind::ProcessCreate);
     }
 
     #[test]
@@ -1709,6 +1756,9 @@ mod tests {
             name in proptest::option::of("[a-zA-Z0-9 .\\\\\"]{0,12}"),
             port in proptest::option::of(0u32..70_000),
             kind in proptest::sample::select(vec!["process_create", "login", "dns_query", "nope"]),
+            parent_image in proptest::option::of("[a-zA-Z0-9 .\\\\\"]{0,12}"),
+            md5 in proptest::option::of("[0-9a-fA-Fz]{30,33}"),
+            hashes in proptest::option::of("(MD5|SHA1|IMPHASH)=[0-9a-f]{32}(,x)?"),
         ) {
             let mut map = serde_json::Map::new();
             map.insert("type".into(), json!(kind));
@@ -1716,6 +1766,9 @@ mod tests {
             if let Some(pid) = pid { map.insert("pid".into(), json!(pid)); }
             if let Some(name) = name { map.insert("name".into(), json!(name)); }
             if let Some(port) = port { map.insert("remote_port".into(), json!(port.to_string())); }
+            if let Some(parent_image) = parent_image { map.insert("parent_image".into(), json!(parent_image)); }
+            if let Some(md5) = md5 { map.insert("md5".into(), json!(md5)); }
+            if let Some(hashes) = hashes { map.insert("hashes".into(), json!(hashes)); }
             let raw = Value::Object(map).to_string();
             let (fast, general) = both_paths(&raw);
             match (fast, general) {

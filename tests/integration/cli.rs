@@ -799,3 +799,39 @@ fn padded_powershell_cradles_are_detected_and_the_kill_decided_in_replay() {
         );
     }
 }
+
+/// What Winlogbeat and Elastic Agent ship for Sysmon and for Security 4688 runs through the
+/// shipped rules: a 4688 without any ECS mapping used to be rejected (no `event.category`), and
+/// Sysmon's own fields under `winlog.event_data` were never read.
+#[test]
+fn winlogbeat_sysmon_and_security_4688_reach_the_rules() {
+    let fired = |fixture: &str| -> Vec<String> {
+        let out = palisade(&["replay", "--events", fixture], &repo());
+        assert_success(&out);
+        assert!(
+            !stderr(&out).contains("rejected a message"),
+            "{fixture}: {}",
+            stderr(&out)
+        );
+        json_lines(&stdout(&out))
+            .iter()
+            .filter(|l| l["kind"] == "detection" && l["stage"] == "rule")
+            .map(|l| l["rule"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let security = fired("tests/fixtures/winlogbeat-security-4688.jsonl");
+    assert_eq!(
+        security
+            .iter()
+            .filter(|r| *r == "lolbin-remote-payload")
+            .count(),
+        2,
+        "both the ECS-mapped and the plain 4688 fire: {security:?}"
+    );
+    let sysmon = fired("tests/fixtures/winlogbeat-sysmon.jsonl");
+    for rule in ["office-spawns-shell", "encoded-powershell"] {
+        assert!(sysmon.iter().any(|r| r == rule), "{rule} in {sysmon:?}");
+    }
+    // The Elastic Agent documents are accepted, whatever the shipped rules make of them.
+    fired("tests/fixtures/elastic-agent-sysmon.jsonl");
+}
