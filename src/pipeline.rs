@@ -135,7 +135,7 @@ impl Pipeline {
             .policy(&content.config.redis.url)
             .map_err(|e| format!("actions: {e}"))?;
         let planner = Planner::new(&content.config.limits, &intel, policy);
-        let sigma = SigmaEngine::build(&content.sigma.rules);
+        let sigma = SigmaEngine::build(&content.sigma.rules, content.sigma.compiled.clone());
         Ok(Pipeline {
             content,
             intel,

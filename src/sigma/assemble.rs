@@ -11,6 +11,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 
 use super::ast::{Condition, SigmaRule};
 use super::cases::{Sidecar, is_sidecar, parse_sidecar, rule_file_for};
+use super::compiled::CompiledSet;
 use super::filter::SigmaFilter;
 use super::load::{SigmaLoad, load};
 use super::{SigmaConfig, SigmaContent, SigmaReport};
@@ -61,8 +62,25 @@ pub fn assemble(
     report.loaded = rules.len();
     let rules: Vec<Arc<SigmaRule>> = rules.into_iter().map(Arc::new).collect();
     let tests = sidecars(own, &rules, problems);
+    let compiled = if rules.is_empty() {
+        None
+    } else {
+        match CompiledSet::new(&rules) {
+            Ok(set) => Some(Arc::new(set)),
+            Err(err) => {
+                let folder = roots.first().map_or(own, PathBuf::as_path);
+                problems.push(Diagnostic::file(
+                    folder,
+                    "sigma-compile",
+                    format!("the Sigma rules cannot be compiled together: {err}"),
+                ));
+                None
+            }
+        }
+    };
     SigmaContent {
         rules,
+        compiled,
         tests,
         report,
     }

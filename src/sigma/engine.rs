@@ -7,6 +7,7 @@ use crate::detection::{Attribution, Detection, Severity, Stage};
 use crate::event::{Event, EventKind};
 
 use super::ast::{Level, SigmaRule};
+use super::compiled::{CompiledSet, Scratch};
 
 /// What a rule's detections carry, built once per rule rather than once per detection.
 struct Prepared {
@@ -16,11 +17,16 @@ struct Prepared {
     attribution: Option<Arc<Attribution>>,
 }
 
-/// The Sigma rules of one worker. Not shared between threads.
+/// The Sigma rules of one worker: the shared compiled set and this worker's scratch space.
+/// Not shared between threads.
 pub struct SigmaEngine {
     rules: Vec<Prepared>,
-    /// For each [`EventKind`] (by [`EventKind::index`]), the rules that apply to it.
-    by_kind: [Vec<usize>; 4],
+    /// For each [`EventKind`] (by [`EventKind::index`]), how many rules apply to it.
+    by_kind: [usize; 4],
+    /// Built once per content load and shared by every worker; `None` without Sigma rules.
+    compiled: Option<Arc<CompiledSet>>,
+    scratch: Scratch,
+    matched: Vec<usize>,
 }
 
 /// A Sigma level as palisade's severity: the two scales have the same five steps.
@@ -35,12 +41,13 @@ pub fn severity(level: Level) -> Severity {
 }
 
 impl SigmaEngine {
-    pub fn build(rules: &[Arc<SigmaRule>]) -> SigmaEngine {
-        let mut by_kind: [Vec<usize>; 4] = Default::default();
+    /// A worker's stage over `rules` and the set compiled from them (in the same order).
+    pub fn build(rules: &[Arc<SigmaRule>], compiled: Option<Arc<CompiledSet>>) -> SigmaEngine {
+        let mut by_kind = [0; 4];
         let mut prepared = Vec::with_capacity(rules.len());
         for rule in rules {
             for kind in &rule.kinds {
-                by_kind[kind.index()].push(prepared.len());
+                by_kind[kind.index()] += 1;
             }
             let attribution = (rule.author.is_some() || !rule.references.is_empty()).then(|| {
                 Arc::new(Attribution {
@@ -55,22 +62,32 @@ impl SigmaEngine {
                 attribution,
             });
         }
+        let scratch = compiled
+            .as_ref()
+            .map(|set| set.scratch())
+            .unwrap_or_default();
         SigmaEngine {
             rules: prepared,
             by_kind,
+            compiled,
+            scratch,
+            matched: Vec::new(),
         }
     }
 
     /// How many Sigma rules apply to events of `kind`.
     pub fn rules_for(&self, kind: EventKind) -> usize {
-        self.by_kind[kind.index()].len()
+        self.by_kind[kind.index()]
     }
 
     /// Appends one detection per Sigma rule that matches `event`.
     pub fn evaluate(&mut self, event: &Event, detections: &mut Vec<Detection>) {
-        for &index in &self.by_kind[event.kind.index()] {
-            let prepared = &self.rules[index];
-            if super::eval::matches(&prepared.rule, event) {
+        let Some(compiled) = &self.compiled else {
+            return;
+        };
+        compiled.matches(event, &mut self.scratch, &mut self.matched);
+        for &index in &self.matched {
+            if let Some(prepared) = self.rules.get(index) {
                 detections.push(Detection {
                     event_id: event.id.clone(),
                     rule: prepared.rule.id.clone(),
