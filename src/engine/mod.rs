@@ -216,6 +216,18 @@ impl Engine {
     /// records may be pruned, go with it (so they are committed with the events they describe).
     pub fn end_batch(&mut self, handled: &mut Handled) {
         self.flush_tracker(handled, false);
+        self.flush_correlation(handled);
+    }
+
+    /// The correlation windows the batch changed go with it, every batch: a window that lags
+    /// its acknowledged events would count them again, or not at all, after a restart.
+    fn flush_correlation(&mut self, handled: &mut Handled) {
+        if let Some(correlation) = &self.pipeline.stages().correlation {
+            handled
+                .state
+                .correlation
+                .append(&mut correlation.take_changes());
+        }
     }
 
     /// The tracker's day counts are written at most once a second (a row per host and kind
@@ -246,6 +258,7 @@ impl Engine {
     pub fn finish(&mut self) -> crate::state::Batch {
         let mut handled = Handled::default();
         self.flush_tracker(&mut handled, true);
+        self.flush_correlation(&mut handled);
         self.failure_log.flush();
         handled.state
     }
