@@ -24,7 +24,7 @@ use std::sync::Arc;
 use yaml_serde::Value;
 
 use crate::detection::Severity;
-use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, locate};
+use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, locate, locate_key};
 use crate::event::{EventKind, Field, FieldType};
 
 use super::ast::{Level, SigmaRule, Status};
@@ -233,6 +233,16 @@ impl Located<'_> {
         Position::new(found.line + self.first_line, found.column)
     }
 
+    /// Where the key itself is written (for an unknown key), not its value.
+    fn key_position(&self, at: &[&str]) -> Position {
+        let mut path = YamlPath::root();
+        for key in at {
+            path = path.key(key);
+        }
+        let found = locate_key(&self.text, &path);
+        Position::new(found.line + self.first_line, found.column)
+    }
+
     fn item_position(&self, at: &[&str], index: usize) -> Position {
         let mut path = YamlPath::root();
         for key in at {
@@ -368,7 +378,7 @@ pub fn parse(
         .or_else(|| flag(&mut at, body, &["correlation", "generate"]))
         .unwrap_or(false);
     if body.get("aliases").is_some() {
-        let p = at.position(&["correlation", "aliases"]);
+        let p = at.key_position(&["correlation", "aliases"]);
         at.error(
             p,
             "sigma-correlation-unsupported",
@@ -609,7 +619,7 @@ fn unknown_keys(at: &mut Located<'_>, map: &yaml_serde::Mapping, here: &[&str], 
         }
         let mut place: Vec<&str> = here.to_vec();
         place.push(&name);
-        let p = at.position(&place);
+        let p = at.key_position(&place);
         let hint = crate::diagnostics::suggest(&name, known.iter().copied())
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
@@ -965,17 +975,22 @@ fn field_for(name: &str, kinds: &[EventKind]) -> Result<Field, String> {
     if let Ok(field) = table {
         return Ok(field);
     }
-    if let Some(field) = Field::parse(name) {
+    let own = Field::parse(name).filter(|f| !matches!(f, Field::Id | Field::Timestamp));
+    if let Some(field) = own {
         let carried = field
             .kinds()
             .is_none_or(|carried| kinds.iter().all(|k| carried.contains(k)));
-        if carried && !matches!(field, Field::Id | Field::Timestamp) {
+        if carried {
             return Ok(field);
         }
     }
     let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     Err(match table {
         Err(super::fields::FieldProblem::NotForKinds { .. }) => format!(
+            "this field is not carried by every event the named rules see ({})",
+            kinds.join(", ")
+        ),
+        _ if own.is_some() => format!(
             "this field is not carried by every event the named rules see ({})",
             kinds.join(", ")
         ),
@@ -998,3 +1013,6 @@ pub fn severity(level: Level) -> Severity {
 pub(crate) fn is_address(field: Field) -> bool {
     field.field_type() == FieldType::IpAddress
 }
+
+#[cfg(test)]
+mod tests;
