@@ -7,6 +7,7 @@
 )]
 
 mod anomaly;
+mod correlation;
 mod audit;
 mod cli;
 mod firewall;
