@@ -305,7 +305,11 @@ pub fn parse(
         problems: Diagnostics::default(),
     };
     let Some(top) = document.as_mapping() else {
-        at.error(position, "sigma-correlation", "a correlation document must be a mapping");
+        at.error(
+            position,
+            "sigma-correlation",
+            "a correlation document must be a mapping",
+        );
         return Err(at.problems);
     };
     unknown_keys(&mut at, top, &[], TOP_KEYS);
@@ -322,7 +326,11 @@ pub fn parse(
         }
         None => {
             if document.get("title").is_none() {
-                at.error(position, "sigma-correlation", "a correlation needs a `title`");
+                at.error(
+                    position,
+                    "sigma-correlation",
+                    "a correlation needs a `title`",
+                );
             }
             String::new()
         }
@@ -392,7 +400,10 @@ pub fn parse(
             at.error(
                 p,
                 "sigma-correlation",
-                format!("`correlation` needs a `type`: one of {}", CorrelationType::NAMES),
+                format!(
+                    "`correlation` needs a `type`: one of {}",
+                    CorrelationType::NAMES
+                ),
             );
             None
         }
@@ -414,7 +425,13 @@ pub fn parse(
         },
     };
     let rules = written_list(&mut at, body, &["correlation", "rules"], "rules", true);
-    let group_by = written_list(&mut at, body, &["correlation", "group-by"], "group-by", false);
+    let group_by = written_list(
+        &mut at,
+        body,
+        &["correlation", "group-by"],
+        "group-by",
+        false,
+    );
     let timespan_ms = match body.get("timespan") {
         None => {
             let p = at.position(&["correlation"]);
@@ -426,7 +443,10 @@ pub fn parse(
             None
         }
         Some(value) => {
-            let parsed = value.as_str().ok_or_else(|| "not text".to_string()).and_then(timespan);
+            let parsed = value
+                .as_str()
+                .ok_or_else(|| "not text".to_string())
+                .and_then(timespan);
             match parsed {
                 Ok(ms) => Some(ms),
                 Err(why) => {
@@ -555,7 +575,10 @@ fn condition(
                 at.error(
                     p,
                     "sigma-correlation",
-                    format!("`{key}` must be a whole number of at least 0, not {}", shown(number)),
+                    format!(
+                        "`{key}` must be a whole number of at least 0, not {}",
+                        shown(number)
+                    ),
                 );
             }
         }
@@ -705,7 +728,11 @@ fn texts(at: &mut Located<'_>, value: &Value, place: &[&str]) -> Option<Vec<Stri
                         at.error(
                             p,
                             "sigma-correlation",
-                            format!("`{key}` must be a list of text; item {} is {}", i + 1, shown(other)),
+                            format!(
+                                "`{key}` must be a list of text; item {} is {}",
+                                i + 1,
+                                shown(other)
+                            ),
                         );
                     }
                 }
@@ -752,7 +779,11 @@ fn written_list(
             at.position(place)
         };
         if name.trim().is_empty() {
-            at.error(position, "sigma-correlation", format!("`{key}` item {} is empty", i + 1));
+            at.error(
+                position,
+                "sigma-correlation",
+                format!("`{key}` item {} is empty", i + 1),
+            );
             continue;
         }
         if out.iter().any(|w| w.text == name) {
@@ -805,10 +836,7 @@ pub fn resolve(
     let mut kinds: Vec<EventKind> = Vec::new();
     let mut levels: Vec<Level> = Vec::new();
     for written in &rule.rules {
-        let by_id: Vec<&SigmaRule> = sigma
-            .iter()
-            .filter(|s| *s.id == *written.text)
-            .collect();
+        let by_id: Vec<&SigmaRule> = sigma.iter().filter(|s| *s.id == *written.text).collect();
         let found: Vec<&SigmaRule> = if by_id.is_empty() {
             sigma
                 .iter()
@@ -911,7 +939,10 @@ pub fn resolve(
                 problems.push(rule.error(
                     written.position,
                     "sigma-field",
-                    format!("condition field `{}`: {why}", crate::text::inert(&written.text)),
+                    format!(
+                        "condition field `{}`: {why}",
+                        crate::text::inert(&written.text)
+                    ),
                 ));
                 None
             }

@@ -6,6 +6,11 @@
 //! from the state database before the writer takes it), since the correlation is handed to the
 //! stage directly; the base detection comes from a rule with the id the correlation names.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers stop at once on a broken setup"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +22,9 @@ use palisade::engine::drive::{NoProbe, Outputs, drive_stream};
 use palisade::engine::{AlertFormat, Engine, Shutdown};
 use palisade::event::{EventKind, Field};
 use palisade::pipeline::Stages;
-use palisade::sigma::ast::{Condition, Item, Level, Search, SearchBody, SigmaRule, TextMatch, ValueTest};
+use palisade::sigma::ast::{
+    Condition, Item, Level, Search, SearchBody, SigmaRule, TextMatch, ValueTest,
+};
 use palisade::sigma::correlation::window::Limits;
 use palisade::sigma::correlation::{self, Correlation, CorrelationHandle};
 use palisade::sources::Intake;
@@ -141,7 +148,9 @@ fn publish(server: &RedisServer, first: usize, count: usize, start_ms: i64, sour
         let event = format!(
             r#"{{"type":"login","timestamp":{at},"id":"login-{i}","host":"bastion-1","user":"root","source_ip":"{source}","outcome":"failure","method":"ssh"}}"#
         );
-        server.query(&["XADD", STREAM, "*", "data", &event]).unwrap();
+        server
+            .query(&["XADD", STREAM, "*", "data", &event])
+            .unwrap();
     }
 }
 
@@ -208,7 +217,10 @@ async fn run_engine(server: &RedisServer, content: &Arc<Content>, state: &Path, 
     .await
         < logins
     {
-        assert!(std::time::Instant::now() < deadline, "the engine did not handle the logins");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine did not handle the logins"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     reader.close().await;
@@ -253,7 +265,10 @@ async fn twenty_failed_logins_from_one_source_are_one_detection_and_one_block_pe
     .unwrap();
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!(fired[0].0, "login-19");
-    assert!(fired[0].1.as_deref().unwrap_or_default().contains(attacker), "{fired:?}");
+    assert!(
+        fired[0].1.as_deref().unwrap_or_default().contains(attacker),
+        "{fired:?}"
+    );
     let blocks: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT action, target, status FROM actions WHERE rule = 'brute-force-by-source'",
     )
@@ -262,7 +277,11 @@ async fn twenty_failed_logins_from_one_source_are_one_detection_and_one_block_pe
     .unwrap();
     assert_eq!(
         blocks,
-        vec![("firewall.block".to_string(), attacker.to_string(), "planned".to_string())]
+        vec![(
+            "firewall.block".to_string(),
+            attacker.to_string(),
+            "planned".to_string()
+        )]
     );
     // The neighbour, one short, was never detected.
     let neighbour_fired = count(

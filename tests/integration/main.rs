@@ -7,9 +7,9 @@
 )]
 
 mod anomaly;
-mod correlation;
 mod audit;
 mod cli;
+mod correlation;
 mod firewall;
 mod intel_poison;
 mod intel_pull;

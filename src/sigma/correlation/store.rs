@@ -10,11 +10,10 @@ use super::window::WindowRow;
 
 /// Every stored window, for [`super::CorrelationHandle::restore`].
 pub async fn load_windows(pool: &SqlitePool) -> Result<Vec<WindowRow>, StateError> {
-    let rows = sqlx::query(
-        "SELECT correlation, group_key, fingerprint, state FROM correlation_windows",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows =
+        sqlx::query("SELECT correlation, group_key, fingerprint, state FROM correlation_windows")
+            .fetch_all(pool)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|row| WindowRow {

@@ -119,7 +119,14 @@ fn feed(handle: &CorrelationHandle, event: &Event, rules: &[&str]) -> Vec<Detect
     detections.split_off(first)
 }
 
-fn failed_logins(handle: &CorrelationHandle, from: usize, count: usize, start: i64, step: i64, source: &str) -> Vec<Detection> {
+fn failed_logins(
+    handle: &CorrelationHandle,
+    from: usize,
+    count: usize,
+    start: i64,
+    step: i64,
+    source: &str,
+) -> Vec<Detection> {
     (from..from + count)
         .flat_map(|i| {
             let event = login(i, start + (i - from) as i64 * step, source, "alice");
@@ -143,7 +150,12 @@ fn event_count_fires_once_per_source_per_window_with_the_source_as_entity() {
     assert_eq!(d.stage, Stage::Rule);
     assert_eq!(d.event_id, "e19");
     assert_eq!(&*d.tags, ["attack.credential_access", "attack.t1110"]);
-    assert_eq!(d.entity, Some(Entity::Address { ip: "203.0.113.9".parse().unwrap() }));
+    assert_eq!(
+        d.entity,
+        Some(Entity::Address {
+            ip: "203.0.113.9".parse().unwrap()
+        })
+    );
     // Another source is counted on its own.
     assert!(failed_logins(&handle, 100, 19, T0, 10_000, "198.51.100.7").is_empty());
 }
@@ -157,7 +169,14 @@ fn reset_after_firing_more_events_in_the_window_that_fired_make_no_second_detect
     let more = failed_logins(&handle, 20, 100, T0 + 20_000, 2_000, "203.0.113.9");
     assert!(more.is_empty(), "{more:?}");
     // After the window, 20 more fire again, once.
-    let next = failed_logins(&handle, 200, 40, T0 + 19_000 + 300_000, 1_000, "203.0.113.9");
+    let next = failed_logins(
+        &handle,
+        200,
+        40,
+        T0 + 19_000 + 300_000,
+        1_000,
+        "203.0.113.9",
+    );
     assert_eq!(next.len(), 1);
 }
 
@@ -172,13 +191,23 @@ fn window_expiry_failures_spread_over_more_than_the_timespan_never_fire() {
     // The stage counts by event time: a late event older than every open window is not counted.
     let late = login(999, T0, "203.0.113.9", "alice");
     assert!(feed(&handle, &late, &["failed-login"]).is_empty());
-    assert!(handle.window("brute-force", &["203.0.113.9"]).unwrap().entries.iter().all(|e| e.ts > T0));
+    assert!(
+        handle
+            .window("brute-force", &["203.0.113.9"])
+            .unwrap()
+            .entries
+            .iter()
+            .all(|e| e.ts > T0)
+    );
 }
 
 #[test]
 fn an_event_matched_by_two_named_rules_counts_once_for_event_count() {
     let handle = build(
-        &BRUTE_FORCE.replace("    - failed_login\n", "    - failed_login\n    - good_login\n"),
+        &BRUTE_FORCE.replace(
+            "    - failed_login\n",
+            "    - failed_login\n    - good_login\n",
+        ),
         LIMITS,
     );
     for i in 0..19 {
@@ -209,14 +238,31 @@ correlation:
     let mut fired = Vec::new();
     // The same account again and again is one value.
     for i in 0..10 {
-        fired.extend(feed(&handle, &login(i, T0 + i as i64, "192.0.2.1", "alice"), &["failed-login"]));
+        fired.extend(feed(
+            &handle,
+            &login(i, T0 + i as i64, "192.0.2.1", "alice"),
+            &["failed-login"],
+        ));
     }
     assert!(fired.is_empty());
-    fired.extend(feed(&handle, &login(10, T0 + 10, "192.0.2.1", "bob"), &["failed-login"]));
+    fired.extend(feed(
+        &handle,
+        &login(10, T0 + 10, "192.0.2.1", "bob"),
+        &["failed-login"],
+    ));
     assert!(fired.is_empty());
-    fired.extend(feed(&handle, &login(11, T0 + 11, "192.0.2.1", "carol"), &["failed-login"]));
+    fired.extend(feed(
+        &handle,
+        &login(11, T0 + 11, "192.0.2.1", "carol"),
+        &["failed-login"],
+    ));
     assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].entity, Some(Entity::Address { ip: "192.0.2.1".parse().unwrap() }));
+    assert_eq!(
+        fired[0].entity,
+        Some(Entity::Address {
+            ip: "192.0.2.1".parse().unwrap()
+        })
+    );
 }
 
 const RECON: &str = "\
@@ -239,7 +285,12 @@ fn temporal_fires_when_every_named_rule_was_seen_in_any_order() {
     assert!(feed(&handle, &e(3, 2_000), &["recon-a"]).is_empty());
     let fired = feed(&handle, &e(4, 3_000), &["recon-b"]);
     assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].entity, Some(Entity::User { name: "mallory".into() }));
+    assert_eq!(
+        fired[0].entity,
+        Some(Entity::User {
+            name: "mallory".into()
+        })
+    );
     assert_eq!(fired[0].severity, crate::detection::Severity::Critical);
     // Another user's rules do not complete mallory's set.
     let other = build(&RECON.replace("TYPE", "temporal"), LIMITS);
@@ -280,7 +331,10 @@ fn bounds_the_least_recent_group_is_evicted_and_counted_when_a_correlation_is_fu
             max_values: 5,
         },
     );
-    for (i, source) in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"].iter().enumerate() {
+    for (i, source) in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]
+        .iter()
+        .enumerate()
+    {
         failed_logins(&handle, i * 10, 2, T0 + i as i64 * 1_000, 10, source);
     }
     assert_eq!(handle.groups()[0].1, 3);
@@ -373,7 +427,9 @@ correlation:
     assert_eq!(resolved.group_by, vec![Field::Host, Field::SourceIp]);
     assert_eq!(resolved.field, Some(Field::User));
     assert_eq!(resolved.rules, vec![Arc::<str>::from("failed-login")]);
-    assert!(!resolved.holds(100) && resolved.holds(101) && resolved.holds(200) && !resolved.holds(201));
+    assert!(
+        !resolved.holds(100) && resolved.holds(101) && resolved.holds(200) && !resolved.holds(201)
+    );
 }
 
 #[test]
@@ -393,15 +449,31 @@ correlation:
     ));
     let all = found.join("\n");
     assert!(all.contains("rules/brute_force.yml:6:13: error[sigma-correlation]: `timespan` `5 minutes` is not a number"), "{all}");
-    assert!(all.contains("rules/brute_force.yml:8:10: error[sigma-correlation]: `gte` must be a whole number"), "{all}");
-    assert!(all.contains("rules/brute_force.yml:9:3: error[unknown-key]: unknown key `windw` in `correlation`"), "{all}");
+    assert!(
+        all.contains(
+            "rules/brute_force.yml:8:10: error[sigma-correlation]: `gte` must be a whole number"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "rules/brute_force.yml:9:3: error[unknown-key]: unknown key `windw` in `correlation`"
+        ),
+        "{all}"
+    );
 
     let all = problems(parse_text(
         "title: t\ncorrelation:\n  type: count\n  rules: [a]\n  timespan: 0s\n  condition: {gte: 1}\n",
     ))
     .join("\n");
-    assert!(all.contains(":3:9: error[sigma-correlation]: unknown correlation type `count`"), "{all}");
-    assert!(all.contains(":5:13: error[sigma-correlation]: `timespan` `0s` is zero"), "{all}");
+    assert!(
+        all.contains(":3:9: error[sigma-correlation]: unknown correlation type `count`"),
+        "{all}"
+    );
+    assert!(
+        all.contains(":5:13: error[sigma-correlation]: `timespan` `0s` is zero"),
+        "{all}"
+    );
 
     let all = problems(parse_text(
         "title: t\ncorrelation:\n  type: value_count\n  rules: [a]\n  timespan: 99999d\n  condition: {lt: 5}\n",
@@ -409,13 +481,19 @@ correlation:
     .join("\n");
     assert!(all.contains("`timespan` `99999d` is too long"), "{all}");
     assert!(all.contains("a condition of only `lt`/`lte`"), "{all}");
-    assert!(all.contains("a value_count condition needs `field`"), "{all}");
+    assert!(
+        all.contains("a value_count condition needs `field`"),
+        "{all}"
+    );
 
     let all = problems(parse_text(
         "title: t\ncorrelation:\n  type: temporal\n  rules: [a, b]\n  timespan: 1m\n  aliases:\n    ip:\n      a: source.ip\n",
     ))
     .join("\n");
-    assert!(all.contains(":6:3: error[sigma-correlation-unsupported]: `aliases` is not supported"), "{all}");
+    assert!(
+        all.contains(":6:3: error[sigma-correlation-unsupported]: `aliases` is not supported"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -437,8 +515,13 @@ fn a_correlation_naming_another_correlation_is_refused_loudly() {
         "title: chain\nid: chain\ncorrelation:\n  type: temporal_ordered\n  rules: [brute-force, good_login]\n  group-by: [source_ip]\n  timespan: 1h\n",
     )
     .unwrap();
-    let err = resolve_all(&[inner, outer], &base_rules()).unwrap_err().render();
-    assert!(err.contains(":5:11: error[sigma-correlation-unsupported]: `brute-force` is a correlation"), "{err}");
+    let err = resolve_all(&[inner, outer], &base_rules())
+        .unwrap_err()
+        .render();
+    assert!(
+        err.contains(":5:11: error[sigma-correlation-unsupported]: `brute-force` is a correlation"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -448,7 +531,10 @@ fn a_group_by_field_the_named_rules_events_do_not_carry_is_refused_with_its_name
         .replace("    - source_ip\n", "    - QueryName\n    - source_ip\n");
     let rule = parse_text(&source).unwrap();
     let err = resolve(&rule, &base_rules(), &[]).unwrap_err().render();
-    assert!(err.contains(":11:7: error[sigma-field]: group-by `QueryName`"), "{err}");
+    assert!(
+        err.contains(":11:7: error[sigma-field]: group-by `QueryName`"),
+        "{err}"
+    );
     assert!(err.contains(":12:7: error[sigma-field]: group-by `source_ip`: this field is not carried by every event"), "{err}");
 }
 
@@ -463,11 +549,17 @@ fn the_level_defaults_to_the_highest_level_of_the_named_rules() {
 
 #[test]
 fn a_document_later_in_a_file_reports_positions_in_the_file() {
-    let source = format!("title: base\nlogsource: {{product: palisade}}\n---\n{BRUTE_FORCE}").replace("timespan: 5m", "timespan: 5y");
+    let source = format!("title: base\nlogsource: {{product: palisade}}\n---\n{BRUTE_FORCE}")
+        .replace("timespan: 5m", "timespan: 5y");
     let second = source.split("---\n").nth(1).unwrap();
     let document: Value = yaml_serde::from_str(second).unwrap();
-    let err = parse(&document, Path::new(FILE), &source, Position::new(4, 1)).unwrap_err().render();
-    assert!(err.contains("rules/brute_force.yml:14:13: error[sigma-correlation]: `timespan` `5y`"), "{err}");
+    let err = parse(&document, Path::new(FILE), &source, Position::new(4, 1))
+        .unwrap_err()
+        .render();
+    assert!(
+        err.contains("rules/brute_force.yml:14:13: error[sigma-correlation]: `timespan` `5y`"),
+        "{err}"
+    );
     assert!(err.contains("  timespan: 5y"), "{err}");
 }
 
@@ -496,7 +588,10 @@ async fn windows_survive_a_restart_through_the_state_database() {
     assert_eq!(second.restore(rows), 2);
     // The count continues: 8 more make 20.
     assert!(failed_logins(&second, 12, 7, T0 + 12_000, 1_000, "203.0.113.9").is_empty());
-    assert_eq!(failed_logins(&second, 19, 1, T0 + 19_000, 1_000, "203.0.113.9").len(), 1);
+    assert_eq!(
+        failed_logins(&second, 19, 1, T0 + 19_000, 1_000, "203.0.113.9").len(),
+        1
+    );
     // The quiet period after firing is stored too.
     store
         .write(&crate::state::Batch {
@@ -514,7 +609,9 @@ async fn windows_survive_a_restart_through_the_state_database() {
 #[tokio::test]
 async fn a_stored_window_of_a_changed_or_removed_correlation_is_not_counted_and_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::state::StateStore::open(&dir.path().join("state.db")).await.unwrap();
+    let store = crate::state::StateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
     let old = build(BRUTE_FORCE, LIMITS);
     failed_logins(&old, 0, 19, T0, 1_000, "203.0.113.9");
     let mut rows = old.take_changes();
@@ -532,15 +629,31 @@ async fn a_stored_window_of_a_changed_or_removed_correlation_is_not_counted_and_
         state: Some("{}".into()),
     });
     store
-        .write(&crate::state::Batch { correlation: rows, ..Default::default() })
+        .write(&crate::state::Batch {
+            correlation: rows,
+            ..Default::default()
+        })
         .await
         .unwrap();
     // The same id now groups by user: the stored per-source count means nothing to it.
     let changed = build(&BRUTE_FORCE.replace("source_ip", "user"), LIMITS);
-    assert_eq!(changed.restore(store::load_windows(store.pool()).await.unwrap()), 0);
-    assert!(feed(&changed, &login(99, T0 + 19_000, "203.0.113.9", "alice"), &["failed-login"]).is_empty());
+    assert_eq!(
+        changed.restore(store::load_windows(store.pool()).await.unwrap()),
+        0
+    );
+    assert!(
+        feed(
+            &changed,
+            &login(99, T0 + 19_000, "203.0.113.9", "alice"),
+            &["failed-login"]
+        )
+        .is_empty()
+    );
     store
-        .write(&crate::state::Batch { correlation: changed.take_changes(), ..Default::default() })
+        .write(&crate::state::Batch {
+            correlation: changed.take_changes(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let left: Vec<(String, String)> =
@@ -548,6 +661,9 @@ async fn a_stored_window_of_a_changed_or_removed_correlation_is_not_counted_and_
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(left, vec![("brute-force".to_string(), r#"["alice"]"#.to_string())]);
+    assert_eq!(
+        left,
+        vec![("brute-force".to_string(), r#"["alice"]"#.to_string())]
+    );
     store.close().await;
 }

@@ -285,7 +285,10 @@ impl CorrelationHandle {
     /// A group's window, for tests.
     pub fn window(&self, correlation: &str, key: &[&str]) -> Option<GroupState> {
         let state = self.lock();
-        let c = state.correlations.iter().position(|c| &*c.id == correlation)?;
+        let c = state
+            .correlations
+            .iter()
+            .position(|c| &*c.id == correlation)?;
         let key: Key = key.iter().map(|k| (*k).to_string()).collect();
         state.windows.get(c)?.groups.get(&key).cloned()
     }
@@ -401,38 +404,50 @@ impl State {
         match correlation.kind {
             CorrelationType::EventCount => {
                 // An event matched by two named rules is still one event.
-                insert(&mut group.entries, Entry {
-                    ts,
-                    rule: rules[0],
-                    value: None,
-                });
+                insert(
+                    &mut group.entries,
+                    Entry {
+                        ts,
+                        rule: rules[0],
+                        value: None,
+                    },
+                );
             }
             CorrelationType::ValueCount => {
                 // A value seen again counts once, from its newest time.
                 group.entries.retain(|e| e.value != value);
-                insert(&mut group.entries, Entry {
-                    ts,
-                    rule: rules[0],
-                    value,
-                });
+                insert(
+                    &mut group.entries,
+                    Entry {
+                        ts,
+                        rule: rules[0],
+                        value,
+                    },
+                );
             }
             CorrelationType::Temporal => {
                 for &rule in rules {
                     group.entries.retain(|e| e.rule != rule);
-                    insert(&mut group.entries, Entry {
-                        ts,
-                        rule,
-                        value: None,
-                    });
+                    insert(
+                        &mut group.entries,
+                        Entry {
+                            ts,
+                            rule,
+                            value: None,
+                        },
+                    );
                 }
             }
             CorrelationType::TemporalOrdered => {
                 for &rule in rules {
-                    insert(&mut group.entries, Entry {
-                        ts,
-                        rule,
-                        value: None,
-                    });
+                    insert(
+                        &mut group.entries,
+                        Entry {
+                            ts,
+                            rule,
+                            value: None,
+                        },
+                    );
                 }
             }
         }
