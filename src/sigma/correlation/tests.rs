@@ -667,3 +667,29 @@ async fn a_stored_window_of_a_changed_or_removed_correlation_is_not_counted_and_
     );
     store.close().await;
 }
+
+/// Defect (far-future window): a stored window dated in the year 9000 moved the correlation's
+/// watermark on restore, and every real event after it was "older than any open window".
+#[test]
+fn a_far_future_window_in_the_state_file_does_not_stop_counting() {
+    let year_9000 = 221_845_392_000_000_i64;
+    let old = build(BRUTE_FORCE, LIMITS);
+    failed_logins(&old, 0, 3, T0, 1, "192.0.2.66");
+    let mut rows = old.take_changes();
+    rows[0].state = Some(format!(
+        r#"{{"entries":[{{"ts":{year_9000},"rule":0}}],"last":{year_9000}}}"#
+    ));
+    let handle = build(BRUTE_FORCE, LIMITS);
+    assert_eq!(handle.restore(rows), 0);
+    assert_eq!(
+        failed_logins(&handle, 10, 20, T0, 1_000, "203.0.113.9").len(),
+        1
+    );
+    // The same for a live event that got past the intake with such a time.
+    let live = build(BRUTE_FORCE, LIMITS);
+    failed_logins(&live, 0, 3, year_9000, 1, "192.0.2.66");
+    assert_eq!(
+        failed_logins(&live, 10, 20, T0, 1_000, "203.0.113.9").len(),
+        1
+    );
+}

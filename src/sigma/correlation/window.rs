@@ -302,6 +302,7 @@ impl CorrelationHandle {
         let state = &mut *state;
         let limits = state.limits;
         let mut restored = 0;
+        let limit = crate::event::now_ms().saturating_add(crate::tracker::MAX_AHEAD_MS);
         for row in rows {
             let Some(c) = state
                 .correlations
@@ -316,7 +317,11 @@ impl CorrelationHandle {
                 .then(|| {
                     let key: Key = serde_json::from_str(&row.key).ok()?;
                     let group: GroupState = serde_json::from_str(row.state.as_deref()?).ok()?;
-                    valid(&correlation, &key, &group).then_some((key, group))
+                    // A window dated beyond the clock (a damaged file, or one written before
+                    // the intake clamped such times) would move the watermark so far that no
+                    // real event could be counted again.
+                    (valid(&correlation, &key, &group) && group.last <= limit)
+                        .then_some((key, group))
                 })
                 .flatten();
             let Some((key, mut group)) = group else {
@@ -376,6 +381,11 @@ impl State {
             None => None,
         };
         let ts = event.timestamp_ms;
+        if ts > crate::event::now_ms().saturating_add(crate::tracker::MAX_AHEAD_MS) {
+            // The intake clamps times ahead of the clock; one that still got here must not move
+            // the watermark past every real event's window.
+            return None;
+        }
         let timespan = correlation.timespan_ms;
         let windows = self.windows.get_mut(c)?;
         windows.watermark = windows.watermark.max(ts);
