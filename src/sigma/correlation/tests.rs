@@ -693,3 +693,38 @@ fn a_far_future_window_in_the_state_file_does_not_stop_counting() {
         1
     );
 }
+
+#[test]
+fn ambiguous_and_repeated_names_and_misplaced_keys_are_refused_at_their_lines() {
+    // A name that two rules carry cannot say which one is meant.
+    let mut rules = base_rules();
+    rules[1].name = Some("failed_login".into());
+    let rule = parse_text(BRUTE_FORCE).unwrap();
+    let err = resolve(&rule, &rules, &[]).unwrap_err().render();
+    assert!(err.contains(":8:7: error[sigma-correlation]: `failed_login` is the name of 2 Sigma rules (failed-login, good-login)"), "{err}");
+    // The same rule twice, once by id and once by name.
+    let twice = parse_text(&BRUTE_FORCE.replace(
+        "    - failed_login\n",
+        "    - failed_login\n    - failed-login\n",
+    ))
+    .unwrap();
+    let err = resolve(&twice, &base_rules(), &[]).unwrap_err().render();
+    assert!(err.contains(":9:7: error[sigma-correlation]: `failed-login` is rule failed-login, which this correlation already names"), "{err}");
+    // Written twice, an unknown top-level key, and `field` on an event_count.
+    let all = problems(parse_text(
+        "title: t\nlevle: high\ncorrelation:\n  type: event_count\n  rules: [a, a]\n  timespan: 1m\n  condition: {gte: 2, field: user}\n",
+    ))
+    .join("\n");
+    assert!(
+        all.contains(":2:1: error[unknown-key]: unknown key `levle` (did you mean `level`?)"),
+        "{all}"
+    );
+    assert!(
+        all.contains(":5:14: error[sigma-correlation]: `rules` names `a` twice"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`field` is only for value_count, not event_count"),
+        "{all}"
+    );
+}
