@@ -129,8 +129,8 @@ pub struct CorrelationRule {
     pub references: Vec<String>,
     pub falsepositives: Vec<String>,
     pub tags: Vec<String>,
-    /// `generate`: whether the named rules also alert on their own. palisade runs every loaded
-    /// rule, so this is kept for the record only.
+    /// `generate`: whether the named rules also alert on their own; by default only the
+    /// correlation does.
     pub generate: bool,
     pub kind: CorrelationType,
     /// The named rules, in order (the order matters for `temporal_ordered`).
@@ -156,6 +156,9 @@ pub struct Correlation {
     pub timespan_ms: i64,
     pub condition: Vec<Bound>,
     pub field: Option<Field>,
+    /// Whether the named rules' own detections are kept (`generate: true`) or only this
+    /// correlation's (the specification's default).
+    pub generate: bool,
 }
 
 impl Correlation {
@@ -822,90 +825,179 @@ impl CorrelationRule {
     }
 }
 
-/// Resolves a parsed correlation against the loaded Sigma rules: each named rule must exist
-/// (by id, or by `name`), and each group-by field (and a value_count's field) must be a field
-/// the named rules' events carry. `others` are the other correlations loaded: naming one of
-/// them (chaining) is refused with its own reason, since palisade does not chain them yet.
+/// What a correlation's `rules` entry names.
+enum Named<'a> {
+    Rule(&'a SigmaRule),
+    Correlation(&'a CorrelationRule),
+}
+
+impl Named<'_> {
+    fn id(&self) -> &Arc<str> {
+        match self {
+            Named::Rule(rule) => &rule.id,
+            Named::Correlation(correlation) => &correlation.id,
+        }
+    }
+}
+
+/// The rules and correlations `text` names: by id first, then by `name`.
+fn lookup<'a>(
+    text: &str,
+    sigma: &'a [SigmaRule],
+    correlations: &'a [CorrelationRule],
+) -> Vec<Named<'a>> {
+    let by_id: Vec<Named<'a>> = sigma
+        .iter()
+        .filter(|s| *s.id == *text)
+        .map(Named::Rule)
+        .chain(
+            correlations
+                .iter()
+                .filter(|c| *c.id == *text)
+                .map(Named::Correlation),
+        )
+        .collect();
+    if !by_id.is_empty() {
+        return by_id;
+    }
+    sigma
+        .iter()
+        .filter(|s| s.name.as_deref() == Some(text))
+        .map(Named::Rule)
+        .chain(
+            correlations
+                .iter()
+                .filter(|c| c.name.as_deref() == Some(text))
+                .map(Named::Correlation),
+        )
+        .collect()
+}
+
+/// The event kinds a named correlation's detections come from (those of the Sigma rules at the
+/// end of its chain). `stack` holds the correlations on the way here: meeting one again is a
+/// cycle, which could never fire (each needs the other first) and is refused.
+fn chain_kinds(
+    correlation: &CorrelationRule,
+    sigma: &[SigmaRule],
+    correlations: &[CorrelationRule],
+    stack: &mut Vec<Arc<str>>,
+) -> Result<Vec<EventKind>, String> {
+    if stack.contains(&correlation.id) || stack.len() > correlations.len() {
+        let mut names: Vec<&str> = stack.iter().map(|id| &**id).collect();
+        names.push(&correlation.id);
+        return Err(format!(
+            "correlations name each other in a cycle ({}), which could never fire",
+            names.join(" → ")
+        ));
+    }
+    stack.push(correlation.id.clone());
+    let mut kinds: Vec<EventKind> = Vec::new();
+    for written in &correlation.rules {
+        // A name that does not resolve is reported where that correlation is resolved.
+        if let [one] = lookup(&written.text, sigma, correlations).as_slice() {
+            let found = match one {
+                Named::Rule(rule) => rule.kinds.clone(),
+                Named::Correlation(inner) => chain_kinds(inner, sigma, correlations, stack)?,
+            };
+            for kind in found {
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+        }
+    }
+    stack.pop();
+    Ok(kinds)
+}
+
+/// Resolves a parsed correlation against the loaded Sigma rules and correlations: each named
+/// rule must exist (by id, or by `name`), and each group-by field (and a value_count's field)
+/// must be a field the named rules' events carry. A correlation may name another correlation
+/// (chaining, as the specification allows): it then counts that correlation's detections.
+/// `correlations` are all the correlations loaded (this one among them).
 pub fn resolve(
     rule: &CorrelationRule,
     sigma: &[SigmaRule],
-    others: &[CorrelationRule],
+    correlations: &[CorrelationRule],
 ) -> Result<Correlation, Diagnostics> {
     let mut problems = Diagnostics::default();
     let mut ids: Vec<Arc<str>> = Vec::new();
     let mut kinds: Vec<EventKind> = Vec::new();
     let mut levels: Vec<Level> = Vec::new();
     for written in &rule.rules {
-        let by_id: Vec<&SigmaRule> = sigma.iter().filter(|s| *s.id == *written.text).collect();
-        let found: Vec<&SigmaRule> = if by_id.is_empty() {
-            sigma
-                .iter()
-                .filter(|s| s.name.as_deref() == Some(written.text.as_str()))
-                .collect()
-        } else {
-            by_id
-        };
+        let found = lookup(&written.text, sigma, correlations);
         match found.as_slice() {
             [one] => {
-                if ids.contains(&one.id) {
+                if ids.contains(one.id()) {
                     problems.push(rule.error(
                         written.position,
                         "sigma-correlation",
                         format!(
                             "`{}` is rule {}, which this correlation already names",
                             crate::text::inert(&written.text),
-                            one.id
+                            one.id()
                         ),
                     ));
                     continue;
                 }
-                ids.push(one.id.clone());
-                levels.push(one.level);
-                for kind in &one.kinds {
-                    if !kinds.contains(kind) {
-                        kinds.push(*kind);
+                let reached = match one {
+                    Named::Rule(base) => {
+                        levels.push(base.level);
+                        Ok(base.kinds.clone())
+                    }
+                    Named::Correlation(inner) => {
+                        levels.extend(inner.level);
+                        chain_kinds(inner, sigma, correlations, &mut vec![rule.id.clone()])
+                    }
+                };
+                match reached {
+                    Ok(found) => {
+                        ids.push(one.id().clone());
+                        for kind in found {
+                            if !kinds.contains(&kind) {
+                                kinds.push(kind);
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        problems.push(rule.error(written.position, "sigma-correlation", why));
                     }
                 }
             }
             [] => {
-                let chained = others.iter().any(|c| {
-                    *c.id == *written.text || c.name.as_deref() == Some(written.text.as_str())
-                });
-                let message = if chained {
+                let hint = crate::diagnostics::suggest(
+                    &written.text,
+                    sigma
+                        .iter()
+                        .flat_map(|s| std::iter::once(&*s.id).chain(s.name.as_deref()))
+                        .chain(
+                            correlations
+                                .iter()
+                                .flat_map(|c| std::iter::once(&*c.id).chain(c.name.as_deref())),
+                        ),
+                )
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+                problems.push(rule.error(
+                    written.position,
+                    "sigma-correlation-unknown-rule",
                     format!(
-                        "`{}` is a correlation; correlations of correlations are not supported \
-                         yet, so name the Sigma rules it counts",
+                        "no loaded Sigma rule or correlation has the id or name `{}`{hint}",
                         crate::text::inert(&written.text)
-                    )
-                } else {
-                    let hint = crate::diagnostics::suggest(
-                        &written.text,
-                        sigma
-                            .iter()
-                            .flat_map(|s| std::iter::once(&*s.id).chain(s.name.as_deref())),
-                    )
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                    format!(
-                        "no loaded Sigma rule has the id or name `{}`{hint}",
-                        crate::text::inert(&written.text)
-                    )
-                };
-                let code = if chained {
-                    "sigma-correlation-unsupported"
-                } else {
-                    "sigma-correlation-unknown-rule"
-                };
-                problems.push(rule.error(written.position, code, message));
+                    ),
+                ));
             }
             many => problems.push(rule.error(
                 written.position,
                 "sigma-correlation",
                 format!(
-                    "`{}` is the name of {} Sigma rules ({}); name one by its id",
+                    "`{}` names {} rules ({}); name one by its id",
                     crate::text::inert(&written.text),
                     many.len(),
-                    many.iter().map(|s| &*s.id).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|n| &**n.id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -968,6 +1060,7 @@ pub fn resolve(
         timespan_ms: rule.timespan_ms,
         condition: rule.condition.clone(),
         field,
+        generate: rule.generate,
     })
 }
 
@@ -984,6 +1077,19 @@ pub fn resolve_all(
                 rule.position,
                 "sigma-correlation",
                 format!("another correlation already has the id `{}`", rule.id),
+            ));
+            continue;
+        }
+        if let Some(base) = sigma.iter().find(|s| s.id == rule.id) {
+            // Their detections would carry one rule id: which fired could not be told apart.
+            problems.push(rule.error(
+                rule.position,
+                "sigma-correlation",
+                format!(
+                    "the Sigma rule in `{}` already has the id `{}`",
+                    base.path.display(),
+                    rule.id
+                ),
             ));
             continue;
         }

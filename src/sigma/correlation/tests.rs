@@ -114,9 +114,9 @@ fn detection_of(rule: &str, event: &Event) -> Detection {
 /// Feeds one event matched by `rules`; the correlation detections it produced.
 fn feed(handle: &CorrelationHandle, event: &Event, rules: &[&str]) -> Vec<Detection> {
     let mut detections: Vec<Detection> = rules.iter().map(|r| detection_of(r, event)).collect();
-    let first = detections.len();
     handle.observe(event, &mut detections, 0);
-    detections.split_off(first)
+    detections.retain(|d| !rules.contains(&&*d.rule));
+    detections
 }
 
 fn failed_logins(
@@ -503,25 +503,123 @@ fn a_correlation_naming_a_rule_that_does_not_exist_is_an_error_at_its_line() {
     let err = resolve(&rule, &base_rules(), &[]).unwrap_err();
     let text = err.render();
     assert!(
-        text.contains("rules/brute_force.yml:8:7: error[sigma-correlation-unknown-rule]: no loaded Sigma rule has the id or name `failed_logn` (did you mean `failed_login`?)"),
+        text.contains("rules/brute_force.yml:8:7: error[sigma-correlation-unknown-rule]: no loaded Sigma rule or correlation has the id or name `failed_logn` (did you mean `failed_login`?)"),
         "{text}"
     );
 }
 
+const FOLLOWED_BY_SUCCESS: &str = "\
+title: Many failed logins, then a successful one, for one user
+id: brute-force-then-success
+level: critical
+correlation:
+  type: temporal_ordered
+  rules:
+    - many_failed
+    - good_login
+  group-by:
+    - user
+  timespan: 10m
+";
+
+const MANY_FAILED: &str = "\
+title: Many failed logins for one user
+id: many-failed
+name: many_failed
+correlation:
+  type: event_count
+  rules:
+    - failed_login
+  group-by:
+    - user
+  timespan: 10m
+  condition:
+    gte: 10
+";
+
 #[test]
-fn a_correlation_naming_another_correlation_is_refused_loudly() {
-    let inner = parse_text(BRUTE_FORCE).unwrap();
-    let outer = parse_text(
-        "title: chain\nid: chain\ncorrelation:\n  type: temporal_ordered\n  rules: [brute-force, good_login]\n  group-by: [source_ip]\n  timespan: 1h\n",
+fn a_correlation_may_name_another_correlation_as_in_the_specifications_example() {
+    let all = [
+        parse_text(FOLLOWED_BY_SUCCESS).unwrap(),
+        parse_text(MANY_FAILED).unwrap(),
+    ];
+    let resolved = resolve_all(&all, &base_rules()).unwrap();
+    assert_eq!(
+        resolved[0].rules,
+        vec![Arc::<str>::from("many-failed"), "good-login".into()]
+    );
+    assert_eq!(resolved[0].group_by, vec![Field::User]);
+    let handle = CorrelationHandle::new(resolved, LIMITS);
+    let e = |n: usize, at: i64| login(n, T0 + at, "192.0.2.1", "bob");
+    // A success first does not count: it must follow the failures.
+    assert!(feed(&handle, &e(0, 0), &["good-login"]).is_empty());
+    let mut fired = Vec::new();
+    for i in 1..=10 {
+        fired.extend(feed(&handle, &e(i, i as i64 * 1_000), &["failed-login"]));
+    }
+    // The inner correlation fired, but it is named by a correlation without `generate: true`,
+    // so only the outer one reports.
+    assert!(fired.is_empty(), "{fired:?}");
+    let fired = feed(&handle, &e(11, 20_000), &["good-login"]);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(&*fired[0].rule, "brute-force-then-success");
+    assert_eq!(fired[0].entity, Some(Entity::User { name: "bob".into() }));
+}
+
+#[test]
+fn correlations_naming_each_other_in_a_cycle_are_refused() {
+    let a = parse_text(&MANY_FAILED.replace("    - failed_login\n", "    - loop_b\n")).unwrap();
+    let b = parse_text(
+        "title: b\nid: loop-b\nname: loop_b\ncorrelation:\n  type: event_count\n  rules: [many_failed]\n  group-by: [user]\n  timespan: 1m\n  condition: {gte: 1}\n",
     )
     .unwrap();
-    let err = resolve_all(&[inner, outer], &base_rules())
-        .unwrap_err()
-        .render();
+    let err = resolve_all(&[a, b], &base_rules()).unwrap_err().render();
     assert!(
-        err.contains(":5:11: error[sigma-correlation-unsupported]: `brute-force` is a correlation"),
+        err.contains(
+            "correlations name each other in a cycle (many-failed → loop-b → many-failed)"
+        ),
         "{err}"
     );
+    // A correlation naming itself is the shortest cycle.
+    let selfish =
+        parse_text(&MANY_FAILED.replace("    - failed_login\n", "    - many-failed\n")).unwrap();
+    let err = resolve_all(&[selfish], &base_rules()).unwrap_err().render();
+    assert!(err.contains(":7:7: error[sigma-correlation]: correlations name each other in a cycle (many-failed → many-failed)"), "{err}");
+}
+
+#[test]
+fn a_correlation_with_the_id_of_a_sigma_rule_is_refused() {
+    let clash = parse_text(&BRUTE_FORCE.replace("id: brute-force", "id: spawn")).unwrap();
+    let err = resolve_all(&[clash], &base_rules()).unwrap_err().render();
+    assert!(
+        err.contains("the Sigma rule in `rules/base.yml` already has the id `spawn`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generate_the_named_rules_detections_are_dropped_unless_the_correlation_says_generate() {
+    let event = login(1, T0, "192.0.2.1", "alice");
+    let quiet = build(BRUTE_FORCE, LIMITS);
+    let mut detections = vec![
+        detection_of("failed-login", &event),
+        detection_of("spawn", &event),
+    ];
+    quiet.observe(&event, &mut detections, 0);
+    // The named rule's own detection goes; a rule no correlation names stays.
+    let rules: Vec<&str> = detections.iter().map(|d| &*d.rule).collect();
+    assert_eq!(rules, ["spawn"]);
+    let loud = build(&format!("generate: true\n{BRUTE_FORCE}"), LIMITS);
+    let mut detections = vec![detection_of("failed-login", &event)];
+    loud.observe(&event, &mut detections, 0);
+    assert_eq!(detections.len(), 1);
+    // Detections of earlier events in the same outcome are not touched.
+    let mut detections = vec![
+        detection_of("failed-login", &event),
+        detection_of("failed-login", &event),
+    ];
+    quiet.observe(&event, &mut detections, 1);
+    assert_eq!(detections.len(), 1);
 }
 
 #[test]
@@ -701,7 +799,7 @@ fn ambiguous_and_repeated_names_and_misplaced_keys_are_refused_at_their_lines() 
     rules[1].name = Some("failed_login".into());
     let rule = parse_text(BRUTE_FORCE).unwrap();
     let err = resolve(&rule, &rules, &[]).unwrap_err().render();
-    assert!(err.contains(":8:7: error[sigma-correlation]: `failed_login` is the name of 2 Sigma rules (failed-login, good-login)"), "{err}");
+    assert!(err.contains(":8:7: error[sigma-correlation]: `failed_login` names 2 rules (failed-login, good-login)"), "{err}");
     // The same rule twice, once by id and once by name.
     let twice = parse_text(&BRUTE_FORCE.replace(
         "    - failed_login\n",

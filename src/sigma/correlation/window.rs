@@ -151,6 +151,9 @@ struct State {
     correlations: Vec<Arc<Correlation>>,
     /// Rule id → (correlation, index of the rule in it).
     by_rule: HashMap<Arc<str>, Vec<(usize, u32)>>,
+    /// Rules (and correlations) named only by correlations without `generate: true`: their
+    /// own detections are counted, then dropped, as the specification's default says.
+    hidden: HashSet<Arc<str>>,
     windows: Vec<Windows>,
     limits: Limits,
     evicted: Evicted,
@@ -182,11 +185,22 @@ impl CorrelationHandle {
                 by_rule.entry(rule.clone()).or_default().push((c, index));
             }
         }
+        let shown: HashSet<&Arc<str>> = correlations
+            .iter()
+            .filter(|c| c.generate)
+            .flat_map(|c| &c.rules)
+            .collect();
+        let hidden = by_rule
+            .keys()
+            .filter(|id| !shown.contains(id))
+            .cloned()
+            .collect();
         let windows = correlations.iter().map(|_| Windows::default()).collect();
         CorrelationHandle {
             state: Arc::new(Mutex::new(State {
                 correlations,
                 by_rule,
+                hidden,
                 windows,
                 limits,
                 evicted: Evicted::default(),
@@ -202,42 +216,35 @@ impl CorrelationHandle {
     }
 
     /// Counts the detections `detections[first..]` (all of one event) and appends a detection
-    /// for each correlation whose condition now holds.
+    /// for each correlation whose condition now holds. A correlation's detection is counted in
+    /// turn by the correlations that name it (chaining). Then the detections of rules named
+    /// only by correlations without `generate: true` are removed.
     pub fn observe(&self, event: &Event, detections: &mut Vec<Detection>, first: usize) {
         let mut state = self.lock();
         let state = &mut *state;
         if state.by_rule.is_empty() {
             return;
         }
-        state.hits.clear();
-        for detection in detections.iter().skip(first) {
-            if let Some(found) = state.by_rule.get(&detection.rule) {
-                for hit in found {
-                    if !state.hits.contains(hit) {
-                        state.hits.push(*hit);
-                    }
+        let mut from = first;
+        // Cycles are refused when correlations are resolved; the bound is a second guard.
+        for _ in 0..=state.correlations.len() {
+            let to = detections.len();
+            if from >= to {
+                break;
+            }
+            state.round(event, detections, from, to);
+            from = to;
+        }
+        if !state.hidden.is_empty() {
+            let mut kept = first;
+            for i in first..detections.len() {
+                if !state.hidden.contains(&detections[i].rule) {
+                    detections.swap(kept, i);
+                    kept += 1;
                 }
             }
+            detections.truncate(kept);
         }
-        if state.hits.is_empty() {
-            return;
-        }
-        state.hits.sort_unstable();
-        let hits = std::mem::take(&mut state.hits);
-        let mut i = 0;
-        while i < hits.len() {
-            let c = hits[i].0;
-            let end = hits[i..]
-                .iter()
-                .position(|h| h.0 != c)
-                .map_or(hits.len(), |n| i + n);
-            let rules: Vec<u32> = hits[i..end].iter().map(|h| h.1).collect();
-            if let Some(found) = state.count(c, &rules, event) {
-                detections.push(found);
-            }
-            i = end;
-        }
-        state.hits = hits;
     }
 
     /// The windows changed since the last call, to be stored with the batch that changed them.
@@ -365,6 +372,39 @@ fn valid(correlation: &Correlation, key: &Key, group: &GroupState) -> bool {
 }
 
 impl State {
+    /// Counts the detections `detections[from..to]`, appending what fires.
+    fn round(&mut self, event: &Event, detections: &mut Vec<Detection>, from: usize, to: usize) {
+        self.hits.clear();
+        for detection in detections.get(from..to).unwrap_or_default() {
+            if let Some(found) = self.by_rule.get(&detection.rule) {
+                for hit in found {
+                    if !self.hits.contains(hit) {
+                        self.hits.push(*hit);
+                    }
+                }
+            }
+        }
+        if self.hits.is_empty() {
+            return;
+        }
+        self.hits.sort_unstable();
+        let hits = std::mem::take(&mut self.hits);
+        let mut i = 0;
+        while i < hits.len() {
+            let c = hits[i].0;
+            let end = hits[i..]
+                .iter()
+                .position(|h| h.0 != c)
+                .map_or(hits.len(), |n| i + n);
+            let rules: Vec<u32> = hits[i..end].iter().map(|h| h.1).collect();
+            if let Some(found) = self.count(c, &rules, event) {
+                detections.push(found);
+            }
+            i = end;
+        }
+        self.hits = hits;
+    }
+
     /// Counts one event for correlation `c` (matched by its rules `rules`); the detection when
     /// the condition now holds.
     fn count(&mut self, c: usize, rules: &[u32], event: &Event) -> Option<Detection> {
