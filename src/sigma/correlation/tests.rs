@@ -826,3 +826,27 @@ fn ambiguous_and_repeated_names_and_misplaced_keys_are_refused_at_their_lines() 
         "{all}"
     );
 }
+
+#[test]
+fn two_correlations_with_one_id_are_refused_and_generate_is_read_in_either_place() {
+    let one = parse_text(BRUTE_FORCE).unwrap();
+    let two = parse_text(BRUTE_FORCE).unwrap();
+    let err = resolve_all(&[one, two], &base_rules())
+        .unwrap_err()
+        .render();
+    assert!(
+        err.contains("another correlation already has the id `brute-force`"),
+        "{err}"
+    );
+    let inside =
+        parse_text(&BRUTE_FORCE.replace("  timespan: 5m\n", "  timespan: 5m\n  generate: true\n"))
+            .unwrap();
+    assert!(inside.generate);
+    let all = problems(parse_text(&format!("generate: maybe\n{BRUTE_FORCE}"))).join("\n");
+    assert!(
+        all.contains(
+            ":1:11: error[sigma-correlation]: `generate` must be true or false, not `maybe`"
+        ),
+        "{all}"
+    );
+}
