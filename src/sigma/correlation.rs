@@ -100,6 +100,26 @@ impl Bound {
     }
 }
 
+/// The smallest count that satisfies every criterion (counts start at 1: a window holds the
+/// event being decided), or `None` when no count does.
+pub fn smallest_count(bounds: &[Bound]) -> Option<u64> {
+    let mut low = 1u64;
+    let mut high = u64::MAX;
+    for bound in bounds {
+        match *bound {
+            Bound::Gt(n) => low = low.max(n.saturating_add(1)),
+            Bound::Gte(n) => low = low.max(n),
+            Bound::Eq(n) => {
+                low = low.max(n);
+                high = high.min(n);
+            }
+            Bound::Lt(n) => high = high.min(n.saturating_sub(1)),
+            Bound::Lte(n) => high = high.min(n),
+        }
+    }
+    (low <= high && !(bounds.iter().any(|b| matches!(b, Bound::Lt(0))))).then_some(low)
+}
+
 /// A name as written in the file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -138,6 +158,8 @@ pub struct CorrelationRule {
     pub group_by: Vec<Written>,
     pub timespan_ms: i64,
     pub condition: Vec<Bound>,
+    /// Where the condition is (the `correlation` section when it was left out).
+    pub condition_at: Position,
     /// `condition.field` of a `value_count`.
     pub field: Option<Written>,
 }
@@ -465,6 +487,11 @@ pub fn parse(
         }
     };
     let (condition, field) = condition(&mut at, body, kind, rules.len());
+    let condition_at = if body.get("condition").is_some() {
+        at.key_position(&["correlation", "condition"])
+    } else {
+        at.key_position(&["correlation"])
+    };
 
     if !at.problems.is_empty() {
         return Err(at.problems);
@@ -492,6 +519,7 @@ pub fn parse(
         group_by,
         timespan_ms,
         condition,
+        condition_at,
         field,
     })
 }
@@ -600,12 +628,18 @@ fn condition(
             }
         },
     };
-    let place = at.position(&here);
+    let place = at.key_position(&here);
     if map.is_empty() || (bounds.is_empty() && at.problems.is_empty()) {
         at.error(
             place,
             "sigma-correlation",
             "`condition` needs at least one of gt, gte, lt, lte, eq",
+        );
+    } else if !bounds.is_empty() && smallest_count(&bounds).is_none() {
+        at.error(
+            place,
+            "sigma-correlation",
+            "`condition` can never hold: no count satisfies every criterion",
         );
     } else if !bounds.is_empty() && !bounds.iter().any(|b| b.is_lower()) {
         // Decided as each event arrives, an upper bound alone holds at the first event; it
@@ -1040,6 +1074,21 @@ pub fn resolve(
             }
         },
     };
+    let needed = smallest_count(&rule.condition).unwrap_or(0);
+    let temporal = matches!(
+        rule.kind,
+        CorrelationType::Temporal | CorrelationType::TemporalOrdered
+    );
+    if temporal && needed > rule.rules.len() as u64 {
+        problems.push(rule.error(
+            rule.condition_at,
+            "sigma-correlation",
+            format!(
+                "the condition needs {needed} different rules, but the correlation names {}; it could never fire",
+                rule.rules.len()
+            ),
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -1064,14 +1113,30 @@ pub fn resolve(
     })
 }
 
-/// Resolves every correlation; the problems of all of them together.
+/// Resolves every correlation; the problems of all of them together. `limits` are the
+/// `sigma.correlation` bounds: a condition that needs more entries in one window than a group
+/// may keep could never fire, and is refused rather than left to never fire.
 pub fn resolve_all(
     rules: &[CorrelationRule],
     sigma: &[SigmaRule],
+    limits: &crate::sigma::CorrelationConfig,
 ) -> Result<Vec<Correlation>, Diagnostics> {
     let mut problems = Diagnostics::default();
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
+        let needed = smallest_count(&rule.condition).unwrap_or(0);
+        if needed > limits.max_values as u64 {
+            problems.push(rule.error(
+                rule.condition_at,
+                "sigma-correlation",
+                format!(
+                    "the condition needs {needed} entries in one window, more than \
+                     `sigma.correlation.max_values` ({}) keeps; raise that bound or lower the condition",
+                    limits.max_values
+                ),
+            ));
+            continue;
+        }
         if rules[..i].iter().any(|earlier| earlier.id == rule.id) {
             problems.push(rule.error(
                 rule.position,

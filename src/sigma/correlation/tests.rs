@@ -543,7 +543,7 @@ fn a_correlation_may_name_another_correlation_as_in_the_specifications_example()
         parse_text(FOLLOWED_BY_SUCCESS).unwrap(),
         parse_text(MANY_FAILED).unwrap(),
     ];
-    let resolved = resolve_all(&all, &base_rules()).unwrap();
+    let resolved = resolve_all(&all, &base_rules(), &Default::default()).unwrap();
     assert_eq!(
         resolved[0].rules,
         vec![Arc::<str>::from("many-failed"), "good-login".into()]
@@ -573,7 +573,9 @@ fn correlations_naming_each_other_in_a_cycle_are_refused() {
         "title: b\nid: loop-b\nname: loop_b\ncorrelation:\n  type: event_count\n  rules: [many_failed]\n  group-by: [user]\n  timespan: 1m\n  condition: {gte: 1}\n",
     )
     .unwrap();
-    let err = resolve_all(&[a, b], &base_rules()).unwrap_err().render();
+    let err = resolve_all(&[a, b], &base_rules(), &Default::default())
+        .unwrap_err()
+        .render();
     assert!(
         err.contains(
             "correlations name each other in a cycle (many-failed → loop-b → many-failed)"
@@ -583,14 +585,18 @@ fn correlations_naming_each_other_in_a_cycle_are_refused() {
     // A correlation naming itself is the shortest cycle.
     let selfish =
         parse_text(&MANY_FAILED.replace("    - failed_login\n", "    - many-failed\n")).unwrap();
-    let err = resolve_all(&[selfish], &base_rules()).unwrap_err().render();
+    let err = resolve_all(&[selfish], &base_rules(), &Default::default())
+        .unwrap_err()
+        .render();
     assert!(err.contains(":7:7: error[sigma-correlation]: correlations name each other in a cycle (many-failed → many-failed)"), "{err}");
 }
 
 #[test]
 fn a_correlation_with_the_id_of_a_sigma_rule_is_refused() {
     let clash = parse_text(&BRUTE_FORCE.replace("id: brute-force", "id: spawn")).unwrap();
-    let err = resolve_all(&[clash], &base_rules()).unwrap_err().render();
+    let err = resolve_all(&[clash], &base_rules(), &Default::default())
+        .unwrap_err()
+        .render();
     assert!(
         err.contains("the Sigma rule in `rules/base.yml` already has the id `spawn`"),
         "{err}"
@@ -831,7 +837,7 @@ fn ambiguous_and_repeated_names_and_misplaced_keys_are_refused_at_their_lines() 
 fn two_correlations_with_one_id_are_refused_and_generate_is_read_in_either_place() {
     let one = parse_text(BRUTE_FORCE).unwrap();
     let two = parse_text(BRUTE_FORCE).unwrap();
-    let err = resolve_all(&[one, two], &base_rules())
+    let err = resolve_all(&[one, two], &base_rules(), &Default::default())
         .unwrap_err()
         .render();
     assert!(
@@ -848,5 +854,50 @@ fn two_correlations_with_one_id_are_refused_and_generate_is_read_in_either_place
             ":1:11: error[sigma-correlation]: `generate` must be true or false, not `maybe`"
         ),
         "{all}"
+    );
+}
+
+/// Defect (never fires): a condition no count can meet, or one needing more entries than a
+/// group may keep, loaded and then silently never fired.
+#[test]
+fn a_condition_that_could_never_fire_is_refused() {
+    let all = problems(parse_text(
+        &BRUTE_FORCE.replace("    gte: 20\n", "    gt: 10\n    lt: 5\n"),
+    ))
+    .join("\n");
+    assert!(
+        all.contains(":12:3: error[sigma-correlation]: `condition` can never hold"),
+        "{all}"
+    );
+    let all = problems(parse_text(
+        &BRUTE_FORCE.replace("    gte: 20\n", "    eq: 0\n"),
+    ))
+    .join("\n");
+    assert!(all.contains("`condition` can never hold"), "{all}");
+    let rule = parse_text(&BRUTE_FORCE.replace("gte: 20", "gte: 5000")).unwrap();
+    let limits = crate::sigma::CorrelationConfig {
+        max_groups: 10,
+        max_values: 1000,
+    };
+    let err = resolve_all(&[rule], &base_rules(), &limits)
+        .unwrap_err()
+        .render();
+    assert!(err.contains(":12:3: error[sigma-correlation]: the condition needs 5000 entries in one window, more than `sigma.correlation.max_values` (1000) keeps"), "{err}");
+    let rule = parse_text(&RECON.replace("TYPE", "temporal").replace(
+        "  timespan: 5m\n",
+        "  timespan: 5m\n  condition: {gte: 4}\n",
+    ))
+    .unwrap();
+    let err = resolve(&rule, &base_rules(), &[]).unwrap_err().render();
+    assert!(
+        err.contains("the condition needs 4 different rules, but the correlation names 3"),
+        "{err}"
+    );
+    // Without a condition, a temporal correlation needs every rule it names.
+    let rule = parse_text(&RECON.replace("TYPE", "temporal_ordered")).unwrap();
+    assert_eq!(rule.condition, vec![Bound::Gte(3)]);
+    assert_eq!(
+        smallest_count(&[Bound::Gt(100), Bound::Lte(200)]),
+        Some(101)
     );
 }
