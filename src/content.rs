@@ -25,6 +25,8 @@ pub struct Content {
     pub playbooks: Vec<Arc<Playbook>>,
     /// Benign infrastructure from `warninglists/*.json`.
     pub warninglists: Warninglists,
+    /// Sigma rules from `rules/*.yml` and the configured folders (docs/sigma.md).
+    pub sigma: crate::sigma::SigmaContent,
 }
 
 /// Where warninglists are read from, relative to the content directory.
@@ -137,6 +139,38 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         }
     }
 
+    let sigma_folders: Vec<PathBuf> = config
+        .sigma
+        .folders
+        .iter()
+        .map(|folder| display_path(dir, folder))
+        .collect();
+    let sigma = crate::sigma::assemble(&rules_dir, &sigma_folders, &config.sigma, &mut problems);
+    let mut rule_names = crate::playbooks::RuleNames::default();
+    for id in rules_by_id.keys() {
+        rule_names.insert(id, id);
+    }
+    for rule in &sigma.rules {
+        if let Some(rhai) = rules_by_id.get(&rule.id) {
+            let source = std::fs::read_to_string(&rule.path).unwrap_or_default();
+            problems.push(Diagnostic::at(
+                &rule.path,
+                &source,
+                rule.position,
+                "duplicate-rule-id",
+                format!(
+                    "rule id `{}` is already used by `{}`",
+                    rule.id,
+                    rhai.path.display()
+                ),
+            ));
+        }
+        rule_names.insert(&rule.id, &rule.id);
+        rule_names.insert(&rule.stem, &rule.id);
+        if let Some(name) = &rule.name {
+            rule_names.insert(name, &rule.id);
+        }
+    }
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
     let rules_incomplete = !problems.is_empty();
@@ -151,7 +185,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         match load_playbook(
             &path,
             &source,
-            &rules_by_id,
+            &rule_names,
             rules_incomplete,
             &engine,
             policy.as_ref(),
@@ -202,6 +236,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         config_path,
         rules,
         playbooks,
+        sigma,
     })
 }
 

@@ -113,4 +113,17 @@ pub struct Detection {
     /// The threat-intelligence hits the decision rests on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub intel: Vec<crate::intel::IntelHit>,
+    /// Who wrote the rule and where it comes from, for rules that say so (Sigma rules do; their
+    /// licence asks that alerts keep the author).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Arc<Attribution>>,
+}
+
+/// A rule's author and references, carried on its detections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
 }

@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::intel::{IntelHandle, IntelHit};
 use crate::playbooks::{PlanOutcome, Planner};
 use crate::rules::{RuleEngine, RuleFailure};
+use crate::sigma::SigmaEngine;
 use crate::sigma::correlation::CorrelationHandle;
 use crate::tracker::{BehaviourRecord, TrackerHandle};
 
@@ -98,6 +99,7 @@ pub struct Pipeline {
     intel: IntelHandle,
     hits: Vec<IntelHit>,
     rules: RuleEngine,
+    sigma: SigmaEngine,
     planner: Planner,
     dry_run: bool,
     plan: PlanOutcome,
@@ -137,11 +139,13 @@ impl Pipeline {
             .policy(&content.config.redis.url)
             .map_err(|e| format!("actions: {e}"))?;
         let planner = Planner::new(&content.config.limits, &intel, policy);
+        let sigma = SigmaEngine::build(&content.sigma.rules);
         Ok(Pipeline {
             content,
             intel,
             hits: Vec::new(),
             rules,
+            sigma,
             planner,
             dry_run,
             plan: PlanOutcome::default(),
@@ -169,6 +173,7 @@ impl Pipeline {
         self.intel.current().enrich(event, &mut self.hits);
         self.rules
             .evaluate(event, &self.hits, &mut out.detections, &mut out.failures);
+        self.sigma.evaluate(event, &mut out.detections);
         if out.detections.len() == first_new
             && let Some(detection) = self.stages.anomaly.detect(event, &mut self.features)
         {

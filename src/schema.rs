@@ -12,6 +12,10 @@ use serde_json::Value;
 static PLAYBOOK: LazyLock<Value> = LazyLock::new(|| {
     serde_json::to_value(schemars::schema_for!(PlaybookSpec)).unwrap_or(Value::Null)
 });
+static SIGMA_TESTS: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::to_value(schemars::schema_for!(crate::sigma::cases::SidecarSpec))
+        .unwrap_or(Value::Null)
+});
 static CONFIG: LazyLock<Value> =
     LazyLock::new(|| serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null));
 
@@ -25,6 +29,11 @@ pub fn config() -> &'static Value {
     &CONFIG
 }
 
+/// The schema of Sigma test sidecars (`x.tests.yaml`), built once.
+pub fn sigma_tests() -> &'static Value {
+    &SIGMA_TESTS
+}
+
 /// `(file name, schema text)` for every schema palisade publishes.
 pub fn all() -> Vec<(&'static str, String)> {
     let render = |schema: &Value| {
@@ -35,5 +44,6 @@ pub fn all() -> Vec<(&'static str, String)> {
     vec![
         ("playbook.schema.json", render(playbook())),
         ("config.schema.json", render(config())),
+        ("sigma-tests.schema.json", render(sigma_tests())),
     ]
 }

@@ -1011,6 +1011,7 @@ mod tests {
                 entity: None,
                 score: None,
                 intel: vec![hit],
+                attribution: None,
             },
             event_time: "2026-01-01T00:00:00Z".into(),
             host: None,

@@ -99,6 +99,7 @@ pub fn detection(event: &Event, scored: &Scored) -> Detection {
         // Four decimals: enough to rank, and stable across builds in snapshots.
         score: Some((scored.score * 10_000.0).round() / 10_000.0),
         intel: Vec::new(),
+        attribution: None,
     }
 }
 

@@ -128,7 +128,7 @@ pub enum Command {
     },
     /// Check every rule, playbook and the config, and report all problems as file:line:col.
     #[command(
-        after_help = "Examples:\n  palisade validate\n  palisade validate my-detections --format json"
+        after_help = "Examples:\n  palisade validate\n  palisade validate my-detections --format json\n  palisade validate . --config sigmahq.yaml --refusals\n\nSigma rules in the content's rules/ folder that cannot run exactly are errors; in the\nfolders named by `sigma.folders` (a community corpus) they are refused, counted by reason and\nleft out, and validate still succeeds."
     )]
     Validate {
         /// The content directory (holding rules/, playbooks/, palisade.yaml).
@@ -137,6 +137,14 @@ pub enum Command {
         /// `json` prints an array of {file, line, column, code, message, context, source_line}.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Read this config file instead of DIR/palisade.yaml (for example one whose
+        /// `sigma.folders` names a SigmaHQ checkout).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// List every Sigma rule refused in the configured `sigma.folders`, with its
+        /// file:line:col and reason (by default they are counted by reason).
+        #[arg(long)]
+        refusals: bool,
     },
     /// Run the test cases embedded in rules and playbooks, and fixture snapshots.
     #[command(after_help = "Examples:\n  palisade test\n  palisade test . --filter office")]
@@ -442,7 +450,12 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Init { dir } => init::run(&dir),
-        Command::Validate { dir, format } => validate::run(&dir, format),
+        Command::Validate {
+            dir,
+            format,
+            config,
+            refusals,
+        } => validate::run(&dir, config.as_deref(), format, refusals),
         Command::Test { dir, filter } => test::run(&dir, filter.as_deref()),
         Command::Replay {
             events,

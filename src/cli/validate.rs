@@ -2,10 +2,18 @@
 
 use std::path::Path;
 
+use crate::content::Content;
+use crate::sigma::SigmaReport;
+
 use super::{CannotRun, OutputFormat, Status, load_content};
 
-pub fn run(dir: &Path, format: OutputFormat) -> Result<Status, CannotRun> {
-    let loaded = load_content(dir, None)?;
+pub fn run(
+    dir: &Path,
+    config: Option<&Path>,
+    format: OutputFormat,
+    refusals: bool,
+) -> Result<Status, CannotRun> {
+    let loaded = load_content(dir, config)?;
     let problems = match &loaded {
         Ok(_) => Default::default(),
         Err(problems) => problems.clone(),
@@ -13,17 +21,12 @@ pub fn run(dir: &Path, format: OutputFormat) -> Result<Status, CannotRun> {
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&problems)?),
         OutputFormat::Text => match &loaded {
-            Ok(content) => println!(
-                "ok: {} rule(s), {} playbook(s), config {}",
-                content.rules.len(),
-                content.playbooks.len(),
-                content
-                    .config_path
-                    .as_ref()
-                    .map_or("(embedded default)".to_string(), |p| p
-                        .display()
-                        .to_string())
-            ),
+            Ok(content) => {
+                println!("{}", summary(content));
+                if content.sigma.report.files > 0 {
+                    print!("{}", sigma_report(&content.sigma.report, refusals));
+                }
+            }
             Err(problems) => {
                 println!("{}", problems.render());
                 println!("\n{} problem(s) found", problems.len());
@@ -35,4 +38,52 @@ pub fn run(dir: &Path, format: OutputFormat) -> Result<Status, CannotRun> {
     } else {
         Status::Findings
     })
+}
+
+fn summary(content: &Content) -> String {
+    format!(
+        "ok: {} rule(s), {} Sigma rule(s), {} playbook(s), config {}",
+        content.rules.len(),
+        content.sigma.rules.len(),
+        content.playbooks.len(),
+        content
+            .config_path
+            .as_ref()
+            .map_or("(embedded default)".to_string(), |p| p
+                .display()
+                .to_string())
+    )
+}
+
+/// What the Sigma folders held: loaded, skipped by reason, refused by reason (or each refusal).
+fn sigma_report(report: &SigmaReport, each_refusal: bool) -> String {
+    use std::fmt::Write as _;
+    let skipped: usize = report.skipped.values().sum();
+    let refused = report.refused.len();
+    let mut out = format!(
+        "sigma: {} file(s): {} rule(s) loaded, {} filter(s), {skipped} skipped, {refused} refused\n",
+        report.files, report.loaded, report.filters
+    );
+    let mut skipped: Vec<_> = report.skipped.iter().collect();
+    skipped.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (reason, count) in skipped {
+        let _ = writeln!(out, "  skipped {count:>6}  {reason}");
+    }
+    let mut by_code = std::collections::BTreeMap::<&str, usize>::new();
+    for diagnostic in report.refused.iter() {
+        *by_code.entry(diagnostic.code).or_default() += 1;
+    }
+    let mut by_code: Vec<_> = by_code.into_iter().collect();
+    by_code.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (code, count) in by_code {
+        let _ = writeln!(out, "  refused {count:>6}  {code}");
+    }
+    if each_refusal {
+        for diagnostic in report.refused.iter() {
+            let _ = writeln!(out, "{}", diagnostic.render_as("refused"));
+        }
+    } else if refused > 0 {
+        out.push_str("  (--refusals lists each refused rule with its file:line:col and reason)\n");
+    }
+    out
 }

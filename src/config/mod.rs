@@ -56,6 +56,10 @@ pub struct Config {
     /// `/healthz`, `/readyz` and `/metrics` while `palisade run` runs.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Sigma rules: extra folders, which statuses and levels load, `expand` placeholders
+    /// (docs/sigma.md).
+    #[serde(default)]
+    pub sigma: crate::sigma::SigmaConfig,
 }
 
 /// The engine's HTTP endpoints.

@@ -86,8 +86,14 @@ impl Diagnostic {
 
     /// `file:line:col: message`, then the source line with a caret under the column.
     pub fn render(&self) -> String {
+        self.render_as("error")
+    }
+
+    /// As [`Diagnostic::render`], with another word than `error` before the code (a Sigma rule
+    /// in a community folder that is `refused`, say).
+    pub fn render_as(&self, level: &str) -> String {
         let mut out = format!(
-            "{}:{}:{}: error[{}]: {}",
+            "{}:{}:{}: {level}[{}]: {}",
             self.file.display(),
             self.line,
             self.column,

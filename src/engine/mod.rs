@@ -430,6 +430,7 @@ mod tests {
             timespan_ms: 60_000,
             condition: vec![Bound::Gte(100)],
             field: None,
+            attribution: None,
             generate: true,
         };
         let handle = CorrelationHandle::new(

@@ -20,12 +20,38 @@ pub enum Field {
     ProcessHash,
     Image,
     User,
+    ParentImage,
+    ParentCmdline,
+    ParentUser,
+    OriginalFileName,
+    IntegrityLevel,
+    CurrentDirectory,
+    LogonId,
+    /// The hash list as Sysmon writes it (`SHA1=..,MD5=..`), kept or composed: see
+    /// [`Event::hash_list`].
+    Hashes,
+    Md5,
+    Sha1,
+    Sha256,
+    Imphash,
+    Company,
+    Product,
+    FileDescription,
+    FileVersion,
     RemoteIp,
     RemotePort,
     LocalPort,
     Protocol,
     Direction,
+    /// `true` when this host opened the connection: read from `direction`, see
+    /// [`Event::initiated`].
+    Initiated,
+    RemoteHostname,
+    LocalIp,
+    LocalHostname,
     QueryName,
+    QueryResults,
+    QueryStatus,
     SourceIp,
     Outcome,
     Method,
@@ -50,7 +76,7 @@ impl FieldType {
 }
 
 impl Field {
-    pub const ALL: [Field; 21] = [
+    pub const ALL: [Field; 43] = [
         Field::Id,
         Field::Type,
         Field::Timestamp,
@@ -63,12 +89,34 @@ impl Field {
         Field::ProcessHash,
         Field::Image,
         Field::User,
+        Field::ParentImage,
+        Field::ParentCmdline,
+        Field::ParentUser,
+        Field::OriginalFileName,
+        Field::IntegrityLevel,
+        Field::CurrentDirectory,
+        Field::LogonId,
+        Field::Hashes,
+        Field::Md5,
+        Field::Sha1,
+        Field::Sha256,
+        Field::Imphash,
+        Field::Company,
+        Field::Product,
+        Field::FileDescription,
+        Field::FileVersion,
         Field::RemoteIp,
         Field::RemotePort,
         Field::LocalPort,
         Field::Protocol,
         Field::Direction,
+        Field::Initiated,
+        Field::RemoteHostname,
+        Field::LocalIp,
+        Field::LocalHostname,
         Field::QueryName,
+        Field::QueryResults,
+        Field::QueryStatus,
         Field::SourceIp,
         Field::Outcome,
         Field::Method,
@@ -89,12 +137,34 @@ impl Field {
             Field::ProcessHash => "process_hash",
             Field::Image => "image",
             Field::User => "user",
+            Field::ParentImage => "parent_image",
+            Field::ParentCmdline => "parent_cmdline",
+            Field::ParentUser => "parent_user",
+            Field::OriginalFileName => "original_file_name",
+            Field::IntegrityLevel => "integrity_level",
+            Field::CurrentDirectory => "current_directory",
+            Field::LogonId => "logon_id",
+            Field::Hashes => "hashes",
+            Field::Md5 => "md5",
+            Field::Sha1 => "sha1",
+            Field::Sha256 => "sha256",
+            Field::Imphash => "imphash",
+            Field::Company => "company",
+            Field::Product => "product",
+            Field::FileDescription => "file_description",
+            Field::FileVersion => "file_version",
             Field::RemoteIp => "remote_ip",
             Field::RemotePort => "remote_port",
             Field::LocalPort => "local_port",
             Field::Protocol => "protocol",
             Field::Direction => "direction",
+            Field::Initiated => "initiated",
+            Field::RemoteHostname => "remote_hostname",
+            Field::LocalIp => "local_ip",
+            Field::LocalHostname => "local_hostname",
             Field::QueryName => "query_name",
+            Field::QueryResults => "query_results",
+            Field::QueryStatus => "query_status",
             Field::SourceIp => "source_ip",
             Field::Outcome => "outcome",
             Field::Method => "method",
@@ -110,7 +180,7 @@ impl Field {
             Field::Pid | Field::Ppid | Field::RemotePort | Field::LocalPort | Field::Timestamp => {
                 FieldType::Integer
             }
-            Field::RemoteIp | Field::SourceIp => FieldType::IpAddress,
+            Field::RemoteIp | Field::SourceIp | Field::LocalIp => FieldType::IpAddress,
             _ => FieldType::Text,
         }
     }
@@ -121,19 +191,41 @@ impl Field {
         match self {
             Field::Ppid
             | Field::ParentName
-            | Field::Cmdline
             | Field::ProcessHash
-            | Field::Image => Some(&[ProcessCreate]),
+            | Field::ParentCmdline
+            | Field::ParentUser
+            | Field::OriginalFileName
+            | Field::IntegrityLevel
+            | Field::CurrentDirectory
+            | Field::LogonId
+            | Field::Hashes
+            | Field::Md5
+            | Field::Sha1
+            | Field::Sha256
+            | Field::Imphash
+            | Field::Company
+            | Field::Product
+            | Field::FileDescription
+            | Field::FileVersion => Some(&[ProcessCreate]),
             Field::RemoteIp
             | Field::RemotePort
             | Field::LocalPort
             | Field::Protocol
-            | Field::Direction => Some(&[NetworkConnection]),
-            Field::QueryName => Some(&[DnsQuery]),
+            | Field::Direction
+            | Field::Initiated
+            | Field::RemoteHostname
+            | Field::LocalIp
+            | Field::LocalHostname => Some(&[NetworkConnection]),
+            Field::QueryName | Field::QueryResults | Field::QueryStatus => Some(&[DnsQuery]),
             Field::SourceIp | Field::Outcome | Field::Method => Some(&[Login]),
-            Field::Pid | Field::Name => Some(&[ProcessCreate, NetworkConnection, DnsQuery]),
-            Field::User => Some(&[ProcessCreate, Login]),
-            Field::Id | Field::Type | Field::Timestamp | Field::Host => None,
+            // Sysmon names the process behind a connection (event 3) and a query (event 22) by
+            // its image as well as its id, and ECS by `process.executable`; ECS events carry the
+            // command line and the parent's executable on every kind.
+            Field::Pid | Field::Name | Field::Image | Field::Cmdline | Field::ParentImage => {
+                Some(&[ProcessCreate, NetworkConnection, DnsQuery])
+            }
+            // Sysmon 1, 3 and 22 and logins all name an account.
+            Field::User | Field::Id | Field::Type | Field::Timestamp | Field::Host => None,
         }
     }
 
@@ -154,6 +246,7 @@ impl Field {
         match self {
             Field::RemoteIp => event.remote_ip,
             Field::SourceIp => event.source_ip,
+            Field::LocalIp => event.local_ip,
             _ => None,
         }
     }
@@ -179,12 +272,36 @@ impl Field {
             Field::ProcessHash => borrowed(&event.process_hash),
             Field::Image => borrowed(&event.image),
             Field::User => borrowed(&event.user),
+            Field::ParentImage => borrowed(&event.parent_image),
+            Field::ParentCmdline => borrowed(&event.parent_cmdline),
+            Field::ParentUser => borrowed(&event.parent_user),
+            Field::OriginalFileName => borrowed(&event.original_file_name),
+            Field::IntegrityLevel => borrowed(&event.integrity_level),
+            Field::CurrentDirectory => borrowed(&event.current_directory),
+            Field::LogonId => borrowed(&event.logon_id),
+            Field::Hashes => event.hash_list(),
+            Field::Md5 => borrowed(&event.md5),
+            Field::Sha1 => borrowed(&event.sha1),
+            Field::Sha256 => borrowed(&event.sha256),
+            Field::Imphash => borrowed(&event.imphash),
+            Field::Company => borrowed(&event.company),
+            Field::Product => borrowed(&event.product),
+            Field::FileDescription => borrowed(&event.file_description),
+            Field::FileVersion => borrowed(&event.file_version),
             Field::RemoteIp => owned(event.remote_ip),
             Field::RemotePort => owned(event.remote_port),
             Field::LocalPort => owned(event.local_port),
             Field::Protocol => borrowed(&event.protocol),
             Field::Direction => borrowed(&event.direction),
+            Field::Initiated => event
+                .initiated()
+                .map(|yes| Cow::Borrowed(if yes { "true" } else { "false" })),
+            Field::RemoteHostname => borrowed(&event.remote_hostname),
+            Field::LocalIp => owned(event.local_ip),
+            Field::LocalHostname => borrowed(&event.local_hostname),
             Field::QueryName => borrowed(&event.query_name),
+            Field::QueryResults => borrowed(&event.query_results),
+            Field::QueryStatus => borrowed(&event.query_status),
             Field::SourceIp => owned(event.source_ip),
             Field::Outcome => borrowed(&event.outcome),
             Field::Method => borrowed(&event.method),
@@ -195,5 +312,130 @@ impl Field {
 impl std::fmt::Display for Field {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Every field, each set to a value of its type: what "every field present" looks like.
+    pub(crate) fn event_with_every_field() -> Event {
+        let mut event = Event::new("e1", EventKind::NetworkConnection, 1);
+        for field in Field::ALL {
+            let text = || Some(format!("{field} value"));
+            match field {
+                Field::Id | Field::Type | Field::Timestamp => {}
+                Field::Host => event.host = text(),
+                Field::Pid => event.pid = Some(1),
+                Field::Ppid => event.ppid = Some(2),
+                Field::Name => event.name = text(),
+                Field::ParentName => event.parent_name = text(),
+                Field::Cmdline => event.cmdline = text(),
+                Field::ProcessHash => event.process_hash = text(),
+                Field::Image => event.image = text(),
+                Field::User => event.user = text(),
+                Field::ParentImage => event.parent_image = text(),
+                Field::ParentCmdline => event.parent_cmdline = text(),
+                Field::ParentUser => event.parent_user = text(),
+                Field::OriginalFileName => event.original_file_name = text(),
+                Field::IntegrityLevel => event.integrity_level = text(),
+                Field::CurrentDirectory => event.current_directory = text(),
+                Field::LogonId => event.logon_id = text(),
+                Field::Hashes => event.hashes = text(),
+                Field::Md5 => event.md5 = text(),
+                Field::Sha1 => event.sha1 = text(),
+                Field::Sha256 => event.sha256 = text(),
+                Field::Imphash => event.imphash = text(),
+                Field::Company => event.company = text(),
+                Field::Product => event.product = text(),
+                Field::FileDescription => event.file_description = text(),
+                Field::FileVersion => event.file_version = text(),
+                Field::RemoteIp => event.remote_ip = "192.0.2.1".parse().ok(),
+                Field::RemotePort => event.remote_port = Some(3),
+                Field::LocalPort => event.local_port = Some(4),
+                Field::Protocol => event.protocol = text(),
+                Field::Direction => event.direction = Some("outbound".into()),
+                Field::Initiated => {}
+                Field::RemoteHostname => event.remote_hostname = text(),
+                Field::LocalIp => event.local_ip = "192.0.2.2".parse().ok(),
+                Field::LocalHostname => event.local_hostname = text(),
+                Field::QueryName => event.query_name = text(),
+                Field::QueryResults => event.query_results = text(),
+                Field::QueryStatus => event.query_status = text(),
+                Field::SourceIp => event.source_ip = "192.0.2.3".parse().ok(),
+                Field::Outcome => event.outcome = text(),
+                Field::Method => event.method = text(),
+            }
+        }
+        event
+    }
+
+    #[test]
+    fn every_field_is_listed_once_and_parses_back() {
+        for (at, field) in Field::ALL.iter().enumerate() {
+            assert_eq!(Field::parse(field.as_str()), Some(*field));
+            assert!(
+                !Field::ALL[at + 1..].contains(field),
+                "{field} listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn every_field_reads_what_was_set() {
+        let event = event_with_every_field();
+        for field in Field::ALL {
+            assert!(field.text(&event).is_some(), "{field} reads nothing");
+            match field.field_type() {
+                FieldType::Integer => assert!(field.number(&event).is_some(), "{field}"),
+                FieldType::IpAddress => assert!(field.address(&event).is_some(), "{field}"),
+                FieldType::Text => {}
+            }
+        }
+        assert_eq!(
+            Field::Initiated.text(&event).as_deref(),
+            Some("true"),
+            "outbound is initiated"
+        );
+    }
+
+    #[test]
+    fn initiated_reads_the_direction() {
+        let mut event = Event::new("e1", EventKind::NetworkConnection, 1);
+        for (direction, initiated) in [
+            ("outbound", Some("true")),
+            ("Egress", Some("true")),
+            ("inbound", Some("false")),
+            ("ingress", Some("false")),
+            ("internal", None),
+        ] {
+            event.direction = Some(direction.into());
+            assert_eq!(
+                Field::Initiated.text(&event).as_deref(),
+                initiated,
+                "{direction}"
+            );
+        }
+        event.direction = None;
+        assert_eq!(Field::Initiated.text(&event), None);
+    }
+
+    #[test]
+    fn hashes_keep_the_sensors_list_or_compose_sysmons() {
+        let mut event = Event::new("e1", EventKind::ProcessCreate, 1);
+        assert_eq!(Field::Hashes.text(&event), None);
+        event.md5 = Some("7353f60b1739074eb17c5f4dddefe239".into());
+        event.imphash = Some("caee994f79d85e47c06e5fa9cdeae453".into());
+        assert_eq!(
+            Field::Hashes.text(&event).as_deref(),
+            Some("MD5=7353F60B1739074EB17C5F4DDDEFE239,IMPHASH=CAEE994F79D85E47C06E5FA9CDEAE453")
+        );
+        event.hashes = Some("IMPHASH=CAEE994F79D85E47C06E5FA9CDEAE453,MD5=X".into());
+        assert_eq!(
+            Field::Hashes.text(&event).as_deref(),
+            event.hashes.as_deref(),
+            "the sensor's own list wins"
+        );
     }
 }

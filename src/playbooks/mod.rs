@@ -24,7 +24,6 @@ use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
 use crate::detection::{Detection, Severity, Stage};
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate, suggest};
 use crate::event::FieldType;
-use crate::rules::RuleDefinition;
 use crate::testing::{Expectation, TestCase, TestInput};
 
 /// A validated playbook, ready to plan with.
@@ -39,6 +38,37 @@ pub struct Playbook {
     pub trigger: Trigger,
     pub steps: Vec<Step>,
     pub tests: Vec<TestCase>,
+}
+
+/// Every name a playbook trigger may give a rule, mapped to the ids its detections carry: a
+/// Rhai rule's id; a Sigma rule's id and `name`; a Sigma file's stem, which stands for every rule
+/// in the file.
+#[derive(Debug, Clone, Default)]
+pub struct RuleNames {
+    names: HashMap<String, Vec<Arc<str>>>,
+}
+
+impl RuleNames {
+    /// Adds `name` for the rule whose detections carry `id`.
+    pub fn insert(&mut self, name: &str, id: &Arc<str>) {
+        let ids = self.names.entry(name.to_string()).or_default();
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+
+    /// The detection ids a trigger's `name` stands for.
+    pub fn get(&self, name: &str) -> Option<&[Arc<str>]> {
+        self.names.get(name).map(Vec::as_slice)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.keys().map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +124,7 @@ pub fn condition_scope(event: Dynamic, detection: Dynamic) -> Scope<'static> {
 pub fn load_playbook(
     path: &Path,
     source: &str,
-    rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+    rules: &RuleNames,
     rules_incomplete: bool,
     engine: &Engine,
     policy: Option<&actions::Policy>,
@@ -143,7 +173,7 @@ impl Validator<'_> {
     fn validate(
         mut self,
         spec: PlaybookSpec,
-        rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
+        rules: &RuleNames,
         engine: &Engine,
     ) -> Result<Playbook, Diagnostics> {
         let root = YamlPath::root();
@@ -230,12 +260,7 @@ impl Validator<'_> {
         })
     }
 
-    fn trigger(
-        &mut self,
-        spec: &spec::TriggerSpec,
-        rules: &HashMap<Arc<str>, Arc<RuleDefinition>>,
-        at: &YamlPath,
-    ) -> Trigger {
+    fn trigger(&mut self, spec: &spec::TriggerSpec, rules: &RuleNames, at: &YamlPath) -> Trigger {
         if spec.rules.is_empty()
             && spec.tags.is_empty()
             && spec.min_severity.is_none()
@@ -252,14 +277,13 @@ impl Validator<'_> {
                 names.push(Arc::from(*detector));
                 continue;
             }
-            match rules.get_key_value(rule.as_str()) {
-                Some((id, _)) => names.push(id.clone()),
+            match rules.get(rule.as_str()) {
+                Some(ids) => names.extend(ids.iter().cloned()),
                 None => {
                     let hint = suggest(
                         rule,
                         rules
-                            .keys()
-                            .map(|k| &**k)
+                            .names()
                             .chain(crate::detection::BUILT_IN_DETECTORS.iter().copied()),
                     )
                     .map(|s| format!(" (did you mean `{s}`?)"))

@@ -212,6 +212,7 @@ mod tests {
             }),
             score: None,
             intel: Vec::new(),
+            attribution: None,
         };
         (event, detection)
     }

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ fn load(source: &str) -> Result<Playbook, Diagnostics> {
     load_playbook(
         Path::new("playbooks/p.yaml"),
         source,
-        &HashMap::new(),
+        &RuleNames::default(),
         false,
         &engine,
         None,

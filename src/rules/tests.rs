@@ -539,3 +539,24 @@ fn failures_not_yet_written_are_written_when_the_input_ends() {
     assert_eq!(lines.len(), 2, "{written}");
     assert!(lines[1].contains("2 more event(s)"), "{}", lines[1]);
 }
+
+/// Rhai rules see every typed field under its own name, so a field added to the model cannot be
+/// forgotten at the Rhai boundary.
+#[test]
+fn rules_see_every_typed_field() {
+    let event = crate::event::field_tests::event_with_every_field();
+    let map = event_to_dynamic(&event, &[])
+        .try_cast::<rhai::Map>()
+        .expect("an object map");
+    for field in crate::event::Field::ALL {
+        assert!(
+            map.contains_key(field.as_str()),
+            "`event.{field}` is missing"
+        );
+    }
+    assert_eq!(map["initiated"].as_bool(), Ok(true));
+    assert_eq!(
+        map["local_ip"].clone().into_string().as_deref(),
+        Ok("192.0.2.2")
+    );
+}

@@ -178,6 +178,8 @@ pub struct Correlation {
     pub timespan_ms: i64,
     pub condition: Vec<Bound>,
     pub field: Option<Field>,
+    /// The correlation's author and references, carried on its detections.
+    pub attribution: Option<Arc<crate::detection::Attribution>>,
     /// Whether the named rules' own detections are kept (`generate: true`) or only this
     /// correlation's (the specification's default).
     pub generate: bool,
@@ -291,31 +293,10 @@ impl Located<'_> {
     }
 }
 
-/// The lines of the document starting at `position` (1-based) up to the next document marker.
-fn document_text(source: &str, position: Position) -> String {
-    let mut lines = source.lines().skip(position.line.saturating_sub(1));
-    let mut text = String::new();
-    if let Some(first) = lines.next() {
-        // The document may start on its own `---` line.
-        if first.trim_end() != "---" {
-            text.push_str(first);
-        }
-        text.push('\n');
-    }
-    for line in lines {
-        let marker = line.trim_end();
-        if marker == "---" || marker == "..." || line.starts_with("--- ") {
-            break;
-        }
-        text.push_str(line);
-        text.push('\n');
-    }
-    text
-}
-
 /// Parses one correlation document. `document` is the YAML value of one document of the file
-/// at `path`, whose whole text is `source`; `position` is where that document starts (a Sigma
-/// file may hold several documents). Every problem found is reported, each at its
+/// at `path`; `source` is that document's own text, and `position` is where it starts in the
+/// file (a Sigma file may hold several documents): line `n` of `source` is line
+/// `position.line + n - 1` of the file. Every problem found is reported, each at its
 /// `file:line:col`.
 pub fn parse(
     document: &Value,
@@ -325,7 +306,7 @@ pub fn parse(
 ) -> Result<CorrelationRule, Diagnostics> {
     let mut at = Located {
         path,
-        text: document_text(source, position),
+        text: source.to_string(),
         first_line: position.line.saturating_sub(1),
         problems: Diagnostics::default(),
     };
@@ -522,6 +503,11 @@ pub fn parse(
         condition_at,
         field,
     })
+}
+
+/// Parses a correlation document as the Sigma loader returns it.
+pub fn parse_raw(raw: &super::RawCorrelation) -> Result<CorrelationRule, Diagnostics> {
+    parse(&raw.value, &raw.path, &raw.source, raw.position)
 }
 
 /// `5m` → milliseconds. The specification's form: digits and one of s, m, h, d, lowercase.
@@ -877,13 +863,13 @@ impl Named<'_> {
 /// The rules and correlations `text` names: by id first, then by `name`.
 fn lookup<'a>(
     text: &str,
-    sigma: &'a [SigmaRule],
+    sigma: &'a [Arc<SigmaRule>],
     correlations: &'a [CorrelationRule],
 ) -> Vec<Named<'a>> {
     let by_id: Vec<Named<'a>> = sigma
         .iter()
         .filter(|s| *s.id == *text)
-        .map(Named::Rule)
+        .map(|s| Named::Rule(s))
         .chain(
             correlations
                 .iter()
@@ -897,7 +883,7 @@ fn lookup<'a>(
     sigma
         .iter()
         .filter(|s| s.name.as_deref() == Some(text))
-        .map(Named::Rule)
+        .map(|s| Named::Rule(s))
         .chain(
             correlations
                 .iter()
@@ -912,7 +898,7 @@ fn lookup<'a>(
 /// cycle, which could never fire (each needs the other first) and is refused.
 fn chain_kinds(
     correlation: &CorrelationRule,
-    sigma: &[SigmaRule],
+    sigma: &[Arc<SigmaRule>],
     correlations: &[CorrelationRule],
     stack: &mut Vec<Arc<str>>,
 ) -> Result<Vec<EventKind>, String> {
@@ -951,7 +937,7 @@ fn chain_kinds(
 /// `correlations` are all the correlations loaded (this one among them).
 pub fn resolve(
     rule: &CorrelationRule,
-    sigma: &[SigmaRule],
+    sigma: &[Arc<SigmaRule>],
     correlations: &[CorrelationRule],
 ) -> Result<Correlation, Diagnostics> {
     let mut problems = Diagnostics::default();
@@ -1109,6 +1095,12 @@ pub fn resolve(
         timespan_ms: rule.timespan_ms,
         condition: rule.condition.clone(),
         field,
+        attribution: (rule.author.is_some() || !rule.references.is_empty()).then(|| {
+            Arc::new(crate::detection::Attribution {
+                author: rule.author.clone(),
+                references: rule.references.clone(),
+            })
+        }),
         generate: rule.generate,
     })
 }
@@ -1118,7 +1110,7 @@ pub fn resolve(
 /// may keep could never fire, and is refused rather than left to never fire.
 pub fn resolve_all(
     rules: &[CorrelationRule],
-    sigma: &[SigmaRule],
+    sigma: &[Arc<SigmaRule>],
     limits: &crate::sigma::CorrelationConfig,
 ) -> Result<Vec<Correlation>, Diagnostics> {
     let mut problems = Diagnostics::default();

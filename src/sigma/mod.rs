@@ -13,10 +13,18 @@
 //! mapping table (`fields.rs`) is the one place Sigma field names meet the event model; the same
 //! table is in docs/sigma.md.
 
+mod assemble;
 pub mod ast;
+pub mod cases;
+pub mod condition;
 pub mod correlation;
+mod engine;
 pub mod eval;
 pub mod fields;
+pub mod filter;
+pub mod load;
+pub mod modifiers;
+pub mod parse;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,7 +32,38 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use assemble::assemble;
 pub use ast::{Level, SigmaRule, Status};
+pub use engine::{SigmaEngine, severity};
+
+/// The Sigma content that loaded: the rules (filters already applied), ready for workers.
+#[derive(Debug, Clone, Default)]
+pub struct SigmaContent {
+    pub rules: Vec<std::sync::Arc<SigmaRule>>,
+    /// Test cases from sidecar files, with the id of the rule each tests.
+    pub tests: Vec<(std::sync::Arc<str>, crate::testing::TestCase)>,
+    /// What loading found, for `palisade validate`.
+    pub report: SigmaReport,
+}
+
+/// What loading the Sigma folders found besides the rules: `palisade validate` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SigmaReport {
+    /// Files read.
+    pub files: usize,
+    /// Rules loaded (and run).
+    pub loaded: usize,
+    /// Filters applied.
+    pub filters: usize,
+    /// Documents skipped, by reason (`logsource windows/registry_set/-`, `status experimental`).
+    pub skipped: BTreeMap<String, usize>,
+    /// Rules in the configured folders that cannot run exactly, refused with their reasons (the
+    /// same refusals in the content's own `rules/` are errors instead).
+    pub refused: crate::diagnostics::Diagnostics,
+}
+pub use filter::SigmaFilter;
+pub use load::{MAX_SIGMA_FILE_BYTES, SigmaLoad, load, load_source};
+pub use parse::{RawCorrelation, SkipReason, Skipped};
 
 /// The `sigma:` section of `palisade.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -79,3 +118,8 @@ impl Default for SigmaConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
+mod tests;

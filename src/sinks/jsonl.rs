@@ -26,6 +26,14 @@ pub fn detection_line(detection: &Detection) -> Value {
     if !detection.intel.is_empty() {
         value["intel"] = json!(detection.intel);
     }
+    if let Some(attribution) = &detection.attribution {
+        if let Some(author) = &attribution.author {
+            value["author"] = json!(author);
+        }
+        if !attribution.references.is_empty() {
+            value["references"] = json!(attribution.references);
+        }
+    }
     value
 }
 

@@ -76,6 +76,23 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             report.cases.push(result(case, &rule.id, problems));
         }
     }
+    for (rule, case) in &content.sigma.tests {
+        // Sigma ids are UUIDs; people know a rule by its file's stem.
+        let owner = content
+            .sigma
+            .rules
+            .iter()
+            .find(|r| r.id == *rule)
+            .map_or_else(|| rule.to_string(), |r| r.stem.to_string());
+        if !selected(&owner, &case.name) && !selected(rule, &case.name) {
+            continue;
+        }
+        let problems = match outcome_of(content, &case.input, &case.intel, None) {
+            Ok(outcome) => check_rule(rule, &case.expect, &outcome),
+            Err(problem) => vec![problem],
+        };
+        report.cases.push(result(case, &owner, problems));
+    }
     for playbook in &content.playbooks {
         for case in playbook
             .tests

@@ -540,6 +540,7 @@ impl Finding {
             entity,
             score: Some(score),
             intel: Vec::new(),
+            attribution: None,
         }
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! The engine runs in this process (the way `palisade run` assembles it: windows restored
 //! from the state database before the writer takes it), since the correlation is handed to the
-//! stage directly; the base detection comes from a rule with the id the correlation names.
+//! stage directly. The base detection comes from a Rhai rule with the id of the Sigma rule the
+//! correlation names: the Sigma parser does not yet read palisade's own field names (`outcome`)
+//! for `product: palisade` rules, so a Sigma rule on login outcomes cannot load yet.
 
 #![expect(
     clippy::unwrap_used,
@@ -122,7 +124,7 @@ fn correlations() -> Vec<Correlation> {
         Position::START,
     )
     .unwrap();
-    vec![correlation::resolve(&parsed, &[failed_login_rule()], &[]).unwrap()]
+    vec![correlation::resolve(&parsed, &[Arc::new(failed_login_rule())], &[]).unwrap()]
 }
 
 fn content(server: &RedisServer, dir: &Path) -> Arc<Content> {

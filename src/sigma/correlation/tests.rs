@@ -43,8 +43,8 @@ fn sigma_rule(id: &str, name: Option<&str>, kind: EventKind) -> SigmaRule {
     }
 }
 
-fn base_rules() -> Vec<SigmaRule> {
-    vec![
+fn base_rules() -> Vec<Arc<SigmaRule>> {
+    [
         sigma_rule("failed-login", Some("failed_login"), EventKind::Login),
         sigma_rule("good-login", Some("good_login"), EventKind::Login),
         sigma_rule("recon-a", None, EventKind::Login),
@@ -52,6 +52,9 @@ fn base_rules() -> Vec<SigmaRule> {
         sigma_rule("recon-c", None, EventKind::Login),
         sigma_rule("spawn", None, EventKind::ProcessCreate),
     ]
+    .into_iter()
+    .map(Arc::new)
+    .collect()
 }
 
 fn parse_text(source: &str) -> Result<CorrelationRule, Diagnostics> {
@@ -108,6 +111,7 @@ fn detection_of(rule: &str, event: &Event) -> Detection {
         entity: None,
         score: None,
         intel: Vec::new(),
+        attribution: None,
     }
 }
 
@@ -646,7 +650,7 @@ fn a_group_by_field_the_named_rules_events_do_not_carry_is_refused_with_its_name
 fn the_level_defaults_to_the_highest_level_of_the_named_rules() {
     let rule = parse_text(&BRUTE_FORCE.replace("level: high\n", "")).unwrap();
     let mut rules = base_rules();
-    rules[0].level = Level::Medium;
+    Arc::make_mut(&mut rules[0]).level = Level::Medium;
     let resolved = resolve(&rule, &rules, &[]).unwrap();
     assert_eq!(resolved.severity, crate::detection::Severity::Medium);
 }
@@ -655,11 +659,21 @@ fn the_level_defaults_to_the_highest_level_of_the_named_rules() {
 fn a_document_later_in_a_file_reports_positions_in_the_file() {
     let source = format!("title: base\nlogsource: {{product: palisade}}\n---\n{BRUTE_FORCE}")
         .replace("timespan: 5m", "timespan: 5y");
-    let second = source.split("---\n").nth(1).unwrap();
-    let document: Value = yaml_serde::from_str(second).unwrap();
-    let err = parse(&document, Path::new(FILE), &source, Position::new(4, 1))
-        .unwrap_err()
-        .render();
+    // Through the Sigma loader, which returns correlation documents raw with their positions.
+    let parsed = crate::sigma::parse::parse_file(
+        Path::new(FILE),
+        &source,
+        &crate::sigma::SigmaConfig::default(),
+    );
+    let raw = parsed
+        .documents
+        .iter()
+        .find_map(|d| match d {
+            crate::sigma::parse::Document::Correlation(raw) => Some(raw),
+            _ => None,
+        })
+        .unwrap();
+    let err = parse_raw(raw).unwrap_err().render();
     assert!(
         err.contains("rules/brute_force.yml:14:13: error[sigma-correlation]: `timespan` `5y`"),
         "{err}"
@@ -802,7 +816,7 @@ fn a_far_future_window_in_the_state_file_does_not_stop_counting() {
 fn ambiguous_and_repeated_names_and_misplaced_keys_are_refused_at_their_lines() {
     // A name that two rules carry cannot say which one is meant.
     let mut rules = base_rules();
-    rules[1].name = Some("failed_login".into());
+    Arc::make_mut(&mut rules[1]).name = Some("failed_login".into());
     let rule = parse_text(BRUTE_FORCE).unwrap();
     let err = resolve(&rule, &rules, &[]).unwrap_err().render();
     assert!(err.contains(":8:7: error[sigma-correlation]: `failed_login` names 2 rules (failed-login, good-login)"), "{err}");

@@ -565,6 +565,7 @@ fn detection(correlation: &Correlation, event: &Event, key: &Key) -> Detection {
         entity: entity(&correlation.group_by, key),
         score: None,
         intel: Vec::new(),
+        attribution: correlation.attribution.clone(),
     }
 }
 
