@@ -510,6 +510,32 @@ pub fn parse_raw(raw: &super::RawCorrelation) -> Result<CorrelationRule, Diagnos
     parse(&raw.value, &raw.path, &raw.source, raw.position)
 }
 
+/// Every correlation document the Sigma loader returned, parsed and resolved against the
+/// loaded Sigma rules (and each other), within the `sigma.correlation` bounds: what the
+/// correlation stage runs, or every problem found.
+pub fn load(
+    raw: &[super::RawCorrelation],
+    sigma: &[Arc<SigmaRule>],
+    limits: &crate::sigma::CorrelationConfig,
+) -> Result<Vec<Correlation>, Diagnostics> {
+    let mut problems = Diagnostics::default();
+    let mut parsed = Vec::new();
+    for document in raw {
+        match parse_raw(document) {
+            Ok(rule) => parsed.push(rule),
+            Err(found) => problems.extend(found),
+        }
+    }
+    match resolve_all(&parsed, sigma, limits) {
+        Ok(correlations) if problems.is_empty() => Ok(correlations),
+        Ok(_) => Err(problems),
+        Err(found) => {
+            problems.extend(found);
+            Err(problems)
+        }
+    }
+}
+
 /// `5m` → milliseconds. The specification's form: digits and one of s, m, h, d, lowercase.
 pub fn timespan(text: &str) -> Result<i64, String> {
     let text = text.trim();
