@@ -2,9 +2,9 @@
 //! add what rules cannot see, playbooks plan.
 //!
 //! ```text
-//! Event ──► intel ──► RuleEngine ──► (no rule matched) AnomalyModel ──► Tracker ──► Planner
-//!                     (indexed,       score ≥ threshold: detection      records,     actions
-//!                      pre-filtered)                                    detectors
+//! Event ──► intel ──► RuleEngine ──► (no rule matched) AnomalyModel ──► Tracker ──► Correlation ──► Planner
+//!                     (indexed,       score ≥ threshold: detection      records,     windows per     actions
+//!                      pre-filtered)                                    detectors    group-by values
 //! ```
 //!
 //! Each worker owns one [`Pipeline`]; the [`Content`] it was built from is shared and immutable,
@@ -23,6 +23,7 @@ use crate::intel::{IntelHandle, IntelHit};
 use crate::playbooks::{PlanOutcome, Planner};
 use crate::rules::{RuleEngine, RuleFailure};
 use crate::sigma::SigmaEngine;
+use crate::sigma::correlation::CorrelationHandle;
 use crate::tracker::{BehaviourRecord, TrackerHandle};
 
 /// Everything one event produced. Reused across events to avoid allocating per event.
@@ -57,6 +58,8 @@ pub struct Stages {
     pub anomaly: AnomalyHandle,
     /// The behaviour tracker; `None` when it is off.
     pub tracker: Option<TrackerHandle>,
+    /// Sigma correlation rules over the detections above; `None` when none are loaded.
+    pub correlation: Option<CorrelationHandle>,
 }
 
 impl Stages {
@@ -73,6 +76,7 @@ impl Stages {
         Ok(Stages {
             anomaly: AnomalyHandle::new(model, config.anomaly.threshold),
             tracker: Stages::fresh_tracker(content),
+            correlation: None,
         })
     }
 
@@ -182,6 +186,12 @@ impl Pipeline {
                 &mut out.detections,
                 &mut out.reported,
             );
+        }
+        // Correlations count the detections of this event, so they see every deciding stage's.
+        if let Some(correlation) = &self.stages.correlation
+            && out.detections.len() > first_new
+        {
+            correlation.observe(event, &mut out.detections, first_new);
         }
         let detections = &out.detections[first_new..];
         if detections.is_empty() {

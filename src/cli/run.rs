@@ -415,6 +415,11 @@ async fn stages(
             "behaviour tracker restored"
         );
     }
+    if let Some(correlation) = &stages.correlation {
+        let stored = crate::sigma::correlation::store::load_windows(pool).await?;
+        let restored = correlation.restore(stored);
+        tracing::info!(windows = restored, "correlation windows restored");
+    }
     Ok(stages)
 }
 

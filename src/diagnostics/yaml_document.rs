@@ -135,7 +135,7 @@ fn to_yaml_path(ignored: &serde_ignored::Path<'_>) -> YamlPath {
 
 /// The position of the key itself. The locator finds the key's value, which for a block value
 /// starts on a later line; the key is on the nearest line at or above it that starts with it.
-fn locate_key(source: &str, at: &YamlPath) -> Position {
+pub fn locate_key(source: &str, at: &YamlPath) -> Position {
     let value = locate(source, at);
     let Some(PathSegment::Key(key)) = at.segments().last() else {
         return value;

@@ -216,6 +216,22 @@ impl Engine {
     /// records may be pruned, go with it (so they are committed with the events they describe).
     pub fn end_batch(&mut self, handled: &mut Handled) {
         self.flush_tracker(handled, false);
+        self.flush_correlation(handled);
+    }
+
+    /// The correlation windows the batch changed go with it, every batch: a window that lags
+    /// its acknowledged events would count them again, or not at all, after a restart.
+    fn flush_correlation(&mut self, handled: &mut Handled) {
+        if let Some(correlation) = &self.pipeline.stages().correlation {
+            handled
+                .state
+                .correlation
+                .append(&mut correlation.take_changes());
+            if let Some(metrics) = &self.metrics {
+                let evicted = correlation.evicted();
+                metrics.set_correlation_evicted(evicted.groups, evicted.values);
+            }
+        }
     }
 
     /// The tracker's day counts are written at most once a second (a row per host and kind
@@ -246,6 +262,7 @@ impl Engine {
     pub fn finish(&mut self) -> crate::state::Batch {
         let mut handled = Handled::default();
         self.flush_tracker(&mut handled, true);
+        self.flush_correlation(&mut handled);
         self.failure_log.flush();
         handled.state
     }
@@ -390,5 +407,76 @@ mod tests {
         // The tracker saw the clamped login at the first one's time.
         let tracker = engine.pipeline.stages().tracker.clone().unwrap();
         assert_eq!(tracker.newest(), Some(1_762_180_205_000));
+    }
+
+    /// The windows a batch changed go with that batch (so they are stored before its input is
+    /// acknowledged), and what the correlation bounds evicted is on `/metrics`.
+    #[test]
+    fn correlation_windows_go_with_their_batch_and_evictions_are_counted() {
+        use crate::sigma::correlation::{
+            Bound, Correlation, CorrelationHandle, CorrelationType, window::Limits,
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let content = Arc::new(crate::content::load(dir, None).unwrap());
+        let correlation = Correlation {
+            id: "office-shells-per-host".into(),
+            title: "Office started shells on one host".into(),
+            severity: crate::detection::Severity::High,
+            tags: Arc::from(Vec::<String>::new()),
+            kind: CorrelationType::EventCount,
+            rules: vec!["office-spawns-shell".into()],
+            group_by: vec![crate::event::Field::Host],
+            timespan_ms: 60_000,
+            condition: vec![Bound::Gte(100)],
+            field: None,
+            attribution: None,
+            generate: true,
+        };
+        let handle = CorrelationHandle::new(
+            vec![correlation],
+            Limits {
+                max_groups: 1,
+                max_values: 10,
+            },
+        );
+        let stages = crate::pipeline::Stages {
+            correlation: Some(handle),
+            ..crate::pipeline::Stages::from_content(&content).unwrap()
+        };
+        let mut engine = Engine::new(
+            content,
+            crate::intel::IntelHandle::default(),
+            Intake::new(None),
+            AlertFormat::Quiet,
+            false,
+            stages,
+        )
+        .unwrap()
+        .with_metrics(metrics.clone());
+        let mut handled = Handled::default();
+        for host in ["ws-1", "ws-2"] {
+            let raw = format!(
+                r#"{{"type":"process_create","timestamp":"2025-11-03T14:30:10Z","host":"{host}","pid":4200001,"name":"cmd.exe","parent_name":"WINWORD.EXE","cmdline":"cmd.exe /c whoami"}}"#
+            );
+            engine
+                .handle(&"events.jsonl", raw.as_bytes(), &mut handled)
+                .unwrap();
+        }
+        engine.end_batch(&mut handled);
+        let mut keys: Vec<(&str, bool)> = handled
+            .state
+            .correlation
+            .iter()
+            .map(|row| (row.key.as_str(), row.state.is_some()))
+            .collect();
+        keys.sort_unstable();
+        // ws-1's window was evicted for ws-2's (one group at most): deleted, ws-2's stored.
+        assert_eq!(keys, [(r#"["ws-1"]"#, false), (r#"["ws-2"]"#, true)]);
+        let text = metrics.render();
+        assert!(
+            text.contains("palisade_correlation_groups_evicted_total{source=\"\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     processed: AtomicU64,
     dead_lettered: AtomicU64,
     time_clamped: AtomicU64,
+    correlation_groups_evicted: AtomicU64,
+    correlation_values_evicted: AtomicU64,
     detections: Mutex<BTreeMap<(String, &'static str), u64>>,
     actions: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency: Histogram,
@@ -93,6 +95,14 @@ impl Metrics {
     /// An event dated too far ahead of the clock was given a plausible time instead.
     pub fn time_clamped(&self, events: u64) {
         self.time_clamped.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// What the correlation stage's bounds have evicted since the start (its own totals).
+    pub fn set_correlation_evicted(&self, groups: u64, values: u64) {
+        self.correlation_groups_evicted
+            .store(groups, Ordering::Relaxed);
+        self.correlation_values_evicted
+            .store(values, Ordering::Relaxed);
     }
 
     pub fn detection(&self, rule: &str, stage: &'static str) {
@@ -185,6 +195,16 @@ impl Metrics {
             "palisade_events_time_clamped_total",
             "Events dated too far ahead of the engine's clock, processed at the newest plausible time instead.",
             self.time_clamped.load(Ordering::Relaxed),
+        );
+        counter(
+            "palisade_correlation_groups_evicted_total",
+            "Sigma correlation groups evicted because a correlation held `sigma.correlation.max_groups`.",
+            self.correlation_groups_evicted.load(Ordering::Relaxed),
+        );
+        counter(
+            "palisade_correlation_values_evicted_total",
+            "Sigma correlation window entries evicted because a group held `sigma.correlation.max_values`.",
+            self.correlation_values_evicted.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

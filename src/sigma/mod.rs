@@ -18,6 +18,7 @@ pub mod ast;
 pub mod cases;
 pub mod compiled;
 pub mod condition;
+pub mod correlation;
 mod engine;
 pub mod eval;
 pub mod fields;
@@ -83,6 +84,31 @@ pub struct SigmaConfig {
     /// Values for the `expand` modifier's placeholders (`%admins%` → these values, any one
     /// matching). A rule naming a placeholder that is not here is refused.
     pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Bounds on the state correlation rules keep.
+    pub correlation: CorrelationConfig,
+}
+
+/// The `sigma.correlation:` section: how much windowed state correlation rules may keep.
+/// What goes beyond a bound is evicted, oldest first, and counted in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct CorrelationConfig {
+    /// Groups (distinct group-by values, e.g. source addresses) per correlation. When full, the
+    /// group seen least recently is evicted.
+    pub max_groups: usize,
+    /// Entries (counted events, distinct values or rules seen) per group. When full, the oldest
+    /// entry is evicted.
+    pub max_values: usize,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> CorrelationConfig {
+        CorrelationConfig {
+            max_groups: 10_000,
+            max_values: 1_000,
+        }
+    }
 }
 
 impl Default for SigmaConfig {
@@ -92,6 +118,7 @@ impl Default for SigmaConfig {
             statuses: vec![Status::Stable, Status::Test],
             min_level: Level::Low,
             placeholders: BTreeMap::new(),
+            correlation: CorrelationConfig::default(),
         }
     }
 }

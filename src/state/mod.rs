@@ -65,6 +65,8 @@ pub struct Batch {
     pub behaviour_horizon: Option<i64>,
     /// Records per entity, kind and day the tracker counted in these events.
     pub behaviour_days: crate::tracker::DayCounts,
+    /// Sigma correlation windows these events changed, in the order they changed.
+    pub correlation: Vec<crate::sigma::correlation::window::WindowRow>,
 }
 
 impl Batch {
@@ -75,6 +77,7 @@ impl Batch {
             && self.reported.is_empty()
             && self.behaviour_horizon.is_none()
             && self.behaviour_days.is_empty()
+            && self.correlation.is_empty()
     }
 
     /// Appends a later batch.
@@ -83,6 +86,7 @@ impl Batch {
         self.actions.append(&mut later.actions);
         self.behaviour.append(&mut later.behaviour);
         self.reported.append(&mut later.reported);
+        self.correlation.append(&mut later.correlation);
         self.behaviour_horizon = later.behaviour_horizon.or(self.behaviour_horizon);
         for (entity, counts) in later.behaviour_days {
             let mine = self.behaviour_days.entry(entity).or_default();
@@ -93,7 +97,7 @@ impl Batch {
     }
 
     fn rows(&self) -> usize {
-        self.detections.len() + self.actions.len() + self.behaviour.len()
+        self.detections.len() + self.actions.len() + self.behaviour.len() + self.correlation.len()
     }
 }
 
@@ -250,6 +254,7 @@ impl StateStore {
             );
             upsert.build().execute(&mut *tx).await?;
         }
+        crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
         if let Some(horizon) = batch.behaviour_horizon {
             sqlx::query("DELETE FROM behaviour WHERE ts < ?")
                 .bind(horizon)

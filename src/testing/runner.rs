@@ -186,6 +186,7 @@ fn outcome_of(
     let stages = Stages {
         anomaly: model.cloned().unwrap_or_default(),
         tracker: Stages::fresh_tracker(content),
+        correlation: None,
     };
     let mut pipeline =
         Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)?;

@@ -9,6 +9,7 @@
 mod anomaly;
 mod audit;
 mod cli;
+mod correlation;
 mod firewall;
 mod intel_poison;
 mod intel_pull;
