@@ -171,6 +171,15 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
             rule_names.insert(name, &rule.id);
         }
     }
+    for correlation in &sigma.correlations {
+        rule_names.insert(&correlation.id, &correlation.id);
+        if let Some(name) = &correlation.name {
+            rule_names.insert(name, &correlation.id);
+        }
+        if let Some(stem) = correlation.path.file_stem().and_then(|s| s.to_str()) {
+            rule_names.insert(stem, &correlation.id);
+        }
+    }
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
     let rules_incomplete = !problems.is_empty();

@@ -76,8 +76,17 @@ impl Stages {
         Ok(Stages {
             anomaly: AnomalyHandle::new(model, config.anomaly.threshold),
             tracker: Stages::fresh_tracker(content),
-            correlation: None,
+            correlation: Some(Stages::fresh_correlation(content)),
         })
+    }
+
+    /// The content's correlation rules with empty windows (a handle even without rules, so a
+    /// reload can give it some).
+    pub fn fresh_correlation(content: &Content) -> CorrelationHandle {
+        CorrelationHandle::new(
+            content.sigma.correlations.clone(),
+            crate::sigma::correlation::Limits::from_config(&content.config.sigma.correlation),
+        )
     }
 
     /// An empty tracker as the content's config describes it (none when it is off).

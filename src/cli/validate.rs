@@ -42,9 +42,10 @@ pub fn run(
 
 fn summary(content: &Content) -> String {
     format!(
-        "ok: {} rule(s), {} Sigma rule(s), {} playbook(s), config {}",
+        "ok: {} rule(s), {} Sigma rule(s), {} correlation(s), {} playbook(s), config {}",
         content.rules.len(),
         content.sigma.rules.len(),
+        content.sigma.correlations.len(),
         content.playbooks.len(),
         content
             .config_path

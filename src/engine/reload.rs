@@ -411,6 +411,13 @@ async fn reload(
             return;
         }
     };
+    if let Some(correlation) = &settings.stages.correlation {
+        // Windows of correlations whose definition did not change carry over.
+        correlation.replace(
+            content.sigma.correlations.clone(),
+            crate::sigma::correlation::Limits::from_config(&content.config.sigma.correlation),
+        );
+    }
     if engine.send(pipeline).is_err() {
         return;
     }

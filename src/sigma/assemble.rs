@@ -12,6 +12,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use super::ast::{Condition, SigmaRule};
 use super::cases::{Sidecar, is_sidecar, parse_sidecar, rule_file_for};
 use super::compiled::CompiledSet;
+use super::correlation::Correlation;
 use super::filter::SigmaFilter;
 use super::load::{SigmaLoad, load};
 use super::{SigmaConfig, SigmaContent, SigmaReport};
@@ -45,6 +46,7 @@ pub fn assemble(
         rules,
         filters,
         refused,
+        correlations,
         ..
     } = loaded;
     for document in refused {
@@ -61,7 +63,15 @@ pub fn assemble(
     let rules = apply_filters(rules, &filters, problems);
     report.loaded = rules.len();
     let rules: Vec<Arc<SigmaRule>> = rules.into_iter().map(Arc::new).collect();
-    let tests = sidecars(own, &rules, problems);
+    // Correlations load all together: they may name each other.
+    let correlations = match super::correlation::load(&correlations, &rules, &config.correlation) {
+        Ok(correlations) => correlations,
+        Err(found) => {
+            problems.extend(found);
+            Vec::new()
+        }
+    };
+    let tests = sidecars(own, &rules, &correlations, problems);
     let compiled = if rules.is_empty() {
         None
     } else {
@@ -80,6 +90,7 @@ pub fn assemble(
     };
     SigmaContent {
         rules,
+        correlations,
         compiled,
         tests,
         report,
@@ -145,6 +156,7 @@ fn shift(condition: &Condition, offset: usize) -> Condition {
 fn sidecars(
     own: &Path,
     rules: &[Arc<SigmaRule>],
+    correlations: &[Correlation],
     problems: &mut Diagnostics,
 ) -> Vec<(Arc<str>, crate::testing::TestCase)> {
     let mut files = Vec::new();
@@ -170,7 +182,7 @@ fn sidecars(
                 continue;
             }
         };
-        match rule_of(&sidecar, rules) {
+        match rule_of(&sidecar, rules, correlations) {
             Ok(id) => cases.extend(sidecar.cases.into_iter().map(|case| (id.clone(), case))),
             Err(message) => problems.push(Diagnostic::at(
                 &path,
@@ -187,30 +199,53 @@ fn sidecars(
     cases
 }
 
-/// The id of the rule a sidecar tests: the one it names, or the only rule of its rule file.
-fn rule_of(sidecar: &Sidecar, rules: &[Arc<SigmaRule>]) -> Result<Arc<str>, String> {
+/// The id of the rule a sidecar tests: the one it names (a rule or a correlation, by id, name or
+/// file stem), or the only rule of its rule file.
+fn rule_of(
+    sidecar: &Sidecar,
+    rules: &[Arc<SigmaRule>],
+    correlations: &[Correlation],
+) -> Result<Arc<str>, String> {
     let files = rule_file_for(&sidecar.path).unwrap_or_default();
-    let in_file: Vec<&Arc<SigmaRule>> = rules
-        .iter()
-        .filter(|r| files.iter().any(|f| *f == r.path))
-        .collect();
-    match &sidecar.rule {
-        Some(wanted) => in_file
+    let in_file = |path: &Path| files.iter().any(|f| f == path);
+    if let Some(wanted) = &sidecar.rule {
+        let rule = rules
             .iter()
-            .chain(rules.iter().collect::<Vec<_>>().iter())
-            .find(|r| &*r.id == wanted || r.name.as_deref() == Some(wanted) || &*r.stem == wanted)
-            .map(|r| r.id.clone())
-            .ok_or_else(|| format!("the tests name rule `{wanted}`, which is not loaded")),
-        None => match in_file.as_slice() {
-            [only] => Ok(only.id.clone()),
-            [] => Err(format!(
-                "no loaded Sigma rule in `{}` for these tests (name one with `rule:`)",
-                files[0].display()
-            )),
-            _ => Err(
-                "the rule file holds several rules: name the one under test with `rule:`".into(),
-            ),
-        },
+            .find(|r| &*r.id == wanted || r.name.as_deref() == Some(wanted.as_str()))
+            .or_else(|| {
+                rules
+                    .iter()
+                    .find(|r| &*r.stem == wanted && in_file(&r.path))
+            })
+            .map(|r| r.id.clone());
+        let correlation = || {
+            correlations
+                .iter()
+                .find(|c| &*c.id == wanted || c.name.as_deref() == Some(wanted.as_str()))
+                .map(|c| c.id.clone())
+        };
+        return rule
+            .or_else(correlation)
+            .ok_or_else(|| format!("the tests name rule `{wanted}`, which is not loaded"));
+    }
+    let mine: Vec<Arc<str>> = rules
+        .iter()
+        .filter(|r| in_file(&r.path))
+        .map(|r| r.id.clone())
+        .chain(
+            correlations
+                .iter()
+                .filter(|c| in_file(&c.path))
+                .map(|c| c.id.clone()),
+        )
+        .collect();
+    match mine.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(format!(
+            "no loaded Sigma rule in `{}` for these tests (name one with `rule:`)",
+            files[0].display()
+        )),
+        _ => Err("the rule file holds several rules: name the one under test with `rule:`".into()),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::event::{EventKind, Field, FieldType};
 
 use super::ast::{Level, SigmaRule, Status};
 
-pub use window::{CorrelationHandle, Evicted};
+pub use window::{CorrelationHandle, Evicted, Limits};
 
 /// The longest `timespan` accepted: windows are held in memory and in the state database, and
 /// a window longer than this is better served by the behaviour tracker's history.
@@ -168,6 +168,10 @@ pub struct CorrelationRule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Correlation {
     pub id: Arc<str>,
+    /// Sigma v2 `name`, which playbook triggers (and other correlations) may use.
+    pub name: Option<Arc<str>>,
+    /// The file it was read from; its stem names every rule of the file in a trigger.
+    pub path: PathBuf,
     pub title: String,
     pub severity: Severity,
     pub tags: Arc<[String]>,
@@ -1112,6 +1116,8 @@ pub fn resolve(
     tags.retain(|t| !t.is_empty());
     Ok(Correlation {
         id: rule.id.clone(),
+        name: rule.name.clone(),
+        path: rule.path.clone(),
         title: rule.title.clone(),
         severity: severity(level),
         tags: Arc::from(tags),

@@ -44,6 +44,8 @@ pub struct SigmaContent {
     pub rules: Vec<std::sync::Arc<SigmaRule>>,
     /// The rules compiled into shared matchers, once per load (`None` without rules).
     pub compiled: Option<std::sync::Arc<CompiledSet>>,
+    /// Correlation rules, resolved against the rules above.
+    pub correlations: Vec<correlation::Correlation>,
     /// Test cases from sidecar files, with the id of the rule each tests.
     pub tests: Vec<(std::sync::Arc<str>, crate::testing::TestCase)>,
     /// What loading found, for `palisade validate`.

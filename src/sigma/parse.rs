@@ -23,7 +23,7 @@ use crate::event::{EventKind, Field};
 use super::SigmaConfig;
 use super::ast::{Condition, Item, Level, Search, SearchBody, SigmaRule, Status, ValueTest};
 use super::condition;
-use super::fields::{self, FieldProblem};
+use super::fields::{FieldNames, FieldProblem};
 use super::filter::SigmaFilter;
 use super::modifiers::{self, Entry, RawValue};
 
@@ -119,11 +119,12 @@ pub fn parse_file(path: &Path, source: &str, config: &SigmaConfig) -> FileParse 
         .unwrap_or("sigma")
         .into();
     for (index, (first_line, text)) in split_documents(source).into_iter().enumerate() {
-        let doc = Doc {
+        let mut doc = Doc {
             path,
             file: source,
             text: &text,
             offset: first_line,
+            names: FieldNames::Sigma,
         };
         let value = match parse_yaml::<Value>(path, &text, &serde_json::Value::Null) {
             Ok((value, _)) => value,
@@ -132,6 +133,13 @@ pub fn parse_file(path: &Path, source: &str, config: &SigmaConfig) -> FileParse 
                 continue;
             }
         };
+        // `product: palisade` rules name fields as palisade does (`cmdline`, `source_ip`).
+        doc.names = FieldNames::for_product(
+            value
+                .get("logsource")
+                .and_then(|l| l.get("product"))
+                .and_then(Value::as_str),
+        );
         if value.is_null() {
             // A document of only comments, or the empty text after a trailing `---`.
             continue;
@@ -202,6 +210,8 @@ struct Doc<'a> {
     text: &'a str,
     /// 0-based line of the file where the document's text starts.
     offset: usize,
+    /// Which names the document's fields are written in, chosen by its logsource's product.
+    names: FieldNames,
 }
 
 type Problems = Vec<Diagnostic>;
@@ -951,7 +961,7 @@ impl Doc<'_> {
         kinds: &[EventKind],
         at: &dyn Fn() -> Position,
     ) -> Result<Field, Box<Diagnostic>> {
-        fields::resolve(name, kinds).map_err(|problem| Box::new(match problem {
+        self.names.resolve(name, kinds).map_err(|problem| Box::new(match problem {
             FieldProblem::Unknown => self.problem(
                 at(),
                 "sigma-unknown-field",

@@ -78,12 +78,17 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
     }
     for (rule, case) in &content.sigma.tests {
         // Sigma ids are UUIDs; people know a rule by its file's stem.
-        let owner = content
-            .sigma
+        let sigma = &content.sigma;
+        let owner = sigma
             .rules
             .iter()
             .find(|r| r.id == *rule)
-            .map_or_else(|| rule.to_string(), |r| r.stem.to_string());
+            .map(|r| r.stem.to_string())
+            .or_else(|| {
+                let c = sigma.correlations.iter().find(|c| c.id == *rule)?;
+                c.name.as_deref().map(str::to_string)
+            })
+            .unwrap_or_else(|| rule.to_string());
         if !selected(&owner, &case.name) && !selected(rule, &case.name) {
             continue;
         }
@@ -186,7 +191,7 @@ fn outcome_of(
     let stages = Stages {
         anomaly: model.cloned().unwrap_or_default(),
         tracker: Stages::fresh_tracker(content),
-        correlation: None,
+        correlation: Some(Stages::fresh_correlation(content)),
     };
     let mut pipeline =
         Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)?;

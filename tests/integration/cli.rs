@@ -10,7 +10,7 @@ fn validate_accepts_the_shipped_content() {
     let out = palisade(&["validate"], &repo());
     assert_success(&out);
     assert!(
-        stdout(&out).starts_with("ok: 8 rule(s), 7 Sigma rule(s), 8 playbook(s)"),
+        stdout(&out).starts_with("ok: 8 rule(s), 8 Sigma rule(s), 1 correlation(s), 9 playbook(s)"),
         "{}",
         stdout(&out)
     );

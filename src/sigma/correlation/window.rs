@@ -163,20 +163,8 @@ struct State {
     hits: Vec<(usize, u32)>,
 }
 
-/// The correlation stage, shared by a pipeline and whoever stores and restores its windows.
-#[derive(Clone)]
-pub struct CorrelationHandle {
-    state: Arc<Mutex<State>>,
-}
-
-impl std::fmt::Debug for CorrelationHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CorrelationHandle").finish_non_exhaustive()
-    }
-}
-
-impl CorrelationHandle {
-    pub fn new(correlations: Vec<Correlation>, limits: Limits) -> CorrelationHandle {
+impl State {
+    fn build(correlations: Vec<Correlation>, limits: Limits) -> State {
         let correlations: Vec<Arc<Correlation>> = correlations.into_iter().map(Arc::new).collect();
         let mut by_rule: HashMap<Arc<str>, Vec<(usize, u32)>> = HashMap::new();
         for (c, correlation) in correlations.iter().enumerate() {
@@ -196,17 +184,35 @@ impl CorrelationHandle {
             .cloned()
             .collect();
         let windows = correlations.iter().map(|_| Windows::default()).collect();
+        State {
+            correlations,
+            by_rule,
+            hidden,
+            windows,
+            limits,
+            evicted: Evicted::default(),
+            stale: Vec::new(),
+            hits: Vec::new(),
+        }
+    }
+}
+
+/// The correlation stage, shared by a pipeline and whoever stores and restores its windows.
+#[derive(Clone)]
+pub struct CorrelationHandle {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for CorrelationHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CorrelationHandle").finish_non_exhaustive()
+    }
+}
+
+impl CorrelationHandle {
+    pub fn new(correlations: Vec<Correlation>, limits: Limits) -> CorrelationHandle {
         CorrelationHandle {
-            state: Arc::new(Mutex::new(State {
-                correlations,
-                by_rule,
-                hidden,
-                windows,
-                limits,
-                evicted: Evicted::default(),
-                stale: Vec::new(),
-                hits: Vec::new(),
-            })),
+            state: Arc::new(Mutex::new(State::build(correlations, limits))),
         }
     }
 
@@ -271,6 +277,35 @@ impl CorrelationHandle {
             }
         }
         rows
+    }
+
+    /// Puts other correlation definitions in place (a reload): the windows of correlations
+    /// whose definition is unchanged carry over, the others are dropped and deleted at the next
+    /// write, as [`CorrelationHandle::restore`] does for stored rows.
+    pub fn replace(&self, correlations: Vec<Correlation>, limits: Limits) {
+        let rows = {
+            let state = self.lock();
+            let mut rows = state.stale.clone();
+            for (correlation, windows) in state.correlations.iter().zip(&state.windows) {
+                let fingerprint = correlation.fingerprint();
+                for (key, group) in &windows.groups {
+                    rows.push(WindowRow {
+                        correlation: correlation.id.to_string(),
+                        fingerprint: fingerprint.clone(),
+                        key: serde_json::to_string(key).unwrap_or_default(),
+                        state: serde_json::to_string(group).ok(),
+                    });
+                }
+            }
+            rows
+        };
+        let fresh = State::build(correlations, limits);
+        {
+            let mut state = self.lock();
+            let evicted = state.evicted;
+            *state = State { evicted, ..fresh };
+        }
+        self.restore(rows);
     }
 
     /// What the bounds have evicted so far.
