@@ -420,6 +420,8 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let content = Arc::new(crate::content::load(dir, None).unwrap());
         let correlation = Correlation {
+            name: None,
+            path: "rules/c.yml".into(),
             id: "office-shells-per-host".into(),
             title: "Office started shells on one host".into(),
             severity: crate::detection::Severity::High,
