@@ -116,20 +116,24 @@ fn two_empty_keys_in_one_mapping_are_refused_without_hanging() {
 
 /// Copies the shipped content into a fresh directory.
 fn shipped_content() -> tempfile::TempDir {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("creates");
+        for entry in std::fs::read_dir(from).expect("lists") {
+            let path = entry.expect("entry").path();
+            let target = to.join(path.file_name().expect("a name"));
+            if path.is_dir() {
+                copy_tree(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).expect("copies");
+            }
+        }
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     for sub in ["rules", "playbooks", "warninglists", "models"] {
         let from = root.join(sub);
-        if !from.is_dir() {
-            continue;
-        }
-        std::fs::create_dir_all(dir.path().join(sub)).expect("creates");
-        for entry in std::fs::read_dir(&from).expect("lists") {
-            let path = entry.expect("entry").path();
-            if path.is_file() {
-                let name = path.file_name().expect("a name");
-                std::fs::copy(&path, dir.path().join(sub).join(name)).expect("copies");
-            }
+        if from.is_dir() {
+            copy_tree(&from, &dir.path().join(sub));
         }
     }
     dir

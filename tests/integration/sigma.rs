@@ -323,3 +323,100 @@ fn a_sigma_rule_edited_in_a_corpus_folder_applies_while_running() {
     drop(stdin);
     assert!(child.wait().expect("wait").success(), "{}", read_log());
 }
+
+/// The correlation example with the shipped content, from a real Redis stream through
+/// the `palisade` binary: twenty failed logins from one source in five minutes are one
+/// detection and one block for that source, also when the engine restarts in the middle of the
+/// window; nineteen from another source are nothing; the next window can fire again.
+#[test]
+fn shipped_brute_force_correlation_blocks_once_per_source_per_window_across_a_restart() {
+    use crate::support::{EngineProcess, RedisServer, eventually, redis_content};
+    use std::time::Duration;
+    const CORRELATION: &str = "e43a01ee-2eff-4abb-8b59-bcf148344179";
+    let server = RedisServer::start();
+    let dir = redis_content(
+        &server,
+        "  type: redis_stream\n  stream: logins\n  claim_idle_ms: 2000\n",
+    );
+    let mut last_id = String::new();
+    let mut publish = |first: usize, count: usize, source: &str, start_second: i64| {
+        for i in first..first + count {
+            let at = 1_762_160_400_000 + (start_second + (i - first) as i64 * 5) * 1_000;
+            let event = serde_json::json!({
+                "type": "login", "timestamp": at, "id": format!("login-{source}-{i}"),
+                "host": "vpn-1", "user": format!("user{}", i % 4), "source_ip": source,
+                "outcome": "failure", "method": "password",
+            });
+            if let Ok(redis::Value::BulkString(id)) =
+                server.query(&["XADD", "logins", "*", "data", &event.to_string()])
+            {
+                last_id = String::from_utf8_lossy(&id).to_string();
+            }
+        }
+        last_id.clone()
+    };
+    // Everything up to `id` was read by the group and acknowledged.
+    let delivered = |id: &str| {
+        let Ok(redis::Value::Array(groups)) = server.query(&["XINFO", "GROUPS", "logins"]) else {
+            return false;
+        };
+        let read_up_to = groups.iter().any(|group| match group {
+            redis::Value::Array(fields) => fields.windows(2).any(|pair| {
+                matches!(&pair[0], redis::Value::BulkString(k) if k == b"last-delivered-id")
+                    && matches!(&pair[1], redis::Value::BulkString(v) if v == id.as_bytes())
+            }),
+            _ => false,
+        });
+        let pending = server.query(&["XPENDING", "logins", "palisade"]);
+        read_up_to
+            && matches!(pending, Ok(redis::Value::Array(p)) if matches!(p.first(), Some(redis::Value::Int(0))))
+    };
+    let blocks = |source: &str| -> usize {
+        server
+            .alerts("palisade:alerts")
+            .iter()
+            .filter(|a| a["rule"] == CORRELATION && a["entity"]["ip"] == source)
+            .inspect(|a| {
+                assert_eq!(a["actions"][0]["action"], "firewall.block", "{a}");
+                assert_eq!(a["actions"][0]["target"], source, "{a}");
+            })
+            .count()
+    };
+
+    // Twelve failures, then the engine stops in the middle of the window.
+    let last = publish(0, 12, "203.0.113.77", 0);
+    let engine = EngineProcess::start(dir.path(), "first");
+    assert!(
+        eventually(Duration::from_secs(20), || delivered(&last)),
+        "{}",
+        engine.log()
+    );
+    engine.stop();
+    assert_eq!(blocks("203.0.113.77"), 0);
+
+    // Eight more (the twentieth fires), then forty more in the same window: one block.
+    let engine = EngineProcess::start(dir.path(), "second");
+    publish(12, 48, "203.0.113.77", 60);
+    let last = publish(0, 19, "198.51.100.9", 0);
+    assert!(
+        eventually(Duration::from_secs(20), || delivered(&last)),
+        "{}",
+        engine.log()
+    );
+    assert_eq!(blocks("203.0.113.77"), 1, "{}", engine.log());
+    assert_eq!(
+        blocks("198.51.100.9"),
+        0,
+        "nineteen failures are not enough"
+    );
+
+    // A window later, twenty more fire again.
+    let last = publish(100, 20, "203.0.113.77", 1_800);
+    assert!(
+        eventually(Duration::from_secs(20), || delivered(&last)),
+        "{}",
+        engine.log()
+    );
+    assert_eq!(blocks("203.0.113.77"), 2, "{}", engine.log());
+    engine.stop();
+}
