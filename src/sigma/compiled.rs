@@ -99,8 +99,7 @@ struct Buffers {
 struct KindSet {
     atoms: Vec<Atom>,
     /// Per atom, how it is evaluated: a small array beside the large atoms, so a condition
-    /// over many literal atoms reads only stamps and this (measured: condition evaluation was
-    /// about as costly as the automata, reading whole atoms).
+    /// over many literal atoms reads only stamps and this, not whole atoms.
     hows: Box<[AtomHow]>,
     /// Per atom: the gated rules (indices into `rules`) that become candidates when it is hit.
     wakes: Vec<Box<[u32]>>,
