@@ -13,6 +13,10 @@
 )]
 
 #[path = "sigma/events.rs"]
+#[allow(
+    dead_code,
+    reason = "the Sysmon writer is for the side-by-side example"
+)]
 mod events;
 
 use std::hint::black_box;
@@ -28,11 +32,18 @@ const EVENTS: usize = 20_000;
 /// Attack-like events per thousand.
 const SUSPICIOUS_PER_MILLE: u32 = 20;
 
+/// `PALISADE_SIGMA_CORPUS`, else `shared/data/sigma/rules` beside the checkout or beside a
+/// folder above it.
 fn corpus() -> Option<PathBuf> {
+    let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/data/sigma/rules"))
+        .collect::<Vec<_>>();
     std::env::var_os("PALISADE_SIGMA_CORPUS")
         .map(PathBuf::from)
         .into_iter()
-        .chain([PathBuf::from("../shared/data/sigma/rules")])
+        .chain(beside)
         .find(|p| p.is_dir())
 }
 

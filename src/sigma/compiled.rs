@@ -98,6 +98,9 @@ struct Buffers {
 #[derive(Debug, Default)]
 struct KindSet {
     atoms: Vec<Atom>,
+    /// Per atom, how it is evaluated: a small array beside the large atoms, so a condition
+    /// over many literal atoms reads only stamps and this, not whole atoms.
+    hows: Box<[AtomHow]>,
     /// Per atom: the gated rules (indices into `rules`) that become candidates when it is hit.
     wakes: Vec<Box<[u32]>>,
     scans: Vec<FieldScan>,
@@ -424,15 +427,15 @@ impl KindSet {
     }
 
     fn atom(&self, index: usize, event: &Event, marks: &mut Marks, bufs: &mut Buffers) -> bool {
+        let hit = marks.hit.get(index) == Some(&marks.generation);
+        match self.hows.get(index) {
+            Some(AtomHow::Literal) | None => return hit,
+            Some(AtomHow::Gated) if !hit => return false,
+            Some(AtomHow::Gated | AtomHow::Lazy) => {}
+        }
         let Some(atom) = self.atoms.get(index) else {
             return false;
         };
-        let hit = marks.hit.get(index) == Some(&marks.generation);
-        match atom.how {
-            AtomHow::Literal => return hit,
-            AtomHow::Gated if !hit => return false,
-            AtomHow::Gated | AtomHow::Lazy => {}
-        }
         if marks.known.get(index) == Some(&marks.generation) {
             return marks.value.get(index).copied().unwrap_or(false);
         }
@@ -453,6 +456,7 @@ impl KindSet {
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         let atoms = self.atoms.capacity() * size_of::<Atom>()
+            + self.hows.len() * size_of::<AtomHow>()
             + self
                 .atoms
                 .iter()
@@ -781,6 +785,7 @@ impl KindBuilder {
             }
         }
         Ok(KindSet {
+            hows: atoms.iter().map(|a| a.how).collect(),
             atoms,
             wakes: wakes.into_iter().map(Vec::into_boxed_slice).collect(),
             scans,
