@@ -118,16 +118,12 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         match load_rule(&path, &source, &config.limits) {
             Ok(rule) => {
                 if let Some(first) = rules_by_id.get(&rule.id) {
-                    problems.push(Diagnostic::at(
+                    problems.push(duplicate_id(
                         &path,
                         &source,
                         rule.position,
-                        "duplicate-rule-id",
-                        format!(
-                            "rule id `{}` is already used by `{}`",
-                            rule.id,
-                            first.path.display()
-                        ),
+                        &rule.id,
+                        &first.path,
                     ));
                     continue;
                 }
@@ -153,16 +149,12 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     for rule in &sigma.rules {
         if let Some(rhai) = rules_by_id.get(&rule.id) {
             let source = std::fs::read_to_string(&rule.path).unwrap_or_default();
-            problems.push(Diagnostic::at(
+            problems.push(duplicate_id(
                 &rule.path,
                 &source,
                 rule.position,
-                "duplicate-rule-id",
-                format!(
-                    "rule id `{}` is already used by `{}`",
-                    rule.id,
-                    rhai.path.display()
-                ),
+                &rule.id,
+                &rhai.path,
             ));
         }
         rule_names.insert(&rule.id, &rule.id);
@@ -247,6 +239,23 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         playbooks,
         sigma,
     })
+}
+
+/// A second rule (Rhai or Sigma) with an id already taken: triggers and metrics name rules by id.
+fn duplicate_id(
+    path: &Path,
+    source: &str,
+    position: crate::diagnostics::Position,
+    id: &str,
+    first: &Path,
+) -> Diagnostic {
+    Diagnostic::at(
+        path,
+        source,
+        position,
+        "duplicate-rule-id",
+        format!("rule id `{id}` is already used by `{}`", first.display()),
+    )
 }
 
 /// The files in `dir` with one of `extensions`, sorted so load order (and output) is stable.

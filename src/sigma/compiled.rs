@@ -771,8 +771,17 @@ impl KindBuilder {
         for (at, rule) in rules.iter().enumerate() {
             let at = u32::try_from(at).unwrap_or(u32::MAX);
             if without_hits(&rule.expr, &atoms) == Tri::False {
-                let mut used = Vec::new();
-                hit_atoms(&rule.expr, &atoms, &mut used);
+                // Wake the rule only on the atoms of one clause its condition implies (the
+                // cheapest guess at the rarest), not on every atom it names: `Image|endswith:
+                // powershell.exe` and a rare command line need only the command line's hit.
+                let mut used = match required_clause(&rule.expr, &atoms) {
+                    Some((clause, _)) => clause,
+                    None => {
+                        let mut used = Vec::new();
+                        hit_atoms(&rule.expr, &atoms, &mut used);
+                        used
+                    }
+                };
                 used.sort_unstable();
                 used.dedup();
                 for atom in used {
@@ -885,6 +894,66 @@ fn without_hits(expr: &Expr, atoms: &[Atom]) -> Tri {
             result
         }
     }
+}
+
+/// A set of literal or gated atoms one of which is hit whenever the condition holds, with a
+/// guess at how often that set is hit (lower is rarer), or `None` when the condition gives no
+/// such set (it can hold through `not` or through lazy atoms alone).
+///
+/// An atom is its own clause; `or` needs a clause from every branch and joins them; `and` may
+/// take any branch's, so it takes the rarest. Exact by construction: the rule is evaluated
+/// whenever it could hold.
+fn required_clause(expr: &Expr, atoms: &[Atom]) -> Option<(Vec<u32>, f64)> {
+    match expr {
+        Expr::Atom(id) => {
+            let atom = atoms.get(*id as usize)?;
+            (atom.how != AtomHow::Lazy).then(|| (vec![*id], atom_frequency(atom)))
+        }
+        Expr::Not(_) => None,
+        Expr::And(all) => all
+            .iter()
+            .filter_map(|e| required_clause(e, atoms))
+            .min_by(|a, b| a.1.total_cmp(&b.1)),
+        Expr::Or(any) => {
+            let mut clause = Vec::new();
+            let mut frequency = 0.0;
+            for e in any.iter() {
+                let (atoms_of, f) = required_clause(e, atoms)?;
+                clause.extend(atoms_of);
+                frequency += f;
+            }
+            Some((clause, frequency))
+        }
+    }
+}
+
+/// A guess at how often an atom is hit, from what any rule set says: a short needle occurs
+/// more often than a long one, and fields that name a binary or its metadata repeat the same
+/// few values across events (every PowerShell start has the same `Image`), where a command line
+/// rarely repeats.
+fn atom_frequency(atom: &Atom) -> f64 {
+    let length = scanned_needle(atom).map_or(1, |(needle, _, _)| needle.chars().count());
+    let repeats = match atom.place {
+        Place::Field(
+            Field::Image
+            | Field::ParentImage
+            | Field::OriginalFileName
+            | Field::Name
+            | Field::ParentName
+            | Field::Company
+            | Field::Product
+            | Field::FileDescription
+            | Field::FileVersion
+            | Field::IntegrityLevel
+            | Field::User
+            | Field::ParentUser
+            | Field::CurrentDirectory,
+        ) => 8.0,
+        Place::Keywords => 4.0,
+        Place::Field(_) => 1.0,
+    };
+    let length = length.max(1) as f64;
+    repeats / (length * length)
 }
 
 /// The literal and gated atoms a condition names.

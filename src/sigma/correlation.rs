@@ -28,6 +28,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, locate, lo
 use crate::event::{EventKind, Field, FieldType};
 
 use super::ast::{Level, SigmaRule, Status};
+use super::severity;
 
 pub use window::{CorrelationHandle, Evicted, Limits};
 
@@ -1222,17 +1223,6 @@ fn field_for(name: &str, kinds: &[EventKind]) -> Result<Field, String> {
         ),
         _ => "no event palisade reads carries a field of this name".to_string(),
     })
-}
-
-/// A Sigma level as a detection's severity.
-pub fn severity(level: Level) -> Severity {
-    match level {
-        Level::Informational => Severity::Informational,
-        Level::Low => Severity::Low,
-        Level::Medium => Severity::Medium,
-        Level::High => Severity::High,
-        Level::Critical => Severity::Critical,
-    }
 }
 
 /// Whether a field's values can name an address a response may act on.
