@@ -70,8 +70,10 @@ pub fn run(
     let state_dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
     std::fs::create_dir_all(&state_dir)?;
     println!(
-        "palisade pipeline bench: {events} events, 1 in {malicious_every} malicious, {} rule(s), {} playbook(s), Redis at {url}",
+        "palisade pipeline bench: {events} events, 1 in {malicious_every} malicious, {} rule(s), {} Sigma rule(s), {} correlation(s), {} playbook(s), Redis at {url}",
         content.rules.len(),
+        content.sigma.rules.len(),
+        content.sigma.correlations.len(),
         content.playbooks.len()
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
