@@ -55,7 +55,7 @@ pub enum Modifier {
 
 impl Modifier {
     /// The modifier named `name`, or `None` when Sigma defines no such modifier (or palisade
-    /// cannot run it: `neq` and the time modifiers are refused by name in [`unsupported`]).
+    /// cannot run it: `neq` and the time modifiers are refused by name).
     pub fn parse(name: &str) -> Option<Modifier> {
         Some(match name {
             "contains" => Modifier::Contains,
