@@ -12,10 +12,6 @@ use serde_json::Value;
 static PLAYBOOK: LazyLock<Value> = LazyLock::new(|| {
     serde_json::to_value(schemars::schema_for!(PlaybookSpec)).unwrap_or(Value::Null)
 });
-static SIGMA_TESTS: LazyLock<Value> = LazyLock::new(|| {
-    serde_json::to_value(schemars::schema_for!(crate::sigma::cases::SidecarSpec))
-        .unwrap_or(Value::Null)
-});
 static CONFIG: LazyLock<Value> =
     LazyLock::new(|| serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null));
 
@@ -31,7 +27,7 @@ pub fn config() -> &'static Value {
 
 /// The schema of Sigma test sidecars (`x.tests.yaml`), built once.
 pub fn sigma_tests() -> &'static Value {
-    &SIGMA_TESTS
+    crate::sigma::cases::schema()
 }
 
 /// `(file name, schema text)` for every schema palisade publishes.

@@ -88,6 +88,11 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// How far past the wall clock a stored time (a tracker record, a correlation window) may be and
+/// still count: more than the intake lets through (`events.max_future_skew`, an hour by default)
+/// and any time zone mistake; a later one would move retention or a window past every real event.
+pub const MAX_AHEAD_MS: i64 = 86_400_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ mod field;
 mod flat_fast;
 mod normalize;
 
-pub use clock::{TimePolicy, TimeVerdict, judge_time, now_ms, rfc3339_ms};
+pub use clock::{MAX_AHEAD_MS, TimePolicy, TimeVerdict, judge_time, now_ms, rfc3339_ms};
 #[cfg(test)]
 pub(crate) use field::tests as field_tests;
 pub use field::{Field, FieldType};

@@ -95,6 +95,15 @@ pub struct SigmaExpect {
     pub detection: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// The sidecar's JSON Schema, built once (published by `palisade schema`; it also gives
+/// unknown keys their suggestions).
+pub fn schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        serde_json::to_value(schemars::schema_for!(SidecarSpec)).unwrap_or_default()
+    });
+    &SCHEMA
+}
+
 /// A parsed sidecar: which rule it names (if it does) and its cases.
 #[derive(Debug, Clone)]
 pub struct Sidecar {
@@ -106,7 +115,7 @@ pub struct Sidecar {
 /// Parses one sidecar, reporting every problem with its position.
 pub fn parse_sidecar(path: &Path, source: &str) -> Result<Sidecar, Diagnostics> {
     let (spec, mut problems): (SidecarSpec, Diagnostics) =
-        crate::diagnostics::parse_yaml(path, source, crate::schema::sigma_tests())?;
+        crate::diagnostics::parse_yaml(path, source, schema())?;
     let mut cases = Vec::new();
     let root = YamlPath::root().key("tests");
     for (index, test) in spec.tests.into_iter().enumerate() {

@@ -36,10 +36,8 @@ use crate::event::{Event, EventKind};
 pub use store::{BehaviourRecord, Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
-/// How far past the wall clock a record may be and still move the retention clock: more than
-/// the intake lets through (`events.max_future_skew`, an hour by default) and any time zone
-/// mistake.
-pub const MAX_AHEAD_MS: i64 = DAY_MS;
+/// How far past the wall clock a record may be and still move the retention clock.
+pub use crate::event::MAX_AHEAD_MS;
 /// Connection times kept per destination for beacon analysis.
 const BEACON_WINDOW: usize = 64;
 

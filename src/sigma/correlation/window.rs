@@ -344,7 +344,7 @@ impl CorrelationHandle {
         let state = &mut *state;
         let limits = state.limits;
         let mut restored = 0;
-        let limit = crate::event::now_ms().saturating_add(crate::tracker::MAX_AHEAD_MS);
+        let limit = crate::event::now_ms().saturating_add(crate::event::MAX_AHEAD_MS);
         for row in rows {
             let Some(c) = state
                 .correlations
@@ -456,7 +456,7 @@ impl State {
             None => None,
         };
         let ts = event.timestamp_ms;
-        if ts > crate::event::now_ms().saturating_add(crate::tracker::MAX_AHEAD_MS) {
+        if ts > crate::event::now_ms().saturating_add(crate::event::MAX_AHEAD_MS) {
             // The intake clamps times ahead of the clock; one that still got here must not move
             // the watermark past every real event's window.
             return None;
