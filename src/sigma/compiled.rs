@@ -7,38 +7,41 @@
 //! - **Atoms.** Every distinct (field, value test) of every rule is one atom, shared by all the
 //!   rules that use it. Keyword (field-less) tests are atoms over all keyword fields.
 //! - **Literal atoms** (`exact`/`contains`/`startswith`/`endswith` text tests) are found by one
-//!   Aho-Corasick automaton per (field, cased) over every needle of every rule of the event
-//!   kind. Matches are overlapping and carry offsets, so one pass answers all four kinds of text
-//!   test: `startswith` wants a match at 0, `endswith` one ending at the value's end, `exact`
-//!   both. Uncased needles (stored lowercased by the parser) are searched with an
-//!   ASCII-case-insensitive automaton: over an ASCII value directly, over any other value after
-//!   lowercasing it once with `str::to_lowercase` — the evaluator's own folding.
-//! - **Gated atoms** (globs) carry their longest literal piece as a `contains` needle; the glob
-//!   itself runs only when that piece was found.
-//! - **Lazy atoms** (regex, cidr, comparisons, exists, null, fieldref, and text tests the
-//!   automaton cannot answer exactly) are evaluated only when a condition asks, at most once per
-//!   event.
+//!   matcher per (field, cased) over every needle of every rule of the event kind
+//!   (`compiled/matcher.rs`): an Aho-Corasick automaton, with whole values, path tails and
+//!   needles sharing a pivot byte taken out of it into hash lookups. Occurrences are overlapping
+//!   and carry offsets, so one pass answers all four kinds of text test: `startswith` wants one
+//!   at 0, `endswith` one ending at the value's end, `exact` both. Uncased needles (stored
+//!   lowercased by the parser) are searched in the value lowercased once, as the evaluator
+//!   lowercases it.
+//! - **Gated atoms** carry a text every match must contain as a `contains` needle, and run only
+//!   when it was found: a glob its longest literal piece, a regular expression the longest
+//!   literal its every match holds (`\s-c\s` waits for `-c`).
+//! - **Lazy atoms** (regular expressions without such a literal, cidr, comparisons, exists,
+//!   null, fieldref, and text tests a matcher cannot answer exactly) are evaluated only when a
+//!   condition asks, at most once per event.
 //! - **Candidates.** At build time each rule's condition is evaluated three-valued with every
 //!   literal and gated atom false and every lazy atom unknown. If that is surely false, the rule
 //!   can only match when one of its literal or gated atoms was hit, so it runs only then;
-//!   otherwise (a rule that is all `not`, or all regex) it runs on every event of its kinds.
+//!   otherwise (a rule that is all `not`, or all ungated regex) it runs on every event of its
+//!   kinds.
 //! - **Per kind.** Each event kind has its own atoms, automata and rules.
 //!
 //! Per event nothing is allocated in the common case: the marks are generation-stamped arrays
-//! in a reusable [`Scratch`], numbers and addresses are formatted into a reused buffer, and only
-//! values with non-ASCII text are copied when lowercased.
+//! in a reusable [`Scratch`], numbers and addresses are formatted into a reused buffer, and a
+//! value with capitals is lowercased into a reused buffer.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
 
 use crate::event::{Event, EventKind, Field, FieldType};
 
 use super::ast::{Condition, GlobPart, Item, SearchBody, SigmaRule, TextMatch, ValueTest};
 use super::eval;
+use matcher::{Anchor, FieldMatcher, NeedleSet, Use};
 
 /// Why a rule set could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,9 @@ struct Atom {
     place: Place,
     test: ValueTest,
     how: AtomHow,
+    /// What the atom puts into its field's matcher: its own needle (literal atoms) or its gate
+    /// (gated atoms), whether it is cased, and where it must sit.
+    needle: Option<(String, bool, Anchor)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,54 +156,22 @@ enum AtomHow {
     Lazy,
 }
 
-/// The automata scanning one field.
+/// The matchers scanning one field.
 #[derive(Debug)]
 struct FieldScan {
     field: Field,
-    /// Uncased needles, ASCII-case-insensitive, run over the folded value.
-    folded: Option<Automaton>,
+    /// Uncased needles, run over the value lowercased as the evaluator lowercases it.
+    folded: Option<FieldMatcher>,
     /// Cased needles, run over the value as it is.
-    cased: Option<Automaton>,
+    cased: Option<FieldMatcher>,
 }
 
-#[derive(Debug)]
-struct Automaton {
-    matcher: AhoCorasick,
-    /// Per pattern id: the atoms that needle serves and where it must sit.
-    uses: Vec<Box<[Use]>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Use {
-    atom: u32,
-    anchor: Anchor,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Anchor {
-    Anywhere,
-    Start,
-    End,
-    Whole,
-}
-
-impl Anchor {
-    fn of(how: TextMatch) -> Anchor {
-        match how {
-            TextMatch::Contains => Anchor::Anywhere,
-            TextMatch::StartsWith => Anchor::Start,
-            TextMatch::EndsWith => Anchor::End,
-            TextMatch::Exact => Anchor::Whole,
-        }
-    }
-
-    fn holds(self, start: usize, end: usize, len: usize) -> bool {
-        match self {
-            Anchor::Anywhere => true,
-            Anchor::Start => start == 0,
-            Anchor::End => end == len,
-            Anchor::Whole => start == 0 && end == len,
-        }
+fn anchor_of(how: TextMatch) -> Anchor {
+    match how {
+        TextMatch::Contains => Anchor::Anywhere,
+        TextMatch::StartsWith => Anchor::Start,
+        TextMatch::EndsWith => Anchor::End,
+        TextMatch::Exact => Anchor::Whole,
     }
 }
 
@@ -296,9 +270,10 @@ impl CompiledSet {
                 }
             }
             for scan in &set.scans {
-                for automaton in [&scan.folded, &scan.cased].into_iter().flatten() {
+                for matcher in [&scan.folded, &scan.cased].into_iter().flatten() {
                     stats.automata += 1;
-                    stats.needles += automaton.uses.len();
+                    stats.needles += matcher.needles();
+                    stats.indexed_needles += matcher.indexed();
                 }
             }
             stats.always_checked += set.always.len();
@@ -316,6 +291,9 @@ pub struct CompiledStats {
     pub lazy_atoms: usize,
     pub automata: usize,
     pub needles: usize,
+    /// Needles found by a hash lookup (whole values, path tails, pivot bytes) rather than by
+    /// an automaton.
+    pub indexed_needles: usize,
     /// Rules that run only when one of their literal atoms was hit.
     pub gated_rules: usize,
     /// Rules that run on every event of their kinds.
@@ -365,39 +343,28 @@ impl KindSet {
             let Some(value) = field_text(scan.field, event, text) else {
                 continue;
             };
-            if let Some(automaton) = &scan.cased {
-                self.run(automaton, value, marks, candidates);
+            if let Some(matcher) = &scan.cased {
+                self.run(matcher, value, marks, candidates);
             }
-            if let Some(automaton) = &scan.folded {
-                // The automaton ignores ASCII case, so an ASCII value needs no copy; any other
-                // value is lowercased exactly as the evaluator does.
-                let haystack = if value.is_ascii() {
-                    value
-                } else {
-                    folded.clear();
-                    folded.push_str(&value.to_lowercase());
-                    folded.as_str()
-                };
-                self.run(automaton, haystack, marks, candidates);
+            if let Some(matcher) = &scan.folded {
+                let haystack = fold_into(value, false, folded);
+                self.run(matcher, haystack, marks, candidates);
             }
         }
     }
 
     fn run(
         &self,
-        automaton: &Automaton,
+        matcher: &FieldMatcher,
         haystack: &str,
         marks: &mut Marks,
         candidates: &mut Vec<u32>,
     ) {
         let len = haystack.len();
-        for found in automaton.matcher.find_overlapping_iter(haystack) {
-            let Some(uses) = automaton.uses.get(found.pattern().as_usize()) else {
-                continue;
-            };
-            for hit in uses.iter() {
+        matcher.find(haystack, |uses, start, end| {
+            for hit in uses {
                 let atom = hit.atom as usize;
-                if !hit.anchor.holds(found.start(), found.end(), len)
+                if !hit.anchor.holds(start, end, len)
                     || marks.hit.get(atom) == Some(&marks.generation)
                 {
                     continue;
@@ -414,7 +381,7 @@ impl KindSet {
                     }
                 }
             }
-        }
+        });
     }
 
     fn eval(&self, expr: &Expr, event: &Event, marks: &mut Marks, bufs: &mut Buffers) -> bool {
@@ -470,14 +437,7 @@ impl KindSet {
                 .iter()
                 .flat_map(|s| [&s.folded, &s.cased])
                 .flatten()
-                .map(|a| {
-                    a.matcher.memory_usage()
-                        + a.uses.capacity() * size_of::<Box<[Use]>>()
-                        + a.uses
-                            .iter()
-                            .map(|u| u.len() * size_of::<Use>())
-                            .sum::<usize>()
-                })
+                .map(FieldMatcher::heap_bytes)
                 .sum::<usize>();
         let rules = self.rules.capacity() * size_of::<CompiledRule>()
             + self
@@ -560,8 +520,12 @@ fn fold_into<'a>(value: &'a str, cased: bool, buf: &'a mut String) -> &'a str {
     if value.is_ascii() {
         buf.push_str(value);
         buf.make_ascii_lowercase();
-    } else {
+    } else if value.contains('Σ') {
+        // The one letter whose lowercase depends on its neighbours: leave it to the standard
+        // library, as the evaluator does.
         buf.push_str(&value.to_lowercase());
+    } else {
+        buf.extend(value.chars().flat_map(char::to_lowercase));
     }
     buf.as_str()
 }
@@ -595,58 +559,6 @@ struct KindBuilder {
     /// Atom identity (place and test, written out) → atom index.
     atom_ids: FxHashMap<String, u32>,
     rules: Vec<CompiledRule>,
-}
-
-/// Needles of one automaton while it is being collected.
-#[derive(Default)]
-struct NeedleSet {
-    ids: FxHashMap<String, usize>,
-    needles: Vec<String>,
-    uses: Vec<Vec<Use>>,
-}
-
-impl NeedleSet {
-    fn add(&mut self, needle: &str, hit: Use) {
-        let id = match self.ids.get(needle) {
-            Some(&id) => id,
-            None => {
-                let id = self.needles.len();
-                self.ids.insert(needle.to_owned(), id);
-                self.needles.push(needle.to_owned());
-                self.uses.push(Vec::new());
-                id
-            }
-        };
-        if let Some(uses) = self.uses.get_mut(id) {
-            uses.push(hit);
-        }
-    }
-
-    fn build(self, field: Field, fold: bool) -> Result<Option<Automaton>, CompileError> {
-        if self.needles.is_empty() {
-            return Ok(None);
-        }
-        // Standard semantics: overlapping search reports every occurrence of every needle. The
-        // contiguous NFA: over SigmaHQ's process_creation rules it matched as fast as the DFA
-        // (80-82k against 75-84k events/s) in 5 MiB instead of 73 MiB, and builds 3x faster.
-        let matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(fold)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(&self.needles)
-            .or_else(|_| {
-                // Should the contiguous form exceed its limits, the default choice still builds.
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(fold)
-                    .build(&self.needles)
-            })
-            .map_err(|source| CompileError::Automaton { field, source })?;
-        Ok(Some(Automaton {
-            matcher,
-            uses: self.uses.into_iter().map(Vec::into_boxed_slice).collect(),
-        }))
-    }
 }
 
 impl KindBuilder {
@@ -709,10 +621,12 @@ impl KindBuilder {
         }
         let id = u32::try_from(self.atoms.len()).unwrap_or(u32::MAX);
         self.atom_ids.insert(key, id);
+        let (how, needle) = atom_how(test);
         self.atoms.push(Atom {
             place,
             test: test.clone(),
-            how: atom_how(test),
+            how,
+            needle,
         });
         id
     }
@@ -762,8 +676,8 @@ impl KindBuilder {
         for (field, folded, cased) in needles {
             scans.push(FieldScan {
                 field,
-                folded: folded.build(field, true)?,
-                cased: cased.build(field, false)?,
+                folded: folded.build(field)?,
+                cased: cased.build(field)?,
             });
         }
 
@@ -806,28 +720,39 @@ impl KindBuilder {
     }
 }
 
-/// How an atom is evaluated: by the automaton when it can answer exactly, else lazily.
-fn atom_how(test: &ValueTest) -> AtomHow {
+/// How an atom is evaluated, with the needle it puts into its field's matcher: its own when the
+/// matcher answers the test exactly (literal), a piece every match must contain when the test
+/// needs more than the matcher (gated: globs, regular expressions), none otherwise (lazy).
+fn atom_how(test: &ValueTest) -> (AtomHow, Option<(String, bool, Anchor)>) {
     match test {
-        ValueTest::Text { needle, cased, .. } if automaton_exact(needle, *cased) => {
-            AtomHow::Literal
-        }
-        ValueTest::Glob { pattern, cased } if glob_gate(pattern, *cased).is_some() => {
-            AtomHow::Gated
-        }
-        _ => AtomHow::Lazy,
+        ValueTest::Text { how, needle, cased } if matcher_exact(needle, *cased) => (
+            AtomHow::Literal,
+            Some((needle.clone(), *cased, anchor_of(*how))),
+        ),
+        ValueTest::Glob { pattern, cased } => match glob_gate(pattern, *cased) {
+            Some(gate) => (
+                AtomHow::Gated,
+                Some((gate.to_owned(), *cased, Anchor::Anywhere)),
+            ),
+            None => (AtomHow::Lazy, None),
+        },
+        ValueTest::Regex(regex) => match regex_gate(&regex.source) {
+            Some(gate) => (AtomHow::Gated, Some((gate, true, Anchor::Anywhere))),
+            None => (AtomHow::Lazy, None),
+        },
+        _ => (AtomHow::Lazy, None),
     }
 }
 
-/// Whether the automaton answers a text test exactly. The case-insensitive automaton runs over
-/// lowercased values, which hold no ASCII capitals; an uncased needle with one could only match
-/// there by the automaton's ASCII folding, which the evaluator does not do. An empty needle has
-/// no occurrence for an automaton to report.
-fn automaton_exact(needle: &str, cased: bool) -> bool {
+/// Whether a matcher answers a text test exactly. The uncased matcher runs over lowercased
+/// values, which hold no ASCII capitals; an uncased needle with one could only match there by
+/// ASCII folding, which the evaluator does not do. An empty needle has no occurrence for a
+/// matcher to report.
+fn matcher_exact(needle: &str, cased: bool) -> bool {
     !needle.is_empty() && (cased || !needle.bytes().any(|b| b.is_ascii_uppercase()))
 }
 
-/// The longest literal piece of a glob, when the automaton can search it exactly.
+/// The longest literal piece of a glob, when a matcher can search it exactly.
 fn glob_gate(pattern: &[GlobPart], cased: bool) -> Option<&str> {
     pattern
         .iter()
@@ -835,21 +760,60 @@ fn glob_gate(pattern: &[GlobPart], cased: bool) -> Option<&str> {
             GlobPart::Literal(text) => Some(text.as_str()),
             GlobPart::AnyRun | GlobPart::AnyOne => None,
         })
-        .filter(|text| automaton_exact(text, cased))
+        .filter(|text| matcher_exact(text, cased))
         .max_by_key(|text| text.len())
 }
 
-/// The needle an atom puts into an automaton: its own, or its glob's gate (found anywhere).
-fn scanned_needle(atom: &Atom) -> Option<(String, bool, Anchor)> {
-    match (&atom.test, atom.how) {
-        (ValueTest::Text { how, needle, cased }, AtomHow::Literal) => {
-            Some((needle.clone(), *cased, Anchor::of(*how)))
-        }
-        (ValueTest::Glob { pattern, cased }, AtomHow::Gated) => {
-            glob_gate(pattern, *cased).map(|gate| (gate.to_owned(), *cased, Anchor::Anywhere))
+/// The longest text every match of a regular expression contains, byte for byte: a run of
+/// literals in its top-level sequence, or inside a group or a repetition that must occur at
+/// least once. Letters under `(?i)` are classes, not literals, so they never make a gate;
+/// alternatives give none (each could do without the other's text).
+fn regex_gate(source: &str) -> Option<String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(source)
+        .ok()?;
+    required_literal(&hir)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|gate| !gate.is_empty())
+}
+
+fn required_literal(hir: &regex_syntax::hir::Hir) -> Option<Vec<u8>> {
+    use regex_syntax::hir::HirKind;
+    let longer = |a: Option<Vec<u8>>, b: Option<Vec<u8>>| match (a, b) {
+        (Some(a), Some(b)) => Some(if b.len() > a.len() { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    match hir.kind() {
+        HirKind::Literal(literal) => Some(literal.0.to_vec()),
+        HirKind::Capture(capture) => required_literal(&capture.sub),
+        HirKind::Repetition(repetition) if repetition.min >= 1 => required_literal(&repetition.sub),
+        HirKind::Concat(parts) => {
+            let mut best = None;
+            let mut run: Vec<u8> = Vec::new();
+            for part in parts {
+                if let HirKind::Literal(literal) = part.kind() {
+                    run.extend_from_slice(&literal.0);
+                } else {
+                    if !run.is_empty() {
+                        best = longer(best, Some(std::mem::take(&mut run)));
+                    }
+                    best = longer(best, required_literal(part));
+                }
+            }
+            if run.is_empty() {
+                best
+            } else {
+                longer(best, Some(run))
+            }
         }
         _ => None,
     }
+}
+
+/// The needle an atom puts into its field's matcher.
+fn scanned_needle(atom: &Atom) -> Option<(String, bool, Anchor)> {
+    atom.needle.clone()
 }
 
 /// A three-valued truth: what a condition is when only some atoms are known.
@@ -978,5 +942,6 @@ fn hit_atoms(expr: &Expr, atoms: &[Atom], out: &mut Vec<u32>) {
     }
 }
 
+mod matcher;
 #[cfg(test)]
 mod tests;

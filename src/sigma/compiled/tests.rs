@@ -41,6 +41,9 @@ const WORDS: &[&str] = &[
     "x",
     "1",
     "10",
+    "=",
+    "/",
+    "sha1=",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -109,6 +112,14 @@ const REGEXES: &[&str] = &[
     "(?i)σ",
     "^$",
     "\\\\windows\\\\",
+    // Regular expressions with a text every match holds, which gates them.
+    "\\s-c\\s",
+    "-enc\\s+x",
+    "(?:ab)+cmd",
+    "a|cmd",
+    "(?i)\\s(-u|--user)\\s*:",
+    "c:\\\\windows",
+    "CMD.*é",
 ];
 
 fn value_test() -> impl Strategy<Value = ValueTest> {
@@ -260,8 +271,86 @@ pub(crate) fn expected(rules: &[Arc<SigmaRule>], event: &Event) -> Vec<usize> {
         .collect()
 }
 
+/// A rule with one item: `needles` tested on `field` in one way.
+fn one_item_rule(field: Field, how: TextMatch, cased: bool, needles: Vec<String>) -> SigmaRule {
+    rule(
+        vec![search(
+            "s",
+            SearchBody::AllOf(vec![Item {
+                field,
+                written: field.as_str().to_owned(),
+                tests: needles
+                    .into_iter()
+                    .map(|needle| ValueTest::Text { how, needle, cased })
+                    .collect(),
+                all: false,
+            }]),
+        )],
+        Condition::Search(0),
+        vec![EventKind::ProcessCreate],
+    )
+}
+
+/// Needles that hold `=` (so a field's needles can share a pivot byte), or, unless `pivoted`,
+/// now and then a path tail.
+fn structured_needle(cased: bool, pivoted: bool) -> impl Strategy<Value = String> {
+    let (fixed, free, tail) = if pivoted { (1, 0, 0) } else { (1, 1, 1) };
+    prop_oneof![
+        // Few shapes, as hash lists have (`md5=` and 32 digits): what a pivot needs.
+        fixed => (
+            prop::sample::select(&["md5", "sha1", "x"][..]),
+            prop::collection::vec(prop::sample::select(&['a', 'b', 'A', '1', '='][..]), 3),
+        )
+            .prop_map(|(algo, digits)| format!("{algo}={}", digits.into_iter().collect::<String>())),
+        free => (text(2), text(3)).prop_map(|(a, b)| format!("{a}={b}")),
+        tail => text(2).prop_map(|a| format!("\\{a}")),
+    ]
+    .prop_map(move |n| if cased { n } else { n.to_lowercase() })
+}
+
+/// Values built from those needles' pieces, so they occur often and at the edges.
+fn structured_value() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            cased_word(),
+            Just("=".to_owned()),
+            Just("\\".to_owned()),
+            Just("MD5=".to_owned()),
+            Just("sha1=a".to_owned()),
+            Just("bA1".to_owned()),
+        ],
+        0..10,
+    )
+    .prop_map(|words| words.concat())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Many needles on one field: enough for the whole-value, path-tail and pivot-byte indexes
+    /// to take them out of the automaton.
+    #[test]
+    fn indexed_needles_agree_with_the_evaluator(
+        rules in any::<bool>().prop_flat_map(|pivoted| prop::collection::vec(
+            (text_match(), any::<bool>()).prop_flat_map(move |(how, cased)| {
+                prop::collection::vec(structured_needle(cased, pivoted), 1..6)
+                    .prop_map(move |needles| one_item_rule(Field::Hashes, how, cased, needles))
+            }),
+            8..24,
+        )),
+        values in prop::collection::vec(structured_value(), 1..12),
+    ) {
+        let rules: Vec<Arc<SigmaRule>> = rules.into_iter().map(Arc::new).collect();
+        let set = CompiledSet::new(&rules).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut scratch = set.scratch();
+        let mut out = Vec::new();
+        for value in values {
+            let mut event = Event::new("e", EventKind::ProcessCreate, 0);
+            event.hashes = Some(value);
+            set.matches(&event, &mut scratch, &mut out);
+            prop_assert_eq!(&out, &expected(&rules, &event), "event {:?}", event);
+        }
+    }
 
     #[test]
     fn compiled_set_agrees_with_the_evaluator(
@@ -410,4 +499,94 @@ fn the_set_reports_its_memory() {
         unreachable!("an empty set compiles");
     };
     assert!(set.heap_bytes() > empty.heap_bytes());
+}
+
+#[test]
+fn hash_lists_are_found_by_their_equals_sign_not_by_an_automaton() {
+    // Sysmon's `Hashes` is long hex, the automaton's slowest input; needles that all hold `=`
+    // are looked up where the value has one.
+    let needles: Vec<String> = (0..20)
+        .map(|i| format!("imphash={i:032x}"))
+        .chain((0..4).map(|i| format!("sha256={i:064x}")))
+        .collect();
+    let rules = vec![Arc::new(one_item_rule(
+        Field::Hashes,
+        TextMatch::Contains,
+        false,
+        needles,
+    ))];
+    let Ok(set) = CompiledSet::new(&rules) else {
+        unreachable!("hand-written rules compile");
+    };
+    assert_eq!(set.stats().indexed_needles, 24);
+    let hashes = |imphash: &str| {
+        let mut event = Event::new("e", EventKind::ProcessCreate, 0);
+        event.hashes = Some(format!(
+            "SHA1=686156E10E4181A63E5E5F10460B2DD0E884A0A0,MD5=EBA098C6B94F14AB1DB28ABB4F8B2A8F,\
+             IMPHASH={imphash}"
+        ));
+        event
+    };
+    let hit = hashes(&format!("{:032X}", 7));
+    assert_eq!(set.matching(&hit), vec![0]);
+    assert_eq!(set.matching(&hit), expected(&rules, &hit));
+    // One hex digit short of a listed hash, and one hex digit longer (contains still holds).
+    let short = hashes(&format!("{:031X}", 7));
+    assert_eq!(set.matching(&short), expected(&rules, &short));
+    assert!(set.matching(&short).is_empty());
+    let longer = hashes(&format!("{:032X}F", 7));
+    assert_eq!(set.matching(&longer), vec![0]);
+}
+
+#[test]
+fn exact_values_and_path_tails_are_looked_up() {
+    let rules = vec![
+        Arc::new(one_item_rule(
+            Field::Image,
+            TextMatch::EndsWith,
+            false,
+            vec!["\\powershell.exe".to_owned(), "\\pwsh.exe".to_owned()],
+        )),
+        Arc::new(one_item_rule(
+            Field::OriginalFileName,
+            TextMatch::Exact,
+            false,
+            vec!["powershell.exe".to_owned()],
+        )),
+    ];
+    let Ok(set) = CompiledSet::new(&rules) else {
+        unreachable!("hand-written rules compile");
+    };
+    assert_eq!(set.stats().indexed_needles, 3);
+    let mut event = process(
+        "",
+        "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\PowerShell.EXE",
+    );
+    event.original_file_name = Some("PowerShell.EXE".to_owned());
+    assert_eq!(set.matching(&event), vec![0, 1]);
+    // The tail must be the whole last segment, and the exact value the whole value.
+    let mut event = process("", "C:\\x\\notpowershell.exe");
+    event.original_file_name = Some("powershell.exe.mui".to_owned());
+    assert!(set.matching(&event).is_empty());
+    let event = process("", "powershell.exe");
+    assert!(set.matching(&event).is_empty());
+}
+
+#[test]
+fn a_regular_expression_waits_for_the_text_every_match_holds() {
+    use super::regex_gate;
+    assert_eq!(regex_gate("\\s-c\\s").as_deref(), Some("-c"));
+    assert_eq!(regex_gate("://[0-9]{1,3}\\.").as_deref(), Some("://"));
+    assert_eq!(
+        regex_gate("cmd.{0,5}(?:/c|/r).+powershell.+").as_deref(),
+        Some("powershell")
+    );
+    assert_eq!(regex_gate("(?:ab)+cmd").as_deref(), Some("cmd"));
+    assert_eq!(regex_gate("(?:abcd)+x").as_deref(), Some("abcd"));
+    assert_eq!(regex_gate("(?i)\\s(-u|--user)\\s*:").as_deref(), Some(":"));
+    // Letters under `(?i)`, alternatives and optional parts give no gate.
+    assert_eq!(regex_gate("(?i)powershell"), None);
+    assert_eq!(regex_gate("a|cmd"), None);
+    assert_eq!(regex_gate("(?:cmd)?x*").as_deref(), None);
+    assert_eq!(regex_gate("^$"), None);
 }
