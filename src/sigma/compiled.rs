@@ -737,8 +737,10 @@ fn atom_how(test: &ValueTest) -> (AtomHow, Option<(String, bool, Anchor)>) {
             None => (AtomHow::Lazy, None),
         },
         ValueTest::Regex(regex) => match regex_gate(&regex.source) {
-            Some(gate) => (AtomHow::Gated, Some((gate, true, Anchor::Anywhere))),
-            None => (AtomHow::Lazy, None),
+            Some((gate, cased)) if matcher_exact(&gate, cased) => {
+                (AtomHow::Gated, Some((gate, cased, Anchor::Anywhere)))
+            }
+            _ => (AtomHow::Lazy, None),
         },
         _ => (AtomHow::Lazy, None),
     }
@@ -764,51 +766,129 @@ fn glob_gate(pattern: &[GlobPart], cased: bool) -> Option<&str> {
         .max_by_key(|text| text.len())
 }
 
-/// The longest text every match of a regular expression contains, byte for byte: a run of
-/// literals in its top-level sequence, or inside a group or a repetition that must occur at
-/// least once. Letters under `(?i)` are classes, not literals, so they never make a gate;
-/// alternatives give none (each could do without the other's text).
-fn regex_gate(source: &str) -> Option<String> {
+/// The longest text every match of a regular expression contains: a run of literals in its
+/// top-level sequence, or inside a group or a repetition that must occur at least once.
+/// Alternatives give none (each could do without the other's text). Under `(?i)` a letter is a
+/// class of its cases; a run through such classes is a gate for the lowercased value (uncased),
+/// as long as every member of each class lowercases to the same one character (`(?i)s` also
+/// matches `ſ`, which lowercases to itself, so it ends a run).
+fn regex_gate(source: &str) -> Option<(String, bool)> {
     let hir = regex_syntax::ParserBuilder::new()
         .build()
         .parse(source)
         .ok()?;
-    required_literal(&hir)
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|gate| !gate.is_empty())
+    required_text(&hir).map(|gate| (gate.text, gate.cased))
 }
 
-fn required_literal(hir: &regex_syntax::hir::Hir) -> Option<Vec<u8>> {
+/// A text every match holds, byte for byte (`cased`) or in the lowercased value.
+#[derive(Debug, Default)]
+struct Gate {
+    text: String,
+    cased: bool,
+}
+
+impl Gate {
+    /// The longer of two gates; a cased one wins a tie (it is the more selective).
+    fn longer(a: Option<Gate>, b: Option<Gate>) -> Option<Gate> {
+        let (a, b) = match (a, b) {
+            (Some(a), Some(b)) => (a, b),
+            (a, b) => return a.or(b).filter(|g| !g.text.is_empty()),
+        };
+        let (la, lb) = (a.text.chars().count(), b.text.chars().count());
+        Some(if lb > la || (lb == la && b.cased && !a.cased) {
+            b
+        } else {
+            a
+        })
+        .filter(|g| !g.text.is_empty())
+    }
+}
+
+fn required_text(hir: &regex_syntax::hir::Hir) -> Option<Gate> {
     use regex_syntax::hir::HirKind;
-    let longer = |a: Option<Vec<u8>>, b: Option<Vec<u8>>| match (a, b) {
-        (Some(a), Some(b)) => Some(if b.len() > a.len() { b } else { a }),
-        (a, b) => a.or(b),
-    };
     match hir.kind() {
-        HirKind::Literal(literal) => Some(literal.0.to_vec()),
-        HirKind::Capture(capture) => required_literal(&capture.sub),
-        HirKind::Repetition(repetition) if repetition.min >= 1 => required_literal(&repetition.sub),
-        HirKind::Concat(parts) => {
-            let mut best = None;
-            let mut run: Vec<u8> = Vec::new();
+        HirKind::Capture(capture) => required_text(&capture.sub),
+        HirKind::Repetition(repetition) if repetition.min >= 1 => required_text(&repetition.sub),
+        HirKind::Literal(_) | HirKind::Class(_) | HirKind::Concat(_) => {
+            let parts = match hir.kind() {
+                HirKind::Concat(parts) => parts.as_slice(),
+                _ => std::slice::from_ref(hir),
+            };
+            let mut best: Option<Gate> = None;
+            // The run of literals, and the run of literals and case classes, lowercased.
+            let mut cased = String::new();
+            let mut folded = String::new();
+            let flush = |run: &mut String, is_cased: bool, best: &mut Option<Gate>| {
+                let gate = Gate {
+                    text: std::mem::take(run),
+                    cased: is_cased,
+                };
+                *best = Gate::longer(best.take(), Some(gate));
+            };
             for part in parts {
-                if let HirKind::Literal(literal) = part.kind() {
-                    run.extend_from_slice(&literal.0);
-                } else {
-                    if !run.is_empty() {
-                        best = longer(best, Some(std::mem::take(&mut run)));
+                match part.kind() {
+                    HirKind::Literal(literal) => {
+                        let Ok(text) = std::str::from_utf8(&literal.0) else {
+                            flush(&mut cased, true, &mut best);
+                            flush(&mut folded, false, &mut best);
+                            continue;
+                        };
+                        cased.push_str(text);
+                        for c in text.chars() {
+                            match lowered(c) {
+                                Some(lower) => folded.push(lower),
+                                None => flush(&mut folded, false, &mut best),
+                            }
+                        }
                     }
-                    best = longer(best, required_literal(part));
+                    HirKind::Class(class) => {
+                        flush(&mut cased, true, &mut best);
+                        match case_class(class) {
+                            Some(lower) => folded.push(lower),
+                            None => flush(&mut folded, false, &mut best),
+                        }
+                    }
+                    _ => {
+                        flush(&mut cased, true, &mut best);
+                        flush(&mut folded, false, &mut best);
+                        best = Gate::longer(best, required_text(part));
+                    }
                 }
             }
-            if run.is_empty() {
-                best
-            } else {
-                longer(best, Some(run))
-            }
+            flush(&mut cased, true, &mut best);
+            flush(&mut folded, false, &mut best);
+            best
         }
         _ => None,
     }
+}
+
+/// What `c` becomes in the lowercased value, when that is one character whatever surrounds it
+/// (`Σ` becomes `σ` or `ς` by position; `İ` becomes two characters).
+fn lowered(c: char) -> Option<char> {
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(one), None) if c != 'Σ' => Some(one),
+        _ => None,
+    }
+}
+
+/// The one character every member of a small class lowercases to: the class `(?i)` makes of a
+/// letter.
+fn case_class(class: &regex_syntax::hir::Class) -> Option<char> {
+    let regex_syntax::hir::Class::Unicode(class) = class else {
+        return None;
+    };
+    let mut members = class.iter().flat_map(|range| range.start()..=range.end());
+    let first = lowered(members.next()?)?;
+    let mut count = 1;
+    for member in members {
+        count += 1;
+        if count > 4 || lowered(member) != Some(first) {
+            return None;
+        }
+    }
+    Some(first)
 }
 
 /// The needle an atom puts into its field's matcher.

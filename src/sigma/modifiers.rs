@@ -517,9 +517,12 @@ fn regex_test(value: &RawValue, flags: &str) -> Result<ValueTest, ModifierError>
         format!("(?{flags}){pattern}")
     };
     // A compiled-size limit bounds what one hostile pattern can cost (`\w{1,1000}` is tens of
-    // MiB); SigmaHQ's largest (`\w{1,64}`, Unicode classes) needs more than 1 MiB.
+    // MiB); SigmaHQ's largest (`\w{1,64}`, Unicode classes) needs more than 1 MiB. The lazy
+    // DFA's cache gets the same bound: at the default, `-k\s\w{1,64}` overflows it, and every
+    // search falls back to a backtracker 15x slower.
     let compiled = regex::RegexBuilder::new(&source)
         .size_limit(MAX_REGEX_BYTES)
+        .dfa_size_limit(MAX_REGEX_BYTES)
         .build()
         .map_err(|err| ModifierError::BadRegex {
             pattern: pattern.clone(),

@@ -120,6 +120,9 @@ const REGEXES: &[&str] = &[
     "(?i)\\s(-u|--user)\\s*:",
     "c:\\\\windows",
     "CMD.*é",
+    "(?i)windows.exe",
+    "(?i)cmd.{0,3}σ",
+    "(?i)İx",
 ];
 
 fn value_test() -> impl Strategy<Value = ValueTest> {
@@ -575,18 +578,29 @@ fn exact_values_and_path_tails_are_looked_up() {
 #[test]
 fn a_regular_expression_waits_for_the_text_every_match_holds() {
     use super::regex_gate;
-    assert_eq!(regex_gate("\\s-c\\s").as_deref(), Some("-c"));
-    assert_eq!(regex_gate("://[0-9]{1,3}\\.").as_deref(), Some("://"));
+    let gate = regex_gate;
+    let cased = |text: &str| Some((text.to_owned(), true));
+    let folded = |text: &str| Some((text.to_owned(), false));
+    assert_eq!(gate("\\s-c\\s"), cased("-c"));
+    assert_eq!(gate("://[0-9]{1,3}\\."), cased("://"));
     assert_eq!(
-        regex_gate("cmd.{0,5}(?:/c|/r).+powershell.+").as_deref(),
-        Some("powershell")
+        gate("cmd.{0,5}(?:/c|/r).+powershell.+"),
+        cased("powershell")
     );
-    assert_eq!(regex_gate("(?:ab)+cmd").as_deref(), Some("cmd"));
-    assert_eq!(regex_gate("(?:abcd)+x").as_deref(), Some("abcd"));
-    assert_eq!(regex_gate("(?i)\\s(-u|--user)\\s*:").as_deref(), Some(":"));
-    // Letters under `(?i)`, alternatives and optional parts give no gate.
-    assert_eq!(regex_gate("(?i)powershell"), None);
-    assert_eq!(regex_gate("a|cmd"), None);
-    assert_eq!(regex_gate("(?:cmd)?x*").as_deref(), None);
+    assert_eq!(gate("(?:ab)+cmd"), cased("cmd"));
+    assert_eq!(gate("(?:abcd)+x"), cased("abcd"));
+    assert_eq!(gate("(?i)\\s(-u|--user)\\s*:"), cased(":"));
+    // Under `(?i)` a run through letters gates the lowercased value; `s` (which also matches
+    // `ſ`) and `Σ` end such a run.
+    assert_eq!(gate("(?i)powerShell"), folded("power"));
+    assert_eq!(
+        gate("(?i)\\.exe\\s+werfaultsecure\\.exe"),
+        folded("ecure.exe")
+    );
+    assert_eq!(gate("(?i)kΣx"), folded("k"));
+    assert_eq!(gate("ΣΣΣ"), cased("ΣΣΣ"));
+    // Alternatives and optional parts give no gate.
+    assert_eq!(gate("a|cmd"), None);
+    assert_eq!(gate("(?:cmd)?x*"), None);
     assert_eq!(regex_gate("^$"), None);
 }
