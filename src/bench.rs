@@ -533,7 +533,19 @@ pub async fn pipeline(
     let ceiling = ceiling(&options.redis_url, &lines).await?;
     // Each run gets fresh stages: a tracker that has seen the previous run would not be
     // measuring the same work.
-    let stages = || crate::pipeline::Stages::from_content(&content);
+    // The bench measures the engine scoring with a model: the configured file, else the
+    // example (what a learned model costs per event is the same).
+    let stages = || {
+        crate::pipeline::Stages::from_content(&content).and_then(|mut stages| {
+            if stages.anomaly.current().is_none() && content.config.anomaly.enabled {
+                let path = content.resolve(&crate::anomaly::model_or_example(&content.config.anomaly));
+                if let Some(model) = crate::anomaly::load_optional(&path).map_err(|e| e.to_string())? {
+                    stages.anomaly = crate::anomaly::AnomalyHandle::new(Some(model), content.config.anomaly.threshold);
+                }
+            }
+            Ok(stages)
+        })
+    };
     tracing::info!("measuring palisade at full load");
     let full = palisade_run(
         &options.redis_url,
@@ -570,7 +582,9 @@ pub async fn pipeline(
         detections_per_run: full.to_recorded.samples,
         ceiling_per_second: ceiling,
         model: content.config.anomaly.enabled
-            && content.resolve(&content.config.anomaly.model).exists(),
+            && content
+                .resolve(&crate::anomaly::model_or_example(&content.config.anomaly))
+                .exists(),
         tracker: content.config.tracker.enabled,
         full,
         rules_only,

@@ -87,22 +87,79 @@ impl Default for HttpConfig {
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct AnomalyConfig {
-    /// Score events no rule matched. Off, or with no model file, the stage is skipped.
+    /// Score events no rule matched. Off, the stage neither learns nor scores.
     pub enabled: bool,
-    /// The model file `palisade train` wrote, relative to the content directory. It is
-    /// reloaded when it changes.
-    pub model: PathBuf,
+    /// A model file `palisade train` wrote, relative to the content directory, reloaded when it
+    /// changes. Left out (the default), the engine learns this deployment's own model
+    /// (`learning`) and scores nothing until it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
     /// Scores at or above this become detections; 0.9 means one baseline event in a thousand
     /// was as unusual.
     pub threshold: f64,
+    /// Learning the deployment's normal inside the engine, when no `model` file is named.
+    pub learning: LearningConfig,
 }
 
 impl Default for AnomalyConfig {
     fn default() -> AnomalyConfig {
         AnomalyConfig {
             enabled: true,
-            model: PathBuf::from("models/anomaly.model"),
+            model: None,
             threshold: 0.9,
+            learning: LearningConfig::default(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// Whether the running engine learns its own model: the stage is on and names no file.
+    pub fn learns(&self) -> bool {
+        self.enabled && self.model.is_none() && self.learning.enabled
+    }
+}
+
+/// How the engine learns its model (`docs/anomaly.md#learning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct LearningConfig {
+    /// Learn when no model file is named. Off, and without a model file, nothing is scored.
+    pub enabled: bool,
+    /// Events seen (not flagged by rules, intel or the model) before the first model is trained.
+    pub min_events: u64,
+    /// Days of event time the sample must span before the first model is trained.
+    pub min_days: u32,
+    /// The most events the sample keeps, spread over event type, host and hour of day.
+    pub max_sample: usize,
+    /// Sample events older than this many days (by event time) are dropped: the sliding window
+    /// each retrain fits.
+    pub window_days: u32,
+    /// How often a new model is fitted over the window once the first one is in use (`24h`).
+    pub retrain_every: String,
+    /// How often the engine checks its progress and the stored models (`30s`).
+    pub check_every: String,
+    /// A retrain whose alert rate on the newest day's held-out events is more than this many
+    /// times the model in use's (or the 0.1% calibration target, if higher) is held for
+    /// `palisade model accept`.
+    pub drift_factor: f64,
+    /// Where the model in use is written (temporary file, then rename), relative to the content
+    /// directory; a held retrain is written beside it with `.held` added.
+    pub model_file: PathBuf,
+}
+
+impl Default for LearningConfig {
+    fn default() -> LearningConfig {
+        LearningConfig {
+            enabled: true,
+            min_events: 50_000,
+            min_days: 7,
+            max_sample: 100_000,
+            window_days: 28,
+            retrain_every: "24h".into(),
+            check_every: "30s".into(),
+            drift_factor: 3.0,
+            model_file: PathBuf::from("data/learned.model"),
         }
     }
 }
@@ -717,6 +774,47 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             format!(
                 "`anomaly.threshold` must be above 0 and at most 1, not {}",
                 config.anomaly.threshold
+            ),
+        );
+    }
+    let learning = &config.anomaly.learning;
+    let at = root.key("anomaly").key("learning");
+    for (key, value) in [
+        ("retrain_every", &learning.retrain_every),
+        ("check_every", &learning.check_every),
+    ] {
+        match crate::actions::parse_duration(value) {
+            Some(d) if !d.is_zero() => {}
+            _ => report(
+                at.key(key),
+                format!("`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"),
+            ),
+        }
+    }
+    if learning.max_sample < 1_000 {
+        report(
+            at.key("max_sample"),
+            format!(
+                "`anomaly.learning.max_sample` is {}; a model needs at least 1000 sample events",
+                learning.max_sample
+            ),
+        );
+    }
+    if learning.window_days == 0 || learning.window_days < learning.min_days {
+        report(
+            at.key("window_days"),
+            format!(
+                "`anomaly.learning.window_days` is {}; it must be at least 1 and at least `min_days` ({})",
+                learning.window_days, learning.min_days
+            ),
+        );
+    }
+    if !(learning.drift_factor.is_finite() && learning.drift_factor >= 1.0) {
+        report(
+            at.key("drift_factor"),
+            format!(
+                "`anomaly.learning.drift_factor` must be at least 1, not {}",
+                learning.drift_factor
             ),
         );
     }

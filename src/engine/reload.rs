@@ -88,8 +88,10 @@ impl Watched {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let model = content.config.anomaly.enabled.then(|| {
-            let file = content.resolve(&content.config.anomaly.model);
+        // Only a named model file is watched; a learned model comes from the state database.
+        let anomaly = &content.config.anomaly;
+        let model = anomaly.model.as_ref().filter(|_| anomaly.enabled).map(|model| {
+            let file = content.resolve(model);
             let folder = file
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -338,10 +340,10 @@ async fn rematch(settings: &ReloadSettings, content: &Content) {
 /// that does not load leaves the running model in place.
 async fn reload_model(settings: &ReloadSettings) {
     let config = &settings.current.config.anomaly;
-    if !config.enabled {
+    let Some(model) = config.model.as_ref().filter(|_| config.enabled) else {
         return;
-    }
-    let path = settings.current.resolve(&config.model);
+    };
+    let path = settings.current.resolve(model);
     if !path.exists() {
         return;
     }
