@@ -890,10 +890,29 @@ async fn check(
     if active.is_none() {
         learner.update(|s| s.state = "training");
     }
-    let trained = train_from_sample(pool, anomaly, &settings, progress).await;
+    // The lock is held until the model is stored: another engine checking in between would
+    // otherwise find neither the lock nor the model, and train a second one.
+    let stored = train_and_store(learner, anomaly, pool, audit, in_use, &settings, progress).await;
     let unlocked = unlock(pool, &settings.engine).await;
+    stored?;
+    unlocked.map_err(|e| e.to_string())
+}
+
+/// Fits, measures, stores, writes, audits and (unless held) hands over a model.
+async fn train_and_store(
+    learner: &Learner,
+    anomaly: &super::AnomalyHandle,
+    pool: &SqlitePool,
+    audit: Option<&crate::audit::AuditLog>,
+    in_use: &mut Option<i64>,
+    settings: &Settings,
+    progress: Progress,
+) -> Result<(), String> {
+    let trained = train_from_sample(pool, anomaly, settings, progress).await;
+    if trained.is_err() && in_use.is_none() {
+        learner.update(|s| s.state = "learning");
+    }
     let (trained, sample_events) = trained?;
-    unlocked.map_err(|e| e.to_string())?;
     let drifted = trained.drifted(settings.drift_factor);
     let status = if drifted { "held" } else { "active" };
     let text = serde_json::to_string(&trained.model).map_err(|e| e.to_string())?;
