@@ -529,7 +529,7 @@ mod tests {
         }
         std::fs::write(
             dir.path().join("palisade.yaml"),
-            "sigma: {folders: [corpus]}\n",
+            "sigma: {folders: [corpus]}\nanomaly: {model: models/anomaly.model}\n",
         )
         .unwrap();
         let mut content = crate::content::load(dir.path(), None).unwrap();

@@ -69,6 +69,9 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         Some(model) => AnomalyHandle::new(Some(model), config.threshold),
         None => AnomalyHandle::default(),
     };
+    // A snapshot is what `palisade replay` prints: a model only when the config names one (the
+    // learned model lives in a running engine's state database).
+    let engine_model = Stages::from_content(content)?.anomaly;
     let mut report = TestReport::default();
     let selected =
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
@@ -137,7 +140,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         if !selected("fixture", &name) {
             continue;
         }
-        let problems = check_snapshot(content, &model, &events, &expected)
+        let problems = check_snapshot(content, &engine_model, &events, &expected)
             .unwrap_or_else(|problem| vec![problem]);
         report.cases.push(CaseResult {
             file: content.resolve(&expected),
