@@ -538,9 +538,15 @@ pub async fn pipeline(
     let stages = || {
         crate::pipeline::Stages::from_content(&content).and_then(|mut stages| {
             if stages.anomaly.current().is_none() && content.config.anomaly.enabled {
-                let path = content.resolve(&crate::anomaly::model_or_example(&content.config.anomaly));
-                if let Some(model) = crate::anomaly::load_optional(&path).map_err(|e| e.to_string())? {
-                    stages.anomaly = crate::anomaly::AnomalyHandle::new(Some(model), content.config.anomaly.threshold);
+                let path =
+                    content.resolve(&crate::anomaly::model_or_example(&content.config.anomaly));
+                if let Some(model) =
+                    crate::anomaly::load_optional(&path).map_err(|e| e.to_string())?
+                {
+                    stages.anomaly = crate::anomaly::AnomalyHandle::new(
+                        Some(model),
+                        content.config.anomaly.threshold,
+                    );
                 }
             }
             Ok(stages)

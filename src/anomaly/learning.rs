@@ -575,12 +575,11 @@ pub async fn restore(pool: &SqlitePool, sampler: &mut Sampler) -> Result<usize, 
             .bind(&engine)
             .fetch_all(pool)
             .await?;
-    let progress: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT events, first_ts, newest_ts FROM anomaly_progress WHERE engine = ?",
-    )
-    .bind(&engine)
-    .fetch_optional(pool)
-    .await?;
+    let progress: Option<(i64, i64, i64)> =
+        sqlx::query_as("SELECT events, first_ts, newest_ts FROM anomaly_progress WHERE engine = ?")
+            .bind(&engine)
+            .fetch_optional(pool)
+            .await?;
     sampler.restore(
         &rows,
         progress.map(|(events, first_ts, newest_ts)| Progress {
@@ -594,11 +593,10 @@ pub async fn restore(pool: &SqlitePool, sampler: &mut Sampler) -> Result<usize, 
 
 /// Learning progress over every engine sharing the database, and the sample's size.
 pub async fn group_progress(pool: &SqlitePool) -> Result<(Progress, u64), sqlx::Error> {
-    let (events, first, newest): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT SUM(events), MIN(first_ts), MAX(newest_ts) FROM anomaly_progress",
-    )
-    .fetch_one(pool)
-    .await?;
+    let (events, first, newest): (Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT SUM(events), MIN(first_ts), MAX(newest_ts) FROM anomaly_progress")
+            .fetch_one(pool)
+            .await?;
     let sample: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM anomaly_sample")
         .fetch_one(pool)
         .await?;
@@ -627,7 +625,10 @@ pub struct ModelRow {
 }
 
 /// The newest row of a status (`active` or `held`).
-pub async fn newest_model(pool: &SqlitePool, status: &str) -> Result<Option<ModelRow>, sqlx::Error> {
+pub async fn newest_model(
+    pool: &SqlitePool,
+    status: &str,
+) -> Result<Option<ModelRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, trained_at, trained_by, status, sample_events, held_out_rate, recent_rate, previous_rate, accepted_by FROM anomaly_models WHERE status = ? ORDER BY id DESC LIMIT 1",
     )
@@ -676,7 +677,11 @@ pub async fn stored_status(
     let active = newest_model(pool, "active").await?;
     let held = newest_model(pool, "held").await?;
     Ok(Status {
-        state: if active.is_some() { "scoring" } else { "learning" },
+        state: if active.is_some() {
+            "scoring"
+        } else {
+            "learning"
+        },
         events: progress.events,
         min_events: config.learning.min_events,
         days: progress.days(),
@@ -785,10 +790,15 @@ pub async fn prepare(
     anomaly: &super::AnomalyHandle,
 ) -> Result<(Learner, usize, Option<i64>), String> {
     let mut sampler = Sampler::new(&settings);
-    let restored = restore(pool, &mut sampler).await.map_err(|e| e.to_string())?;
+    let restored = restore(pool, &mut sampler)
+        .await
+        .map_err(|e| e.to_string())?;
     let learner = Learner::new(settings, sampler);
     let mut in_use = None;
-    if let Some(row) = newest_model(pool, "active").await.map_err(|e| e.to_string())? {
+    if let Some(row) = newest_model(pool, "active")
+        .await
+        .map_err(|e| e.to_string())?
+    {
         let text = model_text(pool, row.id).await.map_err(|e| e.to_string())?;
         let model = Model::from_text(&text)
             .map_err(|(_, e)| format!("the stored anomaly model {}: {e}", row.id))?;
@@ -796,13 +806,21 @@ pub async fn prepare(
         in_use = Some(row.id);
     }
     let (progress, sample) = group_progress(pool).await.map_err(|e| e.to_string())?;
-    let held = newest_model(pool, "held").await.map_err(|e| e.to_string())?;
-    let active = newest_model(pool, "active").await.map_err(|e| e.to_string())?;
+    let held = newest_model(pool, "held")
+        .await
+        .map_err(|e| e.to_string())?;
+    let active = newest_model(pool, "active")
+        .await
+        .map_err(|e| e.to_string())?;
     learner.update(|s| {
         s.events = progress.events;
         s.days = progress.days();
         s.sample = sample;
-        s.state = if in_use.is_some() { "scoring" } else { "learning" };
+        s.state = if in_use.is_some() {
+            "scoring"
+        } else {
+            "learning"
+        };
         s.model_id = in_use;
         s.trained_at = active.map(|m| m.trained_at);
         s.held = held_of(held, in_use);
@@ -845,28 +863,41 @@ async fn check(
 ) -> Result<(), String> {
     let settings = learner.settings().clone();
     let (progress, sample) = group_progress(pool).await.map_err(|e| e.to_string())?;
-    let active = newest_model(pool, "active").await.map_err(|e| e.to_string())?;
+    let active = newest_model(pool, "active")
+        .await
+        .map_err(|e| e.to_string())?;
     // A model newer than the one in use: trained by this or another engine, or accepted.
     if let Some(row) = &active
         && *in_use != Some(row.id)
     {
         let text = model_text(pool, row.id).await.map_err(|e| e.to_string())?;
-        let model = Model::from_text(&text).map_err(|(_, e)| format!("stored model {}: {e}", row.id))?;
+        let model =
+            Model::from_text(&text).map_err(|(_, e)| format!("stored model {}: {e}", row.id))?;
         if let Err(err) = model.save(&settings.model_file) {
             tracing::error!("{err}");
         }
         learner.set_pending(model);
         *in_use = Some(row.id);
-        tracing::info!(model = row.id, trained_at = row.trained_at, "anomaly model adopted; scoring from the next batch");
+        tracing::info!(
+            model = row.id,
+            trained_at = row.trained_at,
+            "anomaly model adopted; scoring from the next batch"
+        );
     }
-    let held = newest_model(pool, "held").await.map_err(|e| e.to_string())?;
+    let held = newest_model(pool, "held")
+        .await
+        .map_err(|e| e.to_string())?;
     learner.update(|s| {
         s.events = progress.events;
         s.days = progress.days();
         s.sample = sample;
         s.model_id = active.as_ref().map(|m| m.id);
         s.trained_at = active.as_ref().map(|m| m.trained_at.clone());
-        s.state = if active.is_some() { "scoring" } else { "learning" };
+        s.state = if active.is_some() {
+            "scoring"
+        } else {
+            "learning"
+        };
         s.held = held_of(held.clone(), active.as_ref().map(|m| m.id));
     });
     if !settings.minimums_met(&progress) {
@@ -884,7 +915,11 @@ async fn check(
             since.as_secs() >= 0 && since.unsigned_abs() >= settings.retrain_every
         }
     };
-    if !due || !lock(pool, &settings.engine).await.map_err(|e| e.to_string())? {
+    if !due
+        || !lock(pool, &settings.engine)
+            .await
+            .map_err(|e| e.to_string())?
+    {
         return Ok(());
     }
     if active.is_none() {
@@ -949,9 +984,10 @@ async fn train_and_store(
         trained.held_out_rate * 100.0,
         settings.threshold,
         trained.recent_rate * 100.0,
-        trained
-            .previous_rate
-            .map_or_else(String::new, |r| format!(" (the model in use: {:.3}%)", r * 100.0))
+        trained.previous_rate.map_or_else(String::new, |r| format!(
+            " (the model in use: {:.3}%)",
+            r * 100.0
+        ))
     );
     if drifted {
         tracing::warn!(model = id, file = %file.display(), "{reason}; held: its alert rate jumped past {}x the model in use's; `palisade model accept` puts it in use", settings.drift_factor);
@@ -1154,6 +1190,9 @@ mod tests {
             min_days: 7,
             ..Status::default()
         };
-        assert_eq!(status.line(), "learning: 41,000 of 50,000 events, 3 of 7 days");
+        assert_eq!(
+            status.line(),
+            "learning: 41,000 of 50,000 events, 3 of 7 days"
+        );
     }
 }

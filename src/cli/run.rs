@@ -432,13 +432,11 @@ async fn stages(
             let (learner, restored, _) =
                 crate::anomaly::learning::prepare(pool, settings, &stages.anomaly)
                     .await
-                    .map_err(|e| CannotRun(format!("cannot restore the anomaly stage's learning: {e}")))?;
+                    .map_err(|e| {
+                        CannotRun(format!("cannot restore the anomaly stage's learning: {e}"))
+                    })?;
             let status = learner.status();
-            tracing::info!(
-                sample_rows = restored,
-                "anomaly stage {}",
-                status.line()
-            );
+            tracing::info!(sample_rows = restored, "anomaly stage {}", status.line());
             stages.learner = Some(learner);
         }
         _ => {}

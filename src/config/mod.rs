@@ -787,7 +787,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             Some(d) if !d.is_zero() => {}
             _ => report(
                 at.key(key),
-                format!("`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"),
+                format!(
+                    "`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"
+                ),
             ),
         }
     }

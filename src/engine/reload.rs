@@ -90,29 +90,33 @@ impl Watched {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         // Only a named model file is watched; a learned model comes from the state database.
         let anomaly = &content.config.anomaly;
-        let model = anomaly.model.as_ref().filter(|_| anomaly.enabled).map(|model| {
-            let file = content.resolve(model);
-            let folder = file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            // A folder that does not exist yet cannot be canonicalized: resolve its parent.
-            let folder = match (folder.parent(), folder.file_name()) {
-                (Some(parent), Some(name)) if !folder.exists() => {
-                    absolute(if parent.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        parent.to_path_buf()
-                    })
-                    .join(name)
-                }
-                _ => absolute(folder),
-            };
-            (
-                folder,
-                file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
-            )
-        });
+        let model = anomaly
+            .model
+            .as_ref()
+            .filter(|_| anomaly.enabled)
+            .map(|model| {
+                let file = content.resolve(model);
+                let folder = file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                // A folder that does not exist yet cannot be canonicalized: resolve its parent.
+                let folder = match (folder.parent(), folder.file_name()) {
+                    (Some(parent), Some(name)) if !folder.exists() => {
+                        absolute(if parent.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            parent.to_path_buf()
+                        })
+                        .join(name)
+                    }
+                    _ => absolute(folder),
+                };
+                (
+                    folder,
+                    file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+                )
+            });
         Watched {
             model,
             rules: absolute(content.resolve(&content.config.content.rules)),

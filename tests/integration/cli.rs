@@ -166,10 +166,7 @@ fn replay_prints_detections_only_for_malicious_events() {
     assert_eq!(detected, ["m-03", "m-03", "m-05", "m-07"]);
     // The default config names no model file: the anomaly stage learns inside a running engine
     // first, so a replay scores nothing (docs/anomaly.md#learning).
-    assert!(
-        !lines.iter().any(|l| l["stage"] == "anomaly"),
-        "{lines:?}"
-    );
+    assert!(!lines.iter().any(|l| l["stage"] == "anomaly"), "{lines:?}");
     for line in &lines {
         for field in ["kind", "event_id", "rule"] {
             assert!(line.get(field).is_some(), "{field} missing in {line}");

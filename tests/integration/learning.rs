@@ -105,10 +105,7 @@ fn a_fresh_engine_replaying_events_flags_no_anomaly_until_learning_completes() {
     );
     let shown = status(dir.path());
     let learned = learned_events(&shown);
-    assert!(
-        shown.contains("of 50,000 events, 2 of 7 days"),
-        "{shown}"
-    );
+    assert!(shown.contains("of 50,000 events, 2 of 7 days"), "{shown}");
     // Every event no rule flagged was offered to the sample, and the sample holds them all
     // (it is far from its bound).
     assert!(learned > 2_500, "{shown}");
@@ -235,7 +232,10 @@ fn healthz(engine: &EngineProcess) -> Value {
     .expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
     serde_json::from_str(body).expect("JSON")
 }
 
