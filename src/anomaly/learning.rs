@@ -1195,4 +1195,92 @@ mod tests {
             "learning: 41,000 of 50,000 events, 3 of 7 days"
         );
     }
+
+    fn example() -> (String, Model) {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(super::super::EXAMPLE_MODEL);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let model = Model::from_text(&text).unwrap();
+        (text, model)
+    }
+
+    /// A retrain is held when its alert rate on the newest day's normal events is past the
+    /// factor times the model in use's; rates under the calibration target are noise.
+    #[test]
+    fn a_retrain_is_held_only_when_its_recent_alert_rate_jumps_past_the_factor() {
+        let trained = |recent_rate: f64, previous_rate: Option<f64>| Trained {
+            model: example().1,
+            sample_events: 10_000,
+            held_out_rate: 0.001,
+            recent_rate,
+            previous_rate,
+            recent_events: 5_000,
+        };
+        assert!(
+            !trained(0.5, None).drifted(3.0),
+            "a first model has nothing to drift from"
+        );
+        assert!(!trained(0.002, Some(0.0)).drifted(3.0), "under 3 x 0.1%");
+        assert!(trained(0.004, Some(0.0)).drifted(3.0));
+        assert!(!trained(0.02, Some(0.01)).drifted(3.0));
+        assert!(trained(0.031, Some(0.01)).drifted(3.0));
+    }
+
+    /// A held model stays out of use (the engine keeps the active one) until `accept`; then the
+    /// engine's next check adopts it, to be swapped in between batches.
+    #[tokio::test]
+    async fn a_held_retrain_is_kept_out_until_a_person_accepts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::StateStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap();
+        let pool = store.pool().clone();
+        let (text, _) = example();
+        for (status, recent, previous) in [("active", 0.001, None), ("held", 0.05, Some(0.001))] {
+            sqlx::query(
+                "INSERT INTO anomaly_models (trained_at, trained_by, status, sample_events, held_out_rate, recent_rate, previous_rate, model) VALUES ('2026-11-30T10:00:00Z', 'a', ?, 1000, 0.001, ?, ?, ?)",
+            )
+            .bind(status)
+            .bind(recent)
+            .bind(previous)
+            .bind(&text)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let mut settings = settings(10_000);
+        settings.model_file = dir.path().join("learned.model");
+        let anomaly = super::super::AnomalyHandle::new(None, 0.9);
+        let (learner, _, in_use) = prepare(&pool, settings, &anomaly).await.unwrap();
+        assert_eq!(in_use, Some(1));
+        assert!(anomaly.current().is_some());
+        assert_eq!(learner.status().held.map(|h| h.id), Some(2));
+        let config = crate::config::AnomalyConfig::default();
+        let shown = stored_status(&pool, &config).await.unwrap().line();
+        assert!(shown.contains("held for review: model 2"), "{shown}");
+
+        // Checks before the acceptance keep model 1.
+        let mut in_use = in_use;
+        check(&learner, &anomaly, &pool, None, &mut in_use)
+            .await
+            .unwrap();
+        assert_eq!(in_use, Some(1));
+        assert!(learner.take_pending().is_none());
+
+        assert!(matches!(
+            accept(&pool, "operator:test").await.unwrap(),
+            Accepted::Model(ModelRow { id: 2, .. })
+        ));
+        check(&learner, &anomaly, &pool, None, &mut in_use)
+            .await
+            .unwrap();
+        assert_eq!(in_use, Some(2));
+        assert!(learner.take_pending().is_some());
+        assert_eq!(learner.status().held, None);
+        assert!(dir.path().join("learned.model").exists());
+        assert_eq!(
+            accept(&pool, "operator:test").await.unwrap(),
+            Accepted::NothingHeld
+        );
+    }
 }
