@@ -206,7 +206,9 @@ impl Sampler {
             let Some((kind, host, hour)) = split_bucket(&row.bucket) else {
                 continue;
             };
-            let id = self.bucket_id(kind, host, hour);
+            let Some(id) = self.bucket_id(kind, host, hour) else {
+                continue;
+            };
             let slot = u32::try_from(row.slot).unwrap_or(0);
             self.resize(id, |bucket| {
                 bucket.slots.push((slot, row.ts));
@@ -237,14 +239,19 @@ impl Sampler {
         (z ^ (z >> 31)) % below.max(1)
     }
 
-    fn bucket_id(&mut self, kind: EventKind, host: &str, hour: usize) -> u32 {
+    /// The bucket of (kind, host, hour), made when new; `None` once there are as many buckets
+    /// as the sample has rows (a flood of made-up host names cannot grow memory without bound).
+    fn bucket_id(&mut self, kind: EventKind, host: &str, hour: usize) -> Option<u32> {
         let index = kind.index() * 24 + hour.min(23);
         if let Some(ids) = self.by_host.get(host)
             && ids[index] != NO_BUCKET
         {
-            return ids[index];
+            return Some(ids[index]);
         }
-        let id = u32::try_from(self.buckets.len()).unwrap_or(NO_BUCKET - 1);
+        if self.buckets.len() >= self.max_sample {
+            return None;
+        }
+        let id = u32::try_from(self.buckets.len()).ok()?;
         self.buckets.push(Bucket {
             key: format!("{}|{host}|{hour}", kind.as_str()),
             slots: Vec::new(),
@@ -254,7 +261,7 @@ impl Sampler {
         self.by_host
             .entry(host.to_string())
             .or_insert_with(|| vec![NO_BUCKET; PER_HOST])[index] = id;
-        id
+        Some(id)
     }
 
     /// Changes a bucket, keeping the size index right.
@@ -276,6 +283,12 @@ impl Sampler {
     /// Offers an event that nothing flagged; the rows to write are appended to `out`.
     pub fn observe(&mut self, event: &Event, out: &mut Vec<SampleRow>) {
         let ts = event.timestamp_ms;
+        // Event time is the sensor's word (the intake has clamped the future): an event older
+        // than the window is no sample candidate and does not count, so one stray old event
+        // cannot make the days minimum look met.
+        if self.progress.events > 0 && ts < self.progress.newest_ts - self.window_ms {
+            return;
+        }
         if self.progress.events == 0 {
             self.progress.first_ts = ts;
             self.progress.newest_ts = ts;
@@ -283,13 +296,19 @@ impl Sampler {
         self.progress.events += 1;
         self.progress.first_ts = self.progress.first_ts.min(ts);
         self.progress.newest_ts = self.progress.newest_ts.max(ts);
+        self.progress.first_ts = self
+            .progress
+            .first_ts
+            .max(self.progress.newest_ts - self.window_ms);
         self.progress_changed = true;
         self.slide();
         if ts < self.horizon {
             return;
         }
         let hour = usize::try_from(ts.rem_euclid(DAY_MS) / 3_600_000).unwrap_or(0);
-        let id = self.bucket_id(event.kind, event.host.as_deref().unwrap_or(""), hour);
+        let Some(id) = self.bucket_id(event.kind, event.host.as_deref().unwrap_or(""), hour) else {
+            return;
+        };
         let share = (self.max_sample / self.buckets.len().max(1)).max(1);
         let (len, seen) = match self.buckets.get_mut(id as usize) {
             Some(bucket) => {
@@ -1162,6 +1181,22 @@ mod tests {
         let event = crate::event::normalize(raw).unwrap();
         let again = crate::event::normalize(sample_line(&event).as_bytes()).unwrap();
         assert_eq!(again, event);
+    }
+
+    /// Made-up host names cannot grow the sampler past its bound, and an event dated long
+    /// before the others does not make the days minimum look met.
+    #[test]
+    fn a_flood_of_hosts_and_a_stray_old_event_move_neither_memory_nor_the_days() {
+        let mut sampler = Sampler::new(&settings(100));
+        let mut rows = Vec::new();
+        let t0 = 1_762_180_205_000;
+        for i in 0..10_000 {
+            sampler.observe(&login(&format!("h{i}"), t0 + i), &mut rows);
+        }
+        assert!(sampler.buckets.len() <= 100 && sampler.stored() <= 100);
+        sampler.observe(&login("old", t0 - 365 * DAY_MS), &mut rows);
+        assert_eq!(sampler.progress().days(), 0);
+        assert_eq!(sampler.progress().first_ts, t0);
     }
 
     /// Rows older than the window go once event time moves on, and the batch says so.
