@@ -9,8 +9,10 @@
 //! ```
 //!
 //! The sample is bounded (`max_sample`) and spread evenly: each (event kind, host, hour of day)
-//! bucket keeps a reservoir, and when the bound is reached a bucket with fewer rows than its
-//! share takes a row from the largest bucket, so one chatty host cannot crowd out the rest.
+//! bucket keeps a reservoir of at most `per_bucket` rows (and at most its even share of the
+//! bound), and when the bound is reached a bucket with fewer rows than its share takes a row
+//! from the largest bucket, so one chatty host cannot crowd out the rest. A full reservoir
+//! replaces a row with probability share / events seen, so writes become rare.
 //! Rows are event-time stamped; those older than the window are dropped as event time moves on,
 //! so each retrain fits the recent weeks.
 
@@ -98,6 +100,7 @@ pub struct Settings {
     pub min_events: u64,
     pub min_days: u32,
     pub max_sample: usize,
+    pub per_bucket: usize,
     pub window_days: u32,
     pub retrain_every: Duration,
     pub check_every: Duration,
@@ -122,6 +125,7 @@ impl Settings {
             min_events: learning.min_events,
             min_days: learning.min_days,
             max_sample: learning.max_sample.max(1),
+            per_bucket: learning.per_bucket.max(1),
             window_days: learning.window_days.max(1),
             retrain_every: duration(&learning.retrain_every, 86_400),
             check_every: duration(&learning.check_every, 30),
@@ -155,6 +159,7 @@ struct Bucket {
 pub struct Sampler {
     engine: Arc<str>,
     max_sample: usize,
+    per_bucket: usize,
     window_ms: i64,
     buckets: Vec<Bucket>,
     by_host: HashMap<String, Vec<u32>>,
@@ -183,6 +188,7 @@ impl Sampler {
         Sampler {
             engine: Arc::from(settings.engine.as_str()),
             max_sample: settings.max_sample,
+            per_bucket: settings.per_bucket,
             window_ms: settings.window_ms(),
             buckets: Vec::new(),
             by_host: HashMap::new(),
@@ -309,7 +315,8 @@ impl Sampler {
         let Some(id) = self.bucket_id(event.kind, event.host.as_deref().unwrap_or(""), hour) else {
             return;
         };
-        let share = (self.max_sample / self.buckets.len().max(1)).max(1);
+        // A bucket's share: the bound spread evenly over the buckets, at most `per_bucket`.
+        let share = (self.max_sample / self.buckets.len().max(1)).clamp(1, self.per_bucket);
         let (len, seen) = match self.buckets.get_mut(id as usize) {
             Some(bucket) => {
                 bucket.seen += 1;
@@ -317,17 +324,21 @@ impl Sampler {
             }
             None => return,
         };
-        if self.stored < self.max_sample {
-            self.append(id, event, out);
-        } else if len < share {
-            // Full: the largest bucket gives up its newest row to this under-filled one.
-            if let Some(&(_, largest)) = self.by_size.last()
-                && largest != id
-            {
-                self.evict(largest, out);
-                self.append(id, event, out);
+        if len < share {
+            if self.stored >= self.max_sample {
+                // Full: a larger bucket gives up its newest row to this under-filled one.
+                match self.by_size.last() {
+                    Some(&(size, largest)) if largest != id && size > len + 1 => {
+                        self.evict(largest, out);
+                    }
+                    _ => return,
+                }
             }
+            self.append(id, event, out);
         } else {
+            // Reservoir sampling: the n-th event of a full bucket replaces a random row with
+            // probability share / n, so the bucket stays a uniform sample of what it saw (and
+            // writes become rare as it sees more).
             let pick = self.random(seen);
             if let Ok(j) = usize::try_from(pick)
                 && j < len
@@ -1125,6 +1136,7 @@ mod tests {
             min_events: 10,
             min_days: 1,
             max_sample,
+            per_bucket: 1_000,
             window_days: 7,
             retrain_every: Duration::from_secs(3600),
             check_every: Duration::from_secs(1),
@@ -1172,6 +1184,8 @@ mod tests {
         }
         assert_eq!(stored.len(), 100);
         assert_eq!(sampler.take_state().progress.map(|p| p.events), Some(1_020));
+        // A full reservoir writes rarely: about share × ln(seen / share) replacements.
+        assert!(rows.len() < 500, "{} rows written", rows.len());
     }
 
     /// A sample row reads back as the event it was made from, unknown fields included.

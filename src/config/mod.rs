@@ -132,6 +132,9 @@ pub struct LearningConfig {
     pub min_days: u32,
     /// The most events the sample keeps, spread over event type, host and hour of day.
     pub max_sample: usize,
+    /// The most events kept per (event type, host, hour of day): a uniform sample of what that
+    /// bucket saw.
+    pub per_bucket: usize,
     /// Sample events older than this many days (by event time) are dropped: the sliding window
     /// each retrain fits.
     pub window_days: u32,
@@ -155,6 +158,7 @@ impl Default for LearningConfig {
             min_events: 50_000,
             min_days: 7,
             max_sample: 100_000,
+            per_bucket: 500,
             window_days: 28,
             retrain_every: "24h".into(),
             check_every: "30s".into(),
@@ -800,6 +804,12 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
                 "`anomaly.learning.max_sample` is {}; a model needs at least 1000 sample events",
                 learning.max_sample
             ),
+        );
+    }
+    if learning.per_bucket == 0 {
+        report(
+            at.key("per_bucket"),
+            "`anomaly.learning.per_bucket` must be at least 1".into(),
         );
     }
     if learning.window_days == 0 || learning.window_days < learning.min_days {
