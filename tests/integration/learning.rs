@@ -324,9 +324,10 @@ fn engines_of_one_consumer_group_learn_one_sample_and_score_with_one_model() {
             .expect("palisade runs");
         EngineProcess { child, log }
     };
+    // One after the other: two processes migrating a new state file at once can collide.
     let a = start("a");
-    let b = start("b");
     a.wait_for_log("palisade is running");
+    let b = start("b");
     b.wait_for_log("palisade is running");
     // In chunks, so both engines, blocked on the group in turn, each get some.
     let text = std::fs::read_to_string(dir.path().join("normal.jsonl")).expect("events");
