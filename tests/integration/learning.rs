@@ -213,8 +213,8 @@ fn anomaly_alerts(server: &RedisServer) -> usize {
         .count()
 }
 
-/// `GET /healthz` of the engine whose log names its address.
-fn healthz(engine: &EngineProcess) -> Value {
+/// `GET path` of the engine whose log names its address; the body.
+fn get(engine: &EngineProcess, path: &str) -> String {
     use std::io::{Read, Write};
     engine.wait_for_log("serving /healthz, /readyz and /metrics on http://");
     let address = engine
@@ -227,16 +227,19 @@ fn healthz(engine: &EngineProcess) -> Value {
     let mut stream = std::net::TcpStream::connect(&address).expect("connect");
     write!(
         stream,
-        "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
-    let body = response
+    response
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    serde_json::from_str(body).expect("JSON")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn healthz(engine: &EngineProcess) -> Value {
+    serde_json::from_str(&get(engine, "/healthz")).expect("JSON")
 }
 
 /// The running engine learns from the stream, trains in the background once the minimums are
@@ -254,7 +257,20 @@ fn a_running_engine_learns_trains_and_starts_scoring_without_a_restart() {
     sample(dir.path(), "attacks.jsonl", "attacks", 300, 4, 32);
     let engine = EngineProcess::start(dir.path(), "a");
     engine.wait_for_log("anomaly stage learning: 0 of 4,000 events, 0 of 2 days");
-    assert_eq!(healthz(&engine)["anomaly"]["state"], "learning");
+    let health = healthz(&engine);
+    assert_eq!(health["anomaly"]["state"], "learning");
+    assert_eq!(
+        health["anomaly"]["progress"],
+        "learning: 0 of 4,000 events, 0 of 2 days"
+    );
+    let metrics = get(&engine, "/metrics");
+    for line in [
+        "palisade_anomaly_state{state=\"learning\"} 1",
+        "palisade_anomaly_state{state=\"scoring\"} 0",
+        "palisade_anomaly_learning_min_events 4000",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
 
     publish(dir.path(), "normal.jsonl", "learn");
     assert!(
@@ -270,6 +286,12 @@ fn a_running_engine_learns_trains_and_starts_scoring_without_a_restart() {
     assert_eq!(health["anomaly"]["state"], "scoring", "{health}");
     assert_eq!(health["anomaly"]["model"], 1, "{health}");
     assert!(dir.path().join("data/learned.model").exists());
+    assert!(
+        eventually(Duration::from_secs(5), || get(&engine, "/metrics")
+            .contains("palisade_anomaly_state{state=\"scoring\"} 1")),
+        "{}",
+        get(&engine, "/metrics")
+    );
 
     // Attacks now: the learned model scores them, in the same process.
     publish(dir.path(), "attacks.jsonl", "learn");
