@@ -522,6 +522,36 @@ async fn palisade_run(
     })
 }
 
+/// What `palisade run` has by default once it has learned: a learner that keeps sampling (for
+/// the next retrain) beside the model in use. Its reservoirs have seen a week of the bench's
+/// day (seven passes), as an engine would after `min_days`, so the run measures the steady
+/// state rather than the first fill of an empty sample.
+fn learned(
+    config: &crate::config::AnomalyConfig,
+    lines: &[String],
+) -> crate::anomaly::learning::Learner {
+    use crate::anomaly::learning::{Learner, Sampler, Settings};
+    let settings = Settings::from_config(
+        config,
+        "bench".into(),
+        std::path::PathBuf::from("bench.model"),
+    );
+    let mut sampler = Sampler::new(&settings);
+    let events: Vec<crate::event::Event> = lines
+        .iter()
+        .filter_map(|line| crate::event::normalize(line.as_bytes()).ok())
+        .collect();
+    let mut rows = Vec::new();
+    for _ in 0..7 {
+        for event in &events {
+            sampler.observe(event, &mut rows);
+            rows.clear();
+        }
+    }
+    let _ = sampler.take_state();
+    Learner::new(settings, sampler)
+}
+
 /// Runs the whole benchmark against the Redis server at `options.redis_url`.
 pub async fn pipeline(
     options: &BenchOptions,
@@ -548,6 +578,9 @@ pub async fn pipeline(
                         content.config.anomaly.threshold,
                     );
                 }
+            }
+            if content.config.anomaly.learns() {
+                stages.learner = Some(learned(&content.config.anomaly, &lines));
             }
             Ok(stages)
         })
