@@ -813,8 +813,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         );
     }
     if learning.window_days == 0 || learning.window_days < learning.min_days {
+        // Named where it is most likely to have been set: a window of 0, or a minimum of days
+        // past the window.
+        let key = if learning.window_days == 0 {
+            "window_days"
+        } else {
+            "min_days"
+        };
         report(
-            at.key("window_days"),
+            at.key(key),
             format!(
                 "`anomaly.learning.window_days` is {}; it must be at least 1 and at least `min_days` ({})",
                 learning.window_days, learning.min_days
@@ -1073,6 +1080,42 @@ mod tests {
             channel.source,
             SourceConfig::RedisChannel(ChannelSourceConfig::default())
         );
+    }
+
+    /// Out of the box the anomaly stage learns (no model file named); a model file named keeps
+    /// working and turns learning off; unreadable learning values are named with their line.
+    #[test]
+    fn the_anomaly_stage_learns_by_default_and_bad_learning_values_are_named() {
+        let config = Config::default();
+        assert!(config.anomaly.learns());
+        assert_eq!(config.anomaly.model, None);
+        let named = parse(
+            Path::new("p.yaml"),
+            "anomaly:\n  model: models/anomaly.model\n",
+        )
+        .unwrap();
+        assert!(!named.anomaly.learns());
+        let problems = parse(
+            Path::new("p.yaml"),
+            "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n",
+        )
+        .unwrap_err();
+        let mut found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].0 == 3
+                && found[0]
+                    .1
+                    .contains("`anomaly.learning.retrain_every` is `soon`")
+        );
+        assert!(found[1].0 == 4 && found[1].1.contains("max_sample"));
+        // The window (28 days by default) is shorter than min_days: named at min_days.
+        assert!(found[2].0 == 5 && found[2].1.contains("window_days"));
+        assert!(found[3].0 == 6 && found[3].1.contains("drift_factor"));
     }
 
     #[test]
