@@ -532,6 +532,8 @@ struct Shared {
     sampler: Mutex<Sampler>,
     status: Mutex<Status>,
     pending: Mutex<Option<Model>>,
+    /// When the last training failed.
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Learner {
@@ -548,6 +550,7 @@ impl Learner {
                 sampler: Mutex::new(sampler),
                 status: Mutex::new(status),
                 pending: Mutex::new(None),
+                failed_at: Mutex::new(None),
             }),
         }
     }
@@ -945,7 +948,17 @@ async fn check(
             since.as_secs() >= 0 && since.unsigned_abs() >= settings.retrain_every
         }
     };
+    // A training that failed (too few events of every kind, say) is not retried at every
+    // check: ten checks later.
+    let failed_recently = learner
+        .shared
+        .failed_at
+        .lock()
+        .ok()
+        .and_then(|f| *f)
+        .is_some_and(|at| at.elapsed() < settings.check_every * 10);
     if !due
+        || failed_recently
         || !lock(pool, &settings.engine)
             .await
             .map_err(|e| e.to_string())?
@@ -959,6 +972,9 @@ async fn check(
     // otherwise find neither the lock nor the model, and train a second one.
     let stored = train_and_store(learner, anomaly, pool, audit, in_use, &settings, progress).await;
     let unlocked = unlock(pool, &settings.engine).await;
+    if let Ok(mut failed) = learner.shared.failed_at.lock() {
+        *failed = stored.is_err().then(std::time::Instant::now);
+    }
     stored?;
     unlocked.map_err(|e| e.to_string())
 }
@@ -1331,5 +1347,49 @@ mod tests {
             accept(&pool, "operator:test").await.unwrap(),
             Accepted::NothingHeld
         );
+    }
+
+    /// A training that fails (too few events of any kind) is reported, the stage keeps
+    /// learning, and the next check does not train again at once.
+    #[tokio::test]
+    async fn a_failed_training_is_reported_and_not_retried_at_every_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::StateStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap();
+        let pool = store.pool().clone();
+        let t0 = 1_762_180_205_000;
+        sqlx::query("INSERT INTO anomaly_progress (engine, events, first_ts, newest_ts) VALUES ('test', 50, ?, ?)")
+            .bind(t0)
+            .bind(t0 + 2 * DAY_MS)
+            .execute(&pool)
+            .await
+            .unwrap();
+        for i in 0..50 {
+            sqlx::query("INSERT INTO anomaly_sample (engine, bucket, slot, seen, ts, event) VALUES ('test', 'login|a|0', ?, 50, ?, ?)")
+                .bind(i)
+                .bind(t0 + i * 3_600_000)
+                .bind(sample_line(&login("a", t0 + i * 3_600_000)))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let anomaly = super::super::AnomalyHandle::new(None, 0.9);
+        let mut settings = settings(10_000);
+        settings.model_file = dir.path().join("learned.model");
+        let (learner, restored, mut in_use) = prepare(&pool, settings, &anomaly).await.unwrap();
+        assert_eq!(restored, 50);
+        let first = check(&learner, &anomaly, &pool, None, &mut in_use).await;
+        assert!(first.is_err_and(|e| e.contains("no event type has at least")));
+        assert_eq!(learner.status().state, "learning");
+        check(&learner, &anomaly, &pool, None, &mut in_use)
+            .await
+            .unwrap();
+        assert!(anomaly.current().is_none());
+        let locks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM anomaly_training_lock")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(locks, 0, "the lock is released after a failure");
     }
 }
