@@ -28,7 +28,8 @@ CREATE TABLE anomaly_progress (
 
 -- Every model trained inside an engine. `status`: `active` (scored with; the newest active row
 -- is the model), `held` (its alert rate on recent normal events jumped; waits for
--- `palisade model accept`), `superseded` (a held model a later training replaced).
+-- `palisade model accept`), `superseded` (a held model a later training replaced), `unreadable`
+-- (a model this build cannot read, set aside).
 CREATE TABLE anomaly_models (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     trained_at TEXT NOT NULL,

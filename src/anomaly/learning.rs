@@ -677,6 +677,33 @@ async fn model_text(pool: &SqlitePool, id: i64) -> Result<String, sqlx::Error> {
         .await
 }
 
+/// The newest active model that this build can read. A stored model it cannot read (written
+/// by a build with another model format) is marked `unreadable`, logged, and the next one is
+/// tried: the engine starts and learns again rather than refusing to run.
+async fn readable_active(pool: &SqlitePool) -> Result<Option<(ModelRow, Model)>, String> {
+    while let Some(row) = newest_model(pool, "active")
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let text = model_text(pool, row.id).await.map_err(|e| e.to_string())?;
+        match Model::from_text(&text) {
+            Ok(model) => return Ok(Some((row, model))),
+            Err((_, err)) => {
+                tracing::error!(
+                    model = row.id,
+                    "the stored anomaly model cannot be used ({err}); set aside, a new one is trained from the sample"
+                );
+                sqlx::query("UPDATE anomaly_models SET status = 'unreadable' WHERE id = ?")
+                    .bind(row.id)
+                    .execute(pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// What an operator's `palisade model accept` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Accepted {
@@ -828,13 +855,7 @@ pub async fn prepare(
         .map_err(|e| e.to_string())?;
     let learner = Learner::new(settings, sampler);
     let mut in_use = None;
-    if let Some(row) = newest_model(pool, "active")
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        let text = model_text(pool, row.id).await.map_err(|e| e.to_string())?;
-        let model = Model::from_text(&text)
-            .map_err(|(_, e)| format!("the stored anomaly model {}: {e}", row.id))?;
+    if let Some((row, model)) = readable_active(pool).await? {
         anomaly.swap(model);
         in_use = Some(row.id);
     }
@@ -902,10 +923,9 @@ async fn check(
     // A model newer than the one in use: trained by this or another engine, or accepted.
     if let Some(row) = &active
         && *in_use != Some(row.id)
+        && let Some((row, model)) = readable_active(pool).await?
+        && *in_use != Some(row.id)
     {
-        let text = model_text(pool, row.id).await.map_err(|e| e.to_string())?;
-        let model =
-            Model::from_text(&text).map_err(|(_, e)| format!("stored model {}: {e}", row.id))?;
         if let Err(err) = model.save(&settings.model_file) {
             tracing::error!("{err}");
         }
@@ -917,6 +937,10 @@ async fn check(
             "anomaly model adopted; scoring from the next batch"
         );
     }
+    // Read again: an unreadable model was set aside above.
+    let active = newest_model(pool, "active")
+        .await
+        .map_err(|e| e.to_string())?;
     let held = newest_model(pool, "held")
         .await
         .map_err(|e| e.to_string())?;
@@ -1391,5 +1415,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(locks, 0, "the lock is released after a failure");
+    }
+
+    /// A stored model this build cannot read (another model format) is set aside: the engine
+    /// starts, learns, and trains a new one rather than refusing to run.
+    #[tokio::test]
+    async fn a_stored_model_of_another_format_is_set_aside_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::StateStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap();
+        let pool = store.pool().clone();
+        let (text, _) = example();
+        let other = text.replacen("\"version\": 1", "\"version\": 99", 1);
+        assert_ne!(other, text);
+        for model in [&text, &other] {
+            sqlx::query(
+                "INSERT INTO anomaly_models (trained_at, trained_by, status, sample_events, held_out_rate, recent_rate, model) VALUES ('2026-11-30T10:00:00Z', 'a', 'active', 1000, 0.001, 0.001, ?)",
+            )
+            .bind(model)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let anomaly = super::super::AnomalyHandle::new(None, 0.9);
+        let (learner, _, in_use) = prepare(&pool, settings(1_000), &anomaly).await.unwrap();
+        // Model 2 cannot be read: model 1 is in use, and 2 is marked.
+        assert_eq!(in_use, Some(1));
+        assert_eq!(learner.status().model_id, Some(1));
+        let status: String = sqlx::query_scalar("SELECT status FROM anomaly_models WHERE id = 2")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(status, "unreadable");
     }
 }
