@@ -522,6 +522,36 @@ async fn palisade_run(
     })
 }
 
+/// What `palisade run` has by default once it has learned: a learner that keeps sampling (for
+/// the next retrain) beside the model in use. Its reservoirs have seen a week of the bench's
+/// day (seven passes), as an engine would after `min_days`, so the run measures the steady
+/// state rather than the first fill of an empty sample.
+fn learned(
+    config: &crate::config::AnomalyConfig,
+    lines: &[String],
+) -> crate::anomaly::learning::Learner {
+    use crate::anomaly::learning::{Learner, Sampler, Settings};
+    let settings = Settings::from_config(
+        config,
+        "bench".into(),
+        std::path::PathBuf::from("bench.model"),
+    );
+    let mut sampler = Sampler::new(&settings);
+    let events: Vec<crate::event::Event> = lines
+        .iter()
+        .filter_map(|line| crate::event::normalize(line.as_bytes()).ok())
+        .collect();
+    let mut rows = Vec::new();
+    for _ in 0..7 {
+        for event in &events {
+            sampler.observe(event, &mut rows);
+            rows.clear();
+        }
+    }
+    let _ = sampler.take_state();
+    Learner::new(settings, sampler)
+}
+
 /// Runs the whole benchmark against the Redis server at `options.redis_url`.
 pub async fn pipeline(
     options: &BenchOptions,
@@ -533,7 +563,28 @@ pub async fn pipeline(
     let ceiling = ceiling(&options.redis_url, &lines).await?;
     // Each run gets fresh stages: a tracker that has seen the previous run would not be
     // measuring the same work.
-    let stages = || crate::pipeline::Stages::from_content(&content);
+    // The bench measures the engine scoring with a model: the configured file, else the
+    // example (what a learned model costs per event is the same).
+    let stages = || {
+        crate::pipeline::Stages::from_content(&content).and_then(|mut stages| {
+            if stages.anomaly.current().is_none() && content.config.anomaly.enabled {
+                let path =
+                    content.resolve(&crate::anomaly::model_or_example(&content.config.anomaly));
+                if let Some(model) =
+                    crate::anomaly::load_optional(&path).map_err(|e| e.to_string())?
+                {
+                    stages.anomaly = crate::anomaly::AnomalyHandle::new(
+                        Some(model),
+                        content.config.anomaly.threshold,
+                    );
+                }
+            }
+            if content.config.anomaly.learns() {
+                stages.learner = Some(learned(&content.config.anomaly, &lines));
+            }
+            Ok(stages)
+        })
+    };
     tracing::info!("measuring palisade at full load");
     let full = palisade_run(
         &options.redis_url,
@@ -570,7 +621,9 @@ pub async fn pipeline(
         detections_per_run: full.to_recorded.samples,
         ceiling_per_second: ceiling,
         model: content.config.anomaly.enabled
-            && content.resolve(&content.config.anomaly.model).exists(),
+            && content
+                .resolve(&crate::anomaly::model_or_example(&content.config.anomaly))
+                .exists(),
         tracker: content.config.tracker.enabled,
         full,
         rules_only,

@@ -77,8 +77,9 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     };
 
     if config.anomaly.enabled {
-        // The model is content too: a broken one must fail validation, not the running engine.
-        let path = display_path(dir, &config.anomaly.model);
+        // The model is content too: a broken one must fail validation, not the running engine
+        // (or a test case: the shipped example is checked when none is named).
+        let path = display_path(dir, &crate::anomaly::model_or_example(&config.anomaly));
         if let Ok(text) = std::fs::read_to_string(&path)
             && let Err((at, message)) = crate::anomaly::Model::from_text(&text)
         {

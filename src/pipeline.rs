@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::actions::ActionRecord;
 use crate::anomaly::AnomalyHandle;
+use crate::anomaly::learning::Learner;
 use crate::content::Content;
 use crate::detection::Detection;
 use crate::event::Event;
@@ -38,6 +39,8 @@ pub struct Outcome {
     pub behaviour: Vec<BehaviourRecord>,
     /// Patterns the tracker reported, to be stored.
     pub reported: Vec<(String, String, i64)>,
+    /// Changes to the anomaly stage's learning sample, to be stored.
+    pub sample: Vec<crate::anomaly::learning::SampleRow>,
 }
 
 impl Outcome {
@@ -48,6 +51,7 @@ impl Outcome {
         self.degrade.clear();
         self.behaviour.clear();
         self.reported.clear();
+        self.sample.clear();
     }
 }
 
@@ -56,6 +60,9 @@ impl Outcome {
 pub struct Stages {
     /// Scores events no rule matched; without a model, nothing is scored.
     pub anomaly: AnomalyHandle,
+    /// Samples the events nothing flagged, while the engine learns its own model (`None`
+    /// outside `palisade run`, or with a model file named).
+    pub learner: Option<Learner>,
     /// The behaviour tracker; `None` when it is off.
     pub tracker: Option<TrackerHandle>,
     /// Sigma correlation rules over the detections above; `None` when none are loaded.
@@ -63,18 +70,20 @@ pub struct Stages {
 }
 
 impl Stages {
-    /// The stages as the content's config describes them: the model file loaded from the
-    /// content directory when it exists, a fresh in-memory tracker.
+    /// The stages as the content's config describes them: the named model file loaded from the
+    /// content directory when it exists (no model otherwise: a learned one comes from the
+    /// running engine), a fresh in-memory tracker.
     pub fn from_content(content: &Content) -> Result<Stages, String> {
         let config = &content.config;
-        let model = if config.anomaly.enabled {
-            crate::anomaly::load_optional(&content.resolve(&config.anomaly.model))
-                .map_err(|e| e.to_string())?
-        } else {
-            None
+        let model = match &config.anomaly.model {
+            Some(path) if config.anomaly.enabled => {
+                crate::anomaly::load_optional(&content.resolve(path)).map_err(|e| e.to_string())?
+            }
+            _ => None,
         };
         Ok(Stages {
             anomaly: AnomalyHandle::new(model, config.anomaly.threshold),
+            learner: None,
             tracker: Stages::fresh_tracker(content),
             correlation: Some(Stages::fresh_correlation(content)),
         })
@@ -183,10 +192,18 @@ impl Pipeline {
         self.rules
             .evaluate(event, &self.hits, &mut out.detections, &mut out.failures);
         self.sigma.evaluate(event, &mut out.detections);
-        if out.detections.len() == first_new
-            && let Some(detection) = self.stages.anomaly.detect(event, &mut self.features)
-        {
-            out.detections.push(detection);
+        if out.detections.len() == first_new {
+            match self.stages.anomaly.detect(event, &mut self.features) {
+                Some(detection) => out.detections.push(detection),
+                // What nothing flagged is what the learned model learns normal from.
+                None => {
+                    if let Some(learner) = &self.stages.learner
+                        && self.hits.is_empty()
+                    {
+                        learner.observe(event, &mut out.sample);
+                    }
+                }
+            }
         }
         if let Some(tracker) = &self.stages.tracker {
             tracker.observe(

@@ -12,6 +12,7 @@
 
 pub mod evaluate;
 pub mod features;
+pub mod learning;
 pub mod model;
 mod plot;
 pub mod synth;
@@ -101,6 +102,19 @@ pub fn detection(event: &Event, scored: &Scored) -> Detection {
         intel: Vec::new(),
         attribution: None,
     }
+}
+
+/// The example model shipped with palisade (trained on the generated office fleet), relative to
+/// the content directory: `palisade test` cases with `anomaly: true` and `palisade bench`
+/// score with it when the config names no model file. `palisade run` never does by itself.
+pub const EXAMPLE_MODEL: &str = "models/anomaly.model";
+
+/// The model file for tests and benchmarks: the configured one, else the shipped example.
+pub fn model_or_example(config: &crate::config::AnomalyConfig) -> std::path::PathBuf {
+    config
+        .model
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(EXAMPLE_MODEL))
 }
 
 /// Loads the model at `path` when it exists; a missing file means no anomaly stage, a broken one

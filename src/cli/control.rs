@@ -171,6 +171,77 @@ pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
     })
 }
 
+/// The anomaly stage's config of `dir` (the default when the content does not load).
+fn anomaly_config(dir: &Path) -> Result<crate::config::AnomalyConfig, CannotRun> {
+    Ok(match load_content(dir, None)? {
+        Ok(content) => content.config.anomaly.clone(),
+        Err(_) => crate::config::Config::default().anomaly,
+    })
+}
+
+/// `palisade model status`: how far the engine's learning is, the model in use and a retrain
+/// held for review, from the state database.
+pub fn model_status(dir: &Path) -> Result<Status, CannotRun> {
+    let config = anomaly_config(dir)?;
+    if let Some(model) = config.model.as_ref().filter(|_| config.enabled) {
+        println!(
+            "scoring with the model file `{}` (anomaly.model); the engine does not learn",
+            model.display()
+        );
+        return Ok(Status::Ok);
+    }
+    if !config.learns() {
+        println!("the anomaly stage is off: it neither learns nor scores");
+        return Ok(Status::Ok);
+    }
+    with_state(dir, async |state| {
+        let status = crate::anomaly::learning::stored_status(state.pool(), &config)
+            .await
+            .map_err(crate::state::StateError::from)?;
+        println!("{}", status.line());
+        Ok(Status::Ok)
+    })
+}
+
+/// `palisade model accept`: the newest held retrain becomes the model in use; running engines
+/// swap it in at their next check.
+pub fn model_accept(dir: &Path) -> Result<Status, CannotRun> {
+    with_state(dir, async |state| {
+        let by = operator();
+        match crate::anomaly::learning::accept(state.pool(), &by)
+            .await
+            .map_err(crate::state::StateError::from)?
+        {
+            crate::anomaly::learning::Accepted::NothingHeld => {
+                Err(CannotRun("no model is held for review".into()))
+            }
+            crate::anomaly::learning::Accepted::Model(row) => {
+                let entry = AuditEntry {
+                    kind: "model".into(),
+                    actor: by,
+                    status: Some("accepted".into()),
+                    reason: Some(format!(
+                        "anomaly model {} trained at {} accepted by an operator",
+                        row.id, row.trained_at
+                    )),
+                    details: serde_json::json!({
+                        "model": row.id,
+                        "recent_rate": row.recent_rate,
+                        "previous_rate": row.previous_rate,
+                    }),
+                    ..AuditEntry::default()
+                };
+                audit_log(dir, state).await?.append(&[entry]).await?;
+                println!(
+                    "model {} (trained at {}) is in use from each engine's next check",
+                    row.id, row.trained_at
+                );
+                Ok(Status::Ok)
+            }
+        }
+    })
+}
+
 pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
     let Ok(crate::actions::ParamValue::Address { ip, prefix }) =
         crate::actions::ParamType::Address.parse(address)

@@ -94,6 +94,17 @@ pub enum ModelCommand {
         #[arg(long, default_value = "anomaly-scores.png")]
         plot: PathBuf,
     },
+    /// How far the engine's learning is ("learning: 41,000 of 50,000 events, 3 of 7 days"), the
+    /// model in use and a retrain held for review.
+    Status {
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Put the retrained model held for review (its alert rate jumped) in use.
+    Accept {
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
+    },
     /// Generate events of a made-up 36-host office fleet: normal activity, or labelled attacks.
     #[command(after_help = "The shipped model and its test sets were made with:\n  \
 palisade model sample --kind normal --events 30000 --days 14 --seed 1 --out tests/fixtures/anomaly/baseline.jsonl\n  \
@@ -485,6 +496,8 @@ pub fn main() -> ExitCode {
                 seed,
                 out,
             } => model::sample(kind, events, days, seed, out.as_deref()),
+            ModelCommand::Status { dir } => control::model_status(&dir),
+            ModelCommand::Accept { dir } => control::model_accept(&dir),
         },
         Command::Approvals { which } => match which {
             ApprovalsCommand::List { all, dir } => control::list(&dir, all),

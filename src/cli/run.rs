@@ -146,7 +146,7 @@ async fn engine(
     let summaries = executor.clone();
     let executor = Some(executor);
     // Before the writer takes the store: the tracker is restored over the same connections.
-    let stages = stages(&content, store.pool()).await?;
+    let stages = stages(&content, store.pool(), &source).await?;
     let (state, writer) = spawn_writer(store, writer_stop.clone());
     let dead_letter_path = content.resolve(&config.dead_letter.path);
     let dead_letter = DeadLetter::open(&dead_letter_path).map_err(|e| {
@@ -189,6 +189,21 @@ async fn engine(
     });
     if let Some(executor) = &executor {
         metrics.set_manual_mode(executor.is_manual());
+    }
+    if let Some(learner) = &stages.learner {
+        metrics.set_learning(&learner.status());
+        // Its own connections: the writer owns the first store, and training reads the sample
+        // while batches are written.
+        let learning_state = StateStore::open(&state_path).await?;
+        tokio::spawn(crate::anomaly::learning::run(
+            learner.clone(),
+            stages.anomaly.clone(),
+            learning_state.pool().clone(),
+            Some(audit.clone()),
+            Some(metrics.clone()),
+            shutdown.clone(),
+            learner.status().model_id,
+        ));
     }
     if config.http.enabled {
         serve_http(&config.http.listen, &metrics, &health, &shutdown).await;
@@ -382,28 +397,49 @@ async fn stop_before_the_store_closes(
     }
 }
 
-/// The anomaly model (the reloader watches its file) and the tracker (restored from the state
-/// database).
+/// The anomaly stage (a named model file, which the reloader watches, or the learner restored
+/// from the state database with the model it trained), the tracker and the correlation windows
+/// (restored from the state database).
 async fn stages(
     content: &Content,
     pool: &sqlx::SqlitePool,
+    source: &SourceConfig,
 ) -> Result<crate::pipeline::Stages, CannotRun> {
-    let stages = crate::pipeline::Stages::from_content(content).map_err(CannotRun)?;
+    let mut stages = crate::pipeline::Stages::from_content(content).map_err(CannotRun)?;
     let config = &content.config;
-    if config.anomaly.enabled {
-        let path = content.resolve(&config.anomaly.model);
-        match stages.anomaly.current() {
-            Some(model) => tracing::info!(
-                model = %path.display(),
-                trained_at = model.trained_at,
-                threshold = config.anomaly.threshold,
-                "anomaly model loaded"
-            ),
-            None => tracing::info!(
-                model = %path.display(),
-                "no anomaly model yet; events are scored once `palisade train` writes it"
-            ),
+    match &config.anomaly.model {
+        Some(path) if config.anomaly.enabled => {
+            let path = content.resolve(path);
+            match stages.anomaly.current() {
+                Some(model) => tracing::info!(
+                    model = %path.display(),
+                    trained_at = model.trained_at,
+                    threshold = config.anomaly.threshold,
+                    "anomaly model loaded"
+                ),
+                None => tracing::info!(
+                    model = %path.display(),
+                    "no anomaly model yet; events are scored once `palisade train` writes it"
+                ),
+            }
         }
+        _ if config.anomaly.learns() => {
+            let settings = crate::anomaly::learning::Settings::from_config(
+                &config.anomaly,
+                learning_name(source),
+                content.resolve(&config.anomaly.learning.model_file),
+            );
+            let (learner, restored, _) =
+                crate::anomaly::learning::prepare(pool, settings, &stages.anomaly)
+                    .await
+                    .map_err(|e| {
+                        CannotRun(format!("cannot restore the anomaly stage's learning: {e}"))
+                    })?;
+            let status = learner.status();
+            tracing::info!(sample_rows = restored, "anomaly stage {}", status.line());
+            stages.learner = Some(learner);
+        }
+        _ => {}
     }
     if let Some(tracker) = &stages.tracker {
         let retention = i64::from(config.tracker.retention_days) * 86_400_000;
@@ -421,6 +457,22 @@ async fn stages(
         tracing::info!(windows = restored, "correlation windows restored");
     }
     Ok(stages)
+}
+
+/// Whose sample rows these are in a state database engines may share: the stream consumer's
+/// configured name, else the host's name (stable across restarts, unlike the default consumer
+/// name, which carries the process id).
+fn learning_name(source: &SourceConfig) -> String {
+    if let SourceConfig::RedisStream(stream) = source
+        && let Some(consumer) = &stream.consumer
+    {
+        return consumer.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "palisade".into())
 }
 
 /// Starts `/healthz`, `/readyz` and `/metrics`. A port already taken (another engine on this

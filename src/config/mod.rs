@@ -87,22 +87,83 @@ impl Default for HttpConfig {
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct AnomalyConfig {
-    /// Score events no rule matched. Off, or with no model file, the stage is skipped.
+    /// Score events no rule matched. Off, the stage neither learns nor scores.
     pub enabled: bool,
-    /// The model file `palisade train` wrote, relative to the content directory. It is
-    /// reloaded when it changes.
-    pub model: PathBuf,
+    /// A model file `palisade train` wrote, relative to the content directory, reloaded when it
+    /// changes. Left out (the default), the engine learns this deployment's own model
+    /// (`learning`) and scores nothing until it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
     /// Scores at or above this become detections; 0.9 means one baseline event in a thousand
     /// was as unusual.
     pub threshold: f64,
+    /// Learning the deployment's normal inside the engine, when no `model` file is named.
+    pub learning: LearningConfig,
 }
 
 impl Default for AnomalyConfig {
     fn default() -> AnomalyConfig {
         AnomalyConfig {
             enabled: true,
-            model: PathBuf::from("models/anomaly.model"),
+            model: None,
             threshold: 0.9,
+            learning: LearningConfig::default(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// Whether the running engine learns its own model: the stage is on and names no file.
+    pub fn learns(&self) -> bool {
+        self.enabled && self.model.is_none() && self.learning.enabled
+    }
+}
+
+/// How the engine learns its model (`docs/anomaly.md#learning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct LearningConfig {
+    /// Learn when no model file is named. Off, and without a model file, nothing is scored.
+    pub enabled: bool,
+    /// Events seen (not flagged by rules, intel or the model) before the first model is trained.
+    pub min_events: u64,
+    /// Days of event time the sample must span before the first model is trained.
+    pub min_days: u32,
+    /// The most events the sample keeps, spread over event type, host and hour of day.
+    pub max_sample: usize,
+    /// The most events kept per (event type, host, hour of day): a uniform sample of what that
+    /// bucket saw.
+    pub per_bucket: usize,
+    /// Sample events older than this many days (by event time) are dropped: the sliding window
+    /// each retrain fits.
+    pub window_days: u32,
+    /// How often a new model is fitted over the window once the first one is in use (`24h`).
+    pub retrain_every: String,
+    /// How often the engine checks its progress and the stored models (`30s`).
+    pub check_every: String,
+    /// A retrain whose alert rate on the newest day's held-out events is more than this many
+    /// times the model in use's (or the 0.1% calibration target, if higher) is held for
+    /// `palisade model accept`.
+    pub drift_factor: f64,
+    /// Where the model in use is written (temporary file, then rename), relative to the content
+    /// directory; a held retrain is written beside it with `.held` added.
+    pub model_file: PathBuf,
+}
+
+impl Default for LearningConfig {
+    fn default() -> LearningConfig {
+        LearningConfig {
+            enabled: true,
+            min_events: 50_000,
+            min_days: 7,
+            max_sample: 100_000,
+            per_bucket: 500,
+            window_days: 28,
+            retrain_every: "24h".into(),
+            check_every: "30s".into(),
+            drift_factor: 3.0,
+            model_file: PathBuf::from("data/learned.model"),
         }
     }
 }
@@ -720,6 +781,62 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             ),
         );
     }
+    let learning = &config.anomaly.learning;
+    let at = root.key("anomaly").key("learning");
+    for (key, value) in [
+        ("retrain_every", &learning.retrain_every),
+        ("check_every", &learning.check_every),
+    ] {
+        match crate::actions::parse_duration(value) {
+            Some(d) if !d.is_zero() => {}
+            _ => report(
+                at.key(key),
+                format!(
+                    "`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"
+                ),
+            ),
+        }
+    }
+    if learning.max_sample < 1_000 {
+        report(
+            at.key("max_sample"),
+            format!(
+                "`anomaly.learning.max_sample` is {}; a model needs at least 1000 sample events",
+                learning.max_sample
+            ),
+        );
+    }
+    if learning.per_bucket == 0 {
+        report(
+            at.key("per_bucket"),
+            "`anomaly.learning.per_bucket` must be at least 1".into(),
+        );
+    }
+    if learning.window_days == 0 || learning.window_days < learning.min_days {
+        // Named where it is most likely to have been set: a window of 0, or a minimum of days
+        // past the window.
+        let key = if learning.window_days == 0 {
+            "window_days"
+        } else {
+            "min_days"
+        };
+        report(
+            at.key(key),
+            format!(
+                "`anomaly.learning.window_days` is {}; it must be at least 1 and at least `min_days` ({})",
+                learning.window_days, learning.min_days
+            ),
+        );
+    }
+    if !(learning.drift_factor.is_finite() && learning.drift_factor >= 1.0) {
+        report(
+            at.key("drift_factor"),
+            format!(
+                "`anomaly.learning.drift_factor` must be at least 1, not {}",
+                learning.drift_factor
+            ),
+        );
+    }
     let tracker = &config.tracker;
     let at = root.key("tracker");
     if tracker.retention_days == 0 {
@@ -963,6 +1080,42 @@ mod tests {
             channel.source,
             SourceConfig::RedisChannel(ChannelSourceConfig::default())
         );
+    }
+
+    /// Out of the box the anomaly stage learns (no model file named); a model file named keeps
+    /// working and turns learning off; unreadable learning values are named with their line.
+    #[test]
+    fn the_anomaly_stage_learns_by_default_and_bad_learning_values_are_named() {
+        let config = Config::default();
+        assert!(config.anomaly.learns());
+        assert_eq!(config.anomaly.model, None);
+        let named = parse(
+            Path::new("p.yaml"),
+            "anomaly:\n  model: models/anomaly.model\n",
+        )
+        .unwrap();
+        assert!(!named.anomaly.learns());
+        let problems = parse(
+            Path::new("p.yaml"),
+            "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n",
+        )
+        .unwrap_err();
+        let mut found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].0 == 3
+                && found[0]
+                    .1
+                    .contains("`anomaly.learning.retrain_every` is `soon`")
+        );
+        assert!(found[1].0 == 4 && found[1].1.contains("max_sample"));
+        // The window (28 days by default) is shorter than min_days: named at min_days.
+        assert!(found[2].0 == 5 && found[2].1.contains("window_days"));
+        assert!(found[3].0 == 6 && found[3].1.contains("drift_factor"));
     }
 
     #[test]

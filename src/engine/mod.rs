@@ -136,6 +136,15 @@ impl Engine {
         if let Some(pipeline) = newest {
             self.pipeline = pipeline;
         }
+        self.apply_learned();
+    }
+
+    /// Swaps in a model the learner trained or adopted since the last batch.
+    fn apply_learned(&mut self) {
+        let stages = self.pipeline.stages();
+        if let Some(model) = stages.learner.as_ref().and_then(|l| l.take_pending()) {
+            stages.anomaly.swap(model);
+        }
     }
 
     /// Counts what goes through on `metrics` (shown on `/metrics`).
@@ -217,6 +226,14 @@ impl Engine {
     pub fn end_batch(&mut self, handled: &mut Handled) {
         self.flush_tracker(handled, false);
         self.flush_correlation(handled);
+        self.flush_learning(handled);
+    }
+
+    /// The learning progress and the sample's pruning go with the batch whose events made them.
+    fn flush_learning(&mut self, handled: &mut Handled) {
+        if let Some(learner) = &self.pipeline.stages().learner {
+            handled.state.sample_state.absorb(learner.take_state());
+        }
     }
 
     /// The correlation windows the batch changed go with it, every batch: a window that lags
@@ -263,6 +280,7 @@ impl Engine {
         let mut handled = Handled::default();
         self.flush_tracker(&mut handled, true);
         self.flush_correlation(&mut handled);
+        self.flush_learning(&mut handled);
         self.failure_log.flush();
         handled.state
     }
@@ -298,6 +316,7 @@ impl Engine {
         }
         handled.state.behaviour.append(&mut self.outcome.behaviour);
         handled.state.reported.append(&mut self.outcome.reported);
+        handled.state.sample.append(&mut self.outcome.sample);
         let outcome = &self.outcome;
         if outcome.detections.is_empty() {
             return;

@@ -88,29 +88,35 @@ impl Watched {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let model = content.config.anomaly.enabled.then(|| {
-            let file = content.resolve(&content.config.anomaly.model);
-            let folder = file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            // A folder that does not exist yet cannot be canonicalized: resolve its parent.
-            let folder = match (folder.parent(), folder.file_name()) {
-                (Some(parent), Some(name)) if !folder.exists() => {
-                    absolute(if parent.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        parent.to_path_buf()
-                    })
-                    .join(name)
-                }
-                _ => absolute(folder),
-            };
-            (
-                folder,
-                file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
-            )
-        });
+        // Only a named model file is watched; a learned model comes from the state database.
+        let anomaly = &content.config.anomaly;
+        let model = anomaly
+            .model
+            .as_ref()
+            .filter(|_| anomaly.enabled)
+            .map(|model| {
+                let file = content.resolve(model);
+                let folder = file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                // A folder that does not exist yet cannot be canonicalized: resolve its parent.
+                let folder = match (folder.parent(), folder.file_name()) {
+                    (Some(parent), Some(name)) if !folder.exists() => {
+                        absolute(if parent.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            parent.to_path_buf()
+                        })
+                        .join(name)
+                    }
+                    _ => absolute(folder),
+                };
+                (
+                    folder,
+                    file.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+                )
+            });
         Watched {
             model,
             rules: absolute(content.resolve(&content.config.content.rules)),
@@ -338,10 +344,10 @@ async fn rematch(settings: &ReloadSettings, content: &Content) {
 /// that does not load leaves the running model in place.
 async fn reload_model(settings: &ReloadSettings) {
     let config = &settings.current.config.anomaly;
-    if !config.enabled {
+    let Some(model) = config.model.as_ref().filter(|_| config.enabled) else {
         return;
-    }
-    let path = settings.current.resolve(&config.model);
+    };
+    let path = settings.current.resolve(model);
     if !path.exists() {
         return;
     }
@@ -527,7 +533,7 @@ mod tests {
         }
         std::fs::write(
             dir.path().join("palisade.yaml"),
-            "sigma: {folders: [corpus]}\n",
+            "sigma: {folders: [corpus]}\nanomaly: {model: models/anomaly.model}\n",
         )
         .unwrap();
         let mut content = crate::content::load(dir.path(), None).unwrap();

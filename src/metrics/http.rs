@@ -27,6 +27,19 @@ async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
         "last_error": shared.health.last_error(),
         "events_processed": shared.metrics.events_processed(),
         "last_reload_error": shared.metrics.reload_error(),
+        "anomaly": shared.metrics.learning().map(|status| serde_json::json!({
+            "state": status.state,
+            "progress": status.line(),
+            "events": status.events,
+            "min_events": status.min_events,
+            "days": status.days,
+            "min_days": status.min_days,
+            "sample": status.sample,
+            "model": status.model_id,
+            "trained_at": status.trained_at,
+            "held": status.held,
+            "last_error": status.last_error,
+        })),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -64,6 +64,8 @@ pub struct Metrics {
     ready: AtomicBool,
     /// Why the last reload was refused, until one succeeds.
     reload_error: Mutex<Option<String>>,
+    /// The anomaly stage's learning, when the engine learns its own model.
+    learning: Mutex<Option<crate::anomaly::learning::Status>>,
 }
 
 fn escape(label: &str) -> String {
@@ -140,6 +142,17 @@ impl Metrics {
 
     pub fn reload_error(&self) -> Option<String> {
         self.reload_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Where the anomaly stage's learning is (updated at each of its checks).
+    pub fn set_learning(&self, status: &crate::anomaly::learning::Status) {
+        if let Ok(mut learning) = self.learning.lock() {
+            *learning = Some(status.clone());
+        }
+    }
+
+    pub fn learning(&self) -> Option<crate::anomaly::learning::Status> {
+        self.learning.lock().ok().and_then(|l| l.clone())
     }
 
     pub fn set_manual_mode(&self, manual: bool) {
@@ -294,6 +307,56 @@ impl Metrics {
             "# HELP palisade_ready Whether the engine is reading its source.\n# TYPE palisade_ready gauge\npalisade_ready {}",
             u8::from(self.is_ready())
         );
+        if let Some(status) = self.learning() {
+            let _ = writeln!(
+                out,
+                "# HELP palisade_anomaly_state The anomaly stage's state: 1 for the current one.\n# TYPE palisade_anomaly_state gauge"
+            );
+            for state in ["learning", "training", "scoring"] {
+                let _ = writeln!(
+                    out,
+                    "palisade_anomaly_state{{state=\"{state}\"}} {}",
+                    u8::from(status.state == state)
+                );
+            }
+            for (name, help, value) in [
+                (
+                    "palisade_anomaly_learning_events",
+                    "Events offered to the learning sample (not flagged), every engine sharing the state database.",
+                    status.events,
+                ),
+                (
+                    "palisade_anomaly_learning_min_events",
+                    "Events needed before the first model is trained.",
+                    status.min_events,
+                ),
+                (
+                    "palisade_anomaly_learning_days",
+                    "Whole days of event time the sample spans.",
+                    status.days,
+                ),
+                (
+                    "palisade_anomaly_learning_min_days",
+                    "Days needed before the first model is trained.",
+                    u64::from(status.min_days),
+                ),
+                (
+                    "palisade_anomaly_sample_events",
+                    "Events kept in the learning sample.",
+                    status.sample,
+                ),
+                (
+                    "palisade_anomaly_model_held",
+                    "1 while a retrained model is held for `palisade model accept`.",
+                    u64::from(status.held.is_some()),
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+        }
         out
     }
 }

@@ -67,6 +67,10 @@ pub struct Batch {
     pub behaviour_days: crate::tracker::DayCounts,
     /// Sigma correlation windows these events changed, in the order they changed.
     pub correlation: Vec<crate::sigma::correlation::window::WindowRow>,
+    /// Changes to the anomaly stage's learning sample, in the order they were made.
+    pub sample: Vec<crate::anomaly::learning::SampleRow>,
+    /// The learning progress and sample pruning these events brought.
+    pub sample_state: crate::anomaly::learning::SampleState,
 }
 
 impl Batch {
@@ -78,6 +82,8 @@ impl Batch {
             && self.behaviour_horizon.is_none()
             && self.behaviour_days.is_empty()
             && self.correlation.is_empty()
+            && self.sample.is_empty()
+            && self.sample_state.is_empty()
     }
 
     /// Appends a later batch.
@@ -87,6 +93,8 @@ impl Batch {
         self.behaviour.append(&mut later.behaviour);
         self.reported.append(&mut later.reported);
         self.correlation.append(&mut later.correlation);
+        self.sample.append(&mut later.sample);
+        self.sample_state.absorb(later.sample_state);
         self.behaviour_horizon = later.behaviour_horizon.or(self.behaviour_horizon);
         for (entity, counts) in later.behaviour_days {
             let mine = self.behaviour_days.entry(entity).or_default();
@@ -97,7 +105,11 @@ impl Batch {
     }
 
     fn rows(&self) -> usize {
-        self.detections.len() + self.actions.len() + self.behaviour.len() + self.correlation.len()
+        self.detections.len()
+            + self.actions.len()
+            + self.behaviour.len()
+            + self.correlation.len()
+            + self.sample.len()
     }
 }
 
@@ -255,6 +267,7 @@ impl StateStore {
             upsert.build().execute(&mut *tx).await?;
         }
         crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
+        write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
         if let Some(horizon) = batch.behaviour_horizon {
             sqlx::query("DELETE FROM behaviour WHERE ts < ?")
                 .bind(horizon)
@@ -283,6 +296,71 @@ impl StateStore {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// The learning sample's rows, in order (a slot can be written and then given up in one batch),
+/// then the progress and the window's pruning.
+async fn write_sample(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    rows: &[crate::anomaly::learning::SampleRow],
+    state: &crate::anomaly::learning::SampleState,
+) -> Result<(), StateError> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        // A run of writes goes as multi-row statements; a delete alone.
+        let puts = rest.iter().take_while(|r| r.event.is_some()).count();
+        if puts == 0 {
+            let row = &rest[0];
+            sqlx::query("DELETE FROM anomaly_sample WHERE engine = ? AND bucket = ? AND slot = ?")
+                .bind(&*row.engine)
+                .bind(&row.bucket)
+                .bind(row.slot)
+                .execute(&mut **tx)
+                .await?;
+            rest = &rest[1..];
+            continue;
+        }
+        let (run, after) = rest.split_at(puts);
+        for chunk in run.chunks(ROWS_PER_STATEMENT) {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR REPLACE INTO anomaly_sample (engine, bucket, slot, seen, ts, event) ",
+            );
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(&*row.engine)
+                    .push_bind(&row.bucket)
+                    .push_bind(row.slot)
+                    .push_bind(i64::try_from(row.seen).unwrap_or(i64::MAX))
+                    .push_bind(row.ts)
+                    .push_bind(row.event.as_deref().unwrap_or_default());
+            });
+            insert.build().execute(&mut **tx).await?;
+        }
+        rest = after;
+    }
+    let Some(engine) = &state.engine else {
+        return Ok(());
+    };
+    if let Some(progress) = state.progress {
+        sqlx::query(
+            "INSERT INTO anomaly_progress (engine, events, first_ts, newest_ts) VALUES (?, ?, ?, ?)
+             ON CONFLICT (engine) DO UPDATE SET events = excluded.events, first_ts = excluded.first_ts, newest_ts = excluded.newest_ts",
+        )
+        .bind(&**engine)
+        .bind(i64::try_from(progress.events).unwrap_or(i64::MAX))
+        .bind(progress.first_ts)
+        .bind(progress.newest_ts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(before) = state.prune_before {
+        sqlx::query("DELETE FROM anomaly_sample WHERE engine = ? AND ts < ?")
+            .bind(&**engine)
+            .bind(before)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// One unit of work for the writer: a batch, and who to tell when it is stored.

@@ -58,7 +58,20 @@ impl TestReport {
 
 /// Runs every case whose owner or name contains `filter` (all when `None`).
 pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestReport, String> {
-    let model = Stages::from_content(content)?.anomaly;
+    // Cases with `anomaly: true` score with the configured model file, else the shipped example
+    // (the engine's learned model lives in its state database, not in the content).
+    let config = &content.config.anomaly;
+    let model = match crate::anomaly::load_optional(
+        &content.resolve(&crate::anomaly::model_or_example(config)),
+    )
+    .map_err(|e| e.to_string())?
+    {
+        Some(model) => AnomalyHandle::new(Some(model), config.threshold),
+        None => AnomalyHandle::default(),
+    };
+    // A snapshot is what `palisade replay` prints: a model only when the config names one (the
+    // learned model lives in a running engine's state database).
+    let engine_model = Stages::from_content(content)?.anomaly;
     let mut report = TestReport::default();
     let selected =
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
@@ -127,7 +140,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         if !selected("fixture", &name) {
             continue;
         }
-        let problems = check_snapshot(content, &model, &events, &expected)
+        let problems = check_snapshot(content, &engine_model, &events, &expected)
             .unwrap_or_else(|problem| vec![problem]);
         report.cases.push(CaseResult {
             file: content.resolve(&expected),
@@ -190,6 +203,7 @@ fn outcome_of(
     // A fresh tracker for every case: what one case's events did must not leak into the next.
     let stages = Stages {
         anomaly: model.cloned().unwrap_or_default(),
+        learner: None,
         tracker: Stages::fresh_tracker(content),
         correlation: Some(Stages::fresh_correlation(content)),
     };

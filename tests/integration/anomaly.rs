@@ -298,6 +298,12 @@ fn a_bad_baseline_line_is_named_and_nothing_is_written() {
 #[test]
 fn the_engine_picks_up_a_new_model_file_while_it_runs() {
     let dir = scratch_content();
+    // A named model file is what the engine watches (by default it learns its own instead).
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "anomaly:\n  model: models/anomaly.model\n",
+    )
+    .expect("config");
     let (mut child, log) = crate::support::run_on_pipes(dir.path());
     let lines = Arc::new(Mutex::new(Vec::<Value>::new()));
     let reader = {

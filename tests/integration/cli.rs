@@ -164,17 +164,9 @@ fn replay_prints_detections_only_for_malicious_events() {
         .collect();
     // m-03: Office macro cradle, m-05: regsvr32 squiblydoo (ECS), m-07: encoded PowerShell.
     assert_eq!(detected, ["m-03", "m-03", "m-05", "m-07"]);
-    // The shipped model was trained on a generated fleet: this fixture's hosts and users are
-    // strangers to it, so events no rule matched score as unusual (stage `anomaly`).
-    let unusual: Vec<&str> = lines
-        .iter()
-        .filter(|l| l["kind"] == "detection" && l["stage"] == "anomaly")
-        .map(|l| l["event_id"].as_str().unwrap_or_default())
-        .collect();
-    assert!(
-        !unusual.iter().any(|id| detected.contains(id)),
-        "{unusual:?}"
-    );
+    // The default config names no model file: the anomaly stage learns inside a running engine
+    // first, so a replay scores nothing (docs/anomaly.md#learning).
+    assert!(!lines.iter().any(|l| l["stage"] == "anomaly"), "{lines:?}");
     for line in &lines {
         for field in ["kind", "event_id", "rule"] {
             assert!(line.get(field).is_some(), "{field} missing in {line}");

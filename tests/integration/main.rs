@@ -13,6 +13,7 @@ mod correlation;
 mod firewall;
 mod intel_poison;
 mod intel_pull;
+mod learning;
 mod live;
 mod operator_text;
 mod redis_io;
