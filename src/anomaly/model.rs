@@ -25,7 +25,8 @@ use crate::event::{Event, EventKind};
 /// What the first line of a model file says it is.
 pub const FORMAT: &str = "palisade-anomaly-model";
 /// The model file version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// (Version 2: rarities per host, peer group and fleet, and a time-ordered hold-out.)
+pub const VERSION: u32 = 2;
 
 /// How much of the held-out distribution the empirical part covers; beyond it, the fitted tail.
 pub const TAIL_SHARE: f64 = 0.05;
@@ -233,6 +234,7 @@ impl Model {
                 model.version
             )));
         }
+        model.vocabulary.check().map_err(invalid)?;
         for (name, kind) in &model.kinds {
             let Some(event_kind) = EventKind::parse(name) else {
                 return Err(invalid(format!("`kinds.{name}` is not an event type")));
@@ -323,6 +325,53 @@ impl Model {
             score: model.calibration.score(distance),
             distance,
             drivers,
+        })
+    }
+}
+
+/// Everything behind one event's score, for `palisade model explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub score: f64,
+    pub distance: f64,
+    /// Every feature in vector order: name, the event's value, its share of the distance.
+    pub features: Vec<(&'static str, f64, f64)>,
+    /// What the baseline held for each counted combination of the event.
+    pub seen: Vec<(features::Table, String, features::Seen)>,
+    /// The host, its peer group (name shape) and the hosts the baseline saw in it.
+    pub host: String,
+    pub peer_group: String,
+    pub peers: Vec<String>,
+}
+
+impl Model {
+    /// The score of an event with every feature's value and share and what the baseline held
+    /// for its host and peers; `None` when its kind has no model.
+    pub fn explain(&self, event: &Event) -> Option<Explanation> {
+        let mut scratch = Vec::new();
+        let (distance, nearest, model) = self.distance(event, &mut scratch)?;
+        let centre = &model.centroids[nearest];
+        let mut raw = Vec::new();
+        features::extract(event, &self.vocabulary, &mut raw);
+        let squared = (distance * distance).max(f64::MIN_POSITIVE);
+        let features = features::names(event.kind)
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, raw[i], (scratch[i] - centre[i]).powi(2) / squared))
+            .collect();
+        let host = event.host.as_deref().unwrap_or("");
+        Some(Explanation {
+            score: model.calibration.score(distance),
+            distance,
+            features,
+            seen: features::seen_of(event, &self.vocabulary),
+            host: host.to_string(),
+            peer_group: features::shape(host),
+            peers: self
+                .vocabulary
+                .peers_of(host)
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default(),
         })
     }
 }
