@@ -176,11 +176,84 @@ mod tests {
             fleet.attacks = attacks;
             fleet
         };
-        for fleet in [small("shop", 300, 300), small("developers", 400, 300)] {
+        for fleet in [small("shop", 400, 500), small("developers", 350, 500)] {
             let row = judge_fleet(&fleet, 0.9).expect("judged");
             assert!(row.later_normal > 1000, "{row:?}");
             assert!(row.normal_flagged <= 0.005, "{row:?}");
             assert!(row.attacks_detected >= 0.9, "{row:?}");
         }
+    }
+
+    /// Issue 13, item 3: a value never seen anywhere, in an otherwise ordinary event, scored
+    /// 1.000 (the rarity alone was most of the distance). Now it is as unusual as the fleet's own
+    /// rate of new values says, and an attack with several unusual parts still stands out.
+    #[test]
+    fn a_never_seen_value_alone_does_not_score_1() {
+        let fleet = Fleet::shapes()
+            .into_iter()
+            .find(|f| f.name == "shop")
+            .expect("shop");
+        let generated = fleet.generate();
+        let learning = events_of(&generated.learning, "learning").expect("events");
+        let model = crate::anomaly::train::train(&learning, "shop").expect("trained");
+        let later = events_of(&generated.later_normal, "normal").expect("events");
+        let ordinary = later
+            .iter()
+            .find(|e| {
+                e.kind == crate::event::EventKind::ProcessCreate
+                    && e.host.as_deref() == Some("pc-03")
+                    && e.name.as_deref() == Some("outlook.exe")
+            })
+            .expect("an ordinary start");
+        let mut scratch = Vec::new();
+        let score = |e: &Event, scratch: &mut Vec<f64>| model.score_only(e, scratch).expect("scored");
+        assert!(score(ordinary, &mut scratch) < 0.9);
+
+        // A new account on a known host, and a program nobody in the fleet ever started.
+        let mut new_user = ordinary.clone();
+        new_user.user = Some("SHOP\\newhire".into());
+        let mut new_program = ordinary.clone();
+        new_program.name = Some("zoom.exe".into());
+        for event in [&new_user, &new_program] {
+            let s = score(event, &mut scratch);
+            assert!(s < 0.99, "{s}: {event:?}");
+        }
+
+        // The same workstation starting a shell from Word with an encoded command: several
+        // unusual parts at once.
+        let mut attack = ordinary.clone();
+        attack.parent_name = Some("winword.exe".into());
+        attack.name = Some("powershell.exe".into());
+        attack.cmdline = Some(format!("powershell.exe -nop -w hidden -enc {}", "SQBFAFgA".repeat(60)));
+        assert!(score(&attack, &mut scratch) >= 0.9);
+    }
+
+    /// Issue 13, item 3: hosts and users that join after learning and do what their peers do
+    /// were strangers to the model, so all their events scored near 1.
+    #[test]
+    fn a_new_host_and_user_doing_what_peers_do_score_as_normal() {
+        let fleet = Fleet::shapes()
+            .into_iter()
+            .find(|f| f.name == "shop")
+            .expect("shop");
+        let generated = fleet.generate();
+        let learning = events_of(&generated.learning, "learning").expect("events");
+        let model = crate::anomaly::train::train(&learning, "shop").expect("trained");
+        // Joiners are the workstations numbered past the fleet's own.
+        let joiners: Vec<String> = (fleet.workstations + 1..=fleet.workstations + fleet.joiners)
+            .map(|w| format!("{}{w:02}", fleet.workstation_prefix))
+            .collect();
+        let theirs: Vec<Event> = events_of(&generated.later_normal, "normal")
+            .expect("events")
+            .into_iter()
+            .filter(|e| e.host.as_ref().is_some_and(|h| joiners.contains(h)))
+            .collect();
+        assert!(theirs.len() > 200, "{}", theirs.len());
+        let flagged = scores(&model, &theirs).iter().filter(|s| **s >= 0.9).count();
+        assert!(
+            flagged as f64 <= 0.01 * theirs.len() as f64,
+            "{flagged} of {}",
+            theirs.len()
+        );
     }
 }

@@ -7,13 +7,16 @@
 //! them.
 //!
 //! Why the surprise is layered: a fleet gains users, hosts and programs every day, so a value
-//! never seen before is only as unusual as the baseline says new values are. The fleet's own
-//! rate of new values (the share of values seen exactly once, Good–Turing) gives the chance of
-//! an unseen value; a host's peers (hosts whose names have the same shape, `ws-07` and `ws-31`
-//! both `ws-#`) lend their counts to a host with little history, and the host's own counts
-//! take over as it accumulates them (additive smoothing with the level above as the prior). A
-//! new workstation with a new user that does what the other workstations do is not unusual; a
-//! workstation starting a program none of its peers start is.
+//! never seen before is only as unusual as the baseline says new values are. Over the fleet,
+//! the chance of a value not seen at all is the fleet's own rate of new values (values seen
+//! once, plus one, over events plus one: Good–Turing). Below it, the host's peers (hosts whose
+//! names have the same shape, `ws-07` and `ws-31` both `ws-#`) and then the host itself mix
+//! their own counts with the level above, weighing the level above by how many distinct values
+//! they have seen — each was new once, so that is how often this level meets new values
+//! (Witten–Bell smoothing). A host with no history takes its peers' view whole; a host with a
+//! long history of few programs has little chance left for anything new. A new workstation
+//! with a new user that does what the other workstations do is not unusual; a workstation
+//! starting a program none of its peers start is.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -275,10 +278,6 @@ impl Hasher for Prehashed {
 
 type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
 
-/// How much history of its own a host (or peer group) needs before its counts outweigh the
-/// level above: additive smoothing with this many events' worth of the prior.
-pub const PRIOR_WEIGHT: f64 = 20.0;
-
 /// What the baseline held for one value of one table: counts at each level and the smoothed
 /// chance of the value for this host.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -290,7 +289,7 @@ pub struct Seen {
     /// (times seen, events counted) across the fleet.
     pub fleet: (u64, u64),
     /// The fleet's chance of a value it has not seen (Good–Turing: values seen once, plus one,
-    /// over events plus two).
+    /// over events plus one).
     pub novelty: f64,
     /// The smoothed chance of this value for this host.
     pub probability: f64,
@@ -316,10 +315,41 @@ pub struct Vocabulary {
 struct Index {
     /// Key of table, scope and value to count.
     counts: KeyMap<u64>,
-    /// Key of table and scope to events counted.
-    totals: KeyMap<u64>,
-    /// Per table (in `Table::ALL` order): the fleet's chance of an unseen value.
+    /// Key of table and scope to what the scope saw as a whole.
+    scopes: KeyMap<ScopeStats>,
+    /// Per table (in `Table::ALL` order): the fleet's chance of a value it has not seen.
     novelty: [f64; 8],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ScopeStats {
+    /// Events counted.
+    total: u64,
+    /// Distinct values among them.
+    distinct: u64,
+}
+
+impl ScopeStats {
+    /// For a scope nobody counted: the level above decides.
+    const EMPTY: ScopeStats = ScopeStats {
+        total: 0,
+        distinct: 0,
+    };
+
+    /// The chance of a value seen `count` times here, `above` its chance one level up.
+    fn chance(self, count: u64, above: f64) -> f64 {
+        if self.total == 0 {
+            return above;
+        }
+        let weight = self.distinct as f64;
+        (count as f64 + weight * above) / (self.total as f64 + weight)
+    }
+}
+
+/// The fleet's chance of a value it has not seen: values seen once, plus one, over events plus
+/// one (Good–Turing).
+fn novelty(once: u64, total: u64) -> f64 {
+    ((once as f64 + 1.0) / (total as f64 + 1.0)).min(1.0)
 }
 
 impl PartialEq for Vocabulary {
@@ -403,8 +433,8 @@ impl Vocabulary {
         }
     }
 
-    /// Hashes every count once; called after learning or loading. A table or scope name the
-    /// build does not know is left out (the model check reports it before this runs).
+    /// Hashes every count once; called after learning or loading. A table the build does not
+    /// know is left out (the model check reports it).
     pub fn index(&mut self) {
         let mut index = Index::default();
         for (name, scopes) in &self.counts {
@@ -413,17 +443,19 @@ impl Vocabulary {
             };
             let base = Key::new(table);
             for (scope, values) in scopes {
-                // Stored scopes are already lowercase and shaped: hash their text as it is.
-                let scope_key = base.text(scope).end();
-                let mut total = 0;
+                // Stored scopes and values are already lowercase and shaped: hashed as they are.
+                let key = base.text(scope).end();
                 for (value, count) in values {
-                    index.counts.insert(scope_key.text(value).0, *count);
-                    total += count;
+                    index.counts.insert(key.text(value).0, *count);
                 }
-                index.totals.insert(scope_key.0, total);
+                let stats = ScopeStats {
+                    total: values.values().sum(),
+                    distinct: values.len() as u64,
+                };
+                index.scopes.insert(key.0, stats);
                 if scope == "*" {
-                    let once = values.values().filter(|c| **c == 1).count() as f64;
-                    index.novelty[table as usize] = (once + 1.0) / (total as f64 + 2.0);
+                    let once = values.values().filter(|c| **c == 1).count() as u64;
+                    index.novelty[table as usize] = novelty(once, stats.total);
                 }
             }
         }
@@ -457,39 +489,42 @@ impl Vocabulary {
         Ok(())
     }
 
-    /// What the baseline held for `value` of `table` on `host`, and its smoothed chance.
+    /// What the baseline held for `value` of `table` on `host`, and its chance for the host.
     pub fn seen(&self, table: Table, host: &str, value: Value<'_>) -> Seen {
         let base = Key::new(table);
         let shaped = table.shaped_above_host();
         let level = |scope: Scope<'_>, shaped: bool| {
             let scope_key = base.scope(scope);
-            let total = self.index.totals.get(&scope_key.0).copied().unwrap_or(0);
-            let count = if total == 0 {
+            let stats = self
+                .index
+                .scopes
+                .get(&scope_key.0)
+                .copied()
+                .unwrap_or(ScopeStats::EMPTY);
+            let count = if stats.total == 0 {
                 0
             } else {
                 let key = value.feed(scope_key, shaped);
                 self.index.counts.get(&key.0).copied().unwrap_or(0)
             };
-            (count, total)
+            (count, stats)
         };
-        let fleet = level(Scope::Fleet, shaped);
-        let peer = level(Scope::Peer(host), shaped);
-        let host_counts = level(Scope::Host(host), false);
+        let (fleet_count, fleet) = level(Scope::Fleet, shaped);
+        let (peer_count, peer) = level(Scope::Peer(host), shaped);
+        let (host_count, own) = level(Scope::Host(host), false);
         let novelty = self.index.novelty[table as usize];
-        let fleet_p = if fleet.0 == 0 || fleet.1 == 0 {
+        let fleet_p = if fleet_count == 0 || fleet.total == 0 {
             novelty
         } else {
-            (1.0 - novelty) * fleet.0 as f64 / fleet.1 as f64
+            (1.0 - novelty) * fleet_count as f64 / fleet.total as f64
         };
-        let smooth = |(count, total): (u64, u64), prior: f64| {
-            (count as f64 + PRIOR_WEIGHT * prior) / (total as f64 + PRIOR_WEIGHT)
-        };
-        let probability = smooth(host_counts, smooth(peer, fleet_p)).max(f64::MIN_POSITIVE);
-        let rarity = (-probability.ln() / (fleet.1 as f64 + 2.0).ln()).clamp(0.0, 1.0);
+        let peer_p = peer.chance(peer_count, fleet_p);
+        let probability = own.chance(host_count, peer_p).max(f64::MIN_POSITIVE);
+        let rarity = (-probability.ln() / (fleet.total as f64 + 2.0).ln()).clamp(0.0, 1.0);
         Seen {
-            host: host_counts,
-            peer,
-            fleet,
+            host: (host_count, own.total),
+            peer: (peer_count, peer.total),
+            fleet: (fleet_count, fleet.total),
             novelty,
             probability,
             rarity,

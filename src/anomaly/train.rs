@@ -19,7 +19,7 @@ const HOLD_OUT_SHARE: f64 = 0.2;
 /// shows a new value its spread is tiny, and dividing by it would let one unseen value push an
 /// event arbitrarily far by itself. With this floor one rarity moves an event at most
 /// `1 / RARITY_SCALE_FLOOR` scaled units; the held-out part then says how often that happens.
-pub const RARITY_SCALE_FLOOR: f64 = 0.2;
+pub const RARITY_SCALE_FLOOR: f64 = 0.25;
 /// Fewer events of a kind than this in the baseline and the kind is not modelled.
 pub const MIN_EVENTS_PER_KIND: usize = 200;
 /// Clusters per kind, at most; fewer when the kind has few events.
