@@ -206,7 +206,8 @@ mod tests {
             })
             .expect("an ordinary start");
         let mut scratch = Vec::new();
-        let score = |e: &Event, scratch: &mut Vec<f64>| model.score_only(e, scratch).expect("scored");
+        let score =
+            |e: &Event, scratch: &mut Vec<f64>| model.score_only(e, scratch).expect("scored");
         assert!(score(ordinary, &mut scratch) < 0.9);
 
         // A new account on a known host, and a program nobody in the fleet ever started.
@@ -224,7 +225,10 @@ mod tests {
         let mut attack = ordinary.clone();
         attack.parent_name = Some("winword.exe".into());
         attack.name = Some("powershell.exe".into());
-        attack.cmdline = Some(format!("powershell.exe -nop -w hidden -enc {}", "SQBFAFgA".repeat(60)));
+        attack.cmdline = Some(format!(
+            "powershell.exe -nop -w hidden -enc {}",
+            "SQBFAFgA".repeat(60)
+        ));
         assert!(score(&attack, &mut scratch) >= 0.9);
     }
 
@@ -249,7 +253,10 @@ mod tests {
             .filter(|e| e.host.as_ref().is_some_and(|h| joiners.contains(h)))
             .collect();
         assert!(theirs.len() > 200, "{}", theirs.len());
-        let flagged = scores(&model, &theirs).iter().filter(|s| **s >= 0.9).count();
+        let flagged = scores(&model, &theirs)
+            .iter()
+            .filter(|s| **s >= 0.9)
+            .count();
         assert!(
             flagged as f64 <= 0.01 * theirs.len() as f64,
             "{flagged} of {}",

@@ -161,7 +161,13 @@ impl Value<'_> {
 
     /// The value as the model file writes it (lowercase; shaped when asked).
     pub fn text(self, shaped: bool) -> String {
-        let text = |s: &str| if shaped { shape(s) } else { s.to_ascii_lowercase() };
+        let text = |s: &str| {
+            if shaped {
+                shape(s)
+            } else {
+                s.to_ascii_lowercase()
+            }
+        };
         match self {
             Value::One(a) => text(a),
             Value::Pair(a, b) => format!("{}>{}", text(a), text(b)),
@@ -471,7 +477,9 @@ impl Vocabulary {
     pub fn check(&self) -> Result<(), String> {
         for (name, scopes) in &self.counts {
             if Table::parse(name).is_none() {
-                return Err(format!("`vocabulary.counts.{name}` is not a table this palisade counts"));
+                return Err(format!(
+                    "`vocabulary.counts.{name}` is not a table this palisade counts"
+                ));
             }
             for scope in scopes.keys() {
                 let known = scope == "*"
@@ -658,7 +666,11 @@ pub fn extract(event: &Event, vocabulary: &Vocabulary, out: &mut Vec<f64>) {
             let name = lowered(field(&event.query_name));
             let name = name.trim_end_matches('.');
             let domain = registrable(name);
-            out.push(vocabulary.seen(Table::Domain, host, Value::One(domain)).rarity);
+            out.push(
+                vocabulary
+                    .seen(Table::Domain, host, Value::One(domain))
+                    .rarity,
+            );
             out.push((1.0 + name.len() as f64).ln());
             out.push(name.split('.').count() as f64);
             // The most random label: a generated name or a tunnelled payload stands out there.
@@ -718,7 +730,10 @@ mod tests {
     fn office() -> Vocabulary {
         let mut v = Vocabulary::default();
         for w in 1..=30 {
-            for (i, name) in ["chrome.exe", "outlook.exe", "teams.exe"].iter().enumerate() {
+            for (i, name) in ["chrome.exe", "outlook.exe", "teams.exe"]
+                .iter()
+                .enumerate()
+            {
                 for _ in 0..(10 * (i + 1)) {
                     v.learn(&process(
                         &format!("WS-{w:02}"),
@@ -736,15 +751,27 @@ mod tests {
     #[test]
     fn keys_built_from_an_event_match_the_stored_text() {
         let v = office();
-        let seen = v.seen(Table::ParentChild, "ws-03", Value::Pair("Explorer.EXE", "Chrome.exe"));
+        let seen = v.seen(
+            Table::ParentChild,
+            "ws-03",
+            Value::Pair("Explorer.EXE", "Chrome.exe"),
+        );
         assert_eq!(seen.host, (10, 60));
         assert_eq!(seen.peer, (300, 1800));
         assert_eq!(seen.fleet, (300, 1800));
         let user = v.seen(Table::User, "WS-03", Value::One("corp\\USER03"));
         assert_eq!(user.host, (60, 60));
-        assert_eq!(user.peer, (1800, 1800), "accounts are shaped above the host");
         assert_eq!(
-            v.seen(Table::ParentChild, "ws-03", Value::Pair("explorer.exe", "chrome.exe")),
+            user.peer,
+            (1800, 1800),
+            "accounts are shaped above the host"
+        );
+        assert_eq!(
+            v.seen(
+                Table::ParentChild,
+                "ws-03",
+                Value::Pair("explorer.exe", "chrome.exe")
+            ),
             seen
         );
     }
@@ -752,12 +779,20 @@ mod tests {
     #[test]
     fn a_new_host_and_user_like_their_peers_are_not_rare() {
         let v = office();
-        let usual = v.seen(Table::User, "ws-03", Value::One("corp\\user03")).rarity;
-        let joiner = v.seen(Table::User, "ws-41", Value::One("corp\\user41")).rarity;
+        let usual = v
+            .seen(Table::User, "ws-03", Value::One("corp\\user03"))
+            .rarity;
+        let joiner = v
+            .seen(Table::User, "ws-41", Value::One("corp\\user41"))
+            .rarity;
         assert!(joiner < 0.1, "{joiner}");
         assert!((joiner - usual).abs() < 0.05, "{joiner} vs {usual}");
         let program = v
-            .seen(Table::ParentChild, "ws-41", Value::Pair("explorer.exe", "teams.exe"))
+            .seen(
+                Table::ParentChild,
+                "ws-41",
+                Value::Pair("explorer.exe", "teams.exe"),
+            )
             .rarity;
         assert!(program < 0.2, "{program}");
     }
@@ -765,8 +800,12 @@ mod tests {
     #[test]
     fn another_account_on_a_host_with_history_is_rarer_than_its_own() {
         let v = office();
-        let own = v.seen(Table::User, "ws-03", Value::One("corp\\user03")).rarity;
-        let other = v.seen(Table::User, "ws-03", Value::One("corp\\user17")).rarity;
+        let own = v
+            .seen(Table::User, "ws-03", Value::One("corp\\user03"))
+            .rarity;
+        let other = v
+            .seen(Table::User, "ws-03", Value::One("corp\\user17"))
+            .rarity;
         assert!(other > own + 0.1, "{other} vs {own}");
     }
 
@@ -780,11 +819,19 @@ mod tests {
         // an unseen program is far less surprising.
         let mut v = office();
         for i in 0..600 {
-            v.learn(&process("ws-05", "corp\\user05", "explorer.exe", &format!("setup-{i}.exe")));
+            v.learn(&process(
+                "ws-05",
+                "corp\\user05",
+                "explorer.exe",
+                &format!("setup-{i}.exe"),
+            ));
         }
         v.index();
         let lively = v.seen(Table::Process, "ws-03", Value::One("never.exe"));
-        assert!(lively.rarity < never.rarity - 0.2, "{lively:?} vs {never:?}");
+        assert!(
+            lively.rarity < never.rarity - 0.2,
+            "{lively:?} vs {never:?}"
+        );
     }
 
     #[test]

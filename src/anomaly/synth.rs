@@ -219,18 +219,16 @@ fn activity(
     match rng.gen_range(0..100) {
         0..=54 => {
             let installer;
-            let (parent, child) = if new_program_share > 0.0
-                && !actor.server
-                && rng.gen_bool(new_program_share)
-            {
-                // Installers and updaters: a program nobody ran before, as every real fleet
-                // shows a few times a day.
-                let kind = ["setup", "update", "install", "patch"][rng.gen_range(0..4)];
-                installer = format!("{kind}-{}.exe", rng.gen_range(100..99_999));
-                ("explorer.exe", installer.as_str())
-            } else {
-                pick_tree(rng, actor.trees)
-            };
+            let (parent, child) =
+                if new_program_share > 0.0 && !actor.server && rng.gen_bool(new_program_share) {
+                    // Installers and updaters: a program nobody ran before, as every real fleet
+                    // shows a few times a day.
+                    let kind = ["setup", "update", "install", "patch"][rng.gen_range(0..4)];
+                    installer = format!("{kind}-{}.exe", rng.gen_range(100..99_999));
+                    ("explorer.exe", installer.as_str())
+                } else {
+                    pick_tree(rng, actor.trees)
+                };
             json!({"type": "process_create", "timestamp": at, "host": actor.host, "pid": pid,
                 "ppid": rng.gen_range(500..999), "name": child, "parent_name": parent,
                 "cmdline": cmdline(rng, child), "user": actor.user})
@@ -429,7 +427,13 @@ pub struct FleetEvents {
 }
 
 /// Programs only some workstations use; with strong habits a workstation may never start them.
-const OPTIONAL: &[&str] = &["code.exe", "git.exe", "node.exe", "slack.exe", "acrord32.exe"];
+const OPTIONAL: &[&str] = &[
+    "code.exe",
+    "git.exe",
+    "node.exe",
+    "slack.exe",
+    "acrord32.exe",
+];
 
 impl Fleet {
     /// The four shapes the table in docs/anomaly.md is made of.
@@ -521,8 +525,7 @@ impl Fleet {
                 WORKSTATION_TREES
                     .iter()
                     .map(|&(parent, child, weight)| {
-                        let dropped =
-                            OPTIONAL.contains(&child) && rng.gen_bool(self.habits * 0.7);
+                        let dropped = OPTIONAL.contains(&child) && rng.gen_bool(self.habits * 0.7);
                         let factor = 1.0 + self.habits * rng.gen_range(-0.9..2.0);
                         let weight = if dropped {
                             0

@@ -508,7 +508,12 @@ pub fn main() -> ExitCode {
                 file,
                 event_id,
                 model: path,
-            } => model::explain(&path, event.as_deref(), file.as_deref(), event_id.as_deref()),
+            } => model::explain(
+                &path,
+                event.as_deref(),
+                file.as_deref(),
+                event_id.as_deref(),
+            ),
         },
         Command::Approvals { which } => match which {
             ApprovalsCommand::List { all, dir } => control::list(&dir, all),

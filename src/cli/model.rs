@@ -118,7 +118,10 @@ pub fn explain(
             .into_iter()
             .find(|e| e.id == id)
             .ok_or_else(|| {
-                CannotRun(format!("`{}` has no event with the id `{id}`", file.display()))
+                CannotRun(format!(
+                    "`{}` has no event with the id `{id}`",
+                    file.display()
+                ))
             })?,
         _ => {
             return Err(CannotRun(
@@ -163,7 +166,12 @@ pub fn explain(
         peers.len(),
         if peers.len() == 1 { "" } else { "s" },
         if shown.is_empty() { "" } else { ": " },
-        shown.join(", ") + if peers.len() > shown.len() { ", …" } else { "" }
+        shown.join(", ")
+            + if peers.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
     );
     println!("what the baseline holds (times seen of events counted):");
     for (table, value, seen) in &explained.seen {
