@@ -596,7 +596,7 @@ impl Fleet {
         let later_normal = period(self.learning_days, self.later_days, true);
         // The attacks of `attacks`, moved onto this fleet's hosts and accounts (joiners
         // included) and into the later days.
-        let mut attacks = attacks(self.attacks, self.later_days, self.seed ^ 0xa77a_c4);
+        let mut attacks = attacks(self.attacks, self.later_days, self.seed ^ 0x00a7_7ac4);
         for event in &mut attacks {
             let host = event["host"].as_str().unwrap_or_default().to_string();
             if host.starts_with("srv-") {
