@@ -455,7 +455,8 @@ impl Vocabulary {
                     index.counts.insert(key.text(value).0, *count);
                 }
                 let stats = ScopeStats {
-                    total: values.values().sum(),
+                    // Saturating: a hand-edited file with absurd counts must not overflow.
+                    total: values.values().fold(0u64, |t, c| t.saturating_add(*c)),
                     distinct: values.len() as u64,
                 };
                 index.scopes.insert(key.0, stats);

@@ -7,7 +7,8 @@
 //! one-class SVM scores against every support vector (slower per event, no per-feature
 //! explanation); a k-NN distance needs the whole baseline at scoring time.
 //!
-//! Why the calibration holds: a fifth of the baseline is held out of the fit. Its distances give
+//! Why the calibration holds: the latest fifth of the baseline (by event time) is held out of
+//! the fit, so it meets the hosts, accounts and programs that appeared later, as live events do. Its distances give
 //! the empirical chance `p` that a baseline event lies at least as far from every centroid; past
 //! the 95th percentile the tail is an exponential fitted to the excesses (peaks over a
 //! threshold), so rarer distances than the held-out set contains still get a probability. The
@@ -219,21 +220,29 @@ impl Model {
 
     /// Parses and checks a model file's text; an error says where (line, column) when it can.
     pub fn from_text(text: &str) -> Result<Model, (Option<(usize, usize)>, String)> {
-        let mut model: Model = serde_json::from_str(text)
-            .map_err(|e| (Some((e.line(), e.column())), e.to_string()))?;
+        let at = |e: serde_json::Error| (Some((e.line(), e.column())), e.to_string());
         let invalid = |message: String| (None, message);
-        if model.format != FORMAT {
+        // Format and version first: a file of another version fails on its own terms, not on
+        // the first field whose shape changed.
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            version: u32,
+        }
+        let header: Header = serde_json::from_str(text).map_err(at)?;
+        if header.format != FORMAT {
             return Err(invalid(format!(
                 "its `format` is `{}`, expected `{FORMAT}`",
-                model.format
+                header.format
             )));
         }
-        if model.version != VERSION {
+        if header.version != VERSION {
             return Err(invalid(format!(
                 "it is version {}, this palisade reads version {VERSION}; train it again with `palisade train`",
-                model.version
+                header.version
             )));
         }
+        let mut model: Model = serde_json::from_str(text).map_err(at)?;
         model.vocabulary.check().map_err(invalid)?;
         for (name, kind) in &model.kinds {
             let Some(event_kind) = EventKind::parse(name) else {
@@ -391,6 +400,20 @@ mod tests {
             calibration.tail_start + calibration.tail_mean_excess * (TAIL_SHARE / 0.001).ln();
         assert!((calibration.score(at_0_9) - 0.9).abs() < 1e-9);
         assert!(calibration.score(1e9) <= 1.0);
+    }
+
+    /// A version 1 file (counts per table, not per scope) failed with "expected a map" at some
+    /// line of its vocabulary instead of saying it is an older model.
+    #[test]
+    fn an_older_model_file_is_named_by_its_version() {
+        let old = r#"{"format": "palisade-anomaly-model", "version": 1, "trained_at": "x",
+            "summary": {"baseline": "b", "events": 0, "kinds": {}, "skipped": []},
+            "vocabulary": {"totals": {"domain": 1}, "counts": {"domain": {"bing.com": 1}}},
+            "kinds": {}}"#;
+        let (at, message) = Model::from_text(old).expect_err("refused");
+        assert_eq!(at, None);
+        assert!(message.contains("it is version 1"), "{message}");
+        assert!(message.contains("palisade train"), "{message}");
     }
 
     #[test]
