@@ -8,12 +8,13 @@
 //! explanation); a k-NN distance needs the whole baseline at scoring time.
 //!
 //! Why the calibration holds: the latest fifth of the baseline (by event time) is held out of
-//! the fit, so it meets the hosts, accounts and programs that appeared later, as live events do. Its distances give
-//! the empirical chance `p` that a baseline event lies at least as far from every centroid; past
-//! the 95th percentile the tail is an exponential fitted to the excesses (peaks over a
-//! threshold), so rarer distances than the held-out set contains still get a probability. The
-//! score is `1 - p^(1/3)`: 0.9 means `p = 0.001`, one baseline event in a thousand is as far out,
-//! so at the default threshold about 0.1% of events like the baseline are flagged.
+//! the fit, so it meets the hosts, accounts and programs that appeared later, as live events
+//! do. Its distances give the empirical chance `p` that a baseline event lies at least as far
+//! from every centroid; past the 95th percentile the tail is an exponential fitted to the
+//! excesses (peaks over a threshold), so rarer distances than the held-out set contains still
+//! get a probability. The score is `1 - p^(1/3)`: 0.9 means `p = 0.001`, one baseline event in
+//! a thousand is as far out, so at the default threshold about 0.1% of events like the
+//! baseline are flagged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
