@@ -325,6 +325,8 @@ struct Index {
     scopes: KeyMap<ScopeStats>,
     /// Per table (in `Table::ALL` order): the fleet's chance of a value it has not seen.
     novelty: [f64; 8],
+    /// Per table: `1 / ln(fleet events + 2)`, the rarity's scale, worked out once.
+    inverse_log_total: [f64; 8],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -463,12 +465,18 @@ impl Vocabulary {
                 if scope == "*" {
                     let once = values.values().filter(|c| **c == 1).count() as u64;
                     index.novelty[table as usize] = novelty(once, stats.total);
+                    index.inverse_log_total[table as usize] = 1.0 / (stats.total as f64 + 2.0).ln();
                 }
             }
         }
         for (i, table) in Table::ALL.iter().enumerate() {
-            if !self.counts.contains_key(table.as_str()) {
+            let counted = self
+                .counts
+                .get(table.as_str())
+                .is_some_and(|scopes| scopes.contains_key("*"));
+            if !counted {
                 index.novelty[i] = 1.0;
+                index.inverse_log_total[i] = 1.0 / 2f64.ln();
             }
         }
         self.index = index;
@@ -529,7 +537,8 @@ impl Vocabulary {
         };
         let peer_p = peer.chance(peer_count, fleet_p);
         let probability = own.chance(host_count, peer_p).max(f64::MIN_POSITIVE);
-        let rarity = (-probability.ln() / (fleet.total as f64 + 2.0).ln()).clamp(0.0, 1.0);
+        let rarity =
+            (-probability.ln() * self.index.inverse_log_total[table as usize]).clamp(0.0, 1.0);
         Seen {
             host: (host_count, own.total),
             peer: (peer_count, peer.total),
