@@ -7,12 +7,14 @@
 //! one-class SVM scores against every support vector (slower per event, no per-feature
 //! explanation); a k-NN distance needs the whole baseline at scoring time.
 //!
-//! Why the calibration holds: a fifth of the baseline is held out of the fit. Its distances give
-//! the empirical chance `p` that a baseline event lies at least as far from every centroid; past
-//! the 95th percentile the tail is an exponential fitted to the excesses (peaks over a
-//! threshold), so rarer distances than the held-out set contains still get a probability. The
-//! score is `1 - p^(1/3)`: 0.9 means `p = 0.001`, one baseline event in a thousand is as far out,
-//! so at the default threshold about 0.1% of events like the baseline are flagged.
+//! Why the calibration holds: the latest fifth of the baseline (by event time) is held out of
+//! the fit, so it meets the hosts, accounts and programs that appeared later, as live events
+//! do. Its distances give the empirical chance `p` that a baseline event lies at least as far
+//! from every centroid; past the 95th percentile the tail is an exponential fitted to the
+//! excesses (peaks over a threshold), so rarer distances than the held-out set contains still
+//! get a probability. The score is `1 - p^(1/3)`: 0.9 means `p = 0.001`, one baseline event in
+//! a thousand is as far out, so at the default threshold about 0.1% of events like the
+//! baseline are flagged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,7 +27,8 @@ use crate::event::{Event, EventKind};
 /// What the first line of a model file says it is.
 pub const FORMAT: &str = "palisade-anomaly-model";
 /// The model file version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// (Version 2: rarities per host, peer group and fleet, and a time-ordered hold-out.)
+pub const VERSION: u32 = 2;
 
 /// How much of the held-out distribution the empirical part covers; beyond it, the fitted tail.
 pub const TAIL_SHARE: f64 = 0.05;
@@ -218,21 +221,30 @@ impl Model {
 
     /// Parses and checks a model file's text; an error says where (line, column) when it can.
     pub fn from_text(text: &str) -> Result<Model, (Option<(usize, usize)>, String)> {
-        let mut model: Model = serde_json::from_str(text)
-            .map_err(|e| (Some((e.line(), e.column())), e.to_string()))?;
+        let at = |e: serde_json::Error| (Some((e.line(), e.column())), e.to_string());
         let invalid = |message: String| (None, message);
-        if model.format != FORMAT {
+        // Format and version first: a file of another version fails on its own terms, not on
+        // the first field whose shape changed.
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            version: u32,
+        }
+        let header: Header = serde_json::from_str(text).map_err(at)?;
+        if header.format != FORMAT {
             return Err(invalid(format!(
                 "its `format` is `{}`, expected `{FORMAT}`",
-                model.format
+                header.format
             )));
         }
-        if model.version != VERSION {
+        if header.version != VERSION {
             return Err(invalid(format!(
                 "it is version {}, this palisade reads version {VERSION}; train it again with `palisade train`",
-                model.version
+                header.version
             )));
         }
+        let mut model: Model = serde_json::from_str(text).map_err(at)?;
+        model.vocabulary.check().map_err(invalid)?;
         for (name, kind) in &model.kinds {
             let Some(event_kind) = EventKind::parse(name) else {
                 return Err(invalid(format!("`kinds.{name}` is not an event type")));
@@ -327,6 +339,53 @@ impl Model {
     }
 }
 
+/// Everything behind one event's score, for `palisade model explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub score: f64,
+    pub distance: f64,
+    /// Every feature in vector order: name, the event's value, its share of the distance.
+    pub features: Vec<(&'static str, f64, f64)>,
+    /// What the baseline held for each counted combination of the event.
+    pub seen: Vec<(features::Table, String, features::Seen)>,
+    /// The host, its peer group (name shape) and the hosts the baseline saw in it.
+    pub host: String,
+    pub peer_group: String,
+    pub peers: Vec<String>,
+}
+
+impl Model {
+    /// The score of an event with every feature's value and share and what the baseline held
+    /// for its host and peers; `None` when its kind has no model.
+    pub fn explain(&self, event: &Event) -> Option<Explanation> {
+        let mut scratch = Vec::new();
+        let (distance, nearest, model) = self.distance(event, &mut scratch)?;
+        let centre = &model.centroids[nearest];
+        let mut raw = Vec::new();
+        features::extract(event, &self.vocabulary, &mut raw);
+        let squared = (distance * distance).max(f64::MIN_POSITIVE);
+        let features = features::names(event.kind)
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, raw[i], (scratch[i] - centre[i]).powi(2) / squared))
+            .collect();
+        let host = event.host.as_deref().unwrap_or("");
+        Some(Explanation {
+            score: model.calibration.score(distance),
+            distance,
+            features,
+            seen: features::seen_of(event, &self.vocabulary),
+            host: host.to_string(),
+            peer_group: features::shape(host),
+            peers: self
+                .vocabulary
+                .peers_of(host)
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +401,20 @@ mod tests {
             calibration.tail_start + calibration.tail_mean_excess * (TAIL_SHARE / 0.001).ln();
         assert!((calibration.score(at_0_9) - 0.9).abs() < 1e-9);
         assert!(calibration.score(1e9) <= 1.0);
+    }
+
+    /// A version 1 file (counts per table, not per scope) failed with "expected a map" at some
+    /// line of its vocabulary instead of saying it is an older model.
+    #[test]
+    fn an_older_model_file_is_named_by_its_version() {
+        let old = r#"{"format": "palisade-anomaly-model", "version": 1, "trained_at": "x",
+            "summary": {"baseline": "b", "events": 0, "kinds": {}, "skipped": []},
+            "vocabulary": {"totals": {"domain": 1}, "counts": {"domain": {"bing.com": 1}}},
+            "kinds": {}}"#;
+        let (at, message) = Model::from_text(old).expect_err("refused");
+        assert_eq!(at, None);
+        assert!(message.contains("it is version 1"), "{message}");
+        assert!(message.contains("palisade train"), "{message}");
     }
 
     #[test]

@@ -172,88 +172,131 @@ pub fn normal(count: usize, days: i64, seed: u64) -> Vec<serde_json::Value> {
             let day = rng.gen_range(0..days);
             let at = time(&mut rng, day, !server);
             let pid: u32 = rng.gen_range(1000..60000);
-            match rng.gen_range(0..100) {
-                0..=54 => {
-                    let (parent, child) = pick_tree(
-                        &mut rng,
-                        if server {
-                            SERVER_TREES
-                        } else {
-                            WORKSTATION_TREES
-                        },
-                    );
-                    json!({"type": "process_create", "timestamp": at, "host": host, "pid": pid,
-                        "ppid": rng.gen_range(500..999), "name": child, "parent_name": parent,
-                        "cmdline": cmdline(&mut rng, child), "user": user})
-                }
-                55..=79 => {
-                    let (name, ip, port) = if rng.gen_bool(0.75) {
-                        let names = [
-                            "chrome.exe",
-                            "msedge.exe",
-                            "teams.exe",
-                            "outlook.exe",
-                            "svchost.exe",
-                        ];
-                        let prefix = CDN_PREFIXES[rng.gen_range(0..CDN_PREFIXES.len())];
-                        let port = if rng.gen_bool(0.9) { 443 } else { 80 };
-                        (
-                            names[rng.gen_range(0..names.len())],
-                            format!(
-                                "{prefix}.{}.{}",
-                                rng.gen_range(0..40),
-                                rng.gen_range(1..255)
-                            ),
-                            port,
-                        )
-                    } else {
-                        let ports = [445, 135, 389, 88, 53, 443];
-                        (
-                            "svchost.exe",
-                            format!("10.0.0.{}", rng.gen_range(10..20)),
-                            ports[rng.gen_range(0..ports.len())],
-                        )
-                    };
-                    json!({"type": "network_connection", "timestamp": at, "host": host, "pid": pid,
-                        "name": name, "remote_ip": ip, "remote_port": port, "protocol": "tcp"})
-                }
-                80..=94 => {
-                    let name = if rng.gen_bool(0.2) {
-                        format!("e{}.dscx.akamaiedge.net", rng.gen_range(1..9999))
-                    } else {
-                        pick(&mut rng, DOMAINS).to_string()
-                    };
-                    json!({"type": "dns_query", "timestamp": at, "host": host, "pid": pid,
-                        "name": "svchost.exe", "query_name": name})
-                }
-                _ => {
-                    let (user, method, source) = if server {
-                        let admins = ["admin.alice", "admin.bob", "svc-backup"];
-                        (
-                            admins[rng.gen_range(0..admins.len())].to_string(),
-                            "ssh-key",
-                            format!("10.0.1.{}", rng.gen_range(2..40)),
-                        )
-                    } else {
-                        (
-                            user.trim_start_matches("CORP\\").to_string(),
-                            "kerberos",
-                            format!("10.0.2.{}", rng.gen_range(2..250)),
-                        )
-                    };
-                    let outcome = if rng.gen_bool(0.03) {
-                        "failure"
-                    } else {
-                        "success"
-                    };
-                    json!({"type": "login", "timestamp": at, "host": host, "user": user,
-                        "source_ip": source, "outcome": outcome, "method": method})
-                }
-            }
+            let trees = if server {
+                SERVER_TREES
+            } else {
+                WORKSTATION_TREES
+            };
+            let login_user = user.trim_start_matches("CORP\\").to_string();
+            activity(
+                &mut rng,
+                &Actor {
+                    host: &host,
+                    user: &user,
+                    login_user: &login_user,
+                    server,
+                    trees,
+                },
+                at,
+                pid,
+                0.0,
+            )
         })
         .collect();
     events.sort_by_key(|e| e["timestamp"].as_i64().unwrap_or(0));
     events
+}
+
+/// Who does something: the host, its user (as process events and logins name it), whether it
+/// is a server, and the process trees it starts.
+struct Actor<'a> {
+    host: &'a str,
+    user: &'a str,
+    login_user: &'a str,
+    server: bool,
+    trees: &'a [(&'a str, &'a str, u32)],
+}
+
+/// One normal event of `actor` at `at`; `new_program_share` of a workstation's process starts
+/// are programs never seen before.
+fn activity(
+    rng: &mut StdRng,
+    actor: &Actor<'_>,
+    at: i64,
+    pid: u32,
+    new_program_share: f64,
+) -> serde_json::Value {
+    match rng.gen_range(0..100) {
+        0..=54 => {
+            let installer;
+            let (parent, child) =
+                if new_program_share > 0.0 && !actor.server && rng.gen_bool(new_program_share) {
+                    // Installers and updaters: a program nobody ran before, as every real fleet
+                    // shows a few times a day.
+                    let kind = ["setup", "update", "install", "patch"][rng.gen_range(0..4)];
+                    installer = format!("{kind}-{}.exe", rng.gen_range(100..99_999));
+                    ("explorer.exe", installer.as_str())
+                } else {
+                    pick_tree(rng, actor.trees)
+                };
+            json!({"type": "process_create", "timestamp": at, "host": actor.host, "pid": pid,
+                "ppid": rng.gen_range(500..999), "name": child, "parent_name": parent,
+                "cmdline": cmdline(rng, child), "user": actor.user})
+        }
+        55..=79 => {
+            let (name, ip, port) = if rng.gen_bool(0.75) {
+                let names = [
+                    "chrome.exe",
+                    "msedge.exe",
+                    "teams.exe",
+                    "outlook.exe",
+                    "svchost.exe",
+                ];
+                let prefix = CDN_PREFIXES[rng.gen_range(0..CDN_PREFIXES.len())];
+                let port = if rng.gen_bool(0.9) { 443 } else { 80 };
+                (
+                    names[rng.gen_range(0..names.len())],
+                    format!(
+                        "{prefix}.{}.{}",
+                        rng.gen_range(0..40),
+                        rng.gen_range(1..255)
+                    ),
+                    port,
+                )
+            } else {
+                let ports = [445, 135, 389, 88, 53, 443];
+                (
+                    "svchost.exe",
+                    format!("10.0.0.{}", rng.gen_range(10..20)),
+                    ports[rng.gen_range(0..ports.len())],
+                )
+            };
+            json!({"type": "network_connection", "timestamp": at, "host": actor.host, "pid": pid,
+                "name": name, "remote_ip": ip, "remote_port": port, "protocol": "tcp"})
+        }
+        80..=94 => {
+            let name = if rng.gen_bool(0.2) {
+                format!("e{}.dscx.akamaiedge.net", rng.gen_range(1..9999))
+            } else {
+                pick(rng, DOMAINS).to_string()
+            };
+            json!({"type": "dns_query", "timestamp": at, "host": actor.host, "pid": pid,
+                "name": "svchost.exe", "query_name": name})
+        }
+        _ => {
+            let (user, method, source) = if actor.server {
+                let admins = ["admin.alice", "admin.bob", "svc-backup"];
+                (
+                    admins[rng.gen_range(0..admins.len())].to_string(),
+                    "ssh-key",
+                    format!("10.0.1.{}", rng.gen_range(2..40)),
+                )
+            } else {
+                (
+                    actor.login_user.to_string(),
+                    "kerberos",
+                    format!("10.0.2.{}", rng.gen_range(2..250)),
+                )
+            };
+            let outcome = if rng.gen_bool(0.03) {
+                "failure"
+            } else {
+                "success"
+            };
+            json!({"type": "login", "timestamp": at, "host": actor.host, "user": user,
+                "source_ip": source, "outcome": outcome, "method": method})
+        }
+    }
 }
 
 fn random_text(rng: &mut StdRng, alphabet: &[u8], len: usize) -> String {
@@ -343,6 +386,238 @@ pub fn attacks(count: usize, days: i64, seed: u64) -> Vec<serde_json::Value> {
         .collect();
     events.sort_by_key(|e| e["timestamp"].as_i64().unwrap_or(0));
     events
+}
+
+/// A generated fleet's shape: how many hosts of each kind and how they are named, how much
+/// each workstation's habits differ from the others', how many hosts and users join after the
+/// learning period, how often a never-seen program starts, and the labelled attacks. Used to
+/// judge the whole learn-then-score cycle on fleets unlike the one the shipped model knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    pub name: &'static str,
+    pub seed: u64,
+    pub workstations: usize,
+    pub servers: usize,
+    /// Host name prefixes (`ws-`, `srv-`); the number follows, two digits.
+    pub workstation_prefix: &'static str,
+    pub server_prefix: &'static str,
+    /// Account prefix (`CORP\\user`); workstation `n` is used by account `n`.
+    pub user_prefix: &'static str,
+    /// Days of learning (the baseline), then days of normal activity and attacks to judge on.
+    pub learning_days: i64,
+    pub later_days: i64,
+    pub events_per_day: usize,
+    /// Workstations, each with its own new account, that appear only after learning.
+    pub joiners: usize,
+    /// 0: every workstation starts programs in the fleet's proportions; 1: each has its own
+    /// mix, and leaves some of the optional programs out entirely.
+    pub habits: f64,
+    /// Share of workstation process starts that are programs never seen before (installers).
+    pub new_program_share: f64,
+    pub attacks: usize,
+}
+
+/// A fleet's events: the learning period (the baseline), and after it normal activity and
+/// labelled attacks (each with `label`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetEvents {
+    pub learning: Vec<serde_json::Value>,
+    pub later_normal: Vec<serde_json::Value>,
+    pub attacks: Vec<serde_json::Value>,
+}
+
+/// Programs only some workstations use; with strong habits a workstation may never start them.
+const OPTIONAL: &[&str] = &[
+    "code.exe",
+    "git.exe",
+    "node.exe",
+    "slack.exe",
+    "acrord32.exe",
+];
+
+impl Fleet {
+    /// The four shapes the table in docs/anomaly.md is made of.
+    pub fn shapes() -> Vec<Fleet> {
+        vec![
+            Fleet {
+                name: "office",
+                seed: 11,
+                workstations: 30,
+                servers: 6,
+                workstation_prefix: "ws-",
+                server_prefix: "srv-",
+                user_prefix: "CORP\\user",
+                learning_days: 14,
+                later_days: 7,
+                events_per_day: 1500,
+                joiners: 4,
+                habits: 0.3,
+                new_program_share: 0.001,
+                attacks: 1000,
+            },
+            Fleet {
+                name: "shop",
+                seed: 12,
+                workstations: 8,
+                servers: 2,
+                workstation_prefix: "pc-",
+                server_prefix: "nas-",
+                user_prefix: "SHOP\\staff",
+                learning_days: 10,
+                later_days: 7,
+                events_per_day: 400,
+                joiners: 2,
+                habits: 0.6,
+                new_program_share: 0.002,
+                attacks: 500,
+            },
+            Fleet {
+                name: "campus",
+                seed: 13,
+                workstations: 120,
+                servers: 10,
+                workstation_prefix: "lab-",
+                server_prefix: "core-",
+                user_prefix: "UNI\\s",
+                learning_days: 14,
+                later_days: 7,
+                events_per_day: 3000,
+                joiners: 15,
+                habits: 0.1,
+                new_program_share: 0.003,
+                attacks: 1000,
+            },
+            Fleet {
+                name: "developers",
+                seed: 14,
+                workstations: 20,
+                servers: 4,
+                workstation_prefix: "dev-",
+                server_prefix: "build-",
+                user_prefix: "ENG\\dev",
+                learning_days: 14,
+                later_days: 7,
+                events_per_day: 1000,
+                joiners: 3,
+                habits: 0.9,
+                new_program_share: 0.002,
+                attacks: 1000,
+            },
+        ]
+    }
+
+    /// The fleet's events, the same for the same shape.
+    pub fn generate(&self) -> FleetEvents {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let total = self.workstations + self.joiners;
+        let workstations: Vec<(String, String)> = (1..=total)
+            .map(|w| {
+                (
+                    format!("{}{w:02}", self.workstation_prefix),
+                    format!("{}{w:02}", self.user_prefix),
+                )
+            })
+            .collect();
+        // Each workstation's habits: the fleet's weights, each scaled by up to `habits` either
+        // way, and with strong habits some optional programs never started at all.
+        let trees: Vec<Vec<(&str, &str, u32)>> = (0..total)
+            .map(|_| {
+                WORKSTATION_TREES
+                    .iter()
+                    .map(|&(parent, child, weight)| {
+                        let dropped = OPTIONAL.contains(&child) && rng.gen_bool(self.habits * 0.7);
+                        let factor = 1.0 + self.habits * rng.gen_range(-0.9..2.0);
+                        let weight = if dropped {
+                            0
+                        } else {
+                            ((f64::from(weight) * factor).round() as u32).max(1)
+                        };
+                        (parent, child, weight)
+                    })
+                    .collect()
+            })
+            .collect();
+        let server_share = self.servers as f64 / (self.workstations + self.servers) as f64;
+        let mut period = |first_day: i64, days: i64, joiners: bool| {
+            let count = self.events_per_day * days as usize;
+            let active = if joiners { total } else { self.workstations };
+            let mut events: Vec<serde_json::Value> = (0..count)
+                .map(|_| {
+                    let server = rng.gen_bool(server_share);
+                    let at;
+                    let pid: u32;
+                    if server {
+                        let s = rng.gen_range(1..=self.servers);
+                        let host = format!("{}{s:02}", self.server_prefix);
+                        let day = first_day + rng.gen_range(0..days);
+                        at = time(&mut rng, day, false);
+                        pid = rng.gen_range(1000..60000);
+                        activity(
+                            &mut rng,
+                            &Actor {
+                                host: &host,
+                                user: "NT AUTHORITY\\SYSTEM",
+                                login_user: "",
+                                server: true,
+                                trees: SERVER_TREES,
+                            },
+                            at,
+                            pid,
+                            0.0,
+                        )
+                    } else {
+                        // Joiners arrive on the first later day; they are as busy as the rest.
+                        let w = rng.gen_range(0..active);
+                        let (host, user) = &workstations[w];
+                        let day = first_day + rng.gen_range(0..days);
+                        at = time(&mut rng, day, true);
+                        pid = rng.gen_range(1000..60000);
+                        let login_user = user.rsplit('\\').next().unwrap_or(user);
+                        activity(
+                            &mut rng,
+                            &Actor {
+                                host,
+                                user,
+                                login_user,
+                                server: false,
+                                trees: &trees[w],
+                            },
+                            at,
+                            pid,
+                            self.new_program_share,
+                        )
+                    }
+                })
+                .collect();
+            events.sort_by_key(|e| e["timestamp"].as_i64().unwrap_or(0));
+            events
+        };
+        let learning = period(0, self.learning_days, false);
+        let later_normal = period(self.learning_days, self.later_days, true);
+        // The attacks of `attacks`, moved onto this fleet's hosts and accounts (joiners
+        // included) and into the later days.
+        let mut attacks = attacks(self.attacks, self.later_days, self.seed ^ 0x00a7_7ac4);
+        for event in &mut attacks {
+            let host = event["host"].as_str().unwrap_or_default().to_string();
+            if host.starts_with("srv-") {
+                let s = rng.gen_range(1..=self.servers);
+                event["host"] = json!(format!("{}{s:02}", self.server_prefix));
+            } else {
+                let (host, user) = &workstations[rng.gen_range(0..total)];
+                event["host"] = json!(host);
+                if event.get("user").is_some() {
+                    event["user"] = json!(user);
+                }
+            }
+            let at = event["timestamp"].as_i64().unwrap_or(START_MS);
+            event["timestamp"] = json!(at + self.learning_days * DAY_MS);
+        }
+        FleetEvents {
+            learning,
+            later_normal,
+            attacks,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,15 @@ use super::features::{self, Vocabulary};
 use super::model::{Calibration, KindModel, KindSummary, Model, TrainingSummary, nearest_centre};
 use crate::event::{Event, EventKind};
 
-/// Every n-th event of a kind is held out of the fit to calibrate the score.
-const HOLD_OUT_EVERY: usize = 5;
+/// The latest fifth of each kind's events (by event time) is held out of the fit to calibrate
+/// the score: they meet the hosts, users and programs that appeared after the rest, as live
+/// events will.
+const HOLD_OUT_SHARE: f64 = 0.2;
+/// The least scale of a rarity feature. A rarity is in [0, 1]; in a fleet whose baseline never
+/// shows a new value its spread is tiny, and dividing by it would let one unseen value push an
+/// event arbitrarily far by itself. With this floor one rarity moves an event at most
+/// `1 / RARITY_SCALE_FLOOR` scaled units; the held-out part then says how often that happens.
+pub const RARITY_SCALE_FLOOR: f64 = 0.25;
 /// Fewer events of a kind than this in the baseline and the kind is not modelled.
 pub const MIN_EVENTS_PER_KIND: usize = 200;
 /// Clusters per kind, at most; fewer when the kind has few events.
@@ -29,17 +36,18 @@ pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
     // only: the held-out part then meets unseen names as often as live events will.
     let mut fit: BTreeMap<EventKind, Vec<&Event>> = BTreeMap::new();
     let mut held: BTreeMap<EventKind, Vec<&Event>> = BTreeMap::new();
-    let mut seen: BTreeMap<EventKind, usize> = BTreeMap::new();
     let mut vocabulary = Vocabulary::default();
-    for event in events {
-        let n = seen.entry(event.kind).or_default();
-        *n += 1;
-        if n.is_multiple_of(HOLD_OUT_EVERY) {
-            held.entry(event.kind).or_default().push(event);
-        } else {
+    for kind in EventKind::ALL {
+        let mut of_kind: Vec<&Event> = events.iter().filter(|e| e.kind == kind).collect();
+        // Stable: events with one time keep their order, so the split is reproducible.
+        of_kind.sort_by_key(|e| e.timestamp_ms);
+        let keep = of_kind.len() - (of_kind.len() as f64 * HOLD_OUT_SHARE).round() as usize;
+        let later = of_kind.split_off(keep);
+        for event in &of_kind {
             vocabulary.learn(event);
-            fit.entry(event.kind).or_default().push(event);
         }
+        fit.insert(kind, of_kind);
+        held.insert(kind, later);
     }
     vocabulary.index();
     let mut kinds = BTreeMap::new();
@@ -70,8 +78,14 @@ pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
         let scale: Vec<f64> = (0..width)
             .map(|j| {
                 let sd = raw.column(j).std(0.0);
-                // A feature constant in the baseline keeps unit scale, so any change shows.
-                if sd > 1e-9 { sd } else { 1.0 }
+                if features::rarity_table(kind, j).is_some() {
+                    sd.max(RARITY_SCALE_FLOOR)
+                } else if sd > 1e-9 {
+                    sd
+                } else {
+                    // A feature constant in the baseline keeps unit scale, so any change shows.
+                    1.0
+                }
             })
             .collect();
         let standardize = |mut m: Array2<f64>| {

@@ -105,6 +105,24 @@ pub enum ModelCommand {
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
     },
+    /// Why an event scores what it scores: the score, every feature's value and share of the
+    /// distance, and what the baseline holds for the event's host and its peer group.
+    #[command(
+        after_help = "Give the event as a JSON argument, or name a file of JSON lines and the event's id.\n\nExamples:\n  palisade model explain '{\"type\":\"process_create\",\"timestamp\":1791190800000,\"host\":\"ws-07\",\"name\":\"powershell.exe\",\"parent_name\":\"winword.exe\",\"user\":\"CORP\\\\user07\",\"cmdline\":\"powershell -enc SQBFAFgA\"}'\n  palisade model explain --file tests/fixtures/mixed.jsonl --event-id m-01"
+    )]
+    Explain {
+        /// The event, as one JSON object (either event shape).
+        #[arg(conflicts_with_all = ["file", "event_id"], required_unless_present = "file")]
+        event: Option<String>,
+        /// A JSON-lines file holding the event.
+        #[arg(long, requires = "event_id")]
+        file: Option<PathBuf>,
+        /// The id of the event in `--file`.
+        #[arg(long, requires = "file")]
+        event_id: Option<String>,
+        #[arg(long, default_value = "models/anomaly.model")]
+        model: PathBuf,
+    },
     /// Generate events of a made-up 36-host office fleet: normal activity, or labelled attacks.
     #[command(after_help = "The shipped model and its test sets were made with:\n  \
 palisade model sample --kind normal --events 30000 --days 14 --seed 1 --out tests/fixtures/anomaly/baseline.jsonl\n  \
@@ -498,6 +516,17 @@ pub fn main() -> ExitCode {
             } => model::sample(kind, events, days, seed, out.as_deref()),
             ModelCommand::Status { dir } => control::model_status(&dir),
             ModelCommand::Accept { dir } => control::model_accept(&dir),
+            ModelCommand::Explain {
+                event,
+                file,
+                event_id,
+                model: path,
+            } => model::explain(
+                &path,
+                event.as_deref(),
+                file.as_deref(),
+                event_id.as_deref(),
+            ),
         },
         Command::Approvals { which } => match which {
             ApprovalsCommand::List { all, dir } => control::list(&dir, all),

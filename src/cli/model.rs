@@ -103,3 +103,90 @@ pub fn sample(
     }
     Ok(Status::Ok)
 }
+
+/// `palisade model explain`: the event from the argument, or from `file` by `event_id`.
+pub fn explain(
+    model_path: &Path,
+    event: Option<&str>,
+    file: Option<&Path>,
+    event_id: Option<&str>,
+) -> Result<Status, CannotRun> {
+    let event = match (event, file, event_id) {
+        (Some(text), _, _) => normalize(text.as_bytes())
+            .map_err(|e| CannotRun(format!("the event argument is not an event: {}", e.message)))?,
+        (None, Some(file), Some(id)) => read_events(file)?
+            .into_iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| {
+                CannotRun(format!(
+                    "`{}` has no event with the id `{id}`",
+                    file.display()
+                ))
+            })?,
+        _ => {
+            return Err(CannotRun(
+                "give the event as a JSON argument, or --file and --event-id".to_string(),
+            ));
+        }
+    };
+    let model = Model::load(model_path)?;
+    let Some(explained) = model.explain(&event) else {
+        return Err(CannotRun(format!(
+            "`{}` does not model {} events (its baseline had too few of them), so it does not score this one",
+            model_path.display(),
+            event.kind
+        )));
+    };
+    let host = if explained.host.is_empty() {
+        "no host"
+    } else {
+        &explained.host
+    };
+    println!(
+        "event {} ({} on {host}), model {}",
+        event.id,
+        event.kind,
+        model_path.display()
+    );
+    println!(
+        "score {:.3} (distance {:.2} from the nearest centre; 0.9 is as far as one normal event in a thousand)",
+        explained.score, explained.distance
+    );
+    println!();
+    println!("{:<22} {:>9} {:>7}", "feature", "value", "share");
+    for (name, value, share) in &explained.features {
+        println!("{name:<22} {value:>9.3} {:>6.1}%", share * 100.0);
+    }
+    println!();
+    let peers = &explained.peers;
+    let shown: Vec<&str> = peers.iter().take(8).map(String::as_str).collect();
+    println!(
+        "peer group `{}`: {} host{} in the baseline{}{}",
+        explained.peer_group,
+        peers.len(),
+        if peers.len() == 1 { "" } else { "s" },
+        if shown.is_empty() { "" } else { ": " },
+        shown.join(", ")
+            + if peers.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+    );
+    println!("what the baseline holds (times seen of events counted):");
+    for (table, value, seen) in &explained.seen {
+        println!(
+            "  {:<13} {value}: this host {} of {}, peers {} of {}, fleet {} of {}; chance {:.2e} (fleet new-value rate {:.2e})",
+            table.as_str(),
+            seen.host.0,
+            seen.host.1,
+            seen.peer.0,
+            seen.peer.1,
+            seen.fleet.0,
+            seen.fleet.1,
+            seen.probability,
+            seen.novelty
+        );
+    }
+    Ok(Status::Ok)
+}

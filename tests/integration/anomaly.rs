@@ -518,3 +518,105 @@ fn validate_names_an_unreadable_max_future_skew() {
         stdout(&out)
     );
 }
+
+#[test]
+fn model_explain_shows_the_score_every_feature_and_what_the_baseline_holds() {
+    // By file and id.
+    let out = palisade(
+        &[
+            "model",
+            "explain",
+            "--file",
+            "tests/fixtures/mixed.jsonl",
+            "--event-id",
+            "m-01",
+        ],
+        &repo(),
+    );
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("event m-01 (process_create on ws-17)"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("score ")), "{text}");
+    for feature in [
+        "hour_sin",
+        "process_rarity",
+        "parent_child_rarity",
+        "user_rarity",
+        "cmdline_entropy",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(feature) && l.ends_with('%')),
+            "{feature}: {text}"
+        );
+    }
+    // The shipped baseline's 30 workstations are ws-17's peers; alice is unknown everywhere,
+    // the userinit→explorer pair is known to the fleet.
+    assert!(text.contains("peer group `ws-#`: 30 hosts"), "{text}");
+    assert!(
+        text.contains("user          corp\\alice: this host 0 of "),
+        "{text}"
+    );
+    assert!(
+        text.contains("parent_child  userinit.exe>explorer.exe: this host "),
+        "{text}"
+    );
+
+    // As a JSON argument: a joiner doing what its peers do, in the fleet's own words.
+    let event = json!({"type": "process_create", "timestamp": MORNING_MS + 3_600_000, "host": "ws-41",
+        "name": "outlook.exe", "parent_name": "explorer.exe", "user": "CORP\\user41",
+        "cmdline": "C:\\Windows\\system32\\outlook.exe"});
+    let out = palisade(&["model", "explain", &event.to_string()], &repo());
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("(process_create on ws-41)"), "{text}");
+    assert!(
+        text.contains("user          corp\\user41: this host 0 of 0, peers "),
+        "{text}"
+    );
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("score "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a score");
+    assert!(score < 0.9, "{text}");
+}
+
+#[test]
+fn model_explain_names_what_is_wrong_with_its_input() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--file",
+                "tests/fixtures/mixed.jsonl",
+                "--event-id",
+                "no-such-id",
+            ],
+            "`tests/fixtures/mixed.jsonl` has no event with the id `no-such-id`",
+        ),
+        (
+            &["{\"type\": \"bogus\"}"],
+            "the event argument is not an event",
+        ),
+        (&["not json"], "the event argument is not an event"),
+        (
+            &[
+                "--model",
+                "missing.model",
+                "{\"type\":\"login\",\"timestamp\":1}",
+            ],
+            "cannot read the model `missing.model`",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["model", "explain"];
+        all.extend_from_slice(args);
+        let out = palisade(&all, &repo());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}
