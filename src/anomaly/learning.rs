@@ -1427,7 +1427,11 @@ mod tests {
             .unwrap();
         let pool = store.pool().clone();
         let (text, _) = example();
-        let other = text.replacen("\"version\": 1", "\"version\": 99", 1);
+        let other = text.replacen(
+            &format!("\"version\": {}", super::super::model::VERSION),
+            "\"version\": 99",
+            1,
+        );
         assert_ne!(other, text);
         for model in [&text, &other] {
             sqlx::query(
