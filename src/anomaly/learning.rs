@@ -859,26 +859,7 @@ pub async fn prepare(
         anomaly.swap(model);
         in_use = Some(row.id);
     }
-    let (progress, sample) = group_progress(pool).await.map_err(|e| e.to_string())?;
-    let held = newest_model(pool, "held")
-        .await
-        .map_err(|e| e.to_string())?;
-    let active = newest_model(pool, "active")
-        .await
-        .map_err(|e| e.to_string())?;
-    learner.update(|s| {
-        s.events = progress.events;
-        s.days = progress.days();
-        s.sample = sample;
-        s.state = if in_use.is_some() {
-            "scoring"
-        } else {
-            "learning"
-        };
-        s.model_id = in_use;
-        s.trained_at = active.map(|m| m.trained_at);
-        s.held = held_of(held, in_use);
-    });
+    refresh_status(&learner, pool).await?;
     Ok((learner, restored, in_use))
 }
 
@@ -908,6 +889,35 @@ pub async fn run(
     }
 }
 
+/// Reads the group's progress and the newest active and held models into the learner's status
+/// (what `/healthz`, `/metrics` and `model status` show), and returns them.
+async fn refresh_status(
+    learner: &Learner,
+    pool: &SqlitePool,
+) -> Result<(Progress, Option<ModelRow>, Option<ModelRow>), String> {
+    let (progress, sample) = group_progress(pool).await.map_err(|e| e.to_string())?;
+    let active = newest_model(pool, "active")
+        .await
+        .map_err(|e| e.to_string())?;
+    let held = newest_model(pool, "held")
+        .await
+        .map_err(|e| e.to_string())?;
+    learner.update(|s| {
+        s.events = progress.events;
+        s.days = progress.days();
+        s.sample = sample;
+        s.model_id = active.as_ref().map(|m| m.id);
+        s.trained_at = active.as_ref().map(|m| m.trained_at.clone());
+        s.state = if active.is_some() {
+            "scoring"
+        } else {
+            "learning"
+        };
+        s.held = held_of(held.clone(), active.as_ref().map(|m| m.id));
+    });
+    Ok((progress, active, held))
+}
+
 async fn check(
     learner: &Learner,
     anomaly: &super::AnomalyHandle,
@@ -916,7 +926,6 @@ async fn check(
     in_use: &mut Option<i64>,
 ) -> Result<(), String> {
     let settings = learner.settings().clone();
-    let (progress, sample) = group_progress(pool).await.map_err(|e| e.to_string())?;
     let active = newest_model(pool, "active")
         .await
         .map_err(|e| e.to_string())?;
@@ -937,26 +946,8 @@ async fn check(
             "anomaly model adopted; scoring from the next batch"
         );
     }
-    // Read again: an unreadable model was set aside above.
-    let active = newest_model(pool, "active")
-        .await
-        .map_err(|e| e.to_string())?;
-    let held = newest_model(pool, "held")
-        .await
-        .map_err(|e| e.to_string())?;
-    learner.update(|s| {
-        s.events = progress.events;
-        s.days = progress.days();
-        s.sample = sample;
-        s.model_id = active.as_ref().map(|m| m.id);
-        s.trained_at = active.as_ref().map(|m| m.trained_at.clone());
-        s.state = if active.is_some() {
-            "scoring"
-        } else {
-            "learning"
-        };
-        s.held = held_of(held.clone(), active.as_ref().map(|m| m.id));
-    });
+    // Read after adopting: an unreadable model was set aside above.
+    let (progress, active, held) = refresh_status(learner, pool).await?;
     if !settings.minimums_met(&progress) {
         return Ok(());
     }
