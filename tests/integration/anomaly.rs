@@ -340,7 +340,7 @@ fn the_engine_picks_up_a_new_model_file_while_it_runs() {
     };
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(20), || read_log()
+        eventually(crate::support::PATIENCE, || read_log()
             .contains("no anomaly model yet")),
         "{}",
         read_log()
@@ -358,7 +358,7 @@ fn the_engine_picks_up_a_new_model_file_while_it_runs() {
     )
     .expect("copy the model");
     assert!(
-        eventually(Duration::from_secs(10), || read_log()
+        eventually(crate::support::PATIENCE, || read_log()
             .contains("anomaly model reloaded")),
         "{}",
         read_log()
@@ -366,7 +366,7 @@ fn the_engine_picks_up_a_new_model_file_while_it_runs() {
     stdin.write_all(unusual("after").as_bytes()).expect("write");
     stdin.flush().expect("flush");
     assert!(
-        eventually(Duration::from_secs(10), || anomalies(&lines) == ["after"]),
+        eventually(crate::support::PATIENCE, || anomalies(&lines) == ["after"]),
         "{:?}\n{}",
         anomalies(&lines),
         read_log()

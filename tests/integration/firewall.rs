@@ -52,7 +52,7 @@ impl Hosts {
         let mut hosts = hosts;
         hosts.listener = Some(listener);
         assert!(
-            eventually(Duration::from_secs(10), || hosts.connects()),
+            eventually(crate::support::PATIENCE, || hosts.connects()),
             "the listener never came up"
         );
         hosts
@@ -200,7 +200,7 @@ fn detect(event) { #{ entity: "address" } }"#,
         );
     }
     assert!(
-        eventually(Duration::from_secs(8), || hosts.connects()),
+        eventually(crate::support::PATIENCE, || hosts.connects()),
         "the block must expire"
     );
 
@@ -485,7 +485,7 @@ fn a_wide_block_the_playbook_allows_waits_for_approval_then_holds() {
     std::io::Write::write_all(&mut stdin, events_blocking(&["192.0.0.0/22"]).as_bytes())
         .expect("write");
     let pending = || stdout(&palisade(&["approvals", "list"], dir.path()));
-    let queued = eventually(Duration::from_secs(10), || {
+    let queued = eventually(crate::support::PATIENCE, || {
         pending().contains("firewall.block")
     });
     let listing = pending();
@@ -498,7 +498,7 @@ fn a_wide_block_the_playbook_allows_waits_for_approval_then_holds() {
     let approved = id
         .as_deref()
         .map(|id| palisade(&["approvals", "approve", id], dir.path()));
-    let blocked = eventually(Duration::from_secs(10), || !hosts.connects());
+    let blocked = eventually(crate::support::PATIENCE, || !hosts.connects());
     drop(stdin);
     let _ = engine.wait();
     assert!(queued, "{listing}");

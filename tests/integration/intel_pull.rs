@@ -363,7 +363,7 @@ fn a_running_engine_pulls_on_schedule_and_matches_without_a_restart() {
         .spawn()
         .expect("palisade runs");
     assert!(
-        crate::support::eventually(std::time::Duration::from_secs(20), || {
+        crate::support::eventually(crate::support::PATIENCE, || {
             std::fs::read_to_string(&log)
                 .unwrap_or_default()
                 .contains("threat intelligence reloaded")

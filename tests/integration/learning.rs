@@ -287,7 +287,7 @@ fn a_running_engine_learns_trains_and_starts_scoring_without_a_restart() {
     assert_eq!(health["anomaly"]["model"], 1, "{health}");
     assert!(dir.path().join("data/learned.model").exists());
     assert!(
-        eventually(Duration::from_secs(5), || get(&engine, "/metrics")
+        eventually(crate::support::PATIENCE, || get(&engine, "/metrics")
             .contains("palisade_anomaly_state{state=\"scoring\"} 1")),
         "{}",
         get(&engine, "/metrics")
@@ -296,7 +296,7 @@ fn a_running_engine_learns_trains_and_starts_scoring_without_a_restart() {
     // Attacks now: the learned model scores them, in the same process.
     publish(dir.path(), "attacks.jsonl", "learn");
     assert!(
-        eventually(Duration::from_secs(30), || anomaly_alerts(&server) > 0),
+        eventually(crate::support::PATIENCE, || anomaly_alerts(&server) > 0),
         "{}",
         engine.log()
     );

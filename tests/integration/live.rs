@@ -88,7 +88,7 @@ fn metrics_count_exactly_the_events_sent() {
     let engine = EngineProcess::start(dir.path(), "live");
     let address = endpoint(&engine);
     assert!(
-        eventually(Duration::from_secs(10), || get(&address, "/readyz").0
+        eventually(crate::support::PATIENCE, || get(&address, "/readyz").0
             == 200),
         "never ready"
     );
@@ -109,7 +109,7 @@ fn metrics_count_exactly_the_events_sent() {
     let scrape = || parse_prometheus(&get(&address, "/metrics").1);
     let processed = "palisade_events_processed_total{source=\"redis_stream\"}";
     assert!(
-        eventually(Duration::from_secs(20), || scrape().get(processed)
+        eventually(crate::support::PATIENCE, || scrape().get(processed)
             == Some(&(sent as f64))),
         "{:?}",
         scrape().get(processed)
@@ -214,7 +214,7 @@ fn twenty_edits_while_events_stream_lose_nothing_and_broken_ones_never_apply() {
             dir.path(),
         ));
         probes += 1;
-        let seen = eventually(Duration::from_millis(300), || {
+        let seen = eventually(crate::support::PATIENCE, || {
             server
                 .alerts("palisade:alerts")
                 .iter()
@@ -242,7 +242,7 @@ fn twenty_edits_while_events_stream_lose_nothing_and_broken_ones_never_apply() {
     let scrape = || parse_prometheus(&get(&address, "/metrics").1);
     let processed = "palisade_events_processed_total{source=\"redis_stream\"}";
     assert!(
-        eventually(Duration::from_secs(30), || scrape().get(processed)
+        eventually(crate::support::PATIENCE, || scrape().get(processed)
             == Some(&(total as f64))),
         "{:?} of {total}",
         scrape().get(processed)
@@ -351,7 +351,7 @@ fn sigterm_under_load_acknowledges_only_what_is_audited_and_a_restart_loses_noth
     let engine = EngineProcess::start(dir.path(), "first");
     // Stop it while it is busy: some of the stream read, most not.
     assert!(
-        eventually(Duration::from_secs(30), || group_counter(
+        eventually(crate::support::PATIENCE, || group_counter(
             &server,
             "term",
             "entries-read"
@@ -373,7 +373,7 @@ fn sigterm_under_load_acknowledges_only_what_is_audited_and_a_restart_loses_noth
     // The next engine takes up from there; in the end every event was decided exactly once.
     let engine = EngineProcess::start(dir.path(), "second");
     assert!(
-        eventually(Duration::from_secs(60), || {
+        eventually(crate::support::PATIENCE, || {
             group_counter(&server, "term", "entries-read") == total as i64
                 && group_counter(&server, "term", "pending") == 0
         }),
@@ -422,7 +422,7 @@ fn a_new_warninglist_is_applied_to_the_loaded_indicators_while_running() {
     let (mut child, log) = crate::support::run_on_pipes(dir.path());
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(20), || read_log()
+        eventually(crate::support::PATIENCE, || read_log()
             .contains("palisade is running")),
         "{}",
         read_log()
@@ -451,7 +451,7 @@ fn a_new_warninglist_is_applied_to_the_loaded_indicators_while_running() {
     )
     .expect("list");
     assert!(
-        eventually(Duration::from_secs(10), || read_log()
+        eventually(crate::support::PATIENCE, || read_log()
             .contains("indicators marked against the changed warninglists")),
         "{}",
         read_log()

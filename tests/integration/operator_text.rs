@@ -192,7 +192,7 @@ fn a_command_line_cannot_forge_a_line_in_syslog_webhook_or_redis_notifications()
     assert_eq!(body["message"], escaped);
 
     assert!(
-        crate::support::eventually(std::time::Duration::from_secs(10), || !bodies
+        crate::support::eventually(crate::support::PATIENCE, || !bodies
             .lock()
             .expect("lock")
             .is_empty()),

@@ -59,11 +59,12 @@ fn a_stream_is_consumed_and_acknowledged_after_handling() {
     publish(dir.path(), "bad.jsonl", "this is not json\n", &[]);
     let engine = EngineProcess::start(dir.path(), "a");
     assert!(
-        eventually(Duration::from_secs(20), || server.alerts(ALERTS).len() == 4),
+        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
+            == 4),
         "{}",
         engine.log()
     );
-    assert!(eventually(Duration::from_secs(10), || group_pending(
+    assert!(eventually(crate::support::PATIENCE, || group_pending(
         &server, "edr"
     ) == 0));
     let log = engine.stop();
@@ -111,11 +112,12 @@ fn a_stream_entry_without_data_is_dead_lettered_as_having_no_data_field() {
         .expect("XADD with data");
     let engine = EngineProcess::start(dir.path(), "a");
     assert!(
-        eventually(Duration::from_secs(20), || server.alerts(ALERTS).len() == 1),
+        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
+            == 1),
         "{}",
         engine.log()
     );
-    assert!(eventually(Duration::from_secs(10), || group_pending(
+    assert!(eventually(crate::support::PATIENCE, || group_pending(
         &server, "edr"
     ) == 0));
     let log = engine.stop();
@@ -166,7 +168,7 @@ fn a_restarted_engine_resumes_with_no_loss_and_no_duplicates() {
     publish(dir.path(), "first.jsonl", &office_events(0, 300), &[]);
     let engine = EngineProcess::start(dir.path(), "first");
     assert!(
-        eventually(Duration::from_secs(30), || alert_counts(&server).len()
+        eventually(crate::support::PATIENCE, || alert_counts(&server).len()
             == 300),
         "{}",
         engine.log()
@@ -176,7 +178,7 @@ fn a_restarted_engine_resumes_with_no_loss_and_no_duplicates() {
     publish(dir.path(), "second.jsonl", &office_events(300, 300), &[]);
     let engine = EngineProcess::start(dir.path(), "second");
     assert!(
-        eventually(Duration::from_secs(30), || alert_counts(&server).len()
+        eventually(crate::support::PATIENCE, || alert_counts(&server).len()
             == 600),
         "{}",
         engine.log()
@@ -203,12 +205,12 @@ fn two_engines_share_a_stream_and_one_killed_loses_nothing() {
 
     // Normal operation: each entry is handled once, and both engines take a share.
     publish(dir_a.path(), "first.jsonl", &office_events(0, 1000), &[]);
-    assert!(eventually(Duration::from_secs(60), || alert_counts(
+    assert!(eventually(crate::support::PATIENCE, || alert_counts(
         &server
     )
     .len()
         == 1000));
-    assert!(eventually(Duration::from_secs(10), || group_pending(
+    assert!(eventually(crate::support::PATIENCE, || group_pending(
         &server, "edr"
     ) == 0));
     let counts = alert_counts(&server);
@@ -229,7 +231,7 @@ fn two_engines_share_a_stream_and_one_killed_loses_nothing() {
         &office_events(1000, 3000),
         &[],
     );
-    assert!(eventually(Duration::from_secs(30), || alert_counts(
+    assert!(eventually(crate::support::PATIENCE, || alert_counts(
         &server
     )
     .len()
@@ -250,7 +252,7 @@ fn two_engines_share_a_stream_and_one_killed_loses_nothing() {
         &missing[..missing.len().min(5)],
         b.log()
     );
-    assert!(eventually(Duration::from_secs(10), || group_pending(
+    assert!(eventually(crate::support::PATIENCE, || group_pending(
         &server, "edr"
     ) == 0));
     let log = b.stop();
@@ -300,7 +302,7 @@ fn the_engine_recovers_by_itself_when_redis_restarts() {
     let engine = EngineProcess::start(dir.path(), "restart");
     publish(dir.path(), "first.jsonl", &office_events(0, 100), &[]);
     assert!(
-        eventually(Duration::from_secs(20), || alert_counts(&server).len()
+        eventually(crate::support::PATIENCE, || alert_counts(&server).len()
             == 100),
         "{}",
         engine.log()
@@ -312,7 +314,7 @@ fn the_engine_recovers_by_itself_when_redis_restarts() {
     server.resume();
     publish(dir.path(), "second.jsonl", &office_events(100, 100), &[]);
     assert!(
-        eventually(Duration::from_secs(30), || alert_counts(&server).len()
+        eventually(crate::support::PATIENCE, || alert_counts(&server).len()
             == 200),
         "{}",
         engine.log()

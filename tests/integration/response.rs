@@ -84,7 +84,7 @@ fn a_running_process_is_killed_and_the_webhook_is_told() {
     let out = run_engine(dir.path(), &[event(sleeper.id(), "sleep")]);
     assert_success(&out);
     assert!(
-        eventually(Duration::from_secs(5), || sleeper
+        eventually(crate::support::PATIENCE, || sleeper
             .try_wait()
             .ok()
             .flatten()
@@ -289,7 +289,7 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
         writeln!(stdin, "{}", event(999_990 + i, "gone")).expect("write");
     }
     assert!(
-        eventually(Duration::from_secs(20), || std::fs::read_to_string(&log)
+        eventually(crate::support::PATIENCE, || std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("switched to manual mode")),
         "{}",
@@ -303,7 +303,7 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
     writeln!(stdin, "{}", event(sleeper.id(), "sleep")).expect("write");
     let pending = || stdout(&palisade(&["approvals", "list"], dir.path()));
     assert!(
-        eventually(Duration::from_secs(10), || pending()
+        eventually(crate::support::PATIENCE, || pending()
             .contains("process.kill")),
         "{}\n{}\n{}",
         pending(),
@@ -325,7 +325,7 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
     let out = palisade(&["approvals", "approve", &id], dir.path());
     assert_success(&out);
     assert!(
-        eventually(Duration::from_secs(10), || sleeper
+        eventually(crate::support::PATIENCE, || sleeper
             .try_wait()
             .ok()
             .flatten()
@@ -653,7 +653,7 @@ fn a_notification_limit_sends_the_held_count_when_its_window_closes() {
     let count = || bodies.lock().expect("bodies").len();
     // The first goes out; the window closes with three held: one message carries them.
     assert!(
-        eventually(Duration::from_secs(15), || count() == 2),
+        eventually(crate::support::PATIENCE, || count() == 2),
         "{}",
         count()
     );

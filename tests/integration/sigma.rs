@@ -272,7 +272,6 @@ fn every_shipped_sigma_rule_has_a_positive_and_a_negative_case() {
 #[test]
 fn a_sigma_rule_edited_in_a_corpus_folder_applies_while_running() {
     use std::io::{BufRead, Write};
-    use std::time::Duration;
     let dir = content(&[
         ("corpus/windows/certutil_fetch.yml", CERTUTIL),
         (
@@ -283,7 +282,7 @@ fn a_sigma_rule_edited_in_a_corpus_folder_applies_while_running() {
     let (mut child, log) = crate::support::run_on_pipes(dir.path());
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        crate::support::eventually(Duration::from_secs(20), || read_log()
+        crate::support::eventually(crate::support::PATIENCE, || read_log()
             .contains("palisade is running")),
         "{}",
         read_log()
@@ -314,7 +313,7 @@ fn a_sigma_rule_edited_in_a_corpus_folder_applies_while_running() {
     )
     .expect("edit");
     assert!(
-        crate::support::eventually(Duration::from_secs(10), || read_log()
+        crate::support::eventually(crate::support::PATIENCE, || read_log()
             .contains("content reloaded")),
         "{}",
         read_log()
@@ -331,7 +330,6 @@ fn a_sigma_rule_edited_in_a_corpus_folder_applies_while_running() {
 #[test]
 fn shipped_brute_force_correlation_blocks_once_per_source_per_window_across_a_restart() {
     use crate::support::{EngineProcess, RedisServer, eventually, redis_content};
-    use std::time::Duration;
     const CORRELATION: &str = "e43a01ee-2eff-4abb-8b59-bcf148344179";
     let server = RedisServer::start();
     let dir = redis_content(
@@ -387,7 +385,7 @@ fn shipped_brute_force_correlation_blocks_once_per_source_per_window_across_a_re
     let last = publish(0, 12, "203.0.113.77", 0);
     let engine = EngineProcess::start(dir.path(), "first");
     assert!(
-        eventually(Duration::from_secs(20), || delivered(&last)),
+        eventually(crate::support::PATIENCE, || delivered(&last)),
         "{}",
         engine.log()
     );
@@ -399,7 +397,7 @@ fn shipped_brute_force_correlation_blocks_once_per_source_per_window_across_a_re
     publish(12, 48, "203.0.113.77", 60);
     let last = publish(0, 19, "198.51.100.9", 0);
     assert!(
-        eventually(Duration::from_secs(20), || delivered(&last)),
+        eventually(crate::support::PATIENCE, || delivered(&last)),
         "{}",
         engine.log()
     );
@@ -413,7 +411,7 @@ fn shipped_brute_force_correlation_blocks_once_per_source_per_window_across_a_re
     // A window later, twenty more fire again.
     let last = publish(100, 20, "203.0.113.77", 1_800);
     assert!(
-        eventually(Duration::from_secs(20), || delivered(&last)),
+        eventually(crate::support::PATIENCE, || delivered(&last)),
         "{}",
         engine.log()
     );

@@ -73,6 +73,10 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// How long a test waits for something the engine must eventually do. Generous on purpose: CI
+/// runs every test at once on two cores, and a wait that holds returns as soon as it holds.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
 pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
@@ -132,7 +136,7 @@ impl RedisServer {
             .expect("redis-server is installed (./scripts/test installs it)");
         self.child = Some(child);
         assert!(
-            eventually(Duration::from_secs(10), || self.query(&["PING"]).is_ok()),
+            eventually(crate::support::PATIENCE, || self.query(&["PING"]).is_ok()),
             "redis-server did not start on port {}",
             self.port
         );
@@ -238,7 +242,7 @@ impl EngineProcess {
     /// Waits for a line containing `text` in the engine's log.
     pub fn wait_for_log(&self, text: &str) {
         assert!(
-            eventually(Duration::from_secs(20), || self.log().contains(text)),
+            eventually(crate::support::PATIENCE, || self.log().contains(text)),
             "the engine never logged `{text}`:\n{}",
             self.log()
         );
