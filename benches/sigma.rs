@@ -112,7 +112,7 @@ fn sigma(c: &mut Criterion) {
     }
     let stats = set.stats();
     eprintln!(
-        "compiled {} rules in {compile:?}: ~{:.1} MiB heap; {} literal, {} gated, {} lazy atoms; \
+        "compiled {} rules in {compile:?}: ~{:.1} MiB heap; {} literal, {} gated, {} lazy, {} deferred atoms; \
          {} automata over {} needles; {} rules wait for a hit, {} run on every event; \
          {matched} of {} events match a rule",
         rules.len(),
@@ -120,6 +120,7 @@ fn sigma(c: &mut Criterion) {
         stats.literal_atoms,
         stats.gated_atoms,
         stats.lazy_atoms,
+        stats.deferred_atoms,
         stats.automata,
         stats.needles,
         stats.gated_rules,

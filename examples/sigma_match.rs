@@ -23,6 +23,9 @@ use anyhow::{Context, bail};
 use palisade::event::{EventKind, normalize};
 use palisade::sigma::{CompiledSet, Level, SigmaConfig, Status, eval, load};
 
+/// Passes over the normalized events when timing the matcher alone; the best one is reported.
+const MATCHING_PASSES: usize = 5;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -98,22 +101,32 @@ fn run(rules_dir: &str, events: &str, matches: &str, loaded_out: &str) -> anyhow
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before) as f64 / 1e9);
 
-    // Matching only, on events already normalized.
+    // Matching only, on events already normalized: the best of a few passes, so another
+    // process's burst on a shared machine does not become the figure.
     let normalized = lines
         .iter()
         .map(|line| normalize(line.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
-    let started = Instant::now();
-    let cpu_before = thread_cpu_ns();
+    let mut matching = std::time::Duration::MAX;
+    let mut matching_cpu: Option<f64> = None;
     let mut hits = 0;
-    for event in &normalized {
-        set.matches(event, &mut scratch, &mut out);
-        hits += out.len();
+    for _ in 0..MATCHING_PASSES {
+        let started = Instant::now();
+        let cpu_before = thread_cpu_ns();
+        hits = 0;
+        for event in &normalized {
+            set.matches(event, &mut scratch, &mut out);
+            hits += out.len();
+        }
+        matching = matching.min(started.elapsed());
+        let cpu = thread_cpu_ns()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before) as f64 / 1e9);
+        matching_cpu = match (matching_cpu, cpu) {
+            (Some(best), Some(now)) => Some(best.min(now)),
+            (best, now) => now.or(best),
+        };
     }
-    let matching = started.elapsed();
-    let matching_cpu = thread_cpu_ns()
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before) as f64 / 1e9);
 
     // The evaluator's answer, to be sure the figure is for the right answer.
     let disagreements = normalized
@@ -157,7 +170,7 @@ fn run(rules_dir: &str, events: &str, matches: &str, loaded_out: &str) -> anyhow
         end_to_end_cpu.map_or(0.0, |s| n / s)
     );
     println!(
-        "palisade: match only {:.0} events/s wall, {:.0} events/s cpu",
+        "palisade: match only (best of {MATCHING_PASSES} passes) {:.0} events/s wall, {:.0} events/s cpu",
         n / matching.as_secs_f64(),
         matching_cpu.map_or(0.0, |s| n / s)
     );

@@ -20,6 +20,13 @@
 //! - **Lazy atoms** (regular expressions without such a literal, cidr, comparisons, exists,
 //!   null, fieldref, and text tests a matcher cannot answer exactly) are evaluated only when a
 //!   condition asks, at most once per event.
+//! - **Deferred atoms.** A literal or gated atom of one or two bytes that wakes no rule (its
+//!   rule waits for a rarer atom, `Image|endswith: \certutil.exe` before the command line's
+//!   `-f`) stays out of the matchers: it is checked only when its rule runs, on the value
+//!   lowercased once per event. Such a needle is in most values, and a matcher reports every
+//!   occurrence of it; checked afterwards, it costs one short search for the few rules that
+//!   run. (Deferring every non-waking needle measured slower: longer needles are rare in
+//!   values, and the automaton finds them at no extra cost per byte.)
 //! - **Candidates.** At build time each rule's condition is evaluated three-valued with every
 //!   literal and gated atom false and every lazy atom unknown. If that is surely false, the rule
 //!   can only match when one of its literal or gated atoms was hit, so it runs only then;
@@ -28,8 +35,8 @@
 //! - **Per kind.** Each event kind has its own atoms, automata and rules.
 //!
 //! Per event nothing is allocated in the common case: the marks are generation-stamped arrays
-//! in a reusable [`Scratch`], numbers and addresses are formatted into a reused buffer, and a
-//! value with capitals is lowercased into a reused buffer.
+//! in a reusable [`Scratch`], numbers and addresses are formatted into a reused buffer, and each
+//! field's value is lowercased at most once, into a reused per-field buffer.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -42,6 +49,10 @@ use crate::event::{Event, EventKind, Field, FieldType};
 use super::ast::{Condition, GlobPart, Item, SearchBody, SigmaRule, TextMatch, ValueTest};
 use super::eval;
 use matcher::{Anchor, FieldMatcher, NeedleSet, Use};
+
+/// Needles up to this many bytes that wake no rule are checked when their rule runs, not
+/// scanned for: they are in most values.
+const MAX_DEFERRED_NEEDLE: usize = 2;
 
 /// Why a rule set could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +104,18 @@ struct Marks {
 struct Buffers {
     /// A number or address field's value as text.
     text: String,
-    /// A value lowercased for comparison.
-    folded: String,
+    /// The event's generation (the marks' stamp), for `lowered`.
+    generation: u32,
+    /// Per field (by its position in [`Field::ALL`]): its value lowercased, when stamped
+    /// with this event's generation. The scan and every later test of the field share it.
+    lowered: Vec<Lowered>,
+}
+
+#[derive(Debug, Default)]
+struct Lowered {
+    generation: u32,
+    present: bool,
+    text: String,
 }
 
 /// What one event kind runs.
@@ -154,6 +175,9 @@ enum AtomHow {
     Gated,
     /// Evaluated when a condition asks.
     Lazy,
+    /// A short literal or gated atom no rule waits for: in no matcher; evaluated when a
+    /// condition asks, its gate (if it has one) checked first.
+    Deferred,
 }
 
 /// The matchers scanning one field.
@@ -224,6 +248,7 @@ impl CompiledSet {
         }
         scratch.fit(self);
         scratch.marks.next_event();
+        scratch.bufs.next_event(scratch.marks.generation);
         scratch.candidates.clear();
         set.scan(event, scratch);
         let Scratch {
@@ -267,6 +292,7 @@ impl CompiledSet {
                     AtomHow::Literal => stats.literal_atoms += 1,
                     AtomHow::Gated => stats.gated_atoms += 1,
                     AtomHow::Lazy => stats.lazy_atoms += 1,
+                    AtomHow::Deferred => stats.deferred_atoms += 1,
                 }
             }
             for scan in &set.scans {
@@ -289,6 +315,8 @@ pub struct CompiledStats {
     pub literal_atoms: usize,
     pub gated_atoms: usize,
     pub lazy_atoms: usize,
+    /// Short literal and gated atoms that wake no rule, checked only when their rule runs.
+    pub deferred_atoms: usize,
     pub automata: usize,
     pub needles: usize,
     /// Needles found by a hash lookup (whole values, path tails, pivot bytes) rather than by
@@ -316,6 +344,46 @@ impl Scratch {
     }
 }
 
+impl Buffers {
+    /// Starts a new event with the marks' generation; after a wrap of the generation every
+    /// stamp is cleared, as the marks' are.
+    fn next_event(&mut self, generation: u32) {
+        if generation == 1 || self.lowered.len() < Field::ALL.len() {
+            self.lowered.resize_with(Field::ALL.len(), Lowered::default);
+            for slot in &mut self.lowered {
+                slot.generation = 0;
+            }
+        }
+        self.generation = generation;
+    }
+
+    /// A field's value as the tests of one casing compare it: as it is (`cased`) or
+    /// lowercased as the evaluator lowercases it, computed once per event and field.
+    fn value<'a>(&'a mut self, field: Field, event: &'a Event, cased: bool) -> Option<&'a str> {
+        let Buffers {
+            text,
+            generation,
+            lowered,
+            ..
+        } = self;
+        if cased {
+            return field_text(field, event, text);
+        }
+        let slot = lowered.get_mut(field as usize)?;
+        if slot.generation != *generation {
+            slot.generation = *generation;
+            slot.present = match field_text(field, event, text) {
+                Some(value) => {
+                    lower_into(value, &mut slot.text);
+                    true
+                }
+                None => false,
+            };
+        }
+        slot.present.then_some(slot.text.as_str())
+    }
+}
+
 impl Marks {
     /// Starts a new event: every stamp from the previous one becomes stale.
     fn next_event(&mut self) {
@@ -339,16 +407,15 @@ impl KindSet {
             candidates,
         } = scratch;
         for scan in &self.scans {
-            let Buffers { text, folded } = &mut *bufs;
-            let Some(value) = field_text(scan.field, event, text) else {
-                continue;
-            };
-            if let Some(matcher) = &scan.cased {
+            if let Some(matcher) = &scan.cased
+                && let Some(value) = bufs.value(scan.field, event, true)
+            {
                 self.run(matcher, value, marks, candidates);
             }
-            if let Some(matcher) = &scan.folded {
-                let haystack = fold_into(value, false, folded);
-                self.run(matcher, haystack, marks, candidates);
+            if let Some(matcher) = &scan.folded
+                && let Some(value) = bufs.value(scan.field, event, false)
+            {
+                self.run(matcher, value, marks, candidates);
             }
         }
     }
@@ -398,7 +465,7 @@ impl KindSet {
         match self.hows.get(index) {
             Some(AtomHow::Literal) | None => return hit,
             Some(AtomHow::Gated) if !hit => return false,
-            Some(AtomHow::Gated | AtomHow::Lazy) => {}
+            Some(AtomHow::Gated | AtomHow::Lazy | AtomHow::Deferred) => {}
         }
         let Some(atom) = self.atoms.get(index) else {
             return false;
@@ -407,9 +474,9 @@ impl KindSet {
             return marks.value.get(index).copied().unwrap_or(false);
         }
         let value = match atom.place {
-            Place::Field(field) => test_holds(&atom.test, field, event, bufs),
+            Place::Field(field) => atom_holds(atom, field, event, bufs),
             Place::Keywords => {
-                eval::keyword_fields().any(|field| test_holds(&atom.test, field, event, bufs))
+                eval::keyword_fields().any(|field| atom_holds(atom, field, event, bufs))
             }
         };
         if let (Some(known), Some(slot)) = (marks.known.get_mut(index), marks.value.get_mut(index))
@@ -511,11 +578,8 @@ fn field_text<'a>(field: Field, event: &'a Event, buf: &'a mut String) -> Option
     }
 }
 
-/// The evaluator's folding ([`eval::fold`]) into a reused buffer.
-fn fold_into<'a>(value: &'a str, cased: bool, buf: &'a mut String) -> &'a str {
-    if cased || (value.is_ascii() && !value.bytes().any(|b| b.is_ascii_uppercase())) {
-        return value;
-    }
+/// The evaluator's folding ([`eval::fold`]) of `value` into `buf`.
+fn lower_into(value: &str, buf: &mut String) {
     buf.clear();
     if value.is_ascii() {
         buf.push_str(value);
@@ -527,28 +591,50 @@ fn fold_into<'a>(value: &'a str, cased: bool, buf: &'a mut String) -> &'a str {
     } else {
         buf.extend(value.chars().flat_map(char::to_lowercase));
     }
-    buf.as_str()
+}
+
+/// A deferred atom's test, its gate checked first (a regular expression runs only on a value
+/// holding its literal); any other atom's test as it is.
+fn atom_holds(atom: &Atom, field: Field, event: &Event, bufs: &mut Buffers) -> bool {
+    if atom.how == AtomHow::Deferred
+        && !matches!(atom.test, ValueTest::Text { .. })
+        && let Some((gate, cased, _)) = &atom.needle
+        && bufs
+            .value(field, event, *cased)
+            .is_none_or(|value| memchr::memmem::find(value.as_bytes(), gate.as_bytes()).is_none())
+    {
+        return false;
+    }
+    test_holds(&atom.test, field, event, bufs)
 }
 
 /// One test on one field, as [`eval::test_matches`] decides it, without allocating for text.
 fn test_holds(test: &ValueTest, field: Field, event: &Event, bufs: &mut Buffers) -> bool {
-    let Buffers { text, folded } = bufs;
     match test {
-        ValueTest::Text { how, needle, cased } => {
-            field_text(field, event, text).is_some_and(|value| {
-                eval::text_matches(fold_into(value, *cased, folded), needle, *how)
-            })
-        }
-        ValueTest::Glob { pattern, cased } => field_text(field, event, text)
-            .is_some_and(|value| eval::glob_matches(fold_into(value, *cased, folded), pattern)),
-        ValueTest::Regex(regex) => {
-            field_text(field, event, text).is_some_and(|value| regex.compiled.is_match(value))
-        }
+        ValueTest::Text { how, needle, cased } => bufs
+            .value(field, event, *cased)
+            .is_some_and(|value| text_holds(value, needle, *how)),
+        ValueTest::Glob { pattern, cased } => bufs
+            .value(field, event, *cased)
+            .is_some_and(|value| eval::glob_matches(value, pattern)),
+        ValueTest::Regex(regex) => bufs
+            .value(field, event, true)
+            .is_some_and(|value| regex.compiled.is_match(value)),
         ValueTest::Cidr { .. }
         | ValueTest::Compare { .. }
         | ValueTest::Exists(_)
         | ValueTest::Null
         | ValueTest::FieldRef { .. } => eval::test_matches(test, field, event),
+    }
+}
+
+/// [`eval::text_matches`], with a substring search that does not build a searcher per call.
+fn text_holds(value: &str, needle: &str, how: TextMatch) -> bool {
+    match how {
+        TextMatch::Contains => memchr::memmem::find(value.as_bytes(), needle.as_bytes()).is_some(),
+        TextMatch::Exact | TextMatch::StartsWith | TextMatch::EndsWith => {
+            eval::text_matches(value, needle, how)
+        }
     }
 }
 
@@ -632,7 +718,61 @@ impl KindBuilder {
     }
 
     fn build(self) -> Result<KindSet, CompileError> {
-        let KindBuilder { atoms, rules, .. } = self;
+        let KindBuilder {
+            mut atoms, rules, ..
+        } = self;
+
+        // Which rules wait for a hit, and which run on every event.
+        let mut wakes: Vec<Vec<u32>> = vec![Vec::new(); atoms.len()];
+        let mut always = Vec::new();
+        // Atoms a matcher must find: those that wake a rule, and those read by rules that run
+        // on every event (a hit mark is cheaper for them than a check on every event).
+        let mut scanned = vec![false; atoms.len()];
+        for (at, rule) in rules.iter().enumerate() {
+            let at = u32::try_from(at).unwrap_or(u32::MAX);
+            if without_hits(&rule.expr, &atoms) == Tri::False {
+                // Wake the rule only on the atoms of one clause its condition implies (the
+                // cheapest guess at the rarest), not on every atom it names: `Image|endswith:
+                // powershell.exe` and a rare command line need only the command line's hit.
+                let mut used = match required_clause(&rule.expr, &atoms) {
+                    Some((clause, _)) => clause,
+                    None => {
+                        let mut used = Vec::new();
+                        hit_atoms(&rule.expr, &atoms, &mut used);
+                        used
+                    }
+                };
+                used.sort_unstable();
+                used.dedup();
+                for atom in used {
+                    if let Some(list) = wakes.get_mut(atom as usize) {
+                        list.push(at);
+                    }
+                }
+            } else {
+                always.push(at);
+                let mut used = Vec::new();
+                hit_atoms(&rule.expr, &atoms, &mut used);
+                for atom in used {
+                    if let Some(flag) = scanned.get_mut(atom as usize) {
+                        *flag = true;
+                    }
+                }
+            }
+        }
+        // One- and two-byte needles no rule waits for: checked when their rule runs instead.
+        for ((atom, wakes), scanned) in atoms.iter_mut().zip(&wakes).zip(&scanned) {
+            if matches!(atom.how, AtomHow::Literal | AtomHow::Gated)
+                && wakes.is_empty()
+                && !scanned
+                && atom
+                    .needle
+                    .as_ref()
+                    .is_some_and(|(n, _, _)| n.len() <= MAX_DEFERRED_NEEDLE)
+            {
+                atom.how = AtomHow::Deferred;
+            }
+        }
 
         // Needles per (field, cased).
         let mut needles: Vec<(Field, NeedleSet, NeedleSet)> = Vec::new();
@@ -647,7 +787,10 @@ impl KindBuilder {
         };
         let mut placements: Vec<(usize, bool, String, Use)> = Vec::new();
         for (id, atom) in atoms.iter().enumerate() {
-            let Some((needle, cased, anchor)) = scanned_needle(atom) else {
+            if atom.how == AtomHow::Deferred {
+                continue;
+            }
+            let Some((needle, cased, anchor)) = atom.needle.clone() else {
                 continue;
             };
             let hit = Use {
@@ -679,35 +822,6 @@ impl KindBuilder {
                 folded: folded.build(field)?,
                 cased: cased.build(field)?,
             });
-        }
-
-        // Which rules wait for a hit, and which run on every event.
-        let mut wakes: Vec<Vec<u32>> = vec![Vec::new(); atoms.len()];
-        let mut always = Vec::new();
-        for (at, rule) in rules.iter().enumerate() {
-            let at = u32::try_from(at).unwrap_or(u32::MAX);
-            if without_hits(&rule.expr, &atoms) == Tri::False {
-                // Wake the rule only on the atoms of one clause its condition implies (the
-                // cheapest guess at the rarest), not on every atom it names: `Image|endswith:
-                // powershell.exe` and a rare command line need only the command line's hit.
-                let mut used = match required_clause(&rule.expr, &atoms) {
-                    Some((clause, _)) => clause,
-                    None => {
-                        let mut used = Vec::new();
-                        hit_atoms(&rule.expr, &atoms, &mut used);
-                        used
-                    }
-                };
-                used.sort_unstable();
-                used.dedup();
-                for atom in used {
-                    if let Some(list) = wakes.get_mut(atom as usize) {
-                        list.push(at);
-                    }
-                }
-            } else {
-                always.push(at);
-            }
         }
         Ok(KindSet {
             hows: atoms.iter().map(|a| a.how).collect(),
@@ -891,11 +1005,6 @@ fn case_class(class: &regex_syntax::hir::Class) -> Option<char> {
     Some(first)
 }
 
-/// The needle an atom puts into its field's matcher.
-fn scanned_needle(atom: &Atom) -> Option<(String, bool, Anchor)> {
-    atom.needle.clone()
-}
-
 /// A three-valued truth: what a condition is when only some atoms are known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tri {
@@ -910,7 +1019,7 @@ fn without_hits(expr: &Expr, atoms: &[Atom]) -> Tri {
     match expr {
         Expr::Atom(atom) => match atoms.get(*atom as usize).map(|a| a.how) {
             Some(AtomHow::Literal | AtomHow::Gated) => Tri::False,
-            Some(AtomHow::Lazy) | None => Tri::Unknown,
+            Some(AtomHow::Lazy | AtomHow::Deferred) | None => Tri::Unknown,
         },
         Expr::Not(inner) => match without_hits(inner, atoms) {
             Tri::False => Tri::True,
@@ -953,7 +1062,8 @@ fn required_clause(expr: &Expr, atoms: &[Atom]) -> Option<(Vec<u32>, f64)> {
     match expr {
         Expr::Atom(id) => {
             let atom = atoms.get(*id as usize)?;
-            (atom.how != AtomHow::Lazy).then(|| (vec![*id], atom_frequency(atom)))
+            matches!(atom.how, AtomHow::Literal | AtomHow::Gated)
+                .then(|| (vec![*id], atom_frequency(atom)))
         }
         Expr::Not(_) => None,
         Expr::And(all) => all
@@ -978,7 +1088,10 @@ fn required_clause(expr: &Expr, atoms: &[Atom]) -> Option<(Vec<u32>, f64)> {
 /// few values across events (every PowerShell start has the same `Image`), where a command line
 /// rarely repeats.
 fn atom_frequency(atom: &Atom) -> f64 {
-    let length = scanned_needle(atom).map_or(1, |(needle, _, _)| needle.chars().count());
+    let length = atom
+        .needle
+        .as_ref()
+        .map_or(1, |(needle, _, _)| needle.chars().count());
     let repeats = match atom.place {
         Place::Field(
             Field::Image
@@ -1008,7 +1121,7 @@ fn hit_atoms(expr: &Expr, atoms: &[Atom], out: &mut Vec<u32>) {
         Expr::Atom(atom) => {
             if atoms
                 .get(*atom as usize)
-                .is_some_and(|a| a.how != AtomHow::Lazy)
+                .is_some_and(|a| matches!(a.how, AtomHow::Literal | AtomHow::Gated))
             {
                 out.push(*atom);
             }

@@ -604,3 +604,49 @@ fn a_regular_expression_waits_for_the_text_every_match_holds() {
     assert_eq!(gate("(?:cmd)?x*"), None);
     assert_eq!(regex_gate("^$"), None);
 }
+
+#[test]
+fn a_short_needle_no_rule_waits_for_is_checked_when_its_rule_runs_not_scanned() {
+    // `Image|endswith: \certutil.exe` wakes the rule; `-f` (in most command lines) is only
+    // checked when it runs, on the value lowercased once.
+    let rules = vec![Arc::new(rule(
+        vec![
+            search(
+                "image",
+                SearchBody::AllOf(vec![text_item(
+                    Field::Image,
+                    TextMatch::EndsWith,
+                    &["\\certutil.exe"],
+                )]),
+            ),
+            search(
+                "switch",
+                SearchBody::AllOf(vec![text_item(
+                    Field::Cmdline,
+                    TextMatch::Contains,
+                    &["-f"],
+                )]),
+            ),
+        ],
+        Condition::And(vec![Condition::Search(0), Condition::Search(1)]),
+        vec![EventKind::ProcessCreate],
+    ))];
+    let set = CompiledSet::new(&rules).map_err(|e| e.to_string());
+    let Ok(set) = set else {
+        unreachable!("hand-written rules compile: {set:?}");
+    };
+    let stats = set.stats();
+    assert_eq!((stats.literal_atoms, stats.deferred_atoms), (1, 1));
+    assert_eq!(stats.needles, 1, "only the waking needle is scanned");
+    let certutil = "C:\\Windows\\System32\\certutil.exe";
+    for (cmdline, image, hit) in [
+        ("certutil -F -urlcache http://x", certutil, true),
+        ("certutil -urlcache -f http://x", certutil, true),
+        ("certutil -urlcache http://x", certutil, false),
+        ("cmd /c -f", "C:\\Windows\\System32\\cmd.exe", false),
+    ] {
+        let event = process(cmdline, image);
+        assert_eq!(set.matching(&event), expected(&rules, &event), "{cmdline}");
+        assert_eq!(set.matching(&event).len(), usize::from(hit), "{cmdline}");
+    }
+}
