@@ -281,7 +281,7 @@ fn a_taxii_collection_is_paged_and_resumed_from_its_cursor() {
     );
     let stats = stdout(&palisade(&["intel", "stats"], dir.path()));
     assert!(
-        stats.contains("feed partner: last pulled")
+        stats.contains("feed partner: ok, last pulled")
             && stats.contains("cursor 2025-11-03T00:00:00.000Z"),
         "{stats}"
     );
@@ -341,7 +341,9 @@ fn server_errors_are_retried_and_bad_urls_are_reported() {
     );
     let stats = stdout(&palisade(&["intel", "stats"], dir.path()));
     assert!(
-        stats.contains("feed missing: last pulled never, last error: feed `missing` answered 404"),
+        stats.contains("feed missing: FAILED at ")
+            && stats.contains(": feed `missing` answered 404")
+            && stats.contains("last good pull never"),
         "{stats}"
     );
 }

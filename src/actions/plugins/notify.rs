@@ -42,14 +42,18 @@ impl Action for Log {
 const WEBHOOK_ATTEMPTS: u32 = 3;
 const WEBHOOK_FIRST_WAIT: Duration = Duration::from_millis(500);
 
+/// Posts a message to a receiver through the bounded outbound client: an attempt lasts at most
+/// `actions.webhook.read_timeout`, and only a 2xx answer is a delivery. A redirect the client
+/// does not follow (another host, or one that would re-send the message as a bodiless GET) is a
+/// failure naming its target, never retried: the message did not arrive.
 pub(super) struct Webhook {
-    client: reqwest::Client,
+    client: crate::outbound::Client,
 }
 
 impl Webhook {
-    pub(super) fn new() -> Result<Webhook, String> {
+    pub(super) fn new(limits: crate::outbound::Limits) -> Result<Webhook, String> {
         Ok(Webhook {
-            client: crate::intel::pull::client()?,
+            client: crate::outbound::Client::new(crate::outbound::Edge::Webhook, limits)?,
         })
     }
 }
@@ -75,19 +79,21 @@ impl Action for Webhook {
             let mut wait = WEBHOOK_FIRST_WAIT;
             let mut last = String::new();
             for attempt in 1..=WEBHOOK_ATTEMPTS {
-                match self
-                    .client
-                    .post(url.clone())
-                    .timeout(Duration::from_secs(5))
-                    .json(&body)
-                    .send()
-                    .await
-                {
+                let request = crate::outbound::Request::post_json(url.clone(), &body);
+                match self.client.send(request).await {
                     Ok(response) if response.status().is_success() => {
                         return Ok(format!(
                             "delivered (HTTP {}, attempt {attempt})",
                             response.status().as_u16()
                         ));
+                    }
+                    // A redirect the client did not follow (no `Location`, `300`) is no more
+                    // a delivery than one it refused.
+                    Ok(response) if response.status().is_redirection() => {
+                        return Err(ActionError::new(format!(
+                            "the webhook answered HTTP {} and the message was not delivered",
+                            response.status().as_u16()
+                        )));
                     }
                     Ok(response)
                         if response.status().is_client_error()
@@ -99,6 +105,9 @@ impl Action for Webhook {
                         )));
                     }
                     Ok(response) => last = format!("HTTP {}", response.status().as_u16()),
+                    Err(err) if !err.retryable() => {
+                        return Err(ActionError::new(format!("not delivered: {err}")));
+                    }
                     Err(err) => last = err.to_string(),
                 }
                 if attempt < WEBHOOK_ATTEMPTS {
