@@ -1169,6 +1169,35 @@ mod tests {
     }
 
     #[test]
+    fn bad_feed_and_webhook_limits_are_named_with_their_line() {
+        let problems = parse(
+            Path::new("p.yaml"),
+            "intel:\n  fetch:\n    read_timeout: soon\n    max_pages: 0\n    min_parsed_ratio: 1.5\n    max_body_bytes: 0\nactions:\n  webhook:\n    read_timeout: 0s\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        for (line, text) in [
+            (3, "`intel.fetch.read_timeout` is `soon`"),
+            (4, "`intel.fetch.max_pages` must be at least 1"),
+            (5, "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not 1.5"),
+            (6, "`intel.fetch.max_body_bytes` must be greater than 0"),
+            (9, "`actions.webhook.read_timeout` is `0s`"),
+        ] {
+            assert!(
+                found.iter().any(|(l, m)| *l == line && m.contains(text)),
+                "{text} at line {line}: {found:?}"
+            );
+        }
+        let defaults = Config::default();
+        assert_eq!(defaults.intel.fetch.max_body_bytes, 64 << 20);
+        assert_eq!(defaults.intel.fetch.redirects, crate::outbound::Redirects::SameHost);
+        assert_eq!(defaults.actions.webhook.redirects, crate::outbound::Redirects::SameHost);
+    }
+
+    #[test]
     fn the_embedded_default_is_the_default() {
         let parsed = parse(Path::new("default.yaml"), DEFAULT_CONFIG).unwrap();
         assert_eq!(parsed, Config::default());

@@ -150,3 +150,35 @@ pub async fn pull_on_schedule(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed pull used to leave the feed due at once (its last success was still old), so a
+    /// feed refused for a limit was pulled again on every pass of the schedule.
+    #[test]
+    fn a_failed_feed_is_not_pulled_again_at_once() {
+        let hour = 3_600_000;
+        let now = 10 * hour;
+        let failed = store::FeedState {
+            last_success_ms: Some(now - 2 * hour),
+            last_attempt_ms: Some(now - 1000),
+            last_error: Some("limit".into()),
+            ..store::FeedState::default()
+        };
+        assert_eq!(
+            next_pull_due(&failed, hour, now),
+            now - 1000 + FAILED_PULL_RETRY_MS
+        );
+        // A feed pulled more often than that is retried at its own pace.
+        assert_eq!(next_pull_due(&failed, 60_000, now), now - 1000 + 60_000);
+        let fine = store::FeedState {
+            last_success_ms: Some(now - 1000),
+            last_attempt_ms: Some(now - 1000),
+            ..store::FeedState::default()
+        };
+        assert_eq!(next_pull_due(&fine, hour, now), now - 1000 + hour);
+        assert_eq!(next_pull_due(&store::FeedState::default(), hour, now), now);
+    }
+}

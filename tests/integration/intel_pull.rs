@@ -816,3 +816,53 @@ fn a_same_host_redirect_is_followed_and_none_refuses_it() {
         "{text}"
     );
 }
+
+/// `GET /metrics` from a running engine's endpoint.
+fn scrape_metrics(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+#[test]
+fn a_running_engine_logs_and_counts_a_feed_limit_and_does_not_hammer_the_failed_feed() {
+    let (address, _, hostile) = serve_hostile();
+    let (good, _) = serve();
+    hostile.list_mode.store(1, Ordering::SeqCst);
+    let dir = content_with(&format!(
+        "http:\n  listen: 127.0.0.1:0\nintel:\n  fetch: {{max_body_bytes: 1048576}}\n  feeds:\n    - {{name: list, type: http, url: \"http://{address}/list.txt\", format: plain, snapshot: true, every: 1m}}\n    - {{name: feodo, type: http, url: \"http://{good}/feodo.csv\", format: feodo, snapshot: true, every: 1h}}\n"
+    ));
+    let (mut child, log) = crate::support::run_on_pipes(dir.path());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || {
+            let text = read_log();
+            text.contains("threat intelligence reloaded") && text.contains("max_body_bytes")
+        }),
+        "{}",
+        read_log()
+    );
+    let endpoint = read_log()
+        .split("on http://")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+        .expect("the endpoint is logged")
+        .to_string();
+    let metrics = scrape_metrics(&endpoint);
+    assert!(
+        metrics.contains("palisade_outbound_limit_hits_total{edge=\"feed\",limit=\"body_size\"} 1"),
+        "{metrics}"
+    );
+    // A failed feed waits before its next try instead of being pulled on every pass.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(hits(&hostile, "list"), 1, "{}", read_log());
+    crate::support::terminate(&child);
+    let _ = child.wait();
+}

@@ -239,3 +239,170 @@ impl Action for Syslog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::outbound::{Limits, Redirects};
+
+    /// What a receiver was sent: `METHOD path body`.
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// A real loopback receiver: `/hook/{status}` answers `status` with `Location: to` (from
+    /// the query), `/hang` never answers, anything else records the request and answers 200.
+    async fn receiver() -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let kept = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hook/{status}",
+                axum::routing::any(
+                    |axum::extract::Path(status): axum::extract::Path<u16>,
+                     axum::extract::Query(query): axum::extract::Query<
+                        BTreeMap<String, String>,
+                    >| async move {
+                        (
+                            StatusCode::from_u16(status).unwrap(),
+                            [("location", query.get("to").cloned().unwrap_or_default())],
+                        )
+                            .into_response()
+                    },
+                ),
+            )
+            .route(
+                "/hang",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    StatusCode::OK
+                }),
+            )
+            .fallback(
+                move |method: Method, uri: axum::http::Uri, _: HeaderMap, body: String| {
+                    let kept = kept.clone();
+                    async move {
+                        kept.lock()
+                            .unwrap()
+                            .push(format!("{method} {} {body}", uri.path()));
+                        StatusCode::OK
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, seen)
+    }
+
+    fn webhook(redirects: Redirects) -> Webhook {
+        Webhook::new(Limits {
+            max_body_bytes: 64 * 1024,
+            read_timeout: Duration::from_secs(1),
+            redirects,
+        })
+        .unwrap()
+    }
+
+    fn call(url: &str) -> ActionCall {
+        ActionCall {
+            action: "notify.webhook",
+            params: BTreeMap::from([
+                ("url", ParamValue::Url(url::Url::parse(url).unwrap())),
+                ("message", ParamValue::Text("hello".into())),
+            ]),
+            event_time_ms: 0,
+            rule: "r".into(),
+            playbook: "p".into(),
+            event_id: "e1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_redirected_to_another_host_is_not_a_delivery_and_never_connects_there() {
+        let (base, _) = receiver().await;
+        let (other, other_seen) = receiver().await;
+        for status in [301, 302, 307, 308] {
+            let target = format!("{other}/stolen");
+            let outcome = webhook(Redirects::SameHost)
+                .execute(&call(&format!("{base}/hook/{status}?to={target}")))
+                .await;
+            let message = outcome.expect_err("a redirect is not a delivery").message;
+            assert!(
+                message.contains(&format!(
+                    "redirected (HTTP {status}) to {target}, which was not followed: it is another host"
+                )),
+                "{status}: {message}"
+            );
+        }
+        assert!(other_seen.lock().unwrap().is_empty(), "the other host is never called");
+    }
+
+    #[tokio::test]
+    async fn a_webhook_301_on_the_same_host_is_not_a_delivery() {
+        // Followed, it would be a GET without the message, answered 200: "delivered".
+        let (base, seen) = receiver().await;
+        for status in [301, 302, 303] {
+            let outcome = webhook(Redirects::SameHost)
+                .execute(&call(&format!("{base}/hook/{status}?to=/moved")))
+                .await;
+            let message = outcome.expect_err("not a delivery").message;
+            assert!(
+                message.contains("following it would send a bodiless GET instead of this POST"),
+                "{status}: {message}"
+            );
+        }
+        assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_webhook_307_or_308_on_the_same_host_is_followed_with_the_message() {
+        let (base, seen) = receiver().await;
+        for status in [307, 308] {
+            let outcome = webhook(Redirects::SameHost)
+                .execute(&call(&format!("{base}/hook/{status}?to=/moved")))
+                .await;
+            assert_eq!(outcome.unwrap(), "delivered (HTTP 200, attempt 1)");
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for line in seen {
+            assert!(
+                line.starts_with("POST /moved {") && line.contains("\"message\":\"hello\""),
+                "{line}"
+            );
+        }
+        // `redirects: none` follows none of them.
+        let outcome = webhook(Redirects::None)
+            .execute(&call(&format!("{base}/hook/307?to=/moved")))
+            .await;
+        assert!(
+            outcome
+                .unwrap_err()
+                .message
+                .contains("redirects are not followed (`redirects: none`)")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_that_never_answers_fails_within_its_read_timeout_without_retries() {
+        let (base, _) = receiver().await;
+        let started = Instant::now();
+        let outcome = webhook(Redirects::SameHost)
+            .execute(&call(&format!("{base}/hang")))
+            .await;
+        let took = started.elapsed();
+        let message = outcome.unwrap_err().message;
+        assert!(
+            message.contains("did not answer completely within 1s (`read_timeout`)"),
+            "{message}"
+        );
+        // Three attempts with waits would take over 4 s.
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+}
