@@ -457,14 +457,13 @@ impl FeedFetchConfig {
     }
 }
 
-/// What a webhook call reads of its receiver's answer and how long it waits for it.
+/// How long a webhook call waits for its receiver and which redirects it follows. Of the
+/// receiver's answer only the status and, for a refusal, the first [`WEBHOOK_ANSWER_BYTES`]
+/// are read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// The most of a receiver's answer read (for the error message); the rest is not. Default
-    /// 64 KiB.
-    pub max_body_bytes: u64,
     /// The longest one attempt may take, redirects included: `5s`.
     pub read_timeout: String,
     /// `same_host` (default): only 307 and 308 redirects to the same scheme, host and port are
@@ -475,17 +474,19 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> WebhookConfig {
         WebhookConfig {
-            max_body_bytes: 64 * 1024,
             read_timeout: "5s".into(),
             redirects: crate::outbound::Redirects::SameHost,
         }
     }
 }
 
+/// The most of a webhook receiver's answer ever read (quoted in a refusal's outcome).
+pub const WEBHOOK_ANSWER_BYTES: u64 = 4096;
+
 impl WebhookConfig {
     pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
         Ok(crate::outbound::Limits {
-            max_body_bytes: self.max_body_bytes,
+            max_body_bytes: WEBHOOK_ANSWER_BYTES,
             read_timeout: positive_duration("actions.webhook.read_timeout", &self.read_timeout)?,
             redirects: self.redirects,
         })
@@ -1008,12 +1009,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     let at = root.key("actions").key("webhook");
     if let Err(message) = config.actions.webhook.limits() {
         report(at.key("read_timeout"), message);
-    }
-    if config.actions.webhook.max_body_bytes == 0 {
-        report(
-            at.key("max_body_bytes"),
-            "`actions.webhook.max_body_bytes` must be greater than 0".into(),
-        );
     }
     if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
         report(

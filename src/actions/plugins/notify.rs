@@ -99,10 +99,14 @@ impl Action for Webhook {
                         if response.status().is_client_error()
                             && response.status().as_u16() != 429 =>
                     {
-                        return Err(ActionError::new(format!(
-                            "the webhook refused the message: HTTP {}",
-                            response.status().as_u16()
-                        )));
+                        let status = response.status().as_u16();
+                        let answer = response.excerpt(200).await;
+                        let answer = crate::text::inert(answer.trim());
+                        return Err(ActionError::new(if answer.is_empty() {
+                            format!("the webhook refused the message: HTTP {status}")
+                        } else {
+                            format!("the webhook refused the message: HTTP {status}: {answer}")
+                        }));
                     }
                     Ok(response) => last = format!("HTTP {}", response.status().as_u16()),
                     Err(err) if !err.retryable() => {
@@ -277,6 +281,21 @@ mod tests {
                 ),
             )
             .route(
+                "/refuse",
+                axum::routing::post(|| async {
+                    let mut first = true;
+                    let stream = futures_util::stream::repeat_with(move || {
+                        let chunk = if std::mem::take(&mut first) {
+                            "invalid_payload\n".to_string()
+                        } else {
+                            "x".repeat(65536)
+                        };
+                        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk))
+                    });
+                    (StatusCode::BAD_REQUEST, axum::body::Body::from_stream(stream))
+                }),
+            )
+            .route(
                 "/hang",
                 axum::routing::post(|| async {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -387,6 +406,22 @@ mod tests {
                 .message
                 .contains("redirects are not followed (`redirects: none`)")
         );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_refusal_is_quoted_and_its_endless_answer_is_not_read() {
+        let (base, _) = receiver().await;
+        let started = Instant::now();
+        let outcome = webhook(Redirects::SameHost)
+            .execute(&call(&format!("{base}/refuse")))
+            .await;
+        let message = outcome.unwrap_err().message;
+        assert!(
+            message.starts_with("the webhook refused the message: HTTP 400: invalid_payload"),
+            "{message}"
+        );
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]
