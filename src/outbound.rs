@@ -305,7 +305,9 @@ impl Client {
                 err
             };
             if self.limits.redirects == Redirects::None {
-                return Err(refused("redirects are not followed (`redirects: none`)".into()));
+                return Err(refused(
+                    "redirects are not followed (`redirects: none`)".into(),
+                ));
             }
             if target.origin() != request.url.origin() {
                 return Err(refused(

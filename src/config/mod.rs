@@ -1177,7 +1177,10 @@ mod tests {
         for (line, text) in [
             (3, "`intel.fetch.read_timeout` is `soon`"),
             (4, "`intel.fetch.max_pages` must be at least 1"),
-            (5, "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not 1.5"),
+            (
+                5,
+                "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not 1.5",
+            ),
             (6, "`intel.fetch.max_body_bytes` must be greater than 0"),
             (9, "`actions.webhook.read_timeout` is `0s`"),
         ] {
@@ -1188,8 +1191,14 @@ mod tests {
         }
         let defaults = Config::default();
         assert_eq!(defaults.intel.fetch.max_body_bytes, 64 << 20);
-        assert_eq!(defaults.intel.fetch.redirects, crate::outbound::Redirects::SameHost);
-        assert_eq!(defaults.actions.webhook.redirects, crate::outbound::Redirects::SameHost);
+        assert_eq!(
+            defaults.intel.fetch.redirects,
+            crate::outbound::Redirects::SameHost
+        );
+        assert_eq!(
+            defaults.actions.webhook.redirects,
+            crate::outbound::Redirects::SameHost
+        );
     }
 
     #[test]

@@ -239,7 +239,11 @@ impl Puller {
             .map_err(|e| PullError::from_outbound(&feed.name, e))?;
         let text = String::from_utf8_lossy(&body).into_owned();
         // No format palisade reads starts with `<`: a page served without its type is still HTML.
-        if text.trim_start_matches('\u{feff}').trim_start().starts_with('<') {
+        if text
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .starts_with('<')
+        {
             return Err(PullError::refused(
                 Limit::NotData,
                 format!(
@@ -261,9 +265,13 @@ impl Puller {
         let format = feed
             .format
             .ok_or_else(|| PullError::fatal(format!("feed `{}` has no format", feed.name)))?;
-        let url = outbound::parse_url(&feed.url)
-            .map_err(|e| PullError::from_outbound(&feed.name, e))?;
-        if let Some(etag) = state.etag.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        let url =
+            outbound::parse_url(&feed.url).map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        if let Some(etag) = state
+            .etag
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             headers.insert(IF_NONE_MATCH, etag);
         }
         if let Some(modified) = state

@@ -613,14 +613,18 @@ fn an_endless_feed_body_is_cut_at_the_cap_and_the_feed_keeps_its_indicators() {
         // Unbounded, the pull reads until the server stops (never) or memory runs out; bounded,
         // it stops at the cap: what the server got out before the connection closed is the cap
         // plus what loopback socket buffers hold.
-        assert!(took < std::time::Duration::from_secs(20), "{what}: {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{what}: {took:?}"
+        );
         let streamed = hostile.streamed.load(Ordering::SeqCst);
         assert!(
             streamed < 32 << 20,
             "{what}: {streamed} bytes were produced"
         );
         assert!(
-            lookup_matches(dir.path(), "203.0.113.10") && lookup_matches(dir.path(), "203.0.113.11"),
+            lookup_matches(dir.path(), "203.0.113.10")
+                && lookup_matches(dir.path(), "203.0.113.11"),
             "{what}: the feed keeps its indicators"
         );
         assert!(
@@ -659,9 +663,21 @@ fn a_snapshot_that_is_not_the_feeds_data_expires_nothing() {
     let (address, _, hostile) = serve_hostile();
     let dir = pulled_good_list(address, "{}");
     for (mode, what, reason) in [
-        (3, "200 text/html maintenance page", "answered a web page (`text/html`)"),
-        (4, "HTML served as text/plain", "answered markup (it starts with `<`)"),
-        (5, "empty body", "sent an empty snapshot (0 entries skipped, none parsed)"),
+        (
+            3,
+            "200 text/html maintenance page",
+            "answered a web page (`text/html`)",
+        ),
+        (
+            4,
+            "HTML served as text/plain",
+            "answered markup (it starts with `<`)",
+        ),
+        (
+            5,
+            "empty body",
+            "sent an empty snapshot (0 entries skipped, none parsed)",
+        ),
         (
             6,
             "one address among nine junk lines",
@@ -780,7 +796,9 @@ fn a_feed_redirected_to_another_host_is_refused_and_its_key_never_leaves() {
         ));
         let text = stdout(&pull(dir.path()));
         assert!(
-            text.contains(&format!("redirected (HTTP {status}) to {target}, which was not followed: it is another host")),
+            text.contains(&format!(
+                "redirected (HTTP {status}) to {target}, which was not followed: it is another host"
+            )),
             "{status}: {text}"
         );
         assert!(!lookup_matches(dir.path(), "192.0.2.66"), "{status}");
@@ -790,7 +808,11 @@ fn a_feed_redirected_to_another_host_is_refused_and_its_key_never_leaves() {
             "{status}: {stats}"
         );
     }
-    assert_eq!(hits(&hostile, "other-host"), 0, "the other host is never asked");
+    assert_eq!(
+        hits(&hostile, "other-host"),
+        0,
+        "the other host is never asked"
+    );
     assert!(hostile.other_host_headers.lock().expect("lock").is_empty());
 }
 

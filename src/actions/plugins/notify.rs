@@ -292,7 +292,10 @@ mod tests {
                         };
                         Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk))
                     });
-                    (StatusCode::BAD_REQUEST, axum::body::Body::from_stream(stream))
+                    (
+                        StatusCode::BAD_REQUEST,
+                        axum::body::Body::from_stream(stream),
+                    )
                 }),
             )
             .route(
@@ -359,7 +362,10 @@ mod tests {
                 "{status}: {message}"
             );
         }
-        assert!(other_seen.lock().unwrap().is_empty(), "the other host is never called");
+        assert!(
+            other_seen.lock().unwrap().is_empty(),
+            "the other host is never called"
+        );
     }
 
     #[tokio::test]
@@ -376,7 +382,11 @@ mod tests {
                 "{status}: {message}"
             );
         }
-        assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "{:?}",
+            seen.lock().unwrap()
+        );
     }
 
     #[tokio::test]
