@@ -428,6 +428,9 @@ pub struct FeedFetchConfig {
     /// The most pages one TAXII or MISP pull may take; more fails the pull and stores nothing
     /// from it.
     pub max_pages: usize,
+    /// The longest one whole pull may take, every page included: `10m`. Past it the pull fails
+    /// and stores nothing from it.
+    pub max_pull_time: String,
     /// A snapshot feed's download replaces the stored list only when at least this share of
     /// its entries parse as indicators (0–1); otherwise the pull fails and nothing expires.
     pub min_parsed_ratio: f64,
@@ -440,6 +443,7 @@ impl Default for FeedFetchConfig {
             read_timeout: "2m".into(),
             redirects: crate::outbound::Redirects::SameHost,
             max_pages: 500,
+            max_pull_time: "10m".into(),
             min_parsed_ratio: 0.5,
         }
     }
@@ -454,6 +458,10 @@ impl FeedFetchConfig {
             read_timeout: positive_duration("intel.fetch.read_timeout", &self.read_timeout)?,
             redirects: self.redirects,
         })
+    }
+
+    pub fn max_pull_time(&self) -> Result<std::time::Duration, String> {
+        positive_duration("intel.fetch.max_pull_time", &self.max_pull_time)
     }
 }
 
@@ -985,6 +993,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     if let Err(message) = fetch.limits() {
         report(at.key("read_timeout"), message);
     }
+    if let Err(message) = fetch.max_pull_time() {
+        report(at.key("max_pull_time"), message);
+    }
     if fetch.max_body_bytes == 0 {
         report(
             at.key("max_body_bytes"),
@@ -1167,7 +1178,7 @@ mod tests {
     fn bad_feed_and_webhook_limits_are_named_with_their_line() {
         let problems = parse(
             Path::new("p.yaml"),
-            "intel:\n  fetch:\n    read_timeout: soon\n    max_pages: 0\n    min_parsed_ratio: 1.5\n    max_body_bytes: 0\nactions:\n  webhook:\n    read_timeout: 0s\n",
+            "intel:\n  fetch:\n    read_timeout: soon\n    max_pages: 0\n    min_parsed_ratio: 1.5\n    max_body_bytes: 0\n    max_pull_time: 0s\nactions:\n  webhook:\n    read_timeout: 0s\n",
         )
         .unwrap_err();
         let found: Vec<(usize, &str)> = problems
@@ -1182,7 +1193,8 @@ mod tests {
                 "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not 1.5",
             ),
             (6, "`intel.fetch.max_body_bytes` must be greater than 0"),
-            (9, "`actions.webhook.read_timeout` is `0s`"),
+            (7, "`intel.fetch.max_pull_time` is `0s`"),
+            (10, "`actions.webhook.read_timeout` is `0s`"),
         ] {
             assert!(
                 found.iter().any(|(l, m)| *l == line && m.contains(text)),

@@ -124,6 +124,7 @@ pub struct Puller {
     max_prefix: IntelMaxPrefix,
     max_pages: usize,
     min_parsed_ratio: f64,
+    max_pull_time: Duration,
 }
 
 impl Puller {
@@ -133,6 +134,7 @@ impl Puller {
             max_prefix: config.max_prefix,
             max_pages: config.fetch.max_pages.max(1),
             min_parsed_ratio: config.fetch.min_parsed_ratio,
+            max_pull_time: config.fetch.max_pull_time()?,
         })
     }
 
@@ -181,10 +183,13 @@ impl Puller {
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
         let headers = key_headers(feed)?;
+        // Every page of the pull must be in by then: a server slow on every page, each within
+        // `read_timeout`, still cannot hold the schedule (and the other feeds) for hours.
+        let deadline = tokio::time::Instant::now() + self.max_pull_time;
         match feed.kind {
-            FeedType::Http => self.pull_file(feed, store, state, headers).await,
-            FeedType::Taxii => self.pull_taxii(feed, store, state, headers).await,
-            FeedType::Misp => self.pull_misp(feed, store, state, headers).await,
+            FeedType::Http => self.pull_file(feed, store, state, headers, deadline).await,
+            FeedType::Taxii => self.pull_taxii(feed, store, state, headers, deadline).await,
+            FeedType::Misp => self.pull_misp(feed, store, state, headers, deadline).await,
         }
     }
 
@@ -202,6 +207,25 @@ impl Puller {
     /// empty body; any other answer that is not a success, or that is an HTML page, is an
     /// error (the server's words cut short).
     async fn fetch(
+        &self,
+        feed: &FeedConfig,
+        request: Request,
+        deadline: tokio::time::Instant,
+    ) -> Result<(StatusCode, HeaderMap, String), PullError> {
+        match tokio::time::timeout_at(deadline, self.fetch_within_limits(feed, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(PullError::refused(
+                Limit::ReadTime,
+                format!(
+                    "feed `{}`: the pull took longer than {}s (`intel.fetch.max_pull_time`); nothing from it was stored",
+                    feed.name,
+                    self.max_pull_time.as_secs()
+                ),
+            )),
+        }
+    }
+
+    async fn fetch_within_limits(
         &self,
         feed: &FeedConfig,
         request: Request,
@@ -261,6 +285,7 @@ impl Puller {
         store: &IntelStore,
         mut state: FeedState,
         mut headers: HeaderMap,
+        deadline: tokio::time::Instant,
     ) -> Result<PullReport, PullError> {
         let format = feed
             .format
@@ -283,7 +308,7 @@ impl Puller {
         }
         let mut request = Request::get(url);
         request.headers = headers;
-        let (status, headers, body) = self.fetch(feed, request).await?;
+        let (status, headers, body) = self.fetch(feed, request, deadline).await?;
         let mut report = PullReport {
             feed: feed.name.clone(),
             pages: 1,
@@ -403,6 +428,7 @@ impl Puller {
         store: &IntelStore,
         mut state: FeedState,
         headers: HeaderMap,
+        deadline: tokio::time::Instant,
     ) -> Result<PullReport, PullError> {
         let objects_url = format!("{}/objects/", feed.url.trim_end_matches('/'));
         let base = outbound::parse_url(&objects_url)
@@ -435,7 +461,7 @@ impl Puller {
             request
                 .headers
                 .insert(ACCEPT, HeaderValue::from_static(TAXII_MEDIA_TYPE));
-            let (_, answer_headers, body) = self.fetch(feed, request).await?;
+            let (_, answer_headers, body) = self.fetch(feed, request, deadline).await?;
             pages.answered(feed, report.pages + 1, &body)?;
             let added_last = answer_headers
                 .get("X-TAXII-Date-Added-Last")
@@ -526,6 +552,7 @@ impl Puller {
         store: &IntelStore,
         mut state: FeedState,
         headers: HeaderMap,
+        deadline: tokio::time::Instant,
     ) -> Result<PullReport, PullError> {
         let url = format!("{}/attributes/restSearch", feed.url.trim_end_matches('/'));
         let target =
@@ -551,7 +578,7 @@ impl Puller {
             request
                 .headers
                 .insert(ACCEPT, HeaderValue::from_static("application/json"));
-            let (_, _, text) = self.fetch(feed, request).await?;
+            let (_, _, text) = self.fetch(feed, request, deadline).await?;
             pages.answered(feed, page, &text)?;
             let document: Value = serde_json::from_str(&text).map_err(|e| {
                 PullError::fatal(format!(

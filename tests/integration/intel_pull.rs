@@ -491,9 +491,13 @@ async fn taxii_loop(State(hostile): State<Arc<Hostile>>) -> Response {
         .into_response()
 }
 
-/// A TAXII server that pages forever, a new `next` and a new object each time.
-async fn taxii_endless(State(hostile): State<Arc<Hostile>>) -> Response {
+/// A TAXII server that pages forever, a new `next` and a new object each time (slowly, a
+/// second a page, on `/slow`).
+async fn taxii_endless(State(hostile): State<Arc<Hostile>>, uri: axum::http::Uri) -> Response {
     count(&hostile, "taxii-endless");
+    if uri.path().starts_with("/slow") {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     let n = hits(&hostile, "taxii-endless");
     let envelope = serde_json::json!({"more": true, "next": format!("page-{n}"),
         "objects": [taxii_object(&format!("e{n}"), &format!("192.0.2.{}", n % 250 + 1))]});
@@ -559,6 +563,7 @@ fn serve_hostile() -> (SocketAddr, SocketAddr, Arc<Hostile>) {
         .route("/list.txt", get(list))
         .route("/loop/collections/c1/objects/", get(taxii_loop))
         .route("/endless/collections/c1/objects/", get(taxii_endless))
+        .route("/slow/collections/c1/objects/", get(taxii_endless))
         .route("/same/attributes/restSearch", post(misp_same_page))
         .route("/flood/attributes/restSearch", post(misp_flood))
         .route("/redirect/{status}", get(redirect_to))
@@ -759,6 +764,24 @@ fn a_taxii_server_that_pages_forever_stops_at_max_pages() {
     assert_eq!(hits(&hostile, "taxii-endless"), 20);
     assert!(!lookup_matches(dir.path(), "192.0.2.1"));
     assert!(intel_stats(dir.path()).contains("feed endless: FAILED at "));
+}
+
+#[test]
+fn a_paged_feed_slow_on_every_page_stops_at_max_pull_time() {
+    let (address, _, hostile) = serve_hostile();
+    let dir = content_with(&format!(
+        "intel:\n  fetch: {{max_pull_time: 3s, read_timeout: 2s}}\n  feeds:\n    - {{name: slow, type: taxii, url: \"http://{address}/slow/collections/c1/\"}}\n"
+    ));
+    let started = std::time::Instant::now();
+    let text = stdout(&pull(dir.path()));
+    assert!(
+        text.contains("feed `slow`: the pull took longer than 3s (`intel.fetch.max_pull_time`); nothing from it was stored"),
+        "{text}"
+    );
+    // Each page is within `read_timeout`; only the whole pull's limit stops it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    assert!(hits(&hostile, "taxii-endless") <= 4);
+    assert!(!lookup_matches(dir.path(), "192.0.2.2"));
 }
 
 #[test]
