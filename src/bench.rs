@@ -431,6 +431,7 @@ async fn palisade_run(
             redis_url: url.to_string(),
             blocks: Some(store.pool().clone()),
             firewall: crate::actions::plugins::firewall::Backend::Auto,
+            webhook: content.config.actions.webhook.limits()?,
         })?;
     let executor = Arc::new(crate::actions::Executor::new(
         registry,

@@ -31,7 +31,8 @@
 //! playbooks loaded and validated together), [`diagnostics`] (every problem with its
 //! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors),
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
-//! running engine and its endpoints) and [`cli`] (the `palisade` command).
+//! running engine and its endpoints), [`outbound`] (the one bounded HTTP client feeds and webhooks
+//! call out with) and [`cli`] (the `palisade` command).
 
 pub mod actions;
 pub mod anomaly;
@@ -48,6 +49,7 @@ pub mod engine;
 pub mod event;
 pub mod intel;
 pub mod metrics;
+pub mod outbound;
 pub mod pipeline;
 pub mod playbooks;
 pub mod rules;

@@ -801,6 +801,7 @@ mod tests {
             redis_url: "redis://127.0.0.1:1".into(),
             blocks: None,
             firewall,
+            webhook: crate::config::WebhookConfig::default().limits().unwrap(),
         })
         .unwrap();
         let audit = AuditLog::open(&state, &crate::audit::AuditFiles::beside(&database))

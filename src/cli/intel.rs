@@ -219,20 +219,28 @@ pub fn stats(dir: &Path) -> Result<Status, CannotRun> {
                 .unwrap_or_default();
             println!("  source {source}: {live} live, updated {when}");
         }
+        let time = |ms: Option<i64>| {
+            ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map_or("never".to_string(), |t| t.to_string())
+        };
         for (name, feed) in IntelStore::new(&state).feeds().await? {
-            let success = feed
-                .last_success_ms
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                .map_or("never".to_string(), |t| t.to_string());
-            let error = feed
-                .last_error
-                .map(|e| format!(", last error: {e}"))
-                .unwrap_or_default();
             let cursor = feed
                 .cursor
                 .map(|c| format!(", cursor {c}"))
                 .unwrap_or_default();
-            println!("  feed {name}: last pulled {success}{cursor}{error}");
+            // A failed pull is the feed's health until the next success: its indicators are
+            // the last good pull's, and the reason says what to fix.
+            match feed.last_error {
+                Some(error) => println!(
+                    "  feed {name}: FAILED at {}: {error}; last good pull {}{cursor}",
+                    time(feed.last_attempt_ms),
+                    time(feed.last_success_ms)
+                ),
+                None => println!(
+                    "  feed {name}: ok, last pulled {}{cursor}",
+                    time(feed.last_success_ms)
+                ),
+            }
         }
         state.close().await;
         Ok::<(), crate::state::StateError>(())
@@ -271,18 +279,10 @@ pub fn pull(dir: &Path, only: Option<&str>) -> Result<Status, CannotRun> {
     runtime()?.block_on(async {
         let state = StateStore::open(&state_path).await?;
         let store = IntelStore::new(&state);
-        let client = crate::intel::pull::client().map_err(CannotRun)?;
+        let puller = crate::intel::pull::Puller::new(&content.config.intel).map_err(CannotRun)?;
         let mut failed = Vec::new();
         for feed in &feeds {
-            match crate::intel::pull::pull_with_retry(
-                feed,
-                content.config.intel.max_prefix,
-                &store,
-                &client,
-                3,
-            )
-            .await
-            {
+            match puller.pull_with_retry(feed, &store, 3).await {
                 Ok(report) if report.not_modified => println!("{}: not modified", feed.name),
                 Ok(report) => println!(
                     "{}: {} indicator(s) stored, {} skipped, {} expired, {} page(s)",

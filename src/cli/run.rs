@@ -75,6 +75,7 @@ async fn engine(
             redis_url: config.redis.url.clone(),
             blocks: Some(store.pool().clone()),
             firewall: config.actions.firewall,
+            webhook: config.actions.webhook.limits().map_err(CannotRun)?,
         })
         .map_err(CannotRun)?;
     // Tasks that use the state database every second; stopped before it closes.

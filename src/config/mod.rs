@@ -408,6 +408,106 @@ pub struct IntelConfig {
     /// `0.0.0.0/0` would make every address malicious) is refused at import, after its host bits
     /// are masked and IPv4-mapped IPv6 is unmapped.
     pub max_prefix: IntelMaxPrefix,
+    /// What every feed pull is held to (docs/intel.md, "Limits").
+    pub fetch: FeedFetchConfig,
+}
+
+/// Limits on what a feed pull reads and how far it trusts the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct FeedFetchConfig {
+    /// The largest response body read, per request (page); a larger one fails the pull and
+    /// nothing from it is stored. Default 64 MiB.
+    pub max_body_bytes: u64,
+    /// The longest one request may take, redirects, headers and body included: `30s`, `2m`.
+    pub read_timeout: String,
+    /// `same_host` (default): redirects are followed only to the same scheme, host and port;
+    /// `none`: never.
+    pub redirects: crate::outbound::Redirects,
+    /// The most pages one TAXII or MISP pull may take; more fails the pull and stores nothing
+    /// from it.
+    pub max_pages: usize,
+    /// The longest one whole pull may take, every page included: `10m`. Past it the pull fails
+    /// and stores nothing from it.
+    pub max_pull_time: String,
+    /// A snapshot feed's download replaces the stored list only when at least this share of
+    /// its entries parse as indicators (0–1); otherwise the pull fails and nothing expires.
+    pub min_parsed_ratio: f64,
+}
+
+impl Default for FeedFetchConfig {
+    fn default() -> FeedFetchConfig {
+        FeedFetchConfig {
+            max_body_bytes: 64 * 1024 * 1024,
+            read_timeout: "2m".into(),
+            redirects: crate::outbound::Redirects::SameHost,
+            max_pages: 500,
+            max_pull_time: "10m".into(),
+            min_parsed_ratio: 0.5,
+        }
+    }
+}
+
+impl FeedFetchConfig {
+    /// The client limits; the duration is checked by `parse`, so a bad one here is a bug
+    /// surfaced as an error, not a panic.
+    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
+        Ok(crate::outbound::Limits {
+            max_body_bytes: self.max_body_bytes,
+            read_timeout: positive_duration("intel.fetch.read_timeout", &self.read_timeout)?,
+            redirects: self.redirects,
+        })
+    }
+
+    pub fn max_pull_time(&self) -> Result<std::time::Duration, String> {
+        positive_duration("intel.fetch.max_pull_time", &self.max_pull_time)
+    }
+}
+
+/// How long a webhook call waits for its receiver and which redirects it follows. Of the
+/// receiver's answer only the status and, for a refusal, the first [`WEBHOOK_ANSWER_BYTES`]
+/// are read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The longest one attempt may take, redirects included: `5s`.
+    pub read_timeout: String,
+    /// `same_host` (default): only 307 and 308 redirects to the same scheme, host and port are
+    /// followed (they keep the method and the message); `none`: never.
+    pub redirects: crate::outbound::Redirects,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> WebhookConfig {
+        WebhookConfig {
+            read_timeout: "5s".into(),
+            redirects: crate::outbound::Redirects::SameHost,
+        }
+    }
+}
+
+/// The most of a webhook receiver's answer ever read (quoted in a refusal's outcome).
+pub const WEBHOOK_ANSWER_BYTES: u64 = 4096;
+
+impl WebhookConfig {
+    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
+        Ok(crate::outbound::Limits {
+            max_body_bytes: WEBHOOK_ANSWER_BYTES,
+            read_timeout: positive_duration("actions.webhook.read_timeout", &self.read_timeout)?,
+            redirects: self.redirects,
+        })
+    }
+}
+
+fn positive_duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
+    match crate::actions::parse_duration(text) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "`{key}` is `{text}`, not a duration above zero like 5s or 2m"
+        )),
+    }
 }
 
 /// The shortest prefix length an indicator range may have.
@@ -570,6 +670,9 @@ pub struct ActionsConfig {
     /// What enforces `firewall.block`: `auto` (nftables when installed, else iptables),
     /// `nftables` or `iptables`.
     pub firewall: crate::actions::plugins::firewall::Backend,
+    /// What `notify.webhook` reads of a receiver's answer, how long it waits, which redirects
+    /// it follows.
+    pub webhook: WebhookConfig,
 }
 
 impl Default for ActionsConfig {
@@ -599,6 +702,7 @@ impl Default for ActionsConfig {
             degrade_window: "10m".into(),
             approval_expiry: "1h".into(),
             firewall: crate::actions::plugins::firewall::Backend::Auto,
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -884,6 +988,39 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             report(at.key(key), format!("`tracker.{key}` must be at least 2"));
         }
     }
+    let fetch = &config.intel.fetch;
+    let at = root.key("intel").key("fetch");
+    if let Err(message) = fetch.limits() {
+        report(at.key("read_timeout"), message);
+    }
+    if let Err(message) = fetch.max_pull_time() {
+        report(at.key("max_pull_time"), message);
+    }
+    if fetch.max_body_bytes == 0 {
+        report(
+            at.key("max_body_bytes"),
+            "`intel.fetch.max_body_bytes` must be greater than 0".into(),
+        );
+    }
+    if fetch.max_pages == 0 {
+        report(
+            at.key("max_pages"),
+            "`intel.fetch.max_pages` must be at least 1".into(),
+        );
+    }
+    if !(0.0..=1.0).contains(&fetch.min_parsed_ratio) {
+        report(
+            at.key("min_parsed_ratio"),
+            format!(
+                "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not {}",
+                fetch.min_parsed_ratio
+            ),
+        );
+    }
+    let at = root.key("actions").key("webhook");
+    if let Err(message) = config.actions.webhook.limits() {
+        report(at.key("read_timeout"), message);
+    }
     if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
         report(
             root.key("redis").key("url"),
@@ -1035,6 +1172,45 @@ mod tests {
                 policy.protected_addresses
             );
         }
+    }
+
+    #[test]
+    fn bad_feed_and_webhook_limits_are_named_with_their_line() {
+        let problems = parse(
+            Path::new("p.yaml"),
+            "intel:\n  fetch:\n    read_timeout: soon\n    max_pages: 0\n    min_parsed_ratio: 1.5\n    max_body_bytes: 0\n    max_pull_time: 0s\nactions:\n  webhook:\n    read_timeout: 0s\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        for (line, text) in [
+            (3, "`intel.fetch.read_timeout` is `soon`"),
+            (4, "`intel.fetch.max_pages` must be at least 1"),
+            (
+                5,
+                "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not 1.5",
+            ),
+            (6, "`intel.fetch.max_body_bytes` must be greater than 0"),
+            (7, "`intel.fetch.max_pull_time` is `0s`"),
+            (10, "`actions.webhook.read_timeout` is `0s`"),
+        ] {
+            assert!(
+                found.iter().any(|(l, m)| *l == line && m.contains(text)),
+                "{text} at line {line}: {found:?}"
+            );
+        }
+        let defaults = Config::default();
+        assert_eq!(defaults.intel.fetch.max_body_bytes, 64 << 20);
+        assert_eq!(
+            defaults.intel.fetch.redirects,
+            crate::outbound::Redirects::SameHost
+        );
+        assert_eq!(
+            defaults.actions.webhook.redirects,
+            crate::outbound::Redirects::SameHost
+        );
     }
 
     #[test]

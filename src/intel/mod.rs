@@ -67,6 +67,19 @@ pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandl
     Ok(IntelHandle::new(matcher))
 }
 
+/// How soon a feed whose last pull failed is tried again (sooner if it is pulled more often):
+/// long enough that a broken feed is not hammered, nor the others kept waiting behind it.
+const FAILED_PULL_RETRY_MS: i64 = 15 * 60 * 1000;
+
+/// When a feed is next due: `every` after its last success, or after a failed attempt the
+/// shorter of `every` and [`FAILED_PULL_RETRY_MS`] after that attempt.
+fn next_pull_due(state: &store::FeedState, every_ms: i64, now: i64) -> i64 {
+    match (state.last_error.is_some(), state.last_attempt_ms) {
+        (true, Some(attempt)) => attempt + every_ms.min(FAILED_PULL_RETRY_MS),
+        _ => state.last_success_ms.map_or(now, |last| last + every_ms),
+    }
+}
+
 /// Pulls every configured feed when it is due, for as long as `shutdown` allows, and swaps a
 /// rebuilt matcher into `handle` after each pull that changed something.
 pub async fn pull_on_schedule(
@@ -76,12 +89,12 @@ pub async fn pull_on_schedule(
     handle: IntelHandle,
     shutdown: crate::engine::Shutdown,
 ) {
-    let crate::config::IntelConfig { feeds, max_prefix } = config;
-    if feeds.is_empty() {
+    if config.feeds.is_empty() {
         return;
     }
-    let client = match pull::client() {
-        Ok(client) => client,
+    let max_prefix = config.max_prefix;
+    let puller = match pull::Puller::new(&config) {
+        Ok(puller) => puller,
         Err(err) => {
             tracing::error!("threat-intelligence feeds are not pulled: {err}");
             return;
@@ -91,19 +104,13 @@ pub async fn pull_on_schedule(
         let now = jiff::Timestamp::now().as_millisecond();
         let mut next_due = i64::MAX;
         let mut changed = false;
-        for feed in &feeds {
+        for feed in &config.feeds {
             let every_ms = crate::actions::parse_duration(&feed.every)
                 .map_or(3_600_000, |d| d.as_millis() as i64);
-            let last = store
-                .feed_state(&feed.name)
-                .await
-                .ok()
-                .and_then(|s| s.last_success_ms);
-            let due = last.map_or(now, |last| last + every_ms);
+            let state = store.feed_state(&feed.name).await.ok().unwrap_or_default();
+            let due = next_pull_due(&state, every_ms, now);
             if due <= now {
-                if let Ok(report) =
-                    pull::pull_with_retry(feed, max_prefix, &store, &client, 3).await
-                {
+                if let Ok(report) = puller.pull_with_retry(feed, &store, 3).await {
                     tracing::info!(
                         feed = feed.name,
                         stored = report.stored,
@@ -112,8 +119,10 @@ pub async fn pull_on_schedule(
                         "pulled"
                     );
                     changed |= report.stored > 0 || report.expired > 0;
+                    next_due = next_due.min(now + every_ms);
+                } else {
+                    next_due = next_due.min(now + every_ms.min(FAILED_PULL_RETRY_MS));
                 }
-                next_due = next_due.min(now + every_ms);
             } else {
                 next_due = next_due.min(due);
             }
@@ -139,5 +148,37 @@ pub async fn pull_on_schedule(
             () = tokio::time::sleep(wait) => {}
             () = shutdown.wait() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed pull used to leave the feed due at once (its last success was still old), so a
+    /// feed refused for a limit was pulled again on every pass of the schedule.
+    #[test]
+    fn a_failed_feed_is_not_pulled_again_at_once() {
+        let hour = 3_600_000;
+        let now = 10 * hour;
+        let failed = store::FeedState {
+            last_success_ms: Some(now - 2 * hour),
+            last_attempt_ms: Some(now - 1000),
+            last_error: Some("limit".into()),
+            ..store::FeedState::default()
+        };
+        assert_eq!(
+            next_pull_due(&failed, hour, now),
+            now - 1000 + FAILED_PULL_RETRY_MS
+        );
+        // A feed pulled more often than that is retried at its own pace.
+        assert_eq!(next_pull_due(&failed, 60_000, now), now - 1000 + 60_000);
+        let fine = store::FeedState {
+            last_success_ms: Some(now - 1000),
+            last_attempt_ms: Some(now - 1000),
+            ..store::FeedState::default()
+        };
+        assert_eq!(next_pull_due(&fine, hour, now), now - 1000 + hour);
+        assert_eq!(next_pull_due(&store::FeedState::default(), hour, now), now);
     }
 }

@@ -1,10 +1,15 @@
 //! Pulling feeds over HTTP: files that change (ETag / If-Modified-Since), TAXII 2.1 collections
 //! (`added_after` cursor, `more`/`next` paging) and MISP `restSearch`.
 //!
-//! Every page is parsed completely and stored in one transaction before the cursor that points
-//! past it is saved, so a pull that fails half-way resumes where it stopped and never skips
-//! data. A snapshot feed expires what vanished from it only after a complete, valid download.
+//! A pull is judged before it changes anything. Every page is read within the limits of
+//! `intel.fetch` (through [`crate::outbound`]) and parsed completely; the pages of one pull are
+//! stored together, in one transaction, and the cursor that points past them is saved only
+//! after. So a pull that fails (a limit hit, a repeated cursor or page, a broken page) stores
+//! nothing and starts again from the old cursor next time; it never skips data. A snapshot feed
+//! expires what vanished from it only after a complete download that is its data: not HTML,
+//! not empty, and parsing at `intel.fetch.min_parsed_ratio` or better.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,11 +19,13 @@ use reqwest::header::{
     LAST_MODIFIED,
 };
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use super::formats::{Format, ImportOptions, import_text};
+use super::formats::{Format, ImportOptions, Imported, import_text};
+use super::indicator::Indicator;
 use super::store::{FeedState, IntelStore};
-use crate::config::IntelMaxPrefix;
-use crate::config::{FeedConfig, FeedType};
+use crate::config::{FeedConfig, FeedType, IntelConfig, IntelMaxPrefix};
+use crate::outbound::{self, Edge, Limit, OutboundError, Request};
 
 /// The TAXII 2.1 media type, required in `Accept`.
 const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
@@ -53,10 +60,19 @@ impl PullError {
         }
     }
 
-    fn from_http(err: reqwest::Error) -> PullError {
+    fn from_outbound(feed: &str, err: OutboundError) -> PullError {
         PullError {
-            message: format!("request failed: {err}"),
-            retryable: true,
+            message: format!("feed `{feed}`: {err}"),
+            retryable: err.retryable(),
+        }
+    }
+
+    /// A limit or a judgement refused the pull: counted, logged, never retried at once.
+    fn refused(limit: Limit, message: String) -> PullError {
+        outbound::hit(Edge::Feed, limit, &message);
+        PullError {
+            message,
+            retryable: false,
         }
     }
 
@@ -68,18 +84,6 @@ impl PullError {
             retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
         }
     }
-}
-
-/// One HTTP client for every feed: TLS through rustls with the ring provider, bounded timeouts.
-pub fn client() -> Result<reqwest::Client, String> {
-    // Installing twice is harmless; the first provider stays.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 fn now_ms() -> i64 {
@@ -113,374 +117,575 @@ fn key_headers(feed: &FeedConfig) -> Result<HeaderMap, PullError> {
     Ok(headers)
 }
 
-/// Pulls one feed, retrying retryable failures with backoff (1 s, 2 s, 4 s); the outcome is
-/// recorded in the feed's state either way.
-pub async fn pull_with_retry(
-    feed: &FeedConfig,
+/// Pulls feeds with the limits of `intel.fetch`: one client for every feed.
+#[derive(Debug, Clone)]
+pub struct Puller {
+    client: outbound::Client,
     max_prefix: IntelMaxPrefix,
-    store: &IntelStore,
-    client: &reqwest::Client,
-    attempts: u32,
-) -> Result<PullReport, PullError> {
-    let mut wait = Duration::from_secs(1);
-    let mut attempt = 1;
-    loop {
-        match pull(feed, max_prefix, store, client).await {
-            Ok(report) => return Ok(report),
-            Err(err) if err.retryable && attempt < attempts => {
-                tracing::warn!(
-                    feed = feed.name,
-                    attempt,
-                    "pull failed, retrying in {wait:?}: {err}"
-                );
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                attempt += 1;
+    max_pages: usize,
+    min_parsed_ratio: f64,
+    max_pull_time: Duration,
+}
+
+impl Puller {
+    pub fn new(config: &IntelConfig) -> Result<Puller, String> {
+        Ok(Puller {
+            client: outbound::Client::new(Edge::Feed, config.fetch.limits()?)?,
+            max_prefix: config.max_prefix,
+            max_pages: config.fetch.max_pages.max(1),
+            min_parsed_ratio: config.fetch.min_parsed_ratio,
+            max_pull_time: config.fetch.max_pull_time()?,
+        })
+    }
+
+    /// Pulls one feed, retrying retryable failures with backoff (1 s, 2 s, 4 s); the outcome is
+    /// recorded in the feed's state either way.
+    pub async fn pull_with_retry(
+        &self,
+        feed: &FeedConfig,
+        store: &IntelStore,
+        attempts: u32,
+    ) -> Result<PullReport, PullError> {
+        let mut wait = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            match self.pull(feed, store).await {
+                Ok(report) => return Ok(report),
+                Err(err) if err.retryable && attempt < attempts => {
+                    tracing::warn!(
+                        feed = feed.name,
+                        attempt,
+                        "pull failed, retrying in {wait:?}: {err}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    tracing::error!(feed = feed.name, "pull failed: {err}");
+                    let _ = store
+                        .save_feed_error(&feed.name, &err.message, now_ms())
+                        .await;
+                    return Err(err);
+                }
             }
-            Err(err) => {
-                tracing::error!(feed = feed.name, "pull failed: {err}");
-                let _ = store
-                    .save_feed_error(&feed.name, &err.message, now_ms())
-                    .await;
-                return Err(err);
-            }
         }
     }
-}
 
-/// Pulls one feed once.
-pub async fn pull(
-    feed: &FeedConfig,
-    max_prefix: IntelMaxPrefix,
-    store: &IntelStore,
-    client: &reqwest::Client,
-) -> Result<PullReport, PullError> {
-    let state = store
-        .feed_state(&feed.name)
-        .await
-        .map_err(|e| PullError::fatal(e.to_string()))?;
-    let headers = key_headers(feed)?;
-    match feed.kind {
-        FeedType::Http => pull_file(feed, max_prefix, store, client, state, headers).await,
-        FeedType::Taxii => pull_taxii(feed, max_prefix, store, client, state, headers).await,
-        FeedType::Misp => pull_misp(feed, max_prefix, store, client, state, headers).await,
-    }
-}
-
-fn options(feed: &FeedConfig, max_prefix: IntelMaxPrefix) -> ImportOptions {
-    ImportOptions {
-        source: feed.name.clone(),
-        kind: None,
-        confidence: None,
-        severity: None,
-        max_prefix,
-    }
-}
-
-async fn pull_file(
-    feed: &FeedConfig,
-    max_prefix: IntelMaxPrefix,
-    store: &IntelStore,
-    client: &reqwest::Client,
-    mut state: FeedState,
-    headers: HeaderMap,
-) -> Result<PullReport, PullError> {
-    let format = feed
-        .format
-        .ok_or_else(|| PullError::fatal(format!("feed `{}` has no format", feed.name)))?;
-    let mut request = client.get(&feed.url).headers(headers);
-    if let Some(etag) = &state.etag {
-        request = request.header(IF_NONE_MATCH, etag);
-    }
-    if let Some(modified) = &state.last_modified {
-        request = request.header(IF_MODIFIED_SINCE, modified);
-    }
-    let response = request.send().await.map_err(PullError::from_http)?;
-    let mut report = PullReport {
-        feed: feed.name.clone(),
-        pages: 1,
-        ..PullReport::default()
-    };
-    if response.status() == StatusCode::NOT_MODIFIED {
-        report.not_modified = true;
-        store
-            .save_feed_progress(&feed.name, &state, now_ms())
+    /// Pulls one feed once.
+    pub async fn pull(
+        &self,
+        feed: &FeedConfig,
+        store: &IntelStore,
+    ) -> Result<PullReport, PullError> {
+        let state = store
+            .feed_state(&feed.name)
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
-        return Ok(report);
-    }
-    let status = response.status();
-    let etag = response
-        .headers()
-        .get(ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let modified = response
-        .headers()
-        .get(LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.text().await.map_err(PullError::from_http)?;
-    if !status.is_success() {
-        return Err(PullError::from_status(&feed.name, status, &body));
-    }
-    let imported = import_text(
-        Path::new(&feed.url),
-        &body,
-        format,
-        &options(feed, max_prefix),
-    )
-    .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
-    if feed.snapshot && imported.indicators.is_empty() && imported.skipped_total() == 0 {
-        // An empty download of a whole list is far likelier a broken feed than a clean world.
-        return Err(PullError {
-            message: format!(
-                "feed `{}` sent an empty snapshot; nothing was expired",
-                feed.name
-            ),
-            retryable: true,
-        });
-    }
-    let now = now_ms();
-    report.stored = imported.indicators.len();
-    report.skipped = imported.skipped_total();
-    if feed.snapshot {
-        report.expired = store
-            .replace_snapshot(&feed.name, &imported.indicators, now)
-            .await
-            .map_err(|e| PullError::fatal(e.to_string()))?;
-    } else {
-        store
-            .upsert(&imported.indicators, now)
-            .await
-            .map_err(|e| PullError::fatal(e.to_string()))?;
-    }
-    state.etag = etag;
-    state.last_modified = modified;
-    store
-        .save_feed_progress(&feed.name, &state, now)
-        .await
-        .map_err(|e| PullError::fatal(e.to_string()))?;
-    Ok(report)
-}
-
-/// Parses one page completely and stores it in one transaction; returns the time it was
-/// stored at, for the cursor saved next.
-async fn store_page(
-    feed: &FeedConfig,
-    max_prefix: IntelMaxPrefix,
-    store: &IntelStore,
-    url: &str,
-    text: &str,
-    format: Format,
-    report: &mut PullReport,
-) -> Result<i64, PullError> {
-    let imported = import_text(Path::new(url), text, format, &options(feed, max_prefix))
-        .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
-    let now = now_ms();
-    store
-        .upsert(&imported.indicators, now)
-        .await
-        .map_err(|e| PullError::fatal(e.to_string()))?;
-    report.pages += 1;
-    report.stored += imported.indicators.len();
-    report.skipped += imported.skipped_total();
-    Ok(now)
-}
-
-async fn pull_taxii(
-    feed: &FeedConfig,
-    max_prefix: IntelMaxPrefix,
-    store: &IntelStore,
-    client: &reqwest::Client,
-    mut state: FeedState,
-    headers: HeaderMap,
-) -> Result<PullReport, PullError> {
-    let objects_url = format!("{}/objects/", feed.url.trim_end_matches('/'));
-    let mut report = PullReport {
-        feed: feed.name.clone(),
-        ..PullReport::default()
-    };
-    let mut next: Option<String> = None;
-    loop {
-        let mut query: Vec<(&str, String)> = vec![("limit", feed.page_size.to_string())];
-        if let Some(cursor) = &state.cursor {
-            query.push(("added_after", cursor.clone()));
+        let headers = key_headers(feed)?;
+        // Every page of the pull must be in by then: a server slow on every page, each within
+        // `read_timeout`, still cannot hold the schedule (and the other feeds) for hours.
+        let deadline = tokio::time::Instant::now() + self.max_pull_time;
+        match feed.kind {
+            FeedType::Http => self.pull_file(feed, store, state, headers, deadline).await,
+            FeedType::Taxii => self.pull_taxii(feed, store, state, headers, deadline).await,
+            FeedType::Misp => self.pull_misp(feed, store, state, headers, deadline).await,
         }
-        if let Some(next) = &next {
-            query.push(("next", next.clone()));
+    }
+
+    fn options(&self, feed: &FeedConfig) -> ImportOptions {
+        ImportOptions {
+            source: feed.name.clone(),
+            kind: None,
+            confidence: None,
+            severity: None,
+            max_prefix: self.max_prefix,
         }
-        let response = client
-            .get(&objects_url)
-            .headers(headers.clone())
-            .header(ACCEPT, TAXII_MEDIA_TYPE)
-            .query(&query)
-            .send()
+    }
+
+    /// Sends one request and reads its answer within the limits. A 304 comes back with an
+    /// empty body; any other answer that is not a success, or that is an HTML page, is an
+    /// error (the server's words cut short).
+    async fn fetch(
+        &self,
+        feed: &FeedConfig,
+        request: Request,
+        deadline: tokio::time::Instant,
+    ) -> Result<(StatusCode, HeaderMap, String), PullError> {
+        match tokio::time::timeout_at(deadline, self.fetch_within_limits(feed, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(PullError::refused(
+                Limit::ReadTime,
+                format!(
+                    "feed `{}`: the pull took longer than {}s (`intel.fetch.max_pull_time`); nothing from it was stored",
+                    feed.name,
+                    self.max_pull_time.as_secs()
+                ),
+            )),
+        }
+    }
+
+    async fn fetch_within_limits(
+        &self,
+        feed: &FeedConfig,
+        request: Request,
+    ) -> Result<(StatusCode, HeaderMap, String), PullError> {
+        let response = self
+            .client
+            .send(request)
             .await
-            .map_err(PullError::from_http)?;
+            .map_err(|e| PullError::from_outbound(&feed.name, e))?;
         let status = response.status();
-        let added_last = response
-            .headers()
-            .get("X-TAXII-Date-Added-Last")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response.text().await.map_err(PullError::from_http)?;
+        let headers = response.headers().clone();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok((status, headers, String::new()));
+        }
         if !status.is_success() {
-            return Err(PullError::from_status(&feed.name, status, &body));
+            let excerpt = response.excerpt(200).await;
+            return Err(PullError::from_status(&feed.name, status, &excerpt));
         }
-        let envelope: Value = serde_json::from_str(&body).map_err(|e| {
-            PullError::fatal(format!(
-                "feed `{}`: page {} is not JSON: {e}",
-                feed.name,
-                report.pages + 1
-            ))
-        })?;
-        // A wrong type here is a broken page, not "no more pages".
-        let more = match envelope.get("more") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(more)) => *more,
-            Some(other) => {
-                return Err(PullError::fatal(format!(
-                    "feed `{}`: page {}: `more` must be true or false, not {}",
-                    feed.name,
-                    report.pages + 1,
-                    super::formats::describe(other)
-                )));
-            }
-        };
-        let page_next = match envelope.get("next") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(next)) => Some(next.clone()),
-            Some(other) => {
-                return Err(PullError::fatal(format!(
-                    "feed `{}`: page {}: `next` must be a string, not {}",
-                    feed.name,
-                    report.pages + 1,
-                    super::formats::describe(other)
-                )));
-            }
-        };
-        let objects = envelope
-            .get("objects")
-            .cloned()
-            .unwrap_or_else(|| json!([]));
-        let bundle =
-            json!({"type": "bundle", "id": "bundle--taxii-page", "objects": objects}).to_string();
-        let now = store_page(
-            feed,
-            max_prefix,
-            store,
-            &objects_url,
-            &bundle,
-            Format::Stix,
-            &mut report,
-        )
-        .await?;
-        // The cursor moves only now that the page is stored.
-        if let Some(added_last) = added_last {
-            state.cursor = Some(added_last);
+        let url = response.url().to_string();
+        // A maintenance or login page is not the feed, whatever the status says.
+        if let Some(media) = response.media_type()
+            && matches!(media.as_str(), "text/html" | "application/xhtml+xml")
+        {
+            return Err(PullError::refused(
+                Limit::NotData,
+                format!(
+                    "feed `{}`: {url} answered a web page (`{media}`), not the feed; nothing was stored or expired",
+                    feed.name
+                ),
+            ));
         }
+        let body = response
+            .body()
+            .await
+            .map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        // No format palisade reads starts with `<`: a page served without its type is still HTML.
+        if text
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .starts_with('<')
+        {
+            return Err(PullError::refused(
+                Limit::NotData,
+                format!(
+                    "feed `{}`: {url} answered markup (it starts with `<`), not the feed; nothing was stored or expired",
+                    feed.name
+                ),
+            ));
+        }
+        Ok((status, headers, text))
+    }
+
+    async fn pull_file(
+        &self,
+        feed: &FeedConfig,
+        store: &IntelStore,
+        mut state: FeedState,
+        mut headers: HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Result<PullReport, PullError> {
+        let format = feed
+            .format
+            .ok_or_else(|| PullError::fatal(format!("feed `{}` has no format", feed.name)))?;
+        let url =
+            outbound::parse_url(&feed.url).map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        if let Some(etag) = state
+            .etag
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = state
+            .last_modified
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(IF_MODIFIED_SINCE, modified);
+        }
+        let mut request = Request::get(url);
+        request.headers = headers;
+        let (status, headers, body) = self.fetch(feed, request, deadline).await?;
+        let mut report = PullReport {
+            feed: feed.name.clone(),
+            pages: 1,
+            ..PullReport::default()
+        };
+        if status == StatusCode::NOT_MODIFIED {
+            report.not_modified = true;
+            store
+                .save_feed_progress(&feed.name, &state, now_ms())
+                .await
+                .map_err(|e| PullError::fatal(e.to_string()))?;
+            return Ok(report);
+        }
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header(ETAG);
+        let modified = header(LAST_MODIFIED);
+        let imported = import_text(Path::new(&feed.url), &body, format, &self.options(feed))
+            .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
+        if feed.snapshot {
+            self.judge_snapshot(feed, &imported)?;
+        }
+        let now = now_ms();
+        report.stored = imported.indicators.len();
+        report.skipped = imported.skipped_total();
+        if feed.snapshot {
+            report.expired = store
+                .replace_snapshot(&feed.name, &imported.indicators, now)
+                .await
+                .map_err(|e| PullError::fatal(e.to_string()))?;
+        } else {
+            store
+                .upsert(&imported.indicators, now)
+                .await
+                .map_err(|e| PullError::fatal(e.to_string()))?;
+        }
+        state.etag = etag;
+        state.last_modified = modified;
         store
             .save_feed_progress(&feed.name, &state, now)
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
-        next = page_next;
-        if !more {
-            return Ok(report);
-        }
-        if next.is_none() && state.cursor.is_none() {
-            return Err(PullError::fatal(format!(
-                "feed `{}` says there is more but gives neither `next` nor X-TAXII-Date-Added-Last",
-                feed.name
-            )));
-        }
+        Ok(report)
     }
-}
 
-async fn pull_misp(
-    feed: &FeedConfig,
-    max_prefix: IntelMaxPrefix,
-    store: &IntelStore,
-    client: &reqwest::Client,
-    mut state: FeedState,
-    headers: HeaderMap,
-) -> Result<PullReport, PullError> {
-    let url = format!("{}/attributes/restSearch", feed.url.trim_end_matches('/'));
-    let mut report = PullReport {
-        feed: feed.name.clone(),
-        ..PullReport::default()
-    };
-    let since = state.cursor.clone();
-    let mut newest: i64 = since.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
-    let mut page = 1;
-    loop {
-        let mut body =
-            json!({"returnFormat": "json", "to_ids": 1, "limit": feed.page_size, "page": page});
-        if let Some(since) = &since {
-            body["timestamp"] = json!(since);
+    /// Whether a snapshot may replace the stored list: it must hold indicators, and at least
+    /// `min_parsed_ratio` of its entries must have parsed. An empty download or a page of
+    /// something else is far likelier a broken feed than a clean world.
+    fn judge_snapshot(&self, feed: &FeedConfig, imported: &Imported) -> Result<(), PullError> {
+        let parsed = imported.indicators.len();
+        let skipped = imported.skipped_total();
+        if parsed == 0 {
+            return Err(PullError::refused(
+                Limit::NotData,
+                format!(
+                    "feed `{}` sent an empty snapshot ({skipped} entries skipped, none parsed); nothing was expired",
+                    feed.name
+                ),
+            ));
         }
-        let response = client
-            .post(&url)
-            .headers(headers.clone())
-            .header(ACCEPT, "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(PullError::from_http)?;
-        let status = response.status();
-        let text = response.text().await.map_err(PullError::from_http)?;
-        if !status.is_success() {
-            return Err(PullError::from_status(&feed.name, status, &text));
+        let ratio = parsed as f64 / (parsed + skipped) as f64;
+        if ratio < self.min_parsed_ratio {
+            return Err(PullError::refused(
+                Limit::NotData,
+                format!(
+                    "feed `{}` sent a snapshot of which only {parsed} of {} entries parse ({:.0}%, below `intel.fetch.min_parsed_ratio` {}); nothing was stored or expired",
+                    feed.name,
+                    parsed + skipped,
+                    ratio * 100.0,
+                    self.min_parsed_ratio
+                ),
+            ));
         }
-        let document: Value = serde_json::from_str(&text).map_err(|e| {
-            PullError::fatal(format!(
-                "feed `{}`: page {page} is not JSON: {e}",
-                feed.name
-            ))
-        })?;
-        let attributes = document
-            .pointer("/response/Attribute")
-            .and_then(Value::as_array)
-            .cloned()
-            .ok_or_else(|| {
+        Ok(())
+    }
+
+    /// Refuses the next page when the pull already took `max_pages`.
+    fn check_page_cap(&self, feed: &FeedConfig, pages: usize) -> Result<(), PullError> {
+        if pages >= self.max_pages {
+            return Err(PullError::refused(
+                Limit::Pages,
+                format!(
+                    "feed `{}` has more than {} pages (`intel.fetch.max_pages`); nothing from this pull was stored",
+                    feed.name, self.max_pages
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses one page completely into the pull's batch.
+    fn parse_page(
+        &self,
+        feed: &FeedConfig,
+        url: &str,
+        text: &str,
+        format: Format,
+        batch: &mut Vec<Indicator>,
+        report: &mut PullReport,
+    ) -> Result<(), PullError> {
+        let imported = import_text(Path::new(url), text, format, &self.options(feed))
+            .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
+        report.pages += 1;
+        report.stored += imported.indicators.len();
+        report.skipped += imported.skipped_total();
+        batch.extend(imported.indicators);
+        Ok(())
+    }
+
+    async fn pull_taxii(
+        &self,
+        feed: &FeedConfig,
+        store: &IntelStore,
+        mut state: FeedState,
+        headers: HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Result<PullReport, PullError> {
+        let objects_url = format!("{}/objects/", feed.url.trim_end_matches('/'));
+        let base = outbound::parse_url(&objects_url)
+            .map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        let mut report = PullReport {
+            feed: feed.name.clone(),
+            ..PullReport::default()
+        };
+        let mut batch = Vec::new();
+        let mut pages = PageGuard::default();
+        // Where the next request starts; saved only once every page is stored.
+        let mut cursor = state.cursor.clone();
+        let mut next: Option<String> = None;
+        loop {
+            self.check_page_cap(feed, report.pages)?;
+            pages.ask(feed, (next.clone(), cursor.clone()))?;
+            let mut url = base.clone();
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("limit", &feed.page_size.to_string());
+                if let Some(cursor) = &cursor {
+                    query.append_pair("added_after", cursor);
+                }
+                if let Some(next) = &next {
+                    query.append_pair("next", next);
+                }
+            }
+            let mut request = Request::get(url);
+            request.headers = headers.clone();
+            request
+                .headers
+                .insert(ACCEPT, HeaderValue::from_static(TAXII_MEDIA_TYPE));
+            let (_, answer_headers, body) = self.fetch(feed, request, deadline).await?;
+            pages.answered(feed, report.pages + 1, &body)?;
+            let added_last = answer_headers
+                .get("X-TAXII-Date-Added-Last")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let envelope: Value = serde_json::from_str(&body).map_err(|e| {
                 PullError::fatal(format!(
-                    "feed `{}`: page {page} has no response.Attribute",
+                    "feed `{}`: page {} is not JSON: {e}",
+                    feed.name,
+                    report.pages + 1
+                ))
+            })?;
+            // A wrong type here is a broken page, not "no more pages".
+            let more = match envelope.get("more") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(more)) => *more,
+                Some(other) => {
+                    return Err(PullError::fatal(format!(
+                        "feed `{}`: page {}: `more` must be true or false, not {}",
+                        feed.name,
+                        report.pages + 1,
+                        super::formats::describe(other)
+                    )));
+                }
+            };
+            let page_next = match envelope.get("next") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(next)) => Some(next.clone()),
+                Some(other) => {
+                    return Err(PullError::fatal(format!(
+                        "feed `{}`: page {}: `next` must be a string, not {}",
+                        feed.name,
+                        report.pages + 1,
+                        super::formats::describe(other)
+                    )));
+                }
+            };
+            let objects = envelope
+                .get("objects")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            if let Some(count) = objects.as_array().map(Vec::len)
+                && count > feed.page_size
+            {
+                return Err(too_many_entries(feed, report.pages + 1, count, "objects"));
+            }
+            let bundle = json!({"type": "bundle", "id": "bundle--taxii-page", "objects": objects})
+                .to_string();
+            self.parse_page(
+                feed,
+                &objects_url,
+                &bundle,
+                Format::Stix,
+                &mut batch,
+                &mut report,
+            )?;
+            if let Some(added_last) = added_last {
+                cursor = Some(added_last);
+            }
+            next = page_next;
+            if !more {
+                break;
+            }
+            if next.is_none() && cursor.is_none() {
+                return Err(PullError::fatal(format!(
+                    "feed `{}` says there is more but gives neither `next` nor X-TAXII-Date-Added-Last",
+                    feed.name
+                )));
+            }
+        }
+        let now = now_ms();
+        store
+            .upsert(&batch, now)
+            .await
+            .map_err(|e| PullError::fatal(e.to_string()))?;
+        // The cursor moves only now that every page is stored.
+        state.cursor = cursor;
+        store
+            .save_feed_progress(&feed.name, &state, now)
+            .await
+            .map_err(|e| PullError::fatal(e.to_string()))?;
+        Ok(report)
+    }
+
+    async fn pull_misp(
+        &self,
+        feed: &FeedConfig,
+        store: &IntelStore,
+        mut state: FeedState,
+        headers: HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Result<PullReport, PullError> {
+        let url = format!("{}/attributes/restSearch", feed.url.trim_end_matches('/'));
+        let target =
+            outbound::parse_url(&url).map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        let mut report = PullReport {
+            feed: feed.name.clone(),
+            ..PullReport::default()
+        };
+        let mut batch = Vec::new();
+        let mut pages = PageGuard::default();
+        let since = state.cursor.clone();
+        let mut newest: i64 = since.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut page = 1;
+        loop {
+            self.check_page_cap(feed, report.pages)?;
+            let mut body =
+                json!({"returnFormat": "json", "to_ids": 1, "limit": feed.page_size, "page": page});
+            if let Some(since) = &since {
+                body["timestamp"] = json!(since);
+            }
+            let mut request = Request::post_json(target.clone(), &body);
+            request.headers.extend(headers.clone());
+            request
+                .headers
+                .insert(ACCEPT, HeaderValue::from_static("application/json"));
+            let (_, _, text) = self.fetch(feed, request, deadline).await?;
+            pages.answered(feed, page, &text)?;
+            let document: Value = serde_json::from_str(&text).map_err(|e| {
+                PullError::fatal(format!(
+                    "feed `{}`: page {page} is not JSON: {e}",
                     feed.name
                 ))
             })?;
-        for attribute in &attributes {
-            let stamp = attribute.get("timestamp").and_then(|t| {
-                t.as_str()
-                    .and_then(|s| s.parse().ok())
-                    .or_else(|| t.as_i64())
-            });
-            newest = newest.max(stamp.unwrap_or(0));
+            let attributes = document
+                .pointer("/response/Attribute")
+                .and_then(Value::as_array)
+                .cloned()
+                .ok_or_else(|| {
+                    PullError::fatal(format!(
+                        "feed `{}`: page {page} has no response.Attribute",
+                        feed.name
+                    ))
+                })?;
+            let count = attributes.len();
+            // A server that ignores `limit` would send the whole instance in one page.
+            if count > feed.page_size {
+                return Err(too_many_entries(feed, page, count, "attributes"));
+            }
+            for attribute in &attributes {
+                let stamp = attribute.get("timestamp").and_then(|t| {
+                    t.as_str()
+                        .and_then(|s| s.parse().ok())
+                        .or_else(|| t.as_i64())
+                });
+                newest = newest.max(stamp.unwrap_or(0));
+            }
+            let event = json!({"Event": {"info": format!("MISP {}", feed.name), "uuid": "restsearch", "Attribute": attributes}}).to_string();
+            self.parse_page(feed, &url, &event, Format::Misp, &mut batch, &mut report)?;
+            if count < feed.page_size {
+                break;
+            }
+            page += 1;
         }
-        let count = attributes.len();
-        let event = json!({"Event": {"info": format!("MISP {}", feed.name), "uuid": "restsearch", "Attribute": attributes}}).to_string();
-        let now = store_page(
-            feed,
-            max_prefix,
-            store,
-            &url,
-            &event,
-            Format::Misp,
-            &mut report,
-        )
-        .await?;
-        let last_page = count < feed.page_size;
-        if last_page {
-            // The cursor moves past this pull only when every page is stored: MISP pages by
-            // offset, so a cursor moved mid-way would shift the pages still to come.
-            state.cursor = (newest > 0).then(|| newest.to_string());
-        }
+        let now = now_ms();
+        store
+            .upsert(&batch, now)
+            .await
+            .map_err(|e| PullError::fatal(e.to_string()))?;
+        // The cursor moves past this pull only when every page is stored: MISP pages by
+        // offset, so a cursor moved mid-way would shift the pages still to come.
+        state.cursor = (newest > 0).then(|| newest.to_string());
         store
             .save_feed_progress(&feed.name, &state, now)
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
-        if last_page {
-            return Ok(report);
+        Ok(report)
+    }
+}
+
+fn too_many_entries(feed: &FeedConfig, page: usize, count: usize, what: &str) -> PullError {
+    PullError::refused(
+        Limit::PageSize,
+        format!(
+            "feed `{}`: page {page} has {count} {what}, more than the {} asked for (`page_size`); nothing from this pull was stored",
+            feed.name, feed.page_size
+        ),
+    )
+}
+
+/// What one paged pull has asked and been answered, to stop a server that leads it in a
+/// circle: the same request twice (a `next` or cursor that does not move) or the same page
+/// twice (a server that ignores the page asked for).
+#[derive(Default)]
+struct PageGuard {
+    asked: HashSet<(Option<String>, Option<String>)>,
+    pages: Vec<[u8; 32]>,
+}
+
+impl PageGuard {
+    fn ask(
+        &mut self,
+        feed: &FeedConfig,
+        request: (Option<String>, Option<String>),
+    ) -> Result<(), PullError> {
+        if self.asked.contains(&request) {
+            let (next, cursor) = request;
+            return Err(PullError::refused(
+                Limit::RepeatedPage,
+                format!(
+                    "feed `{}` led back to a page already asked for (next {}, added_after {}); nothing from this pull was stored",
+                    feed.name,
+                    next.as_deref().unwrap_or("none"),
+                    cursor.as_deref().unwrap_or("none")
+                ),
+            ));
         }
-        page += 1;
+        self.asked.insert(request);
+        Ok(())
+    }
+
+    fn answered(&mut self, feed: &FeedConfig, page: usize, body: &str) -> Result<(), PullError> {
+        let digest: [u8; 32] = Sha256::digest(body.as_bytes()).into();
+        if let Some(earlier) = self.pages.iter().position(|d| *d == digest) {
+            return Err(PullError::refused(
+                Limit::RepeatedPage,
+                format!(
+                    "feed `{}`: page {page} is the same as page {}; the server does not page, and nothing from this pull was stored",
+                    feed.name,
+                    earlier + 1
+                ),
+            ));
+        }
+        self.pages.push(digest);
+        Ok(())
     }
 }

@@ -22,6 +22,9 @@ pub struct FeedState {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub last_success_ms: Option<i64>,
+    /// The last pull tried, succeeded or not.
+    pub last_attempt_ms: Option<i64>,
+    /// Why the last pull failed; cleared by the next success.
     pub last_error: Option<String>,
 }
 
@@ -123,7 +126,7 @@ impl IntelStore {
     /// Where a feed left off.
     pub async fn feed_state(&self, name: &str) -> Result<FeedState, StateError> {
         let row: Option<FeedState> = sqlx::query_as(
-            "SELECT cursor, etag, last_modified, last_success_ms, last_error FROM feed_state WHERE name = ?",
+            "SELECT cursor, etag, last_modified, last_success_ms, last_attempt_ms, last_error FROM feed_state WHERE name = ?",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -177,7 +180,7 @@ impl IntelStore {
     /// Every feed's state, for `palisade intel stats`.
     pub async fn feeds(&self) -> Result<Vec<(String, FeedState)>, StateError> {
         let rows: Vec<FeedRow> = sqlx::query_as(
-            "SELECT name, cursor, etag, last_modified, last_success_ms, last_error FROM feed_state ORDER BY name",
+            "SELECT name, cursor, etag, last_modified, last_success_ms, last_attempt_ms, last_error FROM feed_state ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;

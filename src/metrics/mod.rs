@@ -295,6 +295,16 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_outbound_limit_hits_total Calls out refused by a limit, per edge (feed, webhook) and limit.\n# TYPE palisade_outbound_limit_hits_total counter"
+        );
+        for (edge, limit, n) in crate::outbound::limit_hits() {
+            let _ = writeln!(
+                out,
+                "palisade_outbound_limit_hits_total{{edge=\"{edge}\",limit=\"{limit}\"}} {n}"
+            );
+        }
         let manual = self.manual_mode.load(Ordering::Relaxed);
         let _ = writeln!(
             out,

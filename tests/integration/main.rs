@@ -21,3 +21,4 @@ mod response;
 mod sigma;
 mod support;
 mod targets;
+mod webhook_delivery;

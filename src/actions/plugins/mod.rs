@@ -65,6 +65,8 @@ pub struct PluginSettings {
     /// Where blocks are recorded (for re-assertion at start-up and `palisade unblock`).
     pub blocks: Option<sqlx::SqlitePool>,
     pub firewall: firewall::Backend,
+    /// What `notify.webhook` calls are held to (`actions.webhook`).
+    pub webhook: crate::outbound::Limits,
 }
 
 /// The explicit registry: every plugin palisade has, by action name. Actions without a plugin
@@ -87,7 +89,7 @@ impl Registry {
             }),
             Box::new(process::Kill),
             Box::new(notify::Log),
-            Box::new(notify::Webhook::new()?),
+            Box::new(notify::Webhook::new(settings.webhook)?),
             Box::new(notify::RedisPublish::new(&settings.redis_url)?),
             Box::new(notify::Syslog),
         ];

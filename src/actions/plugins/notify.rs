@@ -42,14 +42,18 @@ impl Action for Log {
 const WEBHOOK_ATTEMPTS: u32 = 3;
 const WEBHOOK_FIRST_WAIT: Duration = Duration::from_millis(500);
 
+/// Posts a message to a receiver through the bounded outbound client: an attempt lasts at most
+/// `actions.webhook.read_timeout`, and only a 2xx answer is a delivery. A redirect the client
+/// does not follow (another host, or one that would re-send the message as a bodiless GET) is a
+/// failure naming its target, never retried: the message did not arrive.
 pub(super) struct Webhook {
-    client: reqwest::Client,
+    client: crate::outbound::Client,
 }
 
 impl Webhook {
-    pub(super) fn new() -> Result<Webhook, String> {
+    pub(super) fn new(limits: crate::outbound::Limits) -> Result<Webhook, String> {
         Ok(Webhook {
-            client: crate::intel::pull::client()?,
+            client: crate::outbound::Client::new(crate::outbound::Edge::Webhook, limits)?,
         })
     }
 }
@@ -75,30 +79,39 @@ impl Action for Webhook {
             let mut wait = WEBHOOK_FIRST_WAIT;
             let mut last = String::new();
             for attempt in 1..=WEBHOOK_ATTEMPTS {
-                match self
-                    .client
-                    .post(url.clone())
-                    .timeout(Duration::from_secs(5))
-                    .json(&body)
-                    .send()
-                    .await
-                {
+                let request = crate::outbound::Request::post_json(url.clone(), &body);
+                match self.client.send(request).await {
                     Ok(response) if response.status().is_success() => {
                         return Ok(format!(
                             "delivered (HTTP {}, attempt {attempt})",
                             response.status().as_u16()
                         ));
                     }
+                    // A redirect the client did not follow (no `Location`, `300`) is no more
+                    // a delivery than one it refused.
+                    Ok(response) if response.status().is_redirection() => {
+                        return Err(ActionError::new(format!(
+                            "the webhook answered HTTP {} and the message was not delivered",
+                            response.status().as_u16()
+                        )));
+                    }
                     Ok(response)
                         if response.status().is_client_error()
                             && response.status().as_u16() != 429 =>
                     {
-                        return Err(ActionError::new(format!(
-                            "the webhook refused the message: HTTP {}",
-                            response.status().as_u16()
-                        )));
+                        let status = response.status().as_u16();
+                        let answer = response.excerpt(200).await;
+                        let answer = crate::text::inert(answer.trim());
+                        return Err(ActionError::new(if answer.is_empty() {
+                            format!("the webhook refused the message: HTTP {status}")
+                        } else {
+                            format!("the webhook refused the message: HTTP {status}: {answer}")
+                        }));
                     }
                     Ok(response) => last = format!("HTTP {}", response.status().as_u16()),
+                    Err(err) if !err.retryable() => {
+                        return Err(ActionError::new(format!("not delivered: {err}")));
+                    }
                     Err(err) => last = err.to_string(),
                 }
                 if attempt < WEBHOOK_ATTEMPTS {
@@ -228,5 +241,213 @@ impl Action for Syslog {
             }
             Ok(format!("sent to {address}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::outbound::{Limits, Redirects};
+
+    /// What a receiver was sent: `METHOD path body`.
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    /// A real loopback receiver: `/hook/{status}` answers `status` with `Location: to` (from
+    /// the query), `/hang` never answers, anything else records the request and answers 200.
+    async fn receiver() -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let kept = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hook/{status}",
+                axum::routing::any(
+                    |axum::extract::Path(status): axum::extract::Path<u16>,
+                     axum::extract::Query(query): axum::extract::Query<
+                        BTreeMap<String, String>,
+                    >| async move {
+                        (
+                            StatusCode::from_u16(status).unwrap(),
+                            [("location", query.get("to").cloned().unwrap_or_default())],
+                        )
+                            .into_response()
+                    },
+                ),
+            )
+            .route(
+                "/refuse",
+                axum::routing::post(|| async {
+                    let mut first = true;
+                    let stream = futures_util::stream::repeat_with(move || {
+                        let chunk = if std::mem::take(&mut first) {
+                            "invalid_payload\n".to_string()
+                        } else {
+                            "x".repeat(65536)
+                        };
+                        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(chunk))
+                    });
+                    (
+                        StatusCode::BAD_REQUEST,
+                        axum::body::Body::from_stream(stream),
+                    )
+                }),
+            )
+            .route(
+                "/hang",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    StatusCode::OK
+                }),
+            )
+            .fallback(
+                move |method: Method, uri: axum::http::Uri, _: HeaderMap, body: String| {
+                    let kept = kept.clone();
+                    async move {
+                        kept.lock()
+                            .unwrap()
+                            .push(format!("{method} {} {body}", uri.path()));
+                        StatusCode::OK
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, seen)
+    }
+
+    fn webhook(redirects: Redirects) -> Webhook {
+        Webhook::new(Limits {
+            max_body_bytes: 64 * 1024,
+            read_timeout: Duration::from_secs(1),
+            redirects,
+        })
+        .unwrap()
+    }
+
+    fn call(url: &str) -> ActionCall {
+        ActionCall {
+            action: "notify.webhook",
+            params: BTreeMap::from([
+                ("url", ParamValue::Url(url::Url::parse(url).unwrap())),
+                ("message", ParamValue::Text("hello".into())),
+            ]),
+            event_time_ms: 0,
+            rule: "r".into(),
+            playbook: "p".into(),
+            event_id: "e1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_redirected_to_another_host_is_not_a_delivery_and_never_connects_there() {
+        let (base, _) = receiver().await;
+        let (other, other_seen) = receiver().await;
+        for status in [301, 302, 307, 308] {
+            let target = format!("{other}/stolen");
+            let outcome = webhook(Redirects::SameHost)
+                .execute(&call(&format!("{base}/hook/{status}?to={target}")))
+                .await;
+            let message = outcome.expect_err("a redirect is not a delivery").message;
+            assert!(
+                message.contains(&format!(
+                    "redirected (HTTP {status}) to {target}, which was not followed: it is another host"
+                )),
+                "{status}: {message}"
+            );
+        }
+        assert!(
+            other_seen.lock().unwrap().is_empty(),
+            "the other host is never called"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_301_on_the_same_host_is_not_a_delivery() {
+        // Followed, it would be a GET without the message, answered 200: "delivered".
+        let (base, seen) = receiver().await;
+        for status in [301, 302, 303] {
+            let outcome = webhook(Redirects::SameHost)
+                .execute(&call(&format!("{base}/hook/{status}?to=/moved")))
+                .await;
+            let message = outcome.expect_err("not a delivery").message;
+            assert!(
+                message.contains("following it would send a bodiless GET instead of this POST"),
+                "{status}: {message}"
+            );
+        }
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "{:?}",
+            seen.lock().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_307_or_308_on_the_same_host_is_followed_with_the_message() {
+        let (base, seen) = receiver().await;
+        for status in [307, 308] {
+            let outcome = webhook(Redirects::SameHost)
+                .execute(&call(&format!("{base}/hook/{status}?to=/moved")))
+                .await;
+            assert_eq!(outcome.unwrap(), "delivered (HTTP 200, attempt 1)");
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for line in seen {
+            assert!(
+                line.starts_with("POST /moved {") && line.contains("\"message\":\"hello\""),
+                "{line}"
+            );
+        }
+        // `redirects: none` follows none of them.
+        let outcome = webhook(Redirects::None)
+            .execute(&call(&format!("{base}/hook/307?to=/moved")))
+            .await;
+        assert!(
+            outcome
+                .unwrap_err()
+                .message
+                .contains("redirects are not followed (`redirects: none`)")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_refusal_is_quoted_and_its_endless_answer_is_not_read() {
+        let (base, _) = receiver().await;
+        let started = Instant::now();
+        let outcome = webhook(Redirects::SameHost)
+            .execute(&call(&format!("{base}/refuse")))
+            .await;
+        let message = outcome.unwrap_err().message;
+        assert!(
+            message.starts_with("the webhook refused the message: HTTP 400: invalid_payload"),
+            "{message}"
+        );
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_webhook_that_never_answers_fails_within_its_read_timeout_without_retries() {
+        let (base, _) = receiver().await;
+        let started = Instant::now();
+        let outcome = webhook(Redirects::SameHost)
+            .execute(&call(&format!("{base}/hang")))
+            .await;
+        let took = started.elapsed();
+        let message = outcome.unwrap_err().message;
+        assert!(
+            message.contains("did not answer completely within 1s (`read_timeout`)"),
+            "{message}"
+        );
+        // Three attempts with waits would take over 4 s.
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 }
