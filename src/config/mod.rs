@@ -268,13 +268,21 @@ impl Config {
 pub struct ContentConfig {
     pub rules: PathBuf,
     pub playbooks: PathBuf,
+    /// The largest rule, playbook or config file read, in bytes; a larger one is a validation
+    /// error (and a running engine keeps its previous set) instead of being read into memory.
+    pub max_file_bytes: u64,
 }
+
+/// The default cap on one content file: rule and playbook files are kilobytes, so 4 MiB leaves
+/// room for generated ones while a stray multi-gigabyte file is refused unread.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 impl Default for ContentConfig {
     fn default() -> ContentConfig {
         ContentConfig {
             rules: PathBuf::from("rules"),
             playbooks: PathBuf::from("playbooks"),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
