@@ -251,11 +251,21 @@ impl AuditLog {
     /// Appends entries in one transaction and returns their sequence numbers. When this
     /// returns, they are durable (an intent is on disk before the act it announces) and the
     /// anchor naming them is being written; [`AuditLog::flush`] waits for it.
+    ///
+    /// A busy or locked database (another process holds its lock) is waited for: the
+    /// transaction rolled back, and it is tried again until it goes through.
     pub async fn append(&self, entries: &[AuditEntry]) -> Result<Vec<i64>, StateError> {
-        self.append_checked(entries).await.map_err(|err| match err {
-            AuditError::State(err) => err,
-            other => StateError::Failed(other.to_string()),
-        })
+        crate::state::transient::retry(
+            "appending to the audit trail",
+            StateError::is_transient,
+            || async {
+                self.append_checked(entries).await.map_err(|err| match err {
+                    AuditError::State(err) => err,
+                    other => StateError::Failed(other.to_string()),
+                })
+            },
+        )
+        .await
     }
 
     async fn append_checked(&self, entries: &[AuditEntry]) -> Result<Vec<i64>, AuditError> {

@@ -19,6 +19,8 @@ use crate::actions::ActionRecord;
 use crate::detection::Detection;
 use crate::tracker::BehaviourRecord;
 
+pub mod transient;
+
 /// Rows per INSERT statement; 12 columns × 400 rows stays far below SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
 
@@ -42,6 +44,74 @@ pub enum StateError {
     Failed(String),
     #[error("the state writer has stopped")]
     WriterGone,
+    #[error(
+        "the state database `{path}` is an empty file: palisade does not replace it with a fresh \
+         database (the history, blocks and audit trail it should hold would silently start \
+         over); to start fresh on purpose, move it aside (`mv {path} {path}.empty`) and start again"
+    )]
+    Empty { path: String },
+    #[error(
+        "`{path}` is not a palisade state database ({found}); palisade does not write into it: \
+         point `state.path` at palisade's database, or, to start fresh on purpose, move it aside \
+         and start again"
+    )]
+    Foreign { path: String, found: String },
+}
+
+impl StateError {
+    /// Whether the fault passes by itself (busy, locked, out of descriptors): waited out with
+    /// [`transient::retry`], never a reason to stop.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StateError::Write(err) | StateError::Open { source: err, .. } => {
+                transient::is_transient(err)
+            }
+            StateError::Migrate {
+                source:
+                    sqlx::migrate::MigrateError::Execute(err)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(err, _),
+                ..
+            } => transient::is_transient(err),
+            _ => false,
+        }
+    }
+}
+
+/// The 16 bytes every SQLite database file starts with.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Judges what is at `path` before SQLite touches it: nothing (a fresh database is created),
+/// a SQLite file (opened), or anything else, an empty file included (refused: creating a fresh
+/// database over it would silently drop the history it should hold). Out of descriptors is
+/// transient like the rest.
+fn check_existing(path: &Path) -> Result<(), std::io::Error> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    file.by_ref()
+        .take(SQLITE_HEADER.len() as u64)
+        .read_to_end(&mut header)?;
+    if header.is_empty() {
+        return Err(std::io::Error::other(Refusal::Empty));
+    }
+    if header != SQLITE_HEADER {
+        return Err(std::io::Error::other(Refusal::Foreign(
+            "it does not start like a SQLite file".into(),
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("empty")]
+    Empty,
+    #[error("{0}")]
+    Foreign(String),
 }
 
 /// A detection with the event facts stored beside it.
@@ -120,8 +190,36 @@ pub struct StateStore {
 
 impl StateStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    ///
+    /// What is at `path` is judged first: an empty file or one that is not a palisade database
+    /// is refused ([`StateError::Empty`], [`StateError::Foreign`]); only an absent file makes a
+    /// fresh database. A database that is busy (another process holds its lock) or cannot be
+    /// opened for want of file descriptors is waited for ([`transient::retry`]).
     pub async fn open(path: &Path) -> Result<StateStore, StateError> {
+        transient::retry(
+            "opening the state database",
+            StateError::is_transient,
+            || StateStore::open_once(path),
+        )
+        .await
+    }
+
+    async fn open_once(path: &Path) -> Result<StateStore, StateError> {
         let shown = path.display().to_string();
+        if let Err(err) = check_existing(path) {
+            let refusal = err.get_ref().and_then(|e| e.downcast_ref::<Refusal>());
+            return Err(match refusal {
+                Some(Refusal::Empty) => StateError::Empty { path: shown },
+                Some(Refusal::Foreign(found)) => StateError::Foreign {
+                    path: shown,
+                    found: found.clone(),
+                },
+                None => StateError::Open {
+                    path: shown,
+                    source: sqlx::Error::Io(err),
+                },
+            });
+        }
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -146,14 +244,42 @@ impl StateStore {
             tracing::log::LevelFilter::Off,
             std::time::Duration::from_secs(1),
         );
+        // Connections are kept for the life of the store: a pool that reopened them would need
+        // a new descriptor at a moment the process may have none.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(|source| StateError::Open {
                 path: shown.clone(),
                 source,
             })?;
+        // A SQLite file of another program: tables, but none of palisade's migrations.
+        let foreign: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'), \
+                    (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&pool)
+        .await;
+        match foreign {
+            Ok((tables, 0)) if tables > 0 => {
+                pool.close().await;
+                return Err(StateError::Foreign {
+                    path: shown,
+                    found: format!("a SQLite database with {tables} table(s) of another program"),
+                });
+            }
+            Ok(_) => {}
+            Err(source) => {
+                pool.close().await;
+                return Err(StateError::Open {
+                    path: shown,
+                    source,
+                });
+            }
+        }
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -451,7 +577,14 @@ pub fn spawn_writer(
                     Err(_) => break,
                 }
             }
-            let result = store.write(&batch).await;
+            // Busy or locked (another process holds the lock): wait and write the same batch
+            // again; whoever waits for it waits too, so nothing new is read meanwhile.
+            let result = transient::retry(
+                "writing a batch",
+                StateError::is_transient,
+                || store.write(&batch),
+            )
+            .await;
             let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
             for done in waiting {
                 let _ = done.send(reply.clone());
@@ -463,4 +596,135 @@ pub fn spawn_writer(
         Ok(written)
     });
     (StateWriter { jobs: sender }, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Write};
+
+    fn detection(id: usize) -> DetectionRow {
+        DetectionRow {
+            detection: Detection {
+                event_id: format!("ev-{id}"),
+                rule: "test-rule".into(),
+                stage: crate::detection::Stage::Rule,
+                severity: crate::detection::Severity::High,
+                title: "test".into(),
+                tags: Arc::from(Vec::new()),
+                entity: None,
+                score: None,
+                intel: Vec::new(),
+                attribution: None,
+            },
+            event_time: "2025-11-03T14:30:10Z".into(),
+            host: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_length_state_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        std::fs::write(&path, b"").unwrap();
+        let err = StateStore::open(&path).await.unwrap_err();
+        assert!(matches!(err, StateError::Empty { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("empty file") && message.contains("move it aside"), "{message}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+    }
+
+    #[tokio::test]
+    async fn a_foreign_file_where_the_state_database_belongs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.db");
+        std::fs::write(&text, "not a database at all\n").unwrap();
+        let err = StateStore::open(&text).await.unwrap_err();
+        assert!(matches!(err, StateError::Foreign { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&text).unwrap(),
+            "not a database at all\n"
+        );
+
+        // Another program's SQLite database: refused, and none of palisade's tables added.
+        let other = dir.path().join("other.db");
+        let made = std::process::Command::new("sqlite3")
+            .arg(&other)
+            .arg("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = StateStore::open(&other).await.unwrap_err();
+        assert!(err.to_string().contains("1 table(s) of another program"), "{err}");
+        let tables = std::process::Command::new("sqlite3")
+            .arg(&other)
+            .arg("SELECT group_concat(name) FROM sqlite_master WHERE type = 'table';")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "invoices");
+    }
+
+    #[tokio::test]
+    async fn only_an_absent_file_makes_a_fresh_database_and_it_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        store
+            .write(&Batch {
+                detections: vec![detection(1)],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        let reopened = StateStore::open(&path).await.unwrap();
+        assert_eq!(reopened.counts().await.unwrap(), (1, 0));
+    }
+
+    /// Another process holds `BEGIN EXCLUSIVE` for longer than the busy timeout: the writer
+    /// waits it out and stores every batch, instead of failing and ending the engine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lock_held_by_another_process_past_the_busy_timeout_is_waited_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let mut holder = std::process::Command::new("sqlite3")
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = holder.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN EXCLUSIVE;\nSELECT 'locked';").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+
+        let episodes = transient::episodes();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let written = tokio::spawn(async move {
+            for i in 0..20 {
+                writer
+                    .write(Batch {
+                        detections: vec![detection(i)],
+                        ..Batch::default()
+                    })
+                    .await?;
+            }
+            Ok::<_, StateError>(())
+        });
+        // Past the 5 s busy timeout, then the lock is released.
+        tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+        assert!(!written.is_finished(), "nothing can be stored while locked");
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        holder.wait().unwrap();
+        written.await.unwrap().unwrap();
+        handle.await.unwrap().unwrap();
+        assert!(transient::episodes() > episodes);
+        let store = StateStore::open(&path).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), (20, 0));
+    }
 }
