@@ -435,11 +435,7 @@ fn detect(event) { #{ entity: "process" } }
             .iter()
             .map(|p| {
                 (
-                    p.file
-                        .file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
+                    p.file.file_name().unwrap().to_string_lossy().into_owned(),
                     p.code,
                     p.render(),
                 )
@@ -478,7 +474,10 @@ fn detect(event) { #{ entity: "process" } }
         .unwrap();
         let found = problems(dir.path());
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].0.as_str(), found[0].1), ("contain.yaml", "unreadable"));
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1),
+            ("contain.yaml", "unreadable")
+        );
     }
 
     #[test]
@@ -491,7 +490,10 @@ fn detect(event) { #{ entity: "process" } }
             .unwrap();
         assert!(made.success());
         let found = problems(dir.path());
-        assert_eq!((found[0].0.as_str(), found[0].1), ("pipe.rhai", "unreadable"));
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1),
+            ("pipe.rhai", "unreadable")
+        );
         assert!(found[0].2.contains("not a regular file"), "{}", found[0].2);
     }
 
@@ -540,7 +542,10 @@ fn detect(event) { #{ entity: "process" } }
         )
         .unwrap();
         let found = problems(dir.path());
-        assert_eq!((found[0].0.as_str(), found[0].1), ("good.rhai", "file-too-large"));
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1),
+            ("good.rhai", "file-too-large")
+        );
     }
 
     #[test]

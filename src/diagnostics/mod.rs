@@ -252,4 +252,3 @@ mod tests {
         assert_eq!(suggest("wiht", ["with", "when"]), Some("with"));
     }
 }
-

@@ -334,9 +334,7 @@ mod tests {
     async fn healthz_status(address: SocketAddr) -> Option<u16> {
         tokio::task::spawn_blocking(move || {
             let mut stream = std::net::TcpStream::connect(address).ok()?;
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .ok()?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             write!(
                 stream,
                 "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -333,7 +333,10 @@ impl Metrics {
         );
         if let Ok(map) = self.faults.lock() {
             for (fault, n) in map.iter() {
-                let _ = writeln!(out, "palisade_transient_faults_total{{fault=\"{fault}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "palisade_transient_faults_total{{fault=\"{fault}\"}} {n}"
+                );
             }
         }
         let manual = self.manual_mode.load(Ordering::Relaxed);

@@ -300,112 +300,12 @@ impl StateStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let now = jiff::Timestamp::now().to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity, score) ",
-            );
-            insert.push_values(chunk, |mut row, item| {
-                let d = &item.detection;
-                row.push_bind(now.clone())
-                    .push_bind(d.event_id.clone())
-                    .push_bind(item.event_time.clone())
-                    .push_bind(item.host.clone())
-                    .push_bind(d.rule.to_string())
-                    .push_bind(d.stage.as_str())
-                    .push_bind(d.severity.as_str())
-                    .push_bind(d.title.clone())
-                    .push_bind(
-                        d.entity
-                            .as_ref()
-                            .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                    )
-                    .push_bind(d.score);
-            });
-            insert.build().execute(&mut *tx).await?;
+        let mut conn = self.pool.acquire().await?;
+        let result = write_on(&mut conn, batch).await;
+        if result.as_ref().is_err_and(StateError::is_transient) {
+            transient::discard(&mut conn);
         }
-        for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, reason, risk, params) ",
-            );
-            insert.push_values(chunk, |mut row, a| {
-                row.push_bind(now.clone())
-                    .push_bind(a.event_id.clone())
-                    .push_bind(a.rule.to_string())
-                    .push_bind(a.playbook.to_string())
-                    .push_bind(a.step.clone())
-                    .push_bind(a.action)
-                    .push_bind(a.target.clone())
-                    .push_bind(a.status.as_str())
-                    .push_bind(a.reason.clone())
-                    .push_bind(
-                        serde_json::to_value(a.risk)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string)),
-                    )
-                    .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
-            let mut insert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO behaviour (ts, entity, kind, subject) ");
-            insert.push_values(chunk, |mut row, r| {
-                row.push_bind(r.ts)
-                    .push_bind(r.entity.as_str())
-                    .push_bind(r.kind)
-                    .push_bind(r.subject.as_str());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        for (detector, key, at) in &batch.reported {
-            sqlx::query(
-                "INSERT OR REPLACE INTO tracker_reported (detector, key, at) VALUES (?, ?, ?)",
-            )
-            .bind(detector)
-            .bind(key)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let days: Vec<(&str, &str, i64, i64)> = batch
-            .behaviour_days
-            .iter()
-            .flat_map(|(entity, counts)| {
-                counts
-                    .iter()
-                    .map(move |((kind, day), n)| (entity.as_str(), *kind, *day, *n as i64))
-            })
-            .collect();
-        for chunk in days.chunks(ROWS_PER_STATEMENT * 2) {
-            let mut upsert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO behaviour_days (entity, kind, day, count) ");
-            upsert.push_values(chunk, |mut row, (entity, kind, day, n)| {
-                row.push_bind(*entity)
-                    .push_bind(*kind)
-                    .push_bind(*day)
-                    .push_bind(*n);
-            });
-            upsert.push(
-                " ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count",
-            );
-            upsert.build().execute(&mut *tx).await?;
-        }
-        crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
-        write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
-        if let Some(horizon) = batch.behaviour_horizon {
-            sqlx::query("DELETE FROM behaviour WHERE ts < ?")
-                .bind(horizon)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
-                .bind(horizon.div_euclid(86_400_000))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        result
     }
 
     /// Row counts of (detections, actions), for summaries and tests.
@@ -422,6 +322,113 @@ impl StateStore {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// [`StateStore::write`] on one connection.
+async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), StateError> {
+    let now = jiff::Timestamp::now().to_string();
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity, score) ",
+        );
+        insert.push_values(chunk, |mut row, item| {
+            let d = &item.detection;
+            row.push_bind(now.clone())
+                .push_bind(d.event_id.clone())
+                .push_bind(item.event_time.clone())
+                .push_bind(item.host.clone())
+                .push_bind(d.rule.to_string())
+                .push_bind(d.stage.as_str())
+                .push_bind(d.severity.as_str())
+                .push_bind(d.title.clone())
+                .push_bind(
+                    d.entity
+                        .as_ref()
+                        .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                )
+                .push_bind(d.score);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, reason, risk, params) ",
+        );
+        insert.push_values(chunk, |mut row, a| {
+            row.push_bind(now.clone())
+                .push_bind(a.event_id.clone())
+                .push_bind(a.rule.to_string())
+                .push_bind(a.playbook.to_string())
+                .push_bind(a.step.clone())
+                .push_bind(a.action)
+                .push_bind(a.target.clone())
+                .push_bind(a.status.as_str())
+                .push_bind(a.reason.clone())
+                .push_bind(
+                    serde_json::to_value(a.risk)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string)),
+                )
+                .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut insert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO behaviour (ts, entity, kind, subject) ");
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(r.ts)
+                .push_bind(r.entity.as_str())
+                .push_bind(r.kind)
+                .push_bind(r.subject.as_str());
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for (detector, key, at) in &batch.reported {
+        sqlx::query("INSERT OR REPLACE INTO tracker_reported (detector, key, at) VALUES (?, ?, ?)")
+            .bind(detector)
+            .bind(key)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let days: Vec<(&str, &str, i64, i64)> = batch
+        .behaviour_days
+        .iter()
+        .flat_map(|(entity, counts)| {
+            counts
+                .iter()
+                .map(move |((kind, day), n)| (entity.as_str(), *kind, *day, *n as i64))
+        })
+        .collect();
+    for chunk in days.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut upsert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO behaviour_days (entity, kind, day, count) ");
+        upsert.push_values(chunk, |mut row, (entity, kind, day, n)| {
+            row.push_bind(*entity)
+                .push_bind(*kind)
+                .push_bind(*day)
+                .push_bind(*n);
+        });
+        upsert
+            .push(" ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count");
+        upsert.build().execute(&mut *tx).await?;
+    }
+    crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
+    write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
+    if let Some(horizon) = batch.behaviour_horizon {
+        sqlx::query("DELETE FROM behaviour WHERE ts < ?")
+            .bind(horizon)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
+            .bind(horizon.div_euclid(86_400_000))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The learning sample's rows, in order (a slot can be written and then given up in one batch),
@@ -579,11 +586,9 @@ pub fn spawn_writer(
             }
             // Busy or locked (another process holds the lock): wait and write the same batch
             // again; whoever waits for it waits too, so nothing new is read meanwhile.
-            let result = transient::retry(
-                "writing a batch",
-                StateError::is_transient,
-                || store.write(&batch),
-            )
+            let result = transient::retry("writing a batch", StateError::is_transient, || {
+                store.write(&batch)
+            })
             .await;
             let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
             for done in waiting {
@@ -630,7 +635,10 @@ mod tests {
         let err = StateStore::open(&path).await.unwrap_err();
         assert!(matches!(err, StateError::Empty { .. }), "{err}");
         let message = err.to_string();
-        assert!(message.contains("empty file") && message.contains("move it aside"), "{message}");
+        assert!(
+            message.contains("empty file") && message.contains("move it aside"),
+            "{message}"
+        );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
     }
 
@@ -655,7 +663,10 @@ mod tests {
             .unwrap();
         assert!(made.success());
         let err = StateStore::open(&other).await.unwrap_err();
-        assert!(err.to_string().contains("1 table(s) of another program"), "{err}");
+        assert!(
+            err.to_string().contains("1 table(s) of another program"),
+            "{err}"
+        );
         let tables = std::process::Command::new("sqlite3")
             .arg(&other)
             .arg("SELECT group_concat(name) FROM sqlite_master WHERE type = 'table';")

@@ -53,6 +53,14 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
     }
 }
 
+/// Closes `conn` instead of returning it to the pool. After a busy or locked error, sqlx's idea
+/// of whether the connection is inside a transaction can differ from SQLite's; work done on
+/// such a connection later could then sit in a transaction nobody commits. A fresh connection
+/// has no such history.
+pub fn discard(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) {
+    conn.close_on_drop();
+}
+
 /// Runs `op` until it succeeds or fails with an error `transient` does not accept, waiting
 /// with capped backoff in between. `what` names the operation in the log.
 pub async fn retry<T, E, F, Fut>(
