@@ -306,28 +306,32 @@ fn read(path: &Path, cap: u64, problems: &mut Diagnostics) -> Option<String> {
     match read_bounded(path, cap) {
         Ok(text) => Some(text),
         Err(problem) => {
-            problems.push(problem);
+            problems.push(*problem);
             None
         }
     }
 }
 
-fn read_bounded(path: &Path, cap: u64) -> Result<String, Diagnostic> {
+fn read_bounded(path: &Path, cap: u64) -> Result<String, Box<Diagnostic>> {
     use std::io::Read;
     let unreadable = |err: std::io::Error| {
-        Diagnostic::file(path, "unreadable", format!("cannot read the file: {err}"))
+        Box::new(Diagnostic::file(
+            path,
+            "unreadable",
+            format!("cannot read the file: {err}"),
+        ))
     };
     // Judged before opening: opening a FIFO named like a rule would block the load.
     let meta = std::fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(Diagnostic::file(
+        return Err(Box::new(Diagnostic::file(
             path,
             "unreadable",
             "cannot read the file: not a regular file",
-        ));
+        )));
     }
     if meta.len() > cap {
-        return Err(too_large(path, meta.len(), cap));
+        return Err(Box::new(too_large(path, meta.len(), cap)));
     }
     let file = std::fs::File::open(path).map_err(unreadable)?;
     // The size can change between the check and the read (a file being written): read one byte
@@ -337,7 +341,7 @@ fn read_bounded(path: &Path, cap: u64) -> Result<String, Diagnostic> {
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     if bytes.len() as u64 > cap {
-        return Err(too_large(path, bytes.len() as u64, cap));
+        return Err(Box::new(too_large(path, bytes.len() as u64, cap)));
     }
     String::from_utf8(bytes).map_err(|err| {
         let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
@@ -359,7 +363,7 @@ fn read_bounded(path: &Path, cap: u64) -> Result<String, Diagnostic> {
         );
         problem.line = line;
         problem.column = column;
-        problem
+        Box::new(problem)
     })
 }
 
