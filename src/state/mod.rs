@@ -77,41 +77,12 @@ impl StateError {
     }
 }
 
-/// The 16 bytes every SQLite database file starts with.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+/// SQLite's answer for a file that is not a database.
+const SQLITE_NOTADB: &str = "26";
 
-/// Judges what is at `path` before SQLite touches it: nothing (a fresh database is created),
-/// a SQLite file (opened), or anything else, an empty file included (refused: creating a fresh
-/// database over it would silently drop the history it should hold). Out of descriptors is
-/// transient like the rest.
-fn check_existing(path: &Path) -> Result<(), std::io::Error> {
-    use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
-    };
-    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
-    file.by_ref()
-        .take(SQLITE_HEADER.len() as u64)
-        .read_to_end(&mut header)?;
-    if header.is_empty() {
-        return Err(std::io::Error::other(Refusal::Empty));
-    }
-    if header != SQLITE_HEADER {
-        return Err(std::io::Error::other(Refusal::Foreign(
-            "it does not start like a SQLite file".into(),
-        )));
-    }
-    Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Refusal {
-    #[error("empty")]
-    Empty,
-    #[error("{0}")]
-    Foreign(String),
+/// Whether SQLite found the file not to be a database.
+fn is_not_a_database(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_NOTADB))
 }
 
 /// A detection with the event facts stored beside it.
@@ -206,19 +177,21 @@ impl StateStore {
 
     async fn open_once(path: &Path) -> Result<StateStore, StateError> {
         let shown = path.display().to_string();
-        if let Err(err) = check_existing(path) {
-            let refusal = err.get_ref().and_then(|e| e.downcast_ref::<Refusal>());
-            return Err(match refusal {
-                Some(Refusal::Empty) => StateError::Empty { path: shown },
-                Some(Refusal::Foreign(found)) => StateError::Foreign {
-                    path: shown,
-                    found: found.clone(),
-                },
-                None => StateError::Open {
+        // Only the size is looked at here, never the contents: opening and closing the file
+        // outside SQLite would drop the locks this process's other connections to it hold
+        // (POSIX locks belong to the process), and another process could then take it for
+        // unused and reset its write-ahead log under them. Whether a file is a database is
+        // SQLite's to say (below).
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.len() == 0 => return Err(StateError::Empty { path: shown }),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(StateError::Open {
                     path: shown,
                     source: sqlx::Error::Io(err),
-                },
-            });
+                });
+            }
         }
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
@@ -252,9 +225,18 @@ impl StateStore {
             .max_lifetime(None)
             .connect_with(options)
             .await
-            .map_err(|source| StateError::Open {
-                path: shown.clone(),
-                source,
+            .map_err(|source| {
+                if is_not_a_database(&source) {
+                    StateError::Foreign {
+                        path: shown.clone(),
+                        found: "SQLite says it is not a database".into(),
+                    }
+                } else {
+                    StateError::Open {
+                        path: shown.clone(),
+                        source,
+                    }
+                }
             })?;
         // A SQLite file of another program: tables, but none of palisade's migrations.
         let foreign: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
@@ -274,6 +256,12 @@ impl StateStore {
             Ok(_) => {}
             Err(source) => {
                 pool.close().await;
+                if is_not_a_database(&source) {
+                    return Err(StateError::Foreign {
+                        path: shown,
+                        found: "SQLite says it is not a database".into(),
+                    });
+                }
                 return Err(StateError::Open {
                     path: shown,
                     source,
@@ -690,6 +678,42 @@ mod tests {
         store.close().await;
         let reopened = StateStore::open(&path).await.unwrap();
         assert_eq!(reopened.counts().await.unwrap(), (1, 0));
+    }
+
+    /// Opening the database again in the same process (the engine opens it for the writer,
+    /// the feed puller and the learner) must leave the first connections' locks in place. A
+    /// check that opened and closed the file outside SQLite dropped them (POSIX locks belong to
+    /// the process): the next `sqlite3` to close took itself for the last user, removed the
+    /// write-ahead log, and every later write of the engine was lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_the_database_again_keeps_the_locks_of_the_open_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let first = StateStore::open(&path).await.unwrap();
+        let second = StateStore::open(&path).await.unwrap();
+        for i in 0..5 {
+            first
+                .write(&Batch {
+                    detections: vec![detection(i)],
+                    ..Batch::default()
+                })
+                .await
+                .unwrap();
+            // Another process reads, and closes.
+            let read = std::process::Command::new("sqlite3")
+                .arg(&path)
+                .arg("SELECT COUNT(*) FROM detections;")
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&read.stdout).trim(),
+                (i + 1).to_string()
+            );
+        }
+        second.close().await;
+        first.close().await;
+        let reopened = StateStore::open(&path).await.unwrap();
+        assert_eq!(reopened.counts().await.unwrap(), (5, 0));
     }
 
     /// Another process holds `BEGIN EXCLUSIVE` for longer than the busy timeout: the writer

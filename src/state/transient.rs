@@ -53,10 +53,8 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
     }
 }
 
-/// Closes `conn` instead of returning it to the pool. After a busy or locked error, sqlx's idea
-/// of whether the connection is inside a transaction can differ from SQLite's; work done on
-/// such a connection later could then sit in a transaction nobody commits. A fresh connection
-/// has no such history.
+/// Closes `conn` instead of returning it to the pool, after it failed with a transient fault:
+/// the retry starts from a fresh connection, whatever state the failed statement left behind.
 pub fn discard(conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>) {
     conn.close_on_drop();
 }
