@@ -489,6 +489,9 @@ async fn reload(
             let problems = problems.sorted();
             for problem in problems.iter() {
                 tracing::error!("{}", problem.render());
+                if problem.code == "file-too-large" {
+                    settings.metrics.limit_hit("content_file_bytes");
+                }
             }
             let reason = format!(
                 "{} problem(s); the running rules and playbooks stay in use",

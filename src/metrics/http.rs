@@ -39,6 +39,8 @@ async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
         "last_error": shared.health.last_error(),
         "events_processed": shared.metrics.events_processed(),
         "last_reload_error": shared.metrics.reload_error(),
+        "limit_hits": shared.metrics.limit_hits(),
+        "transient_faults": shared.metrics.transient_faults(),
         "anomaly": shared.metrics.learning().map(|status| serde_json::json!({
             "state": status.state,
             "progress": status.line(),

@@ -166,6 +166,25 @@ impl Metrics {
         }
     }
 
+    /// Times each limit was hit, for `/healthz`.
+    pub fn limit_hits(&self) -> BTreeMap<&'static str, u64> {
+        self.limit_hits
+            .lock()
+            .map(|map| map.clone())
+            .unwrap_or_default()
+    }
+
+    /// Transient fault episodes per kind, the state database's included, for `/healthz`.
+    pub fn transient_faults(&self) -> BTreeMap<&'static str, u64> {
+        let mut faults = self
+            .faults
+            .lock()
+            .map(|map| map.clone())
+            .unwrap_or_default();
+        faults.insert("state_unavailable", crate::state::transient::episodes());
+        faults
+    }
+
     /// A transient fault (`http_accept`, ...) began; it is waited out.
     pub fn fault(&self, fault: &'static str) {
         if let Ok(mut map) = self.faults.lock() {

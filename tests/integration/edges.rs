@@ -384,3 +384,52 @@ fn a_thousand_idle_connections_do_not_stop_the_engine_or_its_healthz() {
     engine.finish();
     assert_eq!(sqlite(&database, "SELECT COUNT(*) FROM detections"), "100");
 }
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_200_mb_rule_file_is_refused_unread_by_a_running_engine() {
+    let dir = content("");
+    let mut engine = Engine::start(dir.path(), "huge-rule", None);
+    let address = engine.endpoint();
+    let before = peak_rss_kib(engine.child.id());
+    // Sparse: 200 MB as far as its size says, nothing on disk.
+    let huge = std::fs::File::create(dir.path().join("rules/huge.rhai")).expect("create");
+    huge.set_len(200 * 1024 * 1024).expect("size");
+    drop(huge);
+    engine.wait_for_log("reload refused");
+    let after = peak_rss_kib(engine.child.id());
+    assert!(
+        after < before + 50 * 1024,
+        "peak memory went from {before} KiB to {after} KiB"
+    );
+    let (_, metrics) = get(&address, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("palisade_limit_hits_total{limit=\"content_file_bytes\"} 1"),
+        "{metrics}"
+    );
+    let (_, health) = get(&address, "/healthz").expect("healthz");
+    assert!(health.contains("\"content_file_bytes\":1"), "{health}");
+    // The rules still run.
+    engine.send(&office_events(0, 3));
+    let log = engine.finish();
+    assert!(log.contains("rules/huge.rhai"), "{log}");
+    assert!(log.contains("file-too-large"), "{log}");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4_000, "a log line of {longest} bytes");
+    assert_eq!(
+        sqlite(
+            &dir.path().join("data/palisade.db"),
+            "SELECT COUNT(*) FROM detections"
+        ),
+        "3"
+    );
+}
