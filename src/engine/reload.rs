@@ -218,7 +218,7 @@ struct Writing(Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>);
 impl Writing {
     fn note(&self, event: &notify::Event, watched: &Watched) {
         use notify::EventKind::{Access, Modify, Remove};
-        use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
         let Ok(mut open) = self.0.lock() else { return };
         for path in &event.paths {
             match event.kind {
@@ -227,9 +227,10 @@ impl Writing {
                 Modify(ModifyKind::Data(_)) if watched.is_content_file(path) => {
                     open.insert(path.clone());
                 }
+                // Closed, gone, or renamed (either name): a later write would show again.
                 Access(AccessKind::Close(AccessMode::Write))
                 | Remove(_)
-                | Modify(ModifyKind::Name(RenameMode::From)) => {
+                | Modify(ModifyKind::Name(_)) => {
                     open.remove(path);
                 }
                 _ => {}
