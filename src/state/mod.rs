@@ -75,7 +75,24 @@ impl StateError {
             _ => false,
         }
     }
+
+    /// SQLite could not open the file (out of descriptors, or not allowed to).
+    fn is_cannot_open(&self) -> bool {
+        match self {
+            StateError::Open {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| code & 0xff == 14),
+            _ => false,
+        }
+    }
 }
+
+/// How long opening the database is retried while SQLite says it cannot open it.
+const CANNOT_OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// SQLite's answer for a file that is not a database.
 const SQLITE_NOTADB: &str = "26";
@@ -167,9 +184,16 @@ impl StateStore {
     /// fresh database. A database that is busy (another process holds its lock) or cannot be
     /// opened for want of file descriptors is waited for ([`transient::retry`]).
     pub async fn open(path: &Path) -> Result<StateStore, StateError> {
+        // SQLite says "cannot open" both when the process is out of descriptors (which passes)
+        // and when the file may not be opened at all (which does not): the first is waited
+        // for, but only so long, so the second still stops the engine with its error.
+        let started = std::time::Instant::now();
         transient::retry(
             "opening the state database",
-            StateError::is_transient,
+            |err: &StateError| {
+                err.is_transient()
+                    && (!err.is_cannot_open() || started.elapsed() < CANNOT_OPEN_PATIENCE)
+            },
             || StateStore::open_once(path),
         )
         .await
@@ -183,6 +207,12 @@ impl StateStore {
         // unused and reset its write-ahead log under them. Whether a file is a database is
         // SQLite's to say (below).
         match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(StateError::Foreign {
+                    path: shown,
+                    found: "it is a directory".into(),
+                });
+            }
             Ok(meta) if meta.len() == 0 => return Err(StateError::Empty { path: shown }),
             Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -661,6 +691,15 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "invoices");
+    }
+
+    #[tokio::test]
+    async fn a_directory_where_the_state_database_belongs_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let err = StateStore::open(dir.path()).await.unwrap_err();
+        assert!(err.to_string().contains("it is a directory"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[tokio::test]
