@@ -58,23 +58,18 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
             candidate.exists().then_some(candidate)
         }
     };
+    // The config names the cap for every other file; the config itself is held to the default.
     let config = match &config_path {
         None => Config::default(),
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => config::parse(path, &text).unwrap_or_else(|found| {
+        Some(path) => match read(path, config::DEFAULT_MAX_FILE_BYTES, &mut problems) {
+            Some(text) => config::parse(path, &text).unwrap_or_else(|found| {
                 problems.extend(found);
                 Config::default()
             }),
-            Err(err) => {
-                problems.push(Diagnostic::file(
-                    path,
-                    "unreadable",
-                    format!("cannot read the config file: {err}"),
-                ));
-                Config::default()
-            }
+            None => Config::default(),
         },
     };
+    let cap = config.content.max_file_bytes;
 
     if config.anomaly.enabled {
         // The model is content too: a broken one must fail validation, not the running engine
@@ -113,7 +108,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     let mut rules: Vec<Arc<RuleDefinition>> = Vec::new();
     let mut rules_by_id: HashMap<Arc<str>, Arc<RuleDefinition>> = HashMap::new();
     for path in files(&rules_dir, &["rhai"], &mut problems) {
-        let Some(source) = read(&path, &mut problems) else {
+        let Some(source) = read(&path, cap, &mut problems) else {
             continue;
         };
         match load_rule(&path, &source, &config.limits) {
@@ -142,7 +137,17 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         .iter()
         .map(|folder| display_path(dir, folder))
         .collect();
-    let sigma = crate::sigma::assemble(&rules_dir, &sigma_folders, &config.sigma, &mut problems);
+    // The Sigma loader reads its files whole: one over the cap is refused here, unread, and the
+    // Sigma rules are then not assembled (the set is refused either way).
+    let oversized = oversized_sigma_files(&rules_dir, &sigma_folders, cap);
+    let sigma = if oversized.is_empty() {
+        crate::sigma::assemble(&rules_dir, &sigma_folders, &config.sigma, &mut problems)
+    } else {
+        for (path, size) in oversized {
+            problems.push(too_large(&path, size, cap));
+        }
+        crate::sigma::SigmaContent::default()
+    };
     let mut rule_names = crate::playbooks::RuleNames::default();
     for id in rules_by_id.keys() {
         rule_names.insert(id, id);
@@ -181,7 +186,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     let policy = config.actions.policy(&config.redis.url).ok();
     let mut playbooks: Vec<Arc<Playbook>> = Vec::new();
     for path in files(&playbooks_dir, &["yaml", "yml"], &mut problems) {
-        let Some(source) = read(&path, &mut problems) else {
+        let Some(source) = read(&path, cap, &mut problems) else {
             continue;
         };
         match load_playbook(
@@ -260,6 +265,11 @@ fn duplicate_id(
 }
 
 /// The files in `dir` with one of `extensions`, sorted so load order (and output) is stable.
+///
+/// Anything with a content file's name that is not a folder is listed, whatever it is: a link
+/// that loops or points nowhere, or a file that cannot be read, then fails [`read`] with a
+/// problem naming it, instead of silently leaving the set (a running engine would take that as
+/// the rule being removed).
 fn files(dir: &Path, extensions: &[&str], problems: &mut Diagnostics) -> Vec<PathBuf> {
     if !dir.exists() {
         return Vec::new();
@@ -279,27 +289,287 @@ fn files(dir: &Path, extensions: &[&str], problems: &mut Diagnostics) -> Vec<Pat
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| {
-            path.is_file()
-                && path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| extensions.contains(&e))
+            path.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+                && !path.is_dir()
         })
         .collect();
     paths.sort();
     paths
 }
 
-fn read(path: &Path, problems: &mut Diagnostics) -> Option<String> {
-    match std::fs::read_to_string(path) {
+/// Reads a content file as UTF-8 text, at most `cap` bytes of it: a file that cannot be opened
+/// (permissions, a link loop, a dangling link), is not a regular file, is larger than `cap`, or
+/// is not UTF-8 is a problem naming it, and nothing past the cap is read.
+fn read(path: &Path, cap: u64, problems: &mut Diagnostics) -> Option<String> {
+    match read_bounded(path, cap) {
         Ok(text) => Some(text),
-        Err(err) => {
-            problems.push(Diagnostic::file(
-                path,
-                "unreadable",
-                format!("cannot read the file: {err}"),
-            ));
+        Err(problem) => {
+            problems.push(*problem);
             None
         }
+    }
+}
+
+fn read_bounded(path: &Path, cap: u64) -> Result<String, Box<Diagnostic>> {
+    use std::io::Read;
+    let unreadable = |err: std::io::Error| {
+        Box::new(Diagnostic::file(
+            path,
+            "unreadable",
+            format!("cannot read the file: {err}"),
+        ))
+    };
+    // Judged before opening: opening a FIFO named like a rule would block the load.
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(Box::new(Diagnostic::file(
+            path,
+            "unreadable",
+            "cannot read the file: not a regular file",
+        )));
+    }
+    if meta.len() > cap {
+        return Err(Box::new(too_large(path, meta.len(), cap)));
+    }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // The size can change between the check and the read (a file being written): read one byte
+    // past the cap at most, so a growing file is caught too.
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > cap {
+        return Err(Box::new(too_large(path, bytes.len() as u64, cap)));
+    }
+    String::from_utf8(bytes).map_err(|err| {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = valid
+            .iter()
+            .rev()
+            .take_while(|b| **b != b'\n')
+            .filter(|b| (**b & 0xC0) != 0x80)
+            .count()
+            + 1;
+        let mut problem = Diagnostic::file(
+            path,
+            "not-utf8",
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                err.utf8_error().valid_up_to()
+            ),
+        );
+        problem.line = line;
+        problem.column = column;
+        Box::new(problem)
+    })
+}
+
+fn too_large(path: &Path, size: u64, cap: u64) -> Diagnostic {
+    Diagnostic::file(
+        path,
+        "file-too-large",
+        format!(
+            "the file is {size} bytes, over the {cap}-byte cap (`content.max_file_bytes`); it was not read"
+        ),
+    )
+}
+
+/// Sigma files (`*.yml`, `*.yaml`) under the rules folder and the Sigma folders larger than
+/// `cap`, found by their size alone. Links are not followed (the Sigma loader judges them).
+fn oversized_sigma_files(rules: &Path, folders: &[PathBuf], cap: u64) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut stack: Vec<(PathBuf, usize)> = std::iter::once(rules.to_path_buf())
+        .chain(folders.iter().cloned())
+        .map(|dir| (dir, 0))
+        .collect();
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_dir() && depth < 32 {
+                stack.push((path, depth + 1));
+            } else if meta.is_file()
+                && meta.len() > cap
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| e == "yml" || e == "yaml")
+            {
+                found.push((path, meta.len()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = r#"
+let rule = #{
+    id: "test-rule",
+    title: "A test rule",
+    severity: "high",
+    events: ["process_create"],
+    filter: #{ name: ["cmd.exe"] },
+};
+fn detect(event) { #{ entity: "process" } }
+"#;
+
+    /// Content with one good rule, so a problem comes from the file under test alone.
+    fn content_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
+        std::fs::write(dir.path().join("rules/good.rhai"), RULE).unwrap();
+        dir
+    }
+
+    fn problems(dir: &Path) -> Vec<(String, &'static str, String)> {
+        let found = load(dir, None).expect_err("the content must not validate");
+        found
+            .iter()
+            .map(|p| {
+                (
+                    p.file.file_name().unwrap().to_string_lossy().into_owned(),
+                    p.code,
+                    p.render(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_test_rule_loads() {
+        let dir = content_dir();
+        assert_eq!(load(dir.path(), None).unwrap().rules.len(), 1);
+    }
+
+    #[test]
+    fn a_rule_file_turned_into_a_symlink_loop_is_a_problem_not_a_removal() {
+        let dir = content_dir();
+        let rules = dir.path().join("rules");
+        std::os::unix::fs::symlink(rules.join("loop_b.rhai"), rules.join("loop_a.rhai")).unwrap();
+        std::os::unix::fs::symlink(rules.join("loop_a.rhai"), rules.join("loop_b.rhai")).unwrap();
+        let found = problems(dir.path());
+        let names: Vec<_> = found.iter().map(|(n, c, _)| (n.as_str(), *c)).collect();
+        assert_eq!(
+            names,
+            vec![("loop_a.rhai", "unreadable"), ("loop_b.rhai", "unreadable")]
+        );
+        assert!(found[0].2.contains("symbolic links"), "{}", found[0].2);
+    }
+
+    #[test]
+    fn a_dangling_playbook_link_is_a_problem_not_a_removal() {
+        let dir = content_dir();
+        std::os::unix::fs::symlink(
+            dir.path().join("nowhere.yaml"),
+            dir.path().join("playbooks/contain.yaml"),
+        )
+        .unwrap();
+        let found = problems(dir.path());
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1),
+            ("contain.yaml", "unreadable")
+        );
+    }
+
+    #[test]
+    fn a_fifo_named_like_a_rule_is_refused_without_blocking() {
+        let dir = content_dir();
+        let fifo = dir.path().join("rules/pipe.rhai");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let found = problems(dir.path());
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1),
+            ("pipe.rhai", "unreadable")
+        );
+        assert!(found[0].2.contains("not a regular file"), "{}", found[0].2);
+    }
+
+    #[test]
+    fn a_non_utf8_rule_names_its_line() {
+        let dir = content_dir();
+        let mut bytes = b"// first line\n// second \xff line\n".to_vec();
+        bytes.extend_from_slice(RULE.as_bytes());
+        std::fs::write(dir.path().join("rules/latin1.rhai"), bytes).unwrap();
+        let found = load(dir.path(), None).unwrap_err();
+        let problem = found.iter().next().unwrap();
+        assert_eq!(problem.code, "not-utf8");
+        assert_eq!((problem.line, problem.column), (2, 11));
+    }
+
+    #[test]
+    fn a_rule_file_over_the_cap_is_refused_unread_and_not_quoted() {
+        let dir = content_dir();
+        // One line of 5 MiB: the shape that once put the whole file into the log.
+        let line = "x".repeat(5 * 1024 * 1024);
+        std::fs::write(dir.path().join("rules/huge.rhai"), &line).unwrap();
+        std::fs::write(dir.path().join("playbooks/huge.yaml"), &line).unwrap();
+        std::fs::write(dir.path().join("rules/huge_sigma.yml"), &line).unwrap();
+        let found = problems(dir.path());
+        let names: Vec<_> = found.iter().map(|(n, c, _)| (n.as_str(), *c)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("huge.yaml", "file-too-large"),
+                ("huge.rhai", "file-too-large"),
+                ("huge_sigma.yml", "file-too-large"),
+            ]
+        );
+        for (_, _, rendered) in &found {
+            assert!(rendered.len() < 300, "{rendered}");
+            assert!(rendered.contains("5242880 bytes"), "{rendered}");
+        }
+    }
+
+    #[test]
+    fn the_file_cap_is_configurable() {
+        let dir = content_dir();
+        std::fs::write(
+            dir.path().join("palisade.yaml"),
+            "content: {max_file_bytes: 64}\n",
+        )
+        .unwrap();
+        let found = problems(dir.path());
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1),
+            ("good.rhai", "file-too-large")
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_quoted_cut() {
+        let source = format!("{}\n", "y".repeat(10_000));
+        let near = Diagnostic::at(
+            Path::new("rules/x.rhai"),
+            &source,
+            crate::diagnostics::Position::new(1, 5),
+            "rhai-syntax",
+            "bad",
+        );
+        assert!(near.render().len() < 1_000, "{}", near.render());
+        let far = Diagnostic::at(
+            Path::new("rules/x.rhai"),
+            &source,
+            crate::diagnostics::Position::new(1, 9_000),
+            "rhai-syntax",
+            "bad",
+        );
+        assert!(far.render().len() < 200, "{}", far.render());
     }
 }

@@ -251,18 +251,40 @@ impl AuditLog {
     /// Appends entries in one transaction and returns their sequence numbers. When this
     /// returns, they are durable (an intent is on disk before the act it announces) and the
     /// anchor naming them is being written; [`AuditLog::flush`] waits for it.
+    ///
+    /// A busy or locked database (another process holds its lock) is waited for: the
+    /// transaction rolled back, and it is tried again until it goes through.
     pub async fn append(&self, entries: &[AuditEntry]) -> Result<Vec<i64>, StateError> {
-        self.append_checked(entries).await.map_err(|err| match err {
-            AuditError::State(err) => err,
-            other => StateError::Failed(other.to_string()),
-        })
+        crate::state::transient::retry(
+            "appending to the audit trail",
+            StateError::is_transient,
+            || async {
+                let mut conn = self.pool.acquire().await?;
+                let result =
+                    self.append_checked(&mut conn, entries)
+                        .await
+                        .map_err(|err| match err {
+                            AuditError::State(err) => err,
+                            other => StateError::Failed(other.to_string()),
+                        });
+                if result.as_ref().is_err_and(StateError::is_transient) {
+                    crate::state::transient::discard(&mut conn);
+                }
+                result
+            },
+        )
+        .await
     }
 
-    async fn append_checked(&self, entries: &[AuditEntry]) -> Result<Vec<i64>, AuditError> {
+    async fn append_checked(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        entries: &[AuditEntry],
+    ) -> Result<Vec<i64>, AuditError> {
         let mut tip = self.tip.lock().await;
         // IMMEDIATE: this transaction reads the head and then writes; taking the write lock
         // first makes a concurrent writer wait (busy timeout) instead of failing the upgrade.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         let last: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)

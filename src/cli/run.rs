@@ -207,7 +207,7 @@ async fn engine(
         ));
     }
     if config.http.enabled {
-        serve_http(&config.http.listen, &metrics, &health, &shutdown).await;
+        serve_http(&config.http, &metrics, &health, &shutdown).await;
     }
     let reloads = crate::engine::reload::spawn(
         crate::engine::reload::ReloadSettings {
@@ -479,17 +479,25 @@ fn learning_name(source: &SourceConfig) -> String {
 /// Starts `/healthz`, `/readyz` and `/metrics`. A port already taken (another engine on this
 /// machine) is logged and the engine runs without them: they report on it, they are not it.
 async fn serve_http(
-    listen: &str,
+    http: &crate::config::HttpConfig,
     metrics: &Arc<crate::metrics::Metrics>,
     health: &Arc<Health>,
     shutdown: &Shutdown,
 ) {
+    let listen = &http.listen;
     let Ok(address) = listen.parse() else {
         tracing::error!("`http.listen` is `{listen}`, not an address; no HTTP endpoints");
         return;
     };
-    match crate::metrics::http::serve(address, metrics.clone(), health.clone(), shutdown.clone())
-        .await
+    let limits = crate::metrics::http::Limits::from_config(http);
+    match crate::metrics::http::serve(
+        address,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+        limits,
+    )
+    .await
     {
         Ok(bound) => tracing::info!("serving /healthz, /readyz and /metrics on http://{bound}"),
         Err(err) => tracing::warn!(

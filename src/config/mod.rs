@@ -71,6 +71,14 @@ pub struct HttpConfig {
     /// A loopback address and port (`127.0.0.1:9464`, `[::1]:9464`); port 0 picks a free one
     /// and the log says which. Other addresses are refused: put a proxy in front to expose it.
     pub listen: String,
+    /// Connections served at once; one more is closed as soon as it is accepted (and counted),
+    /// so idle clients cannot take the process's file descriptors.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, from the moment the server waits for
+    /// them (a new connection, or the next request on a kept-alive one), in milliseconds.
+    pub header_timeout_ms: u64,
+    /// Time a connection may go without a byte read or written, in milliseconds.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +86,9 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             listen: "127.0.0.1:9464".into(),
+            max_connections: 64,
+            header_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -268,13 +279,21 @@ impl Config {
 pub struct ContentConfig {
     pub rules: PathBuf,
     pub playbooks: PathBuf,
+    /// The largest rule, playbook or config file read, in bytes; a larger one is a validation
+    /// error (and a running engine keeps its previous set) instead of being read into memory.
+    pub max_file_bytes: u64,
 }
+
+/// The default cap on one content file: rule and playbook files are kilobytes, so 4 MiB leaves
+/// room for generated ones while a stray multi-gigabyte file is refused unread.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 impl Default for ContentConfig {
     fn default() -> ContentConfig {
         ContentConfig {
             rules: PathBuf::from("rules"),
             playbooks: PathBuf::from("playbooks"),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }

@@ -70,7 +70,7 @@ impl Diagnostic {
             source_line: source
                 .lines()
                 .nth(position.line.saturating_sub(1))
-                .map(|line| line.trim_end().to_string()),
+                .and_then(|line| quoted_line(line, position.column)),
         }
     }
 
@@ -205,6 +205,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     d[a.len()][b.len()]
+}
+
+/// The longest source line quoted under a diagnostic, in characters: a one-line multi-megabyte
+/// file must not become a multi-megabyte log line.
+const MAX_QUOTED_CHARS: usize = 400;
+
+/// The line to quote: cut after [`MAX_QUOTED_CHARS`] when the caret still falls inside, left
+/// out when it would not.
+fn quoted_line(line: &str, column: usize) -> Option<String> {
+    let line = line.trim_end();
+    match line.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => Some(line.to_string()),
+        Some(_) if column > MAX_QUOTED_CHARS => None,
+        Some((cut, _)) => Some(format!("{}…", &line[..cut])),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,11 @@ use super::Shutdown;
 /// Quiet time after the last change before reloading: an editor's save is several events.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// How long a reload waits for content files still open for writing to be closed. A writer
+/// that keeps a file open longer (or a close the watcher missed) does not hold reloads back
+/// for ever: the content is then loaded as it is, and validation as a whole still guards it.
+const MAX_WRITE_WAIT: Duration = Duration::from_secs(60);
+
 /// What a reload needs besides the files.
 pub struct ReloadSettings {
     pub dir: PathBuf,
@@ -143,6 +148,18 @@ impl Watched {
             (self.config_folder.clone(), NonRecursive),
         ];
         targets.extend(self.sigma.iter().map(|folder| (folder.clone(), Recursive)));
+        // The folders holding the watched folders: a watched folder removed and made again is
+        // heard there, and watched anew (a watch follows the folder it was put on, not its name).
+        let folders: Vec<PathBuf> = targets
+            .iter()
+            .filter(|(_, mode)| *mode == Recursive)
+            .filter_map(|(folder, _)| folder.parent().map(Path::to_path_buf))
+            .collect();
+        for parent in folders {
+            if !targets.iter().any(|(path, _)| *path == parent) {
+                targets.push((parent, NonRecursive));
+            }
+        }
         if let Some((folder, _)) = &self.model {
             targets.push((folder.clone(), NonRecursive));
             // Its parent too, to hear the folder appear when it does not exist yet.
@@ -165,6 +182,18 @@ impl Watched {
         })
     }
 
+    /// A file whose half-written state would matter: a rule, playbook, warninglist, the config
+    /// or the model (an editor's swap or backup file is none of them).
+    fn is_content_file(&self, path: &Path) -> bool {
+        let touched = self.touched(path);
+        touched.model
+            || (touched.content
+                && path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "rhai" | "yaml" | "yml" | "json")))
+    }
+
     fn touched(&self, path: &Path) -> Touched {
         let is_config = path.parent() == Some(self.config_folder.as_path())
             && path.file_name() == self.config_name.as_deref();
@@ -177,6 +206,84 @@ impl Watched {
                 || warninglists,
             warninglists,
             model: self.is_model(path),
+        }
+    }
+}
+
+/// Content files opened for writing and not closed yet, as the watcher saw them: a reload waits
+/// for them, so a file saved in several writes is never loaded half done.
+#[derive(Clone, Default)]
+struct Writing(Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>);
+
+impl Writing {
+    fn note(&self, event: &notify::Event, watched: &Watched) {
+        use notify::EventKind::{Access, Modify, Remove};
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        let Ok(mut open) = self.0.lock() else { return };
+        for path in &event.paths {
+            match event.kind {
+                // Written to: open until the close after writing. (A file only created, a link,
+                // or one renamed into place, has nothing half written.)
+                Modify(ModifyKind::Data(_)) if watched.is_content_file(path) => {
+                    open.insert(path.clone());
+                }
+                // Closed, gone, or renamed (either name): a later write would show again.
+                Access(AccessKind::Close(AccessMode::Write))
+                | Remove(_)
+                | Modify(ModifyKind::Name(_)) => {
+                    open.remove(path);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn open(&self) -> Vec<PathBuf> {
+        self.0
+            .lock()
+            .map(|open| open.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn forget(&self) {
+        if let Ok(mut open) = self.0.lock() {
+            open.clear();
+        }
+    }
+}
+
+/// Which folder each watch was put on, by identity: a folder removed and made again under the
+/// same name is another folder, and needs a watch of its own.
+#[derive(Default)]
+struct Armed(std::collections::HashMap<PathBuf, (u64, u64)>);
+
+impl Armed {
+    fn rearm(
+        &mut self,
+        watcher: &mut notify::RecommendedWatcher,
+        targets: &[(PathBuf, notify::RecursiveMode)],
+    ) {
+        use std::os::unix::fs::MetadataExt;
+        for (path, mode) in targets {
+            let Ok(meta) = std::fs::metadata(path) else {
+                // Gone (or not there yet): watched again once it is back.
+                self.0.remove(path);
+                continue;
+            };
+            let identity = (meta.dev(), meta.ino());
+            if self.0.get(path) == Some(&identity) {
+                continue;
+            }
+            // The old watch, if any, belongs to a folder that no longer has this name.
+            let _ = watcher.unwatch(path);
+            match watcher.watch(path, *mode) {
+                Ok(()) => {
+                    self.0.insert(path.clone(), identity);
+                }
+                Err(err) => {
+                    tracing::warn!("cannot watch `{}` for changes: {err}", path.display());
+                }
+            }
         }
     }
 }
@@ -383,6 +490,9 @@ async fn reload(
             let problems = problems.sorted();
             for problem in problems.iter() {
                 tracing::error!("{}", problem.render());
+                if problem.code == "file-too-large" {
+                    settings.metrics.limit_hit("content_file_bytes");
+                }
             }
             let reason = format!(
                 "{} problem(s); the running rules and playbooks stay in use",
@@ -463,8 +573,11 @@ pub fn spawn(
     ));
     let notify_changed = changed.clone();
     let filter = watched.clone();
+    let writing = Writing::default();
+    let noted = writing.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        noted.note(&event, &filter);
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
@@ -477,14 +590,9 @@ pub fn spawn(
         }
     })
     .map_err(|e| format!("cannot watch the content for changes: {e}"))?;
-    let mut unwatched = Vec::new();
-    for (path, mode) in watched.targets() {
-        if !path.exists() {
-            unwatched.push((path, mode));
-        } else if let Err(err) = watcher.watch(&path, mode) {
-            tracing::warn!("cannot watch `{}` for changes: {err}", path.display());
-        }
-    }
+    let targets = watched.targets();
+    let mut armed = Armed::default();
+    armed.rearm(&mut watcher, &targets);
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
     tokio::spawn(async move {
@@ -499,16 +607,40 @@ pub fn spawn(
                     Touched::all()
                 }
             };
-            // Debounce: wait until the files have been quiet for a moment.
+            // Debounce: wait until the files have been quiet for a moment, and until no content
+            // file is still open for writing (a save in several writes is not loaded half done).
+            let waiting_since = tokio::time::Instant::now();
+            let mut told = false;
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(DEBOUNCE) => break,
+                    () = tokio::time::sleep(DEBOUNCE) => {
+                        let open = writing.open();
+                        if open.is_empty() {
+                            break;
+                        }
+                        if waiting_since.elapsed() >= MAX_WRITE_WAIT {
+                            tracing::warn!(
+                                "`{}` still open for writing after {}s; loading the content as it is",
+                                open[0].display(),
+                                MAX_WRITE_WAIT.as_secs()
+                            );
+                            writing.forget();
+                            break;
+                        }
+                        if !told {
+                            told = true;
+                            tracing::info!(
+                                "`{}` is open for writing; the reload waits until it is closed",
+                                open[0].display()
+                            );
+                        }
+                    }
                     Some(more) = changes.recv() => touched.merge(more),
                 }
             }
-            // A folder that did not exist at start (`models/` before the first training) is
-            // watched once it does.
-            unwatched.retain(|(path, mode)| !(path.exists() && watcher.watch(path, *mode).is_ok()));
+            // A watched folder that did not exist at start (`models/` before the first
+            // training), or was removed and made again, is watched (again) now.
+            armed.rearm(&mut watcher, &targets);
             if touched.content {
                 reload(&mut settings, &to_engine, touched.warninglists).await;
             }

@@ -66,6 +66,10 @@ pub struct Metrics {
     reload_error: Mutex<Option<String>>,
     /// The anomaly stage's learning, when the engine learns its own model.
     learning: Mutex<Option<crate::anomaly::learning::Status>>,
+    /// Times a configured limit was hit, per limit (docs/operations.md, "Limits and faults").
+    limit_hits: Mutex<BTreeMap<&'static str, u64>>,
+    /// Transient faults waited out, per kind.
+    faults: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn escape(label: &str) -> String {
@@ -153,6 +157,39 @@ impl Metrics {
 
     pub fn learning(&self) -> Option<crate::anomaly::learning::Status> {
         self.learning.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// A configured limit was hit (`http_connections`, `http_header_timeout`, ...).
+    pub fn limit_hit(&self, limit: &'static str) {
+        if let Ok(mut map) = self.limit_hits.lock() {
+            *map.entry(limit).or_default() += 1;
+        }
+    }
+
+    /// Times each limit was hit, for `/healthz`.
+    pub fn limit_hits(&self) -> BTreeMap<&'static str, u64> {
+        self.limit_hits
+            .lock()
+            .map(|map| map.clone())
+            .unwrap_or_default()
+    }
+
+    /// Transient fault episodes per kind, the state database's included, for `/healthz`.
+    pub fn transient_faults(&self) -> BTreeMap<&'static str, u64> {
+        let mut faults = self
+            .faults
+            .lock()
+            .map(|map| map.clone())
+            .unwrap_or_default();
+        faults.insert("state_unavailable", crate::state::transient::episodes());
+        faults
+    }
+
+    /// A transient fault (`http_accept`, ...) began; it is waited out.
+    pub fn fault(&self, fault: &'static str) {
+        if let Ok(mut map) = self.faults.lock() {
+            *map.entry(fault).or_default() += 1;
+        }
     }
 
     pub fn set_manual_mode(&self, manual: bool) {
@@ -304,6 +341,32 @@ impl Metrics {
                 out,
                 "palisade_outbound_limit_hits_total{{edge=\"{edge}\",limit=\"{limit}\"}} {n}"
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_limit_hits_total Times a configured limit was hit, per limit.\n# TYPE palisade_limit_hits_total counter"
+        );
+        if let Ok(map) = self.limit_hits.lock() {
+            for (limit, n) in map.iter() {
+                let _ = writeln!(out, "palisade_limit_hits_total{{limit=\"{limit}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_transient_faults_total Faults that pass by themselves, waited out with backoff, per kind (an episode counts once).\n# TYPE palisade_transient_faults_total counter"
+        );
+        let state = crate::state::transient::episodes();
+        let _ = writeln!(
+            out,
+            "palisade_transient_faults_total{{fault=\"state_unavailable\"}} {state}"
+        );
+        if let Ok(map) = self.faults.lock() {
+            for (fault, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "palisade_transient_faults_total{{fault=\"{fault}\"}} {n}"
+                );
+            }
         }
         let manual = self.manual_mode.load(Ordering::Relaxed);
         let _ = writeln!(

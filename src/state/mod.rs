@@ -19,6 +19,8 @@ use crate::actions::ActionRecord;
 use crate::detection::Detection;
 use crate::tracker::BehaviourRecord;
 
+pub mod transient;
+
 /// Rows per INSERT statement; 12 columns × 400 rows stays far below SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
 
@@ -42,6 +44,62 @@ pub enum StateError {
     Failed(String),
     #[error("the state writer has stopped")]
     WriterGone,
+    #[error(
+        "the state database `{path}` is an empty file: palisade does not replace it with a fresh \
+         database (the history, blocks and audit trail it should hold would silently start \
+         over); to start fresh on purpose, move it aside (`mv {path} {path}.empty`) and start again"
+    )]
+    Empty { path: String },
+    #[error(
+        "`{path}` is not a palisade state database ({found}); palisade does not write into it: \
+         point `state.path` at palisade's database, or, to start fresh on purpose, move it aside \
+         and start again"
+    )]
+    Foreign { path: String, found: String },
+}
+
+impl StateError {
+    /// Whether the fault passes by itself (busy, locked, out of descriptors): waited out with
+    /// [`transient::retry`], never a reason to stop.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StateError::Write(err) | StateError::Open { source: err, .. } => {
+                transient::is_transient(err)
+            }
+            StateError::Migrate {
+                source:
+                    sqlx::migrate::MigrateError::Execute(err)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(err, _),
+                ..
+            } => transient::is_transient(err),
+            _ => false,
+        }
+    }
+
+    /// SQLite could not open the file (out of descriptors, or not allowed to).
+    fn is_cannot_open(&self) -> bool {
+        match self {
+            StateError::Open {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| code & 0xff == 14),
+            _ => false,
+        }
+    }
+}
+
+/// How long opening the database is retried while SQLite says it cannot open it.
+const CANNOT_OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SQLite's answer for a file that is not a database.
+const SQLITE_NOTADB: &str = "26";
+
+/// Whether SQLite found the file not to be a database.
+fn is_not_a_database(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_NOTADB))
 }
 
 /// A detection with the event facts stored beside it.
@@ -120,8 +178,51 @@ pub struct StateStore {
 
 impl StateStore {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    ///
+    /// What is at `path` is judged first: an empty file or one that is not a palisade database
+    /// is refused ([`StateError::Empty`], [`StateError::Foreign`]); only an absent file makes a
+    /// fresh database. A database that is busy (another process holds its lock) or cannot be
+    /// opened for want of file descriptors is waited for ([`transient::retry`]).
     pub async fn open(path: &Path) -> Result<StateStore, StateError> {
+        // SQLite says "cannot open" both when the process is out of descriptors (which passes)
+        // and when the file may not be opened at all (which does not): the first is waited
+        // for, but only so long, so the second still stops the engine with its error.
+        let started = std::time::Instant::now();
+        transient::retry(
+            "opening the state database",
+            |err: &StateError| {
+                err.is_transient()
+                    && (!err.is_cannot_open() || started.elapsed() < CANNOT_OPEN_PATIENCE)
+            },
+            || StateStore::open_once(path),
+        )
+        .await
+    }
+
+    async fn open_once(path: &Path) -> Result<StateStore, StateError> {
         let shown = path.display().to_string();
+        // Only the size is looked at here, never the contents: opening and closing the file
+        // outside SQLite would drop the locks this process's other connections to it hold
+        // (POSIX locks belong to the process), and another process could then take it for
+        // unused and reset its write-ahead log under them. Whether a file is a database is
+        // SQLite's to say (below).
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(StateError::Foreign {
+                    path: shown,
+                    found: "it is a directory".into(),
+                });
+            }
+            Ok(meta) if meta.len() == 0 => return Err(StateError::Empty { path: shown }),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(StateError::Open {
+                    path: shown,
+                    source: sqlx::Error::Io(err),
+                });
+            }
+        }
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -146,14 +247,57 @@ impl StateStore {
             tracing::log::LevelFilter::Off,
             std::time::Duration::from_secs(1),
         );
+        // Connections are kept for the life of the store: a pool that reopened them would need
+        // a new descriptor at a moment the process may have none.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
-            .map_err(|source| StateError::Open {
-                path: shown.clone(),
-                source,
+            .map_err(|source| {
+                if is_not_a_database(&source) {
+                    StateError::Foreign {
+                        path: shown.clone(),
+                        found: "SQLite says it is not a database".into(),
+                    }
+                } else {
+                    StateError::Open {
+                        path: shown.clone(),
+                        source,
+                    }
+                }
             })?;
+        // A SQLite file of another program: tables, but none of palisade's migrations.
+        let foreign: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'), \
+                    (SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&pool)
+        .await;
+        match foreign {
+            Ok((tables, 0)) if tables > 0 => {
+                pool.close().await;
+                return Err(StateError::Foreign {
+                    path: shown,
+                    found: format!("a SQLite database with {tables} table(s) of another program"),
+                });
+            }
+            Ok(_) => {}
+            Err(source) => {
+                pool.close().await;
+                if is_not_a_database(&source) {
+                    return Err(StateError::Foreign {
+                        path: shown,
+                        found: "SQLite says it is not a database".into(),
+                    });
+                }
+                return Err(StateError::Open {
+                    path: shown,
+                    source,
+                });
+            }
+        }
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -174,112 +318,12 @@ impl StateStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let now = jiff::Timestamp::now().to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity, score) ",
-            );
-            insert.push_values(chunk, |mut row, item| {
-                let d = &item.detection;
-                row.push_bind(now.clone())
-                    .push_bind(d.event_id.clone())
-                    .push_bind(item.event_time.clone())
-                    .push_bind(item.host.clone())
-                    .push_bind(d.rule.to_string())
-                    .push_bind(d.stage.as_str())
-                    .push_bind(d.severity.as_str())
-                    .push_bind(d.title.clone())
-                    .push_bind(
-                        d.entity
-                            .as_ref()
-                            .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                    )
-                    .push_bind(d.score);
-            });
-            insert.build().execute(&mut *tx).await?;
+        let mut conn = self.pool.acquire().await?;
+        let result = write_on(&mut conn, batch).await;
+        if result.as_ref().is_err_and(StateError::is_transient) {
+            transient::discard(&mut conn);
         }
-        for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, reason, risk, params) ",
-            );
-            insert.push_values(chunk, |mut row, a| {
-                row.push_bind(now.clone())
-                    .push_bind(a.event_id.clone())
-                    .push_bind(a.rule.to_string())
-                    .push_bind(a.playbook.to_string())
-                    .push_bind(a.step.clone())
-                    .push_bind(a.action)
-                    .push_bind(a.target.clone())
-                    .push_bind(a.status.as_str())
-                    .push_bind(a.reason.clone())
-                    .push_bind(
-                        serde_json::to_value(a.risk)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string)),
-                    )
-                    .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
-            let mut insert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO behaviour (ts, entity, kind, subject) ");
-            insert.push_values(chunk, |mut row, r| {
-                row.push_bind(r.ts)
-                    .push_bind(r.entity.as_str())
-                    .push_bind(r.kind)
-                    .push_bind(r.subject.as_str());
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        for (detector, key, at) in &batch.reported {
-            sqlx::query(
-                "INSERT OR REPLACE INTO tracker_reported (detector, key, at) VALUES (?, ?, ?)",
-            )
-            .bind(detector)
-            .bind(key)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let days: Vec<(&str, &str, i64, i64)> = batch
-            .behaviour_days
-            .iter()
-            .flat_map(|(entity, counts)| {
-                counts
-                    .iter()
-                    .map(move |((kind, day), n)| (entity.as_str(), *kind, *day, *n as i64))
-            })
-            .collect();
-        for chunk in days.chunks(ROWS_PER_STATEMENT * 2) {
-            let mut upsert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO behaviour_days (entity, kind, day, count) ");
-            upsert.push_values(chunk, |mut row, (entity, kind, day, n)| {
-                row.push_bind(*entity)
-                    .push_bind(*kind)
-                    .push_bind(*day)
-                    .push_bind(*n);
-            });
-            upsert.push(
-                " ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count",
-            );
-            upsert.build().execute(&mut *tx).await?;
-        }
-        crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
-        write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
-        if let Some(horizon) = batch.behaviour_horizon {
-            sqlx::query("DELETE FROM behaviour WHERE ts < ?")
-                .bind(horizon)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
-                .bind(horizon.div_euclid(86_400_000))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        result
     }
 
     /// Row counts of (detections, actions), for summaries and tests.
@@ -296,6 +340,113 @@ impl StateStore {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// [`StateStore::write`] on one connection.
+async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), StateError> {
+    let now = jiff::Timestamp::now().to_string();
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity, score) ",
+        );
+        insert.push_values(chunk, |mut row, item| {
+            let d = &item.detection;
+            row.push_bind(now.clone())
+                .push_bind(d.event_id.clone())
+                .push_bind(item.event_time.clone())
+                .push_bind(item.host.clone())
+                .push_bind(d.rule.to_string())
+                .push_bind(d.stage.as_str())
+                .push_bind(d.severity.as_str())
+                .push_bind(d.title.clone())
+                .push_bind(
+                    d.entity
+                        .as_ref()
+                        .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                )
+                .push_bind(d.score);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, reason, risk, params) ",
+        );
+        insert.push_values(chunk, |mut row, a| {
+            row.push_bind(now.clone())
+                .push_bind(a.event_id.clone())
+                .push_bind(a.rule.to_string())
+                .push_bind(a.playbook.to_string())
+                .push_bind(a.step.clone())
+                .push_bind(a.action)
+                .push_bind(a.target.clone())
+                .push_bind(a.status.as_str())
+                .push_bind(a.reason.clone())
+                .push_bind(
+                    serde_json::to_value(a.risk)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string)),
+                )
+                .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut insert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO behaviour (ts, entity, kind, subject) ");
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(r.ts)
+                .push_bind(r.entity.as_str())
+                .push_bind(r.kind)
+                .push_bind(r.subject.as_str());
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for (detector, key, at) in &batch.reported {
+        sqlx::query("INSERT OR REPLACE INTO tracker_reported (detector, key, at) VALUES (?, ?, ?)")
+            .bind(detector)
+            .bind(key)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let days: Vec<(&str, &str, i64, i64)> = batch
+        .behaviour_days
+        .iter()
+        .flat_map(|(entity, counts)| {
+            counts
+                .iter()
+                .map(move |((kind, day), n)| (entity.as_str(), *kind, *day, *n as i64))
+        })
+        .collect();
+    for chunk in days.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut upsert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO behaviour_days (entity, kind, day, count) ");
+        upsert.push_values(chunk, |mut row, (entity, kind, day, n)| {
+            row.push_bind(*entity)
+                .push_bind(*kind)
+                .push_bind(*day)
+                .push_bind(*n);
+        });
+        upsert
+            .push(" ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count");
+        upsert.build().execute(&mut *tx).await?;
+    }
+    crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
+    write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
+    if let Some(horizon) = batch.behaviour_horizon {
+        sqlx::query("DELETE FROM behaviour WHERE ts < ?")
+            .bind(horizon)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
+            .bind(horizon.div_euclid(86_400_000))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The learning sample's rows, in order (a slot can be written and then given up in one batch),
@@ -451,7 +602,12 @@ pub fn spawn_writer(
                     Err(_) => break,
                 }
             }
-            let result = store.write(&batch).await;
+            // Busy or locked (another process holds the lock): wait and write the same batch
+            // again; whoever waits for it waits too, so nothing new is read meanwhile.
+            let result = transient::retry("writing a batch", StateError::is_transient, || {
+                store.write(&batch)
+            })
+            .await;
             let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
             for done in waiting {
                 let _ = done.send(reply.clone());
@@ -463,4 +619,186 @@ pub fn spawn_writer(
         Ok(written)
     });
     (StateWriter { jobs: sender }, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Write};
+
+    fn detection(id: usize) -> DetectionRow {
+        DetectionRow {
+            detection: Detection {
+                event_id: format!("ev-{id}"),
+                rule: "test-rule".into(),
+                stage: crate::detection::Stage::Rule,
+                severity: crate::detection::Severity::High,
+                title: "test".into(),
+                tags: Arc::from(Vec::new()),
+                entity: None,
+                score: None,
+                intel: Vec::new(),
+                attribution: None,
+            },
+            event_time: "2025-11-03T14:30:10Z".into(),
+            host: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zero_length_state_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        std::fs::write(&path, b"").unwrap();
+        let err = StateStore::open(&path).await.unwrap_err();
+        assert!(matches!(err, StateError::Empty { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("empty file") && message.contains("move it aside"),
+            "{message}"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+    }
+
+    #[tokio::test]
+    async fn a_foreign_file_where_the_state_database_belongs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.db");
+        std::fs::write(&text, "not a database at all\n").unwrap();
+        let err = StateStore::open(&text).await.unwrap_err();
+        assert!(matches!(err, StateError::Foreign { .. }), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&text).unwrap(),
+            "not a database at all\n"
+        );
+
+        // Another program's SQLite database: refused, and none of palisade's tables added.
+        let other = dir.path().join("other.db");
+        let made = std::process::Command::new("sqlite3")
+            .arg(&other)
+            .arg("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = StateStore::open(&other).await.unwrap_err();
+        assert!(
+            err.to_string().contains("1 table(s) of another program"),
+            "{err}"
+        );
+        let tables = std::process::Command::new("sqlite3")
+            .arg(&other)
+            .arg("SELECT group_concat(name) FROM sqlite_master WHERE type = 'table';")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "invoices");
+    }
+
+    #[tokio::test]
+    async fn a_directory_where_the_state_database_belongs_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let err = StateStore::open(dir.path()).await.unwrap_err();
+        assert!(err.to_string().contains("it is a directory"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn only_an_absent_file_makes_a_fresh_database_and_it_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        store
+            .write(&Batch {
+                detections: vec![detection(1)],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        let reopened = StateStore::open(&path).await.unwrap();
+        assert_eq!(reopened.counts().await.unwrap(), (1, 0));
+    }
+
+    /// Opening the database again in the same process (the engine opens it for the writer,
+    /// the feed puller and the learner) must leave the first connections' locks in place. A
+    /// check that opened and closed the file outside SQLite dropped them (POSIX locks belong to
+    /// the process): the next `sqlite3` to close took itself for the last user, removed the
+    /// write-ahead log, and every later write of the engine was lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_the_database_again_keeps_the_locks_of_the_open_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let first = StateStore::open(&path).await.unwrap();
+        let second = StateStore::open(&path).await.unwrap();
+        for i in 0..5 {
+            first
+                .write(&Batch {
+                    detections: vec![detection(i)],
+                    ..Batch::default()
+                })
+                .await
+                .unwrap();
+            // Another process reads, and closes.
+            let read = std::process::Command::new("sqlite3")
+                .arg(&path)
+                .arg("SELECT COUNT(*) FROM detections;")
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&read.stdout).trim(),
+                (i + 1).to_string()
+            );
+        }
+        second.close().await;
+        first.close().await;
+        let reopened = StateStore::open(&path).await.unwrap();
+        assert_eq!(reopened.counts().await.unwrap(), (5, 0));
+    }
+
+    /// Another process holds `BEGIN EXCLUSIVE` for longer than the busy timeout: the writer
+    /// waits it out and stores every batch, instead of failing and ending the engine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lock_held_by_another_process_past_the_busy_timeout_is_waited_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let mut holder = std::process::Command::new("sqlite3")
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = holder.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN EXCLUSIVE;\nSELECT 'locked';").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+
+        let episodes = transient::episodes();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let written = tokio::spawn(async move {
+            for i in 0..20 {
+                writer
+                    .write(Batch {
+                        detections: vec![detection(i)],
+                        ..Batch::default()
+                    })
+                    .await?;
+            }
+            Ok::<_, StateError>(())
+        });
+        // Past the 5 s busy timeout, then the lock is released.
+        tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+        assert!(!written.is_finished(), "nothing can be stored while locked");
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        holder.wait().unwrap();
+        written.await.unwrap().unwrap();
+        handle.await.unwrap().unwrap();
+        assert!(transient::episodes() > episodes);
+        let store = StateStore::open(&path).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), (20, 0));
+    }
 }

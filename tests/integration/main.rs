@@ -10,6 +10,7 @@ mod anomaly;
 mod audit;
 mod cli;
 mod correlation;
+mod edges;
 mod firewall;
 mod intel_poison;
 mod intel_pull;
