@@ -146,6 +146,11 @@ pub struct LearningConfig {
     /// times the model in use's (or the 0.1% calibration target, if higher) is held for
     /// `palisade model accept`.
     pub drift_factor: f64,
+    /// A model with nothing in use to compare with (the first one, or any trained while none
+    /// is in use) is held for `palisade model accept` when more than this share of the sample's
+    /// held-out events score at or above the threshold. At 0.9 the calibration expects one in
+    /// a thousand; the default leaves room for the noise of a held-out set of a few thousand.
+    pub max_held_out_rate: f64,
     /// Where the model in use is written (temporary file, then rename), relative to the content
     /// directory; a held retrain is written beside it with `.held` added.
     pub model_file: PathBuf,
@@ -163,6 +168,7 @@ impl Default for LearningConfig {
             retrain_every: "24h".into(),
             check_every: "30s".into(),
             drift_factor: 3.0,
+            max_held_out_rate: 0.002,
             model_file: PathBuf::from("data/learned.model"),
         }
     }
@@ -834,6 +840,18 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             format!(
                 "`anomaly.learning.drift_factor` must be at least 1, not {}",
                 learning.drift_factor
+            ),
+        );
+    }
+    if !(learning.max_held_out_rate.is_finite()
+        && learning.max_held_out_rate > 0.0
+        && learning.max_held_out_rate <= 1.0)
+    {
+        report(
+            at.key("max_held_out_rate"),
+            format!(
+                "`anomaly.learning.max_held_out_rate` must be above 0 and at most 1, not {}",
+                learning.max_held_out_rate
             ),
         );
     }
