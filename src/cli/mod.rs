@@ -520,7 +520,8 @@ pub fn main() -> ExitCode {
                 threshold,
                 plot,
             } => model::eval(
-                &model::chosen(&dir, path.as_deref())?,
+                &dir,
+                path.as_deref(),
                 &normal,
                 &attacks,
                 threshold,
@@ -542,7 +543,8 @@ pub fn main() -> ExitCode {
                 model: path,
                 dir,
             } => model::explain(
-                &model::chosen(&dir, path.as_deref())?,
+                &dir,
+                path.as_deref(),
                 event.as_deref(),
                 file.as_deref(),
                 event_id.as_deref(),

@@ -99,12 +99,14 @@ pub fn train_model(events: &Path, out: &Path) -> Result<Status, CannotRun> {
 }
 
 pub fn eval(
-    chosen: &ChosenModel,
+    dir: &Path,
+    named: Option<&Path>,
     normal: &Path,
     attacks: &Path,
     threshold: f64,
     plot: &Path,
 ) -> Result<Status, CannotRun> {
+    let chosen = chosen(dir, named)?;
     let model = Model::load(&chosen.path)?;
     println!("model {} ({})", chosen.path.display(), chosen.what);
     let normal = read_events(normal)?;
@@ -147,7 +149,8 @@ pub fn sample(
 
 /// `palisade model explain`: the event from the argument, or from `file` by `event_id`.
 pub fn explain(
-    chosen: &ChosenModel,
+    dir: &Path,
+    named: Option<&Path>,
     event: Option<&str>,
     file: Option<&Path>,
     event_id: Option<&str>,
@@ -170,6 +173,7 @@ pub fn explain(
             ));
         }
     };
+    let chosen = chosen(dir, named)?;
     let model_path = &chosen.path;
     let model = Model::load(model_path)?;
     let Some(explained) = model.explain(&event) else {
