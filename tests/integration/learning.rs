@@ -190,10 +190,15 @@ fn query_at(dir: &Path, ts: i64) -> i64 {
     })
 }
 
-/// Short learning minimums for a stream engine.
+const ROUGH_BOUND: &str = "    max_held_out_rate: 0.05\n";
+
+/// Short learning minimums for a stream engine. A model fitted to a few thousand events is
+/// calibrated only roughly (one of these flagged 1.3% of its held-out events at 0.9, where
+/// the default minimums give about 0.1%), so the first model's calibration bound is raised to
+/// 5% here: these tests are about learning and swapping, not about the bound.
 fn learning_config(server: &RedisServer, stream: &str, consumer: &str, min_events: u64) -> String {
     format!(
-        "redis:\n  url: {url}\nsource:\n  type: redis_stream\n  stream: {stream}\n  group: palisade\n  consumer: {consumer}\nhttp:\n  listen: 127.0.0.1:0\nanomaly:\n  learning:\n    min_events: {min_events}\n    min_days: 2\n    max_sample: 20000\n    check_every: 1s\n",
+        "redis:\n  url: {url}\nsource:\n  type: redis_stream\n  stream: {stream}\n  group: palisade\n  consumer: {consumer}\nhttp:\n  listen: 127.0.0.1:0\nanomaly:\n  learning:\n    min_events: {min_events}\n    min_days: 2\n    max_sample: 20000\n    check_every: 1s\n{ROUGH_BOUND}",
         url = server.url()
     )
 }
@@ -399,7 +404,8 @@ fn engines_of_one_consumer_group_learn_one_sample_and_score_with_one_model() {
 }
 
 /// A stream engine that learns with short minimums and scores at `threshold`, its learning
-/// settings extended by `learning` (YAML lines under `anomaly.learning`), and 6,000 normal
+/// settings extended by `learning` (YAML lines under `anomaly.learning`, which name the
+/// calibration bound), and 6,000 normal
 /// events over four days (not yet published) in `normal.jsonl`.
 fn held_setup(
     server: &RedisServer,
@@ -408,10 +414,13 @@ fn held_setup(
     learning: &str,
 ) -> (tempfile::TempDir, EngineProcess) {
     let dir = redis_content(server, &format!("  type: redis_stream\n  stream: {stream}\n"));
-    let config = learning_config(server, stream, "engine-a", 4_000).replace(
-        "anomaly:\n",
-        &format!("anomaly:\n  threshold: {threshold}\n"),
-    ) + learning;
+    let config = learning_config(server, stream, "engine-a", 4_000)
+        .replace(ROUGH_BOUND, "")
+        .replace(
+            "anomaly:\n",
+            &format!("anomaly:\n  threshold: {threshold}\n"),
+        )
+        + learning;
     std::fs::write(dir.path().join("palisade.yaml"), config).expect("config");
     sample(dir.path(), "normal.jsonl", "normal", 6_000, 4, 51);
     let engine = EngineProcess::start(dir.path(), "a");
@@ -543,7 +552,8 @@ fn a_retrain_that_drifts_is_held_until_a_person_accepts_it() {
 #[test]
 fn a_first_model_above_the_calibration_bound_is_held_until_accepted() {
     let server = RedisServer::start();
-    let (dir, engine) = held_setup(&server, "first", 0.5, "");
+    // The default bound.
+    let (dir, engine) = held_setup(&server, "first", 0.5, "    max_held_out_rate: 0.002\n");
     sample(dir.path(), "attacks.jsonl", "attacks", 300, 4, 53);
     publish(dir.path(), "normal.jsonl", "first");
     engine.wait_for_log("held: with no model in use to compare with");
