@@ -1391,7 +1391,10 @@ mod tests {
         for i in 0..5 {
             sampler.observe_at(&login("quiet", t0 + 2_000_000 + i), &mut rows, at(5));
         }
-        assert_eq!(rows.iter().filter(|r| r.bucket.contains("quiet")).count(), 5);
+        assert_eq!(
+            rows.iter().filter(|r| r.bucket.contains("quiet")).count(),
+            5
+        );
     }
 
     /// A sample row reads back as the event it was made from, unknown fields included.

@@ -519,14 +519,7 @@ pub fn main() -> ExitCode {
                 dir,
                 threshold,
                 plot,
-            } => model::eval(
-                &dir,
-                path.as_deref(),
-                &normal,
-                &attacks,
-                threshold,
-                &plot,
-            ),
+            } => model::eval(&dir, path.as_deref(), &normal, &attacks, threshold, &plot),
             ModelCommand::Sample {
                 kind,
                 events,

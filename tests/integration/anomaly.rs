@@ -538,7 +538,9 @@ fn model_explain_shows_the_score_every_feature_and_what_the_baseline_holds() {
     assert_success(&out);
     let text = stdout(&out);
     assert!(
-        text.contains("event m-01 (process_create on ws-17), model models/anomaly.model (named with --model)"),
+        text.contains(
+            "event m-01 (process_create on ws-17), model models/anomaly.model (named with --model)"
+        ),
         "{text}"
     );
     assert!(text.lines().any(|l| l.starts_with("score ")), "{text}");
@@ -684,9 +686,8 @@ fn model_explain_and_eval_default_to_the_deployments_learned_model_not_the_shipp
     let out = explain(&[]);
     assert_success(&out);
     assert!(
-        stdout(&out).contains(
-            "model data/learned.model (the model this deployment's engine learned)"
-        ),
+        stdout(&out)
+            .contains("model data/learned.model (the model this deployment's engine learned)"),
         "{}",
         stdout(&out)
     );
@@ -694,7 +695,11 @@ fn model_explain_and_eval_default_to_the_deployments_learned_model_not_the_shipp
     let example = repo().join("models/anomaly.model");
     let out = explain(&["--model", example.to_str().expect("utf-8")]);
     assert_success(&out);
-    assert!(stdout(&out).contains("(named with --model)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("(named with --model)"),
+        "{}",
+        stdout(&out)
+    );
 
     // `model eval` the same way, from another directory with -C.
     let fixtures = repo().join("tests/fixtures/anomaly");
@@ -706,9 +711,15 @@ fn model_explain_and_eval_default_to_the_deployments_learned_model_not_the_shipp
             "-C",
             dir.path().to_str().expect("utf-8"),
             "--normal",
-            fixtures.join("heldout-normal.jsonl").to_str().expect("utf-8"),
+            fixtures
+                .join("heldout-normal.jsonl")
+                .to_str()
+                .expect("utf-8"),
             "--attacks",
-            fixtures.join("heldout-attacks.jsonl").to_str().expect("utf-8"),
+            fixtures
+                .join("heldout-attacks.jsonl")
+                .to_str()
+                .expect("utf-8"),
             "--plot",
             "scores.png",
         ],
@@ -716,9 +727,9 @@ fn model_explain_and_eval_default_to_the_deployments_learned_model_not_the_shipp
     );
     assert_success(&out);
     assert!(
-        stdout(&out).lines().next().is_some_and(|l| l.ends_with(
-            "data/learned.model (the model this deployment's engine learned)"
-        )),
+        stdout(&out).lines().next().is_some_and(
+            |l| l.ends_with("data/learned.model (the model this deployment's engine learned)")
+        ),
         "{}",
         stdout(&out)
     );

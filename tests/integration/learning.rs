@@ -413,7 +413,10 @@ fn held_setup(
     threshold: f64,
     learning: &str,
 ) -> (tempfile::TempDir, EngineProcess) {
-    let dir = redis_content(server, &format!("  type: redis_stream\n  stream: {stream}\n"));
+    let dir = redis_content(
+        server,
+        &format!("  type: redis_stream\n  stream: {stream}\n"),
+    );
     let config = learning_config(server, stream, "engine-a", 4_000)
         .replace(ROUGH_BOUND, "")
         .replace(
@@ -460,7 +463,10 @@ fn a_retrain_that_drifts_is_held_until_a_person_accepts_it() {
     publish(dir.path(), "normal.jsonl", "drift");
     engine.wait_for_log("anomaly model 1 trained");
     assert!(
-        eventually(crate::support::PATIENCE, || healthz(&engine)["anomaly"]["model"] == 1),
+        eventually(
+            crate::support::PATIENCE,
+            || healthz(&engine)["anomaly"]["model"] == 1
+        ),
         "{}",
         engine.log()
     );
@@ -489,7 +495,9 @@ fn a_retrain_that_drifts_is_held_until_a_person_accepts_it() {
 
     engine.wait_for_log("held: its alert rate jumped past 3x the model in use's");
     let health = healthz(&engine);
-    let held = health["anomaly"]["held"]["id"].as_i64().expect("a held model");
+    let held = health["anomaly"]["held"]["id"]
+        .as_i64()
+        .expect("a held model");
     assert!(held > 1, "{health}");
     assert_eq!(health["anomaly"]["model"], 1, "{health}");
     assert!(
@@ -502,10 +510,12 @@ fn a_retrain_that_drifts_is_held_until_a_person_accepts_it() {
         "{}",
         status(dir.path())
     );
-    assert!(query(
-        dir.path(),
-        "SELECT COUNT(*) FROM audit WHERE kind = 'model' AND status = 'held'"
-    ) >= 1);
+    assert!(
+        query(
+            dir.path(),
+            "SELECT COUNT(*) FROM audit WHERE kind = 'model' AND status = 'held'"
+        ) >= 1
+    );
     assert!(get(&engine, "/metrics").contains("palisade_anomaly_model_held 1"));
     // Kept out: model 1 is still the one in use and on disk; the held one is beside it.
     assert!(dir.path().join("data/learned.model.held").exists());
@@ -518,15 +528,20 @@ fn a_retrain_that_drifts_is_held_until_a_person_accepts_it() {
     let accepted = accept(dir.path());
     assert!(accepted >= held);
     assert!(
-        eventually(crate::support::PATIENCE, || healthz(&engine)["anomaly"]["model"]
-            .as_i64()
-            .is_some_and(|m| m >= accepted)),
+        eventually(crate::support::PATIENCE, || {
+            healthz(&engine)["anomaly"]["model"]
+                .as_i64()
+                .is_some_and(|m| m >= accepted)
+        }),
         "{}",
         engine.log()
     );
     assert!(
-        engine.log().lines().any(|l| l.contains("anomaly model adopted")
-            && l.contains(&format!("model={accepted} "))),
+        engine
+            .log()
+            .lines()
+            .any(|l| l.contains("anomaly model adopted")
+                && l.contains(&format!("model={accepted} "))),
         "{}",
         engine.log()
     );
@@ -567,8 +582,7 @@ fn a_first_model_above_the_calibration_bound_is_held_until_accepted() {
     );
     let shown = status(dir.path());
     assert!(
-        shown.contains("held for review: model 1")
-            && shown.contains("above the calibration bound"),
+        shown.contains("held for review: model 1") && shown.contains("above the calibration bound"),
         "{shown}"
     );
     assert_eq!(
@@ -592,7 +606,10 @@ fn a_first_model_above_the_calibration_bound_is_held_until_accepted() {
 
     assert_eq!(accept(dir.path()), 1);
     assert!(
-        eventually(crate::support::PATIENCE, || healthz(&engine)["anomaly"]["model"] == 1),
+        eventually(
+            crate::support::PATIENCE,
+            || healthz(&engine)["anomaly"]["model"] == 1
+        ),
         "{}",
         engine.log()
     );
