@@ -1115,7 +1115,7 @@ mod tests {
         assert!(!named.anomaly.learns());
         let problems = parse(
             Path::new("p.yaml"),
-            "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n",
+            "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n    max_held_out_rate: 0\n",
         )
         .unwrap_err();
         let mut found: Vec<(usize, &str)> = problems
@@ -1123,7 +1123,7 @@ mod tests {
             .map(|d| (d.line, d.message.as_str()))
             .collect();
         found.sort_unstable();
-        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
         assert!(
             found[0].0 == 3
                 && found[0]
@@ -1134,6 +1134,13 @@ mod tests {
         // The window (28 days by default) is shorter than min_days: named at min_days.
         assert!(found[2].0 == 5 && found[2].1.contains("window_days"));
         assert!(found[3].0 == 6 && found[3].1.contains("drift_factor"));
+        assert!(
+            found[4].0 == 7
+                && found[4]
+                    .1
+                    .contains("`anomaly.learning.max_held_out_rate` must be above 0")
+        );
+        assert_eq!(config.anomaly.learning.max_held_out_rate, 0.002);
     }
 
     #[test]
