@@ -5,7 +5,8 @@
 //!        ──► sample rows in the batch ──► state database (one transaction with the batch)
 //! every check: minimums met, or retrain due ──► sample from the database ──► train (blocking
 //!        task) ──► measured on held-out events ──► model file + models table + audit
-//!        ──► active: swapped in between batches │ drifted: held for `palisade model accept`
+//!        ──► active: swapped in between batches │ held for `palisade model accept`: a first
+//!        model above the calibration bound, or a retrain whose recent alert rate drifted
 //! ```
 //!
 //! The sample is bounded (`max_sample`) and spread evenly: each (event kind, host, hour of day)
@@ -37,6 +38,16 @@ const HOLD_OUT_EVERY: usize = 10;
 const TARGET_RATE: f64 = 0.001;
 /// How long a training may hold the lock before another engine may take it.
 const LOCK_MS: i64 = 30 * 60 * 1000;
+/// Rows a full sample's replacements write per second of wall time at most (and the burst).
+/// A full reservoir replaces with probability share / events seen, which in event time comes to
+/// about `max_sample` / days learned rows a day (some 14,000 a day a week in: one row every six
+/// seconds), however busy the fleet. A replay or a flood compresses days of events into
+/// seconds, and then each replacement, a row of its own on random pages of the sample's
+/// indexes, made the batch transactions several times larger and pushed every commit's
+/// latency up. Past this budget a replacement is skipped (the event is not kept, as if the
+/// draw had said no); filling the sample and giving a quiet bucket a row are never skipped,
+/// and the window's pruning frees slots that are filled from the newest events.
+const REPLACEMENTS_PER_SECOND: f64 = 20.0;
 
 /// One change to the stored sample, written in the transaction of the batch that caused it.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +116,8 @@ pub struct Settings {
     pub retrain_every: Duration,
     pub check_every: Duration,
     pub drift_factor: f64,
+    /// A model with nothing in use to compare with is held above this held-out alert rate.
+    pub max_held_out_rate: f64,
     pub threshold: f64,
     /// Where the model in use is written (absolute).
     pub model_file: PathBuf,
@@ -130,6 +143,7 @@ impl Settings {
             retrain_every: duration(&learning.retrain_every, 86_400),
             check_every: duration(&learning.check_every, 30),
             drift_factor: learning.drift_factor,
+            max_held_out_rate: learning.max_held_out_rate,
             threshold: config.threshold,
             model_file,
         }
@@ -172,6 +186,38 @@ pub struct Sampler {
     horizon: i64,
     prune: Option<i64>,
     rng: u64,
+    replacements: WriteBudget,
+}
+
+/// A token bucket over wall time for a full sample's replacement rows.
+#[derive(Debug)]
+struct WriteBudget {
+    tokens: f64,
+    at: Option<std::time::Instant>,
+}
+
+impl WriteBudget {
+    fn new() -> WriteBudget {
+        WriteBudget {
+            tokens: REPLACEMENTS_PER_SECOND,
+            at: None,
+        }
+    }
+
+    /// Takes one row's worth, when there is one.
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        if let Some(at) = self.at {
+            let earned = now.saturating_duration_since(at).as_secs_f64() * REPLACEMENTS_PER_SECOND;
+            self.tokens = (self.tokens + earned).min(REPLACEMENTS_PER_SECOND);
+        }
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A stored row as the sampler needs it back after a restart.
@@ -203,6 +249,7 @@ impl Sampler {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
                 | 1,
+            replacements: WriteBudget::new(),
         }
     }
 
@@ -288,6 +335,17 @@ impl Sampler {
 
     /// Offers an event that nothing flagged; the rows to write are appended to `out`.
     pub fn observe(&mut self, event: &Event, out: &mut Vec<SampleRow>) {
+        self.observe_at(event, out, std::time::Instant::now);
+    }
+
+    /// [`Sampler::observe`] with the wall clock given (read only when a full reservoir would
+    /// replace a row, a few events in a hundred).
+    fn observe_at(
+        &mut self,
+        event: &Event,
+        out: &mut Vec<SampleRow>,
+        now: impl FnOnce() -> std::time::Instant,
+    ) {
         let ts = event.timestamp_ms;
         // Event time is the sensor's word (the intake has clamped the future): an event older
         // than the window is no sample candidate and does not count, so one stray old event
@@ -338,10 +396,11 @@ impl Sampler {
         } else {
             // Reservoir sampling: the n-th event of a full bucket replaces a random row with
             // probability share / n, so the bucket stays a uniform sample of what it saw (and
-            // writes become rare as it sees more).
+            // writes become rare as it sees more), within the write budget.
             let pick = self.random(seen);
             if let Ok(j) = usize::try_from(pick)
                 && j < len
+                && self.replacements.take(now())
                 && let Some(bucket) = self.buckets.get_mut(id as usize)
             {
                 bucket.slots[j].1 = ts;
@@ -467,6 +526,9 @@ pub struct Status {
 pub struct HeldModel {
     pub id: i64,
     pub trained_at: String,
+    /// Its alert rate on the sample's held-out events (what holds a model with nothing in use
+    /// to compare with).
+    pub held_out_rate: f64,
     /// Its alert rate on the newest day's held-out events, and the model in use's.
     pub recent_rate: f64,
     pub previous_rate: Option<f64>,
@@ -490,15 +552,22 @@ impl Status {
                 self.min_days
             ),
         };
-        if let Some(held) = &self.held {
-            line.push_str(&format!(
+        match &self.held {
+            Some(held) if held.previous_rate.is_none() => line.push_str(&format!(
+                "\nheld for review: model {} trained at {} flags {:.2}% of the sample's held-out normal events, above the calibration bound; accept it with `palisade model accept`",
+                held.id,
+                held.trained_at,
+                held.held_out_rate * 100.0,
+            )),
+            Some(held) => line.push_str(&format!(
                 "\nheld for review: model {} trained at {} flags {:.2}% of the newest day's normal events (the model in use: {}); accept it with `palisade model accept`",
                 held.id,
                 held.trained_at,
                 held.recent_rate * 100.0,
                 held.previous_rate
                     .map_or_else(|| "none".to_string(), |r| format!("{:.2}%", r * 100.0)),
-            ));
+            )),
+            None => {}
         }
         if let Some(error) = &self.last_error {
             line.push_str(&format!("\nlast training failed: {error}"));
@@ -759,6 +828,7 @@ fn held_of(held: Option<ModelRow>, active: Option<i64>) -> Option<HeldModel> {
         .map(|h| HeldModel {
             id: h.id,
             trained_at: h.trained_at,
+            held_out_rate: h.held_out_rate,
             recent_rate: h.recent_rate,
             previous_rate: h.previous_rate,
         })
@@ -769,15 +839,49 @@ fn held_of(held: Option<ModelRow>, active: Option<i64>) -> Option<HeldModel> {
 pub struct Trained {
     pub model: Model,
     pub sample_events: usize,
-    /// Share of held-out events at or above the threshold.
+    /// Share of held-out events at or above the threshold, and how many were measured.
     pub held_out_rate: f64,
+    pub held_out_events: usize,
     /// The same on the held-out events of the newest day, and the model in use's there.
     pub recent_rate: f64,
     pub previous_rate: Option<f64>,
     pub recent_events: usize,
 }
 
+/// Why a trained model is kept out of use until a person accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Nothing is in use to compare it with, and it flags more of the sample's held-out normal
+    /// events than the calibration bound (`max_held_out_rate`).
+    Uncalibrated,
+    /// It flags the newest day's normal events far more often than the model in use.
+    Drifted,
+}
+
+impl Hold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Uncalibrated => "calibration",
+            Hold::Drifted => "drift",
+        }
+    }
+}
+
 impl Trained {
+    /// Whether the model is held, and why: a model with nothing in use to compare with is
+    /// judged on the sample's held-out events against the calibration bound, a retrain on the
+    /// newest day against the model in use. A rate under one event of the measured set counts
+    /// as that floor: one event is noise.
+    pub fn hold(&self, settings: &Settings) -> Option<Hold> {
+        if self.previous_rate.is_none() {
+            let floor = settings
+                .max_held_out_rate
+                .max(1.0 / self.held_out_events.max(1) as f64);
+            return (self.held_out_rate > floor).then_some(Hold::Uncalibrated);
+        }
+        self.drifted(settings.drift_factor).then_some(Hold::Drifted)
+    }
+
     /// Whether the new model flags the newest normal events far more often than the one in use
     /// (a first model has nothing to drift from). Rates under the calibration target, or under
     /// one event of the measured set, count as that floor: they are noise.
@@ -833,6 +937,7 @@ pub fn fit(
         .collect();
     Ok(Trained {
         held_out_rate: alert_rate(&model, &held_refs, threshold),
+        held_out_events: held_refs.len(),
         recent_rate: alert_rate(&model, &recent, threshold),
         previous_rate: current.map(|m| alert_rate(m, &recent, threshold)),
         recent_events: recent.len(),
@@ -1009,8 +1114,9 @@ async fn train_and_store(
         learner.update(|s| s.state = "learning");
     }
     let (trained, sample_events) = trained?;
-    let drifted = trained.drifted(settings.drift_factor);
-    let status = if drifted { "held" } else { "active" };
+    let hold = trained.hold(settings);
+    let held = hold.is_some();
+    let status = if held { "held" } else { "active" };
     let text = serde_json::to_string(&trained.model).map_err(|e| e.to_string())?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO anomaly_models (trained_at, trained_by, status, sample_events, held_out_rate, recent_rate, previous_rate, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -1032,7 +1138,7 @@ async fn train_and_store(
         .execute(pool)
         .await
         .map_err(|e| e.to_string())?;
-    let file = if drifted {
+    let file = if held {
         held_file(&settings.model_file)
     } else {
         settings.model_file.clone()
@@ -1050,8 +1156,18 @@ async fn train_and_store(
             r * 100.0
         ))
     );
-    if drifted {
-        tracing::warn!(model = id, file = %file.display(), "{reason}; held: its alert rate jumped past {}x the model in use's; `palisade model accept` puts it in use", settings.drift_factor);
+    if let Some(hold) = hold {
+        let why = match hold {
+            Hold::Drifted => format!(
+                "its alert rate jumped past {}x the model in use's",
+                settings.drift_factor
+            ),
+            Hold::Uncalibrated => format!(
+                "with no model in use to compare with, its held-out alert rate is above the calibration bound of {:.3}%",
+                settings.max_held_out_rate * 100.0
+            ),
+        };
+        tracing::warn!(model = id, file = %file.display(), "{reason}; held: {why}; `palisade model accept` puts it in use");
     } else {
         tracing::info!(model = id, file = %file.display(), "{reason}; in use from the next batch");
     }
@@ -1059,7 +1175,7 @@ async fn train_and_store(
         let entry = crate::audit::AuditEntry {
             kind: "model".into(),
             actor: format!("engine:{}", settings.engine),
-            status: Some(if drifted { "held" } else { "trained" }.into()),
+            status: Some(if held { "held" } else { "trained" }.into()),
             reason: Some(reason),
             details: serde_json::json!({
                 "model": id,
@@ -1069,6 +1185,8 @@ async fn train_and_store(
                 "recent_rate": trained.recent_rate,
                 "previous_rate": trained.previous_rate,
                 "drift_factor": settings.drift_factor,
+                "max_held_out_rate": settings.max_held_out_rate,
+                "held_for": hold.map(Hold::as_str),
             }),
             ..crate::audit::AuditEntry::default()
         };
@@ -1076,11 +1194,14 @@ async fn train_and_store(
             tracing::error!("cannot audit the trained model: {err}");
         }
     }
-    if drifted {
+    if held {
+        let scoring = in_use.is_some();
         learner.update(|s| {
+            s.state = if scoring { "scoring" } else { "learning" };
             s.held = Some(HeldModel {
                 id,
                 trained_at: trained.model.trained_at.clone(),
+                held_out_rate: trained.held_out_rate,
                 recent_rate: trained.recent_rate,
                 previous_rate: trained.previous_rate,
             });
@@ -1172,6 +1293,7 @@ mod tests {
             retrain_every: Duration::from_secs(3600),
             check_every: Duration::from_secs(1),
             drift_factor: 3.0,
+            max_held_out_rate: 0.002,
             threshold: 0.9,
             model_file: PathBuf::from("m.model"),
         }
@@ -1217,6 +1339,62 @@ mod tests {
         assert_eq!(sampler.take_state().progress.map(|p| p.events), Some(1_020));
         // A full reservoir writes rarely: about share × ln(seen / share) replacements.
         assert!(rows.len() < 500, "{} rows written", rows.len());
+    }
+
+    /// The half-load latency regression: with the sample full, every event a reservoir chose
+    /// to keep was a row written with its batch, and a replay (or the bench) at tens of
+    /// thousands of events a second wrote well over a thousand rows a second into the batch
+    /// transactions. Now a flood writes at most the budget of replacement rows a second, while
+    /// the reservoirs keep counting, filling is not held back, and a quiet host still gets its
+    /// rows.
+    #[test]
+    fn a_full_sample_writes_at_most_its_budget_of_replacement_rows_a_second() {
+        let mut settings = settings(1_000);
+        settings.per_bucket = 10;
+        let mut sampler = Sampler::new(&settings);
+        let mut rows = Vec::new();
+        let t0 = 1_762_180_205_000;
+        let start = std::time::Instant::now();
+        let at = |seconds: u64| move || start + Duration::from_secs(seconds);
+        // Filling is not held back by the budget: all ten rows at one instant.
+        for i in 0..10 {
+            sampler.observe_at(&login("busy", t0 + i), &mut rows, at(0));
+        }
+        assert_eq!(rows.len(), 10);
+        rows.clear();
+        // A flood within one second: a uniform reservoir would replace about
+        // 10 × ln(100,000 / 10) ≈ 92 rows; the budget allows its one-second burst.
+        for i in 0..100_000 {
+            sampler.observe_at(&login("busy", t0 + 10 + i), &mut rows, at(0));
+        }
+        let replaced = rows.len();
+        assert!(
+            replaced > 0 && replaced as f64 <= REPLACEMENTS_PER_SECOND,
+            "{replaced} rows in one second"
+        );
+        assert!(rows.iter().all(|r| r.event.is_some()));
+        // The reservoir counted every event: the next replacements stay as rare as uniform
+        // sampling makes them.
+        assert_eq!(sampler.buckets[0].seen, 100_010);
+        // Five seconds on, at most five seconds' worth (the burst caps what was saved up).
+        rows.clear();
+        for i in 0..1_000_000 {
+            sampler.observe_at(&login("busy", t0 + 200_000 + i), &mut rows, at(5));
+        }
+        assert!(
+            rows.len() as f64 <= REPLACEMENTS_PER_SECOND,
+            "{} rows",
+            rows.len()
+        );
+        // A quiet host's first events still get rows, whatever the budget.
+        rows.clear();
+        for i in 0..5 {
+            sampler.observe_at(&login("quiet", t0 + 2_000_000 + i), &mut rows, at(5));
+        }
+        assert_eq!(
+            rows.iter().filter(|r| r.bucket.contains("quiet")).count(),
+            5
+        );
     }
 
     /// A sample row reads back as the event it was made from, unknown fields included.
@@ -1292,6 +1470,7 @@ mod tests {
             model: example().1,
             sample_events: 10_000,
             held_out_rate: 0.001,
+            held_out_events: 5_000,
             recent_rate,
             previous_rate,
             recent_events: 5_000,
@@ -1304,6 +1483,43 @@ mod tests {
         assert!(trained(0.004, Some(0.0)).drifted(3.0));
         assert!(!trained(0.02, Some(0.01)).drifted(3.0));
         assert!(trained(0.031, Some(0.01)).drifted(3.0));
+    }
+
+    /// The first model used to go into use whatever it flagged: now, with nothing in use to
+    /// compare with, it is held when its held-out alert rate is above the calibration bound
+    /// (one flagged event of the held-out set is noise, not a verdict).
+    #[test]
+    fn a_first_model_above_the_calibration_bound_is_held() {
+        let settings = settings(1_000);
+        let trained = |held_out_rate: f64, held_out_events: usize, previous: Option<f64>| Trained {
+            model: example().1,
+            sample_events: 10_000,
+            held_out_rate,
+            held_out_events,
+            recent_rate: held_out_rate,
+            previous_rate: previous,
+            recent_events: 1_000,
+        };
+        assert_eq!(trained(0.001, 5_000, None).hold(&settings), None);
+        assert_eq!(
+            trained(0.003, 5_000, None).hold(&settings),
+            Some(Hold::Uncalibrated)
+        );
+        assert_eq!(
+            trained(1.0 / 400.0, 400, None).hold(&settings),
+            None,
+            "one event of 400"
+        );
+        assert_eq!(
+            trained(2.0 / 400.0, 400, None).hold(&settings),
+            Some(Hold::Uncalibrated)
+        );
+        // A retrain is judged against the model in use, not the bound.
+        assert_eq!(trained(0.003, 5_000, Some(0.002)).hold(&settings), None);
+        assert_eq!(
+            trained(0.01, 5_000, Some(0.002)).hold(&settings),
+            Some(Hold::Drifted)
+        );
     }
 
     /// A held model stays out of use (the engine keeps the active one) until `accept`; then the

@@ -172,7 +172,7 @@ pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
 }
 
 /// The anomaly stage's config of `dir` (the default when the content does not load).
-fn anomaly_config(dir: &Path) -> Result<crate::config::AnomalyConfig, CannotRun> {
+pub(super) fn anomaly_config(dir: &Path) -> Result<crate::config::AnomalyConfig, CannotRun> {
     Ok(match load_content(dir, None)? {
         Ok(content) => content.config.anomaly.clone(),
         Err(_) => crate::config::Config::default().anomaly,

@@ -77,7 +77,7 @@ pub enum ModelCommand {
     /// Detection rate on attacks and false-positive rate on normal events at the threshold, and
     /// a PNG of both score distributions.
     #[command(
-        after_help = "Example:\n  palisade model eval --normal tests/fixtures/anomaly/heldout-normal.jsonl \\\n    --attacks tests/fixtures/anomaly/heldout-attacks.jsonl --plot scores.png"
+        after_help = "Without --model, the deployment's own model is judged (the file `anomaly.model` names, else the engine's learned model).\n\nExample:\n  palisade model eval --model models/anomaly.model --normal tests/fixtures/anomaly/heldout-normal.jsonl \\\n    --attacks tests/fixtures/anomaly/heldout-attacks.jsonl --plot scores.png"
     )]
     Eval {
         /// Events known to be normal (not the ones the model was trained on).
@@ -86,8 +86,14 @@ pub enum ModelCommand {
         /// Events known to be attacks.
         #[arg(long)]
         attacks: PathBuf,
-        #[arg(long, default_value = "models/anomaly.model")]
-        model: PathBuf,
+        /// The model to judge; by default the deployment's own (the file `anomaly.model` names,
+        /// else the engine's learned model). The shipped example is used only when named
+        /// (`--model models/anomaly.model`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The content directory whose model is the default.
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
         #[arg(long, default_value_t = 0.9)]
         threshold: f64,
         /// Where to write the histogram PNG.
@@ -108,7 +114,7 @@ pub enum ModelCommand {
     /// Why an event scores what it scores: the score, every feature's value and share of the
     /// distance, and what the baseline holds for the event's host and its peer group.
     #[command(
-        after_help = "Give the event as a JSON argument, or name a file of JSON lines and the event's id.\n\nExamples:\n  palisade model explain '{\"type\":\"process_create\",\"timestamp\":1791190800000,\"host\":\"ws-07\",\"name\":\"powershell.exe\",\"parent_name\":\"winword.exe\",\"user\":\"CORP\\\\user07\",\"cmdline\":\"powershell -enc SQBFAFgA\"}'\n  palisade model explain --file tests/fixtures/mixed.jsonl --event-id m-01"
+        after_help = "Give the event as a JSON argument, or name a file of JSON lines and the event's id. Without --model, the deployment's own model is used (the file `anomaly.model` names, else the engine's learned model).\n\nExamples:\n  palisade model explain '{\"type\":\"process_create\",\"timestamp\":1791190800000,\"host\":\"ws-07\",\"name\":\"powershell.exe\",\"parent_name\":\"winword.exe\",\"user\":\"CORP\\\\user07\",\"cmdline\":\"powershell -enc SQBFAFgA\"}'\n  palisade model explain --file tests/fixtures/mixed.jsonl --event-id m-01 --model models/anomaly.model"
     )]
     Explain {
         /// The event, as one JSON object (either event shape).
@@ -120,8 +126,14 @@ pub enum ModelCommand {
         /// The id of the event in `--file`.
         #[arg(long, requires = "file")]
         event_id: Option<String>,
-        #[arg(long, default_value = "models/anomaly.model")]
-        model: PathBuf,
+        /// The model to explain with; by default the deployment's own (the file
+        /// `anomaly.model` names, else the engine's learned model). The shipped example is used
+        /// only when named (`--model models/anomaly.model`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The content directory whose model is the default.
+        #[arg(long, short = 'C', default_value = ".")]
+        dir: PathBuf,
     },
     /// Generate events of a made-up 36-host office fleet: normal activity, or labelled attacks.
     #[command(after_help = "The shipped model and its test sets were made with:\n  \
@@ -504,9 +516,10 @@ pub fn main() -> ExitCode {
                 normal,
                 attacks,
                 model: path,
+                dir,
                 threshold,
                 plot,
-            } => model::eval(&path, &normal, &attacks, threshold, &plot),
+            } => model::eval(&dir, path.as_deref(), &normal, &attacks, threshold, &plot),
             ModelCommand::Sample {
                 kind,
                 events,
@@ -521,8 +534,10 @@ pub fn main() -> ExitCode {
                 file,
                 event_id,
                 model: path,
+                dir,
             } => model::explain(
-                &path,
+                &dir,
+                path.as_deref(),
                 event.as_deref(),
                 file.as_deref(),
                 event_id.as_deref(),

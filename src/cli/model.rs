@@ -2,7 +2,7 @@
 //! engine.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{CannotRun, Status};
 use crate::anomaly::evaluate::Evaluation;
@@ -10,6 +10,46 @@ use crate::anomaly::synth::{self, SampleKind};
 use crate::anomaly::{Model, train};
 use crate::event::{Event, normalize};
 use crate::sources::jsonl::JsonlReader;
+
+/// The model `explain` and `eval` use, and whose it is.
+pub struct ChosenModel {
+    pub path: PathBuf,
+    /// Said beside the path: which model this is.
+    pub what: &'static str,
+}
+
+/// The model a person means when naming none: the deployment's own. The file its config names
+/// (`anomaly.model`), else the model its engine learned (`anomaly.learning.model_file`, when the
+/// engine has written one). The shipped example model is not this deployment's normal, so it
+/// is used only when named; without a model of its own the command says so instead of judging
+/// with a stranger's.
+pub fn chosen(dir: &Path, named: Option<&Path>) -> Result<ChosenModel, CannotRun> {
+    if let Some(path) = named {
+        return Ok(ChosenModel {
+            path: path.to_path_buf(),
+            what: "named with --model",
+        });
+    }
+    let config = super::control::anomaly_config(dir)?;
+    if let Some(file) = config.model.as_ref().filter(|_| config.enabled) {
+        return Ok(ChosenModel {
+            path: crate::content::display_path(dir, file),
+            what: "the model file `anomaly.model` names",
+        });
+    }
+    let learned = crate::content::display_path(dir, &config.learning.model_file);
+    if learned.exists() {
+        return Ok(ChosenModel {
+            path: learned,
+            what: "the model this deployment's engine learned",
+        });
+    }
+    Err(CannotRun(format!(
+        "no model of this deployment yet: the config names no `anomaly.model` and the engine has not written `{}` (`palisade model status` shows how far learning is); name one with --model (the shipped example: --model {})",
+        learned.display(),
+        crate::anomaly::EXAMPLE_MODEL
+    )))
+}
 
 /// Reads every event of a JSON-lines file; a line that is not an event stops with its
 /// `file:line` and reason, since a model trained or judged on half a file would mislead.
@@ -59,13 +99,16 @@ pub fn train_model(events: &Path, out: &Path) -> Result<Status, CannotRun> {
 }
 
 pub fn eval(
-    model: &Path,
+    dir: &Path,
+    named: Option<&Path>,
     normal: &Path,
     attacks: &Path,
     threshold: f64,
     plot: &Path,
 ) -> Result<Status, CannotRun> {
-    let model = Model::load(model)?;
+    let chosen = chosen(dir, named)?;
+    let model = Model::load(&chosen.path)?;
+    println!("model {} ({})", chosen.path.display(), chosen.what);
     let normal = read_events(normal)?;
     let attacks = read_events(attacks)?;
     let evaluation = Evaluation::new(&model, &normal, &attacks, threshold);
@@ -106,7 +149,8 @@ pub fn sample(
 
 /// `palisade model explain`: the event from the argument, or from `file` by `event_id`.
 pub fn explain(
-    model_path: &Path,
+    dir: &Path,
+    named: Option<&Path>,
     event: Option<&str>,
     file: Option<&Path>,
     event_id: Option<&str>,
@@ -129,6 +173,8 @@ pub fn explain(
             ));
         }
     };
+    let chosen = chosen(dir, named)?;
+    let model_path = &chosen.path;
     let model = Model::load(model_path)?;
     let Some(explained) = model.explain(&event) else {
         return Err(CannotRun(format!(
@@ -143,10 +189,11 @@ pub fn explain(
         &explained.host
     };
     println!(
-        "event {} ({} on {host}), model {}",
+        "event {} ({} on {host}), model {} ({})",
         event.id,
         event.kind,
-        model_path.display()
+        model_path.display(),
+        chosen.what
     );
     println!(
         "score {:.3} (distance {:.2} from the nearest centre; 0.9 is as far as one normal event in a thousand)",

@@ -157,6 +157,11 @@ pub struct LearningConfig {
     /// times the model in use's (or the 0.1% calibration target, if higher) is held for
     /// `palisade model accept`.
     pub drift_factor: f64,
+    /// A model with nothing in use to compare with (the first one, or any trained while none
+    /// is in use) is held for `palisade model accept` when more than this share of the sample's
+    /// held-out events score at or above the threshold. At 0.9 the calibration expects one in
+    /// a thousand; the default leaves room for the noise of a held-out set of a few thousand.
+    pub max_held_out_rate: f64,
     /// Where the model in use is written (temporary file, then rename), relative to the content
     /// directory; a held retrain is written beside it with `.held` added.
     pub model_file: PathBuf,
@@ -174,6 +179,7 @@ impl Default for LearningConfig {
             retrain_every: "24h".into(),
             check_every: "30s".into(),
             drift_factor: 3.0,
+            max_held_out_rate: 0.002,
             model_file: PathBuf::from("data/learned.model"),
         }
     }
@@ -960,6 +966,18 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             ),
         );
     }
+    if !(learning.max_held_out_rate.is_finite()
+        && learning.max_held_out_rate > 0.0
+        && learning.max_held_out_rate <= 1.0)
+    {
+        report(
+            at.key("max_held_out_rate"),
+            format!(
+                "`anomaly.learning.max_held_out_rate` must be above 0 and at most 1, not {}",
+                learning.max_held_out_rate
+            ),
+        );
+    }
     let tracker = &config.tracker;
     let at = root.key("tracker");
     if tracker.retention_days == 0 {
@@ -1292,7 +1310,7 @@ mod tests {
         assert!(!named.anomaly.learns());
         let problems = parse(
             Path::new("p.yaml"),
-            "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n",
+            "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n    max_held_out_rate: 0\n",
         )
         .unwrap_err();
         let mut found: Vec<(usize, &str)> = problems
@@ -1300,7 +1318,7 @@ mod tests {
             .map(|d| (d.line, d.message.as_str()))
             .collect();
         found.sort_unstable();
-        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
         assert!(
             found[0].0 == 3
                 && found[0]
@@ -1311,6 +1329,13 @@ mod tests {
         // The window (28 days by default) is shorter than min_days: named at min_days.
         assert!(found[2].0 == 5 && found[2].1.contains("window_days"));
         assert!(found[3].0 == 6 && found[3].1.contains("drift_factor"));
+        assert!(
+            found[4].0 == 7
+                && found[4]
+                    .1
+                    .contains("`anomaly.learning.max_held_out_rate` must be above 0")
+        );
+        assert_eq!(config.anomaly.learning.max_held_out_rate, 0.002);
     }
 
     #[test]

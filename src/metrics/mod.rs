@@ -420,7 +420,7 @@ impl Metrics {
                 ),
                 (
                     "palisade_anomaly_model_held",
-                    "1 while a retrained model is held for `palisade model accept`.",
+                    "1 while a model (a drifted retrain, or a first model above the calibration bound) is held for `palisade model accept`.",
                     u64::from(status.held.is_some()),
                 ),
             ] {

@@ -530,13 +530,17 @@ fn model_explain_shows_the_score_every_feature_and_what_the_baseline_holds() {
             "tests/fixtures/mixed.jsonl",
             "--event-id",
             "m-01",
+            "--model",
+            "models/anomaly.model",
         ],
         &repo(),
     );
     assert_success(&out);
     let text = stdout(&out);
     assert!(
-        text.contains("event m-01 (process_create on ws-17)"),
+        text.contains(
+            "event m-01 (process_create on ws-17), model models/anomaly.model (named with --model)"
+        ),
         "{text}"
     );
     assert!(text.lines().any(|l| l.starts_with("score ")), "{text}");
@@ -569,7 +573,16 @@ fn model_explain_shows_the_score_every_feature_and_what_the_baseline_holds() {
     let event = json!({"type": "process_create", "timestamp": MORNING_MS + 3_600_000, "host": "ws-41",
         "name": "outlook.exe", "parent_name": "explorer.exe", "user": "CORP\\user41",
         "cmdline": "C:\\Windows\\system32\\outlook.exe"});
-    let out = palisade(&["model", "explain", &event.to_string()], &repo());
+    let out = palisade(
+        &[
+            "model",
+            "explain",
+            "--model",
+            "models/anomaly.model",
+            &event.to_string(),
+        ],
+        &repo(),
+    );
     assert_success(&out);
     let text = stdout(&out);
     assert!(text.contains("(process_create on ws-41)"), "{text}");
@@ -595,14 +608,19 @@ fn model_explain_names_what_is_wrong_with_its_input() {
                 "tests/fixtures/mixed.jsonl",
                 "--event-id",
                 "no-such-id",
+                "--model",
+                "models/anomaly.model",
             ],
             "`tests/fixtures/mixed.jsonl` has no event with the id `no-such-id`",
         ),
         (
-            &["{\"type\": \"bogus\"}"],
+            &["--model", "models/anomaly.model", "{\"type\": \"bogus\"}"],
             "the event argument is not an event",
         ),
-        (&["not json"], "the event argument is not an event"),
+        (
+            &["--model", "models/anomaly.model", "not json"],
+            "the event argument is not an event",
+        ),
         (
             &[
                 "--model",
@@ -619,4 +637,100 @@ fn model_explain_names_what_is_wrong_with_its_input() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
+}
+
+/// `model explain` and `model eval` used to judge with the shipped example model unless told
+/// otherwise, a model of another fleet: now they use the deployment's own (the model its
+/// engine learned), say which, and use the example only when it is named.
+#[test]
+fn model_explain_and_eval_default_to_the_deployments_learned_model_not_the_shipped_one() {
+    let dir = scratch_content();
+    let event = json!({"type": "process_create", "timestamp": MORNING_MS, "host": "ws-07",
+        "name": "outlook.exe", "parent_name": "explorer.exe", "user": "CORP\\user07",
+        "cmdline": "outlook.exe"})
+    .to_string();
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["model", "explain"];
+        args.extend_from_slice(extra);
+        args.push(&event);
+        palisade(&args, dir.path())
+    };
+
+    // Nothing learned yet: no silent fallback to the example.
+    let out = explain(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no model of this deployment yet")
+            && stderr(&out).contains("data/learned.model")
+            && stderr(&out).contains("--model models/anomaly.model"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The engine's learned model is the default: a file that is not a model is an error
+    // naming it (so it is that file being read), a model is used and named.
+    std::fs::create_dir_all(dir.path().join("data")).expect("data");
+    std::fs::write(dir.path().join("data/learned.model"), "not a model").expect("write");
+    let out = explain(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("data/learned.model"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::copy(
+        repo().join("models/anomaly.model"),
+        dir.path().join("data/learned.model"),
+    )
+    .expect("copy");
+    let out = explain(&[]);
+    assert_success(&out);
+    assert!(
+        stdout(&out)
+            .contains("model data/learned.model (the model this deployment's engine learned)"),
+        "{}",
+        stdout(&out)
+    );
+    // Named, the example is used.
+    let example = repo().join("models/anomaly.model");
+    let out = explain(&["--model", example.to_str().expect("utf-8")]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("(named with --model)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // `model eval` the same way, from another directory with -C.
+    let fixtures = repo().join("tests/fixtures/anomaly");
+    let other = tempfile::tempdir().expect("temp dir");
+    let out = palisade(
+        &[
+            "model",
+            "eval",
+            "-C",
+            dir.path().to_str().expect("utf-8"),
+            "--normal",
+            fixtures
+                .join("heldout-normal.jsonl")
+                .to_str()
+                .expect("utf-8"),
+            "--attacks",
+            fixtures
+                .join("heldout-attacks.jsonl")
+                .to_str()
+                .expect("utf-8"),
+            "--plot",
+            "scores.png",
+        ],
+        other.path(),
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out).lines().next().is_some_and(
+            |l| l.ends_with("data/learned.model (the model this deployment's engine learned)")
+        ),
+        "{}",
+        stdout(&out)
+    );
 }
