@@ -81,6 +81,9 @@ pub struct Link {
     connection: Option<MultiplexedConnection>,
     health: Arc<Health>,
     backoff: Backoff,
+    /// The server is refusing this link's commands (out of memory, read-only): one warning
+    /// an episode, one line when it ends.
+    refusing: bool,
 }
 
 impl Link {
@@ -93,6 +96,7 @@ impl Link {
             connection: None,
             health,
             backoff: Backoff::new(),
+            refusing: false,
         })
     }
 
@@ -104,6 +108,7 @@ impl Link {
             connection: None,
             health: self.health.clone(),
             backoff: Backoff::new(),
+            refusing: false,
         }
     }
 
@@ -172,6 +177,42 @@ impl Link {
     pub async fn failed(&mut self, err: &redis::RedisError, shutdown: &Shutdown) -> bool {
         self.connection = None;
         self.wait_after(err.to_string(), shutdown).await
+    }
+
+    /// Records that a reachable server refused a command (`OOM` while memory is full, `READONLY`
+    /// on a replica): the connection stays; the first refusal of an episode is a warning, the
+    /// rest go to debug; waits out the backoff. Returns false when shutdown fired meanwhile.
+    pub async fn refused(&mut self, err: &redis::RedisError, shutdown: &Shutdown) -> bool {
+        let wait = self.backoff.step();
+        if self.refusing {
+            tracing::debug!(
+                role = self.role,
+                "Redis still refuses: {err}; next try in {wait:?}"
+            );
+        } else {
+            tracing::warn!(
+                role = self.role,
+                "Redis refuses the command: {err}; retrying what it refused with backoff up to {:?}",
+                Backoff::CAP
+            );
+            self.refusing = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = shutdown.wait() => false,
+        }
+    }
+
+    /// Records that the server accepted what it last refused: ends the episode.
+    pub fn accepted(&mut self) {
+        if self.refusing {
+            tracing::info!(
+                role = self.role,
+                "Redis accepts the commands it refused again"
+            );
+            self.refusing = false;
+            self.backoff.reset();
+        }
     }
 
     async fn wait_after(&mut self, error: String, shutdown: &Shutdown) -> bool {

@@ -325,3 +325,79 @@ fn the_engine_recovers_by_itself_when_redis_restarts() {
     let log = engine.stop();
     assert!(log.matches("connected to Redis").count() >= 2, "{log}");
 }
+
+/// A Redis that refuses writes (memory full, `noeviction`) but still takes `PUBLISH`: the alert
+/// goes out on the channel once, not once per retry, and reaches the stream once memory is
+/// free again; the refusal is one warning, not one a retry.
+#[test]
+fn a_redis_refusing_writes_gets_each_alert_published_once_and_appended_when_it_recovers() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, "  type: redis_channel\n");
+    let engine = EngineProcess::start(dir.path(), "oom");
+    engine.wait_for_log("subscribed");
+
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut subscriber = client.get_connection().expect("connection");
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("high_severity_alerts").expect("subscribe");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+
+    server
+        .query(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+        .expect("policy");
+    server
+        .query(&["CONFIG", "SET", "maxmemory", "1"])
+        .expect("memory full");
+    assert!(
+        server
+            .query(&["XADD", "probe", "*", "f", "v"])
+            .is_err_and(|e| e.to_string().contains("OOM")),
+        "the server must refuse writes for this test to mean anything"
+    );
+    let seed = r#"{"type":"process_create","timestamp":"2025-11-03T14:30:05Z","host":"ws-17","pid":5120,"ppid":4100,"name":"powershell.exe","parent_name":"winword.exe","cmdline":"powershell.exe -nop -w hidden"}"#;
+    publish(
+        dir.path(),
+        "seed.jsonl",
+        &format!("{seed}\n"),
+        &["--channel", "internal_logs"],
+    );
+    let first = pubsub.get_message().expect("the alert is published");
+    assert!(first.get_payload_bytes().starts_with(b"{"));
+    // Retries while memory stays full publish nothing again.
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    assert!(
+        pubsub.get_message().is_err(),
+        "the alert was published again while its append was refused"
+    );
+    assert!(server.alerts(ALERTS).is_empty());
+
+    server
+        .query(&["CONFIG", "SET", "maxmemory", "0"])
+        .expect("memory free");
+    assert!(
+        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
+            == 1),
+        "{}",
+        engine.log()
+    );
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    assert!(pubsub.get_message().is_err(), "published once only");
+    drop(pubsub);
+    let log = engine.stop();
+    assert_eq!(
+        log.matches("Redis refuses the command").count(),
+        1,
+        "one warning an episode:\n{log}"
+    );
+    assert!(
+        log.contains("Redis accepts the commands it refused again"),
+        "{log}"
+    );
+    assert_eq!(server.alerts(ALERTS).len(), 1);
+}
