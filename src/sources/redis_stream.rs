@@ -354,8 +354,13 @@ async fn ack_ids(
         .await
 }
 
+/// The most of an entry's data the dead-letter stream keeps: enough to see what was sent, and a
+/// flood of huge entries cannot fill Redis with copies of themselves.
+pub const DEAD_LETTER_EXCERPT_BYTES: usize = 16 * 1024;
+
 /// Appends one entry to the dead-letter stream with the reason, and acknowledges it, in one
-/// round trip.
+/// round trip. Data longer than [`DEAD_LETTER_EXCERPT_BYTES`] is kept as its first bytes, with
+/// its whole length in `size` (always written).
 async fn dead_letter_one(
     config: &StreamSourceConfig,
     connection: &mut MultiplexedConnection,
@@ -377,8 +382,10 @@ async fn dead_letter_one(
         .arg(kind)
         .arg("reason")
         .arg(reason)
+        .arg("size")
+        .arg(payload.len())
         .arg("data")
-        .arg(payload)
+        .arg(payload.get(..DEAD_LETTER_EXCERPT_BYTES).unwrap_or(payload))
         .ignore()
         .cmd("XACK")
         .arg(&config.stream)

@@ -401,3 +401,66 @@ fn a_redis_refusing_writes_gets_each_alert_published_once_and_appended_when_it_r
     );
     assert_eq!(server.alerts(ALERTS).len(), 1);
 }
+
+/// An entry far over the event size limit is rejected as oversize, and the dead-letter stream
+/// keeps a bounded excerpt of it with its whole size, not a second copy.
+#[test]
+fn a_huge_stream_entry_is_dead_lettered_as_an_excerpt_with_its_size() {
+    let server = RedisServer::start();
+    let dir = redis_content(&server, &stream_source("edr", ""));
+    let huge = format!(
+        "{{\"type\":\"process_create\",\"cmdline\":\"{}\"}}",
+        "A".repeat(20 << 20)
+    );
+    server
+        .query(&["XADD", "edr", "*", "data", &huge])
+        .expect("XADD the huge entry");
+    let event = crate::support::office_events(0, 1);
+    server
+        .query(&["XADD", "edr", "*", "data", event.trim()])
+        .expect("XADD a good one");
+    let engine = EngineProcess::start(dir.path(), "a");
+    assert!(
+        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
+            == 1),
+        "{}",
+        engine.log()
+    );
+    assert!(eventually(crate::support::PATIENCE, || group_pending(
+        &server, "edr"
+    ) == 0));
+    let log = engine.stop();
+    assert!(log.len() < 64 * 1024, "the entry is not logged whole");
+    let Ok(redis::Value::Array(dead)) = server.query(&["XRANGE", "palisade:events:dead", "-", "+"])
+    else {
+        panic!("no dead-letter stream");
+    };
+    assert_eq!(dead.len(), 1);
+    let fields: Vec<Vec<u8>> = match &dead[0] {
+        redis::Value::Array(parts) => match parts.get(1) {
+            Some(redis::Value::Array(fields)) => fields
+                .iter()
+                .map(|f| match f {
+                    redis::Value::BulkString(b) => b.clone(),
+                    other => format!("{other:?}").into_bytes(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f == name.as_bytes())
+            .and_then(|i| fields.get(i + 1))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(field("kind"), b"oversize");
+    assert_eq!(field("size"), huge.len().to_string().into_bytes());
+    assert_eq!(
+        field("data"),
+        huge.as_bytes()[..palisade::sources::redis_stream::DEAD_LETTER_EXCERPT_BYTES].to_vec()
+    );
+}
