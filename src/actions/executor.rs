@@ -69,7 +69,9 @@ pub struct Executor {
     /// Held while the mode is read from or written to the database and cached, so a refresh
     /// can never overwrite a switch that happened meanwhile.
     mode_lock: Mutex<()>,
-    failures: Mutex<VecDeque<Instant>>,
+    /// Recent failed acts per action family (`firewall`, `process`, `notify`, ...): the
+    /// breaker counts each family on its own.
+    failures: Mutex<std::collections::HashMap<&'static str, VecDeque<Instant>>>,
     policy: Policy,
     actor: String,
     cooldowns: Mutex<HashMap<(&'static str, String), Instant>>,
@@ -140,7 +142,7 @@ impl Executor {
             approvals,
             manual: std::sync::atomic::AtomicBool::new(false),
             mode_lock: Mutex::new(()),
-            failures: Mutex::new(VecDeque::new()),
+            failures: Mutex::new(std::collections::HashMap::new()),
             policy,
             actor,
             cooldowns: Mutex::new(HashMap::new()),
@@ -279,13 +281,22 @@ impl Executor {
                     }
                 }
             }
-            if !manual && self.count_failure().await {
+            let family = action_family(action.action);
+            if !manual && self.count_failure(family).await {
                 let reason = format!(
-                    "{} actions failed within {:?}",
+                    "{} `{family}` actions failed within {:?}",
                     self.policy.degrade_after_failures, self.policy.degrade_window
                 );
-                self.switch_to_manual(&reason).await?;
-                manual = true;
+                if super::is_notification(action.action) {
+                    // A failing chat or mail integration is not failing containment: switching
+                    // would put every block and kill behind a person because of a receiver.
+                    tracing::error!(
+                        "{reason}; notifications contain nothing, so the engine stays in automatic mode (see the steps' outcomes)"
+                    );
+                } else {
+                    self.switch_to_manual(&reason).await?;
+                    manual = true;
+                }
             }
         }
         if !decisions.is_empty() {
@@ -314,9 +325,11 @@ impl Executor {
         self
     }
 
-    /// Counts a failed act; true when the failures within the window reach the limit.
-    async fn count_failure(&self) -> bool {
-        let mut failures = self.failures.lock().await;
+    /// Counts a failed act of `family`; true when that family's failures within the window
+    /// reach the limit (they are then forgotten, so the next report needs as many again).
+    async fn count_failure(&self, family: &'static str) -> bool {
+        let mut all = self.failures.lock().await;
+        let failures = all.entry(family).or_default();
         let now = Instant::now();
         failures.push_back(now);
         while failures
@@ -325,7 +338,11 @@ impl Executor {
         {
             failures.pop_front();
         }
-        failures.len() >= self.policy.degrade_after_failures
+        let reached = failures.len() >= self.policy.degrade_after_failures;
+        if reached {
+            failures.clear();
+        }
+        reached
     }
 
     /// Automation misbehaves: stop acting alone, persist that, and tell a person.
@@ -783,6 +800,11 @@ impl Executor {
     }
 }
 
+/// An action's family: what comes before the dot (`firewall.block` → `firewall`).
+fn action_family(action: &'static str) -> &'static str {
+    action.split('.').next().unwrap_or(action)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -862,6 +884,41 @@ mod tests {
             on_failure: OnFailure::Continue,
             notification_limit: limit,
         }
+    }
+
+    /// Defect (issue 15.5): five failed notifications switched the engine to manual mode, so
+    /// one broken chat integration put every containment step behind approval.
+    #[tokio::test]
+    async fn failing_notifications_do_not_switch_the_engine_to_manual_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut policy = policy();
+        policy.degrade_after_failures = 2;
+        policy.dry_run = false;
+        policy.cooldown = Duration::ZERO;
+        let executor = executor_in(
+            dir.path(),
+            super::super::plugins::firewall::Backend::Auto,
+            policy,
+        )
+        .await;
+        // Nothing listens on port 1: every delivery fails.
+        let url = "http://127.0.0.1:1/hook";
+        let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3", "e4"]
+            .iter()
+            .map(|e| notification(url, e, None))
+            .collect();
+        executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert!(
+            batch.iter().all(|a| a.status == ActionStatus::Failed),
+            "{:?}",
+            batch
+                .iter()
+                .map(|a| (a.status, a.reason.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert!(!executor.is_manual());
+        assert_eq!(action_family("notify.webhook"), "notify");
+        assert_eq!(action_family("firewall.block"), "firewall");
     }
 
     #[tokio::test]
