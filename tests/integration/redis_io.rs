@@ -35,6 +35,63 @@ fn alert_counts(server: &RedisServer) -> HashMap<String, usize> {
     counts
 }
 
+/// What seed 002's sensor publishes for Word starting PowerShell.
+const SEED_WORD_STARTS_POWERSHELL: &str = r#"{"type":"process_create","timestamp":"2025-11-03T14:30:05Z","host":"ws-17","pid":5120,"ppid":4100,"name":"powershell.exe","parent_name":"winword.exe","cmdline":"powershell.exe -nop -w hidden"}"#;
+
+/// An engine reading the seeds' `internal_logs` channel, subscribed.
+fn channel_engine(server: &RedisServer, name: &str) -> (tempfile::TempDir, EngineProcess) {
+    let dir = redis_content(server, "  type: redis_channel\n");
+    let engine = EngineProcess::start(dir.path(), name);
+    engine.wait_for_log("subscribed");
+    (dir, engine)
+}
+
+/// Subscribes `connection` to `channel`; a read waits up to 20 s.
+fn listen<'a>(connection: &'a mut redis::Connection, channel: &str) -> redis::PubSub<'a> {
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe(channel).expect("subscribe");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    pubsub
+}
+
+/// The dead-letter stream's entries, each as its list of field names and values (none when
+/// the stream does not exist).
+fn dead_letters(server: &RedisServer) -> Vec<Vec<Vec<u8>>> {
+    let Ok(redis::Value::Array(entries)) =
+        server.query(&["XRANGE", "palisade:events:dead", "-", "+"])
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .map(|entry| match entry {
+            redis::Value::Array(parts) => match parts.get(1) {
+                Some(redis::Value::Array(fields)) => fields
+                    .iter()
+                    .map(|f| match f {
+                        redis::Value::BulkString(b) => b.clone(),
+                        other => format!("{other:?}").into_bytes(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// The value of field `name` in a dead-letter entry's fields (empty when absent).
+fn field(fields: &[Vec<u8>], name: &str) -> Vec<u8> {
+    fields
+        .iter()
+        .position(|f| f == name.as_bytes())
+        .and_then(|i| fields.get(i + 1))
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn group_pending(server: &RedisServer, stream: &str) -> i64 {
     match server.query(&["XPENDING", stream, "palisade"]) {
         Ok(redis::Value::Array(parts)) => match parts.first() {
@@ -122,33 +179,10 @@ fn a_stream_entry_without_data_is_dead_lettered_as_having_no_data_field() {
     ) == 0));
     let log = engine.stop();
     assert!(log.contains("events=1 rejected=1"), "{log}");
-    let Ok(redis::Value::Array(dead)) = server.query(&["XRANGE", "palisade:events:dead", "-", "+"])
-    else {
-        panic!("no dead-letter stream");
-    };
+    let dead = dead_letters(&server);
     assert_eq!(dead.len(), 1);
     let text = format!("{dead:?}");
-    let fields: Vec<String> = match &dead[0] {
-        redis::Value::Array(parts) => match parts.get(1) {
-            Some(redis::Value::Array(fields)) => fields
-                .iter()
-                .map(|f| match f {
-                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                    other => format!("{other:?}"),
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
-    let field = |name: &str| {
-        fields
-            .iter()
-            .position(|f| f == name)
-            .and_then(|i| fields.get(i + 1))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let field = |name: &str| String::from_utf8_lossy(&field(&dead[0], name)).into_owned();
     assert_eq!(field("kind"), "missing_field", "{text}");
     assert_eq!(
         field("reason"),
@@ -265,25 +299,15 @@ fn two_engines_share_a_stream_and_one_killed_loses_nothing() {
 #[test]
 fn a_seed_message_on_internal_logs_becomes_an_alert_on_high_severity_alerts() {
     let server = RedisServer::start();
-    let dir = redis_content(&server, "  type: redis_channel\n");
-    let engine = EngineProcess::start(dir.path(), "channel");
-    engine.wait_for_log("subscribed");
-
+    let (dir, engine) = channel_engine(&server, "channel");
     // Listen where the seeds' responder listens.
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut subscriber = client.get_connection().expect("connection");
-    let mut pubsub = subscriber.as_pubsub();
-    pubsub.subscribe("high_severity_alerts").expect("subscribe");
-    pubsub
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let mut subscriber = server.connection();
+    let mut pubsub = listen(&mut subscriber, "high_severity_alerts");
 
-    // What seed 002's sensor publishes for Word starting PowerShell.
-    let seed = r#"{"type":"process_create","timestamp":"2025-11-03T14:30:05Z","host":"ws-17","pid":5120,"ppid":4100,"name":"powershell.exe","parent_name":"winword.exe","cmdline":"powershell.exe -nop -w hidden"}"#;
     publish(
         dir.path(),
         "seed.jsonl",
-        &format!("{seed}\n"),
+        &format!("{SEED_WORD_STARTS_POWERSHELL}\n"),
         &["--channel", "internal_logs"],
     );
     let message = pubsub.get_message().expect("an alert arrives");
@@ -332,17 +356,9 @@ fn the_engine_recovers_by_itself_when_redis_restarts() {
 #[test]
 fn a_redis_refusing_writes_gets_each_alert_published_once_and_appended_when_it_recovers() {
     let server = RedisServer::start();
-    let dir = redis_content(&server, "  type: redis_channel\n");
-    let engine = EngineProcess::start(dir.path(), "oom");
-    engine.wait_for_log("subscribed");
-
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut subscriber = client.get_connection().expect("connection");
-    let mut pubsub = subscriber.as_pubsub();
-    pubsub.subscribe("high_severity_alerts").expect("subscribe");
-    pubsub
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let (dir, engine) = channel_engine(&server, "oom");
+    let mut subscriber = server.connection();
+    let mut pubsub = listen(&mut subscriber, "high_severity_alerts");
 
     server
         .query(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
@@ -356,11 +372,10 @@ fn a_redis_refusing_writes_gets_each_alert_published_once_and_appended_when_it_r
             .is_err_and(|e| e.to_string().contains("OOM")),
         "the server must refuse writes for this test to mean anything"
     );
-    let seed = r#"{"type":"process_create","timestamp":"2025-11-03T14:30:05Z","host":"ws-17","pid":5120,"ppid":4100,"name":"powershell.exe","parent_name":"winword.exe","cmdline":"powershell.exe -nop -w hidden"}"#;
     publish(
         dir.path(),
         "seed.jsonl",
-        &format!("{seed}\n"),
+        &format!("{SEED_WORD_STARTS_POWERSHELL}\n"),
         &["--channel", "internal_logs"],
     );
     let first = pubsub.get_message().expect("the alert is published");
@@ -431,32 +446,9 @@ fn a_huge_stream_entry_is_dead_lettered_as_an_excerpt_with_its_size() {
     ) == 0));
     let log = engine.stop();
     assert!(log.len() < 64 * 1024, "the entry is not logged whole");
-    let Ok(redis::Value::Array(dead)) = server.query(&["XRANGE", "palisade:events:dead", "-", "+"])
-    else {
-        panic!("no dead-letter stream");
-    };
+    let dead = dead_letters(&server);
     assert_eq!(dead.len(), 1);
-    let fields: Vec<Vec<u8>> = match &dead[0] {
-        redis::Value::Array(parts) => match parts.get(1) {
-            Some(redis::Value::Array(fields)) => fields
-                .iter()
-                .map(|f| match f {
-                    redis::Value::BulkString(b) => b.clone(),
-                    other => format!("{other:?}").into_bytes(),
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
-    let field = |name: &str| {
-        fields
-            .iter()
-            .position(|f| f == name.as_bytes())
-            .and_then(|i| fields.get(i + 1))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let field = |name: &str| field(&dead[0], name);
     assert_eq!(field("kind"), b"oversize");
     assert_eq!(field("size"), huge.len().to_string().into_bytes());
     assert_eq!(

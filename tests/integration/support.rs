@@ -150,6 +150,13 @@ impl RedisServer {
         }
     }
 
+    /// A new connection to the server (for a subscriber, say).
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("a connection to the test's redis-server")
+    }
+
     /// Runs one command and returns its reply.
     pub fn query(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
         let client = redis::Client::open(self.url())?;
