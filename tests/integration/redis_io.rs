@@ -92,6 +92,21 @@ fn field(fields: &[Vec<u8>], name: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Runs an engine until one alert is out and the `edr` stream has nothing pending; its log.
+fn run_until_one_alert_and_drained(server: &RedisServer, dir: &std::path::Path) -> String {
+    let engine = EngineProcess::start(dir, "a");
+    assert!(
+        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
+            == 1),
+        "{}",
+        engine.log()
+    );
+    assert!(eventually(crate::support::PATIENCE, || group_pending(
+        server, "edr"
+    ) == 0));
+    engine.stop()
+}
+
 fn group_pending(server: &RedisServer, stream: &str) -> i64 {
     match server.query(&["XPENDING", stream, "palisade"]) {
         Ok(redis::Value::Array(parts)) => match parts.first() {
@@ -167,17 +182,7 @@ fn a_stream_entry_without_data_is_dead_lettered_as_having_no_data_field() {
     server
         .query(&["XADD", "edr", "*", "data", event.trim()])
         .expect("XADD with data");
-    let engine = EngineProcess::start(dir.path(), "a");
-    assert!(
-        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
-            == 1),
-        "{}",
-        engine.log()
-    );
-    assert!(eventually(crate::support::PATIENCE, || group_pending(
-        &server, "edr"
-    ) == 0));
-    let log = engine.stop();
+    let log = run_until_one_alert_and_drained(&server, dir.path());
     assert!(log.contains("events=1 rejected=1"), "{log}");
     let dead = dead_letters(&server);
     assert_eq!(dead.len(), 1);
@@ -434,17 +439,7 @@ fn a_huge_stream_entry_is_dead_lettered_as_an_excerpt_with_its_size() {
     server
         .query(&["XADD", "edr", "*", "data", event.trim()])
         .expect("XADD a good one");
-    let engine = EngineProcess::start(dir.path(), "a");
-    assert!(
-        eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
-            == 1),
-        "{}",
-        engine.log()
-    );
-    assert!(eventually(crate::support::PATIENCE, || group_pending(
-        &server, "edr"
-    ) == 0));
-    let log = engine.stop();
+    let log = run_until_one_alert_and_drained(&server, dir.path());
     assert!(log.len() < 64 * 1024, "the entry is not logged whole");
     let dead = dead_letters(&server);
     assert_eq!(dead.len(), 1);
