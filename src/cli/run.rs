@@ -93,16 +93,20 @@ async fn engine(
         }
         // iptables has no timeouts: blocks whose time is up are removed here.
         let pool = store.pool().clone();
-        periodic.push(Periodic::spawn(&shutdown, move || {
-            let pool = pool.clone();
-            async move {
-                match crate::actions::plugins::firewall::expire(&pool, firewall).await {
-                    Ok(0) => {}
-                    Ok(count) => tracing::info!(count, "firewall blocks expired"),
-                    Err(err) => tracing::error!("cannot expire firewall blocks: {err}"),
+        periodic.push(Periodic::spawn(
+            &shutdown,
+            "expiring firewall blocks",
+            move || {
+                let pool = pool.clone();
+                async move {
+                    let count = crate::actions::plugins::firewall::expire(&pool, firewall).await?;
+                    if count > 0 {
+                        tracing::info!(count, "firewall blocks expired");
+                    }
+                    Ok(())
                 }
-            }
-        }));
+            },
+        ));
     }
     let audit_files =
         crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, |p| {
@@ -132,17 +136,24 @@ async fn engine(
     // held back by a limit are summarised when their window closes.
     {
         let executor = executor.clone();
-        periodic.push(Periodic::spawn(&shutdown, move || {
-            let executor = executor.clone();
-            async move {
-                if let Err(err) = executor.run_approved().await {
-                    tracing::error!("cannot run approved steps: {err}");
+        periodic.push(Periodic::spawn(
+            &shutdown,
+            "running approved steps and summarised notifications",
+            move || {
+                let executor = executor.clone();
+                async move {
+                    let approved = executor
+                        .run_approved()
+                        .await
+                        .map_err(|err| format!("cannot run approved steps: {err}"));
+                    let summaries = executor
+                        .flush_summaries(false)
+                        .await
+                        .map_err(|err| format!("cannot send summarised notifications: {err}"));
+                    approved.and(summaries).map(|_| ())
                 }
-                if let Err(err) = executor.flush_summaries(false).await {
-                    tracing::error!("cannot send summarised notifications: {err}");
-                }
-            }
-        }));
+            },
+        ));
     }
     let summaries = executor.clone();
     let executor = Some(executor);
@@ -351,23 +362,42 @@ async fn engine(
     Ok(Status::Ok)
 }
 
-/// A task run once a second until the engine stops.
+/// A task run once a second until the engine stops. A failure is logged once an episode (a
+/// database locked for a minute is one error, not sixty), its end once.
 struct Periodic {
     stop: Arc<Notify>,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl Periodic {
-    fn spawn<F>(shutdown: &Shutdown, mut tick: impl FnMut() -> F + Send + 'static) -> Periodic
+    fn spawn<F>(
+        shutdown: &Shutdown,
+        what: &'static str,
+        mut tick: impl FnMut() -> F + Send + 'static,
+    ) -> Periodic
     where
-        F: std::future::Future<Output = ()> + Send,
+        F: std::future::Future<Output = Result<(), String>> + Send,
     {
         let stop = Arc::new(Notify::new());
         let shutdown = shutdown.clone();
         let stopped = stop.clone();
         let handle = tokio::spawn(async move {
+            let mut failing = false;
             loop {
-                tick().await;
+                match tick().await {
+                    Ok(()) if failing => {
+                        tracing::info!("{what}: works again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(err) if failing => tracing::debug!("{what}: still failing: {err}"),
+                    Err(err) => {
+                        tracing::error!(
+                            "{what}: {err}; tried again every second, logged again when it works"
+                        );
+                        failing = true;
+                    }
+                }
                 tokio::select! {
                     () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     () = shutdown.wait() => return,
@@ -518,12 +548,13 @@ mod tests {
         let (_trigger, shutdown) = Shutdown::new();
         let ticks = Arc::new(AtomicUsize::new(0));
         let counted = ticks.clone();
-        let task = Periodic::spawn(&shutdown, move || {
+        let task = Periodic::spawn(&shutdown, "counting", move || {
             let counted = counted.clone();
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
                 // A tick in progress when the stop comes is finished first.
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Ok(())
             }
         });
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -337,6 +337,11 @@ fn a_state_database_locked_by_another_process_for_20s_is_waited_out_and_no_event
 
     let log = engine.finish();
     assert!(log.contains("the state database is usable again"), "{log}");
+    // The tasks that use the database every second report a long lock once, not every second.
+    assert!(
+        log.matches("cannot run approved steps").count() <= 1,
+        "{log}"
+    );
     assert_eq!(
         sqlite(&database, "SELECT COUNT(DISTINCT event_id) FROM detections"),
         "300",
