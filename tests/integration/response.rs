@@ -254,7 +254,7 @@ fn audit_verify_fails_after_a_row_is_edited_by_hand() {
 }
 
 #[test]
-fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step() {
+fn five_webhook_failures_leave_the_mode_alone_and_in_manual_an_approval_runs_the_queued_step() {
     use std::io::Write;
     let (url, hits) = webhook(StatusCode::NOT_FOUND);
     let dir = acting_content(&url);
@@ -288,15 +288,24 @@ fn five_webhook_failures_switch_to_manual_and_an_approval_runs_the_queued_step()
     for i in 0..5 {
         writeln!(stdin, "{}", event(999_990 + i, "gone")).expect("write");
     }
+    // A receiver's fault contains nothing: the breaker reports it and leaves the mode alone.
     assert!(
         eventually(crate::support::PATIENCE, || std::fs::read_to_string(&log)
             .unwrap_or_default()
-            .contains("switched to manual mode")),
+            .contains("so the engine stays in automatic mode")),
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 5);
-    assert!(stdout(&palisade(&["mode"], dir.path())).starts_with("mode: manual"));
+    assert!(stdout(&palisade(&["mode"], dir.path())).starts_with("mode: auto"));
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("switched to manual mode")
+    );
+    // A person switches to manual; the running engine reads it within a second.
+    assert_success(&palisade(&["mode", "manual"], dir.path()));
+    std::thread::sleep(Duration::from_millis(1500));
 
     // The next detection's steps wait for a person.
     let mut sleeper = target();
