@@ -494,6 +494,14 @@ fn a_retrain_that_drifts_is_held_until_a_person_accepts_it() {
     publish(dir.path(), "ordinary.jsonl", "drift");
 
     engine.wait_for_log("held: its alert rate jumped past 3x the model in use's");
+    // /healthz shows the learner's status as of its last check (every `check_every`).
+    assert!(
+        eventually(crate::support::PATIENCE, || {
+            healthz(&engine)["anomaly"]["held"]["id"].is_i64()
+        }),
+        "{}",
+        healthz(&engine)
+    );
     let health = healthz(&engine);
     let held = health["anomaly"]["held"]["id"]
         .as_i64()
@@ -572,6 +580,15 @@ fn a_first_model_above_the_calibration_bound_is_held_until_accepted() {
     sample(dir.path(), "attacks.jsonl", "attacks", 300, 4, 53);
     publish(dir.path(), "normal.jsonl", "first");
     engine.wait_for_log("held: with no model in use to compare with");
+    // /healthz shows the learner's status as of its last check (every `check_every`).
+    assert!(
+        eventually(
+            crate::support::PATIENCE,
+            || healthz(&engine)["anomaly"]["held"]["id"] == 1
+        ),
+        "{}",
+        healthz(&engine)
+    );
     let health = healthz(&engine);
     assert_eq!(health["anomaly"]["state"], "learning", "{health}");
     assert_eq!(health["anomaly"]["model"], Value::Null, "{health}");
