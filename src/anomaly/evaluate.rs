@@ -185,18 +185,36 @@ mod tests {
         }
     }
 
+    /// The shop fleet, generated, and a model trained on its learning period: once for every
+    /// test that needs it (training is the slow part).
+    fn shop_trained() -> &'static (
+        Fleet,
+        crate::anomaly::synth::FleetEvents,
+        crate::anomaly::Model,
+    ) {
+        static SHOP: std::sync::OnceLock<(
+            Fleet,
+            crate::anomaly::synth::FleetEvents,
+            crate::anomaly::Model,
+        )> = std::sync::OnceLock::new();
+        SHOP.get_or_init(|| {
+            let fleet = Fleet::shapes()
+                .into_iter()
+                .find(|f| f.name == "shop")
+                .expect("shop");
+            let generated = fleet.generate();
+            let learning = events_of(&generated.learning, "learning").expect("events");
+            let model = crate::anomaly::train::train(&learning, "shop").expect("trained");
+            (fleet, generated, model)
+        })
+    }
+
     /// Issue 13, item 3: a value never seen anywhere, in an otherwise ordinary event, scored
     /// 1.000 (the rarity alone was most of the distance). Now it is as unusual as the fleet's own
     /// rate of new values says, and an attack with several unusual parts still stands out.
     #[test]
     fn a_never_seen_value_alone_does_not_score_1() {
-        let fleet = Fleet::shapes()
-            .into_iter()
-            .find(|f| f.name == "shop")
-            .expect("shop");
-        let generated = fleet.generate();
-        let learning = events_of(&generated.learning, "learning").expect("events");
-        let model = crate::anomaly::train::train(&learning, "shop").expect("trained");
+        let (_, generated, model) = shop_trained();
         let later = events_of(&generated.later_normal, "normal").expect("events");
         let ordinary = later
             .iter()
@@ -237,13 +255,7 @@ mod tests {
     /// were strangers to the model, so all their events scored near 1.
     #[test]
     fn a_new_host_and_user_doing_what_peers_do_score_as_normal() {
-        let fleet = Fleet::shapes()
-            .into_iter()
-            .find(|f| f.name == "shop")
-            .expect("shop");
-        let generated = fleet.generate();
-        let learning = events_of(&generated.learning, "learning").expect("events");
-        let model = crate::anomaly::train::train(&learning, "shop").expect("trained");
+        let (fleet, generated, model) = shop_trained();
         // Joiners are the workstations numbered past the fleet's own.
         let joiners: Vec<String> = (fleet.workstations + 1..=fleet.workstations + fleet.joiners)
             .map(|w| format!("{}{w:02}", fleet.workstation_prefix))
@@ -254,10 +266,7 @@ mod tests {
             .filter(|e| e.host.as_ref().is_some_and(|h| joiners.contains(h)))
             .collect();
         assert!(theirs.len() > 200, "{}", theirs.len());
-        let flagged = scores(&model, &theirs)
-            .iter()
-            .filter(|s| **s >= 0.9)
-            .count();
+        let flagged = scores(model, &theirs).iter().filter(|s| **s >= 0.9).count();
         assert!(
             flagged as f64 <= 0.01 * theirs.len() as f64,
             "{flagged} of {}",
