@@ -5,7 +5,13 @@
 //! produced, so an engine that dies leaves its entries pending; after `claim_idle_ms` any engine
 //! of the group claims them (`XAUTOCLAIM`). An entry delivered `max_deliveries` times without an
 //! acknowledgement (it keeps killing engines) goes to the dead-letter stream with the reason.
+//!
+//! An engine hands each entry to its pipeline once: entries it holds (read, not yet
+//! acknowledged) are remembered, so re-reading its own pending entries after a reconnect, or a
+//! claim that sweeps up its own slow entries, never feeds them in a second time.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -26,13 +32,53 @@ pub struct Entry {
     pub missing: Option<String>,
 }
 
+/// The ids of the entries this engine has read and not yet acknowledged or dead-lettered:
+/// shared by the reading half, which adds them, and the acknowledging half, which removes them.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        // The set holds plain ids; a panic elsewhere while it was held leaves nothing half-done.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps the entries not already held and marks them held.
+    fn admit(&self, entries: &mut Vec<Entry>) {
+        let mut held = self.lock();
+        entries.retain(|entry| held.insert(entry.id.clone()));
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.lock().contains(id)
+    }
+
+    fn release(&self, ids: &[String]) {
+        let mut held = self.lock();
+        for id in ids {
+            held.remove(id);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
 pub struct StreamSource {
     link: Link,
     config: StreamSourceConfig,
     consumer: String,
-    /// Read this consumer's own pending entries (after a restart or a lost connection) before
-    /// new ones.
-    read_pending: bool,
+    /// While this consumer's own pending entries are being read (after a start or a lost
+    /// connection, before new ones): the id to read after. Each read moves it past what it
+    /// returned; reading from `0` every time would return the same unacknowledged entries again
+    /// and again while the pipeline still holds them.
+    pending_after: Option<String>,
+    /// Where the next `XAUTOCLAIM` scan of the group's pending entries starts.
+    claim_from: String,
+    held: InFlight,
     group_ready: bool,
     last_claim: Option<Instant>,
 }
@@ -47,7 +93,9 @@ impl StreamSource {
             link,
             config,
             consumer,
-            read_pending: true,
+            pending_after: Some("0".into()),
+            claim_from: "0-0".into(),
+            held: InFlight::default(),
             group_ready: false,
             last_claim: None,
         }
@@ -59,6 +107,11 @@ impl StreamSource {
 
     pub fn stream(&self) -> &str {
         &self.config.stream
+    }
+
+    /// How many entries this engine has read and not yet acknowledged or dead-lettered.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     fn claim_every(&self) -> Duration {
@@ -89,7 +142,9 @@ impl StreamSource {
                 }
                 Err(err) => {
                     if is_connection_error(&err) {
-                        self.read_pending = true;
+                        // A read whose reply was lost still made its entries pending here:
+                        // read them again (what the pipeline already holds is skipped).
+                        self.pending_after = Some("0".into());
                     } else {
                         tracing::error!(
                             stream = self.config.stream,
@@ -111,9 +166,10 @@ impl StreamSource {
         if !self.group_ready {
             self.create_group(connection).await?;
         }
-        if self
-            .last_claim
-            .is_none_or(|at| at.elapsed() >= self.claim_every())
+        if self.pending_after.is_none()
+            && self
+                .last_claim
+                .is_none_or(|at| at.elapsed() >= self.claim_every())
         {
             self.last_claim = Some(Instant::now());
             let claimed = self.reclaim(connection).await?;
@@ -132,22 +188,23 @@ impl StreamSource {
             .arg(&self.consumer)
             .arg("COUNT")
             .arg(self.config.batch_size);
-        if !self.read_pending {
+        if self.pending_after.is_none() {
             command.arg("BLOCK").arg(self.config.block_ms);
         }
         command
             .arg("STREAMS")
             .arg(&self.config.stream)
-            .arg(if self.read_pending { "0" } else { ">" });
+            .arg(self.pending_after.as_deref().unwrap_or(">"));
         let reply: Value = command.query_async(connection).await?;
         let mut entries = Vec::new();
         let mut deleted = Vec::new();
+        let mut last = None;
         if let Value::Array(streams) = reply {
             for stream in streams {
                 if let Value::Array(parts) = stream
                     && let Some(list) = parts.into_iter().nth(1)
                 {
-                    parse_entries(list, &mut entries, &mut deleted);
+                    last = parse_entries(list, &mut entries, &mut deleted).or(last);
                 }
             }
         }
@@ -155,9 +212,12 @@ impl StreamSource {
             // Pending entries deleted from the stream (trimmed) cannot be handled; let them go.
             ack_ids(&self.config, connection, &deleted).await?;
         }
-        if self.read_pending && entries.is_empty() && deleted.is_empty() {
-            self.read_pending = false;
+        if self.pending_after.is_some() {
+            // Own pending entries come back in id order; the next read starts after the last.
+            // None left: read new entries from now on.
+            self.pending_after = last;
         }
+        self.held.admit(&mut entries);
         Ok(entries)
     }
 
@@ -187,7 +247,7 @@ impl StreamSource {
             Err(err) => return Err(err),
         }
         self.group_ready = true;
-        self.read_pending = true;
+        self.pending_after = Some("0".into());
         Ok(())
     }
 
@@ -214,6 +274,8 @@ impl StreamSource {
                     && let [id, _consumer, _idle, Value::Int(deliveries)] = fields.as_slice()
                     && u64::try_from(*deliveries).unwrap_or(0) >= self.config.max_deliveries
                     && let Some(id) = text(id)
+                    // Delivered often, but this engine is handling it now.
+                    && !self.held.holds(&id)
                 {
                     poisoned.push((id, *deliveries));
                 }
@@ -241,17 +303,28 @@ impl StreamSource {
             .arg(&self.config.group)
             .arg(&self.consumer)
             .arg(self.config.claim_idle_ms)
-            .arg("0-0")
+            .arg(&self.claim_from)
             .arg("COUNT")
             .arg(self.config.batch_size)
             .query_async(connection)
             .await?;
         let mut entries = Vec::new();
-        if let Value::Array(parts) = reply
-            && let Some(list) = parts.into_iter().nth(1)
-        {
-            parse_entries(list, &mut entries, &mut Vec::new());
+        if let Value::Array(parts) = reply {
+            let mut parts = parts.into_iter();
+            // The scan goes on where this one stopped (`0-0` once it has been through them all),
+            // so entries that cannot be claimed yet do not hide the ones after them.
+            self.claim_from = parts
+                .next()
+                .as_ref()
+                .and_then(text)
+                .unwrap_or_else(|| "0-0".into());
+            if let Some(list) = parts.next() {
+                parse_entries(list, &mut entries, &mut Vec::new());
+            }
         }
+        // XAUTOCLAIM takes idle entries from every consumer, this one too: entries this engine
+        // still holds (a slow commit, Redis away for a while) are already on their way.
+        self.held.admit(&mut entries);
         Ok(entries)
     }
 
@@ -261,6 +334,7 @@ impl StreamSource {
         StreamAcker {
             link: self.link.sibling("acknowledgements"),
             config: self.config.clone(),
+            held: self.held.clone(),
         }
     }
 }
@@ -269,6 +343,7 @@ impl StreamSource {
 pub struct StreamAcker {
     link: Link,
     config: StreamSourceConfig,
+    held: InFlight,
 }
 
 impl StreamAcker {
@@ -299,7 +374,10 @@ impl StreamAcker {
                     .dead_letter_one(&mut connection, &entry.id, kind, reason, &entry.payload)
                     .await
                 {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        self.held.release(std::slice::from_ref(&entry.id));
+                        break;
+                    }
                     Err(err) => {
                         if !self.link.failed(&err, shutdown).await {
                             return false;
@@ -322,7 +400,10 @@ impl StreamAcker {
                 return false;
             };
             match self.ack_ids(&mut connection, ids).await {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.held.release(ids);
+                    return true;
+                }
                 Err(err) => {
                     if !self.link.failed(&err, shutdown).await {
                         return false;
@@ -415,9 +496,17 @@ fn text(value: &Value) -> Option<String> {
 }
 
 /// Parses `[[id, [field, value, ...]], ...]`, taking the bytes out of the reply rather than
-/// copying them; entries whose body is nil (deleted while pending) go to `deleted`.
-fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String>) {
-    let Value::Array(items) = list else { return };
+/// copying them; entries whose body is nil (deleted while pending) go to `deleted`. Returns the
+/// last id in the reply (Redis sends them in order).
+fn parse_entries(
+    list: Value,
+    entries: &mut Vec<Entry>,
+    deleted: &mut Vec<String>,
+) -> Option<String> {
+    let Value::Array(items) = list else {
+        return None;
+    };
+    let mut last = None;
     entries.reserve(items.len());
     for item in items {
         let Value::Array(parts) = item else { continue };
@@ -430,6 +519,7 @@ fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String
             Some(Value::SimpleString(id)) => id,
             _ => continue,
         };
+        last = Some(id.clone());
         match parts.next() {
             Some(Value::Array(fields)) => {
                 let (payload, missing) = payload(fields);
@@ -442,6 +532,7 @@ fn parse_entries(list: Value, entries: &mut Vec<Entry>, deleted: &mut Vec<String
             _ => deleted.push(id),
         }
     }
+    last
 }
 
 /// The event JSON of an entry: its `data` field, else `event`. An entry with neither is not
