@@ -10,6 +10,7 @@ mod anomaly;
 mod audit;
 mod cli;
 mod correlation;
+mod crash;
 mod edges;
 mod firewall;
 mod intel_poison;
