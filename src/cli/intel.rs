@@ -22,8 +22,12 @@ fn context(dir: &Path) -> Result<(std::path::PathBuf, Warninglists, IntelMaxPref
         ),
         Err(_) => {
             let config = crate::config::Config::default();
-            let lists = Warninglists::load_dir(&display_path(dir, Path::new(WARNINGLISTS_DIR)))
-                .map_err(|problems| CannotRun(problems.join("; ")))?;
+            // The config did not load, so its cap is unknown: the default holds.
+            let lists = crate::content::load_warninglists(
+                &display_path(dir, Path::new(WARNINGLISTS_DIR)),
+                crate::config::DEFAULT_MAX_FILE_BYTES,
+            )
+            .map_err(|problems| CannotRun(problems.render()))?;
             (
                 display_path(dir, &config.state.path),
                 lists,

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -153,35 +152,6 @@ impl Warninglists {
         Warninglists { lists }
     }
 
-    /// Loads every `*.json` in `dir` (none when it does not exist). Problems name the file.
-    pub fn load_dir(dir: &Path) -> Result<Warninglists, Vec<String>> {
-        let mut lists = Vec::new();
-        let mut problems = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(Warninglists::default());
-        };
-        let mut paths: Vec<_> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            match std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| Warninglist::parse(&text))
-            {
-                Ok(list) => lists.push(list),
-                Err(message) => problems.push(format!("{}: {message}", path.display())),
-            }
-        }
-        if problems.is_empty() {
-            Ok(Warninglists { lists })
-        } else {
-            Err(problems)
-        }
-    }
-
     /// The name of the first list the indicator is on.
     pub fn listing(&self, kind: IndicatorKind, value: &str) -> Option<&str> {
         self.lists
@@ -202,6 +172,7 @@ impl Warninglists {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn shipped(name: &str) -> Warninglist {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -237,7 +208,8 @@ mod tests {
         // Before, the shipped lists covered IPv6 resolvers only, and an indicator on 8.8.8.8
         // was acted on.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("warninglists");
-        let lists = Warninglists::load_dir(&root).unwrap();
+        let lists = crate::content::load_warninglists(&root, crate::config::DEFAULT_MAX_FILE_BYTES)
+            .unwrap();
         for resolver in ["8.8.8.8", "8.8.4.4", "1.1.1.1", "9.9.9.9", "208.67.222.222"] {
             assert_eq!(
                 lists.listing(IndicatorKind::Ip, resolver),

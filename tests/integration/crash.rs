@@ -334,12 +334,16 @@ fn source(server: &RedisServer, consumer: &str, claim_idle_ms: u64) -> StreamSou
     )
 }
 
-/// The ids `source` hands out until it has nothing for `quiet`.
+/// The ids `source` hands out until it has nothing for `quiet` (or 30 batches: a source that
+/// hands the same entries out again and again never goes quiet).
 async fn read_until_quiet(source: &mut StreamSource, quiet: Duration) -> Vec<String> {
     let (_trigger, shutdown) = Shutdown::new();
     let mut ids = Vec::new();
-    while let Ok(Some(entries)) = tokio::time::timeout(quiet, source.next_batch(&shutdown)).await {
-        ids.extend(entries.into_iter().map(|e| e.id));
+    for _ in 0..30 {
+        match tokio::time::timeout(quiet, source.next_batch(&shutdown)).await {
+            Ok(Some(entries)) => ids.extend(entries.into_iter().map(|e| e.id)),
+            _ => break,
+        }
     }
     ids
 }
