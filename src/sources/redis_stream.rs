@@ -61,10 +61,6 @@ impl InFlight {
             held.remove(id);
         }
     }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
 }
 
 pub struct StreamSource {
@@ -107,11 +103,6 @@ impl StreamSource {
 
     pub fn stream(&self) -> &str {
         &self.config.stream
-    }
-
-    /// How many entries this engine has read and not yet acknowledged or dead-lettered.
-    pub fn held(&self) -> usize {
-        self.held.len()
     }
 
     fn claim_every(&self) -> Duration {
