@@ -976,7 +976,7 @@ pub async fn run(
     pool: SqlitePool,
     audit: Option<Arc<crate::audit::AuditLog>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    shutdown: crate::engine::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
     mut in_use: Option<i64>,
 ) {
     loop {

@@ -7,9 +7,10 @@
 
 pub mod drive;
 pub mod reload;
-mod shutdown;
 
-pub use shutdown::{Shutdown, ShutdownTrigger};
+// Shutdown lives at the bottom of the crate (every task watches it); re-exported for callers
+// that wire an engine.
+pub use crate::shutdown::{Shutdown, ShutdownTrigger};
 
 use std::sync::Arc;
 

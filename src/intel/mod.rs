@@ -87,7 +87,7 @@ pub async fn pull_on_schedule(
     store: IntelStore,
     warninglists: Warninglists,
     handle: IntelHandle,
-    shutdown: crate::engine::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
 ) {
     if config.feeds.is_empty() {
         return;
