@@ -45,6 +45,7 @@ pub mod config;
 pub mod content;
 pub mod detection;
 pub mod diagnostics;
+pub mod duration;
 pub mod engine;
 pub mod event;
 pub mod intel;

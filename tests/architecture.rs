@@ -31,11 +31,8 @@ const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     // `Shutdown`, and `AlertFormat` (a config value the console reads).
     ("sinks", "engine"),
     // `parse_duration` lives with the action parameters; durations belong at the bottom.
-    ("intel", "actions"),
-    ("tracker", "actions"),
     // The learner's duration setting, and its background task (training with the audit
     // trail, the metrics and shutdown), which belongs above the components.
-    ("anomaly", "actions"),
     ("anomaly", "config"),
     ("anomaly", "metrics"),
     // A detection carries the intel hits of its event; the plain hit type lives in `intel`.

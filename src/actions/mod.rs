@@ -11,7 +11,7 @@ pub mod plugins;
 pub mod policy;
 
 pub use executor::{Executor, Policy};
-pub use params::{ParamType, ParamValue, parse_duration};
+pub use params::{ParamType, ParamValue};
 pub use policy::WidestBlock;
 
 use schemars::JsonSchema;

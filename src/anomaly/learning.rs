@@ -131,7 +131,7 @@ impl Settings {
     ) -> Settings {
         let learning = &config.learning;
         let duration = |text: &str, default: u64| {
-            crate::actions::parse_duration(text).unwrap_or(Duration::from_secs(default))
+            crate::duration::parse(text).unwrap_or(Duration::from_secs(default))
         };
         Settings {
             engine,

@@ -223,7 +223,7 @@ impl EventsConfig {
     pub fn time_policy(&self) -> crate::event::TimePolicy {
         let default = crate::event::TimePolicy::default();
         crate::event::TimePolicy {
-            max_ahead_ms: crate::actions::parse_duration(&self.max_future_skew)
+            max_ahead_ms: crate::duration::parse(&self.max_future_skew)
                 .map_or(default.max_ahead_ms, |d| {
                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
                 }),
@@ -527,7 +527,7 @@ impl WebhookConfig {
 }
 
 fn positive_duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
-    match crate::actions::parse_duration(text) {
+    match crate::duration::parse(text) {
         Some(d) if !d.is_zero() => Ok(d),
         _ => Err(format!(
             "`{key}` is `{text}`, not a duration above zero like 5s or 2m"
@@ -768,7 +768,7 @@ impl ActionsConfig {
             }
         }
         let duration = |name: &str, text: &str| {
-            crate::actions::parse_duration(text).ok_or_else(|| {
+            crate::duration::parse(text).ok_or_else(|| {
                 format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
             })
         };
@@ -916,7 +916,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         ("retrain_every", &learning.retrain_every),
         ("check_every", &learning.check_every),
     ] {
-        match crate::actions::parse_duration(value) {
+        match crate::duration::parse(value) {
             Some(d) if !d.is_zero() => {}
             _ => report(
                 at.key(key),
@@ -999,7 +999,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             "`tracker.beacon_max_jitter` must be between 0 and 1 (0.2 allows intervals about 20% apart)".into(),
         );
     }
-    if crate::actions::parse_duration(&tracker.beacon_min_interval).is_none() {
+    if crate::duration::parse(&tracker.beacon_min_interval).is_none() {
         report(
             at.key("beacon_min_interval"),
             format!(
@@ -1008,7 +1008,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             ),
         );
     }
-    if crate::actions::parse_duration(&config.events.max_future_skew).is_none() {
+    if crate::duration::parse(&config.events.max_future_skew).is_none() {
         report(
             root.key("events").key("max_future_skew"),
             format!(
@@ -1154,7 +1154,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
                 format!("feed url `{}` must be an http or https URL", feed.url),
             );
         }
-        if crate::actions::parse_duration(&feed.every).is_none() {
+        if crate::duration::parse(&feed.every).is_none() {
             report(
                 at.key("every"),
                 format!(

@@ -105,8 +105,8 @@ pub async fn pull_on_schedule(
         let mut next_due = i64::MAX;
         let mut changed = false;
         for feed in &config.feeds {
-            let every_ms = crate::actions::parse_duration(&feed.every)
-                .map_or(3_600_000, |d| d.as_millis() as i64);
+            let every_ms =
+                crate::duration::parse(&feed.every).map_or(3_600_000, |d| d.as_millis() as i64);
             let state = store.feed_state(&feed.name).await.ok().unwrap_or_default();
             let due = next_pull_due(&state, every_ms, now);
             if due <= now {

@@ -243,7 +243,7 @@ impl Validator<'_> {
                 "`count` must be at least 1 (a limit of 0 would hold back every message)",
             );
         }
-        let window = crate::actions::parse_duration(&spec.window).filter(|w| !w.is_zero());
+        let window = crate::duration::parse(&spec.window).filter(|w| !w.is_zero());
         if window.is_none() {
             self.report(
                 &at.key("window"),

@@ -59,7 +59,7 @@ impl Settings {
             retention_ms: i64::from(config.retention_days) * DAY_MS,
             min_records: config.min_records,
             beacon_max_jitter: config.beacon_max_jitter,
-            beacon_min_interval_ms: crate::actions::parse_duration(&config.beacon_min_interval)
+            beacon_min_interval_ms: crate::duration::parse(&config.beacon_min_interval)
                 .map_or(10_000, |d| d.as_millis() as i64),
             beacon_public_only: config.beacon_public_only,
             scan_distinct_ports: config.scan_distinct_ports,
