@@ -50,6 +50,7 @@ pub mod engine;
 pub mod event;
 pub mod intel;
 pub mod metrics;
+pub mod net;
 pub mod outbound;
 pub mod pipeline;
 pub mod playbooks;

@@ -39,7 +39,6 @@ const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     ("detection", "intel"),
     // `is_public` and `registered_domain` live with the anomaly features; address helpers
     // belong at the bottom.
-    ("tracker", "anomaly"),
     // The component's config type lives in `config`; it belongs beside the component.
     ("intel", "config"),
     ("tracker", "config"),

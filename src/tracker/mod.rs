@@ -28,10 +28,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::anomaly::features::{is_public, registered_domain};
 use crate::config::TrackerConfig;
 use crate::detection::{Detection, Entity, Severity, Stage};
 use crate::event::{Event, EventKind};
+use crate::net::{is_public, registered_domain};
 
 pub use store::{BehaviourRecord, Stored, load_records};
 
