@@ -48,8 +48,6 @@ const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     ("playbooks", "testing"),
     ("rules", "testing"),
     ("sigma", "testing"),
-    // The executor takes `OnFailure` from the playbook step it runs.
-    ("actions", "playbooks"),
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
     ("approvals", "actions"),
     // The state file writes the rows of the components (action records, learning sample,

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// The executor acts on it; it lives with the action records.
+pub use crate::actions::OnFailure;
 use crate::actions::Risk;
-use crate::detection::{Severity, Stage};
 use crate::testing::ExpectedOutcome;
+use crate::detection::{Severity, Stage};
 
 /// A playbook: when a matching detection arrives, run these steps in order.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -116,19 +118,6 @@ pub enum ParamLiteral {
     Text(String),
     Integer(i64),
     Boolean(bool),
-}
-
-/// What happens to the rest of the playbook when a step fails or is refused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Go on with the next step.
-    Continue,
-    /// Skip the remaining steps (the default).
-    #[default]
-    Abort,
-    /// Skip the remaining steps and switch the engine to manual mode.
-    Degrade,
 }
 
 /// A test case: events in, expected detections and actions out.
