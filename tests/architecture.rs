@@ -27,8 +27,6 @@ use std::path::{Path, PathBuf};
 /// Edges that still go against the order, `(from, to)`. Each is a known debt with what would
 /// remove it; new ones are refused. Remove an entry when its last import goes.
 const AGAINST_THE_ORDER: &[(&str, &str)] = &[
-    // `AlertFormat` (a config value the console reads) lives in the engine.
-    ("sinks", "engine"),
     // The learner's background task (training with the audit trail and the metrics, its
     // setting from the config) belongs above the components; it is in its own file,
     // `anomaly/learning.rs`, so it can move.

@@ -11,6 +11,8 @@ pub mod reload;
 // Shutdown lives at the bottom of the crate (every task watches it); re-exported for callers
 // that wire an engine.
 pub use crate::shutdown::{Shutdown, ShutdownTrigger};
+// The console sink owns how it prints; re-exported for callers that wire an engine.
+pub use crate::sinks::AlertFormat;
 
 use std::sync::Arc;
 
@@ -24,17 +26,6 @@ use crate::pipeline::{Outcome, Pipeline};
 use crate::sinks::{action_line, detection_line};
 use crate::sources::Intake;
 use crate::state::{Batch, DetectionRow};
-
-/// How detections are shown on standard output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertFormat {
-    /// Readable lines for a person.
-    Text,
-    /// The replay JSON lines.
-    Json,
-    /// Nothing (benchmarks, tests).
-    Quiet,
-}
 
 /// Running totals, for the closing summary and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
