@@ -37,10 +37,6 @@ const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     ("tracker", "config"),
     // Pulls are set up from the loaded content (`intel::for_content`); that belongs above.
     ("intel", "content"),
-    // The YAML readers take the JSON Schema to report unknown keys; the schemas are generated
-    // from the spec types above them.
-    ("config", "schema"),
-    ("playbooks", "schema"),
     // Sidecar test cases are parsed into the `testing` case types; those plain types belong
     // below the components that read them, the runner above.
     ("playbooks", "testing"),

@@ -15,6 +15,15 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
 /// The file name `palisade` looks for in the content directory.
 pub const CONFIG_FILE: &str = "palisade.yaml";
 
+/// The JSON Schema of the config file, built once from [`Config`]. It lives beside the type
+/// because reading the file needs it (unknown keys are reported against it).
+pub fn schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(serde_json::Value::Null)
+    });
+    &SCHEMA
+}
+
 /// The audit trail owns its config type; the config file only assembles it.
 pub use crate::audit::AuditConfig;
 
@@ -810,8 +819,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     {
         Config::default()
     } else {
-        let (config, unknown_keys) =
-            crate::diagnostics::parse_yaml(path, source, crate::schema::config())?;
+        let (config, unknown_keys) = crate::diagnostics::parse_yaml(path, source, schema())?;
         problems.extend(unknown_keys);
         config
     };
