@@ -40,6 +40,7 @@ pub mod approvals;
 pub mod audit;
 pub mod bench;
 pub mod bus;
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod content;

@@ -37,11 +37,6 @@ const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     ("tracker", "config"),
     // Pulls are set up from the loaded content (`intel::for_content`); that belongs above.
     ("intel", "content"),
-    // Sidecar test cases are parsed into the `testing` case types; those plain types belong
-    // below the components that read them, the runner above.
-    ("playbooks", "testing"),
-    ("rules", "testing"),
-    ("sigma", "testing"),
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
     ("approvals", "actions"),
     // The state file writes the rows of the components (action records, learning sample,

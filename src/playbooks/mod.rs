@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rhai::{AST, Dynamic, Engine, Scope};
 
 use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
-use crate::testing::{Expectation, TestCase, TestInput};
+use crate::cases::{Expectation, TestCase, TestInput};
 use crate::detection::{Detection, Severity, Stage};
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate, suggest};
 use crate::event::FieldType;

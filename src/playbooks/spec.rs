@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 // The executor acts on it; it lives with the action records.
 pub use crate::actions::OnFailure;
 use crate::actions::Risk;
-use crate::testing::ExpectedOutcome;
+use crate::cases::ExpectedOutcome;
 use crate::detection::{Severity, Stage};
 
 /// A playbook: when a matching detection arrives, run these steps in order.
@@ -133,7 +133,7 @@ pub struct PlaybookTestSpec {
     pub fixture: Option<PathBuf>,
     /// Indicators the case's threat-intelligence matcher holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub intel: Vec<crate::testing::TestIndicator>,
+    pub intel: Vec<crate::cases::TestIndicator>,
     /// Score the events with the content's anomaly model (`anomaly.model` in the config).
     /// Off by default, so cases do not depend on a model trained on someone's baseline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
