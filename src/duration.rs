@@ -26,6 +26,24 @@ pub fn parse(text: &str) -> Option<Duration> {
     (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
+/// A duration setting that is not a duration above zero.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}` is `{text}`, not a duration above zero like 5s or 2m")]
+pub struct SettingError {
+    /// The setting's dotted path, e.g. `intel.fetch.read_timeout`.
+    pub key: &'static str,
+    pub text: String,
+}
+
+/// A configured duration, read where it is used: a text that is not a duration is an error
+/// naming the setting, never a silent default.
+pub fn setting(key: &'static str, text: &str) -> Result<Duration, SettingError> {
+    parse(text).ok_or_else(|| SettingError {
+        key,
+        text: text.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +59,15 @@ mod tests {
         assert_eq!(parse("2w"), Some(Duration::from_secs(1_209_600)));
         assert_eq!(parse("99999999999999999w"), None);
         assert_eq!(parse("5 m"), None);
+    }
+
+    #[test]
+    fn a_setting_that_is_not_a_duration_names_its_key() {
+        assert_eq!(setting("a.b", "2m"), Ok(Duration::from_secs(120)));
+        let err = setting("intel.fetch.read_timeout", "0s").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`intel.fetch.read_timeout` is `0s`, not a duration above zero like 5s or 2m"
+        );
     }
 }

@@ -27,14 +27,9 @@ use std::path::{Path, PathBuf};
 /// Edges that still go against the order, `(from, to)`. Each is a known debt with what would
 /// remove it; new ones are refused. Remove an entry when its last import goes.
 const AGAINST_THE_ORDER: &[(&str, &str)] = &[
-    // The learner's background task (training with the audit trail and the metrics, its
-    // setting from the config) belongs above the components; it is in its own file,
-    // `anomaly/learning.rs`, so it can move.
-    ("anomaly", "config"),
+    // The learner's background task (training with the audit trail and the metrics) belongs
+    // above the components; it is in its own file, `anomaly/learning.rs`, so it can move.
     ("anomaly", "metrics"),
-    // The component's config type lives in `config`; it belongs beside the component.
-    ("intel", "config"),
-    ("tracker", "config"),
     // Pulls are set up from the loaded content (`intel::for_content`); that belongs above.
     ("intel", "content"),
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.

@@ -125,7 +125,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(
-        config: &crate::config::AnomalyConfig,
+        config: &crate::anomaly::AnomalyConfig,
         engine: String,
         model_file: PathBuf,
     ) -> Settings {
@@ -800,7 +800,7 @@ pub async fn accept(pool: &SqlitePool, operator: &str) -> Result<Accepted, sqlx:
 /// The status as stored, for `palisade model status` (no engine needed).
 pub async fn stored_status(
     pool: &SqlitePool,
-    config: &crate::config::AnomalyConfig,
+    config: &crate::anomaly::AnomalyConfig,
 ) -> Result<Status, sqlx::Error> {
     let (progress, sample) = group_progress(pool).await?;
     let active = newest_model(pool, "active").await?;
@@ -1551,7 +1551,7 @@ mod tests {
         assert_eq!(in_use, Some(1));
         assert!(anomaly.current().is_some());
         assert_eq!(learner.status().held.map(|h| h.id), Some(2));
-        let config = crate::config::AnomalyConfig::default();
+        let config = crate::anomaly::AnomalyConfig::default();
         let shown = stored_status(&pool, &config).await.unwrap().line();
         assert!(shown.contains("held for review: model 2"), "{shown}");
 

@@ -24,8 +24,12 @@ pub fn schema() -> &'static serde_json::Value {
     &SCHEMA
 }
 
+/// So do the anomaly stage, the tracker and intel.
+pub use crate::anomaly::{AnomalyConfig, LearningConfig};
 /// The audit trail owns its config type; the config file only assembles it.
 pub use crate::audit::AuditConfig;
+pub use crate::intel::{FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix};
+pub use crate::tracker::TrackerConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -102,98 +106,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// The anomaly stage (`docs/anomaly.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct AnomalyConfig {
-    /// Score events no rule matched. Off, the stage neither learns nor scores.
-    pub enabled: bool,
-    /// A model file `palisade train` wrote, relative to the content directory, reloaded when it
-    /// changes. Left out (the default), the engine learns this deployment's own model
-    /// (`learning`) and scores nothing until it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<PathBuf>,
-    /// Scores at or above this become detections; 0.9 means one baseline event in a thousand
-    /// was as unusual.
-    pub threshold: f64,
-    /// Learning the deployment's normal inside the engine, when no `model` file is named.
-    pub learning: LearningConfig,
-}
-
-impl Default for AnomalyConfig {
-    fn default() -> AnomalyConfig {
-        AnomalyConfig {
-            enabled: true,
-            model: None,
-            threshold: 0.9,
-            learning: LearningConfig::default(),
-        }
-    }
-}
-
-impl AnomalyConfig {
-    /// Whether the running engine learns its own model: the stage is on and names no file.
-    pub fn learns(&self) -> bool {
-        self.enabled && self.model.is_none() && self.learning.enabled
-    }
-}
-
-/// How the engine learns its model (`docs/anomaly.md#learning`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct LearningConfig {
-    /// Learn when no model file is named. Off, and without a model file, nothing is scored.
-    pub enabled: bool,
-    /// Events seen (not flagged by rules, intel or the model) before the first model is trained.
-    pub min_events: u64,
-    /// Days of event time the sample must span before the first model is trained.
-    pub min_days: u32,
-    /// The most events the sample keeps, spread over event type, host and hour of day.
-    pub max_sample: usize,
-    /// The most events kept per (event type, host, hour of day): a uniform sample of what that
-    /// bucket saw.
-    pub per_bucket: usize,
-    /// Sample events older than this many days (by event time) are dropped: the sliding window
-    /// each retrain fits.
-    pub window_days: u32,
-    /// How often a new model is fitted over the window once the first one is in use (`24h`).
-    pub retrain_every: String,
-    /// How often the engine checks its progress and the stored models (`30s`).
-    pub check_every: String,
-    /// A retrain whose alert rate on the newest day's held-out events is more than this many
-    /// times the model in use's (or the 0.1% calibration target, if higher) is held for
-    /// `palisade model accept`.
-    pub drift_factor: f64,
-    /// A model with nothing in use to compare with (the first one, or any trained while none
-    /// is in use) is held for `palisade model accept` when more than this share of the sample's
-    /// held-out events score at or above the threshold. At 0.9 the calibration expects one in
-    /// a thousand; the default leaves room for the noise of a held-out set of a few thousand.
-    pub max_held_out_rate: f64,
-    /// Where the model in use is written (temporary file, then rename), relative to the content
-    /// directory; a held retrain is written beside it with `.held` added.
-    pub model_file: PathBuf,
-}
-
-impl Default for LearningConfig {
-    fn default() -> LearningConfig {
-        LearningConfig {
-            enabled: true,
-            min_events: 50_000,
-            min_days: 7,
-            max_sample: 100_000,
-            per_bucket: 500,
-            window_days: 28,
-            retrain_every: "24h".into(),
-            check_every: "30s".into(),
-            drift_factor: 3.0,
-            max_held_out_rate: 0.002,
-            model_file: PathBuf::from("data/learned.model"),
-        }
-    }
-}
-
 /// What happens to an event dated too far ahead of the engine's clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -237,45 +149,6 @@ impl EventsConfig {
                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
                 }),
             reject: self.future_time == FutureTime::Reject,
-        }
-    }
-}
-
-/// The behaviour tracker (`docs/anomaly.md#the-behaviour-tracker`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct TrackerConfig {
-    /// Record behaviour and run the detectors.
-    pub enabled: bool,
-    /// Records older than this (by event time) are forgotten.
-    pub retention_days: u32,
-    /// No analysis of an entity with fewer records than this.
-    pub min_records: usize,
-    /// Beaconing: the largest spread of intervals (standard deviation over mean) still called
-    /// regular.
-    pub beacon_max_jitter: f64,
-    /// Beaconing: intervals shorter than this are bursts, not beacons.
-    pub beacon_min_interval: String,
-    /// Beaconing: only to public addresses (internal monitoring polls regularly too).
-    pub beacon_public_only: bool,
-    /// Low-and-slow scanning: distinct ports on one address from one host.
-    pub scan_distinct_ports: usize,
-    /// Low-and-slow scanning: distinct addresses on one port from one host.
-    pub scan_distinct_hosts: usize,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> TrackerConfig {
-        TrackerConfig {
-            enabled: true,
-            retention_days: 30,
-            min_records: 10,
-            beacon_max_jitter: 0.2,
-            beacon_min_interval: "10s".into(),
-            beacon_public_only: true,
-            scan_distinct_ports: 100,
-            scan_distinct_hosts: 50,
         }
     }
 }
@@ -431,74 +304,6 @@ impl Default for RedisConfig {
     }
 }
 
-/// Threat-intelligence feeds pulled on a schedule, and the limits every imported indicator is
-/// held to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct IntelConfig {
-    pub feeds: Vec<FeedConfig>,
-    /// The widest range an indicator may cover, per address family. A wider one (a feed row for
-    /// `0.0.0.0/0` would make every address malicious) is refused at import, after its host bits
-    /// are masked and IPv4-mapped IPv6 is unmapped.
-    pub max_prefix: IntelMaxPrefix,
-    /// What every feed pull is held to (docs/intel.md, "Limits").
-    pub fetch: FeedFetchConfig,
-}
-
-/// Limits on what a feed pull reads and how far it trusts the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct FeedFetchConfig {
-    /// The largest response body read, per request (page); a larger one fails the pull and
-    /// nothing from it is stored. Default 64 MiB.
-    pub max_body_bytes: u64,
-    /// The longest one request may take, redirects, headers and body included: `30s`, `2m`.
-    pub read_timeout: String,
-    /// `same_host` (default): redirects are followed only to the same scheme, host and port;
-    /// `none`: never.
-    pub redirects: crate::outbound::Redirects,
-    /// The most pages one TAXII or MISP pull may take; more fails the pull and stores nothing
-    /// from it.
-    pub max_pages: usize,
-    /// The longest one whole pull may take, every page included: `10m`. Past it the pull fails
-    /// and stores nothing from it.
-    pub max_pull_time: String,
-    /// A snapshot feed's download replaces the stored list only when at least this share of
-    /// its entries parse as indicators (0–1); otherwise the pull fails and nothing expires.
-    pub min_parsed_ratio: f64,
-}
-
-impl Default for FeedFetchConfig {
-    fn default() -> FeedFetchConfig {
-        FeedFetchConfig {
-            max_body_bytes: 64 * 1024 * 1024,
-            read_timeout: "2m".into(),
-            redirects: crate::outbound::Redirects::SameHost,
-            max_pages: 500,
-            max_pull_time: "10m".into(),
-            min_parsed_ratio: 0.5,
-        }
-    }
-}
-
-impl FeedFetchConfig {
-    /// The client limits; the duration is checked by `parse`, so a bad one here is a bug
-    /// surfaced as an error, not a panic.
-    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
-        Ok(crate::outbound::Limits {
-            max_body_bytes: self.max_body_bytes,
-            read_timeout: positive_duration("intel.fetch.read_timeout", &self.read_timeout)?,
-            redirects: self.redirects,
-        })
-    }
-
-    pub fn max_pull_time(&self) -> Result<std::time::Duration, String> {
-        positive_duration("intel.fetch.max_pull_time", &self.max_pull_time)
-    }
-}
-
 /// How long a webhook call waits for its receiver and which redirects it follows. Of the
 /// receiver's answer only the status and, for a refusal, the first [`WEBHOOK_ANSWER_BYTES`]
 /// are read.
@@ -529,88 +334,14 @@ impl WebhookConfig {
     pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
         Ok(crate::outbound::Limits {
             max_body_bytes: WEBHOOK_ANSWER_BYTES,
-            read_timeout: positive_duration("actions.webhook.read_timeout", &self.read_timeout)?,
+            read_timeout: crate::duration::setting(
+                "actions.webhook.read_timeout",
+                &self.read_timeout,
+            )
+            .map_err(|e| e.to_string())?,
             redirects: self.redirects,
         })
     }
-}
-
-fn positive_duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
-    match crate::duration::parse(text) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "`{key}` is `{text}`, not a duration above zero like 5s or 2m"
-        )),
-    }
-}
-
-/// The shortest prefix length an indicator range may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct IntelMaxPrefix {
-    /// IPv4: ranges shorter than this (wider than a /24 by default) are refused. 0–32.
-    pub ipv4: u8,
-    /// IPv6: ranges shorter than this (wider than a /48 by default) are refused. 0–128.
-    pub ipv6: u8,
-}
-
-impl Default for IntelMaxPrefix {
-    fn default() -> IntelMaxPrefix {
-        IntelMaxPrefix { ipv4: 24, ipv6: 48 }
-    }
-}
-
-/// How a feed is fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedType {
-    /// A file over HTTP (`format` says which), fetched again only when it changed (ETag,
-    /// Last-Modified).
-    Http,
-    /// A TAXII 2.1 collection (`url` ends in `/collections/ID/`), read from the saved
-    /// `added_after` cursor, following `more`/`next` pages.
-    Taxii,
-    /// A MISP instance's `/attributes/restSearch`, `to_ids` attributes newer than the cursor.
-    Misp,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct FeedConfig {
-    /// Also the source name stored with its indicators.
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: FeedType,
-    pub url: String,
-    /// For `http` feeds: the file's format.
-    #[serde(default)]
-    pub format: Option<crate::intel::formats::Format>,
-    /// For `http` feeds: the file is the whole list, so indicators that vanish from it expire
-    /// (only after a complete, valid download).
-    #[serde(default)]
-    pub snapshot: bool,
-    /// How often to pull: `15m`, `1h`, `1d`.
-    #[serde(default = "default_every")]
-    pub every: String,
-    /// Environment variable holding the API key (never the key itself in the file).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Header the key goes in; default `Authorization` (TAXII sends `Bearer KEY`). abuse.ch
-    /// uses `Auth-Key`, AbuseIPDB `Key`, OTX `X-OTX-API-KEY`.
-    #[serde(default)]
-    pub api_key_header: Option<String>,
-    /// Objects per TAXII or MISP page.
-    #[serde(default = "default_page_size")]
-    pub page_size: usize,
-}
-
-fn default_every() -> String {
-    "1h".into()
-}
-
-fn default_page_size() -> usize {
-    1000
 }
 
 /// Where detections are announced for responders and other tools.

@@ -235,7 +235,7 @@ pub fn canonical_network(value: &str) -> Result<(IndicatorKind, String), Invalid
 pub fn check_breadth(
     kind: IndicatorKind,
     value: &str,
-    limits: crate::config::IntelMaxPrefix,
+    limits: crate::intel::IntelMaxPrefix,
 ) -> Result<(), InvalidIndicator> {
     if kind != IndicatorKind::Cidr {
         return Ok(());

@@ -8,6 +8,7 @@
 //! - [`warninglist`]: MISP warninglists of benign infrastructure.
 //! - [`matcher`]: the in-memory snapshot and the handle that swaps it.
 
+mod config;
 pub mod formats;
 pub mod indicator;
 pub mod matcher;
@@ -15,6 +16,7 @@ pub mod pull;
 pub mod store;
 pub mod warninglist;
 
+pub use config::{FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix};
 pub use indicator::{Indicator, IndicatorKind};
 pub use matcher::{IntelHandle, IntelHit, Matcher};
 pub use store::IntelStore;
@@ -28,7 +30,7 @@ use std::time::Duration;
 pub async fn load_matcher(
     store: &IntelStore,
     warninglists: &Warninglists,
-    max_prefix: crate::config::IntelMaxPrefix,
+    max_prefix: crate::intel::IntelMaxPrefix,
 ) -> Result<Matcher, crate::state::StateError> {
     let now = jiff::Timestamp::now().as_millisecond();
     let mut live = store.live(now).await?;
@@ -83,7 +85,7 @@ fn next_pull_due(state: &store::FeedState, every_ms: i64, now: i64) -> i64 {
 /// Pulls every configured feed when it is due, for as long as `shutdown` allows, and swaps a
 /// rebuilt matcher into `handle` after each pull that changed something.
 pub async fn pull_on_schedule(
-    config: crate::config::IntelConfig,
+    config: crate::intel::IntelConfig,
     store: IntelStore,
     warninglists: Warninglists,
     handle: IntelHandle,

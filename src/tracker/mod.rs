@@ -17,6 +17,7 @@
 //! an event may move retention ([`MAX_AHEAD_MS`]). Rules ask the same summary through Rhai
 //! functions (`first_seen`, `behaviour_count`, `distinct_ports`, `beacon_interval`).
 
+mod config;
 pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -28,11 +29,11 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::config::TrackerConfig;
 use crate::detection::{Detection, Entity, Severity, Stage};
 use crate::event::{Event, EventKind};
 use crate::net::{is_public, registered_domain};
 
+pub use config::TrackerConfig;
 pub use store::{BehaviourRecord, Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
