@@ -30,8 +30,6 @@ const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     // The learner's background task (training with the audit trail and the metrics) belongs
     // above the components; it is in its own file, `anomaly/learning.rs`, so it can move.
     ("anomaly", "metrics"),
-    // Pulls are set up from the loaded content (`intel::for_content`); that belongs above.
-    ("intel", "content"),
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
     ("approvals", "actions"),
     // The state file writes the rows of the components (action records, learning sample,

@@ -45,23 +45,34 @@ pub async fn load_matcher(
     Ok(Matcher::build(live, warninglists, now))
 }
 
-/// The intel a command runs with: the live indicators in the content's state database (when it
-/// exists; nothing is created) marked against the content's warninglists.
-pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandle, String> {
-    let path = content.resolve(&content.config.state.path);
+/// The state database could not give up its indicators.
+#[derive(Debug, thiserror::Error)]
+#[error("threat intelligence in {}: {source}", path.display())]
+pub struct LoadError {
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: crate::state::StateError,
+}
+
+/// The intel a command runs with: the live indicators in the state database at `path` (when it
+/// exists; nothing is created) marked against `warninglists`. `crate::content::Content::intel`
+/// calls it with the content's own.
+pub async fn from_state_file(
+    path: &std::path::Path,
+    warninglists: &Warninglists,
+    max_prefix: IntelMaxPrefix,
+) -> Result<IntelHandle, LoadError> {
     if !path.exists() {
         return Ok(IntelHandle::default());
     }
-    let state = crate::state::StateStore::open(&path)
+    let failed = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let state = crate::state::StateStore::open(path).await.map_err(failed)?;
+    let matcher = load_matcher(&IntelStore::new(&state), warninglists, max_prefix)
         .await
-        .map_err(|e| e.to_string())?;
-    let matcher = load_matcher(
-        &IntelStore::new(&state),
-        &content.warninglists,
-        content.config.intel.max_prefix,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     if !matcher.is_empty() {
         tracing::info!(indicators = matcher.len(), "loaded threat intelligence");
     }
