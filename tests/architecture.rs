@@ -27,9 +27,6 @@ use std::path::{Path, PathBuf};
 /// Edges that still go against the order, `(from, to)`. Each is a known debt with what would
 /// remove it; new ones are refused. Remove an entry when its last import goes.
 const AGAINST_THE_ORDER: &[(&str, &str)] = &[
-    // The learner's background task (training with the audit trail and the metrics) belongs
-    // above the components; it is in its own file, `anomaly/learning.rs`, so it can move.
-    ("anomaly", "metrics"),
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
     ("approvals", "actions"),
     // The state file writes the rows of the components (action records, learning sample,

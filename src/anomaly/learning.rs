@@ -662,6 +662,11 @@ impl Learner {
             .unwrap_or_default()
     }
 
+    /// Shows a failed check in the status (`/healthz`, `model status`) until the next one.
+    pub fn set_last_error(&self, err: String) {
+        self.update(|s| s.last_error = Some(err));
+    }
+
     fn update(&self, change: impl FnOnce(&mut Status)) {
         if let Ok(mut status) = self.shared.status.lock() {
             change(&mut status);
@@ -968,32 +973,6 @@ pub async fn prepare(
     Ok((learner, restored, in_use))
 }
 
-/// The background side of learning: checks progress, trains when due, adopts models trained by
-/// any engine sharing the database (or accepted by a person). Runs until `shutdown`.
-pub async fn run(
-    learner: Learner,
-    anomaly: super::AnomalyHandle,
-    pool: SqlitePool,
-    audit: Option<Arc<crate::audit::AuditLog>>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    shutdown: crate::shutdown::Shutdown,
-    mut in_use: Option<i64>,
-) {
-    loop {
-        if let Err(err) = check(&learner, &anomaly, &pool, audit.as_deref(), &mut in_use).await {
-            tracing::error!("anomaly learning: {err}");
-            learner.update(|s| s.last_error = Some(err));
-        }
-        if let Some(metrics) = &metrics {
-            metrics.set_learning(&learner.status());
-        }
-        tokio::select! {
-            () = tokio::time::sleep(learner.settings().check_every) => {}
-            () = shutdown.wait() => return,
-        }
-    }
-}
-
 /// Reads the group's progress and the newest active and held models into the learner's status
 /// (what `/healthz`, `/metrics` and `model status` show), and returns them.
 async fn refresh_status(
@@ -1023,7 +1002,9 @@ async fn refresh_status(
     Ok((progress, active, held))
 }
 
-async fn check(
+/// One check of the background task (`crate::engine::learning::run`): adopts a newer model,
+/// refreshes the status, and trains when due.
+pub async fn check(
     learner: &Learner,
     anomaly: &super::AnomalyHandle,
     pool: &SqlitePool,

@@ -208,7 +208,7 @@ async fn engine(
         // Its own connections: the writer owns the first store, and training reads the sample
         // while batches are written.
         let learning_state = StateStore::open(&state_path).await?;
-        tokio::spawn(crate::anomaly::learning::run(
+        tokio::spawn(crate::engine::learning::run(
             learner.clone(),
             stages.anomaly.clone(),
             learning_state.pool().clone(),

@@ -6,6 +6,7 @@
 //! input, so an acknowledged event always has its detections recorded.
 
 pub mod drive;
+pub mod learning;
 pub mod reload;
 
 // Shutdown lives at the bottom of the crate (every task watches it); re-exported for callers
