@@ -29,12 +29,11 @@ use std::path::{Path, PathBuf};
 const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
     ("approvals", "actions"),
-    // The state file writes the rows of the components (action records, learning sample,
-    // correlation windows, behaviour records); the plain row types belong to one side.
+    // The state writer takes the components' action records and correlation windows (with the
+    // window writer); like the tracker's and the learner's rows (`state::rows`), they belong
+    // in `state`.
     ("state", "actions"),
-    ("state", "anomaly"),
     ("state", "sigma"),
-    ("state", "tracker"),
 ];
 
 /// One edge's evidence: the first place it was seen.

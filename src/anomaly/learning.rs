@@ -49,59 +49,8 @@ const LOCK_MS: i64 = 30 * 60 * 1000;
 /// and the window's pruning frees slots that are filled from the newest events.
 const REPLACEMENTS_PER_SECOND: f64 = 20.0;
 
-/// One change to the stored sample, written in the transaction of the batch that caused it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SampleRow {
-    pub engine: Arc<str>,
-    /// `kind|host|hour`.
-    pub bucket: String,
-    pub slot: u32,
-    /// Events the bucket had seen when the row was written.
-    pub seen: u64,
-    pub ts: i64,
-    /// The event as a JSON line; `None` deletes the slot.
-    pub event: Option<String>,
-}
-
-/// How far one engine's learning has come.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Events offered to the sample.
-    pub events: u64,
-    pub first_ts: i64,
-    pub newest_ts: i64,
-}
-
-impl Progress {
-    /// Whole days between the first and newest event times.
-    pub fn days(&self) -> u64 {
-        if self.events == 0 {
-            return 0;
-        }
-        u64::try_from((self.newest_ts - self.first_ts).div_euclid(DAY_MS)).unwrap_or(0)
-    }
-}
-
-/// What the sample changed beyond its rows: the engine's progress and how far rows were pruned.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SampleState {
-    pub engine: Option<Arc<str>>,
-    pub progress: Option<Progress>,
-    /// Rows of this engine older than this event time go.
-    pub prune_before: Option<i64>,
-}
-
-impl SampleState {
-    pub fn is_empty(&self) -> bool {
-        self.progress.is_none() && self.prune_before.is_none()
-    }
-
-    pub fn absorb(&mut self, later: SampleState) {
-        self.engine = later.engine.or(self.engine.take());
-        self.progress = later.progress.or(self.progress);
-        self.prune_before = later.prune_before.max(self.prune_before);
-    }
-}
+// The sample's rows are written by the state writer; they live with it.
+pub use crate::state::rows::{Progress, SampleRow, SampleState};
 
 /// The learning settings, checked (config validation has refused unreadable durations).
 #[derive(Debug, Clone, PartialEq)]

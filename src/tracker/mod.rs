@@ -34,7 +34,9 @@ use crate::event::{Event, EventKind};
 use crate::net::{is_public, registered_domain};
 
 pub use config::TrackerConfig;
-pub use store::{BehaviourRecord, Stored, load_records};
+// The rows the state writer stores live with it.
+pub use crate::state::rows::{BehaviourRecord, DayCounts};
+pub use store::{Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
 /// How far past the wall clock a record may be and still move the retention clock.
@@ -74,9 +76,6 @@ impl Default for Settings {
         Settings::from_config(&TrackerConfig::default())
     }
 }
-
-/// Records per entity, per (kind, day): what a batch adds to `behaviour_days`.
-pub type DayCounts = HashMap<String, HashMap<(&'static str, i64), u64>>;
 
 /// What the tracker knows, summarised from the records within retention. Maps are nested by
 /// entity so a lookup borrows the event's strings instead of building a key.
