@@ -33,6 +33,11 @@
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
 //! running engine and its endpoints), [`outbound`] (the one bounded HTTP client feeds and webhooks
 //! call out with) and [`cli`] (the `palisade` command).
+//!
+//! At the bottom, for every module: [`shutdown`] (the signal every task watches), [`duration`]
+//! (the one duration parser), [`net`] (address and name helpers) and [`cases`] (the test case
+//! types rule, playbook and Sigma files carry). Modules use only modules below them; the order
+//! is in docs/architecture.md ("Dependency order") and `tests/architecture.rs` checks it.
 
 pub mod actions;
 pub mod anomaly;
