@@ -29,11 +29,9 @@ use std::path::{Path, PathBuf};
 const AGAINST_THE_ORDER: &[(&str, &str)] = &[
     // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
     ("approvals", "actions"),
-    // The state writer takes the components' action records and correlation windows (with the
-    // window writer); like the tracker's and the learner's rows (`state::rows`), they belong
-    // in `state`.
+    // The state writer takes the executor's `ActionRecord`s; like the tracker's, the learner's
+    // and the correlations' rows (`state::rows`), the stored form belongs in `state`.
     ("state", "actions"),
-    ("state", "sigma"),
 ];
 
 /// One edge's evidence: the first place it was seen.

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::actions::ActionRecord;
 use crate::detection::Detection;
 
+pub mod correlation;
 pub mod rows;
 pub mod transient;
 
@@ -126,7 +127,7 @@ pub struct Batch {
     /// Records per entity, kind and day the tracker counted in these events.
     pub behaviour_days: rows::DayCounts,
     /// Sigma correlation windows these events changed, in the order they changed.
-    pub correlation: Vec<crate::sigma::correlation::window::WindowRow>,
+    pub correlation: Vec<rows::WindowRow>,
     /// Changes to the anomaly stage's learning sample, in the order they were made.
     pub sample: Vec<rows::SampleRow>,
     /// The learning progress and sample pruning these events brought.
@@ -435,7 +436,7 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
             .push(" ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count");
         upsert.build().execute(&mut *tx).await?;
     }
-    crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
+    correlation::write_windows(&mut tx, &batch.correlation).await?;
     write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
     if let Some(horizon) = batch.behaviour_horizon {
         sqlx::query("DELETE FROM behaviour WHERE ts < ?")

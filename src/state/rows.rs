@@ -1,5 +1,5 @@
 //! Plain rows the components hand to the state writer with a batch: the tracker's behaviour
-//! records and day counts, the anomaly learner's sample. They live here, below the components,
+//! records and day counts, the anomaly learner's sample, the Sigma correlation windows. They live here, below the components,
 //! so the writer needs nothing from the components that produce them.
 
 // The tracker builds these with the fast hasher it uses everywhere.
@@ -76,4 +76,16 @@ impl SampleState {
         self.progress = later.progress.or(self.progress);
         self.prune_before = later.prune_before.max(self.prune_before);
     }
+}
+
+/// A change to one stored window: its new state, or `None` when it is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    pub correlation: String,
+    /// What the correlation counted (`sigma::correlation::Correlation::fingerprint`).
+    pub fingerprint: String,
+    /// The group-by values, as a JSON array of text.
+    pub key: String,
+    /// The window as JSON; `None` deletes the stored row.
+    pub state: Option<String>,
 }
