@@ -66,7 +66,7 @@ pub enum TestInput {
 
 impl TestInput {
     /// A fixture input, if its path is one a test may name (see [`check_fixture_path`]).
-    pub fn fixture(path: PathBuf) -> Result<TestInput, String> {
+    pub fn fixture(path: PathBuf) -> Result<TestInput, FixtureError> {
         check_fixture_path(&path)?;
         Ok(TestInput::Fixture(path))
     }
@@ -79,28 +79,37 @@ pub const MAX_FIXTURE_BYTES: u64 = 16 * 1024 * 1024;
 /// A fixture path must be relative to the content directory and stay inside it: no absolute
 /// path (`/dev/zero`), no `..`. The runner checks again, on the real file, for symbolic links
 /// that lead out of the directory.
-pub fn check_fixture_path(path: &Path) -> Result<(), String> {
+pub fn check_fixture_path(path: &Path) -> Result<(), FixtureError> {
     if path.as_os_str().is_empty() {
-        return Err("`fixture` is empty; name a file such as `tests/fixtures/x.jsonl`".into());
+        return Err(FixtureError::Empty);
     }
     for component in path.components() {
         match component {
             Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(format!(
-                    "fixture `{}` leaves the content directory (`..`); fixtures are files inside it, such as `tests/fixtures/x.jsonl`",
-                    path.display()
-                ));
-            }
+            Component::ParentDir => return Err(FixtureError::LeavesContent(path.to_path_buf())),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!(
-                    "fixture `{}` is an absolute path; fixtures are relative to the content directory, such as `tests/fixtures/x.jsonl`",
-                    path.display()
-                ));
+                return Err(FixtureError::Absolute(path.to_path_buf()));
             }
         }
     }
     Ok(())
+}
+
+/// A fixture path a test may not name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FixtureError {
+    #[error("`fixture` is empty; name a file such as `tests/fixtures/x.jsonl`")]
+    Empty,
+    #[error(
+        "fixture `{}` leaves the content directory (`..`); fixtures are files inside it, such as `tests/fixtures/x.jsonl`",
+        .0.display()
+    )]
+    LeavesContent(PathBuf),
+    #[error(
+        "fixture `{}` is an absolute path; fixtures are relative to the content directory, such as `tests/fixtures/x.jsonl`",
+        .0.display()
+    )]
+    Absolute(PathBuf),
 }
 
 /// What a case expects.
@@ -150,4 +159,32 @@ pub struct ExpectedAction {
     /// `planned`, `dry_run`, `skipped`, `refused`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixture_path_that_leaves_the_content_is_refused_by_kind() {
+        assert_eq!(
+            check_fixture_path(Path::new("tests/fixtures/x.jsonl")),
+            Ok(())
+        );
+        assert_eq!(check_fixture_path(Path::new("")), Err(FixtureError::Empty));
+        assert_eq!(
+            check_fixture_path(Path::new("tests/../../etc/passwd")),
+            Err(FixtureError::LeavesContent(PathBuf::from(
+                "tests/../../etc/passwd"
+            )))
+        );
+        let absolute = check_fixture_path(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(absolute, FixtureError::Absolute(PathBuf::from("/dev/zero")));
+        assert!(
+            absolute
+                .to_string()
+                .starts_with("fixture `/dev/zero` is an absolute path"),
+            "{absolute}"
+        );
+    }
 }
