@@ -49,8 +49,23 @@ fn root() -> PathBuf {
 
 #[test]
 fn top_level_modules_depend_in_one_direction() {
-    let graph = module_graph(&root().join("src"));
-    let layers = layer_table(&root().join("docs/architecture.md"));
+    let problems = check(
+        &root().join("src"),
+        &root().join("docs/architecture.md"),
+        AGAINST_THE_ORDER,
+    );
+    assert!(
+        problems.is_empty(),
+        "dependencies between top-level modules:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Every problem with the module graph under `src` against the layer table in `doc`, given the
+/// edges `allowed` to go against it.
+fn check(src: &Path, doc: &Path, allowed: &[(&str, &str)]) -> Vec<String> {
+    let graph = module_graph(src);
+    let layers = layer_table(doc);
     let mut problems = Vec::new();
 
     for module in graph.keys() {
@@ -60,7 +75,7 @@ fn top_level_modules_depend_in_one_direction() {
             ));
         }
     }
-    let allowed: BTreeSet<(String, String)> = AGAINST_THE_ORDER
+    let allowed: BTreeSet<(String, String)> = allowed
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
@@ -110,11 +125,63 @@ fn top_level_modules_depend_in_one_direction() {
             evidence.join("; ")
         ));
     }
+    problems
+}
 
+/// The whole check on a small tree: an edge up the table fails with its file and line, the
+/// cycle it closes is named, test code does not count, an unlisted module is reported, an
+/// exception allows its edge, and an exception that matches nothing fails.
+#[test]
+fn an_import_against_the_order_fails_naming_the_file_line_and_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("low")).unwrap();
+    fs::write(
+        src.join("lib.rs"),
+        "pub mod high;\npub mod low;\npub mod other;\n",
+    )
+    .unwrap();
+    fs::write(src.join("high.rs"), "use crate::low::Thing;\n").unwrap();
+    fs::write(
+        src.join("low/mod.rs"),
+        "pub struct Thing;\n\npub fn f() {\n    crate::high::g();\n}\n\n#[cfg(test)]\nmod tests;\n",
+    )
+    .unwrap();
+    // Test code may reach anywhere.
+    fs::write(src.join("low/tests.rs"), "use crate::other::X;\n").unwrap();
+    fs::write(src.join("other.rs"), "").unwrap();
+    let doc = dir.path().join("architecture.md");
+    fs::write(
+        &doc,
+        "# x\n\n## Dependency order\n\n| layer | modules |\n| --- | --- |\n| 1 | `high` |\n| 0 | `low` |\n",
+    )
+    .unwrap();
+
+    let problems = check(&src, &doc, &[]);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
     assert!(
-        problems.is_empty(),
-        "dependencies between top-level modules:\n{}",
-        problems.join("\n")
+        problems[0].contains("module `other` is not in the layer table"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].starts_with("`low` (layer 0) uses `high` (layer 1) at ")
+            && problems[1].contains("low/mod.rs:4"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[2].starts_with("import cycle among high, low: high -> low -> high"),
+        "{problems:#?}"
+    );
+
+    let problems = check(&src, &doc, &[("low", "high")]);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    let problems = check(&src, &doc, &[("low", "high"), ("high", "other")]);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p
+                .contains("`high` -> `other` is listed in AGAINST_THE_ORDER but no longer exists")),
+        "{problems:#?}"
     );
 }
 
