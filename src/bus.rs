@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
 
-use crate::engine::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// What an operator needs to know about the engine's links, shared by every component.
 #[derive(Debug, Default)]

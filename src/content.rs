@@ -34,6 +34,17 @@ pub struct Content {
 pub const WARNINGLISTS_DIR: &str = "warninglists";
 
 impl Content {
+    /// The intel a command runs with: the live indicators in this content's state database
+    /// (when it exists; nothing is created) marked against its warninglists.
+    pub async fn intel(&self) -> Result<crate::intel::IntelHandle, crate::intel::LoadError> {
+        crate::intel::from_state_file(
+            &self.resolve(&self.config.state.path),
+            &self.warninglists,
+            self.config.intel.max_prefix,
+        )
+        .await
+    }
+
     /// Resolves a path from config or a test case against the content directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         display_path(&self.dir, path)

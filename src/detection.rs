@@ -112,7 +112,7 @@ pub struct Detection {
     pub score: Option<f64>,
     /// The threat-intelligence hits the decision rests on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub intel: Vec<crate::intel::IntelHit>,
+    pub intel: Vec<IntelHit>,
     /// Who wrote the rule and where it comes from, for rules that say so (Sigma rules do; their
     /// licence asks that alerts keep the author).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,4 +126,70 @@ pub struct Attribution {
     pub author: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<String>,
+}
+
+// The intel hit types are plain data carried by detections (and alerts); the intel module
+// produces them and re-exports them where its callers look.
+
+/// A match of an event value against an indicator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntelHit {
+    /// The value from the event that matched.
+    pub value: String,
+    /// The indicator it matched (a range for a range hit, the listed parent for a subdomain).
+    pub indicator: String,
+    pub kind: IndicatorKind,
+    pub source: String,
+    pub confidence: u8,
+    pub severity: u8,
+    /// 0.7 × confidence + 0.3 × severity, 0–100.
+    pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    /// The warninglist the indicator is on: it must never cause an automatic block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// What an indicator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndicatorKind {
+    /// A single IPv4 or IPv6 address.
+    Ip,
+    /// An IPv4 or IPv6 range.
+    Cidr,
+    Domain,
+    Url,
+    Md5,
+    Sha1,
+    Sha256,
+}
+
+impl IndicatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndicatorKind::Ip => "ip",
+            IndicatorKind::Cidr => "cidr",
+            IndicatorKind::Domain => "domain",
+            IndicatorKind::Url => "url",
+            IndicatorKind::Md5 => "md5",
+            IndicatorKind::Sha1 => "sha1",
+            IndicatorKind::Sha256 => "sha256",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<IndicatorKind> {
+        [
+            IndicatorKind::Ip,
+            IndicatorKind::Cidr,
+            IndicatorKind::Domain,
+            IndicatorKind::Url,
+            IndicatorKind::Md5,
+            IndicatorKind::Sha1,
+            IndicatorKind::Sha256,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }

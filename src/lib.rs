@@ -33,6 +33,11 @@
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
 //! running engine and its endpoints), [`outbound`] (the one bounded HTTP client feeds and webhooks
 //! call out with) and [`cli`] (the `palisade` command).
+//!
+//! At the bottom, for every module: [`shutdown`] (the signal every task watches), [`duration`]
+//! (the one duration parser), [`net`] (address and name helpers) and [`cases`] (the test case
+//! types rule, playbook and Sigma files carry). Modules use only modules below them; the order
+//! is in docs/architecture.md ("Dependency order") and `tests/architecture.rs` checks it.
 
 pub mod actions;
 pub mod anomaly;
@@ -40,20 +45,24 @@ pub mod approvals;
 pub mod audit;
 pub mod bench;
 pub mod bus;
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod content;
 pub mod detection;
 pub mod diagnostics;
+pub mod duration;
 pub mod engine;
 pub mod event;
 pub mod intel;
 pub mod metrics;
+pub mod net;
 pub mod outbound;
 pub mod pipeline;
 pub mod playbooks;
 pub mod rules;
 pub mod schema;
+pub mod shutdown;
 pub mod sigma;
 pub mod sinks;
 pub mod sources;

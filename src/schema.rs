@@ -2,27 +2,16 @@
 //! They are checked in under `schemas/`; a test fails when they are stale, and
 //! `palisade schema --out schemas` regenerates them.
 
-use crate::config::Config;
-use crate::playbooks::PlaybookSpec;
-
-use std::sync::LazyLock;
-
 use serde_json::Value;
-
-static PLAYBOOK: LazyLock<Value> = LazyLock::new(|| {
-    serde_json::to_value(schemars::schema_for!(PlaybookSpec)).unwrap_or(Value::Null)
-});
-static CONFIG: LazyLock<Value> =
-    LazyLock::new(|| serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null));
 
 /// The playbook schema, built once.
 pub fn playbook() -> &'static Value {
-    &PLAYBOOK
+    crate::playbooks::schema()
 }
 
 /// The config schema, built once.
 pub fn config() -> &'static Value {
-    &CONFIG
+    crate::config::schema()
 }
 
 /// The schema of Sigma test sidecars (`x.tests.yaml`), built once.

@@ -20,12 +20,12 @@ use tokio::sync::Mutex;
 
 use std::collections::HashSet;
 
+use super::OnFailure;
 use super::plugins::{ActionCall, Registry, process_info};
 use super::policy::{Target, Verdict, check};
 use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
-use crate::playbooks::OnFailure;
 use crate::state::{DetectionRow, StateError};
 
 /// The executor's policy, from `actions` in the config.

@@ -11,7 +11,7 @@ pub mod plugins;
 pub mod policy;
 
 pub use executor::{Executor, Policy};
-pub use params::{ParamType, ParamValue, parse_duration};
+pub use params::{ParamType, ParamValue};
 pub use policy::WidestBlock;
 
 use schemars::JsonSchema;
@@ -275,10 +275,23 @@ pub struct ActionRecord {
     pub params: std::collections::BTreeMap<&'static str, String>,
     /// What the rest of the playbook does when this step fails when executed.
     #[serde(skip)]
-    pub on_failure: crate::playbooks::OnFailure,
+    pub on_failure: OnFailure,
     /// For a notification: its playbook's `notification_limit`, if it has one.
     #[serde(skip)]
     pub notification_limit: Option<NotificationLimit>,
+}
+
+/// What happens to the rest of the playbook when a step fails or is refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Go on with the next step.
+    Continue,
+    /// Skip the remaining steps (the default).
+    #[default]
+    Abort,
+    /// Skip the remaining steps and switch the engine to manual mode.
+    Degrade,
 }
 
 /// At most `count` notifications per step within `window`; the rest are summarised, never

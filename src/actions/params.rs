@@ -71,7 +71,7 @@ impl ParamType {
                 }
                 _ => Err(bad()),
             },
-            ParamType::Duration => parse_duration(text)
+            ParamType::Duration => crate::duration::parse(text)
                 .map(ParamValue::Duration)
                 .ok_or_else(bad),
             ParamType::Text => Ok(ParamValue::Text(
@@ -196,29 +196,6 @@ fn parse_address(text: &str) -> Option<ParamValue> {
     })
 }
 
-/// `30s`, `5m`, `1h`, `7d`, `2w`, or whole seconds. Zero is refused: a block with no duration is
-/// a mistake, not "forever".
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let digits_end = text
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(text.len());
-    if digits_end == 0 {
-        return None;
-    }
-    let amount: u64 = text[..digits_end].parse().ok()?;
-    let unit = match &text[digits_end..] {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return None,
-    };
-    let seconds = amount.checked_mul(unit)?;
-    (seconds > 0).then(|| Duration::from_secs(seconds))
-}
-
 fn parse_host_port(text: &str) -> Option<ParamValue> {
     let (host, port) = text.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
@@ -314,12 +291,6 @@ mod tests {
         for bad in ["0", "-1", "+5", "4242 ", "42x", "99999999999"] {
             assert!(ParamType::Pid.parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
-        assert_eq!(parse_duration("0s"), None);
-        assert_eq!(parse_duration("1y"), None);
-        assert_eq!(parse_duration("h"), None);
         assert!(ParamType::Choice(&["udp", "tcp"]).parse("tcp").is_ok());
         assert!(ParamType::Choice(&["udp", "tcp"]).parse("quic").is_err());
     }

@@ -20,11 +20,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind};
+// The address and name helpers are shared with the tracker; they live at the bottom.
+use crate::net::registrable;
+pub use crate::net::{is_public, registered_domain};
 
 /// The feature names of each kind, in vector order.
 pub fn names(kind: EventKind) -> &'static [&'static str] {
@@ -555,17 +557,6 @@ impl Vocabulary {
     }
 }
 
-/// `example.co.uk` for `a.b.example.co.uk`; the name itself when it has no public suffix.
-pub fn registered_domain(name: &str) -> String {
-    registrable(name).to_string()
-}
-
-/// [`registered_domain`], borrowed from the name.
-fn registrable(name: &str) -> &str {
-    let name = name.trim_end_matches('.');
-    psl::domain_str(name).unwrap_or(name)
-}
-
 /// Shannon entropy in bits per character.
 pub fn entropy(text: &str) -> f64 {
     if text.is_empty() {
@@ -584,28 +575,6 @@ pub fn entropy(text: &str) -> f64 {
             -p * p.log2()
         })
         .sum()
-}
-
-/// Whether an address is reachable from the internet (not private, loopback, link-local,
-/// unique-local or unspecified).
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
 }
 
 /// Which features are rarities, and of which table; the others are measured from the event.
@@ -708,23 +677,6 @@ mod tests {
     fn entropy_of_uniform_and_constant_text() {
         assert_eq!(entropy("aaaa"), 0.0);
         assert!((entropy("abcd") - 2.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn public_and_private_addresses() {
-        for private in [
-            "10.1.2.3",
-            "192.168.0.1",
-            "127.0.0.1",
-            "fd00::1",
-            "fe80::1",
-            "100.64.0.1",
-        ] {
-            assert!(!is_public(private.parse().unwrap()), "{private}");
-        }
-        for public in ["93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public(public.parse().unwrap()), "{public}");
-        }
     }
 
     fn process(host: &str, user: &str, parent: &str, name: &str) -> Event {

@@ -49,59 +49,8 @@ const LOCK_MS: i64 = 30 * 60 * 1000;
 /// and the window's pruning frees slots that are filled from the newest events.
 const REPLACEMENTS_PER_SECOND: f64 = 20.0;
 
-/// One change to the stored sample, written in the transaction of the batch that caused it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SampleRow {
-    pub engine: Arc<str>,
-    /// `kind|host|hour`.
-    pub bucket: String,
-    pub slot: u32,
-    /// Events the bucket had seen when the row was written.
-    pub seen: u64,
-    pub ts: i64,
-    /// The event as a JSON line; `None` deletes the slot.
-    pub event: Option<String>,
-}
-
-/// How far one engine's learning has come.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Events offered to the sample.
-    pub events: u64,
-    pub first_ts: i64,
-    pub newest_ts: i64,
-}
-
-impl Progress {
-    /// Whole days between the first and newest event times.
-    pub fn days(&self) -> u64 {
-        if self.events == 0 {
-            return 0;
-        }
-        u64::try_from((self.newest_ts - self.first_ts).div_euclid(DAY_MS)).unwrap_or(0)
-    }
-}
-
-/// What the sample changed beyond its rows: the engine's progress and how far rows were pruned.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SampleState {
-    pub engine: Option<Arc<str>>,
-    pub progress: Option<Progress>,
-    /// Rows of this engine older than this event time go.
-    pub prune_before: Option<i64>,
-}
-
-impl SampleState {
-    pub fn is_empty(&self) -> bool {
-        self.progress.is_none() && self.prune_before.is_none()
-    }
-
-    pub fn absorb(&mut self, later: SampleState) {
-        self.engine = later.engine.or(self.engine.take());
-        self.progress = later.progress.or(self.progress);
-        self.prune_before = later.prune_before.max(self.prune_before);
-    }
-}
+// The sample's rows are written by the state writer; they live with it.
+pub use crate::state::rows::{Progress, SampleRow, SampleState};
 
 /// The learning settings, checked (config validation has refused unreadable durations).
 #[derive(Debug, Clone, PartialEq)]
@@ -125,13 +74,13 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(
-        config: &crate::config::AnomalyConfig,
+        config: &crate::anomaly::AnomalyConfig,
         engine: String,
         model_file: PathBuf,
     ) -> Settings {
         let learning = &config.learning;
         let duration = |text: &str, default: u64| {
-            crate::actions::parse_duration(text).unwrap_or(Duration::from_secs(default))
+            crate::duration::parse(text).unwrap_or(Duration::from_secs(default))
         };
         Settings {
             engine,
@@ -662,6 +611,11 @@ impl Learner {
             .unwrap_or_default()
     }
 
+    /// Shows a failed check in the status (`/healthz`, `model status`) until the next one.
+    pub fn set_last_error(&self, err: String) {
+        self.update(|s| s.last_error = Some(err));
+    }
+
     fn update(&self, change: impl FnOnce(&mut Status)) {
         if let Ok(mut status) = self.shared.status.lock() {
             change(&mut status);
@@ -800,7 +754,7 @@ pub async fn accept(pool: &SqlitePool, operator: &str) -> Result<Accepted, sqlx:
 /// The status as stored, for `palisade model status` (no engine needed).
 pub async fn stored_status(
     pool: &SqlitePool,
-    config: &crate::config::AnomalyConfig,
+    config: &crate::anomaly::AnomalyConfig,
 ) -> Result<Status, sqlx::Error> {
     let (progress, sample) = group_progress(pool).await?;
     let active = newest_model(pool, "active").await?;
@@ -968,32 +922,6 @@ pub async fn prepare(
     Ok((learner, restored, in_use))
 }
 
-/// The background side of learning: checks progress, trains when due, adopts models trained by
-/// any engine sharing the database (or accepted by a person). Runs until `shutdown`.
-pub async fn run(
-    learner: Learner,
-    anomaly: super::AnomalyHandle,
-    pool: SqlitePool,
-    audit: Option<Arc<crate::audit::AuditLog>>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    shutdown: crate::engine::Shutdown,
-    mut in_use: Option<i64>,
-) {
-    loop {
-        if let Err(err) = check(&learner, &anomaly, &pool, audit.as_deref(), &mut in_use).await {
-            tracing::error!("anomaly learning: {err}");
-            learner.update(|s| s.last_error = Some(err));
-        }
-        if let Some(metrics) = &metrics {
-            metrics.set_learning(&learner.status());
-        }
-        tokio::select! {
-            () = tokio::time::sleep(learner.settings().check_every) => {}
-            () = shutdown.wait() => return,
-        }
-    }
-}
-
 /// Reads the group's progress and the newest active and held models into the learner's status
 /// (what `/healthz`, `/metrics` and `model status` show), and returns them.
 async fn refresh_status(
@@ -1023,7 +951,9 @@ async fn refresh_status(
     Ok((progress, active, held))
 }
 
-async fn check(
+/// One check of the background task (`crate::engine::learning::run`): adopts a newer model,
+/// refreshes the status, and trains when due.
+pub async fn check(
     learner: &Learner,
     anomaly: &super::AnomalyHandle,
     pool: &SqlitePool,
@@ -1551,7 +1481,7 @@ mod tests {
         assert_eq!(in_use, Some(1));
         assert!(anomaly.current().is_some());
         assert_eq!(learner.status().held.map(|h| h.id), Some(2));
-        let config = crate::config::AnomalyConfig::default();
+        let config = crate::anomaly::AnomalyConfig::default();
         let shown = stored_status(&pool, &config).await.unwrap().line();
         assert!(shown.contains("held for review: model 2"), "{shown}");
 

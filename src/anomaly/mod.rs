@@ -10,6 +10,7 @@
 //! `train` fits, `evaluate` measures a model on labelled sets and draws the score histograms,
 //! `synth` generates the fleet data the shipped model and its tests use.
 
+mod config;
 pub mod evaluate;
 pub mod features;
 pub mod learning;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+pub use config::{AnomalyConfig, LearningConfig};
 pub use model::{Model, ModelError, Scored};
 
 use crate::detection::{Detection, Entity, Severity, Stage};
@@ -110,7 +112,7 @@ pub fn detection(event: &Event, scored: &Scored) -> Detection {
 pub const EXAMPLE_MODEL: &str = "models/anomaly.model";
 
 /// The model file for tests and benchmarks: the configured one, else the shipped example.
-pub fn model_or_example(config: &crate::config::AnomalyConfig) -> std::path::PathBuf {
+pub fn model_or_example(config: &crate::anomaly::AnomalyConfig) -> std::path::PathBuf {
     config
         .model
         .clone()

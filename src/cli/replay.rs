@@ -29,8 +29,8 @@ pub fn run(
     let intel = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(crate::intel::for_content(&content))
-        .map_err(CannotRun)?;
+        .block_on(content.intel())
+        .map_err(|e| CannotRun(e.to_string()))?;
     let mut pipeline = Pipeline::new(content, dry_run, intel).map_err(CannotRun)?;
     let origin = events.display().to_string();
     let stdout = std::io::stdout();

@@ -178,9 +178,10 @@ async fn engine(
         LogFormat::Text => AlertFormat::Text,
         LogFormat::Json => AlertFormat::Json,
     };
-    let intel = crate::intel::for_content(&content)
+    let intel = content
+        .intel()
         .await
-        .map_err(CannotRun)?;
+        .map_err(|e| CannotRun(e.to_string()))?;
     if !config.intel.feeds.is_empty() {
         // Feeds are pulled on their schedule; each pull that changes something swaps a rebuilt
         // matcher in, and the next event sees it.
@@ -207,7 +208,7 @@ async fn engine(
         // Its own connections: the writer owns the first store, and training reads the sample
         // while batches are written.
         let learning_state = StateStore::open(&state_path).await?;
-        tokio::spawn(crate::anomaly::learning::run(
+        tokio::spawn(crate::engine::learning::run(
             learner.clone(),
             stages.anomaly.clone(),
             learning_state.pool().clone(),

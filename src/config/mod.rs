@@ -9,14 +9,31 @@ use serde::{Deserialize, Serialize};
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate};
 use crate::rules::RuleLimits;
 
+mod check;
+
+pub use check::parse;
+
 /// The embedded default configuration (dry-run, events from standard input).
 pub const DEFAULT_CONFIG: &str = include_str!("default.yaml");
 
 /// The file name `palisade` looks for in the content directory.
 pub const CONFIG_FILE: &str = "palisade.yaml";
 
+/// The JSON Schema of the config file, built once from [`Config`]. It lives beside the type
+/// because reading the file needs it (unknown keys are reported against it).
+pub fn schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(serde_json::Value::Null)
+    });
+    &SCHEMA
+}
+
+/// So do the anomaly stage, the tracker and intel.
+pub use crate::anomaly::{AnomalyConfig, LearningConfig};
 /// The audit trail owns its config type; the config file only assembles it.
 pub use crate::audit::AuditConfig;
+pub use crate::intel::{FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix};
+pub use crate::tracker::TrackerConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -93,98 +110,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// The anomaly stage (`docs/anomaly.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct AnomalyConfig {
-    /// Score events no rule matched. Off, the stage neither learns nor scores.
-    pub enabled: bool,
-    /// A model file `palisade train` wrote, relative to the content directory, reloaded when it
-    /// changes. Left out (the default), the engine learns this deployment's own model
-    /// (`learning`) and scores nothing until it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<PathBuf>,
-    /// Scores at or above this become detections; 0.9 means one baseline event in a thousand
-    /// was as unusual.
-    pub threshold: f64,
-    /// Learning the deployment's normal inside the engine, when no `model` file is named.
-    pub learning: LearningConfig,
-}
-
-impl Default for AnomalyConfig {
-    fn default() -> AnomalyConfig {
-        AnomalyConfig {
-            enabled: true,
-            model: None,
-            threshold: 0.9,
-            learning: LearningConfig::default(),
-        }
-    }
-}
-
-impl AnomalyConfig {
-    /// Whether the running engine learns its own model: the stage is on and names no file.
-    pub fn learns(&self) -> bool {
-        self.enabled && self.model.is_none() && self.learning.enabled
-    }
-}
-
-/// How the engine learns its model (`docs/anomaly.md#learning`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct LearningConfig {
-    /// Learn when no model file is named. Off, and without a model file, nothing is scored.
-    pub enabled: bool,
-    /// Events seen (not flagged by rules, intel or the model) before the first model is trained.
-    pub min_events: u64,
-    /// Days of event time the sample must span before the first model is trained.
-    pub min_days: u32,
-    /// The most events the sample keeps, spread over event type, host and hour of day.
-    pub max_sample: usize,
-    /// The most events kept per (event type, host, hour of day): a uniform sample of what that
-    /// bucket saw.
-    pub per_bucket: usize,
-    /// Sample events older than this many days (by event time) are dropped: the sliding window
-    /// each retrain fits.
-    pub window_days: u32,
-    /// How often a new model is fitted over the window once the first one is in use (`24h`).
-    pub retrain_every: String,
-    /// How often the engine checks its progress and the stored models (`30s`).
-    pub check_every: String,
-    /// A retrain whose alert rate on the newest day's held-out events is more than this many
-    /// times the model in use's (or the 0.1% calibration target, if higher) is held for
-    /// `palisade model accept`.
-    pub drift_factor: f64,
-    /// A model with nothing in use to compare with (the first one, or any trained while none
-    /// is in use) is held for `palisade model accept` when more than this share of the sample's
-    /// held-out events score at or above the threshold. At 0.9 the calibration expects one in
-    /// a thousand; the default leaves room for the noise of a held-out set of a few thousand.
-    pub max_held_out_rate: f64,
-    /// Where the model in use is written (temporary file, then rename), relative to the content
-    /// directory; a held retrain is written beside it with `.held` added.
-    pub model_file: PathBuf,
-}
-
-impl Default for LearningConfig {
-    fn default() -> LearningConfig {
-        LearningConfig {
-            enabled: true,
-            min_events: 50_000,
-            min_days: 7,
-            max_sample: 100_000,
-            per_bucket: 500,
-            window_days: 28,
-            retrain_every: "24h".into(),
-            check_every: "30s".into(),
-            drift_factor: 3.0,
-            max_held_out_rate: 0.002,
-            model_file: PathBuf::from("data/learned.model"),
-        }
-    }
-}
-
 /// What happens to an event dated too far ahead of the engine's clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -223,50 +148,11 @@ impl EventsConfig {
     pub fn time_policy(&self) -> crate::event::TimePolicy {
         let default = crate::event::TimePolicy::default();
         crate::event::TimePolicy {
-            max_ahead_ms: crate::actions::parse_duration(&self.max_future_skew)
+            max_ahead_ms: crate::duration::parse(&self.max_future_skew)
                 .map_or(default.max_ahead_ms, |d| {
                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
                 }),
             reject: self.future_time == FutureTime::Reject,
-        }
-    }
-}
-
-/// The behaviour tracker (`docs/anomaly.md#the-behaviour-tracker`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct TrackerConfig {
-    /// Record behaviour and run the detectors.
-    pub enabled: bool,
-    /// Records older than this (by event time) are forgotten.
-    pub retention_days: u32,
-    /// No analysis of an entity with fewer records than this.
-    pub min_records: usize,
-    /// Beaconing: the largest spread of intervals (standard deviation over mean) still called
-    /// regular.
-    pub beacon_max_jitter: f64,
-    /// Beaconing: intervals shorter than this are bursts, not beacons.
-    pub beacon_min_interval: String,
-    /// Beaconing: only to public addresses (internal monitoring polls regularly too).
-    pub beacon_public_only: bool,
-    /// Low-and-slow scanning: distinct ports on one address from one host.
-    pub scan_distinct_ports: usize,
-    /// Low-and-slow scanning: distinct addresses on one port from one host.
-    pub scan_distinct_hosts: usize,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> TrackerConfig {
-        TrackerConfig {
-            enabled: true,
-            retention_days: 30,
-            min_records: 10,
-            beacon_max_jitter: 0.2,
-            beacon_min_interval: "10s".into(),
-            beacon_public_only: true,
-            scan_distinct_ports: 100,
-            scan_distinct_hosts: 50,
         }
     }
 }
@@ -422,74 +308,6 @@ impl Default for RedisConfig {
     }
 }
 
-/// Threat-intelligence feeds pulled on a schedule, and the limits every imported indicator is
-/// held to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct IntelConfig {
-    pub feeds: Vec<FeedConfig>,
-    /// The widest range an indicator may cover, per address family. A wider one (a feed row for
-    /// `0.0.0.0/0` would make every address malicious) is refused at import, after its host bits
-    /// are masked and IPv4-mapped IPv6 is unmapped.
-    pub max_prefix: IntelMaxPrefix,
-    /// What every feed pull is held to (docs/intel.md, "Limits").
-    pub fetch: FeedFetchConfig,
-}
-
-/// Limits on what a feed pull reads and how far it trusts the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct FeedFetchConfig {
-    /// The largest response body read, per request (page); a larger one fails the pull and
-    /// nothing from it is stored. Default 64 MiB.
-    pub max_body_bytes: u64,
-    /// The longest one request may take, redirects, headers and body included: `30s`, `2m`.
-    pub read_timeout: String,
-    /// `same_host` (default): redirects are followed only to the same scheme, host and port;
-    /// `none`: never.
-    pub redirects: crate::outbound::Redirects,
-    /// The most pages one TAXII or MISP pull may take; more fails the pull and stores nothing
-    /// from it.
-    pub max_pages: usize,
-    /// The longest one whole pull may take, every page included: `10m`. Past it the pull fails
-    /// and stores nothing from it.
-    pub max_pull_time: String,
-    /// A snapshot feed's download replaces the stored list only when at least this share of
-    /// its entries parse as indicators (0–1); otherwise the pull fails and nothing expires.
-    pub min_parsed_ratio: f64,
-}
-
-impl Default for FeedFetchConfig {
-    fn default() -> FeedFetchConfig {
-        FeedFetchConfig {
-            max_body_bytes: 64 * 1024 * 1024,
-            read_timeout: "2m".into(),
-            redirects: crate::outbound::Redirects::SameHost,
-            max_pages: 500,
-            max_pull_time: "10m".into(),
-            min_parsed_ratio: 0.5,
-        }
-    }
-}
-
-impl FeedFetchConfig {
-    /// The client limits; the duration is checked by `parse`, so a bad one here is a bug
-    /// surfaced as an error, not a panic.
-    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
-        Ok(crate::outbound::Limits {
-            max_body_bytes: self.max_body_bytes,
-            read_timeout: positive_duration("intel.fetch.read_timeout", &self.read_timeout)?,
-            redirects: self.redirects,
-        })
-    }
-
-    pub fn max_pull_time(&self) -> Result<std::time::Duration, String> {
-        positive_duration("intel.fetch.max_pull_time", &self.max_pull_time)
-    }
-}
-
 /// How long a webhook call waits for its receiver and which redirects it follows. Of the
 /// receiver's answer only the status and, for a refusal, the first [`WEBHOOK_ANSWER_BYTES`]
 /// are read.
@@ -520,88 +338,14 @@ impl WebhookConfig {
     pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
         Ok(crate::outbound::Limits {
             max_body_bytes: WEBHOOK_ANSWER_BYTES,
-            read_timeout: positive_duration("actions.webhook.read_timeout", &self.read_timeout)?,
+            read_timeout: crate::duration::setting(
+                "actions.webhook.read_timeout",
+                &self.read_timeout,
+            )
+            .map_err(|e| e.to_string())?,
             redirects: self.redirects,
         })
     }
-}
-
-fn positive_duration(key: &str, text: &str) -> Result<std::time::Duration, String> {
-    match crate::actions::parse_duration(text) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "`{key}` is `{text}`, not a duration above zero like 5s or 2m"
-        )),
-    }
-}
-
-/// The shortest prefix length an indicator range may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(default)]
-#[schemars(deny_unknown_fields)]
-pub struct IntelMaxPrefix {
-    /// IPv4: ranges shorter than this (wider than a /24 by default) are refused. 0–32.
-    pub ipv4: u8,
-    /// IPv6: ranges shorter than this (wider than a /48 by default) are refused. 0–128.
-    pub ipv6: u8,
-}
-
-impl Default for IntelMaxPrefix {
-    fn default() -> IntelMaxPrefix {
-        IntelMaxPrefix { ipv4: 24, ipv6: 48 }
-    }
-}
-
-/// How a feed is fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedType {
-    /// A file over HTTP (`format` says which), fetched again only when it changed (ETag,
-    /// Last-Modified).
-    Http,
-    /// A TAXII 2.1 collection (`url` ends in `/collections/ID/`), read from the saved
-    /// `added_after` cursor, following `more`/`next` pages.
-    Taxii,
-    /// A MISP instance's `/attributes/restSearch`, `to_ids` attributes newer than the cursor.
-    Misp,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct FeedConfig {
-    /// Also the source name stored with its indicators.
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: FeedType,
-    pub url: String,
-    /// For `http` feeds: the file's format.
-    #[serde(default)]
-    pub format: Option<crate::intel::formats::Format>,
-    /// For `http` feeds: the file is the whole list, so indicators that vanish from it expire
-    /// (only after a complete, valid download).
-    #[serde(default)]
-    pub snapshot: bool,
-    /// How often to pull: `15m`, `1h`, `1d`.
-    #[serde(default = "default_every")]
-    pub every: String,
-    /// Environment variable holding the API key (never the key itself in the file).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Header the key goes in; default `Authorization` (TAXII sends `Bearer KEY`). abuse.ch
-    /// uses `Auth-Key`, AbuseIPDB `Key`, OTX `X-OTX-API-KEY`.
-    #[serde(default)]
-    pub api_key_header: Option<String>,
-    /// Objects per TAXII or MISP page.
-    #[serde(default = "default_page_size")]
-    pub page_size: usize,
-}
-
-fn default_every() -> String {
-    "1h".into()
-}
-
-fn default_page_size() -> usize {
-    1000
 }
 
 /// Where detections are announced for responders and other tools.
@@ -768,7 +512,7 @@ impl ActionsConfig {
             }
         }
         let duration = |name: &str, text: &str| {
-            crate::actions::parse_duration(text).ok_or_else(|| {
+            crate::duration::parse(text).ok_or_else(|| {
                 format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
             })
         };
@@ -795,394 +539,6 @@ impl ActionsConfig {
             degrade_window: duration("degrade_window", &self.degrade_window)?,
             approval_expiry: duration("approval_expiry", &self.approval_expiry)?,
         })
-    }
-}
-
-/// Parses and checks a configuration file's text; `path` names it in diagnostics.
-pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
-    // A byte-order mark is not content (and would make a comments-only file look non-empty).
-    let source = crate::diagnostics::strip_bom(source);
-    let mut problems = Diagnostics::default();
-    // An empty file (or one with only comments) means all defaults.
-    let config: Config = if source
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        Config::default()
-    } else {
-        let (config, unknown_keys) =
-            crate::diagnostics::parse_yaml(path, source, crate::schema::config())?;
-        problems.extend(unknown_keys);
-        config
-    };
-    let mut report = |at: YamlPath, message: String| {
-        problems.push(Diagnostic::at(
-            path,
-            source,
-            locate(source, &at),
-            "config-invalid",
-            message,
-        ));
-    };
-    let root = YamlPath::root();
-    let limits = &config.limits;
-    let at = root.key("limits");
-    for (name, value) in [
-        ("max_operations", limits.max_operations),
-        ("time_budget_ms", limits.time_budget_ms),
-        ("max_call_depth", limits.max_call_depth as u64),
-        ("max_expr_depth", limits.max_expr_depth as u64),
-        ("max_string_size", limits.max_string_size as u64),
-        ("max_array_size", limits.max_array_size as u64),
-        ("max_map_size", limits.max_map_size as u64),
-    ] {
-        if value == 0 {
-            report(
-                at.key(name),
-                format!(
-                    "`limits.{name}` must be greater than 0; a zero limit would stop every rule"
-                ),
-            );
-        }
-    }
-    for (at, value) in [
-        (root.key("content").key("rules"), &config.content.rules),
-        (
-            root.key("content").key("playbooks"),
-            &config.content.playbooks,
-        ),
-        (root.key("state").key("path"), &config.state.path),
-        (
-            root.key("audit").key("key"),
-            config.audit.key.as_ref().unwrap_or(&config.state.path),
-        ),
-        (
-            root.key("audit").key("anchor"),
-            config.audit.anchor.as_ref().unwrap_or(&config.state.path),
-        ),
-        (
-            root.key("dead_letter").key("path"),
-            &config.dead_letter.path,
-        ),
-    ] {
-        if value.as_os_str().is_empty() {
-            report(at, "path must not be empty".into());
-        }
-    }
-    // The anchor is rewritten on every append: over the key or the database it would destroy them.
-    let audit =
-        crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, Path::to_path_buf);
-    let clash = if audit.anchor == audit.key || audit.anchor == config.state.path {
-        Some("anchor")
-    } else if audit.key == config.state.path {
-        Some("key")
-    } else {
-        None
-    };
-    if let Some(field) = clash {
-        report(
-            root.key("audit").key(field),
-            "`audit.key`, `audit.anchor` and `state.path` must be three different files".into(),
-        );
-    }
-    match config.http.listen.parse::<std::net::SocketAddr>() {
-        Ok(address) if address.ip().is_loopback() => {}
-        Ok(address) => report(
-            root.key("http").key("listen"),
-            format!(
-                "`http.listen` is `{address}`; the endpoints are for this machine only, so use a loopback address such as 127.0.0.1:9464"
-            ),
-        ),
-        Err(_) => report(
-            root.key("http").key("listen"),
-            format!(
-                "`http.listen` is `{}`, not an address and port like 127.0.0.1:9464",
-                config.http.listen
-            ),
-        ),
-    }
-    if !(config.anomaly.threshold > 0.0 && config.anomaly.threshold <= 1.0) {
-        report(
-            root.key("anomaly").key("threshold"),
-            format!(
-                "`anomaly.threshold` must be above 0 and at most 1, not {}",
-                config.anomaly.threshold
-            ),
-        );
-    }
-    let learning = &config.anomaly.learning;
-    let at = root.key("anomaly").key("learning");
-    for (key, value) in [
-        ("retrain_every", &learning.retrain_every),
-        ("check_every", &learning.check_every),
-    ] {
-        match crate::actions::parse_duration(value) {
-            Some(d) if !d.is_zero() => {}
-            _ => report(
-                at.key(key),
-                format!(
-                    "`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"
-                ),
-            ),
-        }
-    }
-    if learning.max_sample < 1_000 {
-        report(
-            at.key("max_sample"),
-            format!(
-                "`anomaly.learning.max_sample` is {}; a model needs at least 1000 sample events",
-                learning.max_sample
-            ),
-        );
-    }
-    if learning.per_bucket == 0 {
-        report(
-            at.key("per_bucket"),
-            "`anomaly.learning.per_bucket` must be at least 1".into(),
-        );
-    }
-    if learning.window_days == 0 || learning.window_days < learning.min_days {
-        // Named where it is most likely to have been set: a window of 0, or a minimum of days
-        // past the window.
-        let key = if learning.window_days == 0 {
-            "window_days"
-        } else {
-            "min_days"
-        };
-        report(
-            at.key(key),
-            format!(
-                "`anomaly.learning.window_days` is {}; it must be at least 1 and at least `min_days` ({})",
-                learning.window_days, learning.min_days
-            ),
-        );
-    }
-    if !(learning.drift_factor.is_finite() && learning.drift_factor >= 1.0) {
-        report(
-            at.key("drift_factor"),
-            format!(
-                "`anomaly.learning.drift_factor` must be at least 1, not {}",
-                learning.drift_factor
-            ),
-        );
-    }
-    if !(learning.max_held_out_rate.is_finite()
-        && learning.max_held_out_rate > 0.0
-        && learning.max_held_out_rate <= 1.0)
-    {
-        report(
-            at.key("max_held_out_rate"),
-            format!(
-                "`anomaly.learning.max_held_out_rate` must be above 0 and at most 1, not {}",
-                learning.max_held_out_rate
-            ),
-        );
-    }
-    let tracker = &config.tracker;
-    let at = root.key("tracker");
-    if tracker.retention_days == 0 {
-        report(
-            at.key("retention_days"),
-            "`tracker.retention_days` must be at least 1".into(),
-        );
-    }
-    if tracker.min_records < 3 {
-        report(
-            at.key("min_records"),
-            "`tracker.min_records` must be at least 3: fewer records say nothing about behaviour"
-                .into(),
-        );
-    }
-    if !(tracker.beacon_max_jitter > 0.0 && tracker.beacon_max_jitter < 1.0) {
-        report(
-            at.key("beacon_max_jitter"),
-            "`tracker.beacon_max_jitter` must be between 0 and 1 (0.2 allows intervals about 20% apart)".into(),
-        );
-    }
-    if crate::actions::parse_duration(&tracker.beacon_min_interval).is_none() {
-        report(
-            at.key("beacon_min_interval"),
-            format!(
-                "`tracker.beacon_min_interval` is `{}`, not a duration like `10s` or `5m`",
-                tracker.beacon_min_interval
-            ),
-        );
-    }
-    if crate::actions::parse_duration(&config.events.max_future_skew).is_none() {
-        report(
-            root.key("events").key("max_future_skew"),
-            format!(
-                "`events.max_future_skew` is `{}`, not a duration like `1h` or `10m`",
-                config.events.max_future_skew
-            ),
-        );
-    }
-    for (key, value) in [
-        ("scan_distinct_ports", tracker.scan_distinct_ports),
-        ("scan_distinct_hosts", tracker.scan_distinct_hosts),
-    ] {
-        if value < 2 {
-            report(at.key(key), format!("`tracker.{key}` must be at least 2"));
-        }
-    }
-    let fetch = &config.intel.fetch;
-    let at = root.key("intel").key("fetch");
-    if let Err(message) = fetch.limits() {
-        report(at.key("read_timeout"), message);
-    }
-    if let Err(message) = fetch.max_pull_time() {
-        report(at.key("max_pull_time"), message);
-    }
-    if fetch.max_body_bytes == 0 {
-        report(
-            at.key("max_body_bytes"),
-            "`intel.fetch.max_body_bytes` must be greater than 0".into(),
-        );
-    }
-    if fetch.max_pages == 0 {
-        report(
-            at.key("max_pages"),
-            "`intel.fetch.max_pages` must be at least 1".into(),
-        );
-    }
-    if !(0.0..=1.0).contains(&fetch.min_parsed_ratio) {
-        report(
-            at.key("min_parsed_ratio"),
-            format!(
-                "`intel.fetch.min_parsed_ratio` must be between 0 and 1, not {}",
-                fetch.min_parsed_ratio
-            ),
-        );
-    }
-    let at = root.key("actions").key("webhook");
-    if let Err(message) = config.actions.webhook.limits() {
-        report(at.key("read_timeout"), message);
-    }
-    if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
-        report(
-            root.key("redis").key("url"),
-            format!("invalid Redis URL `{}`: {message}", config.redis.url),
-        );
-    }
-    match &config.source {
-        SourceConfig::RedisStream(stream) => {
-            let at = root.key("source");
-            for (key, value) in [
-                ("stream", &stream.stream),
-                ("group", &stream.group),
-                ("dead_letter_stream", &stream.dead_letter_stream),
-            ] {
-                if value.trim().is_empty() {
-                    report(at.key(key), format!("`source.{key}` must not be empty"));
-                }
-            }
-            if !(1..=10_000).contains(&stream.batch_size) {
-                report(
-                    at.key("batch_size"),
-                    "`source.batch_size` must be between 1 and 10000".into(),
-                );
-            }
-            if stream.block_ms == 0 || stream.block_ms > 60_000 {
-                report(
-                    at.key("block_ms"),
-                    "`source.block_ms` must be between 1 and 60000".into(),
-                );
-            }
-            if stream.max_deliveries == 0 {
-                report(
-                    at.key("max_deliveries"),
-                    "`source.max_deliveries` must be at least 1".into(),
-                );
-            }
-            if stream.claim_idle_ms < 1000 {
-                report(at.key("claim_idle_ms"), "`source.claim_idle_ms` below 1000 would claim entries other engines are still handling".into());
-            }
-            if stream.stream == stream.dead_letter_stream {
-                report(
-                    at.key("dead_letter_stream"),
-                    "the dead-letter stream must differ from the source stream".into(),
-                );
-            }
-        }
-        SourceConfig::RedisChannel(channel) => {
-            if channel.channel.trim().is_empty() {
-                report(
-                    root.key("source").key("channel"),
-                    "`source.channel` must not be empty".into(),
-                );
-            }
-            if !(1..=10_000).contains(&channel.batch_size) {
-                report(
-                    root.key("source").key("batch_size"),
-                    "`source.batch_size` must be between 1 and 10000".into(),
-                );
-            }
-        }
-        SourceConfig::Jsonl { .. } => {}
-    }
-    if let Err(message) = config.actions.policy(&config.redis.url) {
-        report(root.key("actions"), message);
-    }
-    for (key, value, full) in [
-        ("ipv4", config.intel.max_prefix.ipv4, 32),
-        ("ipv6", config.intel.max_prefix.ipv6, 128),
-    ] {
-        if value > full {
-            report(
-                root.key("intel").key("max_prefix").key(key),
-                format!("`intel.max_prefix.{key}` is {value}; a prefix length is at most {full}"),
-            );
-        }
-    }
-    let mut names = std::collections::HashSet::new();
-    for (index, feed) in config.intel.feeds.iter().enumerate() {
-        let at = root.key("intel").key("feeds").index(index);
-        if !names.insert(feed.name.as_str()) || feed.name.trim().is_empty() {
-            report(
-                at.key("name"),
-                format!("feed name `{}` must be unique and not empty", feed.name),
-            );
-        }
-        if !matches!(
-            url::Url::parse(&feed.url)
-                .map(|u| u.scheme().to_string())
-                .as_deref(),
-            Ok("http" | "https")
-        ) {
-            report(
-                at.key("url"),
-                format!("feed url `{}` must be an http or https URL", feed.url),
-            );
-        }
-        if crate::actions::parse_duration(&feed.every).is_none() {
-            report(
-                at.key("every"),
-                format!(
-                    "`every` must be a duration such as 15m, 1h or 1d, not `{}`",
-                    feed.every
-                ),
-            );
-        }
-        match (feed.kind, feed.format) {
-            (FeedType::Http, None) => report(at.key("type"), "an `http` feed needs a `format` (feodo, urlhaus, threatfox, stix, misp, otx, abuseipdb, plain)".into()),
-            (FeedType::Http, Some(crate::intel::formats::Format::MispFeed)) => report(at.key("format"), "`misp-feed` is a directory; pull a MISP instance with `type: misp`".into()),
-            (FeedType::Taxii | FeedType::Misp, Some(_)) => report(at.key("format"), "`format` is only for `http` feeds".into()),
-            _ => {}
-        }
-        if feed.snapshot && feed.kind != FeedType::Http {
-            report(at.key("snapshot"), "`snapshot` is only for `http` feeds; TAXII and MISP deliver changes, not whole lists".into());
-        }
-        if !(1..=10_000).contains(&feed.page_size) {
-            report(
-                at.key("page_size"),
-                "`page_size` must be between 1 and 10000".into(),
-            );
-        }
-    }
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
     }
 }
 

@@ -6,10 +6,14 @@
 //! input, so an acknowledged event always has its detections recorded.
 
 pub mod drive;
+pub mod learning;
 pub mod reload;
-mod shutdown;
 
-pub use shutdown::{Shutdown, ShutdownTrigger};
+// Shutdown lives at the bottom of the crate (every task watches it); re-exported for callers
+// that wire an engine.
+pub use crate::shutdown::{Shutdown, ShutdownTrigger};
+// The console sink owns how it prints; re-exported for callers that wire an engine.
+pub use crate::sinks::AlertFormat;
 
 use std::sync::Arc;
 
@@ -23,17 +27,6 @@ use crate::pipeline::{Outcome, Pipeline};
 use crate::sinks::{action_line, detection_line};
 use crate::sources::Intake;
 use crate::state::{Batch, DetectionRow};
-
-/// How detections are shown on standard output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertFormat {
-    /// Readable lines for a person.
-    Text,
-    /// The replay JSON lines.
-    Json,
-    /// Nothing (benchmarks, tests).
-    Quiet,
-}
 
 /// Running totals, for the closing summary and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -5,48 +5,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// What an indicator is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IndicatorKind {
-    /// A single IPv4 or IPv6 address.
-    Ip,
-    /// An IPv4 or IPv6 range.
-    Cidr,
-    Domain,
-    Url,
-    Md5,
-    Sha1,
-    Sha256,
-}
-
-impl IndicatorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IndicatorKind::Ip => "ip",
-            IndicatorKind::Cidr => "cidr",
-            IndicatorKind::Domain => "domain",
-            IndicatorKind::Url => "url",
-            IndicatorKind::Md5 => "md5",
-            IndicatorKind::Sha1 => "sha1",
-            IndicatorKind::Sha256 => "sha256",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<IndicatorKind> {
-        [
-            IndicatorKind::Ip,
-            IndicatorKind::Cidr,
-            IndicatorKind::Domain,
-            IndicatorKind::Url,
-            IndicatorKind::Md5,
-            IndicatorKind::Sha1,
-            IndicatorKind::Sha256,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == name)
-    }
-}
+// The kind is plain data a detection carries with its hits; it lives with the detection.
+pub use crate::detection::IndicatorKind;
 
 /// One indicator from one source. The same value from two sources is two indicators; both
 /// match, and each keeps its own confidence and lifetime.
@@ -275,7 +235,7 @@ pub fn canonical_network(value: &str) -> Result<(IndicatorKind, String), Invalid
 pub fn check_breadth(
     kind: IndicatorKind,
     value: &str,
-    limits: crate::config::IntelMaxPrefix,
+    limits: crate::intel::IntelMaxPrefix,
 ) -> Result<(), InvalidIndicator> {
     if kind != IndicatorKind::Cidr {
         return Ok(());

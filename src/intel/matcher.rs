@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 
 use super::indicator::{
     Indicator, IndicatorKind, canonical, canonical_domain, canonical_url, mask,
 };
 use super::warninglist::Warninglists;
+pub use crate::detection::IntelHit;
 
 /// One indicator's facts, compactly: the value itself is the map key.
 #[derive(Debug, Clone, Copy)]
@@ -37,26 +37,6 @@ const NONE: u32 = u32::MAX;
 struct Span {
     start: u32,
     len: u32,
-}
-
-/// A match of an event value against an indicator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IntelHit {
-    /// The value from the event that matched.
-    pub value: String,
-    /// The indicator it matched (a range for a range hit, the listed parent for a subdomain).
-    pub indicator: String,
-    pub kind: IndicatorKind,
-    pub source: String,
-    pub confidence: u8,
-    pub severity: u8,
-    /// 0.7 × confidence + 0.3 × severity, 0–100.
-    pub score: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threat: Option<String>,
-    /// The warninglist the indicator is on: it must never cause an automatic block.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warning: Option<String>,
 }
 
 /// A snapshot of the live indicators, ready for lookups.

@@ -8,6 +8,7 @@
 //! - [`warninglist`]: MISP warninglists of benign infrastructure.
 //! - [`matcher`]: the in-memory snapshot and the handle that swaps it.
 
+mod config;
 pub mod formats;
 pub mod indicator;
 pub mod matcher;
@@ -15,6 +16,7 @@ pub mod pull;
 pub mod store;
 pub mod warninglist;
 
+pub use config::{FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix};
 pub use indicator::{Indicator, IndicatorKind};
 pub use matcher::{IntelHandle, IntelHit, Matcher};
 pub use store::IntelStore;
@@ -28,7 +30,7 @@ use std::time::Duration;
 pub async fn load_matcher(
     store: &IntelStore,
     warninglists: &Warninglists,
-    max_prefix: crate::config::IntelMaxPrefix,
+    max_prefix: crate::intel::IntelMaxPrefix,
 ) -> Result<Matcher, crate::state::StateError> {
     let now = jiff::Timestamp::now().as_millisecond();
     let mut live = store.live(now).await?;
@@ -43,23 +45,34 @@ pub async fn load_matcher(
     Ok(Matcher::build(live, warninglists, now))
 }
 
-/// The intel a command runs with: the live indicators in the content's state database (when it
-/// exists; nothing is created) marked against the content's warninglists.
-pub async fn for_content(content: &crate::content::Content) -> Result<IntelHandle, String> {
-    let path = content.resolve(&content.config.state.path);
+/// The state database could not give up its indicators.
+#[derive(Debug, thiserror::Error)]
+#[error("threat intelligence in {}: {source}", path.display())]
+pub struct LoadError {
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: crate::state::StateError,
+}
+
+/// The intel a command runs with: the live indicators in the state database at `path` (when it
+/// exists; nothing is created) marked against `warninglists`. `crate::content::Content::intel`
+/// calls it with the content's own.
+pub async fn from_state_file(
+    path: &std::path::Path,
+    warninglists: &Warninglists,
+    max_prefix: IntelMaxPrefix,
+) -> Result<IntelHandle, LoadError> {
     if !path.exists() {
         return Ok(IntelHandle::default());
     }
-    let state = crate::state::StateStore::open(&path)
+    let failed = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let state = crate::state::StateStore::open(path).await.map_err(failed)?;
+    let matcher = load_matcher(&IntelStore::new(&state), warninglists, max_prefix)
         .await
-        .map_err(|e| e.to_string())?;
-    let matcher = load_matcher(
-        &IntelStore::new(&state),
-        &content.warninglists,
-        content.config.intel.max_prefix,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     if !matcher.is_empty() {
         tracing::info!(indicators = matcher.len(), "loaded threat intelligence");
     }
@@ -83,11 +96,11 @@ fn next_pull_due(state: &store::FeedState, every_ms: i64, now: i64) -> i64 {
 /// Pulls every configured feed when it is due, for as long as `shutdown` allows, and swaps a
 /// rebuilt matcher into `handle` after each pull that changed something.
 pub async fn pull_on_schedule(
-    config: crate::config::IntelConfig,
+    config: crate::intel::IntelConfig,
     store: IntelStore,
     warninglists: Warninglists,
     handle: IntelHandle,
-    shutdown: crate::engine::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
 ) {
     if config.feeds.is_empty() {
         return;
@@ -105,8 +118,8 @@ pub async fn pull_on_schedule(
         let mut next_due = i64::MAX;
         let mut changed = false;
         for feed in &config.feeds {
-            let every_ms = crate::actions::parse_duration(&feed.every)
-                .map_or(3_600_000, |d| d.as_millis() as i64);
+            let every_ms =
+                crate::duration::parse(&feed.every).map_or(3_600_000, |d| d.as_millis() as i64);
             let state = store.feed_state(&feed.name).await.ok().unwrap_or_default();
             let due = next_pull_due(&state, every_ms, now);
             if due <= now {

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::formats::{Format, ImportOptions, Imported, import_text};
 use super::indicator::Indicator;
 use super::store::{FeedState, IntelStore};
-use crate::config::{FeedConfig, FeedType, IntelConfig, IntelMaxPrefix};
+use super::{FeedConfig, FeedType, IntelConfig, IntelMaxPrefix};
 use crate::outbound::{self, Edge, Limit, OutboundError, Request};
 
 /// The TAXII 2.1 media type, required in `Accept`.

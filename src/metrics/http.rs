@@ -110,7 +110,7 @@ pub async fn serve(
     listen: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    shutdown: crate::engine::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
     limits: Limits,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -135,7 +135,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: Router,
     metrics: Arc<Metrics>,
-    shutdown: crate::engine::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
     limits: Limits,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -211,7 +211,7 @@ async fn connection(
     permit: tokio::sync::OwnedSemaphorePermit,
     app: Router,
     metrics: Arc<Metrics>,
-    shutdown: crate::engine::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
     limits: Limits,
 ) {
     let started = Instant::now();
@@ -317,9 +317,9 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    async fn start(limits: Limits) -> (SocketAddr, Arc<Metrics>, crate::engine::ShutdownTrigger) {
+    async fn start(limits: Limits) -> (SocketAddr, Arc<Metrics>, crate::shutdown::ShutdownTrigger) {
         let metrics = Arc::new(Metrics::default());
-        let (trigger, shutdown) = crate::engine::Shutdown::new();
+        let (trigger, shutdown) = crate::shutdown::Shutdown::new();
         let bound = serve(
             "127.0.0.1:0".parse().unwrap(),
             metrics.clone(),

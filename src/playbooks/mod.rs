@@ -21,10 +21,10 @@ use std::sync::Arc;
 use rhai::{AST, Dynamic, Engine, Scope};
 
 use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
+use crate::cases::{Expectation, TestCase, TestInput};
 use crate::detection::{Detection, Severity, Stage};
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate, suggest};
 use crate::event::FieldType;
-use crate::testing::{Expectation, TestCase, TestInput};
 
 /// A validated playbook, ready to plan with.
 #[derive(Debug, Clone)]
@@ -116,6 +116,15 @@ pub fn condition_scope(event: Dynamic, detection: Dynamic) -> Scope<'static> {
     scope
 }
 
+/// The JSON Schema of a playbook file, built once from [`PlaybookSpec`]. It lives beside the
+/// type because reading a playbook needs it (unknown keys are reported against it).
+pub fn schema() -> &'static serde_json::Value {
+    static SCHEMA: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        serde_json::to_value(schemars::schema_for!(PlaybookSpec)).unwrap_or(serde_json::Value::Null)
+    });
+    &SCHEMA
+}
+
 /// Parses and validates one playbook file against the action registry and the loaded rules.
 /// `engine` compiles `when` conditions (it is the sandboxed rule engine); `rules_incomplete`
 /// says some rule files failed to load, which softens "rule does not exist". With `policy`,
@@ -130,7 +139,7 @@ pub fn load_playbook(
     policy: Option<&actions::Policy>,
 ) -> Result<Playbook, Diagnostics> {
     let (spec, unknown_keys): (PlaybookSpec, Diagnostics) =
-        crate::diagnostics::parse_yaml(path, source, crate::schema::playbook())?;
+        crate::diagnostics::parse_yaml(path, source, schema())?;
     let context = format!("playbook `{}`", spec.id);
     let mut problems = Diagnostics::default();
     for d in unknown_keys {
@@ -243,7 +252,7 @@ impl Validator<'_> {
                 "`count` must be at least 1 (a limit of 0 would hold back every message)",
             );
         }
-        let window = crate::actions::parse_duration(&spec.window).filter(|w| !w.is_zero());
+        let window = crate::duration::parse(&spec.window).filter(|w| !w.is_zero());
         if window.is_none() {
             self.report(
                 &at.key("window"),

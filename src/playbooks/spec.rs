@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// The executor acts on it; it lives with the action records.
+pub use crate::actions::OnFailure;
 use crate::actions::Risk;
+use crate::cases::ExpectedOutcome;
 use crate::detection::{Severity, Stage};
-use crate::testing::ExpectedOutcome;
 
 /// A playbook: when a matching detection arrives, run these steps in order.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -118,19 +120,6 @@ pub enum ParamLiteral {
     Boolean(bool),
 }
 
-/// What happens to the rest of the playbook when a step fails or is refused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Go on with the next step.
-    Continue,
-    /// Skip the remaining steps (the default).
-    #[default]
-    Abort,
-    /// Skip the remaining steps and switch the engine to manual mode.
-    Degrade,
-}
-
 /// A test case: events in, expected detections and actions out.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -144,7 +133,7 @@ pub struct PlaybookTestSpec {
     pub fixture: Option<PathBuf>,
     /// Indicators the case's threat-intelligence matcher holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub intel: Vec<crate::testing::TestIndicator>,
+    pub intel: Vec<crate::cases::TestIndicator>,
     /// Score the events with the content's anomaly model (`anomaly.model` in the config).
     /// Off by default, so cases do not depend on a model trained on someone's baseline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -30,10 +30,10 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Map, Scope};
 
+use crate::cases::{Expectation, TestCase, TestInput};
 use crate::detection::Severity;
 use crate::diagnostics::{Diagnostic, Diagnostics, Position};
 use crate::event::EventKind;
-use crate::testing::{Expectation, TestCase, TestInput};
 
 /// A validated rule: its metadata, pre-filter, test cases and source, ready for workers to
 /// compile.
@@ -462,7 +462,7 @@ fn parse_tests(
         };
         let intel = match map.get("intel") {
             None => Ok(Vec::new()),
-            Some(value) => rhai::serde::from_dynamic::<Vec<crate::testing::TestIndicator>>(value)
+            Some(value) => rhai::serde::from_dynamic::<Vec<crate::cases::TestIndicator>>(value)
                 .map_err(|e| format!("test `{name}`: `intel` must be an array of #{{ value: ..., source: ..., confidence: ... }}: {e}")),
         };
         match (input, expect, intel) {

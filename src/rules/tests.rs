@@ -211,7 +211,7 @@ fn embedded_tests_are_parsed_with_their_line() {
     assert_eq!(definition.tests[0].line, 4);
     assert!(matches!(
         definition.tests[1].input,
-        crate::testing::TestInput::Fixture(_)
+        crate::cases::TestInput::Fixture(_)
     ));
     let found = problems(&format!(
         "{HEADER}\nfn detect(event) {{ true }}\nlet tests = [ #{{ name: \"no input\", expect: true }} ];"

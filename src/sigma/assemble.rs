@@ -158,7 +158,7 @@ fn sidecars(
     rules: &[Arc<SigmaRule>],
     correlations: &[Correlation],
     problems: &mut Diagnostics,
-) -> Vec<(Arc<str>, crate::testing::TestCase)> {
+) -> Vec<(Arc<str>, crate::cases::TestCase)> {
     let mut files = Vec::new();
     collect_sidecars(own, &mut files, 0);
     files.sort();

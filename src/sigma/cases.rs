@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::cases::{Expectation, TestCase, TestIndicator, TestInput};
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate};
-use crate::testing::{Expectation, TestCase, TestIndicator, TestInput};
 
 /// The suffixes that mark a file as a Sigma test sidecar rather than a rule.
 pub const SIDECAR_SUFFIXES: [&str; 2] = [".tests.yaml", ".tests.yml"];

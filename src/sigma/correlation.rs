@@ -9,13 +9,14 @@
 //! Sigma detections of an event ──► window.rs: bounded windows per (correlation, group-by
 //!                                  values) ──► one Detection per group per window
 //!                                               │
-//!                                  store.rs: the windows in the state database, restored at start
+//!                                  state::correlation: the windows in the state database, restored at start
 //! ```
 //!
 //! The windows are counted by event time, not by the clock, so a replay of last week's events
 //! decides exactly as the live engine did.
 
-pub mod store;
+// The windows' table is the state writer's; re-exported under the name the correlations use.
+pub use crate::state::correlation as store;
 pub mod window;
 
 use std::path::{Path, PathBuf};

@@ -47,7 +47,7 @@ pub struct SigmaContent {
     /// Correlation rules, resolved against the rules above.
     pub correlations: Vec<correlation::Correlation>,
     /// Test cases from sidecar files, with the id of the rule each tests.
-    pub tests: Vec<(std::sync::Arc<str>, crate::testing::TestCase)>,
+    pub tests: Vec<(std::sync::Arc<str>, crate::cases::TestCase)>,
     /// What loading found, for `palisade validate`.
     pub report: SigmaReport,
 }

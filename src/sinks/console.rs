@@ -4,9 +4,19 @@ use std::io::Write;
 
 use crate::actions::ActionRecord;
 use crate::detection::Entity;
-use crate::engine::AlertFormat;
 use crate::state::{Batch, DetectionRow};
 use crate::text::Inert;
+
+/// How detections are shown on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// Readable lines for a person.
+    Text,
+    /// The replay JSON lines.
+    Json,
+    /// Nothing (benchmarks, tests).
+    Quiet,
+}
 
 /// Prints a committed batch: each detection with what became of its steps (executed, failed,
 /// queued, ...), as readable lines or as the replay JSON lines.

@@ -3,7 +3,7 @@
 
 use crate::bus::Link;
 use crate::config::AlertsConfig;
-use crate::engine::Shutdown;
+use crate::shutdown::Shutdown;
 
 pub struct AlertPublisher {
     link: Link,

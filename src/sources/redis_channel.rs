@@ -9,7 +9,7 @@ use redis::aio::PubSubStream;
 
 use crate::bus::Link;
 use crate::config::ChannelSourceConfig;
-use crate::engine::Shutdown;
+use crate::shutdown::Shutdown;
 
 pub struct ChannelSource {
     link: Link,

@@ -19,7 +19,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::bus::{Link, is_connection_error};
 use crate::config::{StreamSourceConfig, StreamStart};
-use crate::engine::Shutdown;
+use crate::shutdown::Shutdown;
 
 /// One stream entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,12 @@ use tokio::task::JoinHandle;
 
 use crate::actions::ActionRecord;
 use crate::detection::Detection;
-use crate::tracker::BehaviourRecord;
 
+pub mod correlation;
+pub mod rows;
 pub mod transient;
+
+use rows::BehaviourRecord;
 
 /// Rows per INSERT statement; 12 columns × 400 rows stays far below SQLite's variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
@@ -122,13 +125,13 @@ pub struct Batch {
     /// Stored behaviour records older than this event time can go.
     pub behaviour_horizon: Option<i64>,
     /// Records per entity, kind and day the tracker counted in these events.
-    pub behaviour_days: crate::tracker::DayCounts,
+    pub behaviour_days: rows::DayCounts,
     /// Sigma correlation windows these events changed, in the order they changed.
-    pub correlation: Vec<crate::sigma::correlation::window::WindowRow>,
+    pub correlation: Vec<rows::WindowRow>,
     /// Changes to the anomaly stage's learning sample, in the order they were made.
-    pub sample: Vec<crate::anomaly::learning::SampleRow>,
+    pub sample: Vec<rows::SampleRow>,
     /// The learning progress and sample pruning these events brought.
-    pub sample_state: crate::anomaly::learning::SampleState,
+    pub sample_state: rows::SampleState,
 }
 
 impl Batch {
@@ -433,7 +436,7 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
             .push(" ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count");
         upsert.build().execute(&mut *tx).await?;
     }
-    crate::sigma::correlation::store::write_windows(&mut tx, &batch.correlation).await?;
+    correlation::write_windows(&mut tx, &batch.correlation).await?;
     write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
     if let Some(horizon) = batch.behaviour_horizon {
         sqlx::query("DELETE FROM behaviour WHERE ts < ?")
@@ -453,8 +456,8 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
 /// then the progress and the window's pruning.
 async fn write_sample(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
-    rows: &[crate::anomaly::learning::SampleRow],
-    state: &crate::anomaly::learning::SampleState,
+    rows: &[rows::SampleRow],
+    state: &rows::SampleState,
 ) -> Result<(), StateError> {
     let mut rest = rows;
     while !rest.is_empty() {

@@ -265,7 +265,7 @@ fn too_large(shown: &Path) -> String {
 /// user and the open file.
 fn open_inside(content: &Content, path: &Path) -> Result<(PathBuf, std::fs::File), String> {
     // The same check as at load, on the path about to be opened.
-    check_fixture_path(path)?;
+    check_fixture_path(path).map_err(|e| e.to_string())?;
     let shown = content.resolve(path);
     let cannot = |e: std::io::Error| format!("cannot read fixture `{}`: {e}", shown.display());
     let dir = content.dir.canonicalize().map_err(cannot)?;

@@ -17,6 +17,7 @@
 //! an event may move retention ([`MAX_AHEAD_MS`]). Rules ask the same summary through Rhai
 //! functions (`first_seen`, `behaviour_count`, `distinct_ports`, `beacon_interval`).
 
+mod config;
 pub mod store;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -28,12 +29,14 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::anomaly::features::{is_public, registered_domain};
-use crate::config::TrackerConfig;
 use crate::detection::{Detection, Entity, Severity, Stage};
 use crate::event::{Event, EventKind};
+use crate::net::{is_public, registered_domain};
 
-pub use store::{BehaviourRecord, Stored, load_records};
+pub use config::TrackerConfig;
+// The rows the state writer stores live with it.
+pub use crate::state::rows::{BehaviourRecord, DayCounts};
+pub use store::{Stored, load_records};
 
 const DAY_MS: i64 = 86_400_000;
 /// How far past the wall clock a record may be and still move the retention clock.
@@ -59,7 +62,7 @@ impl Settings {
             retention_ms: i64::from(config.retention_days) * DAY_MS,
             min_records: config.min_records,
             beacon_max_jitter: config.beacon_max_jitter,
-            beacon_min_interval_ms: crate::actions::parse_duration(&config.beacon_min_interval)
+            beacon_min_interval_ms: crate::duration::parse(&config.beacon_min_interval)
                 .map_or(10_000, |d| d.as_millis() as i64),
             beacon_public_only: config.beacon_public_only,
             scan_distinct_ports: config.scan_distinct_ports,
@@ -73,9 +76,6 @@ impl Default for Settings {
         Settings::from_config(&TrackerConfig::default())
     }
 }
-
-/// Records per entity, per (kind, day): what a batch adds to `behaviour_days`.
-pub type DayCounts = HashMap<String, HashMap<(&'static str, i64), u64>>;
 
 /// What the tracker knows, summarised from the records within retention. Maps are nested by
 /// entity so a lookup borrows the event's strings instead of building a key.

@@ -5,18 +5,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::state::StateError;
 
-/// One thing an entity did at one time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BehaviourRecord {
-    /// Event time, milliseconds since the epoch.
-    pub ts: i64,
-    /// The host (the user for logins).
-    pub entity: String,
-    /// `spawn`, `connect`, `resolve` or `login`.
-    pub kind: &'static str,
-    /// `parent>child`, `address|port`, the registered domain, or `host|source address`.
-    pub subject: String,
-}
+pub use crate::state::rows::BehaviourRecord;
 
 pub(crate) fn kind_of(text: &str) -> Option<&'static str> {
     ["spawn", "connect", "resolve", "login"]

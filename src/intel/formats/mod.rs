@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::indicator::{Indicator, IndicatorKind, canonical, check_breadth};
-use crate::config::IntelMaxPrefix;
+use crate::intel::IntelMaxPrefix;
 use json::JsonPath;
 pub(crate) use json::describe;
 

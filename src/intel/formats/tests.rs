@@ -14,7 +14,7 @@ fn options(source: &str) -> ImportOptions {
         kind: None,
         confidence: None,
         severity: None,
-        max_prefix: crate::config::IntelMaxPrefix::default(),
+        max_prefix: crate::intel::IntelMaxPrefix::default(),
     }
 }
 
@@ -395,7 +395,7 @@ fn the_range_limit_is_configurable() {
     let path = dir.path().join("feed");
     std::fs::write(&path, "10.1.0.0/16\n10.0.0.0/8\n2001:db8::/32\n").unwrap();
     let mut wide = options("plain");
-    wide.max_prefix = crate::config::IntelMaxPrefix { ipv4: 16, ipv6: 32 };
+    wide.max_prefix = crate::intel::IntelMaxPrefix { ipv4: 16, ipv6: 32 };
     let imported = import(&path, Format::Plain, &wide).unwrap();
     assert_eq!(values(&imported).len(), 2, "{:?}", imported.skipped);
 }

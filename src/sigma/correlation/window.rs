@@ -69,17 +69,8 @@ pub struct GroupState {
     pub last: i64,
 }
 
-/// A change to one stored window: its new state, or `None` when it is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowRow {
-    pub correlation: String,
-    /// What the correlation counted ([`Correlation::fingerprint`]).
-    pub fingerprint: String,
-    /// The group-by values, as a JSON array of text.
-    pub key: String,
-    /// The window as JSON; `None` deletes the stored row.
-    pub state: Option<String>,
-}
+// The state writer stores these rows; they live with it.
+pub use crate::state::rows::WindowRow;
 
 type Key = Vec<String>;
 

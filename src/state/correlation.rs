@@ -1,14 +1,14 @@
-//! The correlation windows in the state database. The state writer stores each batch's changed
-//! windows in the batch's transaction (so an acknowledged event's count is stored with it);
-//! this module reads them back at start.
+//! The Sigma correlation windows in the state database. The state writer stores each batch's
+//! changed windows in the batch's transaction (so an acknowledged event's count is stored with
+//! it); `load_windows` reads them back at start. (`sigma::correlation::store` names this
+//! module, where the correlations look for it.)
 
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use crate::state::StateError;
+use super::StateError;
+use super::rows::WindowRow;
 
-use super::window::WindowRow;
-
-/// Every stored window, for [`super::CorrelationHandle::restore`].
+/// Every stored window, for `sigma::correlation::CorrelationHandle::restore`.
 pub async fn load_windows(pool: &SqlitePool) -> Result<Vec<WindowRow>, StateError> {
     let rows =
         sqlx::query("SELECT correlation, group_key, fingerprint, state FROM correlation_windows")
