@@ -318,12 +318,70 @@ impl StateStore {
         if batch.is_empty() {
             return Ok(());
         }
+        self.write_decided(batch).await.map(|_| ())
+    }
+
+    /// Writes a batch and says which of its detections were decided now ([`split_decided`]).
+    async fn write_decided(
+        &self,
+        batch: &Batch,
+    ) -> Result<std::collections::HashSet<DetectionKey>, StateError> {
         let mut conn = self.pool.acquire().await?;
         let result = write_on(&mut conn, batch).await;
         if result.as_ref().is_err_and(StateError::is_transient) {
             transient::discard(&mut conn);
         }
         result
+    }
+
+    /// Stores what became of decided steps (matched on their key) and, in the same
+    /// transaction, the alerts that tell of them, so an alert is in the outbox exactly when the
+    /// outcomes it reports are stored.
+    pub async fn record_outcomes(
+        &self,
+        actions: &[ActionRecord],
+        alerts: &[OutboxAlert],
+    ) -> Result<(), StateError> {
+        if actions.is_empty() && alerts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let result = outcomes_on(&mut conn, actions, alerts).await;
+        if result.as_ref().is_err_and(StateError::is_transient) {
+            transient::discard(&mut conn);
+        }
+        result
+    }
+
+    /// Up to `limit` alerts not yet published, oldest first, with their outbox ids.
+    pub async fn unpublished(&self, limit: usize) -> Result<Vec<(i64, String)>, StateError> {
+        let rows = sqlx::query_as(
+            "SELECT id, document FROM alert_outbox WHERE published_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Marks every outbox row up to `up_to` published (the publisher sends in id order), and
+    /// removes published rows beyond the last [`PUBLISHED_KEPT`].
+    pub async fn mark_published(&self, up_to: i64) -> Result<(), StateError> {
+        let now = jiff::Timestamp::now().to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE alert_outbox SET published_at = ? WHERE id <= ? AND published_at IS NULL",
+        )
+        .bind(now)
+        .bind(up_to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM alert_outbox WHERE id <= ? AND published_at IS NOT NULL")
+            .bind(up_to - PUBLISHED_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Row counts of (detections, actions), for summaries and tests.
@@ -342,9 +400,62 @@ impl StateStore {
     }
 }
 
-/// [`StateStore::write`] on one connection.
-async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), StateError> {
+/// A detection's idempotency key: the event it was found in and the rule that found it.
+pub type DetectionKey = (String, String);
+
+/// The key of a stored detection row.
+pub fn detection_key(row: &DetectionRow) -> DetectionKey {
+    (row.detection.event_id.clone(), row.detection.rule.to_string())
+}
+
+/// An alert document waiting in the outbox, under its detection's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxAlert {
+    pub alert_id: String,
+    pub document: String,
+}
+
+/// What [`StateWriter::decide`] stored: the detections (and their steps) decided now for the
+/// first time, and how many detections were already on record and were dropped.
+#[derive(Debug, Default)]
+pub struct Decided {
+    pub detections: Vec<DetectionRow>,
+    pub actions: Vec<ActionRecord>,
+    pub recognised: usize,
+}
+
+/// Splits a written batch's detections and steps into the ones inserted now and the ones whose
+/// key was already stored. A key inserted once counts for its first row only, so a detection
+/// that appears twice in one batch is decided once.
+fn split_decided(batch: Batch, mut inserted: std::collections::HashSet<DetectionKey>) -> Decided {
+    let mut decided = Decided::default();
+    let mut kept = std::collections::HashSet::new();
+    for row in batch.detections {
+        let key = detection_key(&row);
+        if inserted.remove(&key) {
+            kept.insert(key);
+            decided.detections.push(row);
+        } else {
+            decided.recognised += 1;
+        }
+    }
+    decided.actions = batch
+        .actions
+        .into_iter()
+        .filter(|a| kept.contains(&(a.event_id.clone(), a.rule.to_string())))
+        .collect();
+    decided
+}
+
+/// [`StateStore::write`] on one connection. Detections and steps whose key is already stored
+/// are left as they are (the first decision stands); the keys of the detections inserted come
+/// back.
+async fn write_on(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &Batch,
+) -> Result<std::collections::HashSet<DetectionKey>, StateError> {
     let now = jiff::Timestamp::now().to_string();
+    let mut inserted = std::collections::HashSet::new();
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -367,7 +478,9 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
                 )
                 .push_bind(d.score);
         });
-        insert.build().execute(&mut *tx).await?;
+        insert.push(" ON CONFLICT (event_id, rule) DO NOTHING RETURNING event_id, rule");
+        let rows: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+        inserted.extend(rows);
     }
     for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -390,6 +503,7 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
                 )
                 .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
         });
+        insert.push(" ON CONFLICT (event_id, rule, playbook, step) DO NOTHING");
         insert.build().execute(&mut *tx).await?;
     }
     for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
@@ -446,8 +560,50 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
             .await?;
     }
     tx.commit().await?;
+    Ok(inserted)
+}
+
+/// [`StateStore::record_outcomes`] on one connection.
+async fn outcomes_on(
+    conn: &mut sqlx::SqliteConnection,
+    actions: &[ActionRecord],
+    alerts: &[OutboxAlert],
+) -> Result<(), StateError> {
+    let now = jiff::Timestamp::now().to_string();
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    for a in actions {
+        sqlx::query(
+            "UPDATE actions SET status = ?, reason = ? \
+             WHERE event_id = ? AND rule = ? AND playbook = ? AND step = ?",
+        )
+        .bind(a.status.as_str())
+        .bind(a.reason.as_deref())
+        .bind(&a.event_id)
+        .bind(&*a.rule)
+        .bind(&*a.playbook)
+        .bind(&a.step)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO alert_outbox (alert_id, recorded_at, document) ");
+        insert.push_values(chunk, |mut row, alert| {
+            row.push_bind(alert.alert_id.as_str())
+                .push_bind(now.as_str())
+                .push_bind(alert.document.as_str());
+        });
+        // A key already in the outbox was announced (or is about to be): not twice.
+        insert.push(" ON CONFLICT (alert_id) DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
+
+/// Published outbox rows kept for an operator to look at; older ones are removed as new ones
+/// are marked.
+const PUBLISHED_KEPT: i64 = 10_000;
 
 /// The learning sample's rows, in order (a slot can be written and then given up in one batch),
 /// then the progress and the window's pruning.
@@ -514,16 +670,44 @@ async fn write_sample(
     Ok(())
 }
 
-/// One unit of work for the writer: a batch, and who to tell when it is stored.
-struct Job {
-    batch: Batch,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+/// Who waits for a job, and for what answer.
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+/// One unit of work for the writer.
+enum Job {
+    /// A batch, and who to tell when it is stored. Consecutive batches are coalesced.
+    Batch {
+        batch: Batch,
+        done: Option<Reply<()>>,
+    },
+    /// A batch whose detections are decided: stored, and answered with the ones new.
+    Decide { batch: Batch, done: Reply<Decided> },
+    /// Steps' outcomes, and the alerts that report them.
+    Outcomes {
+        actions: Vec<ActionRecord>,
+        alerts: Vec<OutboxAlert>,
+        done: Reply<()>,
+    },
+    /// Outbox rows up to this id were published.
+    Published { up_to: i64, done: Reply<()> },
 }
 
 /// The handle sources use to hand batches to the writer task.
 #[derive(Clone)]
 pub struct StateWriter {
     jobs: mpsc::Sender<Job>,
+    /// For reads beside the writer (the outbox publisher); the file is in WAL mode, so reads
+    /// never wait for the writer.
+    store: StateStore,
+}
+
+/// Waits for the writer's answer to a job.
+async fn answer<T>(stored: oneshot::Receiver<Result<T, String>>) -> Result<T, StateError> {
+    match stored.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(StateError::Failed(message)),
+        Err(_) => Err(StateError::WriterGone),
+    }
 }
 
 impl StateWriter {
@@ -532,10 +716,27 @@ impl StateWriter {
         self.jobs.max_capacity() - self.jobs.capacity()
     }
 
+    /// The store the writer writes, for reading.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T, StateError> {
+        let (done, stored) = oneshot::channel();
+        self.jobs
+            .send(job(done))
+            .await
+            .map_err(|_| StateError::WriterGone)?;
+        answer(stored).await
+    }
+
     /// Queues a batch without waiting for it to be stored.
     pub async fn send(&self, batch: Batch) -> Result<(), StateError> {
         self.jobs
-            .send(Job { batch, done: None })
+            .send(Job::Batch { batch, done: None })
             .await
             .map_err(|_| StateError::WriterGone)
     }
@@ -543,26 +744,48 @@ impl StateWriter {
     /// Queues a batch from a blocking thread.
     pub fn blocking_send(&self, batch: Batch) -> Result<(), StateError> {
         self.jobs
-            .blocking_send(Job { batch, done: None })
+            .blocking_send(Job::Batch { batch, done: None })
             .map_err(|_| StateError::WriterGone)
     }
 
     /// Queues a batch and waits until it is committed: a source acknowledges its input only
     /// after this returns.
     pub async fn write(&self, batch: Batch) -> Result<(), StateError> {
-        let (done, stored) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                batch,
-                done: Some(done),
-            })
-            .await
-            .map_err(|_| StateError::WriterGone)?;
-        match stored.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StateError::Failed(message)),
-            Err(_) => Err(StateError::WriterGone),
-        }
+        self.submit(|done| Job::Batch {
+            batch,
+            done: Some(done),
+        })
+        .await
+    }
+
+    /// Stores a batch with its decisions (detections and their steps as planned) *before*
+    /// anything acts on them, and answers with the detections decided now and their steps.
+    /// Detections whose key (event id, rule) is already stored, by this batch's earlier
+    /// delivery or a batch queued before it, are dropped with their steps and counted: what
+    /// was decided once is not decided, acted on or announced again.
+    pub async fn decide(&self, batch: Batch) -> Result<Decided, StateError> {
+        self.submit(|done| Job::Decide { batch, done }).await
+    }
+
+    /// Stores what became of decided steps and, in the same transaction, the alerts that
+    /// report them, into the outbox. Called once a detection's steps have their outcomes:
+    /// by the commit path after the executor, and by whatever finishes steps later.
+    pub async fn outcomes(
+        &self,
+        actions: Vec<ActionRecord>,
+        alerts: Vec<OutboxAlert>,
+    ) -> Result<(), StateError> {
+        self.submit(|done| Job::Outcomes {
+            actions,
+            alerts,
+            done,
+        })
+        .await
+    }
+
+    /// Marks outbox rows up to `up_to` published.
+    pub async fn published(&self, up_to: i64) -> Result<(), StateError> {
+        self.submit(|done| Job::Published { up_to, done }).await
     }
 }
 
@@ -575,50 +798,113 @@ pub fn spawn_writer(
     shutdown: Arc<Notify>,
 ) -> (StateWriter, JoinHandle<Result<u64, StateError>>) {
     let (sender, mut receiver) = mpsc::channel::<Job>(1024);
+    let reader = store.clone();
     let handle = tokio::spawn(async move {
         let mut written = 0u64;
+        // A job taken while coalescing batches that is not a batch: the next one handled.
+        let mut held: Option<Job> = None;
         loop {
-            let first = tokio::select! {
-                biased;
-                next = receiver.recv() => match next {
-                    Some(job) => job,
-                    None => break,
-                },
-                () = shutdown.notified() => {
-                    // No new batches; the ones already queued are still received and written.
-                    receiver.close();
-                    continue;
-                }
-            };
-            let mut batch = first.batch;
-            let mut waiting: Vec<oneshot::Sender<Result<(), String>>> =
-                first.done.into_iter().collect();
-            while batch.rows() < 10 * ROWS_PER_STATEMENT {
-                match receiver.try_recv() {
-                    Ok(more) => {
-                        batch.absorb(more.batch);
-                        waiting.extend(more.done);
+            let first = match held.take() {
+                Some(job) => job,
+                None => tokio::select! {
+                    biased;
+                    next = receiver.recv() => match next {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    () = shutdown.notified() => {
+                        // No new batches; the ones already queued are still received and written.
+                        receiver.close();
+                        continue;
                     }
-                    Err(_) => break,
-                }
-            }
+                },
+            };
             // Busy or locked (another process holds the lock): wait and write the same batch
             // again; whoever waits for it waits too, so nothing new is read meanwhile.
-            let result = transient::retry("writing a batch", StateError::is_transient, || {
-                store.write(&batch)
-            })
-            .await;
-            let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-            for done in waiting {
-                let _ = done.send(reply.clone());
+            let failed = match first {
+                Job::Batch { batch, done } => {
+                    let mut batch = batch;
+                    let mut waiting: Vec<Reply<()>> = done.into_iter().collect();
+                    while batch.rows() < 10 * ROWS_PER_STATEMENT {
+                        match receiver.try_recv() {
+                            Ok(Job::Batch { batch: more, done }) => {
+                                batch.absorb(more);
+                                waiting.extend(done);
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let result =
+                        transient::retry("writing a batch", StateError::is_transient, || {
+                            store.write(&batch)
+                        })
+                        .await;
+                    let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+                    for done in waiting {
+                        let _ = done.send(reply.clone());
+                    }
+                    result.err()
+                }
+                Job::Decide { batch, done } => {
+                    let result =
+                        transient::retry("writing a batch", StateError::is_transient, || {
+                            store.write_decided(&batch)
+                        })
+                        .await;
+                    match result {
+                        Ok(inserted) => {
+                            let _ = done.send(Ok(split_decided(batch, inserted)));
+                            None
+                        }
+                        Err(err) => {
+                            let _ = done.send(Err(err.to_string()));
+                            Some(err)
+                        }
+                    }
+                }
+                Job::Outcomes {
+                    actions,
+                    alerts,
+                    done,
+                } => {
+                    let result =
+                        transient::retry("writing outcomes", StateError::is_transient, || {
+                            store.record_outcomes(&actions, &alerts)
+                        })
+                        .await;
+                    let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    result.err()
+                }
+                Job::Published { up_to, done } => {
+                    let result = transient::retry(
+                        "marking alerts published",
+                        StateError::is_transient,
+                        || store.mark_published(up_to),
+                    )
+                    .await;
+                    let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    result.err()
+                }
+            };
+            if let Some(err) = failed {
+                return Err(err);
             }
-            result?;
             written += 1;
         }
         store.close().await;
         Ok(written)
     });
-    (StateWriter { jobs: sender }, handle)
+    (
+        StateWriter {
+            jobs: sender,
+            store: reader,
+        },
+        handle,
+    )
 }
 
 #[cfg(test)]
