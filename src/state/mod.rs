@@ -931,6 +931,196 @@ mod tests {
         }
     }
 
+    fn step(id: usize, step: &str) -> ActionRecord {
+        ActionRecord {
+            event_id: format!("ev-{id}"),
+            playbook: Arc::from("test-playbook"),
+            step: step.into(),
+            action: "notify.log",
+            target: String::new(),
+            status: crate::actions::ActionStatus::Planned,
+            reason: None,
+            risk: crate::actions::Risk::Low,
+            rule: Arc::from("test-rule"),
+            params: std::collections::BTreeMap::new(),
+            on_failure: crate::playbooks::OnFailure::Continue,
+            notification_limit: None,
+        }
+    }
+
+    fn sqlite(path: &Path, sql: &str) -> String {
+        let out = std::process::Command::new("sqlite3")
+            .arg(path)
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Defect: a redelivered event was decided again, so its detection, its steps and their
+    /// effects repeated. The second decision of the same key is recognised and dropped, its
+    /// steps with it, and the rows stored by the first one stay as they were.
+    #[tokio::test]
+    async fn a_detection_decided_again_after_redelivery_is_recognised_and_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let batch = || Batch {
+            detections: vec![detection(1), detection(2)],
+            actions: vec![step(1, "say"), step(1, "tell"), step(2, "say")],
+            ..Batch::default()
+        };
+        let first = writer.decide(batch()).await.unwrap();
+        assert_eq!(first.recognised, 0);
+        assert_eq!((first.detections.len(), first.actions.len()), (2, 3));
+        let mut executed = first.actions;
+        for a in &mut executed {
+            a.status = crate::actions::ActionStatus::Executed;
+        }
+        writer.outcomes(executed, Vec::new()).await.unwrap();
+
+        // The same events again, with a new one (ev-3): only ev-3 is decided.
+        let mut again = batch();
+        again.detections.push(detection(3));
+        again.actions.push(step(3, "say"));
+        let second = writer.decide(again).await.unwrap();
+        assert_eq!(second.recognised, 2);
+        let keys: Vec<DetectionKey> = second.detections.iter().map(detection_key).collect();
+        assert_eq!(keys, [("ev-3".to_string(), "test-rule".to_string())]);
+        let steps: Vec<(&str, &str)> = second
+            .actions
+            .iter()
+            .map(|a| (a.event_id.as_str(), a.step.as_str()))
+            .collect();
+        assert_eq!(steps, [("ev-3", "say")]);
+        drop(writer);
+        handle.await.unwrap().unwrap();
+        // One row per key, and the first decision's outcomes kept.
+        assert_eq!(
+            sqlite(
+                &path,
+                "SELECT event_id || ' ' || step || ' ' || status FROM actions ORDER BY id;"
+            ),
+            "ev-1 say executed\nev-1 tell executed\nev-2 say executed\nev-3 say planned"
+        );
+        assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM detections;"), "3");
+    }
+
+    /// The key holds inside one batch too: a detection that appears twice (a batch and its
+    /// redelivery coalesced into one commit) is decided once.
+    #[tokio::test]
+    async fn a_detection_twice_in_one_batch_is_decided_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("palisade.db"))
+            .await
+            .unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let decided = writer
+            .decide(Batch {
+                detections: vec![detection(1), detection(1)],
+                actions: vec![step(1, "say"), step(1, "say")],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(decided.recognised, 1);
+        assert_eq!((decided.detections.len(), decided.actions.len()), (1, 2));
+        let store = writer.store().clone();
+        assert_eq!(store.counts().await.unwrap(), (1, 1));
+        drop(writer);
+        handle.await.unwrap().unwrap();
+    }
+
+    /// An alert goes into the outbox once per key, in the transaction that stores its steps'
+    /// outcomes; it is handed out in order until marked published.
+    #[tokio::test]
+    async fn an_alert_is_outboxed_once_with_its_outcomes_and_handed_out_until_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let decided = writer
+            .decide(Batch {
+                detections: vec![detection(1), detection(2)],
+                actions: vec![step(1, "say")],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let alert = |id: usize| OutboxAlert {
+            alert_id: format!("test-rule@ev-{id}"),
+            document: format!("{{\"event_id\":\"ev-{id}\"}}"),
+        };
+        let mut refused = decided.actions;
+        refused[0].status = crate::actions::ActionStatus::Refused;
+        refused[0].reason = Some("protected".into());
+        writer
+            .outcomes(refused.clone(), vec![alert(1), alert(2)])
+            .await
+            .unwrap();
+        // The same outcomes stored again (a step finished late, say): no second alert.
+        writer.outcomes(refused, vec![alert(1)]).await.unwrap();
+        assert_eq!(
+            sqlite(&path, "SELECT status || ' ' || reason FROM actions;"),
+            "refused protected"
+        );
+        let store = writer.store().clone();
+        let waiting = store.unpublished(10).await.unwrap();
+        let documents: Vec<&str> = waiting.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(documents, [r#"{"event_id":"ev-1"}"#, r#"{"event_id":"ev-2"}"#]);
+        writer.published(waiting[0].0).await.unwrap();
+        let waiting = store.unpublished(10).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].1, r#"{"event_id":"ev-2"}"#);
+        drop(writer);
+        handle.await.unwrap().unwrap();
+        // Reopened (a restart): what was not published is still waiting.
+        let store = StateStore::open(&path).await.unwrap();
+        assert_eq!(store.unpublished(10).await.unwrap().len(), 1);
+    }
+
+    /// A database written before the keys existed may hold the same detection or step twice:
+    /// the migration keeps the first row of each key and then enforces the keys.
+    #[tokio::test]
+    async fn rows_stored_twice_before_the_keys_existed_keep_their_first_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        StateStore::open(&path).await.unwrap().close().await;
+        // Back to the schema before the keys, with duplicates as an older engine wrote them.
+        sqlite(
+            &path,
+            "DROP INDEX detections_once; DROP INDEX actions_once; DROP TABLE alert_outbox;
+             DELETE FROM _sqlx_migrations WHERE version = 10;
+             INSERT INTO detections (recorded_at, event_id, event_time, rule, stage, severity, title)
+               VALUES ('t1', 'ev-1', 't', 'r', 'rule', 'high', 'first'),
+                      ('t2', 'ev-1', 't', 'r', 'rule', 'high', 'second'),
+                      ('t3', 'ev-2', 't', 'r', 'rule', 'high', 'other');
+             INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, risk, params)
+               VALUES ('t1', 'ev-1', 'r', 'p', 's', 'notify.log', '', 'executed', 'low', '{}'),
+                      ('t2', 'ev-1', 'r', 'p', 's', 'notify.log', '', 'executed', 'low', '{}');",
+        );
+        let store = StateStore::open(&path).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), (2, 1));
+        store.close().await;
+        assert_eq!(
+            sqlite(&path, "SELECT title FROM detections ORDER BY id;"),
+            "first\nother"
+        );
+        assert_eq!(sqlite(&path, "SELECT recorded_at FROM actions;"), "t1");
+        // From now on the key is enforced by the database itself.
+        let again = std::process::Command::new("sqlite3")
+            .arg(&path)
+            .arg("INSERT INTO detections (recorded_at, event_id, event_time, rule, stage, severity, title) VALUES ('t4', 'ev-1', 't', 'r', 'rule', 'high', 'again');")
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("UNIQUE constraint failed"),
+            "{again:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_zero_length_state_file_is_refused_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
