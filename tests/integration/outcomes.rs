@@ -16,7 +16,7 @@ const ALERTS: &str = "palisade:alerts";
 
 /// A content directory reading the `edr` stream of `server`, acting (dry-run off), with only
 /// the given rules and playbooks (the shipped playbooks removed, so nothing else acts).
-fn content(server: &RedisServer, rules: &str, playbooks: &[(&str, String)]) -> tempfile::TempDir {
+fn content(server: &RedisServer, rules: &[&str], playbooks: &[(&str, String)]) -> tempfile::TempDir {
     let dir = scratch_content();
     std::fs::write(
         dir.path().join("palisade.yaml"),
@@ -26,7 +26,13 @@ fn content(server: &RedisServer, rules: &str, playbooks: &[(&str, String)]) -> t
         ),
     )
     .expect("config");
-    std::fs::write(dir.path().join("rules/outcome_tests.rhai"), rules).expect("rules");
+    for name in rules {
+        std::fs::write(
+            dir.path().join(format!("rules/outcome_{}.rhai", name.replace('-', "_"))),
+            rule(name),
+        )
+        .expect("rule");
+    }
     let shipped = dir.path().join("playbooks");
     std::fs::remove_dir_all(&shipped).expect("remove shipped playbooks");
     std::fs::create_dir_all(&shipped).expect("playbooks dir");
@@ -36,20 +42,13 @@ fn content(server: &RedisServer, rules: &str, playbooks: &[(&str, String)]) -> t
     dir
 }
 
-/// A rule per marker: `outcome-NAME` fires on a process whose command line holds
-/// `palisade-outcome-NAME`.
-fn rules(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| {
-            format!(
-                r#"let rule_{n} = #{{ id: "outcome-{name}", title: "Outcome {name}", severity: "high", events: ["process_create"],
+/// Rule `outcome-NAME`: it fires on a process whose command line holds `palisade-outcome-NAME`.
+fn rule(name: &str) -> String {
+    format!(
+        r#"let rule = #{{ id: "outcome-{name}", title: "Outcome {name}", severity: "high", events: ["process_create"],
                         filter: #{{ "cmdline|contains": ["palisade-outcome-{name}"] }} }};
-"#,
-                n = name.replace('-', "_")
-            )
-        })
-        .collect()
+"#
+    )
 }
 
 /// An event for rule `outcome-NAME`, with a PID no process has (above Linux's largest).
@@ -182,7 +181,7 @@ fn alerts_on_redis_said_planned_for_steps_the_executor_decided_otherwise() {
     .to_string();
     let dir = content(
         &server,
-        &rules(&["enforce", "shadow"]),
+        &["enforce", "shadow"],
         &[("enforce", enforce), ("shadow", shadow)],
     );
     xadd(&server, &event("o-1", "enforce"));
@@ -271,7 +270,7 @@ fn a_stream_entry_delivered_twice_repeated_its_effects() {
     with: {{url: \"{url}\", message: \"hello\"}}
 "
     );
-    let dir = content(&server, &rules(&["once"]), &[("tell", playbook)]);
+    let dir = content(&server, &["once"], &[("tell", playbook)]);
     xadd(&server, &event("once-1", "once"));
     let child = engine(dir.path(), "first");
     let ok = eventually(crate::support::PATIENCE, || {
