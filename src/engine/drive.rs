@@ -511,7 +511,15 @@ pub fn drive_jsonl(
     runtime: &tokio::runtime::Handle,
 ) -> Result<(), DriveError> {
     let outbox = Outbox::start(outputs, runtime);
-    let result = read_jsonl(engine, reader, origin, outputs, shutdown, runtime, outbox.as_ref());
+    let result = read_jsonl(
+        engine,
+        reader,
+        origin,
+        outputs,
+        shutdown,
+        runtime,
+        outbox.as_ref(),
+    );
     if let Some(outbox) = outbox {
         runtime.block_on(outbox.finish(outputs));
     }

@@ -405,7 +405,10 @@ pub type DetectionKey = (String, String);
 
 /// The key of a stored detection row.
 pub fn detection_key(row: &DetectionRow) -> DetectionKey {
-    (row.detection.event_id.clone(), row.detection.rule.to_string())
+    (
+        row.detection.event_id.clone(),
+        row.detection.rule.to_string(),
+    )
 }
 
 /// An alert document waiting in the outbox, under its detection's key.
@@ -721,10 +724,7 @@ impl StateWriter {
         &self.store
     }
 
-    async fn submit<T>(
-        &self,
-        job: impl FnOnce(Reply<T>) -> Job,
-    ) -> Result<T, StateError> {
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StateError> {
         let (done, stored) = oneshot::channel();
         self.jobs
             .send(job(done))
@@ -954,7 +954,11 @@ mod tests {
             .arg(sql)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -1069,7 +1073,10 @@ mod tests {
         let store = writer.store().clone();
         let waiting = store.unpublished(10).await.unwrap();
         let documents: Vec<&str> = waiting.iter().map(|(_, d)| d.as_str()).collect();
-        assert_eq!(documents, [r#"{"event_id":"ev-1"}"#, r#"{"event_id":"ev-2"}"#]);
+        assert_eq!(
+            documents,
+            [r#"{"event_id":"ev-1"}"#, r#"{"event_id":"ev-2"}"#]
+        );
         writer.published(waiting[0].0).await.unwrap();
         let waiting = store.unpublished(10).await.unwrap();
         assert_eq!(waiting.len(), 1);

@@ -16,7 +16,11 @@ const ALERTS: &str = "palisade:alerts";
 
 /// A content directory reading the `edr` stream of `server`, acting (dry-run off), with only
 /// the given rules and playbooks (the shipped playbooks removed, so nothing else acts).
-fn content(server: &RedisServer, rules: &[&str], playbooks: &[(&str, String)]) -> tempfile::TempDir {
+fn content(
+    server: &RedisServer,
+    rules: &[&str],
+    playbooks: &[(&str, String)],
+) -> tempfile::TempDir {
     let dir = scratch_content();
     std::fs::write(
         dir.path().join("palisade.yaml"),
@@ -28,7 +32,8 @@ fn content(server: &RedisServer, rules: &[&str], playbooks: &[(&str, String)]) -
     .expect("config");
     for name in rules {
         std::fs::write(
-            dir.path().join(format!("rules/outcome_{}.rhai", name.replace('-', "_"))),
+            dir.path()
+                .join(format!("rules/outcome_{}.rhai", name.replace('-', "_"))),
             rule(name),
         )
         .expect("rule");
@@ -173,12 +178,13 @@ fn alerts_on_redis_said_planned_for_steps_the_executor_decided_otherwise() {
     on_failure: continue
 "
     );
-    let shadow = "id: shadow\ntitle: Shadow\nmode: shadow\ntrigger: {rules: [outcome-shadow]}\nsteps:
+    let shadow =
+        "id: shadow\ntitle: Shadow\nmode: shadow\ntrigger: {rules: [outcome-shadow]}\nsteps:
   - id: say
     action: notify.log
     with: {message: \"said\"}
 "
-    .to_string();
+        .to_string();
     let dir = content(
         &server,
         &["enforce", "shadow"],
@@ -233,8 +239,6 @@ fn alerts_on_redis_said_planned_for_steps_the_executor_decided_otherwise() {
     let alerts = server.alerts(ALERTS);
     let mut published = BTreeMap::new();
     for alert in &alerts {
-        let key = format!("{}@{}", alert["rule"].as_str().unwrap_or_default(), alert["event_id"].as_str().unwrap_or_default());
-        assert_eq!(alert["alert_id"], key.as_str(), "{alert}");
         for action in alert["actions"].as_array().cloned().unwrap_or_default() {
             published.insert(
                 (
@@ -246,6 +250,14 @@ fn alerts_on_redis_said_planned_for_steps_the_executor_decided_otherwise() {
         }
     }
     assert_eq!(published, expected, "alerts: {alerts:?}");
+    for alert in &alerts {
+        let key = format!(
+            "{}@{}",
+            alert["rule"].as_str().unwrap_or_default(),
+            alert["event_id"].as_str().unwrap_or_default()
+        );
+        assert_eq!(alert["alert_id"], key.as_str(), "{alert}");
+    }
 
     // The audit trail: the last word on each step.
     let audited = statuses(&sqlite(
@@ -295,7 +307,11 @@ fn a_stream_entry_delivered_twice_repeated_its_effects() {
     assert!(recognised, "{log}");
     assert!(log.contains("detections=1"), "{log}");
 
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "one webhook call");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one webhook call"
+    );
     assert_eq!(server.alerts(ALERTS).len(), 1, "one alert");
     assert_eq!(sqlite(dir.path(), "SELECT COUNT(*) FROM detections;"), "1");
     assert_eq!(
