@@ -52,15 +52,11 @@ pub struct Outputs {
 /// planned, with every other row of the batch) are stored before anything acts, and detections
 /// already on record are dropped with their steps (counted, and noted in the log); the
 /// executor then decides what becomes of each new step; the batch is shown and counted; and
-/// the steps' outcomes are stored together with the alerts that report them (`bell` is given
-/// when alerts are published: they go to the outbox and the publisher is woken). A crash after
+/// the steps' outcomes are stored together with the alerts that report them (into the outbox,
+/// when `alerts` are published). A crash after
 /// the executor acted and before the outcomes were stored leaves the steps `planned` on
 /// record, and a redelivery does not act on them again.
-async fn record(
-    handled: &mut Handled,
-    outputs: &Outputs,
-    bell: Option<&Notify>,
-) -> Result<(), DriveError> {
+async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Result<(), DriveError> {
     if handled.state.detections.is_empty() {
         if let Some(executor) = &outputs.executor
             && !handled.degrade.is_empty()
@@ -77,7 +73,7 @@ async fn record(
     }
     let decided = outputs
         .state
-        .decide(std::mem::take(&mut handled.state))
+        .decide(std::mem::take(&mut handled.state), alerts)
         .await?;
     if decided.recognised > 0 {
         if let Some(metrics) = &outputs.metrics {
@@ -90,7 +86,11 @@ async fn record(
     }
     handled.state.detections = decided.detections;
     handled.state.actions = decided.actions;
+    let owed = owed_alerts(decided.unrecorded, decided.unrecorded_actions);
     if handled.state.detections.is_empty() {
+        if !owed.is_empty() {
+            outputs.state.outcomes(Vec::new(), owed).await?;
+        }
         return Ok(());
     }
     if let Some(executor) = &outputs.executor {
@@ -114,16 +114,43 @@ async fn record(
         }
     }
     crate::sinks::show(outputs.format, &handled.state);
-    let alerts = match bell {
-        Some(_) => alerts_for(&handled.state),
-        None => Vec::new(),
+    let mut alerts = if alerts {
+        alerts_for(&handled.state)
+    } else {
+        Vec::new()
     };
+    alerts.extend(owed);
     let state = std::mem::take(&mut handled.state);
     outputs.state.outcomes(state.actions, alerts).await?;
-    if let Some(bell) = bell {
-        bell.notify_one();
-    }
     Ok(())
+}
+
+/// What a step decided before a crash, whose outcome was never recorded, says in its alert.
+const OUTCOME_UNRECORDED: &str = "the engine stopped after deciding this step and before recording its outcome; it is not run again (the audit trail has what was done)";
+
+/// The alerts still owed for detections decided before a crash whose outcome never reached the
+/// state file: built from the redelivered plan, each step that was to act marked as such.
+fn owed_alerts(
+    detections: Vec<crate::state::DetectionRow>,
+    mut actions: Vec<crate::actions::ActionRecord>,
+) -> Vec<crate::state::OutboxAlert> {
+    if detections.is_empty() {
+        return Vec::new();
+    }
+    tracing::warn!(
+        detections = detections.len(),
+        "detections decided before the engine stopped had no recorded outcome: their steps are not run again, their alerts are written now"
+    );
+    for action in &mut actions {
+        if action.status == crate::actions::ActionStatus::Planned {
+            action.reason = Some(OUTCOME_UNRECORDED.into());
+        }
+    }
+    alerts_for(&crate::state::Batch {
+        detections,
+        actions,
+        ..Default::default()
+    })
 }
 
 /// The alert documents of a decided batch, one per detection, each with its steps' outcomes.
@@ -174,7 +201,7 @@ impl Outbox {
     /// Starts publishing with the outputs' publisher (taken from them), if they have one.
     pub fn start(outputs: &mut Outputs, runtime: &tokio::runtime::Handle) -> Option<Outbox> {
         let publisher = outputs.alerts.take()?;
-        let bell = Arc::new(Notify::new());
+        let bell = outputs.state.outbox_bell();
         let finishing = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = Shutdown::new();
         let task = runtime.spawn(publish_outbox(
@@ -190,11 +217,6 @@ impl Outbox {
             stop,
             task,
         })
-    }
-
-    /// What the commit path rings when it has written alerts.
-    pub fn bell(&self) -> Arc<Notify> {
-        self.bell.clone()
     }
 
     /// Publishes what is left in the outbox, for at most [`OUTBOX_DRAIN`], and stops; the
@@ -353,7 +375,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     let (queue, mut pending) = tokio::sync::mpsc::channel::<Pending>(PENDING_BATCHES);
     let mut outputs = outputs;
     let outbox = Outbox::start(&mut outputs, &tokio::runtime::Handle::current());
-    let bell = outbox.as_ref().map(Outbox::bell);
+    let alerts = outbox.is_some();
     let committer = {
         let shutdown = shutdown.clone();
         let mut acker = source.acker();
@@ -377,7 +399,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 } else {
                     Vec::new()
                 };
-                record(&mut batch.handled, &outputs, bell.as_deref()).await?;
+                record(&mut batch.handled, &outputs, alerts).await?;
                 if !detected.is_empty() {
                     probe.recorded(&detected);
                     probe.dispatched(&detected);
@@ -471,7 +493,7 @@ pub async fn drive_channel(
 ) -> Result<(), DriveError> {
     let mut handled = Handled::default();
     let outbox = Outbox::start(outputs, &tokio::runtime::Handle::current());
-    let bell = outbox.as_ref().map(Outbox::bell);
+    let alerts = outbox.is_some();
     let origin = format!("channel {}", source.channel());
     let origin: &dyn std::fmt::Display = &origin;
     while let Some(messages) = source.next_batch(shutdown).await {
@@ -484,7 +506,7 @@ pub async fn drive_channel(
             }
             engine.end_batch(&mut handled);
         });
-        if let Err(err) = record(&mut handled, outputs, bell.as_deref()).await {
+        if let Err(err) = record(&mut handled, outputs, alerts).await {
             if let Some(outbox) = outbox {
                 outbox.finish(outputs).await;
             }
@@ -518,7 +540,7 @@ pub fn drive_jsonl(
         outputs,
         shutdown,
         runtime,
-        outbox.as_ref(),
+        outbox.is_some(),
     );
     if let Some(outbox) = outbox {
         runtime.block_on(outbox.finish(outputs));
@@ -534,9 +556,8 @@ fn read_jsonl(
     outputs: &mut Outputs,
     shutdown: &Shutdown,
     runtime: &tokio::runtime::Handle,
-    outbox: Option<&Outbox>,
+    alerts: bool,
 ) -> Result<(), DriveError> {
-    let bell = outbox.map(Outbox::bell);
     let mut handled = Handled::default();
     while !shutdown.is_triggered() {
         let line = reader.next_line().map_err(|source| DriveError::Read {
@@ -555,8 +576,8 @@ fn read_jsonl(
             continue;
         }
         let decided = !handled.state.detections.is_empty() || !handled.degrade.is_empty();
-        if decided && (bell.is_some() || outputs.executor.is_some()) {
-            runtime.block_on(record(&mut handled, outputs, bell.as_deref()))?;
+        if decided && (alerts || outputs.executor.is_some()) {
+            runtime.block_on(record(&mut handled, outputs, alerts))?;
         } else {
             // Nothing waits on the write: show it, queue it and read on.
             crate::sinks::show(outputs.format, &handled.state);

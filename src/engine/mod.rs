@@ -343,10 +343,7 @@ pub fn log_problems(outcome: &Outcome, failures: &mut crate::rules::FailureLog) 
     }
 }
 
-/// A detection's idempotency key as text: `alert_id` in its alert document and the outbox.
-pub fn alert_id(row: &DetectionRow) -> String {
-    format!("{}@{}", row.detection.rule, row.detection.event_id)
-}
+pub use crate::state::alert_id;
 
 /// The alert document published for a detection: the replay detection line, the event's host
 /// and time, its steps with the outcomes the executor decided, the fields the seeds'

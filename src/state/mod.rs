@@ -411,6 +411,11 @@ pub fn detection_key(row: &DetectionRow) -> DetectionKey {
     )
 }
 
+/// A detection's key as text: `alert_id` in its alert document and in the outbox.
+pub fn alert_id(row: &DetectionRow) -> String {
+    format!("{}@{}", row.detection.rule, row.detection.event_id)
+}
+
 /// An alert document waiting in the outbox, under its detection's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxAlert {
@@ -425,14 +430,24 @@ pub struct Decided {
     pub detections: Vec<DetectionRow>,
     pub actions: Vec<ActionRecord>,
     pub recognised: usize,
+    /// Of the recognised detections, those decided before but whose alert never reached the
+    /// outbox (the engine stopped between deciding and recording the outcome), with their
+    /// steps as planned now: their steps are not run again, but their alert is still owed.
+    pub unrecorded: Vec<DetectionRow>,
+    pub unrecorded_actions: Vec<ActionRecord>,
 }
 
 /// Splits a written batch's detections and steps into the ones inserted now and the ones whose
 /// key was already stored. A key inserted once counts for its first row only, so a detection
 /// that appears twice in one batch is decided once.
-fn split_decided(batch: Batch, mut inserted: std::collections::HashSet<DetectionKey>) -> Decided {
+fn split_decided(
+    batch: Batch,
+    mut inserted: std::collections::HashSet<DetectionKey>,
+    mut unrecorded: std::collections::HashSet<String>,
+) -> Decided {
     let mut decided = Decided::default();
     let mut kept = std::collections::HashSet::new();
+    let mut owed = std::collections::HashSet::new();
     for row in batch.detections {
         let key = detection_key(&row);
         if inserted.remove(&key) {
@@ -440,14 +455,52 @@ fn split_decided(batch: Batch, mut inserted: std::collections::HashSet<Detection
             decided.detections.push(row);
         } else {
             decided.recognised += 1;
+            if unrecorded.remove(&alert_id(&row)) {
+                owed.insert(key);
+                decided.unrecorded.push(row);
+            }
         }
     }
-    decided.actions = batch
-        .actions
-        .into_iter()
-        .filter(|a| kept.contains(&(a.event_id.clone(), a.rule.to_string())))
-        .collect();
+    let mut steps = std::collections::HashSet::new();
+    for action in batch.actions {
+        let key = (action.event_id.clone(), action.rule.to_string());
+        let step = (key.clone(), action.playbook.clone(), action.step.clone());
+        if kept.contains(&key) {
+            // A step is decided once, like its detection.
+            if steps.insert(step) {
+                decided.actions.push(action);
+            }
+        } else if owed.contains(&key) {
+            decided.unrecorded_actions.push(action);
+        }
+    }
     decided
+}
+
+/// Of the recognised detections of a written batch (`inserted` holds the keys inserted now),
+/// the alert ids that have no outbox row.
+async fn unrecorded(
+    store: &StateStore,
+    batch: &Batch,
+    inserted: &std::collections::HashSet<DetectionKey>,
+) -> Result<std::collections::HashSet<String>, StateError> {
+    let recognised: Vec<String> = batch
+        .detections
+        .iter()
+        .filter(|row| !inserted.contains(&detection_key(row)))
+        .map(alert_id)
+        .collect();
+    if recognised.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let ids = serde_json::to_string(&recognised).map_err(|e| StateError::Failed(e.to_string()))?;
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT alert_id FROM alert_outbox)",
+    )
+    .bind(ids)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(missing.into_iter().collect())
 }
 
 /// [`StateStore::write`] on one connection. Detections and steps whose key is already stored
@@ -684,7 +737,11 @@ enum Job {
         done: Option<Reply<()>>,
     },
     /// A batch whose detections are decided: stored, and answered with the ones new.
-    Decide { batch: Batch, done: Reply<Decided> },
+    Decide {
+        batch: Batch,
+        alerts: bool,
+        done: Reply<Decided>,
+    },
     /// Steps' outcomes, and the alerts that report them.
     Outcomes {
         actions: Vec<ActionRecord>,
@@ -702,6 +759,8 @@ pub struct StateWriter {
     /// For reads beside the writer (the outbox publisher); the file is in WAL mode, so reads
     /// never wait for the writer.
     store: StateStore,
+    /// Rung after alerts were written to the outbox, for its publisher.
+    outbox_bell: Arc<Notify>,
 }
 
 /// Waits for the writer's answer to a job.
@@ -722,6 +781,11 @@ impl StateWriter {
     /// The store the writer writes, for reading.
     pub fn store(&self) -> &StateStore {
         &self.store
+    }
+
+    /// Notified each time alerts have been committed to the outbox.
+    pub fn outbox_bell(&self) -> Arc<Notify> {
+        self.outbox_bell.clone()
     }
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StateError> {
@@ -762,14 +826,23 @@ impl StateWriter {
     /// anything acts on them, and answers with the detections decided now and their steps.
     /// Detections whose key (event id, rule) is already stored, by this batch's earlier
     /// delivery or a batch queued before it, are dropped with their steps and counted: what
-    /// was decided once is not decided, acted on or announced again.
-    pub async fn decide(&self, batch: Batch) -> Result<Decided, StateError> {
-        self.submit(|done| Job::Decide { batch, done }).await
+    /// was decided once is not decided, acted on or announced again. With `alerts`, the
+    /// recognised detections whose alert never reached the outbox come back as
+    /// [`Decided::unrecorded`], so their alert can still be written.
+    pub async fn decide(&self, batch: Batch, alerts: bool) -> Result<Decided, StateError> {
+        self.submit(|done| Job::Decide {
+            batch,
+            alerts,
+            done,
+        })
+        .await
     }
 
-    /// Stores what became of decided steps and, in the same transaction, the alerts that
-    /// report them, into the outbox. Called once a detection's steps have their outcomes:
-    /// by the commit path after the executor, and by whatever finishes steps later.
+    /// Stores what became of decided steps (each row found by its key: event id, rule,
+    /// playbook, step) and, in the same transaction, the alerts that report them, into the
+    /// outbox; an alert whose `alert_id` is already there is not added again. Called once a
+    /// detection's steps have their outcomes: by the commit path after the executor, and by
+    /// whatever finishes steps later. The outbox's publisher is rung once they are stored.
     pub async fn outcomes(
         &self,
         actions: Vec<ActionRecord>,
@@ -799,6 +872,8 @@ pub fn spawn_writer(
 ) -> (StateWriter, JoinHandle<Result<u64, StateError>>) {
     let (sender, mut receiver) = mpsc::channel::<Job>(1024);
     let reader = store.clone();
+    let outbox_bell = Arc::new(Notify::new());
+    let bell = outbox_bell.clone();
     let handle = tokio::spawn(async move {
         let mut written = 0u64;
         // A job taken while coalescing batches that is not a batch: the next one handled.
@@ -849,15 +924,30 @@ pub fn spawn_writer(
                     }
                     result.err()
                 }
-                Job::Decide { batch, done } => {
+                Job::Decide {
+                    batch,
+                    alerts,
+                    done,
+                } => {
                     let result =
                         transient::retry("writing a batch", StateError::is_transient, || {
                             store.write_decided(&batch)
                         })
                         .await;
+                    let result = match result {
+                        Ok(inserted) if alerts => {
+                            transient::retry("reading the outbox", StateError::is_transient, || {
+                                unrecorded(&store, &batch, &inserted)
+                            })
+                            .await
+                            .map(|owed| (inserted, owed))
+                        }
+                        Ok(inserted) => Ok((inserted, std::collections::HashSet::new())),
+                        Err(err) => Err(err),
+                    };
                     match result {
-                        Ok(inserted) => {
-                            let _ = done.send(Ok(split_decided(batch, inserted)));
+                        Ok((inserted, owed)) => {
+                            let _ = done.send(Ok(split_decided(batch, inserted, owed)));
                             None
                         }
                         Err(err) => {
@@ -877,6 +967,9 @@ pub fn spawn_writer(
                         })
                         .await;
                     let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    if result.is_ok() && !alerts.is_empty() {
+                        bell.notify_one();
+                    }
                     result.err()
                 }
                 Job::Published { up_to, done } => {
@@ -902,6 +995,7 @@ pub fn spawn_writer(
         StateWriter {
             jobs: sender,
             store: reader,
+            outbox_bell,
         },
         handle,
     )
@@ -976,7 +1070,7 @@ mod tests {
             actions: vec![step(1, "say"), step(1, "tell"), step(2, "say")],
             ..Batch::default()
         };
-        let first = writer.decide(batch()).await.unwrap();
+        let first = writer.decide(batch(), false).await.unwrap();
         assert_eq!(first.recognised, 0);
         assert_eq!((first.detections.len(), first.actions.len()), (2, 3));
         let mut executed = first.actions;
@@ -989,7 +1083,7 @@ mod tests {
         let mut again = batch();
         again.detections.push(detection(3));
         again.actions.push(step(3, "say"));
-        let second = writer.decide(again).await.unwrap();
+        let second = writer.decide(again, false).await.unwrap();
         assert_eq!(second.recognised, 2);
         let keys: Vec<DetectionKey> = second.detections.iter().map(detection_key).collect();
         assert_eq!(keys, [("ev-3".to_string(), "test-rule".to_string())]);
@@ -1022,15 +1116,20 @@ mod tests {
             .unwrap();
         let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
         let decided = writer
-            .decide(Batch {
-                detections: vec![detection(1), detection(1)],
-                actions: vec![step(1, "say"), step(1, "say")],
-                ..Batch::default()
-            })
+            .decide(
+                Batch {
+                    detections: vec![detection(1), detection(1)],
+                    actions: vec![step(1, "say"), step(1, "say")],
+                    ..Batch::default()
+                },
+                true,
+            )
             .await
             .unwrap();
         assert_eq!(decided.recognised, 1);
-        assert_eq!((decided.detections.len(), decided.actions.len()), (1, 2));
+        assert_eq!((decided.detections.len(), decided.actions.len()), (1, 1));
+        // Its copy is not owed an alert: the first is being decided now.
+        assert!(decided.unrecorded.is_empty());
         let store = writer.store().clone();
         assert_eq!(store.counts().await.unwrap(), (1, 1));
         drop(writer);
@@ -1046,11 +1145,14 @@ mod tests {
         let store = StateStore::open(&path).await.unwrap();
         let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
         let decided = writer
-            .decide(Batch {
-                detections: vec![detection(1), detection(2)],
-                actions: vec![step(1, "say")],
-                ..Batch::default()
-            })
+            .decide(
+                Batch {
+                    detections: vec![detection(1), detection(2)],
+                    actions: vec![step(1, "say")],
+                    ..Batch::default()
+                },
+                true,
+            )
             .await
             .unwrap();
         let alert = |id: usize| OutboxAlert {
@@ -1086,6 +1188,52 @@ mod tests {
         // Reopened (a restart): what was not published is still waiting.
         let store = StateStore::open(&path).await.unwrap();
         assert_eq!(store.unpublished(10).await.unwrap().len(), 1);
+    }
+
+    /// The engine stopped after deciding a detection and before recording its outcome: the
+    /// redelivery does not decide or act again, but the alert that never reached the outbox is
+    /// still owed, once.
+    #[tokio::test]
+    async fn a_detection_decided_before_a_crash_without_its_outcome_still_owes_its_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("palisade.db"))
+            .await
+            .unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let batch = || Batch {
+            detections: vec![detection(1)],
+            actions: vec![step(1, "say")],
+            ..Batch::default()
+        };
+        let first = writer.decide(batch(), true).await.unwrap();
+        assert_eq!(first.detections.len(), 1);
+        // (the crash: no outcomes stored)
+        let again = writer.decide(batch(), true).await.unwrap();
+        assert_eq!(again.recognised, 1);
+        assert!(again.detections.is_empty() && again.actions.is_empty());
+        assert_eq!(again.unrecorded.len(), 1);
+        let steps: Vec<&str> = again
+            .unrecorded_actions
+            .iter()
+            .map(|a| a.step.as_str())
+            .collect();
+        assert_eq!(steps, ["say"]);
+        writer
+            .outcomes(
+                Vec::new(),
+                vec![OutboxAlert {
+                    alert_id: alert_id(&again.unrecorded[0]),
+                    document: "{}".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        // Once the alert is in the outbox, nothing more is owed.
+        let third = writer.decide(batch(), true).await.unwrap();
+        assert_eq!(third.recognised, 1);
+        assert!(third.unrecorded.is_empty());
+        drop(writer);
+        handle.await.unwrap().unwrap();
     }
 
     /// A database written before the keys existed may hold the same detection or step twice:
