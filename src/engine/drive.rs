@@ -219,6 +219,12 @@ impl Outbox {
         })
     }
 
+    /// Stops at once (the commit path failed): what is in the outbox stays for the next start.
+    pub async fn abandon(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+
     /// Publishes what is left in the outbox, for at most [`OUTBOX_DRAIN`], and stops; the
     /// publisher goes back to the outputs.
     pub async fn finish(self, outputs: &mut Outputs) {
@@ -473,15 +479,25 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     drop(fetched);
     drop(queue);
     let _ = reader.await;
-    let (probe, mut outputs) = committer.await.map_err(|e| {
+    let committed = committer.await.map_err(|e| {
         DriveError::State(crate::state::StateError::Failed(format!(
             "the committing task failed: {e}"
         )))
-    })??;
-    if let Some(outbox) = outbox {
-        outbox.finish(&mut outputs).await;
+    });
+    match committed {
+        Ok(Ok((probe, mut outputs))) => {
+            if let Some(outbox) = outbox {
+                outbox.finish(&mut outputs).await;
+            }
+            Ok(probe)
+        }
+        Ok(Err(err)) | Err(err) => {
+            if let Some(outbox) = outbox {
+                outbox.abandon().await;
+            }
+            Err(err)
+        }
     }
-    Ok(probe)
 }
 
 /// A Redis pub/sub channel: nothing to acknowledge.
@@ -508,7 +524,7 @@ pub async fn drive_channel(
         });
         if let Err(err) = record(&mut handled, outputs, alerts).await {
             if let Some(outbox) = outbox {
-                outbox.finish(outputs).await;
+                outbox.abandon().await;
             }
             return Err(err);
         }
@@ -543,7 +559,10 @@ pub fn drive_jsonl(
         outbox.is_some(),
     );
     if let Some(outbox) = outbox {
-        runtime.block_on(outbox.finish(outputs));
+        match &result {
+            Ok(()) => runtime.block_on(outbox.finish(outputs)),
+            Err(_) => runtime.block_on(outbox.abandon()),
+        }
     }
     result
 }
