@@ -2,7 +2,7 @@
 //! handle it, commits what it produced and only then acknowledges the input, until the source
 //! ends or shutdown fires.
 //!
-//! Committing decides each detection once ([`record`]): the batch's decisions are stored
+//! Committing decides each detection once (`record`): the batch's decisions are stored
 //! first, and a detection whose key (event id, rule) is already stored — a redelivered event —
 //! is dropped with its steps and alert; then the executor acts on the new steps; then their
 //! outcomes are stored, with the alerts that report them written to the outbox in the same
@@ -225,7 +225,7 @@ impl Outbox {
         let _ = self.task.await;
     }
 
-    /// Publishes what is left in the outbox, for at most [`OUTBOX_DRAIN`], and stops; the
+    /// Publishes what is left in the outbox, for at most 5 s, and stops; the
     /// publisher goes back to the outputs.
     pub async fn finish(self, outputs: &mut Outputs) {
         self.finishing.store(true, Ordering::SeqCst);
@@ -366,7 +366,7 @@ const PENDING_BATCHES: usize = 4;
 const READ_AHEAD_BATCHES: usize = 1;
 
 /// A Redis stream, in three tasks: a reading task fetches batches; this one handles them; a
-/// committing task decides and records each batch ([`record`]) and only then acknowledges it
+/// committing task decides and records each batch (`record`) and only then acknowledges it
 /// (rejected entries go to the dead-letter stream with their reason); alerts are published
 /// from the outbox beside them. Reading, handling and
 /// committing overlap, and batches are committed and acknowledged in the order they were read.

@@ -365,7 +365,7 @@ impl StateStore {
     }
 
     /// Marks every outbox row up to `up_to` published (the publisher sends in id order), and
-    /// removes published rows beyond the last [`PUBLISHED_KEPT`].
+    /// removes published rows beyond the newest 10,000.
     pub async fn mark_published(&self, up_to: i64) -> Result<(), StateError> {
         let now = jiff::Timestamp::now().to_string();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
