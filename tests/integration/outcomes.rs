@@ -331,3 +331,56 @@ fn a_stream_entry_delivered_twice_repeated_its_effects() {
         "1"
     );
 }
+
+/// The outbox is durable: alerts that Redis could not take before the engine stopped (it was
+/// down) stay in the state file, unpublished, and the next start publishes them, once each and
+/// in the order they were stored.
+#[test]
+fn alerts_owed_while_redis_was_down_are_published_after_a_restart() {
+    let mut server = RedisServer::start();
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "redis:\n  url: {}\nalerts:\n  enabled: true\nhttp:\n  enabled: false\n",
+            server.url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        crate::support::office_events(0, 3),
+    )
+    .expect("events");
+    std::fs::write(dir.path().join("nothing.jsonl"), "").expect("events");
+    server.stop();
+
+    let out = crate::support::palisade(&["run", "--events", "events.jsonl"], dir.path());
+    crate::support::assert_success(&out);
+    assert_eq!(
+        sqlite(
+            dir.path(),
+            "SELECT COUNT(*) FROM alert_outbox WHERE published_at IS NULL;"
+        ),
+        "3",
+        "{}",
+        crate::support::stderr(&out)
+    );
+
+    server.resume();
+    let out = crate::support::palisade(&["run", "--events", "nothing.jsonl"], dir.path());
+    crate::support::assert_success(&out);
+    let events: Vec<String> = server
+        .alerts(ALERTS)
+        .iter()
+        .map(|a| a["event_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(events, ["ev-0", "ev-1", "ev-2"]);
+    assert_eq!(
+        sqlite(
+            dir.path(),
+            "SELECT COUNT(*) FROM alert_outbox WHERE published_at IS NULL;"
+        ),
+        "0"
+    );
+}
