@@ -365,7 +365,8 @@ impl StateStore {
     }
 
     /// Marks every outbox row up to `up_to` published (the publisher sends in id order), and
-    /// removes published rows beyond the newest 10,000.
+    /// empties the documents of published rows beyond the newest 10,000. The rows themselves
+    /// stay: an `alert_id` in the outbox is how a redelivery knows its alert was written.
     pub async fn mark_published(&self, up_to: i64) -> Result<(), StateError> {
         let now = jiff::Timestamp::now().to_string();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -376,10 +377,16 @@ impl StateStore {
         .bind(up_to)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM alert_outbox WHERE id <= ? AND published_at IS NOT NULL")
-            .bind(up_to - PUBLISHED_KEPT)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE alert_outbox SET document = '' \
+             WHERE id > ? AND id <= ? AND published_at IS NOT NULL AND document <> ''",
+        )
+        // Only the rows that just left the kept window (a bounded range of ids, found by the
+        // primary key), not every older row again.
+        .bind(up_to - 2 * PUBLISHED_KEPT)
+        .bind(up_to - PUBLISHED_KEPT)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -657,8 +664,8 @@ async fn outcomes_on(
     Ok(())
 }
 
-/// Published outbox rows kept for an operator to look at; older ones are removed as new ones
-/// are marked.
+/// Published outbox rows whose documents are kept for an operator to look at; older ones keep
+/// only their `alert_id`.
 const PUBLISHED_KEPT: i64 = 10_000;
 
 /// The learning sample's rows, in order (a slot can be written and then given up in one batch),
@@ -1232,6 +1239,60 @@ mod tests {
         let third = writer.decide(batch(), true).await.unwrap();
         assert_eq!(third.recognised, 1);
         assert!(third.unrecorded.is_empty());
+        drop(writer);
+        handle.await.unwrap().unwrap();
+    }
+
+    /// Old published alerts give up their documents but keep their ids, so a detection
+    /// redelivered long after its alert went out is still known to have had it.
+    #[tokio::test]
+    async fn an_old_published_alert_keeps_its_id_so_a_late_redelivery_owes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let rows: Vec<DetectionRow> = (0..10_002).map(detection).collect();
+        writer
+            .decide(
+                Batch {
+                    detections: rows.clone(),
+                    ..Batch::default()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        let alerts = rows
+            .iter()
+            .map(|row| OutboxAlert {
+                alert_id: alert_id(row),
+                document: "{}".into(),
+            })
+            .collect();
+        writer.outcomes(Vec::new(), alerts).await.unwrap();
+        let last: i64 = sqlite(&path, "SELECT MAX(id) FROM alert_outbox;")
+            .parse()
+            .unwrap();
+        writer.published(last).await.unwrap();
+        assert_eq!(
+            sqlite(
+                &path,
+                "SELECT COUNT(*) || ' ' || SUM(document = '') FROM alert_outbox;"
+            ),
+            "10002 2"
+        );
+        let late = writer
+            .decide(
+                Batch {
+                    detections: vec![detection(0)],
+                    ..Batch::default()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(late.recognised, 1);
+        assert!(late.unrecorded.is_empty());
         drop(writer);
         handle.await.unwrap().unwrap();
     }
