@@ -1,8 +1,20 @@
 //! Driving an [`Engine`] from each kind of source. Each driver reads a batch, has the engine
-//! handle it, commits what it produced (state written, alerts published) and only then
-//! acknowledges the input, until the source ends or shutdown fires.
+//! handle it, commits what it produced and only then acknowledges the input, until the source
+//! ends or shutdown fires.
+//!
+//! Committing decides each detection once (`record`): the batch's decisions are stored
+//! first, and a detection whose key (event id, rule) is already stored — a redelivered event —
+//! is dropped with its steps and alert; then the executor acts on the new steps; then their
+//! outcomes are stored, with the alerts that report them written to the outbox in the same
+//! transaction. A task beside the driver ([`Outbox`]) publishes the outbox to Redis in order;
+//! acknowledging does not wait for it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::actions::Executor;
 use crate::sinks::AlertPublisher;
@@ -11,7 +23,7 @@ use crate::sources::redis_channel::ChannelSource;
 use crate::sources::redis_stream::{Entry, StreamSource};
 use crate::state::StateWriter;
 
-use super::{Engine, Handled, Shutdown};
+use super::{Engine, Handled, Shutdown, ShutdownTrigger};
 
 /// Why a driver stopped before its input ended.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +48,51 @@ pub struct Outputs {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
-/// The first half of committing a batch: the executor decides what became of each step, the
-/// batch is shown, and its state is stored (waiting until it is).
-async fn record(handled: &mut Handled, outputs: &Outputs) -> Result<(), DriveError> {
+/// Commits one batch. When it has detections: its decisions (detections and their steps as
+/// planned, with every other row of the batch) are stored before anything acts, and detections
+/// already on record are dropped with their steps (counted, and noted in the log); the
+/// executor then decides what becomes of each new step; the batch is shown and counted; and
+/// the steps' outcomes are stored together with the alerts that report them (into the outbox,
+/// when `alerts` are published). A crash after
+/// the executor acted and before the outcomes were stored leaves the steps `planned` on
+/// record, and a redelivery does not act on them again.
+async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Result<(), DriveError> {
+    if handled.state.detections.is_empty() {
+        if let Some(executor) = &outputs.executor
+            && !handled.degrade.is_empty()
+        {
+            executor.run(&mut [], &[], &handled.degrade).await?;
+        }
+        if !handled.state.is_empty() {
+            outputs
+                .state
+                .write(std::mem::take(&mut handled.state))
+                .await?;
+        }
+        return Ok(());
+    }
+    let decided = outputs
+        .state
+        .decide(std::mem::take(&mut handled.state), alerts)
+        .await?;
+    if decided.recognised > 0 {
+        if let Some(metrics) = &outputs.metrics {
+            metrics.redelivered(decided.recognised as u64);
+        }
+        tracing::info!(
+            detections = decided.recognised,
+            "recognised detections of redelivered events as already decided: not acted on or alerted again"
+        );
+    }
+    handled.state.detections = decided.detections;
+    handled.state.actions = decided.actions;
+    let owed = owed_alerts(decided.unrecorded, decided.unrecorded_actions);
+    if handled.state.detections.is_empty() {
+        if !owed.is_empty() {
+            outputs.state.outcomes(Vec::new(), owed).await?;
+        }
+        return Ok(());
+    }
     if let Some(executor) = &outputs.executor {
         executor
             .run(
@@ -49,6 +103,9 @@ async fn record(handled: &mut Handled, outputs: &Outputs) -> Result<(), DriveErr
             .await?;
     }
     if let Some(metrics) = &outputs.metrics {
+        for row in &handled.state.detections {
+            metrics.detection(&row.detection.rule, row.detection.stage.as_str());
+        }
         for action in &handled.state.actions {
             metrics.action(action.action, action.status.as_str());
         }
@@ -57,32 +114,186 @@ async fn record(handled: &mut Handled, outputs: &Outputs) -> Result<(), DriveErr
         }
     }
     crate::sinks::show(outputs.format, &handled.state);
-    if !handled.state.is_empty() {
-        outputs
-            .state
-            .write(std::mem::take(&mut handled.state))
-            .await?;
-    }
+    let mut alerts = if alerts {
+        alerts_for(&handled.state)
+    } else {
+        Vec::new()
+    };
+    alerts.extend(owed);
+    let state = std::mem::take(&mut handled.state);
+    outputs.state.outcomes(state.actions, alerts).await?;
     Ok(())
 }
 
-/// The second half: the batch's alerts go out. False when shutdown fired before they were out.
-async fn dispatch(handled: &Handled, outputs: &mut Outputs, shutdown: &Shutdown) -> bool {
-    match &mut outputs.alerts {
-        Some(publisher) => publisher.publish(&handled.alerts, shutdown).await,
-        None => true,
+/// What a step decided before a crash, whose outcome was never recorded, says in its alert.
+const OUTCOME_UNRECORDED: &str = "the engine stopped after deciding this step and before recording its outcome; it is not run again (the audit trail has what was done)";
+
+/// The alerts still owed for detections decided before a crash whose outcome never reached the
+/// state file: built from the redelivered plan, each step that was to act marked as such.
+fn owed_alerts(
+    detections: Vec<crate::state::DetectionRow>,
+    mut actions: Vec<crate::actions::ActionRecord>,
+) -> Vec<crate::state::OutboxAlert> {
+    if detections.is_empty() {
+        return Vec::new();
+    }
+    tracing::warn!(
+        detections = detections.len(),
+        "detections decided before the engine stopped had no recorded outcome: their steps are not run again, their alerts are written now"
+    );
+    for action in &mut actions {
+        if action.status == crate::actions::ActionStatus::Planned {
+            action.reason = Some(OUTCOME_UNRECORDED.into());
+        }
+    }
+    alerts_for(&crate::state::Batch {
+        detections,
+        actions,
+        ..Default::default()
+    })
+}
+
+/// The alert documents of a decided batch, one per detection, each with its steps' outcomes.
+fn alerts_for(batch: &crate::state::Batch) -> Vec<crate::state::OutboxAlert> {
+    let mut steps: std::collections::HashMap<(&str, &str), Vec<&crate::actions::ActionRecord>> =
+        std::collections::HashMap::new();
+    for action in &batch.actions {
+        steps
+            .entry((action.event_id.as_str(), &*action.rule))
+            .or_default()
+            .push(action);
+    }
+    batch
+        .detections
+        .iter()
+        .map(|row| {
+            let key = (row.detection.event_id.as_str(), &*row.detection.rule);
+            let actions = steps.get(&key).map(Vec::as_slice).unwrap_or_default();
+            crate::state::OutboxAlert {
+                alert_id: super::alert_id(row),
+                document: super::alert(row, actions).to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Outbox rows published per round.
+const OUTBOX_ROWS: usize = 256;
+
+/// How often the publisher looks at the outbox when nothing woke it (alerts written by another
+/// process, or left by a run that stopped before publishing them).
+const OUTBOX_POLL: Duration = Duration::from_secs(1);
+
+/// How long a stopping driver lets the publisher go on sending what is in the outbox; what is
+/// left is sent at the next start.
+const OUTBOX_DRAIN: Duration = Duration::from_secs(5);
+
+/// The task that publishes the outbox: alerts in the order they were stored, each row marked
+/// published once Redis took it. It starts with what an earlier run left unpublished.
+pub struct Outbox {
+    bell: Arc<Notify>,
+    finishing: Arc<AtomicBool>,
+    stop: ShutdownTrigger,
+    task: JoinHandle<AlertPublisher>,
+}
+
+impl Outbox {
+    /// Starts publishing with the outputs' publisher (taken from them), if they have one.
+    pub fn start(outputs: &mut Outputs, runtime: &tokio::runtime::Handle) -> Option<Outbox> {
+        let publisher = outputs.alerts.take()?;
+        let bell = outputs.state.outbox_bell();
+        let finishing = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = Shutdown::new();
+        let task = runtime.spawn(publish_outbox(
+            publisher,
+            outputs.state.clone(),
+            bell.clone(),
+            finishing.clone(),
+            stopped,
+        ));
+        Some(Outbox {
+            bell,
+            finishing,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops at once (the commit path failed): what is in the outbox stays for the next start.
+    pub async fn abandon(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+
+    /// Publishes what is left in the outbox, for at most 5 s, and stops; the
+    /// publisher goes back to the outputs.
+    pub async fn finish(self, outputs: &mut Outputs) {
+        self.finishing.store(true, Ordering::SeqCst);
+        self.bell.notify_one();
+        let stop = self.stop;
+        let mut task = self.task;
+        let publisher = tokio::select! {
+            done = &mut task => done.ok(),
+            () = tokio::time::sleep(OUTBOX_DRAIN) => {
+                stop.trigger();
+                task.await.ok()
+            }
+        };
+        if let Some(publisher) = publisher {
+            outputs.alerts = Some(publisher);
+        }
     }
 }
 
-/// Commits one batch: state first, then alerts. False when shutdown fired before the alerts
-/// were out.
-async fn commit(
-    handled: &mut Handled,
-    outputs: &mut Outputs,
-    shutdown: &Shutdown,
-) -> Result<bool, DriveError> {
-    record(handled, outputs).await?;
-    Ok(dispatch(handled, outputs, shutdown).await)
+async fn publish_outbox(
+    mut publisher: AlertPublisher,
+    state: StateWriter,
+    bell: Arc<Notify>,
+    finishing: Arc<AtomicBool>,
+    stop: Shutdown,
+) -> AlertPublisher {
+    loop {
+        if stop.is_triggered() {
+            break;
+        }
+        let rows = match state.store().unpublished(OUTBOX_ROWS).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!("cannot read the alert outbox: {err}");
+                if finishing.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(OUTBOX_POLL) => {}
+                    () = stop.wait() => {}
+                }
+                continue;
+            }
+        };
+        let Some(&(last, _)) = rows.last() else {
+            if finishing.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::select! {
+                () = bell.notified() => {}
+                () = tokio::time::sleep(OUTBOX_POLL) => {}
+                () = stop.wait() => {}
+            }
+            continue;
+        };
+        let documents: Vec<String> = rows.into_iter().map(|(_, document)| document).collect();
+        if !publisher.publish(&documents, &stop).await {
+            // Stopped before Redis took them: they stay in the outbox for the next start.
+            break;
+        }
+        if let Err(err) = state.published(last).await {
+            // Sent, but not marked: sent again at the next start (consumers drop the copy by
+            // `alert_id`).
+            tracing::warn!("cannot mark alerts published: {err}");
+            break;
+        }
+    }
+    publisher
 }
 
 /// Hands CPU work to the current thread without starving the runtime's other tasks.
@@ -98,9 +309,10 @@ fn cpu<R>(work: impl FnOnce() -> R) -> R {
 pub trait CommitProbe {
     /// Whether the probe wants to be called (saves collecting event ids otherwise).
     fn active(&self) -> bool;
-    /// The detections of these events are now stored.
+    /// The detections of these events are now decided and stored.
     fn recorded(&mut self, event_ids: &[String]);
-    /// Their alerts (and so their planned actions) are now out.
+    /// Their steps are acted on and their outcomes and alerts stored (the alerts are in the
+    /// outbox, published by [`Outbox`] without holding up the input).
     fn dispatched(&mut self, event_ids: &[String]);
 }
 
@@ -154,8 +366,9 @@ const PENDING_BATCHES: usize = 4;
 const READ_AHEAD_BATCHES: usize = 1;
 
 /// A Redis stream, in three tasks: a reading task fetches batches; this one handles them; a
-/// committing task writes each batch's state, publishes its alerts, and only then acknowledges
-/// it (rejected entries go to the dead-letter stream with their reason). Reading, handling and
+/// committing task decides and records each batch (`record`) and only then acknowledges it
+/// (rejected entries go to the dead-letter stream with their reason); alerts are published
+/// from the outbox beside them. Reading, handling and
 /// committing overlap, and batches are committed and acknowledged in the order they were read.
 /// On shutdown the reading stops and what was already read is still handled and committed.
 pub async fn drive_stream<P: CommitProbe + Send + 'static>(
@@ -166,10 +379,12 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     probe: P,
 ) -> Result<P, DriveError> {
     let (queue, mut pending) = tokio::sync::mpsc::channel::<Pending>(PENDING_BATCHES);
+    let mut outputs = outputs;
+    let outbox = Outbox::start(&mut outputs, &tokio::runtime::Handle::current());
+    let alerts = outbox.is_some();
     let committer = {
         let shutdown = shutdown.clone();
         let mut acker = source.acker();
-        let mut outputs = outputs;
         let mut probe = probe;
         tokio::spawn(async move {
             while let Some(mut batch) = pending.recv().await {
@@ -190,14 +405,9 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 } else {
                     Vec::new()
                 };
-                record(&mut batch.handled, &outputs).await?;
+                record(&mut batch.handled, &outputs, alerts).await?;
                 if !detected.is_empty() {
                     probe.recorded(&detected);
-                }
-                if !dispatch(&batch.handled, &mut outputs, &shutdown).await {
-                    break;
-                }
-                if !detected.is_empty() {
                     probe.dispatched(&detected);
                 }
                 if !acker.dead_letter(&batch.rejected, &shutdown).await
@@ -210,7 +420,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                     metrics.set_queues(pending.len(), outputs.state.queued());
                 }
             }
-            Ok::<P, DriveError>(probe)
+            Ok::<(P, Outputs), DriveError>((probe, outputs))
         })
     };
     let stream = source.stream().to_string();
@@ -269,11 +479,25 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     drop(fetched);
     drop(queue);
     let _ = reader.await;
-    committer.await.map_err(|e| {
+    let committed = committer.await.map_err(|e| {
         DriveError::State(crate::state::StateError::Failed(format!(
             "the committing task failed: {e}"
         )))
-    })?
+    });
+    match committed {
+        Ok(Ok((probe, mut outputs))) => {
+            if let Some(outbox) = outbox {
+                outbox.finish(&mut outputs).await;
+            }
+            Ok(probe)
+        }
+        Ok(Err(err)) | Err(err) => {
+            if let Some(outbox) = outbox {
+                outbox.abandon().await;
+            }
+            Err(err)
+        }
+    }
 }
 
 /// A Redis pub/sub channel: nothing to acknowledge.
@@ -284,6 +508,8 @@ pub async fn drive_channel(
     shutdown: &Shutdown,
 ) -> Result<(), DriveError> {
     let mut handled = Handled::default();
+    let outbox = Outbox::start(outputs, &tokio::runtime::Handle::current());
+    let alerts = outbox.is_some();
     let origin = format!("channel {}", source.channel());
     let origin: &dyn std::fmt::Display = &origin;
     while let Some(messages) = source.next_batch(shutdown).await {
@@ -296,12 +522,18 @@ pub async fn drive_channel(
             }
             engine.end_batch(&mut handled);
         });
-        if !commit(&mut handled, outputs, shutdown).await? {
-            break;
+        if let Err(err) = record(&mut handled, outputs, alerts).await {
+            if let Some(outbox) = outbox {
+                outbox.abandon().await;
+            }
+            return Err(err);
         }
         if let Some(metrics) = &outputs.metrics {
             metrics.latency(read_at.elapsed(), messages.len() as u64);
         }
+    }
+    if let Some(outbox) = outbox {
+        outbox.finish(outputs).await;
     }
     Ok(())
 }
@@ -310,11 +542,40 @@ pub async fn drive_channel(
 /// each line is handled as it arrives, so a person piping events in sees alerts at once.
 pub fn drive_jsonl(
     engine: &mut Engine,
+    reader: JsonlReader,
+    origin: &str,
+    outputs: &mut Outputs,
+    shutdown: &Shutdown,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), DriveError> {
+    let outbox = Outbox::start(outputs, runtime);
+    let result = read_jsonl(
+        engine,
+        reader,
+        origin,
+        outputs,
+        shutdown,
+        runtime,
+        outbox.is_some(),
+    );
+    if let Some(outbox) = outbox {
+        match &result {
+            Ok(()) => runtime.block_on(outbox.finish(outputs)),
+            Err(_) => runtime.block_on(outbox.abandon()),
+        }
+    }
+    result
+}
+
+/// [`drive_jsonl`]'s loop.
+fn read_jsonl(
+    engine: &mut Engine,
     mut reader: JsonlReader,
     origin: &str,
     outputs: &mut Outputs,
     shutdown: &Shutdown,
     runtime: &tokio::runtime::Handle,
+    alerts: bool,
 ) -> Result<(), DriveError> {
     let mut handled = Handled::default();
     while !shutdown.is_triggered() {
@@ -334,10 +595,8 @@ pub fn drive_jsonl(
             continue;
         }
         let decided = !handled.state.detections.is_empty() || !handled.degrade.is_empty();
-        if decided && (outputs.alerts.is_some() || outputs.executor.is_some()) {
-            if !runtime.block_on(commit(&mut handled, outputs, shutdown))? {
-                break;
-            }
+        if decided && (alerts || outputs.executor.is_some()) {
+            runtime.block_on(record(&mut handled, outputs, alerts))?;
         } else {
             // Nothing waits on the write: show it, queue it and read on.
             crate::sinks::show(outputs.format, &handled.state);

@@ -1,9 +1,11 @@
 //! The running engine: a [`Pipeline`] with its intake and outputs, driven by one source.
 //!
 //! Every source hands the engine raw messages; [`Engine::handle`] normalizes and processes each
-//! one and gathers what must be stored and announced into a [`Handled`] batch. The drivers in
-//! [`drive`] then commit the batch (state written, alerts published) before they acknowledge the
-//! input, so an acknowledged event always has its detections recorded.
+//! one and gathers what it decided into a [`Handled`] batch. The drivers in [`drive`] then
+//! commit the batch: its decisions are stored, the executor acts on the steps, and the outcomes
+//! are stored with the alerts that report them; only then is the input acknowledged. Every
+//! output (console, replay lines, state rows, alerts, metrics, audit) is written from the
+//! outcomes, never from the plan.
 
 pub mod drive;
 pub mod learning;
@@ -44,8 +46,6 @@ pub struct Handled {
     pub state: Batch,
     /// Reasons planning asked for manual mode (a step with `on_failure: degrade` failed).
     pub degrade: Vec<String>,
-    /// One JSON document per detection, for the alert channel and stream.
-    pub alerts: Vec<String>,
 }
 
 impl Handled {
@@ -53,12 +53,10 @@ impl Handled {
     pub fn absorb(&mut self, mut later: Handled) {
         self.state.absorb(later.state);
         self.degrade.append(&mut later.degrade);
-        self.alerts.append(&mut later.alerts);
     }
 
     pub fn clear(&mut self) {
         self.state = crate::state::Batch::default();
-        self.alerts.clear();
         self.degrade.clear();
     }
 }
@@ -67,7 +65,6 @@ pub struct Engine {
     pipeline: Pipeline,
     intake: Intake,
     format: AlertFormat,
-    build_alerts: bool,
     outcome: Outcome,
     counters: Counters,
     /// Rule failures, counted and written at a bounded rate.
@@ -82,13 +79,14 @@ pub struct Engine {
 const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Engine {
-    /// `build_alerts` says whether alert documents are wanted (alerts are published to Redis).
+    /// `_build_alerts` is no longer read: alert documents are built in the commit path, from
+    /// the steps' outcomes, when the outputs publish alerts ([`drive::Outputs::alerts`]).
     pub fn new(
         content: Arc<Content>,
         intel: crate::intel::IntelHandle,
         intake: Intake,
         format: AlertFormat,
-        build_alerts: bool,
+        _build_alerts: bool,
         stages: crate::pipeline::Stages,
     ) -> Result<Engine, String> {
         let dry_run = content.config.actions.dry_run;
@@ -102,7 +100,6 @@ impl Engine {
             pipeline: Pipeline::with_stages(content, dry_run, intel, stages)?,
             intake,
             format,
-            build_alerts,
             outcome: Outcome::default(),
             counters: Counters::default(),
             failure_log: crate::rules::FailureLog::default(),
@@ -302,10 +299,9 @@ impl Engine {
         self.counters.actions += outcome.actions.len() as u64;
         self.counters.rule_failures += outcome.failures.len() as u64;
         if let Some(metrics) = &self.metrics {
+            // Detections are counted when they are decided (`drive`), so a redelivered event's
+            // are not counted twice.
             metrics.processed();
-            for detection in &outcome.detections {
-                metrics.detection(&detection.rule, detection.stage.as_str());
-            }
         }
         handled.state.behaviour.append(&mut self.outcome.behaviour);
         handled.state.reported.append(&mut self.outcome.reported);
@@ -320,16 +316,6 @@ impl Engine {
                 event_time: event.timestamp_rfc3339(),
                 host: event.host.clone(),
             });
-            if self.build_alerts {
-                let actions: Vec<&ActionRecord> = outcome
-                    .actions
-                    .iter()
-                    .filter(|a| a.rule == detection.rule)
-                    .collect();
-                handled
-                    .alerts
-                    .push(alert(event, detection, &actions).to_string());
-            }
         }
         handled
             .state
@@ -350,14 +336,19 @@ pub fn log_problems(outcome: &Outcome, failures: &mut crate::rules::FailureLog) 
     }
 }
 
+pub use crate::state::alert_id;
+
 /// The alert document published for a detection: the replay detection line, the event's host
-/// and time, the decided actions, and the fields the seeds' responders read (`level`,
-/// `actionable_pid`).
-pub fn alert(event: &Event, detection: &Detection, actions: &[&ActionRecord]) -> Value {
+/// and time, its steps with the outcomes the executor decided, the fields the seeds'
+/// responders read (`level`, `actionable_pid`), and `alert_id`, the detection's key, which is
+/// the same on every copy of one alert so a consumer can drop a repeat.
+pub fn alert(row: &DetectionRow, actions: &[&ActionRecord]) -> Value {
+    let detection: &Detection = &row.detection;
     let mut value = detection_line(detection);
     value["kind"] = json!("alert");
-    value["host"] = json!(event.host);
-    value["timestamp"] = json!(event.timestamp_rfc3339());
+    value["alert_id"] = json!(alert_id(row));
+    value["host"] = json!(row.host);
+    value["timestamp"] = json!(row.event_time);
     value["level"] = json!(detection.severity.as_str().to_uppercase());
     if let Some(Entity::Process { pid, .. }) = &detection.entity {
         value["actionable_pid"] = json!(pid);

@@ -50,6 +50,7 @@ pub struct Metrics {
     processed: AtomicU64,
     dead_lettered: AtomicU64,
     time_clamped: AtomicU64,
+    redelivered: AtomicU64,
     correlation_groups_evicted: AtomicU64,
     correlation_values_evicted: AtomicU64,
     detections: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -101,6 +102,12 @@ impl Metrics {
     /// An event dated too far ahead of the clock was given a plausible time instead.
     pub fn time_clamped(&self, events: u64) {
         self.time_clamped.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// Detections already decided before (a redelivered event), dropped with their steps and
+    /// alerts instead of being decided again.
+    pub fn redelivered(&self, detections: u64) {
+        self.redelivered.fetch_add(detections, Ordering::Relaxed);
     }
 
     /// What the correlation stage's bounds have evicted since the start (its own totals).
@@ -245,6 +252,11 @@ impl Metrics {
             "palisade_events_time_clamped_total",
             "Events dated too far ahead of the engine's clock, processed at the newest plausible time instead.",
             self.time_clamped.load(Ordering::Relaxed),
+        );
+        counter(
+            "palisade_redelivered_total",
+            "Detections of redelivered events recognised as already decided: not acted on or alerted again.",
+            self.redelivered.load(Ordering::Relaxed),
         );
         counter(
             "palisade_correlation_groups_evicted_total",

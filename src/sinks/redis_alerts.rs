@@ -1,5 +1,7 @@
 //! Alerts on Redis: each detection is published on a channel (the seeds' responders subscribe to
 //! `high_severity_alerts`) and appended to a capped stream for consumers that must not miss one.
+//! The alerts come from the state file's outbox (`engine::drive::Outbox`), in the order their
+//! outcomes were stored.
 
 use crate::bus::Link;
 use crate::config::AlertsConfig;
@@ -27,7 +29,7 @@ impl AlertPublisher {
     /// appends (out of memory) while it still takes `PUBLISH` gets each alert published once,
     /// and only the appends it refused retried. (After a lost connection nothing says which
     /// commands arrived, and all of them are sent again.) False when shutdown fired first (the
-    /// source then does not acknowledge, so the alerts are produced again).
+    /// alerts then stay in the outbox, unmarked, and are sent at the next start).
     pub async fn publish(&mut self, alerts: &[String], shutdown: &Shutdown) -> bool {
         let mut owed: Vec<Delivery> = Vec::with_capacity(alerts.len() * 2);
         for alert in alerts {

@@ -321,12 +321,77 @@ impl StateStore {
         if batch.is_empty() {
             return Ok(());
         }
+        self.write_decided(batch).await.map(|_| ())
+    }
+
+    /// Writes a batch and says which of its detections were decided now ([`split_decided`]).
+    async fn write_decided(
+        &self,
+        batch: &Batch,
+    ) -> Result<std::collections::HashSet<DetectionKey>, StateError> {
         let mut conn = self.pool.acquire().await?;
         let result = write_on(&mut conn, batch).await;
         if result.as_ref().is_err_and(StateError::is_transient) {
             transient::discard(&mut conn);
         }
         result
+    }
+
+    /// Stores what became of decided steps (matched on their key) and, in the same
+    /// transaction, the alerts that tell of them, so an alert is in the outbox exactly when the
+    /// outcomes it reports are stored.
+    pub async fn record_outcomes(
+        &self,
+        actions: &[ActionRecord],
+        alerts: &[OutboxAlert],
+    ) -> Result<(), StateError> {
+        if actions.is_empty() && alerts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let result = outcomes_on(&mut conn, actions, alerts).await;
+        if result.as_ref().is_err_and(StateError::is_transient) {
+            transient::discard(&mut conn);
+        }
+        result
+    }
+
+    /// Up to `limit` alerts not yet published, oldest first, with their outbox ids.
+    pub async fn unpublished(&self, limit: usize) -> Result<Vec<(i64, String)>, StateError> {
+        let rows = sqlx::query_as(
+            "SELECT id, document FROM alert_outbox WHERE published_at IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Marks every outbox row up to `up_to` published (the publisher sends in id order), and
+    /// empties the documents of published rows beyond the newest 10,000. The rows themselves
+    /// stay: an `alert_id` in the outbox is how a redelivery knows its alert was written.
+    pub async fn mark_published(&self, up_to: i64) -> Result<(), StateError> {
+        let now = jiff::Timestamp::now().to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE alert_outbox SET published_at = ? WHERE id <= ? AND published_at IS NULL",
+        )
+        .bind(now)
+        .bind(up_to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE alert_outbox SET document = '' \
+             WHERE id > ? AND id <= ? AND published_at IS NOT NULL AND document <> ''",
+        )
+        // Only the rows that just left the kept window (a bounded range of ids, found by the
+        // primary key), not every older row again.
+        .bind(up_to - 2 * PUBLISHED_KEPT)
+        .bind(up_to - PUBLISHED_KEPT)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Row counts of (detections, actions), for summaries and tests.
@@ -345,9 +410,118 @@ impl StateStore {
     }
 }
 
-/// [`StateStore::write`] on one connection.
-async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), StateError> {
+/// A detection's idempotency key: the event it was found in and the rule that found it.
+pub type DetectionKey = (String, String);
+
+/// The key of a stored detection row.
+pub fn detection_key(row: &DetectionRow) -> DetectionKey {
+    (
+        row.detection.event_id.clone(),
+        row.detection.rule.to_string(),
+    )
+}
+
+/// A detection's key as text: `alert_id` in its alert document and in the outbox.
+pub fn alert_id(row: &DetectionRow) -> String {
+    format!("{}@{}", row.detection.rule, row.detection.event_id)
+}
+
+/// An alert document waiting in the outbox, under its detection's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxAlert {
+    pub alert_id: String,
+    pub document: String,
+}
+
+/// What [`StateWriter::decide`] stored: the detections (and their steps) decided now for the
+/// first time, and how many detections were already on record and were dropped.
+#[derive(Debug, Default)]
+pub struct Decided {
+    pub detections: Vec<DetectionRow>,
+    pub actions: Vec<ActionRecord>,
+    pub recognised: usize,
+    /// Of the recognised detections, those decided before but whose alert never reached the
+    /// outbox (the engine stopped between deciding and recording the outcome), with their
+    /// steps as planned now: their steps are not run again, but their alert is still owed.
+    pub unrecorded: Vec<DetectionRow>,
+    pub unrecorded_actions: Vec<ActionRecord>,
+}
+
+/// Splits a written batch's detections and steps into the ones inserted now and the ones whose
+/// key was already stored. A key inserted once counts for its first row only, so a detection
+/// that appears twice in one batch is decided once.
+fn split_decided(
+    batch: Batch,
+    mut inserted: std::collections::HashSet<DetectionKey>,
+    mut unrecorded: std::collections::HashSet<String>,
+) -> Decided {
+    let mut decided = Decided::default();
+    let mut kept = std::collections::HashSet::new();
+    let mut owed = std::collections::HashSet::new();
+    for row in batch.detections {
+        let key = detection_key(&row);
+        if inserted.remove(&key) {
+            kept.insert(key);
+            decided.detections.push(row);
+        } else {
+            decided.recognised += 1;
+            if unrecorded.remove(&alert_id(&row)) {
+                owed.insert(key);
+                decided.unrecorded.push(row);
+            }
+        }
+    }
+    let mut steps = std::collections::HashSet::new();
+    for action in batch.actions {
+        let key = (action.event_id.clone(), action.rule.to_string());
+        let step = (key.clone(), action.playbook.clone(), action.step.clone());
+        if kept.contains(&key) {
+            // A step is decided once, like its detection.
+            if steps.insert(step) {
+                decided.actions.push(action);
+            }
+        } else if owed.contains(&key) {
+            decided.unrecorded_actions.push(action);
+        }
+    }
+    decided
+}
+
+/// Of the recognised detections of a written batch (`inserted` holds the keys inserted now),
+/// the alert ids that have no outbox row.
+async fn unrecorded(
+    store: &StateStore,
+    batch: &Batch,
+    inserted: &std::collections::HashSet<DetectionKey>,
+) -> Result<std::collections::HashSet<String>, StateError> {
+    let recognised: Vec<String> = batch
+        .detections
+        .iter()
+        .filter(|row| !inserted.contains(&detection_key(row)))
+        .map(alert_id)
+        .collect();
+    if recognised.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let ids = serde_json::to_string(&recognised).map_err(|e| StateError::Failed(e.to_string()))?;
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT alert_id FROM alert_outbox)",
+    )
+    .bind(ids)
+    .fetch_all(&store.pool)
+    .await?;
+    Ok(missing.into_iter().collect())
+}
+
+/// [`StateStore::write`] on one connection. Detections and steps whose key is already stored
+/// are left as they are (the first decision stands); the keys of the detections inserted come
+/// back.
+async fn write_on(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &Batch,
+) -> Result<std::collections::HashSet<DetectionKey>, StateError> {
     let now = jiff::Timestamp::now().to_string();
+    let mut inserted = std::collections::HashSet::new();
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -370,7 +544,9 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
                 )
                 .push_bind(d.score);
         });
-        insert.build().execute(&mut *tx).await?;
+        insert.push(" ON CONFLICT (event_id, rule) DO NOTHING RETURNING event_id, rule");
+        let rows: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+        inserted.extend(rows);
     }
     for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -393,6 +569,7 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
                 )
                 .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
         });
+        insert.push(" ON CONFLICT (event_id, rule, playbook, step) DO NOTHING");
         insert.build().execute(&mut *tx).await?;
     }
     for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
@@ -449,8 +626,50 @@ async fn write_on(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<()
             .await?;
     }
     tx.commit().await?;
+    Ok(inserted)
+}
+
+/// [`StateStore::record_outcomes`] on one connection.
+async fn outcomes_on(
+    conn: &mut sqlx::SqliteConnection,
+    actions: &[ActionRecord],
+    alerts: &[OutboxAlert],
+) -> Result<(), StateError> {
+    let now = jiff::Timestamp::now().to_string();
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    for a in actions {
+        sqlx::query(
+            "UPDATE actions SET status = ?, reason = ? \
+             WHERE event_id = ? AND rule = ? AND playbook = ? AND step = ?",
+        )
+        .bind(a.status.as_str())
+        .bind(a.reason.as_deref())
+        .bind(&a.event_id)
+        .bind(&*a.rule)
+        .bind(&*a.playbook)
+        .bind(&a.step)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
+        let mut insert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO alert_outbox (alert_id, recorded_at, document) ");
+        insert.push_values(chunk, |mut row, alert| {
+            row.push_bind(alert.alert_id.as_str())
+                .push_bind(now.as_str())
+                .push_bind(alert.document.as_str());
+        });
+        // A key already in the outbox was announced (or is about to be): not twice.
+        insert.push(" ON CONFLICT (alert_id) DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
+
+/// Published outbox rows whose documents are kept for an operator to look at; older ones keep
+/// only their `alert_id`.
+const PUBLISHED_KEPT: i64 = 10_000;
 
 /// The learning sample's rows, in order (a slot can be written and then given up in one batch),
 /// then the progress and the window's pruning.
@@ -517,16 +736,50 @@ async fn write_sample(
     Ok(())
 }
 
-/// One unit of work for the writer: a batch, and who to tell when it is stored.
-struct Job {
-    batch: Batch,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+/// Who waits for a job, and for what answer.
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+/// One unit of work for the writer.
+enum Job {
+    /// A batch, and who to tell when it is stored. Consecutive batches are coalesced.
+    Batch {
+        batch: Batch,
+        done: Option<Reply<()>>,
+    },
+    /// A batch whose detections are decided: stored, and answered with the ones new.
+    Decide {
+        batch: Batch,
+        alerts: bool,
+        done: Reply<Decided>,
+    },
+    /// Steps' outcomes, and the alerts that report them.
+    Outcomes {
+        actions: Vec<ActionRecord>,
+        alerts: Vec<OutboxAlert>,
+        done: Reply<()>,
+    },
+    /// Outbox rows up to this id were published.
+    Published { up_to: i64, done: Reply<()> },
 }
 
 /// The handle sources use to hand batches to the writer task.
 #[derive(Clone)]
 pub struct StateWriter {
     jobs: mpsc::Sender<Job>,
+    /// For reads beside the writer (the outbox publisher); the file is in WAL mode, so reads
+    /// never wait for the writer.
+    store: StateStore,
+    /// Rung after alerts were written to the outbox, for its publisher.
+    outbox_bell: Arc<Notify>,
+}
+
+/// Waits for the writer's answer to a job.
+async fn answer<T>(stored: oneshot::Receiver<Result<T, String>>) -> Result<T, StateError> {
+    match stored.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(StateError::Failed(message)),
+        Err(_) => Err(StateError::WriterGone),
+    }
 }
 
 impl StateWriter {
@@ -535,10 +788,29 @@ impl StateWriter {
         self.jobs.max_capacity() - self.jobs.capacity()
     }
 
+    /// The store the writer writes, for reading.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Notified each time alerts have been committed to the outbox.
+    pub fn outbox_bell(&self) -> Arc<Notify> {
+        self.outbox_bell.clone()
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StateError> {
+        let (done, stored) = oneshot::channel();
+        self.jobs
+            .send(job(done))
+            .await
+            .map_err(|_| StateError::WriterGone)?;
+        answer(stored).await
+    }
+
     /// Queues a batch without waiting for it to be stored.
     pub async fn send(&self, batch: Batch) -> Result<(), StateError> {
         self.jobs
-            .send(Job { batch, done: None })
+            .send(Job::Batch { batch, done: None })
             .await
             .map_err(|_| StateError::WriterGone)
     }
@@ -546,26 +818,57 @@ impl StateWriter {
     /// Queues a batch from a blocking thread.
     pub fn blocking_send(&self, batch: Batch) -> Result<(), StateError> {
         self.jobs
-            .blocking_send(Job { batch, done: None })
+            .blocking_send(Job::Batch { batch, done: None })
             .map_err(|_| StateError::WriterGone)
     }
 
     /// Queues a batch and waits until it is committed: a source acknowledges its input only
     /// after this returns.
     pub async fn write(&self, batch: Batch) -> Result<(), StateError> {
-        let (done, stored) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                batch,
-                done: Some(done),
-            })
-            .await
-            .map_err(|_| StateError::WriterGone)?;
-        match stored.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StateError::Failed(message)),
-            Err(_) => Err(StateError::WriterGone),
-        }
+        self.submit(|done| Job::Batch {
+            batch,
+            done: Some(done),
+        })
+        .await
+    }
+
+    /// Stores a batch with its decisions (detections and their steps as planned) *before*
+    /// anything acts on them, and answers with the detections decided now and their steps.
+    /// Detections whose key (event id, rule) is already stored, by this batch's earlier
+    /// delivery or a batch queued before it, are dropped with their steps and counted: what
+    /// was decided once is not decided, acted on or announced again. With `alerts`, the
+    /// recognised detections whose alert never reached the outbox come back as
+    /// [`Decided::unrecorded`], so their alert can still be written.
+    pub async fn decide(&self, batch: Batch, alerts: bool) -> Result<Decided, StateError> {
+        self.submit(|done| Job::Decide {
+            batch,
+            alerts,
+            done,
+        })
+        .await
+    }
+
+    /// Stores what became of decided steps (each row found by its key: event id, rule,
+    /// playbook, step) and, in the same transaction, the alerts that report them, into the
+    /// outbox; an alert whose `alert_id` is already there is not added again. Called once a
+    /// detection's steps have their outcomes: by the commit path after the executor, and by
+    /// whatever finishes steps later. The outbox's publisher is rung once they are stored.
+    pub async fn outcomes(
+        &self,
+        actions: Vec<ActionRecord>,
+        alerts: Vec<OutboxAlert>,
+    ) -> Result<(), StateError> {
+        self.submit(|done| Job::Outcomes {
+            actions,
+            alerts,
+            done,
+        })
+        .await
+    }
+
+    /// Marks outbox rows up to `up_to` published.
+    pub async fn published(&self, up_to: i64) -> Result<(), StateError> {
+        self.submit(|done| Job::Published { up_to, done }).await
     }
 }
 
@@ -578,50 +881,134 @@ pub fn spawn_writer(
     shutdown: Arc<Notify>,
 ) -> (StateWriter, JoinHandle<Result<u64, StateError>>) {
     let (sender, mut receiver) = mpsc::channel::<Job>(1024);
+    let reader = store.clone();
+    let outbox_bell = Arc::new(Notify::new());
+    let bell = outbox_bell.clone();
     let handle = tokio::spawn(async move {
         let mut written = 0u64;
+        // A job taken while coalescing batches that is not a batch: the next one handled.
+        let mut held: Option<Job> = None;
         loop {
-            let first = tokio::select! {
-                biased;
-                next = receiver.recv() => match next {
-                    Some(job) => job,
-                    None => break,
-                },
-                () = shutdown.notified() => {
-                    // No new batches; the ones already queued are still received and written.
-                    receiver.close();
-                    continue;
-                }
-            };
-            let mut batch = first.batch;
-            let mut waiting: Vec<oneshot::Sender<Result<(), String>>> =
-                first.done.into_iter().collect();
-            while batch.rows() < 10 * ROWS_PER_STATEMENT {
-                match receiver.try_recv() {
-                    Ok(more) => {
-                        batch.absorb(more.batch);
-                        waiting.extend(more.done);
+            let first = match held.take() {
+                Some(job) => job,
+                None => tokio::select! {
+                    biased;
+                    next = receiver.recv() => match next {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    () = shutdown.notified() => {
+                        // No new batches; the ones already queued are still received and written.
+                        receiver.close();
+                        continue;
                     }
-                    Err(_) => break,
-                }
-            }
+                },
+            };
             // Busy or locked (another process holds the lock): wait and write the same batch
             // again; whoever waits for it waits too, so nothing new is read meanwhile.
-            let result = transient::retry("writing a batch", StateError::is_transient, || {
-                store.write(&batch)
-            })
-            .await;
-            let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-            for done in waiting {
-                let _ = done.send(reply.clone());
+            let failed = match first {
+                Job::Batch { batch, done } => {
+                    let mut batch = batch;
+                    let mut waiting: Vec<Reply<()>> = done.into_iter().collect();
+                    while batch.rows() < 10 * ROWS_PER_STATEMENT {
+                        match receiver.try_recv() {
+                            Ok(Job::Batch { batch: more, done }) => {
+                                batch.absorb(more);
+                                waiting.extend(done);
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let result =
+                        transient::retry("writing a batch", StateError::is_transient, || {
+                            store.write(&batch)
+                        })
+                        .await;
+                    let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+                    for done in waiting {
+                        let _ = done.send(reply.clone());
+                    }
+                    result.err()
+                }
+                Job::Decide {
+                    batch,
+                    alerts,
+                    done,
+                } => {
+                    let result =
+                        transient::retry("writing a batch", StateError::is_transient, || {
+                            store.write_decided(&batch)
+                        })
+                        .await;
+                    let result = match result {
+                        Ok(inserted) if alerts => {
+                            transient::retry("reading the outbox", StateError::is_transient, || {
+                                unrecorded(&store, &batch, &inserted)
+                            })
+                            .await
+                            .map(|owed| (inserted, owed))
+                        }
+                        Ok(inserted) => Ok((inserted, std::collections::HashSet::new())),
+                        Err(err) => Err(err),
+                    };
+                    match result {
+                        Ok((inserted, owed)) => {
+                            let _ = done.send(Ok(split_decided(batch, inserted, owed)));
+                            None
+                        }
+                        Err(err) => {
+                            let _ = done.send(Err(err.to_string()));
+                            Some(err)
+                        }
+                    }
+                }
+                Job::Outcomes {
+                    actions,
+                    alerts,
+                    done,
+                } => {
+                    let result =
+                        transient::retry("writing outcomes", StateError::is_transient, || {
+                            store.record_outcomes(&actions, &alerts)
+                        })
+                        .await;
+                    let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    if result.is_ok() && !alerts.is_empty() {
+                        bell.notify_one();
+                    }
+                    result.err()
+                }
+                Job::Published { up_to, done } => {
+                    let result = transient::retry(
+                        "marking alerts published",
+                        StateError::is_transient,
+                        || store.mark_published(up_to),
+                    )
+                    .await;
+                    let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    result.err()
+                }
+            };
+            if let Some(err) = failed {
+                return Err(err);
             }
-            result?;
             written += 1;
         }
         store.close().await;
         Ok(written)
     });
-    (StateWriter { jobs: sender }, handle)
+    (
+        StateWriter {
+            jobs: sender,
+            store: reader,
+            outbox_bell,
+        },
+        handle,
+    )
 }
 
 #[cfg(test)]
@@ -646,6 +1033,311 @@ mod tests {
             event_time: "2025-11-03T14:30:10Z".into(),
             host: None,
         }
+    }
+
+    fn step(id: usize, step: &str) -> ActionRecord {
+        ActionRecord {
+            event_id: format!("ev-{id}"),
+            playbook: Arc::from("test-playbook"),
+            step: step.into(),
+            action: "notify.log",
+            target: String::new(),
+            status: crate::actions::ActionStatus::Planned,
+            reason: None,
+            risk: crate::actions::Risk::Low,
+            rule: Arc::from("test-rule"),
+            params: std::collections::BTreeMap::new(),
+            on_failure: crate::playbooks::OnFailure::Continue,
+            notification_limit: None,
+        }
+    }
+
+    fn sqlite(path: &Path, sql: &str) -> String {
+        let out = std::process::Command::new("sqlite3")
+            .arg(path)
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Defect: a redelivered event was decided again, so its detection, its steps and their
+    /// effects repeated. The second decision of the same key is recognised and dropped, its
+    /// steps with it, and the rows stored by the first one stay as they were.
+    #[tokio::test]
+    async fn a_detection_decided_again_after_redelivery_is_recognised_and_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let batch = || Batch {
+            detections: vec![detection(1), detection(2)],
+            actions: vec![step(1, "say"), step(1, "tell"), step(2, "say")],
+            ..Batch::default()
+        };
+        let first = writer.decide(batch(), false).await.unwrap();
+        assert_eq!(first.recognised, 0);
+        assert_eq!((first.detections.len(), first.actions.len()), (2, 3));
+        let mut executed = first.actions;
+        for a in &mut executed {
+            a.status = crate::actions::ActionStatus::Executed;
+        }
+        writer.outcomes(executed, Vec::new()).await.unwrap();
+
+        // The same events again, with a new one (ev-3): only ev-3 is decided.
+        let mut again = batch();
+        again.detections.push(detection(3));
+        again.actions.push(step(3, "say"));
+        let second = writer.decide(again, false).await.unwrap();
+        assert_eq!(second.recognised, 2);
+        let keys: Vec<DetectionKey> = second.detections.iter().map(detection_key).collect();
+        assert_eq!(keys, [("ev-3".to_string(), "test-rule".to_string())]);
+        let steps: Vec<(&str, &str)> = second
+            .actions
+            .iter()
+            .map(|a| (a.event_id.as_str(), a.step.as_str()))
+            .collect();
+        assert_eq!(steps, [("ev-3", "say")]);
+        drop(writer);
+        handle.await.unwrap().unwrap();
+        // One row per key, and the first decision's outcomes kept.
+        assert_eq!(
+            sqlite(
+                &path,
+                "SELECT event_id || ' ' || step || ' ' || status FROM actions ORDER BY id;"
+            ),
+            "ev-1 say executed\nev-1 tell executed\nev-2 say executed\nev-3 say planned"
+        );
+        assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM detections;"), "3");
+    }
+
+    /// The key holds inside one batch too: a detection that appears twice (a batch and its
+    /// redelivery coalesced into one commit) is decided once.
+    #[tokio::test]
+    async fn a_detection_twice_in_one_batch_is_decided_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("palisade.db"))
+            .await
+            .unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let decided = writer
+            .decide(
+                Batch {
+                    detections: vec![detection(1), detection(1)],
+                    actions: vec![step(1, "say"), step(1, "say")],
+                    ..Batch::default()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(decided.recognised, 1);
+        assert_eq!((decided.detections.len(), decided.actions.len()), (1, 1));
+        // Its copy is not owed an alert: the first is being decided now.
+        assert!(decided.unrecorded.is_empty());
+        let store = writer.store().clone();
+        assert_eq!(store.counts().await.unwrap(), (1, 1));
+        drop(writer);
+        handle.await.unwrap().unwrap();
+    }
+
+    /// An alert goes into the outbox once per key, in the transaction that stores its steps'
+    /// outcomes; it is handed out in order until marked published.
+    #[tokio::test]
+    async fn an_alert_is_outboxed_once_with_its_outcomes_and_handed_out_until_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let decided = writer
+            .decide(
+                Batch {
+                    detections: vec![detection(1), detection(2)],
+                    actions: vec![step(1, "say")],
+                    ..Batch::default()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        let alert = |id: usize| OutboxAlert {
+            alert_id: format!("test-rule@ev-{id}"),
+            document: format!("{{\"event_id\":\"ev-{id}\"}}"),
+        };
+        let mut refused = decided.actions;
+        refused[0].status = crate::actions::ActionStatus::Refused;
+        refused[0].reason = Some("protected".into());
+        writer
+            .outcomes(refused.clone(), vec![alert(1), alert(2)])
+            .await
+            .unwrap();
+        // The same outcomes stored again (a step finished late, say): no second alert.
+        writer.outcomes(refused, vec![alert(1)]).await.unwrap();
+        assert_eq!(
+            sqlite(&path, "SELECT status || ' ' || reason FROM actions;"),
+            "refused protected"
+        );
+        let store = writer.store().clone();
+        let waiting = store.unpublished(10).await.unwrap();
+        let documents: Vec<&str> = waiting.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(
+            documents,
+            [r#"{"event_id":"ev-1"}"#, r#"{"event_id":"ev-2"}"#]
+        );
+        writer.published(waiting[0].0).await.unwrap();
+        let waiting = store.unpublished(10).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].1, r#"{"event_id":"ev-2"}"#);
+        drop(writer);
+        handle.await.unwrap().unwrap();
+        // Reopened (a restart): what was not published is still waiting.
+        let store = StateStore::open(&path).await.unwrap();
+        assert_eq!(store.unpublished(10).await.unwrap().len(), 1);
+    }
+
+    /// The engine stopped after deciding a detection and before recording its outcome: the
+    /// redelivery does not decide or act again, but the alert that never reached the outbox is
+    /// still owed, once.
+    #[tokio::test]
+    async fn a_detection_decided_before_a_crash_without_its_outcome_still_owes_its_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("palisade.db"))
+            .await
+            .unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let batch = || Batch {
+            detections: vec![detection(1)],
+            actions: vec![step(1, "say")],
+            ..Batch::default()
+        };
+        let first = writer.decide(batch(), true).await.unwrap();
+        assert_eq!(first.detections.len(), 1);
+        // (the crash: no outcomes stored)
+        let again = writer.decide(batch(), true).await.unwrap();
+        assert_eq!(again.recognised, 1);
+        assert!(again.detections.is_empty() && again.actions.is_empty());
+        assert_eq!(again.unrecorded.len(), 1);
+        let steps: Vec<&str> = again
+            .unrecorded_actions
+            .iter()
+            .map(|a| a.step.as_str())
+            .collect();
+        assert_eq!(steps, ["say"]);
+        writer
+            .outcomes(
+                Vec::new(),
+                vec![OutboxAlert {
+                    alert_id: alert_id(&again.unrecorded[0]),
+                    document: "{}".into(),
+                }],
+            )
+            .await
+            .unwrap();
+        // Once the alert is in the outbox, nothing more is owed.
+        let third = writer.decide(batch(), true).await.unwrap();
+        assert_eq!(third.recognised, 1);
+        assert!(third.unrecorded.is_empty());
+        drop(writer);
+        handle.await.unwrap().unwrap();
+    }
+
+    /// Old published alerts give up their documents but keep their ids, so a detection
+    /// redelivered long after its alert went out is still known to have had it.
+    #[tokio::test]
+    async fn an_old_published_alert_keeps_its_id_so_a_late_redelivery_owes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let (writer, handle) = spawn_writer(store, Arc::new(Notify::new()));
+        let rows: Vec<DetectionRow> = (0..10_002).map(detection).collect();
+        writer
+            .decide(
+                Batch {
+                    detections: rows.clone(),
+                    ..Batch::default()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        let alerts = rows
+            .iter()
+            .map(|row| OutboxAlert {
+                alert_id: alert_id(row),
+                document: "{}".into(),
+            })
+            .collect();
+        writer.outcomes(Vec::new(), alerts).await.unwrap();
+        let last: i64 = sqlite(&path, "SELECT MAX(id) FROM alert_outbox;")
+            .parse()
+            .unwrap();
+        writer.published(last).await.unwrap();
+        assert_eq!(
+            sqlite(
+                &path,
+                "SELECT COUNT(*) || ' ' || SUM(document = '') FROM alert_outbox;"
+            ),
+            "10002 2"
+        );
+        let late = writer
+            .decide(
+                Batch {
+                    detections: vec![detection(0)],
+                    ..Batch::default()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(late.recognised, 1);
+        assert!(late.unrecorded.is_empty());
+        drop(writer);
+        handle.await.unwrap().unwrap();
+    }
+
+    /// A database written before the keys existed may hold the same detection or step twice:
+    /// the migration keeps the first row of each key and then enforces the keys.
+    #[tokio::test]
+    async fn rows_stored_twice_before_the_keys_existed_keep_their_first_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        StateStore::open(&path).await.unwrap().close().await;
+        // Back to the schema before the keys, with duplicates as an older engine wrote them.
+        sqlite(
+            &path,
+            "DROP INDEX detections_once; DROP INDEX actions_once; DROP TABLE alert_outbox;
+             DELETE FROM _sqlx_migrations WHERE version = 10;
+             INSERT INTO detections (recorded_at, event_id, event_time, rule, stage, severity, title)
+               VALUES ('t1', 'ev-1', 't', 'r', 'rule', 'high', 'first'),
+                      ('t2', 'ev-1', 't', 'r', 'rule', 'high', 'second'),
+                      ('t3', 'ev-2', 't', 'r', 'rule', 'high', 'other');
+             INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, risk, params)
+               VALUES ('t1', 'ev-1', 'r', 'p', 's', 'notify.log', '', 'executed', 'low', '{}'),
+                      ('t2', 'ev-1', 'r', 'p', 's', 'notify.log', '', 'executed', 'low', '{}');",
+        );
+        let store = StateStore::open(&path).await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), (2, 1));
+        store.close().await;
+        assert_eq!(
+            sqlite(&path, "SELECT title FROM detections ORDER BY id;"),
+            "first\nother"
+        );
+        assert_eq!(sqlite(&path, "SELECT recorded_at FROM actions;"), "t1");
+        // From now on the key is enforced by the database itself.
+        let again = std::process::Command::new("sqlite3")
+            .arg(&path)
+            .arg("INSERT INTO detections (recorded_at, event_id, event_time, rule, stage, severity, title) VALUES ('t4', 'ev-1', 't', 'r', 'rule', 'high', 'again');")
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("UNIQUE constraint failed"),
+            "{again:?}"
+        );
     }
 
     #[tokio::test]

@@ -328,7 +328,29 @@ fn run_prints_alerts_and_records_decisions_in_sqlite() {
     });
     assert_eq!((detections, actions), (4, 8));
 
-    // JSON output for machines carries the same lines as replay.
+    // The same events again on the same state file are recognised as decided: nothing is
+    // shown, stored or done twice.
+    let again = palisade(
+        &["run", "--events", fixture.to_str().expect("utf-8 path")],
+        dir.path(),
+    );
+    assert_success(&again);
+    assert!(!stdout(&again).contains("->"), "{}", stdout(&again));
+    assert!(
+        stderr(&again).contains("recognised detections of redelivered events"),
+        "{}",
+        stderr(&again)
+    );
+    let counted = runtime.block_on(async {
+        let store = palisade::state::StateStore::open(&db)
+            .await
+            .expect("the state file opens");
+        store.counts().await.expect("counts")
+    });
+    assert_eq!(counted, (4, 8));
+
+    // JSON output for machines carries the same lines as replay (on a fresh state file).
+    let dir = scratch_content();
     let out = palisade(
         &[
             "run",

@@ -179,8 +179,14 @@ fn detect(event) { #{ entity: "address" } }"#,
             "id: test-block\ntitle: Block\ntrigger: {{rules: [test-c2]}}\nsteps:\n  - id: block\n    action: firewall.block\n    with: {{address: \"{{{{ entity.address }}}}\", ttl: {ttl}, direction: inbound}}\n"
         )
     };
-    let event = r#"{"type":"network_connection","timestamp":1,"id":"c2","pid":5,"name":"x","remote_ip":"192.0.2.2","remote_port":4444}"#;
-    std::fs::write(dir.path().join("events.jsonl"), format!("{event}\n")).expect("events");
+    // Each run gets an event of its own: an event already decided is not decided again.
+    let events = |id: &str| {
+        let event = format!(
+            r#"{{"type":"network_connection","timestamp":1,"id":"{id}","pid":5,"name":"x","remote_ip":"192.0.2.2","remote_port":4444}}"#
+        );
+        std::fs::write(dir.path().join("events.jsonl"), format!("{event}\n")).expect("events");
+    };
+    events("c2-short");
     std::fs::write(dir.path().join("nothing.jsonl"), "").expect("events");
     assert!(hosts.connects());
 
@@ -206,6 +212,7 @@ fn detect(event) { #{ entity: "address" } }"#,
 
     // A long block holds until `palisade unblock`.
     std::fs::write(dir.path().join("playbooks/test-block.yaml"), playbook("1h")).expect("playbook");
+    events("c2-long");
     hosts.palisade(dir.path(), &["run", "--events", "events.jsonl"]);
     assert!(!hosts.connects());
     let out = hosts.palisade(dir.path(), &["unblock", "192.0.2.2"]);
@@ -213,6 +220,7 @@ fn detect(event) { #{ entity: "address" } }"#,
     assert!(hosts.connects(), "unblock must let traffic through again");
 
     // Blocked again, then the ruleset is flushed (as by a reboot): the next start re-asserts it.
+    events("c2-again");
     hosts.palisade(dir.path(), &["run", "--events", "events.jsonl"]);
     assert!(!hosts.connects());
     let flush: &[&str] = if backend == "iptables" {
@@ -272,7 +280,7 @@ fn events_blocking(targets: &[&str]) -> String {
         .enumerate()
         .map(|(i, target)| {
             format!(
-                "{{\"type\":\"network_connection\",\"timestamp\":1,\"id\":\"t{i}\",\"pid\":5,\"name\":\"x\",\"remote_ip\":\"192.0.2.2\",\"remote_port\":4444,\"block_target\":\"{target}\"}}\n"
+                "{{\"type\":\"network_connection\",\"timestamp\":1,\"id\":\"t{i}-{target}\",\"pid\":5,\"name\":\"x\",\"remote_ip\":\"192.0.2.2\",\"remote_port\":4444,\"block_target\":\"{target}\"}}\n"
             )
         })
         .collect()

@@ -18,6 +18,7 @@ mod intel_pull;
 mod learning;
 mod live;
 mod operator_text;
+mod outcomes;
 mod redis_io;
 mod response;
 mod sigma;

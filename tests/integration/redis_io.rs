@@ -276,9 +276,14 @@ fn two_engines_share_a_stream_and_one_killed_loses_nothing() {
     .len()
         >= 1300));
     a.kill();
+    // What `a` acknowledged had its alerts in its outbox, durable in its state file; they go
+    // out when it is started again, as a supervisor would. The rest, `b` claims and handles.
+    b.wait_for_log("claimed entries another consumer left unacknowledged");
+    let restarted = EngineProcess::start(dir_a.path(), "a-again");
     let handled = eventually(Duration::from_secs(90), || {
         alert_counts(&server).len() == 4000
     });
+    restarted.stop();
     let counts = alert_counts(&server);
     let missing: Vec<String> = (0..4000)
         .map(|i| format!("ev-{i}"))
