@@ -252,6 +252,7 @@ async fn publish_outbox(
     finishing: Arc<AtomicBool>,
     stop: Shutdown,
 ) -> AlertPublisher {
+    let mut maybe_sent = true;
     loop {
         if stop.is_triggered() {
             break;
@@ -282,13 +283,16 @@ async fn publish_outbox(
             continue;
         };
         let documents: Vec<String> = rows.into_iter().map(|(_, document)| document).collect();
-        if !publisher.publish(&documents, &stop).await {
+        // The first rows after a start may have been sent by the run before, which stopped
+        // before marking them.
+        let first = std::mem::replace(&mut maybe_sent, false);
+        if !publisher.publish(&documents, first, &stop).await {
             // Stopped before Redis took them: they stay in the outbox for the next start.
             break;
         }
         if let Err(err) = state.published(last).await {
-            // Sent, but not marked: sent again at the next start (consumers drop the copy by
-            // `alert_id`).
+            // Sent, but not marked: the next start finds them on the stream's tail and does
+            // not append them again (the channel gets them again).
             tracing::warn!("cannot mark alerts published: {err}");
             break;
         }

@@ -30,7 +30,17 @@ impl AlertPublisher {
     /// and only the appends it refused retried. (After a lost connection nothing says which
     /// commands arrived, and all of them are sent again.) False when shutdown fired first (the
     /// alerts then stay in the outbox, unmarked, and are sent at the next start).
-    pub async fn publish(&mut self, alerts: &[String], shutdown: &Shutdown) -> bool {
+    ///
+    /// When `maybe_sent` (the first send after a start: an earlier run may have sent these
+    /// alerts and stopped before marking them), and again after a lost connection, the
+    /// stream's newest entries are read first and an alert whose `alert_id` is already there is
+    /// not appended again.
+    pub async fn publish(
+        &mut self,
+        alerts: &[String],
+        maybe_sent: bool,
+        shutdown: &Shutdown,
+    ) -> bool {
         let mut owed: Vec<Delivery> = Vec::with_capacity(alerts.len() * 2);
         for alert in alerts {
             if let Some(channel) = &self.channel {
@@ -40,10 +50,25 @@ impl AlertPublisher {
                 owed.push(Delivery::Append { stream, alert });
             }
         }
+        let mut check_tail = maybe_sent;
         while !owed.is_empty() {
             let Some(mut connection) = self.link.connection(shutdown).await else {
                 return false;
             };
+            if check_tail {
+                match self.drop_appended(&mut owed, &mut connection).await {
+                    Ok(()) => check_tail = false,
+                    Err(err) => {
+                        if !self.link.failed(&err, shutdown).await {
+                            return false;
+                        }
+                        continue;
+                    }
+                }
+                if owed.is_empty() {
+                    break;
+                }
+            }
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for delivery in &owed {
@@ -87,6 +112,8 @@ impl AlertPublisher {
                     }
                 }
                 Err(err) => {
+                    // Nothing says which commands of the pipeline arrived.
+                    check_tail = true;
                     if !self.link.failed(&err, shutdown).await {
                         return false;
                     }
@@ -95,6 +122,68 @@ impl AlertPublisher {
         }
         true
     }
+
+    /// Drops from `owed` the appends whose alert is already among the stream's newest entries
+    /// (read back as far as twice what is owed, at least [`TAIL_CHECKED`]). Another engine's
+    /// alerts interleaved in the same stream can push an earlier copy out of that window; a
+    /// consumer that must never see a copy keys on `alert_id`.
+    async fn drop_appended(
+        &self,
+        owed: &mut Vec<Delivery<'_>>,
+        connection: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let Some(stream) = &self.stream else {
+            return Ok(());
+        };
+        let appends = owed
+            .iter()
+            .filter(|d| matches!(d, Delivery::Append { .. }))
+            .count();
+        if appends == 0 {
+            return Ok(());
+        }
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg((appends * 2).max(TAIL_CHECKED))
+            .query_async(connection)
+            .await?;
+        let present: std::collections::HashSet<String> = entries
+            .iter()
+            .flat_map(|(_, fields)| fields.iter())
+            .filter(|(name, _)| name == "alert")
+            .filter_map(|(_, alert)| alert_id_of(alert))
+            .collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        let before = owed.len();
+        owed.retain(|delivery| match delivery {
+            Delivery::Append { alert, .. } => {
+                alert_id_of(alert).is_none_or(|id| !present.contains(&id))
+            }
+            Delivery::Publish { .. } => true,
+        });
+        let dropped = before - owed.len();
+        if dropped > 0 {
+            tracing::info!(
+                "{dropped} alerts were already on the alerts stream (sent before a restart or a lost connection); not appended again"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How many of the alert stream's newest entries are read back, at least, before sending
+/// alerts that may already be there.
+const TAIL_CHECKED: usize = 1000;
+
+/// The `alert_id` of an alert document.
+fn alert_id_of(alert: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(alert).ok()?;
+    value.get("alert_id")?.as_str().map(str::to_string)
 }
 
 /// One command an alert still needs.
