@@ -54,6 +54,7 @@ pub mod pipeline;
 pub mod playbooks;
 pub mod rules;
 pub mod schema;
+pub mod server;
 pub mod sigma;
 pub mod sinks;
 pub mod sources;
