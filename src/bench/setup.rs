@@ -220,3 +220,75 @@ pub(super) fn learned(
     let _ = sampler.take_state();
     Learner::new(settings, sampler)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(rules: usize, indicators: usize) -> BenchOptions {
+        BenchOptions {
+            events: 0,
+            malicious_every: 100,
+            // Nothing connects while the content is prepared.
+            redis_url: "redis://127.0.0.1:1/".into(),
+            rules,
+            indicators,
+            repeat: 1,
+        }
+    }
+
+    fn shipped() -> Content {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::content::load(dir, None).expect("the shipped content validates")
+    }
+
+    /// `--rules N`: every generated rule passes the same validation as the content's own (the
+    /// copy is loaded with `content::load`, which refuses content with any problem), and all
+    /// N are loaded beside the content's rules, half Rhai, half Sigma.
+    #[tokio::test]
+    async fn the_bench_rules_validate_and_are_added_to_the_contents_own() {
+        let original = shipped();
+        let work = tempfile::tempdir().unwrap();
+        let prepared = prepare(&original, &options(40, 0), work.path())
+            .await
+            .unwrap();
+        assert_eq!(prepared.generated_rules, 40);
+        assert_eq!(prepared.content.rules.len(), original.rules.len() + 20);
+        assert_eq!(
+            prepared.content.sigma.rules.len(),
+            original.sigma.rules.len() + 20
+        );
+        assert_eq!(prepared.content.playbooks.len(), original.playbooks.len());
+        let generated = prepared
+            .content
+            .rules
+            .iter()
+            .filter(|rule| rule.id.starts_with("bench-generated-"))
+            .count();
+        assert_eq!(generated, 20);
+        // The engine's config is the bench's, not the deployment's.
+        assert_eq!(prepared.content.config.redis.url, "redis://127.0.0.1:1/");
+        assert!(!prepared.content.config.http.enabled);
+        assert!(prepared.intel_state.is_none());
+    }
+
+    /// `--indicators N`: N indicators are in the state database each run copies, and the
+    /// engine the composition root builds for a run loads all N into its matcher.
+    #[tokio::test]
+    async fn the_bench_indicators_load_n_into_the_engines_matcher() {
+        let original = shipped();
+        let work = tempfile::tempdir().unwrap();
+        let prepared = prepare(&original, &options(0, 5_000), work.path())
+            .await
+            .unwrap();
+        assert_eq!(prepared.indicators, 5_000);
+        let run = for_run(&prepared, work.path(), "run").unwrap();
+        let intel = crate::intel::for_content(&run).await.unwrap();
+        assert_eq!(intel.current().len(), 5_000);
+        // A second run starts from the same indicators, not from the first run's database.
+        let again = for_run(&prepared, work.path(), "again").unwrap();
+        assert_ne!(run.config.state.path, again.config.state.path);
+        let intel = crate::intel::for_content(&again).await.unwrap();
+        assert_eq!(intel.current().len(), 5_000);
+    }
+}
