@@ -159,8 +159,14 @@ async fn import_indicators(path: &Path, count: usize) -> Result<usize, String> {
         .map_err(|e| e.to_string())?;
     let store = crate::intel::IntelStore::new(&state);
     let now = crate::event::now_ms();
+    let mut indicators = super::generate::indicator_mix(count);
+    // In primary-key order (SQLite compares text bytewise, as `str` does): the table is stored
+    // in that order, so each insert lands beside the last instead of on a random page.
+    indicators.sort_unstable_by(|a, b| {
+        (a.kind.as_str(), &a.value, &a.source).cmp(&(b.kind.as_str(), &b.value, &b.source))
+    });
     store
-        .upsert(&super::generate::indicator_mix(count), now)
+        .upsert(&indicators, now)
         .await
         .map_err(|e| e.to_string())?;
     let stats = store.stats(now).await.map_err(|e| e.to_string())?;
