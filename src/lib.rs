@@ -32,7 +32,7 @@
 //! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors),
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
 //! running engine and its endpoints), [`server`] (the composition root that builds a running
-//! engine from content, for `palisade run` and the bench), [`bench`] (`palisade bench`), [`outbound`] (the one bounded HTTP client feeds and webhooks
+//! engine from content, for `palisade run` and the bench), [`mod@bench`] (`palisade bench`), [`outbound`] (the one bounded HTTP client feeds and webhooks
 //! call out with) and [`cli`] (the `palisade` command).
 
 pub mod actions;

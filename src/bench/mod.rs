@@ -12,7 +12,7 @@
 //! 3. Latency from publish to detection recorded and to action dispatched ([`probe`]), at full
 //!    load and at half of the measured palisade throughput.
 //!
-//! `palisade bench intel` measures threat intelligence at scale ([`intel`]).
+//! `palisade bench intel` measures threat intelligence at scale ([`mod@intel`]).
 
 pub mod generate;
 pub mod intel;
