@@ -31,7 +31,8 @@
 //! playbooks loaded and validated together), [`diagnostics`] (every problem with its
 //! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors),
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
-//! running engine and its endpoints), [`outbound`] (the one bounded HTTP client feeds and webhooks
+//! running engine and its endpoints), [`server`] (the composition root that builds a running
+//! engine from content, for `palisade run` and the bench), [`mod@bench`] (`palisade bench`), [`outbound`] (the one bounded HTTP client feeds and webhooks
 //! call out with) and [`cli`] (the `palisade` command).
 //!
 //! At the bottom, for every module: [`shutdown`] (the signal every task watches), [`duration`]
@@ -62,6 +63,7 @@ pub mod pipeline;
 pub mod playbooks;
 pub mod rules;
 pub mod schema;
+pub mod server;
 pub mod shutdown;
 pub mod sigma;
 pub mod sinks;

@@ -7,6 +7,17 @@ use std::time::{Duration, Instant};
 
 use crate::bench::{BenchOptions, pipeline};
 
+/// `palisade bench pipeline`'s flags.
+pub struct PipelineArgs {
+    pub events: usize,
+    pub malicious_every: usize,
+    pub redis_url: Option<String>,
+    pub rules: usize,
+    pub indicators: usize,
+    pub repeat: usize,
+    pub json: bool,
+}
+
 use super::{CannotRun, Status, load_runnable_content};
 
 /// A redis-server the bench starts for itself and stops when done.
@@ -54,41 +65,54 @@ impl Drop for LocalRedis {
     }
 }
 
-pub fn run(
-    dir: &Path,
-    events: usize,
-    malicious_every: usize,
-    redis_url: Option<String>,
-) -> Result<Status, CannotRun> {
+pub fn run(dir: &Path, args: PipelineArgs) -> Result<Status, CannotRun> {
     let content = load_runnable_content(dir, None)?;
-    let local = match redis_url {
+    let local = match args.redis_url {
         Some(_) => None,
         None => Some(LocalRedis::start()?),
     };
-    let url =
-        redis_url.unwrap_or_else(|| local.as_ref().map(|l| l.url.clone()).unwrap_or_default());
-    let state_dir = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&state_dir)?;
-    println!(
-        "palisade pipeline bench: {events} events, 1 in {malicious_every} malicious, {} rule(s), {} Sigma rule(s), {} correlation(s), {} playbook(s), Redis at {url}",
-        content.rules.len(),
-        content.sigma.rules.len(),
-        content.sigma.correlations.len(),
-        content.playbooks.len()
-    );
+    let url = args
+        .redis_url
+        .unwrap_or_else(|| local.as_ref().map(|l| l.url.clone()).unwrap_or_default());
+    let work = std::env::temp_dir().join(format!("palisade-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    if !args.json {
+        println!(
+            "palisade pipeline bench: {} events, 1 in {} malicious, {} rule(s), {} Sigma rule(s), {} correlation(s), {} playbook(s) in the content, {} generated rule(s), {} generated indicator(s), {} round(s), Redis at {url}",
+            args.events,
+            args.malicious_every,
+            content.rules.len(),
+            content.sigma.rules.len(),
+            content.sigma.correlations.len(),
+            content.playbooks.len(),
+            args.rules,
+            args.indicators,
+            args.repeat
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let options = BenchOptions {
-        events,
-        malicious_every,
+        events: args.events,
+        malicious_every: args.malicious_every,
         redis_url: url,
+        rules: args.rules,
+        indicators: args.indicators,
+        repeat: args.repeat,
     };
-    let report = runtime.block_on(pipeline(&options, content, &state_dir));
-    let _ = std::fs::remove_dir_all(&state_dir);
+    let report = runtime.block_on(pipeline(&options, content, &work));
+    let _ = std::fs::remove_dir_all(&work);
     let report = report.map_err(CannotRun)?;
-    println!("{report}");
+    if args.json {
+        let mut document = serde_json::to_value(&report)?;
+        document["medians"] = serde_json::to_value(report.medians())?;
+        document["ratio"] = serde_json::json!(report.ratio());
+        println!("{document}");
+    } else {
+        println!("{report}");
+    }
     Ok(Status::Ok)
 }
 

@@ -431,7 +431,7 @@ pub enum BenchCommand {
     /// dispatched, at full and half load.
     #[command(
         after_help = "Without --redis it starts its own redis-server on a free loopback port.\n\n\
-Example:\n  cargo run --release -- bench pipeline --events 200000"
+Example:\n  cargo run --release -- bench pipeline --rules 100 --indicators 1000000 --repeat 3"
     )]
     Pipeline {
         /// Events per run.
@@ -446,6 +446,19 @@ Example:\n  cargo run --release -- bench pipeline --events 200000"
         /// The content directory whose rules and playbooks run.
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
+        /// Generated rules (Rhai and Sigma, shaped like real content) added to the content
+        /// directory's own, in a scratch copy.
+        #[arg(long, default_value_t = 0)]
+        rules: usize,
+        /// Generated indicators of every kind loaded into intel.
+        #[arg(long, default_value_t = 0)]
+        indicators: usize,
+        /// Rounds (ceiling and runs); each is reported, and the medians.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        repeat: u16,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Threat intelligence at scale: import time, load time, resident memory and lookups/s
     /// for a generated mix of indicators.
@@ -576,8 +589,23 @@ pub fn main() -> ExitCode {
                     malicious_every,
                     redis,
                     dir,
+                    rules,
+                    indicators,
+                    repeat,
+                    json,
                 },
-        } => bench::run(&dir, events, malicious_every, redis),
+        } => bench::run(
+            &dir,
+            bench::PipelineArgs {
+                events,
+                malicious_every,
+                redis_url: redis,
+                rules,
+                indicators,
+                repeat: usize::from(repeat),
+                json,
+            },
+        ),
         Command::Bench {
             which: BenchCommand::Intel { indicators },
         } => bench::intel(indicators),

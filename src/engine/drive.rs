@@ -515,7 +515,7 @@ pub async fn drive_channel(
     let outbox = Outbox::start(outputs, &tokio::runtime::Handle::current());
     let alerts = outbox.is_some();
     let origin = format!("channel {}", source.channel());
-    let origin: &dyn std::fmt::Display = &origin;
+    let origin: &(dyn std::fmt::Display + Sync) = &origin;
     while let Some(messages) = source.next_batch(shutdown).await {
         engine.apply_reload();
         let read_at = std::time::Instant::now();

@@ -1,0 +1,642 @@
+//! The composition root: from loaded content and its config, everything a running engine is
+//! made of (state, policy, plugins and executor, background tasks, intel and its pulls, model
+//! and learner, tracker, reload, metrics and HTTP) and the driver for its source.
+//!
+//! `palisade run` is argument handling around [`run`]; `palisade bench pipeline` builds its
+//! engine with [`Server::build`] too, so what it measures is what runs.
+
+mod http;
+mod periodic;
+mod stages;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::actions::Executor;
+use crate::audit::AuditLog;
+use crate::bus::{Health, Link};
+use crate::config::SourceConfig;
+use crate::content::Content;
+use crate::engine::drive::{
+    CommitProbe, DriveError, NoProbe, Outputs, drive_channel, drive_jsonl, drive_stream,
+};
+use crate::engine::{Counters, Engine};
+use crate::intel::IntelHandle;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::sinks::AlertFormat;
+use crate::sinks::{AlertPublisher, DeadLetter};
+use crate::sources::Intake;
+use crate::sources::jsonl::JsonlReader;
+use crate::sources::redis_stream::StreamSource;
+use crate::state::{StateError, StateStore, spawn_writer};
+
+use periodic::{Periodic, stop_before_the_store_closes};
+
+/// Why the engine could not start or did not finish cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    #[error("cannot open the dead-letter file `{path}`: {source}")]
+    DeadLetter {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read `{path}`: {source}")]
+    Events {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the {what} failed: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
+    /// A component refused its part of the config (policy, plugins, Redis address, rules).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What the caller decides rather than the config.
+pub struct Options {
+    /// Read this source instead of the configured one (`palisade run --events FILE`).
+    pub source: Option<SourceConfig>,
+    /// How alerts are shown on standard output.
+    pub format: AlertFormat,
+    /// Use these deciding stages as they are instead of building them from the content and
+    /// restoring them from the state database (the bench's rules-only run).
+    pub stages: Option<crate::pipeline::Stages>,
+}
+
+impl Options {
+    pub fn new(format: AlertFormat) -> Options {
+        Options {
+            source: None,
+            format,
+            stages: None,
+        }
+    }
+}
+
+/// What a finished engine did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub counters: Counters,
+    pub state_batches: u64,
+}
+
+/// Builds the engine for `content` and runs it on its source until the source ends or
+/// `shutdown` fires.
+pub async fn run(
+    content: Arc<Content>,
+    options: Options,
+    shutdown: Shutdown,
+) -> Result<Summary, ServerError> {
+    let server = Server::build(content, options, shutdown).await?;
+    server.serve(NoProbe).await.map(|(summary, _)| summary)
+}
+
+/// An engine with everything around it started, ready to read its source.
+pub struct Server {
+    content: Arc<Content>,
+    source: SourceConfig,
+    shutdown: Shutdown,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    audit: Arc<AuditLog>,
+    /// Kept to flush held-back notifications at the end.
+    executor: Arc<Executor>,
+    periodic: Vec<Periodic>,
+    /// Away on the reading thread while JSON lines are read.
+    engine: Option<Engine>,
+    outputs: Outputs,
+    writer: JoinHandle<Result<u64, StateError>>,
+    writer_stop: Arc<Notify>,
+}
+
+impl Server {
+    /// Opens state, builds the executor and the stages, loads intel, and starts the background
+    /// tasks, the HTTP endpoints and the reloader; nothing is read from the source yet.
+    pub async fn build(
+        content: Arc<Content>,
+        options: Options,
+        shutdown: Shutdown,
+    ) -> Result<Server, ServerError> {
+        let config = &content.config;
+        // `--events` overrides the configured source.
+        let source = options.source.unwrap_or_else(|| config.source.clone());
+        let health = Arc::new(Health::default());
+        let state_path = content.resolve(&config.state.path);
+        let store = StateStore::open(&state_path).await?;
+        let actor = actor_name(&source);
+        let mut periodic = Vec::new();
+        let audit = open_audit(&content, &store).await?;
+        let executor = build_executor(
+            &content,
+            &source,
+            &store,
+            audit.clone(),
+            actor.clone(),
+            &shutdown,
+            &mut periodic,
+        )
+        .await?;
+        // Before the writer takes the store: the tracker is restored over the same connections.
+        let stages = match options.stages {
+            Some(stages) => stages,
+            None => stages::restore(&content, store.pool(), &source).await?,
+        };
+        let writer_stop = Arc::new(Notify::new());
+        let (state, writer) = spawn_writer(store, writer_stop.clone());
+        let dead_letter_path = content.resolve(&config.dead_letter.path);
+        let dead_letter =
+            DeadLetter::open(&dead_letter_path).map_err(|source| ServerError::DeadLetter {
+                path: dead_letter_path,
+                source,
+            })?;
+        let publishes = publishes_alerts(&content, &source);
+        let alerts = if publishes {
+            let link = Link::new(&config.redis.url, "alerts", health.clone())
+                .map_err(ServerError::Setup)?;
+            Some(AlertPublisher::new(link, &config.alerts))
+        } else {
+            None
+        };
+        let intel = start_intel(&content, &state_path, &shutdown).await?;
+        let metrics = Arc::new(Metrics::default());
+        metrics.set_source(source_kind(&source));
+        metrics.set_manual_mode(executor.is_manual());
+        start_learning(&stages, &state_path, &audit, &metrics, &shutdown).await?;
+        if config.http.enabled {
+            http::serve(&config.http, &metrics, &health, &shutdown).await;
+        }
+        let reloads = start_reload(
+            &content, &intel, &stages, &audit, actor, &metrics, &shutdown,
+        );
+        let mut engine = Engine::new(
+            content.clone(),
+            intel,
+            Intake::new(Some(dead_letter)).with_time_policy(config.events.time_policy()),
+            options.format,
+            publishes,
+            stages,
+        )
+        .map_err(ServerError::Setup)?
+        .with_metrics(metrics.clone());
+        if let Some(reloads) = reloads {
+            engine = engine.with_reloads(reloads);
+        }
+        tracing::info!(
+            rules = content.rules.len(),
+            playbooks = content.playbooks.len(),
+            dry_run = config.actions.dry_run,
+            state = %state_path.display(),
+            alerts = publishes,
+            "palisade is running"
+        );
+        // Where every driver's committed batches go.
+        let outputs = Outputs {
+            format: engine.format(),
+            state,
+            alerts,
+            executor: Some(executor.clone()),
+            metrics: Some(metrics.clone()),
+        };
+        Ok(Server {
+            content,
+            source,
+            shutdown,
+            health,
+            metrics,
+            audit,
+            executor,
+            periodic,
+            engine: Some(engine),
+            outputs,
+            writer,
+            writer_stop,
+        })
+    }
+
+    /// Reads the source until it ends or the shutdown fires, then stops everything in order:
+    /// the background tasks, the tracker's last counts, the state writer, the audit anchor.
+    /// `probe` sees each committed batch of a stream source (the bench's latency figures).
+    pub async fn serve<P: CommitProbe + Send + 'static>(
+        mut self,
+        probe: P,
+    ) -> Result<(Summary, P), ServerError> {
+        self.metrics.set_ready(true);
+        let config = &self.content.config;
+        let source = self.source.clone();
+        let driven = match source {
+            SourceConfig::Jsonl { path } => {
+                let path = if path == Path::new("-") {
+                    path
+                } else {
+                    self.content.resolve(&path)
+                };
+                match self.read_jsonl(path).await? {
+                    Some(result) => result.map(|()| probe),
+                    // Stopped while the reader may be blocked on a terminal.
+                    None => return self.stop_while_reading().await.map(|s| (s, probe)),
+                }
+            }
+            SourceConfig::RedisStream(stream) => {
+                let link = Link::new(&config.redis.url, "source", self.health.clone())
+                    .map_err(ServerError::Setup)?;
+                let source = StreamSource::new(link, stream);
+                tracing::info!(
+                    stream = source.stream(),
+                    consumer = source.consumer(),
+                    "reading the stream"
+                );
+                let outputs = self.take_outputs();
+                match self.engine.as_mut() {
+                    Some(engine) => {
+                        drive_stream(engine, source, outputs, &self.shutdown, probe).await
+                    }
+                    None => return Err(no_engine()),
+                }
+            }
+            SourceConfig::RedisChannel(channel) => {
+                let link = Link::new(&config.redis.url, "source", self.health.clone())
+                    .map_err(ServerError::Setup)?;
+                let mut source = crate::sources::redis_channel::ChannelSource::new(link, channel);
+                tracing::info!(channel = source.channel(), "reading the channel");
+                // Owned here, so its writer handle is gone when the channel ends (the writer
+                // finishes once every handle is).
+                let mut outputs = self.take_outputs();
+                let Some(engine) = self.engine.as_mut() else {
+                    return Err(no_engine());
+                };
+                let result = drive_channel(engine, &mut source, &mut outputs, &self.shutdown).await;
+                drop(outputs);
+                result.map(|()| probe)
+            }
+        };
+        let summary = self.stop().await?;
+        Ok((summary, driven?))
+    }
+
+    /// The outputs for a driver that takes them by value; what is left holds a state writer
+    /// handle only until [`Server::stop`] drops it.
+    fn take_outputs(&mut self) -> Outputs {
+        Outputs {
+            format: self.outputs.format,
+            state: self.outputs.state.clone(),
+            alerts: self.outputs.alerts.take(),
+            executor: self.outputs.executor.take(),
+            metrics: self.outputs.metrics.take(),
+        }
+    }
+
+    /// Reads JSON lines on a blocking thread. `None` when the shutdown came first.
+    async fn read_jsonl(
+        &mut self,
+        path: PathBuf,
+    ) -> Result<Option<Result<(), DriveError>>, ServerError> {
+        let reader = JsonlReader::open(&path).map_err(|source| ServerError::Events {
+            path: path.clone(),
+            source,
+        })?;
+        let origin = path.display().to_string();
+        tracing::info!(source = %origin, "reading JSON lines");
+        let reader_shutdown = self.shutdown.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let mut outputs = self.take_outputs();
+        // The engine goes to the reading thread and comes back with its result.
+        let Some(mut engine) = self.engine.take() else {
+            return Err(no_engine());
+        };
+        let reading = tokio::task::spawn_blocking(move || {
+            let result = drive_jsonl(
+                &mut engine,
+                reader,
+                &origin,
+                &mut outputs,
+                &reader_shutdown,
+                &runtime,
+            );
+            (engine, result)
+        });
+        tokio::select! {
+            finished = reading => {
+                let (engine, result) = finished.map_err(|source| ServerError::Task { what: "reading thread", source })?;
+                self.engine = Some(engine);
+                Ok(Some(result))
+            }
+            () = self.shutdown.wait() => Ok(None),
+        }
+    }
+
+    /// The shutdown came while the reader may be blocked on a terminal; what it handled is
+    /// already queued.
+    async fn stop_while_reading(self) -> Result<Summary, ServerError> {
+        stop_before_the_store_closes(self.periodic, &self.executor).await;
+        self.writer_stop.notify_one();
+        drop(self.outputs);
+        let batches = self.writer.await.map_err(|source| ServerError::Task {
+            what: "state writer",
+            source,
+        })??;
+        self.audit.flush().await;
+        tracing::info!(state_batches = batches, "stopped");
+        Ok(Summary {
+            counters: Counters::default(),
+            state_batches: batches,
+        })
+    }
+
+    /// Stops everything in order once the driver is done.
+    async fn stop(self) -> Result<Summary, ServerError> {
+        let Server {
+            metrics,
+            periodic,
+            executor,
+            engine,
+            outputs,
+            writer,
+            audit,
+            health,
+            ..
+        } = self;
+        metrics.set_ready(false);
+        stop_before_the_store_closes(periodic, &executor).await;
+        // The tracker's last counts (written once a second while running).
+        let mut engine = engine.ok_or_else(no_engine)?;
+        let rest = engine.finish();
+        if !rest.is_empty()
+            && let Err(err) = outputs.state.write(rest).await
+        {
+            tracing::error!("cannot store the behaviour tracker's last counts: {err}");
+        }
+        drop(outputs);
+        let batches = writer.await.map_err(|source| ServerError::Task {
+            what: "state writer",
+            source,
+        })??;
+        // The anchor names the last row appended before the process ends.
+        audit.flush().await;
+        let counters = engine.counters();
+        tracing::info!(
+            events = counters.events,
+            rejected = counters.rejected,
+            detections = counters.detections,
+            actions = counters.actions,
+            rule_failures = counters.rule_failures,
+            state_batches = batches,
+            redis_failures = health.redis_failures(),
+            "stopped"
+        );
+        Ok(Summary {
+            counters,
+            state_batches: batches,
+        })
+    }
+}
+
+/// The engine is away only while the reading thread holds it, and comes back with it.
+fn no_engine() -> ServerError {
+    ServerError::Setup("the engine was lost with its reading thread".into())
+}
+
+/// Who the audit trail names for the engine's decisions: the stream consumer's name.
+fn actor_name(source: &SourceConfig) -> String {
+    let consumer = match source {
+        SourceConfig::RedisStream(stream) => stream.consumer.clone(),
+        _ => None,
+    };
+    format!(
+        "engine:{}",
+        consumer.unwrap_or_else(crate::sources::redis_stream::default_consumer_name)
+    )
+}
+
+fn source_kind(source: &SourceConfig) -> &'static str {
+    match source {
+        SourceConfig::Jsonl { .. } => "jsonl",
+        SourceConfig::RedisStream(_) => "redis_stream",
+        SourceConfig::RedisChannel(_) => "redis_channel",
+    }
+}
+
+/// Alerts go to Redis when configured so, by default when the events come from Redis.
+fn publishes_alerts(content: &Content, source: &SourceConfig) -> bool {
+    content.config.alerts.enabled.unwrap_or(source.is_redis())
+}
+
+async fn open_audit(content: &Content, store: &StateStore) -> Result<Arc<AuditLog>, ServerError> {
+    let config = &content.config;
+    let files = crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, |p| {
+        content.resolve(p)
+    });
+    Ok(Arc::new(AuditLog::open(store, &files).await?))
+}
+
+/// Every decision is audited; steps planned to act are executed (dry-run plans none). Starts
+/// the tasks that keep the executor's world in order (firewall expiry, approved steps).
+async fn build_executor(
+    content: &Content,
+    source: &SourceConfig,
+    store: &StateStore,
+    audit: Arc<AuditLog>,
+    actor: String,
+    shutdown: &Shutdown,
+    periodic: &mut Vec<Periodic>,
+) -> Result<Arc<Executor>, ServerError> {
+    let config = &content.config;
+    let policy = config
+        .actions
+        .policy(&config.redis.url)
+        .map_err(ServerError::Setup)?;
+    let registry =
+        crate::actions::plugins::Registry::new(&crate::actions::plugins::PluginSettings {
+            redis_url: config.redis.url.clone(),
+            blocks: Some(store.pool().clone()),
+            firewall: config.actions.firewall,
+            webhook: config
+                .actions
+                .webhook
+                .limits()
+                .map_err(ServerError::Setup)?,
+        })
+        .map_err(ServerError::Setup)?;
+    if !config.actions.dry_run {
+        restore_firewall_blocks(store, config.actions.firewall, &policy).await;
+        periodic.push(expire_firewall_blocks(
+            store,
+            config.actions.firewall,
+            shutdown,
+        ));
+    }
+    let executor = Arc::new(
+        Executor::new(
+            registry,
+            audit,
+            crate::approvals::Approvals::new(store),
+            policy,
+            actor,
+        )
+        .with_manual_mode_channel(
+            publishes_alerts(content, source)
+                .then(|| config.alerts.channel.clone())
+                .flatten(),
+        ),
+    );
+    executor.load_mode().await?;
+    periodic.push(run_approved_steps(&executor, shutdown));
+    Ok(executor)
+}
+
+/// Blocks outlive the process: put back what a reboot or a flushed ruleset removed.
+async fn restore_firewall_blocks(
+    store: &StateStore,
+    firewall: crate::actions::plugins::firewall::Backend,
+    policy: &crate::actions::Policy,
+) {
+    if let Err(err) = crate::actions::plugins::firewall::expire(store.pool(), firewall).await {
+        tracing::error!("cannot expire firewall blocks: {err}");
+    }
+    match crate::actions::plugins::firewall::reassert(store.pool(), firewall, policy).await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "re-asserted firewall blocks"),
+        Err(err) => tracing::error!("cannot re-assert firewall blocks: {err}"),
+    }
+}
+
+/// iptables has no timeouts: blocks whose time is up are removed here.
+fn expire_firewall_blocks(
+    store: &StateStore,
+    firewall: crate::actions::plugins::firewall::Backend,
+    shutdown: &Shutdown,
+) -> Periodic {
+    let pool = store.pool().clone();
+    Periodic::spawn(shutdown, "expiring firewall blocks", move || {
+        let pool = pool.clone();
+        async move {
+            let count = crate::actions::plugins::firewall::expire(&pool, firewall).await?;
+            if count > 0 {
+                tracing::info!(count, "firewall blocks expired");
+            }
+            Ok(())
+        }
+    })
+}
+
+/// People approve queued steps from another process; run what they approved. Notifications
+/// held back by a limit are summarised when their window closes.
+fn run_approved_steps(executor: &Arc<Executor>, shutdown: &Shutdown) -> Periodic {
+    let executor = executor.clone();
+    Periodic::spawn(
+        shutdown,
+        "running approved steps and summarised notifications",
+        move || {
+            let executor = executor.clone();
+            async move {
+                let approved = executor
+                    .run_approved()
+                    .await
+                    .map_err(|err| format!("cannot run approved steps: {err}"));
+                let summaries = executor
+                    .flush_summaries(false)
+                    .await
+                    .map_err(|err| format!("cannot send summarised notifications: {err}"));
+                approved.and(summaries).map(|_| ())
+            }
+        },
+    )
+}
+
+/// The indicators stored in the state database, and the pulls of the configured feeds: each
+/// pull that changes something swaps a rebuilt matcher in, and the next event sees it.
+async fn start_intel(
+    content: &Content,
+    state_path: &Path,
+    shutdown: &Shutdown,
+) -> Result<IntelHandle, ServerError> {
+    let intel = content
+        .intel()
+        .await
+        .map_err(|e| ServerError::Setup(e.to_string()))?;
+    let config = &content.config;
+    if !config.intel.feeds.is_empty() {
+        let feeds_state = StateStore::open(state_path).await?;
+        tokio::spawn(crate::intel::pull_on_schedule(
+            config.intel.clone(),
+            crate::intel::IntelStore::new(&feeds_state),
+            content.warninglists.clone(),
+            intel.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(intel)
+}
+
+/// The learner's checks and retraining, when the anomaly stage learns.
+async fn start_learning(
+    stages: &crate::pipeline::Stages,
+    state_path: &Path,
+    audit: &Arc<AuditLog>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> Result<(), ServerError> {
+    let Some(learner) = &stages.learner else {
+        return Ok(());
+    };
+    metrics.set_learning(&learner.status());
+    // Its own connections: the writer owns the first store, and training reads the sample
+    // while batches are written.
+    let learning_state = StateStore::open(state_path).await?;
+    tokio::spawn(crate::engine::learning::run(
+        learner.clone(),
+        stages.anomaly.clone(),
+        learning_state.pool().clone(),
+        Some(audit.clone()),
+        Some(metrics.clone()),
+        shutdown.clone(),
+        learner.status().model_id,
+    ));
+    Ok(())
+}
+
+/// Watches rules, playbooks, the config and the model file; `None` when it cannot (out of
+/// inotify watches, say): the engine runs on without picking up changes.
+fn start_reload(
+    content: &Arc<Content>,
+    intel: &IntelHandle,
+    stages: &crate::pipeline::Stages,
+    audit: &Arc<AuditLog>,
+    actor: String,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> Option<std::sync::mpsc::Receiver<crate::pipeline::Pipeline>> {
+    let reloads = crate::engine::reload::spawn(
+        crate::engine::reload::ReloadSettings {
+            dir: content.dir.clone(),
+            config_file: content.config_path.clone(),
+            current: content.clone(),
+            intel: intel.clone(),
+            stages: stages.clone(),
+            dry_run: content.config.actions.dry_run,
+            audit: Some(audit.clone()),
+            actor,
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    );
+    match reloads {
+        Ok(reloads) => Some(reloads),
+        Err(err) => {
+            tracing::warn!("{err}; changes to rules and playbooks need a restart");
+            None
+        }
+    }
+}
