@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use std::collections::HashSet;
 
 use super::plugins::{ActionCall, Registry, process_info};
+use super::pool::{self, Dispatched, EffectPool, PooledStep};
 use super::policy::{Target, Verdict, check};
 use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
@@ -78,6 +79,55 @@ pub struct Executor {
     recent: Mutex<HashMap<&'static str, VecDeque<Instant>>>,
     /// Notification limits, per (playbook, step, destination).
     summaries: Mutex<HashMap<(String, String, String), Summary>>,
+    /// The effects pool, once started: steps that call outside systems run there.
+    effects: std::sync::OnceLock<Effects>,
+    /// Pool jobs not yet over, per detection (event id, rule).
+    settling: Mutex<HashMap<(String, String), usize>>,
+    settled_hook: Option<SettledHook>,
+}
+
+/// Called with (event id, rule) once every pooled step of a detection has its outcome recorded.
+pub type SettledHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// The effects pool and where its outcomes are recorded.
+struct Effects {
+    pool: EffectPool,
+    state: crate::state::StateStore,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// Gives a `dispatched` action row its outcome. The oldest matching row still `dispatched` is
+/// the one: a redelivered event may have recorded the same step twice, and each outcome settles
+/// one of them.
+async fn settle_row(
+    state: &crate::state::StateStore,
+    record: &ActionRecord,
+) -> Result<(), StateError> {
+    crate::state::transient::retry(
+        "recording a pooled step's outcome",
+        StateError::is_transient,
+        || async {
+            sqlx::query(
+                "UPDATE actions SET status = ?, reason = ? WHERE id = (
+                     SELECT id FROM actions
+                     WHERE event_id = ? AND rule = ? AND playbook = ? AND step = ? AND action = ?
+                       AND status = 'dispatched'
+                     ORDER BY id LIMIT 1)",
+            )
+            .bind(record.status.as_str())
+            .bind(record.reason.as_deref())
+            .bind(&record.event_id)
+            .bind(&*record.rule)
+            .bind(&*record.playbook)
+            .bind(&record.step)
+            .bind(record.action)
+            .execute(state.pool())
+            .await
+            .map(|_| ())
+            .map_err(StateError::from)
+        },
+    )
+    .await
 }
 
 /// One notification step's window: how many messages went out, and the ones held back since the
@@ -148,6 +198,9 @@ impl Executor {
             cooldowns: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             summaries: Mutex::new(HashMap::new()),
+            effects: std::sync::OnceLock::new(),
+            settling: Mutex::new(HashMap::new()),
+            settled_hook: None,
         }
     }
 
@@ -178,14 +231,20 @@ impl Executor {
     /// high-risk steps and, in manual mode, every step are queued for approval; a failing step's
     /// `on_failure` stops or degrades the rest of its playbook; repeated failures switch the
     /// engine to manual mode. `degrade` carries planning's requests for manual mode.
+    ///
+    /// With the effects pool started, a planned step that calls an outside system (and every
+    /// later planned step of the same playbook for the same detection) is recorded as
+    /// `dispatched` and handed to the pool instead of awaited. The returned [`Dispatched`] is
+    /// held until the batch is stored: the pool records no outcome before the row exists.
     pub async fn run(
         &self,
         actions: &mut [ActionRecord],
         detections: &[DetectionRow],
         degrade: &[String],
-    ) -> Result<(), StateError> {
+    ) -> Result<Dispatched, StateError> {
+        let mut dispatched = Dispatched::default();
         if actions.is_empty() && degrade.is_empty() {
-            return Ok(());
+            return Ok(dispatched);
         }
         let mut manual = self.manual.load(std::sync::atomic::Ordering::Relaxed);
         for reason in degrade {
@@ -196,6 +255,8 @@ impl Executor {
         }
         let mut halted: HashSet<(String, String)> = HashSet::new();
         let mut decisions = Vec::new();
+        // Per detection and playbook, the steps handed to the pool, in order.
+        let mut jobs: Vec<((String, String), Vec<PooledStep>)> = Vec::new();
         for action in actions.iter_mut() {
             let detection = detections.iter().find(|d| {
                 d.detection.event_id == action.event_id && d.detection.rule == action.rule
@@ -237,18 +298,36 @@ impl Executor {
                 _ => None,
             };
             if let Some(waits_because) = waits_because {
-                let expiry =
-                    i64::try_from(self.policy.approval_expiry.as_millis()).unwrap_or(i64::MAX);
-                let id = self
-                    .approvals
-                    .queue(action, event_time_ms, &waits_because, expiry)
+                self.queue_for_approval(action, event_time_ms, &waits_because)
                     .await?;
-                action.status = ActionStatus::Queued;
-                action.reason = Some(format!("{waits_because}: approval {id}"));
+            }
+            if action.status == ActionStatus::Planned && self.effects.get().is_some() {
+                let job = jobs.iter_mut().find(|(k, _)| *k == key);
+                let behind = job.as_ref().and_then(|(_, steps)| steps.first());
+                if behind.is_some() || pool::is_pooled(action.action) {
+                    action.status = ActionStatus::Dispatched;
+                    action.reason = Some(match behind {
+                        Some(first) => format!(
+                            "runs in the effects pool after step `{}` of this playbook",
+                            first.record.step
+                        ),
+                        None => "handed to the effects pool; the outcome is recorded when it arrives"
+                            .to_string(),
+                    });
+                    let step = PooledStep {
+                        record: action.clone(),
+                        event_time_ms,
+                        why: why.clone(),
+                    };
+                    match job {
+                        Some((_, steps)) => steps.push(step),
+                        None => jobs.push((key.clone(), vec![step])),
+                    }
+                }
             }
             if action.status != ActionStatus::Planned {
-                // Decided without acting (dry-run, shadow, queued, refused or skipped): on the
-                // record all the same, in one append for the batch.
+                // Decided without acting (dry-run, shadow, queued, dispatched, refused or
+                // skipped): on the record all the same, in one append for the batch.
                 decisions.push(self.entry(
                     "decision",
                     action,
@@ -261,48 +340,271 @@ impl Executor {
             let (status, reason) = self.act(action, event_time_ms, &why).await?;
             action.status = status;
             action.reason = reason;
-            if status != ActionStatus::Failed {
-                continue;
-            }
-            match action.on_failure {
-                OnFailure::Continue => {}
-                OnFailure::Abort => {
-                    halted.insert(key);
-                }
-                OnFailure::Degrade => {
-                    halted.insert(key);
-                    if !manual {
-                        let reason = format!(
-                            "step `{}` of playbook `{}` failed and its on_failure is degrade",
-                            action.step, action.playbook
-                        );
-                        self.switch_to_manual(&reason).await?;
-                        manual = true;
-                    }
-                }
-            }
-            let family = action_family(action.action);
-            if !manual && self.count_failure(family).await {
-                let reason = format!(
-                    "{} `{family}` actions failed within {:?}",
-                    self.policy.degrade_after_failures, self.policy.degrade_window
-                );
-                if super::is_notification(action.action) {
-                    // A failing chat or mail integration is not failing containment: switching
-                    // would put every block and kill behind a person because of a receiver.
-                    tracing::error!(
-                        "{reason}; notifications contain nothing, so the engine stays in automatic mode (see the steps' outcomes)"
-                    );
-                } else {
-                    self.switch_to_manual(&reason).await?;
-                    manual = true;
-                }
+            if status == ActionStatus::Failed && self.failed(action, &mut manual).await? {
+                halted.insert(key);
             }
         }
         if !decisions.is_empty() {
             self.audit.append(&decisions).await?;
         }
+        if let Some(effects) = self.effects.get() {
+            // After the decisions are on record, so the trail reads decision, intent, outcome.
+            for (_, steps) in jobs {
+                if let Some(first) = steps.first() {
+                    let detection = (first.record.event_id.clone(), first.record.rule.to_string());
+                    *self.settling.lock().await.entry(detection).or_default() += 1;
+                }
+                dispatched.push(effects.pool.submit(steps).await);
+            }
+        }
+        Ok(dispatched)
+    }
+
+    /// Queues `action` for a person's approval, saying why.
+    async fn queue_for_approval(
+        &self,
+        action: &mut ActionRecord,
+        event_time_ms: i64,
+        waits_because: &str,
+    ) -> Result<(), StateError> {
+        let expiry = i64::try_from(self.policy.approval_expiry.as_millis()).unwrap_or(i64::MAX);
+        let id = self
+            .approvals
+            .queue(action, event_time_ms, waits_because, expiry)
+            .await?;
+        action.status = ActionStatus::Queued;
+        action.reason = Some(format!("{waits_because}: approval {id}"));
         Ok(())
+    }
+
+    /// A step failed when executed: applies its `on_failure` (true when the rest of its
+    /// playbook stops) and counts it against its family's breaker, switching to manual mode
+    /// when a containment family reaches it.
+    async fn failed(&self, action: &ActionRecord, manual: &mut bool) -> Result<bool, StateError> {
+        let halt = match action.on_failure {
+            OnFailure::Continue => false,
+            OnFailure::Abort => true,
+            OnFailure::Degrade => {
+                if !*manual {
+                    let reason = format!(
+                        "step `{}` of playbook `{}` failed and its on_failure is degrade",
+                        action.step, action.playbook
+                    );
+                    self.switch_to_manual(&reason).await?;
+                    *manual = true;
+                }
+                true
+            }
+        };
+        let family = action_family(action.action);
+        if !*manual && self.count_failure(family).await {
+            let reason = format!(
+                "{} `{family}` actions failed within {:?}",
+                self.policy.degrade_after_failures, self.policy.degrade_window
+            );
+            if super::is_notification(action.action) {
+                // A failing chat or mail integration is not failing containment: switching
+                // would put every block and kill behind a person because of a receiver.
+                tracing::error!(
+                    "{reason}; notifications contain nothing, so the engine stays in automatic mode (see the steps' outcomes)"
+                );
+            } else {
+                self.switch_to_manual(&reason).await?;
+                *manual = true;
+            }
+        }
+        Ok(halt)
+    }
+
+    /// Starts the effects pool: from now on, steps that call outside systems run there. Their
+    /// outcomes update the action rows in `state`.
+    pub fn start_pool(
+        self: &Arc<Self>,
+        settings: pool::PoolSettings,
+        state: crate::state::StateStore,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+        shutdown: crate::engine::Shutdown,
+    ) {
+        let executor = Arc::downgrade(self);
+        let pool = EffectPool::start(settings, metrics.clone(), shutdown, move |job| {
+            let executor = executor.clone();
+            async move {
+                if let Some(executor) = executor.upgrade() {
+                    executor.work(job).await;
+                }
+            }
+        });
+        let _ = self.effects.set(Effects {
+            pool,
+            state,
+            metrics,
+        });
+    }
+
+    /// Called for each pooled detection once the outcome of its last pooled step is recorded.
+    pub fn with_settled_hook(mut self, hook: SettledHook) -> Executor {
+        self.settled_hook = Some(hook);
+        self
+    }
+
+    /// One pool job: its steps in order, each recorded as it ends. A failure governs the later
+    /// steps as it would inline (`on_failure`); a later step that contains rather than tells
+    /// waits for a person if the engine went to manual mode meanwhile.
+    async fn work(&self, job: pool::Job) {
+        let pool::Job { id, steps, stored } = job;
+        let mut stored = Some(stored);
+        let mut halted = false;
+        for PooledStep {
+            mut record,
+            event_time_ms,
+            why,
+        } in steps
+        {
+            let mut manual = self.is_manual();
+            let decided = if halted {
+                record.status = ActionStatus::Skipped;
+                record.reason = Some("an earlier step of this playbook failed".into());
+                self.audit
+                    .append(&[self.entry(
+                        "decision",
+                        &record,
+                        "skipped",
+                        record.reason.clone(),
+                        &why,
+                    )])
+                    .await
+                    .map(|_| ())
+            } else if manual && !pool::is_pooled(record.action) {
+                self.queue_for_approval(&mut record, event_time_ms, "the engine is in manual mode")
+                    .await
+            } else {
+                match self.act(&record, event_time_ms, &why).await {
+                    Ok((status, reason)) => {
+                        record.status = status;
+                        record.reason = reason;
+                        if status == ActionStatus::Failed {
+                            match self.failed(&record, &mut manual).await {
+                                Ok(halt) => {
+                                    halted |= halt;
+                                    Ok(())
+                                }
+                                Err(err) => Err(err),
+                            }
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Err(err) => Err(err),
+                }
+            };
+            if let Err(err) = decided {
+                // The audit trail or the approvals table could not be written: nothing more of
+                // this playbook acts, and the row says why.
+                tracing::error!(
+                    "step `{}` of playbook `{}` in the effects pool: {err}",
+                    record.step,
+                    record.playbook
+                );
+                if record.status == ActionStatus::Dispatched {
+                    record.status = ActionStatus::Failed;
+                    record.reason = Some(format!("cannot be recorded: {err}"));
+                }
+                halted = true;
+            }
+            if let Some(stored) = stored.take() {
+                // Sent or dropped: either way the batch's write is over.
+                let _ = stored.await;
+            }
+            self.complete(id, &record).await;
+        }
+    }
+
+    /// Where a pooled step's outcome lands, the one place to extend (an alert outbox, say):
+    /// the action's row gets its final status and reason, the step is counted, and once the
+    /// detection's last pooled step is in, the settled hook is called.
+    pub async fn complete(&self, job: u64, record: &ActionRecord) {
+        let Some(effects) = self.effects.get() else {
+            return;
+        };
+        if let Err(err) = settle_row(&effects.state, record).await {
+            tracing::error!(
+                "cannot record the outcome of step `{}` of playbook `{}` ({}): {err}",
+                record.step,
+                record.playbook,
+                record.status.as_str()
+            );
+        }
+        if let Some(metrics) = &effects.metrics {
+            metrics.action(record.action, record.status.as_str());
+        }
+        if !effects.pool.settled(job) {
+            // Later steps of the same job are still to come.
+            return;
+        }
+        let detection = (record.event_id.clone(), record.rule.to_string());
+        let last = {
+            let mut settling = self.settling.lock().await;
+            match settling.get_mut(&detection) {
+                Some(pending) if *pending > 1 => {
+                    *pending -= 1;
+                    false
+                }
+                Some(_) => {
+                    settling.remove(&detection);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && let Some(hook) = &self.settled_hook {
+            hook(&record.event_id, &record.rule);
+        }
+    }
+
+    /// Stops the effects pool: waits up to `actions.effects.shutdown_wait` for its jobs, then
+    /// records each step that got no outcome as `abandoned` (row and audit trail). Returns how
+    /// many were abandoned.
+    pub async fn close_pool(&self) -> Result<usize, StateError> {
+        let Some(effects) = self.effects.get() else {
+            return Ok(0);
+        };
+        let wait = effects.pool.settings.shutdown_wait;
+        let abandoned = effects.pool.close().await;
+        let mut entries = Vec::new();
+        for mut record in abandoned.iter().cloned() {
+            record.status = ActionStatus::Abandoned;
+            record.reason = Some(format!(
+                "abandoned at shutdown: no outcome within `actions.effects.shutdown_wait` ({wait:?}); it may or may not have reached its receiver"
+            ));
+            tracing::warn!(
+                "step `{}` of playbook `{}` ({} to `{}`): {}",
+                record.step,
+                record.playbook,
+                record.action,
+                record.target,
+                record.reason.as_deref().unwrap_or_default()
+            );
+            if let Err(err) = settle_row(&effects.state, &record).await {
+                tracing::error!("cannot record an abandoned step: {err}");
+            }
+            if let Some(metrics) = &effects.metrics {
+                metrics.action(record.action, record.status.as_str());
+            }
+            entries.push(self.entry(
+                "abandoned",
+                &record,
+                "abandoned",
+                record.reason.clone(),
+                &json!({"params": record.params}),
+            ));
+        }
+        if let Some(metrics) = &effects.metrics {
+            metrics.effects_abandoned(entries.len() as u64);
+        }
+        if !entries.is_empty() {
+            self.audit.append(&entries).await?;
+        }
+        Ok(entries.len())
     }
 
     /// Whether the engine is in manual mode, as last read or set.
@@ -573,19 +875,27 @@ impl Executor {
             .registry
             .get(action.action)
             .ok_or(StateError::Failed("plugin vanished".into()))?;
-        let result = tokio::time::timeout(self.policy.timeout, plugin.execute(&call)).await;
+        let limit = self.time_limit(action.action);
+        let result = tokio::time::timeout(limit, plugin.execute(&call)).await;
         let (status, reason) = match result {
             Ok(Ok(done)) => (ActionStatus::Executed, Some(done)),
             Ok(Err(err)) => (ActionStatus::Failed, Some(err.message)),
-            Err(_) => (
-                ActionStatus::Failed,
-                Some(format!("timed out after {:?}", self.policy.timeout)),
-            ),
+            Err(_) => (ActionStatus::Failed, Some(format!("timed out after {limit:?}"))),
         };
         self.audit
             .append(&[self.entry("outcome", action, status.as_str(), reason.clone(), why)])
             .await?;
         Ok((status, reason))
+    }
+
+    /// How long one act of `action` may take: its family's pool time limit when it runs in the
+    /// pool, `actions.timeout` otherwise.
+    fn time_limit(&self, action: &str) -> Duration {
+        self.effects
+            .get()
+            .filter(|_| pool::is_pooled(action))
+            .and_then(|effects| effects.pool.time_limit(action))
+            .unwrap_or(self.policy.timeout)
     }
 
     /// The target policy's verdict right before acting, as planning asked it, but with the

@@ -8,9 +8,11 @@
 pub mod executor;
 mod params;
 pub mod plugins;
+pub mod pool;
 pub mod policy;
 
 pub use executor::{Executor, Policy};
+pub use pool::{Dispatched, EffectsConfig};
 pub use params::{ParamType, ParamValue, parse_duration};
 pub use policy::WidestBlock;
 
@@ -239,6 +241,12 @@ pub enum ActionStatus {
     /// A notification over its step's limit: not sent on its own, counted, and reported in the
     /// step's next message ("N more like this in the last ...").
     Summarised,
+    /// Handed to the effects pool (it calls an outside system); the row is updated with the
+    /// outcome when it arrives.
+    Dispatched,
+    /// Handed to the effects pool and given up at shutdown before its outcome arrived: it may
+    /// or may not have reached its receiver.
+    Abandoned,
 }
 
 impl ActionStatus {
@@ -252,6 +260,8 @@ impl ActionStatus {
             ActionStatus::Failed => "failed",
             ActionStatus::Skipped => "skipped",
             ActionStatus::Summarised => "summarised",
+            ActionStatus::Dispatched => "dispatched",
+            ActionStatus::Abandoned => "abandoned",
         }
     }
 }

@@ -201,6 +201,8 @@ async fn engine(
     });
     if let Some(executor) = &executor {
         metrics.set_manual_mode(executor.is_manual());
+        start_effects_pool(executor, &config.actions.effects, &state_path, &metrics, &shutdown)
+            .await?;
     }
     if let Some(learner) = &stages.learner {
         metrics.set_learning(&learner.status());
@@ -409,6 +411,21 @@ impl Periodic {
     }
 }
 
+/// Starts the pool that runs steps calling outside systems, over its own connections to the
+/// state database (it records their outcomes while the writer writes batches).
+async fn start_effects_pool(
+    executor: &Arc<crate::actions::Executor>,
+    config: &crate::actions::EffectsConfig,
+    state_path: &Path,
+    metrics: &Arc<crate::metrics::Metrics>,
+    shutdown: &Shutdown,
+) -> Result<(), CannotRun> {
+    let settings = config.settings().map_err(|(_, message)| CannotRun(message))?;
+    let store = StateStore::open(state_path).await?;
+    executor.start_pool(settings, store, Some(metrics.clone()), shutdown.clone());
+    Ok(())
+}
+
 /// Stops the tasks that use the state database and sends what notification limits still hold
 /// back, while the database is open: at the end of input the store closes next, and a task
 /// still running then would meet a closed pool.
@@ -422,6 +439,10 @@ async fn stop_before_the_store_closes(
         if let Err(err) = task.handle.await {
             tracing::error!("a background task failed: {err}");
         }
+    }
+    // Pooled steps get their bounded wait; what they abandon is recorded while the store is open.
+    if let Err(err) = executor.close_pool().await {
+        tracing::error!("cannot record the effects pool's abandoned steps: {err}");
     }
     if let Err(err) = executor.flush_summaries(true).await {
         tracing::error!("cannot send summarised notifications: {err}");

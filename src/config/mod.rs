@@ -698,6 +698,9 @@ pub struct ActionsConfig {
     /// What `notify.webhook` reads of a receiver's answer, how long it waits, which redirects
     /// it follows.
     pub webhook: WebhookConfig,
+    /// The pool that runs steps calling outside systems (`notify.webhook`, `notify.redis`,
+    /// `notify.syslog`) off the committing task: workers, queue, time limits, shutdown wait.
+    pub effects: crate::actions::EffectsConfig,
 }
 
 impl Default for ActionsConfig {
@@ -728,6 +731,7 @@ impl Default for ActionsConfig {
             approval_expiry: "1h".into(),
             firewall: crate::actions::plugins::firewall::Backend::Auto,
             webhook: WebhookConfig::default(),
+            effects: crate::actions::EffectsConfig::default(),
         }
     }
 }
@@ -1057,6 +1061,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     let at = root.key("actions").key("webhook");
     if let Err(message) = config.actions.webhook.limits() {
         report(at.key("read_timeout"), message);
+    }
+    if let Err((key, message)) = config.actions.effects.settings() {
+        report(root.key("actions").key("effects").key(&key), message);
     }
     if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
         report(

@@ -38,19 +38,28 @@ pub struct Outputs {
 
 /// The first half of committing a batch: the executor decides what became of each step, the
 /// batch is shown, and its state is stored (waiting until it is).
+///
+/// Steps handed to the effects pool are stored as `dispatched`; `_dispatched` is held until the
+/// batch is stored, so their outcomes (recorded by the pool) never overtake the rows.
 async fn record(handled: &mut Handled, outputs: &Outputs) -> Result<(), DriveError> {
-    if let Some(executor) = &outputs.executor {
-        executor
-            .run(
-                &mut handled.state.actions,
-                &handled.state.detections,
-                &handled.degrade,
-            )
-            .await?;
-    }
+    let _dispatched = match &outputs.executor {
+        Some(executor) => Some(
+            executor
+                .run(
+                    &mut handled.state.actions,
+                    &handled.state.detections,
+                    &handled.degrade,
+                )
+                .await?,
+        ),
+        None => None,
+    };
     if let Some(metrics) = &outputs.metrics {
+        // A dispatched step is counted when its outcome arrives.
         for action in &handled.state.actions {
-            metrics.action(action.action, action.status.as_str());
+            if action.status != crate::actions::ActionStatus::Dispatched {
+                metrics.action(action.action, action.status.as_str());
+            }
         }
         if let Some(executor) = &outputs.executor {
             metrics.set_manual_mode(executor.is_manual());
