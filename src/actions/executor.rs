@@ -149,6 +149,14 @@ struct Held {
     event_time_ms: i64,
 }
 
+/// What [`Executor::prepare`] found: decided without acting (and audited), or to act with
+/// these typed parameters and this evidence.
+#[derive(Debug, Clone)]
+pub(crate) enum Prepared {
+    Decided(ActionStatus, Option<String>),
+    Go(BTreeMap<&'static str, ParamValue>, serde_json::Value),
+}
+
 /// What the notification limit decided.
 enum Summarise {
     /// Send it, and say how many were held back since the last message (and over what span).
@@ -302,14 +310,32 @@ impl Executor {
                     .await?;
             }
             if action.status == ActionStatus::Planned && self.effects.get().is_some() {
-                let job = jobs.iter_mut().find(|(k, _)| *k == key);
-                let behind = job.as_ref().and_then(|(_, steps)| steps.first());
+                let behind = jobs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, steps)| steps.first())
+                    .map(|first| first.record.step.clone());
                 if behind.is_some() || pool::is_pooled(action.action) {
+                    // The first pooled step of a playbook is checked here, in order with the
+                    // batch (cooldown and notification limits are decided without waiting on
+                    // anyone); only its call goes to the pool. Later steps are checked in the
+                    // pool, right before they act.
+                    let prepared = match &behind {
+                        Some(_) => None,
+                        None => match self.prepare(action, event_time_ms, &why).await? {
+                            Prepared::Decided(status, reason) => {
+                                // Refused, skipped or summarised: audited, and not a failure.
+                                action.status = status;
+                                action.reason = reason;
+                                continue;
+                            }
+                            Prepared::Go(params, why) => Some((params, why)),
+                        },
+                    };
                     action.status = ActionStatus::Dispatched;
-                    action.reason = Some(match behind {
+                    action.reason = Some(match &behind {
                         Some(first) => format!(
-                            "runs in the effects pool after step `{}` of this playbook",
-                            first.record.step
+                            "runs in the effects pool after step `{first}` of this playbook"
                         ),
                         None => "handed to the effects pool; the outcome is recorded when it arrives"
                             .to_string(),
@@ -318,8 +344,9 @@ impl Executor {
                         record: action.clone(),
                         event_time_ms,
                         why: why.clone(),
+                        prepared,
                     };
-                    match job {
+                    match jobs.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, steps)) => steps.push(step),
                         None => jobs.push((key.clone(), vec![step])),
                     }
@@ -447,17 +474,23 @@ impl Executor {
         self
     }
 
-    /// One pool job: its steps in order, each recorded as it ends. A failure governs the later
-    /// steps as it would inline (`on_failure`); a later step that contains rather than tells
-    /// waits for a person if the engine went to manual mode meanwhile.
-    async fn work(&self, job: pool::Job) {
-        let pool::Job { id, steps, stored } = job;
-        let mut stored = Some(stored);
+    /// One pool job: its steps in order. A failure governs the later steps as it would inline
+    /// (`on_failure`); a later step that contains rather than tells waits for a person if the
+    /// engine went to manual mode meanwhile. The outcomes are recorded once the batch that
+    /// dispatched them is stored: at once when it is, else beside the workers.
+    async fn work(self: Arc<Self>, job: pool::Job) {
+        let pool::Job {
+            id,
+            steps,
+            mut stored,
+        } = job;
         let mut halted = false;
+        let mut done = Vec::with_capacity(steps.len());
         for PooledStep {
             mut record,
             event_time_ms,
             why,
+            prepared,
         } in steps
         {
             let mut manual = self.is_manual();
@@ -478,18 +511,20 @@ impl Executor {
                 self.queue_for_approval(&mut record, event_time_ms, "the engine is in manual mode")
                     .await
             } else {
-                match self.act(&record, event_time_ms, &why).await {
+                let acted = match prepared {
+                    Some((params, why)) => {
+                        self.execute(&record, params, event_time_ms, &why).await
+                    }
+                    None => self.act(&record, event_time_ms, &why).await,
+                };
+                match acted {
                     Ok((status, reason)) => {
                         record.status = status;
                         record.reason = reason;
                         if status == ActionStatus::Failed {
-                            match self.failed(&record, &mut manual).await {
-                                Ok(halt) => {
-                                    halted |= halt;
-                                    Ok(())
-                                }
-                                Err(err) => Err(err),
-                            }
+                            self.failed(&record, &mut manual).await.map(|halt| {
+                                halted |= halt;
+                            })
                         } else {
                             Ok(())
                         }
@@ -511,18 +546,32 @@ impl Executor {
                 }
                 halted = true;
             }
-            if let Some(stored) = stored.take() {
-                // Sent or dropped: either way the batch's write is over.
-                let _ = stored.await;
+            done.push(record);
+        }
+        // Sent or dropped: either way the batch's write is over.
+        let open = !matches!(
+            stored.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        );
+        if open {
+            for (place, record) in done.iter().enumerate() {
+                self.complete(id, place, record).await;
             }
-            self.complete(id, &record).await;
+        } else if let Some(effects) = self.effects.get() {
+            let executor = self.clone();
+            effects.pool.defer(async move {
+                let _ = stored.await;
+                for (place, record) in done.iter().enumerate() {
+                    executor.complete(id, place, record).await;
+                }
+            });
         }
     }
 
     /// Where a pooled step's outcome lands, the one place to extend (an alert outbox, say):
     /// the action's row gets its final status and reason, the step is counted, and once the
     /// detection's last pooled step is in, the settled hook is called.
-    pub async fn complete(&self, job: u64, record: &ActionRecord) {
+    pub async fn complete(&self, job: u64, place: usize, record: &ActionRecord) {
         let Some(effects) = self.effects.get() else {
             return;
         };
@@ -537,7 +586,7 @@ impl Executor {
         if let Some(metrics) = &effects.metrics {
             metrics.action(record.action, record.status.as_str());
         }
-        if !effects.pool.settled(job) {
+        if !effects.pool.settled(job, place) {
             // Later steps of the same job are still to come.
             return;
         }
@@ -757,7 +806,21 @@ impl Executor {
         event_time_ms: i64,
         why: &serde_json::Value,
     ) -> Result<(ActionStatus, Option<String>), StateError> {
-        let refuse = |reason: String| (ActionStatus::Refused, Some(reason));
+        match self.prepare(action, event_time_ms, why).await? {
+            Prepared::Decided(status, reason) => Ok((status, reason)),
+            Prepared::Go(params, why) => self.execute(action, params, event_time_ms, &why).await,
+        }
+    }
+
+    /// Everything before the act, each refusal or hold-back audited: typed parameters, the
+    /// target policy, the plugin, the cooldown, the rate limit and a notification's limit.
+    async fn prepare(
+        &self,
+        action: &ActionRecord,
+        event_time_ms: i64,
+        why: &serde_json::Value,
+    ) -> Result<Prepared, StateError> {
+        let refuse = |reason: String| Prepared::Decided(ActionStatus::Refused, Some(reason));
         let Some(spec) = lookup(action.action) else {
             return Ok(refuse(format!("unknown action `{}`", action.action)));
         };
@@ -772,18 +835,19 @@ impl Executor {
                     params.insert(param.name, value);
                 }
                 Err(message) => {
-                    let decided = refuse(format!("parameter `{name}`: {message}"));
+                    let reason = Some(format!("parameter `{name}`: {message}"));
                     self.audit
-                        .append(&[self.entry("refused", action, "refused", decided.1.clone(), why)])
+                        .append(&[self.entry("refused", action, "refused", reason.clone(), why)])
                         .await?;
-                    return Ok(decided);
+                    return Ok(Prepared::Decided(ActionStatus::Refused, reason));
                 }
             }
         }
+        let refused = |reason: String| (ActionStatus::Refused, Some(reason));
         let decided = if let Some(reason) = self.refusal(action, &params, why) {
-            Some(refuse(reason))
+            Some(refused(reason))
         } else if self.registry.get(action.action).is_none() {
-            Some(refuse(format!(
+            Some(refused(format!(
                 "no plugin for `{}` in this build",
                 action.action
             )))
@@ -810,7 +874,7 @@ impl Executor {
                     why,
                 )])
                 .await?;
-            return Ok((status, reason));
+            return Ok(Prepared::Decided(status, reason));
         }
         let mut why = why.clone();
         if is_notification(action.action) {
@@ -830,7 +894,7 @@ impl Executor {
                             &why,
                         )])
                         .await?;
-                    return Ok((ActionStatus::Summarised, reason));
+                    return Ok(Prepared::Decided(ActionStatus::Summarised, reason));
                 }
                 Summarise::Send(Some((held, span))) => {
                     let note = summary_note(held, span);
@@ -842,7 +906,7 @@ impl Executor {
                 Summarise::Send(None) => {}
             }
         }
-        self.execute(action, params, event_time_ms, &why).await
+        Ok(Prepared::Go(params, why))
     }
 
     /// Audits the intent (durably), calls the plugin under the timeout, audits the outcome.
@@ -1453,5 +1517,292 @@ mod tests {
             actions[0]
         );
         assert!(alive, "the refused kill must not have run");
+    }
+
+    /// A receiver that takes every request and never answers; counts the requests that came.
+    async fn hanging_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let came = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = came.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, came)
+    }
+
+    /// An executor over a real state database in `dir` with its effects pool started, the
+    /// store its rows are in, and the pool's metrics.
+    async fn pooled_in(
+        dir: &std::path::Path,
+        settings: pool::PoolSettings,
+    ) -> (
+        Arc<Executor>,
+        crate::state::StateStore,
+        Arc<crate::metrics::Metrics>,
+        crate::engine::ShutdownTrigger,
+    ) {
+        pooled_with_hook(dir, settings, None).await
+    }
+
+    async fn pooled_with_hook(
+        dir: &std::path::Path,
+        settings: pool::PoolSettings,
+        hook: Option<SettledHook>,
+    ) -> (
+        Arc<Executor>,
+        crate::state::StateStore,
+        Arc<crate::metrics::Metrics>,
+        crate::engine::ShutdownTrigger,
+    ) {
+        let policy = Policy {
+            cooldown: Duration::ZERO,
+            ..policy()
+        };
+        let mut executor =
+            executor_in(dir, super::super::plugins::firewall::Backend::Auto, policy).await;
+        if let Some(hook) = hook {
+            executor = executor.with_settled_hook(hook);
+        }
+        let executor = Arc::new(executor);
+        let store = crate::state::StateStore::open(&dir.join("state.db"))
+            .await
+            .unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (trigger, shutdown) = crate::engine::Shutdown::new();
+        executor.start_pool(settings, store.clone(), Some(metrics.clone()), shutdown);
+        (executor, store, metrics, trigger)
+    }
+
+    fn settings(workers: usize, queue: usize, limit: Duration, wait: Duration) -> pool::PoolSettings {
+        pool::PoolSettings {
+            workers,
+            queue,
+            time_limits: HashMap::from([("notify".to_string(), limit)]),
+            shutdown_wait: wait,
+        }
+    }
+
+    /// The stored rows of event `event`: (step, status, reason).
+    async fn rows(
+        store: &crate::state::StateStore,
+        event: &str,
+    ) -> Vec<(String, String, Option<String>)> {
+        sqlx::query_as("SELECT step, status, reason FROM actions WHERE event_id = ? ORDER BY id")
+            .bind(event)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Waits up to 10 s for event `event`'s rows to have no `dispatched` step left.
+    async fn settled_rows(
+        store: &crate::state::StateStore,
+        event: &str,
+    ) -> Vec<(String, String, Option<String>)> {
+        for _ in 0..200 {
+            let now = rows(store, event).await;
+            if !now.is_empty() && now.iter().all(|(_, status, _)| status != "dispatched") {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        rows(store, event).await
+    }
+
+    /// Defect (issue 15.5): a webhook receiver that hangs held the committing task for every
+    /// attempt. Now the step is recorded as dispatched at once, and its outcome, the pool's
+    /// time limit, reaches the row and the audit trail when it arrives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_webhook_is_dispatched_not_awaited_and_its_timeout_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, came) = hanging_receiver().await;
+        let (executor, store, _, _trigger) = pooled_in(
+            dir.path(),
+            settings(2, 8, Duration::from_millis(800), Duration::from_secs(5)),
+        )
+        .await;
+        let mut batch = vec![notification(&url, "e1", None)];
+        let started = Instant::now();
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert_eq!(batch[0].status, ActionStatus::Dispatched, "{batch:?}");
+        assert_eq!(dispatched.jobs(), 1);
+        store
+            .write(&crate::state::Batch {
+                actions: batch,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        drop(dispatched);
+        let settled = settled_rows(&store, "e1").await;
+        assert_eq!(came.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].1, "failed", "{settled:?}");
+        assert_eq!(settled[0].2.as_deref(), Some("timed out after 800ms"));
+        let trail: Vec<(String, String)> = sqlx::query_as(
+            "SELECT kind, status FROM audit WHERE event_id = 'e1' ORDER BY seq",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let trail: Vec<(&str, &str)> = trail.iter().map(|(k, s)| (k.as_str(), s.as_str())).collect();
+        assert_eq!(
+            trail,
+            [("decision", "dispatched"), ("intent", "executing"), ("outcome", "failed")]
+        );
+    }
+
+    /// Defect (issue 15.5): nothing bounded or showed what waits on outside systems. A full
+    /// queue makes the committing task wait for room, and the waits are counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_effects_queue_makes_committing_wait_and_the_wait_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _) = hanging_receiver().await;
+        let (executor, _, metrics, _trigger) = pooled_in(
+            dir.path(),
+            settings(1, 1, Duration::from_millis(600), Duration::from_secs(5)),
+        )
+        .await;
+        assert_eq!(metrics.effects_queue_waits().0, 0);
+        // One runs (and hangs), one waits in the queue, the third finds it full.
+        let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3"]
+            .iter()
+            .map(|e| notification(&url, e, None))
+            .collect();
+        let started = Instant::now();
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        let took = started.elapsed();
+        drop(dispatched);
+        assert!(batch.iter().all(|a| a.status == ActionStatus::Dispatched));
+        let (waits, waited) = metrics.effects_queue_waits();
+        assert_eq!(waits, 1, "{}", metrics.render());
+        assert!(waited >= 0.4 && took >= Duration::from_millis(400), "{waited} {took:?}");
+        let text = metrics.render();
+        assert!(text.contains("palisade_effects_queue_full_total 1"), "{text}");
+        assert!(text.contains("palisade_queue_depth{queue=\"effects\"}"), "{text}");
+    }
+
+    /// Defect (issue 15.5): shutdown waited on a hanging receiver without bound. Closing the
+    /// pool waits its shutdown wait, then records the step it gave up on as abandoned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_the_pool_is_bounded_and_records_the_abandoned_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, came) = hanging_receiver().await;
+        let (executor, store, metrics, _trigger) = pooled_in(
+            dir.path(),
+            settings(1, 4, Duration::from_secs(60), Duration::from_millis(300)),
+        )
+        .await;
+        let mut batch = vec![notification(&url, "e1", None)];
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        store
+            .write(&crate::state::Batch {
+                actions: batch,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        drop(dispatched);
+        for _ in 0..100 {
+            if came.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = Instant::now();
+        assert_eq!(executor.close_pool().await.unwrap(), 1);
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        let stored = rows(&store, "e1").await;
+        assert_eq!(stored[0].1, "abandoned", "{stored:?}");
+        assert!(
+            stored[0].2.as_deref().unwrap_or_default().starts_with("abandoned at shutdown"),
+            "{stored:?}"
+        );
+        let abandoned: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE kind = 'abandoned' AND event_id = 'e1'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(abandoned, 1);
+        assert!(metrics.render().contains("palisade_effects_abandoned_total 1"));
+    }
+
+    /// A later step of a playbook whose earlier step went to the pool runs after it, in the
+    /// same job: the earlier step's `on_failure: abort` still stops it, and the detection is
+    /// settled once, when its last step is recorded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_later_step_waits_for_the_pooled_step_before_it_and_obeys_its_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let settled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = settled.clone();
+        let hook: SettledHook = Arc::new(move |event: &str, rule: &str| {
+            seen.lock().unwrap().push(format!("{event}/{rule}"));
+        });
+        let (executor, store, _, _trigger) = pooled_with_hook(
+            dir.path(),
+            settings(2, 8, Duration::from_secs(5), Duration::from_secs(5)),
+            Some(hook),
+        )
+        .await;
+        // Nothing listens on port 1: the webhook fails at once.
+        let mut tell = notification("http://127.0.0.1:1/hook", "e1", None);
+        tell.on_failure = OnFailure::Abort;
+        let log = ActionRecord {
+            step: "log".into(),
+            action: "notify.log",
+            target: "warn".into(),
+            params: BTreeMap::from([("message", "after".to_string()), ("level", "warn".to_string())]),
+            ..notification("unused", "e1", None)
+        };
+        let mut batch = vec![tell, log];
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert_eq!(dispatched.jobs(), 1);
+        assert_eq!(batch[1].status, ActionStatus::Dispatched, "{batch:?}");
+        assert!(
+            batch[1].reason.as_deref().unwrap_or_default().contains("after step `tell`"),
+            "{batch:?}"
+        );
+        store
+            .write(&crate::state::Batch {
+                actions: batch,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        drop(dispatched);
+        let stored = settled_rows(&store, "e1").await;
+        let statuses: Vec<&str> = stored.iter().map(|(_, s, _)| s.as_str()).collect();
+        assert_eq!(statuses, ["failed", "skipped"], "{stored:?}");
+        assert_eq!(settled.lock().unwrap().clone(), ["e1/r"]);
+    }
+
+    #[test]
+    fn effects_settings_name_the_key_at_fault() {
+        let mut config = pool::EffectsConfig::default();
+        assert!(config.settings().is_ok());
+        config.time_limits.insert("mail".into(), "5s".into());
+        let (key, message) = config.settings().unwrap_err();
+        assert_eq!(key, "time_limits");
+        assert!(message.contains("`mail`, which is no action family"), "{message}");
+        let mut config = pool::EffectsConfig::default();
+        config.time_limits.insert("notify".into(), "0s".into());
+        assert!(config.settings().unwrap_err().1.contains("not a duration above zero"));
+        let config = pool::EffectsConfig {
+            workers: 0,
+            ..pool::EffectsConfig::default()
+        };
+        assert_eq!(config.settings().unwrap_err().0, "workers");
     }
 }

@@ -150,6 +150,13 @@ pub struct PooledStep {
     pub record: ActionRecord,
     pub event_time_ms: i64,
     pub why: serde_json::Value,
+    /// For the step that went to the pool first: already checked (policy, cooldown, limits),
+    /// with its typed parameters and evidence; only the call is left. Later steps are checked
+    /// in the pool, right before they act.
+    pub prepared: Option<(
+        BTreeMap<&'static str, super::ParamValue>,
+        serde_json::Value,
+    )>,
 }
 
 /// A pooled step and the later steps of the same playbook for the same detection, run in order
@@ -185,8 +192,11 @@ pub struct EffectPool {
     pub(crate) settings: PoolSettings,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Every step handed over and not yet settled, per job: what shutdown records as abandoned.
-    outstanding: Mutex<BTreeMap<u64, Vec<ActionRecord>>>,
+    /// Every step handed over and not yet settled, by job and place in it: what shutdown
+    /// records as abandoned.
+    outstanding: Mutex<BTreeMap<(u64, usize), ActionRecord>>,
+    /// Outcomes waiting for their batch to be stored (see [`EffectPool::defer`]).
+    completions: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_id: std::sync::atomic::AtomicU64,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     shutdown: Shutdown,
@@ -229,6 +239,7 @@ impl EffectPool {
             sender: Mutex::new(Some(sender)),
             workers: Mutex::new(workers),
             outstanding: Mutex::new(BTreeMap::new()),
+            completions: Mutex::new(Vec::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             metrics,
             shutdown,
@@ -249,7 +260,9 @@ impl EffectPool {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut outstanding) = self.outstanding.lock() {
-            outstanding.insert(id, steps.iter().map(|s| s.record.clone()).collect());
+            for (place, step) in steps.iter().enumerate() {
+                outstanding.insert((id, place), step.record.clone());
+            }
         }
         let (gate, stored) = oneshot::channel();
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
@@ -281,25 +294,30 @@ impl EffectPool {
         }
     }
 
-    /// The first unsettled step of job `id` has its outcome; true when that was its last.
-    pub(crate) fn settled(&self, id: u64) -> bool {
-        let mut over = true;
-        if let Ok(mut outstanding) = self.outstanding.lock()
-            && let Some(steps) = outstanding.get_mut(&id)
-        {
-            if !steps.is_empty() {
-                steps.remove(0);
+    /// Step `place` of job `id` has its outcome recorded; true when it was the job's last.
+    pub(crate) fn settled(&self, id: u64, place: usize) -> bool {
+        let over = match self.outstanding.lock() {
+            Ok(mut outstanding) => {
+                outstanding.remove(&(id, place));
+                outstanding.range((id, 0)..=(id, usize::MAX)).next().is_none()
             }
-            over = steps.is_empty();
-            if over {
-                outstanding.remove(&id);
-            }
-        }
+            Err(_) => true,
+        };
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
         if let Some(sender) = sender {
             self.show_depth(&sender);
         }
         over
+    }
+
+    /// Runs `recording` (a job's outcomes, waiting for their batch to be stored) beside the
+    /// workers: a worker never waits for the committing task, which may itself be waiting for
+    /// room in the queue.
+    pub(crate) fn defer(&self, recording: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(mut completions) = self.completions.lock() {
+            completions.retain(|c| !c.is_finished());
+            completions.push(tokio::spawn(recording));
+        }
     }
 
     /// Takes no more jobs, waits up to the shutdown wait for the workers to finish what is
@@ -313,9 +331,30 @@ impl EffectPool {
             .lock()
             .map(|mut w| std::mem::take(&mut *w))
             .unwrap_or_default();
+        let started = Instant::now();
         let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
-        let all = futures_join(workers);
-        if tokio::time::timeout(self.settings.shutdown_wait, all)
+        if tokio::time::timeout(self.settings.shutdown_wait, futures_join(workers))
+            .await
+            .is_err()
+        {
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+        // Outcomes already known wait only for their batch, stored by now: what is left of the
+        // wait is theirs.
+        let completions: Vec<_> = self
+            .completions
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        let aborts: Vec<_> = completions.iter().map(|c| c.abort_handle()).collect();
+        let left = self
+            .settings
+            .shutdown_wait
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(500));
+        if tokio::time::timeout(left, futures_join(completions))
             .await
             .is_err()
         {
@@ -328,7 +367,7 @@ impl EffectPool {
         }
         self.outstanding
             .lock()
-            .map(|mut o| std::mem::take(&mut *o).into_values().flatten().collect())
+            .map(|mut o| std::mem::take(&mut *o).into_values().collect())
             .unwrap_or_default()
     }
 }

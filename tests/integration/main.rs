@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod correlation;
 mod edges;
+mod effects;
 mod firewall;
 mod intel_poison;
 mod intel_pull;
