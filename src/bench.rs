@@ -26,6 +26,8 @@ use crate::sources::Intake;
 use crate::sources::redis_stream::StreamSource;
 use crate::state::{StateStore, spawn_writer};
 
+pub mod webhook;
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -33,6 +35,8 @@ pub struct BenchOptions {
     /// One event in this many is malicious (and so produces detections and actions).
     pub malicious_every: usize,
     pub redis_url: String,
+    /// Add a playbook posting each malicious detection to a local receiver that behaves so.
+    pub webhook: Option<webhook::WebhookMode>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -467,6 +471,8 @@ async fn palisade_run(
         stages,
     )?;
     let (trigger, shutdown) = Shutdown::new();
+    let pooled = executor.clone();
+    webhook::start_pool(&executor, content, &database, &shutdown).await?;
     let total = lines.len();
     let started = Instant::now();
     let producer = tokio::spawn(produce(
@@ -505,6 +511,7 @@ async fn palisade_run(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    pooled.close_pool().await.map_err(|e| e.to_string())?;
     writer
         .await
         .map_err(|e| e.to_string())?
@@ -560,6 +567,14 @@ pub async fn pipeline(
     state_dir: &Path,
 ) -> Result<BenchReport, String> {
     let lines = Arc::new(event_mix(options.events, options.malicious_every));
+    let content = match options.webhook {
+        Some(mode) => webhook::content_posting_to(
+            &content,
+            &webhook::receiver(mode).await?,
+            &state_dir.join("webhook-content"),
+        )?,
+        None => content,
+    };
     tracing::info!(events = options.events, "measuring the Redis ceiling");
     let ceiling = ceiling(&options.redis_url, &lines).await?;
     // Each run gets fresh stages: a tracker that has seen the previous run would not be

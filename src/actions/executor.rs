@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 use std::collections::HashSet;
 
 use super::plugins::{ActionCall, Registry, process_info};
-use super::pool::{self, Dispatched, EffectPool, PooledStep};
 use super::policy::{Target, Verdict, check};
+use super::pool::{self, Dispatched, EffectPool, PooledStep};
 use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
@@ -337,8 +337,10 @@ impl Executor {
                         Some(first) => format!(
                             "runs in the effects pool after step `{first}` of this playbook"
                         ),
-                        None => "handed to the effects pool; the outcome is recorded when it arrives"
-                            .to_string(),
+                        None => {
+                            "handed to the effects pool; the outcome is recorded when it arrives"
+                                .to_string()
+                        }
                     });
                     let step = PooledStep {
                         record: action.clone(),
@@ -512,9 +514,7 @@ impl Executor {
                     .await
             } else {
                 let acted = match prepared {
-                    Some((params, why)) => {
-                        self.execute(&record, params, event_time_ms, &why).await
-                    }
+                    Some((params, why)) => self.execute(&record, params, event_time_ms, &why).await,
                     None => self.act(&record, event_time_ms, &why).await,
                 };
                 match acted {
@@ -944,7 +944,10 @@ impl Executor {
         let (status, reason) = match result {
             Ok(Ok(done)) => (ActionStatus::Executed, Some(done)),
             Ok(Err(err)) => (ActionStatus::Failed, Some(err.message)),
-            Err(_) => (ActionStatus::Failed, Some(format!("timed out after {limit:?}"))),
+            Err(_) => (
+                ActionStatus::Failed,
+                Some(format!("timed out after {limit:?}")),
+            ),
         };
         self.audit
             .append(&[self.entry("outcome", action, status.as_str(), reason.clone(), why)])
@@ -1583,7 +1586,12 @@ mod tests {
         (executor, store, metrics, trigger)
     }
 
-    fn settings(workers: usize, queue: usize, limit: Duration, wait: Duration) -> pool::PoolSettings {
+    fn settings(
+        workers: usize,
+        queue: usize,
+        limit: Duration,
+        wait: Duration,
+    ) -> pool::PoolSettings {
         pool::PoolSettings {
             workers,
             queue,
@@ -1634,7 +1642,11 @@ mod tests {
         let mut batch = vec![notification(&url, "e1", None)];
         let started = Instant::now();
         let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
-        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(batch[0].status, ActionStatus::Dispatched, "{batch:?}");
         assert_eq!(dispatched.jobs(), 1);
         store
@@ -1650,16 +1662,22 @@ mod tests {
         assert_eq!(settled.len(), 1);
         assert_eq!(settled[0].1, "failed", "{settled:?}");
         assert_eq!(settled[0].2.as_deref(), Some("timed out after 800ms"));
-        let trail: Vec<(String, String)> = sqlx::query_as(
-            "SELECT kind, status FROM audit WHERE event_id = 'e1' ORDER BY seq",
-        )
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-        let trail: Vec<(&str, &str)> = trail.iter().map(|(k, s)| (k.as_str(), s.as_str())).collect();
+        let trail: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, status FROM audit WHERE event_id = 'e1' ORDER BY seq")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let trail: Vec<(&str, &str)> = trail
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_str()))
+            .collect();
         assert_eq!(
             trail,
-            [("decision", "dispatched"), ("intent", "executing"), ("outcome", "failed")]
+            [
+                ("decision", "dispatched"),
+                ("intent", "executing"),
+                ("outcome", "failed")
+            ]
         );
     }
 
@@ -1687,10 +1705,19 @@ mod tests {
         assert!(batch.iter().all(|a| a.status == ActionStatus::Dispatched));
         let (waits, waited) = metrics.effects_queue_waits();
         assert_eq!(waits, 1, "{}", metrics.render());
-        assert!(waited >= 0.4 && took >= Duration::from_millis(400), "{waited} {took:?}");
+        assert!(
+            waited >= 0.4 && took >= Duration::from_millis(400),
+            "{waited} {took:?}"
+        );
         let text = metrics.render();
-        assert!(text.contains("palisade_effects_queue_full_total 1"), "{text}");
-        assert!(text.contains("palisade_queue_depth{queue=\"effects\"}"), "{text}");
+        assert!(
+            text.contains("palisade_effects_queue_full_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("palisade_queue_depth{queue=\"effects\"}"),
+            "{text}"
+        );
     }
 
     /// Defect (issue 15.5): shutdown waited on a hanging receiver without bound. Closing the
@@ -1722,11 +1749,19 @@ mod tests {
         }
         let started = Instant::now();
         assert_eq!(executor.close_pool().await.unwrap(), 1);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         let stored = rows(&store, "e1").await;
         assert_eq!(stored[0].1, "abandoned", "{stored:?}");
         assert!(
-            stored[0].2.as_deref().unwrap_or_default().starts_with("abandoned at shutdown"),
+            stored[0]
+                .2
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("abandoned at shutdown"),
             "{stored:?}"
         );
         let abandoned: i64 = sqlx::query_scalar(
@@ -1736,7 +1771,11 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(abandoned, 1);
-        assert!(metrics.render().contains("palisade_effects_abandoned_total 1"));
+        assert!(
+            metrics
+                .render()
+                .contains("palisade_effects_abandoned_total 1")
+        );
     }
 
     /// A later step of a playbook whose earlier step went to the pool runs after it, in the
@@ -1763,7 +1802,10 @@ mod tests {
             step: "log".into(),
             action: "notify.log",
             target: "warn".into(),
-            params: BTreeMap::from([("message", "after".to_string()), ("level", "warn".to_string())]),
+            params: BTreeMap::from([
+                ("message", "after".to_string()),
+                ("level", "warn".to_string()),
+            ]),
             ..notification("unused", "e1", None)
         };
         let mut batch = vec![tell, log];
@@ -1771,7 +1813,11 @@ mod tests {
         assert_eq!(dispatched.jobs(), 1);
         assert_eq!(batch[1].status, ActionStatus::Dispatched, "{batch:?}");
         assert!(
-            batch[1].reason.as_deref().unwrap_or_default().contains("after step `tell`"),
+            batch[1]
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("after step `tell`"),
             "{batch:?}"
         );
         store
@@ -1795,10 +1841,19 @@ mod tests {
         config.time_limits.insert("mail".into(), "5s".into());
         let (key, message) = config.settings().unwrap_err();
         assert_eq!(key, "time_limits");
-        assert!(message.contains("`mail`, which is no action family"), "{message}");
+        assert!(
+            message.contains("`mail`, which is no action family"),
+            "{message}"
+        );
         let mut config = pool::EffectsConfig::default();
         config.time_limits.insert("notify".into(), "0s".into());
-        assert!(config.settings().unwrap_err().1.contains("not a duration above zero"));
+        assert!(
+            config
+                .settings()
+                .unwrap_err()
+                .1
+                .contains("not a duration above zero")
+        );
         let config = pool::EffectsConfig {
             workers: 0,
             ..pool::EffectsConfig::default()

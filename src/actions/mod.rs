@@ -8,13 +8,13 @@
 pub mod executor;
 mod params;
 pub mod plugins;
-pub mod pool;
 pub mod policy;
+pub mod pool;
 
 pub use executor::{Executor, Policy};
-pub use pool::{Dispatched, EffectsConfig};
 pub use params::{ParamType, ParamValue, parse_duration};
 pub use policy::WidestBlock;
+pub use pool::{Dispatched, EffectsConfig};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

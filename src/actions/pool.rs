@@ -153,10 +153,7 @@ pub struct PooledStep {
     /// For the step that went to the pool first: already checked (policy, cooldown, limits),
     /// with its typed parameters and evidence; only the call is left. Later steps are checked
     /// in the pool, right before they act.
-    pub prepared: Option<(
-        BTreeMap<&'static str, super::ParamValue>,
-        serde_json::Value,
-    )>,
+    pub prepared: Option<(BTreeMap<&'static str, super::ParamValue>, serde_json::Value)>,
 }
 
 /// A pooled step and the later steps of the same playbook for the same detection, run in order
@@ -299,7 +296,10 @@ impl EffectPool {
         let over = match self.outstanding.lock() {
             Ok(mut outstanding) => {
                 outstanding.remove(&(id, place));
-                outstanding.range((id, 0)..=(id, usize::MAX)).next().is_none()
+                outstanding
+                    .range((id, 0)..=(id, usize::MAX))
+                    .next()
+                    .is_none()
             }
             Err(_) => true,
         };

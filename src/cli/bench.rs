@@ -59,6 +59,7 @@ pub fn run(
     events: usize,
     malicious_every: usize,
     redis_url: Option<String>,
+    webhook: Option<crate::bench::webhook::WebhookMode>,
 ) -> Result<Status, CannotRun> {
     let content = load_runnable_content(dir, None)?;
     let local = match redis_url {
@@ -76,6 +77,12 @@ pub fn run(
         content.sigma.correlations.len(),
         content.playbooks.len()
     );
+    if let Some(mode) = webhook {
+        println!(
+            "the playbooks are replaced by one posting each malicious detection to a local webhook receiver that is {}",
+            mode.as_str()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -84,6 +91,7 @@ pub fn run(
         events,
         malicious_every,
         redis_url: url,
+        webhook,
     };
     let report = runtime.block_on(pipeline(&options, content, &state_dir));
     let _ = std::fs::remove_dir_all(&state_dir);

@@ -443,6 +443,10 @@ Example:\n  cargo run --release -- bench pipeline --events 200000"
         /// Use this Redis server instead of starting one. Its streams `palisade:bench:*` are overwritten.
         #[arg(long)]
         redis: Option<String>,
+        /// Replace the playbooks by one posting each malicious detection to a local webhook
+        /// receiver that answers at once (`healthy`) or never (`hang`).
+        #[arg(long, value_enum)]
+        webhook: Option<crate::bench::webhook::WebhookMode>,
         /// The content directory whose rules and playbooks run.
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
@@ -575,9 +579,10 @@ pub fn main() -> ExitCode {
                     events,
                     malicious_every,
                     redis,
+                    webhook,
                     dir,
                 },
-        } => bench::run(&dir, events, malicious_every, redis),
+        } => bench::run(&dir, events, malicious_every, redis, webhook),
         Command::Bench {
             which: BenchCommand::Intel { indicators },
         } => bench::intel(indicators),

@@ -201,8 +201,14 @@ async fn engine(
     });
     if let Some(executor) = &executor {
         metrics.set_manual_mode(executor.is_manual());
-        start_effects_pool(executor, &config.actions.effects, &state_path, &metrics, &shutdown)
-            .await?;
+        start_effects_pool(
+            executor,
+            &config.actions.effects,
+            &state_path,
+            &metrics,
+            &shutdown,
+        )
+        .await?;
     }
     if let Some(learner) = &stages.learner {
         metrics.set_learning(&learner.status());
@@ -420,7 +426,9 @@ async fn start_effects_pool(
     metrics: &Arc<crate::metrics::Metrics>,
     shutdown: &Shutdown,
 ) -> Result<(), CannotRun> {
-    let settings = config.settings().map_err(|(_, message)| CannotRun(message))?;
+    let settings = config
+        .settings()
+        .map_err(|(_, message)| CannotRun(message))?;
     let store = StateStore::open(state_path).await?;
     executor.start_pool(settings, store, Some(metrics.clone()), shutdown.clone());
     Ok(())

@@ -193,7 +193,10 @@ fn a_stop_with_a_hanging_receiver_is_bounded_and_records_the_abandoned_step() {
     let log = engine.log();
     assert!(status.success(), "{status}:\n{log}");
     // The 2 s wait, and the rest of a stop, well within the 30 s a hanging act used to hold it.
-    assert!(took < Duration::from_secs(8), "the stop took {took:?}:\n{log}");
+    assert!(
+        took < Duration::from_secs(8),
+        "the stop took {took:?}:\n{log}"
+    );
     assert!(took >= Duration::from_secs(2), "the stop took {took:?}");
     let row = tell_row(dir.path());
     assert!(
