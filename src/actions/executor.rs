@@ -383,7 +383,7 @@ impl Executor {
                     let detection = (first.record.event_id.clone(), first.record.rule.to_string());
                     *self.settling.lock().await.entry(detection).or_default() += 1;
                 }
-                dispatched.push(effects.pool.submit(steps).await);
+                dispatched.push(effects.pool.submit(steps, false).await);
             }
         }
         Ok(dispatched)
@@ -485,6 +485,7 @@ impl Executor {
             id,
             steps,
             mut stored,
+            summary,
         } = job;
         let mut halted = false;
         let mut done = Vec::with_capacity(steps.len());
@@ -555,14 +556,14 @@ impl Executor {
         );
         if open {
             for (place, record) in done.iter().enumerate() {
-                self.complete(id, place, record).await;
+                self.complete(id, place, record, summary).await;
             }
         } else if let Some(effects) = self.effects.get() {
             let executor = self.clone();
             effects.pool.defer(async move {
                 let _ = stored.await;
                 for (place, record) in done.iter().enumerate() {
-                    executor.complete(id, place, record).await;
+                    executor.complete(id, place, record, summary).await;
                 }
             });
         }
@@ -571,10 +572,23 @@ impl Executor {
     /// Where a pooled step's outcome lands, the one place to extend (an alert outbox, say):
     /// the action's row gets its final status and reason, the step is counted, and once the
     /// detection's last pooled step is in, the settled hook is called.
-    pub async fn complete(&self, job: u64, place: usize, record: &ActionRecord) {
+    pub async fn complete(&self, job: u64, place: usize, record: &ActionRecord, summary: bool) {
         let Some(effects) = self.effects.get() else {
             return;
         };
+        if summary {
+            // Its outcome is in the audit trail; the held steps it speaks for stay `summarised`.
+            if record.status == ActionStatus::Failed {
+                tracing::warn!(
+                    "a summary of held notifications from step `{}` of playbook `{}` failed: {}",
+                    record.step,
+                    record.playbook,
+                    record.reason.as_deref().unwrap_or_default()
+                );
+            }
+            effects.pool.settled(job, place);
+            return;
+        }
         if let Err(err) = settle_row(&effects.state, record).await {
             tracing::error!(
                 "cannot record the outcome of step `{}` of playbook `{}` ({}): {err}",
@@ -1146,6 +1160,23 @@ impl Executor {
             params.insert("message", ParamValue::Text(message.clone()));
             record.params.insert("message", message);
             let why = json!({"params": record.params, "summarises": held});
+            if let Some(effects) = self
+                .effects
+                .get()
+                .filter(|_| pool::is_pooled(record.action))
+            {
+                // Like any message to an outside system, off this task: a hanging receiver
+                // holds neither the approvals check nor a stop beyond the pool's wait.
+                record.status = ActionStatus::Dispatched;
+                let step = PooledStep {
+                    record,
+                    event_time_ms,
+                    why: why.clone(),
+                    prepared: Some((params, why)),
+                };
+                drop(effects.pool.submit(vec![step], true).await);
+                continue;
+            }
             let (status, reason) = self.execute(&record, params, event_time_ms, &why).await?;
             if status == ActionStatus::Failed {
                 tracing::warn!(
@@ -1832,6 +1863,45 @@ mod tests {
         let statuses: Vec<&str> = stored.iter().map(|(_, s, _)| s.as_str()).collect();
         assert_eq!(statuses, ["failed", "skipped"], "{stored:?}");
         assert_eq!(settled.lock().unwrap().clone(), ["e1/r"]);
+    }
+
+    /// Defect (issue 15.5): a summary of held notifications was sent inline, so a hanging
+    /// receiver held the approvals check and a stop. It goes to the pool like other messages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_summary_to_a_hanging_receiver_is_sent_from_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, came) = hanging_receiver().await;
+        let (executor, _, _, _trigger) = pooled_in(
+            dir.path(),
+            settings(2, 4, Duration::from_secs(60), Duration::from_millis(200)),
+        )
+        .await;
+        let limit = Some(NotificationLimit {
+            count: 1,
+            window: Duration::from_secs(60),
+        });
+        let mut batch: Vec<ActionRecord> = ["e1", "e2"]
+            .iter()
+            .map(|e| notification(&url, e, limit))
+            .collect();
+        drop(executor.run(&mut batch, &[], &[]).await.unwrap());
+        assert_eq!(batch[1].status, ActionStatus::Summarised, "{batch:?}");
+        let started = Instant::now();
+        assert_eq!(executor.flush_summaries(true).await.unwrap(), 1);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        for _ in 0..100 {
+            if came.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(came.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Both hang: the message and the summary are given up at the pool's wait.
+        assert_eq!(executor.close_pool().await.unwrap(), 2);
     }
 
     #[test]

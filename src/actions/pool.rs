@@ -164,6 +164,9 @@ pub struct Job {
     /// Resolves (sent or dropped) once the batch that recorded these steps as `dispatched` is
     /// stored: an outcome never overtakes the row it updates.
     pub stored: oneshot::Receiver<()>,
+    /// A summary of held notifications (sent when a limit's window closes): it has no action
+    /// row of its own and settles no detection.
+    pub summary: bool,
 }
 
 /// Held by the caller of [`super::Executor::run`] until the batch is stored; dropping it lets
@@ -252,7 +255,7 @@ impl EffectPool {
     /// Hands `steps` to the pool, waiting while the queue is full (the waits and the time
     /// waited are counted). Once the engine is stopping it no longer waits: the job stays on
     /// record as outstanding and [`EffectPool::close`] returns it as abandoned.
-    pub async fn submit(&self, steps: Vec<PooledStep>) -> oneshot::Sender<()> {
+    pub async fn submit(&self, steps: Vec<PooledStep>, summary: bool) -> oneshot::Sender<()> {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -266,7 +269,12 @@ impl EffectPool {
         let Some(sender) = sender else {
             return gate;
         };
-        let job = Job { id, steps, stored };
+        let job = Job {
+            id,
+            steps,
+            stored,
+            summary,
+        };
         match sender.try_send(job) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(job)) => {

@@ -448,12 +448,13 @@ async fn stop_before_the_store_closes(
             tracing::error!("a background task failed: {err}");
         }
     }
-    // Pooled steps get their bounded wait; what they abandon is recorded while the store is open.
-    if let Err(err) = executor.close_pool().await {
-        tracing::error!("cannot record the effects pool's abandoned steps: {err}");
-    }
+    // Summaries of held notifications go to the effects pool like other messages; then the
+    // pool gets its bounded wait, and what it abandons is recorded while the store is open.
     if let Err(err) = executor.flush_summaries(true).await {
         tracing::error!("cannot send summarised notifications: {err}");
+    }
+    if let Err(err) = executor.close_pool().await {
+        tracing::error!("cannot record the effects pool's abandoned steps: {err}");
     }
 }
 

@@ -1219,6 +1219,32 @@ mod tests {
     }
 
     #[test]
+    fn bad_effects_pool_settings_are_named_with_their_line() {
+        let problems = parse(
+            Path::new("p.yaml"),
+            "actions:\n  effects:\n    workers: 4\n    time_limits:\n      notify: soon\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert!(
+            found.iter().any(|(line, message)| *line == 4
+                && message.contains("`actions.effects.time_limits.notify` is `soon`")),
+            "{found:?}"
+        );
+        let problems =
+            parse(Path::new("p.yaml"), "actions:\n  effects:\n    queue: 0\n").unwrap_err();
+        assert!(
+            problems.iter().any(|d| d.line == 3
+                && d.message
+                    .contains("`actions.effects.queue` must be at least 1")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn bad_feed_and_webhook_limits_are_named_with_their_line() {
         let problems = parse(
             Path::new("p.yaml"),
