@@ -1735,14 +1735,16 @@ mod tests {
         drop(dispatched);
         assert!(batch.iter().all(|a| a.status == ActionStatus::Dispatched));
         let (waits, waited) = metrics.effects_queue_waits();
-        assert_eq!(waits, 1, "{}", metrics.render());
+        // One wait at least: the third job found the queue full (the second may have too, if
+        // the worker had not yet taken the first).
+        assert!(waits >= 1, "{}", metrics.render());
         assert!(
             waited >= 0.4 && took >= Duration::from_millis(400),
             "{waited} {took:?}"
         );
         let text = metrics.render();
         assert!(
-            text.contains("palisade_effects_queue_full_total 1"),
+            text.contains(&format!("palisade_effects_queue_full_total {waits}")),
             "{text}"
         );
         assert!(

@@ -1230,7 +1230,7 @@ mod tests {
             .map(|d| (d.line, d.message.as_str()))
             .collect();
         assert!(
-            found.iter().any(|(line, message)| *line == 4
+            found.iter().any(|(line, message)| *line == 5
                 && message.contains("`actions.effects.time_limits.notify` is `soon`")),
             "{found:?}"
         );
