@@ -445,6 +445,9 @@ async fn palisade_run(
         "engine:bench".into(),
     ));
     let (state, writer) = spawn_writer(store, Arc::new(Notify::new()));
+    // Held until the effects pool is closed: the writer closes the database (the audit trail's
+    // too) once every handle is gone.
+    let held = state.clone();
     let mut alerts = Some(AlertPublisher::new(
         Link::new(url, "alerts", health.clone())?,
         &crate::config::AlertsConfig {
@@ -512,6 +515,7 @@ async fn palisade_run(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     pooled.close_pool().await.map_err(|e| e.to_string())?;
+    drop(held);
     writer
         .await
         .map_err(|e| e.to_string())?
