@@ -563,10 +563,10 @@ fn defect_4_syslog_redis_and_log_notifications_are_not_swallowed_by_the_cooldown
         published.push(body["message"].as_str().unwrap_or_default().to_string());
     }
     published.sort();
-    for i in 0..5 {
+    for (i, got) in published.iter().enumerate() {
         let wanted = format!("seen {}", 525_250 + i);
         assert!(lines.iter().any(|l| l.ends_with(&wanted)), "{lines:#?}");
-        assert_eq!(published[i], wanted);
+        assert_eq!(*got, wanted);
     }
     let log = crate::support::stderr(&out);
     for i in 0..5 {
