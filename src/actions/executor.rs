@@ -23,6 +23,7 @@ use std::collections::HashSet;
 use super::OnFailure;
 use super::plugins::{ActionCall, Registry, process_info};
 use super::policy::{Target, Verdict, check};
+use super::pool::{self, Dispatched, EffectPool, PooledStep};
 use super::{ActionRecord, ActionStatus, NotificationLimit, ParamValue, is_notification, lookup};
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog};
@@ -78,6 +79,55 @@ pub struct Executor {
     recent: Mutex<HashMap<&'static str, VecDeque<Instant>>>,
     /// Notification limits, per (playbook, step, destination).
     summaries: Mutex<HashMap<(String, String, String), Summary>>,
+    /// The effects pool, once started: steps that call outside systems run there.
+    effects: std::sync::OnceLock<Effects>,
+    /// Pool jobs not yet over, per detection (event id, rule).
+    settling: Mutex<HashMap<(String, String), usize>>,
+    settled_hook: std::sync::OnceLock<SettledHook>,
+}
+
+/// Called with (event id, rule) once every pooled step of a detection has its outcome recorded.
+pub type SettledHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// The effects pool and where its outcomes are recorded.
+struct Effects {
+    pool: EffectPool,
+    state: crate::state::StateStore,
+    metrics: Option<Arc<dyn super::pool::EffectsObserver>>,
+}
+
+/// Gives a `dispatched` action row its outcome. The oldest matching row still `dispatched` is
+/// the one: a redelivered event may have recorded the same step twice, and each outcome settles
+/// one of them.
+async fn settle_row(
+    state: &crate::state::StateStore,
+    record: &ActionRecord,
+) -> Result<(), StateError> {
+    crate::state::transient::retry(
+        "recording a pooled step's outcome",
+        StateError::is_transient,
+        || async {
+            sqlx::query(
+                "UPDATE actions SET status = ?, reason = ? WHERE id = (
+                     SELECT id FROM actions
+                     WHERE event_id = ? AND rule = ? AND playbook = ? AND step = ? AND action = ?
+                       AND status = 'dispatched'
+                     ORDER BY id LIMIT 1)",
+            )
+            .bind(record.status.as_str())
+            .bind(record.reason.as_deref())
+            .bind(&record.event_id)
+            .bind(&*record.rule)
+            .bind(&*record.playbook)
+            .bind(&record.step)
+            .bind(record.action)
+            .execute(state.pool())
+            .await
+            .map(|_| ())
+            .map_err(StateError::from)
+        },
+    )
+    .await
 }
 
 /// One notification step's window: how many messages went out, and the ones held back since the
@@ -97,6 +147,14 @@ struct Held {
     record: ActionRecord,
     params: BTreeMap<&'static str, ParamValue>,
     event_time_ms: i64,
+}
+
+/// What [`Executor::prepare`] found: decided without acting (and audited), or to act with
+/// these typed parameters and this evidence.
+#[derive(Debug, Clone)]
+pub(crate) enum Prepared {
+    Decided(ActionStatus, Option<String>),
+    Go(BTreeMap<&'static str, ParamValue>, serde_json::Value),
 }
 
 /// What the notification limit decided.
@@ -148,6 +206,9 @@ impl Executor {
             cooldowns: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             summaries: Mutex::new(HashMap::new()),
+            effects: std::sync::OnceLock::new(),
+            settling: Mutex::new(HashMap::new()),
+            settled_hook: std::sync::OnceLock::new(),
         }
     }
 
@@ -178,14 +239,20 @@ impl Executor {
     /// high-risk steps and, in manual mode, every step are queued for approval; a failing step's
     /// `on_failure` stops or degrades the rest of its playbook; repeated failures switch the
     /// engine to manual mode. `degrade` carries planning's requests for manual mode.
+    ///
+    /// With the effects pool started, a planned step that calls an outside system (and every
+    /// later planned step of the same playbook for the same detection) is recorded as
+    /// `dispatched` and handed to the pool instead of awaited. The returned [`Dispatched`] is
+    /// held until the batch is stored: the pool records no outcome before the row exists.
     pub async fn run(
         &self,
         actions: &mut [ActionRecord],
         detections: &[DetectionRow],
         degrade: &[String],
-    ) -> Result<(), StateError> {
+    ) -> Result<Dispatched, StateError> {
+        let mut dispatched = Dispatched::default();
         if actions.is_empty() && degrade.is_empty() {
-            return Ok(());
+            return Ok(dispatched);
         }
         let mut manual = self.manual.load(std::sync::atomic::Ordering::Relaxed);
         for reason in degrade {
@@ -196,6 +263,8 @@ impl Executor {
         }
         let mut halted: HashSet<(String, String)> = HashSet::new();
         let mut decisions = Vec::new();
+        // Per detection and playbook, the steps handed to the pool, in order.
+        let mut jobs: Vec<((String, String), Vec<PooledStep>)> = Vec::new();
         for action in actions.iter_mut() {
             let detection = detections.iter().find(|d| {
                 d.detection.event_id == action.event_id && d.detection.rule == action.rule
@@ -237,18 +306,57 @@ impl Executor {
                 _ => None,
             };
             if let Some(waits_because) = waits_because {
-                let expiry =
-                    i64::try_from(self.policy.approval_expiry.as_millis()).unwrap_or(i64::MAX);
-                let id = self
-                    .approvals
-                    .queue(action, event_time_ms, &waits_because, expiry)
+                self.queue_for_approval(action, event_time_ms, &waits_because)
                     .await?;
-                action.status = ActionStatus::Queued;
-                action.reason = Some(format!("{waits_because}: approval {id}"));
+            }
+            if action.status == ActionStatus::Planned && self.effects.get().is_some() {
+                let behind = jobs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, steps)| steps.first())
+                    .map(|first| first.record.step.clone());
+                if behind.is_some() || pool::is_pooled(action.action) {
+                    // The first pooled step of a playbook is checked here, in order with the
+                    // batch (cooldown and notification limits are decided without waiting on
+                    // anyone); only its call goes to the pool. Later steps are checked in the
+                    // pool, right before they act.
+                    let prepared = match &behind {
+                        Some(_) => None,
+                        None => match self.prepare(action, event_time_ms, &why).await? {
+                            Prepared::Decided(status, reason) => {
+                                // Refused, skipped or summarised: audited, and not a failure.
+                                action.status = status;
+                                action.reason = reason;
+                                continue;
+                            }
+                            Prepared::Go(params, why) => Some((params, why)),
+                        },
+                    };
+                    action.status = ActionStatus::Dispatched;
+                    action.reason = Some(match &behind {
+                        Some(first) => format!(
+                            "runs in the effects pool after step `{first}` of this playbook"
+                        ),
+                        None => {
+                            "handed to the effects pool; the outcome is recorded when it arrives"
+                                .to_string()
+                        }
+                    });
+                    let step = PooledStep {
+                        record: action.clone(),
+                        event_time_ms,
+                        why: why.clone(),
+                        prepared,
+                    };
+                    match jobs.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, steps)) => steps.push(step),
+                        None => jobs.push((key.clone(), vec![step])),
+                    }
+                }
             }
             if action.status != ActionStatus::Planned {
-                // Decided without acting (dry-run, shadow, queued, refused or skipped): on the
-                // record all the same, in one append for the batch.
+                // Decided without acting (dry-run, shadow, queued, dispatched, refused or
+                // skipped): on the record all the same, in one append for the batch.
                 decisions.push(self.entry(
                     "decision",
                     action,
@@ -261,48 +369,311 @@ impl Executor {
             let (status, reason) = self.act(action, event_time_ms, &why).await?;
             action.status = status;
             action.reason = reason;
-            if status != ActionStatus::Failed {
-                continue;
-            }
-            match action.on_failure {
-                OnFailure::Continue => {}
-                OnFailure::Abort => {
-                    halted.insert(key);
-                }
-                OnFailure::Degrade => {
-                    halted.insert(key);
-                    if !manual {
-                        let reason = format!(
-                            "step `{}` of playbook `{}` failed and its on_failure is degrade",
-                            action.step, action.playbook
-                        );
-                        self.switch_to_manual(&reason).await?;
-                        manual = true;
-                    }
-                }
-            }
-            let family = action_family(action.action);
-            if !manual && self.count_failure(family).await {
-                let reason = format!(
-                    "{} `{family}` actions failed within {:?}",
-                    self.policy.degrade_after_failures, self.policy.degrade_window
-                );
-                if super::is_notification(action.action) {
-                    // A failing chat or mail integration is not failing containment: switching
-                    // would put every block and kill behind a person because of a receiver.
-                    tracing::error!(
-                        "{reason}; notifications contain nothing, so the engine stays in automatic mode (see the steps' outcomes)"
-                    );
-                } else {
-                    self.switch_to_manual(&reason).await?;
-                    manual = true;
-                }
+            if status == ActionStatus::Failed && self.failed(action, &mut manual).await? {
+                halted.insert(key);
             }
         }
         if !decisions.is_empty() {
             self.audit.append(&decisions).await?;
         }
+        if let Some(effects) = self.effects.get() {
+            // After the decisions are on record, so the trail reads decision, intent, outcome.
+            for (_, steps) in jobs {
+                if let Some(first) = steps.first() {
+                    let detection = (first.record.event_id.clone(), first.record.rule.to_string());
+                    *self.settling.lock().await.entry(detection).or_default() += 1;
+                }
+                dispatched.push(effects.pool.submit(steps, false).await);
+            }
+        }
+        Ok(dispatched)
+    }
+
+    /// Queues `action` for a person's approval, saying why.
+    async fn queue_for_approval(
+        &self,
+        action: &mut ActionRecord,
+        event_time_ms: i64,
+        waits_because: &str,
+    ) -> Result<(), StateError> {
+        let expiry = i64::try_from(self.policy.approval_expiry.as_millis()).unwrap_or(i64::MAX);
+        let id = self
+            .approvals
+            .queue(action, event_time_ms, waits_because, expiry)
+            .await?;
+        action.status = ActionStatus::Queued;
+        action.reason = Some(format!("{waits_because}: approval {id}"));
         Ok(())
+    }
+
+    /// A step failed when executed: applies its `on_failure` (true when the rest of its
+    /// playbook stops) and counts it against its family's breaker, switching to manual mode
+    /// when a containment family reaches it.
+    async fn failed(&self, action: &ActionRecord, manual: &mut bool) -> Result<bool, StateError> {
+        let halt = match action.on_failure {
+            OnFailure::Continue => false,
+            OnFailure::Abort => true,
+            OnFailure::Degrade => {
+                if !*manual {
+                    let reason = format!(
+                        "step `{}` of playbook `{}` failed and its on_failure is degrade",
+                        action.step, action.playbook
+                    );
+                    self.switch_to_manual(&reason).await?;
+                    *manual = true;
+                }
+                true
+            }
+        };
+        let family = action_family(action.action);
+        if !*manual && self.count_failure(family).await {
+            let reason = format!(
+                "{} `{family}` actions failed within {:?}",
+                self.policy.degrade_after_failures, self.policy.degrade_window
+            );
+            if super::is_notification(action.action) {
+                // A failing chat or mail integration is not failing containment: switching
+                // would put every block and kill behind a person because of a receiver.
+                tracing::error!(
+                    "{reason}; notifications contain nothing, so the engine stays in automatic mode (see the steps' outcomes)"
+                );
+            } else {
+                self.switch_to_manual(&reason).await?;
+                *manual = true;
+            }
+        }
+        Ok(halt)
+    }
+
+    /// Starts the effects pool: from now on, steps that call outside systems run there. Their
+    /// outcomes update the action rows in `state`.
+    pub fn start_pool(
+        self: &Arc<Self>,
+        settings: pool::PoolSettings,
+        state: crate::state::StateStore,
+        metrics: Option<Arc<dyn super::pool::EffectsObserver>>,
+        shutdown: crate::shutdown::Shutdown,
+    ) {
+        let executor = Arc::downgrade(self);
+        let pool = EffectPool::start(settings, metrics.clone(), shutdown, move |job| {
+            let executor = executor.clone();
+            async move {
+                if let Some(executor) = executor.upgrade() {
+                    executor.work(job).await;
+                }
+            }
+        });
+        let _ = self.effects.set(Effects {
+            pool,
+            state,
+            metrics,
+        });
+    }
+
+    /// Called for each pooled detection once the outcome of its last pooled step is recorded.
+    /// Sets the hook called when a detection's last pooled step has its outcome (once; a
+    /// second hook is ignored).
+    pub fn set_settled_hook(&self, hook: SettledHook) {
+        let _ = self.settled_hook.set(hook);
+    }
+
+    pub fn with_settled_hook(self, hook: SettledHook) -> Executor {
+        self.set_settled_hook(hook);
+        self
+    }
+
+    /// One pool job: its steps in order. A failure governs the later steps as it would inline
+    /// (`on_failure`); a later step that contains rather than tells waits for a person if the
+    /// engine went to manual mode meanwhile. The outcomes are recorded once the batch that
+    /// dispatched them is stored: at once when it is, else beside the workers.
+    async fn work(self: Arc<Self>, job: pool::Job) {
+        let pool::Job {
+            id,
+            steps,
+            mut stored,
+            summary,
+        } = job;
+        let mut halted = false;
+        let mut done = Vec::with_capacity(steps.len());
+        for PooledStep {
+            mut record,
+            event_time_ms,
+            why,
+            prepared,
+        } in steps
+        {
+            let mut manual = self.is_manual();
+            let decided = if halted {
+                record.status = ActionStatus::Skipped;
+                record.reason = Some("an earlier step of this playbook failed".into());
+                self.audit
+                    .append(&[self.entry(
+                        "decision",
+                        &record,
+                        "skipped",
+                        record.reason.clone(),
+                        &why,
+                    )])
+                    .await
+                    .map(|_| ())
+            } else if manual && !pool::is_pooled(record.action) {
+                self.queue_for_approval(&mut record, event_time_ms, "the engine is in manual mode")
+                    .await
+            } else {
+                let acted = match prepared {
+                    Some((params, why)) => self.execute(&record, params, event_time_ms, &why).await,
+                    None => self.act(&record, event_time_ms, &why).await,
+                };
+                match acted {
+                    Ok((status, reason)) => {
+                        record.status = status;
+                        record.reason = reason;
+                        if status == ActionStatus::Failed {
+                            self.failed(&record, &mut manual).await.map(|halt| {
+                                halted |= halt;
+                            })
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Err(err) => Err(err),
+                }
+            };
+            if let Err(err) = decided {
+                // The audit trail or the approvals table could not be written: nothing more of
+                // this playbook acts, and the row says why.
+                tracing::error!(
+                    "step `{}` of playbook `{}` in the effects pool: {err}",
+                    record.step,
+                    record.playbook
+                );
+                if record.status == ActionStatus::Dispatched {
+                    record.status = ActionStatus::Failed;
+                    record.reason = Some(format!("cannot be recorded: {err}"));
+                }
+                halted = true;
+            }
+            done.push(record);
+        }
+        // Sent or dropped: either way the batch's write is over.
+        let open = !matches!(
+            stored.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        );
+        if open {
+            for (place, record) in done.iter().enumerate() {
+                self.complete(id, place, record, summary).await;
+            }
+        } else if let Some(effects) = self.effects.get() {
+            let executor = self.clone();
+            effects.pool.defer(async move {
+                let _ = stored.await;
+                for (place, record) in done.iter().enumerate() {
+                    executor.complete(id, place, record, summary).await;
+                }
+            });
+        }
+    }
+
+    /// Where a pooled step's outcome lands, the one place to extend (an alert outbox, say):
+    /// the action's row gets its final status and reason, the step is counted, and once the
+    /// detection's last pooled step is in, the settled hook is called.
+    pub async fn complete(&self, job: u64, place: usize, record: &ActionRecord, summary: bool) {
+        let Some(effects) = self.effects.get() else {
+            return;
+        };
+        if summary {
+            // Its outcome is in the audit trail; the held steps it speaks for stay `summarised`.
+            if record.status == ActionStatus::Failed {
+                tracing::warn!(
+                    "a summary of held notifications from step `{}` of playbook `{}` failed: {}",
+                    record.step,
+                    record.playbook,
+                    record.reason.as_deref().unwrap_or_default()
+                );
+            }
+            effects.pool.settled(job, place);
+            return;
+        }
+        if let Err(err) = settle_row(&effects.state, record).await {
+            tracing::error!(
+                "cannot record the outcome of step `{}` of playbook `{}` ({}): {err}",
+                record.step,
+                record.playbook,
+                record.status.as_str()
+            );
+        }
+        if let Some(metrics) = &effects.metrics {
+            metrics.action(record.action, record.status.as_str());
+        }
+        if !effects.pool.settled(job, place) {
+            // Later steps of the same job are still to come.
+            return;
+        }
+        let detection = (record.event_id.clone(), record.rule.to_string());
+        let last = {
+            let mut settling = self.settling.lock().await;
+            match settling.get_mut(&detection) {
+                Some(pending) if *pending > 1 => {
+                    *pending -= 1;
+                    false
+                }
+                Some(_) => {
+                    settling.remove(&detection);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && let Some(hook) = self.settled_hook.get() {
+            hook(&record.event_id, &record.rule);
+        }
+    }
+
+    /// Stops the effects pool: waits up to `actions.effects.shutdown_wait` for its jobs, then
+    /// records each step that got no outcome as `abandoned` (row and audit trail). Returns how
+    /// many were abandoned.
+    pub async fn close_pool(&self) -> Result<usize, StateError> {
+        let Some(effects) = self.effects.get() else {
+            return Ok(0);
+        };
+        let wait = effects.pool.settings.shutdown_wait;
+        let abandoned = effects.pool.close().await;
+        let mut entries = Vec::new();
+        for mut record in abandoned.iter().cloned() {
+            record.status = ActionStatus::Abandoned;
+            record.reason = Some(format!(
+                "abandoned at shutdown: no outcome within `actions.effects.shutdown_wait` ({wait:?}); it may or may not have reached its receiver"
+            ));
+            tracing::warn!(
+                "step `{}` of playbook `{}` ({} to `{}`): {}",
+                record.step,
+                record.playbook,
+                record.action,
+                record.target,
+                record.reason.as_deref().unwrap_or_default()
+            );
+            if let Err(err) = settle_row(&effects.state, &record).await {
+                tracing::error!("cannot record an abandoned step: {err}");
+            }
+            if let Some(metrics) = &effects.metrics {
+                metrics.action(record.action, record.status.as_str());
+            }
+            entries.push(self.entry(
+                "abandoned",
+                &record,
+                "abandoned",
+                record.reason.clone(),
+                &json!({"params": record.params}),
+            ));
+        }
+        if let Some(metrics) = &effects.metrics {
+            metrics.abandoned(entries.len() as u64);
+        }
+        if !entries.is_empty() {
+            self.audit.append(&entries).await?;
+        }
+        Ok(entries.len())
     }
 
     /// Whether the engine is in manual mode, as last read or set.
@@ -455,7 +826,21 @@ impl Executor {
         event_time_ms: i64,
         why: &serde_json::Value,
     ) -> Result<(ActionStatus, Option<String>), StateError> {
-        let refuse = |reason: String| (ActionStatus::Refused, Some(reason));
+        match self.prepare(action, event_time_ms, why).await? {
+            Prepared::Decided(status, reason) => Ok((status, reason)),
+            Prepared::Go(params, why) => self.execute(action, params, event_time_ms, &why).await,
+        }
+    }
+
+    /// Everything before the act, each refusal or hold-back audited: typed parameters, the
+    /// target policy, the plugin, the cooldown, the rate limit and a notification's limit.
+    async fn prepare(
+        &self,
+        action: &ActionRecord,
+        event_time_ms: i64,
+        why: &serde_json::Value,
+    ) -> Result<Prepared, StateError> {
+        let refuse = |reason: String| Prepared::Decided(ActionStatus::Refused, Some(reason));
         let Some(spec) = lookup(action.action) else {
             return Ok(refuse(format!("unknown action `{}`", action.action)));
         };
@@ -470,18 +855,19 @@ impl Executor {
                     params.insert(param.name, value);
                 }
                 Err(message) => {
-                    let decided = refuse(format!("parameter `{name}`: {message}"));
+                    let reason = Some(format!("parameter `{name}`: {message}"));
                     self.audit
-                        .append(&[self.entry("refused", action, "refused", decided.1.clone(), why)])
+                        .append(&[self.entry("refused", action, "refused", reason.clone(), why)])
                         .await?;
-                    return Ok(decided);
+                    return Ok(Prepared::Decided(ActionStatus::Refused, reason));
                 }
             }
         }
+        let refused = |reason: String| (ActionStatus::Refused, Some(reason));
         let decided = if let Some(reason) = self.refusal(action, &params, why) {
-            Some(refuse(reason))
+            Some(refused(reason))
         } else if self.registry.get(action.action).is_none() {
-            Some(refuse(format!(
+            Some(refused(format!(
                 "no plugin for `{}` in this build",
                 action.action
             )))
@@ -508,7 +894,7 @@ impl Executor {
                     why,
                 )])
                 .await?;
-            return Ok((status, reason));
+            return Ok(Prepared::Decided(status, reason));
         }
         let mut why = why.clone();
         if is_notification(action.action) {
@@ -528,7 +914,7 @@ impl Executor {
                             &why,
                         )])
                         .await?;
-                    return Ok((ActionStatus::Summarised, reason));
+                    return Ok(Prepared::Decided(ActionStatus::Summarised, reason));
                 }
                 Summarise::Send(Some((held, span))) => {
                     let note = summary_note(held, span);
@@ -540,7 +926,7 @@ impl Executor {
                 Summarise::Send(None) => {}
             }
         }
-        self.execute(action, params, event_time_ms, &why).await
+        Ok(Prepared::Go(params, why))
     }
 
     /// Audits the intent (durably), calls the plugin under the timeout, audits the outcome.
@@ -573,19 +959,30 @@ impl Executor {
             .registry
             .get(action.action)
             .ok_or(StateError::Failed("plugin vanished".into()))?;
-        let result = tokio::time::timeout(self.policy.timeout, plugin.execute(&call)).await;
+        let limit = self.time_limit(action.action);
+        let result = tokio::time::timeout(limit, plugin.execute(&call)).await;
         let (status, reason) = match result {
             Ok(Ok(done)) => (ActionStatus::Executed, Some(done)),
             Ok(Err(err)) => (ActionStatus::Failed, Some(err.message)),
             Err(_) => (
                 ActionStatus::Failed,
-                Some(format!("timed out after {:?}", self.policy.timeout)),
+                Some(format!("timed out after {limit:?}")),
             ),
         };
         self.audit
             .append(&[self.entry("outcome", action, status.as_str(), reason.clone(), why)])
             .await?;
         Ok((status, reason))
+    }
+
+    /// How long one act of `action` may take: its family's pool time limit when it runs in the
+    /// pool, `actions.timeout` otherwise.
+    fn time_limit(&self, action: &str) -> Duration {
+        self.effects
+            .get()
+            .filter(|_| pool::is_pooled(action))
+            .and_then(|effects| effects.pool.time_limit(action))
+            .unwrap_or(self.policy.timeout)
     }
 
     /// The target policy's verdict right before acting, as planning asked it, but with the
@@ -769,6 +1166,23 @@ impl Executor {
             params.insert("message", ParamValue::Text(message.clone()));
             record.params.insert("message", message);
             let why = json!({"params": record.params, "summarises": held});
+            if let Some(effects) = self
+                .effects
+                .get()
+                .filter(|_| pool::is_pooled(record.action))
+            {
+                // Like any message to an outside system, off this task: a hanging receiver
+                // holds neither the approvals check nor a stop beyond the pool's wait.
+                record.status = ActionStatus::Dispatched;
+                let step = PooledStep {
+                    record,
+                    event_time_ms,
+                    why: why.clone(),
+                    prepared: Some((params, why)),
+                };
+                drop(effects.pool.submit(vec![step], true).await);
+                continue;
+            }
             let (status, reason) = self.execute(&record, params, event_time_ms, &why).await?;
             if status == ActionStatus::Failed {
                 tracing::warn!(
@@ -1143,5 +1557,390 @@ mod tests {
             actions[0]
         );
         assert!(alive, "the refused kill must not have run");
+    }
+
+    /// A receiver that takes every request and never answers; counts the requests that came.
+    async fn hanging_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let came = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = came.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, came)
+    }
+
+    /// An executor over a real state database in `dir` with its effects pool started, the
+    /// store its rows are in, and the pool's metrics.
+    async fn pooled_in(
+        dir: &std::path::Path,
+        settings: pool::PoolSettings,
+    ) -> (
+        Arc<Executor>,
+        crate::state::StateStore,
+        Arc<crate::metrics::Metrics>,
+        crate::shutdown::ShutdownTrigger,
+    ) {
+        pooled_with_hook(dir, settings, None).await
+    }
+
+    async fn pooled_with_hook(
+        dir: &std::path::Path,
+        settings: pool::PoolSettings,
+        hook: Option<SettledHook>,
+    ) -> (
+        Arc<Executor>,
+        crate::state::StateStore,
+        Arc<crate::metrics::Metrics>,
+        crate::shutdown::ShutdownTrigger,
+    ) {
+        let policy = Policy {
+            cooldown: Duration::ZERO,
+            ..policy()
+        };
+        let mut executor =
+            executor_in(dir, super::super::plugins::firewall::Backend::Auto, policy).await;
+        if let Some(hook) = hook {
+            executor = executor.with_settled_hook(hook);
+        }
+        let executor = Arc::new(executor);
+        let store = crate::state::StateStore::open(&dir.join("state.db"))
+            .await
+            .unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (trigger, shutdown) = crate::shutdown::Shutdown::new();
+        executor.start_pool(
+            settings,
+            store.clone(),
+            Some(metrics.clone() as _),
+            shutdown,
+        );
+        (executor, store, metrics, trigger)
+    }
+
+    fn settings(
+        workers: usize,
+        queue: usize,
+        limit: Duration,
+        wait: Duration,
+    ) -> pool::PoolSettings {
+        pool::PoolSettings {
+            workers,
+            queue,
+            time_limits: HashMap::from([("notify".to_string(), limit)]),
+            shutdown_wait: wait,
+        }
+    }
+
+    /// The stored rows of event `event`: (step, status, reason).
+    async fn rows(
+        store: &crate::state::StateStore,
+        event: &str,
+    ) -> Vec<(String, String, Option<String>)> {
+        sqlx::query_as("SELECT step, status, reason FROM actions WHERE event_id = ? ORDER BY id")
+            .bind(event)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Waits up to 10 s for event `event`'s rows to have no `dispatched` step left.
+    async fn settled_rows(
+        store: &crate::state::StateStore,
+        event: &str,
+    ) -> Vec<(String, String, Option<String>)> {
+        for _ in 0..200 {
+            let now = rows(store, event).await;
+            if !now.is_empty() && now.iter().all(|(_, status, _)| status != "dispatched") {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        rows(store, event).await
+    }
+
+    /// Defect (issue 15.5): a webhook receiver that hangs held the committing task for every
+    /// attempt. Now the step is recorded as dispatched at once, and its outcome, the pool's
+    /// time limit, reaches the row and the audit trail when it arrives.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_webhook_is_dispatched_not_awaited_and_its_timeout_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, came) = hanging_receiver().await;
+        let (executor, store, _, _trigger) = pooled_in(
+            dir.path(),
+            settings(2, 8, Duration::from_millis(800), Duration::from_secs(5)),
+        )
+        .await;
+        let mut batch = vec![notification(&url, "e1", None)];
+        let started = Instant::now();
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(batch[0].status, ActionStatus::Dispatched, "{batch:?}");
+        assert_eq!(dispatched.jobs(), 1);
+        store
+            .write(&crate::state::Batch {
+                actions: batch,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        drop(dispatched);
+        let settled = settled_rows(&store, "e1").await;
+        assert_eq!(came.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].1, "failed", "{settled:?}");
+        assert_eq!(settled[0].2.as_deref(), Some("timed out after 800ms"));
+        let trail: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, status FROM audit WHERE event_id = 'e1' ORDER BY seq")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let trail: Vec<(&str, &str)> = trail
+            .iter()
+            .map(|(k, s)| (k.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(
+            trail,
+            [
+                ("decision", "dispatched"),
+                ("intent", "executing"),
+                ("outcome", "failed")
+            ]
+        );
+    }
+
+    /// Defect (issue 15.5): nothing bounded or showed what waits on outside systems. A full
+    /// queue makes the committing task wait for room, and the waits are counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_effects_queue_makes_committing_wait_and_the_wait_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _) = hanging_receiver().await;
+        let (executor, _, metrics, _trigger) = pooled_in(
+            dir.path(),
+            settings(1, 1, Duration::from_millis(600), Duration::from_secs(5)),
+        )
+        .await;
+        assert_eq!(metrics.effects_queue_waits().0, 0);
+        // One runs (and hangs), one waits in the queue, the third finds it full.
+        let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3"]
+            .iter()
+            .map(|e| notification(&url, e, None))
+            .collect();
+        let started = Instant::now();
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        let took = started.elapsed();
+        drop(dispatched);
+        assert!(batch.iter().all(|a| a.status == ActionStatus::Dispatched));
+        let (waits, waited) = metrics.effects_queue_waits();
+        // One wait at least: the third job found the queue full (the second may have too, if
+        // the worker had not yet taken the first).
+        assert!(waits >= 1, "{}", metrics.render());
+        assert!(
+            waited >= 0.4 && took >= Duration::from_millis(400),
+            "{waited} {took:?}"
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!("palisade_effects_queue_full_total {waits}")),
+            "{text}"
+        );
+        assert!(
+            text.contains("palisade_queue_depth{queue=\"effects\"}"),
+            "{text}"
+        );
+    }
+
+    /// Defect (issue 15.5): shutdown waited on a hanging receiver without bound. Closing the
+    /// pool waits its shutdown wait, then records the step it gave up on as abandoned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_the_pool_is_bounded_and_records_the_abandoned_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, came) = hanging_receiver().await;
+        let (executor, store, metrics, _trigger) = pooled_in(
+            dir.path(),
+            settings(1, 4, Duration::from_secs(60), Duration::from_millis(300)),
+        )
+        .await;
+        let mut batch = vec![notification(&url, "e1", None)];
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        store
+            .write(&crate::state::Batch {
+                actions: batch,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        drop(dispatched);
+        for _ in 0..100 {
+            if came.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = Instant::now();
+        assert_eq!(executor.close_pool().await.unwrap(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let stored = rows(&store, "e1").await;
+        assert_eq!(stored[0].1, "abandoned", "{stored:?}");
+        assert!(
+            stored[0]
+                .2
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("abandoned at shutdown"),
+            "{stored:?}"
+        );
+        let abandoned: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE kind = 'abandoned' AND event_id = 'e1'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(abandoned, 1);
+        assert!(
+            metrics
+                .render()
+                .contains("palisade_effects_abandoned_total 1")
+        );
+    }
+
+    /// A later step of a playbook whose earlier step went to the pool runs after it, in the
+    /// same job: the earlier step's `on_failure: abort` still stops it, and the detection is
+    /// settled once, when its last step is recorded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_later_step_waits_for_the_pooled_step_before_it_and_obeys_its_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let settled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = settled.clone();
+        let hook: SettledHook = Arc::new(move |event: &str, rule: &str| {
+            seen.lock().unwrap().push(format!("{event}/{rule}"));
+        });
+        let (executor, store, _, _trigger) = pooled_with_hook(
+            dir.path(),
+            settings(2, 8, Duration::from_secs(5), Duration::from_secs(5)),
+            Some(hook),
+        )
+        .await;
+        // Nothing listens on port 1: the webhook fails at once.
+        let mut tell = notification("http://127.0.0.1:1/hook", "e1", None);
+        tell.on_failure = OnFailure::Abort;
+        let log = ActionRecord {
+            step: "log".into(),
+            action: "notify.log",
+            target: "warn".into(),
+            params: BTreeMap::from([
+                ("message", "after".to_string()),
+                ("level", "warn".to_string()),
+            ]),
+            ..notification("unused", "e1", None)
+        };
+        let mut batch = vec![tell, log];
+        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+        assert_eq!(dispatched.jobs(), 1);
+        assert_eq!(batch[1].status, ActionStatus::Dispatched, "{batch:?}");
+        assert!(
+            batch[1]
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("after step `tell`"),
+            "{batch:?}"
+        );
+        store
+            .write(&crate::state::Batch {
+                actions: batch,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        drop(dispatched);
+        let stored = settled_rows(&store, "e1").await;
+        let statuses: Vec<&str> = stored.iter().map(|(_, s, _)| s.as_str()).collect();
+        assert_eq!(statuses, ["failed", "skipped"], "{stored:?}");
+        assert_eq!(settled.lock().unwrap().clone(), ["e1/r"]);
+    }
+
+    /// Defect (issue 15.5): a summary of held notifications was sent inline, so a hanging
+    /// receiver held the approvals check and a stop. It goes to the pool like other messages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_summary_to_a_hanging_receiver_is_sent_from_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, came) = hanging_receiver().await;
+        let (executor, _, _, _trigger) = pooled_in(
+            dir.path(),
+            settings(2, 4, Duration::from_secs(60), Duration::from_millis(200)),
+        )
+        .await;
+        let limit = Some(NotificationLimit {
+            count: 1,
+            window: Duration::from_secs(60),
+        });
+        let mut batch: Vec<ActionRecord> = ["e1", "e2"]
+            .iter()
+            .map(|e| notification(&url, e, limit))
+            .collect();
+        drop(executor.run(&mut batch, &[], &[]).await.unwrap());
+        assert_eq!(batch[1].status, ActionStatus::Summarised, "{batch:?}");
+        let started = Instant::now();
+        assert_eq!(executor.flush_summaries(true).await.unwrap(), 1);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        for _ in 0..100 {
+            if came.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(came.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Both hang: the message and the summary are given up at the pool's wait.
+        assert_eq!(executor.close_pool().await.unwrap(), 2);
+    }
+
+    #[test]
+    fn effects_settings_name_the_key_at_fault() {
+        let mut config = pool::EffectsConfig::default();
+        assert!(config.settings().is_ok());
+        config.time_limits.insert("mail".into(), "5s".into());
+        let (key, message) = config.settings().unwrap_err();
+        assert_eq!(key, "time_limits");
+        assert!(
+            message.contains("`mail`, which is no action family"),
+            "{message}"
+        );
+        let mut config = pool::EffectsConfig::default();
+        config.time_limits.insert("notify".into(), "0s".into());
+        assert!(
+            config
+                .settings()
+                .unwrap_err()
+                .1
+                .contains("not a duration above zero")
+        );
+        let config = pool::EffectsConfig {
+            workers: 0,
+            ..pool::EffectsConfig::default()
+        };
+        assert_eq!(config.settings().unwrap_err().0, "workers");
     }
 }

@@ -9,10 +9,12 @@ pub mod executor;
 mod params;
 pub mod plugins;
 pub mod policy;
+pub mod pool;
 
 pub use executor::{Executor, Policy};
 pub use params::{ParamType, ParamValue};
 pub use policy::WidestBlock;
+pub use pool::{Dispatched, EffectsConfig};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -239,9 +241,33 @@ pub enum ActionStatus {
     /// A notification over its step's limit: not sent on its own, counted, and reported in the
     /// step's next message ("N more like this in the last ...").
     Summarised,
+    /// Handed to the effects pool (it calls an outside system); the row is updated with the
+    /// outcome when it arrives.
+    Dispatched,
+    /// Handed to the effects pool and given up at shutdown before its outcome arrived: it may
+    /// or may not have reached its receiver.
+    Abandoned,
 }
 
 impl ActionStatus {
+    /// The status stored as `text` (the inverse of [`ActionStatus::as_str`]).
+    pub fn parse(text: &str) -> Option<ActionStatus> {
+        [
+            ActionStatus::Planned,
+            ActionStatus::DryRun,
+            ActionStatus::Executed,
+            ActionStatus::Queued,
+            ActionStatus::Refused,
+            ActionStatus::Failed,
+            ActionStatus::Skipped,
+            ActionStatus::Summarised,
+            ActionStatus::Dispatched,
+            ActionStatus::Abandoned,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionStatus::Planned => "planned",
@@ -252,6 +278,8 @@ impl ActionStatus {
             ActionStatus::Failed => "failed",
             ActionStatus::Skipped => "skipped",
             ActionStatus::Summarised => "summarised",
+            ActionStatus::Dispatched => "dispatched",
+            ActionStatus::Abandoned => "abandoned",
         }
     }
 }

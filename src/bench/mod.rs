@@ -21,6 +21,7 @@ pub mod redis;
 pub mod report;
 pub mod run;
 pub mod setup;
+pub mod webhook;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub struct BenchOptions {
     pub indicators: usize,
     /// Rounds of ceiling and runs; the report gives each and the medians.
     pub repeat: usize,
+    /// Replace the playbooks with one posting each malicious detection to a local receiver
+    /// that behaves so.
+    pub webhook: Option<webhook::WebhookMode>,
 }
 
 /// Runs the whole benchmark against the Redis server at `options.redis_url`, with scratch
@@ -56,6 +60,14 @@ pub async fn pipeline(
 ) -> Result<BenchReport, String> {
     let lines = Arc::new(event_mix(options.events, options.malicious_every));
     let started = std::time::Instant::now();
+    let content = match options.webhook {
+        Some(mode) => webhook::content_posting_to(
+            &content,
+            &webhook::receiver(mode).await?,
+            &work.join("webhook-content"),
+        )?,
+        None => content,
+    };
     let prepared = setup::prepare(&content, options, work).await?;
     tracing::info!(
         rules = prepared.content.rules.len(),

@@ -240,6 +240,7 @@ mod tests {
             rules,
             indicators,
             repeat: 1,
+            webhook: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct PipelineArgs {
     pub indicators: usize,
     pub repeat: usize,
     pub json: bool,
+    /// Replace the playbooks with one posting to a local webhook receiver that behaves so.
+    pub webhook: Option<crate::bench::webhook::WebhookMode>,
 }
 
 use super::{CannotRun, Status, load_runnable_content};
@@ -90,6 +92,14 @@ pub fn run(dir: &Path, args: PipelineArgs) -> Result<Status, CannotRun> {
             args.repeat
         );
     }
+    if let Some(mode) = args.webhook
+        && !args.json
+    {
+        println!(
+            "the playbooks are replaced by one posting each malicious detection to a local webhook receiver that is {}",
+            mode.as_str()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -101,6 +111,7 @@ pub fn run(dir: &Path, args: PipelineArgs) -> Result<Status, CannotRun> {
         rules: args.rules,
         indicators: args.indicators,
         repeat: args.repeat,
+        webhook: args.webhook,
     };
     let report = runtime.block_on(pipeline(&options, content, &work));
     let _ = std::fs::remove_dir_all(&work);

@@ -443,6 +443,10 @@ Example:\n  cargo run --release -- bench pipeline --rules 100 --indicators 10000
         /// Use this Redis server instead of starting one. Its streams `palisade:bench:*` are overwritten.
         #[arg(long)]
         redis: Option<String>,
+        /// Replace the playbooks by one posting each malicious detection to a local webhook
+        /// receiver that answers at once (`healthy`) or never (`hang`).
+        #[arg(long, value_enum)]
+        webhook: Option<crate::bench::webhook::WebhookMode>,
         /// The content directory whose rules and playbooks run.
         #[arg(long, short = 'C', default_value = ".")]
         dir: PathBuf,
@@ -588,6 +592,7 @@ pub fn main() -> ExitCode {
                     events,
                     malicious_every,
                     redis,
+                    webhook,
                     dir,
                     rules,
                     indicators,
@@ -604,6 +609,7 @@ pub fn main() -> ExitCode {
                 indicators,
                 repeat: usize::from(repeat),
                 json,
+                webhook,
             },
         ),
         Command::Bench {

@@ -263,6 +263,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     if let Err(message) = config.actions.webhook.limits() {
         report(at.key("read_timeout"), message);
     }
+    if let Err((key, message)) = config.actions.effects.settings() {
+        report(root.key("actions").key("effects").key(&key), message);
+    }
     if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
         report(
             root.key("redis").key("url"),

@@ -442,6 +442,9 @@ pub struct ActionsConfig {
     /// What `notify.webhook` reads of a receiver's answer, how long it waits, which redirects
     /// it follows.
     pub webhook: WebhookConfig,
+    /// The pool that runs steps calling outside systems (`notify.webhook`, `notify.redis`,
+    /// `notify.syslog`) off the committing task: workers, queue, time limits, shutdown wait.
+    pub effects: crate::actions::EffectsConfig,
 }
 
 impl Default for ActionsConfig {
@@ -472,6 +475,7 @@ impl Default for ActionsConfig {
             approval_expiry: "1h".into(),
             firewall: crate::actions::plugins::firewall::Backend::Auto,
             webhook: WebhookConfig::default(),
+            effects: crate::actions::EffectsConfig::default(),
         }
     }
 }
@@ -565,6 +569,32 @@ mod tests {
                 policy.protected_addresses
             );
         }
+    }
+
+    #[test]
+    fn bad_effects_pool_settings_are_named_with_their_line() {
+        let problems = parse(
+            Path::new("p.yaml"),
+            "actions:\n  effects:\n    workers: 4\n    time_limits:\n      notify: soon\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert!(
+            found.iter().any(|(line, message)| *line == 5
+                && message.contains("`actions.effects.time_limits.notify` is `soon`")),
+            "{found:?}"
+        );
+        let problems =
+            parse(Path::new("p.yaml"), "actions:\n  effects:\n    queue: 0\n").unwrap_err();
+        assert!(
+            problems.iter().any(|d| d.line == 3
+                && d.message
+                    .contains("`actions.effects.queue` must be at least 1")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Outputs {
     pub executor: Option<Arc<Executor>>,
     /// Where decided steps, latency and queue depths are counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Alerts waiting for the outcomes of their steps in the effects pool.
+    pub settled: Option<Arc<SettledAlerts>>,
 }
 
 /// Commits one batch. When it has detections: its decisions (detections and their steps as
@@ -61,7 +63,7 @@ async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Resul
         if let Some(executor) = &outputs.executor
             && !handled.degrade.is_empty()
         {
-            executor.run(&mut [], &[], &handled.degrade).await?;
+            drop(executor.run(&mut [], &[], &handled.degrade).await?);
         }
         if !handled.state.is_empty() {
             outputs
@@ -93,21 +95,29 @@ async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Resul
         }
         return Ok(());
     }
-    if let Some(executor) = &outputs.executor {
-        executor
-            .run(
-                &mut handled.state.actions,
-                &handled.state.detections,
-                &handled.degrade,
-            )
-            .await?;
-    }
+    // Steps handed to the effects pool are stored as `dispatched`; `dispatched` is held until
+    // the outcomes are stored, so a pooled outcome never overtakes its row.
+    let dispatched = match &outputs.executor {
+        Some(executor) => Some(
+            executor
+                .run(
+                    &mut handled.state.actions,
+                    &handled.state.detections,
+                    &handled.degrade,
+                )
+                .await?,
+        ),
+        None => None,
+    };
     if let Some(metrics) = &outputs.metrics {
         for row in &handled.state.detections {
             metrics.detection(&row.detection.rule, row.detection.stage.as_str());
         }
+        // A dispatched step is counted when its outcome arrives.
         for action in &handled.state.actions {
-            metrics.action(action.action, action.status.as_str());
+            if action.status != crate::actions::ActionStatus::Dispatched {
+                metrics.action(action.action, action.status.as_str());
+            }
         }
         if let Some(executor) = &outputs.executor {
             metrics.set_manual_mode(executor.is_manual());
@@ -115,14 +125,169 @@ async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Resul
     }
     crate::sinks::show(outputs.format, &handled.state);
     let mut alerts = if alerts {
-        alerts_for(&handled.state)
+        // A detection with a step in the effects pool gets its alert when that step's outcome
+        // arrives ([`SettledAlerts`]), so the alert says what happened, not `dispatched`.
+        let (now, later) = match &outputs.settled {
+            Some(settled) => settled.defer(&handled.state),
+            None => (handled.state.detections.iter().collect(), Vec::new()),
+        };
+        let alerts = alerts_of(&now, &handled.state.actions);
+        if let Some(settled) = &outputs.settled {
+            settled.wait_for(later, &handled.state.actions);
+        }
+        alerts
     } else {
         Vec::new()
     };
     alerts.extend(owed);
     let state = std::mem::take(&mut handled.state);
     outputs.state.outcomes(state.actions, alerts).await?;
+    drop(dispatched);
     Ok(())
+}
+
+/// A detection's event id and rule.
+type DetectionKey = (String, String);
+
+/// A detection whose alert waits, with its steps as decided.
+type AwaitingAlert = (
+    crate::state::DetectionRow,
+    Vec<crate::actions::ActionRecord>,
+);
+
+/// Alerts of detections whose steps are in the effects pool, written to the outbox when the
+/// last of those steps has its outcome (or, for a step abandoned at shutdown, when the engine
+/// stops), each with the outcomes of all its steps.
+#[derive(Default)]
+pub struct SettledAlerts {
+    waiting: std::sync::Mutex<std::collections::HashMap<DetectionKey, AwaitingAlert>>,
+    state: std::sync::OnceLock<StateWriter>,
+}
+
+impl SettledAlerts {
+    /// Nothing waiting yet; [`SettledAlerts::write_through`] names the state writer before the
+    /// first batch.
+    pub fn waiting() -> Arc<SettledAlerts> {
+        Arc::new(SettledAlerts::default())
+    }
+
+    /// Alerts go out through `state`'s outbox.
+    pub fn write_through(&self, state: StateWriter) {
+        let _ = self.state.set(state);
+    }
+
+    /// The hook the executor calls when a detection's last pooled step has its outcome.
+    pub fn hook(self: &Arc<Self>) -> crate::actions::executor::SettledHook {
+        let settled = Arc::downgrade(self);
+        Arc::new(move |event_id: &str, rule: &str| {
+            let Some(settled) = settled.upgrade() else {
+                return;
+            };
+            let key = (event_id.to_string(), rule.to_string());
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { settled.settle(vec![key]).await });
+            }
+        })
+    }
+
+    /// Splits a batch's detections into those whose alert can be written now and those with a
+    /// step in the pool.
+    fn defer<'a>(
+        &self,
+        batch: &'a crate::state::Batch,
+    ) -> (
+        Vec<&'a crate::state::DetectionRow>,
+        Vec<&'a crate::state::DetectionRow>,
+    ) {
+        let pooled: std::collections::HashSet<(&str, &str)> = batch
+            .actions
+            .iter()
+            .filter(|a| a.status == crate::actions::ActionStatus::Dispatched)
+            .map(|a| (a.event_id.as_str(), &*a.rule))
+            .collect();
+        batch.detections.iter().partition(|row| {
+            !pooled.contains(&(row.detection.event_id.as_str(), &*row.detection.rule))
+        })
+    }
+
+    fn wait_for(
+        &self,
+        rows: Vec<&crate::state::DetectionRow>,
+        actions: &[crate::actions::ActionRecord],
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        let Ok(mut waiting) = self.waiting.lock() else {
+            return;
+        };
+        for row in rows {
+            let key = (
+                row.detection.event_id.clone(),
+                row.detection.rule.to_string(),
+            );
+            let steps = actions
+                .iter()
+                .filter(|a| a.event_id == key.0 && *a.rule == *key.1)
+                .cloned()
+                .collect();
+            waiting.insert(key, (row.clone(), steps));
+        }
+    }
+
+    /// Writes the alerts of these detections with their steps' recorded outcomes.
+    async fn settle(&self, keys: Vec<(String, String)>) {
+        let Some(state) = self.state.get() else {
+            return;
+        };
+        let mut alerts = Vec::new();
+        for key in keys {
+            let entry = match self.waiting.lock() {
+                Ok(mut waiting) => waiting.remove(&key),
+                Err(_) => None,
+            };
+            let Some((row, mut steps)) = entry else {
+                continue;
+            };
+            match state.store().step_outcomes(&key.0, &key.1).await {
+                Ok(outcomes) => {
+                    for step in &mut steps {
+                        if let Some((status, reason)) =
+                            outcomes.get(&(step.playbook.to_string(), step.step.clone()))
+                        {
+                            step.status = *status;
+                            step.reason.clone_from(reason);
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!("cannot read the outcomes of pooled steps for an alert: {err}")
+                }
+            }
+            let refs: Vec<&crate::actions::ActionRecord> = steps.iter().collect();
+            alerts.push(crate::state::OutboxAlert {
+                alert_id: super::alert_id(&row),
+                document: super::alert(&row, &refs).to_string(),
+            });
+        }
+        if !alerts.is_empty()
+            && let Err(err) = state.outcomes(Vec::new(), alerts).await
+        {
+            tracing::error!("cannot write the alerts of settled pooled steps: {err}");
+        }
+    }
+
+    /// Writes every alert still waiting (at shutdown, once the pool is closed and its
+    /// abandoned steps are recorded).
+    pub async fn flush(&self) {
+        let keys: Vec<(String, String)> = match self.waiting.lock() {
+            Ok(waiting) => waiting.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        if !keys.is_empty() {
+            self.settle(keys).await;
+        }
+    }
 }
 
 /// What a step decided before a crash, whose outcome was never recorded, says in its alert.
@@ -155,16 +320,23 @@ fn owed_alerts(
 
 /// The alert documents of a decided batch, one per detection, each with its steps' outcomes.
 fn alerts_for(batch: &crate::state::Batch) -> Vec<crate::state::OutboxAlert> {
+    alerts_of(&batch.detections.iter().collect::<Vec<_>>(), &batch.actions)
+}
+
+/// The alert documents of these detections, each with its steps among `actions`.
+fn alerts_of(
+    detections: &[&crate::state::DetectionRow],
+    actions: &[crate::actions::ActionRecord],
+) -> Vec<crate::state::OutboxAlert> {
     let mut steps: std::collections::HashMap<(&str, &str), Vec<&crate::actions::ActionRecord>> =
         std::collections::HashMap::new();
-    for action in &batch.actions {
+    for action in actions {
         steps
             .entry((action.event_id.as_str(), &*action.rule))
             .or_default()
             .push(action);
     }
-    batch
-        .detections
+    detections
         .iter()
         .map(|row| {
             let key = (row.detection.event_id.as_str(), &*row.detection.rule);

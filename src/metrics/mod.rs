@@ -61,6 +61,13 @@ pub struct Metrics {
     manual_mode: AtomicBool,
     commit_queue: AtomicI64,
     state_queue: AtomicI64,
+    /// Jobs waiting in the effects pool's queue.
+    effects_queue: AtomicI64,
+    /// Times the committing task found the effects queue full and waited, and for how long.
+    effects_queue_waits: AtomicU64,
+    effects_queue_wait_micros: AtomicU64,
+    /// Pooled steps given up at shutdown.
+    effects_abandoned: AtomicU64,
     redis_failures: AtomicU64,
     ready: AtomicBool,
     /// Why the last reload was refused, until one succeeds.
@@ -208,6 +215,31 @@ impl Metrics {
         self.state_queue.store(state as i64, Ordering::Relaxed);
     }
 
+    /// Jobs waiting in the effects pool's queue.
+    pub fn set_effects_queue(&self, depth: usize) {
+        self.effects_queue.store(depth as i64, Ordering::Relaxed);
+    }
+
+    /// The committing task found the effects queue full and waited this long for room.
+    pub fn effects_queue_waited(&self, waited: Duration) {
+        self.effects_queue_waits.fetch_add(1, Ordering::Relaxed);
+        self.effects_queue_wait_micros
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Times the effects queue was full, and the seconds waited for room in all.
+    pub fn effects_queue_waits(&self) -> (u64, f64) {
+        (
+            self.effects_queue_waits.load(Ordering::Relaxed),
+            self.effects_queue_wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+
+    /// Pooled steps given up at shutdown.
+    pub fn effects_abandoned(&self, steps: u64) {
+        self.effects_abandoned.fetch_add(steps, Ordering::Relaxed);
+    }
+
     pub fn set_redis_failures(&self, failures: u64) {
         self.redis_failures.store(failures, Ordering::Relaxed);
     }
@@ -300,9 +332,16 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "palisade_queue_depth{{queue=\"commit\"}} {}\npalisade_queue_depth{{queue=\"state_writer\"}} {}",
+            "palisade_queue_depth{{queue=\"commit\"}} {}\npalisade_queue_depth{{queue=\"state_writer\"}} {}\npalisade_queue_depth{{queue=\"effects\"}} {}",
             self.commit_queue.load(Ordering::Relaxed),
-            self.state_queue.load(Ordering::Relaxed)
+            self.state_queue.load(Ordering::Relaxed),
+            self.effects_queue.load(Ordering::Relaxed)
+        );
+        let (waits, waited) = self.effects_queue_waits();
+        let _ = writeln!(
+            out,
+            "# HELP palisade_effects_queue_full_total Times the effects queue was full and committing waited for room.\n# TYPE palisade_effects_queue_full_total counter\npalisade_effects_queue_full_total {waits}\n# HELP palisade_effects_queue_wait_seconds_total Time committing waited for room in the effects queue.\n# TYPE palisade_effects_queue_wait_seconds_total counter\npalisade_effects_queue_wait_seconds_total {waited}\n# HELP palisade_effects_abandoned_total Pooled steps given up at shutdown (recorded as abandoned).\n# TYPE palisade_effects_abandoned_total counter\npalisade_effects_abandoned_total {}",
+            self.effects_abandoned.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
@@ -443,6 +482,21 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+impl crate::actions::pool::EffectsObserver for Metrics {
+    fn action(&self, action: &str, status: &'static str) {
+        Metrics::action(self, action, status);
+    }
+    fn queue_waited(&self, waited: Duration) {
+        self.effects_queue_waited(waited);
+    }
+    fn queue_depth(&self, depth: usize) {
+        self.set_effects_queue(depth);
+    }
+    fn abandoned(&self, steps: u64) {
+        self.effects_abandoned(steps);
     }
 }
 

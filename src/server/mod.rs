@@ -21,7 +21,8 @@ use crate::bus::{Health, Link};
 use crate::config::SourceConfig;
 use crate::content::Content;
 use crate::engine::drive::{
-    CommitProbe, DriveError, NoProbe, Outputs, drive_channel, drive_jsonl, drive_stream,
+    CommitProbe, DriveError, NoProbe, Outputs, SettledAlerts, drive_channel, drive_jsonl,
+    drive_stream,
 };
 use crate::engine::{Counters, Engine};
 use crate::intel::IntelHandle;
@@ -139,6 +140,8 @@ impl Server {
         let actor = actor_name(&source);
         let mut periodic = Vec::new();
         let audit = open_audit(&content, &store).await?;
+        // Alerts of detections with steps in the effects pool wait for those outcomes.
+        let settled = SettledAlerts::waiting();
         let executor = build_executor(
             &content,
             &source,
@@ -149,6 +152,7 @@ impl Server {
             &mut periodic,
         )
         .await?;
+        executor.set_settled_hook(settled.hook());
         // Before the writer takes the store: the tracker is restored over the same connections.
         let stages = match options.stages {
             Some(stages) => stages,
@@ -156,6 +160,7 @@ impl Server {
         };
         let writer_stop = Arc::new(Notify::new());
         let (state, writer) = spawn_writer(store, writer_stop.clone());
+        settled.write_through(state.clone());
         let dead_letter_path = content.resolve(&config.dead_letter.path);
         let dead_letter =
             DeadLetter::open(&dead_letter_path).map_err(|source| ServerError::DeadLetter {
@@ -174,6 +179,14 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         metrics.set_source(source_kind(&source));
         metrics.set_manual_mode(executor.is_manual());
+        start_effects_pool(
+            &executor,
+            &config.actions.effects,
+            &state_path,
+            &metrics,
+            &shutdown,
+        )
+        .await?;
         start_learning(&stages, &state_path, &audit, &metrics, &shutdown).await?;
         if config.http.enabled {
             http::serve(&config.http, &metrics, &health, &shutdown).await;
@@ -209,6 +222,7 @@ impl Server {
             alerts,
             executor: Some(executor.clone()),
             metrics: Some(metrics.clone()),
+            settled: Some(settled),
         };
         Ok(Server {
             content,
@@ -295,6 +309,7 @@ impl Server {
             alerts: self.outputs.alerts.take(),
             executor: self.outputs.executor.take(),
             metrics: self.outputs.metrics.take(),
+            settled: self.outputs.settled.clone(),
         }
     }
 
@@ -341,6 +356,9 @@ impl Server {
     /// already queued.
     async fn stop_while_reading(self) -> Result<Summary, ServerError> {
         stop_before_the_store_closes(self.periodic, &self.executor).await;
+        if let Some(settled) = &self.outputs.settled {
+            settled.flush().await;
+        }
         self.writer_stop.notify_one();
         drop(self.outputs);
         let batches = self.writer.await.map_err(|source| ServerError::Task {
@@ -370,6 +388,11 @@ impl Server {
         } = self;
         metrics.set_ready(false);
         stop_before_the_store_closes(periodic, &executor).await;
+        // Alerts of steps the pool settled or abandoned just now (published at the next start
+        // if the outbox publisher has stopped).
+        if let Some(settled) = &outputs.settled {
+            settled.flush().await;
+        }
         // The tracker's last counts (written once a second while running).
         let mut engine = engine.ok_or_else(no_engine)?;
         let rest = engine.finish();
@@ -553,6 +576,28 @@ fn run_approved_steps(executor: &Arc<Executor>, shutdown: &Shutdown) -> Periodic
             }
         },
     )
+}
+
+/// Starts the pool that runs steps calling outside systems, over its own connections to the
+/// state database (it records their outcomes while the writer writes batches).
+async fn start_effects_pool(
+    executor: &Arc<crate::actions::Executor>,
+    config: &crate::actions::EffectsConfig,
+    state_path: &Path,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> Result<(), ServerError> {
+    let settings = config
+        .settings()
+        .map_err(|(_, message)| ServerError::Setup(message))?;
+    let store = StateStore::open(state_path).await?;
+    executor.start_pool(
+        settings,
+        store,
+        Some(metrics.clone() as _),
+        shutdown.clone(),
+    );
+    Ok(())
 }
 
 /// The indicators stored in the state database, and the pulls of the configured feeds: each

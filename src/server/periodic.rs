@@ -67,8 +67,13 @@ pub(super) async fn stop_before_the_store_closes(
             tracing::error!("a background task failed: {err}");
         }
     }
+    // Summaries of held notifications go to the effects pool like other messages; then the
+    // pool gets its bounded wait, and what it abandons is recorded while the store is open.
     if let Err(err) = executor.flush_summaries(true).await {
         tracing::error!("cannot send summarised notifications: {err}");
+    }
+    if let Err(err) = executor.close_pool().await {
+        tracing::error!("cannot record the effects pool's abandoned steps: {err}");
     }
 }
 

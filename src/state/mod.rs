@@ -367,6 +367,31 @@ impl StateStore {
         Ok(rows)
     }
 
+    /// The recorded status and reason of each step of one detection, by (playbook, step).
+    pub async fn step_outcomes(
+        &self,
+        event_id: &str,
+        rule: &str,
+    ) -> Result<
+        std::collections::HashMap<(String, String), (crate::actions::ActionStatus, Option<String>)>,
+        StateError,
+    > {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT playbook, step, status, reason FROM actions WHERE event_id = ? AND rule = ?",
+        )
+        .bind(event_id)
+        .bind(rule)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(playbook, step, status, reason)| {
+                crate::actions::ActionStatus::parse(&status)
+                    .map(|status| ((playbook, step), (status, reason)))
+            })
+            .collect())
+    }
+
     /// Marks every outbox row up to `up_to` published (the publisher sends in id order), and
     /// empties the documents of published rows beyond the newest 10,000. The rows themselves
     /// stay: an `alert_id` in the outbox is how a redelivery knows its alert was written.

@@ -232,6 +232,7 @@ async fn run_engine(server: &RedisServer, content: &Arc<Content>, state: &Path, 
         alerts: None,
         executor: None,
         metrics: None,
+        settled: None,
     };
     let driving = tokio::spawn(async move {
         drive_stream(&mut engine, source, outputs, &shutdown, NoProbe)

@@ -12,6 +12,7 @@ mod cli;
 mod correlation;
 mod crash;
 mod edges;
+mod effects;
 mod firewall;
 mod intel_poison;
 mod intel_pull;
