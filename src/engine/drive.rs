@@ -162,6 +162,8 @@ type AwaitingAlert = (
 pub struct SettledAlerts {
     waiting: std::sync::Mutex<std::collections::HashMap<DetectionKey, AwaitingAlert>>,
     state: std::sync::OnceLock<StateWriter>,
+    /// How the settled outcomes are shown on standard output.
+    format: std::sync::OnceLock<super::AlertFormat>,
 }
 
 impl SettledAlerts {
@@ -171,9 +173,10 @@ impl SettledAlerts {
         Arc::new(SettledAlerts::default())
     }
 
-    /// Alerts go out through `state`'s outbox.
-    pub fn write_through(&self, state: StateWriter) {
+    /// Alerts go out through `state`'s outbox; settled outcomes are shown in `format`.
+    pub fn write_through(&self, state: StateWriter, format: super::AlertFormat) {
         let _ = self.state.set(state);
+        let _ = self.format.set(format);
     }
 
     /// The hook the executor calls when a detection's last pooled step has its outcome.
@@ -249,6 +252,10 @@ impl SettledAlerts {
             let Some((row, mut steps)) = entry else {
                 continue;
             };
+            let pooled: Vec<bool> = steps
+                .iter()
+                .map(|s| s.status == crate::actions::ActionStatus::Dispatched)
+                .collect();
             match state.store().step_outcomes(&key.0, &key.1).await {
                 Ok(outcomes) => {
                     for step in &mut steps {
@@ -265,6 +272,20 @@ impl SettledAlerts {
                 }
             }
             let refs: Vec<&crate::actions::ActionRecord> = steps.iter().collect();
+            let settled: Vec<&crate::actions::ActionRecord> = refs
+                .iter()
+                .zip(&pooled)
+                .filter(|(_, pooled)| **pooled)
+                .map(|(step, _)| *step)
+                .collect();
+            crate::sinks::show_settled(
+                self.format
+                    .get()
+                    .copied()
+                    .unwrap_or(super::AlertFormat::Quiet),
+                &row,
+                &settled,
+            );
             alerts.push(crate::state::OutboxAlert {
                 alert_id: super::alert_id(&row),
                 document: super::alert(&row, &refs).to_string(),

@@ -160,7 +160,7 @@ impl Server {
         };
         let writer_stop = Arc::new(Notify::new());
         let (state, writer) = spawn_writer(store, writer_stop.clone());
-        settled.write_through(state.clone());
+        settled.write_through(state.clone(), options.format);
         let dead_letter_path = content.resolve(&config.dead_letter.path);
         let dead_letter =
             DeadLetter::open(&dead_letter_path).map_err(|source| ServerError::DeadLetter {

@@ -48,6 +48,38 @@ pub fn show(format: AlertFormat, batch: &Batch) {
     }
 }
 
+/// Prints the outcomes of a detection's steps that the effects pool settled after its batch
+/// was shown (those steps were shown `dispatched` then): a line naming the detection, then each
+/// settled step as in [`show`].
+pub fn show_settled(format: AlertFormat, row: &DetectionRow, steps: &[&ActionRecord]) {
+    if format == AlertFormat::Quiet || steps.is_empty() {
+        return;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = match format {
+        AlertFormat::Quiet => Ok(()),
+        AlertFormat::Text => writeln!(
+            out,
+            "{} OUTCOME  {}  [event {}]",
+            Inert(&row.event_time),
+            Inert(&row.detection.rule[..]),
+            Inert(&row.detection.event_id)
+        )
+        .and_then(|()| {
+            steps
+                .iter()
+                .try_for_each(|action| writeln!(out, "{}", render_action(action)))
+        }),
+        AlertFormat::Json => steps
+            .iter()
+            .try_for_each(|action| writeln!(out, "{}", super::jsonl::action_line(action))),
+    };
+    if let Err(err) = written.and_then(|()| out.flush()) {
+        tracing::warn!("cannot write outcomes to standard output: {err}");
+    }
+}
+
 /// `2025-11-03T14:30:05Z HIGH     office-spawns-shell  ws-17  WINWORD.EXE started powershell.exe  [event e-1]`
 ///
 /// One detection is one line: every value from an event (host, names, the title rules build

@@ -6,7 +6,7 @@ mod dead_letter;
 mod jsonl;
 mod redis_alerts;
 
-pub use console::{AlertFormat, render_action, render_detection, show};
+pub use console::{AlertFormat, render_action, render_detection, show, show_settled};
 pub use dead_letter::DeadLetter;
 pub use jsonl::{action_line, detection_line, lines_for, replay_lines};
 pub use redis_alerts::AlertPublisher;

@@ -510,10 +510,13 @@ fn defect_4_four_detections_through_one_webhook_step_are_four_posts_not_one() {
     assert_eq!(statuses(&rows, "outcome"), ["executed"; 4], "{rows:#?}");
     // The repeat is recognised as already decided before the executor sees it (its key is
     // stored), so it is neither sent nor audited again.
+    // Per detection: the decision to hand the step to the effects pool (`dispatched`, before
+    // the batch is acknowledged), then the intent and the outcome when the pool acts.
+    assert_eq!(statuses(&rows, "decision"), ["dispatched"; 4], "{rows:#?}");
     assert_eq!(
         rows.len(),
-        8,
-        "an intent and an outcome per detection: {rows:#?}"
+        12,
+        "a decision, an intent and an outcome per detection: {rows:#?}"
     );
     assert!(
         crate::support::stderr(&out).contains("recognised detections of redelivered events"),
