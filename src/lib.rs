@@ -50,6 +50,7 @@ pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod decision;
 pub mod detection;
 pub mod diagnostics;
 pub mod duration;

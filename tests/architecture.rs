@@ -26,13 +26,7 @@ use std::path::{Path, PathBuf};
 
 /// Edges that still go against the order, `(from, to)`. Each is a known debt with what would
 /// remove it; new ones are refused. Remove an entry when its last import goes.
-const AGAINST_THE_ORDER: &[(&str, &str)] = &[
-    // Queued steps are `ActionRecord`s; the records belong below approvals, the executor above.
-    ("approvals", "actions"),
-    // The state writer takes the executor's `ActionRecord`s; like the tracker's, the learner's
-    // and the correlations' rows (`state::rows`), the stored form belongs in `state`.
-    ("state", "actions"),
-];
+const AGAINST_THE_ORDER: &[(&str, &str)] = &[];
 
 /// One edge's evidence: the first place it was seen.
 #[derive(Debug, Clone)]

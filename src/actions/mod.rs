@@ -16,19 +16,9 @@ pub use params::{ParamType, ParamValue};
 pub use policy::WidestBlock;
 pub use pool::{Dispatched, EffectsConfig};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// How much damage a wrong execution of a step could do; high-risk steps wait for approval.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Risk {
-    Low,
-    Medium,
-    High,
-}
+// The plain records a step's decision is made of live below the executor, where the state
+// store and the approvals queue can use them.
+pub use crate::decision::{ActionRecord, ActionStatus, NotificationLimit, OnFailure, Risk};
 
 /// One parameter of an action.
 #[derive(Debug)]
@@ -220,114 +210,6 @@ pub fn lookup(name: &str) -> Option<&'static ActionSpec> {
 
 pub fn names() -> impl Iterator<Item = &'static str> {
     ACTIONS.iter().map(|action| action.name)
-}
-
-/// What became of one step for one detection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionStatus {
-    /// Decided and recorded; nothing executes it yet.
-    Planned,
-    /// Would have run, but dry-run or shadow mode holds it back.
-    DryRun,
-    Executed,
-    /// Waiting for a person's approval.
-    Queued,
-    /// Not allowed: a parameter did not parse, or the target is protected.
-    Refused,
-    Failed,
-    /// The step's `when` condition was false, or an earlier step aborted the playbook.
-    Skipped,
-    /// A notification over its step's limit: not sent on its own, counted, and reported in the
-    /// step's next message ("N more like this in the last ...").
-    Summarised,
-    /// Handed to the effects pool (it calls an outside system); the row is updated with the
-    /// outcome when it arrives.
-    Dispatched,
-    /// Handed to the effects pool and given up at shutdown before its outcome arrived: it may
-    /// or may not have reached its receiver.
-    Abandoned,
-}
-
-impl ActionStatus {
-    /// The status stored as `text` (the inverse of [`ActionStatus::as_str`]).
-    pub fn parse(text: &str) -> Option<ActionStatus> {
-        [
-            ActionStatus::Planned,
-            ActionStatus::DryRun,
-            ActionStatus::Executed,
-            ActionStatus::Queued,
-            ActionStatus::Refused,
-            ActionStatus::Failed,
-            ActionStatus::Skipped,
-            ActionStatus::Summarised,
-            ActionStatus::Dispatched,
-            ActionStatus::Abandoned,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == text)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionStatus::Planned => "planned",
-            ActionStatus::DryRun => "dry_run",
-            ActionStatus::Executed => "executed",
-            ActionStatus::Queued => "queued",
-            ActionStatus::Refused => "refused",
-            ActionStatus::Failed => "failed",
-            ActionStatus::Skipped => "skipped",
-            ActionStatus::Summarised => "summarised",
-            ActionStatus::Dispatched => "dispatched",
-            ActionStatus::Abandoned => "abandoned",
-        }
-    }
-}
-
-/// One step's outcome for one detection: the `{"kind":"action",...}` line of replay output.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ActionRecord {
-    pub event_id: String,
-    pub playbook: std::sync::Arc<str>,
-    pub step: String,
-    pub action: &'static str,
-    /// The rendered value of the action's target parameter (empty when it could not render).
-    pub target: String,
-    pub status: ActionStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub risk: Risk,
-    /// The rule whose detection triggered the playbook.
-    pub rule: std::sync::Arc<str>,
-    /// Every parameter as rendered (after defaults), for the audit trail.
-    pub params: std::collections::BTreeMap<&'static str, String>,
-    /// What the rest of the playbook does when this step fails when executed.
-    #[serde(skip)]
-    pub on_failure: OnFailure,
-    /// For a notification: its playbook's `notification_limit`, if it has one.
-    #[serde(skip)]
-    pub notification_limit: Option<NotificationLimit>,
-}
-
-/// What happens to the rest of the playbook when a step fails or is refused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// Go on with the next step.
-    Continue,
-    /// Skip the remaining steps (the default).
-    #[default]
-    Abort,
-    /// Skip the remaining steps and switch the engine to manual mode.
-    Degrade,
-}
-
-/// At most `count` notifications per step within `window`; the rest are summarised, never
-/// dropped: each is audited as `summarised` and the step's next message says how many.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotificationLimit {
-    pub count: usize,
-    pub window: std::time::Duration,
 }
 
 /// Whether an action tells people (its subject is the detection) rather than acting on a target.

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::{FromRow, SqlitePool};
 
-use crate::actions::ActionRecord;
 use crate::audit::AuditEntry;
+use crate::decision::ActionRecord;
 use crate::state::{StateError, StateStore};
 
 /// Whether the engine acts by itself.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::actions::ActionRecord;
+use crate::decision::ActionRecord;
 use crate::detection::Detection;
 
 pub mod correlation;
@@ -373,7 +373,10 @@ impl StateStore {
         event_id: &str,
         rule: &str,
     ) -> Result<
-        std::collections::HashMap<(String, String), (crate::actions::ActionStatus, Option<String>)>,
+        std::collections::HashMap<
+            (String, String),
+            (crate::decision::ActionStatus, Option<String>),
+        >,
         StateError,
     > {
         let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
@@ -386,7 +389,7 @@ impl StateStore {
         Ok(rows
             .into_iter()
             .filter_map(|(playbook, step, status, reason)| {
-                crate::actions::ActionStatus::parse(&status)
+                crate::decision::ActionStatus::parse(&status)
                     .map(|status| ((playbook, step), (status, reason)))
             })
             .collect())
