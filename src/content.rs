@@ -265,7 +265,7 @@ fn duplicate_id(
 }
 
 /// Loads every `*.json` in `dir` as a warninglist (none when the folder does not exist). A
-/// warninglist is content like a rule: each file is read as [`read`] reads one, at most `cap`
+/// warninglist is content like a rule: each file is read as every content file is, at most `cap`
 /// bytes (`content.max_file_bytes`), and a file over it, unreadable or not a warninglist is a
 /// problem naming it.
 pub fn load_warninglists(dir: &Path, cap: u64) -> Result<Warninglists, Diagnostics> {
