@@ -1,6 +1,6 @@
 //! The test cases authors embed in rules, playbooks and Sigma sidecars: events in, expected
 //! detections and actions out. Plain data read by the files that carry them; the runner that
-//! executes them is `crate::testing`, above the pipeline.
+//! executes them (`palisade test`) sits above the pipeline and uses this module, not the reverse.
 
 use std::path::{Component, Path, PathBuf};
 
