@@ -434,6 +434,8 @@ fn oversized_sigma_files(rules: &Path, folders: &[PathBuf], cap: u64) -> Vec<(Pa
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     const RULE: &str = r#"
@@ -601,6 +603,33 @@ fn detect(event) { #{ entity: "process" } }
     }
 
     #[test]
+    fn public_ipv4_resolver_is_warninglisted() {
+        use crate::detection::IndicatorKind;
+
+        // Before, the shipped lists covered IPv6 resolvers only, and an indicator on 8.8.8.8
+        // was acted on.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("warninglists");
+        let lists = load_warninglists(&root, config::DEFAULT_MAX_FILE_BYTES).unwrap();
+        for resolver in ["8.8.8.8", "8.8.4.4", "1.1.1.1", "9.9.9.9", "208.67.222.222"] {
+            assert_eq!(
+                lists.listing(IndicatorKind::Ip, resolver),
+                Some("List of known IPv4 public DNS resolvers"),
+                "{resolver}"
+            );
+        }
+        assert!(
+            lists
+                .listing(IndicatorKind::Ip, "2001:4860:4860::8844")
+                .is_some()
+        );
+        // Shared infrastructure: a CDN edge, a certificate status responder.
+        assert!(lists.listing(IndicatorKind::Ip, "104.16.1.1").is_some());
+        assert!(lists.listing(IndicatorKind::Domain, "c.pki.goog").is_some());
+        // A C2 address that is on none of them stays actionable.
+        assert_eq!(lists.listing(IndicatorKind::Ip, "185.12.33.4"), None);
+    }
+
+    #[test]
     fn the_file_cap_is_configurable() {
         let dir = content_dir();
         std::fs::write(
@@ -634,5 +663,100 @@ fn detect(event) { #{ entity: "process" } }
             "bad",
         );
         assert!(far.render().len() < 200, "{}", far.render());
+    }
+
+    /// The problems the playbook loader finds in `source`, loaded as `playbooks/p.yaml`
+    /// against no rules.
+    fn refused_playbook(source: &str) -> Vec<Diagnostic> {
+        let (engine, _) = build_engine(
+            &crate::rules::RuleLimits::default(),
+            &crate::intel::IntelHandle::default(),
+        );
+        load_playbook(
+            Path::new("playbooks/p.yaml"),
+            source,
+            &crate::playbooks::RuleNames::default(),
+            false,
+            &engine,
+            None,
+        )
+        .expect_err("the playbook should be refused")
+        .into_iter()
+        .collect()
+    }
+
+    // Found by the `config_parse` fuzz target: two empty keys (`? ` followed by comments) in one
+    // mapping sent the search for the duplicate's position into an endless loop, so `validate` hung.
+    #[test]
+    fn two_empty_keys_in_one_mapping_are_refused_without_hanging() {
+        let source =
+            "? #hema.j\n\n\n\n\n\n\n\n\n\n\n|\n\n\n\n\n? ##ma.\n\n\n\n|\n\n\n|\n\n\n\n\n? ## # #wtion";
+        let started = Instant::now();
+        assert!(!refused_playbook(source).is_empty());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let started = Instant::now();
+        let config = config::parse(Path::new("palisade.yaml"), source);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(config.is_err());
+    }
+
+    /// Copies the shipped content into a fresh directory.
+    fn shipped_content() -> tempfile::TempDir {
+        fn copy_tree(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).expect("creates");
+            for entry in std::fs::read_dir(from).expect("lists") {
+                let path = entry.expect("entry").path();
+                let target = to.join(path.file_name().expect("a name"));
+                if path.is_dir() {
+                    copy_tree(&path, &target);
+                } else {
+                    std::fs::copy(&path, &target).expect("copies");
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for sub in ["rules", "playbooks", "warninglists", "models"] {
+            let from = root.join(sub);
+            if from.is_dir() {
+                copy_tree(&from, &dir.path().join(sub));
+            }
+        }
+        dir
+    }
+
+    // Item 10: a playbook saved with a UTF-8 byte-order mark got `missing field title`; rules and the
+    // config take one too.
+    #[test]
+    fn content_saved_with_a_byte_order_mark_loads() {
+        let dir = shipped_content();
+        let with_bom = |path: &Path| {
+            let text = std::fs::read_to_string(path).expect("reads");
+            std::fs::write(path, format!("\u{feff}{text}")).expect("writes");
+        };
+        with_bom(&dir.path().join("playbooks/block-c2.yaml"));
+        with_bom(&dir.path().join("rules/intel_c2_connection.rhai"));
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "\u{feff}# comments only\n",
+        )
+        .expect("writes");
+        let content = match load(dir.path(), None) {
+            Ok(content) => content,
+            Err(found) => panic!("{}", found.render()),
+        };
+        assert!(content.playbooks.iter().any(|p| &*p.id == "block-c2"));
+        assert!(
+            content
+                .rules
+                .iter()
+                .any(|r| &*r.id == "intel-c2-connection")
+        );
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "\u{feff}actions:\n  dry_run: true\n",
+        )
+        .expect("writes");
+        assert!(load(dir.path(), None).is_ok());
     }
 }

@@ -4,11 +4,13 @@
 //!
 //! - every `src/**/*.rs` belongs to the top-level module of its first path component
 //!   (`src/engine/drive.rs` to `engine`, `src/bus.rs` to `bus`; `src/main.rs` is `main`);
-//! - test code is left out, because tests may reach anywhere: files declared with
-//!   `#[cfg(test)] mod name;` and every item under a `#[cfg(test)]` attribute;
-//! - comments and string literals are blanked first, so a doc link or a log target naming a
-//!   module is not a dependency;
-//! - a dependency is any `crate::name` path (in `use` lines and inline paths, groups
+//! - test code counts like any other code: a unit test that needs a higher module ties its
+//!   module to that one as much as an import does, so it belongs in the higher module (or in
+//!   tests/integration/);
+//! - comments count too: a doc link [`crate::x::Y`] or a path named in prose says the module
+//!   leans on `x`, so it is read as a reference. Only string, byte-string, raw-string and char
+//!   literals are blanked, so a log target or a test's input text naming a module is not one;
+//! - a dependency is any `crate::name` path (in `use` lines, inline paths and comments, groups
 //!   `crate::{a::X, b::Y}` included) and, in `main.rs`, `palisade::name`.
 //!
 //! It fails when a module is missing from the table, when an edge goes up or sideways in the
@@ -123,7 +125,7 @@ fn check(src: &Path, doc: &Path, allowed: &[(&str, &str)]) -> Vec<String> {
 }
 
 /// The whole check on a small tree: an edge up the table fails with its file and line, the
-/// cycle it closes is named, test code does not count, an unlisted module is reported, an
+/// cycle it closes is named, test code and doc links count, an unlisted module is reported, an
 /// exception allows its edge, and an exception that matches nothing fails.
 #[test]
 fn an_import_against_the_order_fails_naming_the_file_line_and_cycle() {
@@ -132,7 +134,7 @@ fn an_import_against_the_order_fails_naming_the_file_line_and_cycle() {
     fs::create_dir_all(src.join("low")).unwrap();
     fs::write(
         src.join("lib.rs"),
-        "pub mod high;\npub mod low;\npub mod other;\n",
+        "pub mod high;\npub mod low;\npub mod other;\npub mod side;\n",
     )
     .unwrap();
     fs::write(src.join("high.rs"), "use crate::low::Thing;\n").unwrap();
@@ -141,35 +143,50 @@ fn an_import_against_the_order_fails_naming_the_file_line_and_cycle() {
         "pub struct Thing;\n\npub fn f() {\n    crate::high::g();\n}\n\n#[cfg(test)]\nmod tests;\n",
     )
     .unwrap();
-    // Test code may reach anywhere.
-    fs::write(src.join("low/tests.rs"), "use crate::other::X;\n").unwrap();
-    fs::write(src.join("other.rs"), "").unwrap();
+    // A unit test file counts like the module's other files.
+    fs::write(src.join("low/tests.rs"), "use crate::side::X;\n").unwrap();
+    // So does a doc link.
+    fs::write(src.join("other.rs"), "//! See [`crate::high::g`].\n").unwrap();
+    fs::write(src.join("side.rs"), "").unwrap();
     let doc = dir.path().join("architecture.md");
     fs::write(
         &doc,
-        "# x\n\n## Dependency order\n\n| layer | modules |\n| --- | --- |\n| 1 | `high` |\n| 0 | `low` |\n",
+        "# x\n\n## Dependency order\n\n| layer | modules |\n| --- | --- |\n| 2 | `high` |\n| 1 | `side` |\n| 0 | `low` |\n",
     )
     .unwrap();
 
     let problems = check(&src, &doc, &[]);
-    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert_eq!(problems.len(), 4, "{problems:#?}");
     assert!(
         problems[0].contains("module `other` is not in the layer table"),
         "{problems:#?}"
     );
     assert!(
-        problems[1].starts_with("`low` (layer 0) uses `high` (layer 1) at ")
+        problems[1].starts_with("`low` (layer 0) uses `high` (layer 2) at ")
             && problems[1].contains("low/mod.rs:4"),
         "{problems:#?}"
     );
     assert!(
-        problems[2].starts_with("import cycle among high, low: high -> low -> high"),
+        problems[2].starts_with("`low` (layer 0) uses `side` (layer 1) at ")
+            && problems[2].contains("low/tests.rs:1"),
         "{problems:#?}"
     );
+    assert!(
+        problems[3].starts_with("import cycle among high, low: high -> low -> high"),
+        "{problems:#?}"
+    );
+    assert!(
+        module_graph(&src)["other"].contains_key("high"),
+        "a doc link is a reference"
+    );
 
-    let problems = check(&src, &doc, &[("low", "high")]);
+    let problems = check(&src, &doc, &[("low", "high"), ("low", "side")]);
     assert_eq!(problems.len(), 1, "{problems:#?}");
-    let problems = check(&src, &doc, &[("low", "high"), ("high", "other")]);
+    let problems = check(
+        &src,
+        &doc,
+        &[("low", "high"), ("low", "side"), ("high", "other")],
+    );
     assert!(
         problems
             .iter()
@@ -191,33 +208,43 @@ fn print_module_graph() {
 }
 
 #[test]
-fn the_reader_sees_grouped_and_inline_paths_and_skips_tests_and_comments() {
+fn the_reader_sees_grouped_and_inline_paths_tests_and_comments_but_not_literals() {
     let source = r#"
 //! see [`crate::cli`]
 use crate::{event::Event, detection::{Detection, Severity}};
 use std::fmt;
 fn f() -> crate::intel::Hit { let s = "crate::state"; let c = '{'; crate::text::inert(s) }
 /* crate::sinks */
+// a "quote in prose does not open a literal: crate::rules
 #[cfg(test)]
 mod tests {
     use crate::engine::Engine;
-    fn g() { let x = "}"; }
+    fn g() { let x = "}"; let y = r"crate::audit"; let z = b"crate::bus"; }
 }
 #[cfg(test)]
 use crate::metrics;
-fn h() { crate::bus::x() }
+fn h() { crate::net::x() }
 "#;
-    let code = blank_comments_and_literals(source);
-    let (code, test_mods) = drop_test_items(&code);
-    assert!(test_mods.is_empty());
+    let code = blank_literals(source);
     let refs: BTreeSet<String> = references(&code, "crate")
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    let expected: BTreeSet<String> = ["event", "detection", "intel", "text", "bus"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let expected: BTreeSet<String> = [
+        "cli",
+        "event",
+        "detection",
+        "intel",
+        "text",
+        "sinks",
+        "rules",
+        "engine",
+        "metrics",
+        "net",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(refs, expected);
 }
 
@@ -292,25 +319,14 @@ fn layer_table(doc: &Path) -> BTreeMap<String, u32> {
 fn module_graph(src: &Path) -> Graph {
     let mut files = Vec::new();
     collect_files(src, &mut files);
-    let mut test_files = BTreeSet::new();
-    let mut parsed = Vec::new();
-    for file in &files {
-        let source = fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let code = blank_comments_and_literals(&source);
-        let (code, test_mods) = drop_test_items(&code);
-        for name in test_mods {
-            test_files.extend(module_files(file, &name));
-        }
-        parsed.push((file.clone(), code));
-    }
     let mut graph = Graph::new();
-    for (file, code) in parsed {
-        if test_files.contains(&file) || in_test_dir(&file, &test_files) {
-            continue;
-        }
+    for file in files {
         let Some(module) = top_module(src, &file) else {
             continue;
         };
+        let source =
+            fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let code = blank_literals(&source);
         let prefix = if module == "main" {
             "palisade"
         } else {
@@ -353,30 +369,7 @@ fn top_module(src: &Path, file: &Path) -> Option<String> {
     (name != "lib").then(|| name.to_string())
 }
 
-/// Where `mod name;` declared in `parent` lives: beside it for `mod.rs`, `lib.rs`, `main.rs`,
-/// in the folder named after it otherwise; as `name.rs` or `name/mod.rs`.
-fn module_files(parent: &Path, name: &str) -> Vec<PathBuf> {
-    let dir = parent.parent().unwrap_or(Path::new(""));
-    let stem = parent.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let base = if matches!(stem, "mod" | "lib" | "main") {
-        dir.to_path_buf()
-    } else {
-        dir.join(stem)
-    };
-    vec![
-        base.join(format!("{name}.rs")),
-        base.join(name).join("mod.rs"),
-    ]
-}
 
-/// A test module kept in a folder (`name/mod.rs`) takes its whole folder with it.
-fn in_test_dir(file: &Path, test_files: &BTreeSet<PathBuf>) -> bool {
-    test_files
-        .iter()
-        .filter(|t| t.file_name().is_some_and(|n| n == "mod.rs"))
-        .filter_map(|t| t.parent())
-        .any(|dir| file.starts_with(dir))
-}
 
 fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
@@ -384,7 +377,7 @@ fn is_ident(c: u8) -> bool {
 
 /// The source with comments, string, byte-string, raw-string and char literals replaced by
 /// spaces (newlines kept, so line numbers hold).
-fn blank_comments_and_literals(source: &str) -> String {
+fn blank_literals(source: &str) -> String {
     let b = source.as_bytes();
     let mut out = b.to_vec();
     let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
@@ -403,7 +396,8 @@ fn blank_comments_and_literals(source: &str) -> String {
                     .iter()
                     .position(|&c| c == b'\n')
                     .map_or(b.len(), |p| i + p);
-                blank(&mut out, i, end);
+                // Kept: a doc link or a path named in a comment is a reference too. Skipped
+                // over, so a quote in prose does not open a literal.
                 i = end;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
@@ -423,7 +417,6 @@ fn blank_comments_and_literals(source: &str) -> String {
                         j += 1;
                     }
                 }
-                blank(&mut out, i, j);
                 i = j;
             }
             b'r' if !prev_ident
@@ -495,84 +488,6 @@ fn blank_comments_and_literals(source: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| panic!("blanking kept UTF-8 boundaries"))
 }
 
-/// Blanks every item under `#[cfg(test)]` and returns the names of test modules declared
-/// without a body (`mod name;`), whose files are test code too.
-fn drop_test_items(code: &str) -> (String, Vec<String>) {
-    let b = code.as_bytes();
-    let mut out = b.to_vec();
-    let mut mods = Vec::new();
-    let marker = b"#[cfg(test)]";
-    let mut i = 0;
-    while let Some(pos) = find(b, marker, i) {
-        let start = pos;
-        let mut j = pos + marker.len();
-        // Skip whitespace and further attributes.
-        loop {
-            while j < b.len() && b[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            if b[j..].starts_with(b"#[") {
-                j = skip_brackets(b, j + 1);
-            } else {
-                break;
-            }
-        }
-        let item_start = j;
-        // The item ends at a `;` outside brackets, or where a brace block closes and no `;`
-        // follows (a `use a::{b};` runs on to its `;`).
-        let mut depth = 0i32;
-        let mut end = b.len();
-        while j < b.len() {
-            match b[j] {
-                b'{' | b'(' | b'[' => depth += 1,
-                b')' | b']' => depth -= 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        let next = b[j + 1..].iter().find(|c| !c.is_ascii_whitespace());
-                        if next != Some(&b';') {
-                            end = j + 1;
-                            break;
-                        }
-                    }
-                }
-                b';' if depth == 0 => {
-                    end = j + 1;
-                    break;
-                }
-                _ => {}
-            }
-            j += 1;
-        }
-        let item = &code[item_start..end];
-        let words: Vec<&str> = item
-            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .filter(|w| !w.is_empty())
-            .collect();
-        let is_mod = match words.first() {
-            Some(&"mod") => true,
-            Some(&"pub") => words.iter().take(3).any(|w| *w == "mod"),
-            _ => false,
-        };
-        if is_mod
-            && item.trim_end().ends_with(';')
-            && let Some(pos) = words.iter().position(|w| *w == "mod")
-            && let Some(name) = words.get(pos + 1)
-        {
-            mods.push(name.to_string());
-        }
-        for c in &mut out[start..end] {
-            if *c != b'\n' {
-                *c = b' ';
-            }
-        }
-        i = end;
-    }
-    (
-        String::from_utf8(out).unwrap_or_else(|_| panic!("blanking kept UTF-8 boundaries")),
-        mods,
-    )
-}
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     haystack
@@ -582,25 +497,6 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
-/// From the `[` at `open`, the index after its matching `]`.
-fn skip_brackets(b: &[u8], open: usize) -> usize {
-    let mut depth = 0;
-    let mut j = open;
-    while j < b.len() {
-        match b[j] {
-            b'[' => depth += 1,
-            b']' => {
-                depth -= 1;
-                if depth == 0 {
-                    return j + 1;
-                }
-            }
-            _ => {}
-        }
-        j += 1;
-    }
-    b.len()
-}
 
 /// Every `prefix::name` and `prefix::{name::.., name}` in the code, with its line.
 fn references(code: &str, prefix: &str) -> Vec<(String, usize)> {

@@ -1220,7 +1220,7 @@ fn action_family(action: &'static str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::actions::policy::tests::policy;
 
@@ -1237,7 +1237,13 @@ mod tests {
             redis_url: "redis://127.0.0.1:1".into(),
             blocks: None,
             firewall,
-            webhook: crate::config::WebhookConfig::default().limits().unwrap(),
+            // The limits of the shipped defaults (`actions.webhook`), written out: the config
+            // that reads them sits above this module.
+            webhook: crate::outbound::Limits {
+                max_body_bytes: 4096,
+                read_timeout: Duration::from_secs(5),
+                redirects: crate::outbound::Redirects::SameHost,
+            },
         })
         .unwrap();
         let audit = AuditLog::open(&state, &crate::audit::AuditFiles::beside(&database))
@@ -1280,7 +1286,7 @@ mod tests {
         (executor, url, messages)
     }
 
-    fn notification(url: &str, event: &str, limit: Option<NotificationLimit>) -> ActionRecord {
+    pub(crate) fn notification(url: &str, event: &str, limit: Option<NotificationLimit>) -> ActionRecord {
         ActionRecord {
             event_id: event.into(),
             playbook: Arc::from("p"),
@@ -1560,7 +1566,7 @@ mod tests {
     }
 
     /// A receiver that takes every request and never answers; counts the requests that came.
-    async fn hanging_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    pub(crate) async fn hanging_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         let came = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = came.clone();
         let app = axum::Router::new().route(
@@ -1580,28 +1586,28 @@ mod tests {
         (url, came)
     }
 
-    /// An executor over a real state database in `dir` with its effects pool started, the
-    /// store its rows are in, and the pool's metrics.
-    async fn pooled_in(
+    /// An executor over a real state database in `dir` with its effects pool started, reporting
+    /// to `observer`, and the store its rows are in.
+    pub(crate) async fn pooled_in(
         dir: &std::path::Path,
         settings: pool::PoolSettings,
+        observer: Option<Arc<dyn pool::EffectsObserver>>,
     ) -> (
         Arc<Executor>,
         crate::state::StateStore,
-        Arc<crate::metrics::Metrics>,
         crate::shutdown::ShutdownTrigger,
     ) {
-        pooled_with_hook(dir, settings, None).await
+        pooled_with_hook(dir, settings, None, observer).await
     }
 
     async fn pooled_with_hook(
         dir: &std::path::Path,
         settings: pool::PoolSettings,
         hook: Option<SettledHook>,
+        observer: Option<Arc<dyn pool::EffectsObserver>>,
     ) -> (
         Arc<Executor>,
         crate::state::StateStore,
-        Arc<crate::metrics::Metrics>,
         crate::shutdown::ShutdownTrigger,
     ) {
         let policy = Policy {
@@ -1617,18 +1623,12 @@ mod tests {
         let store = crate::state::StateStore::open(&dir.join("state.db"))
             .await
             .unwrap();
-        let metrics = Arc::new(crate::metrics::Metrics::default());
         let (trigger, shutdown) = crate::shutdown::Shutdown::new();
-        executor.start_pool(
-            settings,
-            store.clone(),
-            Some(metrics.clone() as _),
-            shutdown,
-        );
-        (executor, store, metrics, trigger)
+        executor.start_pool(settings, store.clone(), observer, shutdown);
+        (executor, store, trigger)
     }
 
-    fn settings(
+    pub(crate) fn settings(
         workers: usize,
         queue: usize,
         limit: Duration,
@@ -1643,7 +1643,7 @@ mod tests {
     }
 
     /// The stored rows of event `event`: (step, status, reason).
-    async fn rows(
+    pub(crate) async fn rows(
         store: &crate::state::StateStore,
         event: &str,
     ) -> Vec<(String, String, Option<String>)> {
@@ -1676,9 +1676,10 @@ mod tests {
     async fn a_hanging_webhook_is_dispatched_not_awaited_and_its_timeout_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let (url, came) = hanging_receiver().await;
-        let (executor, store, _, _trigger) = pooled_in(
+        let (executor, store, _trigger) = pooled_in(
             dir.path(),
             settings(2, 8, Duration::from_millis(800), Duration::from_secs(5)),
+            None,
         )
         .await;
         let mut batch = vec![notification(&url, "e1", None)];
@@ -1723,105 +1724,6 @@ mod tests {
         );
     }
 
-    /// Defect (issue 15.5): nothing bounded or showed what waits on outside systems. A full
-    /// queue makes the committing task wait for room, and the waits are counted.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_full_effects_queue_makes_committing_wait_and_the_wait_is_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (url, _) = hanging_receiver().await;
-        let (executor, _, metrics, _trigger) = pooled_in(
-            dir.path(),
-            settings(1, 1, Duration::from_millis(600), Duration::from_secs(5)),
-        )
-        .await;
-        assert_eq!(metrics.effects_queue_waits().0, 0);
-        // One runs (and hangs), one waits in the queue, the third finds it full.
-        let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3"]
-            .iter()
-            .map(|e| notification(&url, e, None))
-            .collect();
-        let started = Instant::now();
-        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
-        let took = started.elapsed();
-        drop(dispatched);
-        assert!(batch.iter().all(|a| a.status == ActionStatus::Dispatched));
-        let (waits, waited) = metrics.effects_queue_waits();
-        // One wait at least: the third job found the queue full (the second may have too, if
-        // the worker had not yet taken the first).
-        assert!(waits >= 1, "{}", metrics.render());
-        assert!(
-            waited >= 0.4 && took >= Duration::from_millis(400),
-            "{waited} {took:?}"
-        );
-        let text = metrics.render();
-        assert!(
-            text.contains(&format!("palisade_effects_queue_full_total {waits}")),
-            "{text}"
-        );
-        assert!(
-            text.contains("palisade_queue_depth{queue=\"effects\"}"),
-            "{text}"
-        );
-    }
-
-    /// Defect (issue 15.5): shutdown waited on a hanging receiver without bound. Closing the
-    /// pool waits its shutdown wait, then records the step it gave up on as abandoned.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn closing_the_pool_is_bounded_and_records_the_abandoned_step() {
-        let dir = tempfile::tempdir().unwrap();
-        let (url, came) = hanging_receiver().await;
-        let (executor, store, metrics, _trigger) = pooled_in(
-            dir.path(),
-            settings(1, 4, Duration::from_secs(60), Duration::from_millis(300)),
-        )
-        .await;
-        let mut batch = vec![notification(&url, "e1", None)];
-        let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
-        store
-            .write(&crate::state::Batch {
-                actions: batch,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        drop(dispatched);
-        for _ in 0..100 {
-            if came.load(std::sync::atomic::Ordering::SeqCst) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let started = Instant::now();
-        assert_eq!(executor.close_pool().await.unwrap(), 1);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
-        let stored = rows(&store, "e1").await;
-        assert_eq!(stored[0].1, "abandoned", "{stored:?}");
-        assert!(
-            stored[0]
-                .2
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with("abandoned at shutdown"),
-            "{stored:?}"
-        );
-        let abandoned: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit WHERE kind = 'abandoned' AND event_id = 'e1'",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(abandoned, 1);
-        assert!(
-            metrics
-                .render()
-                .contains("palisade_effects_abandoned_total 1")
-        );
-    }
-
     /// A later step of a playbook whose earlier step went to the pool runs after it, in the
     /// same job: the earlier step's `on_failure: abort` still stops it, and the detection is
     /// settled once, when its last step is recorded.
@@ -1833,10 +1735,11 @@ mod tests {
         let hook: SettledHook = Arc::new(move |event: &str, rule: &str| {
             seen.lock().unwrap().push(format!("{event}/{rule}"));
         });
-        let (executor, store, _, _trigger) = pooled_with_hook(
+        let (executor, store, _trigger) = pooled_with_hook(
             dir.path(),
             settings(2, 8, Duration::from_secs(5), Duration::from_secs(5)),
             Some(hook),
+            None,
         )
         .await;
         // Nothing listens on port 1: the webhook fails at once.
@@ -1884,9 +1787,10 @@ mod tests {
     async fn a_summary_to_a_hanging_receiver_is_sent_from_the_pool() {
         let dir = tempfile::tempdir().unwrap();
         let (url, came) = hanging_receiver().await;
-        let (executor, _, _, _trigger) = pooled_in(
+        let (executor, _, _trigger) = pooled_in(
             dir.path(),
             settings(2, 4, Duration::from_secs(60), Duration::from_millis(200)),
+            None,
         )
         .await;
         let limit = Some(NotificationLimit {

@@ -1,5 +1,5 @@
-//! The anomaly stage's config type, assembled into `palisade.yaml` by `crate::config` (which
-//! also checks it).
+//! The anomaly stage's config type. The config module, above this one, assembles it into
+//! `palisade.yaml` and checks it.
 
 use std::path::PathBuf;
 

@@ -951,8 +951,8 @@ async fn refresh_status(
     Ok((progress, active, held))
 }
 
-/// One check of the background task (`crate::engine::learning::run`): adopts a newer model,
-/// refreshes the status, and trains when due.
+/// One check of the learner's background task (which the engine runs, as it reports to the
+/// metrics): adopts a newer model, refreshes the status, and trains when due.
 pub async fn check(
     learner: &Learner,
     anomaly: &super::AnomalyHandle,

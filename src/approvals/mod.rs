@@ -265,7 +265,7 @@ impl Approvals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{ActionStatus, Risk};
+    use crate::decision::{ActionStatus, Risk};
 
     fn record() -> ActionRecord {
         ActionRecord {
@@ -279,7 +279,7 @@ mod tests {
             risk: Risk::High,
             rule: std::sync::Arc::from("r"),
             params: BTreeMap::from([("pid", "42".to_string())]),
-            on_failure: crate::playbooks::OnFailure::Abort,
+            on_failure: crate::decision::OnFailure::Abort,
             notification_limit: None,
         }
     }

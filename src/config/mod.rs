@@ -768,4 +768,30 @@ mod tests {
             d.message
         );
     }
+
+    #[test]
+    fn the_bounds_are_read_from_palisade_yaml_and_a_misspelled_one_is_refused_at_its_line() {
+        use crate::sigma::correlation::Limits;
+
+        let path = Path::new("palisade.yaml");
+        let config = parse(
+            path,
+            "sigma:\n  correlation:\n    max_groups: 5\n    max_values: 50\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Limits::from_config(&config.sigma.correlation),
+            Limits {
+                max_groups: 5,
+                max_values: 50
+            }
+        );
+        let err = parse(path, "sigma:\n  correlation:\n    max_group: 5\n")
+            .unwrap_err()
+            .render();
+        assert!(
+            err.contains("palisade.yaml:3:5: error[unknown-key]: unknown key `max_group` in `sigma.correlation` (did you mean `max_groups`?)"),
+            "{err}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
-//! Intel's config types (feeds, their fetch limits, the widest range), assembled into
-//! `palisade.yaml` by `crate::config` (which also checks them).
+//! Intel's config types (feeds, their fetch limits, the widest range). The config module,
+//! above this one, assembles them into `palisade.yaml` and checks them.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

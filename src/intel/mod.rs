@@ -55,8 +55,8 @@ pub struct LoadError {
 }
 
 /// The intel a command runs with: the live indicators in the state database at `path` (when it
-/// exists; nothing is created) marked against `warninglists`. `crate::content::Content::intel`
-/// calls it with the content's own.
+/// exists; nothing is created) marked against `warninglists`. Loaded content calls it with its
+/// own warninglists.
 pub async fn from_state_file(
     path: &std::path::Path,
     warninglists: &Warninglists,

@@ -204,32 +204,6 @@ mod tests {
     }
 
     #[test]
-    fn public_ipv4_resolver_is_warninglisted() {
-        // Before, the shipped lists covered IPv6 resolvers only, and an indicator on 8.8.8.8
-        // was acted on.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("warninglists");
-        let lists = crate::content::load_warninglists(&root, crate::config::DEFAULT_MAX_FILE_BYTES)
-            .unwrap();
-        for resolver in ["8.8.8.8", "8.8.4.4", "1.1.1.1", "9.9.9.9", "208.67.222.222"] {
-            assert_eq!(
-                lists.listing(IndicatorKind::Ip, resolver),
-                Some("List of known IPv4 public DNS resolvers"),
-                "{resolver}"
-            );
-        }
-        assert!(
-            lists
-                .listing(IndicatorKind::Ip, "2001:4860:4860::8844")
-                .is_some()
-        );
-        // Shared infrastructure: a CDN edge, a certificate status responder.
-        assert!(lists.listing(IndicatorKind::Ip, "104.16.1.1").is_some());
-        assert!(lists.listing(IndicatorKind::Domain, "c.pki.goog").is_some());
-        // A C2 address that is on none of them stays actionable.
-        assert_eq!(lists.listing(IndicatorKind::Ip, "185.12.33.4"), None);
-    }
-
-    #[test]
     fn cidr_lists_match_by_every_prefix_length_they_hold() {
         let list = Warninglist::parse(
             r#"{"name":"n","type":"cidr","list":["10.0.0.0/8","192.0.2.7","2001:db8::/32","::ffff:198.51.100.0/120"]}"#,

@@ -523,4 +523,121 @@ mod tests {
         assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.005\"} 500"));
         assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.0025\"} 0"));
     }
+
+
+    /// The effects pool's counters, seen through a real executor whose pool posts to a real
+    /// local webhook receiver that never answers.
+    mod effects {
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        use super::Metrics;
+        use crate::actions::{ActionRecord, ActionStatus};
+        use crate::actions::executor::tests::{
+            hanging_receiver, notification, pooled_in, rows, settings,
+        };
+
+        /// Defect (issue 15.5): nothing bounded or showed what waits on outside systems. A full
+        /// queue makes the committing task wait for room, and the waits are counted.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_full_effects_queue_makes_committing_wait_and_the_wait_is_counted() {
+            let dir = tempfile::tempdir().unwrap();
+            let (url, _) = hanging_receiver().await;
+            let metrics = Arc::new(Metrics::default());
+            let (executor, _, _trigger) = pooled_in(
+                dir.path(),
+                settings(1, 1, Duration::from_millis(600), Duration::from_secs(5)),
+                Some(metrics.clone() as _),
+            )
+            .await;
+            assert_eq!(metrics.effects_queue_waits().0, 0);
+            // One runs (and hangs), one waits in the queue, the third finds it full.
+            let mut batch: Vec<ActionRecord> = ["e1", "e2", "e3"]
+                .iter()
+                .map(|e| notification(&url, e, None))
+                .collect();
+            let started = Instant::now();
+            let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+            let took = started.elapsed();
+            drop(dispatched);
+            assert!(batch.iter().all(|a| a.status == ActionStatus::Dispatched));
+            let (waits, waited) = metrics.effects_queue_waits();
+            // One wait at least: the third job found the queue full (the second may have too, if
+            // the worker had not yet taken the first).
+            assert!(waits >= 1, "{}", metrics.render());
+            assert!(
+                waited >= 0.4 && took >= Duration::from_millis(400),
+                "{waited} {took:?}"
+            );
+            let text = metrics.render();
+            assert!(
+                text.contains(&format!("palisade_effects_queue_full_total {waits}")),
+                "{text}"
+            );
+            assert!(
+                text.contains("palisade_queue_depth{queue=\"effects\"}"),
+                "{text}"
+            );
+        }
+
+        /// Defect (issue 15.5): shutdown waited on a hanging receiver without bound. Closing the
+        /// pool waits its shutdown wait, then records the step it gave up on as abandoned.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn closing_the_pool_is_bounded_and_records_the_abandoned_step() {
+            let dir = tempfile::tempdir().unwrap();
+            let (url, came) = hanging_receiver().await;
+            let metrics = Arc::new(Metrics::default());
+            let (executor, store, _trigger) = pooled_in(
+                dir.path(),
+                settings(1, 4, Duration::from_secs(60), Duration::from_millis(300)),
+                Some(metrics.clone() as _),
+            )
+            .await;
+            let mut batch = vec![notification(&url, "e1", None)];
+            let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();
+            store
+                .write(&crate::state::Batch {
+                    actions: batch,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            drop(dispatched);
+            for _ in 0..100 {
+                if came.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let started = Instant::now();
+            assert_eq!(executor.close_pool().await.unwrap(), 1);
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+            let stored = rows(&store, "e1").await;
+            assert_eq!(stored[0].1, "abandoned", "{stored:?}");
+            assert!(
+                stored[0]
+                    .2
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("abandoned at shutdown"),
+                "{stored:?}"
+            );
+            let abandoned: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit WHERE kind = 'abandoned' AND event_id = 'e1'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(abandoned, 1);
+            assert!(
+                metrics
+                    .render()
+                    .contains("palisade_effects_abandoned_total 1")
+            );
+        }
+    }
 }

@@ -1070,12 +1070,12 @@ mod tests {
             step: step.into(),
             action: "notify.log",
             target: String::new(),
-            status: crate::actions::ActionStatus::Planned,
+            status: crate::decision::ActionStatus::Planned,
             reason: None,
-            risk: crate::actions::Risk::Low,
+            risk: crate::decision::Risk::Low,
             rule: Arc::from("test-rule"),
             params: std::collections::BTreeMap::new(),
-            on_failure: crate::playbooks::OnFailure::Continue,
+            on_failure: crate::decision::OnFailure::Continue,
             notification_limit: None,
         }
     }
@@ -1113,7 +1113,7 @@ mod tests {
         assert_eq!((first.detections.len(), first.actions.len()), (2, 3));
         let mut executed = first.actions;
         for a in &mut executed {
-            a.status = crate::actions::ActionStatus::Executed;
+            a.status = crate::decision::ActionStatus::Executed;
         }
         writer.outcomes(executed, Vec::new()).await.unwrap();
 
@@ -1198,7 +1198,7 @@ mod tests {
             document: format!("{{\"event_id\":\"ev-{id}\"}}"),
         };
         let mut refused = decided.actions;
-        refused[0].status = crate::actions::ActionStatus::Refused;
+        refused[0].status = crate::decision::ActionStatus::Refused;
         refused[0].reason = Some("protected".into());
         writer
             .outcomes(refused.clone(), vec![alert(1), alert(2)])

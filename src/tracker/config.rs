@@ -1,5 +1,5 @@
-//! The tracker's config type, assembled into `palisade.yaml` by `crate::config` (which also
-//! checks it).
+//! The tracker's config type. The config module, above this one, assembles it into
+//! `palisade.yaml` and checks it.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
