@@ -196,6 +196,55 @@ fn an_import_against_the_order_fails_naming_the_file_line_and_cycle() {
     );
 }
 
+/// Defect: the check left out `#[cfg(test)]` code and blanked comments, so a unit test or a
+/// doc link that reached a higher module was not seen, and the modules still formed one loop.
+/// Each of these three alone now makes the edge; a string naming the module does not.
+#[test]
+fn a_higher_module_reached_only_from_a_unit_test_or_a_doc_link_is_an_edge() {
+    let doc_text = "# x\n\n## Dependency order\n\n| layer | modules |\n| --- | --- |\n| 1 | `high` |\n| 0 | `low` |\n";
+    let uses = [
+        // An inline test module.
+        "pub struct Thing;\n\n#[cfg(test)]\nmod tests {\n    use crate::high::g;\n}\n",
+        // A test module in its own file (written below).
+        "pub struct Thing;\n\n#[cfg(test)]\nmod tests;\n",
+        // A doc link.
+        "/// Handed to [`crate::high::g`].\npub struct Thing;\n",
+    ];
+    for (n, low) in uses.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("low")).unwrap();
+        fs::write(src.join("lib.rs"), "pub mod high;\npub mod low;\n").unwrap();
+        fs::write(src.join("high.rs"), "pub fn g() {}\n").unwrap();
+        fs::write(src.join("low/mod.rs"), low).unwrap();
+        if n == 1 {
+            fs::write(src.join("low/tests.rs"), "fn t() {\n    crate::high::g();\n}\n").unwrap();
+        }
+        let doc = dir.path().join("architecture.md");
+        fs::write(&doc, doc_text).unwrap();
+        let problems = check(&src, &doc, &[]);
+        assert_eq!(problems.len(), 1, "case {n}: {problems:#?}");
+        assert!(
+            problems[0].starts_with("`low` (layer 0) uses `high` (layer 1) at "),
+            "case {n}: {problems:#?}"
+        );
+    }
+
+    // Text in a string literal is not a path.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("high.rs"), "").unwrap();
+    fs::write(
+        src.join("low.rs"),
+        "#[cfg(test)]\nmod tests {\n    const T: &str = \"crate::high::g\";\n}\n",
+    )
+    .unwrap();
+    let doc = dir.path().join("architecture.md");
+    fs::write(&doc, doc_text).unwrap();
+    assert_eq!(check(&src, &doc, &[]), Vec::<String>::new());
+}
+
 /// Shows the graph the check sees: `cargo test --test architecture -- --ignored --nocapture`.
 #[test]
 #[ignore = "prints the module graph; not a check"]
