@@ -689,8 +689,7 @@ fn detect(event) { #{ entity: "process" } }
     // mapping sent the search for the duplicate's position into an endless loop, so `validate` hung.
     #[test]
     fn two_empty_keys_in_one_mapping_are_refused_without_hanging() {
-        let source =
-            "? #hema.j\n\n\n\n\n\n\n\n\n\n\n|\n\n\n\n\n? ##ma.\n\n\n\n|\n\n\n|\n\n\n\n\n? ## # #wtion";
+        let source = "? #hema.j\n\n\n\n\n\n\n\n\n\n\n|\n\n\n\n\n? ##ma.\n\n\n\n|\n\n\n|\n\n\n\n\n? ## # #wtion";
         let started = Instant::now();
         assert!(!refused_playbook(source).is_empty());
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -736,11 +735,7 @@ fn detect(event) { #{ entity: "process" } }
         };
         with_bom(&dir.path().join("playbooks/block-c2.yaml"));
         with_bom(&dir.path().join("rules/intel_c2_connection.rhai"));
-        std::fs::write(
-            dir.path().join(CONFIG_FILE),
-            "\u{feff}# comments only\n",
-        )
-        .expect("writes");
+        std::fs::write(dir.path().join(CONFIG_FILE), "\u{feff}# comments only\n").expect("writes");
         let content = match load(dir.path(), None) {
             Ok(content) => content,
             Err(found) => panic!("{}", found.render()),

@@ -284,8 +284,11 @@ correlation:
 ";
         std::fs::write(dir.path().join("rules/whoami.yml"), file).unwrap();
         let content = Arc::new(crate::content::load(dir.path(), None).unwrap());
-        let raw =
-            crate::sigma::parse::parse_file(Path::new("rules/whoami.yml"), file, &content.config.sigma);
+        let raw = crate::sigma::parse::parse_file(
+            Path::new("rules/whoami.yml"),
+            file,
+            &content.config.sigma,
+        );
         let raw: Vec<crate::sigma::RawCorrelation> = raw
             .documents
             .into_iter()
@@ -307,13 +310,8 @@ correlation:
             )),
             ..Stages::from_content(&content).unwrap()
         };
-        let mut pipeline = Pipeline::with_stages(
-            content.clone(),
-            false,
-            IntelHandle::default(),
-            stages,
-        )
-        .unwrap();
+        let mut pipeline =
+            Pipeline::with_stages(content.clone(), false, IntelHandle::default(), stages).unwrap();
         let mut fired = Vec::new();
         for i in 0..5 {
             let mut event = Event::new(format!("p{i}"), EventKind::ProcessCreate, T0 + i * 1_000);

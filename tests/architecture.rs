@@ -218,7 +218,11 @@ fn a_higher_module_reached_only_from_a_unit_test_or_a_doc_link_is_an_edge() {
         fs::write(src.join("high.rs"), "pub fn g() {}\n").unwrap();
         fs::write(src.join("low/mod.rs"), low).unwrap();
         if n == 1 {
-            fs::write(src.join("low/tests.rs"), "fn t() {\n    crate::high::g();\n}\n").unwrap();
+            fs::write(
+                src.join("low/tests.rs"),
+                "fn t() {\n    crate::high::g();\n}\n",
+            )
+            .unwrap();
         }
         let doc = dir.path().join("architecture.md");
         fs::write(&doc, doc_text).unwrap();
@@ -418,8 +422,6 @@ fn top_module(src: &Path, file: &Path) -> Option<String> {
     (name != "lib").then(|| name.to_string())
 }
 
-
-
 fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
@@ -537,7 +539,6 @@ fn blank_literals(source: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| panic!("blanking kept UTF-8 boundaries"))
 }
 
-
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     haystack
         .get(from..)?
@@ -545,7 +546,6 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .position(|w| w == needle)
         .map(|p| p + from)
 }
-
 
 /// Every `prefix::name` and `prefix::{name::.., name}` in the code, with its line.
 fn references(code: &str, prefix: &str) -> Vec<(String, usize)> {

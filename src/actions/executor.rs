@@ -1286,7 +1286,11 @@ pub(crate) mod tests {
         (executor, url, messages)
     }
 
-    pub(crate) fn notification(url: &str, event: &str, limit: Option<NotificationLimit>) -> ActionRecord {
+    pub(crate) fn notification(
+        url: &str,
+        event: &str,
+        limit: Option<NotificationLimit>,
+    ) -> ActionRecord {
         ActionRecord {
             event_id: event.into(),
             playbook: Arc::from("p"),

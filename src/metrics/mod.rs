@@ -524,7 +524,6 @@ mod tests {
         assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.0025\"} 0"));
     }
 
-
     /// The effects pool's counters, seen through a real executor whose pool posts to a real
     /// local webhook receiver that never answers.
     mod effects {
@@ -532,10 +531,10 @@ mod tests {
         use std::time::{Duration, Instant};
 
         use super::Metrics;
-        use crate::actions::{ActionRecord, ActionStatus};
         use crate::actions::executor::tests::{
             hanging_receiver, notification, pooled_in, rows, settings,
         };
+        use crate::actions::{ActionRecord, ActionStatus};
 
         /// Defect (issue 15.5): nothing bounded or showed what waits on outside systems. A full
         /// queue makes the committing task wait for room, and the waits are counted.
