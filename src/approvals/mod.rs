@@ -91,6 +91,7 @@ impl Approval {
 #[derive(Debug, Clone)]
 pub struct Approvals {
     pool: SqlitePool,
+    turn: crate::state::WriteTurn,
 }
 
 fn now_ms() -> i64 {
@@ -101,6 +102,7 @@ impl Approvals {
     pub fn new(state: &StateStore) -> Approvals {
         Approvals {
             pool: state.pool().clone(),
+            turn: state.write_turn().clone(),
         }
     }
 
@@ -113,6 +115,7 @@ impl Approvals {
         expires_after_ms: i64,
     ) -> Result<i64, StateError> {
         let now = now_ms();
+        let _turn = self.turn.take().await;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO approvals (created_ms, expires_ms, status, waits_because, event_id, event_time_ms, rule, playbook, step, action, target, risk, params) \
              VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -160,6 +163,7 @@ impl Approvals {
         approve: bool,
         by: &str,
     ) -> Result<Result<Approval, String>, StateError> {
+        let _turn = self.turn.take().await;
         let now = now_ms();
         let status = if approve { "approved" } else { "rejected" };
         let updated = sqlx::query("UPDATE approvals SET status = ?, decided_by = ?, decided_ms = ? WHERE id = ? AND status = 'pending' AND expires_ms > ?")
@@ -187,6 +191,7 @@ impl Approvals {
 
     /// Marks pending approvals past their expiry as expired and returns them.
     pub async fn expire(&self) -> Result<Vec<Approval>, StateError> {
+        let _turn = self.turn.take().await;
         let now = now_ms();
         let rows: Vec<Approval> = sqlx::query_as("UPDATE approvals SET status = 'expired', decided_ms = ? WHERE status = 'pending' AND expires_ms <= ? RETURNING *")
             .bind(now)
@@ -198,6 +203,7 @@ impl Approvals {
 
     /// Claims approved steps for execution (so two engines never run the same one).
     pub async fn take_approved(&self) -> Result<Vec<Approval>, StateError> {
+        let _turn = self.turn.take().await;
         let rows: Vec<Approval> = sqlx::query_as(
             "UPDATE approvals SET status = 'executing' WHERE status = 'approved' RETURNING *",
         )
@@ -212,6 +218,7 @@ impl Approvals {
         status: &str,
         result: Option<&str>,
     ) -> Result<(), StateError> {
+        let _turn = self.turn.take().await;
         sqlx::query("UPDATE approvals SET status = ?, result = ? WHERE id = ?")
             .bind(status)
             .bind(result)
@@ -248,6 +255,7 @@ impl Approvals {
     }
 
     pub async fn set_mode(&self, mode: Mode, by: &str, reason: &str) -> Result<(), StateError> {
+        let _turn = self.turn.take().await;
         sqlx::query(
             "INSERT INTO engine_mode (id, mode, since_ms, changed_by, reason) VALUES (1, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET mode = excluded.mode, since_ms = excluded.since_ms, changed_by = excluded.changed_by, reason = excluded.reason",

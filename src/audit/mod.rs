@@ -173,6 +173,7 @@ struct Tip {
 #[derive(Debug)]
 pub struct AuditLog {
     pool: SqlitePool,
+    turn: crate::state::WriteTurn,
     key: AuditKey,
     files: AuditFiles,
     tip: Mutex<Tip>,
@@ -241,6 +242,7 @@ impl AuditLog {
         };
         Ok(AuditLog {
             pool,
+            turn: state.write_turn().clone(),
             anchors: std::sync::Arc::new(AnchorWriter::start(key.clone(), files.anchor.clone())?),
             key,
             files: files.clone(),
@@ -259,6 +261,7 @@ impl AuditLog {
             "appending to the audit trail",
             StateError::is_transient,
             || async {
+                let _turn = self.turn.take().await;
                 let mut conn = self.pool.acquire().await?;
                 let result =
                     self.append_checked(&mut conn, entries)

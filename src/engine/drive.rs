@@ -59,19 +59,59 @@ pub struct Outputs {
 /// the executor acted and before the outcomes were stored leaves the steps `planned` on
 /// record, and a redelivery does not act on them again.
 async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Result<(), DriveError> {
+    record_later(handled, outputs, alerts).await?.wait().await
+}
+
+/// A batch's last write, handed to the state writer and not yet known to be committed. Its
+/// input is acknowledged only after [`Committing::wait`]; meanwhile the next batch can be
+/// decided, and the writer commits both together when they meet in its queue.
+#[must_use = "the batch is only stored once this is awaited"]
+struct Committing {
+    stored: crate::state::Stored,
+    /// Steps in the effects pool, held until their rows are stored: a pooled outcome never
+    /// overtakes its row.
+    dispatched: Option<crate::actions::pool::Dispatched>,
+}
+
+impl Committing {
+    fn stored() -> Committing {
+        Committing {
+            stored: crate::state::Stored::nothing(),
+            dispatched: None,
+        }
+    }
+
+    async fn wait(self) -> Result<(), DriveError> {
+        self.stored.wait().await?;
+        drop(self.dispatched);
+        Ok(())
+    }
+}
+
+/// [`record`], up to handing the last write to the state writer: deciding and acting are
+/// done when this returns, storing the outcomes may not be.
+async fn record_later(
+    handled: &mut Handled,
+    outputs: &Outputs,
+    alerts: bool,
+) -> Result<Committing, DriveError> {
     if handled.state.detections.is_empty() {
         if let Some(executor) = &outputs.executor
             && !handled.degrade.is_empty()
         {
             drop(executor.run(&mut [], &[], &handled.degrade).await?);
         }
-        if !handled.state.is_empty() {
-            outputs
-                .state
-                .write(std::mem::take(&mut handled.state))
-                .await?;
+        if handled.state.is_empty() {
+            return Ok(Committing::stored());
         }
-        return Ok(());
+        let stored = outputs
+            .state
+            .write_later(std::mem::take(&mut handled.state))
+            .await?;
+        return Ok(Committing {
+            stored,
+            dispatched: None,
+        });
     }
     let decided = outputs
         .state
@@ -90,10 +130,14 @@ async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Resul
     handled.state.actions = decided.actions;
     let owed = owed_alerts(decided.unrecorded, decided.unrecorded_actions);
     if handled.state.detections.is_empty() {
-        if !owed.is_empty() {
-            outputs.state.outcomes(Vec::new(), owed).await?;
+        if owed.is_empty() {
+            return Ok(Committing::stored());
         }
-        return Ok(());
+        let stored = outputs.state.outcomes_later(Vec::new(), owed).await?;
+        return Ok(Committing {
+            stored,
+            dispatched: None,
+        });
     }
     // Steps handed to the effects pool are stored as `dispatched`; `dispatched` is held until
     // the outcomes are stored, so a pooled outcome never overtakes its row.
@@ -141,9 +185,8 @@ async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Resul
     };
     alerts.extend(owed);
     let state = std::mem::take(&mut handled.state);
-    outputs.state.outcomes(state.actions, alerts).await?;
-    drop(dispatched);
-    Ok(())
+    let stored = outputs.state.outcomes_later(state.actions, alerts).await?;
+    Ok(Committing { stored, dispatched })
 }
 
 /// A detection's event id and rule.
@@ -579,10 +622,38 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     let mut outputs = outputs;
     let outbox = Outbox::start(&mut outputs, &tokio::runtime::Handle::current());
     let alerts = outbox.is_some();
-    let committer = {
+    // Batches decided and acted on, whose last write is on its way to the state file, in the
+    // order they were read: acknowledged once it is stored.
+    let (decided, mut to_acknowledge) =
+        tokio::sync::mpsc::channel::<(Pending, Vec<String>, Committing)>(PENDING_BATCHES);
+    let probing = probe.active();
+    let acknowledger = {
         let shutdown = shutdown.clone();
         let mut acker = source.acker();
         let mut probe = probe;
+        let metrics = outputs.metrics.clone();
+        let state = outputs.state.clone();
+        tokio::spawn(async move {
+            while let Some((batch, detected, committing)) = to_acknowledge.recv().await {
+                committing.wait().await?;
+                if !detected.is_empty() {
+                    probe.recorded(&detected);
+                    probe.dispatched(&detected);
+                }
+                if !acker.dead_letter(&batch.rejected, &shutdown).await
+                    || !acker.ack(&batch.done, &shutdown).await
+                {
+                    break;
+                }
+                if let Some(metrics) = &metrics {
+                    metrics.latency(batch.read_at.elapsed(), batch.done.len() as u64);
+                    metrics.set_queues(to_acknowledge.len(), state.queued());
+                }
+            }
+            Ok::<P, DriveError>(probe)
+        })
+    };
+    let committer = {
         tokio::spawn(async move {
             while let Some(mut batch) = pending.recv().await {
                 // Group commit: when the reader got ahead, the batches waiting are committed
@@ -591,7 +662,7 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 while let Ok(more) = pending.try_recv() {
                     batch.absorb(more);
                 }
-                let detected: Vec<String> = if probe.active() {
+                let detected: Vec<String> = if probing {
                     batch
                         .handled
                         .state
@@ -602,22 +673,13 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
                 } else {
                     Vec::new()
                 };
-                record(&mut batch.handled, &outputs, alerts).await?;
-                if !detected.is_empty() {
-                    probe.recorded(&detected);
-                    probe.dispatched(&detected);
-                }
-                if !acker.dead_letter(&batch.rejected, &shutdown).await
-                    || !acker.ack(&batch.done, &shutdown).await
-                {
+                let committing = record_later(&mut batch.handled, &outputs, alerts).await?;
+                if decided.send((batch, detected, committing)).await.is_err() {
+                    // The acknowledging task stopped: it says why.
                     break;
                 }
-                if let Some(metrics) = &outputs.metrics {
-                    metrics.latency(batch.read_at.elapsed(), batch.done.len() as u64);
-                    metrics.set_queues(pending.len(), outputs.state.queued());
-                }
             }
-            Ok::<(P, Outputs), DriveError>((probe, outputs))
+            Ok::<Outputs, DriveError>(outputs)
         })
     };
     let stream = source.stream().to_string();
@@ -676,11 +738,18 @@ pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     drop(fetched);
     drop(queue);
     let _ = reader.await;
-    let committed = committer.await.map_err(|e| {
+    let task_failed = |e: tokio::task::JoinError| {
         DriveError::State(crate::state::StateError::Failed(format!(
             "the committing task failed: {e}"
         )))
-    });
+    };
+    let committed = committer.await.map_err(task_failed);
+    let acknowledged = acknowledger.await.map_err(task_failed);
+    let committed = match (committed, acknowledged) {
+        (Ok(Ok(outputs)), Ok(Ok(probe))) => Ok(Ok((probe, outputs))),
+        // The acknowledging side's failure is the cause when both stopped.
+        (_, Ok(Err(err)) | Err(err)) | (Ok(Err(err)) | Err(err), _) => Ok(Err(err)),
+    };
     match committed {
         Ok(Ok((probe, mut outputs))) => {
             if let Some(outbox) = outbox {
@@ -807,3 +876,4 @@ fn read_jsonl(
     }
     Ok(())
 }
+

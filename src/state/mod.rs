@@ -7,13 +7,10 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
-use std::sync::Arc;
-
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::decision::ActionRecord;
 use crate::detection::Detection;
@@ -21,6 +18,9 @@ use crate::detection::Detection;
 pub mod correlation;
 pub mod rows;
 pub mod transient;
+mod writer;
+
+pub use writer::{StateWriter, Stored, spawn_writer};
 
 use rows::BehaviourRecord;
 
@@ -177,6 +177,24 @@ impl Batch {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     pool: SqlitePool,
+    turn: WriteTurn,
+}
+
+/// Whose turn it is to write the state file, within this process. SQLite lets one writer in at
+/// a time and makes the others wait in its busy handler, which sleeps 1, 2, 5, 10 ms and more
+/// between tries: a writer that meets another one pays milliseconds even when the other was
+/// done in microseconds. Writers of this process (the state writer, the audit trail,
+/// approvals) take turns here instead and are woken the moment the turn is free; the busy
+/// handler is left for other processes (operator commands).
+#[derive(Debug, Clone, Default)]
+pub struct WriteTurn(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteTurn {
+    /// Waits for the turn; it is held until the guard is dropped. Take it before a connection,
+    /// never while holding one, so two writers cannot each hold what the other waits for.
+    pub async fn take(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.0.clone().lock_owned().await
+    }
 }
 
 impl StateStore {
@@ -308,7 +326,10 @@ impl StateStore {
                 path: shown,
                 source,
             })?;
-        Ok(StateStore { pool })
+        Ok(StateStore {
+            pool,
+            turn: WriteTurn::default(),
+        })
     }
 
     /// The connection pool, for other owners of tables in the same file (the intel store).
@@ -316,25 +337,19 @@ impl StateStore {
         &self.pool
     }
 
+    /// The turn this process's writers take before writing ([`WriteTurn`]).
+    pub fn write_turn(&self) -> &WriteTurn {
+        &self.turn
+    }
+
     /// Writes one batch in one transaction.
     pub async fn write(&self, batch: &Batch) -> Result<(), StateError> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write_decided(batch).await.map(|_| ())
-    }
-
-    /// Writes a batch and says which of its detections were decided now ([`split_decided`]).
-    async fn write_decided(
-        &self,
-        batch: &Batch,
-    ) -> Result<std::collections::HashSet<DetectionKey>, StateError> {
-        let mut conn = self.pool.acquire().await?;
-        let result = write_on(&mut conn, batch).await;
-        if result.as_ref().is_err_and(StateError::is_transient) {
-            transient::discard(&mut conn);
-        }
-        result
+        self.in_transaction(async |tx| write_rows(tx, batch).await)
+            .await
+            .map(|_| ())
     }
 
     /// Stores what became of decided steps (matched on their key) and, in the same
@@ -348,8 +363,25 @@ impl StateStore {
         if actions.is_empty() && alerts.is_empty() {
             return Ok(());
         }
+        self.in_transaction(async |tx| outcome_rows(tx, actions, alerts).await)
+            .await
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction on one connection and commits it; a
+    /// connection left in doubt by a transient failure is not used again.
+    async fn in_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut sqlx::Transaction<'_, Sqlite>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let _turn = self.turn.take().await;
         let mut conn = self.pool.acquire().await?;
-        let result = outcomes_on(&mut conn, actions, alerts).await;
+        let result = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            let value = work(&mut tx).await?;
+            tx.commit().await?;
+            Ok(value)
+        }
+        .await;
         if result.as_ref().is_err_and(StateError::is_transient) {
             transient::discard(&mut conn);
         }
@@ -399,27 +431,8 @@ impl StateStore {
     /// empties the documents of published rows beyond the newest 10,000. The rows themselves
     /// stay: an `alert_id` in the outbox is how a redelivery knows its alert was written.
     pub async fn mark_published(&self, up_to: i64) -> Result<(), StateError> {
-        let now = jiff::Timestamp::now().to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "UPDATE alert_outbox SET published_at = ? WHERE id <= ? AND published_at IS NULL",
-        )
-        .bind(now)
-        .bind(up_to)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE alert_outbox SET document = '' \
-             WHERE id > ? AND id <= ? AND published_at IS NOT NULL AND document <> ''",
-        )
-        // Only the rows that just left the kept window (a bounded range of ids, found by the
-        // primary key), not every older row again.
-        .bind(up_to - 2 * PUBLISHED_KEPT)
-        .bind(up_to - PUBLISHED_KEPT)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.in_transaction(async |tx| published_rows(tx, up_to).await)
+            .await
     }
 
     /// Row counts of (detections, actions), for summaries and tests.
@@ -518,7 +531,7 @@ fn split_decided(
 /// Of the recognised detections of a written batch (`inserted` holds the keys inserted now),
 /// the alert ids that have no outbox row.
 async fn unrecorded(
-    store: &StateStore,
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
     batch: &Batch,
     inserted: &std::collections::HashSet<DetectionKey>,
 ) -> Result<std::collections::HashSet<String>, StateError> {
@@ -536,21 +549,19 @@ async fn unrecorded(
         "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT alert_id FROM alert_outbox)",
     )
     .bind(ids)
-    .fetch_all(&store.pool)
+    .fetch_all(&mut **tx)
     .await?;
     Ok(missing.into_iter().collect())
 }
 
-/// [`StateStore::write`] on one connection. Detections and steps whose key is already stored
-/// are left as they are (the first decision stands); the keys of the detections inserted come
-/// back.
-async fn write_on(
-    conn: &mut sqlx::SqliteConnection,
+/// A batch's rows, in a transaction. Detections and steps whose key is already stored are
+/// left as they are (the first decision stands); the keys of the detections inserted come back.
+async fn write_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
     batch: &Batch,
 ) -> Result<std::collections::HashSet<DetectionKey>, StateError> {
     let now = jiff::Timestamp::now().to_string();
     let mut inserted = std::collections::HashSet::new();
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     for chunk in batch.detections.chunks(ROWS_PER_STATEMENT) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity, score) ",
@@ -573,7 +584,7 @@ async fn write_on(
                 .push_bind(d.score);
         });
         insert.push(" ON CONFLICT (event_id, rule) DO NOTHING RETURNING event_id, rule");
-        let rows: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+        let rows: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut **tx).await?;
         inserted.extend(rows);
     }
     for chunk in batch.actions.chunks(ROWS_PER_STATEMENT) {
@@ -598,7 +609,7 @@ async fn write_on(
                 .push_bind(serde_json::to_string(&a.params).unwrap_or_default());
         });
         insert.push(" ON CONFLICT (event_id, rule, playbook, step) DO NOTHING");
-        insert.build().execute(&mut *tx).await?;
+        insert.build().execute(&mut **tx).await?;
     }
     for chunk in batch.behaviour.chunks(ROWS_PER_STATEMENT * 2) {
         let mut insert: QueryBuilder<Sqlite> =
@@ -609,14 +620,14 @@ async fn write_on(
                 .push_bind(r.kind)
                 .push_bind(r.subject.as_str());
         });
-        insert.build().execute(&mut *tx).await?;
+        insert.build().execute(&mut **tx).await?;
     }
     for (detector, key, at) in &batch.reported {
         sqlx::query("INSERT OR REPLACE INTO tracker_reported (detector, key, at) VALUES (?, ?, ?)")
             .bind(detector)
             .bind(key)
             .bind(at)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     let days: Vec<(&str, &str, i64, i64)> = batch
@@ -639,32 +650,30 @@ async fn write_on(
         });
         upsert
             .push(" ON CONFLICT (entity, kind, day) DO UPDATE SET count = count + excluded.count");
-        upsert.build().execute(&mut *tx).await?;
+        upsert.build().execute(&mut **tx).await?;
     }
-    correlation::write_windows(&mut tx, &batch.correlation).await?;
-    write_sample(&mut tx, &batch.sample, &batch.sample_state).await?;
+    correlation::write_windows(tx, &batch.correlation).await?;
+    write_sample(tx, &batch.sample, &batch.sample_state).await?;
     if let Some(horizon) = batch.behaviour_horizon {
         sqlx::query("DELETE FROM behaviour WHERE ts < ?")
             .bind(horizon)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         sqlx::query("DELETE FROM behaviour_days WHERE day < ?")
             .bind(horizon.div_euclid(86_400_000))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
-    tx.commit().await?;
     Ok(inserted)
 }
 
-/// [`StateStore::record_outcomes`] on one connection.
-async fn outcomes_on(
-    conn: &mut sqlx::SqliteConnection,
+/// Steps' outcomes and the alerts that report them, in a transaction.
+async fn outcome_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
     actions: &[ActionRecord],
     alerts: &[OutboxAlert],
 ) -> Result<(), StateError> {
     let now = jiff::Timestamp::now().to_string();
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     for a in actions {
         sqlx::query(
             "UPDATE actions SET status = ?, reason = ? \
@@ -676,7 +685,7 @@ async fn outcomes_on(
         .bind(&*a.rule)
         .bind(&*a.playbook)
         .bind(&a.step)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
     for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
@@ -689,9 +698,33 @@ async fn outcomes_on(
         });
         // A key already in the outbox was announced (or is about to be): not twice.
         insert.push(" ON CONFLICT (alert_id) DO NOTHING");
-        insert.build().execute(&mut *tx).await?;
+        insert.build().execute(&mut **tx).await?;
     }
-    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks every outbox row up to `up_to` published and empties the documents of the rows that
+/// just left the kept window, in a transaction.
+async fn published_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    up_to: i64,
+) -> Result<(), StateError> {
+    let now = jiff::Timestamp::now().to_string();
+    sqlx::query("UPDATE alert_outbox SET published_at = ? WHERE id <= ? AND published_at IS NULL")
+        .bind(now)
+        .bind(up_to)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE alert_outbox SET document = '' \
+         WHERE id > ? AND id <= ? AND published_at IS NOT NULL AND document <> ''",
+    )
+    // Only the rows that just left the kept window (a bounded range of ids, found by the
+    // primary key), not every older row again.
+    .bind(up_to - 2 * PUBLISHED_KEPT)
+    .bind(up_to - PUBLISHED_KEPT)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -764,284 +797,10 @@ async fn write_sample(
     Ok(())
 }
 
-/// Who waits for a job, and for what answer.
-type Reply<T> = oneshot::Sender<Result<T, String>>;
-
-/// One unit of work for the writer.
-enum Job {
-    /// A batch, and who to tell when it is stored. Consecutive batches are coalesced.
-    Batch {
-        batch: Batch,
-        done: Option<Reply<()>>,
-    },
-    /// A batch whose detections are decided: stored, and answered with the ones new.
-    Decide {
-        batch: Batch,
-        alerts: bool,
-        done: Reply<Decided>,
-    },
-    /// Steps' outcomes, and the alerts that report them.
-    Outcomes {
-        actions: Vec<ActionRecord>,
-        alerts: Vec<OutboxAlert>,
-        done: Reply<()>,
-    },
-    /// Outbox rows up to this id were published.
-    Published { up_to: i64, done: Reply<()> },
-}
-
-/// The handle sources use to hand batches to the writer task.
-#[derive(Clone)]
-pub struct StateWriter {
-    jobs: mpsc::Sender<Job>,
-    /// For reads beside the writer (the outbox publisher); the file is in WAL mode, so reads
-    /// never wait for the writer.
-    store: StateStore,
-    /// Rung after alerts were written to the outbox, for its publisher.
-    outbox_bell: Arc<Notify>,
-}
-
-/// Waits for the writer's answer to a job.
-async fn answer<T>(stored: oneshot::Receiver<Result<T, String>>) -> Result<T, StateError> {
-    match stored.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(message)) => Err(StateError::Failed(message)),
-        Err(_) => Err(StateError::WriterGone),
-    }
-}
-
-impl StateWriter {
-    /// Batches waiting for the writer.
-    pub fn queued(&self) -> usize {
-        self.jobs.max_capacity() - self.jobs.capacity()
-    }
-
-    /// The store the writer writes, for reading.
-    pub fn store(&self) -> &StateStore {
-        &self.store
-    }
-
-    /// Notified each time alerts have been committed to the outbox.
-    pub fn outbox_bell(&self) -> Arc<Notify> {
-        self.outbox_bell.clone()
-    }
-
-    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StateError> {
-        let (done, stored) = oneshot::channel();
-        self.jobs
-            .send(job(done))
-            .await
-            .map_err(|_| StateError::WriterGone)?;
-        answer(stored).await
-    }
-
-    /// Queues a batch without waiting for it to be stored.
-    pub async fn send(&self, batch: Batch) -> Result<(), StateError> {
-        self.jobs
-            .send(Job::Batch { batch, done: None })
-            .await
-            .map_err(|_| StateError::WriterGone)
-    }
-
-    /// Queues a batch from a blocking thread.
-    pub fn blocking_send(&self, batch: Batch) -> Result<(), StateError> {
-        self.jobs
-            .blocking_send(Job::Batch { batch, done: None })
-            .map_err(|_| StateError::WriterGone)
-    }
-
-    /// Queues a batch and waits until it is committed: a source acknowledges its input only
-    /// after this returns.
-    pub async fn write(&self, batch: Batch) -> Result<(), StateError> {
-        self.submit(|done| Job::Batch {
-            batch,
-            done: Some(done),
-        })
-        .await
-    }
-
-    /// Stores a batch with its decisions (detections and their steps as planned) *before*
-    /// anything acts on them, and answers with the detections decided now and their steps.
-    /// Detections whose key (event id, rule) is already stored, by this batch's earlier
-    /// delivery or a batch queued before it, are dropped with their steps and counted: what
-    /// was decided once is not decided, acted on or announced again. With `alerts`, the
-    /// recognised detections whose alert never reached the outbox come back as
-    /// [`Decided::unrecorded`], so their alert can still be written.
-    pub async fn decide(&self, batch: Batch, alerts: bool) -> Result<Decided, StateError> {
-        self.submit(|done| Job::Decide {
-            batch,
-            alerts,
-            done,
-        })
-        .await
-    }
-
-    /// Stores what became of decided steps (each row found by its key: event id, rule,
-    /// playbook, step) and, in the same transaction, the alerts that report them, into the
-    /// outbox; an alert whose `alert_id` is already there is not added again. Called once a
-    /// detection's steps have their outcomes: by the commit path after the executor, and by
-    /// whatever finishes steps later. The outbox's publisher is rung once they are stored.
-    pub async fn outcomes(
-        &self,
-        actions: Vec<ActionRecord>,
-        alerts: Vec<OutboxAlert>,
-    ) -> Result<(), StateError> {
-        self.submit(|done| Job::Outcomes {
-            actions,
-            alerts,
-            done,
-        })
-        .await
-    }
-
-    /// Marks outbox rows up to `up_to` published.
-    pub async fn published(&self, up_to: i64) -> Result<(), StateError> {
-        self.submit(|done| Job::Published { up_to, done }).await
-    }
-}
-
-/// Starts the single writer task. Batches queued while the writer is busy are coalesced into
-/// one transaction. The task ends, having written every batch already queued, when every
-/// [`StateWriter`] is dropped or `shutdown` is notified; it returns how many transactions it
-/// wrote.
-pub fn spawn_writer(
-    store: StateStore,
-    shutdown: Arc<Notify>,
-) -> (StateWriter, JoinHandle<Result<u64, StateError>>) {
-    let (sender, mut receiver) = mpsc::channel::<Job>(1024);
-    let reader = store.clone();
-    let outbox_bell = Arc::new(Notify::new());
-    let bell = outbox_bell.clone();
-    let handle = tokio::spawn(async move {
-        let mut written = 0u64;
-        // A job taken while coalescing batches that is not a batch: the next one handled.
-        let mut held: Option<Job> = None;
-        loop {
-            let first = match held.take() {
-                Some(job) => job,
-                None => tokio::select! {
-                    biased;
-                    next = receiver.recv() => match next {
-                        Some(job) => job,
-                        None => break,
-                    },
-                    () = shutdown.notified() => {
-                        // No new batches; the ones already queued are still received and written.
-                        receiver.close();
-                        continue;
-                    }
-                },
-            };
-            // Busy or locked (another process holds the lock): wait and write the same batch
-            // again; whoever waits for it waits too, so nothing new is read meanwhile.
-            let failed = match first {
-                Job::Batch { batch, done } => {
-                    let mut batch = batch;
-                    let mut waiting: Vec<Reply<()>> = done.into_iter().collect();
-                    while batch.rows() < 10 * ROWS_PER_STATEMENT {
-                        match receiver.try_recv() {
-                            Ok(Job::Batch { batch: more, done }) => {
-                                batch.absorb(more);
-                                waiting.extend(done);
-                            }
-                            Ok(other) => {
-                                held = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let result =
-                        transient::retry("writing a batch", StateError::is_transient, || {
-                            store.write(&batch)
-                        })
-                        .await;
-                    let reply = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-                    for done in waiting {
-                        let _ = done.send(reply.clone());
-                    }
-                    result.err()
-                }
-                Job::Decide {
-                    batch,
-                    alerts,
-                    done,
-                } => {
-                    let result =
-                        transient::retry("writing a batch", StateError::is_transient, || {
-                            store.write_decided(&batch)
-                        })
-                        .await;
-                    let result = match result {
-                        Ok(inserted) if alerts => {
-                            transient::retry("reading the outbox", StateError::is_transient, || {
-                                unrecorded(&store, &batch, &inserted)
-                            })
-                            .await
-                            .map(|owed| (inserted, owed))
-                        }
-                        Ok(inserted) => Ok((inserted, std::collections::HashSet::new())),
-                        Err(err) => Err(err),
-                    };
-                    match result {
-                        Ok((inserted, owed)) => {
-                            let _ = done.send(Ok(split_decided(batch, inserted, owed)));
-                            None
-                        }
-                        Err(err) => {
-                            let _ = done.send(Err(err.to_string()));
-                            Some(err)
-                        }
-                    }
-                }
-                Job::Outcomes {
-                    actions,
-                    alerts,
-                    done,
-                } => {
-                    let result =
-                        transient::retry("writing outcomes", StateError::is_transient, || {
-                            store.record_outcomes(&actions, &alerts)
-                        })
-                        .await;
-                    let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-                    if result.is_ok() && !alerts.is_empty() {
-                        bell.notify_one();
-                    }
-                    result.err()
-                }
-                Job::Published { up_to, done } => {
-                    let result = transient::retry(
-                        "marking alerts published",
-                        StateError::is_transient,
-                        || store.mark_published(up_to),
-                    )
-                    .await;
-                    let _ = done.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-                    result.err()
-                }
-            };
-            if let Some(err) = failed {
-                return Err(err);
-            }
-            written += 1;
-        }
-        store.close().await;
-        Ok(written)
-    });
-    (
-        StateWriter {
-            jobs: sender,
-            store: reader,
-            outbox_bell,
-        },
-        handle,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::Notify;
     use std::io::{BufRead, Write};
 
     fn detection(id: usize) -> DetectionRow {
