@@ -113,10 +113,15 @@ async fn record_later(
             dispatched: None,
         });
     }
-    let decided = outputs
-        .state
-        .decide(std::mem::take(&mut handled.state), alerts)
-        .await?;
+    // Only the decisions are stored before acting (a small transaction, so acting waits
+    // little); the batch's other rows go with the outcomes, before the input is acknowledged.
+    let mut rest = std::mem::take(&mut handled.state);
+    let decisions = crate::state::Batch {
+        detections: std::mem::take(&mut rest.detections),
+        actions: std::mem::take(&mut rest.actions),
+        ..crate::state::Batch::default()
+    };
+    let decided = outputs.state.decide(decisions, alerts).await?;
     if decided.recognised > 0 {
         if let Some(metrics) = &outputs.metrics {
             metrics.redelivered(decided.recognised as u64);
@@ -130,10 +135,10 @@ async fn record_later(
     handled.state.actions = decided.actions;
     let owed = owed_alerts(decided.unrecorded, decided.unrecorded_actions);
     if handled.state.detections.is_empty() {
-        if owed.is_empty() {
+        if owed.is_empty() && rest.is_empty() {
             return Ok(Committing::stored());
         }
-        let stored = outputs.state.outcomes_later(Vec::new(), owed).await?;
+        let stored = outputs.state.outcomes_later(rest, Vec::new(), owed).await?;
         return Ok(Committing {
             stored,
             dispatched: None,
@@ -185,7 +190,10 @@ async fn record_later(
     };
     alerts.extend(owed);
     let state = std::mem::take(&mut handled.state);
-    let stored = outputs.state.outcomes_later(state.actions, alerts).await?;
+    let stored = outputs
+        .state
+        .outcomes_later(rest, state.actions, alerts)
+        .await?;
     Ok(Committing { stored, dispatched })
 }
 

@@ -15,6 +15,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use crate::decision::ActionRecord;
 use crate::detection::Detection;
 
+mod checkpoint;
 pub mod correlation;
 pub mod rows;
 pub mod transient;
@@ -261,6 +262,8 @@ impl StateStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Checkpoints run beside the writers ([`checkpoint`]), not inside a commit.
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(std::time::Duration::from_secs(5));
         // Loading a million indicators is a long statement by design, not a problem to log.
         let options = sqlx::ConnectOptions::log_slow_statements(
@@ -274,7 +277,7 @@ impl StateStore {
             .max_connections(2)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| {
                 if is_not_a_database(&source) {
@@ -326,6 +329,7 @@ impl StateStore {
                 path: shown,
                 source,
             })?;
+        checkpoint::start(&options, pool.clone()).await;
         Ok(StateStore {
             pool,
             turn: WriteTurn::default(),

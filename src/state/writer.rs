@@ -43,8 +43,10 @@ enum Job {
         alerts: bool,
         done: Reply<Decided>,
     },
-    /// Steps' outcomes, and the alerts that report them.
+    /// The rest of a decided batch's rows, its steps' outcomes, and the alerts that report
+    /// them.
     Outcomes {
+        rows: Batch,
         actions: Vec<ActionRecord>,
         alerts: Vec<OutboxAlert>,
         done: Reply<()>,
@@ -58,8 +60,11 @@ impl Job {
         match self {
             Job::Batch { batch, .. } | Job::Decide { batch, .. } => batch.rows(),
             Job::Outcomes {
-                actions, alerts, ..
-            } => actions.len() + alerts.len(),
+                rows,
+                actions,
+                alerts,
+                ..
+            } => rows.rows() + actions.len() + alerts.len(),
             Job::Published { .. } => 1,
         }
     }
@@ -97,8 +102,14 @@ async fn store_group(
                 Written::Decided { inserted, owed }
             }
             Job::Outcomes {
-                actions, alerts, ..
+                rows,
+                actions,
+                alerts,
+                ..
             } => {
+                if !rows.is_empty() {
+                    write_rows(tx, rows).await?;
+                }
                 outcome_rows(tx, actions, alerts).await?;
                 Written::Done
             }
@@ -305,17 +316,24 @@ impl StateWriter {
         actions: Vec<ActionRecord>,
         alerts: Vec<OutboxAlert>,
     ) -> Result<(), StateError> {
-        self.outcomes_later(actions, alerts).await?.wait().await
+        self.outcomes_later(Batch::default(), actions, alerts)
+            .await?
+            .wait()
+            .await
     }
 
-    /// [`StateWriter::outcomes`], without waiting for the commit.
+    /// [`StateWriter::outcomes`] with the rest of the decided batch's rows (what
+    /// [`StateWriter::decide`] did not need to store before acting: behaviour, correlation
+    /// windows, the learning sample), without waiting for the commit.
     pub async fn outcomes_later(
         &self,
+        rows: Batch,
         actions: Vec<ActionRecord>,
         alerts: Vec<OutboxAlert>,
     ) -> Result<Stored, StateError> {
         let reply = self
             .hand(|done| Job::Outcomes {
+                rows,
                 actions,
                 alerts,
                 done,

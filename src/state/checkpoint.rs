@@ -1,0 +1,54 @@
+//! Moving the write-ahead log into the database file, beside the writers instead of inside
+//! them.
+//!
+//! SQLite's default checkpoints the log from within the commit that makes it pass 1000 pages:
+//! that commit copies the log into the database and syncs both files, so once in a few hundred
+//! batches a commit takes milliseconds longer, and the batch behind it waits. The store's
+//! connections have automatic checkpoints off; this task, on a connection of its own, runs a
+//! passive checkpoint (which never blocks a reader or a writer) four times a second, copying
+//! what was committed since the last one (nothing to copy costs no sync), so the copying and
+//! syncing happen beside the commit path.
+
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, SqlitePool};
+
+/// How often the log is looked at.
+const EVERY: Duration = Duration::from_millis(250);
+
+/// Starts checkpointing `pool`'s database from a connection of its own; the task ends when the
+/// pool is closed (and checkpoints a last time). Without a connection it logs why and does
+/// nothing: SQLite then checkpoints when the last connection closes.
+pub(super) async fn start(options: &SqliteConnectOptions, pool: SqlitePool) {
+    let mut conn = match options.connect().await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::warn!(
+                "cannot open a connection for checkpoints: the write-ahead log grows until the store is closed: {err}"
+            );
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(EVERY).await;
+            if pool.is_closed() {
+                break;
+            }
+            // (busy, pages in the log, pages checkpointed); a passive checkpoint copies what
+            // no reader still needs and returns at once when there is nothing to do.
+            let done: Result<(i64, i64, i64), sqlx::Error> =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&mut conn)
+                    .await;
+            if let Err(err) = done {
+                tracing::debug!("checkpoint: {err}");
+            }
+        }
+        let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+    });
+}
