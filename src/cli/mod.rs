@@ -197,7 +197,8 @@ pub enum Command {
         filter: Option<String>,
     },
     /// Push recorded events through rules and playbooks; print detections and planned actions
-    /// as JSON lines. Nothing is executed.
+    /// as JSON lines. Nothing is executed. Exits 1 when the file had lines and every one was
+    /// rejected.
     #[command(
         after_help = "Examples:\n  palisade replay --events tests/fixtures/mixed.jsonl\n  cat events.jsonl | palisade replay --events - | jq 'select(.kind == \"action\")'"
     )]

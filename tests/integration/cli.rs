@@ -231,6 +231,35 @@ fn detect(event) { loop { } }
     assert!(log.contains("2 rule failure(s)"), "{log}");
 }
 
+/// Defect: `replay` exited 0 when every input line was rejected, so a CI step replaying a file
+/// of the wrong shape passed.
+#[test]
+fn replay_of_only_rejected_lines_exits_with_findings() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "this is not json\n{\"type\":\"teleport\",\"timestamp\":1}\n",
+    )
+    .expect("write events");
+    let out = palisade(&["replay", "--events", "bad.jsonl"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("every line of `bad.jsonl` was rejected"),
+        "{}",
+        stderr(&out)
+    );
+    // One readable line among them is a replay: exit 0.
+    std::fs::write(
+        dir.path().join("mixed.jsonl"),
+        "this is not json\n{\"type\":\"login\",\"timestamp\":1,\"user\":\"bob\"}\n",
+    )
+    .expect("write events");
+    assert_success(&palisade(&["replay", "--events", "mixed.jsonl"], dir.path()));
+    // An empty file has nothing to reject.
+    std::fs::write(dir.path().join("empty.jsonl"), "").expect("write events");
+    assert_success(&palisade(&["replay", "--events", "empty.jsonl"], dir.path()));
+}
+
 #[test]
 fn bad_input_is_counted_dead_lettered_and_processing_goes_on() {
     let dir = scratch_content();
