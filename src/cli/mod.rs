@@ -678,13 +678,19 @@ fn load_runnable_content(
     config: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<crate::content::Content>, CannotRun> {
     match load_content(dir, config)? {
-        Ok(content) => Ok(std::sync::Arc::new(content)),
+        Ok(content) => {
+            // A read of an unknown event field still runs; say so where the author will look.
+            for warning in content.warnings.iter() {
+                tracing::warn!("{}", warning.render());
+            }
+            Ok(std::sync::Arc::new(content))
+        }
         Err(problems) => {
             eprintln!("{}", problems.render());
             Err(CannotRun(format!(
                 "the content in `{}` does not validate ({} problem(s))",
                 dir.display(),
-                problems.len()
+                problems.errors()
             )))
         }
     }

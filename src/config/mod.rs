@@ -131,6 +131,11 @@ pub struct EventsConfig {
     pub max_future_skew: String,
     /// What is done with such an event: `clamp` or `reject`.
     pub future_time: FutureTime,
+    /// Fields beyond the event model that sensors are expected to send, as dotted paths into
+    /// the event as it arrived (`sensor.version`, `winlog.event_data.RuleName`). A rule or
+    /// playbook reading an `event.*` name that is neither a typed field nor covered by one of
+    /// these gets a warning from `validate` (a typo reads nothing at runtime).
+    pub extra_fields: Vec<String>,
 }
 
 impl Default for EventsConfig {
@@ -138,6 +143,7 @@ impl Default for EventsConfig {
         EventsConfig {
             max_future_skew: "1h".into(),
             future_time: FutureTime::Clamp,
+            extra_fields: Vec::new(),
         }
     }
 }

@@ -309,6 +309,60 @@ impl Field {
     }
 }
 
+/// Names other tools give the typed fields (Sysmon, ECS, Sigma), squashed (lowercase, no `_`,
+/// `.` or `-`), so a correction can point from what an author is used to writing to the name
+/// palisade uses: `commandline` and `comandline` both lead to `cmdline`.
+const OTHER_NAMES: &[(&str, Field)] = &[
+    ("commandline", Field::Cmdline),
+    ("processcommandline", Field::Cmdline),
+    ("parentcommandline", Field::ParentCmdline),
+    ("processid", Field::Pid),
+    ("parentprocessid", Field::Ppid),
+    ("executable", Field::Image),
+    ("processexecutable", Field::Image),
+    ("processname", Field::Name),
+    ("parentexecutable", Field::ParentImage),
+    ("destinationip", Field::RemoteIp),
+    ("destinationport", Field::RemotePort),
+    ("destinationhostname", Field::RemoteHostname),
+    ("destinationdomain", Field::RemoteHostname),
+    ("sourceport", Field::LocalPort),
+    ("hostname", Field::Host),
+    ("computer", Field::Host),
+    ("computername", Field::Host),
+    ("username", Field::User),
+    ("queryresult", Field::QueryResults),
+    ("description", Field::FileDescription),
+];
+
+fn squash(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '_' | '.' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Field {
+    /// The field a misspelt or foreign name most likely meant, for "did you mean": the same
+    /// name written another way (`CommandLine`, `command_line`), or one a typo away.
+    pub fn nearest(name: &str) -> Option<Field> {
+        let wanted = squash(name);
+        let candidates: Vec<(String, Field)> = Field::ALL
+            .iter()
+            .map(|f| (squash(f.as_str()), *f))
+            .chain(OTHER_NAMES.iter().map(|(n, f)| ((*n).to_string(), *f)))
+            .collect();
+        if let Some((_, field)) = candidates.iter().find(|(n, _)| *n == wanted) {
+            return Some(*field);
+        }
+        let best = crate::text::suggest(&wanted, candidates.iter().map(|(n, _)| n.as_str()))?;
+        candidates
+            .iter()
+            .find(|(n, _)| n == best)
+            .map(|(_, field)| *field)
+    }
+}
+
 impl std::fmt::Display for Field {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -379,6 +433,26 @@ pub(crate) mod tests {
                 !Field::ALL[at + 1..].contains(field),
                 "{field} listed twice"
             );
+        }
+    }
+
+    #[test]
+    fn nearest_names_the_field_meant() {
+        for (written, meant) in [
+            ("comdline", Field::Cmdline),
+            ("comandline", Field::Cmdline),
+            ("CommandLine", Field::Cmdline),
+            ("command_line", Field::Cmdline),
+            ("remote_ips", Field::RemoteIp),
+            ("DestinationIp", Field::RemoteIp),
+            ("parent_nmae", Field::ParentName),
+        ] {
+            assert_eq!(Field::nearest(written), Some(meant), "{written}");
+        }
+        assert_eq!(Field::nearest("sensor_version"), None);
+        for (name, field) in OTHER_NAMES {
+            assert_eq!(squash(name), *name, "listed squashed");
+            assert!(Field::parse(name).is_none() || Field::parse(name) == Some(*field));
         }
     }
 

@@ -20,6 +20,12 @@ use crate::event::Event;
 
 use super::RuleDefinition;
 
+/// Whether `name` is a key [`event_to_dynamic`] fills from the event model (a typed field or
+/// `intel`), as opposed to one that can only come from the event's unknown fields.
+pub fn is_event_map_key(name: &str) -> bool {
+    name == "intel" || crate::event::Field::parse(name).is_some()
+}
+
 /// The `event` object map a rule sees: every typed field that is present, under its flat name,
 /// plus every unknown field as it arrived (nested objects stay nested). Absent fields read as
 /// `()`, so rules write `event.cmdline ?? ""`.
