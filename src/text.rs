@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("abc", ""), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(suggest("certutil-downlaod", ["certutil-download", "other"]), Some("certutil-download"));
+        assert_eq!(
+            suggest("certutil-downlaod", ["certutil-download", "other"]),
+            Some("certutil-download")
+        );
     }
 
     use super::*;

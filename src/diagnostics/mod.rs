@@ -6,8 +6,8 @@
 mod yaml_document;
 mod yaml_path;
 
-pub use yaml_document::{MAX_YAML_DEPTH, locate_key, parse_yaml, strip_bom};
 pub use crate::text::suggest;
+pub use yaml_document::{MAX_YAML_DEPTH, locate_key, parse_yaml, strip_bom};
 pub use yaml_path::{PathSegment, YamlPath, locate};
 
 use std::fmt::Write as _;
@@ -291,7 +291,10 @@ mod tests {
     #[test]
     fn warnings_render_as_warnings_and_say_so_in_json() {
         let d = Diagnostic::file(Path::new("rules/r.rhai"), "unknown-event-field", "m").warning();
-        assert!(d.render().starts_with("rules/r.rhai:1:1: warning[unknown-event-field]"));
+        assert!(
+            d.render()
+                .starts_with("rules/r.rhai:1:1: warning[unknown-event-field]")
+        );
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(json["level"], "warning");
         let error = Diagnostic::file(Path::new("rules/r.rhai"), "x", "m");

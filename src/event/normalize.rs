@@ -194,8 +194,14 @@ fn flat(
             NormalizeError::new(
                 RejectKind::UnknownType,
                 format!(
-                    "unknown event type `{}`; known types: process_create, network_connection, dns_query, login",
-                    truncate(name, 60)
+                    "unknown event type `{}`{}; known types: process_create, network_connection, dns_query, login",
+                    truncate(name, 60),
+                    // A sensor's own type name is short; a long one is not worth comparing.
+                    (name.len() <= 64)
+                        .then(|| crate::text::suggest(name, ["process_create", "network_connection", "dns_query", "login"]))
+                        .flatten()
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default()
                 ),
             )
         })?,
@@ -1305,9 +1311,15 @@ mod tests {
             "process":{"parent":{"user":{"domain":"CORP","name":"svc"}}}}))
         .unwrap();
         assert_eq!(ecs.user.as_deref(), Some("CORP\\carol"));
-        assert_eq!(ecs.user, flat.user, "one account, one form, whatever the shape");
+        assert_eq!(
+            ecs.user, flat.user,
+            "one account, one form, whatever the shape"
+        );
         assert_eq!(ecs.parent_user, flat.parent_user);
-        assert!(ecs.extra.get("user").is_none(), "the domain is read, not left over");
+        assert!(
+            ecs.extra.get("user").is_none(),
+            "the domain is read, not left over"
+        );
         // A name that already carries a domain is not given a second one; no domain, no prefix.
         let qualified = parse(json!({"@timestamp":"2025-11-03T14:30:05Z",
             "event":{"category":"authentication"},"user":{"domain":"CORP","name":"CORP\\carol"}}))

@@ -144,7 +144,8 @@ pub fn detection_from(
                     .map_err(|t| wrong("severity", "a string", t))?;
                 detection.severity = Severity::parse(&name).ok_or_else(|| {
                     format!(
-                        "unknown severity `{name}` returned by `detect`; use one of {}",
+                        "unknown severity `{name}` returned by `detect`{}; use one of {}",
+                        crate::diagnostics::did_you_mean(&name, Severity::NAMES.split(", ")),
                         Severity::NAMES
                     )
                 })?;
@@ -165,8 +166,11 @@ pub fn detection_from(
                     .map_err(|e| format!("`intel` returned by `detect` must be hits from `event.intel` or `intel_lookup`: {e}"))?;
             }
             other => {
+                const KEYS: [&str; 5] = ["title", "severity", "score", "entity", "intel"];
                 return Err(format!(
-                    "unknown key `{other}` in the map returned by `detect`; keys: title, severity, score, entity, intel"
+                    "unknown key `{other}` in the map returned by `detect`{}; keys: {}",
+                    crate::diagnostics::did_you_mean(other, KEYS),
+                    KEYS.join(", ")
                 ));
             }
         }
@@ -203,9 +207,7 @@ fn entity_from(value: Dynamic, event: &Event) -> Result<Entity, String> {
                 .clone()
                 .map(|name| Entity::User { name })
                 .ok_or_else(|| "entity `user` named, but the event has no `user`".to_string()),
-            other => Err(format!(
-                "unknown entity `{other}`; use process, address or user"
-            )),
+            other => Err(unknown_entity(other)),
         };
     }
     let Some(map) = value.try_cast::<Map>() else {
@@ -243,8 +245,14 @@ fn entity_from(value: Dynamic, event: &Event) -> Result<Entity, String> {
                 .into_string()
                 .map_err(|t| wrong("entity.user", "a string", t))?,
         }),
-        other => Err(format!(
-            "unknown entity `{other}`; use process, address or user"
-        )),
+        other => Err(unknown_entity(other)),
     }
+}
+
+fn unknown_entity(name: &str) -> String {
+    const KINDS: [&str; 3] = ["process", "address", "user"];
+    format!(
+        "unknown entity `{name}`{}; use process, address or user",
+        crate::diagnostics::did_you_mean(name, KINDS)
+    )
 }

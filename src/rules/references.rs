@@ -326,7 +326,8 @@ detection.entity.pid"#;
 
     #[test]
     fn reads_the_code_inside_backtick_interpolation() {
-        let source = "let t = `host ${event.hots} ran ${ #{a: event.pid}.a } event.not_code`; event.name";
+        let source =
+            "let t = `host ${event.hots} ran ${ #{a: event.pid}.a } event.not_code`; event.name";
         assert_eq!(
             paths(source, &["event"]),
             vec![
