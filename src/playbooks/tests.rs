@@ -315,6 +315,16 @@ fn unknown_names_in_templates_and_enum_values_offer_the_nearest() {
     );
     let found = refused(&shadow("true", "{{ entity.nmae }}"));
     assert!(found[0].message.contains("(did you mean `name`?)"));
+    let with_test = format!(
+        "{}tests:\n  - name: t\n    events: []\n    expect:\n      actions:\n        - step: tel\n",
+        shadow("true", "x")
+    );
+    let found = refused(&with_test);
+    assert!(
+        found[0].message.contains("(did you mean `tell`?)"),
+        "{}",
+        found[0].message
+    );
     let found = refused(&shadow("true", "x").replace("mode: shadow", "mode: shadw"));
     assert!(
         found[0].message.contains("(did you mean `shadow`?)"),

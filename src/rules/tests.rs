@@ -592,7 +592,8 @@ fn detect(e) {
 fn a_filter_field_typo_suggests_the_field_meant() {
     let found = problems(
         r#"let rule = #{ id: "r", title: "t", severity: "hihg", events: ["proces_create"],
-    filter: #{ comandline: "x", "name|contians": "y" } };"#,
+    filter: #{ comandline: "x", "name|contians": "y" } };
+let tests = [ #{ name: "t", event: #{}, expetc: true } ];"#,
     );
     let messages: Vec<&str> = found.iter().map(|(_, _, _, m)| m.as_str()).collect();
     for expected in [
@@ -600,6 +601,7 @@ fn a_filter_field_typo_suggests_the_field_meant() {
         "unknown `filter` modifier `contians` (did you mean `contains`?)",
         "unknown severity `hihg` (did you mean `high`?)",
         "unknown event type `proces_create` (did you mean `process_create`?)",
+        "unknown key `expetc` in test `t` (did you mean `expect`?)",
     ] {
         assert!(
             messages.iter().any(|m| m.contains(expected)),
