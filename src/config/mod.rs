@@ -774,4 +774,19 @@ mod tests {
             d.message
         );
     }
+
+    #[test]
+    fn an_extra_field_with_an_empty_part_is_located() {
+        let source = "events:\n  extra_fields:\n    - sensor.version\n    - sensor..name\n";
+        let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+        let d = problems.iter().next().unwrap();
+        assert_eq!((d.line, d.column), (4, 7));
+        assert!(d.message.contains("`sensor..name`"), "{}", d.message);
+        let ok = parse(
+            Path::new("palisade.yaml"),
+            "events:\n  extra_fields: [sensor.version]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.events.extra_fields, vec!["sensor.version".to_string()]);
+    }
 }
