@@ -282,7 +282,7 @@ fn unknown_event_reads(
     let mut found = Diagnostics::default();
     for read in reads.iter().filter(|read| !read.is_declared(declared)) {
         let first = read.path.first().map_or("", String::as_str);
-        let hint = crate::event::Field::nearest(first)
+        let hint = crate::rules::references::nearest_field(first)
             .map(|field| format!(" (did you mean `{field}`?)"))
             .unwrap_or_default();
         found.push(

@@ -17,9 +17,6 @@
 //! with the same meaning. A backslash is left as it is: Windows paths and command lines are full
 //! of them, and without the characters above no backslash can make a line break or a colour.
 //!
-//! It also holds [`suggest`], the edit distance behind every "did you mean" (a misspelt key,
-//! field, rule id or action name).
-//!
 //! This module depends on nothing else in the crate; anything may use it.
 
 use std::borrow::Cow;
@@ -121,58 +118,8 @@ impl<W: std::io::Write> std::io::Write for LogLines<W> {
     }
 }
 
-/// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
-pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|candidate| (edit_distance(word, candidate), candidate))
-        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-/// Edit distance where swapping two neighbouring letters counts as one edit (`wiht` → `with`),
-/// the most common typo in a key.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // Three rolling rows (two back for a swap) instead of the whole table.
-    let mut before: Vec<usize> = vec![0; b.len() + 1];
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current: Vec<usize> = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        current[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (previous[j] + 1)
-                .min(current[j - 1] + 1)
-                .min(previous[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(before[j - 2] + 1);
-            }
-            current[j] = best;
-        }
-        std::mem::swap(&mut before, &mut previous);
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn edit_distance_counts_a_swap_as_one() {
-        assert_eq!(edit_distance("severty", "severity"), 1);
-        assert_eq!(edit_distance("wiht", "with"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("abc", ""), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(
-            suggest("certutil-downlaod", ["certutil-download", "other"]),
-            Some("certutil-download")
-        );
-    }
-
     use super::*;
 
     #[test]

@@ -6,7 +6,6 @@
 mod yaml_document;
 mod yaml_path;
 
-pub use crate::text::suggest;
 pub use yaml_document::{MAX_YAML_DEPTH, locate_key, parse_yaml, strip_bom};
 pub use yaml_path::{PathSegment, YamlPath, locate};
 
@@ -209,6 +208,45 @@ impl IntoIterator for Diagnostics {
     }
 }
 
+/// The closest of `candidates` to `word`, when it is close enough to be a likely typo. The one
+/// edit distance behind every "did you mean" (this module is at the bottom of the crate, so
+/// every layer may use it).
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Edit distance where swapping two neighbouring letters counts as one edit (`wiht` → `with`),
+/// the most common typo in a key.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// ` (did you mean `x`?)` for the closest of `candidates` to `word`, or nothing when none is
 /// close: the one way every "unknown ..." message offers a correction.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
@@ -273,6 +311,12 @@ mod tests {
         assert_eq!(suggest("firewal.block", known), Some("firewall.block"));
         assert_eq!(suggest("email.send", known), None);
         assert_eq!(suggest("wiht", ["with", "when"]), Some("with"));
+        assert_eq!(
+            suggest("certutil-downlaod", ["certutil-download", "other"]),
+            Some("certutil-download")
+        );
+        assert_eq!(edit_distance("severty", "severity"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

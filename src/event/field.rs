@@ -335,7 +335,9 @@ const OTHER_NAMES: &[(&str, Field)] = &[
     ("description", Field::FileDescription),
 ];
 
-fn squash(name: &str) -> String {
+/// `name` lowercased without `_`, `.` or `-`: the form in which `CommandLine`, `command_line`
+/// and `commandline` are one name.
+pub fn squash(name: &str) -> String {
     name.chars()
         .filter(|c| !matches!(c, '_' | '.' | '-'))
         .flat_map(char::to_lowercase)
@@ -343,23 +345,13 @@ fn squash(name: &str) -> String {
 }
 
 impl Field {
-    /// The field a misspelt or foreign name most likely meant, for "did you mean": the same
-    /// name written another way (`CommandLine`, `command_line`), or one a typo away.
-    pub fn nearest(name: &str) -> Option<Field> {
-        let wanted = squash(name);
-        let candidates: Vec<(String, Field)> = Field::ALL
-            .iter()
-            .map(|f| (squash(f.as_str()), *f))
+    /// Every way of writing each field a correction should know: its own name and the names
+    /// other tools give it, squashed (see [`squash`]).
+    pub fn spellings() -> impl Iterator<Item = (String, Field)> {
+        Field::ALL
+            .into_iter()
+            .map(|f| (squash(f.as_str()), f))
             .chain(OTHER_NAMES.iter().map(|(n, f)| ((*n).to_string(), *f)))
-            .collect();
-        if let Some((_, field)) = candidates.iter().find(|(n, _)| *n == wanted) {
-            return Some(*field);
-        }
-        let best = crate::text::suggest(&wanted, candidates.iter().map(|(n, _)| n.as_str()))?;
-        candidates
-            .iter()
-            .find(|(n, _)| n == best)
-            .map(|(_, field)| *field)
     }
 }
 
@@ -437,23 +429,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn nearest_names_the_field_meant() {
-        for (written, meant) in [
-            ("comdline", Field::Cmdline),
-            ("comandline", Field::Cmdline),
-            ("CommandLine", Field::Cmdline),
-            ("command_line", Field::Cmdline),
-            ("remote_ips", Field::RemoteIp),
-            ("DestinationIp", Field::RemoteIp),
-            ("parent_nmae", Field::ParentName),
-        ] {
-            assert_eq!(Field::nearest(written), Some(meant), "{written}");
-        }
-        assert_eq!(Field::nearest("sensor_version"), None);
+    fn other_names_are_squashed_and_name_fields() {
+        assert_eq!(squash("Command_Line"), "commandline");
         for (name, field) in OTHER_NAMES {
             assert_eq!(squash(name), *name, "listed squashed");
             assert!(Field::parse(name).is_none() || Field::parse(name) == Some(*field));
         }
+        assert!(Field::spellings().any(|(n, f)| n == "parentname" && f == Field::ParentName));
     }
 
     #[test]

@@ -194,14 +194,8 @@ fn flat(
             NormalizeError::new(
                 RejectKind::UnknownType,
                 format!(
-                    "unknown event type `{}`{}; known types: process_create, network_connection, dns_query, login",
-                    truncate(name, 60),
-                    // A sensor's own type name is short; a long one is not worth comparing.
-                    (name.len() <= 64)
-                        .then(|| crate::text::suggest(name, ["process_create", "network_connection", "dns_query", "login"]))
-                        .flatten()
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default()
+                    "unknown event type `{}`; known types: process_create, network_connection, dns_query, login",
+                    truncate(name, 60)
                 ),
             )
         })?,

@@ -159,7 +159,7 @@ impl Prefilter {
         };
         let field = Field::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
-            let hint = Field::nearest(name)
+            let hint = super::references::nearest_field(name)
                 .map(|f| format!(" (did you mean `{f}`?)"))
                 .unwrap_or_default();
             format!(
@@ -173,9 +173,7 @@ impl Prefilter {
                 const MODIFIERS: [&str; 3] = ["contains", "startswith", "endswith"];
                 format!(
                     "unknown `filter` modifier `{m}`{}; modifiers: {}",
-                    crate::text::suggest(m, MODIFIERS)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default(),
+                    crate::diagnostics::did_you_mean(m, MODIFIERS),
                     MODIFIERS.join(", ")
                 )
             })?,

@@ -9,6 +9,23 @@
 //! is not seen, and neither is a read through another variable (`let e = event; e.x`).
 
 use crate::diagnostics::Position;
+use crate::event::{Field, squash};
+
+/// The event field a misspelt or foreign name most likely meant, for "did you mean": the same
+/// name written another way (`CommandLine`, `command_line`), or one a typo away from a field's
+/// name or from a name other tools give it (`comandline` and `comdline` both lead to `cmdline`).
+pub fn nearest_field(name: &str) -> Option<Field> {
+    let wanted = squash(name);
+    let spellings: Vec<(String, Field)> = Field::spellings().collect();
+    if let Some((_, field)) = spellings.iter().find(|(n, _)| *n == wanted) {
+        return Some(*field);
+    }
+    let best = crate::diagnostics::suggest(&wanted, spellings.iter().map(|(n, _)| n.as_str()))?;
+    spellings
+        .iter()
+        .find(|(n, _)| n == best)
+        .map(|(_, field)| *field)
+}
 
 /// One name in a read path, with the byte offset of the name in the scanned text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +362,22 @@ detection.entity.pid"#;
         assert_eq!(found[0].segments[0].offset, 10);
         let source = "event[\"x\"]";
         assert_eq!(reads(source, &["event"])[0].segments[0].offset, 7);
+    }
+
+    #[test]
+    fn nearest_field_names_the_field_meant() {
+        for (written, meant) in [
+            ("comdline", Field::Cmdline),
+            ("comandline", Field::Cmdline),
+            ("CommandLine", Field::Cmdline),
+            ("command_line", Field::Cmdline),
+            ("remote_ips", Field::RemoteIp),
+            ("DestinationIp", Field::RemoteIp),
+            ("parent_nmae", Field::ParentName),
+        ] {
+            assert_eq!(nearest_field(written), Some(meant), "{written}");
+        }
+        assert_eq!(nearest_field("sensor_version"), None);
     }
 
     #[test]
