@@ -110,6 +110,7 @@ steps:
         assert!(text.contains(expected), "{expected}\nnot in\n{text}");
     }
     assert!(text.contains("2 problem(s) found, 2 warning(s)"), "{text}");
+    insta::assert_snapshot!("typos_in_what_will_be_read_text", text);
 
     // Fixed errors: the content loads; the unknown event fields are warnings, with positions.
     std::fs::write(
