@@ -421,7 +421,12 @@ pub enum AuditCommand {
 
 fn parse_kind(text: &str) -> Result<crate::intel::IndicatorKind, String> {
     crate::intel::IndicatorKind::parse(text).ok_or_else(|| {
-        format!("unknown kind `{text}`; kinds: ip, cidr, domain, url, md5, sha1, sha256")
+        const KINDS: [&str; 7] = ["ip", "cidr", "domain", "url", "md5", "sha1", "sha256"];
+        format!(
+            "unknown kind `{text}`{}; kinds: {}",
+            crate::diagnostics::did_you_mean(text, KINDS),
+            KINDS.join(", ")
+        )
     })
 }
 

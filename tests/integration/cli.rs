@@ -168,6 +168,24 @@ steps:
 }
 
 #[test]
+fn an_unknown_indicator_kind_offers_the_kind_meant() {
+    let dir = scratch_content();
+    std::fs::write(dir.path().join("list.txt"), "evil.example\n").expect("write list");
+    let out = palisade(
+        &[
+            "intel", "import", "list.txt", "--format", "plain", "--kind", "domian",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown kind `domian` (did you mean `domain`?)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn validate_cannot_run_on_a_missing_directory() {
     let out = palisade(&["validate", "no/such/dir"], &repo());
     assert_eq!(out.status.code(), Some(2));
