@@ -129,6 +129,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         };
         match load_rule(&path, &source, &config.limits) {
             Ok(rule) => {
+                warnings.extend(rule.warnings.clone());
                 warnings.extend(unknown_event_reads(
                     &path,
                     &rule.source,

@@ -59,6 +59,9 @@ pub struct RuleDefinition {
     /// Reads of `event` fields the event model does not type (`event.comdline`): loading
     /// checks them against the config's `events.extra_fields` and warns about the rest.
     pub extra_reads: Vec<references::FieldRead>,
+    /// Problems that do not stop the rule from loading: reads in `detect` of a typed field that
+    /// none of the rule's event types carry (it reads `()` on every event the rule sees).
+    pub warnings: Diagnostics,
 }
 
 /// The keys a rule's metadata map may have.
@@ -329,19 +332,48 @@ pub fn load_rule(
         );
     }
     let names: Vec<&str> = event_names.iter().map(String::as_str).collect();
-    let extra_reads = references::reads(source, &names)
-        .into_iter()
-        .filter_map(|read| {
-            let first = read.segments.first()?;
-            if is_event_map_key(&first.name) {
-                return None;
+    let mut extra_reads = Vec::new();
+    let mut warnings = Diagnostics::default();
+    for read in references::reads(source, &names) {
+        let Some(first) = read.segments.first() else {
+            continue;
+        };
+        let position = text_position(source, first.offset, "");
+        match crate::event::Field::parse(&first.name) {
+            // Only when no type the rule reads carries it: a rule for two types may read a
+            // field of one behind a check of `event.type`.
+            Some(field) => {
+                if let Some(kinds) = field.kinds()
+                    && !events.is_empty()
+                    && !events.iter().any(|kind| kinds.contains(kind))
+                {
+                    warnings.push(
+                        Diagnostic::at(
+                            path,
+                            source,
+                            position,
+                            "rule-field-never-set",
+                            format!(
+                                "`event.{field}` is never set on {} events, so it reads `()` on every event this rule sees",
+                                events
+                                    .iter()
+                                    .map(|k| format!("`{k}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(" or ")
+                            ),
+                        )
+                        .with_context(format!("rule `{id}`"))
+                        .warning(),
+                    );
+                }
             }
-            Some(references::FieldRead {
-                position: text_position(source, first.offset, ""),
+            None if is_event_map_key(&first.name) => {}
+            None => extra_reads.push(references::FieldRead {
+                position,
                 path: read.segments.into_iter().map(|s| s.name).collect(),
-            })
-        })
-        .collect();
+            }),
+        }
+    }
     let tests = match scope.get_value::<Dynamic>("tests") {
         None => Vec::new(),
         Some(value) => parse_tests(path, source, value, &mut problems),
@@ -368,6 +400,7 @@ pub fn load_rule(
         tests,
         position,
         extra_reads,
+        warnings,
     })
 }
 

@@ -623,3 +623,31 @@ fn event_map_keys_are_the_known_fields() {
     }
     assert!(!is_event_map_key("comdline"));
 }
+
+/// A read in `detect` of a field none of the rule's event types carry reads `()` on every
+/// event: warned about, unless one of the types carries it.
+#[test]
+fn a_detect_read_of_a_field_the_rules_events_never_carry_is_warned_about() {
+    let rule = load(
+        r#"let rule = #{ id: "r", title: "t", severity: "high", events: ["process_create"] };
+fn detect(event) { event.query_name == "evil.example" || event.cmdline == "x" }"#,
+    )
+    .expect("a warning does not refuse the rule");
+    let found: Vec<(usize, usize, &str)> = rule
+        .warnings
+        .iter()
+        .map(|d| (d.line, d.column, d.code))
+        .collect();
+    assert_eq!(found, vec![(2, 26, "rule-field-never-set")]);
+    assert!(
+        rule.warnings
+            .iter()
+            .all(|d| d.level == crate::diagnostics::Level::Warning)
+    );
+    let both = load(
+        r#"let rule = #{ id: "r", title: "t", severity: "high", events: ["process_create", "dns_query"] };
+fn detect(event) { event.type == "dns_query" && event.query_name == "evil.example" }"#,
+    )
+    .expect("loads");
+    assert!(both.warnings.is_empty(), "{:?}", both.warnings);
+}
