@@ -28,6 +28,9 @@ pub struct Content {
     pub warninglists: Warninglists,
     /// Sigma rules from `rules/*.yml` and the configured folders (docs/sigma.md).
     pub sigma: crate::sigma::SigmaContent,
+    /// Problems that do not stop the content from loading (reads of event fields the model
+    /// does not know), for `validate` and the commands to show.
+    pub warnings: Diagnostics,
 }
 
 /// Where warninglists are read from, relative to the content directory.
@@ -117,6 +120,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         return Err(problems);
     }
 
+    let mut warnings = Diagnostics::default();
     let mut rules: Vec<Arc<RuleDefinition>> = Vec::new();
     let mut rules_by_id: HashMap<Arc<str>, Arc<RuleDefinition>> = HashMap::new();
     for path in files(&rules_dir, &["rhai"], &mut problems) {
@@ -125,6 +129,14 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         };
         match load_rule(&path, &source, &config.limits) {
             Ok(rule) => {
+                warnings.extend(rule.warnings.clone());
+                warnings.extend(unknown_event_reads(
+                    &path,
+                    &rule.source,
+                    &rule.extra_reads,
+                    &config.events.extra_fields,
+                    &format!("rule `{}`", rule.id),
+                ));
                 if let Some(first) = rules_by_id.get(&rule.id) {
                     problems.push(duplicate_id(
                         &path,
@@ -210,6 +222,13 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
             policy.as_ref(),
         ) {
             Ok(playbook) => {
+                warnings.extend(unknown_event_reads(
+                    &path,
+                    &source,
+                    &playbook.extra_reads,
+                    &config.events.extra_fields,
+                    &format!("playbook `{}`", playbook.id),
+                ));
                 if let Some(first) = playbooks.iter().find(|p| p.id == playbook.id) {
                     problems.push(Diagnostic::file(
                         &path,
@@ -234,9 +253,13 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
             Warninglists::default()
         });
     if !problems.is_empty() {
+        // Warnings of the files that loaded are shown with the errors (a file with errors has
+        // its own warnings checked once it loads).
+        problems.extend(warnings);
         return Err(problems.sorted());
     }
     Ok(Content {
+        warnings: warnings.sorted(),
         warninglists,
         dir: dir.to_path_buf(),
         config,
@@ -245,6 +268,40 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         playbooks,
         sigma,
     })
+}
+
+/// A warning for each read of an `event.*` name that is neither a typed field nor covered by
+/// `events.extra_fields`: a typo there reads `()` on every event and is otherwise only found
+/// when a step is skipped or refused for a missing value.
+fn unknown_event_reads(
+    path: &Path,
+    source: &str,
+    reads: &[crate::rules::references::FieldRead],
+    declared: &[String],
+    context: &str,
+) -> Diagnostics {
+    let mut found = Diagnostics::default();
+    for read in reads.iter().filter(|read| !read.is_declared(declared)) {
+        let first = read.path.first().map_or("", String::as_str);
+        let hint = crate::rules::references::nearest_field(first)
+            .map(|field| format!(" (did you mean `{field}`?)"))
+            .unwrap_or_default();
+        found.push(
+            Diagnostic::at(
+                path,
+                source,
+                read.position,
+                "unknown-event-field",
+                format!(
+                    "`{}` is not an event field{hint}; it reads nothing unless sensors send it: if they do, list it in the config's `events.extra_fields`",
+                    read.display()
+                ),
+            )
+            .with_context(context)
+            .warning(),
+        );
+    }
+    found
 }
 
 /// A second rule (Rhai or Sigma) with an id already taken: triggers and metrics name rules by id.

@@ -197,7 +197,8 @@ pub enum Command {
         filter: Option<String>,
     },
     /// Push recorded events through rules and playbooks; print detections and planned actions
-    /// as JSON lines. Nothing is executed.
+    /// as JSON lines. Nothing is executed. Exits 1 when the file had lines and every one was
+    /// rejected.
     #[command(
         after_help = "Examples:\n  palisade replay --events tests/fixtures/mixed.jsonl\n  cat events.jsonl | palisade replay --events - | jq 'select(.kind == \"action\")'"
     )]
@@ -420,7 +421,12 @@ pub enum AuditCommand {
 
 fn parse_kind(text: &str) -> Result<crate::intel::IndicatorKind, String> {
     crate::intel::IndicatorKind::parse(text).ok_or_else(|| {
-        format!("unknown kind `{text}`; kinds: ip, cidr, domain, url, md5, sha1, sha256")
+        const KINDS: [&str; 7] = ["ip", "cidr", "domain", "url", "md5", "sha1", "sha256"];
+        format!(
+            "unknown kind `{text}`{}; kinds: {}",
+            crate::diagnostics::did_you_mean(text, KINDS),
+            KINDS.join(", ")
+        )
     })
 }
 
@@ -677,13 +683,19 @@ fn load_runnable_content(
     config: Option<&std::path::Path>,
 ) -> Result<std::sync::Arc<crate::content::Content>, CannotRun> {
     match load_content(dir, config)? {
-        Ok(content) => Ok(std::sync::Arc::new(content)),
+        Ok(content) => {
+            // A read of an unknown event field still runs; say so where the author will look.
+            for warning in content.warnings.iter() {
+                tracing::warn!("{}", warning.render());
+            }
+            Ok(std::sync::Arc::new(content))
+        }
         Err(problems) => {
             eprintln!("{}", problems.render());
             Err(CannotRun(format!(
                 "the content in `{}` does not validate ({} problem(s))",
                 dir.display(),
-                problems.len()
+                problems.errors()
             )))
         }
     }

@@ -73,5 +73,14 @@ pub fn run(
             format!(" ({})", rejected.join(", "))
         }
     );
+    // A file none of whose lines could be read is not a quiet success: a wrong shape or a
+    // truncated export would otherwise pass a CI step that replays it.
+    if intake.accepted() == 0 && intake.rejected_total() > 0 {
+        tracing::error!(
+            "every line of `{origin}` was rejected ({}), nothing was replayed",
+            rejected.join(", ")
+        );
+        return Ok(Status::Findings);
+    }
     Ok(Status::Ok)
 }

@@ -14,14 +14,18 @@ pub fn run(
     refusals: bool,
 ) -> Result<Status, CannotRun> {
     let loaded = load_content(dir, config)?;
+    // Errors and warnings together; warnings alone do not fail validation.
     let problems = match &loaded {
-        Ok(_) => Default::default(),
+        Ok(content) => content.warnings.clone(),
         Err(problems) => problems.clone(),
     };
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&problems)?),
         OutputFormat::Text => match &loaded {
             Ok(content) => {
+                if !content.warnings.is_empty() {
+                    println!("{}\n", content.warnings.render());
+                }
                 println!("{}", summary(content));
                 if content.sigma.report.files > 0 {
                     print!("{}", sigma_report(&content.sigma.report, refusals));
@@ -29,11 +33,20 @@ pub fn run(
             }
             Err(problems) => {
                 println!("{}", problems.render());
-                println!("\n{} problem(s) found", problems.len());
+                let warnings = problems.len() - problems.errors();
+                println!(
+                    "\n{} problem(s) found{}",
+                    problems.errors(),
+                    if warnings > 0 {
+                        format!(", {warnings} warning(s)")
+                    } else {
+                        String::new()
+                    }
+                );
             }
         },
     }
-    Ok(if problems.is_empty() {
+    Ok(if problems.errors() == 0 {
         Status::Ok
     } else {
         Status::Findings
@@ -41,8 +54,12 @@ pub fn run(
 }
 
 fn summary(content: &Content) -> String {
+    let warnings = match content.warnings.len() {
+        0 => String::new(),
+        n => format!(", {n} warning(s)"),
+    };
     format!(
-        "ok: {} rule(s), {} Sigma rule(s), {} correlation(s), {} playbook(s), config {}",
+        "ok: {} rule(s), {} Sigma rule(s), {} correlation(s), {} playbook(s), config {}{warnings}",
         content.rules.len(),
         content.sigma.rules.len(),
         content.sigma.correlations.len(),

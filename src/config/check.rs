@@ -74,6 +74,18 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             report(at, "path must not be empty".into());
         }
     }
+    // A declared extra field with an empty part (`""`, `sensor..version`) could never match a
+    // read, so the warning it was meant to silence would stay: say so here instead.
+    for (index, field) in config.events.extra_fields.iter().enumerate() {
+        if field.split('.').any(str::is_empty) {
+            report(
+                root.key("events").key("extra_fields").index(index),
+                format!(
+                    "`events.extra_fields` entry `{field}` must be a dotted path of field names, such as `sensor.version`"
+                ),
+            );
+        }
+    }
     // The anchor is rewritten on every append: over the key or the database it would destroy them.
     let audit =
         crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, Path::to_path_buf);

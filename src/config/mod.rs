@@ -131,6 +131,11 @@ pub struct EventsConfig {
     pub max_future_skew: String,
     /// What is done with such an event: `clamp` or `reject`.
     pub future_time: FutureTime,
+    /// Fields beyond the event model that sensors are expected to send, as dotted paths into
+    /// the event as it arrived (`sensor.version`, `winlog.event_data.RuleName`). A rule or
+    /// playbook reading an `event.*` name that is neither a typed field nor covered by one of
+    /// these gets a warning from `validate` (a typo reads nothing at runtime).
+    pub extra_fields: Vec<String>,
 }
 
 impl Default for EventsConfig {
@@ -138,6 +143,7 @@ impl Default for EventsConfig {
         EventsConfig {
             max_future_skew: "1h".into(),
             future_time: FutureTime::Clamp,
+            extra_fields: Vec::new(),
         }
     }
 }
@@ -793,5 +799,20 @@ mod tests {
             err.contains("palisade.yaml:3:5: error[unknown-key]: unknown key `max_group` in `sigma.correlation` (did you mean `max_groups`?)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_extra_field_with_an_empty_part_is_located() {
+        let source = "events:\n  extra_fields:\n    - sensor.version\n    - sensor..name\n";
+        let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+        let d = problems.iter().next().unwrap();
+        assert_eq!((d.line, d.column), (4, 7));
+        assert!(d.message.contains("`sensor..name`"), "{}", d.message);
+        let ok = parse(
+            Path::new("palisade.yaml"),
+            "events:\n  extra_fields: [sensor.version]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.events.extra_fields, vec!["sensor.version".to_string()]);
     }
 }

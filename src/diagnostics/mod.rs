@@ -32,6 +32,29 @@ impl Position {
     }
 }
 
+/// How bad a problem is: an error fails validation; a warning is shown and the content still
+/// loads (a read of an event field the model does not know may be a field a sensor sends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[default]
+    Error,
+    Warning,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        }
+    }
+
+    fn is_error(&self) -> bool {
+        *self == Level::Error
+    }
+}
+
 /// One problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
@@ -49,6 +72,9 @@ pub struct Diagnostic {
     /// The offending line of source text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_line: Option<String>,
+    /// Left out of JSON for errors, so the output for errors is as it always was.
+    #[serde(skip_serializing_if = "Level::is_error")]
+    pub level: Level,
 }
 
 impl Diagnostic {
@@ -71,7 +97,14 @@ impl Diagnostic {
                 .lines()
                 .nth(position.line.saturating_sub(1))
                 .and_then(|line| quoted_line(line, position.column)),
+            level: Level::Error,
         }
+    }
+
+    /// The same problem as a warning.
+    pub fn warning(mut self) -> Diagnostic {
+        self.level = Level::Warning;
+        self
     }
 
     /// A problem with a whole file (it cannot be read, say).
@@ -86,7 +119,7 @@ impl Diagnostic {
 
     /// `file:line:col: message`, then the source line with a caret under the column.
     pub fn render(&self) -> String {
-        self.render_as("error")
+        self.render_as(self.level.as_str())
     }
 
     /// As [`Diagnostic::render`], with another word than `error` before the code (a Sigma rule
@@ -136,6 +169,11 @@ impl Diagnostics {
         self.0.is_empty()
     }
 
+    /// How many are errors (the rest are warnings).
+    pub fn errors(&self) -> usize {
+        self.0.iter().filter(|d| d.level == Level::Error).count()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -170,7 +208,9 @@ impl IntoIterator for Diagnostics {
     }
 }
 
-/// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
+/// The closest of `candidates` to `word`, when it is close enough to be a likely typo. The one
+/// edit distance behind every "did you mean" (this module is at the bottom of the crate, so
+/// every layer may use it).
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
@@ -205,6 +245,27 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     d[a.len()][b.len()]
+}
+
+/// ` (did you mean `x`?)` for the closest of `candidates` to `word`, or nothing when none is
+/// close: the one way every "unknown ..." message offers a correction.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    suggest(word, candidates)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+/// For serde's "unknown variant `x`, expected one of `a`, `b`" (a misspelt enum value in YAML),
+/// the correction among the names it lists.
+pub fn variant_hint(message: &str) -> String {
+    let Some(rest) = message.split_once("unknown variant `").map(|(_, r)| r) else {
+        return String::new();
+    };
+    let Some((word, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    did_you_mean(word, names)
 }
 
 /// The longest source line quoted under a diagnostic, in characters: a one-line multi-megabyte
@@ -250,5 +311,37 @@ mod tests {
         assert_eq!(suggest("firewal.block", known), Some("firewall.block"));
         assert_eq!(suggest("email.send", known), None);
         assert_eq!(suggest("wiht", ["with", "when"]), Some("with"));
+        assert_eq!(
+            suggest("certutil-downlaod", ["certutil-download", "other"]),
+            Some("certutil-download")
+        );
+        assert_eq!(edit_distance("severty", "severity"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn a_misspelt_enum_value_gets_a_correction() {
+        assert_eq!(
+            variant_hint("mode: unknown variant `shadw`, expected `live` or `shadow`"),
+            " (did you mean `shadow`?)"
+        );
+        assert_eq!(
+            variant_hint("unknown variant `x`, expected one of `live`, `shadow`"),
+            ""
+        );
+        assert_eq!(variant_hint("invalid type: map"), "");
+    }
+
+    #[test]
+    fn warnings_render_as_warnings_and_say_so_in_json() {
+        let d = Diagnostic::file(Path::new("rules/r.rhai"), "unknown-event-field", "m").warning();
+        assert!(
+            d.render()
+                .starts_with("rules/r.rhai:1:1: warning[unknown-event-field]")
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["level"], "warning");
+        let error = Diagnostic::file(Path::new("rules/r.rhai"), "x", "m");
+        assert!(serde_json::to_value(&error).unwrap().get("level").is_none());
     }
 }

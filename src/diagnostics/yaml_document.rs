@@ -88,6 +88,8 @@ pub fn parse_yaml<T: DeserializeOwned>(
         let message = text
             .rfind(" at line ")
             .map_or(text.clone(), |cut| text[..cut].to_string());
+        // `mode: shadw` is serde's "unknown variant"; offer the value meant.
+        let message = format!("{message}{}", super::variant_hint(&message));
         let mut problems = Diagnostics::default();
         problems.push(Diagnostic::at(path, source, position, "yaml", message));
         problems

@@ -309,6 +309,52 @@ impl Field {
     }
 }
 
+/// Names other tools give the typed fields (Sysmon, ECS, Sigma), squashed (lowercase, no `_`,
+/// `.` or `-`), so a correction can point from what an author is used to writing to the name
+/// palisade uses: `commandline` and `comandline` both lead to `cmdline`.
+const OTHER_NAMES: &[(&str, Field)] = &[
+    ("commandline", Field::Cmdline),
+    ("processcommandline", Field::Cmdline),
+    ("parentcommandline", Field::ParentCmdline),
+    ("processid", Field::Pid),
+    ("parentprocessid", Field::Ppid),
+    ("executable", Field::Image),
+    ("processexecutable", Field::Image),
+    ("processname", Field::Name),
+    ("parentexecutable", Field::ParentImage),
+    ("destinationip", Field::RemoteIp),
+    ("destinationport", Field::RemotePort),
+    ("destinationhostname", Field::RemoteHostname),
+    ("destinationdomain", Field::RemoteHostname),
+    ("sourceport", Field::LocalPort),
+    ("hostname", Field::Host),
+    ("computer", Field::Host),
+    ("computername", Field::Host),
+    ("username", Field::User),
+    ("queryresult", Field::QueryResults),
+    ("description", Field::FileDescription),
+];
+
+/// `name` lowercased without `_`, `.` or `-`: the form in which `CommandLine`, `command_line`
+/// and `commandline` are one name.
+pub fn squash(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '_' | '.' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Field {
+    /// Every way of writing each field a correction should know: its own name and the names
+    /// other tools give it, squashed (see [`squash`]).
+    pub fn spellings() -> impl Iterator<Item = (String, Field)> {
+        Field::ALL
+            .into_iter()
+            .map(|f| (squash(f.as_str()), f))
+            .chain(OTHER_NAMES.iter().map(|(n, f)| ((*n).to_string(), *f)))
+    }
+}
+
 impl std::fmt::Display for Field {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -380,6 +426,16 @@ pub(crate) mod tests {
                 "{field} listed twice"
             );
         }
+    }
+
+    #[test]
+    fn other_names_are_squashed_and_name_fields() {
+        assert_eq!(squash("Command_Line"), "commandline");
+        for (name, field) in OTHER_NAMES {
+            assert_eq!(squash(name), *name, "listed squashed");
+            assert!(Field::parse(name).is_none() || Field::parse(name) == Some(*field));
+        }
+        assert!(Field::spellings().any(|(n, f)| n == "parentname" && f == Field::ParentName));
     }
 
     #[test]

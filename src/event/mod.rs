@@ -11,7 +11,7 @@ mod normalize;
 pub use clock::{MAX_AHEAD_MS, TimePolicy, TimeVerdict, judge_time, now_ms, rfc3339_ms};
 #[cfg(test)]
 pub(crate) use field::tests as field_tests;
-pub use field::{Field, FieldType};
+pub use field::{Field, FieldType, squash};
 pub(crate) use normalize::canonical_ip;
 pub use normalize::{MAX_EVENT_BYTES, NormalizeError, RejectKind, normalize, normalize_value};
 

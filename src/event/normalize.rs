@@ -422,7 +422,7 @@ fn ecs(
         Some(host) => Some(host),
         None => pluck_text(map, &["host", "hostname"])?,
     };
-    event.user = pluck_text(map, &["user", "name"])?;
+    event.user = ecs_account(map, &["user"])?;
     event.pid = pluck_u32(map, &["process", "pid"])?;
     event.name = pluck_text(map, &["process", "name"])?;
     event.cmdline = pluck_text(map, &["process", "command_line"])?;
@@ -447,7 +447,7 @@ fn ecs(
     event.parent_name = pluck_text(map, &["process", "parent", "name"])?;
     event.parent_image = pluck_text(map, &["process", "parent", "executable"])?;
     event.parent_cmdline = pluck_text(map, &["process", "parent", "command_line"])?;
-    event.parent_user = pluck_text(map, &["process", "parent", "user", "name"])?;
+    event.parent_user = ecs_account(map, &["process", "parent", "user"])?;
     match kind {
         EventKind::NetworkConnection => {
             event.remote_ip = pluck_ip(map, &["destination", "ip"])?;
@@ -1011,6 +1011,29 @@ fn pluck_text(
     }
 }
 
+/// The account an ECS `user` object at `path` names, as the flat shape and Sysmon write it:
+/// `DOMAIN\user` when `domain` is given beside `name`, else the name alone. A name that already
+/// carries a domain is kept as it is. Without this, `{"user":{"domain":"CORP","name":"bob"}}`
+/// read as `bob` where the same account in the flat shape reads `CORP\bob`, and a rule or an
+/// allowlist written against one form missed the other.
+fn ecs_account(
+    map: &mut Map<String, Value>,
+    path: &[&str],
+) -> Result<Option<String>, NormalizeError> {
+    let name_path: Vec<&str> = path.iter().copied().chain(["name"]).collect();
+    let Some(name) = pluck_text(map, &name_path)? else {
+        return Ok(None);
+    };
+    if name.contains('\\') {
+        return Ok(Some(name));
+    }
+    let domain_path: Vec<&str> = path.iter().copied().chain(["domain"]).collect();
+    Ok(Some(match pluck_text(map, &domain_path)? {
+        Some(domain) if !domain.is_empty() => format!("{domain}\\{name}"),
+        _ => name,
+    }))
+}
+
 fn pluck_u32(map: &mut Map<String, Value>, path: &[&str]) -> Result<Option<u32>, NormalizeError> {
     match pluck(map, path) {
         Some(value) => integer(&path.join("."), &value),
@@ -1267,6 +1290,39 @@ mod tests {
         assert_eq!(login.kind, EventKind::Login);
         assert_eq!(login.outcome.as_deref(), Some("failure"));
         assert_eq!(login.source_ip, Some("203.0.113.9".parse().unwrap()));
+    }
+
+    /// Defect: an ECS `user.domain` was dropped, so `{"domain":"CORP","name":"carol"}` read as
+    /// `carol` where the flat shape's `"user":"CORP\\carol"` reads `CORP\carol`.
+    #[test]
+    fn ecs_user_domain_is_kept_as_the_flat_shape_writes_it() {
+        let flat = parse(json!({"type":"login","timestamp":1,"user":"CORP\\carol",
+            "parent_user":"CORP\\svc"}))
+        .unwrap();
+        let ecs = parse(json!({"@timestamp":"2025-11-03T14:30:05Z",
+            "event":{"category":"authentication","outcome":"success"},
+            "source":{"ip":"203.0.113.9"},"user":{"domain":"CORP","name":"carol"},
+            "process":{"parent":{"user":{"domain":"CORP","name":"svc"}}}}))
+        .unwrap();
+        assert_eq!(ecs.user.as_deref(), Some("CORP\\carol"));
+        assert_eq!(
+            ecs.user, flat.user,
+            "one account, one form, whatever the shape"
+        );
+        assert_eq!(ecs.parent_user, flat.parent_user);
+        assert!(
+            ecs.extra.get("user").is_none(),
+            "the domain is read, not left over"
+        );
+        // A name that already carries a domain is not given a second one; no domain, no prefix.
+        let qualified = parse(json!({"@timestamp":"2025-11-03T14:30:05Z",
+            "event":{"category":"authentication"},"user":{"domain":"CORP","name":"CORP\\carol"}}))
+        .unwrap();
+        assert_eq!(qualified.user.as_deref(), Some("CORP\\carol"));
+        let bare = parse(json!({"@timestamp":"2025-11-03T14:30:05Z",
+            "event":{"category":"authentication"},"user":{"name":"root"}}))
+        .unwrap();
+        assert_eq!(bare.user.as_deref(), Some("root"));
     }
 
     #[test]

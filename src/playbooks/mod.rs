@@ -10,7 +10,7 @@ mod plan;
 pub mod spec;
 mod template;
 
-pub use plan::{PlanOutcome, Planner};
+pub use plan::{DETECTION_FIELDS, ENTITY_FIELDS, PlanOutcome, Planner};
 pub use spec::{HighRiskApproval, OnFailure, PlaybookMode, PlaybookSpec};
 pub use template::{Reference, Template};
 
@@ -23,8 +23,9 @@ use rhai::{AST, Dynamic, Engine, Scope};
 use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
 use crate::cases::{Expectation, TestCase, TestInput};
 use crate::detection::{Detection, Severity, Stage};
-use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate, suggest};
+use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, did_you_mean, locate};
 use crate::event::FieldType;
+use crate::rules::references::{self, FieldRead};
 
 /// A validated playbook, ready to plan with.
 #[derive(Debug, Clone)]
@@ -38,6 +39,9 @@ pub struct Playbook {
     pub trigger: Trigger,
     pub steps: Vec<Step>,
     pub tests: Vec<TestCase>,
+    /// Reads of `event` fields the event model does not type, in `when` conditions and
+    /// `{{ }}` references: loading checks them against the config's `events.extra_fields`.
+    pub extra_reads: Vec<FieldRead>,
 }
 
 /// Every name a playbook trigger may give a rule, mapped to the ids its detections carry: a
@@ -152,6 +156,7 @@ pub fn load_playbook(
         problems,
         context,
         policy,
+        extra_reads: Vec::new(),
     }
     .validate(spec, rules, engine)
 }
@@ -164,6 +169,7 @@ struct Validator<'a> {
     problems: Diagnostics,
     context: String,
     policy: Option<&'a actions::Policy>,
+    extra_reads: Vec<FieldRead>,
 }
 
 impl Validator<'_> {
@@ -237,7 +243,81 @@ impl Validator<'_> {
             trigger,
             steps,
             tests,
+            extra_reads: self.extra_reads,
         })
+    }
+
+    /// Where `needle` is written in the value at `at`, searched from `nominal` bytes into the
+    /// value: quotes, escapes and block-scalar indentation only ever push the text further on
+    /// than its offset in the parsed value. Falls back to the value's own position.
+    fn position_in_value(&self, at: &YamlPath, nominal: usize, needle: &str) -> Position {
+        let value = locate(self.source, at);
+        let start = byte_offset(self.source, value).saturating_add(nominal);
+        match self.source.get(start..).and_then(|rest| rest.find(needle)) {
+            Some(found) => crate::rules::text_position(self.source, start + found, ""),
+            None => value,
+        }
+    }
+
+    /// Checks the fields a `when` condition reads: a `detection.*` name outside the detection's
+    /// closed set is an error (the condition could only ever read `()`); an `event.*` name the
+    /// model does not type is kept for the check against declared extra fields.
+    fn when_reads(&mut self, condition: &str, at: &YamlPath) -> bool {
+        let mut ok = true;
+        for read in references::reads(condition, &["event", "detection"]) {
+            let Some(first) = read.segments.first() else {
+                continue;
+            };
+            if read.root == 0 {
+                if !crate::rules::is_event_map_key(&first.name) {
+                    let position = self.position_in_value(at, first.offset, &first.name);
+                    self.extra_reads.push(FieldRead {
+                        path: read.segments.iter().map(|s| s.name.clone()).collect(),
+                        position,
+                    });
+                }
+                continue;
+            }
+            let (unknown, known): (&references::Segment, &[&str]) =
+                if !DETECTION_FIELDS.contains(&first.name.as_str()) {
+                    (first, &DETECTION_FIELDS)
+                } else if first.name == "entity"
+                    && let Some(second) = read.segments.get(1)
+                    && !ENTITY_FIELDS.contains(&second.name.as_str())
+                {
+                    (second, &ENTITY_FIELDS)
+                } else {
+                    continue;
+                };
+            let written = read
+                .segments
+                .iter()
+                .take_while(|s| s.offset <= unknown.offset)
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(".");
+            let position = self.position_in_value(at, unknown.offset, &unknown.name);
+            let diagnostic = Diagnostic::at(
+                self.path,
+                self.source,
+                position,
+                "when-unknown-field",
+                format!(
+                    "`when` reads `detection.{written}`, which a detection does not have{}; {}: {}",
+                    did_you_mean(&unknown.name, known.iter().copied()),
+                    if known.len() == ENTITY_FIELDS.len() {
+                        "entity fields"
+                    } else {
+                        "detection fields"
+                    },
+                    known.join(", ")
+                ),
+            )
+            .with_context(self.context.clone());
+            self.problems.push(diagnostic);
+            ok = false;
+        }
+        ok
     }
 
     fn notification_limit(
@@ -289,14 +369,12 @@ impl Validator<'_> {
             match rules.get(rule.as_str()) {
                 Some(ids) => names.extend(ids.iter().cloned()),
                 None => {
-                    let hint = suggest(
+                    let hint = did_you_mean(
                         rule,
                         rules
                             .names()
                             .chain(crate::detection::BUILT_IN_DETECTORS.iter().copied()),
-                    )
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                    );
                     self.report(
                         &at.key("rules").index(index),
                         "playbook-unknown-rule",
@@ -332,9 +410,7 @@ impl Validator<'_> {
             );
         }
         let Some(action) = actions::lookup(&spec.action) else {
-            let hint = suggest(&spec.action, actions::names())
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            let hint = did_you_mean(&spec.action, actions::names());
             self.report(
                 &at.key("action"),
                 "unknown-action",
@@ -350,9 +426,7 @@ impl Validator<'_> {
         for name in spec.params.keys() {
             if action.param(name).is_none() {
                 let known: Vec<&str> = action.params.iter().map(|p| p.name).collect();
-                let hint = suggest(name, known.iter().copied())
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = did_you_mean(name, known.iter().copied());
                 self.report(
                     &at.key("with").key(name),
                     "unknown-parameter",
@@ -425,7 +499,12 @@ impl Validator<'_> {
             Some(condition) => {
                 let scope = condition_scope(Dynamic::UNIT, Dynamic::UNIT);
                 match engine.compile_expression_with_scope(&scope, condition) {
-                    Ok(ast) => Some(Arc::new(ast)),
+                    Ok(ast) => {
+                        if !self.when_reads(condition, &at.key("when")) {
+                            ok = false;
+                        }
+                        Some(Arc::new(ast))
+                    }
                     Err(err) => {
                         self.report(
                             &at.key("when"),
@@ -533,6 +612,18 @@ impl Validator<'_> {
                 return None;
             }
         };
+        for (written, reference) in template.references() {
+            if let Reference::EventExtra(path) = reference
+                && let Some(first) = path.first()
+            {
+                let nominal = text.find(written).unwrap_or(0) + "event.".len();
+                let position = self.position_in_value(at, nominal, first);
+                self.extra_reads.push(FieldRead {
+                    path: path.clone(),
+                    position,
+                });
+            }
+        }
         if let Some(literal) = template.as_literal() {
             if let Err(message) = param.kind.parse(literal) {
                 self.report(
@@ -621,8 +712,9 @@ impl Validator<'_> {
                             &case_at.key("expect").key("actions").index(i).key("step"),
                             "playbook-bad-test",
                             format!(
-                                "test `{}` expects step `{step}`, which the playbook does not have",
-                                test.name
+                                "test `{}` expects step `{step}`, which the playbook does not have{}",
+                                test.name,
+                                did_you_mean(step, spec.steps.iter().map(|s| s.id.as_str()))
                             ),
                         );
                     }
@@ -640,6 +732,22 @@ impl Validator<'_> {
         }
         cases
     }
+}
+
+/// The byte offset of `position` (1-based line and character column) in `source`.
+fn byte_offset(source: &str, position: Position) -> usize {
+    let mut offset = 0;
+    for (index, line) in source.split_inclusive('\n').enumerate() {
+        if index + 1 == position.line {
+            return offset
+                + line
+                    .char_indices()
+                    .nth(position.column.saturating_sub(1))
+                    .map_or(line.len(), |(at, _)| at);
+        }
+        offset += line.len();
+    }
+    source.len()
 }
 
 fn scalar_text(value: &yaml_serde::Value) -> Option<String> {

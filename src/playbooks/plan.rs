@@ -248,6 +248,15 @@ impl Planner {
     }
 }
 
+/// The keys of the `detection` map `when` conditions see: a closed set, so validation refuses
+/// any other name.
+pub const DETECTION_FIELDS: [&str; 8] = [
+    "rule", "title", "severity", "stage", "tags", "score", "entity", "intel",
+];
+
+/// The keys `detection.entity` may have (which ones are set depends on the kind of entity).
+pub const ENTITY_FIELDS: [&str; 4] = ["pid", "name", "address", "user"];
+
 /// The `detection` map `when` conditions see.
 pub fn detection_to_dynamic(detection: &Detection) -> Dynamic {
     let mut map = Map::new();

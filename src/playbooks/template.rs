@@ -25,6 +25,18 @@ pub enum Reference {
     EntityUser,
 }
 
+/// The `detection.*` names a reference may use.
+const DETECTION_REFERENCES: [&str; 5] = ["rule", "title", "severity", "stage", "score"];
+/// The `entity.*` names a reference may use.
+const ENTITY_REFERENCES: [&str; 4] = ["pid", "name", "address", "user"];
+
+/// The correction for the first name of `rest`, among `known`.
+fn hint(rest: &[&str], known: &[&str]) -> String {
+    rest.first()
+        .map(|name| crate::diagnostics::did_you_mean(name, known.iter().copied()))
+        .unwrap_or_default()
+}
+
 impl Reference {
     fn parse(text: &str) -> Result<Reference, String> {
         let mut parts = text.split('.');
@@ -42,18 +54,23 @@ impl Reference {
             ("detection", ["severity"]) => Ok(Reference::DetectionSeverity),
             ("detection", ["stage"]) => Ok(Reference::DetectionStage),
             ("detection", ["score"]) => Ok(Reference::DetectionScore),
-            ("detection", _) => Err(format!(
-                "unknown reference `{text}`; detection fields: rule, title, severity, stage, score"
+            ("detection", rest) => Err(format!(
+                "unknown reference `{text}`{}; detection fields: {}",
+                hint(rest, &DETECTION_REFERENCES),
+                DETECTION_REFERENCES.join(", ")
             )),
             ("entity", ["pid"]) => Ok(Reference::EntityPid),
             ("entity", ["name"]) => Ok(Reference::EntityName),
             ("entity", ["address"]) => Ok(Reference::EntityAddress),
             ("entity", ["user"]) => Ok(Reference::EntityUser),
-            ("entity", _) => Err(format!(
-                "unknown reference `{text}`; entity fields: pid, name, address, user"
+            ("entity", rest) => Err(format!(
+                "unknown reference `{text}`{}; entity fields: {}",
+                hint(rest, &ENTITY_REFERENCES),
+                ENTITY_REFERENCES.join(", ")
             )),
             _ => Err(format!(
-                "unknown reference `{text}`; references start with `event.`, `detection.` or `entity.`"
+                "unknown reference `{text}`{}; references start with `event.`, `detection.` or `entity.`",
+                hint(&[root], &["event", "detection", "entity"])
             )),
         }
     }
@@ -153,6 +170,14 @@ impl Template {
             parts.push(Part::Literal(rest.to_string()));
         }
         Ok(Template { parts })
+    }
+
+    /// Each reference with its text as written inside the braces.
+    pub fn references(&self) -> impl Iterator<Item = (&str, &Reference)> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Reference { text, reference } => Some((text.as_str(), reference)),
+            Part::Literal(_) => None,
+        })
     }
 
     /// The literal text, when the template has no references.

@@ -20,6 +20,12 @@ use crate::event::Event;
 
 use super::RuleDefinition;
 
+/// Whether `name` is a key [`event_to_dynamic`] fills from the event model (a typed field or
+/// `intel`), as opposed to one that can only come from the event's unknown fields.
+pub fn is_event_map_key(name: &str) -> bool {
+    name == "intel" || crate::event::Field::parse(name).is_some()
+}
+
 /// The `event` object map a rule sees: every typed field that is present, under its flat name,
 /// plus every unknown field as it arrived (nested objects stay nested). Absent fields read as
 /// `()`, so rules write `event.cmdline ?? ""`.
@@ -138,7 +144,8 @@ pub fn detection_from(
                     .map_err(|t| wrong("severity", "a string", t))?;
                 detection.severity = Severity::parse(&name).ok_or_else(|| {
                     format!(
-                        "unknown severity `{name}` returned by `detect`; use one of {}",
+                        "unknown severity `{name}` returned by `detect`{}; use one of {}",
+                        crate::diagnostics::did_you_mean(&name, Severity::NAMES.split(", ")),
                         Severity::NAMES
                     )
                 })?;
@@ -159,8 +166,11 @@ pub fn detection_from(
                     .map_err(|e| format!("`intel` returned by `detect` must be hits from `event.intel` or `intel_lookup`: {e}"))?;
             }
             other => {
+                const KEYS: [&str; 5] = ["title", "severity", "score", "entity", "intel"];
                 return Err(format!(
-                    "unknown key `{other}` in the map returned by `detect`; keys: title, severity, score, entity, intel"
+                    "unknown key `{other}` in the map returned by `detect`{}; keys: {}",
+                    crate::diagnostics::did_you_mean(other, KEYS),
+                    KEYS.join(", ")
                 ));
             }
         }
@@ -197,9 +207,7 @@ fn entity_from(value: Dynamic, event: &Event) -> Result<Entity, String> {
                 .clone()
                 .map(|name| Entity::User { name })
                 .ok_or_else(|| "entity `user` named, but the event has no `user`".to_string()),
-            other => Err(format!(
-                "unknown entity `{other}`; use process, address or user"
-            )),
+            other => Err(unknown_entity(other)),
         };
     }
     let Some(map) = value.try_cast::<Map>() else {
@@ -237,8 +245,14 @@ fn entity_from(value: Dynamic, event: &Event) -> Result<Entity, String> {
                 .into_string()
                 .map_err(|t| wrong("entity.user", "a string", t))?,
         }),
-        other => Err(format!(
-            "unknown entity `{other}`; use process, address or user"
-        )),
+        other => Err(unknown_entity(other)),
     }
+}
+
+fn unknown_entity(name: &str) -> String {
+    const KINDS: [&str; 3] = ["process", "address", "user"];
+    format!(
+        "unknown entity `{name}`{}; use process, address or user",
+        crate::diagnostics::did_you_mean(name, KINDS)
+    )
 }

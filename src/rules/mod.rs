@@ -14,9 +14,10 @@ mod engine;
 mod failures;
 pub mod helpers;
 mod prefilter;
+pub mod references;
 mod sandbox;
 
-pub use convert::{event_to_dynamic, hits_to_dynamic};
+pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
 pub use engine::{RuleEngine, RuleFailure};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use prefilter::{Condition, Operator, Prefilter};
@@ -55,6 +56,12 @@ pub struct RuleDefinition {
     pub tests: Vec<TestCase>,
     /// Where `let rule` is, for diagnostics about the rule as a whole.
     pub position: Position,
+    /// Reads of `event` fields the event model does not type (`event.comdline`): loading
+    /// checks them against the config's `events.extra_fields` and warns about the rest.
+    pub extra_reads: Vec<references::FieldRead>,
+    /// Problems that do not stop the rule from loading: reads in `detect` of a typed field that
+    /// none of the rule's event types carry (it reads `()` on every event the rule sees).
+    pub warnings: Diagnostics,
 }
 
 /// The keys a rule's metadata map may have.
@@ -66,6 +73,14 @@ const RULE_KEYS: [&str; 7] = [
     "tags",
     "events",
     "filter",
+];
+
+/// The event types a rule's `events` may name.
+const EVENT_TYPES: [&str; 4] = ["process_create", "network_connection", "dns_query", "login"];
+
+/// The keys a test case map may have.
+const TEST_KEYS: [&str; 7] = [
+    "name", "event", "events", "fixture", "expect", "intel", "anomaly",
 ];
 
 /// Compiles and validates one rule file. `path` is how diagnostics name the file.
@@ -92,10 +107,17 @@ pub fn load_rule(
         }
     };
     let mut has_detect = false;
+    // The name `detect` gives the event, read as `event` too (the name every example uses).
+    let mut event_names = vec!["event".to_string()];
     for function in ast.iter_functions() {
         if function.name == "detect" {
             if function.params.len() == 1 {
                 has_detect = true;
+                if let Some(name) = function.params.first()
+                    && *name != "event"
+                {
+                    event_names.push(name.to_string());
+                }
             } else {
                 problems.push(Diagnostic::at(
                     path,
@@ -147,9 +169,7 @@ pub fn load_rule(
 
     for key in meta.keys() {
         if !RULE_KEYS.contains(&key.as_str()) {
-            let hint = crate::diagnostics::suggest(key, RULE_KEYS)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            let hint = crate::diagnostics::did_you_mean(key, RULE_KEYS);
             at_key(
                 key,
                 "rule-unknown-key",
@@ -193,7 +213,11 @@ pub fn load_rule(
             at_key(
                 "severity",
                 "rule-bad-severity",
-                format!("unknown severity `{name}`; use one of {}", Severity::NAMES),
+                format!(
+                    "unknown severity `{name}`{}; use one of {}",
+                    crate::diagnostics::did_you_mean(&name, Severity::NAMES.split(", ")),
+                    Severity::NAMES
+                ),
             );
             Severity::Informational
         }),
@@ -228,7 +252,9 @@ pub fn load_rule(
                         "events",
                         "rule-unknown-event-type",
                         format!(
-                            "unknown event type `{name}`; types: process_create, network_connection, dns_query, login"
+                            "unknown event type `{name}`{}; types: {}",
+                            crate::diagnostics::did_you_mean(&name, EVENT_TYPES),
+                            EVENT_TYPES.join(", ")
                         ),
                     ),
                 }
@@ -305,6 +331,49 @@ pub fn load_rule(
             "the rule has neither `fn detect(event)` nor a `filter` pre-filter, so it would fire on every event".into(),
         );
     }
+    let names: Vec<&str> = event_names.iter().map(String::as_str).collect();
+    let mut extra_reads = Vec::new();
+    let mut warnings = Diagnostics::default();
+    for read in references::reads(source, &names) {
+        let Some(first) = read.segments.first() else {
+            continue;
+        };
+        let position = text_position(source, first.offset, "");
+        match crate::event::Field::parse(&first.name) {
+            // Only when no type the rule reads carries it: a rule for two types may read a
+            // field of one behind a check of `event.type`.
+            Some(field) => {
+                if let Some(kinds) = field.kinds()
+                    && !events.is_empty()
+                    && !events.iter().any(|kind| kinds.contains(kind))
+                {
+                    warnings.push(
+                        Diagnostic::at(
+                            path,
+                            source,
+                            position,
+                            "rule-field-never-set",
+                            format!(
+                                "`event.{field}` is never set on {} events, so it reads `()` on every event this rule sees",
+                                events
+                                    .iter()
+                                    .map(|k| format!("`{k}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(" or ")
+                            ),
+                        )
+                        .with_context(format!("rule `{id}`"))
+                        .warning(),
+                    );
+                }
+            }
+            None if is_event_map_key(&first.name) => {}
+            None => extra_reads.push(references::FieldRead {
+                position,
+                path: read.segments.into_iter().map(|s| s.name).collect(),
+            }),
+        }
+    }
     let tests = match scope.get_value::<Dynamic>("tests") {
         None => Vec::new(),
         Some(value) => parse_tests(path, source, value, &mut problems),
@@ -330,6 +399,8 @@ pub fn load_rule(
         has_detect,
         tests,
         position,
+        extra_reads,
+        warnings,
     })
 }
 
@@ -408,16 +479,14 @@ fn parse_tests(
             .find(&format!("\"{name}\""))
             .map_or(tests_offset, |at| tests_offset + at);
         for key in map.keys() {
-            if ![
-                "name", "event", "events", "fixture", "expect", "intel", "anomaly",
-            ]
-            .contains(&key.as_str())
-            {
+            if !TEST_KEYS.contains(&key.as_str()) {
                 report(
                     case_offset,
                     key,
                     format!(
-                        "unknown key `{key}` in test `{name}`; keys: name, event, events, fixture, expect, intel, anomaly"
+                        "unknown key `{key}` in test `{name}`{}; keys: {}",
+                        crate::diagnostics::did_you_mean(key, TEST_KEYS),
+                        TEST_KEYS.join(", ")
                     ),
                 );
             }

@@ -159,16 +159,22 @@ impl Prefilter {
         };
         let field = Field::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
+            let hint = super::references::nearest_field(name)
+                .map(|f| format!(" (did you mean `{f}`?)"))
+                .unwrap_or_default();
             format!(
-                "`filter` key `{name}` is not an event field; fields: {}",
+                "`filter` key `{name}` is not an event field{hint}; fields: {}",
                 known.join(", ")
             )
         })?;
         let operator = match modifier {
             None => Operator::Equals,
             Some(m) => Operator::parse(m).ok_or_else(|| {
+                const MODIFIERS: [&str; 3] = ["contains", "startswith", "endswith"];
                 format!(
-                    "unknown `filter` modifier `{m}`; modifiers: contains, startswith, endswith"
+                    "unknown `filter` modifier `{m}`{}; modifiers: {}",
+                    crate::diagnostics::did_you_mean(m, MODIFIERS),
+                    MODIFIERS.join(", ")
                 )
             })?,
         };

@@ -560,3 +560,94 @@ fn rules_see_every_typed_field() {
         Ok("192.0.2.2")
     );
 }
+
+/// Defect: a field typo inside `detect` (`event.comdline`) loaded silently and read `()` on
+/// every event. The read is found, with its position, for the check against declared extras.
+#[test]
+fn a_field_typo_in_detect_is_found_with_its_position() {
+    let rule = load(
+        r#"let rule = #{ id: "r", title: "t", severity: "high", events: ["process_create"] };
+fn detect(e) {
+    let c = e.comdline ?? "";
+    c.contains("x") || e?.cmdline == "y" || e.intel.len() > 0 || e["sensor"]["version"] == "2"
+}"#,
+    )
+    .expect("an unknown event field alone does not refuse the rule");
+    let reads: Vec<(String, usize, usize)> = rule
+        .extra_reads
+        .iter()
+        .map(|r| (r.display(), r.position.line, r.position.column))
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            ("event.comdline".to_string(), 3, 15),
+            ("event.sensor.version".to_string(), 4, 69),
+        ]
+    );
+}
+
+/// Defect: `comandline` in a filter was refused without naming the field meant.
+#[test]
+fn a_filter_field_typo_suggests_the_field_meant() {
+    let found = problems(
+        r#"let rule = #{ id: "r", title: "t", severity: "hihg", events: ["proces_create"],
+    filter: #{ comandline: "x", "name|contians": "y" } };
+let tests = [ #{ name: "t", event: #{}, expetc: true } ];"#,
+    );
+    let messages: Vec<&str> = found.iter().map(|(_, _, _, m)| m.as_str()).collect();
+    for expected in [
+        "`comandline` is not an event field (did you mean `cmdline`?)",
+        "unknown `filter` modifier `contians` (did you mean `contains`?)",
+        "unknown severity `hihg` (did you mean `high`?)",
+        "unknown event type `proces_create` (did you mean `process_create`?)",
+        "unknown key `expetc` in test `t` (did you mean `expect`?)",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{expected} not in {messages:?}"
+        );
+    }
+}
+
+/// Every key the `event` map can carry from the model is one validation knows, so a correct
+/// read is never warned about.
+#[test]
+fn event_map_keys_are_the_known_fields() {
+    let event = crate::event::field_tests::event_with_every_field();
+    let map = event_to_dynamic(&event, &[])
+        .try_cast::<Map>()
+        .expect("a map");
+    for key in map.keys() {
+        assert!(is_event_map_key(key), "{key}");
+    }
+    assert!(!is_event_map_key("comdline"));
+}
+
+/// A read in `detect` of a field none of the rule's event types carry reads `()` on every
+/// event: warned about, unless one of the types carries it.
+#[test]
+fn a_detect_read_of_a_field_the_rules_events_never_carry_is_warned_about() {
+    let rule = load(
+        r#"let rule = #{ id: "r", title: "t", severity: "high", events: ["process_create"] };
+fn detect(event) { event.query_name == "evil.example" || event.cmdline == "x" }"#,
+    )
+    .expect("a warning does not refuse the rule");
+    let found: Vec<(usize, usize, &str)> = rule
+        .warnings
+        .iter()
+        .map(|d| (d.line, d.column, d.code))
+        .collect();
+    assert_eq!(found, vec![(2, 26, "rule-field-never-set")]);
+    assert!(
+        rule.warnings
+            .iter()
+            .all(|d| d.level == crate::diagnostics::Level::Warning)
+    );
+    let both = load(
+        r#"let rule = #{ id: "r", title: "t", severity: "high", events: ["process_create", "dns_query"] };
+fn detect(event) { event.type == "dns_query" && event.query_name == "evil.example" }"#,
+    )
+    .expect("loads");
+    assert!(both.warnings.is_empty(), "{:?}", both.warnings);
+}

@@ -60,6 +60,131 @@ fn validate_reports_every_problem_in_one_run() {
     );
 }
 
+/// Defects: `when: detection.severty == "high"` and `message: "{{ event.comdline }}"` passed
+/// `validate` (the step was then skipped or refused on every detection, with nobody told), a
+/// field typo inside `detect` was not checked, and a typo'd trigger rule id had no "did you
+/// mean".
+#[test]
+fn validate_catches_typos_in_what_will_be_read() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("rules/certutil.rhai"),
+        r#"let rule = #{
+    id: "certutil-download",
+    title: "certutil downloads a file",
+    severity: "high",
+    events: ["process_create"],
+    filter: #{ name: "certutil.exe" },
+};
+
+fn detect(event) {
+    (event.comdline ?? "").contains("-urlcache") || event.sensor?.version == "2"
+}
+"#,
+    )
+    .expect("write rule");
+    let playbook = r#"id: certutil-shadow
+title: certutil, in shadow
+mode: shadow
+trigger:
+  rules: [certutil-downlaod]
+steps:
+  - id: tell
+    action: notify.redis
+    when: detection.severty == "high"
+    with:
+      channel: alerts
+      message: "{{ event.comdline }} on {{ event.host }}"
+"#;
+    let playbook_path = dir.path().join("playbooks/certutil-shadow.yaml");
+    std::fs::write(&playbook_path, playbook).expect("write playbook");
+
+    let out = palisade(&["validate"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    for expected in [
+        "playbooks/certutil-shadow.yaml:5:11: error[playbook-unknown-rule]: trigger names rule `certutil-downlaod`, which does not exist (did you mean `certutil-download`?)",
+        "playbooks/certutil-shadow.yaml:9:21: error[when-unknown-field]: `when` reads `detection.severty`, which a detection does not have (did you mean `severity`?)",
+        "rules/certutil.rhai:10:12: warning[unknown-event-field]: `event.comdline` is not an event field (did you mean `cmdline`?)",
+    ] {
+        assert!(text.contains(expected), "{expected}\nnot in\n{text}");
+    }
+    assert!(text.contains("2 problem(s) found, 2 warning(s)"), "{text}");
+    insta::assert_snapshot!("typos_in_what_will_be_read_text", text);
+
+    // Fixed errors: the content loads; the unknown event fields are warnings, with positions.
+    std::fs::write(
+        &playbook_path,
+        playbook
+            .replace("certutil-downlaod", "certutil-download")
+            .replace("severty", "severity"),
+    )
+    .expect("write playbook");
+    let out = palisade(&["validate", "--format", "json"], dir.path());
+    assert_success(&out);
+    let warnings: Vec<Value> = serde_json::from_str(&stdout(&out)).expect("JSON array");
+    let found: Vec<(String, u64, u64, String)> = warnings
+        .iter()
+        .map(|w| {
+            assert_eq!(w["level"], "warning");
+            assert_eq!(w["code"], "unknown-event-field");
+            (
+                w["file"].as_str().unwrap_or_default().to_string(),
+                w["line"].as_u64().unwrap_or_default(),
+                w["column"].as_u64().unwrap_or_default(),
+                w["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(
+        (found[0].0.as_str(), found[0].1, found[0].2),
+        ("playbooks/certutil-shadow.yaml", 12, 26)
+    );
+    assert!(
+        found[0]
+            .3
+            .contains("`event.comdline` is not an event field (did you mean `cmdline`?)")
+    );
+    assert_eq!((found[1].1, found[1].2), (10, 12));
+    assert_eq!((found[2].1, found[2].2), (10, 59));
+    assert!(
+        found[2].3.contains("`event.sensor.version`"),
+        "{}",
+        found[2].3
+    );
+
+    // A field the sensors are declared to send is expected, not a typo.
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "events:\n  extra_fields: [sensor.version]\n",
+    )
+    .expect("write config");
+    let out = palisade(&["validate"], dir.path());
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(!text.contains("event.sensor.version"), "{text}");
+    assert!(text.contains("2 warning(s)"), "{text}");
+}
+
+#[test]
+fn an_unknown_indicator_kind_offers_the_kind_meant() {
+    let dir = scratch_content();
+    std::fs::write(dir.path().join("list.txt"), "evil.example\n").expect("write list");
+    let out = palisade(
+        &[
+            "intel", "import", "list.txt", "--format", "plain", "--kind", "domian",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown kind `domian` (did you mean `domain`?)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn validate_cannot_run_on_a_missing_directory() {
     let out = palisade(&["validate", "no/such/dir"], &repo());
@@ -229,6 +354,41 @@ fn detect(event) { loop { } }
         "{log}"
     );
     assert!(log.contains("2 rule failure(s)"), "{log}");
+}
+
+/// Defect: `replay` exited 0 when every input line was rejected, so a CI step replaying a file
+/// of the wrong shape passed.
+#[test]
+fn replay_of_only_rejected_lines_exits_with_findings() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "this is not json\n{\"type\":\"teleport\",\"timestamp\":1}\n",
+    )
+    .expect("write events");
+    let out = palisade(&["replay", "--events", "bad.jsonl"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("every line of `bad.jsonl` was rejected"),
+        "{}",
+        stderr(&out)
+    );
+    // One readable line among them is a replay: exit 0.
+    std::fs::write(
+        dir.path().join("mixed.jsonl"),
+        "this is not json\n{\"type\":\"login\",\"timestamp\":1,\"user\":\"bob\"}\n",
+    )
+    .expect("write events");
+    assert_success(&palisade(
+        &["replay", "--events", "mixed.jsonl"],
+        dir.path(),
+    ));
+    // An empty file has nothing to reject.
+    std::fs::write(dir.path().join("empty.jsonl"), "").expect("write events");
+    assert_success(&palisade(
+        &["replay", "--events", "empty.jsonl"],
+        dir.path(),
+    ));
 }
 
 #[test]
