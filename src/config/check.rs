@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// How the config's durations ([`crate::duration::Span`]) are checked in the file's text.
+const DURATION: crate::diagnostics::TextType = crate::diagnostics::TextType {
+    schema_name: crate::duration::SPAN_SCHEMA_NAME,
+    accepts: |text| crate::duration::parse(text).is_some(),
+    stand_in: "1s",
+    code: "invalid-duration",
+    expected: "a duration above zero like 5s or 2m (units s, m, h, d, w)",
+};
+
 /// Parses and checks a configuration file's text; `path` names it in diagnostics.
 pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     // A byte-order mark is not content (and would make a comments-only file look non-empty).
@@ -16,7 +25,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     {
         Config::default()
     } else {
-        let (config, unknown_keys) = crate::diagnostics::parse_yaml(path, source, schema())?;
+        // Every duration is read as one here, all wrong ones reported at once.
+        let (config, unknown_keys) =
+            crate::diagnostics::parse_yaml_checking(path, source, schema(), &[DURATION])?;
         problems.extend(unknown_keys);
         config
     };
@@ -117,20 +128,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     }
     let learning = &config.anomaly.learning;
     let at = root.key("anomaly").key("learning");
-    for (key, value) in [
-        ("retrain_every", &learning.retrain_every),
-        ("check_every", &learning.check_every),
-    ] {
-        match crate::duration::parse(value) {
-            Some(d) if !d.is_zero() => {}
-            _ => report(
-                at.key(key),
-                format!(
-                    "`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"
-                ),
-            ),
-        }
-    }
     if learning.max_sample < 1_000 {
         report(
             at.key("max_sample"),
@@ -202,24 +199,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         report(
             at.key("beacon_max_jitter"),
             "`tracker.beacon_max_jitter` must be between 0 and 1 (0.2 allows intervals about 20% apart)".into(),
-        );
-    }
-    if crate::duration::parse(&tracker.beacon_min_interval).is_none() {
-        report(
-            at.key("beacon_min_interval"),
-            format!(
-                "`tracker.beacon_min_interval` is `{}`, not a duration like `10s` or `5m`",
-                tracker.beacon_min_interval
-            ),
-        );
-    }
-    if crate::duration::parse(&config.events.max_future_skew).is_none() {
-        report(
-            root.key("events").key("max_future_skew"),
-            format!(
-                "`events.max_future_skew` is `{}`, not a duration like `1h` or `10m`",
-                config.events.max_future_skew
-            ),
         );
     }
     for (key, value) in [
@@ -360,15 +339,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             report(
                 at.key("url"),
                 format!("feed url `{}` must be an http or https URL", feed.url),
-            );
-        }
-        if crate::duration::parse(&feed.every).is_none() {
-            report(
-                at.key("every"),
-                format!(
-                    "`every` must be a duration such as 15m, 1h or 1d, not `{}`",
-                    feed.every
-                ),
             );
         }
         match (feed.kind, feed.format) {

@@ -128,7 +128,7 @@ pub enum FutureTime {
 #[schemars(deny_unknown_fields)]
 pub struct EventsConfig {
     /// An event dated more than this ahead of the engine's clock is not believed.
-    pub max_future_skew: String,
+    pub max_future_skew: crate::duration::Span,
     /// What is done with such an event: `clamp` or `reject`.
     pub future_time: FutureTime,
 }
@@ -136,22 +136,17 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> EventsConfig {
         EventsConfig {
-            max_future_skew: "1h".into(),
+            max_future_skew: const { crate::duration::Span::secs(3600) },
             future_time: FutureTime::Clamp,
         }
     }
 }
 
 impl EventsConfig {
-    /// The intake's policy for event times (validation has checked the duration; an unreadable
-    /// one keeps the default hour).
+    /// The intake's policy for event times.
     pub fn time_policy(&self) -> crate::event::TimePolicy {
-        let default = crate::event::TimePolicy::default();
         crate::event::TimePolicy {
-            max_ahead_ms: crate::duration::parse(&self.max_future_skew)
-                .map_or(default.max_ahead_ms, |d| {
-                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-                }),
+            max_ahead_ms: self.max_future_skew.as_millis_i64(),
             reject: self.future_time == FutureTime::Reject,
         }
     }
@@ -634,6 +629,103 @@ mod tests {
             defaults.actions.webhook.redirects,
             crate::outbound::Redirects::SameHost
         );
+    }
+
+    /// Issue 14: `tracker.beacon_min_interval` stayed a string that the tracker parsed again,
+    /// falling back to ten seconds when it could not. A wrong value is now refused when the file
+    /// is read, and a right one is what the tracker uses.
+    #[test]
+    fn a_bad_tracker_window_is_an_error_not_the_default() {
+        let problems = parse(
+            Path::new("palisade.yaml"),
+            "tracker:\n  min_records: 10\n  beacon_min_interval: 10 seconds\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 3);
+        assert!(
+            found[0]
+                .1
+                .contains("`tracker.beacon_min_interval` is `10 seconds`"),
+            "{found:?}"
+        );
+        let config = parse(
+            Path::new("palisade.yaml"),
+            "tracker:\n  beacon_min_interval: 2m\n",
+        )
+        .unwrap();
+        let settings = crate::tracker::Settings::from_config(&config.tracker);
+        assert_eq!(settings.beacon_min_interval_ms, 120_000);
+        // Read by any other way (a test's config, a reloaded one), the type refuses it too: there
+        // is no text left for the tracker to misread.
+        let refused = serde_json::from_value::<TrackerConfig>(
+            serde_json::json!({"beacon_min_interval": "soon"}),
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("`soon` is not a duration"),
+            "{refused}"
+        );
+    }
+
+    /// Issue 14: the learning loop's `retrain_every`/`check_every`, a feed's `every` and
+    /// `events.max_future_skew` were re-parsed where used with a silent default (a day, 30 s,
+    /// an hour, an hour). Each is a duration from the moment the file is read; several wrong
+    /// ones are all reported, each at its line, and the file's other problems too.
+    #[test]
+    fn bad_durations_are_all_reported_not_replaced_by_defaults() {
+        let source = "anomaly:\n  learning:\n    retrain_every: 1 day\n    check_every: -5\nevents:\n  max_future_skew: 0s\nintel:\n  feeds:\n    - name: f\n      url: ftp://x\n      type: http\n      format: plain\n      every: weekly\n";
+        let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+        let mut found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        found.sort_unstable();
+        let expected = [
+            (3, "`anomaly.learning.retrain_every` is `1 day`"),
+            (4, "`anomaly.learning.check_every` is `-5`"),
+            (6, "`events.max_future_skew` is `0s`"),
+            (10, "feed url `ftp://x` must be an http or https URL"),
+            (13, "`intel.feeds[0].every` is `weekly`"),
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for ((line, message), (want_line, want)) in found.iter().zip(expected) {
+            assert_eq!(*line, want_line, "{found:?}");
+            assert!(message.contains(want), "{want}: {found:?}");
+        }
+        let config = parse(
+            Path::new("palisade.yaml"),
+            "anomaly:\n  learning:\n    retrain_every: 2d\n    check_every: 90\nevents:\n  max_future_skew: 10m\nintel:\n  feeds:\n    - {name: f, url: 'https://x/l', type: http, format: plain, every: 15m}\n",
+        )
+        .unwrap();
+        let learning = crate::anomaly::learning::Settings::from_config(
+            &config.anomaly,
+            "e".into(),
+            PathBuf::from("m"),
+        );
+        assert_eq!(
+            learning.retrain_every,
+            std::time::Duration::from_secs(172_800)
+        );
+        assert_eq!(learning.check_every, std::time::Duration::from_secs(90));
+        assert_eq!(config.events.time_policy().max_ahead_ms, 600_000);
+        assert_eq!(config.intel.feeds[0].every.as_millis_i64(), 900_000);
+        for (json, text) in [
+            (serde_json::json!({"retrain_every": "1 day"}), "`1 day`"),
+            (serde_json::json!({"check_every": "0s"}), "`0s`"),
+        ] {
+            let refused = serde_json::from_value::<LearningConfig>(json).unwrap_err();
+            assert!(refused.to_string().contains(text), "{refused}");
+        }
+        let refused = serde_json::from_value::<EventsConfig>(
+            serde_json::json!({"max_future_skew": "an hour"}),
+        )
+        .unwrap_err();
+        assert!(refused.to_string().contains("`an hour`"), "{refused}");
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub struct FeedConfig {
     pub snapshot: bool,
     /// How often to pull: `15m`, `1h`, `1d`.
     #[serde(default = "default_every")]
-    pub every: String,
+    pub every: crate::duration::Span,
     /// Environment variable holding the API key (never the key itself in the file).
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -135,8 +135,8 @@ pub struct FeedConfig {
     pub page_size: usize,
 }
 
-fn default_every() -> String {
-    "1h".into()
+fn default_every() -> crate::duration::Span {
+    const { crate::duration::Span::secs(3600) }
 }
 
 fn default_page_size() -> usize {

@@ -62,8 +62,7 @@ impl Settings {
             retention_ms: i64::from(config.retention_days) * DAY_MS,
             min_records: config.min_records,
             beacon_max_jitter: config.beacon_max_jitter,
-            beacon_min_interval_ms: crate::duration::parse(&config.beacon_min_interval)
-                .map_or(10_000, |d| d.as_millis() as i64),
+            beacon_min_interval_ms: config.beacon_min_interval.as_millis_i64(),
             beacon_public_only: config.beacon_public_only,
             scan_distinct_ports: config.scan_distinct_ports,
             scan_distinct_hosts: config.scan_distinct_hosts,
