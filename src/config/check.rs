@@ -211,12 +211,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     }
     let fetch = &config.intel.fetch;
     let at = root.key("intel").key("fetch");
-    if let Err(message) = fetch.limits() {
-        report(at.key("read_timeout"), message);
-    }
-    if let Err(message) = fetch.max_pull_time() {
-        report(at.key("max_pull_time"), message);
-    }
     if fetch.max_body_bytes == 0 {
         report(
             at.key("max_body_bytes"),
@@ -237,10 +231,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
                 fetch.min_parsed_ratio
             ),
         );
-    }
-    let at = root.key("actions").key("webhook");
-    if let Err(message) = config.actions.webhook.limits() {
-        report(at.key("read_timeout"), message);
     }
     if let Err((key, message)) = config.actions.effects.settings() {
         report(root.key("actions").key("effects").key(&key), message);
@@ -307,8 +297,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         }
         SourceConfig::Jsonl { .. } => {}
     }
-    if let Err(message) = config.actions.policy(&config.redis.url) {
-        report(root.key("actions"), message);
+    if let Err(problem) = config.actions.policy(&config.redis.url) {
+        report(root.key("actions"), problem.to_string());
     }
     for (key, value, full) in [
         ("ipv4", config.intel.max_prefix.ipv4, 32),

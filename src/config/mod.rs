@@ -311,7 +311,7 @@ impl Default for RedisConfig {
 #[schemars(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The longest one attempt may take, redirects included: `5s`.
-    pub read_timeout: String,
+    pub read_timeout: crate::duration::Span,
     /// `same_host` (default): only 307 and 308 redirects to the same scheme, host and port are
     /// followed (they keep the method and the message); `none`: never.
     pub redirects: crate::outbound::Redirects,
@@ -320,7 +320,7 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> WebhookConfig {
         WebhookConfig {
-            read_timeout: "5s".into(),
+            read_timeout: const { crate::duration::Span::secs(5) },
             redirects: crate::outbound::Redirects::SameHost,
         }
     }
@@ -330,16 +330,12 @@ impl Default for WebhookConfig {
 pub const WEBHOOK_ANSWER_BYTES: u64 = 4096;
 
 impl WebhookConfig {
-    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
-        Ok(crate::outbound::Limits {
+    pub fn limits(&self) -> crate::outbound::Limits {
+        crate::outbound::Limits {
             max_body_bytes: WEBHOOK_ANSWER_BYTES,
-            read_timeout: crate::duration::setting(
-                "actions.webhook.read_timeout",
-                &self.read_timeout,
-            )
-            .map_err(|e| e.to_string())?,
+            read_timeout: self.read_timeout.duration(),
             redirects: self.redirects,
-        })
+        }
     }
 }
 
@@ -425,12 +421,12 @@ pub struct ActionsConfig {
     /// (a playbook's `notification_limit` sets its own cap).
     pub max_per_minute: usize,
     /// How long one act may take.
-    pub timeout: String,
+    pub timeout: crate::duration::Span,
     /// This many failed acts within `degrade_window` switch the engine to manual mode.
     pub degrade_after_failures: usize,
-    pub degrade_window: String,
+    pub degrade_window: crate::duration::Span,
     /// How long a step waits for approval before it expires (and counts as not done).
-    pub approval_expiry: String,
+    pub approval_expiry: crate::duration::Span,
     /// What enforces `firewall.block`: `auto` (nftables when installed, else iptables),
     /// `nftables` or `iptables`.
     pub firewall: crate::actions::plugins::firewall::Backend,
@@ -464,10 +460,10 @@ impl Default for ActionsConfig {
             widest_block: crate::actions::WidestBlock::default(),
             cooldown: "10m".into(),
             max_per_minute: 30,
-            timeout: "30s".into(),
+            timeout: const { crate::duration::Span::secs(30) },
             degrade_after_failures: 5,
-            degrade_window: "10m".into(),
-            approval_expiry: "1h".into(),
+            degrade_window: const { crate::duration::Span::secs(600) },
+            approval_expiry: const { crate::duration::Span::secs(3600) },
             firewall: crate::actions::plugins::firewall::Backend::Auto,
             webhook: WebhookConfig::default(),
             effects: crate::actions::EffectsConfig::default(),
@@ -475,13 +471,26 @@ impl Default for ActionsConfig {
     }
 }
 
+/// An `actions` setting the executor's policy cannot be built from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("protected address: {0}")]
+    ProtectedAddress(String),
+    #[error("`actions.{key}` must be a duration such as 30s or 10m, not `{text}`")]
+    Duration { key: &'static str, text: String },
+    #[error(
+        "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {ipv4} and {ipv6}"
+    )]
+    WidestBlock { ipv4: u8, ipv6: u8 },
+}
+
 impl ActionsConfig {
     /// The executor's policy, with the Redis server's address protected too.
-    pub fn policy(&self, redis_url: &str) -> Result<crate::actions::Policy, String> {
+    pub fn policy(&self, redis_url: &str) -> Result<crate::actions::Policy, PolicyError> {
         let mut protected = Vec::new();
         for text in &self.protected_addresses {
             let (_, canonical) = crate::intel::indicator::canonical_network(text)
-                .map_err(|e| format!("protected address: {e}"))?;
+                .map_err(|e| PolicyError::ProtectedAddress(e.to_string()))?;
             let (ip, prefix) = match canonical.split_once('/') {
                 Some((ip, prefix)) => (ip.to_string(), prefix.parse::<u8>().unwrap_or(32)),
                 None => (
@@ -491,7 +500,7 @@ impl ActionsConfig {
             };
             protected.push((
                 ip.parse()
-                    .map_err(|_| format!("protected address `{text}`"))?,
+                    .map_err(|_| PolicyError::ProtectedAddress(format!("`{text}`")))?,
                 prefix,
             ));
         }
@@ -510,16 +519,11 @@ impl ActionsConfig {
                 protected.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
             }
         }
-        let duration = |name: &str, text: &str| {
-            crate::duration::parse(text).ok_or_else(|| {
-                format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
-            })
-        };
         if self.widest_block.ipv4 > 32 || self.widest_block.ipv6 > 128 {
-            return Err(format!(
-                "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {} and {}",
-                self.widest_block.ipv4, self.widest_block.ipv6
-            ));
+            return Err(PolicyError::WidestBlock {
+                ipv4: self.widest_block.ipv4,
+                ipv6: self.widest_block.ipv6,
+            });
         }
         Ok(crate::actions::Policy {
             protected_addresses: protected,
@@ -530,13 +534,16 @@ impl ActionsConfig {
             cooldown: if self.cooldown == "off" {
                 std::time::Duration::ZERO
             } else {
-                duration("cooldown", &self.cooldown)?
+                crate::duration::parse(&self.cooldown).ok_or_else(|| PolicyError::Duration {
+                    key: "cooldown",
+                    text: self.cooldown.clone(),
+                })?
             },
             max_per_minute: self.max_per_minute.max(1),
-            timeout: duration("timeout", &self.timeout)?,
+            timeout: self.timeout.duration(),
             degrade_after_failures: self.degrade_after_failures.max(1),
-            degrade_window: duration("degrade_window", &self.degrade_window)?,
-            approval_expiry: duration("approval_expiry", &self.approval_expiry)?,
+            degrade_window: self.degrade_window.duration(),
+            approval_expiry: self.approval_expiry.duration(),
         })
     }
 }
