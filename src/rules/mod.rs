@@ -17,7 +17,7 @@ mod prefilter;
 mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic};
-pub use engine::{RuleEngine, RuleFailure};
+pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use prefilter::{Condition, Operator, Prefilter};
 pub use sandbox::{

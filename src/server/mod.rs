@@ -70,6 +70,8 @@ pub enum ServerError {
     Plugins(#[from] crate::actions::plugins::RegistryError),
     #[error(transparent)]
     Policy(#[from] crate::config::PolicyError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
 }
 
 /// What the caller decides rather than the config.
@@ -206,8 +208,7 @@ impl Server {
             options.format,
             publishes,
             stages,
-        )
-        .map_err(ServerError::Setup)?
+        )?
         .with_metrics(metrics.clone());
         if let Some(reloads) = reloads {
             engine = engine.with_reloads(reloads);
