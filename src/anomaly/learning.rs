@@ -868,7 +868,7 @@ pub fn fit(
     threshold: f64,
     current: Option<&Model>,
     label: &str,
-) -> Result<Trained, String> {
+) -> Result<Trained, super::train::TrainError> {
     events.sort_by_key(|e| e.timestamp_ms);
     let newest = events.last().map_or(0, |e| e.timestamp_ms);
     let mut fitted = Vec::with_capacity(events.len());
@@ -1176,7 +1176,9 @@ async fn train_from_sample(
             .filter_map(|line| crate::event::normalize(line.as_bytes()).ok())
             .collect();
         let count = events.len();
-        fit(events, threshold, current.as_deref(), &label).map(|t| (t, count))
+        fit(events, threshold, current.as_deref(), &label)
+            .map(|t| (t, count))
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("the training task failed: {e}"))?

@@ -528,8 +528,8 @@ impl Validator<'_> {
     fn template(&mut self, param: &ParamSpec, text: &str, at: &YamlPath) -> Option<Template> {
         let template = match Template::parse(text) {
             Ok(template) => template,
-            Err(message) => {
-                self.report(at, "bad-template", message);
+            Err(problem) => {
+                self.report(at, "bad-template", problem.to_string());
                 return None;
             }
         };
