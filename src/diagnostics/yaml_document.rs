@@ -189,12 +189,11 @@ pub fn parse_yaml_checking<T: DeserializeOwned>(
 /// Every value the schema types as one of `checked` that the type refuses, with its path, text
 /// and type, and the document with a stand-in in each one's place; `None` when there is none
 /// (or the text is not YAML at all).
-#[allow(clippy::type_complexity)]
 fn refused_texts<'a>(
     source: &str,
     schema: &Value,
     checked: &'a [TextType],
-) -> Option<(yaml_serde::Value, Vec<(YamlPath, String, &'a TextType)>)> {
+) -> Option<(yaml_serde::Value, Refused<'a>)> {
     if checked.is_empty() {
         return None;
     }
@@ -209,10 +208,13 @@ fn refused_texts<'a>(
     (!refused.is_empty()).then_some((document, refused))
 }
 
+/// Each refused value: where, its text, and the type it should have been.
+type Refused<'a> = Vec<(YamlPath, String, &'a TextType)>;
+
 struct Walk<'s, 'a, 'r> {
     root: &'s Value,
     checked: &'a [TextType],
-    refused: &'r mut Vec<(YamlPath, String, &'a TextType)>,
+    refused: &'r mut Refused<'a>,
 }
 
 impl<'s, 'a> Walk<'s, 'a, '_> {
