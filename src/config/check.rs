@@ -13,6 +13,15 @@ const DURATION: crate::diagnostics::TextType = crate::diagnostics::TextType {
     expected: "a duration above zero like 5s or 2m (units s, m, h, d, w)",
 };
 
+/// How `actions.cooldown` is checked: a duration, or `off`.
+const COOLDOWN: crate::diagnostics::TextType = crate::diagnostics::TextType {
+    schema_name: Cooldown::SCHEMA_NAME,
+    accepts: |text| text == "off" || crate::duration::parse(text).is_some(),
+    stand_in: "off",
+    code: "invalid-duration",
+    expected: "a duration above zero like 30s or 10m, or `off`",
+};
+
 /// Parses and checks a configuration file's text; `path` names it in diagnostics.
 pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     // A byte-order mark is not content (and would make a comments-only file look non-empty).
@@ -27,7 +36,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     } else {
         // Every duration is read as one here, all wrong ones reported at once.
         let (config, unknown_keys) =
-            crate::diagnostics::parse_yaml_checking(path, source, schema(), &[DURATION])?;
+            crate::diagnostics::parse_yaml_checking(path, source, schema(), &[DURATION, COOLDOWN])?;
         problems.extend(unknown_keys);
         config
     };

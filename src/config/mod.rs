@@ -415,7 +415,7 @@ pub struct ActionsConfig {
     /// No second act on the same target by the same action within this time. A notification's
     /// subject is its detection: only a second message about the same detection to the same
     /// destination is held back.
-    pub cooldown: String,
+    pub cooldown: Cooldown,
     /// Acts per action per minute, at most. Notifications are summarised instead: per step and
     /// destination, messages beyond this many a minute are counted into the step's next message
     /// (a playbook's `notification_limit` sets its own cap).
@@ -458,7 +458,7 @@ impl Default for ActionsConfig {
             .map(String::from)
             .to_vec(),
             widest_block: crate::actions::WidestBlock::default(),
-            cooldown: "10m".into(),
+            cooldown: Cooldown::After(const { crate::duration::Span::secs(600) }),
             max_per_minute: 30,
             timeout: const { crate::duration::Span::secs(30) },
             degrade_after_failures: 5,
@@ -471,13 +471,80 @@ impl Default for ActionsConfig {
     }
 }
 
+/// `actions.cooldown`: a duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cooldown {
+    /// Every act is allowed, however close to the last on the same target.
+    Off,
+    After(crate::duration::Span),
+}
+
+impl Cooldown {
+    /// The schema's name for it, by which the config reader finds every one in a file.
+    pub const SCHEMA_NAME: &'static str = "Cooldown";
+
+    /// The time held between two acts on one target (zero when off).
+    pub fn duration(self) -> std::time::Duration {
+        match self {
+            Cooldown::Off => std::time::Duration::ZERO,
+            Cooldown::After(span) => span.duration(),
+        }
+    }
+}
+
+impl std::str::FromStr for Cooldown {
+    type Err = crate::duration::SpanError;
+
+    fn from_str(text: &str) -> Result<Cooldown, Self::Err> {
+        if text == "off" {
+            Ok(Cooldown::Off)
+        } else {
+            text.parse().map(Cooldown::After)
+        }
+    }
+}
+
+impl std::fmt::Display for Cooldown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cooldown::Off => f.write_str("off"),
+            Cooldown::After(span) => span.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Cooldown {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cooldown {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cooldown, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Cooldown {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Cooldown::SCHEMA_NAME.into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration above zero (`30s`, `10m`), or `off`.",
+            "type": "string",
+            "pattern": "^(off|[0-9]+[smhdw]?)$",
+        })
+    }
+}
+
 /// An `actions` setting the executor's policy cannot be built from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("protected address: {0}")]
     ProtectedAddress(String),
-    #[error("`actions.{key}` must be a duration such as 30s or 10m, not `{text}`")]
-    Duration { key: &'static str, text: String },
     #[error(
         "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {ipv4} and {ipv6}"
     )]
@@ -530,15 +597,7 @@ impl ActionsConfig {
             critical_processes: self.critical_processes.clone(),
             dry_run: self.dry_run,
             widest_block: self.widest_block,
-            // `off`: every act is allowed, however close to the last on the same target.
-            cooldown: if self.cooldown == "off" {
-                std::time::Duration::ZERO
-            } else {
-                crate::duration::parse(&self.cooldown).ok_or_else(|| PolicyError::Duration {
-                    key: "cooldown",
-                    text: self.cooldown.clone(),
-                })?
-            },
+            cooldown: self.cooldown.duration(),
             max_per_minute: self.max_per_minute.max(1),
             timeout: self.timeout.duration(),
             degrade_after_failures: self.degrade_after_failures.max(1),
@@ -733,6 +792,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(refused.to_string().contains("`an hour`"), "{refused}");
+    }
+
+    /// `actions.cooldown` was a string compared with `off` and parsed again when the policy was
+    /// built. It is read as a duration or `off` with the file, and a wrong one is reported with
+    /// the file's other wrong durations.
+    #[test]
+    fn a_bad_cooldown_is_reported_with_the_other_bad_durations() {
+        let problems = parse(
+            Path::new("palisade.yaml"),
+            "actions:\n  cooldown: never\n  timeout: 0s\n  approval_expiry: 1h\n",
+        )
+        .unwrap_err();
+        let mut found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].0 == 2 && found[0].1.contains("`actions.cooldown` is `never`"));
+        assert!(found[0].1.contains("or `off`"), "{found:?}");
+        assert!(found[1].0 == 3 && found[1].1.contains("`actions.timeout` is `0s`"));
+        for (text, held) in [("off", 0), ("90", 90), ("5m", 300)] {
+            let config = parse(
+                Path::new("palisade.yaml"),
+                &format!("actions:\n  cooldown: {text}\n"),
+            )
+            .unwrap();
+            let policy = config.actions.policy("redis://127.0.0.1/").unwrap();
+            assert_eq!(
+                policy.cooldown,
+                std::time::Duration::from_secs(held),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(&ActionsConfig::default()).unwrap()["cooldown"],
+            "10m"
+        );
     }
 
     #[test]
