@@ -832,6 +832,34 @@ mod tests {
         );
     }
 
+    /// A wrong duration and a value serde cannot read at all (a word for a number): both are
+    /// reported, each at its line, whichever comes first in the file.
+    #[test]
+    fn a_bad_duration_does_not_hide_a_value_of_the_wrong_type() {
+        for source in [
+            "tracker:\n  beacon_min_interval: soon\nsource:\n  type: redis_stream\n  batch_size: many\n",
+            "source:\n  type: redis_stream\n  batch_size: many\ntracker:\n  beacon_min_interval: soon\n",
+        ] {
+            let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+            let mut found: Vec<(usize, &str, &str)> = problems
+                .iter()
+                .map(|d| (d.line, d.code, d.message.as_str()))
+                .collect();
+            found.sort_unstable();
+            assert_eq!(found.len(), 2, "{found:?}");
+            let duration = found.iter().find(|f| f.1 == "invalid-duration");
+            let typed = found.iter().find(|f| f.1 == "yaml");
+            assert!(
+                duration.is_some_and(|f| f.2.contains("`tracker.beacon_min_interval` is `soon`")),
+                "{found:?}"
+            );
+            assert!(
+                typed.is_some_and(|f| f.2.contains("batch_size") || f.2.contains("many")),
+                "{found:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_embedded_default_is_the_default() {
         let parsed = parse(Path::new("default.yaml"), DEFAULT_CONFIG).unwrap();

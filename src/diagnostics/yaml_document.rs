@@ -113,15 +113,7 @@ pub fn parse_yaml_checking<T: DeserializeOwned>(
     let value = match parsed {
         Ok(value) => value,
         Err(err) => {
-            let position = err
-                .location()
-                .map_or(Position::START, |l| Position::new(l.line(), l.column()));
-            let text = err.to_string();
-            // The position is shown as file:line:col already.
-            let message = text
-                .rfind(" at line ")
-                .map_or(text.clone(), |cut| text[..cut].to_string());
-            let first = Diagnostic::at(path, source, position, "yaml", message);
+            let first = serde_problem(path, source, &err);
             // serde stops at the first value it cannot read. A wrong duration is such a value,
             // and one file may hold several: find them all, then read the rest with a valid
             // stand-in in each one's place so the caller's checks still run. A stand-in never
@@ -148,10 +140,19 @@ pub fn parse_yaml_checking<T: DeserializeOwned>(
             match parsed {
                 Ok(value) => value,
                 Err(_) => {
-                    // Something else is wrong too; serde's own error for it has the position
-                    // (unless it was one of the durations, already reported).
-                    if !problems.iter().any(|d| d.line == first.line) {
-                        problems.push(first);
+                    // Something else is wrong too. serde's error from the text has its position,
+                    // but the first error in the text may have been one of the refused values:
+                    // read the text again with stand-ins written over them for the other one.
+                    let other = patched_source(source, &refused).and_then(|text| {
+                        let deserializer = yaml_serde::Deserializer::from_str(&text);
+                        T::deserialize(deserializer).err()
+                    });
+                    let other = match other {
+                        Some(err) => serde_problem(path, source, &err),
+                        None => first,
+                    };
+                    if !problems.iter().any(|d| d.line == other.line) {
+                        problems.push(other);
                     }
                     return Err(problems);
                 }
@@ -292,6 +293,40 @@ fn map_values<'a>(root: &'a Value, node: &'a Value) -> Option<&'a Value> {
             .iter()
             .find_map(|option| resolve(root, option).get("additionalProperties"))
     })
+}
+
+/// serde's error as a diagnostic at the position it gives.
+fn serde_problem(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic {
+    let position = err
+        .location()
+        .map_or(Position::START, |l| Position::new(l.line(), l.column()));
+    let text = err.to_string();
+    // The position is shown as file:line:col already.
+    let message = text
+        .rfind(" at line ")
+        .map_or(text.clone(), |cut| text[..cut].to_string());
+    Diagnostic::at(path, source, position, "yaml", message)
+}
+
+/// `source` with each refused value's text replaced by its stand-in on its own line, so every
+/// other line (and so every other position) stays as it was; `None` when a value is not written
+/// where the locator puts it as a plain or quoted scalar on one line.
+fn patched_source(source: &str, refused: &Refused<'_>) -> Option<String> {
+    let mut lines: Vec<String> = source.lines().map(str::to_string).collect();
+    for (at, text, kind) in refused {
+        let position = locate(source, at);
+        let line = lines.get_mut(position.line.checked_sub(1)?)?;
+        let start = line
+            .char_indices()
+            .nth(position.column.checked_sub(1)?)
+            .map(|(byte, _)| byte)?;
+        let rest = &line[start..];
+        let written = [text.clone(), format!("\"{text}\""), format!("'{text}'")]
+            .into_iter()
+            .find(|w| rest.starts_with(w.as_str()))?;
+        line.replace_range(start..start + written.len(), kind.stand_in);
+    }
+    Some(lines.join("\n"))
 }
 
 fn to_yaml_path(ignored: &serde_ignored::Path<'_>) -> YamlPath {

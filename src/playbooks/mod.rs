@@ -12,7 +12,7 @@ mod template;
 
 pub use plan::{PlanOutcome, Planner};
 pub use spec::{HighRiskApproval, OnFailure, PlaybookMode, PlaybookSpec};
-pub use template::{Reference, Template};
+pub use template::{Reference, Template, TemplateError};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
