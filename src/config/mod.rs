@@ -827,7 +827,7 @@ mod tests {
             );
         }
         assert_eq!(
-            serde_json::to_value(&ActionsConfig::default()).unwrap()["cooldown"],
+            serde_json::to_value(ActionsConfig::default()).unwrap()["cooldown"],
             "10m"
         );
     }
