@@ -86,10 +86,32 @@ pub struct Link {
     refusing: bool,
 }
 
+/// A Redis URL the client cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid Redis URL `{url}`: {source}")]
+pub struct InvalidRedisUrl {
+    pub url: String,
+    pub source: redis::RedisError,
+}
+
+impl InvalidRedisUrl {
+    /// Opens a client for `url`, the one way the crate checks a Redis URL.
+    pub fn open(url: &str) -> Result<Client, InvalidRedisUrl> {
+        Client::open(url).map_err(|source| InvalidRedisUrl {
+            url: url.to_string(),
+            source,
+        })
+    }
+}
+
 impl Link {
     /// Checks the URL; does not connect.
-    pub fn new(url: &str, role: &'static str, health: Arc<Health>) -> Result<Link, String> {
-        let client = Client::open(url).map_err(|e| format!("invalid Redis URL `{url}`: {e}"))?;
+    pub fn new(
+        url: &str,
+        role: &'static str,
+        health: Arc<Health>,
+    ) -> Result<Link, InvalidRedisUrl> {
+        let client = InvalidRedisUrl::open(url)?;
         Ok(Link {
             client,
             role,

@@ -334,7 +334,11 @@ pub fn load_warninglists(dir: &Path, cap: u64) -> Result<Warninglists, Diagnosti
         };
         match Warninglist::parse(&text) {
             Ok(list) => lists.push(list),
-            Err(message) => problems.push(Diagnostic::file(&path, "bad-warninglist", message)),
+            Err(problem) => problems.push(Diagnostic::file(
+                &path,
+                "bad-warninglist",
+                problem.to_string(),
+            )),
         }
     }
     if problems.is_empty() {

@@ -244,8 +244,13 @@ pub struct Response {
     edge: Edge,
 }
 
+/// The HTTP client could not be built (its TLS setup failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
 impl Client {
-    pub fn new(edge: Edge, limits: Limits) -> Result<Client, String> {
+    pub fn new(edge: Edge, limits: Limits) -> Result<Client, ClientError> {
         // Installing twice is harmless; the first provider stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -253,7 +258,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError)?;
         Ok(Client { http, limits, edge })
     }
 

@@ -69,15 +69,26 @@ pub struct Stages {
     pub correlation: Option<CorrelationHandle>,
 }
 
+/// Why a worker's pipeline could not be built from its content.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Model(#[from] crate::anomaly::ModelError),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RuleCompileError),
+    #[error("actions: {0}")]
+    Policy(#[from] crate::config::PolicyError),
+}
+
 impl Stages {
     /// The stages as the content's config describes them: the named model file loaded from the
     /// content directory when it exists (no model otherwise: a learned one comes from the
     /// running engine), a fresh in-memory tracker.
-    pub fn from_content(content: &Content) -> Result<Stages, String> {
+    pub fn from_content(content: &Content) -> Result<Stages, PipelineError> {
         let config = &content.config;
         let model = match &config.anomaly.model {
             Some(path) if config.anomaly.enabled => {
-                crate::anomaly::load_optional(&content.resolve(path)).map_err(|e| e.to_string())?
+                crate::anomaly::load_optional(&content.resolve(path))?
             }
             _ => None,
         };
@@ -132,7 +143,7 @@ impl Pipeline {
         content: Arc<Content>,
         dry_run: bool,
         intel: IntelHandle,
-    ) -> Result<Pipeline, String> {
+    ) -> Result<Pipeline, PipelineError> {
         let stages = Stages::from_content(&content)?;
         Pipeline::with_stages(content, dry_run, intel, stages)
     }
@@ -144,18 +155,14 @@ impl Pipeline {
         dry_run: bool,
         intel: IntelHandle,
         stages: Stages,
-    ) -> Result<Pipeline, String> {
+    ) -> Result<Pipeline, PipelineError> {
         let rules = RuleEngine::build_with(
             &content.rules,
             &content.config.limits,
             &intel,
             stages.tracker.as_ref(),
         )?;
-        let policy = content
-            .config
-            .actions
-            .policy(&content.config.redis.url)
-            .map_err(|e| format!("actions: {e}"))?;
+        let policy = content.config.actions.policy(&content.config.redis.url)?;
         let planner = Planner::new(&content.config.limits, &intel, policy);
         let sigma = SigmaEngine::build(&content.sigma.rules, content.sigma.compiled.clone());
         Ok(Pipeline {

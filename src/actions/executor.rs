@@ -1829,21 +1829,23 @@ pub(crate) mod tests {
     fn effects_settings_name_the_key_at_fault() {
         let mut config = pool::EffectsConfig::default();
         assert!(config.settings().is_ok());
-        config.time_limits.insert("mail".into(), "5s".into());
+        config
+            .time_limits
+            .insert("mail".into(), crate::duration::Span::secs(5));
         let (key, message) = config.settings().unwrap_err();
         assert_eq!(key, "time_limits");
         assert!(
             message.contains("`mail`, which is no action family"),
             "{message}"
         );
-        let mut config = pool::EffectsConfig::default();
-        config.time_limits.insert("notify".into(), "0s".into());
+        // A zero limit cannot be written into the config at all: the type refuses it when read.
+        let refused = serde_json::from_value::<pool::EffectsConfig>(
+            serde_json::json!({"time_limits": {"notify": "0s"}}),
+        )
+        .unwrap_err();
         assert!(
-            config
-                .settings()
-                .unwrap_err()
-                .1
-                .contains("not a duration above zero")
+            refused.to_string().contains("not a duration above zero"),
+            "{refused}"
         );
         let config = pool::EffectsConfig {
             workers: 0,

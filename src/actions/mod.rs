@@ -12,7 +12,7 @@ pub mod policy;
 pub mod pool;
 
 pub use executor::{Executor, Policy};
-pub use params::{ParamType, ParamValue};
+pub use params::{InvalidParam, ParamType, ParamValue};
 pub use policy::WidestBlock;
 pub use pool::{Dispatched, EffectsConfig};
 

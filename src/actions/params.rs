@@ -51,8 +51,11 @@ impl ParamType {
     }
 
     /// Parses `text` into a value of this type.
-    pub fn parse(self, text: &str) -> Result<ParamValue, String> {
-        let bad = || format!("`{}` is not {}", shorten(text), self.describe());
+    pub fn parse(self, text: &str) -> Result<ParamValue, InvalidParam> {
+        let bad = || InvalidParam {
+            text: shorten(text),
+            expected: self.describe(),
+        };
         match self {
             ParamType::Address => parse_address(text).ok_or_else(bad),
             ParamType::PrefixLength => match text.parse::<u8>() {
@@ -101,6 +104,16 @@ impl ParamType {
                 .ok_or_else(bad),
         }
     }
+}
+
+/// A parameter's text that is not a value of its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not {expected}")]
+pub struct InvalidParam {
+    /// The text, shortened for the message.
+    pub text: String,
+    /// What it should have been (`an IP address or CIDR range`).
+    pub expected: String,
 }
 
 /// A parsed parameter.

@@ -46,10 +46,10 @@ pub struct EffectsConfig {
     /// The longest one pooled act may take, per action family (`notify`), retries included;
     /// after it the step is `failed` with "timed out after ...". A family not named here uses
     /// `actions.timeout`.
-    pub time_limits: BTreeMap<String, String>,
+    pub time_limits: BTreeMap<String, crate::duration::Span>,
     /// How long shutdown waits for running and queued jobs before it records them as
     /// `abandoned`.
-    pub shutdown_wait: String,
+    pub shutdown_wait: crate::duration::Span,
 }
 
 impl Default for EffectsConfig {
@@ -58,8 +58,11 @@ impl Default for EffectsConfig {
             workers: 4,
             queue: 1024,
             // Three webhook attempts of 5 s with waits in between fit in 20 s.
-            time_limits: BTreeMap::from([("notify".to_string(), "20s".to_string())]),
-            shutdown_wait: "10s".into(),
+            time_limits: BTreeMap::from([(
+                "notify".to_string(),
+                const { crate::duration::Span::secs(20) },
+            )]),
+            shutdown_wait: const { crate::duration::Span::secs(10) },
         }
     }
 }
@@ -92,7 +95,7 @@ impl EffectsConfig {
             .map(|name| name.split('.').next().unwrap_or(name))
             .collect();
         let mut time_limits = HashMap::new();
-        for (family, text) in &self.time_limits {
+        for (family, limit) in &self.time_limits {
             if !families.contains(&family.as_str()) {
                 return Err((
                     "time_limits".into(),
@@ -102,34 +105,13 @@ impl EffectsConfig {
                     ),
                 ));
             }
-            match crate::duration::parse(text) {
-                Some(limit) if !limit.is_zero() => {
-                    time_limits.insert(family.clone(), limit);
-                }
-                _ => {
-                    return Err((
-                        "time_limits".into(),
-                        format!(
-                            "`actions.effects.time_limits.{family}` is `{text}`, not a duration above zero like 20s"
-                        ),
-                    ));
-                }
-            }
+            time_limits.insert(family.clone(), limit.duration());
         }
-        let shutdown_wait = crate::duration::parse(&self.shutdown_wait).ok_or_else(|| {
-            (
-                "shutdown_wait".to_string(),
-                format!(
-                    "`actions.effects.shutdown_wait` is `{}`, not a duration like 10s",
-                    self.shutdown_wait
-                ),
-            )
-        })?;
         Ok(PoolSettings {
             workers: self.workers,
             queue: self.queue,
             time_limits,
-            shutdown_wait,
+            shutdown_wait: self.shutdown_wait.duration(),
         })
     }
 }

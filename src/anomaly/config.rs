@@ -63,9 +63,9 @@ pub struct LearningConfig {
     /// each retrain fits.
     pub window_days: u32,
     /// How often a new model is fitted over the window once the first one is in use (`24h`).
-    pub retrain_every: String,
+    pub retrain_every: crate::duration::Span,
     /// How often the engine checks its progress and the stored models (`30s`).
-    pub check_every: String,
+    pub check_every: crate::duration::Span,
     /// A retrain whose alert rate on the newest day's held-out events is more than this many
     /// times the model in use's (or the 0.1% calibration target, if higher) is held for
     /// `palisade model accept`.
@@ -89,8 +89,8 @@ impl Default for LearningConfig {
             max_sample: 100_000,
             per_bucket: 500,
             window_days: 28,
-            retrain_every: "24h".into(),
-            check_every: "30s".into(),
+            retrain_every: const { crate::duration::Span::secs(86_400) },
+            check_every: const { crate::duration::Span::secs(30) },
             drift_factor: 3.0,
             max_held_out_rate: 0.002,
             model_file: PathBuf::from("data/learned.model"),

@@ -107,7 +107,7 @@ pub fn judge_fleet(fleet: &super::synth::Fleet, threshold: f64) -> Result<FleetR
     let learning = events_of(&generated.learning, "learning")?;
     let normal = events_of(&generated.later_normal, "normal")?;
     let attacks = events_of(&generated.attacks, "attack")?;
-    let model = super::train::train(&learning, fleet.name)?;
+    let model = super::train::train(&learning, fleet.name).map_err(|e| e.to_string())?;
     let evaluation = Evaluation::new(&model, &normal, &[], threshold);
     let mut scratch = Vec::new();
     let mut missed = std::collections::BTreeMap::new();

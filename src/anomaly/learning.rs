@@ -52,7 +52,7 @@ const REPLACEMENTS_PER_SECOND: f64 = 20.0;
 // The sample's rows are written by the state writer; they live with it.
 pub use crate::state::rows::{Progress, SampleRow, SampleState};
 
-/// The learning settings, checked (config validation has refused unreadable durations).
+/// The learning settings, from a config that has been read (its durations are typed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Whose rows these are in a state database engines may share.
@@ -79,9 +79,6 @@ impl Settings {
         model_file: PathBuf,
     ) -> Settings {
         let learning = &config.learning;
-        let duration = |text: &str, default: u64| {
-            crate::duration::parse(text).unwrap_or(Duration::from_secs(default))
-        };
         Settings {
             engine,
             min_events: learning.min_events,
@@ -89,8 +86,8 @@ impl Settings {
             max_sample: learning.max_sample.max(1),
             per_bucket: learning.per_bucket.max(1),
             window_days: learning.window_days.max(1),
-            retrain_every: duration(&learning.retrain_every, 86_400),
-            check_every: duration(&learning.check_every, 30),
+            retrain_every: learning.retrain_every.duration(),
+            check_every: learning.check_every.duration(),
             drift_factor: learning.drift_factor,
             max_held_out_rate: learning.max_held_out_rate,
             threshold: config.threshold,
@@ -871,7 +868,7 @@ pub fn fit(
     threshold: f64,
     current: Option<&Model>,
     label: &str,
-) -> Result<Trained, String> {
+) -> Result<Trained, super::train::TrainError> {
     events.sort_by_key(|e| e.timestamp_ms);
     let newest = events.last().map_or(0, |e| e.timestamp_ms);
     let mut fitted = Vec::with_capacity(events.len());
@@ -1179,7 +1176,9 @@ async fn train_from_sample(
             .filter_map(|line| crate::event::normalize(line.as_bytes()).ok())
             .collect();
         let count = events.len();
-        fit(events, threshold, current.as_deref(), &label).map(|t| (t, count))
+        fit(events, threshold, current.as_deref(), &label)
+            .map(|t| (t, count))
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("the training task failed: {e}"))?

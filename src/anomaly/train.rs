@@ -25,8 +25,21 @@ pub const MIN_EVENTS_PER_KIND: usize = 200;
 /// Clusters per kind, at most; fewer when the kind has few events.
 const MAX_CLUSTERS: usize = 12;
 
+/// Why no model could be fitted.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(
+        "no event type has at least {MIN_EVENTS_PER_KIND} events in `{baseline}`; a baseline needs weeks of normal activity, or at least a few thousand events"
+    )]
+    TooFewEvents { baseline: String },
+    #[error("fitting {kind}: {message}")]
+    Fit { kind: EventKind, message: String },
+    #[error("the features do not form a matrix: {0}")]
+    Shape(#[from] ndarray::ShapeError),
+}
+
 /// Fits one model per event kind with enough events. `baseline` names the file, for the summary.
-pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
+pub fn train(events: &[Event], baseline: &str) -> Result<Model, TrainError> {
     let mut summary = TrainingSummary {
         baseline: baseline.to_string(),
         events: events.len(),
@@ -69,7 +82,7 @@ pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
                 features::extract(event, &vocabulary, scratch);
                 values.extend_from_slice(scratch);
             }
-            Array2::from_shape_vec((events.len(), width), values).map_err(|e| e.to_string())
+            Array2::from_shape_vec((events.len(), width), values)
         };
         let raw = matrix(&fitted, &mut scratch)?;
         let mean: Vec<f64> = (0..width)
@@ -103,7 +116,10 @@ pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
             .max_n_iterations(300)
             .tolerance(1e-5)
             .fit(&DatasetBase::from(scaled))
-            .map_err(|e| format!("fitting {kind}: {e}"))?;
+            .map_err(|e| TrainError::Fit {
+                kind,
+                message: e.to_string(),
+            })?;
         let centroids: Vec<Vec<f64>> = fitted_model
             .centroids()
             .rows()
@@ -146,9 +162,9 @@ pub fn train(events: &[Event], baseline: &str) -> Result<Model, String> {
         );
     }
     if kinds.is_empty() {
-        return Err(format!(
-            "no event type has at least {MIN_EVENTS_PER_KIND} events in `{baseline}`; a baseline needs weeks of normal activity, or at least a few thousand events"
-        ));
+        return Err(TrainError::TooFewEvents {
+            baseline: baseline.to_string(),
+        });
     }
     Ok(Model::new(summary, vocabulary, kinds))
 }

@@ -98,6 +98,17 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// Why a person's decision on an approval was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionRefused {
+    #[error("there is no approval {0}")]
+    NoSuchApproval(i64),
+    #[error("approval {0} expired; it counts as not done")]
+    Expired(i64),
+    #[error("approval {id} is already {status}")]
+    AlreadyDecided { id: i64, status: String },
+}
+
 impl Approvals {
     pub fn new(state: &StateStore) -> Approvals {
         Approvals {
@@ -155,14 +166,14 @@ impl Approvals {
         Ok(rows)
     }
 
-    /// A person's decision on a pending approval. Errors name what is wrong (no such id, not
-    /// pending, expired).
+    /// A person's decision on a pending approval. The inner error names what is wrong with the
+    /// decision (no such id, not pending, expired); the outer one, the database.
     pub async fn decide(
         &self,
         id: i64,
         approve: bool,
         by: &str,
-    ) -> Result<Result<Approval, String>, StateError> {
+    ) -> Result<Result<Approval, DecisionRefused>, StateError> {
         let _turn = self.turn.take().await;
         let now = now_ms();
         let status = if approve { "approved" } else { "rejected" };
@@ -181,11 +192,12 @@ impl Approvals {
             .await?;
         Ok(match (updated, row) {
             (1, Some(row)) => Ok(row),
-            (_, None) => Err(format!("there is no approval {id}")),
-            (_, Some(row)) if row.status == "pending" => {
-                Err(format!("approval {id} expired; it counts as not done"))
-            }
-            (_, Some(row)) => Err(format!("approval {id} is already {}", row.status)),
+            (_, None) => Err(DecisionRefused::NoSuchApproval(id)),
+            (_, Some(row)) if row.status == "pending" => Err(DecisionRefused::Expired(id)),
+            (_, Some(row)) => Err(DecisionRefused::AlreadyDecided {
+                id,
+                status: row.status,
+            }),
         })
     }
 
@@ -317,6 +329,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap_err()
+                .to_string()
                 .contains("already approved")
         );
         assert_eq!(approvals.take_approved().await.unwrap().len(), 1);
@@ -336,6 +349,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap_err()
+                .to_string()
                 .contains("already expired")
         );
         assert!(
@@ -344,6 +358,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap_err()
+                .to_string()
                 .contains("no approval 999")
         );
     }

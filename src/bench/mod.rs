@@ -162,7 +162,7 @@ async fn measure_round(
 /// a learner whose sample has seen a week of the bench's events. Fresh for each run: a tracker
 /// that has seen the previous run would not be measuring the same work.
 fn measured_stages(content: &Content, lines: &[String]) -> Result<crate::pipeline::Stages, String> {
-    let mut stages = crate::pipeline::Stages::from_content(content)?;
+    let mut stages = crate::pipeline::Stages::from_content(content).map_err(|e| e.to_string())?;
     if stages.anomaly.current().is_none() && content.config.anomaly.enabled {
         let path = content.resolve(&crate::anomaly::model_or_example(&content.config.anomaly));
         if let Some(model) = crate::anomaly::load_optional(&path).map_err(|e| e.to_string())? {

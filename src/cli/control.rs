@@ -129,7 +129,7 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
                 );
                 Ok(Status::Ok)
             }
-            Err(message) => Err(CannotRun(message)),
+            Err(refused) => Err(CannotRun(refused.to_string())),
         }
     })
 }

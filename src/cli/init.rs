@@ -129,8 +129,7 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
     // The snapshot is what this palisade makes of the example events, so `palisade test`
     // passes from the start.
     let content = super::load_runnable_content(dir, None)?;
-    let mut pipeline = Pipeline::new(content.clone(), false, crate::intel::IntelHandle::default())
-        .map_err(CannotRun)?;
+    let mut pipeline = Pipeline::new(content.clone(), false, crate::intel::IntelHandle::default())?;
     let mut snapshot = String::new();
     for line in include_str!("init/events.jsonl").lines() {
         let event = crate::event::normalize(line.as_bytes())

@@ -283,7 +283,7 @@ pub fn pull(dir: &Path, only: Option<&str>) -> Result<Status, CannotRun> {
     runtime()?.block_on(async {
         let state = StateStore::open(&state_path).await?;
         let store = IntelStore::new(&state);
-        let puller = crate::intel::pull::Puller::new(&content.config.intel).map_err(CannotRun)?;
+        let puller = crate::intel::pull::Puller::new(&content.config.intel)?;
         let mut failed = Vec::new();
         for feed in &feeds {
             match puller.pull_with_retry(feed, &store, 3).await {

@@ -76,7 +76,7 @@ pub fn train_model(events: &Path, out: &Path) -> Result<Status, CannotRun> {
     let started = std::time::Instant::now();
     let baseline = read_events(events)?;
     eprintln!("read {} events from {}", baseline.len(), events.display());
-    let model = train::train(&baseline, &events.display().to_string()).map_err(CannotRun)?;
+    let model = train::train(&baseline, &events.display().to_string())?;
     model.save(out)?;
     println!(
         "wrote {} in {:.1} s",

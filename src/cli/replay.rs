@@ -31,7 +31,7 @@ pub fn run(
         .build()?
         .block_on(content.intel())
         .map_err(|e| CannotRun(e.to_string()))?;
-    let mut pipeline = Pipeline::new(content, dry_run, intel).map_err(CannotRun)?;
+    let mut pipeline = Pipeline::new(content, dry_run, intel)?;
     let origin = events.display().to_string();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -19,7 +19,7 @@ pub fn run(dir: &Path, filter: Option<&str>) -> Result<Status, CannotRun> {
             return Ok(Status::Findings);
         }
     };
-    let report = run_tests(&content, filter).map_err(CannotRun)?;
+    let report = run_tests(&content, filter)?;
     for case in &report.cases {
         let verdict = if case.passed() { "PASS" } else { "FAIL" };
         println!(

@@ -4,6 +4,24 @@
 
 use super::*;
 
+/// How the config's durations ([`crate::duration::Span`]) are checked in the file's text.
+const DURATION: crate::diagnostics::TextType = crate::diagnostics::TextType {
+    schema_name: crate::duration::SPAN_SCHEMA_NAME,
+    accepts: |text| crate::duration::parse(text).is_some(),
+    stand_in: "1s",
+    code: "invalid-duration",
+    expected: "a duration above zero like 5s or 2m (units s, m, h, d, w)",
+};
+
+/// How `actions.cooldown` is checked: a duration, or `off`.
+const COOLDOWN: crate::diagnostics::TextType = crate::diagnostics::TextType {
+    schema_name: Cooldown::SCHEMA_NAME,
+    accepts: |text| text == "off" || crate::duration::parse(text).is_some(),
+    stand_in: "off",
+    code: "invalid-duration",
+    expected: "a duration above zero like 30s or 10m, or `off`",
+};
+
 /// Parses and checks a configuration file's text; `path` names it in diagnostics.
 pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     // A byte-order mark is not content (and would make a comments-only file look non-empty).
@@ -16,7 +34,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     {
         Config::default()
     } else {
-        let (config, unknown_keys) = crate::diagnostics::parse_yaml(path, source, schema())?;
+        // Every duration is read as one here, all wrong ones reported at once.
+        let (config, unknown_keys) =
+            crate::diagnostics::parse_yaml_checking(path, source, schema(), &[DURATION, COOLDOWN])?;
         problems.extend(unknown_keys);
         config
     };
@@ -129,20 +149,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     }
     let learning = &config.anomaly.learning;
     let at = root.key("anomaly").key("learning");
-    for (key, value) in [
-        ("retrain_every", &learning.retrain_every),
-        ("check_every", &learning.check_every),
-    ] {
-        match crate::duration::parse(value) {
-            Some(d) if !d.is_zero() => {}
-            _ => report(
-                at.key(key),
-                format!(
-                    "`anomaly.learning.{key}` is `{value}`, not a duration above zero like 30s or 24h"
-                ),
-            ),
-        }
-    }
     if learning.max_sample < 1_000 {
         report(
             at.key("max_sample"),
@@ -216,24 +222,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             "`tracker.beacon_max_jitter` must be between 0 and 1 (0.2 allows intervals about 20% apart)".into(),
         );
     }
-    if crate::duration::parse(&tracker.beacon_min_interval).is_none() {
-        report(
-            at.key("beacon_min_interval"),
-            format!(
-                "`tracker.beacon_min_interval` is `{}`, not a duration like `10s` or `5m`",
-                tracker.beacon_min_interval
-            ),
-        );
-    }
-    if crate::duration::parse(&config.events.max_future_skew).is_none() {
-        report(
-            root.key("events").key("max_future_skew"),
-            format!(
-                "`events.max_future_skew` is `{}`, not a duration like `1h` or `10m`",
-                config.events.max_future_skew
-            ),
-        );
-    }
     for (key, value) in [
         ("scan_distinct_ports", tracker.scan_distinct_ports),
         ("scan_distinct_hosts", tracker.scan_distinct_hosts),
@@ -244,12 +232,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     }
     let fetch = &config.intel.fetch;
     let at = root.key("intel").key("fetch");
-    if let Err(message) = fetch.limits() {
-        report(at.key("read_timeout"), message);
-    }
-    if let Err(message) = fetch.max_pull_time() {
-        report(at.key("max_pull_time"), message);
-    }
     if fetch.max_body_bytes == 0 {
         report(
             at.key("max_body_bytes"),
@@ -270,10 +252,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
                 fetch.min_parsed_ratio
             ),
         );
-    }
-    let at = root.key("actions").key("webhook");
-    if let Err(message) = config.actions.webhook.limits() {
-        report(at.key("read_timeout"), message);
     }
     if let Err((key, message)) = config.actions.effects.settings() {
         report(root.key("actions").key("effects").key(&key), message);
@@ -340,8 +318,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         }
         SourceConfig::Jsonl { .. } => {}
     }
-    if let Err(message) = config.actions.policy(&config.redis.url) {
-        report(root.key("actions"), message);
+    if let Err(problem) = config.actions.policy(&config.redis.url) {
+        report(root.key("actions"), problem.to_string());
     }
     for (key, value, full) in [
         ("ipv4", config.intel.max_prefix.ipv4, 32),
@@ -372,15 +350,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             report(
                 at.key("url"),
                 format!("feed url `{}` must be an http or https URL", feed.url),
-            );
-        }
-        if crate::duration::parse(&feed.every).is_none() {
-            report(
-                at.key("every"),
-                format!(
-                    "`every` must be a duration such as 15m, 1h or 1d, not `{}`",
-                    feed.every
-                ),
             );
         }
         match (feed.kind, feed.format) {

@@ -128,7 +128,7 @@ pub enum FutureTime {
 #[schemars(deny_unknown_fields)]
 pub struct EventsConfig {
     /// An event dated more than this ahead of the engine's clock is not believed.
-    pub max_future_skew: String,
+    pub max_future_skew: crate::duration::Span,
     /// What is done with such an event: `clamp` or `reject`.
     pub future_time: FutureTime,
     /// Fields beyond the event model that sensors are expected to send, as dotted paths into
@@ -141,7 +141,7 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> EventsConfig {
         EventsConfig {
-            max_future_skew: "1h".into(),
+            max_future_skew: const { crate::duration::Span::secs(3600) },
             future_time: FutureTime::Clamp,
             extra_fields: Vec::new(),
         }
@@ -149,15 +149,10 @@ impl Default for EventsConfig {
 }
 
 impl EventsConfig {
-    /// The intake's policy for event times (validation has checked the duration; an unreadable
-    /// one keeps the default hour).
+    /// The intake's policy for event times.
     pub fn time_policy(&self) -> crate::event::TimePolicy {
-        let default = crate::event::TimePolicy::default();
         crate::event::TimePolicy {
-            max_ahead_ms: crate::duration::parse(&self.max_future_skew)
-                .map_or(default.max_ahead_ms, |d| {
-                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-                }),
+            max_ahead_ms: self.max_future_skew.as_millis_i64(),
             reject: self.future_time == FutureTime::Reject,
         }
     }
@@ -322,7 +317,7 @@ impl Default for RedisConfig {
 #[schemars(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The longest one attempt may take, redirects included: `5s`.
-    pub read_timeout: String,
+    pub read_timeout: crate::duration::Span,
     /// `same_host` (default): only 307 and 308 redirects to the same scheme, host and port are
     /// followed (they keep the method and the message); `none`: never.
     pub redirects: crate::outbound::Redirects,
@@ -331,7 +326,7 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> WebhookConfig {
         WebhookConfig {
-            read_timeout: "5s".into(),
+            read_timeout: const { crate::duration::Span::secs(5) },
             redirects: crate::outbound::Redirects::SameHost,
         }
     }
@@ -341,16 +336,12 @@ impl Default for WebhookConfig {
 pub const WEBHOOK_ANSWER_BYTES: u64 = 4096;
 
 impl WebhookConfig {
-    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
-        Ok(crate::outbound::Limits {
+    pub fn limits(&self) -> crate::outbound::Limits {
+        crate::outbound::Limits {
             max_body_bytes: WEBHOOK_ANSWER_BYTES,
-            read_timeout: crate::duration::setting(
-                "actions.webhook.read_timeout",
-                &self.read_timeout,
-            )
-            .map_err(|e| e.to_string())?,
+            read_timeout: self.read_timeout.duration(),
             redirects: self.redirects,
-        })
+        }
     }
 }
 
@@ -430,18 +421,18 @@ pub struct ActionsConfig {
     /// No second act on the same target by the same action within this time. A notification's
     /// subject is its detection: only a second message about the same detection to the same
     /// destination is held back.
-    pub cooldown: String,
+    pub cooldown: Cooldown,
     /// Acts per action per minute, at most. Notifications are summarised instead: per step and
     /// destination, messages beyond this many a minute are counted into the step's next message
     /// (a playbook's `notification_limit` sets its own cap).
     pub max_per_minute: usize,
     /// How long one act may take.
-    pub timeout: String,
+    pub timeout: crate::duration::Span,
     /// This many failed acts within `degrade_window` switch the engine to manual mode.
     pub degrade_after_failures: usize,
-    pub degrade_window: String,
+    pub degrade_window: crate::duration::Span,
     /// How long a step waits for approval before it expires (and counts as not done).
-    pub approval_expiry: String,
+    pub approval_expiry: crate::duration::Span,
     /// What enforces `firewall.block`: `auto` (nftables when installed, else iptables),
     /// `nftables` or `iptables`.
     pub firewall: crate::actions::plugins::firewall::Backend,
@@ -473,12 +464,12 @@ impl Default for ActionsConfig {
             .map(String::from)
             .to_vec(),
             widest_block: crate::actions::WidestBlock::default(),
-            cooldown: "10m".into(),
+            cooldown: Cooldown::After(const { crate::duration::Span::secs(600) }),
             max_per_minute: 30,
-            timeout: "30s".into(),
+            timeout: const { crate::duration::Span::secs(30) },
             degrade_after_failures: 5,
-            degrade_window: "10m".into(),
-            approval_expiry: "1h".into(),
+            degrade_window: const { crate::duration::Span::secs(600) },
+            approval_expiry: const { crate::duration::Span::secs(3600) },
             firewall: crate::actions::plugins::firewall::Backend::Auto,
             webhook: WebhookConfig::default(),
             effects: crate::actions::EffectsConfig::default(),
@@ -486,13 +477,93 @@ impl Default for ActionsConfig {
     }
 }
 
+/// `actions.cooldown`: a duration, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cooldown {
+    /// Every act is allowed, however close to the last on the same target.
+    Off,
+    After(crate::duration::Span),
+}
+
+impl Cooldown {
+    /// The schema's name for it, by which the config reader finds every one in a file.
+    pub const SCHEMA_NAME: &'static str = "Cooldown";
+
+    /// The time held between two acts on one target (zero when off).
+    pub fn duration(self) -> std::time::Duration {
+        match self {
+            Cooldown::Off => std::time::Duration::ZERO,
+            Cooldown::After(span) => span.duration(),
+        }
+    }
+}
+
+impl std::str::FromStr for Cooldown {
+    type Err = crate::duration::SpanError;
+
+    fn from_str(text: &str) -> Result<Cooldown, Self::Err> {
+        if text == "off" {
+            Ok(Cooldown::Off)
+        } else {
+            text.parse().map(Cooldown::After)
+        }
+    }
+}
+
+impl std::fmt::Display for Cooldown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cooldown::Off => f.write_str("off"),
+            Cooldown::After(span) => span.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Cooldown {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cooldown {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cooldown, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Cooldown {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Cooldown::SCHEMA_NAME.into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration above zero (`30s`, `10m`), or `off`.",
+            "type": "string",
+            "pattern": "^(off|[0-9]+[smhdw]?)$",
+        })
+    }
+}
+
+/// An `actions` setting the executor's policy cannot be built from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("protected address: {0}")]
+    ProtectedAddress(String),
+    #[error(
+        "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {ipv4} and {ipv6}"
+    )]
+    WidestBlock { ipv4: u8, ipv6: u8 },
+}
+
 impl ActionsConfig {
     /// The executor's policy, with the Redis server's address protected too.
-    pub fn policy(&self, redis_url: &str) -> Result<crate::actions::Policy, String> {
+    pub fn policy(&self, redis_url: &str) -> Result<crate::actions::Policy, PolicyError> {
         let mut protected = Vec::new();
         for text in &self.protected_addresses {
             let (_, canonical) = crate::intel::indicator::canonical_network(text)
-                .map_err(|e| format!("protected address: {e}"))?;
+                .map_err(|e| PolicyError::ProtectedAddress(e.to_string()))?;
             let (ip, prefix) = match canonical.split_once('/') {
                 Some((ip, prefix)) => (ip.to_string(), prefix.parse::<u8>().unwrap_or(32)),
                 None => (
@@ -502,7 +573,7 @@ impl ActionsConfig {
             };
             protected.push((
                 ip.parse()
-                    .map_err(|_| format!("protected address `{text}`"))?,
+                    .map_err(|_| PolicyError::ProtectedAddress(format!("`{text}`")))?,
                 prefix,
             ));
         }
@@ -521,33 +592,23 @@ impl ActionsConfig {
                 protected.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
             }
         }
-        let duration = |name: &str, text: &str| {
-            crate::duration::parse(text).ok_or_else(|| {
-                format!("`actions.{name}` must be a duration such as 30s or 10m, not `{text}`")
-            })
-        };
         if self.widest_block.ipv4 > 32 || self.widest_block.ipv6 > 128 {
-            return Err(format!(
-                "`actions.widest_block` needs prefix lengths up to 32 for ipv4 and 128 for ipv6, not {} and {}",
-                self.widest_block.ipv4, self.widest_block.ipv6
-            ));
+            return Err(PolicyError::WidestBlock {
+                ipv4: self.widest_block.ipv4,
+                ipv6: self.widest_block.ipv6,
+            });
         }
         Ok(crate::actions::Policy {
             protected_addresses: protected,
             critical_processes: self.critical_processes.clone(),
             dry_run: self.dry_run,
             widest_block: self.widest_block,
-            // `off`: every act is allowed, however close to the last on the same target.
-            cooldown: if self.cooldown == "off" {
-                std::time::Duration::ZERO
-            } else {
-                duration("cooldown", &self.cooldown)?
-            },
+            cooldown: self.cooldown.duration(),
             max_per_minute: self.max_per_minute.max(1),
-            timeout: duration("timeout", &self.timeout)?,
+            timeout: self.timeout.duration(),
             degrade_after_failures: self.degrade_after_failures.max(1),
-            degrade_window: duration("degrade_window", &self.degrade_window)?,
-            approval_expiry: duration("approval_expiry", &self.approval_expiry)?,
+            degrade_window: self.degrade_window.duration(),
+            approval_expiry: self.approval_expiry.duration(),
         })
     }
 }
@@ -640,6 +701,169 @@ mod tests {
             defaults.actions.webhook.redirects,
             crate::outbound::Redirects::SameHost
         );
+    }
+
+    /// Issue 14: `tracker.beacon_min_interval` stayed a string that the tracker parsed again,
+    /// falling back to ten seconds when it could not. A wrong value is now refused when the file
+    /// is read, and a right one is what the tracker uses.
+    #[test]
+    fn a_bad_tracker_window_is_an_error_not_the_default() {
+        let problems = parse(
+            Path::new("palisade.yaml"),
+            "tracker:\n  min_records: 10\n  beacon_min_interval: 10 seconds\n",
+        )
+        .unwrap_err();
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 3);
+        assert!(
+            found[0]
+                .1
+                .contains("`tracker.beacon_min_interval` is `10 seconds`"),
+            "{found:?}"
+        );
+        let config = parse(
+            Path::new("palisade.yaml"),
+            "tracker:\n  beacon_min_interval: 2m\n",
+        )
+        .unwrap();
+        let settings = crate::tracker::Settings::from_config(&config.tracker);
+        assert_eq!(settings.beacon_min_interval_ms, 120_000);
+        // Read by any other way (a test's config, a reloaded one), the type refuses it too: there
+        // is no text left for the tracker to misread.
+        let refused = serde_json::from_value::<TrackerConfig>(
+            serde_json::json!({"beacon_min_interval": "soon"}),
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("`soon` is not a duration"),
+            "{refused}"
+        );
+    }
+
+    /// Issue 14: the learning loop's `retrain_every`/`check_every`, a feed's `every` and
+    /// `events.max_future_skew` were re-parsed where used with a silent default (a day, 30 s,
+    /// an hour, an hour). Each is a duration from the moment the file is read; several wrong
+    /// ones are all reported, each at its line, and the file's other problems too.
+    #[test]
+    fn bad_durations_are_all_reported_not_replaced_by_defaults() {
+        let source = "anomaly:\n  learning:\n    retrain_every: 1 day\n    check_every: -5\nevents:\n  max_future_skew: 0s\nintel:\n  feeds:\n    - name: f\n      url: ftp://x\n      type: http\n      format: plain\n      every: weekly\n";
+        let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+        let mut found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        found.sort_unstable();
+        let expected = [
+            (3, "`anomaly.learning.retrain_every` is `1 day`"),
+            (4, "`anomaly.learning.check_every` is `-5`"),
+            (6, "`events.max_future_skew` is `0s`"),
+            (10, "feed url `ftp://x` must be an http or https URL"),
+            (13, "`intel.feeds[0].every` is `weekly`"),
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for ((line, message), (want_line, want)) in found.iter().zip(expected) {
+            assert_eq!(*line, want_line, "{found:?}");
+            assert!(message.contains(want), "{want}: {found:?}");
+        }
+        let config = parse(
+            Path::new("palisade.yaml"),
+            "anomaly:\n  learning:\n    retrain_every: 2d\n    check_every: 90\nevents:\n  max_future_skew: 10m\nintel:\n  feeds:\n    - {name: f, url: 'https://x/l', type: http, format: plain, every: 15m}\n",
+        )
+        .unwrap();
+        let learning = crate::anomaly::learning::Settings::from_config(
+            &config.anomaly,
+            "e".into(),
+            PathBuf::from("m"),
+        );
+        assert_eq!(
+            learning.retrain_every,
+            std::time::Duration::from_secs(172_800)
+        );
+        assert_eq!(learning.check_every, std::time::Duration::from_secs(90));
+        assert_eq!(config.events.time_policy().max_ahead_ms, 600_000);
+        assert_eq!(config.intel.feeds[0].every.as_millis_i64(), 900_000);
+        for (json, text) in [
+            (serde_json::json!({"retrain_every": "1 day"}), "`1 day`"),
+            (serde_json::json!({"check_every": "0s"}), "`0s`"),
+        ] {
+            let refused = serde_json::from_value::<LearningConfig>(json).unwrap_err();
+            assert!(refused.to_string().contains(text), "{refused}");
+        }
+        let refused = serde_json::from_value::<EventsConfig>(
+            serde_json::json!({"max_future_skew": "an hour"}),
+        )
+        .unwrap_err();
+        assert!(refused.to_string().contains("`an hour`"), "{refused}");
+    }
+
+    /// `actions.cooldown` was a string compared with `off` and parsed again when the policy was
+    /// built. It is read as a duration or `off` with the file, and a wrong one is reported with
+    /// the file's other wrong durations.
+    #[test]
+    fn a_bad_cooldown_is_reported_with_the_other_bad_durations() {
+        let problems = parse(
+            Path::new("palisade.yaml"),
+            "actions:\n  cooldown: never\n  timeout: 0s\n  approval_expiry: 1h\n",
+        )
+        .unwrap_err();
+        let mut found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].0 == 2 && found[0].1.contains("`actions.cooldown` is `never`"));
+        assert!(found[0].1.contains("or `off`"), "{found:?}");
+        assert!(found[1].0 == 3 && found[1].1.contains("`actions.timeout` is `0s`"));
+        for (text, held) in [("off", 0), ("90", 90), ("5m", 300)] {
+            let config = parse(
+                Path::new("palisade.yaml"),
+                &format!("actions:\n  cooldown: {text}\n"),
+            )
+            .unwrap();
+            let policy = config.actions.policy("redis://127.0.0.1/").unwrap();
+            assert_eq!(
+                policy.cooldown,
+                std::time::Duration::from_secs(held),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(ActionsConfig::default()).unwrap()["cooldown"],
+            "10m"
+        );
+    }
+
+    /// A wrong duration and a value serde cannot read at all (a word for a number): both are
+    /// reported, each at its line, whichever comes first in the file.
+    #[test]
+    fn a_bad_duration_does_not_hide_a_value_of_the_wrong_type() {
+        for source in [
+            "tracker:\n  beacon_min_interval: soon\nsource:\n  type: redis_stream\n  batch_size: many\n",
+            "source:\n  type: redis_stream\n  batch_size: many\ntracker:\n  beacon_min_interval: soon\n",
+        ] {
+            let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+            let mut found: Vec<(usize, &str, &str)> = problems
+                .iter()
+                .map(|d| (d.line, d.code, d.message.as_str()))
+                .collect();
+            found.sort_unstable();
+            assert_eq!(found.len(), 2, "{found:?}");
+            let duration = found.iter().find(|f| f.1 == "invalid-duration");
+            let typed = found.iter().find(|f| f.1 == "yaml");
+            assert!(
+                duration.is_some_and(|f| f.2.contains("`tracker.beacon_min_interval` is `soon`")),
+                "{found:?}"
+            );
+            assert!(
+                typed.is_some_and(|f| f.2.contains("batch_size") || f.2.contains("many")),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

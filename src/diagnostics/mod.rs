@@ -6,7 +6,9 @@
 mod yaml_document;
 mod yaml_path;
 
-pub use yaml_document::{MAX_YAML_DEPTH, locate_key, parse_yaml, strip_bom};
+pub use yaml_document::{
+    MAX_YAML_DEPTH, TextType, locate_key, parse_yaml, parse_yaml_checking, strip_bom,
+};
 pub use yaml_path::{PathSegment, YamlPath, locate};
 
 use std::fmt::Write as _;

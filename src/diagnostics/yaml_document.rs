@@ -31,6 +31,36 @@ pub fn parse_yaml<T: DeserializeOwned>(
     source: &str,
     schema: &Value,
 ) -> Result<(T, Diagnostics), Diagnostics> {
+    parse_yaml_checking(path, source, schema, &[])
+}
+
+/// A type read from a YAML string whose text it checks (a duration): the schema names it, and a
+/// file may hold many of them wrong at once.
+#[derive(Debug, Clone, Copy)]
+pub struct TextType {
+    /// Its name among the schema's `$defs`.
+    pub schema_name: &'static str,
+    /// Whether a text is one.
+    pub accepts: fn(&str) -> bool,
+    /// A text it accepts, read in place of a refused one so the rest of the file is checked.
+    pub stand_in: &'static str,
+    /// The diagnostic's code.
+    pub code: &'static str,
+    /// What a refused text is not, for the message (`a duration above zero like 5s`).
+    pub expected: &'static str,
+}
+
+/// [`parse_yaml`], and every value the schema types as one of `checked` that is not one is a
+/// diagnostic at its position, all of them in one run (serde alone stops at the first). With
+/// such a diagnostic the value returned in `Ok` holds a stand-in in its place: it is for checking
+/// the rest of the file only, never for use; a caller uses the value only when there is no
+/// diagnostic at all.
+pub fn parse_yaml_checking<T: DeserializeOwned>(
+    path: &Path,
+    source: &str,
+    schema: &Value,
+    checked: &[TextType],
+) -> Result<(T, Diagnostics), Diagnostics> {
     let source = strip_bom(source);
     if let Some(at) = too_deep(source) {
         let mut problems = Diagnostics::default();
@@ -79,22 +109,56 @@ pub fn parse_yaml<T: DeserializeOwned>(
     let parsed: Result<T, _> = serde_ignored::deserialize(deserializer, |ignored| {
         unknown.push(to_yaml_path(&ignored));
     });
-    let value = parsed.map_err(|err| {
-        let position = err
-            .location()
-            .map_or(Position::START, |l| Position::new(l.line(), l.column()));
-        let text = err.to_string();
-        // The position is shown as file:line:col already.
-        let message = text
-            .rfind(" at line ")
-            .map_or(text.clone(), |cut| text[..cut].to_string());
-        // `mode: shadw` is serde's "unknown variant"; offer the value meant.
-        let message = format!("{message}{}", super::variant_hint(&message));
-        let mut problems = Diagnostics::default();
-        problems.push(Diagnostic::at(path, source, position, "yaml", message));
-        problems
-    })?;
     let mut problems = Diagnostics::default();
+    let value = match parsed {
+        Ok(value) => value,
+        Err(err) => {
+            let first = serde_problem(path, source, &err);
+            // serde stops at the first value it cannot read. A wrong duration is such a value,
+            // and one file may hold several: find them all, then read the rest with a valid
+            // stand-in in each one's place so the caller's checks still run. A stand-in never
+            // leaves here unannounced: every one has its diagnostic in `problems`.
+            let refused = refused_texts(source, schema, checked);
+            let Some((document, refused)) = refused else {
+                let mut only = Diagnostics::default();
+                only.push(first);
+                return Err(only);
+            };
+            for (at, text, kind) in &refused {
+                problems.push(Diagnostic::at(
+                    path,
+                    source,
+                    locate(source, at),
+                    kind.code,
+                    format!("`{at}` is `{text}`, not {}", kind.expected),
+                ));
+            }
+            unknown.clear();
+            let parsed: Result<T, _> = serde_ignored::deserialize(document, |ignored| {
+                unknown.push(to_yaml_path(&ignored));
+            });
+            match parsed {
+                Ok(value) => value,
+                Err(_) => {
+                    // Something else is wrong too. serde's error from the text has its position,
+                    // but the first error in the text may have been one of the refused values:
+                    // read the text again with stand-ins written over them for the other one.
+                    let other = patched_source(source, &refused).and_then(|text| {
+                        let deserializer = yaml_serde::Deserializer::from_str(&text);
+                        T::deserialize(deserializer).err()
+                    });
+                    let other = match other {
+                        Some(err) => serde_problem(path, source, &err),
+                        None => first,
+                    };
+                    if !problems.iter().any(|d| d.line == other.line) {
+                        problems.push(other);
+                    }
+                    return Err(problems);
+                }
+            }
+        }
+    };
     for at in unknown {
         let Some(PathSegment::Key(key)) = at.segments().last().cloned() else {
             continue;
@@ -121,6 +185,150 @@ pub fn parse_yaml<T: DeserializeOwned>(
         ));
     }
     Ok((value, problems))
+}
+
+/// Every value the schema types as one of `checked` that the type refuses, with its path, text
+/// and type, and the document with a stand-in in each one's place; `None` when there is none
+/// (or the text is not YAML at all).
+fn refused_texts<'a>(
+    source: &str,
+    schema: &Value,
+    checked: &'a [TextType],
+) -> Option<(yaml_serde::Value, Refused<'a>)> {
+    if checked.is_empty() {
+        return None;
+    }
+    let mut document: yaml_serde::Value = yaml_serde::from_str(source).ok()?;
+    let mut refused = Vec::new();
+    let mut walk = Walk {
+        root: schema,
+        checked,
+        refused: &mut refused,
+    };
+    walk.visit(schema, &mut document, &YamlPath::root());
+    (!refused.is_empty()).then_some((document, refused))
+}
+
+/// Each refused value: where, its text, and the type it should have been.
+type Refused<'a> = Vec<(YamlPath, String, &'a TextType)>;
+
+struct Walk<'s, 'a, 'r> {
+    root: &'s Value,
+    checked: &'a [TextType],
+    refused: &'r mut Refused<'a>,
+}
+
+impl<'s, 'a> Walk<'s, 'a, '_> {
+    /// The checked type `node` is, or a union (an optional one) admits.
+    fn checked_type(&self, node: &Value) -> Option<&'a TextType> {
+        if let Some(reference) = node.get("$ref").and_then(Value::as_str)
+            && let Some(name) = reference.strip_prefix("#/$defs/")
+            && let Some(kind) = self.checked.iter().find(|t| t.schema_name == name)
+        {
+            return Some(kind);
+        }
+        ["anyOf", "oneOf", "allOf"].iter().find_map(|combinator| {
+            node.get(combinator)?
+                .as_array()?
+                .iter()
+                .find_map(|option| self.checked_type(option))
+        })
+    }
+
+    fn visit(&mut self, node: &'s Value, value: &mut yaml_serde::Value, at: &YamlPath) {
+        use yaml_serde::Value as Yaml;
+        if let Yaml::Tagged(tagged) = value {
+            return self.visit(node, &mut tagged.value, at);
+        }
+        if let Some(kind) = self.checked_type(node) {
+            let text = match value {
+                Yaml::String(text) => text.clone(),
+                // The typed parse reads a plain `90` as the text it is; this document reads it
+                // as a number, so it is turned back into that text.
+                Yaml::Number(number) => number.to_string(),
+                Yaml::Bool(flag) => flag.to_string(),
+                // Null (an optional value left out) and collections are serde's to judge.
+                _ => return,
+            };
+            if (kind.accepts)(&text) {
+                *value = Yaml::String(text);
+            } else {
+                self.refused.push((at.clone(), text, kind));
+                *value = Yaml::String(kind.stand_in.into());
+            }
+            return;
+        }
+        let node = resolve(self.root, node);
+        match value {
+            Yaml::Mapping(mapping) => {
+                for (key, value) in mapping.iter_mut() {
+                    let Some(key) = key.as_str() else { continue };
+                    let child = node
+                        .get("properties")
+                        .and_then(|p| p.get(key))
+                        .or_else(|| node.get("additionalProperties"))
+                        .or_else(|| map_values(self.root, node));
+                    if let Some(child) = child {
+                        self.visit(child, value, &at.key(key));
+                    }
+                }
+            }
+            Yaml::Sequence(items) => {
+                if let Some(child) = node.get("items") {
+                    for (index, value) in items.iter_mut().enumerate() {
+                        self.visit(child, value, &at.index(index));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The schema of a map's values when the map is optional (`anyOf: [map, null]`).
+fn map_values<'a>(root: &'a Value, node: &'a Value) -> Option<&'a Value> {
+    ["anyOf", "oneOf"].iter().find_map(|combinator| {
+        node.get(combinator)?
+            .as_array()?
+            .iter()
+            .find_map(|option| resolve(root, option).get("additionalProperties"))
+    })
+}
+
+/// serde's error as a diagnostic at the position it gives.
+fn serde_problem(path: &Path, source: &str, err: &yaml_serde::Error) -> Diagnostic {
+    let position = err
+        .location()
+        .map_or(Position::START, |l| Position::new(l.line(), l.column()));
+    let text = err.to_string();
+    // The position is shown as file:line:col already.
+    let message = text
+        .rfind(" at line ")
+        .map_or(text.clone(), |cut| text[..cut].to_string());
+    // `mode: shadw` is serde's "unknown variant"; offer the value meant.
+    let message = format!("{message}{}", super::variant_hint(&message));
+    Diagnostic::at(path, source, position, "yaml", message)
+}
+
+/// `source` with each refused value's text replaced by its stand-in on its own line, so every
+/// other line (and so every other position) stays as it was; `None` when a value is not written
+/// where the locator puts it as a plain or quoted scalar on one line.
+fn patched_source(source: &str, refused: &Refused<'_>) -> Option<String> {
+    let mut lines: Vec<String> = source.lines().map(str::to_string).collect();
+    for (at, text, kind) in refused {
+        let position = locate(source, at);
+        let line = lines.get_mut(position.line.checked_sub(1)?)?;
+        let start = line
+            .char_indices()
+            .nth(position.column.checked_sub(1)?)
+            .map(|(byte, _)| byte)?;
+        let rest = &line[start..];
+        let written = [text.clone(), format!("\"{text}\""), format!("'{text}'")]
+            .into_iter()
+            .find(|w| rest.starts_with(w.as_str()))?;
+        line.replace_range(start..start + written.len(), kind.stand_in);
+    }
+    Some(lines.join("\n"))
 }
 
 fn to_yaml_path(ignored: &serde_ignored::Path<'_>) -> YamlPath {

@@ -88,7 +88,7 @@ impl Engine {
         format: AlertFormat,
         _build_alerts: bool,
         stages: crate::pipeline::Stages,
-    ) -> Result<Engine, String> {
+    ) -> Result<Engine, crate::pipeline::PipelineError> {
         let dry_run = content.config.actions.dry_run;
         let mut intake = intake;
         // A restored tracker knows the newest plausible event time: an event clamped before any

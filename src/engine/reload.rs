@@ -519,7 +519,8 @@ async fn reload(
     );
     let pipeline = match built {
         Ok(pipeline) => pipeline,
-        Err(message) => {
+        Err(err) => {
+            let message = err.to_string();
             tracing::error!("reload refused: {message}");
             settings.metrics.reloaded(false);
             settings.metrics.set_reload_error(Some(message.clone()));

@@ -28,7 +28,7 @@ pub struct FeedFetchConfig {
     /// nothing from it is stored. Default 64 MiB.
     pub max_body_bytes: u64,
     /// The longest one request may take, redirects, headers and body included: `30s`, `2m`.
-    pub read_timeout: String,
+    pub read_timeout: crate::duration::Span,
     /// `same_host` (default): redirects are followed only to the same scheme, host and port;
     /// `none`: never.
     pub redirects: crate::outbound::Redirects,
@@ -37,7 +37,7 @@ pub struct FeedFetchConfig {
     pub max_pages: usize,
     /// The longest one whole pull may take, every page included: `10m`. Past it the pull fails
     /// and stores nothing from it.
-    pub max_pull_time: String,
+    pub max_pull_time: crate::duration::Span,
     /// A snapshot feed's download replaces the stored list only when at least this share of
     /// its entries parse as indicators (0–1); otherwise the pull fails and nothing expires.
     pub min_parsed_ratio: f64,
@@ -47,30 +47,23 @@ impl Default for FeedFetchConfig {
     fn default() -> FeedFetchConfig {
         FeedFetchConfig {
             max_body_bytes: 64 * 1024 * 1024,
-            read_timeout: "2m".into(),
+            read_timeout: const { crate::duration::Span::secs(120) },
             redirects: crate::outbound::Redirects::SameHost,
             max_pages: 500,
-            max_pull_time: "10m".into(),
+            max_pull_time: const { crate::duration::Span::secs(600) },
             min_parsed_ratio: 0.5,
         }
     }
 }
 
 impl FeedFetchConfig {
-    /// The client limits; the duration is checked by `parse`, so a bad one here is a bug
-    /// surfaced as an error, not a panic.
-    pub fn limits(&self) -> Result<crate::outbound::Limits, String> {
-        Ok(crate::outbound::Limits {
+    /// The client limits.
+    pub fn limits(&self) -> crate::outbound::Limits {
+        crate::outbound::Limits {
             max_body_bytes: self.max_body_bytes,
-            read_timeout: crate::duration::setting("intel.fetch.read_timeout", &self.read_timeout)
-                .map_err(|e| e.to_string())?,
+            read_timeout: self.read_timeout.duration(),
             redirects: self.redirects,
-        })
-    }
-
-    pub fn max_pull_time(&self) -> Result<std::time::Duration, String> {
-        crate::duration::setting("intel.fetch.max_pull_time", &self.max_pull_time)
-            .map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -122,7 +115,7 @@ pub struct FeedConfig {
     pub snapshot: bool,
     /// How often to pull: `15m`, `1h`, `1d`.
     #[serde(default = "default_every")]
-    pub every: String,
+    pub every: crate::duration::Span,
     /// Environment variable holding the API key (never the key itself in the file).
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -135,8 +128,8 @@ pub struct FeedConfig {
     pub page_size: usize,
 }
 
-fn default_every() -> String {
-    "1h".into()
+fn default_every() -> crate::duration::Span {
+    const { crate::duration::Span::secs(3600) }
 }
 
 fn default_page_size() -> usize {

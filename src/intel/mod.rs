@@ -118,8 +118,7 @@ pub async fn pull_on_schedule(
         let mut next_due = i64::MAX;
         let mut changed = false;
         for feed in &config.feeds {
-            let every_ms =
-                crate::duration::parse(&feed.every).map_or(3_600_000, |d| d.as_millis() as i64);
+            let every_ms = feed.every.as_millis_i64();
             let state = store.feed_state(&feed.name).await.ok().unwrap_or_default();
             let due = next_pull_due(&state, every_ms, now);
             if due <= now {

@@ -128,13 +128,13 @@ pub struct Puller {
 }
 
 impl Puller {
-    pub fn new(config: &IntelConfig) -> Result<Puller, String> {
+    pub fn new(config: &IntelConfig) -> Result<Puller, outbound::ClientError> {
         Ok(Puller {
-            client: outbound::Client::new(Edge::Feed, config.fetch.limits()?)?,
+            client: outbound::Client::new(Edge::Feed, config.fetch.limits())?,
             max_prefix: config.max_prefix,
             max_pages: config.fetch.max_pages.max(1),
             min_parsed_ratio: config.fetch.min_parsed_ratio,
-            max_pull_time: config.fetch.max_pull_time()?,
+            max_pull_time: config.fetch.max_pull_time.duration(),
         })
     }
 

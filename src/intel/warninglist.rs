@@ -47,12 +47,20 @@ pub struct Warninglists {
     lists: Vec<Warninglist>,
 }
 
+/// A file that is not a warninglist palisade can use.
+#[derive(Debug, thiserror::Error)]
+pub enum WarninglistError {
+    #[error("not a MISP warninglist: {0}")]
+    NotAWarninglist(#[from] serde_json::Error),
+    #[error("warninglist `{name}` has type `{kind}`, which palisade does not support")]
+    UnsupportedType { name: String, kind: String },
+}
+
 impl Warninglist {
     /// Parses one list; `regex` lists are refused (palisade has no backtracking-free regex
     /// engine for MISP's PCRE patterns).
-    pub fn parse(text: &str) -> Result<Warninglist, String> {
-        let file: ListFile =
-            serde_json::from_str(text).map_err(|e| format!("not a MISP warninglist: {e}"))?;
+    pub fn parse(text: &str) -> Result<Warninglist, WarninglistError> {
+        let file: ListFile = serde_json::from_str(text)?;
         let entries = match file.kind.as_str() {
             "cidr" => {
                 let mut by_length: BTreeMap<(bool, u8), HashSet<IpAddr>> = BTreeMap::new();
@@ -97,10 +105,10 @@ impl Warninglist {
                 Entries::Substring(file.list.iter().map(|e| e.to_ascii_lowercase()).collect())
             }
             other => {
-                return Err(format!(
-                    "warninglist `{}` has type `{other}`, which palisade does not support",
-                    file.name
-                ));
+                return Err(WarninglistError::UnsupportedType {
+                    name: file.name,
+                    kind: other.to_string(),
+                });
             }
         };
         Ok(Warninglist {
@@ -228,6 +236,7 @@ mod tests {
         assert!(
             Warninglist::parse(r#"{"name":"r","type":"regex","list":["^a"]}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("does not support")
         );
     }

@@ -12,7 +12,7 @@ mod template;
 
 pub use plan::{DETECTION_FIELDS, ENTITY_FIELDS, PlanOutcome, Planner};
 pub use spec::{HighRiskApproval, OnFailure, PlaybookMode, PlaybookSpec};
-pub use template::{Reference, Template};
+pub use template::{Reference, Template, TemplateError};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -607,8 +607,8 @@ impl Validator<'_> {
     fn template(&mut self, param: &ParamSpec, text: &str, at: &YamlPath) -> Option<Template> {
         let template = match Template::parse(text) {
             Ok(template) => template,
-            Err(message) => {
-                self.report(at, "bad-template", message);
+            Err(problem) => {
+                self.report(at, "bad-template", problem.to_string());
                 return None;
             }
         };

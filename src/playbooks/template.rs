@@ -25,6 +25,23 @@ pub enum Reference {
     EntityUser,
 }
 
+/// A parameter's text that is not a template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`{{{{` without a closing `}}}}` in `{0}`")]
+    Unclosed(String),
+    #[error("`}}}}` without an opening `{{{{` in `{0}`")]
+    Unopened(String),
+    /// `hint` offers the name meant; `known` says what may be referenced where the
+    /// reference went wrong.
+    #[error("unknown reference `{reference}`{hint}; {known}")]
+    UnknownReference {
+        reference: String,
+        hint: String,
+        known: &'static str,
+    },
+}
+
 /// The `detection.*` names a reference may use.
 const DETECTION_REFERENCES: [&str; 5] = ["rule", "title", "severity", "stage", "score"];
 /// The `entity.*` names a reference may use.
@@ -38,7 +55,12 @@ fn hint(rest: &[&str], known: &[&str]) -> String {
 }
 
 impl Reference {
-    fn parse(text: &str) -> Result<Reference, String> {
+    fn parse(text: &str) -> Result<Reference, TemplateError> {
+        let unknown = |hint, known| TemplateError::UnknownReference {
+            reference: text.to_string(),
+            hint,
+            known,
+        };
         let mut parts = text.split('.');
         let root = parts.next().unwrap_or_default();
         let rest: Vec<&str> = parts.collect();
@@ -54,23 +76,21 @@ impl Reference {
             ("detection", ["severity"]) => Ok(Reference::DetectionSeverity),
             ("detection", ["stage"]) => Ok(Reference::DetectionStage),
             ("detection", ["score"]) => Ok(Reference::DetectionScore),
-            ("detection", rest) => Err(format!(
-                "unknown reference `{text}`{}; detection fields: {}",
+            ("detection", rest) => Err(unknown(
                 hint(rest, &DETECTION_REFERENCES),
-                DETECTION_REFERENCES.join(", ")
+                "detection fields: rule, title, severity, stage, score",
             )),
             ("entity", ["pid"]) => Ok(Reference::EntityPid),
             ("entity", ["name"]) => Ok(Reference::EntityName),
             ("entity", ["address"]) => Ok(Reference::EntityAddress),
             ("entity", ["user"]) => Ok(Reference::EntityUser),
-            ("entity", rest) => Err(format!(
-                "unknown reference `{text}`{}; entity fields: {}",
+            ("entity", rest) => Err(unknown(
                 hint(rest, &ENTITY_REFERENCES),
-                ENTITY_REFERENCES.join(", ")
+                "entity fields: pid, name, address, user",
             )),
-            _ => Err(format!(
-                "unknown reference `{text}`{}; references start with `event.`, `detection.` or `entity.`",
-                hint(&[root], &["event", "detection", "entity"])
+            _ => Err(unknown(
+                hint(&[root], &["event", "detection", "entity"]),
+                "references start with `event.`, `detection.` or `entity.`",
             )),
         }
     }
@@ -144,7 +164,7 @@ pub struct Template {
 pub struct MissingValue(pub String);
 
 impl Template {
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -154,7 +174,7 @@ impl Template {
             let after = &rest[open + 2..];
             let close = after
                 .find("}}")
-                .ok_or_else(|| format!("`{{{{` without a closing `}}}}` in `{text}`"))?;
+                .ok_or_else(|| TemplateError::Unclosed(text.to_string()))?;
             let inner = after[..close].trim();
             let reference = Reference::parse(inner)?;
             parts.push(Part::Reference {
@@ -164,7 +184,7 @@ impl Template {
             rest = &after[close + 2..];
         }
         if rest.contains("}}") {
-            return Err(format!("`}}}}` without an opening `{{{{` in `{text}`"));
+            return Err(TemplateError::Unopened(text.to_string()));
         }
         if !rest.is_empty() || parts.is_empty() {
             parts.push(Part::Literal(rest.to_string()));
@@ -285,19 +305,26 @@ mod tests {
 
     #[test]
     fn bad_templates_are_explained() {
+        assert_eq!(
+            Template::parse("a }} b").unwrap_err().to_string(),
+            "`}}` without an opening `{{` in `a }} b`"
+        );
         assert!(
             Template::parse("{{ event.pid")
                 .unwrap_err()
+                .to_string()
                 .contains("closing")
         );
         assert!(
             Template::parse("{{ detection.nope }}")
                 .unwrap_err()
+                .to_string()
                 .contains("detection fields")
         );
         assert!(
             Template::parse("{{ host }}")
                 .unwrap_err()
+                .to_string()
                 .contains("references start with")
         );
     }

@@ -37,6 +37,14 @@ pub struct RuleEngine {
     scope: Scope<'static>,
 }
 
+/// A rule that compiled when it was loaded and no longer does (its source changed underneath).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule `{rule}` no longer compiles: {message}")]
+pub struct RuleCompileError {
+    pub rule: String,
+    pub message: String,
+}
+
 impl RuleEngine {
     /// Compiles every rule for this worker. The definitions were validated when loaded, so a
     /// compile error here means the source changed underneath and is reported as such.
@@ -44,7 +52,7 @@ impl RuleEngine {
         definitions: &[Arc<RuleDefinition>],
         limits: &RuleLimits,
         intel: &crate::intel::IntelHandle,
-    ) -> Result<RuleEngine, String> {
+    ) -> Result<RuleEngine, RuleCompileError> {
         RuleEngine::build_with(definitions, limits, intel, None)
     }
 
@@ -55,7 +63,7 @@ impl RuleEngine {
         limits: &RuleLimits,
         intel: &crate::intel::IntelHandle,
         tracker: Option<&crate::tracker::TrackerHandle>,
-    ) -> Result<RuleEngine, String> {
+    ) -> Result<RuleEngine, RuleCompileError> {
         let (mut engine, deadline) = build_engine(limits, intel);
         if let Some(tracker) = tracker {
             // Registered again over the empty tracker's functions: the last registration wins.
@@ -67,7 +75,10 @@ impl RuleEngine {
             let ast = if definition.has_detect {
                 let ast = engine
                     .compile(&*definition.source)
-                    .map_err(|err| format!("rule `{}` no longer compiles: {err}", definition.id))?;
+                    .map_err(|err| RuleCompileError {
+                        rule: definition.id.to_string(),
+                        message: err.to_string(),
+                    })?;
                 // Keep only the functions: the top level (metadata, tests) already ran at load.
                 Some(ast.clone_functions_only())
             } else {

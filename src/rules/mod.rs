@@ -18,7 +18,7 @@ pub mod references;
 mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
-pub use engine::{RuleEngine, RuleFailure};
+pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use prefilter::{Condition, Operator, Prefilter};
 pub use sandbox::{

@@ -64,6 +64,14 @@ pub enum ServerError {
     /// A component refused its part of the config (policy, plugins, Redis address, rules).
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Redis(#[from] crate::bus::InvalidRedisUrl),
+    #[error(transparent)]
+    Plugins(#[from] crate::actions::plugins::RegistryError),
+    #[error(transparent)]
+    Policy(#[from] crate::config::PolicyError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
 }
 
 /// What the caller decides rather than the config.
@@ -169,8 +177,7 @@ impl Server {
             })?;
         let publishes = publishes_alerts(&content, &source);
         let alerts = if publishes {
-            let link = Link::new(&config.redis.url, "alerts", health.clone())
-                .map_err(ServerError::Setup)?;
+            let link = Link::new(&config.redis.url, "alerts", health.clone())?;
             Some(AlertPublisher::new(link, &config.alerts))
         } else {
             None
@@ -201,8 +208,7 @@ impl Server {
             options.format,
             publishes,
             stages,
-        )
-        .map_err(ServerError::Setup)?
+        )?
         .with_metrics(metrics.clone());
         if let Some(reloads) = reloads {
             engine = engine.with_reloads(reloads);
@@ -264,8 +270,7 @@ impl Server {
                 }
             }
             SourceConfig::RedisStream(stream) => {
-                let link = Link::new(&config.redis.url, "source", self.health.clone())
-                    .map_err(ServerError::Setup)?;
+                let link = Link::new(&config.redis.url, "source", self.health.clone())?;
                 let source = StreamSource::new(link, stream);
                 tracing::info!(
                     stream = source.stream(),
@@ -281,8 +286,7 @@ impl Server {
                 }
             }
             SourceConfig::RedisChannel(channel) => {
-                let link = Link::new(&config.redis.url, "source", self.health.clone())
-                    .map_err(ServerError::Setup)?;
+                let link = Link::new(&config.redis.url, "source", self.health.clone())?;
                 let mut source = crate::sources::redis_channel::ChannelSource::new(link, channel);
                 tracing::info!(channel = source.channel(), "reading the channel");
                 // Owned here, so its writer handle is gone when the channel ends (the writer
@@ -476,22 +480,14 @@ async fn build_executor(
     periodic: &mut Vec<Periodic>,
 ) -> Result<Arc<Executor>, ServerError> {
     let config = &content.config;
-    let policy = config
-        .actions
-        .policy(&config.redis.url)
-        .map_err(ServerError::Setup)?;
+    let policy = config.actions.policy(&config.redis.url)?;
     let registry =
         crate::actions::plugins::Registry::new(&crate::actions::plugins::PluginSettings {
             redis_url: config.redis.url.clone(),
             blocks: Some(store.pool().clone()),
             firewall: config.actions.firewall,
-            webhook: config
-                .actions
-                .webhook
-                .limits()
-                .map_err(ServerError::Setup)?,
-        })
-        .map_err(ServerError::Setup)?;
+            webhook: config.actions.webhook.limits(),
+        })?;
     if !config.actions.dry_run {
         restore_firewall_blocks(store, config.actions.firewall, &policy).await;
         periodic.push(expire_firewall_blocks(

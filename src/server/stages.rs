@@ -13,7 +13,7 @@ pub(super) async fn restore(
     pool: &sqlx::SqlitePool,
     source: &SourceConfig,
 ) -> Result<crate::pipeline::Stages, ServerError> {
-    let mut stages = crate::pipeline::Stages::from_content(content).map_err(ServerError::Setup)?;
+    let mut stages = crate::pipeline::Stages::from_content(content)?;
     let config = &content.config;
     match &config.anomaly.model {
         Some(path) if config.anomaly.enabled => {

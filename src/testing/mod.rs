@@ -4,7 +4,7 @@
 
 mod runner;
 
-pub use runner::{CaseResult, TestReport, run_tests};
+pub use runner::{CaseResult, TestReport, TestRunError, run_tests};
 
 // Re-exported so the runner and its callers name them where they always did.
 pub use crate::cases::{

@@ -56,16 +56,23 @@ impl TestReport {
     }
 }
 
+/// Why no test could run at all (a case that cannot run is a failed case in the report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum TestRunError {
+    #[error(transparent)]
+    Model(#[from] crate::anomaly::ModelError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+}
+
 /// Runs every case whose owner or name contains `filter` (all when `None`).
-pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestReport, String> {
+pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestReport, TestRunError> {
     // Cases with `anomaly: true` score with the configured model file, else the shipped example
     // (the engine's learned model lives in its state database, not in the content).
     let config = &content.config.anomaly;
     let model = match crate::anomaly::load_optional(
         &content.resolve(&crate::anomaly::model_or_example(config)),
-    )
-    .map_err(|e| e.to_string())?
-    {
+    )? {
         Some(model) => AnomalyHandle::new(Some(model), config.threshold),
         None => AnomalyHandle::default(),
     };
@@ -208,7 +215,8 @@ fn outcome_of(
         correlation: Some(Stages::fresh_correlation(content)),
     };
     let mut pipeline =
-        Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)?;
+        Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)
+            .map_err(|e| e.to_string())?;
     let mut outcome = Outcome::default();
     for event in &events {
         pipeline.process(event, &mut outcome);

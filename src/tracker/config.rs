@@ -19,7 +19,7 @@ pub struct TrackerConfig {
     /// regular.
     pub beacon_max_jitter: f64,
     /// Beaconing: intervals shorter than this are bursts, not beacons.
-    pub beacon_min_interval: String,
+    pub beacon_min_interval: crate::duration::Span,
     /// Beaconing: only to public addresses (internal monitoring polls regularly too).
     pub beacon_public_only: bool,
     /// Low-and-slow scanning: distinct ports on one address from one host.
@@ -35,7 +35,7 @@ impl Default for TrackerConfig {
             retention_days: 30,
             min_records: 10,
             beacon_max_jitter: 0.2,
-            beacon_min_interval: "10s".into(),
+            beacon_min_interval: const { crate::duration::Span::secs(10) },
             beacon_public_only: true,
             scan_distinct_ports: 100,
             scan_distinct_hosts: 50,

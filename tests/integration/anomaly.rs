@@ -512,7 +512,7 @@ fn validate_names_an_unreadable_max_future_skew() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
         stdout(&out).contains(
-            "palisade.yaml:2:20: error[config-invalid]: `events.max_future_skew` is `soon`"
+            "palisade.yaml:2:20: error[invalid-duration]: `events.max_future_skew` is `soon`"
         ),
         "{}",
         stdout(&out)

@@ -185,6 +185,52 @@ fn an_unknown_indicator_kind_offers_the_kind_meant() {
     );
 }
 
+/// Config durations are read as durations when the file is read. serde stops at the first value
+/// it cannot read, so a second wrong duration (and any other problem) must still be reported in
+/// the same run, each at its own line.
+#[test]
+fn validate_reports_every_bad_duration_in_palisade_yaml_with_its_line() {
+    let dir = scratch_content();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "tracker:\n  beacon_min_interval: soon\nevents:\n  max_future_skew: 0s\nintel:\n  feeds:\n    - name: f\n      url: https://example.org/list.txt\n      type: http\n      format: plain\n      every: 3x\nlimits:\n  max_operations: 0\n",
+    )
+    .expect("write");
+    let out = palisade(&["validate", ".", "--format", "json"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let problems: Vec<Value> = serde_json::from_str(&stdout(&out)).expect("JSON array");
+    let mut found: Vec<(u64, String)> = problems
+        .iter()
+        .map(|p| {
+            (
+                p["line"].as_u64().unwrap_or_default(),
+                p["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found.len(), 4, "{found:?}");
+    for (index, (line, text)) in [
+        (2, "`tracker.beacon_min_interval` is `soon`"),
+        (4, "`events.max_future_skew` is `0s`"),
+        (11, "`intel.feeds[0].every` is `3x`"),
+        (13, "`limits.max_operations` must be greater than 0"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(found[index].0, line, "{found:?}");
+        assert!(found[index].1.contains(text), "{text}: {found:?}");
+    }
+    assert!(
+        problems.iter().all(|p| p["file"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("palisade.yaml")),
+        "{problems:?}"
+    );
+}
+
 #[test]
 fn validate_cannot_run_on_a_missing_directory() {
     let out = palisade(&["validate", "no/such/dir"], &repo());

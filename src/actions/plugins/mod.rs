@@ -75,8 +75,17 @@ pub struct Registry {
     plugins: BTreeMap<&'static str, Box<dyn Action>>,
 }
 
+/// A plugin that could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Webhook(#[from] crate::outbound::ClientError),
+    #[error(transparent)]
+    Redis(#[from] crate::bus::InvalidRedisUrl),
+}
+
 impl Registry {
-    pub fn new(settings: &PluginSettings) -> Result<Registry, String> {
+    pub fn new(settings: &PluginSettings) -> Result<Registry, RegistryError> {
         let mut plugins: BTreeMap<&'static str, Box<dyn Action>> = BTreeMap::new();
         let all: Vec<Box<dyn Action>> = vec![
             Box::new(firewall::Block {

@@ -51,7 +51,9 @@ pub(super) struct Webhook {
 }
 
 impl Webhook {
-    pub(super) fn new(limits: crate::outbound::Limits) -> Result<Webhook, String> {
+    pub(super) fn new(
+        limits: crate::outbound::Limits,
+    ) -> Result<Webhook, crate::outbound::ClientError> {
         Ok(Webhook {
             client: crate::outbound::Client::new(crate::outbound::Edge::Webhook, limits)?,
         })
@@ -131,10 +133,9 @@ pub(super) struct RedisPublish {
 }
 
 impl RedisPublish {
-    pub(super) fn new(url: &str) -> Result<RedisPublish, String> {
+    pub(super) fn new(url: &str) -> Result<RedisPublish, crate::bus::InvalidRedisUrl> {
         Ok(RedisPublish {
-            client: redis::Client::open(url)
-                .map_err(|e| format!("invalid Redis URL `{url}`: {e}"))?,
+            client: crate::bus::InvalidRedisUrl::open(url)?,
         })
     }
 }
