@@ -51,13 +51,12 @@ pub struct Outputs {
 }
 
 /// Commits one batch. When it has detections: its decisions (detections and their steps as
-/// planned, with every other row of the batch) are stored before anything acts, and detections
-/// already on record are dropped with their steps (counted, and noted in the log); the
-/// executor then decides what becomes of each new step; the batch is shown and counted; and
-/// the steps' outcomes are stored together with the alerts that report them (into the outbox,
-/// when `alerts` are published). A crash after
-/// the executor acted and before the outcomes were stored leaves the steps `planned` on
-/// record, and a redelivery does not act on them again.
+/// planned) are stored before anything acts, and detections already on record are dropped
+/// with their steps (counted, and noted in the log); the executor then decides what becomes of
+/// each new step; the batch is shown and counted; and the steps' outcomes are stored together
+/// with the alerts that report them (into the outbox, when `alerts` are published) and the
+/// batch's other rows. A crash after the executor acted and before the outcomes were stored
+/// leaves the steps `planned` on record, and a redelivery does not act on them again.
 async fn record(handled: &mut Handled, outputs: &Outputs, alerts: bool) -> Result<(), DriveError> {
     record_later(handled, outputs, alerts).await?.wait().await
 }
@@ -613,11 +612,12 @@ const PENDING_BATCHES: usize = 4;
 /// next batch while there is one to read.
 const READ_AHEAD_BATCHES: usize = 1;
 
-/// A Redis stream, in three tasks: a reading task fetches batches; this one handles them; a
-/// committing task decides and records each batch (`record`) and only then acknowledges it
-/// (rejected entries go to the dead-letter stream with their reason); alerts are published
-/// from the outbox beside them. Reading, handling and
-/// committing overlap, and batches are committed and acknowledged in the order they were read.
+/// A Redis stream, in four tasks: a reading task fetches batches; this one handles them; a
+/// committing task decides and acts on each batch and hands its last write to the state writer
+/// (`record_later`); an acknowledging task waits for that write and only then acknowledges the
+/// batch (rejected entries go to the dead-letter stream with their reason). Alerts are
+/// published from the outbox beside them. Reading, handling, committing and acknowledging
+/// overlap, and batches are committed and acknowledged in the order they were read.
 /// On shutdown the reading stops and what was already read is still handled and committed.
 pub async fn drive_stream<P: CommitProbe + Send + 'static>(
     engine: &mut Engine,
