@@ -884,4 +884,3 @@ fn read_jsonl(
     }
     Ok(())
 }
-

@@ -804,8 +804,8 @@ async fn write_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::Notify;
     use std::io::{BufRead, Write};
+    use tokio::sync::Notify;
 
     fn detection(id: usize) -> DetectionRow {
         DetectionRow {

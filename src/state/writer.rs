@@ -33,10 +33,7 @@ const JOBS_PER_GROUP: usize = 64;
 enum Job {
     /// Batches, and who to tell when they are stored. Consecutive batches are merged into one
     /// (fewer, larger statements).
-    Batch {
-        batch: Batch,
-        done: Vec<Reply<()>>,
-    },
+    Batch { batch: Batch, done: Vec<Reply<()>> },
     /// A batch whose detections are decided: stored, and answered with the ones new.
     Decide {
         batch: Batch,
@@ -398,9 +395,11 @@ pub fn spawn_writer(
             }
             // Busy or locked (another process holds the lock): wait and store the same group
             // again; whoever waits for it waits too, so nothing new is read meanwhile.
-            let result = transient::retry("writing to the state file", StateError::is_transient, || {
-                store.in_transaction(async |tx| store_group(tx, &group).await)
-            })
+            let result = transient::retry(
+                "writing to the state file",
+                StateError::is_transient,
+                || store.in_transaction(async |tx| store_group(tx, &group).await),
+            )
             .await;
             let failed = match result {
                 Ok(stored) => {
