@@ -79,14 +79,13 @@ pub struct Engine {
 const COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Engine {
-    /// `_build_alerts` is no longer read: alert documents are built in the commit path, from
-    /// the steps' outcomes, when the outputs publish alerts ([`drive::Outputs::alerts`]).
+    /// Alert documents are not built here: the commit path builds them from the steps'
+    /// outcomes, when the outputs publish alerts ([`drive::Outputs::alerts`]).
     pub fn new(
         content: Arc<Content>,
         intel: crate::intel::IntelHandle,
         intake: Intake,
         format: AlertFormat,
-        _build_alerts: bool,
         stages: crate::pipeline::Stages,
     ) -> Result<Engine, crate::pipeline::PipelineError> {
         let dry_run = content.config.actions.dry_run;
@@ -370,7 +369,6 @@ mod tests {
             crate::intel::IntelHandle::default(),
             Intake::new(None),
             AlertFormat::Quiet,
-            false,
             stages,
         )
         .unwrap()
@@ -454,7 +452,6 @@ mod tests {
             crate::intel::IntelHandle::default(),
             Intake::new(None),
             AlertFormat::Quiet,
-            false,
             stages,
         )
         .unwrap()

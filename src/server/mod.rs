@@ -206,7 +206,6 @@ impl Server {
             intel,
             Intake::new(Some(dead_letter)).with_time_policy(config.events.time_policy()),
             options.format,
-            publishes,
             stages,
         )?
         .with_metrics(metrics.clone());

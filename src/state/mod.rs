@@ -450,7 +450,16 @@ impl StateStore {
         Ok((detections, actions))
     }
 
+    /// Closes the store with everything committed in the database file itself: automatic
+    /// checkpoints are off ([`checkpoint`]), so the write-ahead log is emptied into the file
+    /// first, and a copy of the file alone holds all that was written.
     pub async fn close(self) {
+        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!("checkpoint at close: {err}");
+        }
         self.pool.close().await;
     }
 }

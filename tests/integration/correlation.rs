@@ -221,7 +221,6 @@ async fn run_engine(server: &RedisServer, content: &Arc<Content>, state: &Path, 
         palisade::intel::IntelHandle::default(),
         Intake::new(None),
         AlertFormat::Quiet,
-        false,
         stages,
     )
     .unwrap();
