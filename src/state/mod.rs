@@ -451,8 +451,8 @@ impl StateStore {
     }
 
     /// Closes the store with everything committed in the database file itself: automatic
-    /// checkpoints are off (a task checkpoints beside the writers), so the write-ahead log is emptied into the file
-    /// first, and a copy of the file alone holds all that was written.
+    /// checkpoints are off (a task checkpoints beside the writers), so the write-ahead log is
+    /// emptied into the file first, and a copy of the file alone holds all that was written.
     pub async fn close(self) {
         if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
