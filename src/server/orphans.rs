@@ -1,0 +1,282 @@
+//! Steps an earlier run left `dispatched`: handed to the effects pool, and the engine died
+//! (SIGKILL, power loss) before their outcome was recorded. A clean stop records the pool's
+//! leftovers as `abandoned`; after a crash nobody does, so the row stayed `dispatched`, the
+//! audit trail had intent but no outcome, and the detection's alert was never written (a
+//! redelivery recognises the detection as decided and does not act again). At start, before
+//! the source is read, this settles them.
+//!
+//! They are never run again: a webhook may have been delivered before the crash.
+//!
+//! Whose rows: two engines may share a state file, and one of them may still hold a step in its
+//! pool. The audit trail names who dispatched each step (`actor`, the stream consumer's name),
+//! so a row dispatched under this engine's own name is settled at once (a consumer name is held
+//! by one process at a time; the previous holder is gone). A row of another name is settled
+//! only once it is older than any living pool could still hold it (see [`Sweep::age_limit`]).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::actions::pool::PoolSettings;
+use crate::audit::{AuditEntry, AuditLog};
+use crate::metrics::Metrics;
+use crate::state::{StateError, StateStore};
+
+/// The reason a step settled here is given.
+pub const CRASH_REASON: &str = "abandoned after a crash: the engine stopped while this step was in the effects pool, before its outcome was known; it may or may not have reached its receiver, and it is not run again";
+
+/// One `dispatched` row, with the name that dispatched it according to the audit trail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Orphan {
+    id: i64,
+    recorded_at: String,
+    event_id: String,
+    rule: String,
+    playbook: String,
+    step: String,
+    action: String,
+    target: String,
+    params: String,
+    owner: Option<String>,
+}
+
+/// What a sweep is allowed to take.
+pub struct Sweep<'a> {
+    /// This engine's audit actor (`engine:<consumer>`).
+    pub actor: &'a str,
+    /// Rows of another actor (or of none) younger than this are left alone.
+    pub age_limit: Duration,
+}
+
+impl Sweep<'_> {
+    /// The longest a step can stay in a living engine's pool: a full queue ahead of it, shared
+    /// by the workers, each job under the longest time limit, then the shutdown wait.
+    pub fn age_limit(settings: &PoolSettings, default_limit: Duration) -> Duration {
+        let longest = settings
+            .time_limits
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(default_limit)
+            .max(default_limit);
+        let rounds = settings.queue.div_ceil(settings.workers.max(1)) + 1;
+        longest
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+            .saturating_add(settings.shutdown_wait)
+    }
+
+    fn takes(&self, orphan: &Orphan, now: jiff::Timestamp) -> bool {
+        if orphan.owner.as_deref() == Some(self.actor) {
+            return true;
+        }
+        let Ok(at) = orphan.recorded_at.parse::<jiff::Timestamp>() else {
+            return false;
+        };
+        let age = now.duration_since(at);
+        age.is_positive() && age.unsigned_abs() >= self.age_limit
+    }
+}
+
+/// Settles the steps an earlier run left `dispatched` (see the module comment); returns how
+/// many. The audit trail gets an `abandoned` entry per step first, then the rows and the
+/// affected detections' alerts are written in one transaction (an alert whose `alert_id` is
+/// already in the outbox is not written again).
+pub async fn settle(
+    store: &StateStore,
+    audit: &AuditLog,
+    metrics: &Metrics,
+    sweep: &Sweep<'_>,
+) -> Result<usize, StateError> {
+    let found: Vec<Orphan> = sqlx::query_as(
+        "SELECT a.id, a.recorded_at, a.event_id, a.rule, a.playbook, a.step, a.action, a.target, a.params,
+                (SELECT actor FROM audit
+                  WHERE kind = 'decision' AND status = 'dispatched' AND event_id = a.event_id
+                    AND rule = a.rule AND playbook = a.playbook AND step = a.step
+                  ORDER BY seq DESC LIMIT 1) AS owner
+           FROM actions a WHERE a.status = 'dispatched' ORDER BY a.id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let now = jiff::Timestamp::now();
+    let (taken, left): (Vec<Orphan>, Vec<Orphan>) =
+        found.into_iter().partition(|o| sweep.takes(o, now));
+    if !left.is_empty() {
+        tracing::info!(
+            steps = left.len(),
+            "steps another engine dispatched are left to it (settled at a later start once older than {:?})",
+            sweep.age_limit
+        );
+    }
+    if taken.is_empty() {
+        return Ok(0);
+    }
+    // The audit first: a crash between the two writes leaves the rows `dispatched`, and the next
+    // start settles them again (an outcome audited twice, never one lost).
+    let entries: Vec<AuditEntry> = taken
+        .iter()
+        .map(|o| AuditEntry {
+            kind: "abandoned".into(),
+            actor: sweep.actor.to_string(),
+            event_id: Some(o.event_id.clone()),
+            rule: Some(o.rule.clone()),
+            playbook: Some(o.playbook.clone()),
+            step: Some(o.step.clone()),
+            action: Some(o.action.clone()),
+            target: Some(o.target.clone()),
+            status: Some("abandoned".into()),
+            reason: Some(CRASH_REASON.into()),
+            details: json!({"params": parse_params(&o.params)}),
+        })
+        .collect();
+    audit.append(&entries).await?;
+    let mut tx = store.pool().begin().await?;
+    for orphan in &taken {
+        sqlx::query(
+            "UPDATE actions SET status = 'abandoned', reason = ? WHERE id = ? AND status = 'dispatched'",
+        )
+        .bind(CRASH_REASON)
+        .bind(orphan.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut detections: Vec<(&str, &str)> = taken
+        .iter()
+        .map(|o| (o.event_id.as_str(), o.rule.as_str()))
+        .collect();
+    detections.sort_unstable();
+    detections.dedup();
+    let recorded = now.to_string();
+    for (event_id, rule) in detections {
+        let Some(document) = alert_document(&mut tx, event_id, rule).await? else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO alert_outbox (alert_id, recorded_at, document) VALUES (?, ?, ?)
+             ON CONFLICT (alert_id) DO NOTHING",
+        )
+        .bind(format!("{rule}@{event_id}"))
+        .bind(&recorded)
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    for orphan in &taken {
+        tracing::warn!(
+            "step `{}` of playbook `{}` ({} to `{}`): {CRASH_REASON}",
+            orphan.step,
+            orphan.playbook,
+            orphan.action,
+            orphan.target
+        );
+        metrics.action(&orphan.action, "abandoned");
+    }
+    metrics.effects_abandoned(taken.len() as u64);
+    tracing::info!(
+        steps = taken.len(),
+        "settled steps an earlier run left in the effects pool as abandoned"
+    );
+    Ok(taken.len())
+}
+
+fn parse_params(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// The detection's alert, from its stored row and every step's stored status, in the shape
+/// [`crate::engine::alert`] gives it. The stored row keeps no tags, intel hits or attribution,
+/// so those are absent. `None` when the detection row is missing.
+async fn alert_document(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    event_id: &str,
+    rule: &str,
+) -> Result<Option<Value>, StateError> {
+    type Row = (
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<f64>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT event_time, host, stage, severity, title, entity, score
+           FROM detections WHERE event_id = ? AND rule = ? ORDER BY id LIMIT 1",
+    )
+    .bind(event_id)
+    .bind(rule)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((event_time, host, stage, severity, title, entity, score)) = row else {
+        return Ok(None);
+    };
+    type Step = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+    );
+    let steps: Vec<Step> = sqlx::query_as(
+        "SELECT playbook, step, action, target, status, reason, risk, params
+           FROM actions WHERE event_id = ? AND rule = ? ORDER BY id",
+    )
+    .bind(event_id)
+    .bind(rule)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut alert = json!({
+        "kind": "alert",
+        "event_id": event_id,
+        "rule": rule,
+        "severity": severity,
+        "title": title,
+        "stage": stage,
+        "tags": [],
+        "alert_id": format!("{rule}@{event_id}"),
+        "host": host,
+        "timestamp": event_time,
+        "level": severity.to_uppercase(),
+    });
+    if let Some(entity) = entity.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+        if entity["kind"] == "process"
+            && let Some(pid) = entity.get("pid")
+        {
+            alert["actionable_pid"] = pid.clone();
+        }
+        alert["entity"] = entity;
+    }
+    if let Some(score) = score {
+        alert["score"] = json!(score);
+    }
+    alert["actions"] = Value::Array(
+        steps
+            .into_iter()
+            .map(
+                |(playbook, step, action, target, status, reason, risk, params)| {
+                    let mut line = json!({
+                        "kind": "action",
+                        "event_id": event_id,
+                        "playbook": playbook,
+                        "step": step,
+                        "action": action,
+                        "target": target,
+                        "status": status,
+                        "risk": risk,
+                        "rule": rule,
+                        "params": parse_params(&params),
+                    });
+                    if let Some(reason) = reason {
+                        line["reason"] = json!(reason);
+                    }
+                    line
+                },
+            )
+            .collect(),
+    );
+    Ok(Some(alert))
+}
