@@ -280,3 +280,145 @@ async fn alert_document(
     );
     Ok(Some(alert))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditFiles;
+
+    /// A state file with one detection whose `tell` step engine `engine:a` dispatched, as a
+    /// killed engine leaves it.
+    async fn left_dispatched(dir: &std::path::Path) -> (StateStore, AuditLog) {
+        let path = dir.join("state.db");
+        let store = StateStore::open(&path).await.unwrap();
+        let audit = AuditLog::open(&store, &AuditFiles::beside(&path))
+            .await
+            .unwrap();
+        let now = jiff::Timestamp::now().to_string();
+        sqlx::query(
+            "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity)
+             VALUES (?, 'e1', '2025-11-03T14:30:10Z', 'ws-1', 'r1', 'rules', 'high', 'Seen', '{\"kind\":\"process\",\"pid\":42}')",
+        )
+        .bind(&now)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO actions (recorded_at, event_id, rule, playbook, step, action, target, status, reason, risk, params)
+             VALUES (?, 'e1', 'r1', 'p1', 'tell', 'notify.webhook', 'http://x/hook', 'dispatched', 'handed to the effects pool', 'low', '{\"url\":\"http://x/hook\"}')",
+        )
+        .bind(&now)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        audit
+            .append(&[AuditEntry {
+                kind: "decision".into(),
+                actor: "engine:a".into(),
+                event_id: Some("e1".into()),
+                rule: Some("r1".into()),
+                playbook: Some("p1".into()),
+                step: Some("tell".into()),
+                action: Some("notify.webhook".into()),
+                target: Some("http://x/hook".into()),
+                status: Some("dispatched".into()),
+                reason: None,
+                details: json!({}),
+            }])
+            .await
+            .unwrap();
+        (store, audit)
+    }
+
+    async fn status(store: &StateStore) -> String {
+        sqlx::query_scalar("SELECT status FROM actions WHERE step = 'tell'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn outbox(store: &StateStore) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT alert_id, document FROM alert_outbox")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// Defect (issue 14): settling a crashed run's steps must not take a step another engine
+    /// sharing the state file still holds in its pool. A young row dispatched under another name
+    /// is left alone; the same row is taken by its own name, or by anyone once older than the
+    /// age limit. The alert is written once however often the sweep runs.
+    #[tokio::test]
+    async fn a_crash_while_a_step_is_in_the_effects_pool_is_settled_only_by_its_owner_or_once_old()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, audit) = left_dispatched(dir.path()).await;
+        let metrics = Metrics::default();
+        let other = Sweep {
+            actor: "engine:b",
+            age_limit: Duration::from_secs(3600),
+        };
+        assert_eq!(settle(&store, &audit, &metrics, &other).await.unwrap(), 0);
+        assert_eq!(status(&store).await, "dispatched");
+        assert!(outbox(&store).await.is_empty());
+
+        let owner = Sweep {
+            actor: "engine:a",
+            age_limit: Duration::from_secs(3600),
+        };
+        assert_eq!(settle(&store, &audit, &metrics, &owner).await.unwrap(), 1);
+        assert_eq!(status(&store).await, "abandoned");
+        let alerts = outbox(&store).await;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].0, "r1@e1");
+        let document: Value = serde_json::from_str(&alerts[0].1).unwrap();
+        assert_eq!(document["actions"][0]["status"], "abandoned");
+        assert_eq!(document["actions"][0]["reason"], CRASH_REASON);
+        assert_eq!(document["actionable_pid"], 42);
+        assert_eq!(document["level"], "HIGH");
+        let audited: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE kind = 'abandoned' AND event_id = 'e1' AND actor = 'engine:a'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(audited, 1);
+        assert!(
+            metrics
+                .render()
+                .contains("palisade_effects_abandoned_total 1")
+        );
+
+        // Set back by hand, as if the audit append and the row update were split by a crash:
+        // the next sweep settles the row again but does not write a second alert.
+        sqlx::query("UPDATE actions SET status = 'dispatched'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let old = Sweep {
+            actor: "engine:c",
+            age_limit: Duration::ZERO,
+        };
+        assert_eq!(settle(&store, &audit, &metrics, &old).await.unwrap(), 1);
+        assert_eq!(status(&store).await, "abandoned");
+        assert_eq!(outbox(&store).await.len(), 1);
+    }
+
+    #[test]
+    fn the_age_limit_covers_a_full_queue_and_the_shutdown_wait() {
+        let settings = PoolSettings {
+            workers: 4,
+            queue: 8,
+            time_limits: std::collections::HashMap::from([(
+                "notify".to_string(),
+                Duration::from_secs(20),
+            )]),
+            shutdown_wait: Duration::from_secs(10),
+        };
+        // Two rounds of the queue, the job's own round, then the wait.
+        assert_eq!(
+            Sweep::age_limit(&settings, Duration::from_secs(5)),
+            Duration::from_secs(3 * 20 + 10)
+        );
+    }
+}
