@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::actions::pool::PoolSettings;
+use crate::actions::pool::{POOLED_ACTIONS, PoolSettings};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::metrics::Metrics;
 use crate::state::{StateError, StateStore};
@@ -50,15 +50,21 @@ pub struct Sweep<'a> {
 
 impl Sweep<'_> {
     /// The longest a step can stay in a living engine's pool: a full queue ahead of it, shared
-    /// by the workers, each job under the longest time limit, then the shutdown wait.
+    /// by the workers, each job under the longest time limit of a pooled family (a family with
+    /// no limit of its own uses `default_limit`, `actions.timeout`), then the shutdown wait.
     pub fn age_limit(settings: &PoolSettings, default_limit: Duration) -> Duration {
-        let longest = settings
-            .time_limits
-            .values()
-            .copied()
+        let longest = POOLED_ACTIONS
+            .iter()
+            .map(|action| {
+                let family = action.split('.').next().unwrap_or(action);
+                settings
+                    .time_limits
+                    .get(family)
+                    .copied()
+                    .unwrap_or(default_limit)
+            })
             .max()
-            .unwrap_or(default_limit)
-            .max(default_limit);
+            .unwrap_or(default_limit);
         let rounds = settings.queue.div_ceil(settings.workers.max(1)) + 1;
         longest
             .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
@@ -242,7 +248,10 @@ async fn alert_document(
         "timestamp": event_time,
         "level": severity.to_uppercase(),
     });
-    if let Some(entity) = entity.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok()) {
+    if let Some(entity) = entity
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<Value>(e).ok())
+    {
         if entity["kind"] == "process"
             && let Some(pid) = entity.get("pid")
         {
@@ -417,8 +426,17 @@ mod tests {
         };
         // Two rounds of the queue, the job's own round, then the wait.
         assert_eq!(
-            Sweep::age_limit(&settings, Duration::from_secs(5)),
+            Sweep::age_limit(&settings, Duration::from_secs(30)),
             Duration::from_secs(3 * 20 + 10)
+        );
+        // Without a `notify` limit, pooled steps run under `actions.timeout`.
+        let settings = PoolSettings {
+            time_limits: std::collections::HashMap::new(),
+            ..settings
+        };
+        assert_eq!(
+            Sweep::age_limit(&settings, Duration::from_secs(30)),
+            Duration::from_secs(3 * 30 + 10)
         );
     }
 }
