@@ -306,7 +306,7 @@ mod tests {
         let now = jiff::Timestamp::now().to_string();
         sqlx::query(
             "INSERT INTO detections (recorded_at, event_id, event_time, host, rule, stage, severity, title, entity)
-             VALUES (?, 'e1', '2025-11-03T14:30:10Z', 'ws-1', 'r1', 'rules', 'high', 'Seen', '{\"kind\":\"process\",\"pid\":42}')",
+             VALUES (?, 'e1', '2025-11-03T14:30:10Z', 'ws-1', 'r1', 'rule', 'high', 'Seen', '{\"kind\":\"process\",\"pid\":42}')",
         )
         .bind(&now)
         .execute(store.pool())
