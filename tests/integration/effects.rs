@@ -304,3 +304,68 @@ fn a_crash_while_a_step_is_in_the_effects_pool_leaves_it_dispatched_forever_and_
         "the trail's chain"
     );
 }
+
+/// Defect (issue 14), the other side: settling a crashed run's steps must not take a step that
+/// another engine sharing the state file still holds in its pool. Engine `a` holds a webhook
+/// request open; engine `b` starts on the same state file and leaves the row alone; `a` then
+/// records the real outcome (its time limit), and no one records it `abandoned`.
+#[test]
+fn a_start_beside_a_running_engine_does_not_abandon_the_steps_in_its_pool() {
+    let server = RedisServer::start();
+    let (url, came) = hanging_receiver();
+    let dir = content(&server, &url, "    time_limits: {notify: 8s}\n");
+    let config = std::fs::read_to_string(dir.path().join("palisade.yaml")).expect("config");
+    let named = |name: &str| {
+        config.replace(
+            "  stream: edr\n",
+            &format!("  stream: edr\n  consumer: {name}\n"),
+        )
+    };
+    std::fs::write(dir.path().join("palisade.yaml"), named("a")).expect("config");
+    let first = EngineProcess::start(dir.path(), "a");
+    first.wait_for_log("reading the stream");
+    publish(dir.path(), "one.jsonl", &office_events(0, 1));
+    assert!(
+        eventually(Duration::from_secs(20), || came.load(Ordering::SeqCst) == 1),
+        "{}",
+        first.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || tell_row(dir.path())
+        .starts_with("dispatched |")));
+    std::fs::write(dir.path().join("palisade.yaml"), named("b")).expect("config");
+    let second = EngineProcess::start(dir.path(), "b");
+    second.wait_for_log("reading the stream");
+    assert!(
+        tell_row(dir.path()).starts_with("dispatched |"),
+        "{}\n{}",
+        tell_row(dir.path()),
+        second.log()
+    );
+    assert!(second.log().contains("left to it"), "{}", second.log());
+    assert!(
+        eventually(Duration::from_secs(20), || tell_row(dir.path())
+            .starts_with("failed |")),
+        "{}\n{}",
+        tell_row(dir.path()),
+        first.log()
+    );
+    assert_eq!(tell_row(dir.path()), "failed | timed out after 8s");
+    assert!(
+        eventually(Duration::from_secs(10), || !alerts_for(&server, "ev-0")
+            .is_empty()),
+        "{}",
+        first.log()
+    );
+    second.stop();
+    first.stop();
+    let alerts = alerts_for(&server, "ev-0");
+    assert!(
+        alerts
+            .iter()
+            .all(|alert| alert["actions"][0]["status"] == "failed"),
+        "{alerts:?}"
+    );
+    let trail = stdout(&palisade(&["audit", "tail", "-n", "20"], dir.path()));
+    assert!(!trail.contains("abandoned"), "{trail}");
+    assert_eq!(came.load(Ordering::SeqCst), 1);
+}
