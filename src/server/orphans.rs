@@ -93,16 +93,42 @@ pub async fn settle(
     metrics: &Metrics,
     sweep: &Sweep<'_>,
 ) -> Result<usize, StateError> {
-    let found: Vec<Orphan> = sqlx::query_as(
-        "SELECT a.id, a.recorded_at, a.event_id, a.rule, a.playbook, a.step, a.action, a.target, a.params,
-                (SELECT actor FROM audit
-                  WHERE kind = 'decision' AND status = 'dispatched' AND event_id = a.event_id
-                    AND rule = a.rule AND playbook = a.playbook AND step = a.step
-                  ORDER BY seq DESC LIMIT 1) AS owner
-           FROM actions a WHERE a.status = 'dispatched' ORDER BY a.id",
+    // The `actions_status` index makes this cheap when nothing was left, the usual case.
+    let mut found: Vec<Orphan> = sqlx::query_as(
+        "SELECT id, recorded_at, event_id, rule, playbook, step, action, target, params, NULL AS owner
+           FROM actions WHERE status = 'dispatched' ORDER BY id",
     )
     .fetch_all(store.pool())
     .await?;
+    if found.is_empty() {
+        return Ok(0);
+    }
+    // Who dispatched each: one pass over the audit trail (it has no index on the event), the
+    // last `dispatched` decision of a step naming its owner.
+    let events: Vec<&str> = found.iter().map(|o| o.event_id.as_str()).collect();
+    let events = serde_json::to_string(&events).map_err(|e| StateError::Failed(e.to_string()))?;
+    let decisions: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT event_id, rule, playbook, step, actor FROM audit
+          WHERE kind = 'decision' AND status = 'dispatched'
+            AND event_id IN (SELECT value FROM json_each(?))
+          ORDER BY seq",
+    )
+    .bind(events)
+    .fetch_all(store.pool())
+    .await?;
+    let mut owners = std::collections::HashMap::new();
+    for (event_id, rule, playbook, step, actor) in decisions {
+        owners.insert((event_id, rule, playbook, step), actor);
+    }
+    for orphan in &mut found {
+        let key = (
+            orphan.event_id.clone(),
+            orphan.rule.clone(),
+            orphan.playbook.clone(),
+            orphan.step.clone(),
+        );
+        orphan.owner = owners.get(&key).cloned();
+    }
     let now = jiff::Timestamp::now();
     let (taken, left): (Vec<Orphan>, Vec<Orphan>) =
         found.into_iter().partition(|o| sweep.takes(o, now));
