@@ -161,8 +161,41 @@ pub async fn settle(
         })
         .collect();
     audit.append(&entries).await?;
-    let mut tx = store.pool().begin().await?;
+    // Another engine may be writing the same file: a locked database is waited out.
+    crate::state::transient::retry(
+        "settling steps an earlier run left in the effects pool",
+        StateError::is_transient,
+        || write_settled(store, &taken, now),
+    )
+    .await?;
     for orphan in &taken {
+        tracing::warn!(
+            "step `{}` of playbook `{}` ({} to `{}`): {CRASH_REASON}",
+            orphan.step,
+            orphan.playbook,
+            orphan.action,
+            orphan.target
+        );
+        metrics.action(&orphan.action, "abandoned");
+    }
+    metrics.effects_abandoned(taken.len() as u64);
+    tracing::info!(
+        steps = taken.len(),
+        "settled steps an earlier run left in the effects pool as abandoned"
+    );
+    Ok(taken.len())
+}
+
+/// The rows of the steps taken, `abandoned`, and their detections' alerts, in one
+/// `BEGIN IMMEDIATE` transaction (so it waits for, rather than races, another writer).
+async fn write_settled(
+    store: &StateStore,
+    taken: &[Orphan],
+    now: jiff::Timestamp,
+) -> Result<(), StateError> {
+    let mut conn = store.pool().acquire().await?;
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    for orphan in taken {
         sqlx::query(
             "UPDATE actions SET status = 'abandoned', reason = ? WHERE id = ? AND status = 'dispatched'",
         )
@@ -193,22 +226,7 @@ pub async fn settle(
         .await?;
     }
     tx.commit().await?;
-    for orphan in &taken {
-        tracing::warn!(
-            "step `{}` of playbook `{}` ({} to `{}`): {CRASH_REASON}",
-            orphan.step,
-            orphan.playbook,
-            orphan.action,
-            orphan.target
-        );
-        metrics.action(&orphan.action, "abandoned");
-    }
-    metrics.effects_abandoned(taken.len() as u64);
-    tracing::info!(
-        steps = taken.len(),
-        "settled steps an earlier run left in the effects pool as abandoned"
-    );
-    Ok(taken.len())
+    Ok(())
 }
 
 fn parse_params(text: &str) -> Value {
