@@ -66,7 +66,7 @@ pub struct Metrics {
     /// Times the committing task found the effects queue full and waited, and for how long.
     effects_queue_waits: AtomicU64,
     effects_queue_wait_micros: AtomicU64,
-    /// Pooled steps given up at shutdown.
+    /// Pooled steps given up at shutdown, or left by a crashed run and settled at start.
     effects_abandoned: AtomicU64,
     redis_failures: AtomicU64,
     ready: AtomicBool,
@@ -235,7 +235,7 @@ impl Metrics {
         )
     }
 
-    /// Pooled steps given up at shutdown.
+    /// Pooled steps given up at shutdown, or left by a crashed run and settled at start.
     pub fn effects_abandoned(&self, steps: u64) {
         self.effects_abandoned.fetch_add(steps, Ordering::Relaxed);
     }
@@ -340,7 +340,7 @@ impl Metrics {
         let (waits, waited) = self.effects_queue_waits();
         let _ = writeln!(
             out,
-            "# HELP palisade_effects_queue_full_total Times the effects queue was full and committing waited for room.\n# TYPE palisade_effects_queue_full_total counter\npalisade_effects_queue_full_total {waits}\n# HELP palisade_effects_queue_wait_seconds_total Time committing waited for room in the effects queue.\n# TYPE palisade_effects_queue_wait_seconds_total counter\npalisade_effects_queue_wait_seconds_total {waited}\n# HELP palisade_effects_abandoned_total Pooled steps given up at shutdown (recorded as abandoned).\n# TYPE palisade_effects_abandoned_total counter\npalisade_effects_abandoned_total {}",
+            "# HELP palisade_effects_queue_full_total Times the effects queue was full and committing waited for room.\n# TYPE palisade_effects_queue_full_total counter\npalisade_effects_queue_full_total {waits}\n# HELP palisade_effects_queue_wait_seconds_total Time committing waited for room in the effects queue.\n# TYPE palisade_effects_queue_wait_seconds_total counter\npalisade_effects_queue_wait_seconds_total {waited}\n# HELP palisade_effects_abandoned_total Pooled steps given up at shutdown, or left by a crashed run and settled at start (recorded as abandoned).\n# TYPE palisade_effects_abandoned_total counter\npalisade_effects_abandoned_total {}",
             self.effects_abandoned.load(Ordering::Relaxed)
         );
         let _ = writeln!(

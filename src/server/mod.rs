@@ -6,6 +6,7 @@
 //! engine with [`Server::build`] too, so what it measures is what runs.
 
 mod http;
+mod orphans;
 mod periodic;
 mod stages;
 
@@ -166,6 +167,10 @@ impl Server {
             Some(stages) => stages,
             None => stages::restore(&content, store.pool(), &source).await?,
         };
+        let metrics = Arc::new(Metrics::default());
+        // Before the source is read: steps a crashed run left in the effects pool get their
+        // outcome (`abandoned`) and their detections' alerts.
+        settle_orphans(&content, &store, &audit, &metrics, &actor).await?;
         let writer_stop = Arc::new(Notify::new());
         let (state, writer) = spawn_writer(store, writer_stop.clone());
         settled.write_through(state.clone(), options.format);
@@ -183,7 +188,6 @@ impl Server {
             None
         };
         let intel = start_intel(&content, &state_path, &shutdown).await?;
-        let metrics = Arc::new(Metrics::default());
         metrics.set_source(source_kind(&source));
         metrics.set_manual_mode(executor.is_manual());
         start_effects_pool(
@@ -571,6 +575,27 @@ fn run_approved_steps(executor: &Arc<Executor>, shutdown: &Shutdown) -> Periodic
             }
         },
     )
+}
+
+/// Settles the steps an earlier run left `dispatched` (see [`orphans`]).
+async fn settle_orphans(
+    content: &Content,
+    store: &StateStore,
+    audit: &AuditLog,
+    metrics: &Metrics,
+    actor: &str,
+) -> Result<usize, ServerError> {
+    let config = &content.config;
+    let settings = config
+        .actions
+        .effects
+        .settings()
+        .map_err(|(_, message)| ServerError::Setup(message))?;
+    let sweep = orphans::Sweep {
+        actor,
+        age_limit: orphans::Sweep::age_limit(&settings, config.actions.timeout.into()),
+    };
+    Ok(orphans::settle(store, audit, metrics, &sweep).await?)
 }
 
 /// Starts the pool that runs steps calling outside systems, over its own connections to the

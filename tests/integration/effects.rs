@@ -210,3 +210,162 @@ fn a_stop_with_a_hanging_receiver_is_bounded_and_records_the_abandoned_step() {
     );
     assert!(log.contains("abandoned at shutdown"), "{log}");
 }
+
+/// Alerts on the alerts stream for event `event_id`.
+fn alerts_for(server: &RedisServer, event_id: &str) -> Vec<serde_json::Value> {
+    server
+        .alerts("palisade:alerts")
+        .into_iter()
+        .filter(|alert| alert["event_id"] == event_id)
+        .collect()
+}
+
+/// Defect (issue 14): a crash while a step is in the effects pool left it `dispatched` forever
+/// and its alert unwritten. The engine is SIGKILLed while a real receiver holds the webhook
+/// request; the restarted engine (same consumer name) records the step `abandoned`, audits
+/// that outcome, and writes the detection's alert once, saying so. The step is not sent again.
+#[test]
+fn a_crash_while_a_step_is_in_the_effects_pool_leaves_it_dispatched_forever_and_its_alert_unwritten()
+ {
+    let server = RedisServer::start();
+    let (url, came) = hanging_receiver();
+    let dir = content(&server, &url, "    time_limits: {notify: 120s}\n");
+    // A consumer name of its own: the restart is the same engine, so it may take the rows.
+    let config = std::fs::read_to_string(dir.path().join("palisade.yaml")).expect("config");
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        config.replace("  stream: edr\n", "  stream: edr\n  consumer: orphans\n"),
+    )
+    .expect("config");
+    let engine = EngineProcess::start(dir.path(), "first");
+    engine.wait_for_log("reading the stream");
+    publish(dir.path(), "one.jsonl", &office_events(0, 1));
+    assert!(
+        eventually(Duration::from_secs(20), || came.load(Ordering::SeqCst) == 1),
+        "{}",
+        engine.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || acknowledged(&server) == 1),
+        "{}",
+        engine.log()
+    );
+    assert!(
+        tell_row(dir.path()).starts_with("dispatched |"),
+        "{}",
+        tell_row(dir.path())
+    );
+    engine.kill();
+    // The killed engine wrote no outcome and no alert.
+    assert!(tell_row(dir.path()).starts_with("dispatched |"));
+    assert!(alerts_for(&server, "ev-0").is_empty());
+
+    let engine = EngineProcess::start(dir.path(), "second");
+    engine.wait_for_log("reading the stream");
+    let row = tell_row(dir.path());
+    assert!(
+        row.starts_with("abandoned | abandoned after a crash"),
+        "{row}\n{}",
+        engine.log()
+    );
+    assert!(
+        engine
+            .log()
+            .contains("settled steps an earlier run left in the effects pool as abandoned"),
+        "{}",
+        engine.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !alerts_for(&server, "ev-0")
+            .is_empty()),
+        "{}",
+        engine.log()
+    );
+    // Give a second copy time to appear, if one were to.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = engine.stop();
+    let alerts = alerts_for(&server, "ev-0");
+    assert_eq!(alerts.len(), 1, "{alerts:?}\n{log}");
+    let step = &alerts[0]["actions"][0];
+    assert_eq!(step["step"], "tell", "{alerts:?}");
+    assert_eq!(step["status"], "abandoned", "{alerts:?}");
+    assert_eq!(alerts[0]["alert_id"], "office-spawns-shell@ev-0");
+    // Never sent again: one request reached the receiver in all.
+    assert_eq!(came.load(Ordering::SeqCst), 1);
+    let trail = stdout(&palisade(&["audit", "tail", "-n", "20"], dir.path()));
+    assert!(
+        trail.contains("status=dispatched")
+            && trail.contains("abandoned after a crash")
+            && trail.contains("step=tell"),
+        "{trail}"
+    );
+    assert!(
+        stdout(&palisade(&["audit", "verify"], dir.path())).contains("intact"),
+        "the trail's chain"
+    );
+}
+
+/// Defect (issue 14), the other side: settling a crashed run's steps must not take a step that
+/// another engine sharing the state file still holds in its pool. Engine `a` holds a webhook
+/// request open; engine `b` starts on the same state file and leaves the row alone; `a` then
+/// records the real outcome (its time limit), and no one records it `abandoned`.
+#[test]
+fn a_start_beside_a_running_engine_does_not_abandon_the_steps_in_its_pool() {
+    let server = RedisServer::start();
+    let (url, came) = hanging_receiver();
+    let dir = content(&server, &url, "    time_limits: {notify: 8s}\n");
+    let config = std::fs::read_to_string(dir.path().join("palisade.yaml")).expect("config");
+    let named = |name: &str| {
+        config.replace(
+            "  stream: edr\n",
+            &format!("  stream: edr\n  consumer: {name}\n"),
+        )
+    };
+    std::fs::write(dir.path().join("palisade.yaml"), named("a")).expect("config");
+    let first = EngineProcess::start(dir.path(), "a");
+    first.wait_for_log("reading the stream");
+    publish(dir.path(), "one.jsonl", &office_events(0, 1));
+    assert!(
+        eventually(Duration::from_secs(20), || came.load(Ordering::SeqCst) == 1),
+        "{}",
+        first.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || tell_row(dir.path())
+        .starts_with("dispatched |")));
+    std::fs::write(dir.path().join("palisade.yaml"), named("b")).expect("config");
+    let second = EngineProcess::start(dir.path(), "b");
+    second.wait_for_log("reading the stream");
+    assert!(
+        tell_row(dir.path()).starts_with("dispatched |"),
+        "{}\n{}",
+        tell_row(dir.path()),
+        second.log()
+    );
+    assert!(second.log().contains("left to it"), "{}", second.log());
+    assert!(
+        eventually(Duration::from_secs(20), || tell_row(dir.path())
+            .starts_with("failed |")),
+        "{}\n{}",
+        tell_row(dir.path()),
+        first.log()
+    );
+    assert_eq!(tell_row(dir.path()), "failed | timed out after 8s");
+    assert!(
+        eventually(Duration::from_secs(10), || !alerts_for(&server, "ev-0")
+            .is_empty()),
+        "{}",
+        first.log()
+    );
+    second.stop();
+    first.stop();
+    let alerts = alerts_for(&server, "ev-0");
+    assert!(
+        alerts
+            .iter()
+            .all(|alert| alert["actions"][0]["status"] == "failed"),
+        "{alerts:?}"
+    );
+    let trail = stdout(&palisade(&["audit", "tail", "-n", "20"], dir.path()));
+    assert!(!trail.contains("abandoned"), "{trail}");
+    assert_eq!(came.load(Ordering::SeqCst), 1);
+}
