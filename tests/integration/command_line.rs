@@ -138,3 +138,108 @@ fn the_actor_is_not_unknown_when_user_is_unset() {
         stdout(&tail)
     );
 }
+
+/// `GET path` of the engine whose log (`log`) names its address; the body.
+fn get(log: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let address: String = text
+        .split("on http://")
+        .nth(1)
+        .expect("the engine logged its address")
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+fn healthz(log: &Path) -> serde_json::Value {
+    serde_json::from_str(&get(log, "/healthz")).expect("JSON")
+}
+
+fn log_holds(log: &Path, text: &str) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(text)
+}
+
+/// After `palisade mode manual` from another process, `/metrics` showed the old mode until the
+/// next event and `/healthz` had no mode; an engine restarted in manual mode did not say so.
+#[test]
+fn an_idle_engine_shows_a_mode_switched_by_another_process_and_says_it_at_start() {
+    use crate::support::{PATIENCE, eventually, run_on_pipes, terminate};
+    use std::time::Duration;
+    let repo = scratch_content();
+    std::fs::write(
+        repo.path().join("palisade.yaml"),
+        "http:\n  listen: 127.0.0.1:0\n",
+    )
+    .expect("config");
+    let (mut child, log) = run_on_pipes(repo.path());
+    assert!(
+        eventually(PATIENCE, || log_holds(&log, "palisade is running")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(log_holds(&log, "mode: auto"));
+    let before = healthz(&log);
+    assert_eq!(before["mode"], "auto", "{before}");
+    assert_eq!(before["mode_since"], serde_json::Value::Null, "{before}");
+
+    assert_success(&palisade(&["mode", "manual"], repo.path()));
+    // No event arrives: only the engine's own once-a-second read can show the switch. Two
+    // seconds leave room for a loaded machine.
+    assert!(
+        eventually(Duration::from_secs(2), || healthz(&log)["mode"] == "manual"),
+        "{}",
+        healthz(&log)
+    );
+    let after = healthz(&log);
+    assert!(
+        after["mode_by"]
+            .as_str()
+            .is_some_and(|by| by.starts_with("operator:")),
+        "{after}"
+    );
+    assert!(after["mode_since"].is_string(), "{after}");
+    let metrics = get(&log, "/metrics");
+    assert!(
+        metrics.contains("palisade_mode{mode=\"manual\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("palisade_mode{mode=\"auto\"} 0"),
+        "{metrics}"
+    );
+    terminate(&child);
+    assert!(child.wait().expect("wait").success());
+
+    // Restarted in manual mode, the engine warns at start, naming who switched it.
+    let (mut again, log) = run_on_pipes(repo.path());
+    assert!(
+        eventually(PATIENCE, || log_holds(&log, "palisade is running")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("mode: manual"))
+        .unwrap_or_else(|| panic!("no mode line at start:\n{text}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("operator:"), "{line}");
+    assert!(line.contains("set by an operator"), "{line}");
+    terminate(&again);
+    assert!(again.wait().expect("wait").success());
+}
