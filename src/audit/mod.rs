@@ -612,11 +612,24 @@ impl AuditReader {
 /// `sudo` records (`SUDO_USER`), `USER`, `LOGNAME`, the effective uid's entry in /etc/passwd,
 /// then `configured` (`audit.operator`); `operator:unknown` only when there is none of them.
 pub fn operator(configured: Option<&str>) -> String {
+    operator_from(
+        |name| std::env::var(name).ok(),
+        effective_user_name,
+        configured,
+    )
+}
+
+/// [`operator`] with its sources given, so the order of the fallbacks can be tested.
+fn operator_from(
+    env: impl Fn(&str) -> Option<String>,
+    passwd: impl FnOnce() -> Option<String>,
+    configured: Option<&str>,
+) -> String {
     let from_env = ["SUDO_USER", "USER", "LOGNAME"]
         .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| usable_name(v)));
+        .find_map(|name| env(name).filter(|v| usable_name(v)));
     let user = from_env
-        .or_else(effective_user_name)
+        .or_else(passwd)
         .or_else(|| {
             configured
                 .map(str::trim)
