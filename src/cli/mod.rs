@@ -248,7 +248,7 @@ pub enum Command {
     )]
     Validate {
         /// The content directory (holding rules/, playbooks/, palisade.yaml); the same as `-C`.
-        #[arg(conflicts_with = "dir")]
+        #[arg(conflicts_with = "dir", value_name = "DIR")]
         content: Option<PathBuf>,
         #[command(flatten)]
         at: Place,
@@ -264,7 +264,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  palisade test\n  palisade test . --filter office")]
     Test {
         /// The content directory; the same as `-C`.
-        #[arg(conflicts_with = "dir")]
+        #[arg(conflicts_with = "dir", value_name = "DIR")]
         content: Option<PathBuf>,
         #[command(flatten)]
         at: Place,
