@@ -681,13 +681,16 @@ impl Executor {
         self.manual.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Reads the recorded mode (a manual engine stays manual across restarts).
-    pub async fn load_mode(&self) -> Result<(), StateError> {
+    /// Reads the recorded mode (a manual engine stays manual across restarts), and returns
+    /// it with since when and by whom.
+    pub async fn load_mode(&self) -> Result<crate::approvals::ModeState, StateError> {
         let _held = self.mode_lock.lock().await;
-        let manual = self.approvals.mode().await?.mode == Mode::Manual;
-        self.manual
-            .store(manual, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        let state = self.approvals.mode().await?;
+        self.manual.store(
+            state.mode == Mode::Manual,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(state)
     }
 
     /// Also announce a switch to manual mode on this Redis channel.

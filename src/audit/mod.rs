@@ -90,6 +90,10 @@ pub struct AuditConfig {
     pub key: Option<PathBuf>,
     /// The file rewritten after every append with the last row's number and MAC.
     pub anchor: Option<PathBuf>,
+    /// The name recorded for operator commands (`operator:<name>`) when the OS user name cannot
+    /// be found (no `SUDO_USER`, `USER` or `LOGNAME`, and the effective uid has no entry in
+    /// /etc/passwd), as in some containers and service units.
+    pub operator: Option<String>,
 }
 
 impl AuditFiles {
@@ -604,12 +608,61 @@ impl AuditReader {
     }
 }
 
-/// `operator:<user>` for commands a person runs.
-pub fn operator() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+/// `operator:<user>` for commands a person runs. The user is the first name found of: the one
+/// `sudo` records (`SUDO_USER`), `USER`, `LOGNAME`, the effective uid's entry in /etc/passwd,
+/// then `configured` (`audit.operator`); `operator:unknown` only when there is none of them.
+pub fn operator(configured: Option<&str>) -> String {
+    operator_from(
+        |name| std::env::var(name).ok(),
+        effective_user_name,
+        configured,
+    )
+}
+
+/// [`operator`] with its sources given, so the order of the fallbacks can be tested.
+fn operator_from(
+    env: impl Fn(&str) -> Option<String>,
+    passwd: impl FnOnce() -> Option<String>,
+    configured: Option<&str>,
+) -> String {
+    let from_env = ["SUDO_USER", "USER", "LOGNAME"]
+        .into_iter()
+        .find_map(|name| env(name).filter(|v| usable_name(v)));
+    let user = from_env
+        .or_else(passwd)
+        .or_else(|| {
+            configured
+                .map(str::trim)
+                .filter(|v| usable_name(v))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into());
     format!("operator:{user}")
+}
+
+/// A name fit to stand in the audit trail: not empty, one line, no control characters.
+fn usable_name(name: &str) -> bool {
+    !name.trim().is_empty() && !name.chars().any(char::is_control)
+}
+
+/// The name of the effective uid from /etc/passwd, read without a libc binding: the uid from
+/// /proc/self/status (Linux; elsewhere there is none and the next fallback is used).
+fn effective_user_name() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // `Uid:` lists the real, effective, saved and filesystem uids.
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        (fields.next()? == uid && usable_name(name)).then(|| name.to_string())
+    })
 }
 
 #[cfg(test)]

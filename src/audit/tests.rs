@@ -500,3 +500,37 @@ async fn append_timing() {
         println!("verify {total} rows: {:.2?}", started.elapsed());
     }
 }
+
+/// The actor was `operator:unknown` whenever `USER` was unset; each fallback is used in turn,
+/// and a value with a line break or control character is skipped, not recorded.
+#[test]
+fn operator_falls_back_to_logname_passwd_then_the_configured_name() {
+    let env = |set: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            set.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        }
+    };
+    assert_eq!(
+        operator_from(env(&[("USER", "alice"), ("LOGNAME", "bob")]), || None, None),
+        "operator:alice"
+    );
+    assert_eq!(
+        operator_from(env(&[("LOGNAME", "bob")]), || Some("carol".into()), None),
+        "operator:bob"
+    );
+    assert_eq!(
+        operator_from(env(&[("USER", "x\ny")]), || Some("carol".into()), None),
+        "operator:carol"
+    );
+    assert_eq!(
+        operator_from(env(&[]), || None, Some(" soc-team ")),
+        "operator:soc-team"
+    );
+    assert_eq!(
+        operator_from(env(&[]), || None, Some("")),
+        "operator:unknown"
+    );
+    assert_eq!(operator_from(env(&[]), || None, None), "operator:unknown");
+}

@@ -4,38 +4,25 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::audit::{AuditError, AuditFiles, AuditReader, AuditRecord};
-use crate::content::display_path;
 use crate::state::StateStore;
 
-use super::{CannotRun, Status, load_content};
+use super::{CannotRun, Place, Status};
 
-/// The state database of the content directory and the audit trail's key and anchor (its
-/// config's paths, or the defaults).
-pub(super) fn paths(dir: &Path) -> Result<(std::path::PathBuf, AuditFiles), CannotRun> {
-    Ok(match load_content(dir, None)? {
-        Ok(content) => (
-            content.resolve(&content.config.state.path),
-            AuditFiles::from_config(&content.config.audit, &content.config.state.path, |p| {
-                content.resolve(p)
-            }),
-        ),
-        Err(_) => {
-            let config = crate::config::Config::default();
-            (
-                display_path(dir, &config.state.path),
-                AuditFiles::from_config(&config.audit, &config.state.path, |p| {
-                    display_path(dir, p)
-                }),
-            )
-        }
-    })
+/// The state database and the audit trail's key and anchor, as an engine started with the same
+/// options uses them (only the config is read).
+pub(super) fn paths(at: &Place) -> Result<(std::path::PathBuf, AuditFiles), CannotRun> {
+    let config = at.read_config()?;
+    Ok((
+        at.resolve(&config.state.path),
+        AuditFiles::from_config(&config.audit, &config.state.path, |p| at.resolve(p)),
+    ))
 }
 
 fn with_log<T>(
-    dir: &Path,
+    at: &Place,
     work: impl AsyncFnOnce(&AuditReader, &AuditFiles) -> Result<T, AuditError>,
 ) -> Result<T, CannotRun> {
-    let (path, files) = paths(dir)?;
+    let (path, files) = paths(at)?;
     if !path.exists() {
         return Err(CannotRun(format!(
             "no state database at `{}`: nothing has been audited there",
@@ -79,8 +66,8 @@ fn line(record: &AuditRecord) -> String {
     )
 }
 
-pub fn tail(dir: &Path, count: i64) -> Result<Status, CannotRun> {
-    let records = with_log(dir, async |log, _| Ok(log.tail(count).await?))?;
+pub fn tail(at: &Place, count: i64) -> Result<Status, CannotRun> {
+    let records = with_log(at, async |log, _| Ok(log.tail(count).await?))?;
     for record in &records {
         // Rows carry event values (ids, targets, reasons): shown inert.
         println!("{}", crate::text::Inert(&line(record)));
@@ -94,8 +81,8 @@ pub fn tail(dir: &Path, count: i64) -> Result<Status, CannotRun> {
 /// How many findings to print; the count of the rest follows.
 const SHOWN_FINDINGS: usize = 50;
 
-pub fn verify(dir: &Path) -> Result<Status, CannotRun> {
-    let report = with_log(dir, async |log, files| log.verify(files).await)?;
+pub fn verify(at: &Place) -> Result<Status, CannotRun> {
+    let report = with_log(at, async |log, files| log.verify(files).await)?;
     for finding in report.findings.iter().take(SHOWN_FINDINGS) {
         println!("BROKEN: {finding}");
     }
@@ -131,8 +118,8 @@ pub fn verify(dir: &Path) -> Result<Status, CannotRun> {
     }
 }
 
-pub fn export(dir: &Path, out: Option<&Path>) -> Result<Status, CannotRun> {
-    let records = with_log(dir, async |log, _| Ok(log.records(None).await?))?;
+pub fn export(at: &Place, out: Option<&Path>) -> Result<Status, CannotRun> {
+    let records = with_log(at, async |log, _| Ok(log.records(None).await?))?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

@@ -1,7 +1,6 @@
 //! `palisade bench pipeline`
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ pub struct PipelineArgs {
     pub webhook: Option<crate::bench::webhook::WebhookMode>,
 }
 
-use super::{CannotRun, Status, load_runnable_content};
+use super::{CannotRun, Place, Status, load_runnable_content};
 
 /// A redis-server the bench starts for itself and stops when done.
 struct LocalRedis {
@@ -67,8 +66,8 @@ impl Drop for LocalRedis {
     }
 }
 
-pub fn run(dir: &Path, args: PipelineArgs) -> Result<Status, CannotRun> {
-    let content = load_runnable_content(dir, None)?;
+pub fn run(at: &Place, args: PipelineArgs) -> Result<Status, CannotRun> {
+    let content = load_runnable_content(&at.dir, at.config.as_deref())?;
     let local = match args.redis_url {
         Some(_) => None,
         None => Some(LocalRedis::start()?),

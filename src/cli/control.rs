@@ -2,21 +2,17 @@
 //! in charge of a running engine. They change the state database directly; the engine reads it
 //! (WAL mode lets both work at once).
 
-use std::path::Path;
-
 use crate::approvals::{Approvals, Mode};
 use crate::audit::{AuditEntry, AuditLog, operator};
-use crate::content::display_path;
 use crate::state::StateStore;
 
-use super::{CannotRun, Status, load_content};
+use super::{CannotRun, Place, Status};
 
-/// The state database of `dir`, which must exist: these commands act on what an engine did.
-fn state_path(dir: &Path) -> Result<std::path::PathBuf, CannotRun> {
-    let path = match load_content(dir, None)? {
-        Ok(content) => content.resolve(&content.config.state.path),
-        Err(_) => display_path(dir, &crate::config::Config::default().state.path),
-    };
+/// The state database an engine started with the same `-C` and `--config` uses, which must
+/// exist: these commands act on what an engine did. Only the config is read, so a broken rule
+/// cannot send the command to another database.
+fn state_path(at: &Place) -> Result<std::path::PathBuf, CannotRun> {
+    let path = at.resolve(&at.read_config()?.state.path);
     if !path.exists() {
         return Err(CannotRun(format!(
             "no state database at `{}`: the engine has not run there",
@@ -26,11 +22,16 @@ fn state_path(dir: &Path) -> Result<std::path::PathBuf, CannotRun> {
     Ok(path)
 }
 
+/// Who runs this command, for the audit trail (`audit::operator`).
+fn actor(at: &Place) -> Result<String, CannotRun> {
+    Ok(operator(at.read_config()?.audit.operator.as_deref()))
+}
+
 fn with_state<T>(
-    dir: &Path,
+    at: &Place,
     work: impl AsyncFnOnce(&StateStore) -> Result<T, CannotRun>,
 ) -> Result<T, CannotRun> {
-    let path = state_path(dir)?;
+    let path = state_path(at)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -48,8 +49,8 @@ fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
-    with_state(dir, async |state| {
+pub fn list(at: &Place, all: bool) -> Result<Status, CannotRun> {
+    with_state(at, async |state| {
         let approvals = Approvals::new(state);
         approvals.expire().await?;
         let rows = approvals
@@ -94,17 +95,17 @@ pub fn list(dir: &Path, all: bool) -> Result<Status, CannotRun> {
 }
 
 /// The audit trail of `dir`'s state database, to write to.
-async fn audit_log(dir: &Path, state: &StateStore) -> Result<AuditLog, CannotRun> {
-    let (_, files) = super::audit::paths(dir)?;
+async fn audit_log(at: &Place, state: &StateStore) -> Result<AuditLog, CannotRun> {
+    let (_, files) = super::audit::paths(at)?;
     Ok(AuditLog::open(state, &files).await?)
 }
 
-pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
+pub fn decide(at: &Place, id: i64, approve: bool) -> Result<Status, CannotRun> {
     // In dry-run the engine records an approved step as `dry_run` and never acts: say so.
-    let dry_run =
-        matches!(load_content(dir, None), Ok(Ok(content)) if content.config.actions.dry_run);
-    with_state(dir, async |state| {
-        let by = operator();
+    let config = at.read_config()?;
+    let dry_run = config.actions.dry_run;
+    with_state(at, async |state| {
+        let by = actor(at)?;
         match Approvals::new(state).decide(id, approve, &by).await? {
             Ok(approval) => {
                 let entry = approval.audit_entry(
@@ -113,7 +114,7 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
                     &approval.status,
                     format!("approval {id}"),
                 );
-                audit_log(dir, state).await?.append(&[entry]).await?;
+                audit_log(at, state).await?.append(&[entry]).await?;
                 println!(
                     "approval {id} {}: {} {}{}",
                     approval.status,
@@ -134,15 +135,15 @@ pub fn decide(dir: &Path, id: i64, approve: bool) -> Result<Status, CannotRun> {
     })
 }
 
-pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
-    with_state(dir, async |state| {
+pub fn mode(at: &Place, set: Option<&str>) -> Result<Status, CannotRun> {
+    with_state(at, async |state| {
         let approvals = Approvals::new(state);
         if let Some(wanted) = set {
             let mode = match wanted {
                 "auto" => Mode::Auto,
                 _ => Mode::Manual,
             };
-            let by = operator();
+            let by = actor(at)?;
             let before = approvals.mode().await?.mode;
             approvals.set_mode(mode, &by, "set by an operator").await?;
             let entry = AuditEntry {
@@ -153,7 +154,7 @@ pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
                 details: serde_json::json!({"from": before.as_str(), "to": mode.as_str()}),
                 ..AuditEntry::default()
             };
-            audit_log(dir, state).await?.append(&[entry]).await?;
+            audit_log(at, state).await?.append(&[entry]).await?;
         }
         let current = approvals.mode().await?;
         println!(
@@ -171,18 +172,15 @@ pub fn mode(dir: &Path, set: Option<&str>) -> Result<Status, CannotRun> {
     })
 }
 
-/// The anomaly stage's config of `dir` (the default when the content does not load).
-pub(super) fn anomaly_config(dir: &Path) -> Result<crate::config::AnomalyConfig, CannotRun> {
-    Ok(match load_content(dir, None)? {
-        Ok(content) => content.config.anomaly.clone(),
-        Err(_) => crate::config::Config::default().anomaly,
-    })
+/// The anomaly stage's config, as an engine started with the same options reads it.
+pub(super) fn anomaly_config(at: &Place) -> Result<crate::config::AnomalyConfig, CannotRun> {
+    Ok(at.read_config()?.anomaly)
 }
 
 /// `palisade model status`: how far the engine's learning is, the model in use and a retrain
 /// held for review, from the state database.
-pub fn model_status(dir: &Path) -> Result<Status, CannotRun> {
-    let config = anomaly_config(dir)?;
+pub fn model_status(at: &Place) -> Result<Status, CannotRun> {
+    let config = anomaly_config(at)?;
     if let Some(model) = config.model.as_ref().filter(|_| config.enabled) {
         println!(
             "scoring with the model file `{}` (anomaly.model); the engine does not learn",
@@ -194,7 +192,7 @@ pub fn model_status(dir: &Path) -> Result<Status, CannotRun> {
         println!("the anomaly stage is off: it neither learns nor scores");
         return Ok(Status::Ok);
     }
-    with_state(dir, async |state| {
+    with_state(at, async |state| {
         let status = crate::anomaly::learning::stored_status(state.pool(), &config)
             .await
             .map_err(crate::state::StateError::from)?;
@@ -205,9 +203,9 @@ pub fn model_status(dir: &Path) -> Result<Status, CannotRun> {
 
 /// `palisade model accept`: the newest held retrain becomes the model in use; running engines
 /// swap it in at their next check.
-pub fn model_accept(dir: &Path) -> Result<Status, CannotRun> {
-    with_state(dir, async |state| {
-        let by = operator();
+pub fn model_accept(at: &Place) -> Result<Status, CannotRun> {
+    with_state(at, async |state| {
+        let by = actor(at)?;
         match crate::anomaly::learning::accept(state.pool(), &by)
             .await
             .map_err(crate::state::StateError::from)?
@@ -231,7 +229,7 @@ pub fn model_accept(dir: &Path) -> Result<Status, CannotRun> {
                     }),
                     ..AuditEntry::default()
                 };
-                audit_log(dir, state).await?.append(&[entry]).await?;
+                audit_log(at, state).await?.append(&[entry]).await?;
                 println!(
                     "model {} (trained at {}) is in use from each engine's next check",
                     row.id, row.trained_at
@@ -242,7 +240,7 @@ pub fn model_accept(dir: &Path) -> Result<Status, CannotRun> {
     })
 }
 
-pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
+pub fn unblock(at: &Place, address: &str) -> Result<Status, CannotRun> {
     let Ok(crate::actions::ParamValue::Address { ip, prefix }) =
         crate::actions::ParamType::Address.parse(address)
     else {
@@ -253,27 +251,24 @@ pub fn unblock(dir: &Path, address: &str) -> Result<Status, CannotRun> {
     let shown = crate::actions::ParamValue::Address { ip, prefix }.to_string();
     // Without a state database there is no record to close and no audit trail to write to:
     // stop before touching the firewall (which would create palisade's table to delete from).
-    state_path(dir)?;
-    let backend = match load_content(dir, None)? {
-        Ok(content) => content.config.actions.firewall,
-        Err(_) => crate::actions::plugins::firewall::Backend::Auto,
-    };
+    state_path(at)?;
+    let backend = at.read_config()?.actions.firewall;
     crate::actions::plugins::firewall::unblock_with(backend, ip, prefix)
         .map_err(|e| CannotRun(format!("the firewall refused the unblock: {e}")))?;
-    with_state(dir, async |state| {
+    with_state(at, async |state| {
         let records = crate::actions::plugins::firewall::record_removed(state.pool(), &shown)
             .await
             .map_err(|e| CannotRun(e.to_string()))?;
         let entry = AuditEntry {
             kind: "outcome".into(),
-            actor: operator(),
+            actor: actor(at)?,
             action: Some("firewall.unblock".into()),
             target: Some(shown.clone()),
             status: Some("executed".into()),
             reason: Some("unblocked by an operator".into()),
             ..AuditEntry::default()
         };
-        audit_log(dir, state).await?.append(&[entry]).await?;
+        audit_log(at, state).await?.append(&[entry]).await?;
         println!("unblocked {shown} ({records} recorded block(s) closed)");
         Ok(Status::Ok)
     })

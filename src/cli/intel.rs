@@ -4,38 +4,31 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::IntelMaxPrefix;
-use crate::content::{WARNINGLISTS_DIR, display_path};
+use crate::content::WARNINGLISTS_DIR;
 use crate::intel::formats::{Format, ImportOptions, Imported, import};
 use crate::intel::{IndicatorKind, IntelStore, Warninglists, load_matcher};
 use crate::state::StateStore;
 
-use super::{CannotRun, Status, load_content};
+use super::{CannotRun, Place, Status};
 
-/// The state file, warninglists and intel limits of the content directory (its config, or the
-/// defaults when there is no valid content there: intel can be managed before any rule exists).
-fn context(dir: &Path) -> Result<(std::path::PathBuf, Warninglists, IntelMaxPrefix), CannotRun> {
-    let context = match load_content(dir, None)? {
-        Ok(content) => (
-            content.resolve(&content.config.state.path),
-            content.warninglists.clone(),
-            content.config.intel.max_prefix,
-        ),
-        Err(_) => {
-            let config = crate::config::Config::default();
-            // The config did not load, so its cap is unknown: the default holds.
-            let lists = crate::content::load_warninglists(
-                &display_path(dir, Path::new(WARNINGLISTS_DIR)),
-                crate::config::DEFAULT_MAX_FILE_BYTES,
-            )
-            .map_err(|problems| CannotRun(problems.render()))?;
-            (
-                display_path(dir, &config.state.path),
-                lists,
-                config.intel.max_prefix,
-            )
-        }
+/// The state file, warninglists and intel limits as an engine started with the same options
+/// uses them. Only a broken config stops the command: intel can be managed before any rule
+/// exists, or while one is broken.
+fn context(at: &Place) -> Result<(std::path::PathBuf, Warninglists, IntelMaxPrefix), CannotRun> {
+    let config = at.read_config()?;
+    let lists = match at.content()? {
+        Ok(content) => content.warninglists.clone(),
+        Err(_) => crate::content::load_warninglists(
+            &at.resolve(Path::new(WARNINGLISTS_DIR)),
+            config.content.max_file_bytes,
+        )
+        .map_err(|problems| CannotRun(problems.render()))?,
     };
-    Ok(context)
+    Ok((
+        at.resolve(&config.state.path),
+        lists,
+        config.intel.max_prefix,
+    ))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CannotRun> {
@@ -45,7 +38,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CannotRun> {
 }
 
 pub fn import_file(
-    dir: &Path,
+    at: &Place,
     file: &Path,
     format: Format,
     source: Option<String>,
@@ -53,7 +46,7 @@ pub fn import_file(
     confidence: Option<u8>,
     severity: Option<u8>,
 ) -> Result<Status, CannotRun> {
-    let (state_path, _, max_prefix) = context(dir)?;
+    let (state_path, _, max_prefix) = context(at)?;
     let options = ImportOptions {
         source: source.unwrap_or_else(|| format.name().to_string()),
         kind,
@@ -143,8 +136,8 @@ fn report_skipped(imported: &Imported) {
     }
 }
 
-pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
-    let (state_path, lists, max_prefix) = context(dir)?;
+pub fn lookup(at: &Place, value: &str) -> Result<Status, CannotRun> {
+    let (state_path, lists, max_prefix) = context(at)?;
     runtime()?
         .block_on(async {
             let state = StateStore::open(&state_path).await?;
@@ -199,8 +192,8 @@ pub fn lookup(dir: &Path, value: &str) -> Result<Status, CannotRun> {
         .map_err(|e| CannotRun(e.to_string()))
 }
 
-pub fn stats(dir: &Path) -> Result<Status, CannotRun> {
-    let (state_path, lists, _) = context(dir)?;
+pub fn stats(at: &Place) -> Result<Status, CannotRun> {
+    let (state_path, lists, _) = context(at)?;
     runtime()?.block_on(async {
         let state = StateStore::open(&state_path).await?;
         let stats = IntelStore::new(&state)
@@ -252,8 +245,8 @@ pub fn stats(dir: &Path) -> Result<Status, CannotRun> {
     Ok(Status::Ok)
 }
 
-pub fn pull(dir: &Path, only: Option<&str>) -> Result<Status, CannotRun> {
-    let content = match load_content(dir, None)? {
+pub fn pull(at: &Place, only: Option<&str>) -> Result<Status, CannotRun> {
+    let content = match at.content()? {
         Ok(content) => content,
         Err(problems) => {
             eprintln!("{}", problems.render());

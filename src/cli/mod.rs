@@ -60,6 +60,83 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where a command finds its content and config. Every command that reads either takes these
+/// two options the same way, so an operator command (`mode`, `approvals`, `audit`, `unblock`,
+/// `intel`, `model`) given the options `palisade run` was started with reads the same state
+/// database that engine writes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Place {
+    /// The content directory (holding rules/, playbooks/, palisade.yaml); relative paths in the
+    /// config are resolved against it.
+    #[arg(long = "dir", short = 'C', default_value = ".")]
+    pub dir: PathBuf,
+    /// Config file; default DIR/palisade.yaml, else the embedded default.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl Place {
+    /// The config file named, or the content directory's own when it has one.
+    fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            let own = crate::content::display_path(
+                &self.dir,
+                std::path::Path::new(crate::config::CONFIG_FILE),
+            );
+            own.exists().then_some(own)
+        })
+    }
+
+    /// Only the config, for commands that act on what an engine stored. A config that does not
+    /// parse is an error naming its file, line and field, never a silent fall back to the
+    /// default (which would name another state database); problems in rules or playbooks do
+    /// not matter here.
+    fn read_config(&self) -> Result<crate::config::Config, CannotRun> {
+        if !self.dir.is_dir() {
+            return Err(CannotRun(format!(
+                "`{}` is not a directory",
+                self.dir.display()
+            )));
+        }
+        let Some(path) = self.config_file() else {
+            return Ok(crate::config::Config::default());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            CannotRun(format!(
+                "cannot read config file `{}`: {err}",
+                path.display()
+            ))
+        })?;
+        crate::config::parse(&path, &text).map_err(|problems| {
+            CannotRun(format!(
+                "config file `{}` is invalid:\n{}",
+                path.display(),
+                problems.render()
+            ))
+        })
+    }
+
+    /// The content, as `palisade run` with these options loads it.
+    fn content(
+        &self,
+    ) -> Result<Result<crate::content::Content, crate::diagnostics::Diagnostics>, CannotRun> {
+        load_content(&self.dir, self.config.as_deref())
+    }
+
+    /// The content directory given as a positional argument (`validate DIR`) wins over `-C`.
+    fn with_content(self, content: Option<PathBuf>) -> Place {
+        match content {
+            Some(dir) => Place { dir, ..self },
+            None => self,
+        }
+    }
+
+    /// Resolves a path from the config against the content directory, as the engine does.
+    fn resolve(&self, path: &std::path::Path) -> PathBuf {
+        crate::content::display_path(&self.dir, path)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -91,9 +168,8 @@ pub enum ModelCommand {
         /// (`--model models/anomaly.model`).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// The content directory whose model is the default.
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
         #[arg(long, default_value_t = 0.9)]
         threshold: f64,
         /// Where to write the histogram PNG.
@@ -103,13 +179,13 @@ pub enum ModelCommand {
     /// How far the engine's learning is ("learning: 41,000 of 50,000 events, 3 of 7 days"), the
     /// model in use and a retrain held for review.
     Status {
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Put the retrained model held for review (its alert rate jumped) in use.
     Accept {
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Why an event scores what it scores: the score, every feature's value and share of the
     /// distance, and what the baseline holds for the event's host and its peer group.
@@ -131,9 +207,8 @@ pub enum ModelCommand {
         /// only when named (`--model models/anomaly.model`).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// The content directory whose model is the default.
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Generate events of a made-up 36-host office fleet: normal activity, or labelled attacks.
     #[command(after_help = "The shipped model and its test sets were made with:\n  \
@@ -172,16 +247,14 @@ pub enum Command {
         after_help = "Examples:\n  palisade validate\n  palisade validate my-detections --format json\n  palisade validate . --config sigmahq.yaml --refusals\n\nSigma rules in the content's rules/ folder that cannot run exactly are errors; in the\nfolders named by `sigma.folders` (a community corpus) they are refused, counted by reason and\nleft out, and validate still succeeds."
     )]
     Validate {
-        /// The content directory (holding rules/, playbooks/, palisade.yaml).
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// The content directory (holding rules/, playbooks/, palisade.yaml); the same as `-C`.
+        #[arg(conflicts_with = "dir", value_name = "DIR")]
+        content: Option<PathBuf>,
+        #[command(flatten)]
+        at: Place,
         /// `json` prints an array of {file, line, column, code, message, context, source_line}.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
-        /// Read this config file instead of DIR/palisade.yaml (for example one whose
-        /// `sigma.folders` names a SigmaHQ checkout).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// List every Sigma rule refused in the configured `sigma.folders`, with its
         /// file:line:col and reason (by default they are counted by reason).
         #[arg(long)]
@@ -190,8 +263,11 @@ pub enum Command {
     /// Run the test cases embedded in rules and playbooks, and fixture snapshots.
     #[command(after_help = "Examples:\n  palisade test\n  palisade test . --filter office")]
     Test {
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// The content directory; the same as `-C`.
+        #[arg(conflicts_with = "dir", value_name = "DIR")]
+        content: Option<PathBuf>,
+        #[command(flatten)]
+        at: Place,
         /// Only cases whose rule, playbook or name contains this text.
         #[arg(long)]
         filter: Option<String>,
@@ -206,9 +282,8 @@ pub enum Command {
         /// JSON-lines file of events; `-` reads standard input.
         #[arg(long)]
         events: PathBuf,
-        /// The content directory.
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
         /// Write rejected input lines (with the reason) to this file.
         #[arg(long)]
         dead_letter: Option<PathBuf>,
@@ -223,15 +298,11 @@ pub enum Command {
 Examples:\n  palisade run --events tests/fixtures/mixed.jsonl\n  sensor | palisade run --log-format json"
     )]
     Run {
-        /// Config file; default ./palisade.yaml in the content directory, else the embedded default.
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// Read events from this JSON-lines file (`-` for standard input) instead of the configured source.
         #[arg(long)]
         events: Option<PathBuf>,
-        /// The content directory.
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Publish recorded events to a Redis stream or channel, as a sensor would.
     #[command(
@@ -252,9 +323,8 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
         /// Redis URL; default from the config.
         #[arg(long)]
         redis: Option<String>,
-        /// The content directory whose config gives the defaults.
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Manage the threat-intelligence store: import feeds, look values up, see what is loaded.
     Intel {
@@ -271,14 +341,14 @@ Examples:\n  palisade publish --events tests/fixtures/mixed.jsonl\n  palisade pu
     Mode {
         #[arg(value_parser = ["auto", "manual"])]
         set: Option<String>,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Remove a block palisade placed (in this network namespace), and close its record.
     Unblock {
         address: String,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Read and check the audit trail of what the engine and its operators did.
     Audit {
@@ -345,27 +415,27 @@ pub enum IntelCommand {
         /// Severity 0-100 for every indicator, instead of the format's default.
         #[arg(long)]
         severity: Option<u8>,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Show every indicator an address, domain, URL or hash matches (ranges and parent domains
     /// included). Exit 1 when nothing matches.
     Lookup {
         value: String,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Pull the feeds configured under `intel.feeds` now (all, or the one named). `palisade run`
     /// pulls them on their schedule by itself.
     Pull {
         feed: Option<String>,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Count indicators by kind and source, and show each feed's last pull.
     Stats {
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
 }
 
@@ -375,20 +445,20 @@ pub enum ApprovalsCommand {
     List {
         #[arg(long)]
         all: bool,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Approve a step; a running engine executes it within a second, through the same policy.
     Approve {
         id: i64,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Reject a step: it will not run.
     Reject {
         id: i64,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
 }
 
@@ -398,13 +468,13 @@ pub enum AuditCommand {
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
         count: i64,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Walk the hash chain; exit 1 when a row was edited or removed.
     Verify {
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
     /// Every record as JSON lines, for a SIEM or an archive.
     Export {
@@ -414,8 +484,8 @@ pub enum AuditCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
     },
 }
 
@@ -453,9 +523,8 @@ Example:\n  cargo run --release -- bench pipeline --rules 100 --indicators 10000
         /// receiver that answers at once (`healthy`) or never (`hang`).
         #[arg(long, value_enum)]
         webhook: Option<crate::bench::webhook::WebhookMode>,
-        /// The content directory whose rules and playbooks run.
-        #[arg(long, short = 'C', default_value = ".")]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Place,
         /// Generated rules (Rhai and Sigma, shaped like real content) added to the content
         /// directory's own, in a scratch copy.
         #[arg(long, default_value_t = 0)]
@@ -515,23 +584,23 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { dir } => init::run(&dir),
         Command::Validate {
-            dir,
+            content,
+            at,
             format,
-            config,
             refusals,
-        } => validate::run(&dir, config.as_deref(), format, refusals),
-        Command::Test { dir, filter } => test::run(&dir, filter.as_deref()),
+        } => validate::run(&at.with_content(content), format, refusals),
+        Command::Test {
+            content,
+            at,
+            filter,
+        } => test::run(&at.with_content(content), filter.as_deref()),
         Command::Replay {
             events,
-            dir,
+            at,
             dead_letter,
             dry_run,
-        } => replay::run(&dir, &events, dead_letter.as_deref(), dry_run),
-        Command::Run {
-            config,
-            events,
-            dir,
-        } => run::run(&dir, config.as_deref(), events.as_deref(), cli.log_format),
+        } => replay::run(&at, &events, dead_letter.as_deref(), dry_run),
+        Command::Run { events, at } => run::run(&at, events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
         Command::Train { events, out } => model::train_model(&events, &out),
         Command::Model { which } => match which {
@@ -539,10 +608,10 @@ pub fn main() -> ExitCode {
                 normal,
                 attacks,
                 model: path,
-                dir,
+                at,
                 threshold,
                 plot,
-            } => model::eval(&dir, path.as_deref(), &normal, &attacks, threshold, &plot),
+            } => model::eval(&at, path.as_deref(), &normal, &attacks, threshold, &plot),
             ModelCommand::Sample {
                 kind,
                 events,
@@ -550,16 +619,16 @@ pub fn main() -> ExitCode {
                 seed,
                 out,
             } => model::sample(kind, events, days, seed, out.as_deref()),
-            ModelCommand::Status { dir } => control::model_status(&dir),
-            ModelCommand::Accept { dir } => control::model_accept(&dir),
+            ModelCommand::Status { at } => control::model_status(&at),
+            ModelCommand::Accept { at } => control::model_accept(&at),
             ModelCommand::Explain {
                 event,
                 file,
                 event_id,
                 model: path,
-                dir,
+                at,
             } => model::explain(
-                &dir,
+                &at,
                 path.as_deref(),
                 event.as_deref(),
                 file.as_deref(),
@@ -567,16 +636,16 @@ pub fn main() -> ExitCode {
             ),
         },
         Command::Approvals { which } => match which {
-            ApprovalsCommand::List { all, dir } => control::list(&dir, all),
-            ApprovalsCommand::Approve { id, dir } => control::decide(&dir, id, true),
-            ApprovalsCommand::Reject { id, dir } => control::decide(&dir, id, false),
+            ApprovalsCommand::List { all, at } => control::list(&at, all),
+            ApprovalsCommand::Approve { id, at } => control::decide(&at, id, true),
+            ApprovalsCommand::Reject { id, at } => control::decide(&at, id, false),
         },
-        Command::Mode { set, dir } => control::mode(&dir, set.as_deref()),
-        Command::Unblock { address, dir } => control::unblock(&dir, &address),
+        Command::Mode { set, at } => control::mode(&at, set.as_deref()),
+        Command::Unblock { address, at } => control::unblock(&at, &address),
         Command::Audit { which } => match which {
-            AuditCommand::Tail { count, dir } => audit::tail(&dir, count),
-            AuditCommand::Verify { dir } => audit::verify(&dir),
-            AuditCommand::Export { out, dir, .. } => audit::export(&dir, out.as_deref()),
+            AuditCommand::Tail { count, at } => audit::tail(&at, count),
+            AuditCommand::Verify { at } => audit::verify(&at),
+            AuditCommand::Export { out, at, .. } => audit::export(&at, out.as_deref()),
         },
         Command::Intel { which } => match which {
             IntelCommand::Import {
@@ -586,11 +655,11 @@ pub fn main() -> ExitCode {
                 kind,
                 confidence,
                 severity,
-                dir,
-            } => intel::import_file(&dir, &file, format, source, kind, confidence, severity),
-            IntelCommand::Lookup { value, dir } => intel::lookup(&dir, &value),
-            IntelCommand::Stats { dir } => intel::stats(&dir),
-            IntelCommand::Pull { feed, dir } => intel::pull(&dir, feed.as_deref()),
+                at,
+            } => intel::import_file(&at, &file, format, source, kind, confidence, severity),
+            IntelCommand::Lookup { value, at } => intel::lookup(&at, &value),
+            IntelCommand::Stats { at } => intel::stats(&at),
+            IntelCommand::Pull { feed, at } => intel::pull(&at, feed.as_deref()),
         },
         Command::Bench {
             which:
@@ -599,14 +668,14 @@ pub fn main() -> ExitCode {
                     malicious_every,
                     redis,
                     webhook,
-                    dir,
+                    at,
                     rules,
                     indicators,
                     repeat,
                     json,
                 },
         } => bench::run(
-            &dir,
+            &at,
             bench::PipelineArgs {
                 events,
                 malicious_every,
@@ -626,8 +695,8 @@ pub fn main() -> ExitCode {
             stream,
             channel,
             redis,
-            dir,
-        } => publish::run(&dir, &events, stream, channel, redis),
+            at,
+        } => publish::run(&at, &events, stream, channel, redis),
     };
     match result {
         Ok(Status::Ok) => ExitCode::SUCCESS,

@@ -23,21 +23,21 @@ pub struct ChosenModel {
 /// engine has written one). The shipped example model is not this deployment's normal, so it
 /// is used only when named; without a model of its own the command says so instead of judging
 /// with a stranger's.
-pub fn chosen(dir: &Path, named: Option<&Path>) -> Result<ChosenModel, CannotRun> {
+pub fn chosen(at: &super::Place, named: Option<&Path>) -> Result<ChosenModel, CannotRun> {
     if let Some(path) = named {
         return Ok(ChosenModel {
             path: path.to_path_buf(),
             what: "named with --model",
         });
     }
-    let config = super::control::anomaly_config(dir)?;
+    let config = super::control::anomaly_config(at)?;
     if let Some(file) = config.model.as_ref().filter(|_| config.enabled) {
         return Ok(ChosenModel {
-            path: crate::content::display_path(dir, file),
+            path: at.resolve(file),
             what: "the model file `anomaly.model` names",
         });
     }
-    let learned = crate::content::display_path(dir, &config.learning.model_file);
+    let learned = at.resolve(&config.learning.model_file);
     if learned.exists() {
         return Ok(ChosenModel {
             path: learned,
@@ -99,14 +99,14 @@ pub fn train_model(events: &Path, out: &Path) -> Result<Status, CannotRun> {
 }
 
 pub fn eval(
-    dir: &Path,
+    at: &super::Place,
     named: Option<&Path>,
     normal: &Path,
     attacks: &Path,
     threshold: f64,
     plot: &Path,
 ) -> Result<Status, CannotRun> {
-    let chosen = chosen(dir, named)?;
+    let chosen = chosen(at, named)?;
     let model = Model::load(&chosen.path)?;
     println!("model {} ({})", chosen.path.display(), chosen.what);
     let normal = read_events(normal)?;
@@ -149,7 +149,7 @@ pub fn sample(
 
 /// `palisade model explain`: the event from the argument, or from `file` by `event_id`.
 pub fn explain(
-    dir: &Path,
+    at: &super::Place,
     named: Option<&Path>,
     event: Option<&str>,
     file: Option<&Path>,
@@ -173,7 +173,7 @@ pub fn explain(
             ));
         }
     };
-    let chosen = chosen(dir, named)?;
+    let chosen = chosen(at, named)?;
     let model_path = &chosen.path;
     let model = Model::load(model_path)?;
     let Some(explained) = model.explain(&event) else {

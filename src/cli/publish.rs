@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::config::SourceConfig;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Status};
+use super::{CannotRun, Place, Status};
 
 /// Where `publish` sends events.
 pub enum Target {
@@ -16,7 +16,7 @@ pub enum Target {
 }
 
 pub fn run(
-    dir: &Path,
+    at: &Place,
     events: &Path,
     stream: Option<String>,
     channel: Option<String>,
@@ -24,12 +24,7 @@ pub fn run(
 ) -> Result<Status, CannotRun> {
     // The config supplies defaults. Only the config is read: a rule being edited (or broken)
     // must not send the events somewhere else.
-    let path = crate::content::display_path(dir, Path::new(crate::config::CONFIG_FILE));
-    let config = match std::fs::read_to_string(&path) {
-        Ok(text) => crate::config::parse(&path, &text)
-            .map_err(|problems| CannotRun(format!("{}cannot use the config", problems.render())))?,
-        Err(_) => crate::config::Config::default(),
-    };
+    let config = at.read_config()?;
     let target = match (stream, channel, &config.source) {
         (Some(stream), None, _) => Target::Stream(stream),
         (None, Some(channel), _) => Target::Channel(channel),

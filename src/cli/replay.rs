@@ -8,15 +8,15 @@ use crate::sinks::{DeadLetter, replay_lines};
 use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Status, load_runnable_content};
+use super::{CannotRun, Place, Status, load_runnable_content};
 
 pub fn run(
-    dir: &Path,
+    at: &Place,
     events: &Path,
     dead_letter: Option<&Path>,
     dry_run: bool,
 ) -> Result<Status, CannotRun> {
-    let content = load_runnable_content(dir, None)?;
+    let content = load_runnable_content(&at.dir, at.config.as_deref())?;
     let mut reader = JsonlReader::open(events)
         .map_err(|e| CannotRun(format!("cannot read `{}`: {e}", events.display())))?;
     let dead_letter = dead_letter

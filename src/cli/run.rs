@@ -7,15 +7,10 @@ use crate::server::Options;
 use crate::shutdown::Shutdown;
 use crate::sinks::AlertFormat;
 
-use super::{CannotRun, LogFormat, Status, load_runnable_content};
+use super::{CannotRun, LogFormat, Place, Status, load_runnable_content};
 
-pub fn run(
-    dir: &Path,
-    config: Option<&Path>,
-    events: Option<&Path>,
-    format: LogFormat,
-) -> Result<Status, CannotRun> {
-    let content = load_runnable_content(dir, config)?;
+pub fn run(at: &Place, events: Option<&Path>, format: LogFormat) -> Result<Status, CannotRun> {
+    let content = load_runnable_content(&at.dir, at.config.as_deref())?;
     let options = Options {
         // `--events` overrides the configured source.
         source: events.map(|path| SourceConfig::Jsonl {

@@ -1,14 +1,13 @@
 //! `palisade test [DIR]`
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::testing::run_tests;
 
-use super::{CannotRun, Status, load_content};
+use super::{CannotRun, Place, Status};
 
-pub fn run(dir: &Path, filter: Option<&str>) -> Result<Status, CannotRun> {
-    let content = match load_content(dir, None)? {
+pub fn run(at: &Place, filter: Option<&str>) -> Result<Status, CannotRun> {
+    let content = match at.content()? {
         Ok(content) => Arc::new(content),
         Err(problems) => {
             println!("{}", problems.render());

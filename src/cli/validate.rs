@@ -1,19 +1,12 @@
 //! `palisade validate [DIR]`
 
-use std::path::Path;
-
 use crate::content::Content;
 use crate::sigma::SigmaReport;
 
-use super::{CannotRun, OutputFormat, Status, load_content};
+use super::{CannotRun, OutputFormat, Place, Status};
 
-pub fn run(
-    dir: &Path,
-    config: Option<&Path>,
-    format: OutputFormat,
-    refusals: bool,
-) -> Result<Status, CannotRun> {
-    let loaded = load_content(dir, config)?;
+pub fn run(at: &Place, format: OutputFormat, refusals: bool) -> Result<Status, CannotRun> {
+    let loaded = at.content()?;
     // Errors and warnings together; warnings alone do not fail validation.
     let problems = match &loaded {
         Ok(content) => content.warnings.clone(),

@@ -106,6 +106,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             );
         }
     }
+    // The name stands in every operator record of the audit trail: one plain line.
+    if let Some(name) = &config.audit.operator
+        && (name.trim().is_empty() || name.chars().any(char::is_control))
+    {
+        report(
+            root.key("audit").key("operator"),
+            "`audit.operator` must be a name on one line, without control characters".into(),
+        );
+    }
     // The anchor is rewritten on every append: over the key or the database it would destroy them.
     let audit =
         crate::audit::AuditFiles::from_config(&config.audit, &config.state.path, Path::to_path_buf);

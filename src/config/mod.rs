@@ -1039,4 +1039,20 @@ mod tests {
         .unwrap();
         assert_eq!(ok.events.extra_fields, vec!["sensor.version".to_string()]);
     }
+
+    /// The configured operator name ends up in audit records: a line break there would let a
+    /// config forge a record line, so it is refused with its position.
+    #[test]
+    fn an_operator_name_with_a_line_break_is_refused_at_its_line() {
+        let found = parse(
+            Path::new("ops.yaml"),
+            "audit:\n  operator: \"soc\\nteam\"\n",
+        )
+        .unwrap_err();
+        let rendered = found.render();
+        assert!(rendered.contains("ops.yaml:2"), "{rendered}");
+        assert!(rendered.contains("audit.operator"), "{rendered}");
+        let ok = parse(Path::new("ops.yaml"), "audit:\n  operator: soc-team\n").unwrap();
+        assert_eq!(ok.audit.operator.as_deref(), Some("soc-team"));
+    }
 }

@@ -32,12 +32,25 @@ struct Shared {
 }
 
 async fn healthz(State(shared): State<Shared>) -> impl IntoResponse {
+    let (mode, change) = shared.metrics.mode();
+    // `mode_since` is null when the mode was never switched (the default since the start).
+    let mode_since = change
+        .as_ref()
+        .filter(|c| c.since_ms > 0)
+        .and_then(|c| jiff::Timestamp::from_millisecond(c.since_ms).ok())
+        .map(|t| t.to_string());
+    let mode_by = change.as_ref().map(|c| c.by.clone());
+    let mode_reason = change.map(|c| c.reason);
     let body = serde_json::json!({
         "status": "ok",
         "redis_up": shared.health.redis_up(),
         "redis_failures": shared.health.redis_failures(),
         "last_error": shared.health.last_error(),
         "events_processed": shared.metrics.events_processed(),
+        "mode": mode,
+        "mode_since": mode_since,
+        "mode_by": mode_by,
+        "mode_reason": mode_reason,
         "last_reload_error": shared.metrics.reload_error(),
         "limit_hits": shared.metrics.limit_hits(),
         "transient_faults": shared.metrics.transient_faults(),

@@ -18,6 +18,16 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// When and by whom the engine's mode was last set, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeChange {
+    /// Unix milliseconds; 0 when it was never switched.
+    pub since_ms: i64,
+    /// `operator:<user>` or the engine's own actor.
+    pub by: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Default)]
 struct Histogram {
     /// Observations at or below each bucket's bound (not cumulative; summed when shown).
@@ -59,6 +69,9 @@ pub struct Metrics {
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     manual_mode: AtomicBool,
+    /// When and by whom the mode was last set, as last read from the state database (`None`
+    /// until the first read).
+    mode_change: Mutex<Option<ModeChange>>,
     commit_queue: AtomicI64,
     state_queue: AtomicI64,
     /// Jobs waiting in the effects pool's queue.
@@ -208,6 +221,37 @@ impl Metrics {
 
     pub fn set_manual_mode(&self, manual: bool) {
         self.manual_mode.store(manual, Ordering::Relaxed);
+    }
+
+    /// The mode as read from the state database, with since when and by whom: the engine reads
+    /// it every second, so a switch by `palisade mode` in another process shows within one.
+    pub fn set_mode(&self, state: &crate::approvals::ModeState) {
+        self.manual_mode.store(
+            state.mode == crate::approvals::Mode::Manual,
+            Ordering::Relaxed,
+        );
+        if let Ok(mut change) = self.mode_change.lock() {
+            *change = Some(ModeChange {
+                since_ms: state.since_ms,
+                by: state.changed_by.clone(),
+                reason: state.reason.clone(),
+            });
+        }
+    }
+
+    /// `auto` or `manual`, and when and by whom it was set (once read).
+    pub fn mode(&self) -> (&'static str, Option<ModeChange>) {
+        let name = if self.manual_mode.load(Ordering::Relaxed) {
+            "manual"
+        } else {
+            "auto"
+        };
+        let change = self
+            .mode_change
+            .lock()
+            .ok()
+            .and_then(|change| change.clone());
+        (name, change)
     }
 
     pub fn set_queues(&self, commit: usize, state: usize) {
@@ -426,6 +470,14 @@ impl Metrics {
             u8::from(!manual),
             u8::from(manual)
         );
+        if let Some(change) = self.mode().1 {
+            // 0 when the mode was never switched (it has been the default since the start).
+            let _ = writeln!(
+                out,
+                "# HELP palisade_mode_since_seconds When the current mode was set (Unix time; 0: never switched).\n# TYPE palisade_mode_since_seconds gauge\npalisade_mode_since_seconds {}",
+                change.since_ms / 1000
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP palisade_ready Whether the engine is reading its source.\n# TYPE palisade_ready gauge\npalisade_ready {}",

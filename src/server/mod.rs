@@ -189,7 +189,10 @@ impl Server {
         };
         let intel = start_intel(&content, &state_path, &shutdown).await?;
         metrics.set_source(source_kind(&source));
-        metrics.set_manual_mode(executor.is_manual());
+        let mode = executor.load_mode().await?;
+        metrics.set_mode(&mode);
+        log_mode_at_start(&mode);
+        periodic.push(follow_mode(&executor, &metrics, &shutdown));
         start_effects_pool(
             &executor,
             &config.actions.effects,
@@ -516,6 +519,50 @@ async fn build_executor(
     executor.load_mode().await?;
     periodic.push(run_approved_steps(&executor, shutdown));
     Ok(executor)
+}
+
+/// An engine restarted in manual mode must say so: nothing it plans acts until a person says.
+fn log_mode_at_start(mode: &crate::approvals::ModeState) {
+    let since = if mode.since_ms == 0 {
+        "the start".to_string()
+    } else {
+        jiff::Timestamp::from_millisecond(mode.since_ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    match mode.mode {
+        crate::approvals::Mode::Auto => tracing::info!(
+            since = %since,
+            by = %crate::text::Inert(&mode.changed_by),
+            "mode: auto"
+        ),
+        crate::approvals::Mode::Manual => tracing::warn!(
+            since = %since,
+            by = %crate::text::Inert(&mode.changed_by),
+            reason = %crate::text::Inert(&mode.reason),
+            "mode: manual; every action waits for approval until `palisade mode auto`"
+        ),
+    }
+}
+
+/// `/metrics` and `/healthz` follow the recorded mode within a second, also when another
+/// process (`palisade mode`) switched it: the event path updates the gauge only per batch,
+/// and an idle engine has none.
+fn follow_mode(executor: &Arc<Executor>, metrics: &Arc<Metrics>, shutdown: &Shutdown) -> Periodic {
+    let executor = executor.clone();
+    let metrics = metrics.clone();
+    Periodic::spawn(shutdown, "reading the mode", move || {
+        let executor = executor.clone();
+        let metrics = metrics.clone();
+        async move {
+            let mode = executor
+                .load_mode()
+                .await
+                .map_err(|err| format!("cannot read the mode: {err}"))?;
+            metrics.set_mode(&mode);
+            Ok(())
+        }
+    })
 }
 
 /// Blocks outlive the process: put back what a reboot or a flushed ruleset removed.

@@ -9,6 +9,7 @@
 mod anomaly;
 mod audit;
 mod cli;
+mod command_line;
 mod correlation;
 mod crash;
 mod edges;
