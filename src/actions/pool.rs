@@ -8,6 +8,8 @@
 //! family's time limit. The outcome is recorded when it arrives, by
 //! [`super::Executor::complete`]. At shutdown the pool waits a bounded time for what it holds,
 //! then gives up on the rest, which is recorded as `abandoned`.
+//! After a crash nothing is waited for: the next start of the engine finds the steps left
+//! `dispatched` and records them `abandoned` (`server/orphans.rs`); they are never run again.
 //!
 //! Local containment (`firewall.*`, `process.*`) and `notify.log` stay in the committing task:
 //! they call nothing outside the host, are bounded by `actions.timeout`, and a block or kill is

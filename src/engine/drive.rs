@@ -207,7 +207,7 @@ type AwaitingAlert = (
 
 /// Alerts of detections whose steps are in the effects pool, written to the outbox when the
 /// last of those steps has its outcome (or, for a step abandoned at shutdown, when the engine
-/// stops), each with the outcomes of all its steps.
+/// stops; after a crash, the next start writes it), each with the outcomes of all its steps.
 #[derive(Default)]
 pub struct SettledAlerts {
     waiting: std::sync::Mutex<std::collections::HashMap<DetectionKey, AwaitingAlert>>,
