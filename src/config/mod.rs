@@ -617,6 +617,14 @@ impl ActionsConfig {
 mod tests {
     use super::*;
 
+    /// Each problem's line and message, in order.
+    fn lines_and_messages(problems: &Diagnostics) -> Vec<(usize, &str)> {
+        problems
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect()
+    }
+
     /// Sibling of issue 11.1: the Redis server was meant to be protected, but the URL parser
     /// gives a `redis://` URL's IPv4 host as a name, and IPv6 hosts were not looked at, so no
     /// Redis address was ever protected.
@@ -645,10 +653,7 @@ mod tests {
             "actions:\n  effects:\n    workers: 4\n    time_limits:\n      notify: soon\n",
         )
         .unwrap_err();
-        let found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let found = lines_and_messages(&problems);
         assert!(
             found.iter().any(|(line, message)| *line == 5
                 && message.contains("`actions.effects.time_limits.notify` is `soon`")),
@@ -671,10 +676,7 @@ mod tests {
             "intel:\n  fetch:\n    read_timeout: soon\n    max_pages: 0\n    min_parsed_ratio: 1.5\n    max_body_bytes: 0\n    max_pull_time: 0s\nactions:\n  webhook:\n    read_timeout: 0s\n",
         )
         .unwrap_err();
-        let found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let found = lines_and_messages(&problems);
         for (line, text) in [
             (3, "`intel.fetch.read_timeout` is `soon`"),
             (4, "`intel.fetch.max_pages` must be at least 1"),
@@ -713,10 +715,7 @@ mod tests {
             "tracker:\n  min_records: 10\n  beacon_min_interval: 10 seconds\n",
         )
         .unwrap_err();
-        let found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let found = lines_and_messages(&problems);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, 3);
         assert!(
@@ -897,10 +896,7 @@ mod tests {
             "source:\n  type: redis_stream\n  batch_size: 0\nredis:\n  url: http://x\n",
         )
         .unwrap_err();
-        let found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let found = lines_and_messages(&problems);
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(found[0].0, 5);
         assert_eq!(found[1].0, 3);
@@ -970,10 +966,7 @@ mod tests {
             "intel:\n  max_prefix:\n    ipv4: 33\n    ipv6: 129\n",
         )
         .unwrap_err();
-        let found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let found = lines_and_messages(&problems);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
             found

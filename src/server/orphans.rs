@@ -193,6 +193,8 @@ async fn write_settled(
     taken: &[Orphan],
     now: jiff::Timestamp,
 ) -> Result<(), StateError> {
+    // This process's other writers wait their turn here rather than in SQLite's busy handler.
+    let _turn = store.write_turn().take().await;
     let mut conn = store.pool().acquire().await?;
     let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     for orphan in taken {
