@@ -751,10 +751,7 @@ mod tests {
     fn bad_durations_are_all_reported_not_replaced_by_defaults() {
         let source = "anomaly:\n  learning:\n    retrain_every: 1 day\n    check_every: -5\nevents:\n  max_future_skew: 0s\nintel:\n  feeds:\n    - name: f\n      url: ftp://x\n      type: http\n      format: plain\n      every: weekly\n";
         let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
-        let mut found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let mut found = lines_and_messages(&problems);
         found.sort_unstable();
         let expected = [
             (3, "`anomaly.learning.retrain_every` is `1 day`"),
@@ -809,10 +806,7 @@ mod tests {
             "actions:\n  cooldown: never\n  timeout: 0s\n  approval_expiry: 1h\n",
         )
         .unwrap_err();
-        let mut found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let mut found = lines_and_messages(&problems);
         found.sort_unstable();
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].0 == 2 && found[0].1.contains("`actions.cooldown` is `never`"));
@@ -925,10 +919,7 @@ mod tests {
             "anomaly:\n  learning:\n    retrain_every: soon\n    max_sample: 10\n    min_days: 30\n    drift_factor: 0.5\n    max_held_out_rate: 0\n",
         )
         .unwrap_err();
-        let mut found: Vec<(usize, &str)> = problems
-            .iter()
-            .map(|d| (d.line, d.message.as_str()))
-            .collect();
+        let mut found = lines_and_messages(&problems);
         found.sort_unstable();
         assert_eq!(found.len(), 5, "{found:?}");
         assert!(

@@ -17,10 +17,16 @@ use sqlx::{ConnectOptions, Connection, SqlitePool};
 /// How often the log is looked at.
 const EVERY: Duration = Duration::from_millis(250);
 
-/// Starts checkpointing `pool`'s database from a connection of its own; the task ends when the
-/// pool is closed (and checkpoints a last time). Without a connection it logs why and does
-/// nothing: SQLite then checkpoints when the last connection closes.
-pub(super) async fn start(options: &SqliteConnectOptions, pool: SqlitePool) {
+/// Starts checkpointing the database from a connection of its own, for as long as the store
+/// that holds `alive` (every clone of it) exists and its `pool` is open; then it checkpoints a
+/// last time. It holds neither, so a store dropped without being closed still goes away.
+/// Without a connection it logs why and does nothing: SQLite then checkpoints when the last
+/// connection closes.
+pub(super) async fn start(
+    options: &SqliteConnectOptions,
+    pool: &SqlitePool,
+    alive: std::sync::Weak<()>,
+) {
     let mut conn = match options.connect().await {
         Ok(conn) => conn,
         Err(err) => {
@@ -30,10 +36,15 @@ pub(super) async fn start(options: &SqliteConnectOptions, pool: SqlitePool) {
             return;
         }
     };
+    let closed = pool.close_event();
     tokio::spawn(async move {
+        let mut closed = std::pin::pin!(closed);
         loop {
-            tokio::time::sleep(EVERY).await;
-            if pool.is_closed() {
+            tokio::select! {
+                () = tokio::time::sleep(EVERY) => {}
+                () = &mut closed => break,
+            }
+            if alive.strong_count() == 0 {
                 break;
             }
             // (busy, pages in the log, pages checkpointed); a passive checkpoint copies what

@@ -179,6 +179,8 @@ impl Batch {
 pub struct StateStore {
     pool: SqlitePool,
     turn: WriteTurn,
+    /// While any clone of the store exists, its checkpoint task runs.
+    _alive: Arc<()>,
 }
 
 /// Whose turn it is to write the state file, within this process. SQLite lets one writer in at
@@ -329,10 +331,12 @@ impl StateStore {
                 path: shown,
                 source,
             })?;
-        checkpoint::start(&options, pool.clone()).await;
+        let alive = Arc::new(());
+        checkpoint::start(&options, &pool, Arc::downgrade(&alive)).await;
         Ok(StateStore {
             pool,
             turn: WriteTurn::default(),
+            _alive: alive,
         })
     }
 

@@ -53,6 +53,23 @@ enum Job {
 }
 
 impl Job {
+    /// Tells whoever waits for this job that it was not stored.
+    fn fail(self, message: &str) {
+        match self {
+            Job::Batch { done, .. } => {
+                for done in done {
+                    let _ = done.send(Err(message.to_string()));
+                }
+            }
+            Job::Decide { done, .. } => {
+                let _ = done.send(Err(message.to_string()));
+            }
+            Job::Outcomes { done, .. } | Job::Published { done, .. } => {
+                let _ = done.send(Err(message.to_string()));
+            }
+        }
+    }
+
     fn rows(&self) -> usize {
         match self {
             Job::Batch { batch, .. } | Job::Decide { batch, .. } => batch.rows(),
@@ -125,19 +142,7 @@ fn answer_group(jobs: Vec<Job>, result: Result<Vec<Written>, String>, bell: &Not
         Ok(stored) => stored.into_iter(),
         Err(message) => {
             for job in jobs {
-                match job {
-                    Job::Batch { done, .. } => {
-                        for done in done {
-                            let _ = done.send(Err(message.clone()));
-                        }
-                    }
-                    Job::Decide { done, .. } => {
-                        let _ = done.send(Err(message.clone()));
-                    }
-                    Job::Outcomes { done, .. } | Job::Published { done, .. } => {
-                        let _ = done.send(Err(message.clone()));
-                    }
-                }
+                job.fail(&message);
             }
             return;
         }
@@ -401,18 +406,12 @@ pub fn spawn_writer(
                 || store.in_transaction(async |tx| store_group(tx, &group).await),
             )
             .await;
-            let failed = match result {
-                Ok(stored) => {
-                    answer_group(group, Ok(stored), &bell);
-                    None
-                }
+            match result {
+                Ok(stored) => answer_group(group, Ok(stored), &bell),
                 Err(err) => {
                     answer_group(group, Err(err.to_string()), &bell);
-                    Some(err)
+                    return Err(err);
                 }
-            };
-            if let Some(err) = failed {
-                return Err(err);
             }
             written += 1;
         }
