@@ -341,10 +341,15 @@ fn five_webhook_failures_leave_the_mode_alone_and_in_manual_an_approval_runs_the
             .is_some()),
         "the approved kill did not run"
     );
-    let all = stdout(&palisade(&["approvals", "list", "--all"], dir.path()));
+    // The process is gone before the step's outcome is stored: wait for the record too.
+    let all = || stdout(&palisade(&["approvals", "list", "--all"], dir.path()));
     assert!(
-        all.contains("executed") && all.contains("by operator:"),
-        "{all}"
+        eventually(crate::support::PATIENCE, || {
+            let listing = all();
+            listing.contains("executed") && listing.contains("by operator:")
+        }),
+        "{}",
+        all()
     );
 
     drop(stdin);
