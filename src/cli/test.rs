@@ -18,6 +18,10 @@ pub fn run(at: &Place, filter: Option<&str>) -> Result<Status, CannotRun> {
             return Ok(Status::Findings);
         }
     };
+    // Warnings go to stderr: they do not fail the run, and stdout stays the cases' report.
+    if !content.warnings.is_empty() {
+        eprintln!("{}\n", content.warnings.render());
+    }
     let report = run_tests(&content, filter)?;
     for case in &report.cases {
         let verdict = if case.passed() { "PASS" } else { "FAIL" };

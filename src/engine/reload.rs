@@ -508,6 +508,11 @@ async fn reload(
             return;
         }
     };
+    // Warnings do not stop a reload, but an author who edits a running engine's content reads
+    // the log, not `validate`: a typo'd field reads nothing on every event until it is fixed.
+    for warning in content.warnings.iter() {
+        tracing::warn!("{}", warning.render());
+    }
     if warninglists {
         rematch(settings, &content).await;
     }
@@ -549,6 +554,7 @@ async fn reload(
     tracing::info!(
         rules = content.rules.len(),
         playbooks = content.playbooks.len(),
+        warnings = content.warnings.len(),
         "content reloaded: {text}"
     );
     settings.metrics.reloaded(true);
