@@ -920,6 +920,33 @@ mod tests {
         assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM detections;"), "3");
     }
 
+    /// Defect: the checkpoint task held the store's pool, so a store dropped without `close`
+    /// (a command that failed half-way) kept the database file and its write-ahead log open
+    /// for as long as the process ran. Dropped, the store lets go of them: SQLite removes the
+    /// log when its last connection closes.
+    #[tokio::test]
+    async fn a_store_dropped_unclosed_lets_go_of_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        let wal = dir.path().join("palisade.db-wal");
+        let store = StateStore::open(&path).await.unwrap();
+        sqlx::query("CREATE TABLE dropped_unclosed (x INTEGER)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(wal.exists(), "an open store in WAL mode has a log");
+        drop(store);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wal.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            !wal.exists(),
+            "a connection to the dropped store is still open"
+        );
+        assert_eq!(sqlite(&path, "SELECT COUNT(*) FROM dropped_unclosed;"), "0");
+    }
+
     /// The key holds inside one batch too: a detection that appears twice (a batch and its
     /// redelivery coalesced into one commit) is decided once.
     #[tokio::test]
