@@ -79,6 +79,58 @@ impl ActionStatus {
     }
 }
 
+/// A step's parameter as a typed value: parsed once, when the step is planned (or when a
+/// stored approval is read back), and carried as it is to the plugin that acts on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    /// An address with its prefix length (32 or 128 for a single address). The address is the
+    /// network's first address (host bits cleared), as the firewall stores it.
+    Address {
+        ip: std::net::IpAddr,
+        prefix: u8,
+    },
+    PrefixLength(u8),
+    Pid(u32),
+    Duration(std::time::Duration),
+    Text(String),
+    Url(url::Url),
+    HostPort {
+        host: String,
+        port: u16,
+    },
+    Choice(&'static str),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Address { ip, prefix } => {
+                let full = if ip.is_ipv4() { 32 } else { 128 };
+                if *prefix == full {
+                    write!(f, "{ip}")
+                } else {
+                    write!(f, "{ip}/{prefix}")
+                }
+            }
+            ParamValue::PrefixLength(length) => write!(f, "{length}"),
+            ParamValue::Pid(pid) => write!(f, "{pid}"),
+            ParamValue::Duration(d) => write!(f, "{}s", d.as_secs()),
+            ParamValue::Text(text) => f.write_str(text),
+            ParamValue::Url(url) => f.write_str(url.as_str()),
+            ParamValue::HostPort { host, port } => write!(f, "{host}:{port}"),
+            ParamValue::Choice(word) => f.write_str(word),
+        }
+    }
+}
+
+/// Written as its text, so the audit trail, the state rows and replay output show each
+/// parameter as an author would write it.
+impl Serialize for ParamValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// One step's outcome for one detection: the `{"kind":"action",...}` line of replay output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActionRecord {
@@ -94,8 +146,9 @@ pub struct ActionRecord {
     pub risk: Risk,
     /// The rule whose detection triggered the playbook.
     pub rule: std::sync::Arc<str>,
-    /// Every parameter as rendered (after defaults), for the audit trail.
-    pub params: std::collections::BTreeMap<&'static str, String>,
+    /// Every parameter as rendered and parsed (after defaults): what the plugin acts on and,
+    /// as text, what the audit trail shows.
+    pub params: std::collections::BTreeMap<&'static str, ParamValue>,
     /// What the rest of the playbook does when this step fails when executed.
     #[serde(skip)]
     pub on_failure: OnFailure,

@@ -795,11 +795,20 @@ impl Executor {
                     .await?;
                 continue;
             };
-            let params = approval
-                .params()
-                .into_iter()
-                .filter_map(|(k, v)| spec.param(&k).map(|p| (p.name, v)))
-                .collect();
+            // The stored row is read back like any outside text: each parameter is parsed
+            // again by its type, and one that does not parse refuses the step.
+            let params = match stored_params(&approval, spec) {
+                Ok(params) => params,
+                Err(reason) => {
+                    let entry =
+                        approval.audit_entry("decision", &self.actor, "refused", reason.clone());
+                    self.audit.append(&[entry]).await?;
+                    self.approvals
+                        .finish(approval.id, "refused", Some(&reason))
+                        .await?;
+                    continue;
+                }
+            };
             let record = ActionRecord {
                 event_id: approval.event_id.clone(),
                 playbook: Arc::from(approval.playbook.as_str()),
@@ -844,28 +853,11 @@ impl Executor {
         why: &serde_json::Value,
     ) -> Result<Prepared, StateError> {
         let refuse = |reason: String| Prepared::Decided(ActionStatus::Refused, Some(reason));
-        let Some(spec) = lookup(action.action) else {
+        if lookup(action.action).is_none() {
             return Ok(refuse(format!("unknown action `{}`", action.action)));
-        };
-        // The plan rendered and checked every parameter; parse them again into typed values.
-        let mut params = BTreeMap::new();
-        for (name, text) in &action.params {
-            let Some(param) = spec.param(name) else {
-                continue;
-            };
-            match param.kind.parse(text) {
-                Ok(value) => {
-                    params.insert(param.name, value);
-                }
-                Err(message) => {
-                    let reason = Some(format!("parameter `{name}`: {message}"));
-                    self.audit
-                        .append(&[self.entry("refused", action, "refused", reason.clone(), why)])
-                        .await?;
-                    return Ok(Prepared::Decided(ActionStatus::Refused, reason));
-                }
-            }
         }
+        // The plan rendered and parsed every parameter; the plugin acts on those values.
+        let mut params = action.params.clone();
         let refused = |reason: String| (ActionStatus::Refused, Some(reason));
         let decided = if let Some(reason) = self.refusal(action, &params, why) {
             Some(refused(reason))
@@ -1167,7 +1159,7 @@ impl Executor {
                     .unwrap_or_default(),
             );
             params.insert("message", ParamValue::Text(message.clone()));
-            record.params.insert("message", message);
+            record.params.insert("message", ParamValue::Text(message));
             let why = json!({"params": record.params, "summarises": held});
             if let Some(effects) = self
                 .effects
@@ -1220,6 +1212,27 @@ impl Executor {
 /// An action's family: what comes before the dot (`firewall.block` → `firewall`).
 fn action_family(action: &'static str) -> &'static str {
     action.split('.').next().unwrap_or(action)
+}
+
+/// An approval's parameters as stored, parsed again by their types. The row was written by
+/// the planner, but it is read back from a file a person can edit: a value that no longer
+/// parses refuses the step rather than reaching a plugin.
+fn stored_params(
+    approval: &crate::approvals::Approval,
+    spec: &super::ActionSpec,
+) -> Result<BTreeMap<&'static str, ParamValue>, String> {
+    let mut params = BTreeMap::new();
+    for (name, text) in approval.params() {
+        let Some(param) = spec.param(&name) else {
+            continue;
+        };
+        let value = param
+            .kind
+            .parse(&text)
+            .map_err(|err| format!("stored parameter `{name}`: {err}"))?;
+        params.insert(param.name, value);
+    }
+    Ok(params)
 }
 
 #[cfg(test)]
@@ -1304,10 +1317,10 @@ pub(crate) mod tests {
             reason: None,
             risk: super::super::Risk::Low,
             rule: Arc::from("r"),
-            params: BTreeMap::from([
-                ("url", url.to_string()),
-                ("message", format!("seen {event}")),
-            ]),
+            params: typed(
+                "notify.webhook",
+                &[("url", url), ("message", &format!("seen {event}"))],
+            ),
             on_failure: OnFailure::Continue,
             notification_limit: limit,
         }
@@ -1441,9 +1454,25 @@ pub(crate) mod tests {
         assert!(messages.lock().unwrap().is_empty());
     }
 
+    /// A step's parameters as the planner hands them over: parsed by their types.
+    pub(crate) fn typed(
+        action: &str,
+        pairs: &[(&'static str, &str)],
+    ) -> BTreeMap<&'static str, ParamValue> {
+        let spec = lookup(action).expect("a known action");
+        pairs
+            .iter()
+            .map(|(name, text)| {
+                let param = spec.param(name).expect("a parameter of the action");
+                (param.name, param.kind.parse(text).expect("a valid value"))
+            })
+            .collect()
+    }
+
     fn block(address: &str, extra: &[(&'static str, &str)]) -> ActionRecord {
-        let mut params = BTreeMap::from([("address", address.to_string())]);
-        params.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let mut pairs = vec![("address", address)];
+        pairs.extend(extra.iter().copied());
+        let params = typed("firewall.block", &pairs);
         ActionRecord {
             event_id: "e1".into(),
             playbook: Arc::from("p"),
@@ -1458,6 +1487,55 @@ pub(crate) mod tests {
             on_failure: OnFailure::Continue,
             notification_limit: None,
         }
+    }
+
+    /// A stored approval is read back like outside text: a parameter edited in the database
+    /// after the step was queued (here a pid that is no pid) refuses the approved step; it is
+    /// never handed to the plugin.
+    #[tokio::test]
+    async fn an_approval_whose_stored_parameter_no_longer_parses_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = executor_in(
+            dir.path(),
+            super::super::plugins::firewall::Backend::Iptables,
+            policy(),
+        )
+        .await;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut kill = block("192.0.2.1", &[]);
+        kill.action = "process.kill";
+        kill.params = BTreeMap::from([("pid", ParamValue::Pid(child.id()))]);
+        let id = executor
+            .approvals
+            .queue(&kill, 0, "test", 60_000)
+            .await
+            .unwrap();
+        let edited = std::process::Command::new("sqlite3")
+            .arg(dir.path().join("state.db"))
+            .arg(format!(
+                "UPDATE approvals SET params = '{{\"pid\":\"{} 1\"}}' WHERE id = {id};",
+                child.id()
+            ))
+            .status()
+            .unwrap();
+        assert!(edited.success());
+        executor
+            .approvals
+            .decide(id, true, "operator:test")
+            .await
+            .unwrap()
+            .unwrap();
+        executor.run_approved().await.unwrap();
+        let row = executor.approvals.list(None).await.unwrap().remove(0);
+        assert_eq!(row.status, "refused", "{row:?}");
+        let result = row.result.unwrap_or_default();
+        assert!(result.contains("stored parameter `pid`"), "{result}");
+        assert!(child.try_wait().unwrap().is_none(), "the process must live");
+        child.kill().unwrap();
+        let _ = child.wait();
     }
 
     /// Defence in depth: the executor asks the target policy itself, right before acting, so a
@@ -1539,10 +1617,10 @@ pub(crate) mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let mut kill = block("unused", &[]);
+        let mut kill = block("192.0.2.1", &[]);
         kill.action = "process.kill";
         kill.event_id = "e2".into();
-        kill.params = BTreeMap::from([("pid", child.id().to_string())]);
+        kill.params = BTreeMap::from([("pid", ParamValue::Pid(child.id()))]);
         let mut critical = policy();
         critical.critical_processes.push("sleep".into());
         let apart = dir.path().join("critical");
@@ -1756,11 +1834,8 @@ pub(crate) mod tests {
             step: "log".into(),
             action: "notify.log",
             target: "warn".into(),
-            params: BTreeMap::from([
-                ("message", "after".to_string()),
-                ("level", "warn".to_string()),
-            ]),
-            ..notification("unused", "e1", None)
+            params: typed("notify.log", &[("message", "after"), ("level", "warn")]),
+            ..notification("http://127.0.0.1:1/unused", "e1", None)
         };
         let mut batch = vec![tell, log];
         let dispatched = executor.run(&mut batch, &[], &[]).await.unwrap();

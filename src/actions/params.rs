@@ -2,7 +2,8 @@
 //! without interpreting it again.
 
 use std::net::IpAddr;
-use std::time::Duration;
+
+pub use crate::decision::ParamValue;
 
 /// The type of an action parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,49 +115,6 @@ pub struct InvalidParam {
     pub text: String,
     /// What it should have been (`an IP address or CIDR range`).
     pub expected: String,
-}
-
-/// A parsed parameter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParamValue {
-    /// An address with its prefix length (32 or 128 for a single address). The address is the
-    /// network's first address (host bits cleared), as the firewall stores it.
-    Address {
-        ip: IpAddr,
-        prefix: u8,
-    },
-    PrefixLength(u8),
-    Pid(u32),
-    Duration(Duration),
-    Text(String),
-    Url(url::Url),
-    HostPort {
-        host: String,
-        port: u16,
-    },
-    Choice(&'static str),
-}
-
-impl std::fmt::Display for ParamValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ParamValue::Address { ip, prefix } => {
-                let full = if ip.is_ipv4() { 32 } else { 128 };
-                if *prefix == full {
-                    write!(f, "{ip}")
-                } else {
-                    write!(f, "{ip}/{prefix}")
-                }
-            }
-            ParamValue::PrefixLength(length) => write!(f, "{length}"),
-            ParamValue::Pid(pid) => write!(f, "{pid}"),
-            ParamValue::Duration(d) => write!(f, "{}s", d.as_secs()),
-            ParamValue::Text(text) => f.write_str(text),
-            ParamValue::Url(url) => f.write_str(url.as_str()),
-            ParamValue::HostPort { host, port } => write!(f, "{host}:{port}"),
-            ParamValue::Choice(word) => f.write_str(word),
-        }
-    }
 }
 
 fn shorten(text: &str) -> String {

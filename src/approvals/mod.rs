@@ -298,7 +298,7 @@ mod tests {
             reason: None,
             risk: Risk::High,
             rule: std::sync::Arc::from("r"),
-            params: BTreeMap::from([("pid", "42".to_string())]),
+            params: BTreeMap::from([("pid", crate::decision::ParamValue::Pid(42))]),
             on_failure: crate::decision::OnFailure::Abort,
             notification_limit: None,
         }

@@ -31,8 +31,6 @@ pub struct Planner {
     /// The executor's target policy: planning asks it too, so what replay and `palisade test`
     /// report is what the executor would do.
     policy: Policy,
-    /// The current step's parameters, parsed (reused between steps).
-    typed: BTreeMap<&'static str, ParamValue>,
 }
 
 impl Planner {
@@ -43,7 +41,6 @@ impl Planner {
             deadline,
             limits: limits.clone(),
             policy,
-            typed: BTreeMap::new(),
         }
     }
 
@@ -131,17 +128,14 @@ impl Planner {
     ) -> (ActionStatus, Option<String>) {
         // Parameters are rendered first, so even a skipped step shows what it would have acted on.
         let mut refused: Option<String> = None;
-        self.typed.clear();
         for (param, template) in &step.params {
             match template.render(event, detection) {
                 Ok(text) => match param.kind.parse(&text) {
                     Ok(value) => {
-                        let shown = value.to_string();
                         if param.name == step.action.target {
-                            record.target = shown.clone();
+                            record.target = value.to_string();
                         }
-                        record.params.insert(param.name, shown);
-                        self.typed.insert(param.name, value);
+                        record.params.insert(param.name, value);
                     }
                     Err(message) => {
                         refused.get_or_insert(format!("parameter `{}`: {message}", param.name));
@@ -198,7 +192,7 @@ impl Planner {
         }
         // The name the step says the process has, else the one the rule gave its entity; never
         // the live process table, which on replay is not the host the event came from.
-        let process_name = match (self.typed.get("name"), &detection.entity) {
+        let process_name = match (record.params.get("name"), &detection.entity) {
             (Some(ParamValue::Text(name)), _) => Some(name.as_str()),
             (_, Some(Entity::Process { name, .. })) => name.as_deref(),
             _ => None,
@@ -210,7 +204,7 @@ impl Planner {
             .collect();
         let target = Target {
             action: step.action.name,
-            params: &self.typed,
+            params: &record.params,
             process_names: process_name.as_slice(),
             evidence: &warnings,
             approved: false,
