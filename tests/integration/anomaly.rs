@@ -394,20 +394,11 @@ fn validate_names_a_broken_model_file_with_its_position() {
 
 /// Rows in the tracker's `behaviour` table of the state file in `dir`.
 fn behaviour_rows(dir: &Path) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = palisade::state::StateStore::open(&dir.join("data/palisade.db"))
-            .await
-            .expect("state");
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM behaviour")
+    crate::support::with_state(&dir.join("data/palisade.db"), async |store| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM behaviour")
             .fetch_one(store.pool())
             .await
-            .expect("count");
-        store.close().await;
-        rows
+            .expect("count")
     })
 }
 

@@ -8,19 +8,11 @@ use crate::support::{assert_success, palisade, stderr, stdout};
 
 /// Runs `sql` on the state database file, as someone with the sqlite3 shell would.
 fn attack(database: &std::path::Path, sql: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let state = palisade::state::StateStore::open(database)
-            .await
-            .expect("state");
+    crate::support::with_state(database, async |state| {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
             .execute(state.pool())
             .await
             .expect("attack");
-        state.close().await;
     });
 }
 

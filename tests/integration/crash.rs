@@ -73,20 +73,12 @@ fn alerts_per_event(server: &RedisServer) -> HashMap<String, usize> {
 
 /// Detection rows in the engine's state file, per event id.
 fn detections_per_event(dir: &std::path::Path) -> HashMap<String, usize> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = palisade::state::StateStore::open(&dir.join("data/palisade.db"))
-            .await
-            .expect("state");
+    crate::support::with_state(&dir.join("data/palisade.db"), async |store| {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT event_id, COUNT(*) FROM detections GROUP BY event_id")
                 .fetch_all(store.pool())
                 .await
                 .expect("count");
-        store.close().await;
         rows.into_iter()
             .map(|(id, n)| (id, usize::try_from(n).unwrap_or(usize::MAX)))
             .collect()

@@ -412,24 +412,18 @@ fn a_recorded_block_of_a_protected_range_is_not_reasserted_at_start() {
     let dir = block_target_content();
     std::fs::write(dir.path().join("nothing.jsonl"), "").expect("events");
     assert_success(&hosts.palisade(dir.path(), &["run", "--events", "nothing.jsonl"]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let now = jiff::Timestamp::now().as_millisecond();
     let query = |sql: &'static str| {
-        runtime.block_on(async {
-            let state = palisade::state::StateStore::open(&dir.path().join("data/palisade.db"))
-                .await
-                .expect("state");
-            let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql)
-                .bind(now)
-                .fetch_all(state.pool())
-                .await
-                .expect("query");
-            state.close().await;
-            rows
-        })
+        crate::support::with_state(
+            &dir.path().join("data/palisade.db"),
+            async |state| -> Vec<(String, Option<i64>)> {
+                sqlx::query_as(sql)
+                    .bind(now)
+                    .fetch_all(state.pool())
+                    .await
+                    .expect("query")
+            },
+        )
     };
     query(
         "INSERT INTO blocks (address, direction, created_ms, expires_ms, reason, removed_ms) \

@@ -57,20 +57,11 @@ fn status(dir: &Path) -> String {
 
 /// A scalar from the state database of `dir`.
 fn query(dir: &Path, sql: &'static str) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = palisade::state::StateStore::open(&dir.join("data/palisade.db"))
-            .await
-            .expect("state");
-        let value: i64 = sqlx::query_scalar(sql)
+    crate::support::with_state(&dir.join("data/palisade.db"), async |store| {
+        sqlx::query_scalar(sql)
             .fetch_one(store.pool())
             .await
-            .expect("query");
-        store.close().await;
-        value
+            .expect("query")
     })
 }
 
@@ -172,21 +163,12 @@ fn a_restart_in_the_middle_of_learning_keeps_the_sample() {
 
 /// Sample rows at or before `ts`.
 fn query_at(dir: &Path, ts: i64) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = palisade::state::StateStore::open(&dir.join("data/palisade.db"))
-            .await
-            .expect("state");
-        let value: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM anomaly_sample WHERE ts <= ?")
+    crate::support::with_state(&dir.join("data/palisade.db"), async |store| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM anomaly_sample WHERE ts <= ?")
             .bind(ts)
             .fetch_one(store.pool())
             .await
-            .expect("query");
-        store.close().await;
-        value
+            .expect("query")
     })
 }
 

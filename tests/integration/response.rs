@@ -230,19 +230,11 @@ fn audit_verify_fails_after_a_row_is_edited_by_hand() {
         palisade(&["audit", "verify"], dir.path()).status.code(),
         Some(0)
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let state = palisade::state::StateStore::open(&dir.path().join("data/palisade.db"))
-            .await
-            .expect("state");
+    crate::support::with_state(&dir.path().join("data/palisade.db"), async |state| {
         sqlx::query("UPDATE audit SET status = 'refused' WHERE seq = 2")
             .execute(state.pool())
             .await
             .expect("edit");
-        state.close().await;
     });
     let out = palisade(&["audit", "verify"], dir.path());
     assert_eq!(out.status.code(), Some(1));

@@ -198,6 +198,24 @@ impl Drop for RedisServer {
     }
 }
 
+/// Opens the state database `file` as the engine does (creating it and applying migrations
+/// when missing), runs `work` on it, and closes it: how a test reads or edits what an engine
+/// stored.
+pub fn with_state<T>(file: &Path, work: impl AsyncFnOnce(&palisade::state::StateStore) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = palisade::state::StateStore::open(file)
+            .await
+            .expect("the state file opens");
+        let value = work(&store).await;
+        store.close().await;
+        value
+    })
+}
+
 /// `palisade run --log-format json` in `dir`, reading events from a pipe we hold (its standard
 /// input) and writing JSON lines to another; it logs to `dir/engine.log`, returned beside it.
 pub fn run_on_pipes(dir: &Path) -> (Child, PathBuf) {
