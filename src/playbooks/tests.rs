@@ -266,6 +266,7 @@ fn detection_fields_are_the_keys_of_the_detection_map() {
         rule: Arc::from("r"),
         stage: Stage::Rule,
         severity: Severity::High,
+        status: crate::detection::RuleStatus::Stable,
         title: "t".into(),
         tags: Arc::from(vec![]),
         entity: None,

@@ -106,6 +106,7 @@ fn detection_of(rule: &str, event: &Event) -> Detection {
         rule: rule.into(),
         stage: Stage::Rule,
         severity: crate::detection::Severity::Low,
+        status: crate::detection::RuleStatus::Stable,
         title: rule.into(),
         tags: Arc::from(Vec::<String>::new()),
         entity: None,
