@@ -224,12 +224,7 @@ let tests = [
         stderr(&out)
     );
     assert!(!stdout(&out).contains("whoami-run"), "{}", stdout(&out));
-    let stored = std::process::Command::new("sqlite3")
-        .arg(dir.path().join("state.db"))
-        .arg("SELECT COUNT(*) FROM detections;")
-        .output()
-        .expect("sqlite3");
-    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), "0");
+    assert_eq!(stored_detections(dir.path()), "0");
 }
 
 /// Defect: a new rule could not run "in test": every detection was acted on. A `test` rule's
@@ -442,4 +437,76 @@ fn a_sigma_rule_status_comes_from_the_sigma_file() {
     );
     let out = palisade(&["replay", "--events", "events.jsonl"], dir.path());
     assert!(json_lines(&stdout(&out)).is_empty(), "{}", stdout(&out));
+}
+
+/// A running engine that reloads a rule switched off says so, and the rule stops firing from
+/// the next event on.
+#[test]
+fn a_rule_disabled_while_the_engine_runs_is_counted_at_reload_and_stops_firing() {
+    use std::io::{Read, Write};
+    let dir = content(&[("rules/whoami.rhai", &whoami_rule("whoami-run", ""))]);
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        "state:\n  path: state.db\nhttp:\n  enabled: false\n",
+    )
+    .expect("config");
+    let (mut child, log) = crate::support::run_on_pipes(dir.path());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || read_log()
+            .contains("palisade is running")),
+        "{}",
+        read_log()
+    );
+    let mut input = child.stdin.take().expect("stdin");
+    writeln!(input, "{WHOAMI}").expect("send");
+    input.flush().expect("flush");
+    // The first event is decided under the rule as it was before the edit.
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || stored_detections(dir.path())
+            == "1"),
+        "{}",
+        read_log()
+    );
+    std::fs::write(
+        dir.path().join("rules/whoami.rhai"),
+        whoami_rule(
+            "whoami-run",
+            "    enabled: false,\n    disabled_reason: \"noisy on build hosts\",",
+        ),
+    )
+    .expect("disable");
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || read_log()
+            .contains("rules loaded but not run: 1 rule(s) disabled")),
+        "{}",
+        read_log()
+    );
+    writeln!(input, "{}", WHOAMI.replace("ev-1", "ev-2")).expect("send");
+    drop(input);
+    let mut output = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut output)
+        .expect("read");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{}", read_log());
+    let fired: Vec<String> = json_lines(&output)
+        .iter()
+        .filter(|l| l["kind"] == "detection")
+        .map(|l| l["event_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(fired, ["ev-1"], "{output}");
+    assert_eq!(stored_detections(dir.path()), "1");
+}
+
+fn stored_detections(dir: &Path) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(dir.join("state.db"))
+        .arg("SELECT COUNT(*) FROM detections;")
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
