@@ -60,8 +60,8 @@ impl Severity {
 /// the same words; `unsupported` is Sigma's alone (a rule that cannot run as written).
 ///
 /// The config chooses which statuses run (`rules.statuses`); detections carry their rule's
-/// status, and playbooks act on `test` and `experimental` detections only when their trigger
-/// lists that status (docs/rules.md, "Lifecycle").
+/// status, and playbooks act on detections other than `stable` and `deprecated` ones only when
+/// their trigger lists that status (docs/rules.md, "Lifecycle").
 #[derive(
     Debug,
     Clone,
@@ -122,9 +122,10 @@ impl RuleStatus {
     }
 
     /// Whether a playbook whose trigger names no `statuses` acts on detections of this status:
-    /// not on `test` or `experimental` ones, which a rule's author has not yet vouched for.
+    /// only `stable` and `deprecated` ones. Not `test` or `experimental`, which a rule's author
+    /// has not yet vouched for, nor `unsupported`, which Sigma says cannot be used as written.
     pub fn acted_on_by_default(self) -> bool {
-        !matches!(self, RuleStatus::Test | RuleStatus::Experimental)
+        matches!(self, RuleStatus::Stable | RuleStatus::Deprecated)
     }
 }
 

@@ -87,9 +87,9 @@ pub struct TriggerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
     /// The statuses of the rules whose detections the playbook acts on. When left out:
-    /// `stable` and `deprecated`, never `test` or `experimental` (a rule's author has not yet
-    /// vouched for those). List them to act on them, e.g. `statuses: [test]` for a playbook
-    /// that only notifies about a rule on trial.
+    /// `stable` and `deprecated` only, never `test`, `experimental` or `unsupported` (a rule's
+    /// author has not vouched for those). List them to act on them, e.g. `statuses: [test]` for
+    /// a playbook that only notifies about a rule on trial.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statuses: Vec<RuleStatus>,
 }

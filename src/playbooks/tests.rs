@@ -309,16 +309,19 @@ fn detection_fields_are_the_keys_of_the_detection_map() {
     }
 }
 
-/// A trigger without `statuses` passes over `test` and `experimental` detections; one that
-/// lists statuses takes exactly those.
+/// A trigger without `statuses` passes over `test`, `experimental` and `unsupported`
+/// detections; one that lists statuses takes exactly those.
 #[test]
-fn a_trigger_acts_on_test_and_experimental_detections_only_when_it_lists_them() {
+fn a_trigger_acts_on_detections_not_yet_vouched_for_only_when_it_lists_them() {
     use crate::detection::RuleStatus;
     let base = "id: p\ntitle: t\ntrigger:\n  min_severity: low\nsteps:\n  - id: s\n    action: notify.log\n    with:\n      message: m\n";
     let default = load(base).expect("loads").trigger;
-    let asking = load(&base.replace("  min_severity: low\n", "  min_severity: low\n  statuses: [test, stable]\n"))
-        .expect("loads")
-        .trigger;
+    let asking = load(&base.replace(
+        "  min_severity: low\n",
+        "  min_severity: low\n  statuses: [test, stable]\n",
+    ))
+    .expect("loads")
+    .trigger;
     for status in RuleStatus::ALL {
         let detection = crate::detection::Detection {
             event_id: "e".into(),
@@ -335,7 +338,7 @@ fn a_trigger_acts_on_test_and_experimental_detections_only_when_it_lists_them() 
         };
         assert_eq!(
             default.matches(&detection),
-            !matches!(status, RuleStatus::Test | RuleStatus::Experimental),
+            matches!(status, RuleStatus::Stable | RuleStatus::Deprecated),
             "{status}"
         );
         assert_eq!(

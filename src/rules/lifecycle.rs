@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn a_misspelt_or_sigma_only_status_is_refused_at_its_key() {
         let found = problems("  status: \"experimentl\",");
-        assert_eq!((found[0].0, found[0].1, found[0].2), (6, 3, "rule-bad-status"));
+        assert_eq!(
+            (found[0].0, found[0].1, found[0].2),
+            (6, 3, "rule-bad-status")
+        );
         assert!(
             found[0].3.contains("(did you mean `experimental`?)"),
             "{}",
@@ -183,7 +186,11 @@ mod tests {
         );
         let at: Vec<(usize, usize)> = found.iter().map(|p| (p.0, p.1)).collect();
         assert_eq!(at, [(6, 42), (6, 65), (6, 87)]);
-        assert!(found[0].3.contains("not an http or https link (scheme `ftp`)"));
+        assert!(
+            found[0]
+                .3
+                .contains("not an http or https link (scheme `ftp`)")
+        );
         assert!(found[2].3.contains("is not a URL"), "{}", found[2].3);
     }
 

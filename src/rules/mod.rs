@@ -570,7 +570,9 @@ fn parse_lifecycle(
         if let Err(problem) = check_reference(reference) {
             // At the reference's own quoted text when it can be found, else at the key.
             let needle = format!("\"{reference}\"");
-            let written = source.get(rule_offset..).is_some_and(|s| s.contains(&needle));
+            let written = source
+                .get(rule_offset..)
+                .is_some_and(|s| s.contains(&needle));
             at_key(
                 if written { &needle } else { "references" },
                 "rule-bad-reference",

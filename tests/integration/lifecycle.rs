@@ -6,9 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{
-    RedisServer, assert_success, json_lines, palisade, stderr, stdout,
-};
+use crate::support::{RedisServer, assert_success, json_lines, palisade, stderr, stdout};
 
 /// A content directory holding only these rules and playbooks (and config, when given).
 fn content(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -312,10 +310,7 @@ let tests = [
     ]);
     // The default runs stable, test and experimental.
     let lines = replay(dir.path());
-    assert_eq!(
-        detections(&lines),
-        ["whoami-experimental", "whoami-stable"]
-    );
+    assert_eq!(detections(&lines), ["whoami-experimental", "whoami-stable"]);
     assert_eq!(lines[0]["status"], "experimental");
 
     std::fs::write(
