@@ -201,7 +201,7 @@ impl Pipeline {
         let sigma = SigmaEngine::build(
             &content.sigma.rules,
             content.sigma.compiled.clone(),
-            &chosen,
+            &chosen.statuses,
         );
         Ok(Pipeline {
             content,

@@ -230,8 +230,8 @@ mod tests {
                 .and_then(|a| a.author.as_deref()),
             Some("A. Author")
         );
-        let line = crate::sinks::detection_line(&detections[0]);
-        assert_eq!(line["status"], "experimental");
+        let json = serde_json::to_value(&detections[0]).expect("serialises");
+        assert_eq!(json["status"], "experimental");
     }
 
     #[test]

@@ -46,17 +46,18 @@ pub fn severity(level: Level) -> Severity {
 
 impl SigmaEngine {
     /// A worker's stage over `rules` and the set compiled from them (in the same order); the
-    /// rules whose status `config` does not choose never produce a detection.
+    /// rules whose status is not in `statuses` (the config's `rules.statuses`) never produce a
+    /// detection.
     pub fn build(
         rules: &[Arc<SigmaRule>],
         compiled: Option<Arc<CompiledSet>>,
-        config: &crate::rules::RulesConfig,
+        statuses: &[RuleStatus],
     ) -> SigmaEngine {
         let mut by_kind = [0; 4];
         let mut prepared = Vec::with_capacity(rules.len());
         for rule in rules {
             let status = rule.status.unwrap_or_default();
-            let runs = config.runs(true, status);
+            let runs = statuses.contains(&status);
             if runs {
                 for kind in &rule.kinds {
                     by_kind[kind.index()] += 1;
