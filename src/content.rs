@@ -48,6 +48,33 @@ impl Content {
         .await
     }
 
+    /// The Sigma correlations that run (their own status, as for rules).
+    pub fn running_correlations(&self) -> Vec<crate::sigma::correlation::Correlation> {
+        let config = &self.config.rules;
+        self.sigma
+            .correlations
+            .iter()
+            .filter(|c| config.runs(true, c.status))
+            .cloned()
+            .collect()
+    }
+
+    /// The loaded rules (Rhai, Sigma and correlations) that do not run, and why.
+    pub fn not_run(&self) -> crate::rules::NotRun {
+        let config = &self.config.rules;
+        let mut not_run = crate::rules::NotRun::default();
+        for rule in &self.rules {
+            not_run.count(config, rule.enabled, rule.status);
+        }
+        for rule in &self.sigma.rules {
+            not_run.count(config, true, rule.status.unwrap_or_default());
+        }
+        for correlation in &self.sigma.correlations {
+            not_run.count(config, true, correlation.status);
+        }
+        not_run
+    }
+
     /// Resolves a path from config or a test case against the content directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         display_path(&self.dir, path)

@@ -56,6 +56,85 @@ impl Severity {
     }
 }
 
+/// Where a rule is in its life, as its author says (`status`). Rhai rules and Sigma rules use
+/// the same words; `unsupported` is Sigma's alone (a rule that cannot run as written).
+///
+/// The config chooses which statuses run (`rules.statuses`); detections carry their rule's
+/// status, and playbooks act on detections other than `stable` and `deprecated` ones only when
+/// their trigger lists that status (docs/rules.md, "Lifecycle").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleStatus {
+    /// Trusted: its detections act. A rule that names no status is stable, so rules written
+    /// before statuses existed keep acting as they did.
+    #[default]
+    Stable,
+    /// Running to see what it finds: detections are marked `test` and acted on only by
+    /// playbooks that ask for them.
+    Test,
+    /// New and unproven: like `test`, acted on only by playbooks that ask for it.
+    Experimental,
+    /// Replaced or kept for history: runs only when the config lists it.
+    Deprecated,
+    /// Sigma only: the rule cannot be used as written; runs only when the config lists it.
+    Unsupported,
+}
+
+impl RuleStatus {
+    /// Every status, in the order they are listed to people.
+    pub const ALL: [RuleStatus; 5] = [
+        RuleStatus::Experimental,
+        RuleStatus::Test,
+        RuleStatus::Stable,
+        RuleStatus::Deprecated,
+        RuleStatus::Unsupported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Stable => "stable",
+            RuleStatus::Test => "test",
+            RuleStatus::Experimental => "experimental",
+            RuleStatus::Deprecated => "deprecated",
+            RuleStatus::Unsupported => "unsupported",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<RuleStatus> {
+        RuleStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    pub fn is_stable(&self) -> bool {
+        *self == RuleStatus::Stable
+    }
+
+    /// Whether a playbook whose trigger names no `statuses` acts on detections of this status:
+    /// only `stable` and `deprecated` ones. Not `test` or `experimental`, which a rule's author
+    /// has not yet vouched for, nor `unsupported`, which Sigma says cannot be used as written.
+    pub fn acted_on_by_default(self) -> bool {
+        matches!(self, RuleStatus::Stable | RuleStatus::Deprecated)
+    }
+}
+
+impl std::fmt::Display for RuleStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which deciding stage produced a detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -103,6 +182,11 @@ pub struct Detection {
     pub rule: Arc<str>,
     pub stage: Stage,
     pub severity: Severity,
+    /// The status of the rule that decided (`stable` for the built-in detectors). Left out of
+    /// the JSON when stable, so a consumer sees `"status"` only on detections to treat with
+    /// care.
+    #[serde(skip_serializing_if = "RuleStatus::is_stable")]
+    pub status: RuleStatus,
     pub title: String,
     pub tags: Arc<[String]>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -104,7 +104,7 @@ impl Stages {
     /// reload can give it some).
     pub fn fresh_correlation(content: &Content) -> CorrelationHandle {
         CorrelationHandle::new(
-            content.sigma.correlations.clone(),
+            content.running_correlations(),
             crate::sigma::correlation::Limits::from_config(&content.config.sigma.correlation),
         )
     }
@@ -121,6 +121,17 @@ impl Stages {
     pub fn none() -> Stages {
         Stages::default()
     }
+}
+
+/// Which loaded rules a pipeline runs. Disabled rules never run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RuleSelection {
+    /// What the engine runs: enabled rules of a status `rules.statuses` chooses.
+    #[default]
+    Configured,
+    /// Every enabled rule, whatever its status: a rule's own test cases run even where this
+    /// config would not run the rule (a `test` or `experimental` rule needs its tests most).
+    EveryStatus,
 }
 
 pub struct Pipeline {
@@ -156,15 +167,42 @@ impl Pipeline {
         intel: IntelHandle,
         stages: Stages,
     ) -> Result<Pipeline, PipelineError> {
+        Pipeline::with_selection(content, dry_run, intel, stages, RuleSelection::Configured)
+    }
+
+    /// As [`Pipeline::with_stages`], running the rules `selection` names.
+    pub fn with_selection(
+        content: Arc<Content>,
+        dry_run: bool,
+        intel: IntelHandle,
+        stages: Stages,
+        selection: RuleSelection,
+    ) -> Result<Pipeline, PipelineError> {
+        let chosen = match selection {
+            RuleSelection::Configured => content.config.rules.clone(),
+            RuleSelection::EveryStatus => crate::rules::RulesConfig {
+                statuses: crate::detection::RuleStatus::ALL.to_vec(),
+            },
+        };
+        let running: Vec<_> = content
+            .rules
+            .iter()
+            .filter(|rule| chosen.runs(rule.enabled, rule.status))
+            .cloned()
+            .collect();
         let rules = RuleEngine::build_with(
-            &content.rules,
+            &running,
             &content.config.limits,
             &intel,
             stages.tracker.as_ref(),
         )?;
         let policy = content.config.actions.policy(&content.config.redis.url)?;
         let planner = Planner::new(&content.config.limits, &intel, policy);
-        let sigma = SigmaEngine::build(&content.sigma.rules, content.sigma.compiled.clone());
+        let sigma = SigmaEngine::build(
+            &content.sigma.rules,
+            content.sigma.compiled.clone(),
+            &chosen.statuses,
+        );
         Ok(Pipeline {
             content,
             intel,

@@ -1569,6 +1569,7 @@ pub(crate) mod tests {
                 rule: Arc::from("r"),
                 stage: crate::detection::Stage::Rule,
                 severity: crate::detection::Severity::Critical,
+                status: crate::detection::RuleStatus::Stable,
                 title: "c2".into(),
                 tags: Arc::from(Vec::new()),
                 entity: None,

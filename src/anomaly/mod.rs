@@ -91,6 +91,7 @@ pub fn detection(event: &Event, scored: &Scored) -> Detection {
         rule: Arc::from(DETECTOR_ID),
         stage: Stage::Anomaly,
         severity: Severity::High,
+        status: crate::detection::RuleStatus::Stable,
         title: format!(
             "Unusual {} (score {:.3}): {}",
             event.kind,

@@ -24,7 +24,13 @@ pub fn run(at: &Place, filter: Option<&str>) -> Result<Status, CannotRun> {
     }
     let report = run_tests(&content, filter)?;
     for case in &report.cases {
-        let verdict = if case.passed() { "PASS" } else { "FAIL" };
+        let verdict = if case.skipped.is_some() {
+            "SKIP"
+        } else if case.passed() {
+            "PASS"
+        } else {
+            "FAIL"
+        };
         println!(
             "{verdict}  {} › {}  ({}:{})",
             case.owner,
@@ -35,12 +41,19 @@ pub fn run(at: &Place, filter: Option<&str>) -> Result<Status, CannotRun> {
         for problem in &case.problems {
             println!("      {problem}");
         }
+        if let Some(reason) = &case.skipped {
+            println!("      {reason}");
+        }
     }
     if report.cases.is_empty() {
         println!("no test cases found: add `let tests = [...]` to rules or `tests:` to playbooks");
     }
+    let skipped = match report.skipped() {
+        0 => String::new(),
+        n => format!(", {n} skipped"),
+    };
     println!(
-        "\ncases: {} passed, {} failed",
+        "\ncases: {} passed, {} failed{skipped}",
         report.passed(),
         report.failed()
     );

@@ -20,6 +20,10 @@ pub fn run(at: &Place, format: OutputFormat, refusals: bool) -> Result<Status, C
                     println!("{}\n", content.warnings.render());
                 }
                 println!("{}", summary(content));
+                let not_run = content.not_run();
+                if !not_run.is_empty() {
+                    println!("not run: {not_run}");
+                }
                 if content.sigma.report.files > 0 {
                     print!("{}", sigma_report(&content.sigma.report, refusals));
                 }

@@ -77,6 +77,9 @@ pub struct Config {
     /// (docs/sigma.md).
     #[serde(default)]
     pub sigma: crate::sigma::SigmaConfig,
+    /// Which rule statuses run (docs/rules.md, "Lifecycle").
+    #[serde(default)]
+    pub rules: crate::rules::RulesConfig,
 }
 
 /// The engine's HTTP endpoints.

@@ -160,6 +160,7 @@ async fn record_later(
     if let Some(metrics) = &outputs.metrics {
         for row in &handled.state.detections {
             metrics.detection(&row.detection.rule, row.detection.stage.as_str());
+            metrics.detection_status(row.detection.status);
         }
         // A dispatched step is counted when its outcome arrives.
         for action in &handled.state.actions {

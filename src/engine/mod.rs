@@ -434,6 +434,7 @@ mod tests {
             condition: vec![Bound::Gte(100)],
             field: None,
             attribution: None,
+            status: crate::detection::RuleStatus::Stable,
             generate: true,
         };
         let handle = CorrelationHandle::new(

@@ -536,7 +536,7 @@ async fn reload(
     if let Some(correlation) = &settings.stages.correlation {
         // Windows of correlations whose definition did not change carry over.
         correlation.replace(
-            content.sigma.correlations.clone(),
+            content.running_correlations(),
             crate::sigma::correlation::Limits::from_config(&content.config.sigma.correlation),
         );
     }
@@ -551,12 +551,18 @@ async fn reload(
             restart.join(", ")
         );
     }
+    let not_run = content.not_run();
     tracing::info!(
         rules = content.rules.len(),
         playbooks = content.playbooks.len(),
         warnings = content.warnings.len(),
+        disabled = not_run.disabled,
+        not_run_for_status = not_run.by_status_total(),
         "content reloaded: {text}"
     );
+    if !not_run.is_empty() {
+        tracing::info!("rules loaded but not run: {not_run}");
+    }
     settings.metrics.reloaded(true);
     settings.metrics.set_reload_error(None);
     audit(settings, "ok", text, details).await;

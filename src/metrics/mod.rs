@@ -64,6 +64,9 @@ pub struct Metrics {
     correlation_groups_evicted: AtomicU64,
     correlation_values_evicted: AtomicU64,
     detections: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Detections by their rule's status, indexed as [`RuleStatus::ALL`]: five series at most,
+    /// so `test` detections can be watched apart without a label per rule.
+    detections_by_status: [AtomicU64; 5],
     actions: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency: Histogram,
     reloads: AtomicU64,
@@ -141,6 +144,16 @@ impl Metrics {
     pub fn detection(&self, rule: &str, stage: &'static str) {
         if let Ok(mut map) = self.detections.lock() {
             *map.entry((rule.to_string(), stage)).or_default() += 1;
+        }
+    }
+
+    pub fn detection_status(&self, status: crate::detection::RuleStatus) {
+        if let Some(index) = crate::detection::RuleStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            && let Some(counter) = self.detections_by_status.get(index)
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -359,6 +372,20 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP palisade_detections_by_status_total Detections, per status of the rule that decided (built-in detectors count as stable).\n# TYPE palisade_detections_by_status_total counter"
+        );
+        for (status, counter) in crate::detection::RuleStatus::ALL
+            .iter()
+            .zip(&self.detections_by_status)
+        {
+            let _ = writeln!(
+                out,
+                "palisade_detections_by_status_total{{status=\"{status}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP palisade_actions_total Decided steps, per action and final status.\n# TYPE palisade_actions_total counter"
         );
         if let Ok(map) = self.actions.lock() {
@@ -563,6 +590,7 @@ mod tests {
         metrics.received();
         metrics.processed();
         metrics.detection("office \"spawns\" shell", "rule");
+        metrics.detection_status(crate::detection::RuleStatus::Test);
         metrics.action("process.kill", "dry_run");
         metrics.latency(Duration::from_millis(3), 500);
         let text = metrics.render();
@@ -572,6 +600,8 @@ mod tests {
         }
         assert!(text.contains("palisade_events_processed_total{source=\"redis_stream\"} 1"));
         assert!(text.contains("rule=\"office \\\"spawns\\\" shell\""));
+        assert!(text.contains("palisade_detections_by_status_total{status=\"test\"} 1"));
+        assert!(text.contains("palisade_detections_by_status_total{status=\"stable\"} 0"));
         assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.005\"} 500"));
         assert!(text.contains("palisade_pipeline_latency_seconds_bucket{le=\"0.0025\"} 0"));
     }

@@ -22,7 +22,7 @@ use rhai::{AST, Dynamic, Engine, Scope};
 
 use crate::actions::{self, ActionSpec, ParamSpec, ParamType, Risk};
 use crate::cases::{Expectation, TestCase, TestInput};
-use crate::detection::{Detection, Severity, Stage};
+use crate::detection::{Detection, RuleStatus, Severity, Stage};
 use crate::diagnostics::{Diagnostic, Diagnostics, Position, YamlPath, did_you_mean, locate};
 use crate::event::FieldType;
 use crate::rules::references::{self, FieldRead};
@@ -81,6 +81,8 @@ pub struct Trigger {
     pub tags: Vec<String>,
     pub min_severity: Option<Severity>,
     pub stages: Vec<Stage>,
+    /// Empty: the statuses acted on by default ([`RuleStatus::acted_on_by_default`]).
+    pub statuses: Vec<RuleStatus>,
 }
 
 impl Trigger {
@@ -98,6 +100,16 @@ impl Trigger {
                 .min_severity
                 .is_none_or(|min| detection.severity >= min)
             && (self.stages.is_empty() || self.stages.contains(&detection.stage))
+            && self.acts_on(detection.status)
+    }
+
+    /// Whether the trigger takes detections of rules in `status`.
+    pub fn acts_on(&self, status: RuleStatus) -> bool {
+        if self.statuses.is_empty() {
+            status.acted_on_by_default()
+        } else {
+            self.statuses.contains(&status)
+        }
     }
 }
 
@@ -354,8 +366,9 @@ impl Validator<'_> {
             && spec.tags.is_empty()
             && spec.min_severity.is_none()
             && spec.stages.is_empty()
+            && spec.statuses.is_empty()
         {
-            self.report(at, "playbook-trigger-everything", "the trigger names no rules, tags, min_severity or stages, so it would run on every detection");
+            self.report(at, "playbook-trigger-everything", "the trigger names no rules, tags, min_severity, stages or statuses, so it would run on every detection");
         }
         let mut names = Vec::new();
         for (index, rule) in spec.rules.iter().enumerate() {
@@ -395,6 +408,7 @@ impl Validator<'_> {
             tags: spec.tags.clone(),
             min_severity: spec.min_severity,
             stages: spec.stages.clone(),
+            statuses: spec.statuses.clone(),
         }
     }
 

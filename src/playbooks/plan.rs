@@ -244,8 +244,8 @@ impl Planner {
 
 /// The keys of the `detection` map `when` conditions see: a closed set, so validation refuses
 /// any other name.
-pub const DETECTION_FIELDS: [&str; 8] = [
-    "rule", "title", "severity", "stage", "tags", "score", "entity", "intel",
+pub const DETECTION_FIELDS: [&str; 9] = [
+    "rule", "title", "severity", "stage", "status", "tags", "score", "entity", "intel",
 ];
 
 /// The keys `detection.entity` may have (which ones are set depends on the kind of entity).
@@ -258,6 +258,7 @@ pub fn detection_to_dynamic(detection: &Detection) -> Dynamic {
     map.insert("title".into(), detection.title.clone().into());
     map.insert("severity".into(), detection.severity.as_str().into());
     map.insert("stage".into(), detection.stage.as_str().into());
+    map.insert("status".into(), detection.status.as_str().into());
     map.insert(
         "tags".into(),
         Dynamic::from_array(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::actions::OnFailure;
 use crate::actions::Risk;
 use crate::cases::ExpectedOutcome;
-use crate::detection::{Severity, Stage};
+use crate::detection::{RuleStatus, Severity, Stage};
 
 /// A playbook: when a matching detection arrives, run these steps in order.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -86,6 +86,12 @@ pub struct TriggerSpec {
     /// Detection stages (`rule`, `anomaly`, `tracker`); any stage when left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// The statuses of the rules whose detections the playbook acts on. When left out:
+    /// `stable` and `deprecated` only, never `test`, `experimental` or `unsupported` (a rule's
+    /// author has not vouched for those). List them to act on them, e.g. `statuses: [test]` for
+    /// a playbook that only notifies about a rule on trial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<RuleStatus>,
 }
 
 /// One step.

@@ -18,6 +18,7 @@ pub enum Reference {
     DetectionTitle,
     DetectionSeverity,
     DetectionStage,
+    DetectionStatus,
     DetectionScore,
     EntityPid,
     EntityName,
@@ -43,7 +44,7 @@ pub enum TemplateError {
 }
 
 /// The `detection.*` names a reference may use.
-const DETECTION_REFERENCES: [&str; 5] = ["rule", "title", "severity", "stage", "score"];
+const DETECTION_REFERENCES: [&str; 6] = ["rule", "title", "severity", "stage", "status", "score"];
 /// The `entity.*` names a reference may use.
 const ENTITY_REFERENCES: [&str; 4] = ["pid", "name", "address", "user"];
 
@@ -75,10 +76,11 @@ impl Reference {
             ("detection", ["title"]) => Ok(Reference::DetectionTitle),
             ("detection", ["severity"]) => Ok(Reference::DetectionSeverity),
             ("detection", ["stage"]) => Ok(Reference::DetectionStage),
+            ("detection", ["status"]) => Ok(Reference::DetectionStatus),
             ("detection", ["score"]) => Ok(Reference::DetectionScore),
             ("detection", rest) => Err(unknown(
                 hint(rest, &DETECTION_REFERENCES),
-                "detection fields: rule, title, severity, stage, score",
+                "detection fields: rule, title, severity, stage, status, score",
             )),
             ("entity", ["pid"]) => Ok(Reference::EntityPid),
             ("entity", ["name"]) => Ok(Reference::EntityName),
@@ -126,6 +128,7 @@ impl Reference {
             Reference::DetectionTitle => Some(detection.title.clone()),
             Reference::DetectionSeverity => Some(detection.severity.as_str().to_string()),
             Reference::DetectionStage => Some(detection.stage.as_str().to_string()),
+            Reference::DetectionStatus => Some(detection.status.as_str().to_string()),
             Reference::DetectionScore => detection.score.map(|s| format!("{s:.3}")),
             Reference::EntityPid => match entity {
                 Some(Entity::Process { pid, .. }) => Some(pid.to_string()),
@@ -250,6 +253,7 @@ mod tests {
             rule: Arc::from("c2"),
             stage: Stage::Rule,
             severity: Severity::High,
+            status: crate::detection::RuleStatus::Stable,
             title: "C2".into(),
             tags: Arc::from(vec![]),
             entity: Some(Entity::Address {

@@ -266,6 +266,7 @@ fn detection_fields_are_the_keys_of_the_detection_map() {
         rule: Arc::from("r"),
         stage: Stage::Rule,
         severity: Severity::High,
+        status: crate::detection::RuleStatus::Stable,
         title: "t".into(),
         tags: Arc::from(vec![]),
         entity: None,
@@ -306,4 +307,55 @@ fn detection_fields_are_the_keys_of_the_detection_map() {
             assert!(ENTITY_FIELDS.contains(&key.as_str()), "{key}");
         }
     }
+}
+
+/// A trigger without `statuses` passes over `test`, `experimental` and `unsupported`
+/// detections; one that lists statuses takes exactly those.
+#[test]
+fn a_trigger_acts_on_detections_not_yet_vouched_for_only_when_it_lists_them() {
+    use crate::detection::RuleStatus;
+    let base = "id: p\ntitle: t\ntrigger:\n  min_severity: low\nsteps:\n  - id: s\n    action: notify.log\n    with:\n      message: m\n";
+    let default = load(base).expect("loads").trigger;
+    let asking = load(&base.replace(
+        "  min_severity: low\n",
+        "  min_severity: low\n  statuses: [test, stable]\n",
+    ))
+    .expect("loads")
+    .trigger;
+    for status in RuleStatus::ALL {
+        let detection = crate::detection::Detection {
+            event_id: "e".into(),
+            rule: Arc::from("r"),
+            stage: Stage::Rule,
+            severity: Severity::High,
+            status,
+            title: "t".into(),
+            tags: Arc::from(vec![]),
+            entity: None,
+            score: None,
+            intel: Vec::new(),
+            attribution: None,
+        };
+        assert_eq!(
+            default.matches(&detection),
+            matches!(status, RuleStatus::Stable | RuleStatus::Deprecated),
+            "{status}"
+        );
+        assert_eq!(
+            asking.matches(&detection),
+            matches!(status, RuleStatus::Test | RuleStatus::Stable),
+            "{status}"
+        );
+    }
+    // `statuses` alone is a condition: the trigger is not "every detection".
+    let only = base.replace("  min_severity: low\n", "  statuses: [test]\n");
+    assert!(load(&only).is_ok());
+    // A misspelt status offers the one meant.
+    let found = refused(&base.replace("  min_severity: low\n", "  statuses: [tset]\n"));
+    assert_eq!(found[0].line, 4, "{:?}", found[0]);
+    assert!(
+        found[0].message.contains("did you mean `test`?"),
+        "{}",
+        found[0].message
+    );
 }

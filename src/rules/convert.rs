@@ -115,12 +115,13 @@ pub fn detection_from(
         rule: rule.id.clone(),
         stage: Stage::Rule,
         severity: rule.severity,
+        status: rule.status,
         title: rule.title.clone(),
         tags: rule.tags.clone(),
         entity: None,
         score: None,
         intel: Vec::new(),
-        attribution: None,
+        attribution: rule.attribution.clone(),
     };
     if result.is_unit() {
         return Ok(None);

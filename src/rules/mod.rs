@@ -13,6 +13,7 @@ mod convert;
 mod engine;
 mod failures;
 pub mod helpers;
+pub mod lifecycle;
 mod prefilter;
 pub mod references;
 mod sandbox;
@@ -20,6 +21,7 @@ mod sandbox;
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
 pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
+pub use lifecycle::{NotRun, RulesConfig};
 pub use prefilter::{Condition, Operator, Prefilter};
 pub use sandbox::{
     DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Map, Scope};
 
 use crate::cases::{Expectation, TestCase, TestInput};
-use crate::detection::Severity;
+use crate::detection::{Attribution, RuleStatus, Severity};
 use crate::diagnostics::{Diagnostic, Diagnostics, Position};
 use crate::event::EventKind;
 
@@ -48,6 +50,19 @@ pub struct RuleDefinition {
     pub description: Option<String>,
     pub severity: Severity,
     pub tags: Arc<[String]>,
+    /// Where the rule is in its life (`stable` when the rule names none); carried on its
+    /// detections.
+    pub status: RuleStatus,
+    /// `false` keeps the rule loaded and validated but never run; `disabled_reason` says why.
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub author: Option<String>,
+    /// Links (http or https URLs) about what the rule detects.
+    pub references: Vec<String>,
+    /// Known benign causes of the rule's detections, for whoever triages them.
+    pub false_positives: Vec<String>,
+    /// `author` and `references` as its detections carry them, built once.
+    pub attribution: Option<Arc<Attribution>>,
     pub events: Vec<EventKind>,
     pub prefilter: Prefilter,
     /// Whether the file defines `detect(event)`; without it, passing the pre-filter is the
@@ -65,7 +80,7 @@ pub struct RuleDefinition {
 }
 
 /// The keys a rule's metadata map may have.
-const RULE_KEYS: [&str; 7] = [
+const RULE_KEYS: [&str; 13] = [
     "id",
     "title",
     "description",
@@ -73,6 +88,12 @@ const RULE_KEYS: [&str; 7] = [
     "tags",
     "events",
     "filter",
+    "status",
+    "enabled",
+    "disabled_reason",
+    "author",
+    "references",
+    "false_positives",
 ];
 
 /// The event types a rule's `events` may name.
@@ -241,6 +262,7 @@ pub fn load_rule(
             Vec::new()
         }),
     };
+    let lifecycle = parse_lifecycle(&meta, source, rule_offset, &mut at_key);
     let events = match meta.get("events").map(string_list) {
         Some(Some(names)) if !names.is_empty() => {
             let mut kinds = Vec::new();
@@ -334,6 +356,19 @@ pub fn load_rule(
     let names: Vec<&str> = event_names.iter().map(String::as_str).collect();
     let mut extra_reads = Vec::new();
     let mut warnings = Diagnostics::default();
+    if lifecycle.enabled && lifecycle.disabled_reason.is_some() {
+        warnings.push(
+            Diagnostic::at(
+                path,
+                source,
+                text_position(source, rule_offset, "disabled_reason"),
+                "rule-reason-while-enabled",
+                "`disabled_reason` is given but the rule is enabled: the reason is ignored",
+            )
+            .with_context(format!("rule `{id}`"))
+            .warning(),
+        );
+    }
     for read in references::reads(source, &names) {
         let Some(first) = read.segments.first() else {
             continue;
@@ -394,6 +429,18 @@ pub fn load_rule(
         description: text("description"),
         severity,
         tags: Arc::from(tags),
+        attribution: (lifecycle.author.is_some() || !lifecycle.references.is_empty()).then(|| {
+            Arc::new(Attribution {
+                author: lifecycle.author.clone(),
+                references: lifecycle.references.clone(),
+            })
+        }),
+        status: lifecycle.status,
+        enabled: lifecycle.enabled,
+        disabled_reason: lifecycle.disabled_reason,
+        author: lifecycle.author,
+        references: lifecycle.references,
+        false_positives: lifecycle.false_positives,
         events,
         prefilter,
         has_detect,
@@ -402,6 +449,157 @@ pub fn load_rule(
         extra_reads,
         warnings,
     })
+}
+
+/// The lifecycle keys of a rule's metadata, as read.
+struct LifecycleKeys {
+    status: RuleStatus,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    author: Option<String>,
+    references: Vec<String>,
+    false_positives: Vec<String>,
+}
+
+/// Reads `status`, `enabled`, `disabled_reason`, `author`, `references` and
+/// `false_positives`, reporting each problem at its key (or, for a reference, at its text).
+fn parse_lifecycle(
+    meta: &Map,
+    source: &str,
+    rule_offset: usize,
+    at_key: &mut impl FnMut(&str, &'static str, String),
+) -> LifecycleKeys {
+    let text = |key: &str| meta.get(key).map(|v| v.clone().into_string().ok());
+    let status = match text("status") {
+        None => RuleStatus::default(),
+        Some(Some(name)) => match RuleStatus::parse(&name) {
+            Some(status) if status != RuleStatus::Unsupported => status,
+            Some(_) => {
+                at_key(
+                    "status",
+                    "rule-bad-status",
+                    format!(
+                        "status `{name}` is Sigma's word for a rule that cannot run; a rule that must not run says `enabled: false` with a `disabled_reason`; use one of {}",
+                        lifecycle::RHAI_STATUSES.join(", ")
+                    ),
+                );
+                RuleStatus::default()
+            }
+            None => {
+                at_key(
+                    "status",
+                    "rule-bad-status",
+                    format!(
+                        "unknown status `{name}`{}; use one of {}",
+                        crate::diagnostics::did_you_mean(&name, lifecycle::RHAI_STATUSES),
+                        lifecycle::RHAI_STATUSES.join(", ")
+                    ),
+                );
+                RuleStatus::default()
+            }
+        },
+        Some(None) => {
+            at_key(
+                "status",
+                "rule-bad-status",
+                format!(
+                    "`status` must be a string: one of {}",
+                    lifecycle::RHAI_STATUSES.join(", ")
+                ),
+            );
+            RuleStatus::default()
+        }
+    };
+    let enabled = match meta.get("enabled") {
+        None => true,
+        Some(value) => value.as_bool().unwrap_or_else(|_| {
+            at_key(
+                "enabled",
+                "rule-bad-enabled",
+                "`enabled` must be true or false".into(),
+            );
+            true
+        }),
+    };
+    // An empty reason is no reason: whoever finds the rule off must learn why.
+    let disabled_reason = match text("disabled_reason") {
+        None => None,
+        Some(Some(reason)) if !reason.trim().is_empty() => Some(reason),
+        Some(_) => {
+            at_key(
+                "disabled_reason",
+                "rule-bad-disabled-reason",
+                "`disabled_reason` must be a non-empty string saying why the rule is off".into(),
+            );
+            None
+        }
+    };
+    if !enabled && disabled_reason.is_none() && !meta.contains_key("disabled_reason") {
+        at_key(
+            "enabled",
+            "rule-disabled-without-reason",
+            "a rule with `enabled: false` needs a `disabled_reason` saying why it is off (a ticket, a date, what must change)".into(),
+        );
+    }
+    let author = match text("author") {
+        None => None,
+        Some(Some(author)) => Some(author),
+        Some(None) => {
+            at_key(
+                "author",
+                "rule-bad-author",
+                "`author` must be a string".into(),
+            );
+            None
+        }
+    };
+    let mut list = |key: &str| match meta.get(key) {
+        None => Vec::new(),
+        Some(value) => string_list(value).unwrap_or_else(|| {
+            at_key(
+                key,
+                "rule-bad-list",
+                format!("`{key}` must be an array of strings"),
+            );
+            Vec::new()
+        }),
+    };
+    let references = list("references");
+    let false_positives = list("false_positives");
+    for reference in &references {
+        if let Err(problem) = check_reference(reference) {
+            // At the reference's own quoted text when it can be found, else at the key.
+            let needle = format!("\"{reference}\"");
+            let written = source
+                .get(rule_offset..)
+                .is_some_and(|s| s.contains(&needle));
+            at_key(
+                if written { &needle } else { "references" },
+                "rule-bad-reference",
+                format!("reference `{reference}` {problem}"),
+            );
+        }
+    }
+    LifecycleKeys {
+        status,
+        enabled,
+        disabled_reason,
+        author,
+        references,
+        false_positives,
+    }
+}
+
+/// A reference must be a link a person can follow: an absolute http or https URL with a host.
+fn check_reference(reference: &str) -> Result<(), String> {
+    match url::Url::parse(reference) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        Ok(url) => Err(format!(
+            "is not an http or https link (scheme `{}`)",
+            url.scheme()
+        )),
+        Err(err) => Err(format!("is not a URL: {err}")),
+    }
 }
 
 /// Rule ids name rules in playbooks and output, so they are kept to a safe, stable alphabet.

@@ -219,14 +219,20 @@ impl Server {
         if let Some(reloads) = reloads {
             engine = engine.with_reloads(reloads);
         }
+        let not_run = content.not_run();
         tracing::info!(
             rules = content.rules.len(),
             playbooks = content.playbooks.len(),
             dry_run = config.actions.dry_run,
             state = %state_path.display(),
             alerts = publishes,
+            disabled = not_run.disabled,
+            not_run_for_status = not_run.by_status_total(),
             "palisade is running"
         );
+        if !not_run.is_empty() {
+            tracing::info!("rules loaded but not run: {not_run}");
+        }
         // Where every driver's committed batches go.
         let outputs = Outputs {
             format: engine.format(),

@@ -14,18 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::diagnostics::Position;
 use crate::event::{EventKind, Field};
 
-/// A Sigma rule's `status`. Config chooses which load.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Stable,
-    Test,
-    Experimental,
-    Deprecated,
-    Unsupported,
-}
+/// A Sigma rule's `status`: the same lifecycle as Rhai rules'. `sigma.statuses` chooses which
+/// load, `rules.statuses` which of the loaded ones run.
+pub use crate::detection::RuleStatus as Status;
 
 /// A Sigma rule's `level`, ordered; config chooses the lowest that becomes a detection.
 #[derive(

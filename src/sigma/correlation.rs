@@ -186,6 +186,9 @@ pub struct Correlation {
     pub field: Option<Field>,
     /// The correlation's author and references, carried on its detections.
     pub attribution: Option<Arc<crate::detection::Attribution>>,
+    /// The correlation's own `status` (`stable` when it names none), carried on its
+    /// detections.
+    pub status: crate::detection::RuleStatus,
     /// Whether the named rules' own detections are kept (`generate: true`) or only this
     /// correlation's (the specification's default).
     pub generate: bool,
@@ -1135,6 +1138,7 @@ pub fn resolve(
                 references: rule.references.clone(),
             })
         }),
+        status: rule.status.unwrap_or_default(),
         generate: rule.generate,
     })
 }

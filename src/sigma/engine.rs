@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::detection::{Attribution, Detection, Severity, Stage};
+use crate::detection::{Attribution, Detection, RuleStatus, Severity, Stage};
 use crate::event::{Event, EventKind};
 
 use super::ast::{Level, SigmaRule};
@@ -15,6 +15,10 @@ struct Prepared {
     severity: Severity,
     tags: Arc<[String]>,
     attribution: Option<Arc<Attribution>>,
+    status: RuleStatus,
+    /// Whether `rules.statuses` runs it. The compiled set is shared by every worker and built
+    /// once per load, so a rule that does not run is dropped here, after matching.
+    runs: bool,
 }
 
 /// The Sigma rules of one worker: the shared compiled set and this worker's scratch space.
@@ -41,13 +45,23 @@ pub fn severity(level: Level) -> Severity {
 }
 
 impl SigmaEngine {
-    /// A worker's stage over `rules` and the set compiled from them (in the same order).
-    pub fn build(rules: &[Arc<SigmaRule>], compiled: Option<Arc<CompiledSet>>) -> SigmaEngine {
+    /// A worker's stage over `rules` and the set compiled from them (in the same order); the
+    /// rules whose status is not in `statuses` (the config's `rules.statuses`) never produce a
+    /// detection.
+    pub fn build(
+        rules: &[Arc<SigmaRule>],
+        compiled: Option<Arc<CompiledSet>>,
+        statuses: &[RuleStatus],
+    ) -> SigmaEngine {
         let mut by_kind = [0; 4];
         let mut prepared = Vec::with_capacity(rules.len());
         for rule in rules {
-            for kind in &rule.kinds {
-                by_kind[kind.index()] += 1;
+            let status = rule.status.unwrap_or_default();
+            let runs = statuses.contains(&status);
+            if runs {
+                for kind in &rule.kinds {
+                    by_kind[kind.index()] += 1;
+                }
             }
             let attribution = (rule.author.is_some() || !rule.references.is_empty()).then(|| {
                 Arc::new(Attribution {
@@ -60,6 +74,8 @@ impl SigmaEngine {
                 severity: severity(rule.level),
                 tags: Arc::from(rule.tags.clone()),
                 attribution,
+                status,
+                runs,
             });
         }
         let scratch = compiled
@@ -87,12 +103,15 @@ impl SigmaEngine {
         };
         compiled.matches(event, &mut self.scratch, &mut self.matched);
         for &index in &self.matched {
-            if let Some(prepared) = self.rules.get(index) {
+            if let Some(prepared) = self.rules.get(index)
+                && prepared.runs
+            {
                 detections.push(Detection {
                     event_id: event.id.clone(),
                     rule: prepared.rule.id.clone(),
                     stage: Stage::Rule,
                     severity: prepared.severity,
+                    status: prepared.status,
                     title: prepared.rule.title.clone(),
                     tags: prepared.tags.clone(),
                     entity: None,

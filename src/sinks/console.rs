@@ -81,6 +81,7 @@ pub fn show_settled(format: AlertFormat, row: &DetectionRow, steps: &[&ActionRec
 }
 
 /// `2025-11-03T14:30:05Z HIGH     office-spawns-shell  ws-17  WINWORD.EXE started powershell.exe  [event e-1]`
+/// (`office-spawns-shell (test)` for a rule whose status is not stable)
 ///
 /// One detection is one line: every value from an event (host, names, the title rules build
 /// from event fields, ids) is shown inert, so none can break the line or drive the terminal.
@@ -95,8 +96,14 @@ pub fn render_detection(row: &DetectionRow) -> String {
         Some(Entity::User { name }) => format!("  user {}", Inert(name)),
         None => String::new(),
     };
+    // A rule on trial says so beside its id, so nobody reads its line as a vetted alert.
+    let status = if detection.status.is_stable() {
+        String::new()
+    } else {
+        format!(" ({})", detection.status)
+    };
     format!(
-        "{} {:<8} {}  {}  {}{}  [event {}]",
+        "{} {:<8} {}{status}  {}  {}{}  [event {}]",
         Inert(&row.event_time),
         detection.severity.as_str().to_uppercase(),
         Inert(&detection.rule[..]),

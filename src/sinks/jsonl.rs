@@ -17,6 +17,10 @@ pub fn detection_line(detection: &Detection) -> Value {
         "stage": detection.stage,
         "tags": &*detection.tags,
     });
+    // Only on detections of rules not yet (or no longer) stable, like the detection's own JSON.
+    if !detection.status.is_stable() {
+        value["status"] = json!(detection.status);
+    }
     if let Some(entity) = &detection.entity {
         value["entity"] = json!(entity);
     }

@@ -827,6 +827,7 @@ mod tests {
                 rule: "test-rule".into(),
                 stage: crate::detection::Stage::Rule,
                 severity: crate::detection::Severity::High,
+                status: crate::detection::RuleStatus::Stable,
                 title: "test".into(),
                 tags: Arc::from(Vec::new()),
                 entity: None,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::anomaly::AnomalyHandle;
 use crate::content::Content;
 use crate::event::{Event, normalize, normalize_value};
-use crate::pipeline::{Outcome, Pipeline, Stages};
+use crate::pipeline::{Outcome, Pipeline, RuleSelection, Stages};
 use crate::sinks::{action_line, detection_line, replay_lines};
 use crate::sources::jsonl::JsonlReader;
 
@@ -33,11 +33,13 @@ pub struct CaseResult {
     pub name: String,
     /// Empty when the case passed; otherwise lines explaining the difference.
     pub problems: Vec<String>,
+    /// Why the case was not run (its rule is disabled); it neither passed nor failed.
+    pub skipped: Option<String>,
 }
 
 impl CaseResult {
     pub fn passed(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.skipped.is_none()
     }
 }
 
@@ -48,11 +50,15 @@ pub struct TestReport {
 
 impl TestReport {
     pub fn failed(&self) -> usize {
-        self.cases.iter().filter(|c| !c.passed()).count()
+        self.cases.iter().filter(|c| !c.problems.is_empty()).count()
     }
 
     pub fn passed(&self) -> usize {
-        self.cases.len() - self.failed()
+        self.cases.iter().filter(|c| c.passed()).count()
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.cases.iter().filter(|c| c.skipped.is_some()).count()
     }
 }
 
@@ -84,11 +90,23 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
     for rule in &content.rules {
         for case in rule.tests.iter().filter(|c| selected(&rule.id, &c.name)) {
+            // A disabled rule never runs, so its cases could only say so; they are listed as
+            // skipped with the reason, not failed (the rule is often off because it misfires).
+            if !rule.enabled {
+                let reason = rule.disabled_reason.as_deref().unwrap_or("no reason given");
+                let mut skipped = result(case, &rule.id, Vec::new());
+                skipped.skipped = Some(format!("rule disabled: {reason}"));
+                report.cases.push(skipped);
+                continue;
+            }
+            // A rule's own cases run whatever `rules.statuses` says: a rule on trial is the one
+            // that most needs its tests.
             let problems = match outcome_of(
                 content,
                 &case.input,
                 &case.intel,
                 case.anomaly.then_some(&model),
+                RuleSelection::EveryStatus,
             ) {
                 Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
                 Err(problem) => vec![problem],
@@ -112,7 +130,13 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         if !selected(&owner, &case.name) && !selected(rule, &case.name) {
             continue;
         }
-        let problems = match outcome_of(content, &case.input, &case.intel, None) {
+        let problems = match outcome_of(
+            content,
+            &case.input,
+            &case.intel,
+            None,
+            RuleSelection::EveryStatus,
+        ) {
             Ok(outcome) => check_rule(rule, &case.expect, &outcome),
             Err(problem) => vec![problem],
         };
@@ -131,6 +155,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
                     &case.input,
                     &case.intel,
                     case.anomaly.then_some(&model),
+                    RuleSelection::Configured,
                 ),
             ) {
                 (Expectation::Outcome(expected), Ok(outcome)) => {
@@ -155,6 +180,7 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             owner: "fixture".into(),
             name,
             problems,
+            skipped: None,
         });
     }
     Ok(report)
@@ -167,6 +193,7 @@ fn result(case: &TestCase, owner: &str, problems: Vec<String>) -> CaseResult {
         owner: owner.to_string(),
         name: case.name.clone(),
         problems,
+        skipped: None,
     }
 }
 
@@ -193,11 +220,14 @@ fn case_intel(content: &Content, intel: &[TestIndicator]) -> Result<IntelHandle,
 }
 
 /// `model`: the content's anomaly model, for the cases that use it (loaded once per run).
+/// `selection`: a rule's own cases run every enabled rule; a playbook's run what the engine
+/// would.
 fn outcome_of(
     content: &Arc<Content>,
     input: &TestInput,
     intel: &[TestIndicator],
     model: Option<&AnomalyHandle>,
+    selection: RuleSelection,
 ) -> Result<Outcome, String> {
     let events = match input {
         TestInput::Events(values) => values
@@ -214,9 +244,14 @@ fn outcome_of(
         tracker: Stages::fresh_tracker(content),
         correlation: Some(Stages::fresh_correlation(content)),
     };
-    let mut pipeline =
-        Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)
-            .map_err(|e| e.to_string())?;
+    let mut pipeline = Pipeline::with_selection(
+        content.clone(),
+        false,
+        case_intel(content, intel)?,
+        stages,
+        selection,
+    )
+    .map_err(|e| e.to_string())?;
     let mut outcome = Outcome::default();
     for event in &events {
         pipeline.process(event, &mut outcome);
@@ -467,6 +502,7 @@ fn check_snapshot(
         &TestInput::Fixture(events.to_path_buf()),
         &[],
         Some(model),
+        RuleSelection::Configured,
     )?;
     let got: Vec<Value> = replay_lines(&outcome);
     let (expected, file) = open_inside(content, expected)?;

@@ -121,6 +121,7 @@ impl Finding {
             rule: Arc::from(id),
             stage: Stage::Tracker,
             severity,
+            status: crate::detection::RuleStatus::Stable,
             title,
             tags: Arc::from(vec!["tracker".to_string()]),
             entity,

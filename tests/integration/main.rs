@@ -18,6 +18,7 @@ mod firewall;
 mod intel_poison;
 mod intel_pull;
 mod learning;
+mod lifecycle;
 mod live;
 mod operator_text;
 mod outcomes;

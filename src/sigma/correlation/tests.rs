@@ -106,6 +106,7 @@ fn detection_of(rule: &str, event: &Event) -> Detection {
         rule: rule.into(),
         stage: Stage::Rule,
         severity: crate::detection::Severity::Low,
+        status: crate::detection::RuleStatus::Stable,
         title: rule.into(),
         tags: Arc::from(Vec::<String>::new()),
         entity: None,
@@ -914,4 +915,19 @@ fn a_condition_that_could_never_fire_is_refused() {
         smallest_count(&[Bound::Gt(100), Bound::Lte(200)]),
         Some(101)
     );
+}
+
+/// A correlation's detections carry its own `status` (`stable` when it names none), so a
+/// correlation on trial is marked like a rule on trial.
+#[test]
+fn a_correlation_detection_carries_the_correlation_status() {
+    for (status_line, expected) in [
+        ("", crate::detection::RuleStatus::Stable),
+        ("status: test\n", crate::detection::RuleStatus::Test),
+    ] {
+        let handle = build(&format!("{status_line}{BRUTE_FORCE}"), LIMITS);
+        let fired = failed_logins(&handle, 0, 20, T0, 10_000, "203.0.113.9");
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].status, expected);
+    }
 }

@@ -592,6 +592,7 @@ fn detection(correlation: &Correlation, event: &Event, key: &Key) -> Detection {
         score: None,
         intel: Vec::new(),
         attribution: correlation.attribution.clone(),
+        status: correlation.status,
     }
 }
 
