@@ -64,6 +64,8 @@ pub struct Metrics {
     correlation_groups_evicted: AtomicU64,
     correlation_values_evicted: AtomicU64,
     detections: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Detections an exception dropped, per rule.
+    excepted: Mutex<BTreeMap<String, u64>>,
     actions: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency: Histogram,
     reloads: AtomicU64,
@@ -141,6 +143,13 @@ impl Metrics {
     pub fn detection(&self, rule: &str, stage: &'static str) {
         if let Ok(mut map) = self.detections.lock() {
             *map.entry((rule.to_string(), stage)).or_default() += 1;
+        }
+    }
+
+    /// A detection of `rule` an exception dropped.
+    pub fn excepted(&self, rule: &str) {
+        if let Ok(mut map) = self.excepted.lock() {
+            *map.entry(rule.to_string()).or_default() += 1;
         }
     }
 
@@ -353,6 +362,19 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "palisade_detections_total{{rule=\"{}\",stage=\"{stage}\"}} {n}",
+                    escape(rule)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_detections_excepted_total Detections dropped by an exception (`exceptions/`), per rule.\n# TYPE palisade_detections_excepted_total counter"
+        );
+        if let Ok(map) = self.excepted.lock() {
+            for (rule, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "palisade_detections_excepted_total{{rule=\"{}\"}} {n}",
                     escape(rule)
                 );
             }

@@ -11,8 +11,11 @@
 
 mod convert;
 mod engine;
+pub mod exceptions;
 mod failures;
 pub mod helpers;
+mod library;
+pub mod lists;
 mod prefilter;
 pub mod references;
 mod sandbox;
@@ -20,7 +23,10 @@ mod sandbox;
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
 pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
-pub use prefilter::{Condition, Operator, Prefilter};
+pub use exceptions::{Exception, Exceptions, load_exceptions};
+pub use library::{Library, load_helpers};
+pub use lists::{Lists, NamedList, load_list};
+pub use prefilter::{Condition, MODIFIERS, Operator, Prefilter};
 pub use sandbox::{
     DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
     build_engine, describe, fit_limits_to,
@@ -89,6 +95,17 @@ pub fn load_rule(
     source: &str,
     limits: &RuleLimits,
 ) -> Result<RuleDefinition, Diagnostics> {
+    load_rule_in(path, source, limits, &Library::default())
+}
+
+/// [`load_rule`] with the content's lists and helpers, which filters and `in_list` calls are
+/// checked against.
+pub fn load_rule_in(
+    path: &Path,
+    source: &str,
+    limits: &RuleLimits,
+    library: &Library,
+) -> Result<RuleDefinition, Diagnostics> {
     // Editors on Windows may save a byte-order mark, which Rhai would read as a stray character.
     let source = crate::diagnostics::strip_bom(source);
     let mut problems = Diagnostics::default();
@@ -132,6 +149,7 @@ pub fn load_rule(
             }
         }
     }
+    shared_state_and_lists(path, source, library, &mut problems);
     // The top level only builds the metadata and test maps; it runs once, here, in the sandbox.
     let mut scope = Scope::new();
     deadline.start();
@@ -297,7 +315,7 @@ pub fn load_rule(
                     }
                     let parsed = scalar_list(&values)
                         .ok_or_else(|| format!("`filter` key `{key}` must have a string, a number or an array of them"))
-                        .and_then(|values| Prefilter::parse_condition(&key, values));
+                        .and_then(|values| Prefilter::parse_condition_with(&key, values, &library.lists));
                     match parsed {
                         Ok(condition) => {
                             if let Some(kinds) = condition.field.kinds()
@@ -404,6 +422,48 @@ pub fn load_rule(
     })
 }
 
+/// Two mistakes only the source shows: a function reading a top-level variable (the engine
+/// calls `detect` without the top level, so the read fails on every event), and `in_list` naming
+/// a list that does not exist.
+fn shared_state_and_lists(
+    path: &Path,
+    source: &str,
+    library: &Library,
+    problems: &mut Diagnostics,
+) {
+    let shape = references::outline(source);
+    for function in &shape.functions {
+        for (name, offset) in &function.outside_reads {
+            let Some((_, defined)) = shape.globals.iter().find(|(global, _)| global == name) else {
+                continue;
+            };
+            let line = text_position(source, *defined, "").line;
+            problems.push(Diagnostic::at(
+                path,
+                source,
+                text_position(source, *offset, ""),
+                "rule-top-level-state",
+                format!(
+                    "`{}` reads `{name}`, defined at the top level (line {line}); rules are stateless: `{}` runs for each event without the top level, so this fails on every event. Keep a fixed value inside the function, share values through a list (`lists/`, `in_list(...)`), and count or remember across events with the tracker (`first_seen`, ...) or a Sigma correlation",
+                    function.name,
+                    function.name
+                ),
+            ));
+        }
+    }
+    for (name, offset) in &shape.list_names {
+        if let Err(message) = library.lists.resolve(name) {
+            problems.push(Diagnostic::at(
+                path,
+                source,
+                text_position(source, *offset, ""),
+                "rule-unknown-list",
+                format!("`in_list`: {message}"),
+            ));
+        }
+    }
+}
+
 /// Rule ids name rules in playbooks and output, so they are kept to a safe, stable alphabet.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -425,6 +485,9 @@ fn scalar_list(value: &Dynamic) -> Option<Vec<String>> {
     let scalar = |item: &Dynamic| -> Option<String> {
         if let Ok(n) = item.as_int() {
             Some(n.to_string())
+        } else if let Ok(b) = item.as_bool() {
+            // `exists: true`
+            Some(b.to_string())
         } else {
             item.clone().into_string().ok()
         }
