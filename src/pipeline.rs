@@ -277,7 +277,7 @@ impl Pipeline {
         let now = jiff::Timestamp::now();
         let mut index = from;
         while index < out.detections.len() {
-            match exceptions.covering(&out.detections[index], event, now) {
+            match exceptions.covering(&out.detections[index].rule, event, now) {
                 Some(exception) => {
                     let detection = out.detections.remove(index);
                     out.excepted.push(Excepted {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::detection::Detection;
 use crate::diagnostics::{Diagnostic, Diagnostics, YamlPath, locate};
 use crate::event::Event;
 
@@ -148,15 +147,15 @@ impl Exceptions {
         all.into_iter()
     }
 
-    /// The first exception that covers `detection` of `event` at `now`, if any.
+    /// The first exception that covers a detection of `rule` on `event` at `now`, if any.
     pub fn covering(
         &self,
-        detection: &Detection,
+        rule: &str,
         event: &Event,
         now: jiff::Timestamp,
     ) -> Option<&Arc<Exception>> {
         self.by_rule
-            .get(&*detection.rule)?
+            .get(rule)?
             .iter()
             .find(|exception| exception.covers(event, now))
     }
@@ -296,4 +295,102 @@ fn at_pos(source: &str, index: usize, key: &str) -> crate::diagnostics::Position
         source,
         &YamlPath::root().key("exceptions").index(index).key(key),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    const RULES: [&str; 3] = ["anomaly-model", "office-spawns-shell", "powershell-download-cradle"];
+
+    fn load(source: &str, now: &str) -> Result<(Vec<Exception>, Diagnostics), Diagnostics> {
+        load_exceptions(
+            Path::new("exceptions/x.yaml"),
+            source,
+            &RULES,
+            now.parse().expect("time"),
+        )
+    }
+
+    fn detection(rule: &str) -> &str {
+        rule
+    }
+
+    fn office(host: &str) -> Event {
+        let mut event = Event::new("e1", EventKind::ProcessCreate, 0);
+        event.host = Some(host.into());
+        event.name = Some("cmd.exe".into());
+        event.image = Some("C:\\Build\\tools\\cmd.exe".into());
+        event.user = Some("svc_build".into());
+        event
+    }
+
+    #[test]
+    fn an_exception_silences_one_host_for_one_rule_until_it_expires() {
+        let source = "exceptions:\n  - rule: office-spawns-shell\n    host: [BUILD-01]\n    reason: the build agents run Office macros in CI\n    expires: 2026-06-01T00:00:00Z\n    author: alice\n";
+        let (found, warnings) = load(source, "2026-01-01T00:00:00Z").expect("loads");
+        assert!(warnings.is_empty());
+        let exceptions = Exceptions::new(found);
+        let before: jiff::Timestamp = "2026-05-31T23:59:59Z".parse().expect("time");
+        let after: jiff::Timestamp = "2026-06-01T00:00:00Z".parse().expect("time");
+        let office_rule = detection("office-spawns-shell");
+        let covered = exceptions
+            .covering(office_rule, &office("build-01"), before)
+            .expect("the build host is excepted");
+        assert_eq!(covered.author.as_deref(), Some("alice"));
+        assert_eq!(covered.place(), "exceptions/x.yaml:2");
+        assert!(exceptions.covering(office_rule, &office("ws-3"), before).is_none(), "another host");
+        assert!(
+            exceptions
+                .covering(detection("powershell-download-cradle"), &office("build-01"), before)
+                .is_none(),
+            "another rule"
+        );
+        assert!(exceptions.covering(office_rule, &office("build-01"), after).is_none(), "expired");
+        // Loaded after it expired: it loads (it is harmless) and validate warns.
+        let (_, warnings) = load(source, "2026-07-01T00:00:00Z").expect("loads");
+        let warning = warnings.iter().next().expect("a warning");
+        assert_eq!((warning.line, warning.code), (5, "exception-expired"));
+    }
+
+    #[test]
+    fn every_field_an_exception_gives_must_match() {
+        let source = "exceptions:\n  - rule: office-spawns-shell\n    user: svc_build\n    process: CMD.EXE\n    path: 'c:\\build\\'\n    reason: builds\n";
+        let (found, _) = load(source, "2026-01-01T00:00:00Z").expect("loads");
+        let exceptions = Exceptions::new(found);
+        let now = jiff::Timestamp::now();
+        let rule = detection("office-spawns-shell");
+        assert!(exceptions.covering(rule, &office("any"), now).is_some());
+        let mut other_user = office("any");
+        other_user.user = Some("alice".into());
+        assert!(exceptions.covering(rule, &other_user, now).is_none());
+        let mut elsewhere = office("any");
+        elsewhere.image = Some("C:\\Windows\\System32\\cmd.exe".into());
+        assert!(exceptions.covering(rule, &elsewhere, now).is_none());
+    }
+
+    #[test]
+    fn an_exception_naming_an_unknown_rule_is_refused() {
+        let source = "exceptions:\n  - rule: office-spawns-shel\n    host: build-01\n    reason: builds\n  - rule: office-spawns-shell\n    reason: ''\n  - rule: anomaly-model\n    host: x\n    reason: r\n    expires: next week\n";
+        let problems = load(source, "2026-01-01T00:00:00Z").expect_err("refused");
+        let found: Vec<(usize, usize, &str)> =
+            problems.iter().map(|d| (d.line, d.column, d.code)).collect();
+        assert_eq!(
+            found,
+            [
+                (2, 11, "exception-unknown-rule"),
+                (6, 13, "exception-no-reason"),
+                (5, 5, "exception-matches-everything"),
+                (10, 14, "exception-bad-expires"),
+            ],
+            "{}",
+            problems.render()
+        );
+        assert!(
+            problems.render().contains("did you mean `office-spawns-shell`?"),
+            "{}",
+            problems.render()
+        );
+    }
 }

@@ -113,6 +113,19 @@ pub fn load_rule_in(
     let ast = match engine.compile(source) {
         Ok(ast) => ast,
         Err(err) => {
+            // Writing to a top-level variable inside a function does not compile; say why.
+            if let rhai::ParseErrorType::VariableUndefined(name) = err.err_type()
+                && let Some(found) = top_level_state(source, name, rhai_position(err.position()))
+            {
+                problems.push(Diagnostic::at(
+                    path,
+                    source,
+                    rhai_position(err.position()),
+                    "rule-top-level-state",
+                    found,
+                ));
+                return Err(problems);
+            }
             problems.push(Diagnostic::at(
                 path,
                 source,
@@ -289,6 +302,7 @@ pub fn load_rule_in(
         }
     };
     let mut conditions_found = Vec::new();
+    let mut filter_refused = false;
     let mut intel_kinds: Option<Vec<crate::intel::IndicatorKind>> = None;
     match meta.get("filter") {
         None => {}
@@ -332,7 +346,10 @@ pub fn load_rule_in(
                             }
                             conditions_found.push(condition);
                         }
-                        Err(message) => at_key(&key, "rule-bad-filter", message),
+                        Err(message) => {
+                            filter_refused = true;
+                            at_key(&key, "rule-bad-filter", message);
+                        }
                     }
                 }
             }
@@ -342,7 +359,8 @@ pub fn load_rule_in(
     if let Some(kinds) = intel_kinds {
         prefilter = prefilter.with_intel(kinds);
     }
-    if !has_detect && prefilter.is_empty() {
+    // A filter refused above is already reported; "matches everything" would only repeat it.
+    if !has_detect && prefilter.is_empty() && !filter_refused {
         at_key(
             "rule",
             "rule-matches-everything",
@@ -437,17 +455,12 @@ fn shared_state_and_lists(
             let Some((_, defined)) = shape.globals.iter().find(|(global, _)| global == name) else {
                 continue;
             };
-            let line = text_position(source, *defined, "").line;
             problems.push(Diagnostic::at(
                 path,
                 source,
                 text_position(source, *offset, ""),
                 "rule-top-level-state",
-                format!(
-                    "`{}` reads `{name}`, defined at the top level (line {line}); rules are stateless: `{}` runs for each event without the top level, so this fails on every event. Keep a fixed value inside the function, share values through a list (`lists/`, `in_list(...)`), and count or remember across events with the tracker (`first_seen`, ...) or a Sigma correlation",
-                    function.name,
-                    function.name
-                ),
+                stateless(&function.name, name, text_position(source, *defined, "").line),
             ));
         }
     }
@@ -462,6 +475,29 @@ fn shared_state_and_lists(
             ));
         }
     }
+}
+
+/// The message for a function using a top-level variable.
+fn stateless(function: &str, name: &str, line: usize) -> String {
+    format!(
+        "`{function}` reads `{name}`, defined at the top level (line {line}); rules are stateless: `{function}` runs for each event without the top level, so this fails on every event. Keep a fixed value inside the function, share values through a list (`lists/`, `in_list(...)`), and count or remember across events with the tracker (`first_seen`, ...) or a Sigma correlation"
+    )
+}
+
+/// When `name`, undefined at `at`, is a top-level variable used inside a function: the message.
+fn top_level_state(source: &str, name: &str, at: Position) -> Option<String> {
+    let shape = references::outline(source);
+    let (_, defined) = shape.globals.iter().find(|(global, _)| global == name)?;
+    let function = shape
+        .functions
+        .iter()
+        .rev()
+        .find(|f| text_position(source, f.offset, "").line <= at.line)?;
+    Some(stateless(
+        &function.name,
+        name,
+        text_position(source, *defined, "").line,
+    ))
 }
 
 /// Rule ids name rules in playbooks and output, so they are kept to a safe, stable alphabet.
@@ -639,5 +675,7 @@ fn rhai_position(position: rhai::Position) -> Position {
     )
 }
 
+#[cfg(test)]
+mod shared_tests;
 #[cfg(test)]
 mod tests;
