@@ -135,7 +135,20 @@ impl Watched {
                 crate::content::EXCEPTIONS_DIR,
             ]
             .iter()
-            .map(|folder| absolute(content.resolve(Path::new(folder))))
+            .map(|folder| {
+                // Often not made yet: its parent is resolved instead, so the folder is
+                // recognised by the absolute path notify reports once it appears.
+                let path = content.resolve(Path::new(folder));
+                match (path.exists(), path.parent(), path.file_name()) {
+                    (false, Some(parent), Some(name)) => absolute(if parent.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        parent.to_path_buf()
+                    })
+                    .join(name),
+                    _ => absolute(path),
+                }
+            })
             .collect(),
             sigma: content
                 .config
