@@ -66,6 +66,18 @@ fn replay_applies_an_exception_and_validate_refuses_an_unknown_rule() {
     std::fs::write(dir.path().join("exceptions/build.yaml"), BUILD_EXCEPTION).expect("exception");
     assert_success(&palisade(&["validate"], dir.path()));
     assert_eq!(fired(dir.path()), ["on-workstation"], "the build host is excepted, in any case");
+    // At debug level, replay says which exception dropped what.
+    let debug = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["replay", "--events", "events.jsonl"])
+        .current_dir(dir.path())
+        .env("PALISADE_LOG", "debug")
+        .output()
+        .expect("replay runs");
+    let log = stderr(&debug);
+    assert!(
+        log.contains("detection of rule `office-spawns-shell` on event `on-build` dropped by the exception at exceptions/build.yaml:2: the build agents open macro documents in CI"),
+        "{log}"
+    );
 }
 
 #[test]
