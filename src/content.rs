@@ -320,7 +320,11 @@ fn load_library(
     problems: &mut Diagnostics,
 ) -> Library {
     let mut lists: Vec<crate::rules::NamedList> = Vec::new();
-    for path in files(&display_path(dir, Path::new(LISTS_DIR)), &["yaml", "yml"], problems) {
+    for path in files(
+        &display_path(dir, Path::new(LISTS_DIR)),
+        &["yaml", "yml"],
+        problems,
+    ) {
         let Some(source) = read(&path, cap, problems) else {
             continue;
         };

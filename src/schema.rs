@@ -31,6 +31,9 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("config.schema.json", render(config())),
         ("sigma-tests.schema.json", render(sigma_tests())),
         ("list.schema.json", render(crate::rules::lists::schema())),
-        ("exception.schema.json", render(crate::rules::exceptions::schema())),
+        (
+            "exception.schema.json",
+            render(crate::rules::exceptions::schema()),
+        ),
     ]
 }

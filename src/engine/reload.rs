@@ -140,12 +140,14 @@ impl Watched {
                 // recognised by the absolute path notify reports once it appears.
                 let path = content.resolve(Path::new(folder));
                 match (path.exists(), path.parent(), path.file_name()) {
-                    (false, Some(parent), Some(name)) => absolute(if parent.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        parent.to_path_buf()
-                    })
-                    .join(name),
+                    (false, Some(parent), Some(name)) => {
+                        absolute(if parent.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            parent.to_path_buf()
+                        })
+                        .join(name)
+                    }
                     _ => absolute(path),
                 }
             })

@@ -186,11 +186,20 @@ pub fn load_exceptions(
     for (index, spec) in file.exceptions.into_iter().enumerate() {
         let at = |key: &str| {
             let entry = YamlPath::root().key("exceptions").index(index);
-            locate(source, &if key.is_empty() { entry } else { entry.key(key) })
+            locate(
+                source,
+                &if key.is_empty() {
+                    entry
+                } else {
+                    entry.key(key)
+                },
+            )
         };
         let context = format!("exception {} for `{}`", index + 1, spec.rule);
         let mut problem = |key: &str, code: &'static str, message: String| {
-            problems.push(Diagnostic::at(path, source, at(key), code, message).with_context(context.clone()));
+            problems.push(
+                Diagnostic::at(path, source, at(key), code, message).with_context(context.clone()),
+            );
         };
         if !rules.contains(&spec.rule.as_str()) {
             problem(
@@ -302,7 +311,11 @@ mod tests {
     use super::*;
     use crate::event::EventKind;
 
-    const RULES: [&str; 3] = ["anomaly-model", "office-spawns-shell", "powershell-download-cradle"];
+    const RULES: [&str; 3] = [
+        "anomaly-model",
+        "office-spawns-shell",
+        "powershell-download-cradle",
+    ];
 
     fn load(source: &str, now: &str) -> Result<(Vec<Exception>, Diagnostics), Diagnostics> {
         load_exceptions(
@@ -340,14 +353,28 @@ mod tests {
             .expect("the build host is excepted");
         assert_eq!(covered.author.as_deref(), Some("alice"));
         assert_eq!(covered.place(), "exceptions/x.yaml:2");
-        assert!(exceptions.covering(office_rule, &office("ws-3"), before).is_none(), "another host");
         assert!(
             exceptions
-                .covering(detection("powershell-download-cradle"), &office("build-01"), before)
+                .covering(office_rule, &office("ws-3"), before)
+                .is_none(),
+            "another host"
+        );
+        assert!(
+            exceptions
+                .covering(
+                    detection("powershell-download-cradle"),
+                    &office("build-01"),
+                    before
+                )
                 .is_none(),
             "another rule"
         );
-        assert!(exceptions.covering(office_rule, &office("build-01"), after).is_none(), "expired");
+        assert!(
+            exceptions
+                .covering(office_rule, &office("build-01"), after)
+                .is_none(),
+            "expired"
+        );
         // Loaded after it expired: it loads (it is harmless) and validate warns.
         let (_, warnings) = load(source, "2026-07-01T00:00:00Z").expect("loads");
         let warning = warnings.iter().next().expect("a warning");
@@ -374,8 +401,10 @@ mod tests {
     fn an_exception_naming_an_unknown_rule_is_refused() {
         let source = "exceptions:\n  - rule: office-spawns-shel\n    host: build-01\n    reason: builds\n  - rule: office-spawns-shell\n    reason: ''\n  - rule: anomaly-model\n    host: x\n    reason: r\n    expires: next week\n";
         let problems = load(source, "2026-01-01T00:00:00Z").expect_err("refused");
-        let found: Vec<(usize, usize, &str)> =
-            problems.iter().map(|d| (d.line, d.column, d.code)).collect();
+        let found: Vec<(usize, usize, &str)> = problems
+            .iter()
+            .map(|d| (d.line, d.column, d.code))
+            .collect();
         assert_eq!(
             found,
             [
@@ -388,7 +417,9 @@ mod tests {
             problems.render()
         );
         assert!(
-            problems.render().contains("did you mean `office-spawns-shell`?"),
+            problems
+                .render()
+                .contains("did you mean `office-spawns-shell`?"),
             "{}",
             problems.render()
         );

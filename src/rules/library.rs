@@ -71,9 +71,9 @@ impl Library {
             "in_list",
             move |name: &str, value: &str| -> Result<bool, Box<EvalAltResult>> {
                 clock.check()?;
-                let list = lists.resolve(name).map_err(|message| -> Box<EvalAltResult> {
-                    message.into()
-                })?;
+                let list = lists
+                    .resolve(name)
+                    .map_err(|message| -> Box<EvalAltResult> { message.into() })?;
                 Ok(list.contains_text(value))
             },
         );
@@ -81,9 +81,9 @@ impl Library {
         engine.register_fn(
             "in_list",
             move |name: &str, value: Dynamic| -> Result<bool, Box<EvalAltResult>> {
-                let list = lists.resolve(name).map_err(|message| -> Box<EvalAltResult> {
-                    message.into()
-                })?;
+                let list = lists
+                    .resolve(name)
+                    .map_err(|message| -> Box<EvalAltResult> { message.into() })?;
                 // Numbers (ports) are compared as their text.
                 Ok(match value.as_int() {
                     Ok(n) => list.contains_text(&n.to_string()),

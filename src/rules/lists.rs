@@ -96,10 +96,9 @@ impl AddressSet {
                 set.insert(network);
             }
             None => {
-                self.by_prefix
-                    .push((v4, prefix, HashSet::from([network])));
+                self.by_prefix.push((v4, prefix, HashSet::from([network])));
                 // Longest prefixes first: the most specific entries are the likeliest hits.
-                self.by_prefix.sort_by(|a, b| b.1.cmp(&a.1));
+                self.by_prefix.sort_by_key(|entry| std::cmp::Reverse(entry.1));
             }
         }
     }
@@ -337,7 +336,13 @@ mod tests {
     fn address_lists_match_by_network_and_text_lists_ignore_case() {
         let nets = list("name: admin_nets\nkind: addresses\nvalues:\n  - 10.0.0.0/8\n  - 192.0.2.7\n  - 2001:db8::/32\n  - ::ffff:198.51.100.0/120\n")
             .expect("loads");
-        for inside in ["10.200.1.1", "192.0.2.7", "2001:db8:1::5", "198.51.100.9", "::ffff:10.0.0.1"] {
+        for inside in [
+            "10.200.1.1",
+            "192.0.2.7",
+            "2001:db8:1::5",
+            "198.51.100.9",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(nets.contains_text(inside), "{inside}");
         }
         for outside in ["11.0.0.1", "192.0.2.8", "2001:db9::1", "not an address"] {
@@ -351,8 +356,10 @@ mod tests {
 
     #[test]
     fn bad_lists_are_refused_at_their_line_and_column() {
-        let problems = list("name: nets\nkind: addresses\nvalues:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n  - nope\n")
-            .unwrap_err();
+        let problems = list(
+            "name: nets\nkind: addresses\nvalues:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n  - nope\n",
+        )
+        .unwrap_err();
         let found: Vec<(usize, usize, &str)> = problems
             .iter()
             .map(|d| (d.line, d.column, d.code))

@@ -22,8 +22,8 @@ mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
 pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
-pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use exceptions::{Exception, Exceptions, load_exceptions};
+pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use library::{Library, load_helpers};
 pub use lists::{Lists, NamedList, load_list};
 pub use prefilter::{Condition, MODIFIERS, Operator, Prefilter};
@@ -460,7 +460,11 @@ fn shared_state_and_lists(
                 source,
                 text_position(source, *offset, ""),
                 "rule-top-level-state",
-                stateless(&function.name, name, text_position(source, *defined, "").line),
+                stateless(
+                    &function.name,
+                    name,
+                    text_position(source, *defined, "").line,
+                ),
             ));
         }
     }

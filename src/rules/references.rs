@@ -358,12 +358,17 @@ pub fn outline(source: &str) -> Outline {
             } else {
                 k
             };
-            let name = ident(start + 1).map(|(n, _)| n.to_string()).unwrap_or_default();
+            let name = ident(start + 1)
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default();
             let Some(open) = (start..tokens.len()).find(|&j| punct(j, '{')) else {
                 break;
             };
             let end = close_of(open);
-            let mut bound: Vec<&str> = (start + 2..open).filter_map(ident).map(|(n, _)| n).collect();
+            let mut bound: Vec<&str> = (start + 2..open)
+                .filter_map(ident)
+                .map(|(n, _)| n)
+                .collect();
             let mut function = FunctionOutline {
                 name,
                 offset: tokens.get(start).map_or(*at, |(_, o)| *o),
@@ -379,22 +384,41 @@ pub fn outline(source: &str) -> Outline {
                 let in_for_tuple = j > 1
                     && ident(j - 2).is_some_and(|(b, _)| b == "for")
                     && matches!(tokens.get(j - 1), Some((Token::Call, _)));
-                let in_for_tuple_second = j > 3
-                    && ident(j - 4).is_some_and(|(b, _)| b == "for")
-                    && punct(j - 1, ',');
+                let in_for_tuple_second =
+                    j > 3 && ident(j - 4).is_some_and(|(b, _)| b == "for") && punct(j - 1, ',');
                 if after_binder || in_for_tuple || in_for_tuple_second {
                     bound.push(name);
                     continue;
                 }
                 let property = j > 0 && matches!(tokens.get(j - 1), Some((Token::Dot, _)));
-                let key_or_call = punct(j + 1, ':')
-                    || matches!(tokens.get(j + 1), Some((Token::Call, _)));
+                let key_or_call =
+                    punct(j + 1, ':') || matches!(tokens.get(j + 1), Some((Token::Call, _)));
                 let keyword = matches!(
                     name,
-                    "if" | "else" | "while" | "loop" | "for" | "in" | "do" | "until" | "return"
-                        | "break" | "continue" | "let" | "const" | "fn" | "true" | "false"
-                        | "this" | "switch" | "throw" | "try" | "catch" | "private" | "global"
-                        | "is_shared" | "Fn"
+                    "if" | "else"
+                        | "while"
+                        | "loop"
+                        | "for"
+                        | "in"
+                        | "do"
+                        | "until"
+                        | "return"
+                        | "break"
+                        | "continue"
+                        | "let"
+                        | "const"
+                        | "fn"
+                        | "true"
+                        | "false"
+                        | "this"
+                        | "switch"
+                        | "throw"
+                        | "try"
+                        | "catch"
+                        | "private"
+                        | "global"
+                        | "is_shared"
+                        | "Fn"
                 );
                 if !property && !key_or_call && !keyword && !bound.contains(&name) {
                     function.outside_reads.push((name.to_string(), offset));

@@ -11,7 +11,9 @@ fn library(lists: &[&str], helpers: &[&str]) -> Library {
     let lists = lists
         .iter()
         .enumerate()
-        .map(|(n, text)| load_list(Path::new(&format!("lists/{n}.yaml")), text).expect("list loads"))
+        .map(|(n, text)| {
+            load_list(Path::new(&format!("lists/{n}.yaml")), text).expect("list loads")
+        })
         .collect();
     let helpers = helpers
         .iter()
@@ -105,7 +107,9 @@ fn a_filter_with_not_re_cidr_and_exists_matches_as_documented() {
     let v6 = connection("ws-12", Some("bob"), "2001:db8::7");
     assert_eq!(
         fired(
-            &[&filter_rule(r#""remote_ip|cidr": ["2001:db8::/32"], "user|exists": true"#)],
+            &[&filter_rule(
+                r#""remote_ip|cidr": ["2001:db8::/32"], "user|exists": true"#
+            )],
             &none,
             &v6
         ),
@@ -114,7 +118,11 @@ fn a_filter_with_not_re_cidr_and_exists_matches_as_documented() {
     // An IPv4-mapped event address is the IPv4 address.
     let mapped = connection("ws-12", None, "::ffff:10.1.1.1");
     assert_eq!(
-        fired(&[&filter_rule(r#""remote_ip|cidr": ["10.0.0.0/8"]"#)], &none, &mapped),
+        fired(
+            &[&filter_rule(r#""remote_ip|cidr": ["10.0.0.0/8"]"#)],
+            &none,
+            &mapped
+        ),
         ["f"]
     );
 }
@@ -152,7 +160,11 @@ fn a_bad_regex_in_a_filter_is_refused_with_its_position() {
     let found = refused(source, &Library::default());
     assert_eq!(found.len(), 1, "{found:?}");
     let (line, column, code, message) = &found[0];
-    assert_eq!((*line, *column, *code), (2, 15, "rule-bad-filter"), "{message}");
+    assert_eq!(
+        (*line, *column, *code),
+        (2, 15, "rule-bad-filter"),
+        "{message}"
+    );
     assert!(
         message.contains("`(unclosed` is not a regular expression")
             && message.contains("unclosed group")
@@ -171,7 +183,10 @@ fn modifiers_are_checked_with_their_order_and_a_suggestion() {
         Prefilter::parse_condition(key, vec![value.into()]).expect_err("refused")
     };
     let message = err("cmdline|not|contains", "x");
-    assert!(message.contains("write `cmdline|contains|not`"), "{message}");
+    assert!(
+        message.contains("write `cmdline|contains|not`"),
+        "{message}"
+    );
     let message = err("cmdline|contians", "x");
     assert!(
         message.contains("did you mean `contains`?") && message.contains("re, cidr, exists"),
@@ -184,13 +199,16 @@ fn modifiers_are_checked_with_their_order_and_a_suggestion() {
     assert!(err("name|contains|re|not", "x").contains("too many modifiers"));
 }
 
-const ADMIN_HOSTS: &str = "name: admin_hosts\ndescription: jump hosts\nvalues: [JUMP-01, jump-02]\n";
-const ADMIN_NETS: &str = "name: admin_nets\nkind: addresses\nvalues:\n  - 10.0.0.0/8\n  - 2001:db8::/32\n";
+const ADMIN_HOSTS: &str =
+    "name: admin_hosts\ndescription: jump hosts\nvalues: [JUMP-01, jump-02]\n";
+const ADMIN_NETS: &str =
+    "name: admin_nets\nkind: addresses\nvalues:\n  - 10.0.0.0/8\n  - 2001:db8::/32\n";
 
 #[test]
 fn a_named_list_is_usable_from_a_filter_and_from_detect() {
     let library = library(&[ADMIN_HOSTS, ADMIN_NETS], &[]);
-    let from_filter = filter_rule(r#""host|in_list|not": ["admin_hosts"], "remote_ip|in_list": ["admin_nets"]"#);
+    let from_filter =
+        filter_rule(r#""host|in_list|not": ["admin_hosts"], "remote_ip|in_list": ["admin_nets"]"#);
     let from_detect = r#"let rule = #{ id: "d", title: "D", severity: "low", events: ["network_connection"] };
 fn detect(event) { !in_list("admin_hosts", event.host) && in_list("admin_nets", event.remote_ip) && !in_list("admin_hosts", event.user) }"#;
     let rules = [from_filter.as_str(), from_detect];
@@ -218,7 +236,9 @@ fn an_unknown_list_name_is_refused_with_did_you_mean() {
     let library = library(&[ADMIN_HOSTS], &[]);
     let found = refused(&filter_rule(r#""host|in_list": ["admin_host"]"#), &library);
     assert!(
-        found[0].3.contains("no list named `admin_host` (did you mean `admin_hosts`?)"),
+        found[0]
+            .3
+            .contains("no list named `admin_host` (did you mean `admin_hosts`?)"),
         "{found:?}"
     );
     let source = "let rule = #{ id: \"d\", title: \"D\", severity: \"low\", events: [\"network_connection\"] };\nfn detect(event) {\n    in_list(\"admin_hots\", event.host)\n}";
@@ -228,7 +248,10 @@ fn an_unknown_list_name_is_refused_with_did_you_mean() {
         [(3, 14, "rule-unknown-list")],
         "{found:?}"
     );
-    assert!(found[0].3.contains("did you mean `admin_hosts`?"), "{found:?}");
+    assert!(
+        found[0].3.contains("did you mean `admin_hosts`?"),
+        "{found:?}"
+    );
 }
 
 const HELPERS: &str = r#"
@@ -260,7 +283,9 @@ fn detect(event) { is_shell(event.name) }"#;
     event.parent_name = Some("explorer.exe".into());
     assert_eq!(fired(&[first, second], &library, &event), ["any-shell"]);
     // Without the library the call fails, as any unknown function does.
-    let definitions = vec![Arc::new(load_in(second, &Library::default()).expect("loads"))];
+    let definitions = vec![Arc::new(
+        load_in(second, &Library::default()).expect("loads"),
+    )];
     let mut engine = RuleEngine::build(
         &definitions,
         &RuleLimits::default(),
@@ -290,7 +315,8 @@ fn detect(event) { spin() }"#;
     let event = Event::new("e1", EventKind::ProcessCreate, 0);
     engine.evaluate(&event, &[], &mut detections, &mut failures);
     assert!(
-        failures[0].message.contains("operations limit") || failures[0].message.contains("time budget"),
+        failures[0].message.contains("operations limit")
+            || failures[0].message.contains("time budget"),
         "{failures:?}"
     );
 }
@@ -308,8 +334,14 @@ fn a_lib_file_with_anything_but_functions_is_refused_with_its_position() {
         problems("fn a() { 1 }\nlet counts = #{};\nconst LIMIT = 3;\nfn b() { 2 }\n"),
         [(2, 1, "lib-top-level"), (3, 1, "lib-top-level")]
     );
-    assert_eq!(problems("fn a() { 1 }\nprint(\"loaded\");\n"), [(2, 1, "lib-top-level")]);
-    assert_eq!(problems("fn detect(event) { true }\n"), [(1, 1, "lib-reserved-name")]);
+    assert_eq!(
+        problems("fn a() { 1 }\nprint(\"loaded\");\n"),
+        [(2, 1, "lib-top-level")]
+    );
+    assert_eq!(
+        problems("fn detect(event) { true }\n"),
+        [(1, 1, "lib-reserved-name")]
+    );
     let imports = problems("import \"x\" as x;\nfn a() { 1 }\n");
     assert!(imports.contains(&(1, 1, "lib-import")), "{imports:?}");
 }
@@ -318,7 +350,10 @@ fn a_lib_file_with_anything_but_functions_is_refused_with_its_position() {
 fn top_level_state_in_a_rule_is_refused_by_validate() {
     // Read (compiles, then failed on every event) and written (did not compile, with a
     // message that did not say why).
-    for (body, column) in [("counts.len() >= 0", 5), ("counts[event.host] = 1;\n    true", 5)] {
+    for (body, column) in [
+        ("counts.len() >= 0", 5),
+        ("counts[event.host] = 1;\n    true", 5),
+    ] {
         let source = format!(
             "let rule = #{{ id: \"r\", title: \"T\", severity: \"low\", events: [\"process_create\"] }};\nlet counts = #{{}};\nfn detect(event) {{\n    {body}\n}}\n"
         );

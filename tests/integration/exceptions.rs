@@ -65,7 +65,11 @@ fn replay_applies_an_exception_and_validate_refuses_an_unknown_rule() {
 
     std::fs::write(dir.path().join("exceptions/build.yaml"), BUILD_EXCEPTION).expect("exception");
     assert_success(&palisade(&["validate"], dir.path()));
-    assert_eq!(fired(dir.path()), ["on-workstation"], "the build host is excepted, in any case");
+    assert_eq!(
+        fired(dir.path()),
+        ["on-workstation"],
+        "the build host is excepted, in any case"
+    );
     // At debug level, replay says which exception dropped what.
     let debug = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(["replay", "--events", "events.jsonl"])
@@ -129,8 +133,8 @@ let tests = [
     assert!(cases.iter().all(|l| l.starts_with("PASS")), "{tested}");
 
     // A list named wrong is refused where it is named, with the list meant.
-    let rule = std::fs::read_to_string(dir.path().join("rules/admin_tool_off_net.rhai"))
-        .expect("rule");
+    let rule =
+        std::fs::read_to_string(dir.path().join("rules/admin_tool_off_net.rhai")).expect("rule");
     std::fs::write(
         dir.path().join("rules/admin_tool_off_net.rhai"),
         rule.replace("in_list(\"admin_nets\"", "in_list(\"admin_net\""),
