@@ -655,6 +655,43 @@ fn detect(event) { #{ entity: "process" } }
     }
 
     #[test]
+    fn a_list_name_or_helper_defined_twice_is_refused_at_the_second_file() {
+        let dir = content_dir();
+        for sub in [LISTS_DIR, LIB_DIR] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("lists/a.yaml"),
+            "name: admins\nvalues: [a]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("lists/b.yaml"),
+            "# the same name again\nname: admins\nvalues: [b]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("lib/a.rhai"), "fn helper(x) { x }\n").unwrap();
+        std::fs::write(
+            dir.path().join("lib/b.rhai"),
+            "fn other() { 1 }\n\nfn helper(y) { y }\n",
+        )
+        .unwrap();
+        let found: Vec<(String, usize, usize, &str)> = load(dir.path(), None)
+            .unwrap_err()
+            .into_iter()
+            .map(|d| (d.file.display().to_string(), d.line, d.column, d.code))
+            .collect();
+        let root = dir.path().display().to_string();
+        assert_eq!(
+            found,
+            [
+                (format!("{root}/lib/b.rhai"), 3, 1, "duplicate-helper"),
+                (format!("{root}/lists/b.yaml"), 2, 7, "duplicate-list-name"),
+            ]
+        );
+    }
+
+    #[test]
     fn the_test_rule_loads() {
         let dir = content_dir();
         assert_eq!(load(dir.path(), None).unwrap().rules.len(), 1);

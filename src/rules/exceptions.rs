@@ -104,7 +104,12 @@ impl Exception {
                 || event.image.as_deref().is_some_and(|image| {
                     self.paths.iter().any(|path| {
                         if path.ends_with('/') || path.ends_with('\\') {
+                            // `C:\Build\..\Windows\cmd.exe` starts with `C:\Build\` and
+                            // is not in it: a path climbing out is never under the folder.
                             super::helpers::starts_with_ignore_case(image, path)
+                                && image.get(path.len()..).is_some_and(|rest| {
+                                    !rest.split(['/', '\\']).any(|part| part == "..")
+                                })
                         } else {
                             image.eq_ignore_ascii_case(path)
                         }
@@ -392,6 +397,12 @@ mod tests {
         let mut other_user = office("any");
         other_user.user = Some("alice".into());
         assert!(exceptions.covering(rule, &other_user, now).is_none());
+        let mut climbing = office("any");
+        climbing.image = Some("C:\\Build\\..\\Windows\\System32\\cmd.exe".into());
+        assert!(
+            exceptions.covering(rule, &climbing, now).is_none(),
+            "a path climbing out of the folder is not in it"
+        );
         let mut elsewhere = office("any");
         elsewhere.image = Some("C:\\Windows\\System32\\cmd.exe".into());
         assert!(exceptions.covering(rule, &elsewhere, now).is_none());

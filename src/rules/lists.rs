@@ -98,7 +98,8 @@ impl AddressSet {
             None => {
                 self.by_prefix.push((v4, prefix, HashSet::from([network])));
                 // Longest prefixes first: the most specific entries are the likeliest hits.
-                self.by_prefix.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+                self.by_prefix
+                    .sort_by_key(|entry| std::cmp::Reverse(entry.1));
             }
         }
     }
