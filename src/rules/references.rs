@@ -375,6 +375,21 @@ pub fn outline(source: &str) -> Outline {
                 outside_reads: Vec::new(),
             };
             for j in open..end {
+                // A closure's parameters, `|a, b| ...`, are bound inside it.
+                if punct(j, '|') {
+                    let mut m = j + 1;
+                    let mut params = Vec::new();
+                    while let Some((name, _)) = ident(m) {
+                        params.push(name);
+                        m += 1;
+                        if punct(m, ',') {
+                            m += 1;
+                        }
+                    }
+                    if !params.is_empty() && punct(m, '|') {
+                        bound.extend(params);
+                    }
+                }
                 let Some((name, offset)) = ident(j) else {
                     continue;
                 };

@@ -375,4 +375,7 @@ fn top_level_state_in_a_rule_is_refused_by_validate() {
     // A local of the same name, a map key and a property are not the top-level variable.
     let fine = "let rule = #{ id: \"r\", title: \"T\", severity: \"low\", events: [\"process_create\"] };\nlet counts = 1;\nfn detect(event) {\n    let counts = #{ counts: 1 };\n    for (x, i) in [1] { }\n    event.counts == counts.counts\n}\n";
     assert!(load_in(fine, &Library::default()).is_ok());
+    // A closure's parameter is not the top-level variable either.
+    let closure = "let rule = #{ id: \"r\", title: \"T\", severity: \"low\", events: [\"process_create\"] };\nlet limit = 1;\nfn detect(event) {\n    [1, 2].filter(|limit, at| limit > at).len() > 0\n}\n";
+    assert!(load_in(closure, &Library::default()).is_ok());
 }
