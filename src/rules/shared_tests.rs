@@ -282,6 +282,11 @@ fn detect(event) { is_shell(event.name) }"#;
     );
     event.parent_name = Some("explorer.exe".into());
     assert_eq!(fired(&[first, second], &library, &event), ["any-shell"]);
+    // A rule's own function of the same name and arity wins over the helper, for that rule.
+    let own = r#"let rule = #{ id: "own", title: "O", severity: "low", events: ["process_create"] };
+fn is_shell(name) { false }
+fn detect(event) { is_shell(event.name) }"#;
+    assert_eq!(fired(&[own, second], &library, &event), ["any-shell"]);
     // Without the library the call fails, as any unknown function does.
     let definitions = vec![Arc::new(
         load_in(second, &Library::default()).expect("loads"),
