@@ -12,7 +12,10 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::intel::Warninglists;
 use crate::intel::warninglist::Warninglist;
 use crate::playbooks::{Playbook, load_playbook};
-use crate::rules::{RuleDefinition, build_engine, load_rule};
+use crate::rules::{
+    Exceptions, Library, Lists, RuleDefinition, build_engine, load_exceptions, load_helpers,
+    load_list, load_rule_in,
+};
 
 /// A validated set of config, rules and playbooks.
 #[derive(Debug, Clone)]
@@ -28,6 +31,10 @@ pub struct Content {
     pub warninglists: Warninglists,
     /// Sigma rules from `rules/*.yml` and the configured folders (docs/sigma.md).
     pub sigma: crate::sigma::SigmaContent,
+    /// Named lists (`lists/*.yaml`) and shared helper functions (`lib/*.rhai`).
+    pub library: Library,
+    /// Per-rule exceptions (`exceptions/*.yaml`).
+    pub exceptions: Arc<Exceptions>,
     /// Problems that do not stop the content from loading (reads of event fields the model
     /// does not know), for `validate` and the commands to show.
     pub warnings: Diagnostics,
@@ -35,6 +42,12 @@ pub struct Content {
 
 /// Where warninglists are read from, relative to the content directory.
 pub const WARNINGLISTS_DIR: &str = "warninglists";
+/// Where named lists are read from, relative to the content directory.
+pub const LISTS_DIR: &str = "lists";
+/// Where shared helper functions are read from, relative to the content directory.
+pub const LIB_DIR: &str = "lib";
+/// Where per-rule exceptions are read from, relative to the content directory.
+pub const EXCEPTIONS_DIR: &str = "exceptions";
 
 impl Content {
     /// The intel a command runs with: the live indicators in this content's state database
@@ -148,13 +161,14 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
     }
 
     let mut warnings = Diagnostics::default();
+    let library = load_library(dir, &config.limits, cap, &mut problems);
     let mut rules: Vec<Arc<RuleDefinition>> = Vec::new();
     let mut rules_by_id: HashMap<Arc<str>, Arc<RuleDefinition>> = HashMap::new();
     for path in files(&rules_dir, &["rhai"], &mut problems) {
         let Some(source) = read(&path, cap, &mut problems) else {
             continue;
         };
-        match load_rule(&path, &source, &config.limits) {
+        match load_rule_in(&path, &source, &config.limits, &library) {
             Ok(rule) => {
                 warnings.extend(rule.warnings.clone());
                 warnings.extend(unknown_event_reads(
@@ -229,6 +243,30 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
             rule_names.insert(stem, &correlation.id);
         }
     }
+    let mut known_ids: Vec<&str> = rules_by_id.keys().map(|id| &**id).collect();
+    known_ids.extend(sigma.rules.iter().map(|rule| &*rule.id));
+    known_ids.extend(sigma.correlations.iter().map(|c| &*c.id));
+    known_ids.extend(crate::detection::BUILT_IN_DETECTORS.iter().copied());
+    known_ids.sort_unstable();
+    let mut exceptions = Vec::new();
+    let now = jiff::Timestamp::now();
+    for path in files(
+        &display_path(dir, Path::new(EXCEPTIONS_DIR)),
+        &["yaml", "yml"],
+        &mut problems,
+    ) {
+        let Some(source) = read(&path, cap, &mut problems) else {
+            continue;
+        };
+        match load_exceptions(&path, &source, &known_ids, now) {
+            Ok((found, expired)) => {
+                exceptions.extend(found);
+                warnings.extend(expired);
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    let exceptions = Arc::new(Exceptions::new(exceptions));
     // `when` conditions compile in the same sandbox rules run in.
     let (engine, _) = build_engine(&config.limits, &crate::intel::IntelHandle::default());
     let rules_incomplete = !problems.is_empty();
@@ -294,7 +332,90 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         rules,
         playbooks,
         sigma,
+        library,
+        exceptions,
     })
+}
+
+/// Loads `lists/*.yaml` and `lib/*.rhai`. A list name used twice, or a helper defined in two
+/// files, is a problem at the second; what loaded is returned either way, so rules are still
+/// checked against it.
+fn load_library(
+    dir: &Path,
+    limits: &crate::rules::RuleLimits,
+    cap: u64,
+    problems: &mut Diagnostics,
+) -> Library {
+    let mut lists: Vec<crate::rules::NamedList> = Vec::new();
+    for path in files(
+        &display_path(dir, Path::new(LISTS_DIR)),
+        &["yaml", "yml"],
+        problems,
+    ) {
+        let Some(source) = read(&path, cap, problems) else {
+            continue;
+        };
+        match load_list(&path, &source) {
+            Ok(list) => {
+                if let Some(first) = lists.iter().find(|l| l.name == list.name) {
+                    problems.push(Diagnostic::at(
+                        &path,
+                        &source,
+                        crate::diagnostics::locate(
+                            &source,
+                            &crate::diagnostics::YamlPath::root().key("name"),
+                        ),
+                        "duplicate-list-name",
+                        format!(
+                            "list name `{}` is already used by `{}`",
+                            list.name,
+                            first.path.display()
+                        ),
+                    ));
+                    continue;
+                }
+                lists.push(list);
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    let mut helpers: Vec<(PathBuf, rhai::AST)> = Vec::new();
+    let mut defined: HashMap<(String, usize), PathBuf> = HashMap::new();
+    for path in files(&display_path(dir, Path::new(LIB_DIR)), &["rhai"], problems) {
+        let Some(source) = read(&path, cap, problems) else {
+            continue;
+        };
+        match load_helpers(&path, &source, limits) {
+            Ok(ast) => {
+                let mut clash = false;
+                for function in ast.iter_functions() {
+                    let key = (function.name.to_string(), function.params.len());
+                    if let Some(first) = defined.get(&key) {
+                        clash = true;
+                        problems.push(Diagnostic::at(
+                            &path,
+                            &source,
+                            crate::rules::text_position(&source, 0, &format!("fn {}", key.0)),
+                            "duplicate-helper",
+                            format!(
+                                "helper `{}` with {} parameter(s) is already defined in `{}`",
+                                key.0,
+                                key.1,
+                                first.display()
+                            ),
+                        ));
+                    } else {
+                        defined.insert(key, path.clone());
+                    }
+                }
+                if !clash {
+                    helpers.push((path, ast));
+                }
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    Library::new(Lists::new(lists), helpers)
 }
 
 /// A warning for each read of an `event.*` name that is neither a typed field nor covered by
@@ -558,6 +679,43 @@ fn detect(event) { #{ entity: "process" } }
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_list_name_or_helper_defined_twice_is_refused_at_the_second_file() {
+        let dir = content_dir();
+        for sub in [LISTS_DIR, LIB_DIR] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("lists/a.yaml"),
+            "name: admins\nvalues: [a]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("lists/b.yaml"),
+            "# the same name again\nname: admins\nvalues: [b]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("lib/a.rhai"), "fn helper(x) { x }\n").unwrap();
+        std::fs::write(
+            dir.path().join("lib/b.rhai"),
+            "fn other() { 1 }\n\nfn helper(y) { y }\n",
+        )
+        .unwrap();
+        let found: Vec<(String, usize, usize, &str)> = load(dir.path(), None)
+            .unwrap_err()
+            .into_iter()
+            .map(|d| (d.file.display().to_string(), d.line, d.column, d.code))
+            .collect();
+        let root = dir.path().display().to_string();
+        assert_eq!(
+            found,
+            [
+                (format!("{root}/lib/b.rhai"), 3, 1, "duplicate-helper"),
+                (format!("{root}/lists/b.yaml"), 2, 7, "duplicate-list-name"),
+            ]
+        );
     }
 
     #[test]

@@ -41,6 +41,16 @@ pub struct Outcome {
     pub reported: Vec<(String, String, i64)>,
     /// Changes to the anomaly stage's learning sample, to be stored.
     pub sample: Vec<crate::anomaly::learning::SampleRow>,
+    /// Detections an exception (`exceptions/*.yaml`) dropped, to be counted and shown at debug.
+    pub excepted: Vec<Excepted>,
+}
+
+/// A detection an exception dropped before it was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Excepted {
+    pub rule: Arc<str>,
+    pub event_id: String,
+    pub exception: Arc<crate::rules::Exception>,
 }
 
 impl Outcome {
@@ -52,6 +62,7 @@ impl Outcome {
         self.behaviour.clear();
         self.reported.clear();
         self.sample.clear();
+        self.excepted.clear();
     }
 }
 
@@ -190,11 +201,12 @@ impl Pipeline {
             .filter(|rule| chosen.runs(rule.enabled, rule.status))
             .cloned()
             .collect();
-        let rules = RuleEngine::build_with(
+        let rules = RuleEngine::build_in(
             &running,
             &content.config.limits,
             &intel,
             stages.tracker.as_ref(),
+            &content.library,
         )?;
         let policy = content.config.actions.policy(&content.config.redis.url)?;
         let planner = Planner::new(&content.config.limits, &intel, policy);
@@ -237,6 +249,9 @@ impl Pipeline {
         self.rules
             .evaluate(event, &self.hits, &mut out.detections, &mut out.failures);
         self.sigma.evaluate(event, &mut out.detections);
+        // Excepted before the anomaly stage looks: an exception silences one rule, it does not
+        // vouch for the event.
+        self.except(event, out, first_new);
         if out.detections.len() == first_new {
             match self.stages.anomaly.detect(event, &mut self.features) {
                 Some(detection) => out.detections.push(detection),
@@ -258,11 +273,17 @@ impl Pipeline {
                 &mut out.reported,
             );
         }
-        // Correlations count the detections of this event, so they see every deciding stage's.
+        self.except(event, out, first_new);
+        // Correlations count the detections of this event, so they see every deciding stage's
+        // (excepted ones are gone: they count toward nothing).
         if let Some(correlation) = &self.stages.correlation
             && out.detections.len() > first_new
         {
+            let before = out.detections.len();
             correlation.observe(event, &mut out.detections, first_new);
+            if out.detections.len() > before {
+                self.except(event, out, before);
+            }
         }
         let detections = &out.detections[first_new..];
         if detections.is_empty() {
@@ -280,6 +301,31 @@ impl Pipeline {
                 .plan(playbook, event, detection, self.dry_run, &mut self.plan);
             out.actions.append(&mut self.plan.actions);
             out.degrade.append(&mut self.plan.degrade);
+        }
+    }
+}
+
+impl Pipeline {
+    /// Drops the detections from `from` on that an exception covers, noting each in `out`.
+    fn except(&self, event: &Event, out: &mut Outcome, from: usize) {
+        let exceptions = &self.content.exceptions;
+        if exceptions.is_empty() || out.detections.len() <= from {
+            return;
+        }
+        let now = jiff::Timestamp::now();
+        let mut index = from;
+        while index < out.detections.len() {
+            match exceptions.covering(&out.detections[index].rule, event, now) {
+                Some(exception) => {
+                    let detection = out.detections.remove(index);
+                    out.excepted.push(Excepted {
+                        rule: detection.rule,
+                        event_id: event.id.clone(),
+                        exception: exception.clone(),
+                    });
+                }
+                None => index += 1,
+            }
         }
     }
 }

@@ -30,5 +30,10 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("playbook.schema.json", render(playbook())),
         ("config.schema.json", render(config())),
         ("sigma-tests.schema.json", render(sigma_tests())),
+        ("list.schema.json", render(crate::rules::lists::schema())),
+        (
+            "exception.schema.json",
+            render(crate::rules::exceptions::schema()),
+        ),
     ]
 }

@@ -25,6 +25,11 @@ const FILES: &[(&str, &str)] = &[
         ".github/workflows/detections.yml",
         include_str!("init/ci.yml"),
     ),
+    (
+        "lists/example_admin_hosts.yaml",
+        include_str!("init/list.yaml"),
+    ),
+    ("exceptions/README.md", include_str!("init/exceptions.md")),
     ("README.md", include_str!("init/README.md")),
     (
         ".gitignore",

@@ -301,6 +301,9 @@ impl Engine {
             // Detections are counted when they are decided (`drive`), so a redelivered event's
             // are not counted twice.
             metrics.processed();
+            for excepted in &outcome.excepted {
+                metrics.excepted(&excepted.rule);
+            }
         }
         handled.state.behaviour.append(&mut self.outcome.behaviour);
         handled.state.reported.append(&mut self.outcome.reported);
@@ -332,6 +335,17 @@ pub fn log_problems(outcome: &Outcome, failures: &mut crate::rules::FailureLog) 
     }
     for reason in &outcome.degrade {
         tracing::error!("a step asked for manual mode: {reason}");
+    }
+    for excepted in &outcome.excepted {
+        tracing::debug!(
+            rule = &*excepted.rule,
+            event_id = excepted.event_id.as_str(),
+            "detection of rule `{}` on event `{}` dropped by the exception at {}: {}",
+            excepted.rule,
+            excepted.event_id,
+            excepted.exception.place(),
+            excepted.exception.reason
+        );
     }
 }
 

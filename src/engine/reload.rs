@@ -1,7 +1,7 @@
-//! Hot reload: rules, playbooks, the config and warninglists are watched; a change (or SIGHUP)
-//! is debounced, the whole content is loaded and validated off to the side, a new pipeline is
-//! built from it, and the engine swaps it in between two batches, so every event sees one
-//! consistent set. A change that does not validate keeps the running set: every problem is
+//! Hot reload: rules, playbooks, lists, helpers, exceptions, the config and warninglists are
+//! watched; a change (or SIGHUP) is debounced, the whole content is loaded and validated off to
+//! the side, a new pipeline is built from it, and the engine swaps it in between two batches, so
+//! every event sees one consistent set. A change that does not validate keeps the running set: every problem is
 //! logged as `palisade validate` shows it, counted, kept for `/healthz` and audited.
 
 use std::path::{Path, PathBuf};
@@ -46,6 +46,8 @@ struct Watched {
     rules: PathBuf,
     playbooks: PathBuf,
     warninglists: PathBuf,
+    /// `lists/`, `lib/` and `exceptions/`: what every rule shares.
+    shared: Vec<PathBuf>,
     /// The folders of Sigma rules named by `sigma.folders` (a SigmaHQ checkout, say).
     sigma: Vec<PathBuf>,
     /// The config may not exist yet: its folder is watched and only its name counts.
@@ -127,6 +129,29 @@ impl Watched {
             rules: absolute(content.resolve(&content.config.content.rules)),
             playbooks: absolute(content.resolve(&content.config.content.playbooks)),
             warninglists: absolute(content.resolve(Path::new(crate::content::WARNINGLISTS_DIR))),
+            shared: [
+                crate::content::LISTS_DIR,
+                crate::content::LIB_DIR,
+                crate::content::EXCEPTIONS_DIR,
+            ]
+            .iter()
+            .map(|folder| {
+                // Often not made yet: its parent is resolved instead, so the folder is
+                // recognised by the absolute path notify reports once it appears.
+                let path = content.resolve(Path::new(folder));
+                match (path.exists(), path.parent(), path.file_name()) {
+                    (false, Some(parent), Some(name)) => {
+                        absolute(if parent.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            parent.to_path_buf()
+                        })
+                        .join(name)
+                    }
+                    _ => absolute(path),
+                }
+            })
+            .collect(),
             sigma: content
                 .config
                 .sigma
@@ -148,6 +173,7 @@ impl Watched {
             (self.config_folder.clone(), NonRecursive),
         ];
         targets.extend(self.sigma.iter().map(|folder| (folder.clone(), Recursive)));
+        targets.extend(self.shared.iter().map(|folder| (folder.clone(), Recursive)));
         // The folders holding the watched folders: a watched folder removed and made again is
         // heard there, and watched anew (a watch follows the folder it was put on, not its name).
         let folders: Vec<PathBuf> = targets
@@ -203,6 +229,7 @@ impl Watched {
                 || path.starts_with(&self.rules)
                 || path.starts_with(&self.playbooks)
                 || self.sigma.iter().any(|folder| path.starts_with(folder))
+                || self.shared.iter().any(|folder| path.starts_with(folder))
                 || warninglists,
             warninglists,
             model: self.is_model(path),
@@ -357,6 +384,29 @@ fn summary(old: &Content, new: &Content) -> (String, serde_json::Value) {
     compare("rules", rules(old), rules(new));
     compare("sigma rules", sigma(old), sigma(new));
     compare("playbooks", playbooks(old), playbooks(new));
+    let lists = |c: &Content| {
+        c.library
+            .lists
+            .iter()
+            .map(|l| (l.name.clone(), l.fingerprint.clone()))
+            .collect()
+    };
+    let helpers = |c: &Content| {
+        c.library
+            .helper_files
+            .iter()
+            .map(|(path, names)| (path.display().to_string(), names.join(",")))
+            .collect()
+    };
+    let exceptions = |c: &Content| {
+        c.exceptions
+            .iter()
+            .map(|e| (format!("{} ({})", e.rule, e.place()), format!("{e:?}")))
+            .collect()
+    };
+    compare("lists", lists(old), lists(new));
+    compare("helpers", helpers(old), helpers(new));
+    compare("exceptions", exceptions(old), exceptions(new));
     if old.config != new.config {
         parts.push("config changed".into());
     }

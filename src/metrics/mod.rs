@@ -67,6 +67,8 @@ pub struct Metrics {
     /// Detections by their rule's status, indexed as [`RuleStatus::ALL`]: five series at most,
     /// so `test` detections can be watched apart without a label per rule.
     detections_by_status: [AtomicU64; 5],
+    /// Detections an exception dropped, per rule.
+    excepted: Mutex<BTreeMap<String, u64>>,
     actions: Mutex<BTreeMap<(String, &'static str), u64>>,
     latency: Histogram,
     reloads: AtomicU64,
@@ -154,6 +156,13 @@ impl Metrics {
             && let Some(counter) = self.detections_by_status.get(index)
         {
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A detection of `rule` an exception dropped.
+    pub fn excepted(&self, rule: &str) {
+        if let Ok(mut map) = self.excepted.lock() {
+            *map.entry(rule.to_string()).or_default() += 1;
         }
     }
 
@@ -383,6 +392,19 @@ impl Metrics {
                 "palisade_detections_by_status_total{{status=\"{status}\"}} {}",
                 counter.load(Ordering::Relaxed)
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP palisade_detections_excepted_total Detections dropped by an exception (`exceptions/`), per rule.\n# TYPE palisade_detections_excepted_total counter"
+        );
+        if let Ok(map) = self.excepted.lock() {
+            for (rule, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "palisade_detections_excepted_total{{rule=\"{}\"}} {n}",
+                    escape(rule)
+                );
+            }
         }
         let _ = writeln!(
             out,

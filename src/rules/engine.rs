@@ -9,7 +9,7 @@ use crate::event::{Event, EventKind};
 
 use super::convert::{detection_from, event_to_dynamic};
 use super::sandbox::{DataSize, Deadline, build_engine, describe, fit_limits_to};
-use super::{RuleDefinition, RuleLimits};
+use super::{Library, RuleDefinition, RuleLimits};
 
 /// A rule that failed on one event: it is skipped for that event, the others still run.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,20 @@ impl RuleEngine {
         intel: &crate::intel::IntelHandle,
         tracker: Option<&crate::tracker::TrackerHandle>,
     ) -> Result<RuleEngine, RuleCompileError> {
+        RuleEngine::build_in(definitions, limits, intel, tracker, &Library::default())
+    }
+
+    /// As [`RuleEngine::build_with`], with the content's lists (`in_list`) and the helper
+    /// functions of `lib/` added to every rule.
+    pub fn build_in(
+        definitions: &[Arc<RuleDefinition>],
+        limits: &RuleLimits,
+        intel: &crate::intel::IntelHandle,
+        tracker: Option<&crate::tracker::TrackerHandle>,
+        library: &Library,
+    ) -> Result<RuleEngine, RuleCompileError> {
         let (mut engine, deadline) = build_engine(limits, intel);
+        library.register(&mut engine, &deadline);
         if let Some(tracker) = tracker {
             // Registered again over the empty tracker's functions: the last registration wins.
             tracker.register(&mut engine);
@@ -80,7 +93,7 @@ impl RuleEngine {
                         message: err.to_string(),
                     })?;
                 // Keep only the functions: the top level (metadata, tests) already ran at load.
-                Some(ast.clone_functions_only())
+                Some(library.with_helpers(ast.clone_functions_only()))
             } else {
                 None
             };

@@ -11,18 +11,24 @@
 
 mod convert;
 mod engine;
+pub mod exceptions;
 mod failures;
 pub mod helpers;
 pub mod lifecycle;
+mod library;
+pub mod lists;
 mod prefilter;
 pub mod references;
 mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
 pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
+pub use exceptions::{Exception, Exceptions, load_exceptions};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
+pub use library::{Library, load_helpers};
 pub use lifecycle::{NotRun, RulesConfig};
-pub use prefilter::{Condition, Operator, Prefilter};
+pub use lists::{Lists, NamedList, load_list};
+pub use prefilter::{Condition, MODIFIERS, Operator, Prefilter};
 pub use sandbox::{
     DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
     build_engine, describe, fit_limits_to,
@@ -110,6 +116,17 @@ pub fn load_rule(
     source: &str,
     limits: &RuleLimits,
 ) -> Result<RuleDefinition, Diagnostics> {
+    load_rule_in(path, source, limits, &Library::default())
+}
+
+/// [`load_rule`] with the content's lists and helpers, which filters and `in_list` calls are
+/// checked against.
+pub fn load_rule_in(
+    path: &Path,
+    source: &str,
+    limits: &RuleLimits,
+    library: &Library,
+) -> Result<RuleDefinition, Diagnostics> {
     // Editors on Windows may save a byte-order mark, which Rhai would read as a stray character.
     let source = crate::diagnostics::strip_bom(source);
     let mut problems = Diagnostics::default();
@@ -117,6 +134,19 @@ pub fn load_rule(
     let ast = match engine.compile(source) {
         Ok(ast) => ast,
         Err(err) => {
+            // Writing to a top-level variable inside a function does not compile; say why.
+            if let rhai::ParseErrorType::VariableUndefined(name) = err.err_type()
+                && let Some(found) = top_level_state(source, name, rhai_position(err.position()))
+            {
+                problems.push(Diagnostic::at(
+                    path,
+                    source,
+                    rhai_position(err.position()),
+                    "rule-top-level-state",
+                    found,
+                ));
+                return Err(problems);
+            }
             problems.push(Diagnostic::at(
                 path,
                 source,
@@ -153,6 +183,7 @@ pub fn load_rule(
             }
         }
     }
+    shared_state_and_lists(path, source, library, &mut problems);
     // The top level only builds the metadata and test maps; it runs once, here, in the sandbox.
     let mut scope = Scope::new();
     deadline.start();
@@ -293,6 +324,7 @@ pub fn load_rule(
         }
     };
     let mut conditions_found = Vec::new();
+    let mut filter_refused = false;
     let mut intel_kinds: Option<Vec<crate::intel::IndicatorKind>> = None;
     match meta.get("filter") {
         None => {}
@@ -319,7 +351,7 @@ pub fn load_rule(
                     }
                     let parsed = scalar_list(&values)
                         .ok_or_else(|| format!("`filter` key `{key}` must have a string, a number or an array of them"))
-                        .and_then(|values| Prefilter::parse_condition(&key, values));
+                        .and_then(|values| Prefilter::parse_condition_with(&key, values, &library.lists));
                     match parsed {
                         Ok(condition) => {
                             if let Some(kinds) = condition.field.kinds()
@@ -336,7 +368,10 @@ pub fn load_rule(
                             }
                             conditions_found.push(condition);
                         }
-                        Err(message) => at_key(&key, "rule-bad-filter", message),
+                        Err(message) => {
+                            filter_refused = true;
+                            at_key(&key, "rule-bad-filter", message);
+                        }
                     }
                 }
             }
@@ -346,7 +381,8 @@ pub fn load_rule(
     if let Some(kinds) = intel_kinds {
         prefilter = prefilter.with_intel(kinds);
     }
-    if !has_detect && prefilter.is_empty() {
+    // A filter refused above is already reported; "matches everything" would only repeat it.
+    if !has_detect && prefilter.is_empty() && !filter_refused {
         at_key(
             "rule",
             "rule-matches-everything",
@@ -602,6 +638,70 @@ fn check_reference(reference: &str) -> Result<(), String> {
     }
 }
 
+/// Two mistakes only the source shows: a function reading a top-level variable (the engine
+/// calls `detect` without the top level, so the read fails on every event), and `in_list` naming
+/// a list that does not exist.
+fn shared_state_and_lists(
+    path: &Path,
+    source: &str,
+    library: &Library,
+    problems: &mut Diagnostics,
+) {
+    let shape = references::outline(source);
+    for function in &shape.functions {
+        for (name, offset) in &function.outside_reads {
+            let Some((_, defined)) = shape.globals.iter().find(|(global, _)| global == name) else {
+                continue;
+            };
+            problems.push(Diagnostic::at(
+                path,
+                source,
+                text_position(source, *offset, ""),
+                "rule-top-level-state",
+                stateless(
+                    &function.name,
+                    name,
+                    text_position(source, *defined, "").line,
+                ),
+            ));
+        }
+    }
+    for (name, offset) in &shape.list_names {
+        if let Err(message) = library.lists.resolve(name) {
+            problems.push(Diagnostic::at(
+                path,
+                source,
+                text_position(source, *offset, ""),
+                "rule-unknown-list",
+                format!("`in_list`: {message}"),
+            ));
+        }
+    }
+}
+
+/// The message for a function using a top-level variable.
+fn stateless(function: &str, name: &str, line: usize) -> String {
+    format!(
+        "`{function}` reads `{name}`, defined at the top level (line {line}); rules are stateless: `{function}` runs for each event without the top level, so this fails on every event. Keep a fixed value inside the function, share values through a list (`lists/`, `in_list(...)`), and count or remember across events with the tracker (`first_seen`, ...) or a Sigma correlation"
+    )
+}
+
+/// When `name`, undefined at `at`, is a top-level variable used inside a function: the message.
+fn top_level_state(source: &str, name: &str, at: Position) -> Option<String> {
+    let shape = references::outline(source);
+    let (_, defined) = shape.globals.iter().find(|(global, _)| global == name)?;
+    let function = shape
+        .functions
+        .iter()
+        .rev()
+        .find(|f| text_position(source, f.offset, "").line <= at.line)?;
+    Some(stateless(
+        &function.name,
+        name,
+        text_position(source, *defined, "").line,
+    ))
+}
+
 /// Rule ids name rules in playbooks and output, so they are kept to a safe, stable alphabet.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -623,6 +723,9 @@ fn scalar_list(value: &Dynamic) -> Option<Vec<String>> {
     let scalar = |item: &Dynamic| -> Option<String> {
         if let Ok(n) = item.as_int() {
             Some(n.to_string())
+        } else if let Ok(b) = item.as_bool() {
+            // `exists: true`
+            Some(b.to_string())
         } else {
             item.clone().into_string().ok()
         }
@@ -774,5 +877,7 @@ fn rhai_position(position: rhai::Position) -> Position {
     )
 }
 
+#[cfg(test)]
+mod shared_tests;
 #[cfg(test)]
 mod tests;

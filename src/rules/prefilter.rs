@@ -6,21 +6,50 @@
 //!
 //! `filter: #{ parent_name: ["winword.exe", "excel.exe"], "cmdline|contains": ["-enc"] }` means:
 //! every key must hold, and a key holds when the field equals (or, with a modifier, contains,
-//! starts with, ends with) any of its values. Comparison ignores ASCII case.
+//! starts with, ends with, matches the regular expression, lies in the network, is on the named
+//! list) any of its values. `|not` after the modifier turns a key around: it holds when the
+//! field matches none of the values (or is absent). `field|exists: true` holds when the event
+//! carries the field. Comparison ignores ASCII case.
 
 use std::net::IpAddr;
 
 use crate::event::{Event, Field, FieldType};
 
 use super::helpers::{ends_with_ignore_case, icontains, starts_with_ignore_case};
+use super::lists::{AddressSet, Lists, NamedList};
 
+/// How a condition compares the field with its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operator {
     Equals,
     Contains,
     StartsWith,
     EndsWith,
+    /// `re`: a regular expression, matched anywhere in the value, ignoring case.
+    Regex,
+    /// `cidr`: an address field lies in one of the networks.
+    Cidr,
+    /// `exists`: the event carries the field (`true`) or does not (`false`).
+    Exists,
+    /// `in_list`: the value is on one of the named lists (`lists/*.yaml`).
+    InList,
 }
+
+/// Every modifier a `filter` key may have, for messages.
+pub const MODIFIERS: [&str; 8] = [
+    "contains",
+    "startswith",
+    "endswith",
+    "re",
+    "cidr",
+    "exists",
+    "in_list",
+    "not",
+];
+
+/// Most bytes one compiled `re` pattern may take: a hostile pattern (`\w{1,1000}`) would
+/// otherwise cost tens of MiB per rule, per worker.
+pub const MAX_REGEX_BYTES: usize = 2 * 1024 * 1024;
 
 impl Operator {
     fn parse(modifier: &str) -> Option<Operator> {
@@ -28,7 +57,25 @@ impl Operator {
             "contains" => Some(Operator::Contains),
             "startswith" => Some(Operator::StartsWith),
             "endswith" => Some(Operator::EndsWith),
+            "re" => Some(Operator::Regex),
+            "cidr" => Some(Operator::Cidr),
+            "exists" => Some(Operator::Exists),
+            "in_list" => Some(Operator::InList),
             _ => None,
+        }
+    }
+
+    /// The modifier as written in a `filter` key (`equals` has none).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operator::Equals => "equals",
+            Operator::Contains => "contains",
+            Operator::StartsWith => "startswith",
+            Operator::EndsWith => "endswith",
+            Operator::Regex => "re",
+            Operator::Cidr => "cidr",
+            Operator::Exists => "exists",
+            Operator::InList => "in_list",
         }
     }
 }
@@ -38,8 +85,10 @@ pub struct Condition {
     pub field: Field,
     pub operator: Operator,
     pub values: Vec<String>,
-    /// For equality on a typed field, the values parsed once at load, so the hot path compares
-    /// numbers and addresses instead of formatting the event's value as text.
+    /// `|not`: the condition holds when the field matches none of the values.
+    pub negated: bool,
+    /// The values parsed once at load (numbers, addresses, patterns, networks, lists), so the
+    /// hot path compares values instead of formatting or parsing the event's field as text.
     typed: Typed,
 }
 
@@ -48,21 +97,48 @@ enum Typed {
     Text,
     Numbers(Vec<i64>),
     Addresses(Vec<IpAddr>),
+    Regexes(Vec<Pattern>),
+    Networks(AddressSet),
+    Exists(bool),
+    Lists(Vec<std::sync::Arc<NamedList>>),
+}
+
+/// A compiled `re` value; compared by its source (the compiled form has no equality).
+#[derive(Debug, Clone)]
+struct Pattern(regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 impl Condition {
-    /// Rough cost of checking this condition, for ordering: exact comparisons before scans.
+    /// Rough cost of checking this condition, for ordering: typed and hashed comparisons
+    /// first, then prefix and suffix checks, then scans, regular expressions last.
     fn cost(&self) -> usize {
         let base = match (&self.typed, self.operator) {
-            (Typed::Numbers(_) | Typed::Addresses(_), _) => 0,
+            (Typed::Numbers(_) | Typed::Addresses(_) | Typed::Exists(_), _) => 0,
+            (Typed::Lists(_), _) => 1,
+            (Typed::Networks(_), _) => 1,
             (Typed::Text, Operator::Equals) => 1,
             (Typed::Text, Operator::StartsWith | Operator::EndsWith) => 2,
-            (Typed::Text, Operator::Contains) => 4,
+            (Typed::Text, _) => 4,
+            (Typed::Regexes(_), _) => 6,
         };
         base * 8 + self.values.len().min(7)
     }
 
-    fn holds(&self, event: &Event) -> bool {
+    /// Whether the condition holds for `event`.
+    pub fn holds(&self, event: &Event) -> bool {
+        if let Typed::Exists(want) = self.typed {
+            return self.field.text(event).is_some() == want;
+        }
+        self.any_value_matches(event) != self.negated
+    }
+
+    /// Whether the field matches at least one value (an absent field matches none).
+    fn any_value_matches(&self, event: &Event) -> bool {
         match &self.typed {
             Typed::Numbers(numbers) => {
                 return self
@@ -76,17 +152,38 @@ impl Condition {
                     .address(event)
                     .is_some_and(|a| addresses.contains(&a));
             }
-            Typed::Text => {}
+            Typed::Networks(networks) => {
+                return self
+                    .field
+                    .address(event)
+                    .is_some_and(|a| networks.contains(a));
+            }
+            Typed::Lists(lists) => {
+                if let Some(address) = self.field.address(event) {
+                    return lists.iter().any(|list| list.contains_address(address));
+                }
+                return self
+                    .field
+                    .text(event)
+                    .is_some_and(|text| lists.iter().any(|list| list.contains_text(&text)));
+            }
+            Typed::Regexes(patterns) => {
+                return self
+                    .field
+                    .text(event)
+                    .is_some_and(|text| patterns.iter().any(|p| p.0.is_match(&text)));
+            }
+            Typed::Exists(_) | Typed::Text => {}
         }
         let Some(actual) = self.field.text(event) else {
             return false;
         };
         let actual = actual.as_ref();
         self.values.iter().any(|value| match self.operator {
-            Operator::Equals => actual.eq_ignore_ascii_case(value),
             Operator::Contains => icontains(actual, value),
             Operator::StartsWith => starts_with_ignore_case(actual, value),
             Operator::EndsWith => ends_with_ignore_case(actual, value),
+            _ => actual.eq_ignore_ascii_case(value),
         })
     }
 }
@@ -151,12 +248,21 @@ impl Prefilter {
             .all(|condition| condition.holds(event))
     }
 
-    /// Parses one `filter` key (`field` or `field|modifier`) and its values.
+    /// Parses one `filter` key (`field`, `field|modifier`, `field|not` or
+    /// `field|modifier|not`) and its values, with no named lists defined.
     pub fn parse_condition(key: &str, values: Vec<String>) -> Result<Condition, String> {
-        let (name, modifier) = match key.split_once('|') {
-            Some((name, modifier)) => (name, Some(modifier)),
-            None => (key, None),
-        };
+        Prefilter::parse_condition_with(key, values, &Lists::default())
+    }
+
+    /// [`Prefilter::parse_condition`], with `lists` for `in_list`.
+    pub fn parse_condition_with(
+        key: &str,
+        values: Vec<String>,
+        lists: &Lists,
+    ) -> Result<Condition, String> {
+        let mut parts = key.split('|');
+        let name = parts.next().unwrap_or_default();
+        let modifiers: Vec<&str> = parts.collect();
         let field = Field::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
             let hint = super::references::nearest_field(name)
@@ -167,16 +273,36 @@ impl Prefilter {
                 known.join(", ")
             )
         })?;
-        let operator = match modifier {
-            None => Operator::Equals,
-            Some(m) => Operator::parse(m).ok_or_else(|| {
-                const MODIFIERS: [&str; 3] = ["contains", "startswith", "endswith"];
-                format!(
-                    "unknown `filter` modifier `{m}`{}; modifiers: {}",
-                    crate::diagnostics::did_you_mean(m, MODIFIERS),
-                    MODIFIERS.join(", ")
-                )
-            })?,
+        let unknown = |m: &str| {
+            format!(
+                "unknown `filter` modifier `{m}`{}; modifiers: {}",
+                crate::diagnostics::did_you_mean(m, MODIFIERS),
+                MODIFIERS.join(", ")
+            )
+        };
+        // One order only, so two keys meaning the same thing cannot sit side by side in a map:
+        // the comparison first, `not` last.
+        if let Some(m) = modifiers
+            .iter()
+            .find(|m| **m != "not" && Operator::parse(m).is_none())
+        {
+            return Err(unknown(m));
+        }
+        let (operator, negated) = match modifiers.as_slice() {
+            [] => (Operator::Equals, false),
+            ["not"] => (Operator::Equals, true),
+            ["not", m] if *m != "not" => {
+                return Err(format!(
+                    "write `{name}|{m}|not`, not `{key}`: `not` comes after the modifier it turns around"
+                ));
+            }
+            [m] => (Operator::parse(m).ok_or_else(|| unknown(m))?, false),
+            [m, "not"] => (Operator::parse(m).ok_or_else(|| unknown(m))?, true),
+            _ => {
+                return Err(format!(
+                    "`filter` key `{key}` has too many modifiers: at most one, then `not` (`{name}|contains|not`)"
+                ));
+            }
         };
         if values.is_empty() {
             return Err(format!(
@@ -184,6 +310,64 @@ impl Prefilter {
             ));
         }
         let typed = match (operator, field.field_type()) {
+            (Operator::Exists, _) => {
+                if negated {
+                    return Err(format!(
+                        "write `{name}|exists: false`, not `{key}`"
+                    ));
+                }
+                match values.as_slice() {
+                    [one] if one == "true" => Typed::Exists(true),
+                    [one] if one == "false" => Typed::Exists(false),
+                    _ => {
+                        return Err(format!(
+                            "`filter` key `{key}` takes `true` or `false`, not {}",
+                            values
+                                .iter()
+                                .map(|v| format!("`{v}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+            }
+            (Operator::Cidr, FieldType::IpAddress) => {
+                let mut networks = AddressSet::default();
+                for value in &values {
+                    let (ip, prefix) = AddressSet::parse_network(value)
+                        .map_err(|message| format!("`filter` key `{key}`: {message}"))?;
+                    networks.insert(ip, prefix);
+                }
+                Typed::Networks(networks)
+            }
+            (Operator::Cidr, _) => {
+                return Err(format!(
+                    "`filter` key `{key}`: `cidr` applies to address fields ({}), and `{name}` is not one",
+                    Field::ALL
+                        .iter()
+                        .filter(|f| f.field_type() == FieldType::IpAddress)
+                        .map(|f| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            (Operator::Regex, _) => Typed::Regexes(
+                values
+                    .iter()
+                    .map(|pattern| compile_pattern(pattern).map(Pattern).map_err(|m| format!("`filter` key `{key}`: {m}")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Operator::InList, _) => Typed::Lists(
+                values
+                    .iter()
+                    .map(|list| {
+                        lists
+                            .resolve(list)
+                            .cloned()
+                            .map_err(|m| format!("`filter` key `{key}`: {m}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             (Operator::Equals, FieldType::Integer) => Typed::Numbers(
                 values
                     .iter()
@@ -206,9 +390,34 @@ impl Prefilter {
             field,
             operator,
             values,
+            negated,
             typed,
         })
     }
+}
+
+/// Compiles one `re` value, ignoring case like every other comparison, within
+/// [`MAX_REGEX_BYTES`]. A pattern that does not parse is explained with the character it
+/// fails at.
+fn compile_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    if let Err(err) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
+        let span = err.span();
+        return Err(format!(
+            "`{pattern}` is not a regular expression: {} (at character {} of the pattern)",
+            err.kind(),
+            span.start.column
+        ));
+    }
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(MAX_REGEX_BYTES)
+        .dfa_size_limit(MAX_REGEX_BYTES)
+        .build()
+        .map_err(|err| {
+            let reason = err.to_string();
+            let reason = reason.lines().last().unwrap_or("").trim().to_string();
+            format!("`{pattern}` cannot be used as a regular expression: {reason}")
+        })
 }
 
 #[cfg(test)]

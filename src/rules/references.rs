@@ -80,6 +80,8 @@ enum Token {
     Open,
     Close,
     Call,
+    /// Any other single character (`{`, `}`, `;`, `:`, `)`, `=` ...).
+    Punct(char),
     Other,
 }
 
@@ -261,16 +263,210 @@ fn tokenize(source: &str) -> Vec<(Token, usize)> {
                     '(' => Token::Call,
                     '{' => {
                         depth += 1;
-                        Token::Other
+                        Token::Punct('{')
                     }
                     '}' => {
                         depth = depth.saturating_sub(1);
-                        Token::Other
+                        Token::Punct('}')
                     }
-                    _ => Token::Other,
+                    other => Token::Punct(other),
                 };
                 out.push((token, at(i)));
                 i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The shape of a Rhai file, as far as loading needs it: what is at its top level, which names
+/// each function reads, and the list names `in_list` is called with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outline {
+    /// Names bound at the top level by `let` or `const`, with the offset of the name.
+    pub globals: Vec<(String, usize)>,
+    /// The offset of each top-level statement that is not a function definition.
+    pub statements: Vec<usize>,
+    pub functions: Vec<FunctionOutline>,
+    /// `in_list("name", ...)` calls whose list is a string literal: the name and its offset.
+    pub list_names: Vec<(String, usize)>,
+    /// Offsets of `import` anywhere in the file.
+    pub imports: Vec<usize>,
+}
+
+/// One `fn` definition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FunctionOutline {
+    pub name: String,
+    /// Offset of `fn`.
+    pub offset: usize,
+    /// Variables the body reads that neither a parameter nor a `let`, `const` or `for` in the
+    /// body binds (they can only come from outside the function), with their offsets.
+    pub outside_reads: Vec<(String, usize)>,
+}
+
+/// Reads the outline of `source` (comments and strings skipped).
+pub fn outline(source: &str) -> Outline {
+    let tokens = tokenize(source);
+    let mut out = Outline::default();
+    let ident = |k: usize| match tokens.get(k) {
+        Some((Token::Ident(name), at)) => Some((name.as_str(), *at)),
+        _ => None,
+    };
+    let punct = |k: usize, c: char| matches!(tokens.get(k), Some((Token::Punct(p), _)) if *p == c);
+    for (k, (token, at)) in tokens.iter().enumerate() {
+        match token {
+            Token::Ident(name) if name == "import" => out.imports.push(*at),
+            Token::Ident(name) if name == "in_list" => {
+                if let (Some((Token::Call, _)), Some((Token::Str(list), offset))) =
+                    (tokens.get(k + 1), tokens.get(k + 2))
+                {
+                    out.list_names.push((list.clone(), *offset));
+                }
+            }
+            _ => {}
+        }
+    }
+    // The index after the `}` closing the brace opened at `open` (or the end).
+    let close_of = |open: usize| {
+        let mut depth = 0usize;
+        for (k, (token, _)) in tokens.iter().enumerate().skip(open) {
+            match token {
+                Token::Punct('{') => depth += 1,
+                Token::Punct('}') => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return k + 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        tokens.len()
+    };
+    let mut k = 0;
+    while k < tokens.len() {
+        let Some((token, at)) = tokens.get(k) else {
+            break;
+        };
+        let is_fn = ident(k).is_some_and(|(n, _)| n == "fn")
+            || (ident(k).is_some_and(|(n, _)| n == "private")
+                && ident(k + 1).is_some_and(|(n, _)| n == "fn"));
+        if is_fn {
+            let start = if ident(k).is_some_and(|(n, _)| n == "private") {
+                k + 1
+            } else {
+                k
+            };
+            let name = ident(start + 1)
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default();
+            let Some(open) = (start..tokens.len()).find(|&j| punct(j, '{')) else {
+                break;
+            };
+            let end = close_of(open);
+            let mut bound: Vec<&str> = (start + 2..open)
+                .filter_map(ident)
+                .map(|(n, _)| n)
+                .collect();
+            let mut function = FunctionOutline {
+                name,
+                offset: tokens.get(start).map_or(*at, |(_, o)| *o),
+                outside_reads: Vec::new(),
+            };
+            for j in open..end {
+                // A closure's parameters, `|a, b| ...`, are bound inside it.
+                if punct(j, '|') {
+                    let mut m = j + 1;
+                    let mut params = Vec::new();
+                    while let Some((name, _)) = ident(m) {
+                        params.push(name);
+                        m += 1;
+                        if punct(m, ',') {
+                            m += 1;
+                        }
+                    }
+                    if !params.is_empty() && punct(m, '|') {
+                        bound.extend(params);
+                    }
+                }
+                let Some((name, offset)) = ident(j) else {
+                    continue;
+                };
+                let after_binder = j > 0
+                    && ident(j - 1).is_some_and(|(b, _)| matches!(b, "let" | "const" | "for"));
+                // `for (item, index) in ...`
+                let in_for_tuple = j > 1
+                    && ident(j - 2).is_some_and(|(b, _)| b == "for")
+                    && matches!(tokens.get(j - 1), Some((Token::Call, _)));
+                let in_for_tuple_second =
+                    j > 3 && ident(j - 4).is_some_and(|(b, _)| b == "for") && punct(j - 1, ',');
+                if after_binder || in_for_tuple || in_for_tuple_second {
+                    bound.push(name);
+                    continue;
+                }
+                let property = j > 0 && matches!(tokens.get(j - 1), Some((Token::Dot, _)));
+                let key_or_call =
+                    punct(j + 1, ':') || matches!(tokens.get(j + 1), Some((Token::Call, _)));
+                let keyword = matches!(
+                    name,
+                    "if" | "else"
+                        | "while"
+                        | "loop"
+                        | "for"
+                        | "in"
+                        | "do"
+                        | "until"
+                        | "return"
+                        | "break"
+                        | "continue"
+                        | "let"
+                        | "const"
+                        | "fn"
+                        | "true"
+                        | "false"
+                        | "this"
+                        | "switch"
+                        | "throw"
+                        | "try"
+                        | "catch"
+                        | "private"
+                        | "global"
+                        | "is_shared"
+                        | "Fn"
+                );
+                if !property && !key_or_call && !keyword && !bound.contains(&name) {
+                    function.outside_reads.push((name.to_string(), offset));
+                }
+            }
+            out.functions.push(function);
+            k = end;
+            continue;
+        }
+        match token {
+            Token::Punct(';') => k += 1,
+            _ => {
+                out.statements.push(*at);
+                if let Some((binder, _)) = ident(k)
+                    && matches!(binder, "let" | "const")
+                    && let Some((name, offset)) = ident(k + 1)
+                {
+                    out.globals.push((name.to_string(), offset));
+                }
+                // To the `;` ending the statement at this level (or the end of the file).
+                let mut depth = 0usize;
+                while let Some((token, _)) = tokens.get(k) {
+                    k += 1;
+                    match token {
+                        Token::Punct('{') => depth += 1,
+                        Token::Punct('}') => depth = depth.saturating_sub(1),
+                        Token::Punct(';') if depth == 0 => break,
+                        _ => {}
+                    }
+                    if depth == 0 && ident(k).is_some_and(|(n, _)| n == "fn" || n == "private") {
+                        break;
+                    }
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ mod correlation;
 mod crash;
 mod edges;
 mod effects;
+mod exceptions;
 mod firewall;
 mod intel_poison;
 mod intel_pull;
