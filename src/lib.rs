@@ -43,6 +43,7 @@
 pub mod actions;
 pub mod anomaly;
 pub mod approvals;
+pub mod attack;
 pub mod audit;
 pub mod bench;
 pub mod bus;
