@@ -44,7 +44,8 @@ pub struct TacticCoverage {
 pub struct TechniqueCoverage {
     pub id: String,
     pub name: String,
-    /// Ids of the rules that claim it, sorted.
+    /// The rules that claim it (by name: a Rhai rule's id, a Sigma rule's name or file stem),
+    /// sorted.
     pub rules: Vec<String>,
 }
 
@@ -69,7 +70,7 @@ pub fn coverage(entries: &[RuleEntry], catalogue: &Catalogue) -> Coverage {
                 && !problem.stale_only
             {
                 unknown_tags.push(UnknownTag {
-                    rule: entry.id.clone(),
+                    rule: entry.name.clone(),
                     file: entry.file.display().to_string(),
                     tag: tag.clone(),
                     problem: problem.message,
@@ -79,13 +80,13 @@ pub fn coverage(entries: &[RuleEntry], catalogue: &Catalogue) -> Coverage {
             if let Some(AttackTag::Technique(id)) = parse_tag(tag) {
                 any = true;
                 let rules = claimed.entry(id).or_default();
-                if !rules.contains(&entry.id) {
-                    rules.push(entry.id.clone());
+                if !rules.contains(&entry.name) {
+                    rules.push(entry.name.clone());
                 }
             }
         }
         if !any {
-            rules_without_technique.push(entry.id.clone());
+            rules_without_technique.push(entry.name.clone());
         }
     }
     for rules in claimed.values_mut() {

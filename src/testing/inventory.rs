@@ -38,6 +38,9 @@ impl RuleEngine {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleEntry {
     pub id: String,
+    /// How people name the rule: a Rhai rule's id; a Sigma rule's `name`, else its file stem
+    /// (Sigma ids are UUIDs), as playbook triggers may name it.
+    pub name: String,
     pub title: String,
     /// The rule's lifecycle status; see [`status_of`].
     pub status: Option<String>,
@@ -114,6 +117,7 @@ pub fn inventory(content: &Content) -> Vec<RuleEntry> {
         let (positive, negative) = count(rule.tests.iter());
         entries.push(RuleEntry {
             id: rule.id.to_string(),
+            name: rule.id.to_string(),
             title: rule.title.clone(),
             status: status_of(RuleRef::Rhai(rule)),
             severity: rule.severity.as_str().to_string(),
@@ -146,6 +150,7 @@ pub fn inventory(content: &Content) -> Vec<RuleEntry> {
             .find(|c| !c.generate && c.rules.iter().any(|r| *r == rule.id));
         entries.push(RuleEntry {
             id: rule.id.to_string(),
+            name: rule.name.as_deref().unwrap_or(&rule.stem).to_string(),
             title: rule.title.clone(),
             status: status_of(RuleRef::Sigma(rule)),
             severity: crate::sigma::severity(rule.level).as_str().to_string(),
@@ -178,6 +183,7 @@ pub fn inventory(content: &Content) -> Vec<RuleEntry> {
         }
         entries.push(RuleEntry {
             id: correlation.id.to_string(),
+            name: correlation_name(correlation),
             title: correlation.title.clone(),
             status: status_of(RuleRef::Correlation(correlation)),
             severity: correlation.severity.as_str().to_string(),
@@ -195,11 +201,12 @@ pub fn inventory(content: &Content) -> Vec<RuleEntry> {
     entries
 }
 
-/// How people know a correlation: its `name`, else its id.
+/// How people know a correlation: its `name`, else its file's stem, else its id.
 fn correlation_name(correlation: &Correlation) -> String {
     correlation
         .name
         .as_deref()
+        .or_else(|| correlation.path.file_stem().and_then(|s| s.to_str()))
         .unwrap_or(&correlation.id)
         .to_string()
 }
@@ -231,7 +238,7 @@ pub fn gates(entries: &[RuleEntry], catalogue: &Catalogue, strict: bool) -> Diag
     for entry in entries.iter().filter(|e| e.own) {
         let source = std::fs::read_to_string(&entry.file).unwrap_or_default();
         let start = Position::new(entry.line, 1);
-        let context = format!("rule `{}`", entry.id);
+        let context = format!("rule `{}`", entry.name);
         let mut push = |position: Position, code: &'static str, message: String, level: Level| {
             let mut diagnostic = Diagnostic::at(&entry.file, &source, position, code, message)
                 .with_context(context.clone());
@@ -257,7 +264,7 @@ pub fn gates(entries: &[RuleEntry], catalogue: &Catalogue, strict: bool) -> Diag
                     "rule-untested",
                     format!(
                         "rule `{}` has {missing} ({} positive, {} negative); the CI gate wants at least one of each: {how}",
-                        entry.id, entry.positive, entry.negative
+                        entry.name, entry.positive, entry.negative
                     ),
                     level,
                 );

@@ -15,6 +15,7 @@ mod crash;
 mod edges;
 mod effects;
 mod firewall;
+mod gates;
 mod intel_poison;
 mod intel_pull;
 mod learning;
