@@ -21,16 +21,21 @@ const FILES: &[(&str, &str)] = &[
         "tests/fixtures/example.jsonl",
         include_str!("init/events.jsonl"),
     ),
-    (
-        ".github/workflows/detections.yml",
-        include_str!("init/ci.yml"),
-    ),
     ("README.md", include_str!("init/README.md")),
     (
         ".gitignore",
         "# The engine's state and rejected input, when run here.\ndata/\n",
     ),
 ];
+
+/// Where the CI job goes.
+const CI_FILE: &str = ".github/workflows/detections.yml";
+
+/// The CI job, with the palisade image pinned to this palisade's version: content written for
+/// one version is checked by that version until someone upgrades on purpose.
+fn ci_workflow() -> String {
+    include_str!("init/ci.yml").replace("@PALISADE_VERSION@", env!("CARGO_PKG_VERSION"))
+}
 
 /// The shipped warninglists (public DNS resolvers, CDNs, certificate revocation hosts, special
 /// ranges, with their licence note): without them a new repository's engine would act on a
@@ -123,6 +128,7 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
     for (relative, text) in FILES.iter().chain(WARNINGLISTS) {
         write(dir, relative, text)?;
     }
+    write(dir, CI_FILE, &ci_workflow())?;
     for (name, text) in crate::schema::all() {
         write(dir, &format!("schemas/{name}"), &text)?;
     }

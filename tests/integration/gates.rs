@@ -649,3 +649,58 @@ fn test_update_rewrites_a_changed_snapshot() {
     assert!(stdout(&out).contains(", 0 failed"), "{}", stdout(&out));
     assert_success(&palisade(&["test", "."], dir.path()));
 }
+
+/// Defect: the CI job `palisade init` wrote ran `cargo install --git "$PALISADE_REPO"`, so every
+/// user's CI built palisade from source and needed a repository variable set first.
+#[test]
+fn the_init_ci_job_uses_the_pinned_image_and_passes_on_the_new_repository() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("detections");
+    assert_success(&palisade(
+        &["init", dir.to_str().expect("utf-8")],
+        parent.path(),
+    ));
+    let ci = std::fs::read_to_string(dir.join(".github/workflows/detections.yml")).expect("ci");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        ci.contains(&format!("      image: palisade:{version}\n")),
+        "{ci}"
+    );
+    assert!(!ci.contains("cargo"), "{ci}");
+    assert!(!ci.contains("vars."), "{ci}");
+    assert!(!ci.contains("@PALISADE_VERSION@"), "{ci}");
+    let steps: Vec<&str> = ci
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("run: "))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "palisade validate . --strict",
+            "palisade test . --format junit > palisade-tests.xml"
+        ]
+    );
+    // What the job runs passes on the repository init wrote.
+    assert_success(&palisade(&["validate", ".", "--strict"], &dir));
+    let out = palisade(&["test", ".", "--format", "junit"], &dir);
+    assert_success(&out);
+    let elements = parse_xml(&stdout(&out));
+    assert_eq!(attribute(&elements[0].1, "failures"), "0");
+    assert_eq!(attribute(&elements[0].1, "tests"), "5");
+
+    // The image the job names is built by the repository's Containerfile, with the toolchain
+    // the crate declares.
+    let containerfile = std::fs::read_to_string(repo().join("Containerfile")).expect("Containerfile");
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    let rust = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("rust-version");
+    assert!(
+        containerfile.contains(&format!("FROM rust:{rust}-")),
+        "the build stage must use Rust {rust}"
+    );
+    assert!(containerfile.contains(&format!("podman build -t palisade:{version} ")));
+    assert!(containerfile.contains("cargo build --release --locked --bin palisade"));
+}
