@@ -153,20 +153,23 @@ mod tests {
     fn the_shipped_catalogue_reads_and_knows_current_revoked_and_sub_techniques() {
         let catalogue = Catalogue::enterprise().expect("the shipped data reads");
         assert_eq!(catalogue.version, "18.1");
-        assert!(catalogue.techniques.len() > 600, "{}", catalogue.techniques.len());
+        assert!(
+            catalogue.techniques.len() > 600,
+            "{}",
+            catalogue.techniques.len()
+        );
         assert_eq!(catalogue.tactics.len(), 14);
         let powershell = catalogue.technique("t1059.001").map(|t| t.name.as_str());
         assert_eq!(powershell, Some("PowerShell"));
         // T1086 (PowerShell) was folded into T1059.001.
         let old = catalogue.technique("T1086");
         assert!(old.is_some_and(|t| t.revoked), "{old:?}");
-        assert_eq!(
-            old.and_then(|t| t.revoked_by.as_deref()),
-            Some("T1059.001")
-        );
+        assert_eq!(old.and_then(|t| t.revoked_by.as_deref()), Some("T1059.001"));
         assert!(catalogue.technique("T9999.999").is_none());
         assert_eq!(
-            catalogue.tactic("command_and_control").map(|t| t.id.as_str()),
+            catalogue
+                .tactic("command_and_control")
+                .map(|t| t.id.as_str()),
             Some("TA0011")
         );
     }

@@ -9,7 +9,11 @@ use crate::testing::inventory::inventory;
 
 use super::{CannotRun, OutputFormat, Place, Status};
 
-pub fn run(at: &Place, format: OutputFormat, navigator: Option<&Path>) -> Result<Status, CannotRun> {
+pub fn run(
+    at: &Place,
+    format: OutputFormat,
+    navigator: Option<&Path>,
+) -> Result<Status, CannotRun> {
     let content = match at.content()? {
         Ok(content) => content,
         Err(problems) => {

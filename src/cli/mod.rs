@@ -664,11 +664,12 @@ pub fn main() -> ExitCode {
             update,
         } => test::run(&at.with_content(content), filter.as_deref(), format, update),
         Command::Rules {
-            which: RulesCommand::List {
-                content,
-                at,
-                format,
-            },
+            which:
+                RulesCommand::List {
+                    content,
+                    at,
+                    format,
+                },
         } => rules::list(&at.with_content(content), format),
         Command::Coverage {
             content,

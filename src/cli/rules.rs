@@ -180,7 +180,13 @@ fn last_changes(dir: &Path, files: &[&Path]) -> HashMap<PathBuf, (String, Change
     };
     // Files with uncommitted changes (or not committed at all) changed after their last commit.
     let mut dirty = std::collections::HashSet::new();
-    let status_args = with_specs(&["status", "--porcelain=v1", "-z", "--untracked-files=all", "--"]);
+    let status_args = with_specs(&[
+        "status",
+        "--porcelain=v1",
+        "-z",
+        "--untracked-files=all",
+        "--",
+    ]);
     if let Some(out) = git(&status_args) {
         for entry in out.split(|&b| b == 0) {
             if let Some(path) = entry.get(3..).and_then(|p| std::str::from_utf8(p).ok()) {

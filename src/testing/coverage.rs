@@ -144,7 +144,11 @@ pub fn navigator_layer(coverage: &Coverage) -> Value {
             techniques.insert(&technique.id, technique);
         }
     }
-    let most = techniques.values().map(|t| t.rules.len()).max().unwrap_or(1);
+    let most = techniques
+        .values()
+        .map(|t| t.rules.len())
+        .max()
+        .unwrap_or(1);
     let mut entries: Vec<Value> = techniques
         .values()
         .map(|t| {

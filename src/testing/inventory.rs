@@ -159,7 +159,7 @@ pub fn inventory(content: &Content) -> Vec<RuleEntry> {
             tags: rule.tags.clone(),
             positive,
             negative,
-            tested_through: through.map(|c| correlation_name(c)),
+            tested_through: through.map(correlation_name),
             file: rule.path.clone(),
             line: rule.position.line,
             own: rule.path.starts_with(&own_dir),
@@ -229,11 +229,7 @@ fn correlation_line(correlation: &Correlation) -> usize {
 /// stale). Problems are errors when `strict`, warnings otherwise; a deprecated technique is
 /// always only a warning.
 pub fn gates(entries: &[RuleEntry], catalogue: &Catalogue, strict: bool) -> Diagnostics {
-    let level = if strict {
-        Level::Error
-    } else {
-        Level::Warning
-    };
+    let level = if strict { Level::Error } else { Level::Warning };
     let mut found = Diagnostics::default();
     for entry in entries.iter().filter(|e| e.own) {
         let source = std::fs::read_to_string(&entry.file).unwrap_or_default();
@@ -275,7 +271,11 @@ pub fn gates(entries: &[RuleEntry], catalogue: &Catalogue, strict: bool) -> Diag
                 continue;
             };
             let position = tag_position(&source, entry.line, tag).unwrap_or(start);
-            let level = if problem.stale_only { Level::Warning } else { level };
+            let level = if problem.stale_only {
+                Level::Warning
+            } else {
+                level
+            };
             push(position, problem.code, problem.message, level);
         }
     }

@@ -70,7 +70,11 @@ pub fn to_junit(report: &TestReport) -> String {
                 out.push_str("/>\n");
                 continue;
             }
-            let first = case.problems.first().map(String::as_str).unwrap_or_default();
+            let first = case
+                .problems
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 ">\n      <failure message=\"{}\" type=\"palisade-test\">{}</failure>\n    </testcase>",
