@@ -50,12 +50,8 @@ pub fn run(
 
 fn text(report: &Coverage, catalogue: &Catalogue) -> String {
     let mut out = format!(
-        "ATT&CK Enterprise {} ({}): {} of {} techniques claimed by {} rule(s)\n",
-        report.attack_version,
-        catalogue.source,
-        report.techniques_covered,
-        report.techniques_total,
-        report.rules
+        "ATT&CK Enterprise {}: {} of {} techniques claimed by {} rule(s)\n",
+        report.attack_version, report.techniques_covered, report.techniques_total, report.rules
     );
     for tactic in &report.tactics {
         let _ = writeln!(
@@ -94,6 +90,11 @@ fn text(report: &Coverage, catalogue: &Catalogue) -> String {
     }
     out.push_str(
         "\nTechniques are placed under every tactic ATT&CK lists them for. A tag is the rule author's claim, not a measurement of detection.\n",
+    );
+    let _ = writeln!(
+        out,
+        "ATT&CK® data: {}; © The MITRE Corporation, used under its terms (data/attack/LICENSE.txt in palisade's source).",
+        catalogue.source
     );
     out
 }

@@ -244,8 +244,8 @@ pub fn gates(entries: &[RuleEntry], catalogue: &Catalogue, strict: bool) -> Diag
         if entry.tested_through.is_none() {
             let missing = match (entry.positive, entry.negative) {
                 (0, 0) => Some("no test cases"),
-                (0, _) => Some("no positive test case (one that expects it to fire)"),
-                (_, 0) => Some("no negative test case (one that expects it not to fire)"),
+                (0, _) => Some("no positive test case, one that expects it to fire"),
+                (_, 0) => Some("no negative test case, one that expects it not to fire"),
                 _ => None,
             };
             if let Some(missing) = missing {

@@ -162,7 +162,7 @@ fn a_rule_with_only_a_negative_case_fails_validate_strict() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("rules/certutil.rhai:1:1: error[rule-untested]: rule `certutil-download` has no positive test case (one that expects it to fire) (0 positive, 1 negative)"),
+        text.contains("rules/certutil.rhai:1:1: error[rule-untested]: rule `certutil-download` has no positive test case, one that expects it to fire (0 positive, 1 negative)"),
         "{text}"
     );
     assert!(text.contains("1 problem(s) found"), "{text}");
