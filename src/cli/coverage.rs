@@ -67,7 +67,7 @@ fn text(report: &Coverage, catalogue: &Catalogue) -> String {
                 "  {:<10} {:<44} {}",
                 technique.id,
                 technique.name,
-                technique.rules.join(", ")
+                crate::text::inert(&technique.rules.join(", "))
             );
         }
     }
@@ -77,7 +77,9 @@ fn text(report: &Coverage, catalogue: &Catalogue) -> String {
             let _ = writeln!(
                 out,
                 "  {} ({}): {}",
-                unknown.rule, unknown.file, unknown.problem
+                crate::text::inert(&unknown.rule),
+                crate::text::inert(&unknown.file),
+                crate::text::inert(&unknown.problem)
             );
         }
     }
@@ -85,7 +87,7 @@ fn text(report: &Coverage, catalogue: &Catalogue) -> String {
         let _ = writeln!(
             out,
             "\nrules with no technique tag: {}",
-            report.rules_without_technique.join(", ")
+            crate::text::inert(&report.rules_without_technique.join(", "))
         );
     }
     out.push_str(

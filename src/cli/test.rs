@@ -125,15 +125,16 @@ fn print_text(report: &TestReport, content: &crate::content::Content) {
 /// For people reading a CI log while the report goes to a file.
 fn list_failures(report: &TestReport) {
     for case in report.cases.iter().filter(|c| !c.passed()) {
+        // Problems quote event values, which come from outside.
         eprintln!(
             "FAIL  {} › {}  ({}:{})",
-            case.owner,
-            case.name,
+            crate::text::inert(&case.owner),
+            crate::text::inert(&case.name),
             case.file.display(),
             case.line
         );
         for problem in &case.problems {
-            eprintln!("      {problem}");
+            eprintln!("      {}", crate::text::inert_keeping_lines(problem));
         }
     }
     eprintln!(
