@@ -98,10 +98,13 @@ impl Catalogue {
             .and_then(|&i| self.techniques.get(i))
     }
 
-    /// The tactic a tag names: `command_and_control` (Sigma's spelling) or `command-and-control`.
+    /// The tactic a tag names: `command_and_control` (Sigma's spelling), `command-and-control`
+    /// or its id `ta0011`.
     pub fn tactic(&self, name: &str) -> Option<&Tactic> {
         let name = name.to_ascii_lowercase().replace('_', "-");
-        self.tactics.iter().find(|t| t.shortname == name)
+        self.tactics
+            .iter()
+            .find(|t| t.shortname == name || t.id.eq_ignore_ascii_case(&name))
     }
 }
 
