@@ -29,20 +29,22 @@
 //!
 //! Around the flow: [`config`] (the engine's config file), [`content`] (config, rules and
 //! playbooks loaded and validated together), [`diagnostics`] (every problem with its
-//! `file:line:col`), [`testing`] (`palisade test`), [`schema`] (JSON Schemas for editors),
+//! `file:line:col`), [`testing`] (`palisade test`, the rule inventory, CI gates and ATT&CK coverage), [`schema`] (JSON Schemas for editors),
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
 //! running engine and its endpoints), [`server`] (the composition root that builds a running
 //! engine from content, for `palisade run` and the bench), [`mod@bench`] (`palisade bench`), [`outbound`] (the one bounded HTTP client feeds and webhooks
 //! call out with) and [`cli`] (the `palisade` command).
 //!
 //! At the bottom, for every module: [`shutdown`] (the signal every task watches), [`duration`]
-//! (the one duration parser), [`net`] (address and name helpers) and [`cases`] (the test case
-//! types rule, playbook and Sigma files carry). Modules use only modules below them; the order
+//! (the one duration parser), [`net`] (address and name helpers), [`cases`] (the test case
+//! types rule, playbook and Sigma files carry) and [`attack`] (the MITRE ATT&CK technique list rule
+//! tags are checked against). Modules use only modules below them; the order
 //! is in docs/architecture.md ("Dependency order") and `tests/architecture.rs` checks it.
 
 pub mod actions;
 pub mod anomaly;
 pub mod approvals;
+pub mod attack;
 pub mod audit;
 pub mod bench;
 pub mod bus;

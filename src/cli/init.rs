@@ -22,10 +22,6 @@ const FILES: &[(&str, &str)] = &[
         include_str!("init/events.jsonl"),
     ),
     (
-        ".github/workflows/detections.yml",
-        include_str!("init/ci.yml"),
-    ),
-    (
         "lists/example_admin_hosts.yaml",
         include_str!("init/list.yaml"),
     ),
@@ -36,6 +32,15 @@ const FILES: &[(&str, &str)] = &[
         "# The engine's state and rejected input, when run here.\ndata/\n",
     ),
 ];
+
+/// Where the CI job goes.
+const CI_FILE: &str = ".github/workflows/detections.yml";
+
+/// The CI job, with the palisade image pinned to this palisade's version: content written for
+/// one version is checked by that version until someone upgrades on purpose.
+fn ci_workflow() -> String {
+    include_str!("init/ci.yml").replace("@PALISADE_VERSION@", env!("CARGO_PKG_VERSION"))
+}
 
 /// The shipped warninglists (public DNS resolvers, CDNs, certificate revocation hosts, special
 /// ranges, with their licence note): without them a new repository's engine would act on a
@@ -128,6 +133,7 @@ pub fn run(dir: &Path) -> Result<Status, CannotRun> {
     for (relative, text) in FILES.iter().chain(WARNINGLISTS) {
         write(dir, relative, text)?;
     }
+    write(dir, CI_FILE, &ci_workflow())?;
     for (name, text) in crate::schema::all() {
         write(dir, &format!("schemas/{name}"), &text)?;
     }

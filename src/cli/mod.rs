@@ -5,11 +5,13 @@
 mod audit;
 mod bench;
 mod control;
+mod coverage;
 mod init;
 mod intel;
 mod model;
 mod publish;
 mod replay;
+mod rules;
 mod run;
 mod schema;
 mod test;
@@ -149,6 +151,33 @@ pub enum OutputFormat {
     Json,
 }
 
+/// How `palisade test` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Text,
+    Json,
+    /// JUnit XML, as CI systems read test results.
+    Junit,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Every rule (Rhai and Sigma): id, title, status, severity, engine, tags, its positive and
+    /// negative test cases, and when its file last changed.
+    #[command(
+        after_help = "The last change is the date of the last commit that touched the file when the content directory is in a git repository, else the file's modification time; the output says which.\n\nExamples:\n  palisade rules list\n  palisade rules list --format json | jq '.[] | select(.positive == 0)'"
+    )]
+    List {
+        /// The content directory; the same as `-C`.
+        #[arg(conflicts_with = "dir", value_name = "DIR")]
+        content: Option<PathBuf>,
+        #[command(flatten)]
+        at: Place,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// Detection rate on attacks and false-positive rate on normal events at the threshold, and
@@ -259,9 +288,16 @@ pub enum Command {
         /// file:line:col and reason (by default they are counted by reason).
         #[arg(long)]
         refusals: bool,
+        /// For CI: every rule of the content's own rules/ folder must have a positive and a
+        /// negative test case, and every `attack.*` tag must name a known, non-revoked ATT&CK
+        /// technique or a tactic. Without it these are warnings.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the test cases embedded in rules and playbooks, and fixture snapshots.
-    #[command(after_help = "Examples:\n  palisade test\n  palisade test . --filter office")]
+    #[command(
+        after_help = "Examples:\n  palisade test\n  palisade test . --filter office\n  palisade test . --format junit > test-results.xml\n  palisade test --update   # after a change that is meant to alter what the fixtures produce\n\nWith --format json or junit the report is on standard output and failing cases are also listed on standard error."
+    )]
     Test {
         /// The content directory; the same as `-C`.
         #[arg(conflicts_with = "dir", value_name = "DIR")]
@@ -271,6 +307,36 @@ pub enum Command {
         /// Only cases whose rule, playbook or name contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// `json`: one object with every case; `junit`: JUnit XML for CI.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+        /// Rewrite the fixture snapshots (`tests/fixtures/NAME.expected.jsonl`) whose
+        /// expectation changed to what the engine produces now, print which, then run the tests.
+        #[arg(long)]
+        update: bool,
+    },
+    /// List the rules with their metadata and test counts.
+    Rules {
+        #[command(subcommand)]
+        which: RulesCommand,
+    },
+    /// Which MITRE ATT&CK techniques the rules claim through their `attack.t…` tags, per
+    /// tactic, checked against the ATT&CK Enterprise list palisade ships.
+    #[command(
+        after_help = "A tag is the author's claim, not a measurement. Tags naming no known technique or tactic (or a revoked technique) are listed as unknown.\n\nExamples:\n  palisade coverage\n  palisade coverage --navigator coverage-layer.json   # open in the ATT&CK Navigator\n  palisade coverage --format json"
+    )]
+    Coverage {
+        /// The content directory; the same as `-C`.
+        #[arg(conflicts_with = "dir", value_name = "DIR")]
+        content: Option<PathBuf>,
+        #[command(flatten)]
+        at: Place,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Also write an ATT&CK Navigator layer (JSON) here: covered techniques scored and
+        /// coloured by their number of rules, the rule ids as each one's comment.
+        #[arg(long, value_name = "FILE")]
+        navigator: Option<PathBuf>,
     },
     /// Push recorded events through rules and playbooks; print detections and planned actions
     /// as JSON lines. Nothing is executed. Exits 1 when the file had lines and every one was
@@ -588,12 +654,29 @@ pub fn main() -> ExitCode {
             at,
             format,
             refusals,
-        } => validate::run(&at.with_content(content), format, refusals),
+            strict,
+        } => validate::run(&at.with_content(content), format, refusals, strict),
         Command::Test {
             content,
             at,
             filter,
-        } => test::run(&at.with_content(content), filter.as_deref()),
+            format,
+            update,
+        } => test::run(&at.with_content(content), filter.as_deref(), format, update),
+        Command::Rules {
+            which:
+                RulesCommand::List {
+                    content,
+                    at,
+                    format,
+                },
+        } => rules::list(&at.with_content(content), format),
+        Command::Coverage {
+            content,
+            at,
+            format,
+            navigator,
+        } => coverage::run(&at.with_content(content), format, navigator.as_deref()),
         Command::Replay {
             events,
             at,

@@ -1,25 +1,44 @@
 //! `palisade validate [DIR]`
 
+use crate::attack::Catalogue;
 use crate::content::Content;
+use crate::diagnostics::Diagnostics;
 use crate::sigma::SigmaReport;
+use crate::testing::inventory::{gates, inventory};
 
 use super::{CannotRun, OutputFormat, Place, Status};
 
-pub fn run(at: &Place, format: OutputFormat, refusals: bool) -> Result<Status, CannotRun> {
+/// `strict`: the CI gates (a positive and a negative test case per rule, known ATT&CK tags)
+/// are errors instead of warnings.
+pub fn run(
+    at: &Place,
+    format: OutputFormat,
+    refusals: bool,
+    strict: bool,
+) -> Result<Status, CannotRun> {
     let loaded = at.content()?;
-    // Errors and warnings together; warnings alone do not fail validation.
+    // Errors and warnings together; warnings alone do not fail validation. The gates are
+    // checked on content that loaded (a rule that does not load has no tests to count).
     let problems = match &loaded {
-        Ok(content) => content.warnings.clone(),
+        Ok(content) => {
+            let mut problems = content.warnings.clone();
+            problems.extend(gates(&inventory(content), Catalogue::enterprise()?, strict));
+            problems.sorted()
+        }
         Err(problems) => problems.clone(),
     };
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&problems)?),
         OutputFormat::Text => match &loaded {
+            Ok(_) if problems.errors() > 0 => {
+                println!("{}", problems.render());
+                println!("\n{}", counts(&problems, strict));
+            }
             Ok(content) => {
-                if !content.warnings.is_empty() {
-                    println!("{}\n", content.warnings.render());
+                if !problems.is_empty() {
+                    println!("{}\n", problems.render());
                 }
-                println!("{}", summary(content));
+                println!("{}", summary(content, &problems));
                 let not_run = content.not_run();
                 if !not_run.is_empty() {
                     println!("not run: {not_run}");
@@ -30,16 +49,7 @@ pub fn run(at: &Place, format: OutputFormat, refusals: bool) -> Result<Status, C
             }
             Err(problems) => {
                 println!("{}", problems.render());
-                let warnings = problems.len() - problems.errors();
-                println!(
-                    "\n{} problem(s) found{}",
-                    problems.errors(),
-                    if warnings > 0 {
-                        format!(", {warnings} warning(s)")
-                    } else {
-                        String::new()
-                    }
-                );
+                println!("\n{}", counts(problems, false));
             }
         },
     }
@@ -50,8 +60,27 @@ pub fn run(at: &Place, format: OutputFormat, refusals: bool) -> Result<Status, C
     })
 }
 
-fn summary(content: &Content) -> String {
-    let warnings = match content.warnings.len() {
+/// `3 problem(s) found, 1 warning(s)`.
+fn counts(problems: &Diagnostics, strict: bool) -> String {
+    let warnings = problems.len() - problems.errors();
+    format!(
+        "{} problem(s) found{}{}",
+        problems.errors(),
+        if warnings > 0 {
+            format!(", {warnings} warning(s)")
+        } else {
+            String::new()
+        },
+        if strict {
+            " (--strict: untested rules and unknown ATT&CK tags are errors)"
+        } else {
+            ""
+        }
+    )
+}
+
+fn summary(content: &Content, problems: &Diagnostics) -> String {
+    let warnings = match problems.len() {
         0 => String::new(),
         n => format!(", {n} warning(s)"),
     };

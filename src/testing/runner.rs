@@ -496,27 +496,8 @@ fn check_snapshot(
     events: &Path,
     expected: &Path,
 ) -> Result<Vec<String>, String> {
-    // A snapshot is what the engine would do with these events: every stage, the model too.
-    let outcome = outcome_of(
-        content,
-        &TestInput::Fixture(events.to_path_buf()),
-        &[],
-        Some(model),
-        RuleSelection::Configured,
-    )?;
-    let got: Vec<Value> = replay_lines(&outcome);
-    let (expected, file) = open_inside(content, expected)?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FIXTURE_BYTES), &mut text)
-        .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;
-    let want: Vec<Value> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", expected.display(), i + 1))
-        })
-        .collect::<Result<_, _>>()?;
+    let got = snapshot_lines(content, model, events)?;
+    let want = read_expected(content, expected)?;
     let mut problems = Vec::new();
     for (i, pair) in want.iter().zip(&got).enumerate() {
         if pair.0 != pair.1 {
@@ -532,4 +513,107 @@ fn check_snapshot(
         problems.push(format!("expected {} lines, got {}", want.len(), got.len()));
     }
     Ok(problems)
+}
+
+/// What the engine makes of a fixture's events: the lines `palisade replay` prints.
+fn snapshot_lines(
+    content: &Arc<Content>,
+    model: &AnomalyHandle,
+    events: &Path,
+) -> Result<Vec<Value>, String> {
+    // A snapshot is what the engine would do with these events: every stage, the model too.
+    let outcome = outcome_of(
+        content,
+        &TestInput::Fixture(events.to_path_buf()),
+        &[],
+        Some(model),
+        RuleSelection::Configured,
+    )?;
+    Ok(replay_lines(&outcome))
+}
+
+/// The expected lines of a snapshot, one JSON value per non-empty line.
+fn read_expected(content: &Content, expected: &Path) -> Result<Vec<Value>, String> {
+    let (expected, file) = open_inside(content, expected)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FIXTURE_BYTES), &mut text)
+        .map_err(|e| format!("cannot read `{}`: {e}", expected.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", expected.display(), i + 1))
+        })
+        .collect()
+}
+
+/// What `palisade test --update` did with one fixture snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotUpdate {
+    /// The expected file already said what the engine does; it was not touched.
+    Unchanged(PathBuf),
+    /// The expected file was rewritten with what the engine does now.
+    Rewritten(PathBuf),
+    /// The fixture could not be replayed or the expected file not written; nothing was changed.
+    Failed(PathBuf, String),
+}
+
+/// Rewrites each selected `tests/fixtures/NAME.expected.jsonl` whose lines differ from what the
+/// engine now makes of `NAME.jsonl`; files that already agree are left alone (an expected file
+/// that does not parse counts as differing). Each file is replaced whole through a temporary
+/// file beside it, so an interrupted update leaves the old expectation, never half a new one.
+pub fn update_snapshots(
+    content: &Arc<Content>,
+    filter: Option<&str>,
+) -> Result<Vec<SnapshotUpdate>, TestRunError> {
+    let model = Stages::from_content(content)?.anomaly;
+    let mut updates = Vec::new();
+    for (events, expected) in fixture_snapshots(content) {
+        let name = content.resolve(&events).display().to_string();
+        if filter.is_some_and(|f| !"fixture".contains(f) && !name.contains(f)) {
+            continue;
+        }
+        let shown = content.resolve(&expected);
+        let got = match snapshot_lines(content, &model, &events) {
+            Ok(got) => got,
+            Err(problem) => {
+                updates.push(SnapshotUpdate::Failed(shown, problem));
+                continue;
+            }
+        };
+        if read_expected(content, &expected).is_ok_and(|want| want == got) {
+            updates.push(SnapshotUpdate::Unchanged(shown));
+            continue;
+        }
+        updates.push(match write_expected(content, &expected, &got) {
+            Ok(()) => SnapshotUpdate::Rewritten(shown),
+            Err(problem) => SnapshotUpdate::Failed(shown, problem),
+        });
+    }
+    Ok(updates)
+}
+
+/// Writes the expected lines to `expected` (inside the content directory, symbolic links
+/// followed and checked as for reading) through a temporary file renamed over it.
+fn write_expected(content: &Content, expected: &Path, lines: &[Value]) -> Result<(), String> {
+    // Reading checks the path the same way a test does: inside the content, a regular file.
+    let (shown, file) = open_inside(content, expected)?;
+    drop(file);
+    let cannot = |e: std::io::Error| format!("cannot write `{}`: {e}", shown.display());
+    let real = shown.canonicalize().map_err(cannot)?;
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let file_name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = real.with_file_name(format!(".{file_name}.update"));
+    std::fs::write(&temporary, text).map_err(cannot)?;
+    std::fs::rename(&temporary, &real).map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        cannot(e)
+    })
 }

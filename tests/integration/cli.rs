@@ -80,6 +80,11 @@ fn validate_catches_typos_in_what_will_be_read() {
 fn detect(event) {
     (event.comdline ?? "").contains("-urlcache") || event.sensor?.version == "2"
 }
+
+let tests = [
+    #{ name: "a download", event: #{ type: "process_create", pid: 1, name: "certutil.exe", cmdline: "certutil -urlcache -f http://x/a" }, expect: true },
+    #{ name: "another program", event: #{ type: "process_create", pid: 2, name: "notepad.exe" }, expect: false },
+];
 "#,
     )
     .expect("write rule");

@@ -16,6 +16,7 @@ mod edges;
 mod effects;
 mod exceptions;
 mod firewall;
+mod gates;
 mod intel_poison;
 mod intel_pull;
 mod learning;
