@@ -382,7 +382,7 @@ impl<'a> Comparison<'a> {
             };
             let origin = format!("{shown}:{}", line.number);
             self.step(&mut base, &mut head, &event, &origin);
-            if self.corpus.events % 5_000 == 0 {
+            if self.corpus.events.is_multiple_of(5_000) {
                 progress(self.corpus.events);
             }
         }

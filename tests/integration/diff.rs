@@ -68,11 +68,13 @@ fn json(output: &std::process::Output) -> Value {
 }
 
 fn find<'a>(list: &'a Value, key: &str, id: &str) -> &'a Value {
-    list.as_array()
+    let found = list
+        .as_array()
         .expect("an array")
         .iter()
-        .find(|item| item[key] == id)
-        .unwrap_or_else(|| panic!("no {key} `{id}` in {list:#}"))
+        .find(|item| item[key] == id);
+    assert!(found.is_some(), "no {key} `{id}` in {list:#}");
+    found.expect("found")
 }
 
 #[test]
@@ -438,10 +440,9 @@ fn diff_markdown_and_json_carry_the_same_counts() {
         ]
     };
     let row = |label: &str| {
-        rows.iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, n)| *n)
-            .unwrap_or_else(|| panic!("no row `{label}` in\n{markdown}"))
+        let found = rows.iter().find(|(l, _)| l == label).map(|(_, n)| *n);
+        assert!(found.is_some(), "no row `{label}` in\n{markdown}");
+        found.expect("found")
     };
     assert_eq!(row("detections"), counts(&report["totals"]["detections"]));
     assert_eq!(row("planned actions"), counts(&report["totals"]["actions"]));
@@ -468,5 +469,61 @@ fn diff_markdown_and_json_carry_the_same_counts() {
     assert_eq!(
         markdown.matches("<details>").count(),
         markdown.matches("</details>").count()
+    );
+}
+
+/// The job `palisade init` writes runs on pull requests with the permission to comment, and its
+/// command works on a repository whose base branch is only known as `origin/<branch>`.
+#[test]
+fn the_init_ci_template_posts_the_diff_on_pull_requests() {
+    let (_root, repo) = committed_repository();
+    let text = std::fs::read_to_string(repo.join(".github/workflows/detections.yml")).expect("ci");
+    let workflow: Value = yaml_serde::from_str(&text).expect("the workflow is YAML");
+    let job = &workflow["jobs"]["impact"];
+    assert_eq!(job["if"], "github.event_name == 'pull_request'");
+    assert_eq!(job["permissions"]["pull-requests"], "write");
+    let steps = job["steps"].as_array().expect("steps");
+    let run = |needle: &str| {
+        let found = steps
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .find(|r| r.contains(needle));
+        assert!(found.is_some(), "no step runs `{needle}`");
+        found.expect("found").to_string()
+    };
+    let diff = run("palisade diff");
+    assert!(run("gh pr comment").contains("--body-file impact.md"));
+
+    // The base branch as CI sees it: a remote-tracking branch.
+    let branch = git(&repo, &["branch", "--show-current"]);
+    let branch = String::from_utf8_lossy(&branch.stdout).trim().to_string();
+    assert_success(&git(
+        &repo,
+        &["remote", "add", "origin", repo.to_str().expect("utf-8")],
+    ));
+    assert_success(&git(&repo, &["fetch", "-q", "origin"]));
+    edit(&repo.join(RULE), FILTER, WIDENED);
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_palisade"));
+    let path = format!(
+        "{}:{}",
+        binary.parent().expect("a folder").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &diff])
+        .current_dir(&repo)
+        .env("PATH", path)
+        .env("BASE_REF", &branch)
+        .output()
+        .expect("sh runs");
+    assert_success(&out);
+    let markdown = std::fs::read_to_string(repo.join("impact.md")).expect("the report");
+    assert!(
+        markdown.contains(&format!("### palisade diff: <code>origin/{branch} (")),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| rule <code>example-office-spawns-shell</code> | 3 | 4 | +1 | -0 |"),
+        "{markdown}"
     );
 }
