@@ -166,10 +166,13 @@ fn loaded(
 /// Diagnostics of content written to a scratch directory, naming `REV:path` instead.
 fn relabel(problems: Diagnostics, root: &Path, name: &str) -> Diagnostics {
     let mut out = Diagnostics::default();
+    let scratch = root.display().to_string();
     for mut problem in problems {
         if let Ok(rest) = problem.file.strip_prefix(root) {
             problem.file = PathBuf::from(format!("{name}:{}", rest.display()));
         }
+        // Messages name paths too (found neither `<dir>/rules` nor ...).
+        problem.message = problem.message.replace(&scratch, &format!("{name}:"));
         out.push(problem);
     }
     out

@@ -71,12 +71,16 @@ pub fn materialize(dir: &Path, revision: &str) -> Result<Revision, RevisionError
         Ok(commit) => commit.trim().to_string(),
         Err(_) => return Err(not_a_commit(dir, revision)),
     };
+    // `--full-tree`: run from a folder below the top, ls-tree would otherwise list only that
+    // folder's part of the tree it is given (the folder inside the folder), and the base
+    // would be empty.
     let listing = git_bytes(
         dir,
         &[
             "ls-tree",
             "-r",
             "-z",
+            "--full-tree",
             "--end-of-options",
             &format!("{commit}:{prefix}"),
         ],

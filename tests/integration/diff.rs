@@ -527,3 +527,108 @@ fn the_init_ci_template_posts_the_diff_on_pull_requests() {
         "{markdown}"
     );
 }
+
+/// Only the content may make the sides differ: with the anomaly model and the tracker both
+/// producing detections, identical rules give no change, even when the base's config names a
+/// model file it does not have (both sides score with the working tree's model).
+#[test]
+fn diff_of_the_same_rules_is_no_change_with_the_model_and_the_tracker_on() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let repo = crate::support::repo();
+    for side in ["base", "head"] {
+        let dir = root.path().join(side);
+        for sub in ["rules", "playbooks", "models"] {
+            crate::support::copy_tree(&repo.join(sub), &dir.join(sub));
+        }
+    }
+    std::fs::write(
+        root.path().join("head/palisade.yaml"),
+        "anomaly: {model: models/anomaly.model}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        root.path().join("base/palisade.yaml"),
+        "anomaly: {model: models/not-there.model}\n",
+    )
+    .expect("write");
+    let fixtures = repo.join("tests/fixtures");
+    let report = json(&palisade(
+        &[
+            "diff",
+            "--base-dir",
+            "../base",
+            "--events",
+            fixtures.join("tracker").to_str().expect("utf-8"),
+            "--events",
+            fixtures
+                .join("anomaly/heldout-attacks.jsonl")
+                .to_str()
+                .expect("utf-8"),
+            "--format",
+            "json",
+        ],
+        &root.path().join("head"),
+    ));
+    for detector in ["anomaly-model", "tracker-first-seen"] {
+        let rule = find(&report["rules"], "rule", detector);
+        assert!(rule["head"].as_u64() > Some(0), "{rule:#}");
+        assert_eq!(rule["base"], rule["head"], "{rule:#}");
+    }
+    assert_eq!(
+        report["totals"]["events_changed"], 0,
+        "{:#}",
+        report["totals"]
+    );
+    assert_eq!(report["totals"]["detections"]["gained"], 0);
+    assert_eq!(report["totals"]["detections"]["lost"], 0);
+}
+
+/// Defect found while building it: with the content in a folder below the top of the
+/// repository, git listed the folder inside that folder, so the base was empty.
+#[test]
+fn diff_reads_a_content_folder_below_the_top_of_the_repository() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let top = root.path().join("repo");
+    std::fs::create_dir_all(&top).expect("mkdir");
+    assert_success(&palisade(&["init", "detections"], &top));
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "c"],
+    ] {
+        assert_success(&git(&top, args));
+    }
+    let content = top.join("detections");
+    edit(&content.join(RULE), FILTER, WIDENED);
+    std::fs::create_dir_all(content.join("events")).expect("mkdir");
+    std::fs::write(
+        content.join("events/pr.jsonl"),
+        format!("{ONENOTE_EVENT}\n"),
+    )
+    .expect("write");
+    // From the top with -C, and from inside the folder.
+    for (dir, args) in [
+        (
+            &top,
+            &[
+                "diff",
+                "--base",
+                "HEAD",
+                "-C",
+                "detections",
+                "--format",
+                "json",
+            ][..],
+        ),
+        (&content, &["diff", "--base", "HEAD", "--format", "json"]),
+    ] {
+        let report = json(&palisade(args, dir));
+        let rule = find(&report["rules"], "rule", "example-office-spawns-shell");
+        assert_eq!(
+            (rule["base"].as_u64(), rule["gained"].as_u64()),
+            (Some(3), Some(1)),
+            "{rule:#}"
+        );
+        assert_eq!(report["totals"]["detections"]["lost"], 0);
+    }
+}
