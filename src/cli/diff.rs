@@ -37,6 +37,7 @@ pub struct DiffArgs {
     /// test case's events, and `*.jsonl` under `events/` and `tests/fixtures/`).
     #[arg(long, value_name = "FILE|DIR")]
     pub events: Vec<PathBuf>,
+    /// How the report is written.
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     pub format: DiffFormat,
     /// Examples shown per rule and playbook, for gains and for losses each.
