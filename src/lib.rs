@@ -29,7 +29,9 @@
 //!
 //! Around the flow: [`config`] (the engine's config file), [`content`] (config, rules and
 //! playbooks loaded and validated together), [`diagnostics`] (every problem with its
-//! `file:line:col`), [`testing`] (`palisade test`, the rule inventory, CI gates and ATT&CK coverage), [`schema`] (JSON Schemas for editors),
+//! `file:line:col`), [`testing`] (`palisade test`, the rule inventory, CI gates and ATT&CK
+//! coverage), [`impact`] (`palisade diff`: the same events through two sets of content,
+//! compared), [`schema`] (JSON Schemas for editors),
 //! [`text`] (event values made inert before people read them), [`engine`] and [`metrics`] (the
 //! running engine and its endpoints), [`server`] (the composition root that builds a running
 //! engine from content, for `palisade run` and the bench), [`mod@bench`] (`palisade bench`), [`outbound`] (the one bounded HTTP client feeds and webhooks
@@ -58,6 +60,7 @@ pub mod diagnostics;
 pub mod duration;
 pub mod engine;
 pub mod event;
+pub mod impact;
 pub mod intel;
 pub mod metrics;
 pub mod net;

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod control;
 mod coverage;
+mod diff;
 mod init;
 mod intel;
 mod model;
@@ -357,6 +358,22 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Replay recorded events through the content at a git revision (or a directory) and
+    /// through the working tree, and report per rule and playbook the detections and planned
+    /// actions gained and lost. Nothing is executed and no state is written.
+    #[command(
+        after_help = "The default corpus is every test case's events (both sides' cases) and every `*.jsonl` under\n\
+events/ and tests/fixtures/ (not `*.expected.jsonl`); --events replaces it. Exit 0 whether or not\n\
+anything changed, unless --fail-on-change. See docs/operations.md, \"Impact of a change\".\n\n\
+Examples:\n  palisade diff --base origin/main\n  palisade diff --base HEAD~1 --events recorded/ --format json\n  \
+palisade diff --base origin/main --format markdown > impact.md"
+    )]
+    Diff {
+        #[command(flatten)]
+        args: diff::DiffArgs,
+        #[command(flatten)]
+        at: Place,
+    },
     /// Run the engine: read events, print alerts, record detections and decisions in SQLite.
     #[command(
         after_help = "Without palisade.yaml the embedded default is used: events from standard input \
@@ -683,6 +700,7 @@ pub fn main() -> ExitCode {
             dead_letter,
             dry_run,
         } => replay::run(&at, &events, dead_letter.as_deref(), dry_run),
+        Command::Diff { args, at } => diff::run(&at, &args),
         Command::Run { events, at } => run::run(&at, events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),
         Command::Train { events, out } => model::train_model(&events, &out),

@@ -20,3 +20,7 @@ pub use crate::cases::{
     Expectation, ExpectedAction, ExpectedOutcome, MAX_FIXTURE_BYTES, TestCase, TestIndicator,
     TestInput, check_fixture_path,
 };
+
+/// What `palisade diff` shares with the runner: a case's events and matcher are made exactly as
+/// `palisade test` makes them, so the default corpus means what the tests mean.
+pub(crate) use runner::{case_intel, inline_event, read_fixture};

@@ -200,7 +200,10 @@ fn result(case: &TestCase, owner: &str, problems: Vec<String>) -> CaseResult {
 /// Runs the case's events through a fresh pipeline with dry-run off, so tests see the
 /// decisions the engine would make when it acts.
 /// The case's own matcher: its indicators, marked against the content's warninglists.
-fn case_intel(content: &Content, intel: &[TestIndicator]) -> Result<IntelHandle, String> {
+pub(crate) fn case_intel(
+    content: &Content,
+    intel: &[TestIndicator],
+) -> Result<IntelHandle, String> {
     let mut indicators = Vec::new();
     for t in intel {
         let (kind, value) =
@@ -259,7 +262,7 @@ fn outcome_of(
     Ok(outcome)
 }
 
-fn inline_event(value: &Value) -> Result<Event, String> {
+pub(crate) fn inline_event(value: &Value) -> Result<Event, String> {
     let mut value = value.clone();
     if let Value::Object(map) = &mut value {
         let is_ecs = !map.contains_key("type") && map.contains_key("event");
@@ -274,7 +277,7 @@ fn inline_event(value: &Value) -> Result<Event, String> {
     .map_err(|e| e.message)
 }
 
-fn read_fixture(content: &Content, path: &Path) -> Result<Vec<Event>, String> {
+pub(crate) fn read_fixture(content: &Content, path: &Path) -> Result<Vec<Event>, String> {
     let (shown, file) = open_inside(content, path)?;
     let mut reader = JsonlReader::new(std::io::Read::take(file, MAX_FIXTURE_BYTES + 1));
     let mut events = Vec::new();

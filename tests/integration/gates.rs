@@ -732,7 +732,9 @@ fn the_init_ci_job_uses_the_pinned_image_and_passes_on_the_new_repository() {
     assert!(!ci.contains("cargo"), "{ci}");
     assert!(!ci.contains("vars."), "{ci}");
     assert!(!ci.contains("@PALISADE_VERSION@"), "{ci}");
-    let steps: Vec<&str> = ci
+    // The check job's steps (the impact jobs after it run on pull requests only).
+    let check = ci.split("\n  impact:").next().unwrap_or_default();
+    let steps: Vec<&str> = check
         .lines()
         .filter_map(|l| l.trim().strip_prefix("run: "))
         .collect();

@@ -12,6 +12,7 @@ mod cli;
 mod command_line;
 mod correlation;
 mod crash;
+mod diff;
 mod edges;
 mod effects;
 mod exceptions;
