@@ -8,13 +8,14 @@ use crate::sinks::{DeadLetter, replay_lines};
 use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Place, Status, load_runnable_content};
+use super::{CannotRun, OutputFormat, Place, Status, load_runnable_content};
 
 pub fn run(
     at: &Place,
     events: &Path,
     dead_letter: Option<&Path>,
     dry_run: bool,
+    explain: Option<OutputFormat>,
 ) -> Result<Status, CannotRun> {
     let content = load_runnable_content(&at.dir, at.config.as_deref())?;
     let mut reader = JsonlReader::open(events)
@@ -46,12 +47,29 @@ pub fn run(
             continue;
         };
         outcome.clear();
-        pipeline.process(&event, &mut outcome);
-        crate::engine::log_problems(&outcome, &mut failure_log);
-        for value in replay_lines(&outcome) {
-            serde_json::to_writer(&mut out, &value)?;
-            out.write_all(b"\n")?;
+        match explain {
+            None => {
+                pipeline.process(&event, &mut outcome);
+                for value in replay_lines(&outcome) {
+                    serde_json::to_writer(&mut out, &value)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            // Every event, the ones that matched nothing too: why is what was asked.
+            Some(format) => {
+                let explanation = pipeline.explain(&event, &mut outcome);
+                match format {
+                    OutputFormat::Json => {
+                        serde_json::to_writer(&mut out, &explanation)?;
+                        out.write_all(b"\n")?;
+                    }
+                    OutputFormat::Text => {
+                        writeln!(out, "{}", super::explain::render(&explanation))?;
+                    }
+                }
+            }
         }
+        crate::engine::log_problems(&outcome, &mut failure_log);
         detections += outcome.detections.len();
         actions += outcome.actions.len();
         failures += outcome.failures.len();

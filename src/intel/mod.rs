@@ -80,6 +80,44 @@ pub async fn from_state_file(
     Ok(IntelHandle::new(matcher))
 }
 
+/// As [`from_state_file`], opening the state database read-only and running no migration, for
+/// commands that must leave it as it is (`palisade explain`). A file with no write-ahead log
+/// beside it (closed cleanly, no engine writing) is read as immutable, so SQLite creates no
+/// `-wal` or `-shm` file next to it; with a log (an engine is running), it is read through it.
+pub async fn from_state_file_read_only(
+    path: &std::path::Path,
+    warninglists: &Warninglists,
+    max_prefix: IntelMaxPrefix,
+) -> Result<IntelHandle, LoadError> {
+    if !path.is_file() {
+        return Ok(IntelHandle::default());
+    }
+    let failed = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(!std::path::Path::new(&wal).exists())
+        .create_if_missing(false);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|source| {
+            failed(crate::state::StateError::Open {
+                path: path.display().to_string(),
+                source,
+            })
+        })?;
+    let result = load_matcher(&IntelStore::over(pool.clone()), warninglists, max_prefix).await;
+    pool.close().await;
+    Ok(IntelHandle::new(result.map_err(failed)?))
+}
+
 /// How soon a feed whose last pull failed is tried again (sooner if it is pulled more often):
 /// long enough that a broken feed is not hammered, nor the others kept waiting behind it.
 const FAILED_PULL_RETRY_MS: i64 = 15 * 60 * 1000;

@@ -168,7 +168,11 @@ impl RuleEngine {
                 let (shown, outcome) = match called {
                     Called::Declarative(outcome) => (DetectReport::NoScript, outcome),
                     Called::Script(Ok(value)) => {
-                        let returned = value.to_string();
+                        let returned = if value.is_unit() {
+                            "()".to_string()
+                        } else {
+                            value.to_string()
+                        };
                         let kind = value.type_name().to_string();
                         (
                             DetectReport::Returned {
