@@ -84,13 +84,13 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
         |owner: &str, name: &str| filter.is_none_or(|f| owner.contains(f) || name.contains(f));
     for rule in &content.rules {
         for case in rule.tests.iter().filter(|c| selected(&rule.id, &c.name)) {
-            let problems = match outcome_of(
-                content,
-                &case.input,
-                &case.intel,
-                case.anomaly.then_some(&model),
-            ) {
-                Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
+            let model = case.anomaly.then_some(&model);
+            let problems = match outcome_of(content, &case.input, &case.intel, model) {
+                Ok(outcome) => {
+                    let mut problems = check_rule(&rule.id, &case.expect, &outcome);
+                    explain_verdict(content, case, model, &rule.id, &mut problems);
+                    problems
+                }
                 Err(problem) => vec![problem],
             };
             report.cases.push(result(case, &rule.id, problems));
@@ -113,7 +113,11 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             continue;
         }
         let problems = match outcome_of(content, &case.input, &case.intel, None) {
-            Ok(outcome) => check_rule(rule, &case.expect, &outcome),
+            Ok(outcome) => {
+                let mut problems = check_rule(rule, &case.expect, &outcome);
+                explain_verdict(content, case, None, rule, &mut problems);
+                problems
+            }
             Err(problem) => vec![problem],
         };
         report.cases.push(result(case, &owner, problems));
@@ -199,14 +203,32 @@ fn outcome_of(
     intel: &[TestIndicator],
     model: Option<&AnomalyHandle>,
 ) -> Result<Outcome, String> {
-    let events = match input {
+    let events = case_events(content, input)?;
+    let mut pipeline = case_pipeline(content, intel, model)?;
+    let mut outcome = Outcome::default();
+    for event in &events {
+        pipeline.process(event, &mut outcome);
+    }
+    Ok(outcome)
+}
+
+fn case_events(content: &Content, input: &TestInput) -> Result<Vec<Event>, String> {
+    match input {
         TestInput::Events(values) => values
             .iter()
             .enumerate()
             .map(|(i, value)| inline_event(value).map_err(|e| format!("event {}: {e}", i + 1)))
-            .collect::<Result<Vec<_>, _>>()?,
-        TestInput::Fixture(path) => read_fixture(content, path)?,
-    };
+            .collect::<Result<Vec<_>, _>>(),
+        TestInput::Fixture(path) => read_fixture(content, path),
+    }
+}
+
+/// A fresh pipeline for one case, with dry-run off.
+fn case_pipeline(
+    content: &Arc<Content>,
+    intel: &[TestIndicator],
+    model: Option<&AnomalyHandle>,
+) -> Result<Pipeline, String> {
     // A fresh tracker for every case: what one case's events did must not leak into the next.
     let stages = Stages {
         anomaly: model.cloned().unwrap_or_default(),
@@ -214,14 +236,153 @@ fn outcome_of(
         tracker: Stages::fresh_tracker(content),
         correlation: Some(Stages::fresh_correlation(content)),
     };
-    let mut pipeline =
-        Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)
-            .map_err(|e| e.to_string())?;
-    let mut outcome = Outcome::default();
-    for event in &events {
-        pipeline.process(event, &mut outcome);
+    Pipeline::with_stages(content.clone(), false, case_intel(content, intel)?, stages)
+        .map_err(|e| e.to_string())
+}
+
+/// Events of a case whose verdict is explained; a fixture of many is summed up by its first.
+const EXPLAINED_EVENTS: usize = 3;
+
+/// When a rule case failed because the rule did not fire (or fired when it should not have),
+/// says why, from the case run again through the pipeline's explanation: which filter
+/// condition said no (and the event's value), or what `detect` returned or its error; for an
+/// unexpected match, which conditions held. Appended to the problem it explains.
+fn explain_verdict(
+    content: &Arc<Content>,
+    case: &TestCase,
+    model: Option<&AnomalyHandle>,
+    rule: &str,
+    problems: &mut [String],
+) {
+    let missed = |p: &String| {
+        p == "expected the rule to fire; it did not"
+            || p == "expected a detection; the rule did not fire"
+    };
+    let unexpected = |p: &String| p.starts_with("expected no detection; got");
+    if !problems.iter().any(|p| missed(p) || unexpected(p)) {
+        return;
     }
-    Ok(outcome)
+    let Ok(events) = case_events(content, &case.input) else {
+        return;
+    };
+    let Ok(mut pipeline) = case_pipeline(content, &case.intel, model) else {
+        return;
+    };
+    let mut outcome = Outcome::default();
+    let mut why = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let explanation = pipeline.explain(event, &mut outcome);
+        let said = verdict_of(&explanation, rule, event);
+        if why.len() < EXPLAINED_EVENTS {
+            why.push(if events.len() > 1 {
+                format!("event {}: {said}", i + 1)
+            } else {
+                said
+            });
+        }
+    }
+    let why = why.join("; ");
+    for problem in problems.iter_mut() {
+        if missed(problem) || unexpected(problem) {
+            problem.push_str(": ");
+            problem.push_str(&why);
+        }
+    }
+}
+
+/// One line on what decided `rule` for one event.
+fn verdict_of(
+    explanation: &crate::pipeline::explain::Explanation,
+    rule: &str,
+    event: &Event,
+) -> String {
+    use crate::rules::DetectReport;
+    let shown = |v: &Option<String>| {
+        v.as_deref()
+            .map(|v| format!("{:?}", crate::text::inert(v)))
+            .unwrap_or_else(|| "none".into())
+    };
+    if let Some(report) = explanation.rules.iter().find(|r| &*r.rule == rule) {
+        let filter = &report.filter;
+        if !filter.passed {
+            if let Some(intel) = filter.intel.as_ref().filter(|i| !i.held) {
+                let kinds: Vec<&str> = intel.kinds.iter().map(|k| k.as_str()).collect();
+                return format!(
+                    "the filter said no: the event has no intel hit of kind {}",
+                    if kinds.is_empty() {
+                        "any".into()
+                    } else {
+                        kinds.join(", ")
+                    }
+                );
+            }
+            let failed: Vec<String> = filter
+                .conditions
+                .iter()
+                .filter(|c| !c.held)
+                .map(|c| {
+                    format!(
+                        "`{}` {} {:?} does not hold (the event's {} is {})",
+                        c.field,
+                        c.operator,
+                        c.values,
+                        c.field,
+                        shown(&c.actual)
+                    )
+                })
+                .collect();
+            return format!("the filter said no: {}", failed.join(", "));
+        }
+        let held: Vec<String> = filter
+            .conditions
+            .iter()
+            .map(|c| {
+                format!(
+                    "`{}` {} {:?}: {}",
+                    c.field,
+                    c.operator,
+                    c.values,
+                    shown(&c.actual)
+                )
+            })
+            .collect();
+        let filter = if held.is_empty() {
+            "the filter passed".to_string()
+        } else {
+            format!("the filter's conditions held ({})", held.join(", "))
+        };
+        return match &report.detect {
+            DetectReport::NotRun => format!("{filter}; `detect` did not run"),
+            DetectReport::NoScript => format!("{filter}, and the filter is the whole rule"),
+            DetectReport::Returned {
+                value, detected, ..
+            } => format!(
+                "{filter}; `detect` returned {}{}",
+                crate::text::inert(value),
+                if *detected { " (a detection)" } else { "" }
+            ),
+            DetectReport::Failed { message } => {
+                format!("{filter}; `detect` failed: {}", crate::text::inert(message))
+            }
+        };
+    }
+    if let Some(report) = explanation.sigma.iter().find(|r| &*r.rule == rule) {
+        let searches: Vec<String> = report
+            .searches
+            .iter()
+            .map(|(name, held)| format!("{name} {}", if *held { "matched" } else { "did not" }))
+            .collect();
+        let gate = match report.gate {
+            Some(false) => "its literal gate said no (none of its literals is in the event); ",
+            _ => "",
+        };
+        return format!(
+            "the Sigma rule {}: {gate}{}",
+            if report.matched { "matched" } else { "did not match" },
+            searches.join(", ")
+        );
+    }
+    format!("the rule is not for {} events", event.kind)
 }
 
 fn inline_event(value: &Value) -> Result<Event, String> {
