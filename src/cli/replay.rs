@@ -27,12 +27,17 @@ pub fn run(
         })
         .transpose()?;
     let mut intake = Intake::new(dead_letter).with_time_policy(content.config.events.time_policy());
-    let intel = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(content.intel())
-        .map_err(|e| CannotRun(e.to_string()))?;
-    let mut pipeline = Pipeline::new(content, dry_run, intel)?;
+    let mut pipeline = if explain.is_some() {
+        // As `palisade explain` builds it: the state database is only read.
+        super::explain::read_only_pipeline(&content, dry_run)?
+    } else {
+        let intel = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(content.intel())
+            .map_err(|e| CannotRun(e.to_string()))?;
+        Pipeline::new(content, dry_run, intel)?
+    };
     let origin = events.display().to_string();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -81,9 +81,11 @@ pub async fn from_state_file(
 }
 
 /// As [`from_state_file`], opening the state database read-only and running no migration, for
-/// commands that must leave it as it is (`palisade explain`). A file with no write-ahead log
-/// beside it (closed cleanly, no engine writing) is read as immutable, so SQLite creates no
-/// `-wal` or `-shm` file next to it; with a log (an engine is running), it is read through it.
+/// commands that must leave it as it is (`palisade explain`). When its write-ahead log is
+/// absent or empty (everything is in the file itself: closed cleanly, or checkpointed), the file
+/// is read as immutable, so SQLite opens no other file and takes no lock; when the log holds
+/// pages an engine wrote, the file is read through it, as any reader does (SQLite then marks
+/// its read in the shared-memory index, never in the database or the log).
 pub async fn from_state_file_read_only(
     path: &std::path::Path,
     warninglists: &Warninglists,
@@ -101,7 +103,7 @@ pub async fn from_state_file_read_only(
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
-        .immutable(!std::path::Path::new(&wal).exists())
+        .immutable(std::fs::metadata(&wal).map_or(true, |m| m.len() == 0))
         .create_if_missing(false);
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)

@@ -13,6 +13,7 @@ mod command_line;
 mod correlation;
 mod crash;
 mod edges;
+mod explain;
 mod effects;
 mod firewall;
 mod intel_poison;
