@@ -33,8 +33,7 @@ pub fn run(
     format: OutputFormat,
 ) -> Result<Status, CannotRun> {
     let content = load_runnable_content(&at.dir, at.config.as_deref())?;
-    let mut intake =
-        Intake::new(None).with_time_policy(content.config.events.time_policy());
+    let mut intake = Intake::new(None).with_time_policy(content.config.events.time_policy());
     let inline = input.trim_start().starts_with('{');
     let dry_run = content.config.actions.dry_run;
     let mut pipeline = read_only_pipeline(&content, dry_run)?;
@@ -55,7 +54,11 @@ pub fn run(
                 .map_err(|e| CannotRun(format!("cannot read standard input: {e}")))?;
             text
         };
-        let origin = if inline { "the event argument" } else { "standard input" };
+        let origin = if inline {
+            "the event argument"
+        } else {
+            "standard input"
+        };
         let event = accept(&mut intake, origin, 1, text.trim().as_bytes())?;
         pipeline.explain(&event, &mut outcome)
     } else {
@@ -95,7 +98,12 @@ pub fn read_only_pipeline(content: &Arc<Content>, dry_run: bool) -> Result<Pipel
             stages.anomaly = crate::anomaly::AnomalyHandle::new(Some(model), config.threshold);
         }
     }
-    Ok(Pipeline::with_stages(content.clone(), dry_run, intel, stages)?)
+    Ok(Pipeline::with_stages(
+        content.clone(),
+        dry_run,
+        intel,
+        stages,
+    )?)
 }
 
 /// The event from `raw`, or the intake's reason for refusing it (naming the field), as a
@@ -252,7 +260,11 @@ pub fn render(e: &Explanation) -> String {
             } => format!(
                 "returned {} ({type_name}): {}",
                 inert(value),
-                if *detected { "detection" } else { "no detection" }
+                if *detected {
+                    "detection"
+                } else {
+                    "no detection"
+                }
             ),
             DetectReport::Failed { message } => format!("failed: {}", inert(message)),
         };
@@ -349,11 +361,7 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     if let Some((pair, new)) = &t.first_seen {
-        let _ = writeln!(
-            out,
-            "  first_seen({}): {new}",
-            inert(pair)
-        );
+        let _ = writeln!(out, "  first_seen({}): {new}", inert(pair));
     }
     if let Some(ports) = t.distinct_ports {
         let _ = writeln!(out, "  distinct_ports: {ports}");
@@ -409,12 +417,7 @@ pub fn render(e: &Explanation) -> String {
                     .iter()
                     .map(|(rule, why)| format!("{rule}: {}", why.unwrap_or("matched")))
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "  {}: not triggered ({})",
-                    p.playbook,
-                    why.join("; ")
-                );
+                let _ = writeln!(out, "  {}: not triggered ({})", p.playbook, why.join("; "));
             }
         }
         for step in &p.steps {

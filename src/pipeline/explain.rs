@@ -137,9 +137,9 @@ impl Pipeline {
         let first_failure = out.failures.len();
         self.hits.clear();
         self.intel.current().enrich(event, &mut self.hits);
-        let rules =
-            self.rules
-                .explain(event, &self.hits, &mut out.detections, &mut out.failures);
+        let rules = self
+            .rules
+            .explain(event, &self.hits, &mut out.detections, &mut out.failures);
         let other_rules = self
             .content
             .rules
@@ -230,7 +230,12 @@ impl Pipeline {
 
     /// The anomaly stage as `process` runs it (scored only when no rule matched), with the
     /// model's explanation of the score.
-    fn explain_anomaly(&mut self, event: &Event, out: &mut Outcome, first_new: usize) -> AnomalyView {
+    fn explain_anomaly(
+        &mut self,
+        event: &Event,
+        out: &mut Outcome,
+        first_new: usize,
+    ) -> AnomalyView {
         if out.detections.len() > first_new {
             return AnomalyView::NotScored {
                 reason: "a rule matched, so the model does not score the event".into(),

@@ -307,3 +307,62 @@ fn detection_fields_are_the_keys_of_the_detection_map() {
         }
     }
 }
+
+// `palisade explain` says which part of a trigger a detection missed, by the same test that
+// decides whether the playbook runs.
+#[test]
+fn a_trigger_says_which_part_a_detection_missed() {
+    let trigger = Trigger {
+        rules: vec![Arc::from("r")],
+        tags: vec!["attack.t1059".into()],
+        min_severity: Some(Severity::High),
+        stages: vec![Stage::Rule],
+    };
+    let base = Detection {
+        event_id: "e".into(),
+        rule: Arc::from("r"),
+        stage: Stage::Rule,
+        severity: Severity::High,
+        title: "t".into(),
+        tags: Arc::from(vec!["attack.t1059.001".to_string()]),
+        entity: None,
+        score: None,
+        intel: Vec::new(),
+        attribution: None,
+    };
+    let cases = [
+        (base.clone(), None),
+        (
+            Detection {
+                rule: Arc::from("other"),
+                ..base.clone()
+            },
+            Some("its rule is not one the trigger names"),
+        ),
+        (
+            Detection {
+                tags: Arc::from(vec!["attack.t10590".to_string()]),
+                ..base.clone()
+            },
+            Some("it has none of the trigger's tags"),
+        ),
+        (
+            Detection {
+                severity: Severity::Medium,
+                ..base.clone()
+            },
+            Some("its severity is below the trigger's min_severity"),
+        ),
+        (
+            Detection {
+                stage: Stage::Anomaly,
+                ..base.clone()
+            },
+            Some("its stage is not one the trigger names"),
+        ),
+    ];
+    for (detection, why) in cases {
+        assert_eq!(trigger.mismatch(&detection), why);
+        assert_eq!(trigger.matches(&detection), why.is_none());
+    }
+}

@@ -20,12 +20,10 @@ mod sandbox;
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
 pub use engine::{DetectReport, RuleCompileError, RuleEngine, RuleFailure, RuleReport};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
-pub use prefilter::{
-    Condition, ConditionReport, FilterReport, IntelReport, Operator, Prefilter,
-};
+pub use prefilter::{Condition, ConditionReport, FilterReport, IntelReport, Operator, Prefilter};
 pub use sandbox::{
-    CAPTURED_LINES, DataSize, Deadline, OutputLine, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
-    build_engine, describe, fit_limits_to,
+    CAPTURED_LINES, DataSize, Deadline, OutputLine, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW,
+    PRINT_WINDOW, RuleLimits, build_engine, describe, fit_limits_to,
 };
 
 use std::path::{Path, PathBuf};

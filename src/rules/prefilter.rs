@@ -372,4 +372,42 @@ mod tests {
                 .contains("never fire")
         );
     }
+
+    // `palisade explain`: every condition is reported with its outcome and the event's value,
+    // none short-circuited, and the verdict is the one `matches` gives.
+    #[test]
+    fn report_gives_every_condition_and_agrees_with_matches() {
+        let e = event();
+        let p = prefilter(&[
+            ("user", &["bob"]),
+            ("parent_name", &["excel.exe"]),
+            ("cmdline|contains", &["-enc"]),
+        ]);
+        let report = p.report(&e, &[]);
+        let seen: Vec<(&str, &str, bool, Option<&str>)> = report
+            .conditions
+            .iter()
+            .map(|c| (c.field, c.operator.as_str(), c.held, c.actual.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("user", "equals", false, None),
+                ("parent_name", "equals", false, Some("WINWORD.EXE")),
+                (
+                    "cmdline",
+                    "contains",
+                    true,
+                    Some("powershell -NoP -Enc SQBFAFgA")
+                ),
+            ]
+        );
+        assert!(!report.passed);
+        assert_eq!(report.passed, p.matches(&e, &[]));
+        let p = prefilter(&[("pid", &["42"])]).with_intel(Vec::new());
+        let report = p.report(&e, &[]);
+        assert_eq!(report.intel.as_ref().map(|i| i.held), Some(false));
+        assert!(report.conditions[0].held);
+        assert_eq!(report.passed, p.matches(&e, &[]));
+    }
 }

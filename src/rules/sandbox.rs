@@ -232,7 +232,8 @@ impl RuleOutput {
     ) {
         // `debug` lines go to the log at debug level: when that level is off they are not
         // written, so they do not use up the rule's allowance either.
-        if kind == "debug" && !tracing::enabled!(target: "palisade::rule_print", tracing::Level::DEBUG)
+        if kind == "debug"
+            && !tracing::enabled!(target: "palisade::rule_print", tracing::Level::DEBUG)
         {
             return;
         }
@@ -554,7 +555,13 @@ mod tests {
             for _ in 0..25 {
                 output.emit("loud", "print", &long, None, start);
             }
-            output.emit("loud", "print", "after the window", None, start + PRINT_WINDOW);
+            output.emit(
+                "loud",
+                "print",
+                "after the window",
+                None,
+                start + PRINT_WINDOW,
+            );
         });
         let lines: Vec<&str> = log.lines().collect();
         let printed = lines.iter().filter(|l| l.contains("zzzz")).count();

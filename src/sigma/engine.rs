@@ -108,7 +108,11 @@ impl SigmaEngine {
     /// the event's kind, whether it matched, whether its literal gate let the event through,
     /// and each of its searches' outcome by the evaluator that defines Sigma's meaning
     /// (`eval.rs`, which the compiled set is held to). For `palisade explain`.
-    pub fn explain(&mut self, event: &Event, detections: &mut Vec<Detection>) -> Vec<SigmaRuleReport> {
+    pub fn explain(
+        &mut self,
+        event: &Event,
+        detections: &mut Vec<Detection>,
+    ) -> Vec<SigmaRuleReport> {
         let first = detections.len();
         self.evaluate(event, detections);
         let Some(compiled) = &self.compiled else {

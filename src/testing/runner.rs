@@ -254,11 +254,8 @@ fn explain_verdict(
     rule: &str,
     problems: &mut [String],
 ) {
-    let missed = |p: &String| {
-        p == "expected the rule to fire; it did not"
-            || p == "expected a detection; the rule did not fire"
-    };
-    let unexpected = |p: &String| p.starts_with("expected no detection; got");
+    let missed = |p: &String| p == DID_NOT_FIRE || p == NO_DETECTION;
+    let unexpected = |p: &String| p.starts_with(FIRED);
     if !problems.iter().any(|p| missed(p) || unexpected(p)) {
         return;
     }
@@ -378,7 +375,11 @@ fn verdict_of(
         };
         return format!(
             "the Sigma rule {}: {gate}{}",
-            if report.matched { "matched" } else { "did not match" },
+            if report.matched {
+                "matched"
+            } else {
+                "did not match"
+            },
             searches.join(", ")
         );
     }
@@ -470,6 +471,11 @@ fn failures_of(rule: &str, outcome: &Outcome) -> Vec<String> {
         .collect()
 }
 
+/// The problems [`explain_verdict`] adds the why to.
+const DID_NOT_FIRE: &str = "expected the rule to fire; it did not";
+const NO_DETECTION: &str = "expected a detection; the rule did not fire";
+const FIRED: &str = "expected no detection; got";
+
 fn check_rule(rule: &str, expect: &Expectation, outcome: &Outcome) -> Vec<String> {
     let mine: Vec<_> = outcome
         .detections
@@ -479,18 +485,15 @@ fn check_rule(rule: &str, expect: &Expectation, outcome: &Outcome) -> Vec<String
     let mut problems = failures_of(rule, outcome);
     match expect {
         Expectation::Fires(true) if mine.is_empty() => {
-            problems.push("expected the rule to fire; it did not".into());
+            problems.push(DID_NOT_FIRE.into());
         }
         Expectation::Fires(false) => {
             for d in mine {
-                problems.push(format!(
-                    "expected no detection; got `{}` on event `{}`",
-                    d.title, d.event_id
-                ));
+                problems.push(format!("{FIRED} `{}` on event `{}`", d.title, d.event_id));
             }
         }
         Expectation::Detection(fields) => match mine.first() {
-            None => problems.push("expected a detection; the rule did not fire".into()),
+            None => problems.push(NO_DETECTION.into()),
             Some(detection) => {
                 let actual = detection_line(detection);
                 for (key, want) in fields {

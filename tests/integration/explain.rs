@@ -145,7 +145,10 @@ fn explain_shows_filter_conditions_intel_anomaly_tracker_and_playbook_when() {
         .expect("contain-office-macro");
     assert_eq!(
         office["trigger"],
-        serde_json::json!([["intel-c2-connection", "its rule is not one the trigger names"]])
+        serde_json::json!([[
+            "intel-c2-connection",
+            "its rule is not one the trigger names"
+        ]])
     );
 
     // A process start no rule matches: every filter condition that said no, with the event's
@@ -233,7 +236,11 @@ fn explain_refuses_a_bad_event_naming_the_field() {
     std::fs::write(dir.path().join("events.jsonl"), CONNECTIONS).expect("events");
     let out = palisade(&["explain", "events.jsonl"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--id ID or --line N"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--id ID or --line N"),
+        "{}",
+        stderr(&out)
+    );
     let out = palisade(&["explain", "events.jsonl", "--id", "nope"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no event with the id `nope`"));
@@ -252,16 +259,12 @@ fn snapshot(dir: &Path) -> BTreeMap<String, (u64, std::time::SystemTime, u64)> {
                 let meta = std::fs::metadata(&path).expect("metadata");
                 files.insert(
                     path.display().to_string(),
-                    (
-                        meta.len(),
-                        meta.modified().expect("mtime"),
-                        {
-                            use std::hash::{Hash, Hasher};
-                            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                            std::fs::read(&path).expect("read").hash(&mut hasher);
-                            hasher.finish()
-                        },
-                    ),
+                    (meta.len(), meta.modified().expect("mtime"), {
+                        use std::hash::{Hash, Hasher};
+                        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                        std::fs::read(&path).expect("read").hash(&mut hasher);
+                        hasher.finish()
+                    }),
                 );
             }
         }
@@ -322,8 +325,14 @@ fn replay_explain_says_why_an_event_matched_no_rule() {
     );
     assert_success(&out);
     let text = stdout(&out);
-    assert!(text.contains("event c-1 (network_connection on ws-17)"), "{text}");
-    assert!(text.contains("event c-2 (network_connection on ws-17)"), "{text}");
+    assert!(
+        text.contains("event c-1 (network_connection on ws-17)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("event c-2 (network_connection on ws-17)"),
+        "{text}"
+    );
     let first = text
         .split("event c-2")
         .next()
