@@ -105,9 +105,9 @@ impl Trigger {
         {
             return Some("it has none of the trigger's tags");
         }
-        if !self
+        if self
             .min_severity
-            .is_none_or(|min| detection.severity >= min)
+            .is_some_and(|min| detection.severity < min)
         {
             return Some("its severity is below the trigger's min_severity");
         }
