@@ -258,8 +258,14 @@ pub fn render(e: &Explanation) -> String {
                 type_name,
                 detected,
             } => format!(
-                "returned {} ({type_name}): {}",
+                "returned {}{}: {}",
                 inert(value),
+                // `()` names its own type; for a value the type says what came back.
+                if value == "()" {
+                    String::new()
+                } else {
+                    format!(" ({type_name})")
+                },
                 if *detected {
                     "detection"
                 } else {
@@ -394,6 +400,10 @@ pub fn render(e: &Explanation) -> String {
         );
     }
 
+    if e.playbooks.is_empty() {
+        let _ = writeln!(out, "\nplaybooks: none");
+        return out;
+    }
     let _ = writeln!(
         out,
         "\nplaybooks{}:",

@@ -311,12 +311,14 @@ impl Pipeline {
         if let Some(host) = event.host.as_deref() {
             match event.kind {
                 crate::event::EventKind::ProcessCreate => {
-                    let parent = event.parent_name.as_deref().unwrap_or("");
-                    let child = event.name.as_deref().unwrap_or("");
-                    view.first_seen = Some((
-                        format!("{parent}>{child}"),
-                        tracker.first_seen(host, parent, child),
-                    ));
+                    if let (Some(parent), Some(child)) =
+                        (event.parent_name.as_deref(), event.name.as_deref())
+                    {
+                        view.first_seen = Some((
+                            format!("{parent}>{child}"),
+                            tracker.first_seen(host, parent, child),
+                        ));
+                    }
                 }
                 crate::event::EventKind::NetworkConnection => {
                     if let Some(ip) = event.remote_ip {
