@@ -448,3 +448,30 @@ fn debug_output_reaches_the_log_at_debug_level() {
         stdout(&out)
     );
 }
+
+/// The same for a Sigma rule's case: whether its literal gate let the event through, and which
+/// searches of the condition matched.
+#[test]
+fn a_failing_sigma_case_says_which_search_said_no() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("rules")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rules/whoami.yml"),
+        "title: Whoami run\nid: 3d3b7e55-3f4e-4b8e-9a7c-0b6f0c9d1a21\nstatus: test\nlevel: low\nlogsource:\n  category: process_creation\n  product: windows\ndetection:\n  selection:\n    Image|endswith: '\\whoami.exe'\n  filter:\n    CommandLine|contains: '/groups'\n  condition: selection and not filter\n",
+    )
+    .expect("rule");
+    std::fs::write(
+        dir.path().join("rules/whoami.tests.yaml"),
+        "tests:\n  - name: whoami groups fires\n    events:\n      - {type: process_create, host: ws-1, name: whoami.exe, image: 'C:\\Windows\\System32\\whoami.exe', cmdline: 'whoami /groups'}\n    expect: {fires: true}\n  - name: notepad fires\n    events:\n      - {type: process_create, host: ws-1, name: notepad.exe, image: 'C:\\Windows\\notepad.exe', cmdline: notepad}\n    expect: {fires: true}\n",
+    )
+    .expect("tests");
+    let out = palisade(&["test"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for line in [
+        "      expected the rule to fire; it did not: the Sigma rule did not match: selection matched, filter matched",
+        "      expected the rule to fire; it did not: the Sigma rule did not match: its literal gate said no (none of its literals is in the event); selection did not, filter did not",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
