@@ -59,7 +59,7 @@ pub fn run(
         } else {
             "standard input"
         };
-        let event = accept(&mut intake, origin, 1, text.trim().as_bytes())?;
+        let event = accept(&mut intake, origin, 0, text.trim().as_bytes())?;
         pipeline.explain(&event, &mut outcome)
     } else {
         let Some(pick) = pick else {
@@ -106,8 +106,8 @@ pub fn read_only_pipeline(content: &Arc<Content>, dry_run: bool) -> Result<Pipel
     )?)
 }
 
-/// The event from `raw`, or the intake's reason for refusing it (naming the field), as a
-/// could-not-run error.
+/// The event from `raw` (line `number` of `origin`, 0 when it is not a file), or the intake's
+/// reason for refusing it (naming the field), as a could-not-run error.
 fn accept(intake: &mut Intake, origin: &str, number: u64, raw: &[u8]) -> Result<Event, CannotRun> {
     let line = Line {
         number,
@@ -115,8 +115,14 @@ fn accept(intake: &mut Intake, origin: &str, number: u64, raw: &[u8]) -> Result<
         full_len: raw.len(),
     };
     intake.accept_line(&origin, &line).map_err(|e| {
+        // A file's line is named by its number; an argument or standard input by itself.
+        let place = if number == 0 {
+            origin.to_string()
+        } else {
+            format!("{origin}:{number}")
+        };
         CannotRun(format!(
-            "{origin}:{number} is not an event ({}): {}",
+            "{place} is not an event ({}): {}",
             e.kind.as_str(),
             e.message
         ))
