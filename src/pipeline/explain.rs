@@ -12,6 +12,7 @@ use crate::actions::ActionStatus;
 use crate::detection::Detection;
 use crate::event::Event;
 use crate::intel::IntelHit;
+use crate::playbooks::{WHEN_FAILED, WHEN_FALSE};
 use crate::rules::RuleReport;
 use crate::sigma::SigmaRuleReport;
 
@@ -339,19 +340,18 @@ impl Pipeline {
     }
 }
 
-/// What a step's `when` gave, read from the planner's record of the step.
+/// What a step's `when` gave, read from the planner's record of the step: the planner says it
+/// in the step's status and reason, with the reasons it names ([`WHEN_FALSE`], [`WHEN_FAILED`]).
 fn when_outcome(has_when: bool, record: &crate::actions::ActionRecord) -> &'static str {
     if !has_when {
         return "none";
     }
     let reason = record.reason.as_deref().unwrap_or("");
-    if reason.contains("on_failure is") && record.status == ActionStatus::Skipped {
-        "not evaluated"
-    } else if reason == "`when` is false" {
-        "false"
-    } else if reason.starts_with("`when` failed") || reason.starts_with("`when` must give") {
-        "error"
-    } else {
-        "true"
+    match record.status {
+        ActionStatus::Skipped if reason == WHEN_FALSE => "false",
+        // Skipped for another reason: an earlier step stopped the playbook before this one.
+        ActionStatus::Skipped => "not evaluated",
+        ActionStatus::Failed if reason.starts_with(WHEN_FAILED) => "error",
+        _ => "true",
     }
 }

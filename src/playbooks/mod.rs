@@ -10,7 +10,7 @@ mod plan;
 pub mod spec;
 mod template;
 
-pub use plan::{DETECTION_FIELDS, ENTITY_FIELDS, PlanOutcome, Planner};
+pub use plan::{DETECTION_FIELDS, ENTITY_FIELDS, PlanOutcome, Planner, WHEN_FAILED, WHEN_FALSE};
 pub use spec::{HighRiskApproval, OnFailure, PlaybookMode, PlaybookSpec};
 pub use template::{Reference, Template, TemplateError};
 

@@ -29,26 +29,32 @@ fn content_with_intel_and_model() -> tempfile::TempDir {
         "anomaly:\n  model: models/anomaly.model\n",
     )
     .expect("config");
-    std::fs::write(dir.path().join("feed.txt"), "185.12.33.4\n").expect("feed");
-    let out = palisade(
-        &[
-            "intel",
-            "import",
-            "feed.txt",
-            "--format",
-            "plain",
-            "--kind",
-            "ip",
-            "--source",
-            "feodo",
-            "--confidence",
-            "90",
-            "--severity",
-            "80",
-        ],
-        dir.path(),
-    );
-    assert_success(&out);
+    // A strong indicator, and a weak one (score 60: below the 0.8 of block-c2's `when`).
+    for (address, source, confidence) in [
+        ("185.12.33.4", "feodo", "90"),
+        ("185.12.33.5", "weak", "60"),
+    ] {
+        std::fs::write(dir.path().join("feed.txt"), format!("{address}\n")).expect("feed");
+        let out = palisade(
+            &[
+                "intel",
+                "import",
+                "feed.txt",
+                "--format",
+                "plain",
+                "--kind",
+                "ip",
+                "--source",
+                source,
+                "--confidence",
+                confidence,
+                "--severity",
+                if source == "weak" { "60" } else { "80" },
+            ],
+            dir.path(),
+        );
+        assert_success(&out);
+    }
     std::fs::write(dir.path().join("events.jsonl"), CONNECTIONS).expect("events");
     dir
 }
@@ -138,6 +144,26 @@ fn explain_shows_filter_conditions_intel_anomaly_tracker_and_playbook_when() {
             ("alert-responders", "none", "dry_run"),
             ("kill-process", "true", "queued"),
         ]
+    );
+    // The weak indicator: the same playbook runs, and its `when` says no to the kill.
+    let weak = r#"{"type":"network_connection","timestamp":"2025-11-03T14:31:05Z","id":"c-3","host":"ws-17","pid":1234,"name":"svchost.exe","remote_ip":"185.12.33.5","remote_port":80}"#;
+    let w = explained(&[weak], dir.path());
+    let kill = w["playbooks"]
+        .as_array()
+        .expect("playbooks")
+        .iter()
+        .find(|p| p["playbook"] == "block-c2")
+        .and_then(|p| p["steps"].as_array())
+        .and_then(|steps| steps.iter().find(|s| s["step"] == "kill-process"))
+        .expect("the kill step")
+        .clone();
+    assert_eq!(
+        (&kill["when"], &kill["status"], &kill["reason"]),
+        (
+            &Value::from("false"),
+            &Value::from("skipped"),
+            &Value::from("`when` is false")
+        )
     );
     let office = playbooks
         .iter()
