@@ -501,3 +501,25 @@ fn a_failing_sigma_case_says_which_search_said_no() {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
 }
+
+/// Without a named model, explain scores with the model this deployment's engine learned (as
+/// `palisade model explain` does), and says so when there is none.
+#[test]
+fn explain_scores_with_the_deployments_learned_model() {
+    let dir = scratch_content();
+    let event = r#"{"type":"process_create","timestamp":"2025-11-03T14:31:00Z","id":"p-1","host":"ws-17","pid":77,"name":"explorer.exe","parent_name":"userinit.exe","user":"CORP\\alice"}"#;
+    let e = explained(&[event], dir.path());
+    assert_eq!(
+        e["anomaly"],
+        serde_json::json!({"outcome": "not_scored", "reason": "no anomaly model is in use"})
+    );
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    std::fs::copy(
+        repo().join("models/anomaly.model"),
+        dir.path().join("data/learned.model"),
+    )
+    .expect("copy the model");
+    let e = explained(&[event], dir.path());
+    assert_eq!(e["anomaly"]["outcome"], "scored", "{}", e["anomaly"]);
+    assert_eq!(e["anomaly"]["threshold"], 0.9);
+}
