@@ -12,6 +12,8 @@
 //! tracker are shared handles: the model is swapped when its file changes, the tracker's
 //! summary outlives any one pipeline.
 
+pub mod explain;
+
 use std::sync::Arc;
 
 use crate::actions::ActionRecord;

@@ -52,6 +52,11 @@ impl AnomalyHandle {
         self.model.load_full()
     }
 
+    /// The score at which an event becomes a detection.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
     pub fn swap(&self, model: Model) {
         self.model.store(Some(Arc::new(model)));
     }

@@ -7,6 +7,7 @@ mod bench;
 mod control;
 mod coverage;
 mod diff;
+mod explain;
 mod init;
 mod intel;
 mod model;
@@ -357,6 +358,35 @@ pub enum Command {
         /// Plan steps as dry-run, as `palisade run` does by default.
         #[arg(long)]
         dry_run: bool,
+        /// Instead of the JSON lines, print for every event (those that matched nothing too)
+        /// why it did or did not match, as `palisade explain` does.
+        #[arg(long)]
+        explain: bool,
+        /// With --explain: `json` prints one explanation per line.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text, requires = "explain")]
+        format: OutputFormat,
+    },
+    /// Why an event did or did not match: every rule of its kind with each filter condition's
+    /// outcome and what `detect` returned, Sigma rules, intel hits, the anomaly score, the
+    /// tracker's view and each playbook's trigger and steps as they would be planned. Nothing
+    /// is executed and nothing is written.
+    #[command(
+        after_help = "Give the event as JSON, `-` to read it from standard input, or a JSON-lines file and the event's --id or 1-based --line (the events before it in the file run first, as in a replay).\n\nExit codes: 0 explained, 2 the event could not be read (the reason names the field).\n\nExamples:\n  palisade explain '{\"type\":\"process_create\",\"timestamp\":1791190800000,\"host\":\"ws-07\",\"name\":\"powershell.exe\",\"cmdline\":\"powershell -enc SQBFAFgA\"}'\n  palisade explain tests/fixtures/mixed.jsonl --id m-01\n  palisade explain events.jsonl --line 7 --format json"
+    )]
+    Explain {
+        /// The event as one JSON object, `-` for standard input, or a JSON-lines file.
+        event: String,
+        /// The id of the event to explain in the file.
+        #[arg(long, conflicts_with = "line")]
+        id: Option<String>,
+        /// The 1-based line of the event to explain in the file.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        line: Option<u64>,
+        #[command(flatten)]
+        at: Place,
+        /// `json` prints the same explanation as one JSON document.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Replay recorded events through the content at a git revision (or a directory) and
     /// through the working tree, and report per rule and playbook the detections and planned
@@ -699,7 +729,29 @@ pub fn main() -> ExitCode {
             at,
             dead_letter,
             dry_run,
-        } => replay::run(&at, &events, dead_letter.as_deref(), dry_run),
+            explain,
+            format,
+        } => replay::run(
+            &at,
+            &events,
+            dead_letter.as_deref(),
+            dry_run,
+            explain.then_some(format),
+        ),
+        Command::Explain {
+            event,
+            id,
+            line,
+            at,
+            format,
+        } => {
+            let pick = match (&id, line) {
+                (Some(id), _) => Some(explain::Pick::Id(id)),
+                (None, Some(line)) => Some(explain::Pick::Line(line)),
+                (None, None) => None,
+            };
+            explain::run(&at, &event, pick, format)
+        }
         Command::Diff { args, at } => diff::run(&at, &args),
         Command::Run { events, at } => run::run(&at, events.as_deref(), cli.log_format),
         Command::Schema { out, check } => schema::run(&out, check),

@@ -8,13 +8,14 @@ use crate::sinks::{DeadLetter, replay_lines};
 use crate::sources::Intake;
 use crate::sources::jsonl::JsonlReader;
 
-use super::{CannotRun, Place, Status, load_runnable_content};
+use super::{CannotRun, OutputFormat, Place, Status, load_runnable_content};
 
 pub fn run(
     at: &Place,
     events: &Path,
     dead_letter: Option<&Path>,
     dry_run: bool,
+    explain: Option<OutputFormat>,
 ) -> Result<Status, CannotRun> {
     let content = load_runnable_content(&at.dir, at.config.as_deref())?;
     let mut reader = JsonlReader::open(events)
@@ -26,12 +27,17 @@ pub fn run(
         })
         .transpose()?;
     let mut intake = Intake::new(dead_letter).with_time_policy(content.config.events.time_policy());
-    let intel = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(content.intel())
-        .map_err(|e| CannotRun(e.to_string()))?;
-    let mut pipeline = Pipeline::new(content, dry_run, intel)?;
+    let mut pipeline = if explain.is_some() {
+        // As `palisade explain` builds it: the state database is only read.
+        super::explain::read_only_pipeline(&content, dry_run)?
+    } else {
+        let intel = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(content.intel())
+            .map_err(|e| CannotRun(e.to_string()))?;
+        Pipeline::new(content, dry_run, intel)?
+    };
     let origin = events.display().to_string();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -46,12 +52,29 @@ pub fn run(
             continue;
         };
         outcome.clear();
-        pipeline.process(&event, &mut outcome);
-        crate::engine::log_problems(&outcome, &mut failure_log);
-        for value in replay_lines(&outcome) {
-            serde_json::to_writer(&mut out, &value)?;
-            out.write_all(b"\n")?;
+        match explain {
+            None => {
+                pipeline.process(&event, &mut outcome);
+                for value in replay_lines(&outcome) {
+                    serde_json::to_writer(&mut out, &value)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            // Every event, the ones that matched nothing too: why is what was asked.
+            Some(format) => {
+                let explanation = pipeline.explain(&event, &mut outcome);
+                match format {
+                    OutputFormat::Json => {
+                        serde_json::to_writer(&mut out, &explanation)?;
+                        out.write_all(b"\n")?;
+                    }
+                    OutputFormat::Text => {
+                        writeln!(out, "{}", super::explain::render(&explanation))?;
+                    }
+                }
+            }
         }
+        crate::engine::log_problems(&outcome, &mut failure_log);
         detections += outcome.detections.len();
         actions += outcome.actions.len();
         failures += outcome.failures.len();

@@ -80,6 +80,46 @@ pub async fn from_state_file(
     Ok(IntelHandle::new(matcher))
 }
 
+/// As [`from_state_file`], opening the state database read-only and running no migration, for
+/// commands that must leave it as it is (`palisade explain`). When its write-ahead log is
+/// absent or empty (everything is in the file itself: closed cleanly, or checkpointed), the file
+/// is read as immutable, so SQLite opens no other file and takes no lock; when the log holds
+/// pages an engine wrote, the file is read through it, as any reader does (SQLite then marks
+/// its read in the shared-memory index, never in the database or the log).
+pub async fn from_state_file_read_only(
+    path: &std::path::Path,
+    warninglists: &Warninglists,
+    max_prefix: IntelMaxPrefix,
+) -> Result<IntelHandle, LoadError> {
+    if !path.is_file() {
+        return Ok(IntelHandle::default());
+    }
+    let failed = |source| LoadError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(std::fs::metadata(&wal).map_or(true, |m| m.len() == 0))
+        .create_if_missing(false);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|source| {
+            failed(crate::state::StateError::Open {
+                path: path.display().to_string(),
+                source,
+            })
+        })?;
+    let result = load_matcher(&IntelStore::over(pool.clone()), warninglists, max_prefix).await;
+    pool.close().await;
+    Ok(IntelHandle::new(result.map_err(failed)?))
+}
+
 /// How soon a feed whose last pull failed is tried again (sooner if it is pulled more often):
 /// long enough that a broken feed is not hammered, nor the others kept waiting behind it.
 const FAILED_PULL_RETRY_MS: i64 = 15 * 60 * 1000;

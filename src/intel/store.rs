@@ -55,6 +55,11 @@ impl IntelStore {
         }
     }
 
+    /// Over a pool the caller opened (a read-only one, for commands that must write nothing).
+    pub fn over(pool: SqlitePool) -> IntelStore {
+        IntelStore { pool }
+    }
+
     /// Inserts or updates every indicator in one transaction. An indicator already stored for
     /// the same source keeps its earliest first-seen time.
     pub async fn upsert(&self, indicators: &[Indicator], now_ms: i64) -> Result<(), StateError> {

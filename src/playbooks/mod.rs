@@ -10,7 +10,7 @@ mod plan;
 pub mod spec;
 mod template;
 
-pub use plan::{DETECTION_FIELDS, ENTITY_FIELDS, PlanOutcome, Planner};
+pub use plan::{DETECTION_FIELDS, ENTITY_FIELDS, PlanOutcome, Planner, WHEN_FAILED, WHEN_FALSE};
 pub use spec::{HighRiskApproval, OnFailure, PlaybookMode, PlaybookSpec};
 pub use template::{Reference, Template, TemplateError};
 
@@ -87,20 +87,41 @@ pub struct Trigger {
 
 impl Trigger {
     pub fn matches(&self, detection: &Detection) -> bool {
-        (self.rules.is_empty() || self.rules.contains(&detection.rule))
-            && (self.tags.is_empty()
-                || self.tags.iter().any(|wanted| {
-                    detection.tags.iter().any(|tag| {
-                        tag == wanted
-                            || (tag.starts_with(wanted.as_str())
-                                && tag.as_bytes().get(wanted.len()) == Some(&b'.'))
-                    })
-                }))
-            && self
-                .min_severity
-                .is_none_or(|min| detection.severity >= min)
-            && (self.stages.is_empty() || self.stages.contains(&detection.stage))
-            && self.acts_on(detection.status)
+        self.mismatch(detection).is_none()
+    }
+
+    /// The first part of the trigger `detection` does not meet (`None` when it matches), so
+    /// `palisade explain` says why a playbook did not run with the same test that decided it.
+    pub fn mismatch(&self, detection: &Detection) -> Option<&'static str> {
+        if !(self.rules.is_empty() || self.rules.contains(&detection.rule)) {
+            return Some("its rule is not one the trigger names");
+        }
+        if !(self.tags.is_empty()
+            || self.tags.iter().any(|wanted| {
+                detection.tags.iter().any(|tag| {
+                    tag == wanted
+                        || (tag.starts_with(wanted.as_str())
+                            && tag.as_bytes().get(wanted.len()) == Some(&b'.'))
+                })
+            }))
+        {
+            return Some("it has none of the trigger's tags");
+        }
+        if self
+            .min_severity
+            .is_some_and(|min| detection.severity < min)
+        {
+            return Some("its severity is below the trigger's min_severity");
+        }
+        if !(self.stages.is_empty() || self.stages.contains(&detection.stage)) {
+            return Some("its stage is not one the trigger names");
+        }
+        if !self.acts_on(detection.status) {
+            return Some(
+                "its rule's status is one the trigger does not act on (see the trigger's `statuses`)",
+            );
+        }
+        None
     }
 
     /// Whether the trigger takes detections of rules in `status`.

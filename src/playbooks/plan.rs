@@ -22,6 +22,11 @@ pub struct PlanOutcome {
     pub degrade: Vec<String>,
 }
 
+/// The reason of a step skipped because its `when` gave false.
+pub const WHEN_FALSE: &str = "`when` is false";
+/// How the reason of a step whose `when` failed (or gave something other than a bool) begins.
+pub const WHEN_FAILED: &str = "`when` ";
+
 /// A worker's planner: it owns the sandboxed engine that evaluates `when` conditions.
 pub struct Planner {
     engine: Engine,
@@ -171,18 +176,20 @@ impl Planner {
             {
                 Ok(value) => match value.as_bool() {
                     Ok(true) => {}
-                    Ok(false) => return (ActionStatus::Skipped, Some("`when` is false".into())),
+                    Ok(false) => return (ActionStatus::Skipped, Some(WHEN_FALSE.into())),
                     Err(got) => {
                         return (
                             ActionStatus::Failed,
-                            Some(format!("`when` must give true or false, it gave {got}")),
+                            Some(format!(
+                                "{WHEN_FAILED}must give true or false, it gave {got}"
+                            )),
                         );
                     }
                 },
                 Err(err) => {
                     return (
                         ActionStatus::Failed,
-                        Some(format!("`when` failed: {}", describe(&err))),
+                        Some(format!("{WHEN_FAILED}failed: {}", describe(&err))),
                     );
                 }
             }

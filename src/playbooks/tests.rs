@@ -359,3 +359,73 @@ fn a_trigger_acts_on_detections_not_yet_vouched_for_only_when_it_lists_them() {
         found[0].message
     );
 }
+
+// `palisade explain` says which part of a trigger a detection missed, by the same test that
+// decides whether the playbook runs.
+#[test]
+fn a_trigger_says_which_part_a_detection_missed() {
+    let trigger = Trigger {
+        rules: vec![Arc::from("r")],
+        tags: vec!["attack.t1059".into()],
+        min_severity: Some(Severity::High),
+        stages: vec![Stage::Rule],
+        statuses: Vec::new(),
+    };
+    let base = Detection {
+        event_id: "e".into(),
+        rule: Arc::from("r"),
+        stage: Stage::Rule,
+        severity: Severity::High,
+        status: crate::detection::RuleStatus::Stable,
+        title: "t".into(),
+        tags: Arc::from(vec!["attack.t1059.001".to_string()]),
+        entity: None,
+        score: None,
+        intel: Vec::new(),
+        attribution: None,
+    };
+    let cases = [
+        (base.clone(), None),
+        (
+            Detection {
+                rule: Arc::from("other"),
+                ..base.clone()
+            },
+            Some("its rule is not one the trigger names"),
+        ),
+        (
+            Detection {
+                tags: Arc::from(vec!["attack.t10590".to_string()]),
+                ..base.clone()
+            },
+            Some("it has none of the trigger's tags"),
+        ),
+        (
+            Detection {
+                severity: Severity::Medium,
+                ..base.clone()
+            },
+            Some("its severity is below the trigger's min_severity"),
+        ),
+        (
+            Detection {
+                stage: Stage::Anomaly,
+                ..base.clone()
+            },
+            Some("its stage is not one the trigger names"),
+        ),
+        (
+            Detection {
+                status: crate::detection::RuleStatus::Test,
+                ..base.clone()
+            },
+            Some(
+                "its rule's status is one the trigger does not act on (see the trigger's `statuses`)",
+            ),
+        ),
+    ];
+    for (detection, why) in cases {
+        assert_eq!(trigger.mismatch(&detection), why);
+        assert_eq!(trigger.matches(&detection), why.is_none());
+    }
+}

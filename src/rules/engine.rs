@@ -8,7 +8,8 @@ use crate::detection::Detection;
 use crate::event::{Event, EventKind};
 
 use super::convert::{detection_from, event_to_dynamic};
-use super::sandbox::{DataSize, Deadline, build_engine, describe, fit_limits_to};
+use super::prefilter::FilterReport;
+use super::sandbox::{DataSize, Deadline, OutputLine, build_engine, describe, fit_limits_to};
 use super::{Library, RuleDefinition, RuleLimits};
 
 /// A rule that failed on one event: it is skipped for that event, the others still run.
@@ -131,49 +132,205 @@ impl RuleEngine {
     ) {
         // Built once per event, and only when a script rule passes its pre-filter.
         let mut event_value: Option<Dynamic> = None;
-        for &index in &self.by_kind[event.kind.index()] {
-            let rule = &self.rules[index];
-            let definition = &rule.definition;
-            if !definition.prefilter.matches(event, intel) {
+        for position in 0..self.by_kind[event.kind.index()].len() {
+            let index = self.by_kind[event.kind.index()][position];
+            if !self.rules[index].definition.prefilter.matches(event, intel) {
                 continue;
             }
-            let Some(ast) = &rule.ast else {
-                if let Ok(Some(detection)) = detection_from(Dynamic::TRUE, definition, event) {
-                    detections.push(detection);
+            let outcome = match self.call_detect(index, event, intel, &mut event_value) {
+                Called::Declarative(outcome) => outcome,
+                Called::Script(Ok(value)) => {
+                    detection_from(value, &self.rules[index].definition, event)
                 }
-                continue;
+                Called::Script(Err(message)) => Err(message),
             };
-            let argument = match &event_value {
-                Some(value) => value.clone(),
-                None => {
-                    let value = event_to_dynamic(event, intel);
-                    // The event's own data never counts against the script size limits.
-                    fit_limits_to(&mut self.engine, &self.limits, DataSize::of(&value));
-                    event_value.insert(value).clone()
-                }
-            };
-            self.deadline.start_rule(&definition.id);
-            let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-            let result = self.engine.call_fn_with_options::<Dynamic>(
-                options,
-                &mut self.scope,
-                ast,
-                "detect",
-                (argument,),
-            );
-            let outcome = match result {
-                Ok(value) => detection_from(value, definition, event),
-                Err(err) => Err(describe(&err)),
-            };
-            match outcome {
-                Ok(Some(detection)) => detections.push(detection),
-                Ok(None) => {}
-                Err(message) => failures.push(RuleFailure {
-                    rule: definition.id.clone(),
-                    event_id: event.id.clone(),
-                    message,
-                }),
-            }
+            self.record(index, event, outcome, detections, failures);
         }
     }
+
+    /// As [`RuleEngine::evaluate`] (the same detections and failures are appended), and for
+    /// each applicable rule, what decided it: every filter condition with its outcome, what
+    /// `detect` returned or its error, and what it printed. For `palisade explain`.
+    pub fn explain(
+        &mut self,
+        event: &Event,
+        intel: &[crate::intel::IntelHit],
+        detections: &mut Vec<Detection>,
+        failures: &mut Vec<RuleFailure>,
+    ) -> Vec<RuleReport> {
+        self.deadline.capture();
+        let mut reports = Vec::new();
+        let mut event_value: Option<Dynamic> = None;
+        for position in 0..self.by_kind[event.kind.index()].len() {
+            let index = self.by_kind[event.kind.index()][position];
+            let definition = self.rules[index].definition.clone();
+            // The filter's own verdict decides, as in `evaluate`; the report only shows it.
+            let passed = definition.prefilter.matches(event, intel);
+            let filter = definition.prefilter.report(event, intel);
+            let mut report = RuleReport {
+                rule: definition.id.clone(),
+                title: definition.title.clone(),
+                file: definition.path.display().to_string(),
+                filter,
+                detect: DetectReport::NotRun,
+                output: Vec::new(),
+                more_output: 0,
+            };
+            if passed {
+                let called = self.call_detect(index, event, intel, &mut event_value);
+                let (shown, outcome) = match called {
+                    Called::Declarative(outcome) => (DetectReport::NoScript, outcome),
+                    Called::Script(Ok(value)) => {
+                        let returned = if value.is_unit() {
+                            "()".to_string()
+                        } else {
+                            value.to_string()
+                        };
+                        let kind = value.type_name().to_string();
+                        (
+                            DetectReport::Returned {
+                                value: returned,
+                                type_name: kind,
+                                detected: false,
+                            },
+                            detection_from(value, &definition, event),
+                        )
+                    }
+                    Called::Script(Err(message)) => (
+                        DetectReport::Failed {
+                            message: message.clone(),
+                        },
+                        Err(message),
+                    ),
+                };
+                report.detect = match (shown, &outcome) {
+                    (
+                        DetectReport::Returned {
+                            value, type_name, ..
+                        },
+                        Ok(found),
+                    ) => DetectReport::Returned {
+                        value,
+                        type_name,
+                        detected: found.is_some(),
+                    },
+                    // `detect` returned something that is not a detection (a wrong key or
+                    // value): the failure the pipeline records says which.
+                    (DetectReport::Returned { .. }, Err(message)) => DetectReport::Failed {
+                        message: message.clone(),
+                    },
+                    (shown, _) => shown,
+                };
+                self.record(index, event, outcome, detections, failures);
+                (report.output, report.more_output) = self.deadline.take_captured();
+            }
+            reports.push(report);
+        }
+        reports
+    }
+
+    /// The rule's `detect` called on `event` (the event converted once, for the first rule that
+    /// needs it), or for a declarative rule its detection.
+    fn call_detect(
+        &mut self,
+        index: usize,
+        event: &Event,
+        intel: &[crate::intel::IntelHit],
+        event_value: &mut Option<Dynamic>,
+    ) -> Called {
+        let rule = &self.rules[index];
+        let definition = &rule.definition;
+        let Some(ast) = &rule.ast else {
+            return Called::Declarative(detection_from(Dynamic::TRUE, definition, event));
+        };
+        let argument = match event_value {
+            Some(value) => value.clone(),
+            None => {
+                let value = event_to_dynamic(event, intel);
+                // The event's own data never counts against the script size limits.
+                fit_limits_to(&mut self.engine, &self.limits, DataSize::of(&value));
+                event_value.insert(value).clone()
+            }
+        };
+        self.deadline.start_rule(&definition.id);
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            options,
+            &mut self.scope,
+            ast,
+            "detect",
+            (argument,),
+        );
+        Called::Script(result.map_err(|err| describe(&err)))
+    }
+
+    /// Appends what one rule decided. A declarative rule whose detection cannot be built is
+    /// skipped silently, as it always was (its metadata was checked at load).
+    fn record(
+        &self,
+        index: usize,
+        event: &Event,
+        outcome: Result<Option<Detection>, String>,
+        detections: &mut Vec<Detection>,
+        failures: &mut Vec<RuleFailure>,
+    ) {
+        let rule = &self.rules[index];
+        match outcome {
+            Ok(Some(detection)) => detections.push(detection),
+            Ok(None) => {}
+            Err(_) if rule.ast.is_none() => {}
+            Err(message) => failures.push(RuleFailure {
+                rule: rule.definition.id.clone(),
+                event_id: event.id.clone(),
+                message,
+            }),
+        }
+    }
+}
+
+/// What calling a rule gave.
+enum Called {
+    /// A rule without `detect`: its filter is the whole condition.
+    Declarative(Result<Option<Detection>, String>),
+    /// What `detect` returned, or why it failed.
+    Script(Result<Dynamic, String>),
+}
+
+/// One rule on one event, for `palisade explain`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RuleReport {
+    pub rule: Arc<str>,
+    pub title: String,
+    pub file: String,
+    pub filter: FilterReport,
+    pub detect: DetectReport,
+    /// What the rule printed (`print`, `debug`) on this event.
+    pub output: Vec<OutputLine>,
+    /// Lines past [`super::CAPTURED_LINES`], counted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more_output: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What became of a rule's `detect` on one event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum DetectReport {
+    /// The filter said no, so `detect` did not run.
+    NotRun,
+    /// The rule has no `detect`: passing its filter is the detection.
+    NoScript,
+    /// `detect` returned `value` (Rhai's rendering, of type `type_name`); `detected` says
+    /// whether that made a detection (`true` or a map) or not (`false`, `()`).
+    Returned {
+        value: String,
+        type_name: String,
+        detected: bool,
+    },
+    /// `detect` failed, or returned something that is not a detection: the rule was skipped for
+    /// this event and the failure recorded.
+    Failed { message: String },
 }

@@ -22,16 +22,18 @@ pub mod references;
 mod sandbox;
 
 pub use convert::{event_to_dynamic, hits_to_dynamic, is_event_map_key};
-pub use engine::{RuleCompileError, RuleEngine, RuleFailure};
+pub use engine::{DetectReport, RuleCompileError, RuleEngine, RuleFailure, RuleReport};
 pub use exceptions::{Exception, Exceptions, load_exceptions};
 pub use failures::{FAILURE_REPORT_EVERY, FailureLog};
 pub use library::{Library, load_helpers};
 pub use lifecycle::{NotRun, RulesConfig};
 pub use lists::{Lists, NamedList, load_list};
-pub use prefilter::{Condition, MODIFIERS, Operator, Prefilter};
+pub use prefilter::{
+    Condition, ConditionReport, FilterReport, IntelReport, MODIFIERS, Operator, Prefilter,
+};
 pub use sandbox::{
-    DataSize, Deadline, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW, PRINT_WINDOW, RuleLimits,
-    build_engine, describe, fit_limits_to,
+    CAPTURED_LINES, DataSize, Deadline, OutputLine, PRINT_LINE_MAX, PRINT_LINES_PER_WINDOW,
+    PRINT_WINDOW, RuleLimits, build_engine, describe, fit_limits_to,
 };
 
 use std::path::{Path, PathBuf};

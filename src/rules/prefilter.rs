@@ -188,6 +188,38 @@ impl Condition {
     }
 }
 
+/// A rule's filter judged on one event, every condition reported (none short-circuited).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FilterReport {
+    /// The `intel` key, when the filter has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intel: Option<IntelReport>,
+    /// In the order they are checked (cheapest first).
+    pub conditions: Vec<ConditionReport>,
+    /// Whether the rule's script (or, for a declarative rule, its detection) ran.
+    pub passed: bool,
+}
+
+/// The `intel` key of a filter on one event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IntelReport {
+    /// The indicator kinds asked for; empty means any.
+    pub kinds: Vec<crate::intel::IndicatorKind>,
+    /// Whether the event had a hit of one of them.
+    pub held: bool,
+}
+
+/// One filter condition on one event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConditionReport {
+    pub field: &'static str,
+    pub operator: String,
+    pub values: Vec<String>,
+    /// The event's value of the field as text; `None` when the event has none.
+    pub actual: Option<String>,
+    pub held: bool,
+}
+
 /// All conditions of one rule's `filter` map. Empty means every event of the rule's types.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefilter {
@@ -246,6 +278,39 @@ impl Prefilter {
         self.conditions
             .iter()
             .all(|condition| condition.holds(event))
+    }
+
+    /// Every condition judged on `event`, none skipped, for `palisade explain`: the same
+    /// [`Condition::holds`] the hot path runs, so what it says is what the pipeline did.
+    pub fn report(&self, event: &Event, hits: &[crate::intel::IntelHit]) -> FilterReport {
+        let intel = self.intel.as_ref().map(|kinds| IntelReport {
+            kinds: kinds.clone(),
+            held: hits
+                .iter()
+                .any(|h| kinds.is_empty() || kinds.contains(&h.kind)),
+        });
+        let conditions: Vec<ConditionReport> = self
+            .conditions
+            .iter()
+            .map(|condition| ConditionReport {
+                field: condition.field.as_str(),
+                // As the author wrote it: `contains`, `re`, ..., and `|not` when negated.
+                operator: if condition.negated {
+                    format!("{}|not", condition.operator.as_str())
+                } else {
+                    condition.operator.as_str().to_string()
+                },
+                values: condition.values.clone(),
+                actual: condition.field.text(event).map(|v| v.into_owned()),
+                held: condition.holds(event),
+            })
+            .collect();
+        let passed = intel.as_ref().is_none_or(|i| i.held) && conditions.iter().all(|c| c.held);
+        FilterReport {
+            intel,
+            conditions,
+            passed,
+        }
     }
 
     /// Parses one `filter` key (`field`, `field|modifier`, `field|not` or
@@ -518,5 +583,43 @@ mod tests {
                 .unwrap_err()
                 .contains("never fire")
         );
+    }
+
+    // `palisade explain`: every condition is reported with its outcome and the event's value,
+    // none short-circuited, and the verdict is the one `matches` gives.
+    #[test]
+    fn report_gives_every_condition_and_agrees_with_matches() {
+        let e = event();
+        let p = prefilter(&[
+            ("user", &["bob"]),
+            ("parent_name", &["excel.exe"]),
+            ("cmdline|contains", &["-enc"]),
+        ]);
+        let report = p.report(&e, &[]);
+        let seen: Vec<(&str, &str, bool, Option<&str>)> = report
+            .conditions
+            .iter()
+            .map(|c| (c.field, c.operator.as_str(), c.held, c.actual.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("user", "equals", false, None),
+                ("parent_name", "equals", false, Some("WINWORD.EXE")),
+                (
+                    "cmdline",
+                    "contains",
+                    true,
+                    Some("powershell -NoP -Enc SQBFAFgA")
+                ),
+            ]
+        );
+        assert!(!report.passed);
+        assert_eq!(report.passed, p.matches(&e, &[]));
+        let p = prefilter(&[("pid", &["42"])]).with_intel(Vec::new());
+        let report = p.report(&e, &[]);
+        assert_eq!(report.intel.as_ref().map(|i| i.held), Some(false));
+        assert!(report.conditions[0].held);
+        assert_eq!(report.passed, p.matches(&e, &[]));
     }
 }

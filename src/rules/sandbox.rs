@@ -115,13 +115,80 @@ impl Deadline {
         }
     }
 
-    fn emit(&self, kind: &str, text: &str) {
+    fn emit(&self, kind: &str, text: &str, position: Option<Position>) {
         let Ok(mut output) = self.output.lock() else {
             return;
         };
+        if let Some(captured) = &mut output.captured {
+            captured.push(kind, text, position);
+        }
         let rule = output.rule.clone();
         let rule = rule.as_deref().unwrap_or("(loading)");
-        output.emit(rule, kind, text, Instant::now());
+        output.emit(rule, kind, text, position, Instant::now());
+    }
+
+    /// Starts keeping the `print` and `debug` lines of the evaluations that follow (besides
+    /// logging them), for `palisade explain`; [`Deadline::take_captured`] hands them over.
+    pub fn capture(&self) {
+        if let Ok(mut output) = self.output.lock() {
+            output.captured = Some(Captured::default());
+        }
+    }
+
+    /// The lines kept since [`Deadline::capture`] (which goes on keeping), and how many more
+    /// there were past [`CAPTURED_LINES`].
+    pub fn take_captured(&self) -> (Vec<OutputLine>, u64) {
+        let Ok(mut output) = self.output.lock() else {
+            return (Vec::new(), 0);
+        };
+        match &mut output.captured {
+            Some(captured) => (
+                std::mem::take(&mut captured.lines),
+                std::mem::take(&mut captured.more),
+            ),
+            None => (Vec::new(), 0),
+        }
+    }
+}
+
+/// Lines of one rule's output `palisade explain` keeps per event; a rule printing in a loop
+/// is shown by its first lines and a count.
+pub const CAPTURED_LINES: usize = 50;
+
+/// One `print` or `debug` line a rule wrote, as `palisade explain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutputLine {
+    /// `print` or `debug`.
+    pub kind: String,
+    /// The text, made inert and cut at [`PRINT_LINE_MAX`] bytes.
+    pub text: String,
+    /// Where in the script `debug` was called (`line 3, position 9`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    lines: Vec<OutputLine>,
+    more: u64,
+}
+
+impl Captured {
+    fn push(&mut self, kind: &str, text: &str, position: Option<Position>) {
+        if self.lines.len() >= CAPTURED_LINES {
+            self.more += 1;
+            return;
+        }
+        let (shown, cut) = cut_line(text);
+        let mut text = crate::text::inert(shown).into_owned();
+        if cut > 0 {
+            text.push_str(&format!("... ({cut} more bytes)"));
+        }
+        self.lines.push(OutputLine {
+            kind: kind.to_string(),
+            text,
+            at: position.filter(|p| !p.is_none()).map(|p| p.to_string()),
+        });
     }
 }
 
@@ -143,6 +210,8 @@ struct RuleOutput {
     /// The rule being evaluated; `None` while a rule file's top level runs at load.
     rule: Option<Arc<str>>,
     windows: HashMap<Arc<str>, OutputWindow>,
+    /// Lines kept for `palisade explain`; `None` everywhere else.
+    captured: Option<Captured>,
 }
 
 #[derive(Debug)]
@@ -153,7 +222,21 @@ struct OutputWindow {
 }
 
 impl RuleOutput {
-    fn emit(&mut self, rule: &str, kind: &str, text: &str, now: Instant) {
+    fn emit(
+        &mut self,
+        rule: &str,
+        kind: &str,
+        text: &str,
+        position: Option<Position>,
+        now: Instant,
+    ) {
+        // `debug` lines go to the log at debug level: when that level is off they are not
+        // written, so they do not use up the rule's allowance either.
+        if kind == "debug"
+            && !tracing::enabled!(target: "palisade::rule_print", tracing::Level::DEBUG)
+        {
+            return;
+        }
         let window = match self.windows.get_mut(rule) {
             Some(window) => window,
             None => self.windows.entry(Arc::from(rule)).or_insert(OutputWindow {
@@ -196,10 +279,20 @@ impl RuleOutput {
         // printed field cannot forge a log line or drive a terminal.
         let (shown, cut) = cut_line(text);
         let shown = crate::text::inert(shown);
-        if cut > 0 {
-            tracing::info!(target: "palisade::rule_print", rule, kind, "{shown}... ({cut} more bytes)");
+        let more = if cut > 0 {
+            format!("... ({cut} more bytes)")
         } else {
-            tracing::info!(target: "palisade::rule_print", rule, kind, "{shown}");
+            String::new()
+        };
+        if kind == "debug" {
+            // Where the script called `debug`, so an author can find the line that wrote it.
+            let position = position
+                .filter(|p| !p.is_none())
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            tracing::debug!(target: "palisade::rule_print", rule, kind, position, "{shown}{more}");
+        } else {
+            tracing::info!(target: "palisade::rule_print", rule, kind, "{shown}{more}");
         }
     }
 }
@@ -298,13 +391,13 @@ pub fn build_engine(limits: &RuleLimits, intel: &crate::intel::IntelHandle) -> (
         output: Arc::new(Mutex::new(RuleOutput::default())),
     };
     // Output from a rule goes to the engine's log, never to stdout where replay writes JSON, and
-    // at most `PRINT_LINES_PER_WINDOW` lines per rule; `debug` is written like `print` (at the
-    // default log level) so authors see it without changing the log filter.
+    // at most `PRINT_LINES_PER_WINDOW` lines per rule: `print` at the default level, `debug` at
+    // debug level (`PALISADE_LOG=debug`) with the rule and the script position.
     let output = deadline.clone();
-    engine.on_print(move |text| output.emit("print", text));
+    engine.on_print(move |text| output.emit("print", text, None));
     let output = deadline.clone();
     engine.on_debug(move |text, _source, position| {
-        output.emit("debug", &format!("{text} (at {position})"));
+        output.emit("debug", text, Some(position));
     });
     let clock = deadline.clone();
     engine.on_progress(move |operations| {
@@ -460,9 +553,15 @@ mod tests {
         let long = "z".repeat(5000);
         let log = super::super::tests::captured_log(|| {
             for _ in 0..25 {
-                output.emit("loud", "print", &long, start);
+                output.emit("loud", "print", &long, None, start);
             }
-            output.emit("loud", "print", "after the window", start + PRINT_WINDOW);
+            output.emit(
+                "loud",
+                "print",
+                "after the window",
+                None,
+                start + PRINT_WINDOW,
+            );
         });
         let lines: Vec<&str> = log.lines().collect();
         let printed = lines.iter().filter(|l| l.contains("zzzz")).count();
@@ -494,6 +593,7 @@ mod tests {
                 "r",
                 "print",
                 "ws-1\n2025-11-03T14:30:10Z CRITICAL forged\u{1b}[2K",
+                None,
                 Instant::now(),
             );
         });

@@ -266,6 +266,34 @@ impl CompiledSet {
         out.sort_unstable();
     }
 
+    /// For `palisade explain`: every rule of the event's kind, as an index into the slice the
+    /// set was built from, with what its literal gate said on `event`: `Some(true)` one of its
+    /// literals was found (its condition ran), `Some(false)` none was (it could not match, and
+    /// did not run), `None` it has no gate (it runs on every event of its kinds). The same scan
+    /// [`CompiledSet::matches`] runs; allocates.
+    pub fn gates(&self, event: &Event) -> Vec<(usize, Option<bool>)> {
+        let Some(set) = self.kinds.get(event.kind.index()) else {
+            return Vec::new();
+        };
+        let mut scratch = self.scratch();
+        scratch.marks.next_event();
+        scratch.bufs.next_event(scratch.marks.generation);
+        set.scan(event, &mut scratch);
+        set.rules
+            .iter()
+            .enumerate()
+            .map(|(position, rule)| {
+                let position = u32::try_from(position).unwrap_or(u32::MAX);
+                let gate = if set.always.contains(&position) {
+                    None
+                } else {
+                    Some(scratch.candidates.contains(&position))
+                };
+                (rule.index, gate)
+            })
+            .collect()
+    }
+
     /// The matching rules' indices; allocates (for tests and one-off use).
     pub fn matching(&self, event: &Event) -> Vec<usize> {
         let mut scratch = self.scratch();

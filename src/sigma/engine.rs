@@ -122,4 +122,62 @@ impl SigmaEngine {
             }
         }
     }
+
+    /// As [`SigmaEngine::evaluate`] (the same detections are appended), and for each rule of
+    /// the event's kind, whether it matched, whether its literal gate let the event through,
+    /// and each of its searches' outcome by the evaluator that defines Sigma's meaning
+    /// (`eval.rs`, which the compiled set is held to). For `palisade explain`.
+    pub fn explain(
+        &mut self,
+        event: &Event,
+        detections: &mut Vec<Detection>,
+    ) -> Vec<SigmaRuleReport> {
+        let first = detections.len();
+        self.evaluate(event, detections);
+        let Some(compiled) = &self.compiled else {
+            return Vec::new();
+        };
+        let matched: Vec<&str> = detections[first..].iter().map(|d| &*d.rule).collect();
+        compiled
+            .gates(event)
+            .into_iter()
+            .filter_map(|(index, gate)| {
+                let rule = &self.rules.get(index)?.rule;
+                Some(SigmaRuleReport {
+                    rule: rule.id.clone(),
+                    name: rule.stem.clone(),
+                    title: rule.title.clone(),
+                    file: rule.path.display().to_string(),
+                    matched: matched.contains(&&*rule.id),
+                    gate,
+                    searches: rule
+                        .searches
+                        .iter()
+                        .map(|search| {
+                            (
+                                search.name.clone(),
+                                super::eval::search_matches(&search.body, event),
+                            )
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One Sigma rule on one event, for `palisade explain`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SigmaRuleReport {
+    pub rule: Arc<str>,
+    /// The file's stem, which people know the rule by.
+    pub name: Arc<str>,
+    pub title: String,
+    pub file: String,
+    pub matched: bool,
+    /// `Some(true)`: a literal of the rule was in the event, so its condition ran;
+    /// `Some(false)`: none was, so it could not match; `None`: the rule has no literal gate.
+    pub gate: Option<bool>,
+    /// Each search (selection, filter, keywords) of the condition and whether it matched.
+    pub searches: Vec<(String, bool)>,
 }

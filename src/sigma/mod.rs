@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use assemble::assemble;
 pub use ast::{Level, SigmaRule, Status};
 pub use compiled::{CompileError, CompiledSet, CompiledStats, Scratch};
-pub use engine::{SigmaEngine, severity};
+pub use engine::{SigmaEngine, SigmaRuleReport, severity};
 
 /// The Sigma content that loaded: the rules (filters already applied), ready for workers.
 #[derive(Debug, Clone, Default)]

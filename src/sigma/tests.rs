@@ -865,3 +865,55 @@ proptest::proptest! {
         );
     }
 }
+
+// `palisade explain`: each Sigma rule of the event's kind with the compiled set's verdict,
+// whether its literal gate let the event through, and each search by the direct evaluator.
+#[test]
+fn explain_reports_the_gate_and_each_search() {
+    let gated = std::sync::Arc::new(rule(
+        "  selection:\n    Image|endswith: '\\certutil.exe'\n  filter:\n    CommandLine|contains: '-decode'\n  condition: selection and not filter\n",
+    ));
+    let mut ungated =
+        rule("  selection:\n    CommandLine|re: '^a.*z$'\n  condition: not selection\n");
+    ungated.id = "ungated".into();
+    let rules = vec![gated, std::sync::Arc::new(ungated)];
+    let compiled = std::sync::Arc::new(super::CompiledSet::new(&rules).expect("compiles"));
+    let mut engine = super::SigmaEngine::build(&rules, Some(compiled), &crate::detection::RuleStatus::ALL);
+    let cases = [
+        (
+            process("certutil -urlcache -f http://x a", "C:\\certutil.exe"),
+            (true, Some(true), vec![true, false]),
+        ),
+        (
+            process("certutil -decode a b", "C:\\certutil.exe"),
+            (false, Some(true), vec![true, true]),
+        ),
+        (
+            process("notepad a", "C:\\notepad.exe"),
+            (false, Some(false), vec![false, false]),
+        ),
+    ];
+    for (event, (matched, gate, searches)) in cases {
+        let mut detections = Vec::new();
+        let reports = engine.explain(&event, &mut detections);
+        let mut plain = Vec::new();
+        engine.evaluate(&event, &mut plain);
+        assert_eq!(detections, plain, "the same detections as `evaluate`");
+        assert_eq!(reports.len(), 2);
+        let first = &reports[0];
+        assert_eq!(
+            (
+                first.matched,
+                first.gate,
+                first
+                    .searches
+                    .iter()
+                    .map(|(_, held)| *held)
+                    .collect::<Vec<_>>()
+            ),
+            (matched, gate, searches)
+        );
+        assert_eq!(reports[1].gate, None, "a rule of only `not` has no gate");
+        assert!(reports[1].matched);
+    }
+}

@@ -101,14 +101,19 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             }
             // A rule's own cases run whatever `rules.statuses` says: a rule on trial is the one
             // that most needs its tests.
+            let model = case.anomaly.then_some(&model);
             let problems = match outcome_of(
                 content,
                 &case.input,
                 &case.intel,
-                case.anomaly.then_some(&model),
+                model,
                 RuleSelection::EveryStatus,
             ) {
-                Ok(outcome) => check_rule(&rule.id, &case.expect, &outcome),
+                Ok(outcome) => {
+                    let mut problems = check_rule(&rule.id, &case.expect, &outcome);
+                    explain_verdict(content, case, model, &rule.id, &mut problems);
+                    problems
+                }
                 Err(problem) => vec![problem],
             };
             report.cases.push(result(case, &rule.id, problems));
@@ -137,7 +142,11 @@ pub fn run_tests(content: &Arc<Content>, filter: Option<&str>) -> Result<TestRep
             None,
             RuleSelection::EveryStatus,
         ) {
-            Ok(outcome) => check_rule(rule, &case.expect, &outcome),
+            Ok(outcome) => {
+                let mut problems = check_rule(rule, &case.expect, &outcome);
+                explain_verdict(content, case, None, rule, &mut problems);
+                problems
+            }
             Err(problem) => vec![problem],
         };
         report.cases.push(result(case, &owner, problems));
@@ -232,14 +241,33 @@ fn outcome_of(
     model: Option<&AnomalyHandle>,
     selection: RuleSelection,
 ) -> Result<Outcome, String> {
-    let events = match input {
+    let events = case_events(content, input)?;
+    let mut pipeline = case_pipeline(content, intel, model, selection)?;
+    let mut outcome = Outcome::default();
+    for event in &events {
+        pipeline.process(event, &mut outcome);
+    }
+    Ok(outcome)
+}
+
+fn case_events(content: &Content, input: &TestInput) -> Result<Vec<Event>, String> {
+    match input {
         TestInput::Events(values) => values
             .iter()
             .enumerate()
             .map(|(i, value)| inline_event(value).map_err(|e| format!("event {}: {e}", i + 1)))
-            .collect::<Result<Vec<_>, _>>()?,
-        TestInput::Fixture(path) => read_fixture(content, path)?,
-    };
+            .collect::<Result<Vec<_>, _>>(),
+        TestInput::Fixture(path) => read_fixture(content, path),
+    }
+}
+
+/// A fresh pipeline for one case, with dry-run off, running the rules `selection` names.
+fn case_pipeline(
+    content: &Arc<Content>,
+    intel: &[TestIndicator],
+    model: Option<&AnomalyHandle>,
+    selection: RuleSelection,
+) -> Result<Pipeline, String> {
     // A fresh tracker for every case: what one case's events did must not leak into the next.
     let stages = Stages {
         anomaly: model.cloned().unwrap_or_default(),
@@ -247,19 +275,162 @@ fn outcome_of(
         tracker: Stages::fresh_tracker(content),
         correlation: Some(Stages::fresh_correlation(content)),
     };
-    let mut pipeline = Pipeline::with_selection(
+    Pipeline::with_selection(
         content.clone(),
         false,
         case_intel(content, intel)?,
         stages,
         selection,
     )
-    .map_err(|e| e.to_string())?;
-    let mut outcome = Outcome::default();
-    for event in &events {
-        pipeline.process(event, &mut outcome);
+    .map_err(|e| e.to_string())
+}
+
+/// Events of a case whose verdict is explained; a fixture of many is summed up by its first.
+const EXPLAINED_EVENTS: usize = 3;
+
+/// When a rule case failed because the rule did not fire (or fired when it should not have),
+/// says why, from the case run again through the pipeline's explanation: which filter
+/// condition said no (and the event's value), or what `detect` returned or its error; for an
+/// unexpected match, which conditions held. Appended to the problem it explains.
+fn explain_verdict(
+    content: &Arc<Content>,
+    case: &TestCase,
+    model: Option<&AnomalyHandle>,
+    rule: &str,
+    problems: &mut [String],
+) {
+    let missed = |p: &String| p == DID_NOT_FIRE || p == NO_DETECTION;
+    let unexpected = |p: &String| p.starts_with(FIRED);
+    if !problems.iter().any(|p| missed(p) || unexpected(p)) {
+        return;
     }
-    Ok(outcome)
+    let Ok(events) = case_events(content, &case.input) else {
+        return;
+    };
+    // Explained as the case ran: a rule's own cases run whatever its status.
+    let Ok(mut pipeline) = case_pipeline(content, &case.intel, model, RuleSelection::EveryStatus)
+    else {
+        return;
+    };
+    let mut outcome = Outcome::default();
+    let mut why = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let explanation = pipeline.explain(event, &mut outcome);
+        let said = verdict_of(&explanation, rule, event);
+        if why.len() < EXPLAINED_EVENTS {
+            why.push(if events.len() > 1 {
+                format!("event {}: {said}", i + 1)
+            } else {
+                said
+            });
+        }
+    }
+    let why = why.join("; ");
+    for problem in problems.iter_mut() {
+        if missed(problem) || unexpected(problem) {
+            problem.push_str(": ");
+            problem.push_str(&why);
+        }
+    }
+}
+
+/// One line on what decided `rule` for one event.
+fn verdict_of(
+    explanation: &crate::pipeline::explain::Explanation,
+    rule: &str,
+    event: &Event,
+) -> String {
+    use crate::rules::DetectReport;
+    let shown = |v: &Option<String>| {
+        v.as_deref()
+            .map(|v| format!("{:?}", crate::text::inert(v)))
+            .unwrap_or_else(|| "none".into())
+    };
+    if let Some(report) = explanation.rules.iter().find(|r| &*r.rule == rule) {
+        let filter = &report.filter;
+        if !filter.passed {
+            if let Some(intel) = filter.intel.as_ref().filter(|i| !i.held) {
+                let kinds: Vec<&str> = intel.kinds.iter().map(|k| k.as_str()).collect();
+                return format!(
+                    "the filter said no: the event has no intel hit of kind {}",
+                    if kinds.is_empty() {
+                        "any".into()
+                    } else {
+                        kinds.join(", ")
+                    }
+                );
+            }
+            let failed: Vec<String> = filter
+                .conditions
+                .iter()
+                .filter(|c| !c.held)
+                .map(|c| {
+                    format!(
+                        "`{}` {} {:?} does not hold (the event's {} is {})",
+                        c.field,
+                        c.operator,
+                        c.values,
+                        c.field,
+                        shown(&c.actual)
+                    )
+                })
+                .collect();
+            return format!("the filter said no: {}", failed.join(", "));
+        }
+        let held: Vec<String> = filter
+            .conditions
+            .iter()
+            .map(|c| {
+                format!(
+                    "`{}` {} {:?}: {}",
+                    c.field,
+                    c.operator,
+                    c.values,
+                    shown(&c.actual)
+                )
+            })
+            .collect();
+        let filter = if held.is_empty() {
+            "the filter passed".to_string()
+        } else {
+            format!("the filter's conditions held ({})", held.join(", "))
+        };
+        return match &report.detect {
+            DetectReport::NotRun => format!("{filter}; `detect` did not run"),
+            DetectReport::NoScript => format!("{filter}, and the filter is the whole rule"),
+            DetectReport::Returned {
+                value, detected, ..
+            } => format!(
+                "{filter}; `detect` returned {}{}",
+                crate::text::inert(value),
+                if *detected { " (a detection)" } else { "" }
+            ),
+            DetectReport::Failed { message } => {
+                format!("{filter}; `detect` failed: {}", crate::text::inert(message))
+            }
+        };
+    }
+    if let Some(report) = explanation.sigma.iter().find(|r| &*r.rule == rule) {
+        let searches: Vec<String> = report
+            .searches
+            .iter()
+            .map(|(name, held)| format!("{name} {}", if *held { "matched" } else { "did not" }))
+            .collect();
+        let gate = match report.gate {
+            Some(false) => "its literal gate said no (none of its literals is in the event); ",
+            _ => "",
+        };
+        return format!(
+            "the Sigma rule {}: {gate}{}",
+            if report.matched {
+                "matched"
+            } else {
+                "did not match"
+            },
+            searches.join(", ")
+        );
+    }
+    format!("the rule is not for {} events", event.kind)
 }
 
 pub(crate) fn inline_event(value: &Value) -> Result<Event, String> {
@@ -347,6 +518,11 @@ fn failures_of(rule: &str, outcome: &Outcome) -> Vec<String> {
         .collect()
 }
 
+/// The problems [`explain_verdict`] adds the why to.
+const DID_NOT_FIRE: &str = "expected the rule to fire; it did not";
+const NO_DETECTION: &str = "expected a detection; the rule did not fire";
+const FIRED: &str = "expected no detection; got";
+
 fn check_rule(rule: &str, expect: &Expectation, outcome: &Outcome) -> Vec<String> {
     let mine: Vec<_> = outcome
         .detections
@@ -356,18 +532,15 @@ fn check_rule(rule: &str, expect: &Expectation, outcome: &Outcome) -> Vec<String
     let mut problems = failures_of(rule, outcome);
     match expect {
         Expectation::Fires(true) if mine.is_empty() => {
-            problems.push("expected the rule to fire; it did not".into());
+            problems.push(DID_NOT_FIRE.into());
         }
         Expectation::Fires(false) => {
             for d in mine {
-                problems.push(format!(
-                    "expected no detection; got `{}` on event `{}`",
-                    d.title, d.event_id
-                ));
+                problems.push(format!("{FIRED} `{}` on event `{}`", d.title, d.event_id));
             }
         }
         Expectation::Detection(fields) => match mine.first() {
-            None => problems.push("expected a detection; the rule did not fire".into()),
+            None => problems.push(NO_DETECTION.into()),
             Some(detection) => {
                 let actual = detection_line(detection);
                 for (key, want) in fields {

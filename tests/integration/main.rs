@@ -16,6 +16,7 @@ mod diff;
 mod edges;
 mod effects;
 mod exceptions;
+mod explain;
 mod firewall;
 mod gates;
 mod intel_poison;
