@@ -878,7 +878,8 @@ fn explain_reports_the_gate_and_each_search() {
     ungated.id = "ungated".into();
     let rules = vec![gated, std::sync::Arc::new(ungated)];
     let compiled = std::sync::Arc::new(super::CompiledSet::new(&rules).expect("compiles"));
-    let mut engine = super::SigmaEngine::build(&rules, Some(compiled), &crate::detection::RuleStatus::ALL);
+    let mut engine =
+        super::SigmaEngine::build(&rules, Some(compiled), &crate::detection::RuleStatus::ALL);
     let cases = [
         (
             process("certutil -urlcache -f http://x a", "C:\\certutil.exe"),
