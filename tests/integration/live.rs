@@ -114,8 +114,15 @@ fn metrics_count_exactly_the_events_sent() {
         "{:?}",
         scrape().get(processed)
     );
-    // Counters settle after the last batch is acknowledged.
-    std::thread::sleep(Duration::from_millis(300));
+    // Counters settle after the last batch is acknowledged: the latency of an event is
+    // observed when its batch is, which on a loaded machine trails its handling.
+    let latencies = "palisade_pipeline_latency_seconds_count";
+    assert!(
+        eventually(crate::support::PATIENCE, || scrape().get(latencies)
+            == Some(&(sent as f64))),
+        "{:?}",
+        scrape().get(latencies)
+    );
     let samples = scrape();
     let at = |series: &str| samples.get(series).copied().unwrap_or(-1.0);
     assert_eq!(
