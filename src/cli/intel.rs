@@ -54,9 +54,7 @@ pub fn import_file(
 ) -> Result<Status, CannotRun> {
     let (state_path, _, max_prefix) = context(at)?;
     let options = ImportOptions {
-        source: choices
-            .source
-            .unwrap_or_else(|| format.name().to_string()),
+        source: choices.source.unwrap_or_else(|| format.name().to_string()),
         kind: choices.kind,
         confidence: choices.confidence.map(|c| c.min(100)),
         severity: choices.severity.map(|s| s.min(100)),

@@ -37,10 +37,7 @@ fn content() -> tempfile::TempDir {
 
 fn import(dir: &Path, patterns: &[&str]) -> Output {
     std::fs::write(dir.join("bundle.json"), bundle(patterns)).expect("bundle");
-    palisade(
-        &["intel", "import", "bundle.json", "--format", "stix"],
-        dir,
-    )
+    palisade(&["intel", "import", "bundle.json", "--format", "stix"], dir)
 }
 
 fn matches(dir: &Path, value: &str) -> bool {
@@ -167,7 +164,10 @@ fn refusals_are_counted_per_reason_in_intel_import() {
         "{text}"
     );
     assert!(matches(dir.path(), "203.0.113.9"));
-    assert!(!matches(dir.path(), "5.6.7.8"), "nothing from a refusal is stored");
+    assert!(
+        !matches(dir.path(), "5.6.7.8"),
+        "nothing from a refusal is stored"
+    );
 }
 
 #[test]
@@ -188,8 +188,9 @@ fn a_like_pattern_that_cannot_be_matched_exactly_is_refused_not_widened() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("imported 0 indicator(s)"), "{text}");
     assert!(
-        text.lines().any(|l| l
-            == "  3 LIKE or MATCHES pattern cannot be matched exactly; refused, not widened"),
+        text.lines()
+            .any(|l| l
+                == "  3 LIKE or MATCHES pattern cannot be matched exactly; refused, not widened"),
         "{text}"
     );
     assert!(

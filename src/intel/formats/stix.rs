@@ -10,8 +10,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::json::{Doc, JsonPath};
-use super::{At, ImportError, ImportOptions, Imported};
 use super::stix_pattern::{Scope, indicators};
+use super::{At, ImportError, ImportOptions, Imported};
 
 /// Every field this importer reads is type-checked, in every object, before anything is taken
 /// from the file: a wrong type anywhere fails the whole file.
@@ -145,4 +145,3 @@ pub(super) fn import(
     }
     Ok(imported)
 }
-

@@ -173,8 +173,7 @@ fn tokens(pattern: &str) -> Result<Vec<Token>, Refused> {
                 Token::Number(number)
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
-                if matches!(c, 't' | 'h' | 'b') && chars.peek().is_some_and(|(_, c)| *c == '\'')
-                {
+                if matches!(c, 't' | 'h' | 'b') && chars.peek().is_some_and(|(_, c)| *c == '\'') {
                     chars.next();
                     Token::Typed(c, string(&mut chars, at)?)
                 } else {
@@ -299,7 +298,10 @@ impl Parser {
     fn expect(&mut self, wanted: Token, what: &str) -> Result<(), Refused> {
         match self.next() {
             Some(token) if token == wanted => Ok(()),
-            found => refuse(SYNTAX, format!("expected {what}, found {}", describe(&found))),
+            found => refuse(
+                SYNTAX,
+                format!("expected {what}, found {}", describe(&found)),
+            ),
         }
     }
 
@@ -371,14 +373,20 @@ impl Parser {
     fn number(&mut self, what: &str) -> Result<(), Refused> {
         match self.next() {
             Some(Token::Number(_)) => Ok(()),
-            found => refuse(SYNTAX, format!("expected {what}, found {}", describe(&found))),
+            found => refuse(
+                SYNTAX,
+                format!("expected {what}, found {}", describe(&found)),
+            ),
         }
     }
 
     fn timestamp(&mut self, what: &str) -> Result<(), Refused> {
         match self.next() {
             Some(Token::Typed('t', _)) => Ok(()),
-            found => refuse(SYNTAX, format!("expected {what}, found {}", describe(&found))),
+            found => refuse(
+                SYNTAX,
+                format!("expected {what}, found {}", describe(&found)),
+            ),
         }
     }
 
@@ -505,7 +513,10 @@ impl Parser {
                 found => {
                     return refuse(
                         SYNTAX,
-                        format!("expected `,` or `)` in an IN list, found {}", describe(&found)),
+                        format!(
+                            "expected `,` or `)` in an IN list, found {}",
+                            describe(&found)
+                        ),
                     );
                 }
             }
@@ -545,7 +556,10 @@ impl Parser {
                         found => {
                             return refuse(
                                 SYNTAX,
-                                format!("expected a property after `.`, found {}", describe(&found)),
+                                format!(
+                                    "expected a property after `.`, found {}",
+                                    describe(&found)
+                                ),
                             );
                         }
                     }
@@ -670,10 +684,7 @@ pub(super) fn indicators(pattern: &str) -> Result<Vec<Atom>, Refused> {
     Ok(out)
 }
 
-fn read_observation(
-    observation: &Observation,
-    atoms: &mut BTreeSet<Atom>,
-) -> Result<(), Refused> {
+fn read_observation(observation: &Observation, atoms: &mut BTreeSet<Atom>) -> Result<(), Refused> {
     match observation {
         Observation::Single(comparison) => read_comparison(comparison, atoms),
         // Each side of an OR matches on its own, so the union is exactly the pattern.
@@ -744,7 +755,10 @@ fn read_same_file(parts: &[Comparison], atoms: &mut BTreeSet<Atom>) -> Result<()
             value: Literal::Str(value),
         } = part
         else {
-            return refuse(NARROWS, "only `=` tests of one file's hashes may be joined by AND");
+            return refuse(
+                NARROWS,
+                "only `=` tests of one file's hashes may be joined by AND",
+            );
         };
         let kind = kind_of(path);
         if path.object != "file"
@@ -755,7 +769,11 @@ fn read_same_file(parts: &[Comparison], atoms: &mut BTreeSet<Atom>) -> Result<()
         {
             return refuse(
                 NARROWS,
-                format!("`{}:{}` is not a file hash", path.object, cut(&path.property)),
+                format!(
+                    "`{}:{}` is not a file hash",
+                    path.object,
+                    cut(&path.property)
+                ),
             );
         }
         if let Some(kind) = kind {
@@ -927,7 +945,28 @@ fn matches(kind: IndicatorKind, regex: &str) -> Result<(String, Scope), Refused>
                 Some(e) if e.is_ascii_punctuation() => literal.push(e),
                 _ => return not_exact(),
             },
-            c if c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | ':' | '=' | '&' | '%' | '@' | ',' | ';' | '~' | '!' | '\'' | '"' | '#' | '<' | '>' | '`') => {
+            c if c.is_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '_'
+                        | '/'
+                        | ':'
+                        | '='
+                        | '&'
+                        | '%'
+                        | '@'
+                        | ','
+                        | ';'
+                        | '~'
+                        | '!'
+                        | '\''
+                        | '"'
+                        | '#'
+                        | '<'
+                        | '>'
+                        | '`'
+                ) =>
+            {
                 literal.push(c)
             }
             _ => return not_exact(),

@@ -174,7 +174,11 @@ fn what_has_no_single_event_meaning_is_refused_per_reason() {
         ("[EXISTS file:hashes.MD5]", "EXISTS"),
         ("[file:size > 100]", "ordering"),
     ] {
-        assert!(reason(pattern).contains(why), "{pattern}: {}", reason(pattern));
+        assert!(
+            reason(pattern).contains(why),
+            "{pattern}: {}",
+            reason(pattern)
+        );
     }
 }
 
@@ -184,7 +188,10 @@ fn hostile_patterns_are_refused_with_a_bounded_reason() {
     let Err(unterminated) = indicators("[url:value = 'unterminated]") else {
         panic!("an unterminated string is refused");
     };
-    assert!(unterminated.detail.contains("never closed"), "{unterminated:?}");
+    assert!(
+        unterminated.detail.contains("never closed"),
+        "{unterminated:?}"
+    );
     assert_eq!(reason(r"[url:value = 'a\n']"), SYNTAX);
     assert_eq!(reason("[ipv4-addr:value = '1.2.3.4'"), SYNTAX);
     assert_eq!(reason("[ipv4-addr:value = '1.2.3.4']]"), SYNTAX);
@@ -232,7 +239,9 @@ fn hostile_patterns_are_refused_with_a_bounded_reason() {
             || refused.reason == "pattern is longer than palisade reads",
         "{refused:?}"
     );
-    let within: Vec<String> = (0..2000).map(|n| format!("'10.0.{}.{}'", n >> 8, n & 255)).collect();
+    let within: Vec<String> = (0..2000)
+        .map(|n| format!("'10.0.{}.{}'", n >> 8, n & 255))
+        .collect();
     let fine = format!("[ipv4-addr:value IN ({})]", within.join(","));
     assert_eq!(atoms(&fine).len(), 2000);
 }
