@@ -37,22 +37,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, CannotRun> {
         .build()?)
 }
 
+/// What `intel import`'s options choose over the format's defaults.
+pub struct ImportChoices {
+    pub source: Option<String>,
+    pub kind: Option<IndicatorKind>,
+    pub confidence: Option<u8>,
+    pub severity: Option<u8>,
+    pub subdomains: Option<bool>,
+}
+
 pub fn import_file(
     at: &Place,
     file: &Path,
     format: Format,
-    source: Option<String>,
-    kind: Option<IndicatorKind>,
-    confidence: Option<u8>,
-    severity: Option<u8>,
+    choices: ImportChoices,
 ) -> Result<Status, CannotRun> {
     let (state_path, _, max_prefix) = context(at)?;
     let options = ImportOptions {
-        source: source.unwrap_or_else(|| format.name().to_string()),
-        kind,
-        confidence: confidence.map(|c| c.min(100)),
-        severity: severity.map(|s| s.min(100)),
+        source: choices.source.unwrap_or_else(|| format.name().to_string()),
+        kind: choices.kind,
+        confidence: choices.confidence.map(|c| c.min(100)),
+        severity: choices.severity.map(|s| s.min(100)),
         max_prefix,
+        subdomains: choices.subdomains,
     };
     let started = Instant::now();
     let spinner = indicatif::ProgressBar::new_spinner();

@@ -528,6 +528,10 @@ pub enum IntelCommand {
         /// Severity 0-100 for every indicator, instead of the format's default.
         #[arg(long)]
         severity: Option<u8>,
+        /// Whether the file's domain indicators also match the names under them (true or
+        /// false), instead of the format's rule (STIX: exact; the others: subdomains too).
+        #[arg(long)]
+        subdomains: Option<bool>,
         #[command(flatten)]
         at: Place,
     },
@@ -808,8 +812,20 @@ pub fn main() -> ExitCode {
                 kind,
                 confidence,
                 severity,
+                subdomains,
                 at,
-            } => intel::import_file(&at, &file, format, source, kind, confidence, severity),
+            } => intel::import_file(
+                &at,
+                &file,
+                format,
+                intel::ImportChoices {
+                    source,
+                    kind,
+                    confidence,
+                    severity,
+                    subdomains,
+                },
+            ),
             IntelCommand::Lookup { value, at } => intel::lookup(&at, &value),
             IntelCommand::Stats { at } => intel::stats(&at),
             IntelCommand::Pull { feed, at } => intel::pull(&at, feed.as_deref()),

@@ -126,6 +126,11 @@ pub struct FeedConfig {
     /// Objects per TAXII or MISP page.
     #[serde(default = "default_page_size")]
     pub page_size: usize,
+    /// Whether this feed's domain indicators also match every name under them. Unset keeps the
+    /// format's rule: STIX domains are exact unless the pattern names the subdomains (`OR ...
+    /// LIKE '%.name'`); every other format's domains cover their subdomains.
+    #[serde(default)]
+    pub subdomains: Option<bool>,
 }
 
 fn default_every() -> crate::duration::Span {

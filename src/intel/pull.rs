@@ -200,6 +200,7 @@ impl Puller {
             confidence: None,
             severity: None,
             max_prefix: self.max_prefix,
+            subdomains: feed.subdomains,
         }
     }
 

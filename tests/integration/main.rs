@@ -21,6 +21,7 @@ mod firewall;
 mod gates;
 mod intel_poison;
 mod intel_pull;
+mod intel_stix;
 mod learning;
 mod lifecycle;
 mod live;

@@ -1,8 +1,8 @@
 //! Importers: each reads one feed format into [`Indicator`]s. A file is parsed completely
 //! before anything is stored, so a malformed file is reported (with its position) and stores
 //! nothing; so is a JSON field of the wrong type or a time that does not parse (see
-//! `json.rs`). Entries that are valid but not usable (a STIX pattern that is not a simple
-//! comparison, a MISP attribute not meant for detection) and values that are no indicator (junk,
+//! `json.rs`). Entries that are valid but not usable (a STIX pattern with no single-event
+//! meaning, a MISP attribute not meant for detection) and values that are no indicator (junk,
 //! a range wider than `intel.max_prefix`) are skipped: counted per reason, the first
 //! [`EXAMPLES`] kept with their position.
 
@@ -11,6 +11,7 @@ mod json;
 mod misp;
 mod otx_abuseipdb;
 mod stix;
+mod stix_pattern;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,7 +35,7 @@ pub(crate) use json::describe;
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// A STIX 2.1 bundle (simple comparison patterns become indicators).
+    /// A STIX 2.1 bundle (patterns that stand for indicators become them; docs/intel.md).
     Stix,
     /// A MISP event (`{"Event": ...}` or a bare event), `to_ids` attributes only.
     Misp,
@@ -212,6 +213,9 @@ pub struct ImportOptions {
     pub severity: Option<u8>,
     /// The widest ranges accepted (`intel.max_prefix`).
     pub max_prefix: IntelMaxPrefix,
+    /// Whether domain indicators cover their subdomains, for every domain in the file; `None`
+    /// keeps the format's own rule (docs/intel.md, "Subdomains").
+    pub subdomains: Option<bool>,
 }
 
 /// Reads `path` as `format`.
@@ -268,6 +272,11 @@ fn apply_overrides(imported: &mut Imported, options: &ImportOptions) {
         }
         if let Some(severity) = options.severity {
             indicator.severity = severity;
+        }
+        if let Some(subdomains) = options.subdomains
+            && indicator.kind == IndicatorKind::Domain
+        {
+            indicator.subdomains = subdomains;
         }
     }
 }

@@ -15,6 +15,7 @@ fn options(source: &str) -> ImportOptions {
         confidence: None,
         severity: None,
         max_prefix: crate::intel::IntelMaxPrefix::default(),
+        subdomains: None,
     }
 }
 
