@@ -28,7 +28,19 @@ pub enum ParamType {
     HostPort,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// One line of text that goes into a mail header (a subject). Unlike [`ParamType::Text`],
+    /// a control character is refused, not escaped: CR or LF in a header is how a value would
+    /// add headers (`Bcc:`) of its own, and the step must not go out with a subject that
+    /// differs from the one its values gave.
+    HeaderLine,
+    /// E-mail addresses separated by commas (`soc@example.com, oncall@example.com`), each parsed
+    /// as an address; at most [`MAX_RECIPIENTS`]. Display names and groups are not accepted:
+    /// only what can be a recipient of the envelope.
+    Recipients,
 }
+
+/// The most addresses one `notify.email` step may send to.
+pub const MAX_RECIPIENTS: usize = 50;
 
 impl ParamType {
     /// How the type is described in diagnostics.
@@ -43,6 +55,13 @@ impl ParamType {
             ParamType::Channel => "a channel name without spaces".into(),
             ParamType::HostPort => "host:port".into(),
             ParamType::Choice(words) => format!("one of {}", words.join(", ")),
+            ParamType::HeaderLine => "one line of text without control characters (a CR or LF \
+                                      could inject a mail header)"
+                .into(),
+            ParamType::Recipients => format!(
+                "a list of e-mail addresses separated by commas (at most {MAX_RECIPIENTS}, no \
+                 control characters: a CR or LF could inject a mail header)"
+            ),
         }
     }
 
@@ -103,6 +122,14 @@ impl ParamType {
                 .find(|word| **word == text)
                 .map(|word| ParamValue::Choice(word))
                 .ok_or_else(bad),
+            ParamType::HeaderLine => {
+                if text.chars().any(crate::text::is_active) || text.len() > 998 {
+                    Err(bad())
+                } else {
+                    Ok(ParamValue::Text(text.to_string()))
+                }
+            }
+            ParamType::Recipients => parse_recipients(text).ok_or_else(bad),
         }
     }
 }
@@ -165,6 +192,26 @@ fn parse_address(text: &str) -> Option<ParamValue> {
         ip: crate::intel::indicator::mask(ip, prefix),
         prefix,
     })
+}
+
+/// Addresses separated by commas. A control character anywhere refuses the whole list (it is
+/// checked on the text as rendered, the text the addresses come from); each address must parse
+/// as an e-mail address (`lettre`'s check: a local part, `@`, a domain or an address literal),
+/// so nothing but addresses reaches the envelope and the `To:` header.
+fn parse_recipients(text: &str) -> Option<ParamValue> {
+    if text.chars().any(crate::text::is_active) {
+        return None;
+    }
+    let mut addresses: Vec<String> = Vec::new();
+    for part in text.split(',') {
+        let address: lettre::Address = part.trim().parse().ok()?;
+        let address = address.to_string();
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    (!addresses.is_empty() && addresses.len() <= MAX_RECIPIENTS)
+        .then_some(ParamValue::Recipients(addresses))
 }
 
 fn parse_host_port(text: &str) -> Option<ParamValue> {
