@@ -334,7 +334,76 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_subject_with_a_control_character_is_refused_not_escaped() {
+        assert_eq!(
+            ParamType::HeaderLine.parse("palisade: evil.exe on ws-1"),
+            Ok(ParamValue::Text("palisade: evil.exe on ws-1".into()))
+        );
+        for bad in [
+            "report.pdf\r\nBcc: attacker@evil.example",
+            "report.pdf\nBcc: attacker@evil.example",
+            "tab\there",
+            "next line\u{85}",
+            "line separator\u{2028}",
+            "escape\u{1b}[2K",
+            &"x".repeat(999),
+        ] {
+            let err = ParamType::HeaderLine.parse(bad).unwrap_err();
+            assert!(err.expected.contains("could inject a mail header"), "{err}");
+        }
+    }
+
+    #[test]
+    fn recipients_are_each_parsed_as_an_e_mail_address() {
+        assert_eq!(
+            ParamType::Recipients.parse("soc@example.com, oncall@example.com,soc@example.com"),
+            Ok(ParamValue::Recipients(vec![
+                "soc@example.com".into(),
+                "oncall@example.com".into()
+            ]))
+        );
+        assert_eq!(
+            ParamType::Recipients
+                .parse("soc@example.com")
+                .unwrap()
+                .to_string(),
+            "soc@example.com"
+        );
+        let too_many = vec!["a@example.com"; MAX_RECIPIENTS + 1]
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("a{i}@example.com"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for bad in [
+            "",
+            "not-an-address",
+            "soc@example.com,",
+            "soc@example.com, nobody",
+            "Security Team <soc@example.com>",
+            "soc@example.com\r\nBcc: attacker@evil.example",
+            "soc@example.com\nattacker@evil.example",
+            "soc@exa mple.com",
+            "soc@@example.com",
+            &too_many,
+        ] {
+            assert!(ParamType::Recipients.parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
     proptest::proptest! {
+        /// Whatever text fills them, a subject or recipient list that parses holds no character
+        /// that could end a header line.
+        #[test]
+        fn nothing_that_parses_into_a_header_can_end_its_line(text in "\\PC{0,40}[\r\n\u{85}]?\\PC{0,10}") {
+            for kind in [ParamType::HeaderLine, ParamType::Recipients] {
+                if let Ok(value) = kind.parse(&text) {
+                    proptest::prop_assert!(!value.to_string().contains(['\r', '\n', '\u{85}', '\u{2028}']));
+                }
+            }
+        }
+
         #[test]
         fn an_accepted_address_prints_as_an_address(text in "\\PC{0,40}") {
             if let Ok(value) = ParamType::Address.parse(&text) {

@@ -24,9 +24,7 @@ use super::{Action, ActionCall, ActionError, ActionFuture};
 use crate::actions::ParamValue;
 
 /// How the connection to the SMTP server is protected.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Security {
     /// Plain SMTP upgraded with `STARTTLS` before anything is sent; a server that does not offer
@@ -116,7 +114,10 @@ impl EmailConfig {
             _ => {
                 problems.push((
                     "server",
-                    format!("`actions.email.server` is `{}`, not host:port", inert(server)),
+                    format!(
+                        "`actions.email.server` is `{}`, not host:port",
+                        inert(server)
+                    ),
                 ));
                 None
             }
@@ -227,10 +228,7 @@ pub enum EmailBuildError {
         "`actions.email.{key}` names the environment variable `{variable}`, which is not set \
          (or not valid UTF-8)"
     )]
-    MissingVariable {
-        key: &'static str,
-        variable: String,
-    },
+    MissingVariable { key: &'static str, variable: String },
     #[error("`actions.email`: {0}")]
     Transport(String),
 }
@@ -374,6 +372,14 @@ impl Action for Email {
                             crate::text::inert(&err.to_string())
                         )));
                     }
+                    // A server that does not offer STARTTLS (a client-side refusal) or TLS
+                    // parameters that do not work will be the same on the next attempt too.
+                    Err(err) if err.is_tls() || err.is_client() => {
+                        return Err(ActionError::new(format!(
+                            "not sent: {}",
+                            crate::text::inert(&err.to_string())
+                        )));
+                    }
                     Err(err) => last = crate::text::inert(&err.to_string()).into_owned(),
                 }
                 if attempt < EMAIL_ATTEMPTS {
@@ -420,11 +426,15 @@ mod tests {
 
     #[test]
     fn plain_smtp_to_another_host_is_refused_unless_allowed() {
-        let problems = config("server: smtp.example.com:25\nsecurity: plain\nfrom: p@example.com\n")
-            .settings()
-            .unwrap_err();
+        let problems =
+            config("server: smtp.example.com:25\nsecurity: plain\nfrom: p@example.com\n")
+                .settings()
+                .unwrap_err();
         assert_eq!(problems[0].0, "security");
-        assert!(problems[0].1.contains("not a loopback address"), "{problems:?}");
+        assert!(
+            problems[0].1.contains("not a loopback address"),
+            "{problems:?}"
+        );
         // A name that may resolve to loopback is not enough: only what is connected to counts.
         assert!(
             config("server: localhost:25\nsecurity: plain\nfrom: p@example.com\n")
@@ -450,11 +460,10 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].0, "password_env");
         assert!(problems[0].1.contains("never the secret itself"));
-        let half = config(
-            "server: smtp.example.com:587\nfrom: p@example.com\nusername_env: SMTP_USER\n",
-        )
-        .settings()
-        .unwrap_err();
+        let half =
+            config("server: smtp.example.com:587\nfrom: p@example.com\nusername_env: SMTP_USER\n")
+                .settings()
+                .unwrap_err();
         assert_eq!(half[0].0, "password_env");
     }
 
@@ -465,7 +474,9 @@ mod tests {
             .unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.0).collect();
         assert_eq!(keys, ["server", "from"]);
-        let problems = config("server: smtp.example.com:587\n").settings().unwrap_err();
+        let problems = config("server: smtp.example.com:587\n")
+            .settings()
+            .unwrap_err();
         assert_eq!(problems[0].0, "from");
         let problems = config("from: p@example.com\n").settings().unwrap_err();
         assert_eq!(problems[0].0, "server");
