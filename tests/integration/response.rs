@@ -864,14 +864,16 @@ impl SmtpServer {
     fn start() -> SmtpServer {
         let port = free_port();
         let maildir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("python3")
+        // Debian's interpreter, where the package installs the module (a `python3` earlier in
+        // the PATH, from a version manager, does not see it).
+        let child = Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("python3 runs (./scripts/test installs python3-aiosmtpd)");
+            .expect("/usr/bin/python3 runs (./scripts/test installs python3-aiosmtpd)");
         assert!(
             crate::support::eventually(crate::support::PATIENCE, || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
