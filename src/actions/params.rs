@@ -399,7 +399,8 @@ mod tests {
         fn nothing_that_parses_into_a_header_can_end_its_line(text in "\\PC{0,40}[\r\n\u{85}]?\\PC{0,10}") {
             for kind in [ParamType::HeaderLine, ParamType::Recipients] {
                 if let Ok(value) = kind.parse(&text) {
-                    proptest::prop_assert!(!value.to_string().contains(['\r', '\n', '\u{85}', '\u{2028}']));
+                    let ends_a_line = value.to_string().contains(['\r', '\n', '\u{85}', '\u{2028}']);
+                    proptest::prop_assert!(!ends_a_line, "{:?} parsed from {:?}", value, text);
                 }
             }
         }
