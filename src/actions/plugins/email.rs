@@ -166,11 +166,11 @@ impl EmailConfig {
                     if !is_variable_name(name) {
                         problems.push((
                             key,
+                            // The value is not repeated: it may be the secret itself.
                             format!(
-                                "`actions.email.{key}` is `{}`, not the name of an environment \
+                                "`actions.email.{key}` is not the name of an environment \
                                  variable (letters, digits and `_`): it names the variable \
-                                 that holds the secret, never the secret itself",
-                                inert(name)
+                                 that holds the secret, never the secret itself"
                             ),
                         ));
                     }
@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_written_where_a_variable_name_belongs_is_refused_without_echoing_it_as_a_name() {
+    fn a_secret_written_where_a_variable_name_belongs_is_refused_and_not_repeated() {
         let problems = config(
             "server: smtp.example.com:587\nfrom: p@example.com\nusername_env: SMTP_USER\npassword_env: 'hunter2!'\n",
         )
@@ -460,6 +460,7 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].0, "password_env");
         assert!(problems[0].1.contains("never the secret itself"));
+        assert!(!problems[0].1.contains("hunter2"), "{problems:?}");
         let half =
             config("server: smtp.example.com:587\nfrom: p@example.com\nusername_env: SMTP_USER\n")
                 .settings()
