@@ -99,6 +99,9 @@ pub enum ParamValue {
         port: u16,
     },
     Choice(&'static str),
+    /// E-mail addresses, each checked as an address (`ops@example.com`), in the order written,
+    /// without repeats.
+    Recipients(Vec<String>),
 }
 
 impl std::fmt::Display for ParamValue {
@@ -119,6 +122,7 @@ impl std::fmt::Display for ParamValue {
             ParamValue::Url(url) => f.write_str(url.as_str()),
             ParamValue::HostPort { host, port } => write!(f, "{host}:{port}"),
             ParamValue::Choice(word) => f.write_str(word),
+            ParamValue::Recipients(addresses) => f.write_str(&addresses.join(", ")),
         }
     }
 }

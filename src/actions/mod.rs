@@ -202,6 +202,29 @@ pub static ACTIONS: &[ActionSpec] = &[
         target: "server",
         default_risk: Risk::Low,
     },
+    ActionSpec {
+        name: "notify.email",
+        summary: "Send a plain-text e-mail through the SMTP server in `actions.email`",
+        params: &[
+            required(
+                "to",
+                ParamType::Recipients,
+                "recipients, separated by commas; each must be an e-mail address",
+            ),
+            required(
+                "subject",
+                ParamType::HeaderLine,
+                "one line; a control character (CR, LF) refuses the step",
+            ),
+            required(
+                "message",
+                ParamType::Text,
+                "the body (several lines allowed)",
+            ),
+        ],
+        target: "to",
+        default_risk: Risk::Low,
+    },
 ];
 
 pub fn lookup(name: &str) -> Option<&'static ActionSpec> {

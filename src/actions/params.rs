@@ -28,7 +28,19 @@ pub enum ParamType {
     HostPort,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// One line of text that goes into a mail header (a subject). Unlike [`ParamType::Text`],
+    /// a control character is refused, not escaped: CR or LF in a header is how a value would
+    /// add headers (`Bcc:`) of its own, and the step must not go out with a subject that
+    /// differs from the one its values gave.
+    HeaderLine,
+    /// E-mail addresses separated by commas (`soc@example.com, oncall@example.com`), each parsed
+    /// as an address; at most [`MAX_RECIPIENTS`]. Display names and groups are not accepted:
+    /// only what can be a recipient of the envelope.
+    Recipients,
 }
+
+/// The most addresses one `notify.email` step may send to.
+pub const MAX_RECIPIENTS: usize = 50;
 
 impl ParamType {
     /// How the type is described in diagnostics.
@@ -43,6 +55,13 @@ impl ParamType {
             ParamType::Channel => "a channel name without spaces".into(),
             ParamType::HostPort => "host:port".into(),
             ParamType::Choice(words) => format!("one of {}", words.join(", ")),
+            ParamType::HeaderLine => "one line of text without control characters (a CR or LF \
+                                      could inject a mail header)"
+                .into(),
+            ParamType::Recipients => format!(
+                "a list of e-mail addresses separated by commas (at most {MAX_RECIPIENTS}, no \
+                 control characters: a CR or LF could inject a mail header)"
+            ),
         }
     }
 
@@ -103,6 +122,14 @@ impl ParamType {
                 .find(|word| **word == text)
                 .map(|word| ParamValue::Choice(word))
                 .ok_or_else(bad),
+            ParamType::HeaderLine => {
+                if text.chars().any(crate::text::is_active) || text.len() > 998 {
+                    Err(bad())
+                } else {
+                    Ok(ParamValue::Text(text.to_string()))
+                }
+            }
+            ParamType::Recipients => parse_recipients(text).ok_or_else(bad),
         }
     }
 }
@@ -165,6 +192,26 @@ fn parse_address(text: &str) -> Option<ParamValue> {
         ip: crate::intel::indicator::mask(ip, prefix),
         prefix,
     })
+}
+
+/// Addresses separated by commas. A control character anywhere refuses the whole list (it is
+/// checked on the text as rendered, the text the addresses come from); each address must parse
+/// as an e-mail address (`lettre`'s check: a local part, `@`, a domain or an address literal),
+/// so nothing but addresses reaches the envelope and the `To:` header.
+fn parse_recipients(text: &str) -> Option<ParamValue> {
+    if text.chars().any(crate::text::is_active) {
+        return None;
+    }
+    let mut addresses: Vec<String> = Vec::new();
+    for part in text.split(',') {
+        let address: lettre::Address = part.trim().parse().ok()?;
+        let address = address.to_string();
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    (!addresses.is_empty() && addresses.len() <= MAX_RECIPIENTS)
+        .then_some(ParamValue::Recipients(addresses))
 }
 
 fn parse_host_port(text: &str) -> Option<ParamValue> {
@@ -287,7 +334,77 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_subject_with_a_control_character_is_refused_not_escaped() {
+        assert_eq!(
+            ParamType::HeaderLine.parse("palisade: evil.exe on ws-1"),
+            Ok(ParamValue::Text("palisade: evil.exe on ws-1".into()))
+        );
+        for bad in [
+            "report.pdf\r\nBcc: attacker@evil.example",
+            "report.pdf\nBcc: attacker@evil.example",
+            "tab\there",
+            "next line\u{85}",
+            "line separator\u{2028}",
+            "escape\u{1b}[2K",
+            &"x".repeat(999),
+        ] {
+            let err = ParamType::HeaderLine.parse(bad).unwrap_err();
+            assert!(err.expected.contains("could inject a mail header"), "{err}");
+        }
+    }
+
+    #[test]
+    fn recipients_are_each_parsed_as_an_e_mail_address() {
+        assert_eq!(
+            ParamType::Recipients.parse("soc@example.com, oncall@example.com,soc@example.com"),
+            Ok(ParamValue::Recipients(vec![
+                "soc@example.com".into(),
+                "oncall@example.com".into()
+            ]))
+        );
+        assert_eq!(
+            ParamType::Recipients
+                .parse("soc@example.com")
+                .unwrap()
+                .to_string(),
+            "soc@example.com"
+        );
+        let too_many = vec!["a@example.com"; MAX_RECIPIENTS + 1]
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("a{i}@example.com"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for bad in [
+            "",
+            "not-an-address",
+            "soc@example.com,",
+            "soc@example.com, nobody",
+            "Security Team <soc@example.com>",
+            "soc@example.com\r\nBcc: attacker@evil.example",
+            "soc@example.com\nattacker@evil.example",
+            "soc@exa mple.com",
+            "soc@@example.com",
+            &too_many,
+        ] {
+            assert!(ParamType::Recipients.parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
     proptest::proptest! {
+        /// Whatever text fills them, a subject or recipient list that parses holds no character
+        /// that could end a header line.
+        #[test]
+        fn nothing_that_parses_into_a_header_can_end_its_line(text in "\\PC{0,40}[\r\n\u{85}]?\\PC{0,10}") {
+            for kind in [ParamType::HeaderLine, ParamType::Recipients] {
+                if let Ok(value) = kind.parse(&text) {
+                    let ends_a_line = value.to_string().contains(['\r', '\n', '\u{85}', '\u{2028}']);
+                    proptest::prop_assert!(!ends_a_line, "{:?} parsed from {:?}", value, text);
+                }
+            }
+        }
+
         #[test]
         fn an_accepted_address_prints_as_an_address(text in "\\PC{0,40}") {
             if let Ok(value) = ParamType::Address.parse(&text) {

@@ -28,7 +28,12 @@ use super::ActionRecord;
 use crate::shutdown::Shutdown;
 
 /// The actions that call a system outside this host, and so run in the pool.
-pub const POOLED_ACTIONS: &[&str] = &["notify.webhook", "notify.redis", "notify.syslog"];
+pub const POOLED_ACTIONS: &[&str] = &[
+    "notify.webhook",
+    "notify.redis",
+    "notify.syslog",
+    "notify.email",
+];
 
 /// Whether `action` runs in the effects pool rather than in the committing task.
 pub fn is_pooled(action: &str) -> bool {

@@ -265,6 +265,11 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
     if let Err((key, message)) = config.actions.effects.settings() {
         report(root.key("actions").key("effects").key(&key), message);
     }
+    if let Err(problems) = config.actions.email.settings() {
+        for (key, message) in problems {
+            report(root.key("actions").key("email").key(key), message);
+        }
+    }
     if let Err(message) = redis::Client::open(config.redis.url.as_str()) {
         report(
             root.key("redis").key("url"),

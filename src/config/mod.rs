@@ -442,8 +442,11 @@ pub struct ActionsConfig {
     /// What `notify.webhook` reads of a receiver's answer, how long it waits, which redirects
     /// it follows.
     pub webhook: WebhookConfig,
+    /// The SMTP server `notify.email` sends through: `server`, `security`, `from`, and the
+    /// names of the environment variables holding the credentials.
+    pub email: crate::actions::plugins::email::EmailConfig,
     /// The pool that runs steps calling outside systems (`notify.webhook`, `notify.redis`,
-    /// `notify.syslog`) off the committing task: workers, queue, time limits, shutdown wait.
+    /// `notify.syslog`, `notify.email`) off the committing task: workers, queue, time limits, shutdown wait.
     pub effects: crate::actions::EffectsConfig,
 }
 
@@ -475,6 +478,7 @@ impl Default for ActionsConfig {
             approval_expiry: const { crate::duration::Span::secs(3600) },
             firewall: crate::actions::plugins::firewall::Backend::Auto,
             webhook: WebhookConfig::default(),
+            email: crate::actions::plugins::email::EmailConfig::default(),
             effects: crate::actions::EffectsConfig::default(),
         }
     }

@@ -673,9 +673,14 @@ impl Validator<'_> {
                 (_, None) | (ParamType::Text, _) => true,
                 (ParamType::Address, Some(t)) => t == FieldType::IpAddress,
                 (ParamType::Pid, Some(t)) => t == FieldType::Integer,
-                (ParamType::Url | ParamType::Channel | ParamType::HostPort, Some(t)) => {
-                    t == FieldType::Text
-                }
+                (
+                    ParamType::Url
+                    | ParamType::Channel
+                    | ParamType::HostPort
+                    | ParamType::HeaderLine
+                    | ParamType::Recipients,
+                    Some(t),
+                ) => t == FieldType::Text,
                 (ParamType::Duration | ParamType::Choice(_) | ParamType::PrefixLength, Some(_)) => {
                     false
                 }
@@ -697,7 +702,11 @@ impl Validator<'_> {
             }
         } else if !matches!(
             param.kind,
-            ParamType::Text | ParamType::Url | ParamType::Channel
+            ParamType::Text
+                | ParamType::Url
+                | ParamType::Channel
+                | ParamType::HeaderLine
+                | ParamType::Recipients
         ) {
             self.report(
                 at,

@@ -499,6 +499,8 @@ async fn build_executor(
             blocks: Some(store.pool().clone()),
             firewall: config.actions.firewall,
             webhook: config.actions.webhook.limits(),
+            // Checked when the content was loaded; a config that does not check has no server.
+            email: config.actions.email.settings().ok().flatten(),
         })?;
     if !config.actions.dry_run {
         restore_firewall_blocks(store, config.actions.firewall, &policy).await;

@@ -850,3 +850,224 @@ fn a_bad_notification_limit_is_refused_naming_file_line_and_field() {
         "{text}"
     );
 }
+
+/// A real SMTP server on a free loopback port: Debian's `python3-aiosmtpd` with its stock
+/// `Mailbox` handler, which stores every message it accepts in a maildir (with the envelope's
+/// recipients in an `X-RcptTo` header it adds).
+struct SmtpServer {
+    port: u16,
+    maildir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpServer {
+    fn start() -> SmtpServer {
+        let port = free_port();
+        let maildir = tempfile::tempdir().expect("temp dir");
+        // Debian's interpreter, where the package installs the module (a `python3` earlier in
+        // the PATH, from a version manager, does not see it).
+        let child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/bin/python3 runs (./scripts/test installs python3-aiosmtpd)");
+        assert!(
+            crate::support::eventually(crate::support::PATIENCE, || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "aiosmtpd did not start on port {port} (is python3-aiosmtpd installed?)"
+        );
+        SmtpServer {
+            port,
+            maildir,
+            child,
+        }
+    }
+
+    /// Every message received so far, as stored (headers and body).
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.maildir.path().join("mail/new")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("address").port()
+}
+
+fn email_config(port: u16) -> String {
+    format!(
+        "actions:\n  dry_run: false\n  email:\n    server: \"127.0.0.1:{port}\"\n    security: plain\n    from: palisade@example.com\n"
+    )
+}
+
+/// An event of the test rule with extra fields (JSON object members, without braces).
+fn event_with(id: &str, extra: &str) -> String {
+    format!(
+        r#"{{"type":"process_create","timestamp":"{}","id":"{id}","host":"ws-1","pid":424242,"name":"evil.exe","cmdline":"palisade-test-target","user":"bob",{extra}}}"#,
+        jiff::Timestamp::now()
+    )
+}
+
+#[test]
+fn an_email_reaches_the_smtp_server_with_the_detection_in_it() {
+    let smtp = SmtpServer::start();
+    let dir = notifying_content(
+        &email_config(smtp.port),
+        "",
+        "  - id: mail\n    action: notify.email\n    with:\n      to: \"soc@example.com, oncall@example.com\"\n      subject: \"palisade: {{ detection.rule }} on {{ event.host }}\"\n      message: \"{{ event.name }} ({{ event.pid }}) ran on {{ event.host }}\\nnote: {{ event.note }}\"\n",
+    );
+    // An event value with a line break in the body is text, not headers: it is sent, inert.
+    let out = run_engine(
+        dir.path(),
+        &[event_with(
+            "mail-1",
+            r#""note":"fine\r\nBcc: attacker@evil.example""#,
+        )],
+    );
+    assert_success(&out);
+    assert!(
+        crate::support::eventually(Duration::from_secs(20), || !smtp.messages().is_empty()),
+        "no message reached the SMTP server: {}",
+        crate::support::stderr(&out)
+    );
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let mail = &messages[0];
+    let (headers, body) = mail.split_once("\n\n").expect("headers and a body");
+    assert!(
+        headers.contains("Subject: palisade: test-target on ws-1"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("From: palisade@example.com")
+            && headers.contains("To: soc@example.com, oncall@example.com"),
+        "{headers}"
+    );
+    // The envelope went to the two recipients and nobody else.
+    assert!(
+        headers.contains("X-RcptTo: soc@example.com, oncall@example.com"),
+        "{headers}"
+    );
+    assert!(!headers.contains("Bcc"), "{headers}");
+    assert!(body.contains("evil.exe (424242) ran on ws-1"), "{body}");
+    assert!(
+        body.contains("note: fine\\r")
+            && body.contains("rule: test-target")
+            && body.contains("playbook: test-notify")
+            && body.contains("event: mail-1"),
+        "{body}"
+    );
+    let rows = audited(dir.path(), "mail");
+    assert_eq!(statuses(&rows, "decision"), ["dispatched"], "{rows:#?}");
+    assert_eq!(statuses(&rows, "outcome"), ["executed"], "{rows:#?}");
+}
+
+#[test]
+fn a_header_injection_attempt_in_an_event_value_is_refused() {
+    let smtp = SmtpServer::start();
+    let dir = notifying_content(
+        &email_config(smtp.port),
+        "",
+        "  - id: subject\n    action: notify.email\n    with: {to: soc@example.com, subject: \"opened {{ event.document }}\", message: hello}\n    on_failure: continue\n  - id: recipients\n    action: notify.email\n    with: {to: \"{{ event.owner }}\", subject: owner, message: hello}\n    on_failure: continue\n",
+    );
+    let out = run_engine(
+        dir.path(),
+        &[event_with(
+            "inject-1",
+            r#""document":"report.pdf\r\nBcc: attacker@evil.example","owner":"soc@example.com\nBcc: attacker@evil.example""#,
+        )],
+    );
+    assert_success(&out);
+    for step in ["subject", "recipients"] {
+        let rows = audited(dir.path(), step);
+        assert_eq!(statuses(&rows, "decision"), ["refused"], "{rows:#?}");
+        let reason = rows[0]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("could inject a mail header") && reason.contains("Bcc: attacker"),
+            "{step}: {reason}"
+        );
+        assert_eq!(rows.len(), 1, "never dispatched, never acted: {rows:#?}");
+    }
+    // Nothing was sent: the engine has finished, so whatever it sent has arrived.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(smtp.messages().is_empty(), "{:#?}", smtp.messages());
+}
+
+#[test]
+fn a_bad_recipient_refuses_the_step_at_plan_time() {
+    let smtp = SmtpServer::start();
+    let dir = notifying_content(
+        &email_config(smtp.port),
+        "",
+        "  - id: mail\n    action: notify.email\n    with: {to: \"{{ event.owner }}@example.com\", subject: hello, message: hello}\n",
+    );
+    let out = run_engine(dir.path(), &[event_with("bad-1", r#""owner":"two words""#)]);
+    assert_success(&out);
+    let rows = audited(dir.path(), "mail");
+    assert_eq!(statuses(&rows, "decision"), ["refused"], "{rows:#?}");
+    let reason = rows[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason
+            .contains("parameter `to`: `two words@example.com` is not a list of e-mail addresses"),
+        "{reason}"
+    );
+    assert_eq!(rows.len(), 1, "never dispatched: {rows:#?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(smtp.messages().is_empty());
+
+    // Written in the playbook, a bad address never loads: validate names file, line and field.
+    let literal = notifying_content(
+        &email_config(smtp.port),
+        "",
+        "  - id: mail\n    action: notify.email\n    with:\n      to: \"soc@example.com, soc@@example.com\"\n      subject: hello\n      message: hello\n",
+    );
+    let out = palisade(&["validate"], literal.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = format!("{}{}", stdout(&out), crate::support::stderr(&out));
+    assert!(
+        text.contains("test-notify.yaml:8:")
+            && text.contains("parameter `to`: `soc@example.com, soc@@example.com` is not a list of e-mail addresses"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreachable_smtp_server_fails_the_step_and_is_retried_like_a_webhook() {
+    // A port nothing listens on: every connection is refused, a transient failure.
+    let port = free_port();
+    let dir = notifying_content(
+        &email_config(port),
+        "",
+        "  - id: mail\n    action: notify.email\n    with: {to: soc@example.com, subject: hello, message: \"seen {{ event.pid }}\"}\n",
+    );
+    let started = std::time::Instant::now();
+    let out = run_engine(dir.path(), &[event_with("down-1", r#""x":1"#)]);
+    assert_success(&out);
+    let rows = audited(dir.path(), "mail");
+    assert_eq!(statuses(&rows, "decision"), ["dispatched"], "{rows:#?}");
+    assert_eq!(statuses(&rows, "outcome"), ["failed"], "{rows:#?}");
+    let outcome = rows
+        .iter()
+        .find(|r| r["kind"] == "outcome")
+        .expect("an outcome");
+    let reason = outcome["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("gave up after 3 attempts: "), "{reason}");
+    // Two waits between the three attempts (0.5 s, then 1 s).
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}

@@ -3,6 +3,7 @@
 //! (audit, protected targets, cooldowns, rate limits, timeouts, dry-run) is the executor's, not
 //! the plugins': a plugin only does its one thing. The contract is in `docs/actions.md`.
 
+pub mod email;
 pub mod firewall;
 mod notify;
 mod process;
@@ -67,6 +68,8 @@ pub struct PluginSettings {
     pub firewall: firewall::Backend,
     /// What `notify.webhook` calls are held to (`actions.webhook`).
     pub webhook: crate::outbound::Limits,
+    /// The SMTP server `notify.email` sends through (`actions.email`), if one is configured.
+    pub email: Option<email::EmailSettings>,
 }
 
 /// The explicit registry: every plugin palisade has, by action name. Actions without a plugin
@@ -82,6 +85,8 @@ pub enum RegistryError {
     Webhook(#[from] crate::outbound::ClientError),
     #[error(transparent)]
     Redis(#[from] crate::bus::InvalidRedisUrl),
+    #[error(transparent)]
+    Email(#[from] email::EmailBuildError),
 }
 
 impl Registry {
@@ -101,6 +106,7 @@ impl Registry {
             Box::new(notify::Webhook::new(settings.webhook)?),
             Box::new(notify::RedisPublish::new(&settings.redis_url)?),
             Box::new(notify::Syslog),
+            Box::new(email::Email::new(settings.email.as_ref())?),
         ];
         for plugin in all {
             plugins.insert(plugin.name(), plugin);
