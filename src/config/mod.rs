@@ -361,6 +361,9 @@ pub struct AlertsConfig {
     pub stream: Option<String>,
     /// Cap on the alerts stream's length (`MAXLEN ~`).
     pub stream_maxlen: usize,
+    /// Also index every alert, with its steps' outcomes, into Elasticsearch (read from the
+    /// same outbox, so it needs alerts enabled).
+    pub elasticsearch: Option<crate::sinks::elasticsearch::EsSinkConfig>,
 }
 
 impl Default for AlertsConfig {
@@ -370,6 +373,7 @@ impl Default for AlertsConfig {
             channel: Some("high_severity_alerts".into()),
             stream: Some("palisade:alerts".into()),
             stream_maxlen: 100_000,
+            elasticsearch: None,
         }
     }
 }

@@ -187,6 +187,9 @@ impl Server {
         } else {
             None
         };
+        if publishes && let Some(es) = &config.alerts.elasticsearch {
+            periodic.push(start_es_sink(es, state.store().clone(), &shutdown)?);
+        }
         let intel = start_intel(&content, &state_path, &shutdown).await?;
         metrics.set_source(source_kind(&source));
         let mode = executor.load_mode().await?;
@@ -554,6 +557,36 @@ fn log_mode_at_start(mode: &crate::approvals::ModeState) {
 /// `/metrics` and `/healthz` follow the recorded mode within a second, also when another
 /// process (`palisade mode`) switched it: the event path updates the gauge only per batch,
 /// and an idle engine has none.
+/// Indexes the alert outbox into Elasticsearch, on its own task with its own cursor: a slow or
+/// down cluster holds up nothing else.
+fn start_es_sink(
+    config: &crate::sinks::elasticsearch::EsSinkConfig,
+    store: StateStore,
+    shutdown: &Shutdown,
+) -> Result<Periodic, ServerError> {
+    let sink = Arc::new(
+        crate::sinks::elasticsearch::EsSink::new(config, store)
+            .map_err(|e| ServerError::Setup(e.to_string()))?,
+    );
+    Ok(Periodic::spawn(
+        shutdown,
+        "indexing alerts into elasticsearch",
+        move || {
+            let sink = sink.clone();
+            async move {
+                // Rounds until the outbox is read up to its end (a few at most, so a stop is not
+                // held up by a long backlog), then rest a second.
+                for _ in 0..8 {
+                    if sink.round().await.map_err(|e| e.to_string())? == 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        },
+    ))
+}
+
 fn follow_mode(executor: &Arc<Executor>, metrics: &Arc<Metrics>, shutdown: &Shutdown) -> Periodic {
     let executor = executor.clone();
     let metrics = metrics.clone();

@@ -427,3 +427,279 @@ fn credentials_come_from_the_environment() {
     ));
     assert!(matches(dir.path(), "45.9.148.3"));
 }
+
+// The alert sink, against a loopback `_bulk` endpoint answering as Elasticsearch 8 documents
+// it: one result per item, in order, `errors: true` when any failed.
+
+#[derive(Default)]
+struct BulkCluster {
+    /// Indexed documents by `_id`, in the order they were taken.
+    indexed: Mutex<Vec<(String, Value)>>,
+    /// Every `_id` ever sent, in order of first sight.
+    ids: Mutex<Vec<String>>,
+    requests: AtomicUsize,
+    /// Answer every request 503.
+    down: AtomicBool,
+    /// Answer the first id ever seen 429 once, and the second one 400 every time.
+    reject: AtomicBool,
+    rejected_429: AtomicBool,
+    content_types: Mutex<Vec<String>>,
+}
+
+type Bulk = Arc<BulkCluster>;
+
+async fn bulk(State(cluster): State<Bulk>, headers: HeaderMap, body: String) -> Response {
+    cluster.requests.fetch_add(1, Ordering::SeqCst);
+    cluster.content_types.lock().expect("lock").push(
+        headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+    );
+    if cluster.down.load(Ordering::SeqCst) {
+        return es_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": {"type": "cluster_block_exception"}, "status": 503}),
+        );
+    }
+    let lines: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
+    let mut items = Vec::new();
+    let mut errors = false;
+    for pair in lines.chunks(2) {
+        let action: Value = serde_json::from_str(pair[0]).expect("action line");
+        let document: Value = serde_json::from_str(pair[1]).expect("document line");
+        let id = action["create"]["_id"]
+            .as_str()
+            .expect("an _id")
+            .to_string();
+        assert_eq!(action["create"]["_index"], "palisade-alerts");
+        let position = {
+            let mut ids = cluster.ids.lock().expect("lock");
+            if !ids.contains(&id) {
+                ids.push(id.clone());
+            }
+            ids.iter().position(|i| *i == id).expect("seen")
+        };
+        let mut indexed = cluster.indexed.lock().expect("lock");
+        let status = if cluster.reject.load(Ordering::SeqCst)
+            && position == 0
+            && !cluster.rejected_429.swap(true, Ordering::SeqCst)
+        {
+            429
+        } else if cluster.reject.load(Ordering::SeqCst) && position == 1 {
+            400
+        } else if indexed.iter().any(|(i, _)| *i == id) {
+            409
+        } else {
+            indexed.push((id.clone(), document));
+            201
+        };
+        errors |= status >= 300;
+        let result = if status < 300 {
+            json!({"_index": "palisade-alerts", "_id": id, "_version": 1, "result": "created", "status": status})
+        } else {
+            let kind = match status {
+                429 => "es_rejected_execution_exception",
+                409 => "version_conflict_engine_exception",
+                _ => "mapper_parsing_exception",
+            };
+            json!({"_index": "palisade-alerts", "_id": id, "status": status, "error": {"type": kind, "reason": "refused by the test"}})
+        };
+        items.push(json!({"create": result}));
+    }
+    es_json(
+        StatusCode::OK,
+        json!({"took": 3, "errors": errors, "items": items}),
+    )
+}
+
+fn serve_bulk() -> (SocketAddr, Bulk) {
+    let cluster: Bulk = Arc::new(BulkCluster::default());
+    let app = Router::new()
+        .route("/_bulk", post(bulk))
+        .with_state(cluster.clone());
+    (crate::support::serve_http(app), cluster)
+}
+
+/// A content directory reading the `edr` stream from `server`, alerts on Redis and into the
+/// loopback cluster, its endpoints on a free port.
+fn sink_content(server: &crate::support::RedisServer, es: SocketAddr) -> tempfile::TempDir {
+    let dir = crate::support::redis_content(server, "  type: redis_stream\n  stream: edr\n");
+    let config = dir.path().join("palisade.yaml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "http:\n  listen: 127.0.0.1:0\nalerts:\n  elasticsearch:\n    url: \"http://{es}\"\n    retry_backoff: 1s\n"
+    ));
+    std::fs::write(&config, text).expect("config");
+    dir
+}
+
+fn publish_fixture(dir: &std::path::Path) {
+    std::fs::copy(
+        crate::support::repo().join("tests/fixtures/mixed.jsonl"),
+        dir.join("mixed.jsonl"),
+    )
+    .expect("fixture");
+    assert_success(&palisade(&["publish", "--events", "mixed.jsonl"], dir));
+}
+
+fn metric(engine: &crate::support::EngineProcess, name: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    engine.wait_for_log("serving /healthz, /readyz and /metrics on http://");
+    let address = engine
+        .log()
+        .split("on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address is logged")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&address).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+const ALERTS: &str = "palisade:alerts";
+
+#[test]
+fn the_elasticsearch_sink_indexes_alerts_in_bulk_with_outcomes() {
+    let server = crate::support::RedisServer::start();
+    let (es, cluster) = serve_bulk();
+    let dir = sink_content(&server, es);
+    publish_fixture(dir.path());
+    let engine = crate::support::EngineProcess::start(dir.path(), "a");
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || cluster
+            .indexed
+            .lock()
+            .expect("lock")
+            .len()
+            == 4),
+        "{}",
+        engine.log()
+    );
+    assert!(crate::support::eventually(
+        crate::support::PATIENCE,
+        || metric(&engine, "palisade_es_indexed_total") == Some(4)
+    ));
+    engine.stop();
+    assert!(
+        cluster
+            .content_types
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(|c| c == "application/x-ndjson")
+    );
+    let indexed = cluster.indexed.lock().expect("lock").clone();
+    let redis_alerts = server.alerts(ALERTS);
+    // The same alerts as on Redis, keyed by their `alert_id`.
+    for alert in &redis_alerts {
+        let id = alert["alert_id"].as_str().expect("alert_id");
+        assert!(indexed.iter().any(|(i, _)| i == id), "{id} indexed");
+    }
+    let (_, office) = indexed
+        .iter()
+        .find(|(_, d)| d["rule"]["id"] == "office-spawns-shell")
+        .expect("the office alert");
+    assert_eq!(office["event"]["kind"], "alert");
+    assert_eq!(office["@timestamp"], "2025-11-03T14:30:10Z");
+    assert!(office["host"]["name"].is_string(), "{office}");
+    assert!(office["rule"]["name"].is_string(), "{office}");
+    // The step with its outcome, as executed or refused: never a plan.
+    let step = &office["palisade"]["actions"][0];
+    assert_eq!(step["step"], "kill-child");
+    assert!(
+        step["status"].is_string() && step["status"] != "planned",
+        "{step}"
+    );
+}
+
+#[test]
+fn a_bulk_item_rejected_with_429_is_retried_and_a_400_is_counted() {
+    let server = crate::support::RedisServer::start();
+    let (es, cluster) = serve_bulk();
+    cluster.reject.store(true, Ordering::SeqCst);
+    let dir = sink_content(&server, es);
+    publish_fixture(dir.path());
+    let engine = crate::support::EngineProcess::start(dir.path(), "a");
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || {
+            metric(&engine, "palisade_es_indexed_total") == Some(3)
+                && metric(&engine, "palisade_es_failed_total") == Some(1)
+        }),
+        "{}",
+        engine.log()
+    );
+    assert!(metric(&engine, "palisade_es_retries_total").unwrap_or(0) >= 1);
+    let log = engine.stop();
+    assert!(
+        log.contains("mapper_parsing_exception") || log.contains("refused by the test"),
+        "{log}"
+    );
+    let ids = cluster.ids.lock().expect("lock").clone();
+    let indexed = cluster.indexed.lock().expect("lock").clone();
+    assert!(cluster.rejected_429.load(Ordering::SeqCst));
+    // The item answered 429 was sent again and indexed; the one answered 400 was dropped.
+    assert!(indexed.iter().any(|(i, _)| *i == ids[0]));
+    assert!(!indexed.iter().any(|(i, _)| *i == ids[1]));
+    assert_eq!(indexed.len(), 3);
+}
+
+#[test]
+fn a_down_elasticsearch_never_blocks_the_pipeline() {
+    let server = crate::support::RedisServer::start();
+    let (es, cluster) = serve_bulk();
+    cluster.down.store(true, Ordering::SeqCst);
+    let dir = sink_content(&server, es);
+    publish_fixture(dir.path());
+    let engine = crate::support::EngineProcess::start(dir.path(), "a");
+    // Detections go on and reach Redis while every bulk request fails.
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || server.alerts(ALERTS).len()
+            == 4),
+        "{}",
+        engine.log()
+    );
+    assert!(crate::support::eventually(
+        crate::support::PATIENCE,
+        || metric(&engine, "palisade_es_retries_total").unwrap_or(0) >= 2
+    ));
+    assert!(cluster.indexed.lock().expect("lock").is_empty());
+    engine.stop();
+
+    // The cluster is back after a restart: the sink reads on from its cursor and indexes
+    // every alert once.
+    cluster.down.store(false, Ordering::SeqCst);
+    let engine = crate::support::EngineProcess::start(dir.path(), "b");
+    assert!(
+        crate::support::eventually(crate::support::PATIENCE, || cluster
+            .indexed
+            .lock()
+            .expect("lock")
+            .len()
+            == 4),
+        "{}",
+        engine.log()
+    );
+    engine.stop();
+    assert_eq!(server.alerts(ALERTS).len(), 4, "no alert published twice");
+    let mut ids: Vec<String> = cluster
+        .indexed
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(i, _)| i.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
