@@ -187,8 +187,15 @@ impl Server {
         } else {
             None
         };
-        if publishes && let Some(es) = &config.alerts.elasticsearch {
-            periodic.push(start_es_sink(es, state.store().clone(), &shutdown)?);
+        if let Some(es) = &config.alerts.elasticsearch {
+            if publishes {
+                periodic.push(start_es_sink(es, state.store().clone(), &shutdown)?);
+            } else {
+                // The sink reads the alert outbox, which is written only when alerts are on.
+                tracing::warn!(
+                    "`alerts.elasticsearch` is set but alerts are off (`alerts.enabled`, default: when the source is Redis): nothing is indexed"
+                );
+            }
         }
         let intel = start_intel(&content, &state_path, &shutdown).await?;
         metrics.set_source(source_kind(&source));
