@@ -410,6 +410,34 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             );
         }
     }
+    if let Some(es) = &config.alerts.elasticsearch {
+        let at = root.key("alerts").key("elasticsearch");
+        if !matches!(
+            url::Url::parse(&es.url)
+                .map(|u| u.scheme().to_string())
+                .as_deref(),
+            Ok("http" | "https")
+        ) {
+            report(
+                at.key("url"),
+                format!("`{}` must be an http or https URL", es.url),
+            );
+        }
+        if !(1..=10_000).contains(&es.batch) {
+            report(
+                at.key("batch"),
+                "`batch` must be between 1 and 10000".into(),
+            );
+        }
+        if es.api_key_env.is_some() && es.username_env.is_some()
+            || es.username_env.is_some() != es.password_env.is_some()
+        {
+            report(
+                at.clone(),
+                "give `api_key_env`, or both `username_env` and `password_env`".into(),
+            );
+        }
+    }
     if problems.is_empty() {
         Ok(config)
     } else {
