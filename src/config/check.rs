@@ -369,16 +369,77 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
         match (feed.kind, feed.format) {
             (FeedType::Http, None) => report(at.key("type"), "an `http` feed needs a `format` (feodo, urlhaus, threatfox, stix, misp, otx, abuseipdb, plain)".into()),
             (FeedType::Http, Some(crate::intel::formats::Format::MispFeed)) => report(at.key("format"), "`misp-feed` is a directory; pull a MISP instance with `type: misp`".into()),
-            (FeedType::Taxii | FeedType::Misp, Some(_)) => report(at.key("format"), "`format` is only for `http` feeds".into()),
+            (FeedType::Taxii | FeedType::Misp | FeedType::Elasticsearch, Some(_)) => report(at.key("format"), "`format` is only for `http` feeds".into()),
             _ => {}
         }
         if feed.snapshot && feed.kind != FeedType::Http {
             report(at.key("snapshot"), "`snapshot` is only for `http` feeds; TAXII and MISP deliver changes, not whole lists".into());
         }
+        if feed.elasticsearch.is_some() && feed.kind != FeedType::Elasticsearch {
+            report(
+                at.key("elasticsearch"),
+                "`elasticsearch` settings are only for `elasticsearch` feeds".into(),
+            );
+        }
+        if let Some(es) = &feed.elasticsearch {
+            if es.username_env.is_some() != es.password_env.is_some() {
+                report(
+                    at.key("elasticsearch"),
+                    "basic auth needs both `username_env` and `password_env`".into(),
+                );
+            }
+            if es.username_env.is_some() && feed.api_key_env.is_some() {
+                report(
+                    at.key("api_key_env"),
+                    "an `elasticsearch` feed takes an API key or basic auth, not both".into(),
+                );
+            }
+            // The index goes into the request path: a name with `/`, `?` or `#` would reach
+            // another endpoint, and `,` or `*` would read more indices than the one named.
+            if es.index.is_empty()
+                || es.index.starts_with(['_', '-', '+'])
+                || es
+                    .index
+                    .contains(['/', '?', '#', ',', '*', ' ', '\\', '"', '<', '>', '|'])
+            {
+                report(
+                    at.key("elasticsearch").key("index"),
+                    format!("`{}` is not an Elasticsearch index name", es.index),
+                );
+            }
+        }
         if !(1..=10_000).contains(&feed.page_size) {
             report(
                 at.key("page_size"),
                 "`page_size` must be between 1 and 10000".into(),
+            );
+        }
+    }
+    if let Some(es) = &config.alerts.elasticsearch {
+        let at = root.key("alerts").key("elasticsearch");
+        if !matches!(
+            url::Url::parse(&es.url)
+                .map(|u| u.scheme().to_string())
+                .as_deref(),
+            Ok("http" | "https")
+        ) {
+            report(
+                at.key("url"),
+                format!("`{}` must be an http or https URL", es.url),
+            );
+        }
+        if !(1..=10_000).contains(&es.batch) {
+            report(
+                at.key("batch"),
+                "`batch` must be between 1 and 10000".into(),
+            );
+        }
+        if es.api_key_env.is_some() && es.username_env.is_some()
+            || es.username_env.is_some() != es.password_env.is_some()
+        {
+            report(
+                at.clone(),
+                "give `api_key_env`, or both `username_env` and `password_env`".into(),
             );
         }
     }

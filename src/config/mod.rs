@@ -361,6 +361,9 @@ pub struct AlertsConfig {
     pub stream: Option<String>,
     /// Cap on the alerts stream's length (`MAXLEN ~`).
     pub stream_maxlen: usize,
+    /// Also index every alert, with its steps' outcomes, into Elasticsearch (read from the
+    /// same outbox, so it needs alerts enabled).
+    pub elasticsearch: Option<crate::sinks::elasticsearch::EsSinkConfig>,
 }
 
 impl Default for AlertsConfig {
@@ -370,6 +373,7 @@ impl Default for AlertsConfig {
             channel: Some("high_severity_alerts".into()),
             stream: Some("palisade:alerts".into()),
             stream_maxlen: 100_000,
+            elasticsearch: None,
         }
     }
 }
@@ -748,6 +752,24 @@ mod tests {
             refused.to_string().contains("`soon` is not a duration"),
             "{refused}"
         );
+    }
+
+    /// An Elasticsearch feed or sink set up so it would read the wrong thing or send half its
+    /// credentials is refused at its line, never started.
+    #[test]
+    fn elasticsearch_settings_that_cannot_work_are_refused_at_their_line() {
+        let source = "intel:\n  feeds:\n    - name: es\n      type: elasticsearch\n      url: http://es:9200\n      elasticsearch:\n        index: logs/_delete_by_query\n        username_env: U\nalerts:\n  elasticsearch:\n    url: ftp://es\n    batch: 0\n";
+        let problems = parse(Path::new("palisade.yaml"), source).unwrap_err();
+        let found = lines_and_messages(&problems);
+        let text = format!("{found:?}");
+        for want in [
+            "basic auth needs both",
+            "`logs/_delete_by_query` is not an Elasticsearch index name",
+            "`ftp://es` must be an http or https URL",
+            "`batch` must be between 1 and 10000",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
     }
 
     /// Issue 14: the learning loop's `retrain_every`/`check_every`, a feed's `every` and

@@ -96,6 +96,9 @@ pub enum FeedType {
     Taxii,
     /// A MISP instance's `/attributes/restSearch`, `to_ids` attributes newer than the cursor.
     Misp,
+    /// An Elasticsearch index (`url` is the cluster, `elasticsearch.index` the index), read
+    /// through a point in time with `search_after` paging, newer than the saved timestamp.
+    Elasticsearch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -123,7 +126,7 @@ pub struct FeedConfig {
     /// uses `Auth-Key`, AbuseIPDB `Key`, OTX `X-OTX-API-KEY`.
     #[serde(default)]
     pub api_key_header: Option<String>,
-    /// Objects per TAXII or MISP page.
+    /// Objects per TAXII, MISP or Elasticsearch page.
     #[serde(default = "default_page_size")]
     pub page_size: usize,
     /// Whether this feed's domain indicators also match every name under them. Unset keeps the
@@ -131,6 +134,55 @@ pub struct FeedConfig {
     /// LIKE '%.name'`); every other format's domains cover their subdomains.
     #[serde(default)]
     pub subdomains: Option<bool>,
+    /// For `elasticsearch` feeds: the index, its field mapping and basic-auth variables.
+    #[serde(default)]
+    pub elasticsearch: Option<EsFeedConfig>,
+}
+
+/// Where an `elasticsearch` feed reads its indicators. The defaults fit an index of documents
+/// like `{"ioc_value": "185.12.33.4", "ioc_type": "ipv4", "threat": "...", "confidence": 80,
+/// "timestamp": "2025-11-01T00:00:00Z"}` (`threat_intel_iocs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct EsFeedConfig {
+    /// The index (or alias) searched.
+    pub index: String,
+    /// The field holding the indicator's value; a dotted name reads nested objects too.
+    pub value_field: String,
+    /// The field naming its type (`ipv4`, `ipv6`, `ip`, `cidr`, `domain`, `url`, `md5`,
+    /// `sha1`, `sha256`, with or without a `hash_` prefix, or the ECS `ipv4-addr`,
+    /// `domain-name`); guessed from the value when the document has none.
+    pub type_field: String,
+    /// The field holding a confidence: 0–100, or `low`/`medium`/`high` (ECS).
+    pub confidence_field: String,
+    /// The field naming the threat or malware family.
+    pub threat_field: String,
+    /// The date field the pull sorts on and resumes from (the stored high-water mark).
+    pub timestamp_field: String,
+    /// How long the point in time is kept alive between pages: `1m`.
+    pub keep_alive: crate::duration::Span,
+    /// Environment variable holding the basic-auth user name (with `password_env`); an API
+    /// key (`api_key_env`) is sent as `Authorization: ApiKey KEY` instead.
+    pub username_env: Option<String>,
+    /// Environment variable holding the basic-auth password.
+    pub password_env: Option<String>,
+}
+
+impl Default for EsFeedConfig {
+    fn default() -> EsFeedConfig {
+        EsFeedConfig {
+            index: "threat_intel_iocs".into(),
+            value_field: "ioc_value".into(),
+            type_field: "ioc_type".into(),
+            confidence_field: "confidence".into(),
+            threat_field: "threat".into(),
+            timestamp_field: "timestamp".into(),
+            keep_alive: const { crate::duration::Span::secs(60) },
+            username_env: None,
+            password_env: None,
+        }
+    }
 }
 
 fn default_every() -> crate::duration::Span {

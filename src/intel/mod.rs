@@ -16,7 +16,9 @@ pub mod pull;
 pub mod store;
 pub mod warninglist;
 
-pub use config::{FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix};
+pub use config::{
+    EsFeedConfig, FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix,
+};
 pub use indicator::{Indicator, IndicatorKind};
 pub use matcher::{IntelHandle, IntelHit, Matcher};
 pub use store::IntelStore;

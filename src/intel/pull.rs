@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED,
+    ACCEPT, AUTHORIZATION, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LAST_MODIFIED,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -92,6 +92,10 @@ fn now_ms() -> i64 {
 
 fn key_headers(feed: &FeedConfig) -> Result<HeaderMap, PullError> {
     let mut headers = HeaderMap::new();
+    if let Some(basic) = basic_auth(feed)? {
+        headers.insert(AUTHORIZATION, basic);
+        return Ok(headers);
+    }
     let Some(variable) = &feed.api_key_env else {
         return Ok(headers);
     };
@@ -102,6 +106,12 @@ fn key_headers(feed: &FeedConfig) -> Result<HeaderMap, PullError> {
         && !key.contains(' ')
     {
         format!("Bearer {key}")
+    } else if feed.kind == FeedType::Elasticsearch
+        && name.eq_ignore_ascii_case("authorization")
+        && !key.contains(' ')
+    {
+        // The encoded id:key pair Elasticsearch hands out when a key is created.
+        format!("ApiKey {key}")
     } else {
         key
     };
@@ -115,6 +125,38 @@ fn key_headers(feed: &FeedConfig) -> Result<HeaderMap, PullError> {
     value.set_sensitive(true);
     headers.insert(name, value);
     Ok(headers)
+}
+
+/// An `elasticsearch` feed's basic-auth header, from the two variables its config names.
+fn basic_auth(feed: &FeedConfig) -> Result<Option<HeaderValue>, PullError> {
+    let Some(es) = &feed.elasticsearch else {
+        return Ok(None);
+    };
+    let (Some(user_var), Some(password_var)) = (&es.username_env, &es.password_env) else {
+        return Ok(None);
+    };
+    let read = |variable: &String| {
+        std::env::var(variable).map_err(|_| {
+            PullError::fatal(format!(
+                "feed `{}` needs the environment variable `{variable}`, which is not set",
+                feed.name
+            ))
+        })
+    };
+    let user = read(user_var)?;
+    let password = read(password_var)?;
+    if user.contains(':') {
+        return Err(PullError::fatal(format!(
+            "feed `{}`: the user name in `{user_var}` contains `:`, which basic auth cannot carry",
+            feed.name
+        )));
+    }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| PullError::fatal("basic-auth credentials are not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 /// Pulls feeds with the limits of `intel.fetch`: one client for every feed.
@@ -190,6 +232,10 @@ impl Puller {
             FeedType::Http => self.pull_file(feed, store, state, headers, deadline).await,
             FeedType::Taxii => self.pull_taxii(feed, store, state, headers, deadline).await,
             FeedType::Misp => self.pull_misp(feed, store, state, headers, deadline).await,
+            FeedType::Elasticsearch => {
+                self.pull_elasticsearch(feed, store, state, headers, deadline)
+                    .await
+            }
         }
     }
 
@@ -630,6 +676,176 @@ impl Puller {
             .await
             .map_err(|e| PullError::fatal(e.to_string()))?;
         Ok(report)
+    }
+}
+
+impl Puller {
+    /// Reads an index through a point in time, sorted on the timestamp field and `_shard_doc`,
+    /// paging with `search_after` from the stored high-water mark. The pages are stored
+    /// together and the mark moves only after; the point in time is closed whatever happened.
+    async fn pull_elasticsearch(
+        &self,
+        feed: &FeedConfig,
+        store: &IntelStore,
+        mut state: FeedState,
+        headers: HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Result<PullReport, PullError> {
+        let es = feed.elasticsearch.clone().unwrap_or_default();
+        let base = feed.url.trim_end_matches('/');
+        let keep_alive = format!("{}s", es.keep_alive.duration().as_secs().max(1));
+        let mut open_url = outbound::parse_url(&format!("{base}/{}/_pit", es.index))
+            .map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        open_url
+            .query_pairs_mut()
+            .append_pair("keep_alive", &keep_alive);
+        let mut request = Request::post_json(open_url, &json!({}));
+        request.body = None;
+        request.headers.extend(headers.clone());
+        let (_, _, text) = self.fetch(feed, request, deadline).await?;
+        let opened: Value = serde_json::from_str(&text).map_err(|e| {
+            PullError::fatal(format!(
+                "feed `{}`: the point-in-time answer is not JSON: {e}",
+                feed.name
+            ))
+        })?;
+        let Some(mut pit) = opened.get("id").and_then(Value::as_str).map(str::to_string) else {
+            return Err(PullError::fatal(format!(
+                "feed `{}`: the point-in-time answer has no `id`",
+                feed.name
+            )));
+        };
+        let result = self
+            .read_pit(
+                feed,
+                &es,
+                base,
+                &keep_alive,
+                &mut pit,
+                &state,
+                &headers,
+                deadline,
+            )
+            .await;
+        // A point in time holds segments on the cluster until it expires: close it even when
+        // the pull failed (best effort; it lapses after `keep_alive` anyway).
+        self.close_pit(feed, base, &pit, &headers, deadline).await;
+        let (batch, mark, report) = result?;
+        let now = now_ms();
+        store
+            .upsert(&batch, now)
+            .await
+            .map_err(|e| PullError::fatal(e.to_string()))?;
+        // The mark moves only now that every page is stored.
+        if mark.is_some() {
+            state.cursor = mark;
+        }
+        store
+            .save_feed_progress(&feed.name, &state, now)
+            .await
+            .map_err(|e| PullError::fatal(e.to_string()))?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn read_pit(
+        &self,
+        feed: &FeedConfig,
+        es: &super::EsFeedConfig,
+        base: &str,
+        keep_alive: &str,
+        pit: &mut String,
+        state: &FeedState,
+        headers: &HeaderMap,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Vec<Indicator>, Option<String>, PullReport), PullError> {
+        let search_url = outbound::parse_url(&format!("{base}/_search"))
+            .map_err(|e| PullError::from_outbound(&feed.name, e))?;
+        let mut report = PullReport {
+            feed: feed.name.clone(),
+            ..PullReport::default()
+        };
+        let mut batch = Vec::new();
+        let mut pages = PageGuard::default();
+        let mut after: Option<Vec<Value>> = None;
+        let mut mark = None;
+        loop {
+            self.check_page_cap(feed, report.pages)?;
+            let after_key = after.as_ref().map(|a| Value::Array(a.clone()).to_string());
+            pages.ask(feed, (after_key, state.cursor.clone()))?;
+            let mut body = json!({
+                "size": feed.page_size,
+                "pit": {"id": pit.as_str(), "keep_alive": keep_alive},
+                "sort": [
+                    {es.timestamp_field.as_str(): {"order": "asc", "format": "strict_date_optional_time_nanos"}},
+                    {"_shard_doc": "asc"}
+                ],
+                "track_total_hits": false,
+            });
+            // `gte`, not `gt`: documents stamped in the same instant as the mark but indexed
+            // after the last pull are read; those read before are upserted again, unchanged.
+            if let Some(cursor) = &state.cursor {
+                body["query"] = json!({"range": {es.timestamp_field.as_str(): {"gte": cursor}}});
+            }
+            if let Some(after) = &after {
+                body["search_after"] = Value::Array(after.clone());
+            }
+            let mut request = Request::post_json(search_url.clone(), &body);
+            request.headers.extend(headers.clone());
+            let (_, _, text) = self.fetch(feed, request, deadline).await?;
+            let page_number = report.pages + 1;
+            pages.answered(feed, page_number, &text)?;
+            let label = format!("{base}/_search (page {page_number})");
+            let mut page = super::formats::elasticsearch::search_page(
+                Path::new(&label),
+                &text,
+                es,
+                &self.options(feed),
+            )
+            .map_err(|e| PullError::fatal(format!("feed `{}`: {e}", feed.name)))?;
+            if page.hits > feed.page_size {
+                return Err(too_many_entries(feed, page_number, page.hits, "hits"));
+            }
+            page.imported.locate(Path::new(&label), &text);
+            report.pages += 1;
+            report.stored += page.imported.indicators.len();
+            report.skipped += page.imported.skipped_total();
+            batch.extend(page.imported.indicators);
+            // The server may hand out a new id with every page; the newest is the one to use.
+            if let Some(id) = page.pit_id {
+                *pit = id;
+            }
+            if let Some(sort) = page.last_sort {
+                // The first sort value is the timestamp, as the date string asked for.
+                if let Some(stamp) = sort.first().and_then(Value::as_str) {
+                    mark = Some(stamp.to_string());
+                }
+                after = Some(sort);
+            }
+            if page.hits < feed.page_size {
+                break;
+            }
+        }
+        Ok((batch, mark, report))
+    }
+
+    async fn close_pit(
+        &self,
+        feed: &FeedConfig,
+        base: &str,
+        pit: &str,
+        headers: &HeaderMap,
+        deadline: tokio::time::Instant,
+    ) {
+        let Ok(url) = outbound::parse_url(&format!("{base}/_pit")) else {
+            return;
+        };
+        let mut request = Request::post_json(url, &json!({"id": pit}));
+        request.method = reqwest::Method::DELETE;
+        request.headers.extend(headers.clone());
+        if let Err(err) = self.fetch(feed, request, deadline).await {
+            tracing::warn!(feed = feed.name, "cannot close the point in time: {err}");
+        }
     }
 }
 

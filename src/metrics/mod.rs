@@ -476,6 +476,29 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        let (indexed, failed, retries) = crate::sinks::elasticsearch::counters();
+        for (name, help, value) in [
+            (
+                "palisade_es_indexed_total",
+                "Alerts indexed into Elasticsearch.",
+                indexed,
+            ),
+            (
+                "palisade_es_failed_total",
+                "Alerts Elasticsearch refused for good (4xx items), dropped.",
+                failed,
+            ),
+            (
+                "palisade_es_retries_total",
+                "Bulk requests sent again after a 429, a 5xx or no answer.",
+                retries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP palisade_outbound_limit_hits_total Calls out refused by a limit, per edge (feed, webhook) and limit.\n# TYPE palisade_outbound_limit_hits_total counter"

@@ -187,6 +187,16 @@ impl Server {
         } else {
             None
         };
+        if let Some(es) = &config.alerts.elasticsearch {
+            if publishes {
+                periodic.push(start_es_sink(es, state.store().clone(), &shutdown)?);
+            } else {
+                // The sink reads the alert outbox, which is written only when alerts are on.
+                tracing::warn!(
+                    "`alerts.elasticsearch` is set but alerts are off (`alerts.enabled`, default: when the source is Redis): nothing is indexed"
+                );
+            }
+        }
         let intel = start_intel(&content, &state_path, &shutdown).await?;
         metrics.set_source(source_kind(&source));
         let mode = executor.load_mode().await?;
@@ -556,6 +566,36 @@ fn log_mode_at_start(mode: &crate::approvals::ModeState) {
 /// `/metrics` and `/healthz` follow the recorded mode within a second, also when another
 /// process (`palisade mode`) switched it: the event path updates the gauge only per batch,
 /// and an idle engine has none.
+/// Indexes the alert outbox into Elasticsearch, on its own task with its own cursor: a slow or
+/// down cluster holds up nothing else.
+fn start_es_sink(
+    config: &crate::sinks::elasticsearch::EsSinkConfig,
+    store: StateStore,
+    shutdown: &Shutdown,
+) -> Result<Periodic, ServerError> {
+    let sink = Arc::new(
+        crate::sinks::elasticsearch::EsSink::new(config, store)
+            .map_err(|e| ServerError::Setup(e.to_string()))?,
+    );
+    Ok(Periodic::spawn(
+        shutdown,
+        "indexing alerts into elasticsearch",
+        move || {
+            let sink = sink.clone();
+            async move {
+                // Rounds until the outbox is read up to its end (a few at most, so a stop is not
+                // held up by a long backlog), then rest a second.
+                for _ in 0..8 {
+                    if sink.round().await.map_err(|e| e.to_string())? == 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        },
+    ))
+}
+
 fn follow_mode(executor: &Arc<Executor>, metrics: &Arc<Metrics>, shutdown: &Shutdown) -> Periodic {
     let executor = executor.clone();
     let metrics = metrics.clone();

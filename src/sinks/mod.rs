@@ -3,6 +3,7 @@
 
 mod console;
 mod dead_letter;
+pub mod elasticsearch;
 mod jsonl;
 mod redis_alerts;
 

@@ -407,6 +407,45 @@ impl StateStore {
         Ok(rows)
     }
 
+    /// Outbox rows after `after_id`, in id order, published or not: an extra sink reads the
+    /// outbox with its own cursor ([`StateStore::sink_cursor`]).
+    pub async fn outbox_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        let rows = sqlx::query_as(
+            "SELECT id, document FROM alert_outbox WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The last outbox id `sink` delivered (0 when it has delivered none).
+    pub async fn sink_cursor(&self, sink: &str) -> Result<i64, StateError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT last_id FROM sink_cursors WHERE sink = ?")
+            .bind(sink)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map_or(0, |(id,)| id))
+    }
+
+    /// Moves `sink`'s cursor to `last_id` (never backwards).
+    pub async fn set_sink_cursor(&self, sink: &str, last_id: i64) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO sink_cursors (sink, last_id) VALUES (?, ?) \
+             ON CONFLICT(sink) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+        )
+        .bind(sink)
+        .bind(last_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The recorded status and reason of each step of one detection, by (playbook, step).
     pub async fn step_outcomes(
         &self,

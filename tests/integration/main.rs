@@ -15,6 +15,7 @@ mod crash;
 mod diff;
 mod edges;
 mod effects;
+mod elasticsearch;
 mod exceptions;
 mod explain;
 mod firewall;

@@ -7,6 +7,7 @@
 //! [`EXAMPLES`] kept with their position.
 
 mod abusech;
+pub(crate) mod elasticsearch;
 mod json;
 mod misp;
 mod otx_abuseipdb;
