@@ -15,7 +15,9 @@ const BLOCK: usize = 64;
 /// Why a configured credential cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HashError {
-    #[error("not a `pbkdf2-sha256$ITERATIONS$SALT$HASH` string (write one with `palisade console hash-password`)")]
+    #[error(
+        "not a `pbkdf2-sha256$ITERATIONS$SALT$HASH` string (write one with `palisade console hash-password`)"
+    )]
     Malformed,
     #[error("the iteration count must be at least 1")]
     NoIterations,

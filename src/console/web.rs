@@ -54,7 +54,9 @@ type Shared = Arc<Console>;
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A handler that panicked mid-update leaves maps that are still valid.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Binds `plan.listen` and serves the console until `shutdown`; returns the bound address.
@@ -115,7 +117,10 @@ async fn security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -210,17 +215,25 @@ impl Console {
 
 /// A logged-in operator whose form carries their session's CSRF token, or the response that
 /// refuses the request.
-fn checked_post(console: &Console, headers: &HeaderMap, fields: &HashMap<String, String>) -> Result<Who, Response> {
+fn checked_post(
+    console: &Console,
+    headers: &HeaderMap,
+    fields: &HashMap<String, String>,
+) -> Result<Who, Box<Response>> {
     let Some(who) = console.who(headers) else {
-        return Err(refused(StatusCode::UNAUTHORIZED, None, "log in first"));
+        return Err(Box::new(refused(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "log in first",
+        )));
     };
     let sent = fields.get("csrf").map(String::as_bytes).unwrap_or_default();
     if !super::password::constant_time_eq(sent, who.csrf.as_bytes()) {
-        return Err(refused(
+        return Err(Box::new(refused(
             StatusCode::FORBIDDEN,
             Some(&who),
             "the form's token is missing or wrong; reload the page and try again",
-        ));
+        )));
     }
     Ok(who)
 }
@@ -269,10 +282,14 @@ async fn login(
     }
     // An unknown name costs the same hashing as a known one, so timing does not tell names.
     let operator = console.plan.operators.get(&user).cloned();
-    let credential = operator
-        .as_ref()
-        .map(|o| o.credential.clone())
-        .or_else(|| console.plan.operators.values().next().map(|o| o.credential.clone()));
+    let credential = operator.as_ref().map(|o| o.credential.clone()).or_else(|| {
+        console
+            .plan
+            .operators
+            .values()
+            .next()
+            .map(|o| o.credential.clone())
+    });
     let verified = match credential {
         Some(credential) => tokio::task::spawn_blocking(move || credential.verify(&password))
             .await
@@ -282,7 +299,10 @@ async fn login(
     let Some(operator) = operator.filter(|_| verified) else {
         console.failed(&[&by_address, &by_user]);
         tracing::warn!(client = %client.ip(), "a console login failed");
-        return html(StatusCode::UNAUTHORIZED, login_form("wrong name or password"));
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_form("wrong name or password"),
+        );
     };
     let token = random_token();
     locked(&console.sessions).insert(
@@ -308,7 +328,7 @@ async fn login(
 
 async fn logout(State(console): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(response) = checked_post(&console, &headers, &form(&body)) {
-        return response;
+        return *response;
     }
     if let Some(token) = cookie(&headers) {
         locked(&console.sessions).remove(&token);
@@ -476,7 +496,7 @@ async fn decide(
     let fields = form(&body);
     let who = match checked_post(&console, &headers, &fields) {
         Ok(who) => who,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if who.role < Role::Responder {
         return refused(
@@ -490,7 +510,11 @@ async fn decide(
         Some("reject") => false,
         _ => return refused(StatusCode::BAD_REQUEST, Some(&who), "approve or reject?"),
     };
-    let reason = fields.get("reason").map(String::as_str).unwrap_or_default().trim();
+    let reason = fields
+        .get("reason")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .trim();
     if reason.is_empty() {
         return refused(StatusCode::BAD_REQUEST, Some(&who), "give a reason");
     }
@@ -560,7 +584,7 @@ async fn switch_mode(State(console): State<Shared>, headers: HeaderMap, body: By
     let fields = form(&body);
     let who = match checked_post(&console, &headers, &fields) {
         Ok(who) => who,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let (mode, needs) = match fields.get("mode").map(String::as_str) {
         Some("manual") => (Mode::Manual, Role::Responder),
@@ -578,7 +602,11 @@ async fn switch_mode(State(console): State<Shared>, headers: HeaderMap, body: By
             ),
         );
     }
-    let reason = fields.get("reason").map(String::as_str).unwrap_or_default().trim();
+    let reason = fields
+        .get("reason")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .trim();
     if reason.is_empty() {
         return refused(StatusCode::BAD_REQUEST, Some(&who), "give a reason");
     }

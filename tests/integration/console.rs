@@ -35,13 +35,23 @@ impl Reply {
 
     /// The CSRF token of the first form on the page.
     fn csrf(&self) -> String {
-        let at = self.body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a CSRF field")
+            + 19;
         let rest = &self.body[at..];
         rest[..rest.find('"').expect("end of the token")].to_string()
     }
 }
 
-fn request(to: SocketAddr, method: &str, path: &str, cookie: Option<&str>, form: Option<&str>) -> Reply {
+fn request(
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> Reply {
     let mut stream = TcpStream::connect(to).expect("the console accepts");
     let body = form.unwrap_or("");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n");
@@ -98,7 +108,10 @@ fn hashed(password: &str) -> String {
     writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 /// A content directory whose one rule fires on `palisade-test-target` and whose playbook tells
@@ -166,7 +179,11 @@ fn start(dir: &std::path::Path) -> (Child, SocketAddr) {
         .expect("palisade runs");
     let marker = "serving the operator console on http://";
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(eventually(PATIENCE, || read().contains(marker)), "{}", read());
+    assert!(
+        eventually(PATIENCE, || read().contains(marker)),
+        "{}",
+        read()
+    );
     let text = read();
     let at = text.find(marker).expect("marker") + marker.len();
     let address = text[at..]
@@ -220,7 +237,10 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
     assert_eq!(request(at, "GET", "/alerts", None, None).status, 303);
     let page = request(at, "GET", "/login", None, None);
     let csp = page.header("content-security-policy").unwrap_or_default();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert!(!page.body.contains("<script"), "no inline script");
@@ -228,11 +248,20 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
     let ana = login(at, "ana", "ana-pw");
     assert_eq!(ana.status, 303, "{}", ana.body);
     let set = ana.header("set-cookie").unwrap_or_default();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     let ana = ana.session();
 
     // A POST without the session's CSRF token changes nothing.
-    let forged = request(at, "POST", "/engine/mode", Some(&ana), Some("mode=manual&reason=x"));
+    let forged = request(
+        at,
+        "POST",
+        "/engine/mode",
+        Some(&ana),
+        Some("mode=manual&reason=x"),
+    );
     assert_eq!(forged.status, 403, "{}", forged.body);
     let wrong = request(
         at,
@@ -255,9 +284,15 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
     );
     assert_eq!(switched.status, 303, "{}", switched.body);
     let mode = stdout(&palisade(&["mode"], dir.path()));
-    assert!(mode.starts_with("mode: manual") && mode.contains("operator:ana"), "{mode}");
+    assert!(
+        mode.starts_with("mode: manual") && mode.contains("operator:ana"),
+        "{mode}"
+    );
     let trail = stdout(&palisade(&["audit", "tail", "-n", "20"], dir.path()));
-    assert!(trail.contains("operator:ana") && trail.contains("manual"), "{trail}");
+    assert!(
+        trail.contains("operator:ana") && trail.contains("manual"),
+        "{trail}"
+    );
     // The engine reads the mode within a second.
     std::thread::sleep(std::time::Duration::from_millis(1500));
 
@@ -265,9 +300,19 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
     writeln!(stdin, "{}", event("ev-1", "<script>alert(1)</script>")).expect("write");
     let val = login(at, "val", "val-pw").session();
     let queued = || request(at, "GET", "/approvals", Some(&val), None).body;
-    assert!(eventually(PATIENCE, || queued().contains("notify.webhook")), "{}", queued());
+    assert!(
+        eventually(PATIENCE, || queued().contains("notify.webhook")),
+        "{}",
+        queued()
+    );
     let alerts = request(at, "GET", "/alerts", Some(&val), None);
-    assert!(alerts.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", alerts.body);
+    assert!(
+        alerts
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        alerts.body
+    );
     assert!(!alerts.body.contains("<script>alert"), "{}", alerts.body);
     assert_eq!(hits.load(Ordering::SeqCst), 0, "a queued step must not act");
 
@@ -277,7 +322,10 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
     let id: String = {
         let body = request(at, "GET", "/approvals", Some(&rui), None).body;
         let at = body.find("action=\"/approvals/").expect("a decision form") + 19;
-        body[at..].chars().take_while(char::is_ascii_digit).collect()
+        body[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect()
     };
     // A crafted POST with the viewer's own token is refused.
     let viewer_csrf = request(at, "GET", "/engine", Some(&val), None).csrf();
@@ -297,7 +345,9 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
         "POST",
         &format!("/approvals/{id}"),
         Some(&rui),
-        Some(&format!("decision=approve&reason=checked+the+host&csrf={token}")),
+        Some(&format!(
+            "decision=approve&reason=checked+the+host&csrf={token}"
+        )),
     );
     assert_eq!(approved.status, 303, "{}", approved.body);
     assert!(
@@ -305,7 +355,10 @@ fn an_operator_switches_to_manual_and_approves_a_queued_step_through_the_console
         "the approved step must run"
     );
     let all = stdout(&palisade(&["approvals", "list", "--all"], dir.path()));
-    assert!(all.contains("by operator:rui") && all.contains("executed"), "{all}");
+    assert!(
+        all.contains("by operator:rui") && all.contains("executed"),
+        "{all}"
+    );
     let trail = stdout(&palisade(&["audit", "tail", "-n", "30"], dir.path()));
     assert!(trail.contains("checked the host"), "{trail}");
 
