@@ -224,6 +224,12 @@ fn the_console_refuses_a_non_loopback_address_without_the_opt_in() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("`console.listen` is `0.0.0.0:0`"), "{err}");
     assert!(err.contains("allow_plain_http_on"), "{err}");
+    // Reported where it is written, as `validate` reports it.
+    assert!(err.contains("palisade.yaml:5:"), "{err}");
+    let validate = palisade(&["validate"], dir.path());
+    assert_eq!(validate.status.code(), Some(1));
+    let shown = format!("{}{}", stdout(&validate), crate::support::stderr(&validate));
+    assert!(shown.contains("palisade.yaml:5:"), "{shown}");
 }
 
 #[test]
