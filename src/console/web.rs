@@ -197,9 +197,16 @@ impl Console {
     fn limited(&self, key: &str) -> bool {
         let mut failures = locked(&self.failures);
         let now = Instant::now();
-        let recent = failures.entry(key.to_string()).or_default();
+        // Looked up, never inserted: a name tried once leaves nothing behind.
+        let Some(recent) = failures.get_mut(key) else {
+            return false;
+        };
         recent.retain(|at| now.duration_since(*at) < FAILURE_WINDOW);
-        recent.len() >= MAX_FAILURES
+        let limited = recent.len() >= MAX_FAILURES;
+        if recent.is_empty() {
+            failures.remove(key);
+        }
+        limited
     }
 
     fn failed(&self, keys: &[&str]) {
@@ -296,8 +303,14 @@ async fn login(
             .unwrap_or(false),
         None => false,
     };
-    let Some(operator) = operator.filter(|_| verified) else {
-        console.failed(&[&by_address, &by_user]);
+    let Some(operator) = operator.clone().filter(|_| verified) else {
+        // Names nobody has are not counted per name: the map stays as small as the operator
+        // list plus the addresses that failed (those are limited per address anyway).
+        if operator.is_some() {
+            console.failed(&[&by_address, &by_user]);
+        } else {
+            console.failed(&[&by_address]);
+        }
         tracing::warn!(client = %client.ip(), "a console login failed");
         return html(
             StatusCode::UNAUTHORIZED,
