@@ -53,6 +53,7 @@ pub mod bus;
 pub mod cases;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod decision;
 pub mod detection;

@@ -16,6 +16,8 @@ use crate::audit::AuditEntry;
 use crate::decision::ActionRecord;
 use crate::state::{StateError, StateStore};
 
+pub mod operator;
+
 /// Whether the engine acts by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -106,15 +106,9 @@ pub fn decide(at: &Place, id: i64, approve: bool) -> Result<Status, CannotRun> {
     let dry_run = config.actions.dry_run;
     with_state(at, async |state| {
         let by = actor(at)?;
-        match Approvals::new(state).decide(id, approve, &by).await? {
+        let audit = audit_log(at, state).await?;
+        match crate::approvals::operator::decide(state, &audit, id, approve, &by, None).await? {
             Ok(approval) => {
-                let entry = approval.audit_entry(
-                    "approval",
-                    &by,
-                    &approval.status,
-                    format!("approval {id}"),
-                );
-                audit_log(at, state).await?.append(&[entry]).await?;
                 println!(
                     "approval {id} {}: {} {}{}",
                     approval.status,
@@ -144,17 +138,9 @@ pub fn mode(at: &Place, set: Option<&str>) -> Result<Status, CannotRun> {
                 _ => Mode::Manual,
             };
             let by = actor(at)?;
-            let before = approvals.mode().await?.mode;
-            approvals.set_mode(mode, &by, "set by an operator").await?;
-            let entry = AuditEntry {
-                kind: "mode".into(),
-                actor: by,
-                status: Some(mode.as_str().into()),
-                reason: Some("set by an operator".into()),
-                details: serde_json::json!({"from": before.as_str(), "to": mode.as_str()}),
-                ..AuditEntry::default()
-            };
-            audit_log(at, state).await?.append(&[entry]).await?;
+            let audit = audit_log(at, state).await?;
+            crate::approvals::operator::set_mode(state, &audit, mode, &by, "set by an operator")
+                .await?;
         }
         let current = approvals.mode().await?;
         println!(
@@ -272,4 +258,19 @@ pub fn unblock(at: &Place, address: &str) -> Result<Status, CannotRun> {
         println!("unblocked {shown} ({records} recorded block(s) closed)");
         Ok(Status::Ok)
     })
+}
+
+/// `palisade console hash-password`: the first line of standard input, hashed.
+pub fn hash_password(iterations: u32) -> Result<Status, CannotRun> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(CannotRun(
+            "no password on standard input (its first line is hashed)".into(),
+        ));
+    }
+    println!("{}", crate::console::password::hash(password, iterations)?);
+    Ok(Status::Ok)
 }

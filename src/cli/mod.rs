@@ -493,6 +493,11 @@ See docs/anomaly.md."
         #[command(subcommand)]
         which: ModelCommand,
     },
+    /// The operator console's helpers (docs/console.md).
+    Console {
+        #[command(subcommand)]
+        which: ConsoleCommand,
+    },
     /// Write the JSON Schemas for playbooks and the config file.
     Schema {
         /// Directory to write into.
@@ -553,6 +558,20 @@ pub enum IntelCommand {
     Stats {
         #[command(flatten)]
         at: Place,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Read a password from standard input (its first line) and print the hash to put in
+    /// `console.operators[].password_hash`. The password never appears in the arguments.
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' \"$PASSWORD\" | palisade console hash-password"
+    )]
+    HashPassword {
+        /// PBKDF2 rounds; more is slower for an attacker and for each login.
+        #[arg(long, default_value_t = crate::console::password::DEFAULT_ITERATIONS)]
+        iterations: u32,
     },
 }
 
@@ -798,6 +817,9 @@ pub fn main() -> ExitCode {
             ApprovalsCommand::Reject { id, at } => control::decide(&at, id, false),
         },
         Command::Mode { set, at } => control::mode(&at, set.as_deref()),
+        Command::Console { which } => match which {
+            ConsoleCommand::HashPassword { iterations } => control::hash_password(iterations),
+        },
         Command::Unblock { address, at } => control::unblock(&at, &address),
         Command::Audit { which } => match which {
             AuditCommand::Tail { count, at } => audit::tail(&at, count),

@@ -131,6 +131,23 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, Diagnostics> {
             "`audit.key`, `audit.anchor` and `state.path` must be three different files".into(),
         );
     }
+    // The console's own check, the one `palisade run` makes before it listens, reported at the
+    // field it is about.
+    if let Err(err) = crate::console::Plan::from_config(&config.console) {
+        use crate::console::ConsoleError;
+        let console = root.key("console");
+        let at = match &err {
+            ConsoleError::Listen(_) | ConsoleError::NotLoopback(_) => console.key("listen"),
+            ConsoleError::AllowPlain(_) => console.key("allow_plain_http_on"),
+            ConsoleError::Credential { index, .. } => {
+                console.key("operators").index(*index).key("password_hash")
+            }
+            ConsoleError::Name { index, .. } => console.key("operators").index(*index).key("name"),
+            ConsoleError::NoOperators => console.key("enabled"),
+            ConsoleError::NoSession => console.key("session_minutes"),
+        };
+        report(at, err.to_string());
+    }
     match config.http.listen.parse::<std::net::SocketAddr>() {
         Ok(address) if address.ip().is_loopback() => {}
         Ok(address) => report(

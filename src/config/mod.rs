@@ -80,6 +80,9 @@ pub struct Config {
     /// Which rule statuses run (docs/rules.md, "Lifecycle").
     #[serde(default)]
     pub rules: crate::rules::RulesConfig,
+    /// The operator console: screens for the people in charge of the engine (docs/console.md).
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// The engine's HTTP endpoints.

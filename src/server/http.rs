@@ -34,3 +34,23 @@ pub(super) async fn serve(
         ),
     }
 }
+
+/// Starts the operator console on its own listener, with its own connections to the state
+/// database (as the command line has). Unlike the endpoints above, a console that cannot
+/// listen stops the start: people expect to act through it.
+pub(super) async fn serve_console(
+    plan: crate::console::Plan,
+    state_path: &std::path::Path,
+    audit: &Arc<crate::audit::AuditLog>,
+    shutdown: &Shutdown,
+) -> Result<(), super::ServerError> {
+    let listen = plan.listen;
+    let state = crate::state::StateStore::open(state_path).await?;
+    let bound = crate::console::serve(plan, state, audit.clone(), shutdown.clone())
+        .await
+        .map_err(|err| {
+            super::ServerError::Setup(format!("cannot serve the console on {listen}: {err}"))
+        })?;
+    tracing::info!("serving the operator console on http://{bound}");
+    Ok(())
+}

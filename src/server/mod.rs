@@ -68,6 +68,8 @@ pub enum ServerError {
     #[error(transparent)]
     Redis(#[from] crate::bus::InvalidRedisUrl),
     #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error(transparent)]
     Plugins(#[from] crate::actions::plugins::RegistryError),
     #[error(transparent)]
     Policy(#[from] crate::config::PolicyError),
@@ -144,6 +146,8 @@ impl Server {
         // `--events` overrides the configured source.
         let source = options.source.unwrap_or_else(|| config.source.clone());
         let health = Arc::new(Health::default());
+        // Before anything is opened: a console that may not listen stops the start.
+        let console = crate::console::Plan::from_config(&config.console)?;
         let state_path = content.resolve(&config.state.path);
         let store = StateStore::open(&state_path).await?;
         let actor = actor_name(&source);
@@ -214,6 +218,9 @@ impl Server {
         start_learning(&stages, &state_path, &audit, &metrics, &shutdown).await?;
         if config.http.enabled {
             http::serve(&config.http, &metrics, &health, &shutdown).await;
+        }
+        if let Some(plan) = console {
+            http::serve_console(plan, &state_path, &audit, &shutdown).await?;
         }
         let reloads = start_reload(
             &content, &intel, &stages, &audit, actor, &metrics, &shutdown,

@@ -10,6 +10,7 @@ mod anomaly;
 mod audit;
 mod cli;
 mod command_line;
+mod console;
 mod correlation;
 mod crash;
 mod diff;
