@@ -1,7 +1,7 @@
 //! Operator credentials: PBKDF2-HMAC-SHA256 hashes in the form
 //! `pbkdf2-sha256$ITERATIONS$SALT$HASH` (salt and hash in unpadded base64). The scheme is named
 //! in the string so another can be added without breaking configured hashes
-//! (docs/decisions/0013-operator-console.md says why this scheme).
+//! (docs/decisions/0014-operator-console.md says why this scheme).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
