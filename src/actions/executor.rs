@@ -1260,6 +1260,7 @@ pub(crate) mod tests {
                 read_timeout: Duration::from_secs(5),
                 redirects: crate::outbound::Redirects::SameHost,
             },
+            file_scan: Default::default(),
         })
         .unwrap();
         let audit = AuditLog::open(&state, &crate::audit::AuditFiles::beside(&database))

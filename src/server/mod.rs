@@ -151,8 +151,11 @@ impl Server {
         let audit = open_audit(&content, &store).await?;
         // Alerts of detections with steps in the effects pool wait for those outcomes.
         let settled = SettledAlerts::waiting();
+        // `file.scan` reads the running content's YARA rules; a reload swaps them in.
+        let yara = crate::actions::plugins::yara_handle(content.yara.clone());
         let executor = build_executor(
             &content,
+            &yara,
             &source,
             &store,
             audit.clone(),
@@ -206,7 +209,7 @@ impl Server {
             http::serve(&config.http, &metrics, &health, &shutdown).await;
         }
         let reloads = start_reload(
-            &content, &intel, &stages, &audit, actor, &metrics, &shutdown,
+            &content, &intel, &stages, &yara, &audit, actor, &metrics, &shutdown,
         );
         let mut engine = Engine::new(
             content.clone(),
@@ -484,6 +487,7 @@ async fn open_audit(content: &Content, store: &StateStore) -> Result<Arc<AuditLo
 /// the tasks that keep the executor's world in order (firewall expiry, approved steps).
 async fn build_executor(
     content: &Content,
+    yara: &crate::intel::yara::YaraHandle,
     source: &SourceConfig,
     store: &StateStore,
     audit: Arc<AuditLog>,
@@ -499,6 +503,11 @@ async fn build_executor(
             blocks: Some(store.pool().clone()),
             firewall: config.actions.firewall,
             webhook: config.actions.webhook.limits(),
+            file_scan: crate::actions::plugins::FileScanSettings {
+                rules: yara.clone(),
+                roots: config.actions.file_scan.roots.clone(),
+                limits: config.actions.file_scan.limits(),
+            },
         })?;
     if !config.actions.dry_run {
         restore_firewall_blocks(store, config.actions.firewall, &policy).await;
@@ -731,6 +740,7 @@ fn start_reload(
     content: &Arc<Content>,
     intel: &IntelHandle,
     stages: &crate::pipeline::Stages,
+    yara: &crate::intel::yara::YaraHandle,
     audit: &Arc<AuditLog>,
     actor: String,
     metrics: &Arc<Metrics>,
@@ -743,6 +753,7 @@ fn start_reload(
             current: content.clone(),
             intel: intel.clone(),
             stages: stages.clone(),
+            yara: yara.clone(),
             dry_run: content.config.actions.dry_run,
             audit: Some(audit.clone()),
             actor,

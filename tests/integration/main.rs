@@ -32,3 +32,4 @@ mod sigma;
 mod support;
 mod targets;
 mod webhook_delivery;
+mod yara;

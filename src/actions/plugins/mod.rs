@@ -3,10 +3,12 @@
 //! (audit, protected targets, cooldowns, rate limits, timeouts, dry-run) is the executor's, not
 //! the plugins': a plugin only does its one thing. The contract is in `docs/actions.md`.
 
+mod file;
 pub mod firewall;
 mod notify;
 mod process;
 
+pub use file::{FileScanSettings, handle as yara_handle};
 pub use process::{ProcessInfo, process_info};
 
 use std::collections::BTreeMap;
@@ -67,6 +69,8 @@ pub struct PluginSettings {
     pub firewall: firewall::Backend,
     /// What `notify.webhook` calls are held to (`actions.webhook`).
     pub webhook: crate::outbound::Limits,
+    /// What `file.scan` reads with (`actions.file_scan` and the content's YARA rules).
+    pub file_scan: FileScanSettings,
 }
 
 /// The explicit registry: every plugin palisade has, by action name. Actions without a plugin
@@ -101,6 +105,7 @@ impl Registry {
             Box::new(notify::Webhook::new(settings.webhook)?),
             Box::new(notify::RedisPublish::new(&settings.redis_url)?),
             Box::new(notify::Syslog),
+            Box::new(file::Scan::new(&settings.file_scan)),
         ];
         for plugin in all {
             plugins.insert(plugin.name(), plugin);
