@@ -410,6 +410,11 @@ fn summary(old: &Content, new: &Content) -> (String, serde_json::Value) {
     compare("lists", lists(old), lists(new));
     compare("helpers", helpers(old), helpers(new));
     compare("exceptions", exceptions(old), exceptions(new));
+    compare(
+        "yara rule files",
+        old.yara.fingerprints.clone(),
+        new.yara.fingerprints.clone(),
+    );
     if old.config != new.config {
         parts.push("config changed".into());
     }

@@ -38,6 +38,8 @@ pub struct YaraRules {
     compiled: Option<std::sync::Arc<yara_x::Rules>>,
     /// The rule files, in load order.
     pub files: Vec<PathBuf>,
+    /// Each file's path and the sha256 of its text, so a reload can say which files changed.
+    pub fingerprints: Vec<(String, String)>,
 }
 
 impl fmt::Debug for YaraRules {
@@ -50,10 +52,9 @@ impl fmt::Debug for YaraRules {
 }
 
 impl PartialEq for YaraRules {
-    /// Two loads are the same when they read the same files; a reload compares contents by the
-    /// files' own change detection, not by compiled code.
+    /// Two loads are the same when they read the same texts from the same files.
     fn eq(&self, other: &YaraRules) -> bool {
-        self.files == other.files && self.rule_count() == other.rule_count()
+        self.fingerprints == other.fingerprints
     }
 }
 
@@ -80,12 +81,23 @@ impl YaraRules {
 /// one broken file does not hide the problems of the others.
 pub fn compile(sources: &[(PathBuf, String)], problems: &mut Diagnostics) -> YaraRules {
     let files: Vec<PathBuf> = sources.iter().map(|(path, _)| path.clone()).collect();
+    let fingerprints = sources
+        .iter()
+        .map(|(path, text)| {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            (path.display().to_string(), hex)
+        })
+        .collect();
     #[cfg(not(feature = "yara"))]
     {
         if let Some((first, _)) = sources.first() {
             problems.push(Diagnostic::file(first, "yara-unsupported", UNSUPPORTED));
         }
-        YaraRules { files }
+        YaraRules {
+            files,
+            fingerprints,
+        }
     }
     #[cfg(feature = "yara")]
     {
@@ -93,6 +105,7 @@ pub fn compile(sources: &[(PathBuf, String)], problems: &mut Diagnostics) -> Yar
             return YaraRules {
                 compiled: None,
                 files,
+                fingerprints,
             };
         }
         let mut compiler = yara_x::Compiler::new();
@@ -109,6 +122,7 @@ pub fn compile(sources: &[(PathBuf, String)], problems: &mut Diagnostics) -> Yar
         YaraRules {
             compiled: Some(std::sync::Arc::new(compiled)),
             files,
+            fingerprints,
         }
     }
 }
@@ -389,7 +403,9 @@ pub fn scan_file_within(
     }))
 }
 
-/// A scanner over the compiled rules, reused for every file of one scan.
+/// A scanner over the compiled rules, reused for every file of one scan. (Never made in a
+/// build without the `yara` feature, where every scan stops at [`ScanError::Unsupported`].)
+#[cfg_attr(not(feature = "yara"), allow(dead_code))]
 struct Scanner<'r> {
     #[cfg(feature = "yara")]
     inner: yara_x::Scanner<'r>,
@@ -398,6 +414,7 @@ struct Scanner<'r> {
     limits: ScanLimits,
 }
 
+#[cfg_attr(not(feature = "yara"), allow(dead_code))]
 impl<'r> Scanner<'r> {
     #[cfg(not(feature = "yara"))]
     fn new(_rules: &'r YaraRules, _limits: ScanLimits) -> Result<Scanner<'r>, ScanError> {

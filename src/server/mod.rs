@@ -485,6 +485,10 @@ async fn open_audit(content: &Content, store: &StateStore) -> Result<Arc<AuditLo
 
 /// Every decision is audited; steps planned to act are executed (dry-run plans none). Starts
 /// the tasks that keep the executor's world in order (firewall expiry, approved steps).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are what the executor and its plugins are built over"
+)]
 async fn build_executor(
     content: &Content,
     yara: &crate::intel::yara::YaraHandle,
@@ -736,6 +740,10 @@ async fn start_learning(
 
 /// Watches rules, playbooks, the config and the model file; `None` when it cannot (out of
 /// inotify watches, say): the engine runs on without picking up changes.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a shared handle the reload task keeps; a struct would only rename them"
+)]
 fn start_reload(
     content: &Arc<Content>,
     intel: &IntelHandle,
