@@ -349,7 +349,11 @@ fn load_yara(dir: &Path, cap: u64, problems: &mut Diagnostics) -> crate::intel::
     use crate::intel::yara;
     let folder = display_path(dir, Path::new(yara::YARA_DIR));
     if !yara::SUPPORTED && folder.is_dir() {
-        problems.push(Diagnostic::file(&folder, "yara-unsupported", yara::UNSUPPORTED));
+        problems.push(Diagnostic::file(
+            &folder,
+            "yara-unsupported",
+            yara::UNSUPPORTED,
+        ));
         return yara::YaraRules::default();
     }
     let sources: Vec<(PathBuf, String)> = files(&folder, yara::YARA_EXTENSIONS, problems)

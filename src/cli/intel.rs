@@ -199,7 +199,9 @@ pub fn scan(at: &Place, paths: &[std::path::PathBuf], store: bool) -> Result<Sta
     if !yara::SUPPORTED {
         return Err(CannotRun(yara::UNSUPPORTED.to_string()));
     }
-    let content = at.content()?.map_err(|problems| CannotRun(problems.render()))?;
+    let content = at
+        .content()?
+        .map_err(|problems| CannotRun(problems.render()))?;
     let limits = content.config.actions.file_scan.limits();
     let state_path = content.resolve(&content.config.state.path);
     // A spinner naming the file being read; indicatif draws nothing when stderr is not a
@@ -255,7 +257,10 @@ pub fn scan(at: &Place, paths: &[std::path::PathBuf], store: bool) -> Result<Sta
         report.matches.len(),
         report.skipped.len(),
         if store && !indicators.is_empty() {
-            format!("; stored {} indicator(s) as source `yara`", indicators.len())
+            format!(
+                "; stored {} indicator(s) as source `yara`",
+                indicators.len()
+            )
         } else {
             String::new()
         }

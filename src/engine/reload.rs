@@ -217,10 +217,9 @@ impl Watched {
         let touched = self.touched(path);
         touched.model
             || (touched.content
-                && path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "rhai" | "yaml" | "yml" | "json" | "yar" | "yara")))
+                && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(e, "rhai" | "yaml" | "yml" | "json" | "yar" | "yara")
+                }))
     }
 
     fn touched(&self, path: &Path) -> Touched {

@@ -132,9 +132,9 @@ pub fn compile(sources: &[(PathBuf, String)], problems: &mut Diagnostics) -> Yar
 #[cfg(feature = "yara")]
 fn compile_problem(path: &Path, text: &str, err: &yara_x::errors::CompileError) -> Diagnostic {
     let label = err.labels().next();
-    let position = label
-        .as_ref()
-        .map_or(Position::START, |label| byte_position(text, label.span().start()));
+    let position = label.as_ref().map_or(Position::START, |label| {
+        byte_position(text, label.span().start())
+    });
     let detail = label
         .as_ref()
         .map(|label| label.text().to_string())
@@ -198,13 +198,18 @@ impl FileMatch {
                 if m.meta.is_empty() {
                     m.rule.clone()
                 } else {
-                    let meta: Vec<String> = m.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let meta: Vec<String> =
+                        m.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     format!("{} ({})", m.rule, meta.join(", "))
                 }
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let tags: Vec<String> = self.rules.iter().map(|m| format!("yara:{}", m.rule)).collect();
+        let tags: Vec<String> = self
+            .rules
+            .iter()
+            .map(|m| format!("yara:{}", m.rule))
+            .collect();
         [
             (IndicatorKind::Sha256, &self.sha256),
             (IndicatorKind::Sha1, &self.sha1),
@@ -513,7 +518,9 @@ fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ScanError> {
         .map_err(|err| refused(err.to_string()))?;
     let meta = file.metadata().map_err(|err| refused(err.to_string()))?;
     if !meta.is_file() {
-        return Err(refused("not a regular file (device, FIFO or socket)".into()));
+        return Err(refused(
+            "not a regular file (device, FIFO or socket)".into(),
+        ));
     }
     if meta.len() > max_bytes {
         return Err(refused(format!(

@@ -66,7 +66,10 @@ fn palisade_bounded(args: &[&str], dir: &Path) -> std::process::Output {
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`palisade {}` did not finish within a minute", args.join(" "));
+            panic!(
+                "`palisade {}` did not finish within a minute",
+                args.join(" ")
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -80,7 +83,10 @@ fn intel_scan_stores_the_hash_of_a_matching_file_and_replay_detects_it() {
     write(&dir.path().join("yara/eicar.yar"), EICAR_RULE);
     let sample = eicar();
     write(&dir.path().join("samples/eicar.com"), &sample);
-    write(&dir.path().join("samples/sub/notes.txt"), "nothing to see here\n");
+    write(
+        &dir.path().join("samples/sub/notes.txt"),
+        "nothing to see here\n",
+    );
     let listed = sha256_hex(sample.as_bytes());
     let clean = sha256_hex(b"nothing to see here\n");
 
@@ -89,7 +95,9 @@ fn intel_scan_stores_the_hash_of_a_matching_file_and_replay_detects_it() {
     // A match is a finding: exit 1, like `validate` with problems.
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains(&format!("samples/eicar.com: eicar_test_file (sha256 {listed})")),
+        text.contains(&format!(
+            "samples/eicar.com: eicar_test_file (sha256 {listed})"
+        )),
         "{text}"
     );
     assert!(text.contains("eicar_test_file.family: EICAR"), "{text}");
@@ -141,7 +149,10 @@ fn a_yara_syntax_error_is_reported_at_its_position() {
     let out = palisade(&["validate", "."], dir.path());
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("yara/broken.yar:4:23: error[yara-invalid]: YARA syntax error"), "{text}");
+    assert!(
+        text.contains("yara/broken.yar:4:23: error[yara-invalid]: YARA syntax error"),
+        "{text}"
+    );
     // The good file is not blamed.
     assert!(!text.contains("a_good.yar"), "{text}");
 }
@@ -158,7 +169,11 @@ fn scan_does_not_follow_symlinks_out_of_the_roots_or_read_fifos() {
     write(&dir.path().join("outside/folder/deep.com"), &sample);
     let root = dir.path().join("root");
     write(&root.join("inside.com"), &sample);
-    symlink(dir.path().join("outside/secret.com"), root.join("link-out.com")).expect("link");
+    symlink(
+        dir.path().join("outside/secret.com"),
+        root.join("link-out.com"),
+    )
+    .expect("link");
     symlink(dir.path().join("outside/folder"), root.join("folder-out")).expect("link");
     // A link to a file inside the root is the same file: scanned once.
     symlink(root.join("inside.com"), root.join("link-in.com")).expect("link");
@@ -257,7 +272,10 @@ fn file_scan_outside_the_roots_is_refused_and_inside_reports_matches() {
             )
         })
         .collect();
-    write(&dir.path().join("events.jsonl"), &(events.join("\n") + "\n"));
+    write(
+        &dir.path().join("events.jsonl"),
+        &(events.join("\n") + "\n"),
+    );
     let out = palisade(&["run", "--events", "events.jsonl"], dir.path());
     assert_eq!(
         out.status.code(),
