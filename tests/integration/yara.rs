@@ -194,7 +194,7 @@ fn scan_does_not_follow_symlinks_out_of_the_roots_or_read_fifos() {
         "{text}"
     );
     assert!(
-        text.contains("skipped root/folder-out: a link to a folder (not followed)"),
+        text.contains("skipped root/folder-out: a link out of the scan roots (not followed)"),
         "{text}"
     );
     assert!(
