@@ -35,6 +35,8 @@ pub struct Content {
     pub library: Library,
     /// Per-rule exceptions (`exceptions/*.yaml`).
     pub exceptions: Arc<Exceptions>,
+    /// YARA rules (`yara/*.yar`), compiled once here (docs/intel.md, "YARA").
+    pub yara: crate::intel::yara::YaraRules,
     /// Problems that do not stop the content from loading (reads of event fields the model
     /// does not know), for `validate` and the commands to show.
     pub warnings: Diagnostics,
@@ -48,6 +50,8 @@ pub const LISTS_DIR: &str = "lists";
 pub const LIB_DIR: &str = "lib";
 /// Where per-rule exceptions are read from, relative to the content directory.
 pub const EXCEPTIONS_DIR: &str = "exceptions";
+/// Where YARA rules are read from, relative to the content directory.
+pub const YARA_DIR: &str = crate::intel::yara::YARA_DIR;
 
 impl Content {
     /// The intel a command runs with: the live indicators in this content's state database
@@ -312,6 +316,7 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         }
     }
 
+    let yara = load_yara(dir, cap, &mut problems);
     let warninglists = load_warninglists(&display_path(dir, Path::new(WARNINGLISTS_DIR)), cap)
         .unwrap_or_else(|found| {
             problems.extend(found);
@@ -334,7 +339,28 @@ pub fn load(dir: &Path, config_file: Option<&Path>) -> Result<Content, Diagnosti
         sigma,
         library,
         exceptions,
+        yara,
     })
+}
+
+/// Reads and compiles `yara/*.yar` (and `*.yara`). A build without the `yara` feature refuses
+/// the folder outright: rules a team relies on must not be silently ignored.
+fn load_yara(dir: &Path, cap: u64, problems: &mut Diagnostics) -> crate::intel::yara::YaraRules {
+    use crate::intel::yara;
+    let folder = display_path(dir, Path::new(yara::YARA_DIR));
+    if !yara::SUPPORTED && folder.is_dir() {
+        problems.push(Diagnostic::file(
+            &folder,
+            "yara-unsupported",
+            yara::UNSUPPORTED,
+        ));
+        return yara::YaraRules::default();
+    }
+    let sources: Vec<(PathBuf, String)> = files(&folder, yara::YARA_EXTENSIONS, problems)
+        .into_iter()
+        .filter_map(|path| read(&path, cap, problems).map(|text| (path, text)))
+        .collect();
+    yara::compile(&sources, problems)
 }
 
 /// Loads `lists/*.yaml` and `lib/*.rhai`. A list name used twice, or a helper defined in two

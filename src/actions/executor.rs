@@ -1261,6 +1261,7 @@ pub(crate) mod tests {
                 redirects: crate::outbound::Redirects::SameHost,
             },
             email: None,
+            file_scan: Default::default(),
         })
         .unwrap();
         let audit = AuditLog::open(&state, &crate::audit::AuditFiles::beside(&database))

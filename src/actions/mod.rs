@@ -225,6 +225,17 @@ pub static ACTIONS: &[ActionSpec] = &[
         target: "to",
         default_risk: Risk::Low,
     },
+    ActionSpec {
+        name: "file.scan",
+        summary: "Scan a file with the content's YARA rules (only inside `actions.file_scan.roots`)",
+        params: &[required(
+            "path",
+            ParamType::Text,
+            "absolute path of the file, e.g. {{ event.image }}",
+        )],
+        target: "path",
+        default_risk: Risk::Low,
+    },
 ];
 
 pub fn lookup(name: &str) -> Option<&'static ActionSpec> {

@@ -199,6 +199,86 @@ pub fn lookup(at: &Place, value: &str) -> Result<Status, CannotRun> {
         .map_err(|e| CannotRun(e.to_string()))
 }
 
+/// `palisade intel scan`: the content's YARA rules over `paths`, the matches printed and
+/// (unless `store` is off) their hashes stored in one transaction.
+pub fn scan(at: &Place, paths: &[std::path::PathBuf], store: bool) -> Result<Status, CannotRun> {
+    use crate::intel::yara;
+    if !yara::SUPPORTED {
+        return Err(CannotRun(yara::UNSUPPORTED.to_string()));
+    }
+    let content = at
+        .content()?
+        .map_err(|problems| CannotRun(problems.render()))?;
+    let limits = content.config.actions.file_scan.limits();
+    let state_path = content.resolve(&content.config.state.path);
+    // A spinner naming the file being read; indicatif draws nothing when stderr is not a
+    // terminal, so piped output stays clean.
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let mut files = 0u64;
+    let report = yara::scan_paths(&content.yara, paths, limits, &mut |path| {
+        files += 1;
+        spinner.set_message(format!("{files} file(s): {}", path.display()));
+    });
+    spinner.finish_and_clear();
+    let report = report.map_err(|err| CannotRun(err.to_string()))?;
+    for found in &report.matches {
+        let rules: Vec<&str> = found.rules.iter().map(|m| m.rule.as_str()).collect();
+        println!(
+            "{}: {} (sha256 {})",
+            crate::text::inert(&found.path.display().to_string()),
+            rules.join(", "),
+            found.sha256
+        );
+        for rule in &found.rules {
+            for (key, value) in &rule.meta {
+                println!("    {}.{key}: {}", rule.rule, crate::text::inert(value));
+            }
+        }
+    }
+    for skipped in &report.skipped {
+        println!(
+            "skipped {}: {}",
+            crate::text::inert(&skipped.path.display().to_string()),
+            skipped.reason
+        );
+    }
+    let indicators: Vec<crate::intel::Indicator> = report
+        .matches
+        .iter()
+        .flat_map(yara::FileMatch::indicators)
+        .collect();
+    if store && !indicators.is_empty() {
+        let now = jiff::Timestamp::now().as_millisecond();
+        runtime()?.block_on(async {
+            let state = StateStore::open(&state_path).await?;
+            IntelStore::new(&state).upsert(&indicators, now).await?;
+            state.close().await;
+            Ok::<(), crate::state::StateError>(())
+        })?;
+    }
+    println!(
+        "scanned {} file(s) with {} rule(s): {} matched, {} skipped{}",
+        report.scanned,
+        content.yara.rule_count(),
+        report.matches.len(),
+        report.skipped.len(),
+        if store && !indicators.is_empty() {
+            format!(
+                "; stored {} indicator(s) as source `yara`",
+                indicators.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(if report.matches.is_empty() {
+        Status::Ok
+    } else {
+        Status::Findings
+    })
+}
+
 pub fn stats(at: &Place) -> Result<Status, CannotRun> {
     let (state_path, lists, _) = context(at)?;
     runtime()?.block_on(async {

@@ -554,6 +554,23 @@ pub enum IntelCommand {
         #[command(flatten)]
         at: Place,
     },
+    /// Scan files and folders with the content's YARA rules (`yara/*.yar`; needs a build with
+    /// the `yara` feature). Prints each matching file with its rules, and stores the file's
+    /// sha256, sha1 and md5 as indicators of source `yara`, so events carrying them are
+    /// detected. Links out of the given paths, devices and FIFOs are skipped; files over
+    /// `actions.file_scan.max_bytes` are not read. Exit 1 when a file matched.
+    #[command(
+        after_help = "Examples:\n  palisade intel scan /srv/uploads\n  palisade intel scan suspicious.bin --no-store"
+    )]
+    Scan {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the matches without storing their hashes.
+        #[arg(long)]
+        no_store: bool,
+        #[command(flatten)]
+        at: Place,
+    },
     /// Count indicators by kind and source, and show each feed's last pull.
     Stats {
         #[command(flatten)]
@@ -850,6 +867,11 @@ pub fn main() -> ExitCode {
             ),
             IntelCommand::Lookup { value, at } => intel::lookup(&at, &value),
             IntelCommand::Stats { at } => intel::stats(&at),
+            IntelCommand::Scan {
+                paths,
+                no_store,
+                at,
+            } => intel::scan(&at, &paths, !no_store),
             IntelCommand::Pull { feed, at } => intel::pull(&at, feed.as_deref()),
         },
         Command::Bench {

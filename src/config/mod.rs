@@ -455,6 +455,9 @@ pub struct ActionsConfig {
     /// The pool that runs steps calling outside systems (`notify.webhook`, `notify.redis`,
     /// `notify.syslog`, `notify.email`) off the committing task: workers, queue, time limits, shutdown wait.
     pub effects: crate::actions::EffectsConfig,
+    /// What `file.scan` may read and for how long, and the bounds `palisade intel scan` scans
+    /// with (docs/actions.md, `file.scan`).
+    pub file_scan: FileScanConfig,
 }
 
 impl Default for ActionsConfig {
@@ -487,6 +490,42 @@ impl Default for ActionsConfig {
             webhook: WebhookConfig::default(),
             email: crate::actions::plugins::email::EmailConfig::default(),
             effects: crate::actions::EffectsConfig::default(),
+            file_scan: FileScanConfig::default(),
+        }
+    }
+}
+
+/// `actions.file_scan`: the folders a `file.scan` step may read (none by default: the action
+/// refuses every path until roots are named), the largest file scanned, and the time budget
+/// of one file's scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct FileScanConfig {
+    /// Folders whose files `file.scan` may read; a path whose real location (links resolved)
+    /// is outside all of them is refused.
+    pub roots: Vec<PathBuf>,
+    /// Files larger than this many bytes are not read.
+    pub max_bytes: u64,
+    /// The longest one file's scan may take: `10s`.
+    pub timeout: crate::duration::Span,
+}
+
+impl Default for FileScanConfig {
+    fn default() -> FileScanConfig {
+        FileScanConfig {
+            roots: Vec::new(),
+            max_bytes: 64 * 1024 * 1024,
+            timeout: const { crate::duration::Span::secs(10) },
+        }
+    }
+}
+
+impl FileScanConfig {
+    pub fn limits(&self) -> crate::intel::yara::ScanLimits {
+        crate::intel::yara::ScanLimits {
+            max_bytes: self.max_bytes,
+            timeout: self.timeout.duration(),
         }
     }
 }

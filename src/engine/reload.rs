@@ -33,6 +33,8 @@ pub struct ReloadSettings {
     pub current: Arc<Content>,
     pub intel: IntelHandle,
     pub stages: Stages,
+    /// The YARA rules `file.scan` reads, swapped for the reloaded content's.
+    pub yara: crate::intel::yara::YaraHandle,
     /// Planning's dry-run, fixed at start: `actions` changes take a restart.
     pub dry_run: bool,
     pub audit: Option<Arc<AuditLog>>,
@@ -46,7 +48,7 @@ struct Watched {
     rules: PathBuf,
     playbooks: PathBuf,
     warninglists: PathBuf,
-    /// `lists/`, `lib/` and `exceptions/`: what every rule shares.
+    /// `lists/`, `lib/`, `exceptions/` and `yara/`: what every rule shares.
     shared: Vec<PathBuf>,
     /// The folders of Sigma rules named by `sigma.folders` (a SigmaHQ checkout, say).
     sigma: Vec<PathBuf>,
@@ -133,6 +135,7 @@ impl Watched {
                 crate::content::LISTS_DIR,
                 crate::content::LIB_DIR,
                 crate::content::EXCEPTIONS_DIR,
+                crate::content::YARA_DIR,
             ]
             .iter()
             .map(|folder| {
@@ -214,10 +217,9 @@ impl Watched {
         let touched = self.touched(path);
         touched.model
             || (touched.content
-                && path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "rhai" | "yaml" | "yml" | "json")))
+                && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(e, "rhai" | "yaml" | "yml" | "json" | "yar" | "yara")
+                }))
     }
 
     fn touched(&self, path: &Path) -> Touched {
@@ -407,6 +409,11 @@ fn summary(old: &Content, new: &Content) -> (String, serde_json::Value) {
     compare("lists", lists(old), lists(new));
     compare("helpers", helpers(old), helpers(new));
     compare("exceptions", exceptions(old), exceptions(new));
+    compare(
+        "yara rule files",
+        old.yara.fingerprints.clone(),
+        new.yara.fingerprints.clone(),
+    );
     if old.config != new.config {
         parts.push("config changed".into());
     }
@@ -593,6 +600,7 @@ async fn reload(
     if engine.send(pipeline).is_err() {
         return;
     }
+    settings.yara.store(Arc::new(content.yara.clone()));
     let (text, details) = summary(&settings.current, &content);
     let restart = needs_restart(&settings.current.config, &content.config);
     if !restart.is_empty() {

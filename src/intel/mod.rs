@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod pull;
 pub mod store;
 pub mod warninglist;
+pub mod yara;
 
 pub use config::{
     EsFeedConfig, FeedConfig, FeedFetchConfig, FeedType, IntelConfig, IntelMaxPrefix,

@@ -155,8 +155,11 @@ impl Server {
         let audit = open_audit(&content, &store).await?;
         // Alerts of detections with steps in the effects pool wait for those outcomes.
         let settled = SettledAlerts::waiting();
+        // `file.scan` reads the running content's YARA rules; a reload swaps them in.
+        let yara = crate::actions::plugins::yara_handle(content.yara.clone());
         let executor = build_executor(
             &content,
+            &yara,
             &source,
             &store,
             audit.clone(),
@@ -223,7 +226,7 @@ impl Server {
             http::serve_console(plan, &state_path, &audit, &shutdown).await?;
         }
         let reloads = start_reload(
-            &content, &intel, &stages, &audit, actor, &metrics, &shutdown,
+            &content, &intel, &stages, &yara, &audit, actor, &metrics, &shutdown,
         );
         let mut engine = Engine::new(
             content.clone(),
@@ -499,8 +502,13 @@ async fn open_audit(content: &Content, store: &StateStore) -> Result<Arc<AuditLo
 
 /// Every decision is audited; steps planned to act are executed (dry-run plans none). Starts
 /// the tasks that keep the executor's world in order (firewall expiry, approved steps).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are what the executor and its plugins are built over"
+)]
 async fn build_executor(
     content: &Content,
+    yara: &crate::intel::yara::YaraHandle,
     source: &SourceConfig,
     store: &StateStore,
     audit: Arc<AuditLog>,
@@ -518,6 +526,11 @@ async fn build_executor(
             webhook: config.actions.webhook.limits(),
             // Checked when the content was loaded; a config that does not check has no server.
             email: config.actions.email.settings().ok().flatten(),
+            file_scan: crate::actions::plugins::FileScanSettings {
+                rules: yara.clone(),
+                roots: config.actions.file_scan.roots.clone(),
+                limits: config.actions.file_scan.limits(),
+            },
         })?;
     if !config.actions.dry_run {
         restore_firewall_blocks(store, config.actions.firewall, &policy).await;
@@ -776,10 +789,15 @@ async fn start_learning(
 
 /// Watches rules, playbooks, the config and the model file; `None` when it cannot (out of
 /// inotify watches, say): the engine runs on without picking up changes.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a shared handle the reload task keeps; a struct would only rename them"
+)]
 fn start_reload(
     content: &Arc<Content>,
     intel: &IntelHandle,
     stages: &crate::pipeline::Stages,
+    yara: &crate::intel::yara::YaraHandle,
     audit: &Arc<AuditLog>,
     actor: String,
     metrics: &Arc<Metrics>,
@@ -792,6 +810,7 @@ fn start_reload(
             current: content.clone(),
             intel: intel.clone(),
             stages: stages.clone(),
+            yara: yara.clone(),
             dry_run: content.config.actions.dry_run,
             audit: Some(audit.clone()),
             actor,

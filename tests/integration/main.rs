@@ -35,3 +35,4 @@ mod sigma;
 mod support;
 mod targets;
 mod webhook_delivery;
+mod yara;

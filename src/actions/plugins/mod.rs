@@ -4,10 +4,12 @@
 //! the plugins': a plugin only does its one thing. The contract is in `docs/actions.md`.
 
 pub mod email;
+mod file;
 pub mod firewall;
 mod notify;
 mod process;
 
+pub use file::{FileScanSettings, handle as yara_handle};
 pub use process::{ProcessInfo, process_info};
 
 use std::collections::BTreeMap;
@@ -70,6 +72,8 @@ pub struct PluginSettings {
     pub webhook: crate::outbound::Limits,
     /// The SMTP server `notify.email` sends through (`actions.email`), if one is configured.
     pub email: Option<email::EmailSettings>,
+    /// What `file.scan` reads with (`actions.file_scan` and the content's YARA rules).
+    pub file_scan: FileScanSettings,
 }
 
 /// The explicit registry: every plugin palisade has, by action name. Actions without a plugin
@@ -107,6 +111,7 @@ impl Registry {
             Box::new(notify::RedisPublish::new(&settings.redis_url)?),
             Box::new(notify::Syslog),
             Box::new(email::Email::new(settings.email.as_ref())?),
+            Box::new(file::Scan::new(&settings.file_scan)),
         ];
         for plugin in all {
             plugins.insert(plugin.name(), plugin);

@@ -242,6 +242,7 @@ mod tests {
             confidence: None,
             severity: None,
             max_prefix: IntelMaxPrefix::default(),
+            subdomains: None,
         }
     }
 
