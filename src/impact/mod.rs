@@ -227,6 +227,39 @@ struct Tally<T> {
     examples: Examples<T>,
 }
 
+impl<T> Tally<T> {
+    /// Counts what the base (`was`) and the head (`now`) produced for one event, and what the
+    /// head gained or lost beyond the other, keeping up to `examples` of each. Whether it
+    /// changed.
+    fn add<S>(&mut self, was: &[S], now: &[S], examples: usize, example: impl Fn(&S) -> T) -> bool {
+        self.counts.base += was.len() as u64;
+        self.counts.head += now.len() as u64;
+        let (extra, count, kept) = if now.len() > was.len() {
+            (
+                &now[was.len()..],
+                &mut self.counts.gained,
+                &mut self.examples.gained,
+            )
+        } else if was.len() > now.len() {
+            (
+                &was[now.len()..],
+                &mut self.counts.lost,
+                &mut self.examples.lost,
+            )
+        } else {
+            return false;
+        };
+        *count += extra.len() as u64;
+        kept.extend(
+            extra
+                .iter()
+                .take(examples.saturating_sub(kept.len()))
+                .map(example),
+        );
+        true
+    }
+}
+
 impl<T> Default for Tally<T> {
     fn default() -> Self {
         Tally {
@@ -431,31 +464,11 @@ impl<'a> Comparison<'a> {
             let was = base.get(rule).map_or(&[][..], Vec::as_slice);
             let now = head.get(rule).map_or(&[][..], Vec::as_slice);
             let tally = self.rules.entry(rule.clone()).or_default();
-            tally.counts.base += was.len() as u64;
-            tally.counts.head += now.len() as u64;
-            let examples = self.examples;
-            let example = |d: &Detection| DetectionExample {
+            changed |= tally.add(was, now, self.examples, |d| DetectionExample {
                 event: event_ref(event, origin),
                 title: crate::text::inert(&d.title).into_owned(),
                 severity: d.severity,
-            };
-            if now.len() > was.len() {
-                changed = true;
-                tally.counts.gained += (now.len() - was.len()) as u64;
-                for d in &now[was.len()..] {
-                    if tally.examples.gained.len() < examples {
-                        tally.examples.gained.push(example(d));
-                    }
-                }
-            } else if was.len() > now.len() {
-                changed = true;
-                tally.counts.lost += (was.len() - now.len()) as u64;
-                for d in &was[now.len()..] {
-                    if tally.examples.lost.len() < examples {
-                        tally.examples.lost.push(example(d));
-                    }
-                }
-            }
+            });
         }
         changed
     }
@@ -474,34 +487,14 @@ impl<'a> Comparison<'a> {
             let was = base.get(key).map_or(&[][..], Vec::as_slice);
             let now = head.get(key).map_or(&[][..], Vec::as_slice);
             let tally = self.playbooks.entry(key.0.clone()).or_default();
-            tally.counts.base += was.len() as u64;
-            tally.counts.head += now.len() as u64;
-            let examples = self.examples;
-            let example = |a: &ActionRecord| ActionExample {
+            changed |= tally.add(was, now, self.examples, |a| ActionExample {
                 event: event_ref(event, origin),
                 rule: a.rule.to_string(),
                 step: a.step.clone(),
                 action: a.action,
                 target: cut(&a.target),
                 status: a.status,
-            };
-            if now.len() > was.len() {
-                changed = true;
-                tally.counts.gained += (now.len() - was.len()) as u64;
-                for a in &now[was.len()..] {
-                    if tally.examples.gained.len() < examples {
-                        tally.examples.gained.push(example(a));
-                    }
-                }
-            } else if was.len() > now.len() {
-                changed = true;
-                tally.counts.lost += (was.len() - now.len()) as u64;
-                for a in &was[now.len()..] {
-                    if tally.examples.lost.len() < examples {
-                        tally.examples.lost.push(example(a));
-                    }
-                }
-            }
+            });
         }
         changed
     }
