@@ -34,7 +34,7 @@ pub enum ParamType {
     /// differs from the one its values gave.
     HeaderLine,
     /// E-mail addresses separated by commas (`soc@example.com, oncall@example.com`), each parsed
-    /// as an address; at most [`MAX_RECIPIENTS`]. Display names and groups are not accepted:
+    /// as an address; at most `MAX_RECIPIENTS` (50). Display names and groups are not accepted:
     /// only what can be a recipient of the envelope.
     Recipients,
 }
