@@ -366,7 +366,45 @@ pub struct AlertsConfig {
     pub stream_maxlen: usize,
     /// Also index every alert, with its steps' outcomes, into Elasticsearch (read from the
     /// same outbox, so it needs alerts enabled).
-    pub elasticsearch: Option<crate::sinks::elasticsearch::EsSinkConfig>,
+    pub elasticsearch: Option<EsSinkConfig>,
+}
+
+/// `alerts.elasticsearch`: where alerts are indexed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct EsSinkConfig {
+    /// The cluster: `https://es.example:9200`.
+    pub url: String,
+    /// The index (or data stream) alerts are written to.
+    pub index: String,
+    /// Environment variable holding an API key, sent as `Authorization: ApiKey KEY`.
+    pub api_key_env: Option<String>,
+    /// Environment variables holding a basic-auth user and password (instead of a key).
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    /// Alerts per `_bulk` request.
+    pub batch: usize,
+    /// The first wait before a retry; it doubles per retry within a round (three retries),
+    /// then the round ends and the next, a second later, starts over.
+    pub retry_backoff: crate::duration::Span,
+    /// The longest one `_bulk` request may take.
+    pub timeout: crate::duration::Span,
+}
+
+impl Default for EsSinkConfig {
+    fn default() -> EsSinkConfig {
+        EsSinkConfig {
+            url: "http://localhost:9200".into(),
+            index: "palisade-alerts".into(),
+            api_key_env: None,
+            username_env: None,
+            password_env: None,
+            batch: 500,
+            retry_backoff: const { crate::duration::Span::secs(1) },
+            timeout: const { crate::duration::Span::secs(30) },
+        }
+    }
 }
 
 impl Default for AlertsConfig {
