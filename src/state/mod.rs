@@ -98,6 +98,12 @@ impl StateError {
 /// How long opening the database is retried while SQLite says it cannot open it.
 const CANNOT_OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long an empty file is waited for before it is refused as empty. SQLite creates the file
+/// before it writes the first page, so another process making a fresh database at the same
+/// moment (an operator command run as the engine starts) leaves it empty for a moment; a file
+/// still empty after this is not being made.
+const BEING_MADE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// SQLite's answer for a file that is not a database.
 const SQLITE_NOTADB: &str = "26";
 
@@ -215,8 +221,11 @@ impl StateStore {
         transient::retry(
             "opening the state database",
             |err: &StateError| {
-                err.is_transient()
-                    && (!err.is_cannot_open() || started.elapsed() < CANNOT_OPEN_PATIENCE)
+                let being_made = matches!(err, StateError::Empty { .. })
+                    && started.elapsed() < BEING_MADE_PATIENCE;
+                being_made
+                    || (err.is_transient()
+                        && (!err.is_cannot_open() || started.elapsed() < CANNOT_OPEN_PATIENCE))
             },
             || StateStore::open_once(path),
         )
@@ -1209,6 +1218,27 @@ mod tests {
             String::from_utf8_lossy(&again.stderr).contains("UNIQUE constraint failed"),
             "{again:?}"
         );
+    }
+
+    /// Defect: an operator command run as the engine started could find the database file
+    /// the other process had just created and not yet written, and refuse it as an empty file:
+    /// the engine then did not start. An empty file is waited for a moment first.
+    #[tokio::test]
+    async fn a_database_another_process_is_making_is_waited_for_not_refused_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.db");
+        std::fs::write(&path, b"").unwrap();
+        let made = dir.path().join("made.db");
+        let (from, to) = (made.clone(), path.clone());
+        let maker = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            StateStore::open(&from).await.unwrap().close().await;
+            std::fs::rename(&from, &to).unwrap();
+        });
+        let store = StateStore::open(&path).await.unwrap();
+        maker.await.unwrap();
+        assert_eq!(store.counts().await.unwrap(), (0, 0));
+        store.close().await;
     }
 
     #[tokio::test]
