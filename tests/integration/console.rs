@@ -133,12 +133,7 @@ console:\n  enabled: true\n  listen: \"127.0.0.1:0\"\n  operators:\n    \
         ),
     )
     .expect("config");
-    std::fs::write(
-        dir.path().join("rules/test_targets.rhai"),
-        r#"let rule = #{ id: "test-target", title: "Test target", severity: "high", events: ["process_create"],
-                        filter: #{ "cmdline|contains": ["palisade-test-target"] } };"#,
-    )
-    .expect("rule");
+    crate::support::write_test_target_rule(dir.path());
     std::fs::write(
         dir.path().join("playbooks/test-notify.yaml"),
         format!("id: test-notify\ntitle: Tell\ntrigger: {{rules: [test-target]}}\nsteps:\n  - id: tell\n    action: notify.webhook\n    with: {{url: \"{webhook}\", message: \"hello\"}}\n"),

@@ -376,12 +376,7 @@ fn syslog_and_redis_notifications_reach_real_receivers() {
         ),
     )
     .expect("config");
-    std::fs::write(
-        dir.path().join("rules/test_targets.rhai"),
-        r#"let rule = #{ id: "test-target", title: "Test target", severity: "high", events: ["process_create"],
-                        filter: #{ "cmdline|contains": ["palisade-test-target"] } };"#,
-    )
-    .expect("rule");
+    crate::support::write_test_target_rule(dir.path());
     std::fs::write(
         dir.path().join("playbooks/test-notify.yaml"),
         format!(
@@ -442,12 +437,7 @@ fn recording_webhook() -> (
 fn notifying_content(config: &str, extra: &str, steps: &str) -> tempfile::TempDir {
     let dir = scratch_content();
     std::fs::write(dir.path().join("palisade.yaml"), config).expect("config");
-    std::fs::write(
-        dir.path().join("rules/test_targets.rhai"),
-        r#"let rule = #{ id: "test-target", title: "Test target", severity: "high", events: ["process_create"],
-                        filter: #{ "cmdline|contains": ["palisade-test-target"] } };"#,
-    )
-    .expect("rule");
+    crate::support::write_test_target_rule(dir.path());
     std::fs::write(
         dir.path().join("playbooks/test-notify.yaml"),
         format!("id: test-notify\ntitle: Tell people\n{extra}trigger: {{rules: [test-target]}}\nsteps:\n{steps}"),

@@ -344,3 +344,14 @@ pub fn serve_http(app: axum::Router) -> std::net::SocketAddr {
     });
     address
 }
+
+/// Writes `rules/test_targets.rhai` in `dir`: a rule `test-target` that fires for any process
+/// whose command line holds `palisade-test-target` (the target processes the tests start).
+pub fn write_test_target_rule(dir: &Path) {
+    std::fs::write(
+        dir.join("rules/test_targets.rhai"),
+        r#"let rule = #{ id: "test-target", title: "Test target", severity: "high", events: ["process_create"],
+                        filter: #{ "cmdline|contains": ["palisade-test-target"] } };"#,
+    )
+    .expect("rule");
+}
